@@ -1,0 +1,268 @@
+//! `Authorization` header parsing from raw bytes (RFC 9110 §11, RFC 6750 §2.1).
+//!
+//! ```text
+//! credentials = auth-scheme 1*SP token68
+//! token68     = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+//! ```
+//!
+//! Accepted schemes, matched with ASCII case-insensitivity only (no Unicode
+//! folding, so a Kelvin sign is not a `K`): `Api-Key` → [`Credentials::ApiKey`]
+//! and `Bearer` → [`Credentials::Bearer`], the latter for the application's own
+//! token validator.
+//!
+//! **Whitespace policy.** Spaces and tabs *around the whole value* are
+//! ignored: RFC 9110 §5.5 excludes them from the field value and `httparse`
+//! already strips them, but `http::HeaderValue` does not, so the result must
+//! not depend on which layer trimmed. Between the scheme and the credentials
+//! one or more SP are required (`1*SP`); a tab there is rejected. No
+//! whitespace is allowed inside the credentials. Everything else is strict:
+//! control bytes (NUL, CR, LF, …), DEL and bytes ≥ 0x80 anywhere, a value over
+//! the cap (checked first, before any other work), a scheme with no
+//! credentials, auth-params, quoted strings and comma-joined lists are errors.
+//!
+//! ```
+//! use api_keys::header::{parse_authorization, Credentials, HeaderError, DEFAULT_MAX_HEADER_LEN};
+//!
+//! let c = parse_authorization(b"api-key  ak_abc", DEFAULT_MAX_HEADER_LEN)?;
+//! assert_eq!(c, Credentials::ApiKey(b"ak_abc"));
+//! assert_eq!(parse_authorization(b"Basic dXNlcg==", 4096), Err(HeaderError::UnsupportedScheme));
+//! assert_eq!(parse_authorization(b"Api-Key a b", 4096), Err(HeaderError::InvalidCredentials));
+//! # Ok::<(), HeaderError>(())
+//! ```
+
+use std::fmt;
+
+/// Default cap on the Authorization value in bytes (4 KiB).
+pub const DEFAULT_MAX_HEADER_LEN: usize = 4096;
+
+/// The credentials carried by an `Authorization` value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Credentials<'a> {
+    /// `Api-Key <token68>`: verified by this crate.
+    ApiKey(&'a [u8]),
+    /// `Bearer <token68>`: for the application's own token validator.
+    Bearer(&'a [u8]),
+}
+
+impl fmt::Debug for Credentials<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ApiKey(_) => f.write_str("ApiKey([REDACTED])"),
+            Self::Bearer(_) => f.write_str("Bearer([REDACTED])"),
+        }
+    }
+}
+
+/// Why an `Authorization` value was rejected. Never contains the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeaderError {
+    /// The value is empty or only whitespace.
+    #[error("authorization header is empty")]
+    Empty,
+    /// Longer than the configured cap.
+    #[error("authorization header is {len} bytes, over the {max}-byte limit")]
+    TooLong {
+        /// Bytes received.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// A control byte, DEL or non-ASCII byte.
+    #[error("authorization header has a control or non-ASCII byte at offset {position}")]
+    InvalidByte {
+        /// Zero-based offset of the byte in the untrimmed value.
+        position: usize,
+    },
+    /// The scheme is not an RFC 9110 token.
+    #[error("authorization scheme is not a valid token")]
+    InvalidScheme,
+    /// A scheme other than `Api-Key` or `Bearer`.
+    #[error("authorization scheme is not supported (use Api-Key or Bearer)")]
+    UnsupportedScheme,
+    /// `Api-Key` or `Bearer` without credentials.
+    #[error("authorization scheme has no credentials")]
+    MissingCredentials,
+    /// The credentials are not a single token68 (inner whitespace, auth-params,
+    /// quotes, commas, a tab separator, misplaced `=`).
+    #[error("authorization credentials are not a single token68 value")]
+    InvalidCredentials,
+}
+
+const T68: u8 = 1; // token68 body character
+const TCHAR: u8 = 2; // RFC 9110 tchar
+
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let mut v = 0;
+        if c.is_ascii_alphanumeric() {
+            v |= T68 | TCHAR;
+        }
+        match c {
+            b'-' | b'.' | b'_' | b'~' | b'+' => v |= T68 | TCHAR,
+            b'/' => v |= T68,
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'^' | b'`' | b'|' => v |= TCHAR,
+            _ => {}
+        }
+        t[i] = v;
+        i += 1;
+    }
+    t
+};
+
+/// Parses an `Authorization` field value.
+///
+/// The length cap is checked before anything else. Never panics and never
+/// allocates.
+///
+/// # Errors
+/// [`HeaderError`] naming the first problem found.
+pub fn parse_authorization(value: &[u8], max_len: usize) -> Result<Credentials<'_>, HeaderError> {
+    if value.len() > max_len {
+        return Err(HeaderError::TooLong { len: value.len(), max: max_len });
+    }
+    if let Some(position) = value.iter().position(|&b| (b < 0x20 && b != b'\t') || b >= 0x7F) {
+        return Err(HeaderError::InvalidByte { position });
+    }
+    let v = value.trim_ascii();
+    if v.is_empty() {
+        return Err(HeaderError::Empty);
+    }
+    let scheme_end = v.iter().position(|&b| b == b' ' || b == b'\t').unwrap_or(v.len());
+    let (scheme, rest) = v.split_at(scheme_end);
+    if !scheme.iter().all(|&b| CLASS[usize::from(b)] & TCHAR != 0) {
+        return Err(HeaderError::InvalidScheme);
+    }
+    let is_api_key = if scheme.eq_ignore_ascii_case(b"Api-Key") {
+        true
+    } else if scheme.eq_ignore_ascii_case(b"Bearer") {
+        false
+    } else {
+        return Err(HeaderError::UnsupportedScheme);
+    };
+    if rest.is_empty() {
+        return Err(HeaderError::MissingCredentials);
+    }
+    let creds = {
+        let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+        &rest[start..]
+    };
+    if !is_token68(creds) {
+        return Err(HeaderError::InvalidCredentials);
+    }
+    Ok(if is_api_key { Credentials::ApiKey(creds) } else { Credentials::Bearer(creds) })
+}
+
+/// Whether `b` is an RFC 9110 `token68`.
+#[must_use]
+pub fn is_token68(b: &[u8]) -> bool {
+    let body_end = b.iter().rposition(|&c| c != b'=').map_or(0, |i| i + 1);
+    body_end > 0 && b[..body_end].iter().all(|&c| CLASS[usize::from(c)] & T68 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MAX: usize = DEFAULT_MAX_HEADER_LEN;
+
+    #[test]
+    fn schemes_are_ascii_case_insensitive() {
+        for s in ["Api-Key", "api-key", "API-KEY", "aPi-kEy"] {
+            let v = format!("{s} tok");
+            assert_eq!(parse_authorization(v.as_bytes(), MAX), Ok(Credentials::ApiKey(b"tok")));
+        }
+        for s in ["Bearer", "bearer", "BEARER"] {
+            let v = format!("{s} a.b-c_d~e+f/g==");
+            assert_eq!(parse_authorization(v.as_bytes(), MAX), Ok(Credentials::Bearer(b"a.b-c_d~e+f/g==")));
+        }
+        // Kelvin sign (U+212A) is not K: rejected as non-ASCII.
+        assert!(matches!(
+            parse_authorization("Api-\u{212A}ey tok".as_bytes(), MAX),
+            Err(HeaderError::InvalidByte { position: 4 })
+        ));
+    }
+
+    #[test]
+    fn whitespace_policy() {
+        let ok = Ok(Credentials::ApiKey(&b"tok"[..]));
+        assert_eq!(parse_authorization(b"  Api-Key tok\t ", MAX), ok);
+        assert_eq!(parse_authorization(b"Api-Key    tok", MAX), ok);
+        assert_eq!(parse_authorization(b"\tApi-Key tok", MAX), ok);
+        assert_eq!(parse_authorization(b"Api-Key\ttok", MAX), Err(HeaderError::InvalidCredentials));
+        assert_eq!(parse_authorization(b"Api-Key \ttok", MAX), Err(HeaderError::InvalidCredentials));
+        assert_eq!(parse_authorization(b"Api-Key to k", MAX), Err(HeaderError::InvalidCredentials));
+        assert_eq!(parse_authorization(b"   ", MAX), Err(HeaderError::Empty));
+        assert_eq!(parse_authorization(b"", MAX), Err(HeaderError::Empty));
+    }
+
+    #[test]
+    fn malformed_values() {
+        use HeaderError::*;
+        let cases: &[(&[u8], HeaderError)] = &[
+            (b"Api-Key", MissingCredentials),
+            (b"Api-Key   ", MissingCredentials),
+            (b"Bearer", MissingCredentials),
+            (b"Basic dXNlcjpwYXNz", UnsupportedScheme),
+            (b"ApiKey tok", UnsupportedScheme),
+            (b"Api_Key tok", UnsupportedScheme),
+            (b"Api-Key: tok", InvalidScheme),
+            (b"\"Api-Key\" tok", InvalidScheme),
+            (b"Api-Key tok,Api-Key tok2", InvalidCredentials),
+            (b"Api-Key tok, Bearer x", InvalidCredentials),
+            (b"Api-Key key=\"tok\"", InvalidCredentials),
+            (b"Api-Key \"tok\"", InvalidCredentials),
+            (b"Api-Key =tok", InvalidCredentials),
+            (b"Api-Key ==", InvalidCredentials),
+            (b"Api-Key to=k", InvalidCredentials),
+            (b"Api-Key tok\0", InvalidByte { position: 11 }),
+            (b"Api-Key tok\r\nX: y", InvalidByte { position: 11 }),
+            (b"Api-Key t\x7fk", InvalidByte { position: 9 }),
+            (b"Api-Key t\xffk", InvalidByte { position: 9 }),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_authorization(input, MAX), Err(*want), "{}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn padding_is_token68() {
+        assert_eq!(parse_authorization(b"Api-Key dG9r==", MAX), Ok(Credentials::ApiKey(b"dG9r==")));
+    }
+
+    #[test]
+    fn cap_is_checked_first() {
+        let mut big = b"Api-Key ".to_vec();
+        big.resize(1 << 20, 0); // NUL bytes would be InvalidByte if looked at
+        assert_eq!(parse_authorization(&big, MAX), Err(HeaderError::TooLong { len: 1 << 20, max: MAX }));
+        let exact = [b"Api-Key ".as_slice(), &[b'a'; 4088]].concat();
+        assert!(parse_authorization(&exact, MAX).is_ok());
+        let over = [b"Api-Key ".as_slice(), &[b'a'; 4089]].concat();
+        assert!(matches!(parse_authorization(&over, MAX), Err(HeaderError::TooLong { .. })));
+    }
+
+    #[test]
+    fn debug_redacts_credentials() {
+        let c = parse_authorization(b"Api-Key secretvalue", MAX).unwrap();
+        assert_eq!(format!("{c:?}"), "ApiKey([REDACTED])");
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = parse_authorization(&bytes, 256);
+        }
+
+        #[test]
+        fn accepted_credentials_are_token68(s in "[ -~]{0,80}") {
+            if let Ok(Credentials::ApiKey(c) | Credentials::Bearer(c)) = parse_authorization(s.as_bytes(), MAX) {
+                prop_assert!(is_token68(c));
+                prop_assert!(!c.contains(&b' '));
+            }
+        }
+    }
+}

@@ -1,0 +1,41 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod header;
+
+mod checksum;
+mod clock;
+mod digest;
+mod last_used;
+mod manager;
+mod record;
+mod scope;
+mod secret;
+pub mod store;
+mod token;
+mod verify;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp, TimestampError};
+pub use digest::{Digest, DigestError, MIN_PEPPER_LEN, Pepper, PepperError, Peppers};
+pub use header::{Credentials, HeaderError};
+pub use manager::{
+    AllowAll, CreateRequest, CreationPolicy, DenyAll, KeyManager, KeyManagerBuilder, KeyOperation, KeyRequest,
+    MAX_IMPORTED_LEN, MIN_IMPORTED_LEN, ManageError, PolicyDenied,
+};
+pub use record::{
+    ApiKeySummary, CreatedKey, Description, FieldError, KeyInfo, KeyKind, KeyRecord, KeyStatus,
+    MAX_DESCRIPTION_CHARS, MAX_SERVICE_ACCOUNT_LEN, ReissueLinks, ServiceAccountId,
+};
+pub use scope::{
+    MAX_SCOPE_LEN, MAX_SCOPES_PER_KEY, RequiredScope, Scope, ScopeCatalog, ScopeCatalogBuilder, ScopeError,
+    ScopeInfo, ScopeSet,
+};
+pub use secret::{MaskedKey, Secret};
+pub use store::{KeyStore, MemoryStore, OldKeyFate, Page, PageRequest, StoreError};
+pub use token::{
+    BODY_LEN, GeneratedKey, KEY_ID_LEN, KeyId, KeyIdError, MAX_PREFIX_LEN, PrefixError, RandomError, SECRET_LEN,
+    Token, TokenError, TokenFormat,
+};
+pub use verify::{ClientClass, Principal, Verifier, VerifierBuilder, VerifierConfig, VerifyError};

@@ -1,0 +1,545 @@
+//! Key lifecycle: create, get, list, revoke, delete, reissue, import,
+//! list-scopes — the operations of the `yc iam api-key` command group.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use api_keys::{CreateRequest, KeyManager, MemoryStore, Pepper, Peppers, ScopeCatalog};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let manager = KeyManager::builder(
+//!     Arc::new(MemoryStore::new()),
+//!     Peppers::single(Pepper::generate(1)?),
+//!     ScopeCatalog::yandex_cloud(),
+//! )
+//! .build();
+//! let created = manager
+//!     .create(CreateRequest::new("my-robot").description("for CI").expires_at("2030-01-01T00:00:00Z".parse()?))
+//!     .await?;
+//! println!("{}", serde_json::to_string(&created)?); // shown once
+//! let reissued = manager.reissue(&created.api_key.id, Duration::ZERO).await?;
+//! assert_ne!(reissued.api_key.id, created.api_key.id);
+//! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::digest::Peppers;
+use crate::header::is_token68;
+use crate::record::{
+    ApiKeySummary, CreatedKey, Description, FieldError, KeyInfo, KeyKind, KeyRecord, KeyStatus, ReissueLinks,
+    ServiceAccountId,
+};
+use crate::scope::{ScopeCatalog, ScopeError, ScopeInfo, ScopeSet};
+use crate::secret::Secret;
+use crate::store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, check_reissuable};
+use crate::token::{KeyId, RandomError, SECRET_LEN, TokenFormat};
+use crate::verify::VerifierBuilder;
+use crate::{Verifier, header};
+
+/// Shortest importable secret, in bytes.
+pub const MIN_IMPORTED_LEN: usize = 16;
+/// Longest importable secret, in bytes.
+pub const MAX_IMPORTED_LEN: usize = 512;
+
+/// Why a management operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManageError {
+    /// A field (service account id, description) is invalid.
+    #[error(transparent)]
+    InvalidField(#[from] FieldError),
+    /// A scope is invalid or unknown (the error names it).
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
+    /// The requested expiry is not in the future.
+    #[error("expires_at {0} is not in the future")]
+    AlreadyExpired(Timestamp),
+    /// The creation policy refused.
+    #[error(transparent)]
+    PolicyDenied(#[from] PolicyDenied),
+    /// No key with this id.
+    #[error("key {0} not found")]
+    NotFound(KeyId),
+    /// The key cannot be reissued (revoked or already reissued).
+    #[error("key {id} cannot be reissued: {reason}")]
+    Conflict {
+        /// The key.
+        id: KeyId,
+        /// Why.
+        reason: &'static str,
+    },
+    /// An imported secret is unusable (the text says why, never the secret).
+    #[error("imported secret rejected: {0}")]
+    InvalidImportedSecret(&'static str),
+    /// This imported secret is already stored.
+    #[error("this secret was already imported")]
+    AlreadyImported,
+    /// The OS random generator failed.
+    #[error(transparent)]
+    Random(#[from] RandomError),
+    /// The store failed; nothing was written.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ManageError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(id) => Self::NotFound(id),
+            StoreError::Conflict { id, reason } => Self::Conflict { id, reason },
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// A refusal from a [`CreationPolicy`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("creating API keys is not allowed: {reason}")]
+pub struct PolicyDenied {
+    /// Shown to the operator.
+    pub reason: String,
+}
+
+impl PolicyDenied {
+    /// A refusal with a reason.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self { reason: reason.into() }
+    }
+}
+
+/// Which operation asks the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyOperation {
+    /// `create`.
+    Create,
+    /// `reissue` of an existing key.
+    Reissue,
+    /// `import` of an existing secret.
+    Import,
+}
+
+/// What a [`CreationPolicy`] is asked to allow, after validation.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyRequest<'a> {
+    /// Which operation.
+    pub operation: KeyOperation,
+    /// The owner.
+    pub service_account_id: &'a ServiceAccountId,
+    /// The scopes the key would get.
+    pub scopes: &'a ScopeSet,
+    /// Its expiry.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// An access policy that may forbid creating keys (as folder, cloud or
+/// organisation policies can in the source documents).
+///
+/// Closures `Fn(&KeyRequest) -> Result<(), PolicyDenied>` are policies.
+pub trait CreationPolicy: Send + Sync + 'static {
+    /// Allows or refuses the request.
+    ///
+    /// # Errors
+    /// [`PolicyDenied`] to refuse.
+    fn check(&self, request: &KeyRequest<'_>) -> Result<(), PolicyDenied>;
+}
+
+impl<F> CreationPolicy for F
+where
+    F: Fn(&KeyRequest<'_>) -> Result<(), PolicyDenied> + Send + Sync + 'static,
+{
+    fn check(&self, request: &KeyRequest<'_>) -> Result<(), PolicyDenied> {
+        self(request)
+    }
+}
+
+/// Allows everything. The default policy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowAll;
+
+impl CreationPolicy for AllowAll {
+    fn check(&self, _: &KeyRequest<'_>) -> Result<(), PolicyDenied> {
+        Ok(())
+    }
+}
+
+/// Refuses every new key with a fixed reason.
+#[derive(Debug, Clone)]
+pub struct DenyAll(pub String);
+
+impl CreationPolicy for DenyAll {
+    fn check(&self, _: &KeyRequest<'_>) -> Result<(), PolicyDenied> {
+        Err(PolicyDenied::new(self.0.clone()))
+    }
+}
+
+/// Parameters of [`KeyManager::create`]; validated by `create`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateRequest {
+    /// Owner (required).
+    pub service_account_id: String,
+    /// Optional description.
+    pub description: String,
+    /// Scopes; `None` gives the catalog's defaults.
+    pub scopes: Option<Vec<String>>,
+    /// Optional expiry.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl CreateRequest {
+    /// A request for `service_account_id` with default scopes and no expiry.
+    pub fn new(service_account_id: impl Into<String>) -> Self {
+        Self { service_account_id: service_account_id.into(), ..Self::default() }
+    }
+
+    /// Sets the description.
+    #[must_use]
+    pub fn description(mut self, d: impl Into<String>) -> Self {
+        self.description = d.into();
+        self
+    }
+
+    /// Sets the scopes.
+    #[must_use]
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets the expiry.
+    #[must_use]
+    pub fn expires_at(mut self, t: Timestamp) -> Self {
+        self.expires_at = Some(t);
+        self
+    }
+}
+
+/// Builds a [`KeyManager`].
+pub struct KeyManagerBuilder<S> {
+    store: Arc<S>,
+    peppers: Arc<Peppers>,
+    catalog: Arc<ScopeCatalog>,
+    format: TokenFormat,
+    clock: Arc<dyn Clock>,
+    policy: Arc<dyn CreationPolicy>,
+}
+
+impl<S> fmt::Debug for KeyManagerBuilder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyManagerBuilder").field("format", &self.format).finish_non_exhaustive()
+    }
+}
+
+impl<S: KeyStore> KeyManagerBuilder<S> {
+    /// Token format. Defaults to the prefix `ak_`.
+    #[must_use]
+    pub fn token_format(mut self, format: TokenFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Clock. Defaults to [`SystemClock`].
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Creation policy. Defaults to [`AllowAll`].
+    #[must_use]
+    pub fn policy(mut self, policy: impl CreationPolicy) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// Finishes the manager.
+    #[must_use]
+    pub fn build(self) -> KeyManager<S> {
+        KeyManager {
+            store: self.store,
+            peppers: self.peppers,
+            catalog: self.catalog,
+            format: self.format,
+            clock: self.clock,
+            policy: self.policy,
+        }
+    }
+}
+
+/// Creates and manages keys over a store.
+pub struct KeyManager<S> {
+    store: Arc<S>,
+    peppers: Arc<Peppers>,
+    catalog: Arc<ScopeCatalog>,
+    format: TokenFormat,
+    clock: Arc<dyn Clock>,
+    policy: Arc<dyn CreationPolicy>,
+}
+
+impl<S> fmt::Debug for KeyManager<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyManager").field("format", &self.format).finish_non_exhaustive()
+    }
+}
+
+/// Attempts at a fresh id when the store reports a duplicate.
+const ID_ATTEMPTS: usize = 3;
+
+impl<S: KeyStore> KeyManager<S> {
+    /// Starts a manager over `store`, digesting with `peppers`' current
+    /// pepper and validating scopes against `catalog`.
+    pub fn builder(store: Arc<S>, peppers: impl Into<Arc<Peppers>>, catalog: impl Into<Arc<ScopeCatalog>>) -> KeyManagerBuilder<S> {
+        KeyManagerBuilder {
+            store,
+            peppers: peppers.into(),
+            catalog: catalog.into(),
+            format: TokenFormat::default(),
+            clock: Arc::new(SystemClock),
+            policy: Arc::new(AllowAll),
+        }
+    }
+
+    /// A verifier builder sharing this manager's store, peppers, format and
+    /// clock.
+    #[must_use]
+    pub fn verifier(&self) -> VerifierBuilder<S> {
+        Verifier::builder(Arc::clone(&self.store), Arc::clone(&self.peppers))
+            .token_format(self.format.clone())
+            .clock(Arc::clone(&self.clock))
+    }
+
+    /// The scope catalog.
+    #[must_use]
+    pub fn catalog(&self) -> &ScopeCatalog {
+        &self.catalog
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// Every scope a key can have (`list-scopes`).
+    #[must_use]
+    pub fn list_scopes(&self) -> &[ScopeInfo] {
+        self.catalog.list()
+    }
+
+    fn check_expiry(&self, expires_at: Option<Timestamp>, now: Timestamp) -> Result<(), ManageError> {
+        match expires_at {
+            Some(t) if t <= now => Err(ManageError::AlreadyExpired(t)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates a key and returns it with its secret, once.
+    ///
+    /// # Errors
+    /// [`ManageError`] for invalid fields, unknown scopes (named), an expiry
+    /// not in the future, a policy refusal, or a store failure (nothing is
+    /// written then).
+    pub async fn create(&self, request: CreateRequest) -> Result<CreatedKey, ManageError> {
+        let sa = ServiceAccountId::new(&request.service_account_id)?;
+        let description = Description::new(&request.description)?;
+        let scopes = self.catalog.resolve(request.scopes.as_deref())?;
+        let now = self.clock.now();
+        self.check_expiry(request.expires_at, now)?;
+        self.policy.check(&KeyRequest {
+            operation: KeyOperation::Create,
+            service_account_id: &sa,
+            scopes: &scopes,
+            expires_at: request.expires_at,
+        })?;
+        let template = KeyRecordTemplate { sa, description, scopes, expires_at: request.expires_at, links: ReissueLinks::default() };
+        for _ in 0..ID_ATTEMPTS {
+            let (record, secret) = self.new_native(&template, now)?;
+            match self.store.insert(record.clone()).await {
+                Ok(()) => return Ok(CreatedKey { api_key: ApiKeySummary::from(&record), secret }),
+                Err(StoreError::Duplicate(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ManageError::Random(RandomError))
+    }
+
+    fn new_native(&self, t: &KeyRecordTemplate, now: Timestamp) -> Result<(KeyRecord, Secret), ManageError> {
+        let generated = self.format.generate()?;
+        let p = self.format.prefix().len();
+        let secret_part = &generated.secret.expose_secret().as_bytes()[p + 21..p + 21 + SECRET_LEN];
+        let (pepper_version, digest) = self.peppers.digest_current(secret_part);
+        let record = KeyRecord {
+            id: generated.id,
+            service_account_id: t.sa.clone(),
+            description: t.description.clone(),
+            created_at: now,
+            last_used_at: None,
+            scopes: t.scopes.clone(),
+            expires_at: t.expires_at,
+            masked_key: generated.secret.tail6(),
+            pepper_version,
+            digest,
+            status: KeyStatus::Active,
+            kind: KeyKind::Native,
+            links: t.links,
+        };
+        Ok((record, generated.secret))
+    }
+
+    /// Fetches a key's listing view.
+    ///
+    /// # Errors
+    /// [`ManageError::NotFound`] or a store failure.
+    pub async fn get(&self, id: &KeyId) -> Result<KeyInfo, ManageError> {
+        match self.store.get(id).await? {
+            Some(r) => Ok(r.info()),
+            None => Err(ManageError::NotFound(*id)),
+        }
+    }
+
+    /// Lists a service account's keys (masked, never digests), by id.
+    ///
+    /// # Errors
+    /// Invalid service account id or a store failure.
+    pub async fn list(&self, service_account_id: &str, page: PageRequest) -> Result<Page<KeyInfo>, ManageError> {
+        let sa = ServiceAccountId::new(service_account_id)?;
+        let page = self.store.list(&sa, page).await?;
+        Ok(Page { items: page.items.iter().map(KeyRecord::info).collect(), next: page.next })
+    }
+
+    /// Revokes a key: it is never accepted again but stays listed.
+    ///
+    /// # Errors
+    /// [`ManageError::NotFound`] or a store failure.
+    pub async fn revoke(&self, id: &KeyId) -> Result<(), ManageError> {
+        Ok(self.store.revoke(id).await?)
+    }
+
+    /// Deletes a key.
+    ///
+    /// # Errors
+    /// [`ManageError::NotFound`] or a store failure.
+    pub async fn delete(&self, id: &KeyId) -> Result<(), ManageError> {
+        Ok(self.store.delete(id).await?)
+    }
+
+    /// Reissues a key after a compromise: a new secret with the same owner,
+    /// description, scopes and expiry. The old key stays valid for `grace`
+    /// (zero: revoked at once), never beyond its own expiry.
+    ///
+    /// # Errors
+    /// [`ManageError::NotFound`], [`ManageError::Conflict`] (revoked or
+    /// already reissued), [`ManageError::AlreadyExpired`] (the key's expiry
+    /// has passed), a policy refusal, or a store failure (nothing written).
+    pub async fn reissue(&self, id: &KeyId, grace: Duration) -> Result<CreatedKey, ManageError> {
+        let old = self.store.get(id).await?.ok_or(ManageError::NotFound(*id))?;
+        check_reissuable(&old)?;
+        let now = self.clock.now();
+        self.check_expiry(old.expires_at, now)?;
+        self.policy.check(&KeyRequest {
+            operation: KeyOperation::Reissue,
+            service_account_id: &old.service_account_id,
+            scopes: &old.scopes,
+            expires_at: old.expires_at,
+        })?;
+        let fate = if grace.is_zero() { OldKeyFate::Revoke } else { OldKeyFate::ExpireAt(now.saturating_add(grace)) };
+        let template = KeyRecordTemplate {
+            sa: old.service_account_id.clone(),
+            description: old.description.clone(),
+            scopes: old.scopes.clone(),
+            expires_at: old.expires_at,
+            links: ReissueLinks { replaced_by: None, reissued_from: Some(old.id) },
+        };
+        for _ in 0..ID_ATTEMPTS {
+            let (record, secret) = self.new_native(&template, now)?;
+            match self.store.reissue(id, record.clone(), fate).await {
+                Ok(()) => return Ok(CreatedKey { api_key: ApiKeySummary::from(&record), secret }),
+                Err(StoreError::Duplicate(dup)) if dup == record.id => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ManageError::Random(RandomError))
+    }
+
+    /// Imports an existing opaque secret (e.g. a 40-character `AQVN…` key
+    /// from another system): stores its digest under a new id. The key then
+    /// verifies through the digest index.
+    ///
+    /// The secret must be 16–512 bytes of `token68` (so it can travel in an
+    /// `Authorization` header) and must not start with this format's prefix.
+    ///
+    /// # Errors
+    /// [`ManageError::InvalidImportedSecret`], [`ManageError::AlreadyImported`],
+    /// and the errors of [`KeyManager::create`].
+    pub async fn import(&self, request: CreateRequest, secret: &Secret) -> Result<KeyInfo, ManageError> {
+        let bytes = secret.expose_secret().as_bytes();
+        if bytes.len() < MIN_IMPORTED_LEN || bytes.len() > MAX_IMPORTED_LEN {
+            return Err(ManageError::InvalidImportedSecret("length must be 16 to 512 bytes"));
+        }
+        if !is_token68(bytes) || bytes.len() > header::DEFAULT_MAX_HEADER_LEN {
+            return Err(ManageError::InvalidImportedSecret("must be token68 (A-Z a-z 0-9 - . _ ~ + / and trailing =)"));
+        }
+        if bytes.starts_with(self.format.prefix().as_bytes()) {
+            return Err(ManageError::InvalidImportedSecret("starts with this crate's key prefix"));
+        }
+        let sa = ServiceAccountId::new(&request.service_account_id)?;
+        let description = Description::new(&request.description)?;
+        let scopes = self.catalog.resolve(request.scopes.as_deref())?;
+        let now = self.clock.now();
+        self.check_expiry(request.expires_at, now)?;
+        self.policy.check(&KeyRequest {
+            operation: KeyOperation::Import,
+            service_account_id: &sa,
+            scopes: &scopes,
+            expires_at: request.expires_at,
+        })?;
+        let (pepper_version, digest) = self.peppers.digest_current(bytes);
+        if self.store.get_by_digest(&digest).await?.is_some() {
+            return Err(ManageError::AlreadyImported);
+        }
+        for _ in 0..ID_ATTEMPTS {
+            let record = KeyRecord {
+                id: KeyId::generate()?,
+                service_account_id: sa.clone(),
+                description: description.clone(),
+                created_at: now,
+                last_used_at: None,
+                scopes: scopes.clone(),
+                expires_at: request.expires_at,
+                masked_key: secret.tail6(),
+                pepper_version,
+                digest,
+                status: KeyStatus::Active,
+                kind: KeyKind::Imported,
+                links: ReissueLinks::default(),
+            };
+            let info = record.info();
+            match self.store.insert(record).await {
+                Ok(()) => return Ok(info),
+                Err(StoreError::Duplicate(id)) if id == info.id => {
+                    if self.store.get_by_digest(&digest).await?.is_some() {
+                        return Err(ManageError::AlreadyImported);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ManageError::Random(RandomError))
+    }
+}
+
+struct KeyRecordTemplate {
+    sa: ServiceAccountId,
+    description: Description,
+    scopes: ScopeSet,
+    expires_at: Option<Timestamp>,
+    links: ReissueLinks,
+}

@@ -1,0 +1,290 @@
+//! A concurrent in-memory [`KeyStore`].
+//!
+//! Records live in 64 shards, each a `RwLock<HashMap<KeyId, Arc<KeyRecord>>>`.
+//! `get` takes one shard's read lock and clones an `Arc`: no allocation, no
+//! global lock, no contention between threads verifying different keys.
+//! Mutations are serialised by one writer mutex (they are rare) and then take
+//! the affected shards' write locks briefly, so readers never see a
+//! half-applied reissue. Service account ids and scope sets are interned, so
+//! a million keys with the same scopes share one scope list.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::future::ready;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue};
+use crate::clock::Timestamp;
+use crate::digest::Digest;
+use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
+use crate::scope::ScopeSet;
+use crate::token::KeyId;
+
+const SHARDS: usize = 64;
+
+/// Hashes a [`KeyId`] by folding its random characters: ids are generated
+/// from the OS CSPRNG, so no keyed hash is needed to spread them, and lookups
+/// of attacker-chosen ids can only probe, not insert.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut a = [0u8; 8];
+        let mut b = [0u8; 8];
+        let n = bytes.len().min(8);
+        a[..n].copy_from_slice(&bytes[..n]);
+        if bytes.len() > 8 {
+            let m = (bytes.len() - 8).min(8);
+            b[..m].copy_from_slice(&bytes[8..8 + m]);
+        }
+        let mut c = [0u8; 8];
+        if bytes.len() > 16 {
+            let m = (bytes.len() - 16).min(8);
+            c[..m].copy_from_slice(&bytes[16..16 + m]);
+        }
+        let x = u64::from_le_bytes(a) ^ u64::from_le_bytes(b).rotate_left(29) ^ u64::from_le_bytes(c).rotate_left(43);
+        let h = (self.0 ^ x).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 29);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct BuildIdHasher;
+
+impl BuildHasher for BuildIdHasher {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+type Shard = HashMap<KeyId, Arc<KeyRecord>, BuildIdHasher>;
+
+#[derive(Default)]
+struct Index {
+    by_account: BTreeMap<ServiceAccountId, BTreeSet<KeyId>>,
+    scope_sets: HashSet<ScopeSet>,
+}
+
+/// The in-memory store. Cheap to share behind an `Arc`; data is lost on drop.
+pub struct MemoryStore {
+    shards: Box<[RwLock<Shard>]>,
+    digests: RwLock<HashMap<[u8; 32], KeyId>>,
+    writer: Mutex<Index>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").field("keys", &self.len()).finish()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<T>(l: &Mutex<T>) -> MutexGuard<'_, T> {
+    l.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl MemoryStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// An empty store sized for about `keys` records.
+    #[must_use]
+    pub fn with_capacity(keys: usize) -> Self {
+        let per = keys.div_ceil(SHARDS);
+        let shards = (0..SHARDS)
+            .map(|_| RwLock::new(HashMap::with_capacity_and_hasher(per, BuildIdHasher)))
+            .collect();
+        Self { shards, digests: RwLock::default(), writer: Mutex::default() }
+    }
+
+    /// Number of records.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| read(s).len()).sum()
+    }
+
+    /// Whether the store is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn shard(&self, id: &KeyId) -> &RwLock<Shard> {
+        let mut h = IdHasher(0);
+        h.write(id.as_bytes());
+        &self.shards[((h.0 >> 40) as usize) % SHARDS]
+    }
+
+    fn get_now(&self, id: &KeyId) -> Option<Arc<KeyRecord>> {
+        read(self.shard(id)).get(id).cloned()
+    }
+
+    fn intern(index: &mut Index, mut record: KeyRecord) -> KeyRecord {
+        if let Some(s) = index.scope_sets.get(&record.scopes) {
+            record.scopes = s.clone();
+        } else {
+            index.scope_sets.insert(record.scopes.clone());
+        }
+        if let Some((sa, _)) = index.by_account.get_key_value(&record.service_account_id) {
+            record.service_account_id = sa.clone();
+        }
+        record
+    }
+
+    fn insert_now(&self, index: &mut Index, record: KeyRecord) -> Result<(), StoreError> {
+        if self.get_now(&record.id).is_some() {
+            return Err(StoreError::Duplicate(record.id));
+        }
+        let imported = record.kind == KeyKind::Imported;
+        if imported && read(&self.digests).contains_key(record.digest.as_bytes()) {
+            return Err(StoreError::Duplicate(record.id));
+        }
+        let record = Self::intern(index, record);
+        let id = record.id;
+        if imported {
+            write(&self.digests).insert(*record.digest.as_bytes(), id);
+        }
+        index.by_account.entry(record.service_account_id.clone()).or_default().insert(id);
+        write(self.shard(&id)).insert(id, Arc::new(record));
+        Ok(())
+    }
+
+    fn update<F>(&self, id: &KeyId, f: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(&mut KeyRecord) -> Result<(), StoreError>,
+    {
+        let mut shard = write(self.shard(id));
+        let slot = shard.get_mut(id).ok_or(StoreError::NotFound(*id))?;
+        let mut updated = KeyRecord::clone(slot);
+        f(&mut updated)?;
+        *slot = Arc::new(updated);
+        Ok(())
+    }
+}
+
+impl KeyStore for MemoryStore {
+    fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let mut index = lock(&self.writer);
+        ready(self.insert_now(&mut index, record))
+    }
+
+    fn get(&self, id: &KeyId) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
+        ready(Ok(self.get_now(id)))
+    }
+
+    fn get_by_digest(&self, digest: &Digest) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
+        let id = read(&self.digests).get(digest.as_bytes()).copied();
+        ready(Ok(id.and_then(|id| self.get_now(&id))))
+    }
+
+    fn list(
+        &self,
+        service_account: &ServiceAccountId,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
+        let limit = page.effective_limit();
+        let index = lock(&self.writer);
+        let mut ids: Vec<KeyId> = match index.by_account.get(service_account) {
+            Some(set) => match page.after {
+                Some(after) => set
+                    .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+                    .take(limit + 1)
+                    .copied()
+                    .collect(),
+                None => set.iter().take(limit + 1).copied().collect(),
+            },
+            None => Vec::new(),
+        };
+        let next = if ids.len() > limit {
+            ids.truncate(limit);
+            ids.last().copied()
+        } else {
+            None
+        };
+        let items = ids.iter().filter_map(|id| self.get_now(id)).map(|r| KeyRecord::clone(&r)).collect();
+        ready(Ok(Page { items, next }))
+    }
+
+    fn revoke(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _index = lock(&self.writer);
+        ready(self.update(id, |r| {
+            r.status = crate::record::KeyStatus::Revoked;
+            Ok(())
+        }))
+    }
+
+    fn delete(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let mut index = lock(&self.writer);
+        let removed = write(self.shard(id)).remove(id);
+        let result = match removed {
+            None => Err(StoreError::NotFound(*id)),
+            Some(r) => {
+                if r.kind == KeyKind::Imported {
+                    write(&self.digests).remove(r.digest.as_bytes());
+                }
+                if let Some(set) = index.by_account.get_mut(&r.service_account_id) {
+                    set.remove(id);
+                    if set.is_empty() {
+                        index.by_account.remove(&r.service_account_id);
+                    }
+                }
+                Ok(())
+            }
+        };
+        ready(result)
+    }
+
+    fn reissue(
+        &self,
+        old: &KeyId,
+        new: KeyRecord,
+        fate: OldKeyFate,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let mut index = lock(&self.writer);
+        let result = (|| {
+            let current = self.get_now(old).ok_or(StoreError::NotFound(*old))?;
+            // Validate the old key's change before writing anything.
+            let mut updated = KeyRecord::clone(&current);
+            apply_reissue(&mut updated, new.id, fate)?;
+            self.insert_now(&mut index, new)?;
+            write(self.shard(old)).insert(*old, Arc::new(updated));
+            Ok(())
+        })();
+        ready(result)
+    }
+
+    fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        for (id, at) in updates {
+            let mut shard = write(self.shard(id));
+            if let Some(slot) = shard.get_mut(id) {
+                if slot.last_used_at.is_none_or(|t| t < *at) {
+                    let mut updated = KeyRecord::clone(slot);
+                    updated.last_used_at = Some(*at);
+                    *slot = Arc::new(updated);
+                }
+            }
+        }
+        ready(Ok(()))
+    }
+}

@@ -1,0 +1,500 @@
+//! The verify path: header bytes → [`Principal`].
+//!
+//! Read top to bottom, [`Verifier::verify`] is the data flow of the crate:
+//!
+//! 1. **header** — cap the length, parse `Api-Key <token68>` ([`crate::header`]);
+//! 2. **token** — length, alphabet, checksum ([`crate::Token::parse`]); garbage
+//!    stops here, before any store access or hashing;
+//! 3. **store** — fetch the one record named by the key id;
+//! 4. **digest** — `HMAC-SHA256(pepper, secret)` compared in constant time
+//!    (an unknown id runs the same HMAC and compare against a dummy digest);
+//! 5. **key** — revoked? expired (now ≥ `expires_at`)?
+//! 6. **scope** — does a granted scope satisfy the requirement?
+//! 7. **principal** — note last use (coalesced), return the principal.
+//!
+//! # Which errors clients may see
+//!
+//! [`VerifyError::client_class`] folds the variants into what a client is
+//! told. `UnknownKey`, `WrongSecret`, `Expired`, `Revoked`, `BadChecksum` and
+//! `MalformedKey` all become one indistinguishable [`ClientClass::InvalidToken`]
+//! (HTTP 401 `error="invalid_token"`): telling them apart would be an oracle
+//! for guessing ids or learning a key's state. The variant itself, with the
+//! key id, is for logs only. `InsufficientScope` may name the required scope
+//! (403); header grammar errors are 400; store trouble is 503 (fail closed).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use api_keys::{KeyManager, CreateRequest, MemoryStore, Pepper, Peppers, ScopeCatalog};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let peppers = Peppers::single(Pepper::generate(1)?);
+//! let manager = KeyManager::builder(Arc::new(MemoryStore::new()), peppers, ScopeCatalog::yandex_cloud()).build();
+//! let verifier = manager.verifier().build();
+//!
+//! let created = manager.create(CreateRequest::new("my-robot").scopes(["yc.monitoring.read"])).await?;
+//! let header = format!("Api-Key {}", created.secret.expose_secret());
+//! let need = manager.catalog().requirement("yc.monitoring.read")?;
+//! let principal = verifier.verify(header.as_bytes(), Some(&need)).await?;
+//! assert_eq!(principal.service_account_id().as_str(), "my-robot");
+//! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use subtle::ConstantTimeEq;
+
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::digest::{Digest, Peppers};
+use crate::header::{self, Credentials, HeaderError};
+use crate::last_used::LastUsed;
+use crate::record::{KeyRecord, ServiceAccountId};
+use crate::scope::{RequiredScope, Scope, ScopeSet};
+use crate::store::{KeyStore, StoreError};
+use crate::token::{KeyId, Token, TokenError, TokenFormat};
+
+/// Why a request was not authenticated. `Display` never contains secrets:
+/// at most a key id and a scope name.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// No `Authorization` header, or an empty one.
+    #[error("no credentials")]
+    Missing,
+    /// The header is not valid `Authorization` syntax.
+    #[error("malformed authorization header: {0}")]
+    Malformed(HeaderError),
+    /// A scheme other than `Api-Key` or `Bearer`.
+    #[error("unsupported authorization scheme")]
+    UnsupportedScheme,
+    /// `Bearer` credentials: to be checked by the application's validator.
+    #[error("bearer token presented where an API key was expected")]
+    BearerToken,
+    /// The key is not in this crate's format (and not an importable key).
+    #[error("API key is malformed: {0}")]
+    MalformedKey(TokenError),
+    /// The key's checksum is wrong: a typo or invented key.
+    #[error("API key checksum does not match")]
+    BadChecksum,
+    /// No such key (for imported keys there is no id to report).
+    #[error("unknown API key{}", .0.map(|id| format!(" id {id}")).unwrap_or_default())]
+    UnknownKey(Option<KeyId>),
+    /// The key exists but the secret is wrong.
+    #[error("wrong secret for API key {0}")]
+    WrongSecret(KeyId),
+    /// The key expired.
+    #[error("API key {0} expired")]
+    Expired(KeyId),
+    /// The key was revoked.
+    #[error("API key {0} is revoked")]
+    Revoked(KeyId),
+    /// The key is valid but lacks the required scope.
+    #[error("API key {key} lacks scope {required}")]
+    InsufficientScope {
+        /// The key.
+        key: KeyId,
+        /// The scope the route requires.
+        required: Scope,
+    },
+    /// The record names a pepper version this verifier does not hold.
+    #[error("API key {key} uses pepper version {version}, which is not configured")]
+    UnknownPepper {
+        /// The key.
+        key: KeyId,
+        /// The missing version.
+        version: u32,
+    },
+    /// The store could not answer; nothing is accepted.
+    #[error("key store unavailable")]
+    StoreUnavailable(#[source] StoreError),
+}
+
+/// What a client may be told about a [`VerifyError`] (RFC 6750 §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ClientClass {
+    /// No usable credentials: 401 with a bare challenge (no `error=`).
+    NoCredentials,
+    /// Malformed request: 400 `invalid_request`.
+    InvalidRequest,
+    /// Any bad key, indistinguishably: 401 `invalid_token`.
+    InvalidToken,
+    /// Valid key, missing scope: 403 `insufficient_scope`.
+    InsufficientScope,
+    /// Store or configuration trouble: 503, fail closed.
+    Unavailable,
+}
+
+impl ClientClass {
+    /// The HTTP status code for this class.
+    #[must_use]
+    pub fn status(self) -> u16 {
+        match self {
+            Self::NoCredentials | Self::InvalidToken => 401,
+            Self::InvalidRequest => 400,
+            Self::InsufficientScope => 403,
+            Self::Unavailable => 503,
+        }
+    }
+}
+
+impl VerifyError {
+    /// The client-visible class. See the module docs for why several
+    /// variants share [`ClientClass::InvalidToken`].
+    #[must_use]
+    pub fn client_class(&self) -> ClientClass {
+        match self {
+            Self::Missing | Self::UnsupportedScheme | Self::BearerToken => ClientClass::NoCredentials,
+            Self::Malformed(_) => ClientClass::InvalidRequest,
+            Self::MalformedKey(_)
+            | Self::BadChecksum
+            | Self::UnknownKey(_)
+            | Self::WrongSecret(_)
+            | Self::Expired(_)
+            | Self::Revoked(_) => ClientClass::InvalidToken,
+            Self::InsufficientScope { .. } => ClientClass::InsufficientScope,
+            Self::UnknownPepper { .. } | Self::StoreUnavailable(_) => ClientClass::Unavailable,
+        }
+    }
+
+    /// The key id involved, if known (for logs).
+    #[must_use]
+    pub fn key_id(&self) -> Option<KeyId> {
+        match self {
+            Self::UnknownKey(id) => *id,
+            Self::WrongSecret(id) | Self::Expired(id) | Self::Revoked(id) => Some(*id),
+            Self::InsufficientScope { key, .. } | Self::UnknownPepper { key, .. } => Some(*key),
+            _ => None,
+        }
+    }
+
+    fn from_header(e: HeaderError) -> Self {
+        match e {
+            HeaderError::Empty => Self::Missing,
+            HeaderError::UnsupportedScheme => Self::UnsupportedScheme,
+            other => Self::Malformed(other),
+        }
+    }
+}
+
+/// An authenticated caller: the key's record, shared (no copy).
+#[derive(Clone)]
+pub struct Principal {
+    record: Arc<KeyRecord>,
+}
+
+impl Principal {
+    /// The key's id.
+    #[must_use]
+    pub fn key_id(&self) -> &KeyId {
+        &self.record.id
+    }
+
+    /// The service account the key belongs to.
+    #[must_use]
+    pub fn service_account_id(&self) -> &ServiceAccountId {
+        &self.record.service_account_id
+    }
+
+    /// The scopes granted to the key (as granted; implications apply through
+    /// [`Principal::has_scope`]).
+    #[must_use]
+    pub fn scopes(&self) -> &ScopeSet {
+        &self.record.scopes
+    }
+
+    /// Whether the key satisfies `required`, implications included.
+    #[must_use]
+    pub fn has_scope(&self, required: &RequiredScope) -> bool {
+        required.is_satisfied_by(&self.record.scopes)
+    }
+
+    /// The key's expiry, if any.
+    #[must_use]
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        self.record.expires_at
+    }
+
+    /// The whole record (its `Debug` redacts the digest).
+    #[must_use]
+    pub fn record(&self) -> &KeyRecord {
+        &self.record
+    }
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Principal")
+            .field("key_id", &self.record.id)
+            .field("service_account_id", &self.record.service_account_id)
+            .field("scopes", &self.record.scopes)
+            .finish()
+    }
+}
+
+/// Verifier settings. Every field has a safe default.
+#[derive(Debug, Clone)]
+pub struct VerifierConfig {
+    /// Longest `Authorization` value accepted, checked before any work.
+    /// Defaults to 4096 bytes.
+    pub max_header_len: usize,
+    /// Whether keys that do not start with the token prefix are looked up
+    /// as imported keys (one HMAC and one digest-index lookup per pepper).
+    /// Defaults to `true`.
+    pub accept_imported: bool,
+    /// Shortest imported key considered; shorter ones are rejected without
+    /// hashing. Defaults to 16 bytes.
+    pub min_imported_len: usize,
+    /// Minimum time between last-used writes for one key. Defaults to 60 s.
+    pub last_used_interval: Duration,
+}
+
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        Self {
+            max_header_len: header::DEFAULT_MAX_HEADER_LEN,
+            accept_imported: true,
+            min_imported_len: 16,
+            last_used_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Builds a [`Verifier`].
+pub struct VerifierBuilder<S> {
+    store: Arc<S>,
+    peppers: Arc<Peppers>,
+    format: TokenFormat,
+    clock: Arc<dyn Clock>,
+    config: VerifierConfig,
+}
+
+impl<S> fmt::Debug for VerifierBuilder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifierBuilder").field("format", &self.format).field("config", &self.config).finish()
+    }
+}
+
+impl<S: KeyStore> VerifierBuilder<S> {
+    /// Token format (prefix). Defaults to [`TokenFormat::default`].
+    #[must_use]
+    pub fn token_format(mut self, format: TokenFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Clock. Defaults to [`SystemClock`].
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// All settings at once.
+    #[must_use]
+    pub fn config(mut self, config: VerifierConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// See [`VerifierConfig::max_header_len`].
+    #[must_use]
+    pub fn max_header_len(mut self, bytes: usize) -> Self {
+        self.config.max_header_len = bytes;
+        self
+    }
+
+    /// See [`VerifierConfig::accept_imported`].
+    #[must_use]
+    pub fn accept_imported(mut self, yes: bool) -> Self {
+        self.config.accept_imported = yes;
+        self
+    }
+
+    /// See [`VerifierConfig::last_used_interval`].
+    #[must_use]
+    pub fn last_used_interval(mut self, interval: Duration) -> Self {
+        self.config.last_used_interval = interval;
+        self
+    }
+
+    /// Finishes the verifier.
+    #[must_use]
+    pub fn build(self) -> Verifier<S> {
+        let dummy = self.peppers.current().digest(b"api-keys dummy digest for unknown ids");
+        Verifier {
+            last_used: LastUsed::new(self.config.last_used_interval),
+            store: self.store,
+            peppers: self.peppers,
+            format: self.format,
+            clock: self.clock,
+            config: self.config,
+            dummy,
+        }
+    }
+}
+
+/// Checks API keys against a store. Share it behind an `Arc`.
+pub struct Verifier<S> {
+    store: Arc<S>,
+    peppers: Arc<Peppers>,
+    format: TokenFormat,
+    clock: Arc<dyn Clock>,
+    config: VerifierConfig,
+    last_used: LastUsed,
+    dummy: Digest,
+}
+
+impl<S> fmt::Debug for Verifier<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier").field("format", &self.format).field("config", &self.config).finish()
+    }
+}
+
+impl<S: KeyStore> Verifier<S> {
+    /// Starts a verifier over `store` with `peppers`.
+    pub fn builder(store: Arc<S>, peppers: impl Into<Arc<Peppers>>) -> VerifierBuilder<S> {
+        VerifierBuilder {
+            store,
+            peppers: peppers.into(),
+            format: TokenFormat::default(),
+            clock: Arc::new(SystemClock),
+            config: VerifierConfig::default(),
+        }
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn config(&self) -> &VerifierConfig {
+        &self.config
+    }
+
+    /// The token format.
+    #[must_use]
+    pub fn token_format(&self) -> &TokenFormat {
+        &self.format
+    }
+
+    /// Verifies an `Authorization` header value (raw bytes, as from
+    /// `http::HeaderValue::as_bytes`) and, if given, a required scope.
+    ///
+    /// # Errors
+    /// [`VerifyError`]; see [`VerifyError::client_class`] for what to show.
+    pub async fn verify(&self, header: &[u8], required: Option<&RequiredScope>) -> Result<Principal, VerifyError> {
+        let key = match header::parse_authorization(header, self.config.max_header_len) {
+            Ok(Credentials::ApiKey(key)) => key,
+            Ok(Credentials::Bearer(_)) => return Err(VerifyError::BearerToken),
+            Err(e) => return Err(VerifyError::from_header(e)),
+        };
+        self.verify_key(key, required).await
+    }
+
+    /// Verifies the key itself (the token68 after `Api-Key `).
+    ///
+    /// # Errors
+    /// [`VerifyError`].
+    pub async fn verify_key(&self, key: &[u8], required: Option<&RequiredScope>) -> Result<Principal, VerifyError> {
+        let record = match Token::parse(key, &self.format) {
+            Ok(token) => self.lookup_native(&token).await?,
+            Err(e) if self.config.accept_imported && !key.starts_with(self.format.prefix().as_bytes()) => {
+                self.lookup_imported(key, e).await?
+            }
+            Err(TokenError::BadChecksum) => return Err(VerifyError::BadChecksum),
+            Err(e) => return Err(VerifyError::MalformedKey(e)),
+        };
+        self.authorize(record, required)
+    }
+
+    /// Store lookup by id, then the constant-time digest check.
+    async fn lookup_native(&self, token: &Token<'_>) -> Result<Arc<KeyRecord>, VerifyError> {
+        let found = self.store.get(token.id()).await.map_err(VerifyError::StoreUnavailable)?;
+        let Some(record) = found else {
+            // Same work as a wrong secret: one HMAC and one compare.
+            let d = self.peppers.current().digest(token.secret_bytes());
+            std::hint::black_box(d.ct_eq(&self.dummy));
+            return Err(VerifyError::UnknownKey(Some(*token.id())));
+        };
+        match self.peppers.verify(record.pepper_version, token.secret_bytes(), &record.digest) {
+            Some(true) => Ok(record),
+            Some(false) => Err(VerifyError::WrongSecret(record.id)),
+            None => Err(VerifyError::UnknownPepper { key: record.id, version: record.pepper_version }),
+        }
+    }
+
+    /// Digest-index lookup for imported keys, one per pepper held.
+    async fn lookup_imported(&self, key: &[u8], parse_error: TokenError) -> Result<Arc<KeyRecord>, VerifyError> {
+        if key.len() < self.config.min_imported_len {
+            return Err(VerifyError::MalformedKey(parse_error));
+        }
+        for pepper in self.peppers.iter() {
+            let digest = pepper.digest(key);
+            let found = self.store.get_by_digest(&digest).await.map_err(VerifyError::StoreUnavailable)?;
+            if let Some(record) = found {
+                let same: bool = record.digest.ct_eq(&digest).into();
+                if same && record.pepper_version == pepper.version() {
+                    return Ok(record);
+                }
+            }
+        }
+        Err(VerifyError::UnknownKey(None))
+    }
+
+    /// Status, expiry and scope checks on a record whose secret matched.
+    fn authorize(&self, record: Arc<KeyRecord>, required: Option<&RequiredScope>) -> Result<Principal, VerifyError> {
+        if record.is_revoked() {
+            return Err(VerifyError::Revoked(record.id));
+        }
+        let now = self.clock.now();
+        if record.is_expired(now) {
+            return Err(VerifyError::Expired(record.id));
+        }
+        if let Some(req) = required {
+            if !req.is_satisfied_by(&record.scopes) {
+                return Err(VerifyError::InsufficientScope { key: record.id, required: req.scope().clone() });
+            }
+        }
+        self.last_used.note(&record, now);
+        Ok(Principal { record })
+    }
+
+    /// Writes coalesced last-used times to the store in one batch; returns
+    /// how many keys were written. Call it periodically (for example every
+    /// few seconds from a background task); each key is written at most once
+    /// per [`VerifierConfig::last_used_interval`]. On failure the notes are
+    /// kept for the next call.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn flush_last_used(&self) -> Result<usize, StoreError> {
+        let due = self.last_used.take_due(self.clock.now());
+        if due.is_empty() {
+            return Ok(0);
+        }
+        match self.store.touch_last_used(&due).await {
+            Ok(()) => Ok(due.len()),
+            Err(e) => {
+                self.last_used.restore(&due);
+                Err(e)
+            }
+        }
+    }
+
+    /// Keys with uses not yet written.
+    #[must_use]
+    pub fn pending_last_used(&self) -> usize {
+        self.last_used.pending()
+    }
+
+    /// The last-used write interval.
+    #[must_use]
+    pub fn last_used_interval(&self) -> Duration {
+        self.last_used.interval()
+    }
+}
