@@ -119,8 +119,7 @@ impl Timestamp {
     #[must_use]
     pub fn to_offset_date_time(self) -> OffsetDateTime {
         // Every i64 of nanoseconds is within time's supported range.
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0))
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
     /// Parses RFC 3339; any offset is accepted and converted to UTC.
@@ -136,9 +135,7 @@ impl Timestamp {
 impl TryFrom<OffsetDateTime> for Timestamp {
     type Error = TimestampError;
     fn try_from(dt: OffsetDateTime) -> Result<Self, Self::Error> {
-        i64::try_from(dt.unix_timestamp_nanos())
-            .map(Self)
-            .map_err(|_| TimestampError::OutOfRange)
+        i64::try_from(dt.unix_timestamp_nanos()).map(Self).map_err(|_| TimestampError::OutOfRange)
     }
 }
 
@@ -153,13 +150,7 @@ impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let dt = self.to_offset_date_time();
         let (h, m, s, nanos) = dt.to_hms_nano();
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{h:02}:{m:02}:{s:02}",
-            dt.year(),
-            u8::from(dt.month()),
-            dt.day()
-        )?;
+        write!(f, "{:04}-{:02}-{:02}T{h:02}:{m:02}:{s:02}", dt.year(), u8::from(dt.month()), dt.day())?;
         if nanos != 0 {
             write!(f, ".{nanos:09}")?;
         }
@@ -222,9 +213,7 @@ impl ManualClock {
     pub fn advance(&self, d: Duration) {
         let n = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
         // fetch_update with a closure that always returns Some cannot fail.
-        let _ = self
-            .0
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| Some(v.saturating_add(n)));
+        let _ = self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| Some(v.saturating_add(n)));
     }
 }
 

@@ -162,8 +162,7 @@ impl Pepper {
         if bytes.len() < MIN_PEPPER_LEN {
             return Err(PepperError::TooShort(bytes.len()));
         }
-        let keyed = <HmacSha256 as KeyInit>::new_from_slice(&bytes)
-            .map_err(|_| PepperError::TooShort(bytes.len()))?;
+        let keyed = <HmacSha256 as KeyInit>::new_from_slice(&bytes).map_err(|_| PepperError::TooShort(bytes.len()))?;
         Ok(Self { version, keyed, _bytes: bytes })
     }
 

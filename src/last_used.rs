@@ -48,9 +48,7 @@ impl LastUsed {
             return;
         }
         let mut map = self.shard(&record.id).lock().unwrap_or_else(PoisonError::into_inner);
-        map.entry(record.id)
-            .and_modify(|s| s.seen = s.seen.max(now))
-            .or_insert(Slot { seen: now, written: None });
+        map.entry(record.id).and_modify(|s| s.seen = s.seen.max(now)).or_insert(Slot { seen: now, written: None });
     }
 
     /// Takes the notes due for writing at `now` and marks them written;

@@ -25,17 +25,17 @@ pub use manager::{
     MAX_IMPORTED_LEN, MIN_IMPORTED_LEN, ManageError, PolicyDenied,
 };
 pub use record::{
-    ApiKeySummary, CreatedKey, Description, FieldError, KeyInfo, KeyKind, KeyRecord, KeyStatus,
-    MAX_DESCRIPTION_CHARS, MAX_SERVICE_ACCOUNT_LEN, ReissueLinks, ServiceAccountId,
+    ApiKeySummary, CreatedKey, Description, FieldError, KeyInfo, KeyKind, KeyRecord, KeyStatus, MAX_DESCRIPTION_CHARS,
+    MAX_SERVICE_ACCOUNT_LEN, ReissueLinks, ServiceAccountId,
 };
 pub use scope::{
-    MAX_SCOPE_LEN, MAX_SCOPES_PER_KEY, RequiredScope, Scope, ScopeCatalog, ScopeCatalogBuilder, ScopeError,
-    ScopeInfo, ScopeSet,
+    MAX_SCOPE_LEN, MAX_SCOPES_PER_KEY, RequiredScope, Scope, ScopeCatalog, ScopeCatalogBuilder, ScopeError, ScopeInfo,
+    ScopeSet,
 };
 pub use secret::{MaskedKey, Secret};
 pub use store::{KeyStore, MemoryStore, OldKeyFate, Page, PageRequest, StoreError};
 pub use token::{
-    BODY_LEN, GeneratedKey, KEY_ID_LEN, KeyId, KeyIdError, MAX_PREFIX_LEN, PrefixError, RandomError, SECRET_LEN,
-    Token, TokenError, TokenFormat,
+    BODY_LEN, GeneratedKey, KEY_ID_LEN, KeyId, KeyIdError, MAX_PREFIX_LEN, PrefixError, RandomError, SECRET_LEN, Token,
+    TokenError, TokenFormat,
 };
 pub use verify::{ClientClass, Principal, Verifier, VerifierBuilder, VerifierConfig, VerifyError};

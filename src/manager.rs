@@ -296,7 +296,11 @@ const ID_ATTEMPTS: usize = 3;
 impl<S: KeyStore> KeyManager<S> {
     /// Starts a manager over `store`, digesting with `peppers`' current
     /// pepper and validating scopes against `catalog`.
-    pub fn builder(store: Arc<S>, peppers: impl Into<Arc<Peppers>>, catalog: impl Into<Arc<ScopeCatalog>>) -> KeyManagerBuilder<S> {
+    pub fn builder(
+        store: Arc<S>,
+        peppers: impl Into<Arc<Peppers>>,
+        catalog: impl Into<Arc<ScopeCatalog>>,
+    ) -> KeyManagerBuilder<S> {
         KeyManagerBuilder {
             store,
             peppers: peppers.into(),
@@ -359,7 +363,13 @@ impl<S: KeyStore> KeyManager<S> {
             scopes: &scopes,
             expires_at: request.expires_at,
         })?;
-        let template = KeyRecordTemplate { sa, description, scopes, expires_at: request.expires_at, links: ReissueLinks::default() };
+        let template = KeyRecordTemplate {
+            sa,
+            description,
+            scopes,
+            expires_at: request.expires_at,
+            links: ReissueLinks::default(),
+        };
         for _ in 0..ID_ATTEMPTS {
             let (record, secret) = self.new_native(&template, now)?;
             match self.store.insert(record.clone()).await {

@@ -458,10 +458,8 @@ mod tests {
     #[test]
     fn created_key_serialises_to_the_api_key_yaml_shape() {
         let r = sample();
-        let created = CreatedKey {
-            api_key: ApiKeySummary::from(&r),
-            secret: Secret::from("ak_secretvalue".to_owned()),
-        };
+        let created =
+            CreatedKey { api_key: ApiKeySummary::from(&r), secret: Secret::from("ak_secretvalue".to_owned()) };
         let v = serde_json::to_value(&created).unwrap();
         let keys: Vec<_> = v["api_key"].as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys, ["created_at", "expires_at", "id", "scopes", "service_account_id"]);

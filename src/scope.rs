@@ -387,8 +387,7 @@ impl ScopeCatalogBuilder {
             let s = Scope::new(name)?;
             if infos.contains_key(&s) { Ok(s) } else { Err(ScopeError::Unknown(name.to_owned())) }
         };
-        let mut direct: BTreeMap<Scope, BTreeSet<Scope>> =
-            infos.keys().map(|s| (s.clone(), BTreeSet::new())).collect();
+        let mut direct: BTreeMap<Scope, BTreeSet<Scope>> = infos.keys().map(|s| (s.clone(), BTreeSet::new())).collect();
         for (umbrella, narrower) in &self.implies {
             let u = known(umbrella)?;
             for n in narrower {
@@ -457,10 +456,7 @@ impl ScopeCatalog {
         for (name, desc) in YC_SCOPES {
             b = b.scope(name, desc);
         }
-        b.implies("yc.ai.foundationModels.execute", AI)
-            .defaults(YC_DEFAULTS)
-            .build()
-            .unwrap_or_else(|_| Self::empty())
+        b.implies("yc.ai.foundationModels.execute", AI).defaults(YC_DEFAULTS).build().unwrap_or_else(|_| Self::empty())
     }
 
     fn empty() -> Self {
@@ -530,12 +526,8 @@ impl ScopeCatalog {
         if !self.contains(name) {
             return Err(ScopeError::Unknown(truncate(name)));
         }
-        let mut by: BTreeSet<Scope> = self
-            .closure
-            .iter()
-            .filter(|(_, implied)| implied.contains(&scope))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let mut by: BTreeSet<Scope> =
+            self.closure.iter().filter(|(_, implied)| implied.contains(&scope)).map(|(k, _)| k.clone()).collect();
         by.insert(scope.clone());
         Ok(RequiredScope { scope, satisfied_by: by.into_iter().collect() })
     }
@@ -559,7 +551,10 @@ const YC_DEFAULTS: [&str; 10] = [
 ];
 
 const YC_SCOPES: [(&str, &str); 20] = [
-    ("yc.ai.foundationModels.execute", "Requests to the Assistant, Image Generation, Text Generation, SpeechKit, Translate and Vision APIs"),
+    (
+        "yc.ai.foundationModels.execute",
+        "Requests to the Assistant, Image Generation, Text Generation, SpeechKit, Translate and Vision APIs",
+    ),
     ("yc.ai.imageGeneration.execute", "Requests to image generation models via the Image Generation API"),
     ("yc.ai.languageModels.execute", "Requests to text generation models via the Text Generation API"),
     ("yc.ai.speechkitStt.execute", "Speech recognition via the SpeechKit API"),

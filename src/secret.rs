@@ -122,9 +122,7 @@ impl<'de> serde::Deserialize<'de> for MaskedKey {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         let tail = text.strip_prefix("****").unwrap_or(&text);
         if tail.len() > 6 || !tail.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(serde::de::Error::custom(
-                "masked key must be `****` and at most six visible ASCII characters",
-            ));
+            return Err(serde::de::Error::custom("masked key must be `****` and at most six visible ASCII characters"));
         }
         Ok(Self::from_tail(tail.as_bytes()))
     }

@@ -177,11 +177,7 @@ impl KeyId {
 
     fn from_bytes(b: &[u8]) -> Result<Self, KeyIdError> {
         let arr: [u8; KEY_ID_LEN] = b.try_into().map_err(|_| KeyIdError::Length)?;
-        if arr.iter().all(|&c| CLASS[usize::from(c)] & 1 != 0) {
-            Ok(Self(arr))
-        } else {
-            Err(KeyIdError::Alphabet)
-        }
+        if arr.iter().all(|&c| CLASS[usize::from(c)] & 1 != 0) { Ok(Self(arr)) } else { Err(KeyIdError::Alphabet) }
     }
 
     /// The id as text.
@@ -449,10 +445,7 @@ mod tests {
     fn checks_run_in_order_length_alphabet_checksum() {
         let (f, k) = fresh();
         let good = k.secret.expose_secret().as_bytes().to_vec();
-        assert_eq!(
-            Token::parse(&good[..72], &f).unwrap_err(),
-            TokenError::WrongLength { actual: 72, expected: 73 }
-        );
+        assert_eq!(Token::parse(&good[..72], &f).unwrap_err(), TokenError::WrongLength { actual: 72, expected: 73 });
         let mut bad = good.clone();
         bad[0] = b'x';
         assert_eq!(Token::parse(&bad, &f).unwrap_err(), TokenError::WrongPrefix);

@@ -112,9 +112,7 @@ impl MemoryStore {
     #[must_use]
     pub fn with_capacity(keys: usize) -> Self {
         let per = keys.div_ceil(SHARDS);
-        let shards = (0..SHARDS)
-            .map(|_| RwLock::new(HashMap::with_capacity_and_hasher(per, BuildIdHasher)))
-            .collect();
+        let shards = (0..SHARDS).map(|_| RwLock::new(HashMap::with_capacity_and_hasher(per, BuildIdHasher))).collect();
         Self { shards, digests: RwLock::default(), writer: Mutex::default() }
     }
 
@@ -193,7 +191,10 @@ impl KeyStore for MemoryStore {
         ready(Ok(self.get_now(id)))
     }
 
-    fn get_by_digest(&self, digest: &Digest) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
+    fn get_by_digest(
+        &self,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
         let id = read(&self.digests).get(digest.as_bytes()).copied();
         ready(Ok(id.and_then(|id| self.get_now(&id))))
     }

@@ -161,10 +161,8 @@ pub trait KeyStore: Send + Sync + 'static {
     fn get(&self, id: &KeyId) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send;
 
     /// Fetches an imported record by its digest.
-    fn get_by_digest(
-        &self,
-        digest: &Digest,
-    ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send;
+    fn get_by_digest(&self, digest: &Digest)
+    -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send;
 
     /// Lists a service account's keys by id.
     fn list(
