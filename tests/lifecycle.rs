@@ -1,0 +1,443 @@
+//! The whole key lifecycle over the memory store: create → verify → scope
+//! denied → expiry via the clock → reissue with and without grace → revoke →
+//! rejected; import → verify; policy, listing, deletion, last-used, pepper
+//! rotation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_keys::{
+    ClientClass, CreateRequest, DenyAll, KeyId, KeyManager, KeyOperation, KeyStatus, ManageError, ManualClock,
+    MemoryStore, PageRequest, Pepper, Peppers, PolicyDenied, ScopeCatalog, ScopeError, Secret, Timestamp, Verifier,
+    VerifyError,
+};
+
+const T0: i64 = 1_800_000_000; // 2027-01-15T08:00:00Z
+
+struct Fixture {
+    clock: Arc<ManualClock>,
+    manager: KeyManager<MemoryStore>,
+    verifier: Verifier<MemoryStore>,
+}
+
+fn fixture() -> Fixture {
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_seconds(T0).unwrap()));
+    let manager = KeyManager::builder(
+        Arc::new(MemoryStore::new()),
+        Peppers::single(Pepper::new(1, [7u8; 32]).unwrap()),
+        ScopeCatalog::yandex_cloud(),
+    )
+    .clock(clock.clone())
+    .build();
+    let verifier = manager.verifier().build();
+    Fixture { clock, manager, verifier }
+}
+
+fn header(secret: &Secret) -> String {
+    format!("Api-Key {}", secret.expose_secret())
+}
+
+fn at(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn full_lifecycle() {
+    let f = fixture();
+    let cat = f.manager.catalog();
+    let read = cat.requirement("yc.monitoring.read").unwrap();
+    let post = cat.requirement("yc.postbox.send").unwrap();
+
+    // Create with scopes and an expiry; the secret is shown once.
+    let created = f
+        .manager
+        .create(
+            CreateRequest::new("ajegtlf2q28a")
+                .description("this API-key is for my-robot")
+                .scopes(["yc.monitoring.manage", "yc.serverless.functions.invoke"])
+                .expires_at(at("2027-02-01T00:00:00Z")),
+        )
+        .await
+        .unwrap();
+    let id = created.api_key.id;
+    let h = header(&created.secret);
+
+    // Verify: manage implies read.
+    let p = f.verifier.verify(h.as_bytes(), Some(&read)).await.unwrap();
+    assert_eq!(p.key_id(), &id);
+    assert_eq!(p.service_account_id().as_str(), "ajegtlf2q28a");
+    assert_eq!(p.scopes().len(), 2);
+    // No scope requirement at all is fine too.
+    f.verifier.verify(h.as_bytes(), None).await.unwrap();
+
+    // Scope denied, naming the scope.
+    let e = f.verifier.verify(h.as_bytes(), Some(&post)).await.unwrap_err();
+    assert!(
+        matches!(&e, VerifyError::InsufficientScope { key, required } if *key == id && required.as_str() == "yc.postbox.send")
+    );
+    assert_eq!(e.client_class(), ClientClass::InsufficientScope);
+
+    // Reissue with a one-hour grace: both keys work during the grace.
+    let reissued = f.manager.reissue(&id, Duration::from_secs(3600)).await.unwrap();
+    let new_id = reissued.api_key.id;
+    let h2 = header(&reissued.secret);
+    assert_ne!(new_id, id);
+    assert_eq!(reissued.api_key.scopes, created.api_key.scopes);
+    assert_eq!(reissued.api_key.expires_at, created.api_key.expires_at, "new key inherits the expiry");
+    f.verifier.verify(h.as_bytes(), Some(&read)).await.unwrap();
+    f.verifier.verify(h2.as_bytes(), Some(&read)).await.unwrap();
+    let old = f.manager.get(&id).await.unwrap();
+    assert_eq!(old.links.replaced_by, Some(new_id));
+    assert_eq!(old.expires_at, Some(Timestamp::from_unix_seconds(T0 + 3600).unwrap()));
+    assert_eq!(f.manager.get(&new_id).await.unwrap().links.reissued_from, Some(id));
+    // A key can be reissued only once.
+    assert!(matches!(f.manager.reissue(&id, Duration::ZERO).await, Err(ManageError::Conflict { .. })));
+
+    // After the grace the old key is expired; the new one still works.
+    f.clock.advance(Duration::from_secs(3600));
+    let e = f.verifier.verify(h.as_bytes(), Some(&read)).await.unwrap_err();
+    assert!(matches!(e, VerifyError::Expired(k) if k == id));
+    assert_eq!(e.client_class(), ClientClass::InvalidToken);
+    f.verifier.verify(h2.as_bytes(), Some(&read)).await.unwrap();
+
+    // Reissue without grace (compromise): the old key is revoked at once.
+    let third = f.manager.reissue(&new_id, Duration::ZERO).await.unwrap();
+    let e = f.verifier.verify(h2.as_bytes(), Some(&read)).await.unwrap_err();
+    assert!(matches!(e, VerifyError::Revoked(k) if k == new_id));
+    let h3 = header(&third.secret);
+    f.verifier.verify(h3.as_bytes(), Some(&read)).await.unwrap();
+
+    // Revoke: rejected from the next request on, still listed.
+    f.manager.revoke(&third.api_key.id).await.unwrap();
+    f.manager.revoke(&third.api_key.id).await.unwrap(); // idempotent
+    assert!(matches!(f.verifier.verify(h3.as_bytes(), None).await, Err(VerifyError::Revoked(_))));
+    assert_eq!(f.manager.get(&third.api_key.id).await.unwrap().status, KeyStatus::Revoked);
+    assert!(matches!(f.manager.reissue(&third.api_key.id, Duration::ZERO).await, Err(ManageError::Conflict { .. })));
+
+    // Expiry via the clock: the key's own expiry.
+    f.clock.set(at("2027-02-01T00:00:00Z"));
+    let fresh = f.manager.create(CreateRequest::new("other").expires_at(at("2027-02-01T00:00:01Z"))).await.unwrap();
+    f.verifier.verify(header(&fresh.secret).as_bytes(), None).await.unwrap();
+    f.clock.advance(Duration::from_secs(1));
+    assert!(matches!(f.verifier.verify(header(&fresh.secret).as_bytes(), None).await, Err(VerifyError::Expired(_))));
+}
+
+#[tokio::test]
+async fn grace_never_extends_beyond_the_original_expiry() {
+    let f = fixture();
+    let c = f
+        .manager
+        .create(CreateRequest::new("sa").expires_at(Timestamp::from_unix_seconds(T0 + 60).unwrap()))
+        .await
+        .unwrap();
+    f.manager.reissue(&c.api_key.id, Duration::from_secs(86_400)).await.unwrap();
+    let old = f.manager.get(&c.api_key.id).await.unwrap();
+    assert_eq!(old.expires_at, Some(Timestamp::from_unix_seconds(T0 + 60).unwrap()));
+}
+
+#[tokio::test]
+async fn default_scopes_and_unknown_scopes() {
+    let f = fixture();
+    let c = f.manager.create(CreateRequest::new("sa")).await.unwrap();
+    assert_eq!(c.api_key.scopes.len(), 10);
+    assert!(c.api_key.scopes.contains("yc.monitoring.manage"));
+    let e = f.manager.create(CreateRequest::new("sa").scopes(["yc.monitoring.read", "yc.made.up"])).await.unwrap_err();
+    assert!(matches!(&e, ManageError::Scope(ScopeError::Unknown(s)) if s == "yc.made.up"));
+    assert!(e.to_string().contains("yc.made.up"));
+    let e = f.manager.create(CreateRequest::new("sa").scopes(Vec::<String>::new())).await.unwrap_err();
+    assert!(matches!(e, ManageError::Scope(ScopeError::EmptyList)));
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_nothing_is_written() {
+    let f = fixture();
+    let past = Timestamp::from_unix_seconds(T0).unwrap();
+    let cases = [
+        CreateRequest::new(""),
+        CreateRequest::new("bad id"),
+        CreateRequest::new("sa").description("line\nbreak"),
+        CreateRequest::new("sa").expires_at(past),
+        CreateRequest::new("sa").scopes(["not a scope"]),
+    ];
+    for req in cases {
+        assert!(f.manager.create(req).await.is_err());
+    }
+    assert!(f.manager.store().is_empty());
+    assert!(matches!(
+        f.manager.create(CreateRequest::new("sa").expires_at(past)).await,
+        Err(ManageError::AlreadyExpired(t)) if t == past
+    ));
+}
+
+#[tokio::test]
+async fn creation_policy_can_forbid_keys() {
+    let store = Arc::new(MemoryStore::new());
+    let peppers = Peppers::single(Pepper::new(1, [1u8; 32]).unwrap());
+    let m = KeyManager::builder(store.clone(), peppers.clone(), ScopeCatalog::yandex_cloud())
+        .policy(DenyAll("organisation policy forbids API keys".into()))
+        .build();
+    let e = m.create(CreateRequest::new("sa")).await.unwrap_err();
+    assert!(matches!(&e, ManageError::PolicyDenied(PolicyDenied { reason }) if reason.contains("organisation")));
+    assert!(store.is_empty());
+
+    // A closure policy: only keys with an expiry, and no reissue.
+    let m = KeyManager::builder(store.clone(), peppers, ScopeCatalog::yandex_cloud())
+        .policy(|r: &api_keys::KeyRequest<'_>| {
+            if r.operation == KeyOperation::Reissue {
+                return Err(PolicyDenied::new("reissue disabled"));
+            }
+            r.expires_at.map(|_| ()).ok_or_else(|| PolicyDenied::new("keys must expire"))
+        })
+        .build();
+    assert!(matches!(m.create(CreateRequest::new("sa")).await, Err(ManageError::PolicyDenied(_))));
+    let far = "2099-01-01T00:00:00Z".parse().unwrap();
+    let c = m.create(CreateRequest::new("sa").expires_at(far)).await.unwrap();
+    assert!(matches!(m.reissue(&c.api_key.id, Duration::ZERO).await, Err(ManageError::PolicyDenied(_))));
+    assert_eq!(store.len(), 1);
+}
+
+#[tokio::test]
+async fn import_then_verify() {
+    let f = fixture();
+    let secret = Secret::from("AQVN3sHvAWTemWB8QxHkunfG2x4q7G3OrCG02w".to_owned());
+    let info =
+        f.manager.import(CreateRequest::new("sa").scopes(["yc.ai.foundationModels.execute"]), &secret).await.unwrap();
+    assert_eq!(info.masked_key.to_string(), "****rCG02w");
+    let tr = f.manager.catalog().requirement("yc.ai.translate.execute").unwrap();
+    let p = f.verifier.verify(header(&secret).as_bytes(), Some(&tr)).await.unwrap();
+    assert_eq!(p.key_id(), &info.id);
+    // Importing the same secret twice is refused.
+    assert!(matches!(f.manager.import(CreateRequest::new("sa"), &secret).await, Err(ManageError::AlreadyImported)));
+    // Unusable secrets.
+    for bad in ["short", "has space in it....", "ak_looks_like_ours_0123456789"] {
+        let e = f.manager.import(CreateRequest::new("sa"), &Secret::from(bad.to_owned())).await.unwrap_err();
+        assert!(matches!(e, ManageError::InvalidImportedSecret(_)), "{bad}");
+        assert!(!e.to_string().contains(bad));
+    }
+    // A near miss of the imported secret is an unknown key.
+    let e = f.verifier.verify(b"Api-Key AQVN3sHvAWTemWB8QxHkunfG2x4q7G3OrCG02x", None).await.unwrap_err();
+    assert!(matches!(e, VerifyError::UnknownKey(None)));
+    // Revoking works for imported keys too.
+    f.manager.revoke(&info.id).await.unwrap();
+    assert!(matches!(f.verifier.verify(header(&secret).as_bytes(), None).await, Err(VerifyError::Revoked(_))));
+
+    // With imports disabled the digest path is never taken.
+    let strict = f.manager.verifier().accept_imported(false).build();
+    assert!(matches!(strict.verify(header(&secret).as_bytes(), None).await, Err(VerifyError::MalformedKey(_))));
+}
+
+#[tokio::test]
+async fn unknown_id_and_wrong_secret_look_the_same_to_clients() {
+    let f = fixture();
+    let c = f.manager.create(CreateRequest::new("sa")).await.unwrap();
+    let s = c.secret.expose_secret();
+    // Same id, different secret, valid checksum: build it through the format.
+    let other = f.manager.create(CreateRequest::new("sa")).await.unwrap();
+    f.manager.delete(&other.api_key.id).await.unwrap();
+    let unknown = f.verifier.verify(header(&other.secret).as_bytes(), None).await.unwrap_err();
+    assert!(matches!(unknown, VerifyError::UnknownKey(Some(_))));
+    let mut wrong = s.as_bytes().to_vec();
+    // Swap the secret part of `c` for that of `other`, fix the checksum.
+    wrong[24..67].copy_from_slice(&other.secret.expose_secret().as_bytes()[24..67]);
+    let fixed = fix_checksum(&wrong);
+    let wrong_secret = f.verifier.verify(format!("Api-Key {fixed}").as_bytes(), None).await.unwrap_err();
+    assert!(matches!(wrong_secret, VerifyError::WrongSecret(k) if k == c.api_key.id));
+    assert_eq!(unknown.client_class(), wrong_secret.client_class());
+    assert_eq!(unknown.client_class(), ClientClass::InvalidToken);
+    for e in [&unknown, &wrong_secret] {
+        assert!(!e.to_string().contains(&s[24..67]));
+    }
+}
+
+/// Recomputes the trailing checksum the way the token format documents it.
+fn fix_checksum(token: &[u8]) -> String {
+    let body = &token[..token.len() - 6];
+    let crc = crc32(body);
+    let mut out = String::from_utf8(body.to_vec()).unwrap();
+    const B62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut digits = [0u8; 6];
+    let mut v = crc;
+    for d in digits.iter_mut().rev() {
+        *d = B62[(v % 62) as usize];
+        v /= 62;
+    }
+    out.push_str(std::str::from_utf8(&digits).unwrap());
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { 0xEDB8_8320 ^ (crc >> 1) } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+#[tokio::test]
+async fn header_errors_map_to_client_classes() {
+    let f = fixture();
+    let cases: [(&[u8], ClientClass); 8] = [
+        (b"", ClientClass::NoCredentials),
+        (b"Basic dXNlcjpwYXNz", ClientClass::NoCredentials),
+        (b"Bearer abc.def", ClientClass::NoCredentials),
+        (b"Api-Key", ClientClass::InvalidRequest),
+        (b"Api-Key a b", ClientClass::InvalidRequest),
+        (b"Api-Key ak_000", ClientClass::InvalidToken),
+        (b"Api-Key \x00", ClientClass::InvalidRequest),
+        (
+            b"Api-Key ak_aaaaaaaaaaaaaaaaaaaa_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa000000",
+            ClientClass::InvalidToken,
+        ),
+    ];
+    for (h, class) in cases {
+        let e = f.verifier.verify(h, None).await.unwrap_err();
+        assert_eq!(e.client_class(), class, "{}: {e}", String::from_utf8_lossy(h));
+    }
+    let e = f
+        .verifier
+        .verify(b"Api-Key ak_aaaaaaaaaaaaaaaaaaaa_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa000000", None)
+        .await;
+    assert!(matches!(e, Err(VerifyError::BadChecksum)));
+    let big = vec![b'a'; 1 << 20];
+    assert!(matches!(f.verifier.verify(&big, None).await, Err(VerifyError::Malformed(_))));
+}
+
+#[tokio::test]
+async fn list_is_masked_paginated_and_per_account() {
+    let f = fixture();
+    let mut ids: Vec<KeyId> = Vec::new();
+    for _ in 0..7 {
+        ids.push(f.manager.create(CreateRequest::new("sa-1")).await.unwrap().api_key.id);
+    }
+    f.manager.create(CreateRequest::new("sa-2")).await.unwrap();
+    ids.sort();
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(3);
+    loop {
+        let p = f.manager.list("sa-1", page).await.unwrap();
+        assert!(p.items.len() <= 3);
+        for k in &p.items {
+            assert!(k.masked_key.to_string().starts_with("****"));
+            assert_eq!(k.masked_key.tail().len(), 6);
+        }
+        seen.extend(p.items.iter().map(|k| k.id));
+        match p.next {
+            Some(next) => page = PageRequest::after(3, next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+    let json = serde_json::to_string(&f.manager.list("sa-1", PageRequest::first(100)).await.unwrap().items).unwrap();
+    assert!(!json.contains("digest"));
+    assert!(matches!(f.manager.list("bad id", PageRequest::default()).await, Err(ManageError::InvalidField(_))));
+}
+
+#[tokio::test]
+async fn delete_removes_and_reports_missing() {
+    let f = fixture();
+    let c = f.manager.create(CreateRequest::new("sa")).await.unwrap();
+    f.manager.delete(&c.api_key.id).await.unwrap();
+    assert!(matches!(f.manager.get(&c.api_key.id).await, Err(ManageError::NotFound(_))));
+    assert!(matches!(f.manager.delete(&c.api_key.id).await, Err(ManageError::NotFound(_))));
+    assert!(matches!(f.verifier.verify(header(&c.secret).as_bytes(), None).await, Err(VerifyError::UnknownKey(_))));
+}
+
+#[tokio::test]
+async fn last_used_is_coalesced_and_flushed_in_batches() {
+    let f = fixture();
+    let a = f.manager.create(CreateRequest::new("sa")).await.unwrap();
+    let b = f.manager.create(CreateRequest::new("sa")).await.unwrap();
+    for _ in 0..50 {
+        f.verifier.verify(header(&a.secret).as_bytes(), None).await.unwrap();
+        f.verifier.verify(header(&b.secret).as_bytes(), None).await.unwrap();
+    }
+    assert_eq!(f.manager.get(&a.api_key.id).await.unwrap().last_used_at, None, "no write per request");
+    assert_eq!(f.verifier.pending_last_used(), 2);
+    assert_eq!(f.verifier.flush_last_used().await.unwrap(), 2);
+    let t0 = Timestamp::from_unix_seconds(T0).unwrap();
+    assert_eq!(f.manager.get(&a.api_key.id).await.unwrap().last_used_at, Some(t0));
+    // Within the interval: nothing to write.
+    f.clock.advance(Duration::from_secs(30));
+    f.verifier.verify(header(&a.secret).as_bytes(), None).await.unwrap();
+    assert_eq!(f.verifier.flush_last_used().await.unwrap(), 0);
+    // After it: one write with the latest use.
+    f.clock.advance(Duration::from_secs(31));
+    f.verifier.verify(header(&a.secret).as_bytes(), None).await.unwrap();
+    assert_eq!(f.verifier.flush_last_used().await.unwrap(), 1);
+    let t61 = Timestamp::from_unix_seconds(T0 + 61).unwrap();
+    assert_eq!(f.manager.get(&a.api_key.id).await.unwrap().last_used_at, Some(t61));
+    // Failed verifications never count as use.
+    let _ = f.verifier.verify(b"Api-Key ak_000", None).await;
+    assert_eq!(f.verifier.pending_last_used(), 0);
+}
+
+#[tokio::test]
+async fn pepper_rotation_keeps_old_keys_valid() {
+    let store = Arc::new(MemoryStore::new());
+    let p1 = Pepper::new(1, [1u8; 32]).unwrap();
+    let m1 = KeyManager::builder(store.clone(), Peppers::single(p1.clone()), ScopeCatalog::yandex_cloud()).build();
+    let old = m1.create(CreateRequest::new("sa")).await.unwrap();
+    let imported = Secret::from("AQVNlegacyLegacyLegacy0123456789".to_owned());
+    m1.import(CreateRequest::new("sa"), &imported).await.unwrap();
+
+    let rotated = Peppers::new(Pepper::new(2, [2u8; 32]).unwrap(), [p1]).unwrap();
+    let m2 = KeyManager::builder(store.clone(), rotated, ScopeCatalog::yandex_cloud()).build();
+    let new = m2.create(CreateRequest::new("sa")).await.unwrap();
+    let v2 = m2.verifier().build();
+    v2.verify(header(&old.secret).as_bytes(), None).await.unwrap();
+    v2.verify(header(&new.secret).as_bytes(), None).await.unwrap();
+    v2.verify(header(&imported).as_bytes(), None).await.unwrap();
+    assert_eq!(store.get_now_for_tests(&new.api_key.id), Some(2));
+
+    // A verifier without the old pepper fails closed for old keys.
+    let only2 = Peppers::single(Pepper::new(2, [2u8; 32]).unwrap());
+    let m3 = KeyManager::builder(store, only2, ScopeCatalog::yandex_cloud()).build();
+    let e = m3.verifier().build().verify(header(&old.secret).as_bytes(), None).await.unwrap_err();
+    assert!(matches!(e, VerifyError::UnknownPepper { version: 1, .. }));
+    assert_eq!(e.client_class(), ClientClass::Unavailable);
+}
+
+trait PepperOf {
+    fn get_now_for_tests(&self, id: &KeyId) -> Option<u32>;
+}
+
+impl PepperOf for Arc<MemoryStore> {
+    fn get_now_for_tests(&self, id: &KeyId) -> Option<u32> {
+        use api_keys::KeyStore;
+        let fut = self.get(id);
+        let rec = futures_now(fut).ok().flatten()?;
+        Some(rec.pepper_version)
+    }
+}
+
+fn futures_now<F: std::future::Future>(f: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(f).poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("pending"),
+    }
+}
+
+#[tokio::test]
+async fn created_key_prints_the_api_key_yaml_shape() {
+    let f = fixture();
+    let c = f
+        .manager
+        .create(
+            CreateRequest::new("ajegtlf2q28a").scopes(["yc.monitoring.read"]).expires_at(at("2030-01-01T21:00:00Z")),
+        )
+        .await
+        .unwrap();
+    let yaml = serde_norway::to_string(&c).unwrap();
+    let v: serde_norway::Value = serde_norway::from_str(&yaml).unwrap();
+    let api_key = v.get("api_key").unwrap();
+    for field in ["id", "service_account_id", "created_at", "scopes", "expires_at"] {
+        assert!(api_key.get(field).is_some(), "missing {field} in {yaml}");
+    }
+    assert_eq!(api_key.as_mapping().unwrap().len(), 5);
+    assert_eq!(v.get("secret").unwrap().as_str().unwrap(), c.secret.expose_secret());
+    assert_eq!(api_key.get("expires_at").unwrap().as_str().unwrap(), "2030-01-01T21:00:00Z");
+}
