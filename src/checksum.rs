@@ -2,14 +2,16 @@
 //!
 //! The checksum is public: it lets people, secret scanners and the verifier
 //! reject mistyped or made-up keys without touching a store or running HMAC.
-//! It is written here (slice-by-8, tables built at compile time) rather than
+//! It is written here (slice-by-16, tables built at compile time) rather than
 //! pulled in as a dependency to keep the core's dependency list to the crates
 //! named in the crate docs; the known-answer tests below pin it to the standard.
 
 const POLY: u32 = 0xEDB8_8320;
 
-const fn make_tables() -> [[u32; 256]; 8] {
-    let mut t = [[0u32; 256]; 8];
+const SLICES: usize = 16;
+
+const fn make_tables() -> [[u32; 256]; SLICES] {
+    let mut t = [[0u32; 256]; SLICES];
     let mut i = 0;
     while i < 256 {
         let mut c = i as u32;
@@ -24,7 +26,7 @@ const fn make_tables() -> [[u32; 256]; 8] {
     let mut i = 0;
     while i < 256 {
         let mut s = 1;
-        while s < 8 {
+        while s < SLICES {
             let prev = t[s - 1][i];
             t[s][i] = (prev >> 8) ^ t[0][(prev & 0xFF) as usize];
             s += 1;
@@ -34,25 +36,29 @@ const fn make_tables() -> [[u32; 256]; 8] {
     t
 }
 
-static TABLES: [[u32; 256]; 8] = make_tables();
+static TABLES: [[u32; 256]; SLICES] = make_tables();
 
-/// CRC-32/ISO-HDLC of `data` (`crc32(b"123456789") == 0xCBF4_3926`).
+#[inline(always)]
+fn lookup4(t: &[[u32; 256]; SLICES], base: usize, w: u32) -> u32 {
+    t[base + 3][(w & 0xFF) as usize]
+        ^ t[base + 2][((w >> 8) & 0xFF) as usize]
+        ^ t[base + 1][((w >> 16) & 0xFF) as usize]
+        ^ t[base][(w >> 24) as usize]
+}
+
+/// CRC-32/ISO-HDLC of `data` (`crc32(b"123456789") == 0xCBF4_3926`),
+/// slice-by-16.
 #[must_use]
 pub(crate) fn crc32(data: &[u8]) -> u32 {
     let t = &TABLES;
     let mut crc = !0u32;
-    let mut chunks = data.chunks_exact(8);
+    let mut chunks = data.chunks_exact(16);
     for c in &mut chunks {
-        let lo = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) ^ crc;
-        let hi = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
-        crc = t[7][(lo & 0xFF) as usize]
-            ^ t[6][((lo >> 8) & 0xFF) as usize]
-            ^ t[5][((lo >> 16) & 0xFF) as usize]
-            ^ t[4][(lo >> 24) as usize]
-            ^ t[3][(hi & 0xFF) as usize]
-            ^ t[2][((hi >> 8) & 0xFF) as usize]
-            ^ t[1][((hi >> 16) & 0xFF) as usize]
-            ^ t[0][(hi >> 24) as usize];
+        let w0 = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) ^ crc;
+        let w1 = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
+        let w2 = u32::from_le_bytes([c[8], c[9], c[10], c[11]]);
+        let w3 = u32::from_le_bytes([c[12], c[13], c[14], c[15]]);
+        crc = lookup4(t, 12, w0) ^ lookup4(t, 8, w1) ^ lookup4(t, 4, w2) ^ lookup4(t, 0, w3);
     }
     for &b in chunks.remainder() {
         crc = (crc >> 8) ^ t[0][((crc ^ u32::from(b)) & 0xFF) as usize];
@@ -67,14 +73,16 @@ pub(crate) const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcde
 pub(crate) const CHECKSUM_LEN: usize = 6;
 
 /// Encodes a 32-bit value as six base62 digits, most significant first.
+///
+/// Split into two independent halves of three digits (62³ = 238 328) so the
+/// divisions do not form one long dependency chain.
 #[must_use]
-pub(crate) fn encode_base62_u32(mut v: u32) -> [u8; CHECKSUM_LEN] {
-    let mut out = [b'0'; CHECKSUM_LEN];
-    for slot in out.iter_mut().rev() {
-        *slot = BASE62[(v % 62) as usize];
-        v /= 62;
-    }
-    out
+#[inline]
+pub(crate) fn encode_base62_u32(v: u32) -> [u8; CHECKSUM_LEN] {
+    const CUBE: u32 = 62 * 62 * 62;
+    let (hi, lo) = (v / CUBE, v % CUBE);
+    let d = |x: u32| BASE62[(x % 62) as usize];
+    [d(hi / 3844), d(hi / 62), d(hi), d(lo / 3844), d(lo / 62), d(lo)]
 }
 
 #[cfg(test)]
@@ -100,7 +108,7 @@ mod tests {
     }
 
     #[test]
-    fn slice_by_8_matches_bitwise_for_every_length() {
+    fn slice_by_16_matches_bitwise_for_every_length() {
         let data: Vec<u8> = (0u16..300).map(|i| (i * 7 + 3) as u8).collect();
         for n in 0..data.len() {
             assert_eq!(crc32(&data[..n]), crc32_bitwise(&data[..n]), "length {n}");

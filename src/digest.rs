@@ -39,7 +39,7 @@ pub const MIN_PEPPER_LEN: usize = 32;
 /// `Debug` shows only a redacted marker; equality is constant-time
 /// ([`subtle::ConstantTimeEq`]). Serialises as standard base64 so stores can
 /// keep it as text.
-#[derive(Clone, Copy, Hash)]
+#[derive(Clone, Copy)]
 pub struct Digest([u8; 32]);
 
 impl Digest {

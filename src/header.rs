@@ -156,6 +156,21 @@ pub fn parse_authorization(value: &[u8], max_len: usize) -> Result<Credentials<'
     Ok(if is_api_key { Credentials::ApiKey(creds) } else { Credentials::Bearer(creds) })
 }
 
+/// If `value` starts with `Api-Key ` (scheme in any ASCII case, one SP),
+/// returns the bytes after it. A cheap pre-check for the verifier's fast
+/// path; it validates nothing else, so callers must validate the rest at
+/// least as strictly as [`parse_authorization`] would.
+#[inline]
+#[must_use]
+pub fn strip_api_key_scheme(value: &[u8]) -> Option<&[u8]> {
+    // Bit 5 folds case on the six letters; '-' and ' ' must match exactly
+    // (folding them would let CR and NUL through).
+    const FOLD: u64 = u64::from_le_bytes([0x20, 0x20, 0x20, 0, 0x20, 0x20, 0x20, 0]);
+    const WANT: u64 = u64::from_le_bytes(*b"api-key ");
+    let head: [u8; 8] = value.get(..8)?.try_into().ok()?;
+    (u64::from_le_bytes(head) | FOLD == WANT).then(|| &value[8..])
+}
+
 /// Whether `b` is an RFC 9110 `token68`.
 #[must_use]
 pub fn is_token68(b: &[u8]) -> bool {
@@ -226,6 +241,25 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(parse_authorization(input, MAX), Err(*want), "{}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn fast_scheme_strip_is_exact() {
+        assert_eq!(strip_api_key_scheme(b"Api-Key x"), Some(&b"x"[..]));
+        assert_eq!(strip_api_key_scheme(b"aPI-kEY x"), Some(&b"x"[..]));
+        for bad in [&b"Api\rKey x"[..], b"Api-Key\0x", b"Api-Key", b"Api-Kez x", b"Api_Key x", b"Bearer x"] {
+            assert_eq!(strip_api_key_scheme(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        // Every byte that is not the letter in either case is refused.
+        for pos in 0..8 {
+            for b in 0..=255u8 {
+                let mut v = *b"Api-Key x";
+                let orig = v[pos];
+                v[pos] = b;
+                let same = b == orig || (orig.is_ascii_alphabetic() && b.eq_ignore_ascii_case(&orig));
+                assert_eq!(strip_api_key_scheme(&v).is_some(), same, "{b:#x} at {pos}");
+            }
         }
     }
 

@@ -8,6 +8,9 @@ pub mod header;
 mod checksum;
 mod clock;
 mod digest;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod http;
 mod last_used;
 mod manager;
 mod record;

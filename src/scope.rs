@@ -397,10 +397,10 @@ impl ScopeCatalogBuilder {
         }
         if !self.no_manage_read {
             for s in infos.keys() {
-                if let Some(read) = s.read_of_manage() {
-                    if let Ok(r) = known(&read) {
-                        direct.entry(s.clone()).or_default().insert(r);
-                    }
+                if let Some(read) = s.read_of_manage()
+                    && let Ok(r) = known(&read)
+                {
+                    direct.entry(s.clone()).or_default().insert(r);
                 }
             }
         }
@@ -417,10 +417,11 @@ fn transitive_closure(direct: &BTreeMap<Scope, BTreeSet<Scope>>) -> BTreeMap<Sco
         let mut seen = BTreeSet::new();
         let mut stack: Vec<&Scope> = direct[start].iter().collect();
         while let Some(s) = stack.pop() {
-            if s != start && seen.insert(s.clone()) {
-                if let Some(next) = direct.get(s) {
-                    stack.extend(next.iter());
-                }
+            if s != start
+                && seen.insert(s.clone())
+                && let Some(next) = direct.get(s)
+            {
+                stack.extend(next.iter());
             }
         }
         out.insert(start.clone(), seen);
@@ -681,6 +682,7 @@ mod tests {
 
     proptest! {
         #[test]
+        #[allow(clippy::needless_range_loop)]
         fn closure_is_transitive(edges in proptest::collection::vec((0u8..8, 0u8..8), 0..20)) {
             let mut b = ScopeCatalog::builder();
             for i in 0..8 { b = b.scope(&format!("s{i}"), ""); }

@@ -6,7 +6,7 @@
 //! prefix   = 1*16( ALPHA / DIGIT / "_" )           ; configurable, default "ak_"
 //! id       = 20( %x61-7A / DIGIT )                 ; random base36, ~103 bits, public
 //! secret   = 43( ALPHA / DIGIT )                   ; random base62, 256 bits, from the OS CSPRNG
-//! check    = 6( ALPHA / DIGIT )                    ; base62 of CRC-32/ISO-HDLC over prefix id "_" secret
+//! check    = 6( ALPHA / DIGIT )                    ; base62 of CRC-32/ISO-HDLC over id "_" secret
 //! ```
 //!
 //! Every token is a valid RFC 9110 `token68` and is selected whole by a double
@@ -300,6 +300,12 @@ impl TokenFormat {
         &self.prefix[..usize::from(self.prefix_len)]
     }
 
+    /// Mask selecting the prefix bytes of a 16-byte little-endian word.
+    #[inline]
+    fn prefix_mask(&self) -> u128 {
+        u128::MAX >> (8 * (MAX_PREFIX_LEN - usize::from(self.prefix_len)))
+    }
+
     /// Total token length for this prefix.
     #[must_use]
     pub fn token_len(&self) -> usize {
@@ -320,7 +326,7 @@ impl TokenFormat {
         let secret_start = p + KEY_ID_LEN + 1;
         random_chars(&mut buf[secret_start..secret_start + SECRET_LEN], BASE62)?;
         let check_at = secret_start + SECRET_LEN;
-        let check = encode_base62_u32(crc32(&buf[..check_at]));
+        let check = encode_base62_u32(crc32(&buf[p..check_at]));
         buf[check_at..].copy_from_slice(&check);
         // Every byte written above is ASCII.
         let text = String::from_utf8(std::mem::take(&mut *buf)).map_err(|_| RandomError)?;
@@ -354,25 +360,22 @@ impl<'a> Token<'a> {
         if input.len() != expected {
             return Err(TokenError::WrongLength { actual: input.len(), expected });
         }
-        if &input[..p] != format.prefix_bytes() {
+        // Compare the prefix as one masked 16-byte word (input is >= 71 bytes).
+        let mut head = [0u8; MAX_PREFIX_LEN];
+        head.copy_from_slice(&input[..MAX_PREFIX_LEN]);
+        if u128::from_le_bytes(head) & format.prefix_mask() != u128::from_le_bytes(format.prefix) {
             return Err(TokenError::WrongPrefix);
         }
         let id_end = p + KEY_ID_LEN;
         let body = &input[p..];
-        // Branch-light alphabet check: AND the class bits over each field.
-        let mut id_ok = 1u8;
-        for &c in &body[..KEY_ID_LEN] {
-            id_ok &= CLASS[usize::from(c)];
-        }
-        let mut rest_ok = 2u8;
-        for &c in &body[KEY_ID_LEN + 1..] {
-            rest_ok &= CLASS[usize::from(c)];
-        }
-        if id_ok & 1 == 0 || body[KEY_ID_LEN] != b'_' || rest_ok & 2 == 0 {
+        if !(swar::all_lower_digit(&body[..KEY_ID_LEN])
+            && body[KEY_ID_LEN] == b'_'
+            && swar::all_alnum(&body[KEY_ID_LEN + 1..]))
+        {
             return Err(TokenError::InvalidCharacter { position: first_bad(input, p) });
         }
         let check_at = expected - CHECKSUM_LEN;
-        if encode_base62_u32(crc32(&input[..check_at])) != input[check_at..] {
+        if encode_base62_u32(crc32(&input[p..check_at])) != input[check_at..] {
             return Err(TokenError::BadChecksum);
         }
         let mut id = [0u8; KEY_ID_LEN];
@@ -390,6 +393,83 @@ impl<'a> Token<'a> {
     #[must_use]
     pub fn secret_bytes(&self) -> &'a [u8] {
         self.secret
+    }
+}
+
+/// Alphabet checks eight bytes at a time with plain integer arithmetic
+/// (SWAR): no tables, no branches per byte, no `unsafe`.
+mod swar {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+
+    /// High bit of each byte set where byte >= m (bytes must be < 0x80).
+    #[inline(always)]
+    const fn ge(x: u64, m: u8) -> u64 {
+        x.wrapping_add((0x80 - m as u64) * ONES) & HIGH
+    }
+
+    /// High bit of each byte set where byte <= n (bytes must be < 0x80).
+    #[inline(always)]
+    const fn le(x: u64, n: u8) -> u64 {
+        ((0x80 + n as u64) * ONES).wrapping_sub(x) & HIGH
+    }
+
+    #[inline(always)]
+    fn word(b: &[u8]) -> u64 {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[..8]);
+        u64::from_le_bytes(a)
+    }
+
+    /// Applies `ok` to every 8-byte window (the last one overlapping), so
+    /// every byte of `b` (at least 8 long) is checked.
+    #[inline(always)]
+    fn all(b: &[u8], ok: impl Fn(u64) -> bool) -> bool {
+        let mut good = true;
+        let mut i = 0;
+        while i + 8 <= b.len() {
+            good &= ok(word(&b[i..]));
+            i += 8;
+        }
+        if i < b.len() {
+            good &= ok(word(&b[b.len() - 8..]));
+        }
+        good
+    }
+
+    #[inline(always)]
+    fn digits(x: u64) -> u64 {
+        ge(x, b'0') & le(x, b'9')
+    }
+
+    /// Every byte is `[A-Za-z0-9]`.
+    pub(super) fn all_alnum(b: &[u8]) -> bool {
+        all(b, |x| {
+            let y = x | (0x20 * ONES); // fold upper case onto lower case
+            let letters = ge(y, b'a') & le(y, b'z');
+            x & HIGH == 0 && (digits(x) | letters) == HIGH
+        })
+    }
+
+    /// Every byte is `[a-z0-9]`.
+    pub(super) fn all_lower_digit(b: &[u8]) -> bool {
+        all(b, |x| x & HIGH == 0 && (digits(x) | (ge(x, b'a') & le(x, b'z'))) == HIGH)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn matches_the_byte_definition_for_every_byte_in_every_position() {
+            for pos in 0..12 {
+                for b in 0..=255u8 {
+                    let mut v = [b'a'; 12];
+                    v[pos] = b;
+                    assert_eq!(super::all_alnum(&v), b.is_ascii_alphanumeric(), "alnum {b:#x} at {pos}");
+                    let lower = b.is_ascii_lowercase() || b.is_ascii_digit();
+                    assert_eq!(super::all_lower_digit(&v), lower, "lower {b:#x} at {pos}");
+                }
+            }
+        }
     }
 }
 

@@ -278,12 +278,12 @@ impl KeyStore for MemoryStore {
     fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send {
         for (id, at) in updates {
             let mut shard = write(self.shard(id));
-            if let Some(slot) = shard.get_mut(id) {
-                if slot.last_used_at.is_none_or(|t| t < *at) {
-                    let mut updated = KeyRecord::clone(slot);
-                    updated.last_used_at = Some(*at);
-                    *slot = Arc::new(updated);
-                }
+            if let Some(slot) = shard.get_mut(id)
+                && slot.last_used_at.is_none_or(|t| t < *at)
+            {
+                let mut updated = KeyRecord::clone(slot);
+                updated.last_used_at = Some(*at);
+                *slot = Arc::new(updated);
             }
         }
         ready(Ok(()))

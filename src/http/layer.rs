@@ -1,0 +1,345 @@
+//! [`ApiKeyLayer`] and its [`ApiKeyService`].
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body_util::{Either, Full};
+use tower::{Layer, Service};
+
+use crate::header::{self, Credentials};
+use crate::http::bearer::{BearerError, BearerToken, BearerValidator, NoBearer};
+use crate::http::identity::Identity;
+use crate::http::rejection::{AuthError, DEFAULT_REALM, RealmError, RenderConfig};
+use crate::scope::RequiredScope;
+use crate::store::KeyStore;
+use crate::verify::{Verifier, VerifyError};
+
+/// The response body of [`ApiKeyService`] (and of the scope guard): the
+/// inner service's body, or a rejection's problem+json body.
+///
+/// `Either` is a zero-cost `http_body::Body` whenever the inner body is one
+/// with `Data = Bytes` (as axum's, hyper's and most bodies are), so the layer
+/// composes with `axum::Router::layer` and `route_layer` without boxing.
+pub type AuthBody<B> = Either<B, Full<Bytes>>;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A tower [`Layer`] that authenticates every request with
+/// `Authorization: Api-Key <key>` (and, when a [`BearerValidator`] is set,
+/// `Authorization: Bearer <token>`).
+///
+/// For each request it
+/// 1. reads the `Authorization` field lines with `HeaderMap::get_all`: two or
+///    more are a 400 (never a silent pick of one);
+/// 2. passes the raw bytes to the [`Verifier`] (non-visible-ASCII, over-long
+///    or malformed values are a 400; an unknown scheme or no header is a bare
+///    401 challenge), or a `Bearer` token to the validator;
+/// 3. checks the layer's required scope, if any
+///    ([`ApiKeyLayer::require_scope`]), implications included;
+/// 4. removes the `Authorization` header (unless
+///    [`ApiKeyLayer::strip_authorization`] says not to), inserts the
+///    [`Identity`] and, for API keys, the [`crate::Principal`] into the
+///    request extensions, and calls the inner service.
+///
+/// Refusals never reach the inner service; they are rendered as described in
+/// [`crate::http::rejection`]. Cloning is cheap (one `Arc`).
+pub struct ApiKeyLayer<S, V = NoBearer> {
+    shared: Arc<Shared<S, V>>,
+}
+
+struct Shared<S, V> {
+    verifier: Arc<Verifier<S>>,
+    bearer: Option<Arc<V>>,
+    required: Option<RequiredScope>,
+    strip: bool,
+    realm: Box<str>,
+    retry_after: Duration,
+    render: Arc<RenderConfig>,
+}
+
+impl<S, V> Clone for Shared<S, V> {
+    fn clone(&self) -> Self {
+        Self {
+            verifier: Arc::clone(&self.verifier),
+            bearer: self.bearer.clone(),
+            required: self.required.clone(),
+            strip: self.strip,
+            realm: self.realm.clone(),
+            retry_after: self.retry_after,
+            render: Arc::clone(&self.render),
+        }
+    }
+}
+
+impl<S, V> Shared<S, V> {
+    fn rebuild_render(&mut self) {
+        self.render = Arc::new(RenderConfig::new(&self.realm, self.bearer.is_some(), self.retry_after));
+    }
+}
+
+impl<S, V> Clone for ApiKeyLayer<S, V> {
+    fn clone(&self) -> Self {
+        Self { shared: Arc::clone(&self.shared) }
+    }
+}
+
+impl<S, V> fmt::Debug for ApiKeyLayer<S, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.shared;
+        f.debug_struct("ApiKeyLayer")
+            .field("verifier", &s.verifier)
+            .field("bearer", &s.bearer.is_some())
+            .field("required", &s.required)
+            .field("strip_authorization", &s.strip)
+            .field("realm", &s.realm)
+            .field("retry_after", &s.retry_after)
+            .finish()
+    }
+}
+
+/// Default `Retry-After` on a 503.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+impl<S: KeyStore> ApiKeyLayer<S, NoBearer> {
+    /// A layer verifying API keys with `verifier`, with no bearer validator,
+    /// no required scope, realm `"api"`, `Retry-After: 5` and the
+    /// `Authorization` header stripped.
+    pub fn new(verifier: impl Into<Arc<Verifier<S>>>) -> Self {
+        let shared = Shared {
+            verifier: verifier.into(),
+            bearer: None,
+            required: None,
+            strip: true,
+            realm: DEFAULT_REALM.into(),
+            retry_after: DEFAULT_RETRY_AFTER,
+            render: Arc::new(RenderConfig::default()),
+        };
+        Self { shared: Arc::new(shared) }
+    }
+}
+
+impl<S: KeyStore, V: BearerValidator> ApiKeyLayer<S, V> {
+    fn with(mut self, f: impl FnOnce(&mut Shared<S, V>)) -> Self {
+        f(Arc::make_mut(&mut self.shared));
+        self
+    }
+
+    /// Accepts `Authorization: Bearer` tokens checked by `validator`, and
+    /// adds a `Bearer realm="…"` challenge to 401 responses. Defaults to
+    /// none: `Bearer` requests get a bare 401 challenge.
+    #[must_use]
+    pub fn bearer<W: BearerValidator>(self, validator: W) -> ApiKeyLayer<S, W> {
+        let s = &*self.shared;
+        let mut shared = Shared {
+            verifier: Arc::clone(&s.verifier),
+            bearer: Some(Arc::new(validator)),
+            required: s.required.clone(),
+            strip: s.strip,
+            realm: s.realm.clone(),
+            retry_after: s.retry_after,
+            render: Arc::clone(&s.render),
+        };
+        shared.rebuild_render();
+        ApiKeyLayer { shared: Arc::new(shared) }
+    }
+
+    /// Requires `scope` on every request through this layer instance (a 403
+    /// otherwise). Build it with [`crate::ScopeCatalog::requirement`] so the
+    /// catalog's implications apply. Defaults to no requirement. For
+    /// per-route requirements under one authenticating layer see
+    /// [`crate::http::require_scope`].
+    #[must_use]
+    pub fn require_scope(self, scope: RequiredScope) -> Self {
+        self.with(|s| s.required = Some(scope))
+    }
+
+    /// Whether the `Authorization` header is removed before the inner
+    /// service sees the request, so handlers cannot log it by mistake.
+    /// Defaults to `true`.
+    #[must_use]
+    pub fn strip_authorization(self, strip: bool) -> Self {
+        self.with(|s| s.strip = strip)
+    }
+
+    /// The realm named in challenges. Defaults to `"api"`.
+    ///
+    /// # Errors
+    /// [`RealmError`] unless it is 1–256 printable ASCII characters without
+    /// `"` or `\`.
+    pub fn realm(self, realm: &str) -> Result<Self, RealmError> {
+        RenderConfig::check_realm(realm)?;
+        Ok(self.with(|s| {
+            s.realm = realm.into();
+            s.rebuild_render();
+        }))
+    }
+
+    /// `Retry-After` sent with a 503 (whole seconds, at least 1). Defaults
+    /// to 5 seconds.
+    #[must_use]
+    pub fn retry_after(self, after: Duration) -> Self {
+        self.with(|s| {
+            s.retry_after = after;
+            s.rebuild_render();
+        })
+    }
+
+    /// The verifier (for example to call [`Verifier::flush_last_used`]
+    /// periodically).
+    #[must_use]
+    pub fn verifier(&self) -> &Arc<Verifier<S>> {
+        &self.shared.verifier
+    }
+}
+
+impl<T, S, V> Layer<T> for ApiKeyLayer<S, V> {
+    type Service = ApiKeyService<T, S, V>;
+
+    fn layer(&self, inner: T) -> Self::Service {
+        ApiKeyService { inner, shared: Arc::clone(&self.shared) }
+    }
+}
+
+/// The service made by [`ApiKeyLayer`].
+pub struct ApiKeyService<T, S, V = NoBearer> {
+    inner: T,
+    shared: Arc<Shared<S, V>>,
+}
+
+impl<T: Clone, S, V> Clone for ApiKeyService<T, S, V> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), shared: Arc::clone(&self.shared) }
+    }
+}
+
+impl<T: fmt::Debug, S, V> fmt::Debug for ApiKeyService<T, S, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyService").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl<T, S, V, B, ResBody> Service<Request<B>> for ApiKeyService<T, S, V>
+where
+    T: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    T::Error: Send + 'static,
+    T::Future: Send + 'static,
+    S: KeyStore,
+    V: BearerValidator,
+    B: Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = Response<AuthBody<ResBody>>;
+    type Error = T::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        // The clone is not ready; keep the ready one for this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
+        let header = match take_authorization(req.headers_mut(), shared.strip) {
+            Ok(h) => h,
+            Err(e) => return Box::pin(std::future::ready(Ok(shared.render.reject(&e).map(Either::Right)))),
+        };
+        Box::pin(async move {
+            match shared.authenticate(header.as_ref().map(HeaderValue::as_bytes)).await {
+                Ok(identity) => {
+                    let ext = req.extensions_mut();
+                    if let Identity::ApiKey(p) = &identity {
+                        ext.insert(p.clone());
+                    }
+                    ext.insert(identity);
+                    ext.insert(Arc::clone(&shared.render));
+                    inner.call(req).await.map(|r| r.map(Either::Left))
+                }
+                Err(e) => Ok(shared.render.reject(&e).map(Either::Right)),
+            }
+        })
+    }
+}
+
+/// The single `Authorization` value, removed from the headers if `strip`.
+///
+/// # Errors
+/// [`AuthError::MultipleAuthorization`] for two or more field lines.
+fn take_authorization(headers: &mut HeaderMap, strip: bool) -> Result<Option<HeaderValue>, AuthError> {
+    let mut lines = headers.get_all(AUTHORIZATION).iter();
+    let first = lines.next().cloned();
+    if lines.next().is_some() {
+        return Err(AuthError::MultipleAuthorization);
+    }
+    if strip && first.is_some() {
+        headers.remove(AUTHORIZATION);
+    }
+    Ok(first)
+}
+
+impl<S: KeyStore, V: BearerValidator> Shared<S, V> {
+    async fn authenticate(&self, header: Option<&[u8]>) -> Result<Identity, AuthError> {
+        let Some(value) = header else {
+            return Err(VerifyError::Missing.into());
+        };
+        match self.verifier.verify(value, self.required.as_ref()).await {
+            Ok(principal) => Ok(Identity::ApiKey(principal)),
+            Err(VerifyError::BearerToken) => match &self.bearer {
+                Some(validator) => self.bearer(validator, value).await,
+                None => Err(VerifyError::BearerToken.into()),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn bearer(&self, validator: &V, value: &[u8]) -> Result<Identity, AuthError> {
+        // The verifier already parsed this value as `Bearer <token68>`;
+        // parse again to borrow the token.
+        let token = match header::parse_authorization(value, self.verifier.config().max_header_len) {
+            Ok(Credentials::Bearer(t)) => BearerToken::from_token68(t),
+            _ => None,
+        };
+        let Some(token) = token else {
+            return Err(VerifyError::BearerToken.into());
+        };
+        let identity = validator.validate(token).await?;
+        if let Some(required) = &self.required {
+            if !identity.has_scope(required) {
+                return Err(BearerError::InsufficientScope { required: required.scope().clone() }.into());
+            }
+        }
+        Ok(Identity::Bearer(identity))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_authorization_lines_are_refused_even_if_identical() {
+        let mut h = HeaderMap::new();
+        h.append(AUTHORIZATION, HeaderValue::from_static("Api-Key a"));
+        h.append(AUTHORIZATION, HeaderValue::from_static("Api-Key a"));
+        assert!(matches!(take_authorization(&mut h, true), Err(AuthError::MultipleAuthorization)));
+    }
+
+    #[test]
+    fn single_line_is_taken_and_stripped_on_request() {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Api-Key a"));
+        assert_eq!(take_authorization(&mut h, false).unwrap().unwrap(), "Api-Key a");
+        assert!(h.contains_key(AUTHORIZATION));
+        assert_eq!(take_authorization(&mut h, true).unwrap().unwrap(), "Api-Key a");
+        assert!(!h.contains_key(AUTHORIZATION));
+        assert!(take_authorization(&mut h, true).unwrap().is_none());
+    }
+}

@@ -1,0 +1,130 @@
+//! Per-route scope requirements under one authenticating [`ApiKeyLayer`].
+//!
+//! [`ApiKeyLayer`]: crate::http::ApiKeyLayer
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use http_body_util::Either;
+use tower::{Layer, Service};
+
+use crate::http::bearer::BearerError;
+use crate::http::identity::Identity;
+use crate::http::layer::AuthBody;
+use crate::http::rejection::{AuthError, RenderConfig};
+use crate::scope::{RequiredScope, ScopeCatalog, ScopeError};
+use crate::verify::VerifyError;
+
+/// A guard for one route: `scope` from `catalog`, with its implications
+/// (a key holding `yc.monitoring.manage` passes a guard for
+/// `yc.monitoring.read`). Put it *inside* an [`ApiKeyLayer`]
+/// (`axum::routing::MethodRouter::route_layer`, or any tower stack below the
+/// layer); it answers 403 `insufficient_scope` when the authenticated caller
+/// lacks the scope, and 500 if no `ApiKeyLayer` ran first.
+///
+/// ```
+/// let catalog = api_keys::ScopeCatalog::yandex_cloud();
+/// let guard = api_keys::http::require_scope(&catalog, "yc.monitoring.read")?;
+/// assert!(api_keys::http::require_scope(&catalog, "yc.monitoring.typo").is_err());
+/// # let _ = guard;
+/// # Ok::<(), api_keys::ScopeError>(())
+/// ```
+///
+/// # Errors
+/// [`ScopeError::Unknown`] if the catalog has no such scope: a typo caught
+/// at start-up rather than a route nobody can call.
+///
+/// [`ApiKeyLayer`]: crate::http::ApiKeyLayer
+pub fn require_scope(catalog: &ScopeCatalog, scope: &str) -> Result<RequireScopeLayer, ScopeError> {
+    Ok(RequireScopeLayer::new(catalog.requirement(scope)?))
+}
+
+/// The [`Layer`] made by [`require_scope`].
+#[derive(Clone, Debug)]
+pub struct RequireScopeLayer {
+    required: RequiredScope,
+}
+
+impl RequireScopeLayer {
+    /// A guard for a precomputed requirement.
+    #[must_use]
+    pub fn new(required: RequiredScope) -> Self {
+        Self { required }
+    }
+
+    /// The requirement.
+    #[must_use]
+    pub fn required(&self) -> &RequiredScope {
+        &self.required
+    }
+}
+
+impl<T> Layer<T> for RequireScopeLayer {
+    type Service = RequireScopeService<T>;
+
+    fn layer(&self, inner: T) -> Self::Service {
+        RequireScopeService { inner, required: self.required.clone() }
+    }
+}
+
+/// The service made by [`RequireScopeLayer`].
+#[derive(Clone)]
+pub struct RequireScopeService<T> {
+    inner: T,
+    required: RequiredScope,
+}
+
+impl<T: fmt::Debug> fmt::Debug for RequireScopeService<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireScopeService").field("inner", &self.inner).field("required", &self.required).finish()
+    }
+}
+
+/// Whether the identity in `extensions` satisfies `required`.
+pub(crate) fn check(extensions: &http::Extensions, required: &RequiredScope) -> Result<(), AuthError> {
+    match extensions.get::<Identity>() {
+        None => Err(AuthError::MissingLayer),
+        Some(id) if id.has_scope(required) => Ok(()),
+        Some(Identity::ApiKey(p)) => {
+            Err(VerifyError::InsufficientScope { key: *p.key_id(), required: required.scope().clone() }.into())
+        }
+        Some(Identity::Bearer(_)) => Err(BearerError::InsufficientScope { required: required.scope().clone() }.into()),
+    }
+}
+
+impl<T, B, ResBody> Service<Request<B>> for RequireScopeService<T>
+where
+    T: Service<Request<B>, Response = Response<ResBody>>,
+    T::Error: Send + 'static,
+    T::Future: Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = Response<AuthBody<ResBody>>;
+    type Error = T::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        match check(req.extensions(), &self.required) {
+            Ok(()) => {
+                let fut = self.inner.call(req);
+                Box::pin(async move { fut.await.map(|r| r.map(Either::Left)) })
+            }
+            Err(e) => {
+                let render = req.extensions().get::<Arc<RenderConfig>>().cloned();
+                let response = match render {
+                    Some(r) => r.reject(&e),
+                    None => RenderConfig::default().reject(&e),
+                };
+                Box::pin(std::future::ready(Ok(response.map(Either::Right))))
+            }
+        }
+    }
+}
