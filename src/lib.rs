@@ -17,6 +17,9 @@ mod record;
 mod scope;
 mod secret;
 pub mod store;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod testing;
 mod token;
 mod verify;
 
@@ -37,8 +40,17 @@ pub use scope::{
 };
 pub use secret::{MaskedKey, Secret};
 pub use store::{KeyStore, MemoryStore, OldKeyFate, Page, PageRequest, StoreError};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use store::{PostgresStore, PostgresStoreBuilder};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use store::{RedisStore, RedisStoreBuilder};
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use store::SqliteStore;
 pub use token::{
     BODY_LEN, GeneratedKey, KEY_ID_LEN, KeyId, KeyIdError, MAX_PREFIX_LEN, PrefixError, RandomError, SECRET_LEN, Token,
-    TokenError, TokenFormat,
+    TokenError, TokenFormat, token_checksum,
 };
 pub use verify::{ClientClass, Principal, Verifier, VerifierBuilder, VerifierConfig, VerifyError};

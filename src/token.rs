@@ -157,6 +157,10 @@ pub enum KeyIdError {
 }
 
 impl KeyId {
+    /// An all-zero id, never generated in practice; used internally as a
+    /// stand-in.
+    pub(crate) const DUMMY: Self = Self([b'0'; KEY_ID_LEN]);
+
     /// A fresh random id from the OS CSPRNG.
     ///
     /// # Errors
@@ -326,12 +330,33 @@ impl TokenFormat {
         let secret_start = p + KEY_ID_LEN + 1;
         random_chars(&mut buf[secret_start..secret_start + SECRET_LEN], BASE62)?;
         let check_at = secret_start + SECRET_LEN;
-        let check = encode_base62_u32(crc32(&buf[p..check_at]));
+        let check = token_checksum(&buf[p..check_at]);
         buf[check_at..].copy_from_slice(&check);
         // Every byte written above is ASCII.
         let text = String::from_utf8(std::mem::take(&mut *buf)).map_err(|_| RandomError)?;
         Ok(GeneratedKey { id, secret: Secret::from(text) })
     }
+}
+
+/// The checksum field for a token body (`id "_" secret`, the bytes between
+/// the prefix and the checksum): six base62 characters of its CRC-32.
+///
+/// Public so secret scanners and migration tools can validate or assemble
+/// keys offline exactly as the format specifies.
+///
+/// ```
+/// use api_keys::{token_checksum, TokenFormat};
+///
+/// let f = TokenFormat::default();
+/// let key = f.generate()?;
+/// let s = key.secret.expose_secret();
+/// let (body, check) = s[f.prefix().len()..].split_at(64);
+/// assert_eq!(token_checksum(body.as_bytes()), check.as_bytes());
+/// # Ok::<(), api_keys::RandomError>(())
+/// ```
+#[must_use]
+pub fn token_checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
+    encode_base62_u32(crc32(body))
 }
 
 /// A parsed token, borrowing the caller's bytes.
@@ -375,7 +400,7 @@ impl<'a> Token<'a> {
             return Err(TokenError::InvalidCharacter { position: first_bad(input, p) });
         }
         let check_at = expected - CHECKSUM_LEN;
-        if encode_base62_u32(crc32(&input[p..check_at])) != input[check_at..] {
+        if token_checksum(&input[p..check_at]) != input[check_at..] {
             return Err(TokenError::BadChecksum);
         }
         let mut id = [0u8; KEY_ID_LEN];
