@@ -137,13 +137,82 @@ pub enum PepperError {
 /// A versioned server secret used as the HMAC key.
 ///
 /// Its bytes are zeroized on drop; `Debug` shows only the version. The keyed
-/// HMAC state is computed once here, so each verification clones a
-/// precomputed state instead of re-keying.
+/// HMAC state is computed once here, so a verification never re-keys: for
+/// short messages (every key in this crate's format) it runs exactly the two
+/// SHA-256 compressions HMAC needs, from the precomputed inner and outer
+/// states ([`Pepper::digest`]); longer messages use the `hmac` crate's keyed
+/// state.
 #[derive(Clone)]
 pub struct Pepper {
     version: u32,
     keyed: HmacSha256,
+    states: Zeroizing<PadStates>,
     _bytes: Zeroizing<Vec<u8>>,
+}
+
+/// SHA-256 states after absorbing `key ⊕ ipad` and `key ⊕ opad`.
+#[derive(Clone, Default, zeroize::Zeroize)]
+struct PadStates {
+    inner: [u32; 8],
+    outer: [u32; 8],
+}
+
+const SHA256_IV: [u32; 8] =
+    [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+
+/// Longest message hashed by the two-compression fast path: 64 bytes of
+/// block minus the 0x80 marker and the 8-byte length.
+const ONE_BLOCK_MAX: usize = 55;
+
+impl PadStates {
+    fn new(key: &[u8]) -> Self {
+        use sha2::Digest as _;
+        // HMAC (RFC 2104): keys longer than the block are hashed first.
+        let mut block = Zeroizing::new([0u8; 64]);
+        if key.len() > 64 {
+            block[..32].copy_from_slice(&sha2::Sha256::digest(key));
+        } else {
+            block[..key.len()].copy_from_slice(key);
+        }
+        let mut pad = Zeroizing::new([0u8; 64]);
+        let mut states = Self { inner: SHA256_IV, outer: SHA256_IV };
+        for (b, p) in block.iter().zip(pad.iter_mut()) {
+            *p = b ^ 0x36;
+        }
+        sha2::block_api::compress256(&mut states.inner, &[*pad]);
+        for (b, p) in block.iter().zip(pad.iter_mut()) {
+            *p = b ^ 0x5c;
+        }
+        sha2::block_api::compress256(&mut states.outer, &[*pad]);
+        states
+    }
+
+    /// `HMAC-SHA256` of a message of at most [`ONE_BLOCK_MAX`] bytes: one
+    /// compression from the inner state, one from the outer state.
+    #[inline]
+    fn mac_one_block(&self, msg: &[u8]) -> [u8; 32] {
+        let mut block = Zeroizing::new([0u8; 64]);
+        block[..msg.len()].copy_from_slice(msg);
+        block[msg.len()] = 0x80;
+        let bits = (64 + msg.len() as u64) * 8;
+        block[56..].copy_from_slice(&bits.to_be_bytes());
+        let mut inner = self.inner;
+        sha2::block_api::compress256(&mut inner, &[*block]);
+
+        let mut outer_block = [0u8; 64];
+        for (chunk, word) in outer_block[..32].chunks_exact_mut(4).zip(inner) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        outer_block[32] = 0x80;
+        outer_block[56..].copy_from_slice(&((64u64 + 32) * 8).to_be_bytes());
+        let mut outer = self.outer;
+        sha2::block_api::compress256(&mut outer, &[outer_block]);
+        let mut out = [0u8; 32];
+        for (chunk, word) in out.chunks_exact_mut(4).zip(outer) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        out
+    }
 }
 
 impl fmt::Debug for Pepper {
@@ -163,7 +232,8 @@ impl Pepper {
             return Err(PepperError::TooShort(bytes.len()));
         }
         let keyed = <HmacSha256 as KeyInit>::new_from_slice(&bytes).map_err(|_| PepperError::TooShort(bytes.len()))?;
-        Ok(Self { version, keyed, _bytes: bytes })
+        let states = Zeroizing::new(PadStates::new(&bytes));
+        Ok(Self { version, keyed, states, _bytes: bytes })
     }
 
     /// Decodes a base64 pepper (as in `API_KEYS_PEPPER`).
@@ -199,8 +269,16 @@ impl Pepper {
     }
 
     /// `HMAC-SHA256(pepper, secret)`.
+    ///
+    /// Secrets of up to 55 bytes (all keys in this crate's format) take two
+    /// SHA-256 compressions from precomputed states — the minimum HMAC
+    /// allows; longer ones go through the `hmac` crate. Both paths are
+    /// checked against each other and the RFC 4231 vectors in the tests.
     #[must_use]
     pub fn digest(&self, secret: &[u8]) -> Digest {
+        if secret.len() <= ONE_BLOCK_MAX {
+            return Digest(self.states.mac_one_block(secret));
+        }
         let mut mac = self.keyed.clone();
         mac.update(secret);
         Digest(mac.finalize().into_bytes().into())
@@ -284,6 +362,47 @@ mod tests {
         mac.update(b"Hi There");
         let expected: [u8; 32] = mac.finalize().into_bytes().into();
         assert_eq!(p.digest(b"Hi There").as_bytes(), &expected);
+    }
+
+    fn reference(key: &[u8], msg: &[u8]) -> [u8; 32] {
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key).unwrap();
+        mac.update(msg);
+        mac.finalize().into_bytes().into()
+    }
+
+    #[test]
+    fn fast_path_matches_the_hmac_crate_for_every_length() {
+        for key_len in [32usize, 63, 64, 65, 100] {
+            let key: Vec<u8> = (0..key_len).map(|i| (i * 31 + 7) as u8).collect();
+            let p = Pepper::new(1, &key).unwrap();
+            for len in 0..=200 {
+                let msg: Vec<u8> = (0..len).map(|i| (i * 13 + key_len) as u8).collect();
+                assert_eq!(p.digest(&msg).as_bytes(), &reference(&key, &msg), "key {key_len} msg {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn rfc4231_vectors_with_long_keys() {
+        // RFC 4231 test case 6: 131-byte key, hashed before use.
+        let p = Pepper::new(1, [0xaa; 131]).unwrap();
+        let d = p.digest(b"Test Using Larger Than Block-Size Key - Hash Key First");
+        let hex: String = d.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+        // Test case 7 (long message): goes through the hmac crate path.
+        let d = p.digest(b"This is a test using a larger than block-size key and a larger than block-size data. The key needs to be hashed before being used by the HMAC algorithm.");
+        let hex: String = d.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_path_matches_for_random_keys(key in proptest::collection::vec(proptest::prelude::any::<u8>(), 32..80),
+                                             msg in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..56)) {
+            let p = Pepper::new(1, &key).unwrap();
+            let got = *p.digest(&msg).as_bytes();
+            proptest::prop_assert_eq!(got, reference(&key, &msg));
+        }
     }
 
     #[test]
