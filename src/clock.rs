@@ -17,6 +17,7 @@
 //! ```
 
 use std::fmt;
+use std::num::NonZeroU64;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,9 +30,20 @@ use time::format_description::well_known::Rfc3339;
 ///
 /// Ordering is chronological. [`Display`](fmt::Display) and serde use
 /// RFC 3339 with a `Z` offset; fractional seconds are printed only when
-/// non-zero.
+/// non-zero. Eight bytes, and `Option<Timestamp>` is eight bytes too.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp(i64);
+pub struct Timestamp(NonZeroU64);
+
+/// Stored form: the nanoseconds with the sign bit flipped, so unsigned order
+/// is chronological and zero (the niche) is `i64::MIN`, which
+/// [`Timestamp::from_unix_nanos`] clamps away.
+const fn encode(nanos: i64) -> NonZeroU64 {
+    let n = if nanos == i64::MIN { i64::MIN + 1 } else { nanos };
+    match NonZeroU64::new((n as u64) ^ (1 << 63)) {
+        Some(v) => v,
+        None => NonZeroU64::MIN, // unreachable: only i64::MIN encodes to 0
+    }
+}
 
 /// Why a string or number is not a [`Timestamp`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,12 +59,13 @@ pub enum TimestampError {
 
 impl Timestamp {
     /// The Unix epoch, `1970-01-01T00:00:00Z`.
-    pub const UNIX_EPOCH: Self = Self(0);
+    pub const UNIX_EPOCH: Self = Self(encode(0));
 
-    /// Builds a timestamp from nanoseconds since the Unix epoch.
+    /// Builds a timestamp from nanoseconds since the Unix epoch
+    /// (`i64::MIN` is clamped to `i64::MIN + 1`).
     #[must_use]
     pub const fn from_unix_nanos(nanos: i64) -> Self {
-        Self(nanos)
+        Self(encode(nanos))
     }
 
     /// Builds a timestamp from whole seconds since the Unix epoch.
@@ -61,7 +74,7 @@ impl Timestamp {
     /// [`TimestampError::OutOfRange`] when the result does not fit.
     pub const fn from_unix_seconds(secs: i64) -> Result<Self, TimestampError> {
         match secs.checked_mul(1_000_000_000) {
-            Some(n) => Ok(Self(n)),
+            Some(n) => Ok(Self::from_unix_nanos(n)),
             None => Err(TimestampError::OutOfRange),
         }
     }
@@ -69,13 +82,13 @@ impl Timestamp {
     /// Nanoseconds since the Unix epoch.
     #[must_use]
     pub const fn unix_nanos(self) -> i64 {
-        self.0
+        (self.0.get() ^ (1 << 63)) as i64
     }
 
     /// Whole seconds since the Unix epoch (rounded towards negative infinity).
     #[must_use]
     pub const fn unix_seconds(self) -> i64 {
-        self.0.div_euclid(1_000_000_000)
+        self.unix_nanos().div_euclid(1_000_000_000)
     }
 
     /// The current system time.
@@ -84,8 +97,8 @@ impl Timestamp {
     #[must_use]
     pub fn now() -> Self {
         match SystemTime::now().duration_since(UNIX_EPOCH) {
-            Ok(d) => Self(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
-            Err(e) => Self(i64::try_from(e.duration().as_nanos()).map_or(i64::MIN, |n| -n)),
+            Ok(d) => Self::from_unix_nanos(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+            Err(e) => Self::from_unix_nanos(i64::try_from(e.duration().as_nanos()).map_or(i64::MIN, |n| -n)),
         }
     }
 
@@ -93,33 +106,34 @@ impl Timestamp {
     #[must_use]
     pub fn checked_add(self, d: Duration) -> Option<Self> {
         let n = i64::try_from(d.as_nanos()).ok()?;
-        self.0.checked_add(n).map(Self)
+        self.unix_nanos().checked_add(n).map(Self::from_unix_nanos)
     }
 
     /// `self + d`, saturating at the end of the representable range.
     #[must_use]
     pub fn saturating_add(self, d: Duration) -> Self {
-        self.checked_add(d).unwrap_or(Self(i64::MAX))
+        self.checked_add(d).unwrap_or(Self::from_unix_nanos(i64::MAX))
     }
 
     /// `self - d`, saturating at the start of the representable range.
     #[must_use]
     pub fn saturating_sub(self, d: Duration) -> Self {
         let n = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
-        Self(self.0.saturating_sub(n))
+        Self::from_unix_nanos(self.unix_nanos().saturating_sub(n))
     }
 
     /// The time from `earlier` to `self`, or zero if `earlier` is later.
     #[must_use]
     pub fn duration_since(self, earlier: Self) -> Duration {
-        u64::try_from(self.0.saturating_sub(earlier.0)).map_or(Duration::ZERO, Duration::from_nanos)
+        u64::try_from(self.unix_nanos().saturating_sub(earlier.unix_nanos()))
+            .map_or(Duration::ZERO, Duration::from_nanos)
     }
 
     /// Converts to [`time::OffsetDateTime`] in UTC.
     #[must_use]
     pub fn to_offset_date_time(self) -> OffsetDateTime {
         // Every i64 of nanoseconds is within time's supported range.
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.unix_nanos())).unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
     /// Parses RFC 3339; any offset is accepted and converted to UTC.
@@ -135,7 +149,10 @@ impl Timestamp {
 impl TryFrom<OffsetDateTime> for Timestamp {
     type Error = TimestampError;
     fn try_from(dt: OffsetDateTime) -> Result<Self, Self::Error> {
-        i64::try_from(dt.unix_timestamp_nanos()).map(Self).map_err(|_| TimestampError::OutOfRange)
+        match i64::try_from(dt.unix_timestamp_nanos()) {
+            Ok(n) if n != i64::MIN => Ok(Self::from_unix_nanos(n)),
+            _ => Err(TimestampError::OutOfRange),
+        }
     }
 }
 
@@ -201,12 +218,12 @@ impl ManualClock {
     /// A clock standing at `start`.
     #[must_use]
     pub fn new(start: Timestamp) -> Self {
-        Self(AtomicI64::new(start.0))
+        Self(AtomicI64::new(start.unix_nanos()))
     }
 
     /// Moves the clock to `t` (backwards too).
     pub fn set(&self, t: Timestamp) {
-        self.0.store(t.0, Ordering::SeqCst);
+        self.0.store(t.unix_nanos(), Ordering::SeqCst);
     }
 
     /// Moves the clock forward by `d` (saturating).
@@ -219,7 +236,7 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        Timestamp(self.0.load(Ordering::SeqCst))
+        Timestamp::from_unix_nanos(self.0.load(Ordering::SeqCst))
     }
 }
 
@@ -274,6 +291,19 @@ mod tests {
         let b = Timestamp::from_unix_seconds(4).unwrap();
         assert_eq!(a.duration_since(b), Duration::from_secs(6));
         assert_eq!(b.duration_since(a), Duration::ZERO);
+    }
+
+    #[test]
+    fn order_and_niche() {
+        assert_eq!(std::mem::size_of::<Option<Timestamp>>(), 8);
+        let xs = [i64::MIN + 1, -5, -1, 0, 1, 5, i64::MAX];
+        for w in xs.windows(2) {
+            assert!(Timestamp::from_unix_nanos(w[0]) < Timestamp::from_unix_nanos(w[1]));
+        }
+        for x in xs {
+            assert_eq!(Timestamp::from_unix_nanos(x).unix_nanos(), x);
+        }
+        assert_eq!(Timestamp::from_unix_nanos(i64::MIN).unix_nanos(), i64::MIN + 1);
     }
 
     #[test]

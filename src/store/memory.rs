@@ -62,7 +62,32 @@ impl BuildHasher for BuildIdHasher {
     }
 }
 
-type Shard = HashMap<KeyId, Arc<KeyRecord>, BuildIdHasher>;
+/// A record in a shard, hashed and compared by its own id, so the table
+/// holds one pointer per key instead of a copy of the id beside it.
+#[derive(Clone)]
+struct Entry(Arc<KeyRecord>);
+
+impl std::hash::Hash for Entry {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state);
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for Entry {}
+
+impl std::borrow::Borrow<KeyId> for Entry {
+    fn borrow(&self) -> &KeyId {
+        &self.0.id
+    }
+}
+
+type Shard = HashSet<Entry, BuildIdHasher>;
 
 #[derive(Default)]
 struct Index {
@@ -112,7 +137,7 @@ impl MemoryStore {
     #[must_use]
     pub fn with_capacity(keys: usize) -> Self {
         let per = keys.div_ceil(SHARDS);
-        let shards = (0..SHARDS).map(|_| RwLock::new(HashMap::with_capacity_and_hasher(per, BuildIdHasher))).collect();
+        let shards = (0..SHARDS).map(|_| RwLock::new(HashSet::with_capacity_and_hasher(per, BuildIdHasher))).collect();
         Self { shards, digests: RwLock::default(), writer: Mutex::default() }
     }
 
@@ -135,7 +160,7 @@ impl MemoryStore {
     }
 
     fn get_now(&self, id: &KeyId) -> Option<Arc<KeyRecord>> {
-        read(self.shard(id)).get(id).cloned()
+        read(self.shard(id)).get(id).map(|e| Arc::clone(&e.0))
     }
 
     fn intern(index: &mut Index, mut record: KeyRecord) -> KeyRecord {
@@ -164,7 +189,7 @@ impl MemoryStore {
             write(&self.digests).insert(*record.digest.as_bytes(), id);
         }
         index.by_account.entry(record.service_account_id.clone()).or_default().insert(id);
-        write(self.shard(&id)).insert(id, Arc::new(record));
+        write(self.shard(&id)).insert(Entry(Arc::new(record)));
         Ok(())
     }
 
@@ -173,10 +198,10 @@ impl MemoryStore {
         F: FnOnce(&mut KeyRecord) -> Result<(), StoreError>,
     {
         let mut shard = write(self.shard(id));
-        let slot = shard.get_mut(id).ok_or(StoreError::NotFound(*id))?;
-        let mut updated = KeyRecord::clone(slot);
+        let current = shard.get(id).ok_or(StoreError::NotFound(*id))?;
+        let mut updated = KeyRecord::clone(&current.0);
         f(&mut updated)?;
-        *slot = Arc::new(updated);
+        shard.replace(Entry(Arc::new(updated)));
         Ok(())
     }
 }
@@ -237,10 +262,10 @@ impl KeyStore for MemoryStore {
 
     fn delete(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
         let mut index = lock(&self.writer);
-        let removed = write(self.shard(id)).remove(id);
+        let removed = write(self.shard(id)).take(id);
         let result = match removed {
             None => Err(StoreError::NotFound(*id)),
-            Some(r) => {
+            Some(Entry(r)) => {
                 if r.kind == KeyKind::Imported {
                     write(&self.digests).remove(r.digest.as_bytes());
                 }
@@ -269,7 +294,7 @@ impl KeyStore for MemoryStore {
             let mut updated = KeyRecord::clone(&current);
             apply_reissue(&mut updated, new.id, fate)?;
             self.insert_now(&mut index, new)?;
-            write(self.shard(old)).insert(*old, Arc::new(updated));
+            write(self.shard(old)).replace(Entry(Arc::new(updated)));
             Ok(())
         })();
         ready(result)
@@ -278,12 +303,12 @@ impl KeyStore for MemoryStore {
     fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send {
         for (id, at) in updates {
             let mut shard = write(self.shard(id));
-            if let Some(slot) = shard.get_mut(id)
-                && slot.last_used_at.is_none_or(|t| t < *at)
+            if let Some(Entry(current)) = shard.get(id)
+                && current.last_used_at.is_none_or(|t| t < *at)
             {
-                let mut updated = KeyRecord::clone(slot);
+                let mut updated = KeyRecord::clone(current);
                 updated.last_used_at = Some(*at);
-                *slot = Arc::new(updated);
+                shard.replace(Entry(Arc::new(updated)));
             }
         }
         ready(Ok(()))
