@@ -9,7 +9,6 @@
 //! a million keys with the same scopes share one scope list.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::future::ready;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -204,31 +203,8 @@ impl MemoryStore {
         shard.replace(Entry(Arc::new(updated)));
         Ok(())
     }
-}
 
-impl KeyStore for MemoryStore {
-    fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let mut index = lock(&self.writer);
-        ready(self.insert_now(&mut index, record))
-    }
-
-    fn get(&self, id: &KeyId) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
-        ready(Ok(self.get_now(id)))
-    }
-
-    fn get_by_digest(
-        &self,
-        digest: &Digest,
-    ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
-        let id = read(&self.digests).get(digest.as_bytes()).copied();
-        ready(Ok(id.and_then(|id| self.get_now(&id))))
-    }
-
-    fn list(
-        &self,
-        service_account: &ServiceAccountId,
-        page: PageRequest,
-    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
+    fn list_now(&self, service_account: &ServiceAccountId, page: PageRequest) -> Page<KeyRecord> {
         let limit = page.effective_limit();
         let index = lock(&self.writer);
         let mut ids: Vec<KeyId> = match index.by_account.get(service_account) {
@@ -249,36 +225,74 @@ impl KeyStore for MemoryStore {
             None
         };
         let items = ids.iter().filter_map(|id| self.get_now(id)).map(|r| KeyRecord::clone(&r)).collect();
-        ready(Ok(Page { items, next }))
+        Page { items, next }
+    }
+
+    fn delete_now(&self, index: &mut Index, id: &KeyId) -> Result<(), StoreError> {
+        let Some(Entry(r)) = write(self.shard(id)).take(id) else {
+            return Err(StoreError::NotFound(*id));
+        };
+        if r.kind == KeyKind::Imported {
+            write(&self.digests).remove(r.digest.as_bytes());
+        }
+        if let Some(set) = index.by_account.get_mut(&r.service_account_id) {
+            set.remove(id);
+            if set.is_empty() {
+                index.by_account.remove(&r.service_account_id);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every method does its work when the future is first polled (like a real
+/// backend), never at call time, and is ready at once: the memory store never
+/// waits.
+impl KeyStore for MemoryStore {
+    fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            let mut index = lock(&self.writer);
+            self.insert_now(&mut index, record)
+        }
+    }
+
+    fn get(&self, id: &KeyId) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
+        async move { Ok(self.get_now(id)) }
+    }
+
+    fn get_by_digest(
+        &self,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
+        async move {
+            let id = read(&self.digests).get(digest.as_bytes()).copied();
+            Ok(id.and_then(|id| self.get_now(&id)))
+        }
+    }
+
+    fn list(
+        &self,
+        service_account: &ServiceAccountId,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
+        async move { Ok(self.list_now(service_account, page)) }
     }
 
     fn revoke(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let _index = lock(&self.writer);
-        ready(self.update(id, |r| {
-            r.status = crate::record::KeyStatus::Revoked;
-            Ok(())
-        }))
+        async move {
+            let _index = lock(&self.writer);
+            self.update(id, |r| {
+                r.status = crate::record::KeyStatus::Revoked;
+                Ok(())
+            })
+        }
     }
 
     fn delete(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let mut index = lock(&self.writer);
-        let removed = write(self.shard(id)).take(id);
-        let result = match removed {
-            None => Err(StoreError::NotFound(*id)),
-            Some(Entry(r)) => {
-                if r.kind == KeyKind::Imported {
-                    write(&self.digests).remove(r.digest.as_bytes());
-                }
-                if let Some(set) = index.by_account.get_mut(&r.service_account_id) {
-                    set.remove(id);
-                    if set.is_empty() {
-                        index.by_account.remove(&r.service_account_id);
-                    }
-                }
-                Ok(())
-            }
-        };
-        ready(result)
+        async move {
+            let mut index = lock(&self.writer);
+            self.delete_now(&mut index, id)
+        }
     }
 
     fn reissue(
@@ -287,8 +301,8 @@ impl KeyStore for MemoryStore {
         new: KeyRecord,
         fate: OldKeyFate,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let mut index = lock(&self.writer);
-        let result = (|| {
+        async move {
+            let mut index = lock(&self.writer);
             let current = self.get_now(old).ok_or(StoreError::NotFound(*old))?;
             // Validate the old key's change before writing anything.
             let mut updated = KeyRecord::clone(&current);
@@ -296,21 +310,22 @@ impl KeyStore for MemoryStore {
             self.insert_now(&mut index, new)?;
             write(self.shard(old)).replace(Entry(Arc::new(updated)));
             Ok(())
-        })();
-        ready(result)
+        }
     }
 
     fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send {
-        for (id, at) in updates {
-            let mut shard = write(self.shard(id));
-            if let Some(Entry(current)) = shard.get(id)
-                && current.last_used_at.is_none_or(|t| t < *at)
-            {
-                let mut updated = KeyRecord::clone(current);
-                updated.last_used_at = Some(*at);
-                shard.replace(Entry(Arc::new(updated)));
+        async move {
+            for (id, at) in updates {
+                let mut shard = write(self.shard(id));
+                if let Some(Entry(current)) = shard.get(id)
+                    && current.last_used_at.is_none_or(|t| t < *at)
+                {
+                    let mut updated = KeyRecord::clone(current);
+                    updated.last_used_at = Some(*at);
+                    shard.replace(Entry(Arc::new(updated)));
+                }
             }
+            Ok(())
         }
-        ready(Ok(()))
     }
 }

@@ -30,9 +30,53 @@ use crate::digest::Digest;
 use crate::record::{KeyRecord, ServiceAccountId};
 use crate::token::KeyId;
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+mod backend;
+#[cfg(feature = "cache")]
+mod cached;
+#[cfg(feature = "test-util")]
+mod faulty;
+#[cfg(feature = "cache")]
+pub mod invalidation;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))))]
+pub use backend::{ConfigError, DEFAULT_TIMEOUT};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub use backend::MIGRATIONS_TABLE;
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use cached::{BusStatus, CacheConfig, CachedStore, Peek};
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use invalidation::{BusError, InvalidationBus, InvalidationSubscription, MemoryBus};
+#[cfg(all(feature = "cache", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "cache", feature = "postgres"))))]
+pub use invalidation::PostgresBus;
+#[cfg(all(feature = "cache", feature = "redis"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "cache", feature = "redis"))))]
+pub use invalidation::RedisBus;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub use faulty::{Fault, FaultyStore, InjectedFault, Op};
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::{PostgresStore, PostgresStoreBuilder};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::{RedisStore, RedisStoreBuilder};
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use sqlite::SqliteStore;
 
 /// A boxed error from a backend driver, kept as the `source()`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

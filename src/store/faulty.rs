@@ -1,0 +1,261 @@
+//! A fault-injecting [`KeyStore`] wrapper for tests (feature `test-util`).
+//!
+//! [`FaultyStore`] delegates to an inner store and, at chosen or random
+//! points, makes an operation fail with [`StoreError::Unavailable`], time out
+//! ([`StoreError::Timeout`] after a delay), or merely run late. Faults are
+//! injected *before* the inner call, so a failed write wrote nothing — the
+//! behaviour every real backend must have for a refused or broken
+//! transaction — except [`Fault::AfterWrite`], which runs the inner write and
+//! then reports a failure (a lost acknowledgement).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use api_keys::store::{Fault, FaultyStore, Op};
+//! use api_keys::{KeyId, KeyStore, MemoryStore, StoreError};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let store = FaultyStore::new(MemoryStore::new());
+//! store.inject(Op::Get, Fault::Error, 1); // the next get fails
+//! let id = KeyId::generate()?;
+//! assert!(matches!(store.get(&id).await, Err(StoreError::Unavailable(_))));
+//! assert!(store.get(&id).await?.is_none()); // then it recovers
+//! assert_eq!(store.injected(Op::Get), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+//! ```
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use super::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
+use crate::clock::Timestamp;
+use crate::digest::Digest;
+use crate::record::{KeyRecord, ServiceAccountId};
+use crate::token::KeyId;
+
+/// The store operations, to aim faults at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Op {
+    /// `insert`.
+    Insert,
+    /// `get`.
+    Get,
+    /// `get_by_digest`.
+    GetByDigest,
+    /// `list`.
+    List,
+    /// `revoke`.
+    Revoke,
+    /// `delete`.
+    Delete,
+    /// `reissue`.
+    Reissue,
+    /// `touch_last_used`.
+    TouchLastUsed,
+}
+
+const OPS: usize = 8;
+
+impl Op {
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What happens to an operation hit by a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Fails at once with [`StoreError::Unavailable`]; nothing reaches the store.
+    Error,
+    /// Waits, then fails with [`StoreError::Timeout`]; nothing reaches the store.
+    Timeout(Duration),
+    /// Waits, then runs normally.
+    Delay(Duration),
+    /// Runs the inner operation, then reports [`StoreError::Unavailable`]
+    /// (the write happened but its acknowledgement was lost).
+    AfterWrite,
+}
+
+#[derive(Debug, Default)]
+struct Plan {
+    /// Per op: (fault, remaining count); `u64::MAX` means always.
+    scheduled: [Option<(Fault, u64)>; OPS],
+    /// Random faults: probability in millionths, seed state.
+    random: Option<(Fault, u32, u64)>,
+}
+
+/// Injected failure: not a real backend error.
+#[derive(Debug, thiserror::Error)]
+#[error("injected fault")]
+pub struct InjectedFault;
+
+/// A [`KeyStore`] that fails on demand. Cheap to clone (shared plan).
+#[derive(Clone)]
+pub struct FaultyStore<S> {
+    inner: Arc<S>,
+    plan: Arc<Mutex<Plan>>,
+    injected: Arc<[AtomicU64; OPS]>,
+    calls: Arc<[AtomicU64; OPS]>,
+}
+
+impl<S> std::fmt::Debug for FaultyStore<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultyStore").finish_non_exhaustive()
+    }
+}
+
+impl<S: KeyStore> FaultyStore<S> {
+    /// Wraps `inner` with no faults planned.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            plan: Arc::default(),
+            injected: Arc::new(std::array::from_fn(|_| AtomicU64::new(0))),
+            calls: Arc::new(std::array::from_fn(|_| AtomicU64::new(0))),
+        }
+    }
+
+    /// The wrapped store.
+    #[must_use]
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn plan(&self) -> std::sync::MutexGuard<'_, Plan> {
+        self.plan.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hits the next `times` calls of `op` with `fault`.
+    pub fn inject(&self, op: Op, fault: Fault, times: u64) {
+        self.plan().scheduled[op.index()] = Some((fault, times));
+    }
+
+    /// Hits every call of `op` with `fault` until [`FaultyStore::heal`].
+    pub fn always(&self, op: Op, fault: Fault) {
+        self.inject(op, fault, u64::MAX);
+    }
+
+    /// Hits each call of any op with probability `p` (0.0–1.0), from a
+    /// deterministic generator seeded with `seed`.
+    pub fn random(&self, fault: Fault, p: f64, seed: u64) {
+        let millionths = (p.clamp(0.0, 1.0) * 1_000_000.0) as u32;
+        self.plan().random = Some((fault, millionths, seed | 1));
+    }
+
+    /// Removes every planned fault.
+    pub fn heal(&self) {
+        *self.plan() = Plan::default();
+    }
+
+    /// How many calls of `op` were hit by a fault.
+    #[must_use]
+    pub fn injected(&self, op: Op) -> u64 {
+        self.injected[op.index()].load(Ordering::SeqCst)
+    }
+
+    /// How many calls of `op` were made (faulted or not).
+    #[must_use]
+    pub fn calls(&self, op: Op) -> u64 {
+        self.calls[op.index()].load(Ordering::SeqCst)
+    }
+
+    /// Decides the fault (if any) for one call of `op`.
+    fn draw(&self, op: Op) -> Option<Fault> {
+        self.calls[op.index()].fetch_add(1, Ordering::SeqCst);
+        let mut plan = self.plan();
+        let mut hit = None;
+        if let Some((fault, left)) = plan.scheduled[op.index()].as_mut() {
+            hit = Some(*fault);
+            if *left != u64::MAX {
+                *left -= 1;
+            }
+            if *left == 0 {
+                plan.scheduled[op.index()] = None;
+            }
+        } else if let Some((fault, p, state)) = plan.random.as_mut() {
+            // xorshift64
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            if (*state % 1_000_000) < u64::from(*p) {
+                hit = Some(*fault);
+            }
+        }
+        if hit.is_some() {
+            self.injected[op.index()].fetch_add(1, Ordering::SeqCst);
+        }
+        hit
+    }
+
+    async fn run<T, F, Fut>(&self, op: Op, call: F) -> Result<T, StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        match self.draw(op) {
+            None => call().await,
+            Some(Fault::Error) => Err(StoreError::unavailable(InjectedFault)),
+            Some(Fault::Timeout(d)) => {
+                tokio::time::sleep(d).await;
+                Err(StoreError::Timeout(d))
+            }
+            Some(Fault::Delay(d)) => {
+                tokio::time::sleep(d).await;
+                call().await
+            }
+            Some(Fault::AfterWrite) => {
+                let _ = call().await;
+                Err(StoreError::unavailable(InjectedFault))
+            }
+        }
+    }
+}
+
+impl<S: KeyStore> KeyStore for FaultyStore<S> {
+    fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.run(Op::Insert, move || self.inner.insert(record))
+    }
+
+    fn get(&self, id: &KeyId) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
+        self.run(Op::Get, move || self.inner.get(id))
+    }
+
+    fn get_by_digest(
+        &self,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
+        self.run(Op::GetByDigest, move || self.inner.get_by_digest(digest))
+    }
+
+    fn list(
+        &self,
+        service_account: &ServiceAccountId,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
+        self.run(Op::List, move || self.inner.list(service_account, page))
+    }
+
+    fn revoke(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.run(Op::Revoke, move || self.inner.revoke(id))
+    }
+
+    fn delete(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.run(Op::Delete, move || self.inner.delete(id))
+    }
+
+    fn reissue(
+        &self,
+        old: &KeyId,
+        new: KeyRecord,
+        fate: OldKeyFate,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.run(Op::Reissue, move || self.inner.reissue(old, new, fate))
+    }
+
+    fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.run(Op::TouchLastUsed, move || self.inner.touch_last_used(updates))
+    }
+}
