@@ -3,6 +3,7 @@
 //! last-used writes are retried. The same properties against real servers
 //! (killed connections) live in the backend tests.
 #![cfg(feature = "test-util")]
+#![allow(clippy::unwrap_used, reason = "tests")]
 
 use std::collections::HashSet;
 use std::sync::Arc;

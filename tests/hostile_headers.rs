@@ -1,5 +1,6 @@
 //! The hostile `Authorization` table at the parser and verifier level. The
 //! same table runs over HTTP in the middleware tests.
+#![allow(clippy::unwrap_used, reason = "tests")]
 
 mod common;
 

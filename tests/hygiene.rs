@@ -1,6 +1,7 @@
 //! Secret hygiene of the core: no public type's `Debug`, no error's
 //! `Display`/`Debug` contains a secret, a pepper or a digest; secrets are
 //! zeroized.
+#![allow(clippy::unwrap_used, reason = "tests")]
 
 use std::sync::Arc;
 use std::time::Duration;

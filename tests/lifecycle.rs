@@ -2,6 +2,7 @@
 //! denied → expiry via the clock → reissue with and without grace → revoke →
 //! rejected; import → verify; policy, listing, deletion, last-used, pepper
 //! rotation.
+#![allow(clippy::unwrap_used, reason = "tests")]
 
 use std::sync::Arc;
 use std::time::Duration;

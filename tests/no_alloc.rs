@@ -1,6 +1,7 @@
 //! The success path of `Verifier::verify` over the memory store performs no
 //! heap allocation. One test in its own binary so no other test allocates
 //! concurrently while the region is measured.
+#![allow(clippy::unwrap_used, reason = "tests")]
 
 use std::alloc::System;
 use std::future::Future;

@@ -249,83 +249,59 @@ impl MemoryStore {
 /// backend), never at call time, and is ready at once: the memory store never
 /// waits.
 impl KeyStore for MemoryStore {
-    fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move {
-            let mut index = lock(&self.writer);
-            self.insert_now(&mut index, record)
-        }
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+        let mut index = lock(&self.writer);
+        self.insert_now(&mut index, record)
     }
 
-    fn get(&self, id: &KeyId) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
-        async move { Ok(self.get_now(id)) }
+    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        Ok(self.get_now(id))
     }
 
-    fn get_by_digest(
-        &self,
-        digest: &Digest,
-    ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
-        async move {
-            let id = read(&self.digests).get(digest.as_bytes()).copied();
-            Ok(id.and_then(|id| self.get_now(&id)))
-        }
+    async fn get_by_digest(&self, digest: &Digest) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        let id = read(&self.digests).get(digest.as_bytes()).copied();
+        Ok(id.and_then(|id| self.get_now(&id)))
     }
 
-    fn list(
-        &self,
-        service_account: &ServiceAccountId,
-        page: PageRequest,
-    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
-        async move { Ok(self.list_now(service_account, page)) }
+    async fn list(&self, service_account: &ServiceAccountId, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
+        Ok(self.list_now(service_account, page))
     }
 
-    fn revoke(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move {
-            let _index = lock(&self.writer);
-            self.update(id, |r| {
-                r.status = crate::record::KeyStatus::Revoked;
-                Ok(())
-            })
-        }
-    }
-
-    fn delete(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move {
-            let mut index = lock(&self.writer);
-            self.delete_now(&mut index, id)
-        }
-    }
-
-    fn reissue(
-        &self,
-        old: &KeyId,
-        new: KeyRecord,
-        fate: OldKeyFate,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move {
-            let mut index = lock(&self.writer);
-            let current = self.get_now(old).ok_or(StoreError::NotFound(*old))?;
-            // Validate the old key's change before writing anything.
-            let mut updated = KeyRecord::clone(&current);
-            apply_reissue(&mut updated, new.id, fate)?;
-            self.insert_now(&mut index, new)?;
-            write(self.shard(old)).replace(Entry(Arc::new(updated)));
+    async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
+        let _index = lock(&self.writer);
+        self.update(id, |r| {
+            r.status = crate::record::KeyStatus::Revoked;
             Ok(())
-        }
+        })
     }
 
-    fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move {
-            for (id, at) in updates {
-                let mut shard = write(self.shard(id));
-                if let Some(Entry(current)) = shard.get(id)
-                    && current.last_used_at.is_none_or(|t| t < *at)
-                {
-                    let mut updated = KeyRecord::clone(current);
-                    updated.last_used_at = Some(*at);
-                    shard.replace(Entry(Arc::new(updated)));
-                }
+    async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
+        let mut index = lock(&self.writer);
+        self.delete_now(&mut index, id)
+    }
+
+    async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
+        let mut index = lock(&self.writer);
+        let current = self.get_now(old).ok_or(StoreError::NotFound(*old))?;
+        // Validate the old key's change before writing anything.
+        let mut updated = KeyRecord::clone(&current);
+        apply_reissue(&mut updated, new.id, fate)?;
+        self.insert_now(&mut index, new)?;
+        write(self.shard(old)).replace(Entry(Arc::new(updated)));
+        Ok(())
+    }
+
+    async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
+        for (id, at) in updates {
+            let mut shard = write(self.shard(id));
+            if let Some(Entry(current)) = shard.get(id)
+                && current.last_used_at.is_none_or(|t| t < *at)
+            {
+                let mut updated = KeyRecord::clone(current);
+                updated.last_used_at = Some(*at);
+                shard.replace(Entry(Arc::new(updated)));
             }
-            Ok(())
         }
+        Ok(())
     }
 }

@@ -5,7 +5,7 @@
 //! `{KEY}` in a value is replaced by a valid key of the fixture; `{K}`… see
 //! [`render`].
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, reason = "test helpers")]
 
 use api_keys::ClientClass;
 

@@ -1,3 +1,4 @@
 //! Shared test helpers.
 
 pub(crate) mod hostile;
+pub(crate) mod stress;
