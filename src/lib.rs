@@ -40,6 +40,9 @@ pub use scope::{
 };
 pub use secret::{MaskedKey, Secret};
 pub use store::{KeyStore, MemoryStore, OldKeyFate, Page, PageRequest, StoreError};
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use store::{CacheConfig, CachedStore};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use store::{PostgresStore, PostgresStoreBuilder};

@@ -1,0 +1,739 @@
+//! The Redis [`KeyStore`] (feature `redis`), over redis-rs with a Tokio
+//! [`ConnectionManager`] (reconnects on its own).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use api_keys::{KeyManager, Pepper, Peppers, RedisStore, ScopeCatalog};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = RedisStore::builder("redis://127.0.0.1:6379")
+//!     .prefix("myapp")                     // every key is `{myapp}:…`
+//!     .timeout(Duration::from_millis(500)) // per call; defaults to 2 s
+//!     .connect()
+//!     .await?;
+//! let manager =
+//!     KeyManager::builder(Arc::new(store), Peppers::single(Pepper::generate(1)?), ScopeCatalog::yandex_cloud())
+//!         .build();
+//! # let _ = manager; Ok(()) }
+//! ```
+//!
+//! # Layout
+//! With prefix `p`:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `{p}:key:<id>` | hash | one record: the same fields as the SQL columns, times as decimal unix nanoseconds, scopes joined by `,`, the digest as base64; absent optional fields are absent hash fields |
+//! | `{p}:sa:<service account>` | sorted set | the account's key ids, all with score 0, so `ZRANGEBYLEX (<after> + LIMIT 0 n` is id-ordered keyset pagination |
+//! | `{p}:digests` | hash | base64 digest → id, for imported keys only |
+//!
+//! # Atomicity, and why every key shares one hash tag
+//! Redis Cluster hashes only the first `{…}` of a key name, so every key of a
+//! store carries the hash tag `{p}` and lives in one slot. That is what lets
+//! each write be a single Lua script over declared keys, atomic on a single
+//! server and on Cluster alike:
+//! - `insert`: checks the id and (imported) digest, then writes the hash, the
+//!   account index entry and the digest index entry — or nothing;
+//! - `reissue`: reads the old record, applies the shared
+//!   [`apply_reissue`] rules, then one script re-checks that the fields the
+//!   decision used (status, `replaced_by`, expiry) are unchanged, refuses a
+//!   duplicate new id or digest, and writes the new record, both indexes and
+//!   the old record's link and fate together. If the old record changed in
+//!   between, nothing is written and the read is repeated, so a concurrent
+//!   revoke or reissue turns into [`StoreError::Conflict`];
+//! - `revoke` and `delete` are one script each (delete re-checks the account
+//!   it read so the right index entry goes);
+//! - `touch_last_used` is one script for the whole batch, comparing the
+//!   decimal nanosecond strings exactly (Lua numbers are doubles and would
+//!   round them), so no time moves backwards.
+//!
+//! Per-key hash tags (`p:key:{<id>}`) would spread one store over the
+//! cluster, but a reissue or insert touches the record, the account index and
+//! the digest index, which would then sit in different slots, and no script
+//! or `MULTI` may span slots: atomicity would be lost. To spread load across
+//! shards, give independent tenants their own prefixes instead. (The layout is
+//! Cluster-safe; this crate's tests run against a single server.)
+//! [`RedisStore`] is generic over the connection, so a cluster connection can
+//! be plugged in with [`RedisStore::from_connection`].
+//!
+//! # Failures
+//! Every call is bounded by the store timeout and fails with
+//! [`StoreError::Timeout`] after it. A write whose script was already sent
+//! when the timeout fired may still have been applied; the caller sees a
+//! failure either way and writes are safe to repeat or inspect. Driver errors
+//! are [`StoreError::Unavailable`]; records that do not decode are
+//! [`StoreError::Corrupt`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Client, ErrorKind, RedisError, Script, cmd, pipe};
+
+use super::backend::{ConfigError, DEFAULT_TIMEOUT, Row, join_scopes, split_scopes, timed};
+use super::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue};
+use crate::clock::Timestamp;
+use crate::digest::Digest;
+use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
+use crate::token::KeyId;
+
+/// The prefix used unless one is configured.
+const DEFAULT_PREFIX: &str = "api-keys";
+
+/// How often a reissue or delete re-reads a record that changed between its
+/// read and its write before giving up with a conflict.
+const CAS_ATTEMPTS: usize = 5;
+
+/// Exact comparison of decimal `i64` strings (Lua numbers are doubles).
+const LUA_LESS: &str = r"
+local function less(a, b)
+  local na, nb = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
+  if na ~= nb then return na end
+  if na then a, b = string.sub(b, 2), string.sub(a, 2) end
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+";
+
+/// KEYS: record, account index, digest index. ARGV: id, digest or '', then
+/// field/value pairs. Returns 1, or 0 for a duplicate (nothing written).
+const INSERT_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if ARGV[2] ~= '' and redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[3], ARGV[2], ARGV[1]) end
+return 1
+";
+
+/// KEYS: old record, new record, new record's account index, digest index.
+/// ARGV: expected old expiry or '', new id, new digest or '', old's new
+/// status, old's new expiry or '' (unchanged), then the new record's
+/// field/value pairs. Returns ok | gone | changed | dup.
+const REISSUE_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+if redis.call('HGET', KEYS[1], 'status') ~= 'active'
+  or redis.call('HEXISTS', KEYS[1], 'replaced_by') == 1
+  or (redis.call('HGET', KEYS[1], 'expires_at') or '') ~= ARGV[1] then
+  return 'changed'
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'dup' end
+if ARGV[3] ~= '' and redis.call('HEXISTS', KEYS[4], ARGV[3]) == 1 then return 'dup' end
+redis.call('HSET', KEYS[2], unpack(ARGV, 6))
+redis.call('ZADD', KEYS[3], 0, ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[3], ARGV[2]) end
+redis.call('HSET', KEYS[1], 'replaced_by', ARGV[2], 'status', ARGV[4])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'expires_at', ARGV[5]) end
+return 'ok'
+";
+
+/// KEYS: record. Returns 1, or 0 if absent.
+const REVOKE_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'revoked')
+return 1
+";
+
+/// KEYS: record, account index, digest index. ARGV: id, expected account.
+/// Returns 1, 0 if absent, -1 if the account differs (re-read).
+const DELETE_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HGET', KEYS[1], 'service_account_id') ~= ARGV[2] then return -1 end
+local kind = redis.call('HGET', KEYS[1], 'kind')
+local digest = redis.call('HGET', KEYS[1], 'digest')
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if kind == 'imported' and digest and redis.call('HGET', KEYS[3], digest) == ARGV[1] then
+  redis.call('HDEL', KEYS[3], digest)
+end
+return 1
+";
+
+/// KEYS: records. ARGV: the matching decimal times. Returns how many moved.
+const TOUCH_LUA: &str = r"
+local n = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    local cur = redis.call('HGET', key, 'last_used_at')
+    if not cur or less(cur, ARGV[i]) then
+      redis.call('HSET', key, 'last_used_at', ARGV[i])
+      n = n + 1
+    end
+  end
+end
+return n
+";
+
+struct Scripts {
+    insert: Script,
+    reissue: Script,
+    revoke: Script,
+    delete: Script,
+    touch: Script,
+}
+
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    insert: Script::new(INSERT_LUA),
+    reissue: Script::new(REISSUE_LUA),
+    revoke: Script::new(REVOKE_LUA),
+    delete: Script::new(DELETE_LUA),
+    touch: Script::new(&format!("{LUA_LESS}{TOUCH_LUA}")),
+});
+
+fn valid_prefix(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 64
+        && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+/// Maps a redis-rs error: a reply of the wrong shape is
+/// [`StoreError::Corrupt`] (its text, which can quote the reply, is
+/// dropped); everything else is [`StoreError::Unavailable`].
+fn redis_error(e: RedisError) -> StoreError {
+    if e.kind() == ErrorKind::UnexpectedReturnType {
+        StoreError::Corrupt("redis returned a reply of an unexpected type".to_owned())
+    } else {
+        StoreError::Unavailable(Box::new(e))
+    }
+}
+
+/// Builds a [`RedisStore`] over a [`ConnectionManager`]; see
+/// [`RedisStore::builder`].
+pub struct RedisStoreBuilder {
+    url: String,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisStoreBuilder {
+    /// Omits the URL, which may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStoreBuilder {
+    /// The key prefix (`[A-Za-z0-9_.:-]{1,64}`); every key is `{prefix}:…`.
+    /// Defaults to `api-keys`.
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long each call may take before it fails with
+    /// [`StoreError::Timeout`]; also the connection and response timeout of
+    /// the connection manager. Defaults to [`DEFAULT_TIMEOUT`] (2 s).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn manager(&self) -> Result<ConnectionManager, StoreError> {
+        if !valid_prefix(&self.prefix) {
+            return Err(StoreError::unavailable(ConfigError::KeyPrefix));
+        }
+        let client = Client::open(self.url.as_str()).map_err(redis_error)?;
+        // Fail fast while the server is down (the verifier fails closed);
+        // the manager reconnects on the next call.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(200));
+        ConnectionManager::new_lazy_with_config(client, config).map_err(redis_error)
+    }
+
+    /// Connects and checks the server answers (`PING`).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] for an invalid URL or prefix
+    /// ([`ConfigError`] as the source) or an unreachable server;
+    /// [`StoreError::Timeout`] if the server does not answer in time.
+    pub async fn connect(self) -> Result<RedisStore, StoreError> {
+        let store = RedisStore::from_connection(self.manager()?, &self.prefix)?.with_timeout(self.timeout);
+        let mut conn = store.conn.clone();
+        timed(self.timeout, async { cmd("PING").query_async::<()>(&mut conn).await.map_err(redis_error) }).await?;
+        Ok(store)
+    }
+
+    /// A store that connects on first use; calls fail with
+    /// [`StoreError::Unavailable`] or [`StoreError::Timeout`] while the
+    /// server cannot be reached. Must be called inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] for an invalid URL or prefix.
+    pub fn connect_lazy(self) -> Result<RedisStore, StoreError> {
+        Ok(RedisStore::from_connection(self.manager()?, &self.prefix)?.with_timeout(self.timeout))
+    }
+}
+
+/// A [`KeyStore`] in Redis. Cheap to clone (shares the connection).
+#[derive(Clone)]
+pub struct RedisStore<C = ConnectionManager> {
+    conn: C,
+    prefix: Arc<str>,
+    /// `{prefix}:key:`
+    record_prefix: Arc<str>,
+    /// `{prefix}:sa:`
+    account_prefix: Arc<str>,
+    /// `{prefix}:digests`
+    digests: Arc<str>,
+    timeout: Duration,
+}
+
+impl<C> std::fmt::Debug for RedisStore<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Starts configuring a store for `url` (`redis://[user:password@]host[:port][/db]`).
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder { url: url.into(), prefix: DEFAULT_PREFIX.to_owned(), timeout: DEFAULT_TIMEOUT }
+    }
+
+    /// Connects to `url` with the default prefix and timeout.
+    ///
+    /// # Errors
+    /// As [`RedisStoreBuilder::connect`].
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::builder(url).connect().await
+    }
+}
+
+impl<C> RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    /// A store over any redis-rs async connection (a [`ConnectionManager`],
+    /// a cluster connection, …) with keys under `{prefix}:`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] with [`ConfigError::KeyPrefix`] as the
+    /// source if the prefix is not `[A-Za-z0-9_.:-]{1,64}`.
+    pub fn from_connection(conn: C, prefix: &str) -> Result<Self, StoreError> {
+        if !valid_prefix(prefix) {
+            return Err(StoreError::unavailable(ConfigError::KeyPrefix));
+        }
+        Ok(Self {
+            conn,
+            prefix: Arc::from(prefix),
+            record_prefix: Arc::from(format!("{{{prefix}}}:key:")),
+            account_prefix: Arc::from(format!("{{{prefix}}}:sa:")),
+            digests: Arc::from(format!("{{{prefix}}}:digests")),
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// Sets the per-call timeout. Defaults to [`DEFAULT_TIMEOUT`] (2 s). A
+    /// zero timeout fails every call that does not complete at once.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The per-call timeout.
+    #[must_use]
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The key prefix (without braces).
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The connection.
+    #[must_use]
+    pub fn connection(&self) -> &C {
+        &self.conn
+    }
+
+    /// Deletes every key of this store (`SCAN MATCH {prefix}:*` and `DEL` in
+    /// batches) and returns how many were deleted. Meant for tests and for
+    /// removing a tenant; keys written concurrently may survive. With a
+    /// cluster connection, `SCAN` must reach the node that owns the prefix's
+    /// slot (all of a store's keys share it).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if Redis fails. Not bounded by the store
+    /// timeout, since it may run long.
+    pub async fn purge(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{{{}}}:*", self.prefix);
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error)?;
+            if !keys.is_empty() {
+                let n: u64 = cmd("DEL").arg(&keys).query_async(&mut conn).await.map_err(redis_error)?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    fn record_key(&self, id: &KeyId) -> String {
+        let mut k = String::with_capacity(self.record_prefix.len() + id.as_str().len());
+        k.push_str(&self.record_prefix);
+        k.push_str(id.as_str());
+        k
+    }
+
+    fn account_key(&self, sa: &ServiceAccountId) -> String {
+        let mut k = String::with_capacity(self.account_prefix.len() + sa.as_str().len());
+        k.push_str(&self.account_prefix);
+        k.push_str(sa.as_str());
+        k
+    }
+
+    async fn fetch(&self, conn: &mut C, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        let fields: HashMap<String, String> =
+            cmd("HGETALL").arg(self.record_key(id)).query_async(conn).await.map_err(redis_error)?;
+        if fields.is_empty() { Ok(None) } else { decode(fields).map(Some) }
+    }
+}
+
+/// The record as hash field/value pairs; absent optional fields are left out.
+fn encode(r: &KeyRecord) -> Vec<(&'static str, String)> {
+    let mut f = Vec::with_capacity(14);
+    f.push(("id", r.id.as_str().to_owned()));
+    f.push(("service_account_id", r.service_account_id.as_str().to_owned()));
+    f.push(("description", r.description.as_str().to_owned()));
+    f.push(("created_at", r.created_at.unix_nanos().to_string()));
+    if let Some(t) = r.last_used_at {
+        f.push(("last_used_at", t.unix_nanos().to_string()));
+    }
+    f.push(("scopes", join_scopes(&r.scopes)));
+    if let Some(t) = r.expires_at {
+        f.push(("expires_at", t.unix_nanos().to_string()));
+    }
+    f.push(("masked_key", r.masked_key.tail().to_owned()));
+    f.push(("pepper_version", r.pepper_version.to_string()));
+    f.push(("digest", r.digest.to_base64()));
+    f.push(("status", r.status.as_str().to_owned()));
+    f.push(("kind", r.kind.as_str().to_owned()));
+    if let Some(id) = r.links.replaced_by {
+        f.push(("replaced_by", id.as_str().to_owned()));
+    }
+    if let Some(id) = r.links.reissued_from {
+        f.push(("reissued_from", id.as_str().to_owned()));
+    }
+    f
+}
+
+fn decode(mut f: HashMap<String, String>) -> Result<KeyRecord, StoreError> {
+    fn missing(field: &str) -> StoreError {
+        StoreError::Corrupt(format!("field `{field}` is missing"))
+    }
+    fn int(field: &str, text: &str) -> Result<i64, StoreError> {
+        text.parse().map_err(|_| StoreError::Corrupt(format!("field `{field}` is not an integer")))
+    }
+    let mut take = |field: &'static str| f.remove(field).ok_or_else(|| missing(field));
+    let id = take("id")?;
+    let service_account_id = take("service_account_id")?;
+    let description = take("description")?;
+    let created_at = int("created_at", &take("created_at")?)?;
+    let scopes = split_scopes(&take("scopes")?);
+    let masked_key = take("masked_key")?;
+    let pepper_version = int("pepper_version", &take("pepper_version")?)?;
+    let digest = Digest::from_base64(&take("digest")?)
+        .map_err(|_| StoreError::Corrupt("field `digest` is not base64 of 32 bytes".to_owned()))?;
+    let status = take("status")?;
+    let kind = take("kind")?;
+    let last_used_at = f.remove("last_used_at").map(|t| int("last_used_at", &t)).transpose()?;
+    let expires_at = f.remove("expires_at").map(|t| int("expires_at", &t)).transpose()?;
+    Row {
+        id,
+        service_account_id,
+        description,
+        created_at,
+        last_used_at,
+        scopes,
+        expires_at,
+        masked_key,
+        pepper_version,
+        digest: digest.as_bytes().to_vec(),
+        status,
+        kind,
+        replaced_by: f.remove("replaced_by"),
+        reissued_from: f.remove("reissued_from"),
+    }
+    .into_record()
+}
+
+fn parse_id(text: &str) -> Result<KeyId, StoreError> {
+    KeyId::parse(text).map_err(|_| StoreError::Corrupt("an account index member is not a key id".to_owned()))
+}
+
+impl<C> KeyStore for RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+        let imported = record.kind == KeyKind::Imported;
+        let mut inv = SCRIPTS.insert.prepare_invoke();
+        inv.key(self.record_key(&record.id))
+            .key(self.account_key(&record.service_account_id))
+            .key(&*self.digests)
+            .arg(record.id.as_str())
+            .arg(if imported { record.digest.to_base64() } else { String::new() });
+        for (field, value) in encode(&record) {
+            inv.arg(field).arg(value);
+        }
+        let mut conn = self.conn.clone();
+        timed(self.timeout, async {
+            let written: i64 = inv.invoke_async(&mut conn).await.map_err(redis_error)?;
+            if written == 1 { Ok(()) } else { Err(StoreError::Duplicate(record.id)) }
+        })
+        .await
+    }
+
+    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        let mut conn = self.conn.clone();
+        timed(self.timeout, async { Ok(self.fetch(&mut conn, id).await?.map(Arc::new)) }).await
+    }
+
+    async fn get_by_digest(&self, digest: &Digest) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        let mut conn = self.conn.clone();
+        timed(self.timeout, async {
+            let id: Option<String> = cmd("HGET")
+                .arg(&*self.digests)
+                .arg(digest.to_base64())
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error)?;
+            let Some(id) = id else { return Ok(None) };
+            let id = KeyId::parse(&id)
+                .map_err(|_| StoreError::Corrupt("a digest index entry is not a key id".to_owned()))?;
+            // The index is only a pointer: the record must still be an
+            // imported key with this digest.
+            Ok(self
+                .fetch(&mut conn, &id)
+                .await?
+                .filter(|r| r.kind == KeyKind::Imported && r.digest == *digest)
+                .map(Arc::new))
+        })
+        .await
+    }
+
+    async fn list(&self, service_account: &ServiceAccountId, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
+        let limit = page.effective_limit();
+        let min = page.after.map_or_else(|| "-".to_owned(), |a| format!("({}", a.as_str()));
+        let mut conn = self.conn.clone();
+        timed(self.timeout, async {
+            // One extra id tells whether another page follows.
+            let ids: Vec<String> = cmd("ZRANGEBYLEX")
+                .arg(self.account_key(service_account))
+                .arg(min)
+                .arg("+")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit + 1)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error)?;
+            let mut ids = ids.iter().map(|s| parse_id(s)).collect::<Result<Vec<_>, _>>()?;
+            let next = if ids.len() > limit {
+                ids.truncate(limit);
+                ids.last().copied()
+            } else {
+                None
+            };
+            if ids.is_empty() {
+                return Ok(Page { items: Vec::new(), next });
+            }
+            let mut p = pipe();
+            for id in &ids {
+                p.cmd("HGETALL").arg(self.record_key(id));
+            }
+            let hashes: Vec<HashMap<String, String>> = p.query_async(&mut conn).await.map_err(redis_error)?;
+            // A key deleted between the two reads is simply not listed.
+            let items = hashes.into_iter().filter(|h| !h.is_empty()).map(decode).collect::<Result<Vec<_>, _>>()?;
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
+        let mut inv = SCRIPTS.revoke.prepare_invoke();
+        inv.key(self.record_key(id));
+        let mut conn = self.conn.clone();
+        timed(self.timeout, async {
+            let found: i64 = inv.invoke_async(&mut conn).await.map_err(redis_error)?;
+            if found == 1 { Ok(()) } else { Err(StoreError::NotFound(*id)) }
+        })
+        .await
+    }
+
+    async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
+        let key = self.record_key(id);
+        let mut conn = self.conn.clone();
+        timed(self.timeout, async {
+            for _ in 0..CAS_ATTEMPTS {
+                let sa: Option<String> = cmd("HGET")
+                    .arg(&key)
+                    .arg("service_account_id")
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(redis_error)?;
+                let Some(sa) = sa else {
+                    let exists: bool = cmd("EXISTS").arg(&key).query_async(&mut conn).await.map_err(redis_error)?;
+                    return Err(if exists {
+                        StoreError::Corrupt("field `service_account_id` is missing".to_owned())
+                    } else {
+                        StoreError::NotFound(*id)
+                    });
+                };
+                let account = ServiceAccountId::new(&sa).map_err(|_| {
+                    StoreError::Corrupt("field `service_account_id` is not a valid service account id".to_owned())
+                })?;
+                let mut inv = SCRIPTS.delete.prepare_invoke();
+                inv.key(&key).key(self.account_key(&account)).key(&*self.digests).arg(id.as_str()).arg(&sa);
+                match inv.invoke_async::<i64>(&mut conn).await.map_err(redis_error)? {
+                    1 => return Ok(()),
+                    0 => return Err(StoreError::NotFound(*id)),
+                    _ => {} // replaced under another account meanwhile: read again
+                }
+            }
+            Err(StoreError::Conflict { id: *id, reason: "the key is being changed concurrently" })
+        })
+        .await
+    }
+
+    async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
+        let old_key = self.record_key(old);
+        let new_fields = encode(&new);
+        let new_digest = if new.kind == KeyKind::Imported { new.digest.to_base64() } else { String::new() };
+        let mut conn = self.conn.clone();
+        timed(self.timeout, async {
+            for _ in 0..CAS_ATTEMPTS {
+                let current = self.fetch(&mut conn, old).await?.ok_or(StoreError::NotFound(*old))?;
+                let mut updated = current.clone();
+                apply_reissue(&mut updated, new.id, fate)?;
+                let expected_expiry = current.expires_at.map(|t| t.unix_nanos().to_string()).unwrap_or_default();
+                let new_expiry = if updated.expires_at == current.expires_at {
+                    String::new()
+                } else {
+                    updated.expires_at.map(|t| t.unix_nanos().to_string()).unwrap_or_default()
+                };
+                let mut inv = SCRIPTS.reissue.prepare_invoke();
+                inv.key(&old_key)
+                    .key(self.record_key(&new.id))
+                    .key(self.account_key(&new.service_account_id))
+                    .key(&*self.digests)
+                    .arg(expected_expiry)
+                    .arg(new.id.as_str())
+                    .arg(&new_digest)
+                    .arg(updated.status.as_str())
+                    .arg(new_expiry);
+                for (field, value) in &new_fields {
+                    inv.arg(*field).arg(value);
+                }
+                let outcome: String = inv.invoke_async(&mut conn).await.map_err(redis_error)?;
+                match outcome.as_str() {
+                    "ok" => return Ok(()),
+                    "dup" => return Err(StoreError::Duplicate(new.id)),
+                    // Gone or changed since the read: decide again on fresh data.
+                    _ => {}
+                }
+            }
+            Err(StoreError::Conflict { id: *old, reason: "the key is being changed concurrently" })
+        })
+        .await
+    }
+
+    async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let mut inv = SCRIPTS.touch.prepare_invoke();
+        for (id, at) in updates {
+            inv.key(self.record_key(id)).arg(at.unix_nanos());
+        }
+        let mut conn = self.conn.clone();
+        timed(self.timeout, async {
+            let _moved: i64 = inv.invoke_async(&mut conn).await.map_err(redis_error)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::KeyStatus;
+
+    #[test]
+    fn prefixes_are_validated() {
+        for ok in ["api-keys", "a", "tenant:42", "x_y.z", &"p".repeat(64)] {
+            assert!(valid_prefix(ok), "{ok}");
+        }
+        for bad in ["", "a{b", "a}b", "a b", "a*", "a?", "a[b]", &"p".repeat(65)] {
+            assert!(!valid_prefix(bad), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn builder_refuses_bad_prefixes_and_hides_the_url() {
+        let b = RedisStore::builder("redis://:hunter2@127.0.0.1:1").prefix("{x}");
+        assert!(!format!("{b:?}").contains("hunter2"));
+        let e = b.connect_lazy().unwrap_err();
+        assert_eq!(std::error::Error::source(&e).unwrap().to_string(), ConfigError::KeyPrefix.to_string());
+    }
+
+    #[test]
+    fn fields_round_trip_and_absent_options_stay_absent() {
+        let r = KeyRecord {
+            id: KeyId::parse("aaaaaaaaaaaaaaaaaaaa").unwrap(),
+            service_account_id: ServiceAccountId::new("robot").unwrap(),
+            description: crate::record::Description::new("").unwrap(),
+            created_at: Timestamp::from_unix_nanos(1_743_762_188_722_440_521),
+            last_used_at: None,
+            scopes: crate::scope::ScopeSet::default(),
+            expires_at: Some(Timestamp::from_unix_nanos(-1)),
+            masked_key: crate::secret::MaskedKey::from_tail(b"abc"),
+            pepper_version: 7,
+            digest: Digest::from_bytes([9; 32]),
+            status: KeyStatus::Active,
+            kind: KeyKind::Native,
+            links: crate::record::ReissueLinks::default(),
+        };
+        let fields = encode(&r);
+        let names: Vec<&str> = fields.iter().map(|(f, _)| *f).collect();
+        assert!(!names.contains(&"last_used_at") && !names.contains(&"replaced_by"));
+        let map = fields.into_iter().map(|(f, v)| (f.to_owned(), v)).collect();
+        assert_eq!(decode(map).unwrap(), r);
+    }
+
+    #[test]
+    fn missing_or_bad_fields_are_corrupt() {
+        let e = decode(HashMap::from([("id".to_owned(), "aaaaaaaaaaaaaaaaaaaa".to_owned())])).unwrap_err();
+        assert!(matches!(&e, StoreError::Corrupt(m) if m.contains("service_account_id")), "{e:?}");
+    }
+}

@@ -1,0 +1,484 @@
+//! Every store against the one conformance suite, plus the full
+//! manager + verifier lifecycle over each persistent store, and fail-closed
+//! behaviour when a store's server cannot be reached.
+//!
+//! Needs PostgreSQL and Redis on loopback; a test whose service is down
+//! fails with a message naming the service and how to start it.
+//! `API_KEYS_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`)
+//! and `API_KEYS_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`) override
+//! the addresses. Each PostgreSQL test works in a fresh schema and each Redis
+//! test under a fresh key prefix; both are removed at the end of the test,
+//! also when it fails.
+
+#![cfg(all(feature = "sqlite", feature = "postgres", feature = "redis", feature = "test-util"))]
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_keys::testing::conformance::{self, Check};
+use api_keys::{
+    Clock, CreateRequest, KeyKind, KeyManager, KeyStatus, KeyStore, ManageError, ManualClock, MemoryStore, PageRequest,
+    Pepper, Peppers, PostgresStore, RedisStore, ScopeCatalog, Secret, SqliteStore, StoreError, Timestamp, TokenFormat,
+    VerifyError,
+};
+use sqlx::Connection as _;
+
+const POSTGRES_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
+const REDIS_DEFAULT: &str = "redis://127.0.0.1:6379";
+
+fn postgres_url() -> String {
+    std::env::var("API_KEYS_TEST_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_DEFAULT.to_owned())
+}
+
+fn redis_url() -> String {
+    std::env::var("API_KEYS_TEST_REDIS_URL").unwrap_or_else(|_| REDIS_DEFAULT.to_owned())
+}
+
+/// `host:port/…` of a URL, without any user or password.
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.rsplit_once('@').map_or(rest, |(_, h)| h)
+}
+
+/// The error and its sources, joined by `: `.
+fn chain(e: &StoreError) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn postgres_down(e: &StoreError) -> ! {
+    panic!(
+        "PostgreSQL at {} unreachable ({}): start it with \
+         `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`, \
+         or point API_KEYS_TEST_POSTGRES_URL at a server with a database you may create schemas in",
+        host_of(&postgres_url()),
+        chain(e),
+    )
+}
+
+fn redis_down(e: &StoreError) -> ! {
+    panic!(
+        "Redis at {} unreachable ({}): start it with \
+         `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no`, \
+         or point API_KEYS_TEST_REDIS_URL at a server",
+        host_of(&redis_url()),
+        chain(e),
+    )
+}
+
+/// A backend for one test: opened fresh, cleaned up afterwards.
+trait Backend: Sized {
+    type Store: KeyStore + Clone;
+    async fn open() -> Self;
+    fn store(&self) -> Self::Store;
+    async fn cleanup(self);
+}
+
+struct Memory(Arc<MemoryStore>);
+
+impl Backend for Memory {
+    type Store = Arc<MemoryStore>;
+    async fn open() -> Self {
+        Self(Arc::new(MemoryStore::new()))
+    }
+    fn store(&self) -> Self::Store {
+        Arc::clone(&self.0)
+    }
+    async fn cleanup(self) {}
+}
+
+struct Sqlite {
+    store: SqliteStore,
+    _dir: tempfile::TempDir,
+}
+
+impl Backend for Sqlite {
+    type Store = SqliteStore;
+    async fn open() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("keys.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap_or_else(|e| panic!("SQLite at {url}: {e} ({e:?})"));
+        Self { store, _dir: dir }
+    }
+    fn store(&self) -> Self::Store {
+        self.store.clone()
+    }
+    async fn cleanup(self) {
+        self.store.pool().close().await;
+    }
+}
+
+struct Postgres {
+    store: PostgresStore,
+    schema: String,
+}
+
+impl Backend for Postgres {
+    type Store = PostgresStore;
+    async fn open() -> Self {
+        let schema = format!("api_keys_test_{}", conformance::key_id());
+        let store = PostgresStore::builder(postgres_url())
+            .schema(schema.clone())
+            .max_connections(4)
+            .connect()
+            .await
+            .unwrap_or_else(|e| postgres_down(&e));
+        Self { store, schema }
+    }
+    fn store(&self) -> Self::Store {
+        self.store.clone()
+    }
+    async fn cleanup(self) {
+        self.store.pool().close().await;
+        let mut admin = sqlx::PgConnection::connect(&postgres_url()).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{}\" CASCADE", self.schema)))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+    }
+}
+
+struct Redis(RedisStore);
+
+impl Backend for Redis {
+    type Store = RedisStore;
+    async fn open() -> Self {
+        let prefix = format!("api-keys-test-{}", conformance::key_id());
+        let store = RedisStore::builder(redis_url()).prefix(prefix).connect().await.unwrap_or_else(|e| redis_down(&e));
+        Self(store)
+    }
+    fn store(&self) -> Self::Store {
+        self.0.clone()
+    }
+    async fn cleanup(self) {
+        self.0.purge().await.unwrap();
+        // Nothing of this test is left behind.
+        assert_eq!(self.0.purge().await.unwrap(), 0);
+    }
+}
+
+/// Runs `test` on a fresh backend in its own task, cleans the backend up
+/// whether or not the test panicked, then re-raises the panic.
+async fn with<B, F, Fut>(test: F)
+where
+    B: Backend,
+    F: FnOnce(B::Store) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let backend = B::open().await;
+    let outcome = tokio::spawn(test(backend.store())).await;
+    backend.cleanup().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+macro_rules! conformance_tests {
+    ($module:ident, $backend:ty) => {
+        mod $module {
+            use super::*;
+
+            conformance_tests!(@checks $backend;
+                insert_get_round_trip => InsertGetRoundTrip,
+                duplicate_id => DuplicateId,
+                duplicate_imported_digest => DuplicateImportedDigest,
+                get_by_digest_finds_only_imported => GetByDigestFindsOnlyImported,
+                list_pagination => ListPagination,
+                list_limit_clamp => ListLimitClamp,
+                revoke => Revoke,
+                delete => Delete,
+                reissue_revoke => ReissueRevoke,
+                reissue_expire_at => ReissueExpireAt,
+                reissue_conflicts => ReissueConflicts,
+                reissue_is_atomic => ReissueIsAtomic,
+                reissue_race => ReissueRace,
+                touch_last_used => TouchLastUsed,
+                timestamp_precision => TimestampPrecision,
+            );
+
+            #[tokio::test]
+            async fn full_lifecycle() {
+                with::<$backend, _, _>(|store| lifecycle(store)).await;
+            }
+        }
+    };
+    (@checks $backend:ty; $($name:ident => $check:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                with::<$backend, _, _>(|store| async move { conformance::run(&store, Check::$check).await }).await;
+            }
+        )*
+
+        #[test]
+        fn every_check_has_a_test() {
+            let listed = [$(Check::$check),*];
+            for check in Check::ALL {
+                assert!(listed.contains(check), "no test runs the check {check}");
+            }
+        }
+    };
+}
+
+conformance_tests!(memory, Memory);
+conformance_tests!(sqlite, Sqlite);
+conformance_tests!(postgres, Postgres);
+conformance_tests!(redis, Redis);
+
+fn header(secret: &Secret) -> String {
+    format!("Api-Key {}", secret.expose_secret())
+}
+
+/// create → verify → reissue with grace → both work → grace ends → revoke →
+/// rejected; import → verify; last-used written in a batch; listing; delete.
+async fn lifecycle<S: KeyStore>(store: S) {
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_seconds(1_800_000_000).unwrap()));
+    let manager = KeyManager::builder(
+        Arc::new(store),
+        Peppers::single(Pepper::new(1, [7u8; 32]).unwrap()),
+        ScopeCatalog::yandex_cloud(),
+    )
+    .clock(clock.clone())
+    .build();
+    let verifier = manager.verifier().build();
+    let read = manager.catalog().requirement("yc.monitoring.read").unwrap();
+    let send = manager.catalog().requirement("yc.postbox.send").unwrap();
+    let sa = conformance::service_account();
+
+    // Create and verify; manage implies read, but not another scope.
+    let created = manager
+        .create(
+            CreateRequest::new(sa.as_str())
+                .description("lifecycle")
+                .scopes(["yc.monitoring.manage"])
+                .expires_at("2030-01-01T00:00:00Z".parse().unwrap()),
+        )
+        .await
+        .unwrap();
+    let id = created.api_key.id;
+    let p = verifier.verify(header(&created.secret).as_bytes(), Some(&read)).await.unwrap();
+    assert_eq!(p.key_id(), &id);
+    assert_eq!(p.service_account_id(), &sa);
+    let e = verifier.verify(header(&created.secret).as_bytes(), Some(&send)).await.unwrap_err();
+    assert!(matches!(e, VerifyError::InsufficientScope { .. }), "{e:?}");
+
+    // Last use is written by one flush.
+    assert_eq!(verifier.flush_last_used().await.unwrap(), 1);
+    assert_eq!(manager.get(&id).await.unwrap().last_used_at, Some(clock.now()));
+
+    // Reissue with a one-hour grace: both keys work, then only the new one.
+    let reissued = manager.reissue(&id, Duration::from_secs(3600)).await.unwrap();
+    let new_id = reissued.api_key.id;
+    assert_eq!(reissued.api_key.expires_at, created.api_key.expires_at);
+    verifier.verify(header(&created.secret).as_bytes(), Some(&read)).await.unwrap();
+    verifier.verify(header(&reissued.secret).as_bytes(), Some(&read)).await.unwrap();
+    let old = manager.get(&id).await.unwrap();
+    assert_eq!(old.links.replaced_by, Some(new_id));
+    assert_eq!(old.expires_at, Some(clock.now().saturating_add(Duration::from_secs(3600))));
+    let e = manager.reissue(&id, Duration::ZERO).await.unwrap_err();
+    assert!(matches!(e, ManageError::Conflict { .. }), "{e:?}");
+    clock.advance(Duration::from_secs(3600));
+    let e = verifier.verify(header(&created.secret).as_bytes(), None).await.unwrap_err();
+    assert!(matches!(e, VerifyError::Expired(k) if k == id), "{e:?}");
+    verifier.verify(header(&reissued.secret).as_bytes(), None).await.unwrap();
+
+    // Revoke: rejected at once, still listed.
+    manager.revoke(&new_id).await.unwrap();
+    let e = verifier.verify(header(&reissued.secret).as_bytes(), None).await.unwrap_err();
+    assert!(matches!(e, VerifyError::Revoked(k) if k == new_id), "{e:?}");
+    assert_eq!(manager.get(&new_id).await.unwrap().status, KeyStatus::Revoked);
+
+    // Import an opaque secret from another system; it verifies by digest.
+    let mut tail = conformance::key_id().to_string();
+    tail.make_ascii_uppercase();
+    let foreign = Secret::from(format!("AQVN{tail}xyz"));
+    let imported = manager.import(CreateRequest::new(sa.as_str()).scopes(["yc.postbox.send"]), &foreign).await.unwrap();
+    assert_eq!(imported.kind, KeyKind::Imported);
+    let p = verifier.verify(header(&foreign).as_bytes(), Some(&send)).await.unwrap();
+    assert_eq!(p.key_id(), &imported.id);
+    let e = manager.import(CreateRequest::new(sa.as_str()), &foreign).await.unwrap_err();
+    assert!(matches!(e, ManageError::AlreadyImported), "{e:?}");
+
+    // Listing shows all three, masked, in id order.
+    let page = manager.list(sa.as_str(), PageRequest::first(10)).await.unwrap();
+    let mut ids = vec![id, new_id, imported.id];
+    ids.sort();
+    assert_eq!(page.items.iter().map(|k| k.id).collect::<Vec<_>>(), ids);
+    assert!(page.next.is_none());
+
+    // Delete: unknown from then on, by id and by digest.
+    manager.delete(&imported.id).await.unwrap();
+    let e = verifier.verify(header(&foreign).as_bytes(), None).await.unwrap_err();
+    assert!(matches!(e, VerifyError::UnknownKey(None)), "{e:?}");
+    manager.delete(&id).await.unwrap();
+    let e = verifier.verify(header(&created.secret).as_bytes(), None).await.unwrap_err();
+    assert!(matches!(e, VerifyError::UnknownKey(Some(k)) if k == id), "{e:?}");
+    assert!(matches!(manager.delete(&id).await.unwrap_err(), ManageError::NotFound(k) if k == id));
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Verification fails closed and creation fails (writing nothing, since
+/// nothing can be written) when the store's server cannot be reached.
+async fn fails_closed<S: KeyStore>(store: S) {
+    let manager = KeyManager::builder(
+        Arc::new(store),
+        Peppers::single(Pepper::new(1, [7u8; 32]).unwrap()),
+        ScopeCatalog::yandex_cloud(),
+    )
+    .build();
+    let verifier = manager.verifier().build();
+    // A well-formed key of this format: the store is asked by id.
+    let key = TokenFormat::default().generate().unwrap();
+    let e = verifier.verify(header(&key.secret).as_bytes(), None).await.unwrap_err();
+    assert!(matches!(&e, VerifyError::StoreUnavailable(s) if s.is_unavailable()), "{e:?}");
+    // An opaque key: the store is asked by digest.
+    let e = verifier.verify(b"Api-Key AQVNopaqueForeignSecret0123456789", None).await.unwrap_err();
+    assert!(matches!(&e, VerifyError::StoreUnavailable(s) if s.is_unavailable()), "{e:?}");
+    // Nothing is shown as created.
+    let e = manager.create(CreateRequest::new("robot")).await.unwrap_err();
+    assert!(matches!(&e, ManageError::Store(s) if s.is_unavailable()), "{e:?}");
+    assert!(verifier.flush_last_used().await.is_ok(), "nothing to flush: nothing was accepted");
+}
+
+#[tokio::test]
+async fn unreachable_postgres_fails_closed() {
+    let url = format!("postgres://postgres@127.0.0.1:{}/test", closed_port());
+    let store = PostgresStore::builder(url).timeout(Duration::from_millis(500)).connect_lazy().unwrap();
+    fails_closed(store.clone()).await;
+    let e = store.revoke(&conformance::key_id()).await.unwrap_err();
+    assert!(e.is_unavailable() && !format!("{e}").is_empty(), "{e:?}");
+}
+
+#[tokio::test]
+async fn unreachable_redis_fails_closed() {
+    let url = format!("redis://127.0.0.1:{}", closed_port());
+    let store = RedisStore::builder(url).timeout(Duration::from_millis(500)).connect_lazy().unwrap();
+    fails_closed(store.clone()).await;
+    let e = store.revoke(&conformance::key_id()).await.unwrap_err();
+    assert!(e.is_unavailable(), "{e:?}");
+    let e = RedisStore::builder(format!("redis://127.0.0.1:{}", closed_port())).connect().await.unwrap_err();
+    assert!(e.is_unavailable(), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_answer_in_time_times_out() {
+    // A server that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let limit = Duration::from_millis(200);
+    let redis = RedisStore::builder(format!("redis://127.0.0.1:{port}")).timeout(limit).connect_lazy().unwrap();
+    let e = redis.get(&conformance::key_id()).await.unwrap_err();
+    assert!(e.is_unavailable(), "{e:?}");
+    let pg = PostgresStore::builder(format!("postgres://postgres@127.0.0.1:{port}/test"))
+        .timeout(limit)
+        .connect_lazy()
+        .unwrap();
+    let e = pg.get(&conformance::key_id()).await.unwrap_err();
+    assert!(matches!(e, StoreError::Timeout(d) if d == limit), "{e:?}");
+    hold.abort();
+}
+
+#[tokio::test]
+async fn postgres_schema_is_dropped_by_the_harness() {
+    // The harness itself: a failing test still drops its schema.
+    let schema = Arc::new(std::sync::Mutex::new(String::new()));
+    let seen = Arc::clone(&schema);
+    let outcome = tokio::spawn(async move {
+        with::<Postgres, _, _>(move |store| async move {
+            let name: String = sqlx::query_scalar("SELECT current_schema()").fetch_one(store.pool()).await.unwrap();
+            *seen.lock().unwrap() = name;
+            panic!("deliberate failure inside a Postgres test");
+        })
+        .await;
+    })
+    .await;
+    assert!(outcome.is_err(), "the deliberate panic must propagate");
+    let name = schema.lock().unwrap().clone();
+    assert!(name.starts_with("api_keys_test_"), "{name}");
+    let mut admin = sqlx::PgConnection::connect(&postgres_url()).await.unwrap();
+    let left: Option<String> = sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = $1")
+        .bind(&name)
+        .fetch_optional(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(left, None, "schema {name} was not dropped");
+}
+
+#[tokio::test]
+async fn postgres_corrupt_rows_are_reported_without_values() {
+    with::<Postgres, _, _>(|store| async move {
+        sqlx::query(
+            "INSERT INTO api_keys (id, service_account_id, description, created_at, scopes, masked_key, \
+             pepper_version, digest, status, kind) VALUES ('aaaaaaaaaaaaaaaaaaaa', 'sa', '', 0, \
+             ARRAY['SECRET SCOPE'], 'abcdef', 1, decode(repeat('00', 32), 'hex'), 'active', 'native')",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let e = store.get(&"aaaaaaaaaaaaaaaaaaaa".parse().unwrap()).await.unwrap_err();
+        assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
+        assert!(!format!("{e} {e:?}").contains("SECRET"));
+        // Server errors can carry row data in their detail; the store keeps
+        // the message and drops the detail.
+        sqlx::query(
+            "CREATE FUNCTION refuse_insert() RETURNS trigger AS $$ BEGIN \
+             RAISE EXCEPTION 'insert refused' USING DETAIL = 'SECRETDETAIL ' || NEW.description; END $$ \
+             LANGUAGE plpgsql",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        sqlx::query("CREATE TRIGGER refuse BEFORE INSERT ON api_keys FOR EACH ROW EXECUTE FUNCTION refuse_insert()")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let e = store.insert(conformance::record(&conformance::service_account())).await.unwrap_err();
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+        let source = std::error::Error::source(&e).unwrap();
+        let text = format!("{e} | {e:?} | {source} | {source:?}");
+        assert!(text.contains("insert refused") && text.contains("P0001"), "{text}");
+        assert!(!text.contains("SECRETDETAIL"), "{text}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn redis_corrupt_records_are_reported_without_values() {
+    with::<Redis, _, _>(|store| async move {
+        let mut conn = store.connection().clone();
+        let key = format!("{{{}}}:key:aaaaaaaaaaaaaaaaaaaa", store.prefix());
+        let _: () = ::redis::cmd("HSET")
+            .arg(&key)
+            .arg("id")
+            .arg("aaaaaaaaaaaaaaaaaaaa")
+            .arg("digest")
+            .arg("SECRETSECRET")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let e = store.get(&"aaaaaaaaaaaaaaaaaaaa".parse().unwrap()).await.unwrap_err();
+        assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
+        assert!(!format!("{e} {e:?}").contains("SECRET"));
+    })
+    .await;
+}
