@@ -5,26 +5,7 @@
 //! such tokens; the application plugs in a [`BearerValidator`] that turns a
 //! token into a [`BearerIdentity`] (a subject and the scopes it carries) or a
 //! [`BearerError`]. Without a validator, `Bearer` requests get a bare `401`
-//! challenge like any other unsupported scheme.
-//!
-//! ```
-//! use api_keys::http::{BearerError, BearerIdentity, BearerToken, BearerValidator};
-//! use api_keys::{Scope, ScopeSet};
-//!
-//! /// Accepts one static token (a real validator would call the IAM service
-//! /// or check a signed JWT).
-//! struct StaticToken(String);
-//!
-//! impl BearerValidator for StaticToken {
-//!     async fn validate(&self, token: BearerToken<'_>) -> Result<BearerIdentity, BearerError> {
-//!         if token.expose() != self.0 {
-//!             return Err(BearerError::invalid("unknown token"));
-//!         }
-//!         let scopes = ScopeSet::new([Scope::new("yc.monitoring.read").unwrap()]).unwrap();
-//!         Ok(BearerIdentity::new("robot-from-iam", scopes))
-//!     }
-//! }
-//! ```
+//! challenge like any other unsupported scheme. See [`BearerValidator`] for an example.
 
 use std::any::Any;
 use std::fmt;
@@ -162,6 +143,36 @@ impl BearerError {
 /// Implement it with an `async fn`; the future must be `Send`. The layer
 /// checks a route's required scope against the returned identity's scopes
 /// itself, so a validator only answers "who is this and what may it do".
+///
+/// ```
+/// use std::sync::Arc;
+/// use api_keys::http::{ApiKeyLayer, BearerError, BearerIdentity, BearerToken, BearerValidator};
+/// use api_keys::{MemoryStore, Pepper, Peppers, ScopeCatalog, ScopeSet, Verifier};
+/// use subtle::ConstantTimeEq;
+///
+/// /// Accepts one configured token. A real validator would check a signed
+/// /// JWT or ask the IAM service.
+/// struct StaticToken {
+///     token: String,
+///     scopes: ScopeSet,
+/// }
+///
+/// impl BearerValidator for StaticToken {
+///     async fn validate(&self, token: BearerToken<'_>) -> Result<BearerIdentity, BearerError> {
+///         if !bool::from(token.expose().as_bytes().ct_eq(self.token.as_bytes())) {
+///             return Err(BearerError::invalid("unknown static token"));
+///         }
+///         Ok(BearerIdentity::new("robot-from-iam", self.scopes.clone()))
+///     }
+/// }
+///
+/// let catalog = ScopeCatalog::yandex_cloud();
+/// let scopes = catalog.resolve(Some(&["yc.monitoring.read"]))?;
+/// let verifier = Verifier::builder(Arc::new(MemoryStore::new()), Peppers::single(Pepper::generate(1)?)).build();
+/// let layer = ApiKeyLayer::new(verifier).bearer(StaticToken { token: "t1.example".into(), scopes });
+/// # let _ = layer;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait BearerValidator: Send + Sync + 'static {
     /// Validates `token`.
     ///

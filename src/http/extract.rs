@@ -20,6 +20,7 @@ use http::StatusCode;
 use http::request::Parts;
 use http_body_util::Full;
 
+use crate::http::bearer::BearerIdentity;
 use crate::http::identity::Identity;
 use crate::http::rejection::{AuthError, RenderConfig};
 use crate::verify::Principal;
@@ -84,7 +85,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
         if let Some(p) = parts.extensions.get::<Principal>() {
             return Ok(p.clone());
         }
-        let error = if parts.extensions.get::<Identity>().is_some() {
+        let error = if parts.extensions.get::<BearerIdentity>().is_some() {
             AuthError::ApiKeyRequired
         } else {
             AuthError::MissingLayer
@@ -97,10 +98,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Identity {
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match parts.extensions.get::<Identity>() {
-            Some(id) => Ok(id.clone()),
-            None => Err(reject(parts, AuthError::MissingLayer)),
-        }
+        Identity::from_extensions(&parts.extensions).ok_or_else(|| reject(parts, AuthError::MissingLayer))
     }
 }
 

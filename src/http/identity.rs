@@ -4,11 +4,11 @@ use crate::http::bearer::BearerIdentity;
 use crate::scope::{RequiredScope, ScopeSet};
 use crate::verify::Principal;
 
-/// The authenticated caller of a request, inserted into the request
-/// extensions by [`crate::http::ApiKeyLayer`] on every request it lets
-/// through. A handler that accepts both schemes matches on it; one that only
-/// serves API keys can take the [`Principal`] directly (the layer inserts it
-/// as its own extension for `Api-Key` requests).
+/// The authenticated caller of a request: the [`Principal`] or the
+/// [`BearerIdentity`] that [`crate::http::ApiKeyLayer`] inserted into the
+/// request extensions. Read it with [`Identity::from_extensions`] (or, with
+/// the `axum` feature, as an extractor). A handler that accepts both schemes
+/// matches on it; one that only serves API keys takes the [`Principal`].
 ///
 /// ```
 /// use api_keys::http::Identity;
@@ -30,6 +30,16 @@ pub enum Identity {
 }
 
 impl Identity {
+    /// The identity the layer put into `extensions`; `None` if no
+    /// `ApiKeyLayer` authenticated the request.
+    #[must_use]
+    pub fn from_extensions(extensions: &http::Extensions) -> Option<Self> {
+        match extensions.get::<Principal>() {
+            Some(p) => Some(Self::ApiKey(p.clone())),
+            None => extensions.get::<BearerIdentity>().cloned().map(Self::Bearer),
+        }
+    }
+
     /// The API key principal, if the request used an API key.
     #[must_use]
     pub fn principal(&self) -> Option<&Principal> {

@@ -16,7 +16,7 @@ use tower::{Layer, Service};
 use crate::header::{self, Credentials};
 use crate::http::bearer::{BearerError, BearerToken, BearerValidator, NoBearer};
 use crate::http::identity::Identity;
-use crate::http::rejection::{AuthError, DEFAULT_REALM, RealmError, RenderConfig};
+use crate::http::rejection::{AuthError, DEFAULT_REALM, DEFAULT_RETRY_AFTER, RealmError, RenderConfig};
 use crate::scope::RequiredScope;
 use crate::store::KeyStore;
 use crate::verify::{Verifier, VerifyError};
@@ -45,11 +45,13 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 ///    ([`ApiKeyLayer::require_scope`]), implications included;
 /// 4. removes the `Authorization` header (unless
 ///    [`ApiKeyLayer::strip_authorization`] says not to), inserts the
-///    [`Identity`] and, for API keys, the [`crate::Principal`] into the
-///    request extensions, and calls the inner service.
+///    [`crate::Principal`] (API key) or the
+///    [`BearerIdentity`](crate::http::BearerIdentity) (bearer token) into
+///    the request extensions, and calls the inner service.
+///    [`Identity::from_extensions`] reads either.
 ///
-/// Refusals never reach the inner service; they are rendered as described in
-/// [`crate::http::rejection`]. Cloning is cheap (one `Arc`).
+/// Refusals never reach the inner service; they are rendered as tabled in
+/// the [`crate::http`] module docs. Cloning is cheap (one `Arc`).
 pub struct ApiKeyLayer<S, V = NoBearer> {
     shared: Arc<Shared<S, V>>,
 }
@@ -103,9 +105,6 @@ impl<S, V> fmt::Debug for ApiKeyLayer<S, V> {
             .finish()
     }
 }
-
-/// Default `Retry-After` on a 503.
-const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 impl<S: KeyStore> ApiKeyLayer<S, NoBearer> {
     /// A layer verifying API keys with `verifier`, with no bearer validator,
@@ -256,10 +255,14 @@ where
             match shared.authenticate(header.as_ref().map(HeaderValue::as_bytes)).await {
                 Ok(identity) => {
                     let ext = req.extensions_mut();
-                    if let Identity::ApiKey(p) = &identity {
-                        ext.insert(p.clone());
+                    match identity {
+                        Identity::ApiKey(p) => {
+                            ext.insert(p);
+                        }
+                        Identity::Bearer(b) => {
+                            ext.insert(b);
+                        }
                     }
-                    ext.insert(identity);
                     ext.insert(Arc::clone(&shared.render));
                     inner.call(req).await.map(|r| r.map(Either::Left))
                 }
@@ -275,14 +278,16 @@ where
 /// [`AuthError::MultipleAuthorization`] for two or more field lines.
 fn take_authorization(headers: &mut HeaderMap, strip: bool) -> Result<Option<HeaderValue>, AuthError> {
     let mut lines = headers.get_all(AUTHORIZATION).iter();
-    let first = lines.next().cloned();
+    let first = lines.next();
     if lines.next().is_some() {
         return Err(AuthError::MultipleAuthorization);
     }
-    if strip && first.is_some() {
-        headers.remove(AUTHORIZATION);
+    match first {
+        None => Ok(None),
+        Some(v) if !strip => Ok(Some(v.clone())),
+        // Removing hands back the one value: no copy.
+        Some(_) => Ok(headers.remove(AUTHORIZATION)),
     }
-    Ok(first)
 }
 
 impl<S: KeyStore, V: BearerValidator> Shared<S, V> {
@@ -311,14 +316,20 @@ impl<S: KeyStore, V: BearerValidator> Shared<S, V> {
             return Err(VerifyError::BearerToken.into());
         };
         let identity = validator.validate(token).await?;
-        if let Some(required) = &self.required {
-            if !identity.has_scope(required) {
-                return Err(BearerError::InsufficientScope { required: required.scope().clone() }.into());
-            }
+        if let Some(required) = self.required.as_ref().filter(|r| !identity.has_scope(r)) {
+            return Err(BearerError::InsufficientScope { required: required.scope().clone() }.into());
         }
         Ok(Identity::Bearer(identity))
     }
 }
+
+/// Compile-time checks: the layer and service can be shared across tasks,
+/// whatever the store and validator.
+const _: () = {
+    const fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<ApiKeyLayer<crate::store::MemoryStore>>();
+    shareable::<ApiKeyService<(), crate::store::MemoryStore>>();
+};
 
 #[cfg(test)]
 mod tests {

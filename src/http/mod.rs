@@ -9,9 +9,9 @@
 //! more are refused, never one silently picked), hands the raw bytes to the
 //! [`Verifier`](crate::Verifier) (or a `Bearer` token to the validator),
 //! checks the layer's required scope, removes the header so handlers cannot
-//! log it, puts the [`Identity`] (and for API keys the
-//! [`Principal`](crate::Principal)) into the request extensions, and calls the
-//! inner service. Its response body is [`AuthBody<B>`]: the inner body or a
+//! log it, puts the [`Principal`](crate::Principal) (API key) or the
+//! [`BearerIdentity`] (bearer token) into the request extensions
+//! ([`Identity::from_extensions`] reads either), and calls the inner service. Its response body is [`AuthBody<B>`]: the inner body or a
 //! rejection's, with no boxing, which `axum::Router::layer` accepts as is.
 //!
 //! # Rejections
@@ -36,6 +36,13 @@
 //! `tracing` (key id at most, never the secret or the header): `debug` for
 //! requests without credentials, `info` for refused credentials, `warn` when
 //! the store is unavailable, `error` for a route missing the layer.
+//!
+//! Layer order matters: anything that must answer unauthenticated requests
+//! (a CORS layer answering preflight `OPTIONS`, a health check) goes outside
+//! the `ApiKeyLayer` (in axum: added with `.layer` after it, or routed on a
+//! router it does not wrap). Request tracing outside it sees the
+//! `Authorization` header: mark it sensitive there (tower-http's
+//! `SetSensitiveRequestHeadersLayer`); inside it the header is already gone.
 //!
 //! # With tower alone
 //!
@@ -85,22 +92,22 @@ use api_keys::http::{ApiKeyLayer, require_scope};
 use api_keys::{CreateRequest, KeyManager, MemoryStore, Pepper, Peppers, Principal, ScopeCatalog};
 use axum::{Router, routing::get};
 
-async fn whoami(p: Principal) -> String {
-    format!("{} via key {}", p.service_account_id(), p.key_id())
+async fn whoami(key: Principal) -> String {
+    format!("{} via key {}", key.service_account_id(), key.key_id())
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let catalog = ScopeCatalog::yandex_cloud();
-    let peppers = Peppers::single(Pepper::generate(1)?); // load it from your secret store
-    let manager = KeyManager::builder(Arc::new(MemoryStore::new()), peppers, catalog.clone()).build();
-    let key = manager.create(CreateRequest::new("my-robot").scopes(["yc.monitoring.manage"])).await?;
-    eprintln!("Authorization: Api-Key {}", key.secret.expose_secret());
+    let peppers = Peppers::single(Pepper::generate(1)?); // in production: from your secret store
+    let keys = KeyManager::builder(Arc::new(MemoryStore::new()), peppers, catalog.clone()).build();
+    let demo = keys.create(CreateRequest::new("my-robot").scopes(["yc.monitoring.manage"])).await?;
+    eprintln!("Authorization: Api-Key {}", demo.secret.expose_secret());
 
     let app = Router::new()
         .route("/whoami", get(whoami))
         .route("/metrics", get(whoami).route_layer(require_scope(&catalog, "yc.monitoring.read")?))
-        .layer(ApiKeyLayer::new(manager.verifier().build()));
+        .layer(ApiKeyLayer::new(keys.verifier().build()));
     axum::serve(tokio::net::TcpListener::bind("127.0.0.1:3000").await?, app).await?;
     Ok(())
 }

@@ -1,21 +1,7 @@
 //! Rejections: the one place where an authentication failure becomes a
 //! status, `WWW-Authenticate` challenges and an RFC 9457 problem body, and
-//! where its real reason is logged.
-//!
-//! | class ([`ClientClass`])  | status | `WWW-Authenticate`                                                |
-//! |--------------------------|--------|-------------------------------------------------------------------|
-//! | `NoCredentials`          | 401    | `Api-Key realm="…"` (+ `Bearer realm="…"`), no `error=`           |
-//! | `InvalidToken`           | 401    | `error="invalid_token"` on the scheme used                        |
-//! | `InvalidRequest`         | 400    | `error="invalid_request"`                                         |
-//! | `InsufficientScope`      | 403    | `error="insufficient_scope", scope="…"` on the scheme used        |
-//! | `Unavailable`            | 503    | none; `Retry-After` instead (fail closed)                         |
-//! | layer missing            | 500    | none                                                              |
-//!
-//! Each challenge is its own `WWW-Authenticate` field line. Bodies are
-//! `application/problem+json` built from the class alone, so an unknown key,
-//! a wrong secret, an expired, revoked, mistyped (bad checksum) or malformed
-//! key all produce byte-identical responses. Every rejection carries
-//! `Cache-Control: no-store`.
+//! where its real reason is logged. The mapping is tabled in the
+//! [`crate::http`] module docs.
 
 use std::error::Error as _;
 use std::fmt;
@@ -138,12 +124,16 @@ pub(crate) struct RenderConfig {
 
 impl Default for RenderConfig {
     fn default() -> Self {
-        Self { realm: DEFAULT_REALM.into(), bearer: false, retry_after: HeaderValue::from_static("5") }
+        Self::new(DEFAULT_REALM, false, DEFAULT_RETRY_AFTER)
     }
 }
 
 /// The realm used unless [`crate::http::ApiKeyLayer::realm`] sets another.
 pub(crate) const DEFAULT_REALM: &str = "api";
+
+/// `Retry-After` on a 503 unless [`crate::http::ApiKeyLayer::retry_after`]
+/// sets another.
+pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 impl RenderConfig {
     pub(crate) fn new(realm: &str, bearer: bool, retry_after: Duration) -> Self {

@@ -12,12 +12,11 @@ use http::{Request, Response};
 use http_body_util::Either;
 use tower::{Layer, Service};
 
-use crate::http::bearer::BearerError;
-use crate::http::identity::Identity;
+use crate::http::bearer::{BearerError, BearerIdentity};
 use crate::http::layer::AuthBody;
 use crate::http::rejection::{AuthError, RenderConfig};
 use crate::scope::{RequiredScope, ScopeCatalog, ScopeError};
-use crate::verify::VerifyError;
+use crate::verify::{Principal, VerifyError};
 
 /// A guard for one route: `scope` from `catalog`, with its implications
 /// (a key holding `yc.monitoring.manage` passes a guard for
@@ -85,14 +84,18 @@ impl<T: fmt::Debug> fmt::Debug for RequireScopeService<T> {
 }
 
 /// Whether the identity in `extensions` satisfies `required`.
-pub(crate) fn check(extensions: &http::Extensions, required: &RequiredScope) -> Result<(), AuthError> {
-    match extensions.get::<Identity>() {
-        None => Err(AuthError::MissingLayer),
-        Some(id) if id.has_scope(required) => Ok(()),
-        Some(Identity::ApiKey(p)) => {
+fn check(extensions: &http::Extensions, required: &RequiredScope) -> Result<(), AuthError> {
+    if let Some(p) = extensions.get::<Principal>() {
+        return if p.has_scope(required) {
+            Ok(())
+        } else {
             Err(VerifyError::InsufficientScope { key: *p.key_id(), required: required.scope().clone() }.into())
-        }
-        Some(Identity::Bearer(_)) => Err(BearerError::InsufficientScope { required: required.scope().clone() }.into()),
+        };
+    }
+    match extensions.get::<BearerIdentity>() {
+        Some(b) if b.has_scope(required) => Ok(()),
+        Some(_) => Err(BearerError::InsufficientScope { required: required.scope().clone() }.into()),
+        None => Err(AuthError::MissingLayer),
     }
 }
 

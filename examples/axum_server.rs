@@ -1,0 +1,211 @@
+//! An axum server protected by `Authorization: Api-Key`:
+//!
+//! ```text
+//! cargo run --features axum --example axum_server
+//! ```
+//!
+//! Binds 127.0.0.1 on `PORT` (default 3000) and serves
+//!
+//! | route                | needs                                   |
+//! |----------------------|-----------------------------------------|
+//! | `GET /v1/whoami`     | any valid key: its id, service account, scopes |
+//! | `POST /v1/translate` | `yc.ai.translate.execute`               |
+//! | `GET /v1/monitoring` | `yc.monitoring.read` (`….manage` implies it) |
+//!
+//! Without `API_KEYS_DATABASE_URL` it keeps keys in memory, creates a demo
+//! key with scopes `yc.ai.translate.execute` and `yc.monitoring.manage`, and
+//! prints exactly one line on stdout, `demo-key: <token>`; everything else
+//! goes to stderr through `tracing` (`RUST_LOG` filters it, default `info`).
+//!
+//! ```text
+//! KEY=$(cargo run -q --features axum --example axum_server | sed -n 's/^demo-key: //p;q') …
+//! curl -H "Authorization: Api-Key $KEY" localhost:3000/v1/whoami
+//! curl -H "Authorization: Api-Key $KEY" localhost:3000/v1/monitoring
+//! curl -H "Authorization: Api-Key $KEY" -H 'content-type: application/json' \
+//!      -d '{"text":"hello world","target_language":"ru"}' localhost:3000/v1/translate
+//! ```
+//!
+//! With `API_KEYS_DATABASE_URL` set (`sqlite:…` or `postgres://…`) the keys
+//! live in that database instead, digested with the pepper in
+//! `API_KEYS_PEPPER` (base64, at least 32 bytes); no demo key is made.
+//! Ctrl-C (or SIGTERM) stops accepting connections, lets in-flight requests
+//! finish, writes pending last-used times and exits.
+
+#[path = "axum_server/app.rs"]
+mod app;
+
+use std::error::Error;
+use std::net::Ipv4Addr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_keys::http::ApiKeyLayer;
+use api_keys::{CreateRequest, KeyManager, KeyStore, MemoryStore, Pepper, Peppers, ScopeCatalog};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+/// How often last-used times are written to the store.
+const FLUSH_EVERY: Duration = Duration::from_secs(5);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut cause = e.source();
+            let mut chain = e.to_string();
+            while let Some(c) = cause {
+                chain.push_str(": ");
+                chain.push_str(&c.to_string());
+                cause = c.source();
+            }
+            tracing::error!(error = %chain, "axum_server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), BoxError> {
+    let port: u16 = match std::env::var("PORT") {
+        Ok(p) => p.parse().map_err(|e| format!("PORT={p:?} is not a port number: {e}"))?,
+        Err(_) => 3000,
+    };
+    let catalog = ScopeCatalog::yandex_cloud();
+    match std::env::var("API_KEYS_DATABASE_URL") {
+        Ok(url) => database::serve(&url, port, catalog).await,
+        Err(_) => {
+            let peppers = Peppers::single(Pepper::generate(1)?);
+            let manager = KeyManager::builder(Arc::new(MemoryStore::new()), peppers, catalog).build();
+            let demo = manager
+                .create(
+                    CreateRequest::new("demo-robot")
+                        .description("axum_server demo key")
+                        .scopes([app::TRANSLATE_SCOPE, "yc.monitoring.manage"]),
+                )
+                .await?;
+            tracing::info!(key_id = %demo.api_key.id, "created an in-memory demo key");
+            println!("demo-key: {}", demo.secret.expose_secret());
+            serve(manager, port).await
+        }
+    }
+}
+
+/// Serves the example router over any store until Ctrl-C or SIGTERM.
+async fn serve<S: KeyStore>(manager: KeyManager<S>, port: u16) -> Result<(), BoxError> {
+    let auth = ApiKeyLayer::new(manager.verifier().build());
+    let verifier = Arc::clone(auth.verifier());
+    let router = app::router(auth, manager.catalog())?;
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await?;
+    tracing::info!(address = %listener.local_addr()?, "listening");
+
+    let flusher = {
+        let verifier = Arc::clone(&verifier);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FLUSH_EVERY);
+            loop {
+                tick.tick().await;
+                if let Err(e) = verifier.flush_last_used().await {
+                    tracing::warn!(error = %e, "could not write last-used times; will retry");
+                }
+            }
+        })
+    };
+    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+    flusher.abort();
+    match verifier.flush_last_used().await {
+        Ok(n) => tracing::info!(written = n, "stopped"),
+        Err(e) => tracing::warn!(error = %e, "stopped; last-used times not written"),
+    }
+    Ok(())
+}
+
+/// Resolves on Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// `API_KEYS_DATABASE_URL`: where persistent stores plug in. Each backend
+/// opens its store and hands a [`KeyManager`] over it to [`serve`]; the
+/// router, layer and shutdown are the same for every store.
+mod database {
+    use super::BoxError;
+    use api_keys::ScopeCatalog;
+
+    /// Opens the store `url` names (`sqlite:…` with the `sqlite` feature,
+    /// `postgres://…` with the `postgres` feature) and serves it.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(unused_variables))]
+    pub(super) async fn serve(url: &str, port: u16, catalog: ScopeCatalog) -> Result<(), BoxError> {
+        #[cfg(feature = "sqlite")]
+        if url.starts_with("sqlite:") {
+            let peppers = peppers_from_env()?;
+            let store = api_keys::SqliteStore::connect(url).await?;
+            tracing::info!("keys are kept in SQLite");
+            return serve_store(store, peppers, port, catalog).await;
+        }
+        #[cfg(feature = "postgres")]
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let peppers = peppers_from_env()?;
+            let store = api_keys::PostgresStore::connect(url).await?;
+            tracing::info!("keys are kept in PostgreSQL");
+            return serve_store(store, peppers, port, catalog).await;
+        }
+        let scheme = url.split(':').next().unwrap_or_default();
+        Err(format!(
+            "API_KEYS_DATABASE_URL names a `{scheme}` store, but this build has no store for it; \
+             build with `--features axum,sqlite` or `--features axum,postgres`"
+        )
+        .into())
+    }
+
+    /// The pepper for a persistent store, from `API_KEYS_PEPPER` (base64,
+    /// pepper version one). It must stay the same across restarts or every
+    /// stored key stops working.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    fn peppers_from_env() -> Result<api_keys::Peppers, BoxError> {
+        let text = std::env::var("API_KEYS_PEPPER")
+            .map_err(|_| "API_KEYS_DATABASE_URL is set but API_KEYS_PEPPER (base64, >= 32 bytes) is not")?;
+        Ok(api_keys::Peppers::single(api_keys::Pepper::from_base64(1, text.trim())?))
+    }
+
+    /// Serves a database store; keys are made with the operator tools, so no
+    /// demo key is printed.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    async fn serve_store<S: api_keys::KeyStore>(
+        store: S,
+        peppers: api_keys::Peppers,
+        port: u16,
+        catalog: ScopeCatalog,
+    ) -> Result<(), BoxError> {
+        let manager = api_keys::KeyManager::builder(std::sync::Arc::new(store), peppers, catalog).build();
+        super::serve(manager, port).await
+    }
+}
