@@ -223,18 +223,11 @@ impl CreateRequest {
 }
 
 /// Builds a [`KeyManager`].
-pub struct KeyManagerBuilder<S> {
-    store: Arc<S>,
-    peppers: Arc<Peppers>,
-    catalog: Arc<ScopeCatalog>,
-    format: TokenFormat,
-    clock: Arc<dyn Clock>,
-    policy: Arc<dyn CreationPolicy>,
-}
+pub struct KeyManagerBuilder<S>(KeyManager<S>);
 
 impl<S> fmt::Debug for KeyManagerBuilder<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyManagerBuilder").field("format", &self.format).finish_non_exhaustive()
+        f.debug_tuple("KeyManagerBuilder").field(&self.0).finish()
     }
 }
 
@@ -242,35 +235,28 @@ impl<S: KeyStore> KeyManagerBuilder<S> {
     /// Token format. Defaults to the prefix `ak_`.
     #[must_use]
     pub fn token_format(mut self, format: TokenFormat) -> Self {
-        self.format = format;
+        self.0.format = format;
         self
     }
 
     /// Clock. Defaults to [`SystemClock`].
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+        self.0.clock = clock;
         self
     }
 
     /// Creation policy. Defaults to [`AllowAll`].
     #[must_use]
     pub fn policy(mut self, policy: impl CreationPolicy) -> Self {
-        self.policy = Arc::new(policy);
+        self.0.policy = Arc::new(policy);
         self
     }
 
     /// Finishes the manager.
     #[must_use]
     pub fn build(self) -> KeyManager<S> {
-        KeyManager {
-            store: self.store,
-            peppers: self.peppers,
-            catalog: self.catalog,
-            format: self.format,
-            clock: self.clock,
-            policy: self.policy,
-        }
+        self.0
     }
 }
 
@@ -301,14 +287,14 @@ impl<S: KeyStore> KeyManager<S> {
         peppers: impl Into<Arc<Peppers>>,
         catalog: impl Into<Arc<ScopeCatalog>>,
     ) -> KeyManagerBuilder<S> {
-        KeyManagerBuilder {
+        KeyManagerBuilder(Self {
             store,
             peppers: peppers.into(),
             catalog: catalog.into(),
             format: TokenFormat::default(),
             clock: Arc::new(SystemClock),
             policy: Arc::new(AllowAll),
-        }
+        })
     }
 
     /// A verifier builder sharing this manager's store, peppers, format and
@@ -352,13 +338,32 @@ impl<S: KeyStore> KeyManager<S> {
     /// not in the future, a policy refusal, or a store failure (nothing is
     /// written then).
     pub async fn create(&self, request: CreateRequest) -> Result<CreatedKey, ManageError> {
+        let (template, now) = self.admit(KeyOperation::Create, &request)?;
+        for _ in 0..ID_ATTEMPTS {
+            let (record, secret) = self.new_native(&template, now)?;
+            match self.store.insert(record.clone()).await {
+                Ok(()) => return Ok(CreatedKey { api_key: ApiKeySummary::from(&record), secret }),
+                Err(StoreError::Duplicate(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ManageError::Random(RandomError))
+    }
+
+    /// Validates a request's fields, resolves its scopes, checks its expiry
+    /// and asks the policy; returns what a new record is made of.
+    fn admit(
+        &self,
+        operation: KeyOperation,
+        request: &CreateRequest,
+    ) -> Result<(KeyRecordTemplate, Timestamp), ManageError> {
         let sa = ServiceAccountId::new(&request.service_account_id)?;
         let description = Description::new(&request.description)?;
         let scopes = self.catalog.resolve(request.scopes.as_deref())?;
         let now = self.clock.now();
         self.check_expiry(request.expires_at, now)?;
         self.policy.check(&KeyRequest {
-            operation: KeyOperation::Create,
+            operation,
             service_account_id: &sa,
             scopes: &scopes,
             expires_at: request.expires_at,
@@ -370,15 +375,7 @@ impl<S: KeyStore> KeyManager<S> {
             expires_at: request.expires_at,
             links: ReissueLinks::default(),
         };
-        for _ in 0..ID_ATTEMPTS {
-            let (record, secret) = self.new_native(&template, now)?;
-            match self.store.insert(record.clone()).await {
-                Ok(()) => return Ok(CreatedKey { api_key: ApiKeySummary::from(&record), secret }),
-                Err(StoreError::Duplicate(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(ManageError::Random(RandomError))
+        Ok((template, now))
     }
 
     fn new_native(&self, t: &KeyRecordTemplate, now: Timestamp) -> Result<(KeyRecord, Secret), ManageError> {
@@ -500,17 +497,7 @@ impl<S: KeyStore> KeyManager<S> {
         if bytes.starts_with(self.format.prefix().as_bytes()) {
             return Err(ManageError::InvalidImportedSecret("starts with this crate's key prefix"));
         }
-        let sa = ServiceAccountId::new(&request.service_account_id)?;
-        let description = Description::new(&request.description)?;
-        let scopes = self.catalog.resolve(request.scopes.as_deref())?;
-        let now = self.clock.now();
-        self.check_expiry(request.expires_at, now)?;
-        self.policy.check(&KeyRequest {
-            operation: KeyOperation::Import,
-            service_account_id: &sa,
-            scopes: &scopes,
-            expires_at: request.expires_at,
-        })?;
+        let (t, now) = self.admit(KeyOperation::Import, &request)?;
         let (pepper_version, digest) = self.peppers.digest_current(bytes);
         if self.store.get_by_digest(&digest).await?.is_some() {
             return Err(ManageError::AlreadyImported);
@@ -518,12 +505,12 @@ impl<S: KeyStore> KeyManager<S> {
         for _ in 0..ID_ATTEMPTS {
             let record = KeyRecord {
                 id: KeyId::generate()?,
-                service_account_id: sa.clone(),
-                description: description.clone(),
+                service_account_id: t.sa.clone(),
+                description: t.description.clone(),
                 created_at: now,
                 last_used_at: None,
-                scopes: scopes.clone(),
-                expires_at: request.expires_at,
+                scopes: t.scopes.clone(),
+                expires_at: t.expires_at,
                 masked_key: secret.tail6(),
                 pepper_version,
                 digest,
