@@ -339,15 +339,17 @@ impl<S: KeyStore> KeyManager<S> {
     /// written then).
     pub async fn create(&self, request: CreateRequest) -> Result<CreatedKey, ManageError> {
         let (template, now) = self.admit(KeyOperation::Create, &request)?;
+        let mut last = None;
         for _ in 0..ID_ATTEMPTS {
             let (record, secret) = self.new_native(&template, now)?;
             match self.store.insert(record.clone()).await {
                 Ok(()) => return Ok(CreatedKey { api_key: ApiKeySummary::from(&record), secret }),
-                Err(StoreError::Duplicate(_)) => {}
+                // A random 103-bit id collided: draw another.
+                Err(StoreError::Duplicate(id)) => last = Some(StoreError::Duplicate(id)),
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ManageError::Random(RandomError))
+        Err(last.map_or(ManageError::Random(RandomError), ManageError::Store))
     }
 
     /// Validates a request's fields, resolves its scopes, checks its expiry
@@ -465,15 +467,16 @@ impl<S: KeyStore> KeyManager<S> {
             expires_at: old.expires_at,
             links: ReissueLinks { replaced_by: None, reissued_from: Some(old.id) },
         };
+        let mut last = None;
         for _ in 0..ID_ATTEMPTS {
             let (record, secret) = self.new_native(&template, now)?;
             match self.store.reissue(id, record.clone(), fate).await {
                 Ok(()) => return Ok(CreatedKey { api_key: ApiKeySummary::from(&record), secret }),
-                Err(StoreError::Duplicate(dup)) if dup == record.id => {}
+                Err(StoreError::Duplicate(dup)) if dup == record.id => last = Some(StoreError::Duplicate(dup)),
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ManageError::Random(RandomError))
+        Err(last.map_or(ManageError::Random(RandomError), ManageError::Store))
     }
 
     /// Imports an existing opaque secret (e.g. a 40-character `AQVN…` key
@@ -502,6 +505,7 @@ impl<S: KeyStore> KeyManager<S> {
         if self.store.get_by_digest(&digest).await?.is_some() {
             return Err(ManageError::AlreadyImported);
         }
+        let mut last = None;
         for _ in 0..ID_ATTEMPTS {
             let record = KeyRecord {
                 id: KeyId::generate()?,
@@ -525,11 +529,12 @@ impl<S: KeyStore> KeyManager<S> {
                     if self.store.get_by_digest(&digest).await?.is_some() {
                         return Err(ManageError::AlreadyImported);
                     }
+                    last = Some(StoreError::Duplicate(id));
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ManageError::Random(RandomError))
+        Err(last.map_or(ManageError::Random(RandomError), ManageError::Store))
     }
 }
 
