@@ -25,9 +25,14 @@
 //!      -d '{"text":"hello world","target_language":"ru"}' localhost:3000/v1/translate
 //! ```
 //!
-//! With `API_KEYS_DATABASE_URL` set (`sqlite:…` or `postgres://…`) the keys
-//! live in that database instead, digested with the pepper in
-//! `API_KEYS_PEPPER` (base64, at least 32 bytes); no demo key is made.
+//! With `API_KEYS_DATABASE_URL` set (`sqlite:…`, `postgres://…` or
+//! `redis://…`, with the matching cargo feature) the keys live in that store
+//! instead, digested with the pepper in `API_KEYS_PEPPER` (base64, at least
+//! 32 bytes; version `API_KEYS_PEPPER_VERSION`, default 1) or, for SQLite,
+//! in the pepper file beside the database; no demo key is made. These are
+//! the variables `keyctl` reads ([`api_keys::config`]), so a key made with
+//! `cargo run --features cli,sqlite,postgres,redis --example keyctl -- create …`
+//! works here.
 //! Ctrl-C (or SIGTERM) stops accepting connections, lets in-flight requests
 //! finish, writes pending last-used times and exits.
 
@@ -153,59 +158,40 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// `API_KEYS_DATABASE_URL`: where persistent stores plug in. Each backend
-/// opens its store and hands a [`KeyManager`] over it to [`serve`]; the
-/// router, layer and shutdown are the same for every store.
+/// `API_KEYS_DATABASE_URL`: where persistent stores plug in. The store and
+/// pepper are chosen by [`api_keys::config`], exactly as `keyctl` chooses
+/// them, so keys made with `keyctl` verify here; the router, layer and
+/// shutdown are the same for every store.
 mod database {
     use super::BoxError;
     use api_keys::ScopeCatalog;
 
-    /// Opens the store `url` names (`sqlite:…` with the `sqlite` feature,
-    /// `postgres://…` with the `postgres` feature) and serves it.
-    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(unused_variables))]
+    /// Opens the store `url` names (`sqlite:…`, `postgres://…` or
+    /// `redis://…`, each with its cargo feature) with the pepper from
+    /// `API_KEYS_PEPPER` / `API_KEYS_PEPPER_VERSION` or, for SQLite, the
+    /// pepper file beside the database, and serves it. No demo key is made:
+    /// keys come from the operator tools.
+    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
     pub(super) async fn serve(url: &str, port: u16, catalog: ScopeCatalog) -> Result<(), BoxError> {
-        #[cfg(feature = "sqlite")]
-        if url.starts_with("sqlite:") {
-            let peppers = peppers_from_env()?;
-            let store = api_keys::SqliteStore::connect(url).await?;
-            tracing::info!("keys are kept in SQLite");
-            return serve_store(store, peppers, port, catalog).await;
+        use api_keys::config::{self, PepperSettings, PepperSource};
+        let pepper = config::load_peppers(url, &PepperSettings::from_env())?;
+        if let PepperSource::Created(path) = &pepper.source {
+            tracing::warn!(
+                path = %path.display(),
+                "API_KEYS_PEPPER is not set; created a new pepper file beside the database (mode 0600)"
+            );
         }
-        #[cfg(feature = "postgres")]
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let peppers = peppers_from_env()?;
-            let store = api_keys::PostgresStore::connect(url).await?;
-            tracing::info!("keys are kept in PostgreSQL");
-            return serve_store(store, peppers, port, catalog).await;
-        }
-        let scheme = url.split(':').next().unwrap_or_default();
-        Err(format!(
-            "API_KEYS_DATABASE_URL names a `{scheme}` store, but this build has no store for it; \
-             build with `--features axum,sqlite` or `--features axum,postgres`"
-        )
-        .into())
-    }
-
-    /// The pepper for a persistent store, from `API_KEYS_PEPPER` (base64,
-    /// pepper version one). It must stay the same across restarts or every
-    /// stored key stops working.
-    #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    fn peppers_from_env() -> Result<api_keys::Peppers, BoxError> {
-        let text = std::env::var("API_KEYS_PEPPER")
-            .map_err(|_| "API_KEYS_DATABASE_URL is set but API_KEYS_PEPPER (base64, >= 32 bytes) is not")?;
-        Ok(api_keys::Peppers::single(api_keys::Pepper::from_base64(1, text.trim())?))
-    }
-
-    /// Serves a database store; keys are made with the operator tools, so no
-    /// demo key is printed.
-    #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    async fn serve_store<S: api_keys::KeyStore>(
-        store: S,
-        peppers: api_keys::Peppers,
-        port: u16,
-        catalog: ScopeCatalog,
-    ) -> Result<(), BoxError> {
-        let manager = api_keys::KeyManager::builder(std::sync::Arc::new(store), peppers, catalog).build();
+        let store = config::open_store(url).await?;
+        tracing::info!(backend = %store.backend(), "keys are kept in the database");
+        let manager = api_keys::KeyManager::builder(std::sync::Arc::new(store), pepper.peppers, catalog).build();
         super::serve(manager, port).await
+    }
+
+    /// Without any store feature there is nothing `url` could name.
+    #[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "redis")))]
+    pub(super) async fn serve(_url: &str, _port: u16, _catalog: ScopeCatalog) -> Result<(), BoxError> {
+        Err("API_KEYS_DATABASE_URL is set, but this build has no persistent store; build with \
+             `--features axum,sqlite` (or `postgres`, `redis`)"
+            .into())
     }
 }

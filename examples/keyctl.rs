@@ -1,0 +1,510 @@
+//! `keyctl` — manage service-account API keys from a terminal, the way the
+//! source documents' `yc iam api-key …` commands do.
+//!
+//! ```text
+//! cargo run --features cli,sqlite,postgres,redis --example keyctl -- --help
+//! ```
+//!
+//! | command | does |
+//! |---|---|
+//! | `create --service-account-id ID [--description D] [--scopes a,b] [--expires-at 2030-01-01T00:00:00Z]` | makes a key and prints the `api_key.yaml` shape **with the secret, once** |
+//! | `list --service-account-id ID [--limit N] [--page-token ID]` | ID, CREATED AT, LAST USED AT, SCOPES, EXPIRES AT, MASKED KEY (`****` + last six characters), STATUS |
+//! | `get ID` | one key (no secret, no digest) |
+//! | `revoke ID` | the key is never accepted again but stays listed |
+//! | `delete ID` | removes the key |
+//! | `reissue ID [--grace 1h]` | a new secret for the same owner, scopes and expiry; the old key is revoked now (`--grace 0`, the default) or stays valid for the grace period (`30s`, `10m`, `1h`, `2d`) |
+//! | `list-scopes` | the scope catalog |
+//! | `import --service-account-id ID [--description D] [--scopes a,b] [--expires-at T]` | stores the digest of an existing secret read from stdin (one trailing newline trimmed; never echoed) |
+//! | `verify [--header VALUE] [--scope S]` | checks an `Authorization` header value (from stdin unless `--header`); exit 0 and the key's id, service account and scopes when valid |
+//!
+//! `--format yaml|json|table` chooses the output; the default is `table` for
+//! `list` and `yaml` for everything else.
+//!
+//! # Store and pepper
+//!
+//! The store is `--database-url` or `API_KEYS_DATABASE_URL`: `sqlite:PATH`,
+//! `postgres://…[?schema=NAME]` or `redis://…[?prefix=NAME]`; the default is
+//! `sqlite://api-keys.db?mode=rwc`, a file in the working directory. The
+//! pepper is `API_KEYS_PEPPER` (base64, at least 32 bytes; version
+//! `API_KEYS_PEPPER_VERSION`, default 1). Without it, a SQLite database gets
+//! a pepper file beside it (`api-keys.db.pepper`, mode 0600), created on
+//! first use with a warning; PostgreSQL and Redis need `API_KEYS_PEPPER` for
+//! the commands that digest secrets (`create`, `reissue`, `import`,
+//! `verify`). The axum server example reads the same variables
+//! ([`api_keys::config`]), so keys made here work there.
+//!
+//! # Exit codes
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success (`verify`: the key is valid) |
+//! | 1 | `verify` rejected the key; any other failure |
+//! | 2 | bad input or configuration (clap's usage errors are 2 as well) |
+//! | 3 | no such key |
+//! | 4 | refused: policy, conflict (revoked or already reissued key), duplicate import |
+//! | 5 | the store is unavailable |
+//!
+//! Errors go to stderr. Secrets are printed only by `create` and `reissue`,
+//! once; digests never.
+
+#[path = "keyctl/render.rs"]
+mod render;
+
+use std::error::Error;
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_keys::config::{self, AnyStore, PepperSettings, PepperSource, SetupError};
+use api_keys::{
+    ClientClass, CreateRequest, KeyId, KeyManager, KeyRecord, KeyStore, ManageError, PageRequest, Peppers,
+    ScopeCatalog, Secret, ServiceAccountId, StoreError, Timestamp,
+};
+use clap::{Args, Parser, Subcommand};
+use render::Format;
+use zeroize::Zeroizing;
+
+/// Exit code: `verify` rejected the key, or another failure.
+const OTHER: u8 = 1;
+/// Exit code: bad input or configuration.
+const BAD_INPUT: u8 = 2;
+/// Exit code: no such key.
+const NOT_FOUND: u8 = 3;
+/// Exit code: refused by policy, a conflict, or a duplicate.
+const REFUSED: u8 = 4;
+/// Exit code: the store is unavailable.
+const UNAVAILABLE: u8 = 5;
+
+/// Most bytes read from stdin (a header or a secret is far shorter).
+const MAX_STDIN: u64 = 64 * 1024;
+
+const AFTER_HELP: &str = "\
+Environment:
+  API_KEYS_DATABASE_URL    the store (same as --database-url)
+  API_KEYS_PEPPER          the pepper, base64 of at least 32 bytes; without it a SQLite
+                           database gets a pepper file beside it (api-keys.db.pepper, mode 0600)
+  API_KEYS_PEPPER_VERSION  the pepper's version number (default 1)
+
+Exit codes:
+  0  success (verify: the key is valid)
+  1  verify rejected the key; any other failure
+  2  bad input or configuration (including usage errors)
+  3  no such key
+  4  refused: policy, conflict (revoked or already reissued key), duplicate import
+  5  the store is unavailable";
+
+/// Manage service-account API keys (like `yc iam api-key`).
+#[derive(Debug, Parser)]
+#[command(name = "keyctl", version, after_help = AFTER_HELP)]
+struct Cli {
+    /// Where keys are kept: sqlite:PATH, postgres://…[?schema=NAME] or redis://…[?prefix=NAME].
+    #[arg(
+        long,
+        global = true,
+        env = config::DATABASE_URL_VAR,
+        hide_env_values = true,
+        default_value = config::DEFAULT_DATABASE_URL
+    )]
+    database_url: String,
+
+    /// Output format [default: table for `list`, yaml otherwise].
+    #[arg(long, global = true, value_enum)]
+    format: Option<Format>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Fields of a new key (`create`, `import`).
+#[derive(Debug, Args)]
+struct NewKey {
+    /// The service account that owns the key.
+    #[arg(long)]
+    service_account_id: String,
+    /// Free text (at most 256 characters).
+    #[arg(long, default_value = "")]
+    description: String,
+    /// Comma-separated scopes [default: the catalog's default set; see `list-scopes`].
+    #[arg(long, value_delimiter = ',')]
+    scopes: Option<Vec<String>>,
+    /// Expiry in RFC 3339, e.g. 2030-01-01T00:00:00Z [default: never].
+    #[arg(long)]
+    expires_at: Option<Timestamp>,
+}
+
+impl NewKey {
+    fn request(self) -> CreateRequest {
+        let mut request = CreateRequest::new(self.service_account_id).description(self.description);
+        if let Some(scopes) = self.scopes {
+            request = request.scopes(scopes);
+        }
+        if let Some(t) = self.expires_at {
+            request = request.expires_at(t);
+        }
+        request
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a key; prints it with its secret, which is shown only this once.
+    Create(NewKey),
+    /// List a service account's keys (masked).
+    List {
+        /// The service account.
+        #[arg(long)]
+        service_account_id: String,
+        /// Keys per page.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Continue after this key id (the `next_page_token` of the previous page).
+        #[arg(long)]
+        page_token: Option<KeyId>,
+    },
+    /// Show one key (never its secret).
+    Get {
+        /// The key id.
+        id: KeyId,
+    },
+    /// Revoke a key: it is never accepted again but stays listed.
+    Revoke {
+        /// The key id.
+        id: KeyId,
+    },
+    /// Delete a key.
+    Delete {
+        /// The key id.
+        id: KeyId,
+    },
+    /// Give a key a new secret (after a compromise); prints it once.
+    Reissue {
+        /// The key id.
+        id: KeyId,
+        /// How long the old secret keeps working: 0 (revoke now), or a number with s, m, h or d.
+        #[arg(long, default_value = "0", value_parser = parse_duration)]
+        grace: Duration,
+    },
+    /// List the scopes a key can have.
+    ListScopes,
+    /// Import an existing secret read from stdin (one trailing newline is trimmed).
+    Import(NewKey),
+    /// Check an `Authorization` header value; exit 0 if the key is valid.
+    ///
+    /// Reads the value (`Api-Key <key>`) from stdin unless --header is given
+    /// (a command-line argument is visible to other local users; prefer
+    /// stdin). An operator check is not a use: last_used_at is not updated.
+    Verify {
+        /// The header value, instead of reading it from stdin.
+        #[arg(long)]
+        header: Option<String>,
+        /// A scope the key must grant (directly or through an umbrella scope).
+        #[arg(long)]
+        scope: Option<String>,
+    },
+}
+
+impl Command {
+    fn default_format(&self) -> Format {
+        if matches!(self, Self::List { .. }) { Format::Table } else { Format::Yaml }
+    }
+
+    /// Whether the command digests secrets, so it cannot run without a pepper.
+    fn needs_pepper(&self) -> bool {
+        matches!(self, Self::Create(_) | Self::Reissue { .. } | Self::Import(_) | Self::Verify { .. })
+    }
+}
+
+/// A failed command: what to print and the exit code.
+#[derive(Debug)]
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+/// An error and its sources, `: `-separated.
+fn chain(e: &dyn Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        // Some drivers repeat their source in their own message.
+        let part = c.to_string();
+        if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+fn store_failure(e: &StoreError) -> Failure {
+    let code = match e {
+        StoreError::NotFound(_) => NOT_FOUND,
+        StoreError::Duplicate(_) | StoreError::Conflict { .. } => REFUSED,
+        _ => UNAVAILABLE,
+    };
+    Failure::new(code, chain(e))
+}
+
+fn manage_failure(e: &ManageError) -> Failure {
+    let code = match e {
+        ManageError::InvalidField(_)
+        | ManageError::Scope(_)
+        | ManageError::AlreadyExpired(_)
+        | ManageError::InvalidImportedSecret(_) => BAD_INPUT,
+        ManageError::NotFound(_) => NOT_FOUND,
+        ManageError::PolicyDenied(_) | ManageError::Conflict { .. } | ManageError::AlreadyImported => REFUSED,
+        ManageError::Store(s) => return store_failure(s),
+        _ => OTHER,
+    };
+    Failure::new(code, chain(e))
+}
+
+fn setup_failure(e: &SetupError) -> Failure {
+    let code = match e {
+        SetupError::Store { .. } => UNAVAILABLE,
+        SetupError::Random(_) => OTHER,
+        _ => BAD_INPUT,
+    };
+    Failure::new(code, chain(e))
+}
+
+/// `0`, or a whole number with `s`, `m`, `h` or `d`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    const HELP: &str = "expected 0 or a whole number with s, m, h or d (e.g. 30s, 10m, 1h, 2d)";
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or(HELP)?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| HELP)?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(HELP.to_owned()),
+    };
+    number.checked_mul(seconds).map(Duration::from_secs).ok_or_else(|| "duration is too long".to_owned())
+}
+
+/// Writes rendered output to stdout.
+fn emit(rendered: Result<String, String>) -> Result<(), Failure> {
+    let text = rendered.map_err(|e| Failure::new(OTHER, format!("cannot format the output: {e}")))?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::new(OTHER, format!("cannot write the output: {e}")))
+}
+
+/// Reads a secret value from stdin: one line from a terminal, otherwise
+/// everything up to [`MAX_STDIN`]; one trailing newline (`\n` or `\r\n`) is
+/// removed. The buffer is zeroized when dropped.
+fn read_stdin(what: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    let stdin = std::io::stdin();
+    let mut buf = Zeroizing::new(Vec::new());
+    let read = if stdin.is_terminal() {
+        eprint!("{what}, then Enter (your terminal shows what you type; prefer `< file` or a pipe): ");
+        stdin.lock().read_until(b'\n', &mut buf)
+    } else {
+        stdin.lock().take(MAX_STDIN).read_to_end(&mut buf)
+    };
+    read.map_err(|e| Failure::new(OTHER, format!("cannot read stdin: {e}")))?;
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+    }
+    Ok(buf)
+}
+
+/// The store, and the pepper if there is one.
+struct Context {
+    store: Arc<AnyStore>,
+    peppers: Option<Peppers>,
+}
+
+impl Context {
+    /// Loads (or, for a new SQLite database, creates) the pepper first, then
+    /// opens the store: the database and its pepper file are made together.
+    async fn open(url: &str, needs_pepper: bool) -> Result<Self, Failure> {
+        let peppers = match config::load_peppers(url, &PepperSettings::from_env()) {
+            Ok(loaded) => {
+                if let PepperSource::Created(path) = &loaded.source {
+                    let path = path.display();
+                    eprintln!(
+                        "keyctl: warning: {} is not set; created a new pepper in {path} (mode 0600). Every key in \
+                         this database depends on it: back it up with the database, and give programs that verify \
+                         these keys the same pepper ({}=\"$(cat {path})\").",
+                        config::PEPPER_VAR,
+                        config::PEPPER_VAR,
+                    );
+                }
+                Some(loaded.peppers)
+            }
+            Err(SetupError::PepperRequired { .. }) if !needs_pepper => None,
+            Err(e) => return Err(setup_failure(&e)),
+        };
+        let store = config::open_store(url).await.map_err(|e| setup_failure(&e))?;
+        Ok(Self { store: Arc::new(store), peppers })
+    }
+
+    fn manager(&self) -> Result<KeyManager<AnyStore>, Failure> {
+        let peppers = self.peppers.clone().ok_or_else(|| Failure::new(BAD_INPUT, "no pepper configured"))?;
+        Ok(KeyManager::builder(Arc::clone(&self.store), peppers, ScopeCatalog::yandex_cloud()).build())
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let format = cli.format.unwrap_or_else(|| cli.command.default_format());
+    if let Command::ListScopes = cli.command {
+        return emit(render::scopes(format, ScopeCatalog::yandex_cloud().list()));
+    }
+    let cx = Context::open(&cli.database_url, cli.command.needs_pepper()).await?;
+    let now = Timestamp::now();
+    match cli.command {
+        Command::Create(new) => {
+            let created = cx.manager()?.create(new.request()).await.map_err(|e| manage_failure(&e))?;
+            emit(render::created(format, &created))?;
+            eprintln!("keyctl: save the secret in a secure location now: it will not be shown again.");
+        }
+        Command::List { service_account_id, limit, page_token } => {
+            let sa = ServiceAccountId::new(&service_account_id)
+                .map_err(|e| Failure::new(BAD_INPUT, format!("--service-account-id: {e}")))?;
+            let page = cx.store.list(&sa, PageRequest { limit, after: page_token }).await;
+            let page = page.map_err(|e| store_failure(&e))?;
+            let infos: Vec<_> = page.items.iter().map(KeyRecord::info).collect();
+            let next = page.next.map(|id| id.to_string());
+            if format == Format::Table
+                && let Some(next) = &next
+            {
+                eprintln!("keyctl: more keys: run again with --page-token {next}");
+            }
+            emit(render::keys(format, &infos, next, now))?;
+        }
+        Command::Get { id } => match cx.store.get(&id).await.map_err(|e| store_failure(&e))? {
+            Some(record) => emit(render::key(format, &record.info(), now))?,
+            None => return Err(Failure::new(NOT_FOUND, format!("key {id} not found"))),
+        },
+        Command::Revoke { id } => {
+            cx.store.revoke(&id).await.map_err(|e| store_failure(&e))?;
+            eprintln!("keyctl: key {id} revoked");
+        }
+        Command::Delete { id } => {
+            cx.store.delete(&id).await.map_err(|e| store_failure(&e))?;
+            eprintln!("keyctl: key {id} deleted");
+        }
+        Command::Reissue { id, grace } => {
+            let manager = cx.manager()?;
+            let created = manager.reissue(&id, grace).await.map_err(|e| manage_failure(&e))?;
+            emit(render::created(format, &created))?;
+            let old = match manager.get(&id).await {
+                Ok(old) if grace.is_zero() => format!("the old key {} is revoked", old.id),
+                Ok(old) => match old.expires_at {
+                    Some(t) => format!("the old key {} stays valid until {t}", old.id),
+                    None => format!("the old key {} stays valid for the grace period", old.id),
+                },
+                Err(_) => format!("the old key {id} was updated"),
+            };
+            eprintln!(
+                "keyctl: key {id} reissued as {}; {old}. Save the new secret in a secure location now: it will \
+                 not be shown again.",
+                created.api_key.id
+            );
+        }
+        Command::Import(new) => {
+            let manager = cx.manager()?;
+            let raw = read_stdin("Secret to import")?;
+            let text = std::str::from_utf8(&raw)
+                .map_err(|_| Failure::new(BAD_INPUT, "the secret read from stdin is not text"))?;
+            let secret = Secret::from(text.to_owned());
+            let info = manager.import(new.request(), &secret).await.map_err(|e| manage_failure(&e))?;
+            emit(render::key(format, &info, now))?;
+            eprintln!("keyctl: imported as key {}; only its digest is stored", info.id);
+        }
+        Command::Verify { header, scope } => {
+            let manager = cx.manager()?;
+            let required = match scope {
+                Some(s) => Some(
+                    manager.catalog().requirement(&s).map_err(|e| Failure::new(BAD_INPUT, format!("--scope: {e}")))?,
+                ),
+                None => None,
+            };
+            let value = match header {
+                Some(h) => Zeroizing::new(h.into_bytes()),
+                None => read_stdin("Authorization header value (Api-Key <key>)")?,
+            };
+            let verifier = manager.verifier().build();
+            match verifier.verify(&value, required.as_ref()).await {
+                Ok(principal) => emit(render::principal(format, &principal))?,
+                Err(e) => {
+                    let class = e.client_class();
+                    let (code, name) = match class {
+                        ClientClass::NoCredentials => (OTHER, "no credentials (401, bare challenge)"),
+                        ClientClass::InvalidRequest => (OTHER, "invalid_request (400)"),
+                        ClientClass::InvalidToken => (OTHER, "invalid_token (401)"),
+                        ClientClass::InsufficientScope => (OTHER, "insufficient_scope (403)"),
+                        ClientClass::Unavailable => (UNAVAILABLE, "unavailable (503)"),
+                        _ => (OTHER, "rejected"),
+                    };
+                    let mut message = format!("rejected: {name}; log-only reason: {}", chain(&e));
+                    if class == ClientClass::NoCredentials {
+                        message.push_str("\nkeyctl: hint: the value must be `Api-Key <key>`");
+                    }
+                    return Err(Failure::new(code, message));
+                }
+            }
+        }
+        Command::ListScopes => return emit(render::scopes(format, ScopeCatalog::yandex_cloud().list())),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("keyctl: cannot start the async runtime: {e}");
+            return ExitCode::from(OTHER);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("keyctl: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        for bad in ["", "h", "1", "1x", "-1h", "1.5h", "1h30m", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

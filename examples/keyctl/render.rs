@@ -1,0 +1,218 @@
+//! Output of `keyctl`: YAML, JSON, or the ASCII tables of the `yc` CLI.
+//!
+//! Nothing here ever sees a digest; the only secret that reaches it is the
+//! one-time [`CreatedKey`] of `create` and `reissue`.
+
+use api_keys::{CreatedKey, KeyInfo, KeyStatus, Principal, ScopeInfo, Timestamp};
+use clap::ValueEnum;
+use serde::Serialize;
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// YAML, as `yc` prints (`api_key.yaml`).
+    Yaml,
+    /// Pretty-printed JSON.
+    Json,
+    /// An ASCII table.
+    Table,
+}
+
+/// Serialises `value` as YAML or JSON (never called with `Table`).
+fn structured<T: Serialize + ?Sized>(format: Format, value: &T) -> Result<String, String> {
+    match format {
+        Format::Json => serde_json::to_string_pretty(value).map(|s| s + "\n").map_err(|e| e.to_string()),
+        Format::Yaml | Format::Table => serde_norway::to_string(value).map_err(|e| e.to_string()),
+    }
+}
+
+/// A one-time creation or reissue result, with its secret.
+pub(crate) fn created(format: Format, key: &CreatedKey) -> Result<String, String> {
+    if format != Format::Table {
+        return structured(format, key);
+    }
+    let k = &key.api_key;
+    Ok(table(
+        &["ID", "SERVICE ACCOUNT ID", "CREATED AT", "SCOPES", "EXPIRES AT", "SECRET"],
+        &[vec![
+            k.id.to_string(),
+            k.service_account_id.to_string(),
+            short_time(Some(k.created_at)),
+            k.scopes.to_string(),
+            short_time(k.expires_at),
+            key.secret.expose_secret().to_owned(),
+        ]],
+    ))
+}
+
+/// What `list` prints as YAML or JSON (the shape of the REST API's list
+/// response, in snake case).
+#[derive(Serialize)]
+struct Listing<'a> {
+    api_keys: &'a [KeyInfo],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<String>,
+}
+
+/// Keys as listed: masked, never a secret or digest.
+pub(crate) fn keys(
+    format: Format,
+    keys: &[KeyInfo],
+    next_page_token: Option<String>,
+    now: Timestamp,
+) -> Result<String, String> {
+    if format != Format::Table {
+        return structured(format, &Listing { api_keys: keys, next_page_token });
+    }
+    let rows = keys
+        .iter()
+        .map(|k| {
+            vec![
+                k.id.to_string(),
+                short_time(Some(k.created_at)),
+                short_time(k.last_used_at),
+                k.scopes.to_string(),
+                short_time(k.expires_at),
+                k.masked_key.to_string(),
+                status(k, now).to_owned(),
+            ]
+        })
+        .collect::<Vec<_>>();
+    Ok(table(&["ID", "CREATED AT", "LAST USED AT", "SCOPES", "EXPIRES AT", "MASKED KEY", "STATUS"], &rows))
+}
+
+/// One key: YAML/JSON of every listed field, or a one-row table.
+pub(crate) fn key(format: Format, key: &KeyInfo, now: Timestamp) -> Result<String, String> {
+    if format == Format::Table { keys(format, std::slice::from_ref(key), None, now) } else { structured(format, key) }
+}
+
+/// The STATUS column: `active`, `grace` (reissued, valid until EXPIRES AT),
+/// `expired` or `revoked`.
+pub(crate) fn status(key: &KeyInfo, now: Timestamp) -> &'static str {
+    if key.status == KeyStatus::Revoked {
+        "revoked"
+    } else if key.expires_at.is_some_and(|e| now >= e) {
+        "expired"
+    } else if key.links.replaced_by.is_some() {
+        "grace"
+    } else {
+        "active"
+    }
+}
+
+/// The scope catalog: `- name` lines as YAML (as `yc iam api-key
+/// list-scopes` prints), names as JSON, names and descriptions as a table.
+pub(crate) fn scopes(format: Format, scopes: &[ScopeInfo]) -> Result<String, String> {
+    if format == Format::Table {
+        let rows = scopes.iter().map(|s| vec![s.scope.to_string(), s.description.clone()]).collect::<Vec<_>>();
+        return Ok(table(&["SCOPE", "DESCRIPTION"], &rows));
+    }
+    let names: Vec<&str> = scopes.iter().map(|s| s.scope.as_str()).collect();
+    structured(format, &names)
+}
+
+/// What `verify` prints for an accepted key.
+#[derive(Serialize)]
+struct Verified<'a> {
+    key_id: String,
+    service_account_id: &'a str,
+    scopes: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<Timestamp>,
+}
+
+/// An accepted key: its id, owner and scopes.
+pub(crate) fn principal(format: Format, p: &Principal) -> Result<String, String> {
+    let v = Verified {
+        key_id: p.key_id().to_string(),
+        service_account_id: p.service_account_id().as_str(),
+        scopes: p.scopes().iter().map(|s| s.as_str()).collect(),
+        expires_at: p.expires_at(),
+    };
+    if format != Format::Table {
+        return structured(format, &v);
+    }
+    Ok(table(
+        &["KEY ID", "SERVICE ACCOUNT ID", "SCOPES", "EXPIRES AT"],
+        &[vec![v.key_id, v.service_account_id.to_owned(), p.scopes().to_string(), short_time(v.expires_at)]],
+    ))
+}
+
+/// `2025-09-16 16:56:01` (UTC, seconds), or empty.
+fn short_time(t: Option<Timestamp>) -> String {
+    let Some(t) = t else { return String::new() };
+    let dt = t.to_offset_date_time();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        dt.year(),
+        u8::from(dt.month()),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second()
+    )
+}
+
+/// An ASCII table in the `yc` CLI's style: centred headers, cells padded by
+/// one space, `+---+` rules above and below the header and at the end.
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let width = |s: &str| s.chars().count();
+    let widths: Vec<usize> = headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| rows.iter().filter_map(|r| r.get(i)).map(|c| width(c)).chain([width(h)]).max().unwrap_or(0) + 2)
+        .collect();
+    let rule = {
+        let mut s = String::from("+");
+        for w in &widths {
+            s.push_str(&"-".repeat(*w));
+            s.push('+');
+        }
+        s.push('\n');
+        s
+    };
+    let mut out = rule.clone();
+    out.push('|');
+    for (h, w) in headers.iter().zip(&widths) {
+        let free = w - width(h);
+        out.push_str(&" ".repeat(free / 2));
+        out.push_str(h);
+        out.push_str(&" ".repeat(free - free / 2));
+        out.push('|');
+    }
+    out.push('\n');
+    out.push_str(&rule);
+    for row in rows {
+        out.push('|');
+        for (i, w) in widths.iter().enumerate() {
+            let cell = row.get(i).map_or("", String::as_str);
+            out.push(' ');
+            out.push_str(cell);
+            out.push_str(&" ".repeat(w - 1 - width(cell)));
+            out.push('|');
+        }
+        out.push('\n');
+    }
+    if !rows.is_empty() {
+        out.push_str(&rule);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_matches_the_yc_layout() {
+        let t = table(&["ID", "MASKED KEY"], &[vec!["aje5qvnhl67v00000000".into(), "****rCG02w".into()]]);
+        assert_eq!(
+            t,
+            "+----------------------+------------+\n\
+             |          ID          | MASKED KEY |\n\
+             +----------------------+------------+\n\
+             | aje5qvnhl67v00000000 | ****rCG02w |\n\
+             +----------------------+------------+\n"
+        );
+    }
+}
