@@ -55,15 +55,15 @@ pub use backend::MIGRATIONS_TABLE;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use cached::{BusStatus, CacheConfig, CachedStore, Peek};
-#[cfg(feature = "cache")]
-#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
-pub use invalidation::{BusError, InvalidationBus, InvalidationSubscription, MemoryBus};
 #[cfg(all(feature = "cache", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "cache", feature = "postgres"))))]
 pub use invalidation::PostgresBus;
 #[cfg(all(feature = "cache", feature = "redis"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "cache", feature = "redis"))))]
 pub use invalidation::RedisBus;
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use invalidation::{BusError, InvalidationBus, InvalidationSubscription, MemoryBus};
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use faulty::{Fault, FaultyStore, InjectedFault, Op};
@@ -73,7 +73,7 @@ pub use memory::MemoryStore;
 pub use postgres::{PostgresStore, PostgresStoreBuilder};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use self::redis::{RedisStore, RedisStoreBuilder};
+pub use self::redis::{RedisConnection, RedisStore, RedisStoreBuilder};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
