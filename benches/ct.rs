@@ -191,9 +191,11 @@ fn main() {
     // and ignore the rest.
     let args: Vec<String> = std::env::args().skip(1).collect();
     let value_of = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
-    let mut opts = BenchOpts::default();
-    opts.continuous = value_of("--continuous").is_some();
-    opts.filter = value_of("--continuous").or_else(|| value_of("--filter"));
+    let opts = BenchOpts {
+        continuous: value_of("--continuous").is_some(),
+        filter: value_of("--continuous").or_else(|| value_of("--filter")),
+        ..BenchOpts::default()
+    };
     let benches: Vec<BenchMetadata> = vec![
         BenchMetadata { name: BenchName("control_slice_eq"), seed: None, benchfn: control_slice_eq },
         BenchMetadata { name: BenchName("digest_ct_eq"), seed: None, benchfn: digest_ct_eq },
