@@ -1,5 +1,6 @@
 //! The Redis [`KeyStore`] (feature `redis`), over redis-rs with a Tokio
-//! [`ConnectionManager`] (reconnects on its own).
+//! [`ConnectionManager`] (reconnects on its own), held in a
+//! [`RedisConnection`] that replaces it if it stops trying.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -62,14 +63,16 @@
 //! when the timeout fired may still have been applied; the caller sees a
 //! failure either way and writes are safe to repeat or inspect. Driver errors
 //! are [`StoreError::Unavailable`]; records that do not decode are
-//! [`StoreError::Corrupt`].
+//! [`StoreError::Corrupt`]. After a lost connection the store reconnects on
+//! its next calls, also when a reconnection attempt was refused (see
+//! [`RedisConnection`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, ErrorKind, RedisError, Script, cmd, pipe};
+use ::redis::{Client, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, ServerErrorKind, Value, cmd, pipe};
 
 use super::backend::{ConfigError, DEFAULT_TIMEOUT, Row, join_scopes, split_scopes, timed};
 use super::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue};
@@ -198,7 +201,117 @@ fn redis_error(e: RedisError) -> StoreError {
     }
 }
 
-/// Builds a [`RedisStore`] over a [`ConnectionManager`]; see
+/// The connection of a store made by [`RedisStoreBuilder`]: a
+/// [`ConnectionManager`], replaced by a fresh one (same client, same
+/// settings) when it stops reconnecting. Cheap to clone (shared).
+///
+/// A `ConnectionManager` reconnects by itself after I/O errors. But when a
+/// reconnection attempt fails for another reason — authentication refused (a
+/// rotated password, an ACL user disabled for a while), `-LOADING` while the
+/// server starts, `-ERR max number of clients reached` — it keeps that failed
+/// attempt and answers every later call with its error without trying again,
+/// so the store would stay unavailable after the server is healthy. This
+/// wrapper starts a new manager after any error other than an I/O error
+/// (which the manager handles) or `NOSCRIPT` (which script invocation
+/// handles); when several calls fail on the same manager it is replaced once.
+/// The new manager connects on its next use.
+#[derive(Clone)]
+pub struct RedisConnection {
+    shared: Arc<Renewing>,
+}
+
+struct Renewing {
+    client: Client,
+    config: ConnectionManagerConfig,
+    /// How many times the manager was replaced, and the manager in use.
+    current: RwLock<(u64, ConnectionManager)>,
+}
+
+impl std::fmt::Debug for RedisConnection {
+    /// Omits the client, whose connection info may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConnection").field("renewals", &self.renewals()).finish_non_exhaustive()
+    }
+}
+
+impl RedisConnection {
+    /// A connection that connects on first use. Must be called inside a
+    /// Tokio runtime.
+    fn new_lazy(client: Client, config: ConnectionManagerConfig) -> Result<Self, RedisError> {
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?;
+        Ok(Self { shared: Arc::new(Renewing { client, config, current: RwLock::new((0, manager)) }) })
+    }
+
+    /// The connection manager in use now.
+    #[must_use]
+    pub fn manager(&self) -> ConnectionManager {
+        self.checkout().1
+    }
+
+    /// How many times the connection manager was replaced.
+    #[must_use]
+    pub fn renewals(&self) -> u64 {
+        self.checkout().0
+    }
+
+    fn checkout(&self) -> (u64, ConnectionManager) {
+        let current = self.shared.current.read().unwrap_or_else(PoisonError::into_inner);
+        (current.0, current.1.clone())
+    }
+
+    /// Replaces manager number `generation` after `error`, unless the error
+    /// is one the manager or the caller handles, or it was replaced already.
+    fn after_error(&self, generation: u64, error: &RedisError) {
+        if error.is_io_error() || error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) {
+            return;
+        }
+        let mut current = self.shared.current.write().unwrap_or_else(PoisonError::into_inner);
+        if current.0 != generation {
+            return;
+        }
+        // Creating a lazy manager does no I/O; it fails only outside a runtime.
+        if let Ok(fresh) =
+            ConnectionManager::new_lazy_with_config(self.shared.client.clone(), self.shared.config.clone())
+        {
+            *current = (generation + 1, fresh);
+        }
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let (generation, mut manager) = self.checkout();
+        Box::pin(async move {
+            let result = manager.req_packed_command(cmd).await;
+            if let Err(e) = &result {
+                self.after_error(generation, e);
+            }
+            result
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        let (generation, mut manager) = self.checkout();
+        Box::pin(async move {
+            let result = manager.req_packed_commands(pipeline, offset, count).await;
+            if let Err(e) = &result {
+                self.after_error(generation, e);
+            }
+            result
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.checkout().1.get_db()
+    }
+}
+
+/// Builds a [`RedisStore`] over a [`RedisConnection`]; see
 /// [`RedisStore::builder`].
 pub struct RedisStoreBuilder {
     url: String,
@@ -234,7 +347,7 @@ impl RedisStoreBuilder {
         self
     }
 
-    fn manager(&self) -> Result<ConnectionManager, StoreError> {
+    fn manager(&self) -> Result<RedisConnection, StoreError> {
         if !valid_prefix(&self.prefix) {
             return Err(StoreError::unavailable(ConfigError::KeyPrefix));
         }
@@ -247,7 +360,7 @@ impl RedisStoreBuilder {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(200));
-        ConnectionManager::new_lazy_with_config(client, config).map_err(redis_error)
+        RedisConnection::new_lazy(client, config).map_err(redis_error)
     }
 
     /// Connects and checks the server answers (`PING`).
@@ -276,7 +389,7 @@ impl RedisStoreBuilder {
 
 /// A [`KeyStore`] in Redis. Cheap to clone (shares the connection).
 #[derive(Clone)]
-pub struct RedisStore<C = ConnectionManager> {
+pub struct RedisStore<C = RedisConnection> {
     conn: C,
     prefix: Arc<str>,
     /// `{prefix}:key:`
