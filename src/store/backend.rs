@@ -55,9 +55,12 @@ pub enum ConfigError {
 }
 
 /// Runs `fut`, turning an overrun of `limit` into [`StoreError::Timeout`].
-/// The future is dropped on timeout: SQL transactions roll back; a Redis
-/// script already sent may or may not have run (callers see a failure either
-/// way and must not assume anything was written).
+/// The future is dropped on timeout, which does not cancel a statement or
+/// script the server already received: an open SQL transaction rolls back,
+/// but a single statement, a commit or a Redis script already sent may still
+/// take effect. Callers see a failure either way and must assume nothing and
+/// everything: a later read tells (a create may leave an unusable orphan
+/// whose secret was never shown).
 pub(crate) async fn timed<T>(
     limit: Duration,
     fut: impl Future<Output = Result<T, StoreError>>,

@@ -350,15 +350,16 @@ mod redis_bus {
     use std::time::Duration;
 
     use futures_core::Stream;
-    use redis::aio::{ConnectionManager, PubSubStream};
+    use redis::aio::PubSubStream;
 
     use super::{BusError, InvalidationBus, InvalidationSubscription, parse_payload};
-    use crate::store::DEFAULT_TIMEOUT;
+    use crate::store::{DEFAULT_TIMEOUT, RedisConnection};
     use crate::token::KeyId;
 
     /// Invalidation over Redis pub/sub (features `cache` + `redis`).
     ///
-    /// Publishing is one `PUBLISH channel id` on a [`ConnectionManager`];
+    /// Publishing is one `PUBLISH channel id` on a [`RedisConnection`] (a
+    /// connection manager that is renewed when it stops reconnecting);
     /// each subscription is its own pub/sub connection from the
     /// [`redis::Client`]. On Redis Cluster, `PUBLISH` reaches every node's
     /// subscribers.
@@ -376,7 +377,7 @@ mod redis_bus {
     #[derive(Clone)]
     pub struct RedisBus {
         client: redis::Client,
-        publisher: ConnectionManager,
+        publisher: RedisConnection,
         channel: String,
         timeout: Duration,
     }
@@ -400,19 +401,22 @@ mod redis_bus {
         /// be reached.
         pub async fn connect(client: redis::Client) -> Result<Self, BusError> {
             let timeout = DEFAULT_TIMEOUT;
-            let publisher = match tokio::time::timeout(timeout, ConnectionManager::new(client.clone())).await {
-                Ok(Ok(c)) => c,
+            let publisher = RedisConnection::lazy(client.clone()).map_err(BusError::unavailable)?;
+            // Fail early, as a connect should, when Redis cannot be reached.
+            let mut probe = publisher.clone();
+            match tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(&mut probe)).await {
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(BusError::unavailable(e)),
                 Err(_) => return Err(BusError::Timeout(timeout)),
-            };
+            }
             Ok(Self::from_parts(client, publisher))
         }
 
-        /// A bus publishing through an existing connection manager (for
-        /// example the one a [`RedisStore`](crate::RedisStore) uses) and
-        /// subscribing with `client`.
+        /// A bus publishing through an existing connection (for example
+        /// `store.connection().clone()` of a [`RedisStore`](crate::RedisStore))
+        /// and subscribing with `client`.
         #[must_use]
-        pub fn from_parts(client: redis::Client, publisher: ConnectionManager) -> Self {
+        pub fn from_parts(client: redis::Client, publisher: RedisConnection) -> Self {
             Self { client, publisher, channel: Self::DEFAULT_CHANNEL.to_owned(), timeout: DEFAULT_TIMEOUT }
         }
 

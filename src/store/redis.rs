@@ -235,6 +235,16 @@ impl std::fmt::Debug for RedisConnection {
 }
 
 impl RedisConnection {
+    /// A renewing connection with default manager settings that connects on
+    /// first use (for example a [`RedisBus`](crate::store::RedisBus)
+    /// publisher). Must be called inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// The driver's error when no Tokio runtime is available.
+    pub fn lazy(client: Client) -> Result<Self, RedisError> {
+        Self::new_lazy(client, ConnectionManagerConfig::new())
+    }
+
     /// A connection that connects on first use. Must be called inside a
     /// Tokio runtime.
     fn new_lazy(client: Client, config: ConnectionManagerConfig) -> Result<Self, RedisError> {
