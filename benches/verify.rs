@@ -1,1 +1,216 @@
-fn main() {}
+//! The verify hot path against its physical floor.
+//!
+//! Group `verify`; function ids are stable so results compare across commits
+//! (`target/criterion/verify/<id>/new/estimates.json`):
+//!
+//! - `floor_hmac`: one HMAC-SHA256 from a precomputed keyed state over a
+//!   32-byte secret plus a `subtle` compare of the digest: the least any
+//!   peppered digest check can cost;
+//! - `header_to_principal_1k` / `_1m`: `Verifier::verify` from raw header
+//!   bytes to `Principal` with a scope check, over a memory store of 1,000 /
+//!   1,000,000 keys, a random key per iteration (chosen and copied outside
+//!   the timed region by `iter_batched`);
+//! - `reject_bad_checksum`, `reject_malformed`: garbage that must stop before
+//!   the store and the HMAC;
+//! - `parse_header`, `generate_key`.
+//!
+//! Extra ids: `reject_unknown_id` and `reject_wrong_secret` should cost the
+//! same (otherwise timing tells which ids exist); `reject_unknown_imported`
+//! shows what unprefixed garbage costs while imported keys are accepted (one
+//! HMAC and one digest-index probe per pepper).
+//!
+//! The memory store's futures are always ready, so each is polled once with
+//! a no-op waker instead of running an executor.
+//!
+//! Clock: on a small machine shared with other work, wall time counts the
+//! slices in which the bench thread was preempted, so by default these
+//! benches measure the thread's on-CPU time (`CLOCK_THREAD_CPUTIME_ID`);
+//! `BENCH_CLOCK=wall` switches to criterion's wall clock.
+
+mod common;
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use api_keys::TokenFormat;
+use api_keys::header::{DEFAULT_MAX_HEADER_LEN, parse_authorization};
+use common::{CpuTime, Fixture, XorShift, fixture, ready, run_with_chosen_clock, unknown_key, wrong_secret_header};
+use criterion::measurement::{Measurement, WallTime};
+use criterion::{BatchSize, BenchmarkGroup, Criterion};
+use hmac::{KeyInit, Mac};
+use subtle::ConstantTimeEq;
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+fn floor_hmac<M: Measurement + 'static>(c: &mut Criterion<M>) {
+    let keyed = match HmacSha256::new_from_slice(&[42u8; 32]) {
+        Ok(m) => m,
+        Err(e) => panic!("hmac key: {e}"),
+    };
+    let secret = *b"0123456789abcdefghijABCDEFGHIJxy";
+    let expected: [u8; 32] = {
+        let mut m = keyed.clone();
+        m.update(&secret);
+        m.finalize().into_bytes().into()
+    };
+    let mut g = c.benchmark_group("verify");
+    configure(&mut g);
+    g.bench_function("floor_hmac", |b| {
+        b.iter(|| {
+            let mut m = keyed.clone();
+            m.update(black_box(&secret));
+            let d: [u8; 32] = m.finalize().into_bytes().into();
+            bool::from(d.ct_eq(black_box(&expected)))
+        })
+    });
+    g.finish();
+}
+
+fn configure<M: Measurement>(g: &mut BenchmarkGroup<'_, M>) {
+    g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(100);
+}
+
+/// Full verify of a random seeded key per iteration.
+fn bench_principal<M: Measurement + 'static>(c: &mut Criterion<M>, id: &str, f: &Fixture) {
+    let mut g = c.benchmark_group("verify");
+    configure(&mut g);
+    let n = f.headers.len();
+    g.bench_function(id, |b| {
+        let mut rng = XorShift::new(0x5EED);
+        b.iter_batched(
+            || f.headers[rng.below(n)],
+            |h| ready(f.verifier.verify(black_box(&h), Some(&f.need))).is_ok(),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn small_store<M: Measurement + 'static>(c: &mut Criterion<M>) {
+    let f = fixture(1_000);
+    let sample = f.headers[0];
+    assert!(ready(f.verifier.verify(&sample, Some(&f.need))).is_ok());
+
+    bench_principal(c, "header_to_principal_1k", &f);
+
+    let mut g = c.benchmark_group("verify");
+    configure(&mut g);
+
+    // A one-character typo in the secret: the checksum catches it.
+    let mut bad_checksum = sample;
+    let at = 8 + 3 + 21 + 5;
+    bad_checksum[at] = if bad_checksum[at] == b'a' { b'b' } else { b'a' };
+    let e = ready(f.verifier.verify(&bad_checksum, Some(&f.need))).err();
+    assert!(matches!(e, Some(api_keys::VerifyError::BadChecksum)), "{e:?}");
+    g.bench_function("reject_bad_checksum", |b| {
+        b.iter(|| ready(f.verifier.verify(black_box(&bad_checksum), Some(&f.need))).is_err())
+    });
+
+    // Four kinds of malformed input, in rotation: header syntax, a control
+    // byte, a key of the wrong length and a key with a character outside its
+    // alphabet. All carry the prefix, so none is looked up as imported.
+    let key = &sample[8..];
+    let mut bad_alphabet = sample.to_vec();
+    bad_alphabet[8 + 5] = b'A';
+    let malformed: [Vec<u8>; 4] = [
+        [b"Api-Key ".as_slice(), &key[..40], b",", &key[41..]].concat(),
+        [b"Api-Key ".as_slice(), &key[..40], b"\n", &key[41..]].concat(),
+        [b"Api-Key ".as_slice(), &key[..72]].concat(),
+        bad_alphabet,
+    ];
+    for m in &malformed {
+        let r = ready(f.verifier.verify(m, Some(&f.need)));
+        assert!(
+            matches!(r, Err(api_keys::VerifyError::Malformed(_) | api_keys::VerifyError::MalformedKey(_))),
+            "{r:?}"
+        );
+    }
+    g.bench_function("reject_malformed", |b| {
+        let mut i = 0usize;
+        b.iter(|| {
+            i = (i + 1) & 3;
+            ready(f.verifier.verify(black_box(&malformed[i]), Some(&f.need))).is_err()
+        })
+    });
+
+    let unknown = format!("Api-Key {}", unknown_key());
+    let r = ready(f.verifier.verify(unknown.as_bytes(), Some(&f.need)));
+    assert!(matches!(r, Err(api_keys::VerifyError::UnknownKey(Some(_)))), "{r:?}");
+    g.bench_function("reject_unknown_id", |b| {
+        b.iter(|| ready(f.verifier.verify(black_box(unknown.as_bytes()), Some(&f.need))).is_err())
+    });
+
+    let wrong = wrong_secret_header(&f);
+    let r = ready(f.verifier.verify(&wrong, Some(&f.need)));
+    assert!(matches!(r, Err(api_keys::VerifyError::WrongSecret(_))), "{r:?}");
+    g.bench_function("reject_wrong_secret", |b| {
+        b.iter(|| ready(f.verifier.verify(black_box(&wrong), Some(&f.need))).is_err())
+    });
+
+    let imported = b"Api-Key AQVN3sHvAWTemWB8QxHkunfG2x4q7G3OrCG02w";
+    let r = ready(f.verifier.verify(imported, Some(&f.need)));
+    assert!(matches!(r, Err(api_keys::VerifyError::UnknownKey(None))), "{r:?}");
+    g.bench_function("reject_unknown_imported", |b| {
+        b.iter(|| ready(f.verifier.verify(black_box(imported), Some(&f.need))).is_err())
+    });
+
+    g.bench_function("parse_header", |b| {
+        b.iter(|| parse_authorization(black_box(&sample), DEFAULT_MAX_HEADER_LEN).is_ok())
+    });
+
+    let format = TokenFormat::default();
+    g.bench_function("generate_key", |b| b.iter(|| black_box(&format).generate().is_ok()));
+    g.finish();
+}
+
+fn large_store<M: Measurement + 'static>(c: &mut Criterion<M>) {
+    // Building a million keys takes seconds: skip it when a filter given on
+    // the command line (a plain substring, usually) cannot select this bench.
+    let id = "verify/header_to_principal_1m";
+    let filter = positional_filter();
+    if filter.is_some_and(|f| !id.contains(f.trim_end_matches('$')) && !f.contains("1m")) {
+        return;
+    }
+    let f = fixture(1_000_000);
+    bench_principal(c, "header_to_principal_1m", &f);
+}
+
+/// The name filter given to criterion, if any (options that take a value
+/// are skipped with their value).
+fn positional_filter() -> Option<String> {
+    const WITH_VALUE: [&str; 14] = [
+        "--save-baseline",
+        "--baseline",
+        "--load-baseline",
+        "--profile-time",
+        "--sample-size",
+        "--warm-up-time",
+        "--measurement-time",
+        "--nresamples",
+        "--noise-threshold",
+        "--confidence-level",
+        "--significance-level",
+        "--color",
+        "--plotting-backend",
+        "--output-format",
+    ];
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if WITH_VALUE.contains(&a.as_str()) {
+            args.next();
+        } else if !a.starts_with('-') {
+            return Some(a);
+        }
+    }
+    None
+}
+
+fn all<M: Measurement + 'static>(c: &mut Criterion<M>) {
+    floor_hmac(c);
+    small_store(c);
+    large_store(c);
+}
+
+fn main() {
+    run_with_chosen_clock(all::<CpuTime>, all::<WallTime>);
+}
