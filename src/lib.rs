@@ -42,19 +42,19 @@ pub use scope::{
     ScopeSet,
 };
 pub use secret::{MaskedKey, Secret};
-pub use store::{KeyStore, MemoryStore, OldKeyFate, Page, PageRequest, StoreError};
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use store::SqliteStore;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use store::{CacheConfig, CachedStore};
+pub use store::{KeyStore, MemoryStore, OldKeyFate, Page, PageRequest, StoreError};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use store::{PostgresStore, PostgresStoreBuilder};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use store::{RedisStore, RedisStoreBuilder};
-#[cfg(feature = "sqlite")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use store::SqliteStore;
 pub use token::{
     BODY_LEN, GeneratedKey, KEY_ID_LEN, KeyId, KeyIdError, MAX_PREFIX_LEN, PrefixError, RandomError, SECRET_LEN, Token,
     TokenError, TokenFormat, token_checksum,

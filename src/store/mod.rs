@@ -46,15 +46,21 @@ mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))))]
-pub use backend::{ConfigError, DEFAULT_TIMEOUT};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::{RedisConnection, RedisStore, RedisStoreBuilder};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use backend::MIGRATIONS_TABLE;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))))]
+pub use backend::{ConfigError, DEFAULT_TIMEOUT};
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use cached::{BusStatus, CacheConfig, CachedStore, Peek};
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub use faulty::{Fault, FaultyStore, InjectedFault, Op};
 #[cfg(all(feature = "cache", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "cache", feature = "postgres"))))]
 pub use invalidation::PostgresBus;
@@ -64,16 +70,10 @@ pub use invalidation::RedisBus;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use invalidation::{BusError, InvalidationBus, InvalidationSubscription, MemoryBus};
-#[cfg(feature = "test-util")]
-#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
-pub use faulty::{Fault, FaultyStore, InjectedFault, Op};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::{PostgresStore, PostgresStoreBuilder};
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use self::redis::{RedisConnection, RedisStore, RedisStoreBuilder};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
