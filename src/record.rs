@@ -242,39 +242,44 @@ pub struct ReissueLinks {
 
 /// A stored key. Holds the digest of the secret, never the secret.
 ///
-/// `Debug` redacts the digest.
+/// `Debug` redacts the digest. The fields the verify path reads (id, status,
+/// pepper version, digest, expiry, last use, scopes) come first and the
+/// layout is fixed (`repr(C)`), so a lookup touches as few cache lines as
+/// possible — it matters when a store of millions of keys does not fit in
+/// the CPU caches.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[repr(C)]
 pub struct KeyRecord {
     /// Public id.
     pub id: KeyId,
-    /// Owner.
-    pub service_account_id: ServiceAccountId,
-    /// Free text.
+    /// Version of the pepper the digest was made with.
+    pub pepper_version: u32,
+    /// `HMAC-SHA256(pepper, secret)`.
+    pub digest: Digest,
+    /// Expiry; the key is expired when now ≥ `expires_at`.
     #[serde(default)]
-    pub description: Description,
-    /// Creation time.
-    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
     /// Last successful verification, as flushed (coalesced; see the verifier).
     #[serde(default)]
     pub last_used_at: Option<Timestamp>,
     /// Granted scopes.
     pub scopes: ScopeSet,
-    /// Expiry; the key is expired when now ≥ `expires_at`.
-    #[serde(default)]
-    pub expires_at: Option<Timestamp>,
-    /// Last six characters of the secret.
-    pub masked_key: MaskedKey,
-    /// Version of the pepper the digest was made with.
-    pub pepper_version: u32,
-    /// `HMAC-SHA256(pepper, secret)`.
-    pub digest: Digest,
     /// Active or revoked.
     pub status: KeyStatus,
     /// Native or imported.
     pub kind: KeyKind,
+    /// Last six characters of the secret.
+    pub masked_key: MaskedKey,
     /// Reissue links.
     #[serde(default)]
     pub links: ReissueLinks,
+    /// Owner.
+    pub service_account_id: ServiceAccountId,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Free text.
+    #[serde(default)]
+    pub description: Description,
 }
 
 impl KeyRecord {
