@@ -66,6 +66,92 @@ pub(crate) fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
+/// Register after feeding 32 zero bytes to a CRC register holding `r`
+/// (the linear map that lets two halves of a 64-byte input run in parallel).
+const fn advance_32_zero_bytes(mut r: u32, t0: &[u32; 256]) -> u32 {
+    let mut i = 0;
+    while i < 32 {
+        r = t0[(r & 0xFF) as usize] ^ (r >> 8);
+        i += 1;
+    }
+    r
+}
+
+const fn make_advance() -> [[u32; 256]; 4] {
+    let t0 = make_tables();
+    let mut a = [[0u32; 256]; 4];
+    let mut k = 0;
+    while k < 4 {
+        let mut b = 0;
+        while b < 256 {
+            a[k][b] = advance_32_zero_bytes((b as u32) << (8 * k), &t0[0]);
+            b += 1;
+        }
+        k += 1;
+    }
+    a
+}
+
+static ADVANCE: [[u32; 256]; 4] = make_advance();
+
+/// CRC register update over exactly 32 bytes from register `r`.
+#[inline(always)]
+fn feed_32(t: &[[u32; 256]; SLICES], mut r: u32, data: &[u8]) -> u32 {
+    for c in data.chunks_exact(16) {
+        let w0 = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) ^ r;
+        let w1 = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
+        let w2 = u32::from_le_bytes([c[8], c[9], c[10], c[11]]);
+        let w3 = u32::from_le_bytes([c[12], c[13], c[14], c[15]]);
+        r = lookup4(t, 12, w0) ^ lookup4(t, 8, w1) ^ lookup4(t, 4, w2) ^ lookup4(t, 0, w3);
+    }
+    r
+}
+
+/// [`crc32`] of exactly 64 bytes (a token body), computed as two
+/// independent 32-byte halves joined by the linear "advance 32 zero bytes"
+/// map, so the two dependency chains run side by side.
+#[must_use]
+#[inline]
+pub(crate) fn crc32_64(data: &[u8; 64]) -> u32 {
+    let (a, b) = data.split_at(32);
+    let ra = feed_32(&TABLES, !0, a);
+    let rb = feed_32(&TABLES, 0, b);
+    let adv = ADVANCE[0][(ra & 0xFF) as usize]
+        ^ ADVANCE[1][((ra >> 8) & 0xFF) as usize]
+        ^ ADVANCE[2][((ra >> 16) & 0xFF) as usize]
+        ^ ADVANCE[3][(ra >> 24) as usize];
+    !(adv ^ rb)
+}
+
+/// Value of each byte as a base62 digit (`0xFF` if it is not one).
+const BASE62_VALUE: [u8; 256] = {
+    let mut t = [0xFFu8; 256];
+    let mut i = 0;
+    while i < 62 {
+        t[BASE62[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Decodes six base62 digits (most significant first); `None` if a byte is
+/// not a digit. Two independent halves, like the encoder.
+#[must_use]
+#[inline]
+pub(crate) fn decode_base62_6(d: &[u8]) -> Option<u64> {
+    if d.len() != CHECKSUM_LEN {
+        return None;
+    }
+    let v = |i: usize| u64::from(BASE62_VALUE[usize::from(d[i])]);
+    let digits = [v(0), v(1), v(2), v(3), v(4), v(5)];
+    if digits.contains(&0xFF) {
+        return None;
+    }
+    let hi = digits[0] * 3844 + digits[1] * 62 + digits[2];
+    let lo = digits[3] * 3844 + digits[4] * 62 + digits[5];
+    Some(hi * 238_328 + lo)
+}
+
 /// Base62 alphabet in ASCII order: digits, upper case, lower case.
 pub(crate) const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -113,6 +199,34 @@ mod tests {
         for n in 0..data.len() {
             assert_eq!(crc32(&data[..n]), crc32_bitwise(&data[..n]), "length {n}");
         }
+    }
+
+    #[test]
+    fn two_halves_crc_matches_bitwise() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..2000 {
+            let mut data = [0u8; 64];
+            for b in &mut data {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            assert_eq!(crc32_64(&data), crc32_bitwise(&data));
+            assert_eq!(crc32_64(&data), crc32(&data));
+        }
+        assert_eq!(crc32_64(&[0u8; 64]), crc32_bitwise(&[0u8; 64]));
+        assert_eq!(crc32_64(&[0xFFu8; 64]), crc32_bitwise(&[0xFFu8; 64]));
+    }
+
+    #[test]
+    fn base62_decode_inverts_encode() {
+        for v in [0u32, 1, 61, 62, 238_327, 238_328, 0xDEAD_BEEF, u32::MAX] {
+            assert_eq!(decode_base62_6(&encode_base62_u32(v)), Some(u64::from(v)));
+        }
+        assert_eq!(decode_base62_6(b"zzzzzz"), Some(62u64.pow(6) - 1));
+        assert_eq!(decode_base62_6(b"00000_"), None);
+        assert_eq!(decode_base62_6(b"0000"), None);
     }
 
     #[test]

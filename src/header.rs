@@ -124,7 +124,10 @@ pub fn parse_authorization(value: &[u8], max_len: usize) -> Result<Credentials<'
     if value.len() > max_len {
         return Err(HeaderError::TooLong { len: value.len(), max: max_len });
     }
-    if let Some(position) = value.iter().position(|&b| (b < 0x20 && b != b'\t') || b >= 0x7F) {
+    // A branch-free fold the compiler vectorises; the position is looked for
+    // only on the error path.
+    if value.iter().fold(false, |bad, &b| bad | is_forbidden(b)) {
+        let position = value.iter().position(|&b| is_forbidden(b)).unwrap_or(0);
         return Err(HeaderError::InvalidByte { position });
     }
     let v = value.trim_ascii();
@@ -171,11 +174,29 @@ pub fn strip_api_key_scheme(value: &[u8]) -> Option<&[u8]> {
     (u64::from_le_bytes(head) | FOLD == WANT).then(|| &value[8..])
 }
 
+/// Control bytes other than HTAB, DEL, and everything above ASCII.
+#[inline(always)]
+fn is_forbidden(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') | (b >= 0x7F)
+}
+
+/// A `token68` body character, as range compares (vectorisable):
+/// `-` `.` `/` `0-9` (one run), `A-Z`, `a-z`, `+`, `_`, `~`.
+#[inline(always)]
+fn is_t68_char(c: u8) -> bool {
+    (c.wrapping_sub(b'-') <= b'9' - b'-')
+        | (c.wrapping_sub(b'A') <= 25)
+        | (c.wrapping_sub(b'a') <= 25)
+        | (c == b'+')
+        | (c == b'_')
+        | (c == b'~')
+}
+
 /// Whether `b` is an RFC 9110 `token68`.
 #[must_use]
 pub fn is_token68(b: &[u8]) -> bool {
     let body_end = b.iter().rposition(|&c| c != b'=').map_or(0, |i| i + 1);
-    body_end > 0 && b[..body_end].iter().all(|&c| CLASS[usize::from(c)] & T68 != 0)
+    body_end > 0 && b[..body_end].iter().fold(true, |ok, &c| ok & is_t68_char(c))
 }
 
 #[cfg(test)]
@@ -260,6 +281,16 @@ mod tests {
                 let same = b == orig || (orig.is_ascii_alphabetic() && b.eq_ignore_ascii_case(&orig));
                 assert_eq!(strip_api_key_scheme(&v).is_some(), same, "{b:#x} at {pos}");
             }
+        }
+    }
+
+    #[test]
+    fn token68_character_set_is_exact() {
+        for c in 0..=255u8 {
+            let want = CLASS[usize::from(c)] & T68 != 0;
+            assert_eq!(is_t68_char(c), want, "{c:#x}");
+            let forbidden = (c < 0x20 && c != b'\t') || c >= 0x7F;
+            assert_eq!(is_forbidden(c), forbidden, "{c:#x}");
         }
     }
 

@@ -30,7 +30,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::checksum::{BASE62, CHECKSUM_LEN, crc32, encode_base62_u32};
+use crate::checksum::{BASE62, CHECKSUM_LEN, crc32, crc32_64, decode_base62_6, encode_base62_u32};
 use crate::secret::Secret;
 
 /// Length of a key id in characters.
@@ -393,14 +393,15 @@ impl<'a> Token<'a> {
         }
         let id_end = p + KEY_ID_LEN;
         let body = &input[p..];
-        if !(swar::all_lower_digit(&body[..KEY_ID_LEN])
-            && body[KEY_ID_LEN] == b'_'
-            && swar::all_alnum(&body[KEY_ID_LEN + 1..]))
+        if !(all_lower_digit(&body[..KEY_ID_LEN]) & (body[KEY_ID_LEN] == b'_') & all_alnum(&body[KEY_ID_LEN + 1..]))
         {
             return Err(TokenError::InvalidCharacter { position: first_bad(input, p) });
         }
         let check_at = expected - CHECKSUM_LEN;
-        if token_checksum(&input[p..check_at]) != input[check_at..] {
+        // Decode the stated checksum and compute the real one independently
+        // (the CPU overlaps them), then compare numbers.
+        let body: &[u8; 64] = input[p..check_at].try_into().map_err(|_| TokenError::BadChecksum)?;
+        if decode_base62_6(&input[check_at..]) != Some(u64::from(crc32_64(body))) {
             return Err(TokenError::BadChecksum);
         }
         let mut id = [0u8; KEY_ID_LEN];
@@ -421,81 +422,20 @@ impl<'a> Token<'a> {
     }
 }
 
-/// Alphabet checks eight bytes at a time with plain integer arithmetic
-/// (SWAR): no tables, no branches per byte, no `unsafe`.
-mod swar {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
+/// Every byte is `[A-Za-z0-9]`: a branch-free fold of range compares, which
+/// the compiler turns into SIMD compares.
+#[inline(always)]
+fn all_alnum(b: &[u8]) -> bool {
+    b.iter().fold(true, |ok, &c| {
+        let folded = c | 0x20; // upper case onto lower case; digits keep 0x30-0x39
+        ok & ((c.wrapping_sub(b'0') <= 9) | (folded.wrapping_sub(b'a') <= 25))
+    })
+}
 
-    /// High bit of each byte set where byte >= m (bytes must be < 0x80).
-    #[inline(always)]
-    const fn ge(x: u64, m: u8) -> u64 {
-        x.wrapping_add((0x80 - m as u64) * ONES) & HIGH
-    }
-
-    /// High bit of each byte set where byte <= n (bytes must be < 0x80).
-    #[inline(always)]
-    const fn le(x: u64, n: u8) -> u64 {
-        ((0x80 + n as u64) * ONES).wrapping_sub(x) & HIGH
-    }
-
-    #[inline(always)]
-    fn word(b: &[u8]) -> u64 {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&b[..8]);
-        u64::from_le_bytes(a)
-    }
-
-    /// Applies `ok` to every 8-byte window (the last one overlapping), so
-    /// every byte of `b` (at least 8 long) is checked.
-    #[inline(always)]
-    fn all(b: &[u8], ok: impl Fn(u64) -> bool) -> bool {
-        let mut good = true;
-        let mut i = 0;
-        while i + 8 <= b.len() {
-            good &= ok(word(&b[i..]));
-            i += 8;
-        }
-        if i < b.len() {
-            good &= ok(word(&b[b.len() - 8..]));
-        }
-        good
-    }
-
-    #[inline(always)]
-    fn digits(x: u64) -> u64 {
-        ge(x, b'0') & le(x, b'9')
-    }
-
-    /// Every byte is `[A-Za-z0-9]`.
-    pub(super) fn all_alnum(b: &[u8]) -> bool {
-        all(b, |x| {
-            let y = x | (0x20 * ONES); // fold upper case onto lower case
-            let letters = ge(y, b'a') & le(y, b'z');
-            x & HIGH == 0 && (digits(x) | letters) == HIGH
-        })
-    }
-
-    /// Every byte is `[a-z0-9]`.
-    pub(super) fn all_lower_digit(b: &[u8]) -> bool {
-        all(b, |x| x & HIGH == 0 && (digits(x) | (ge(x, b'a') & le(x, b'z'))) == HIGH)
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn matches_the_byte_definition_for_every_byte_in_every_position() {
-            for pos in 0..12 {
-                for b in 0..=255u8 {
-                    let mut v = [b'a'; 12];
-                    v[pos] = b;
-                    assert_eq!(super::all_alnum(&v), b.is_ascii_alphanumeric(), "alnum {b:#x} at {pos}");
-                    let lower = b.is_ascii_lowercase() || b.is_ascii_digit();
-                    assert_eq!(super::all_lower_digit(&v), lower, "lower {b:#x} at {pos}");
-                }
-            }
-        }
-    }
+/// Every byte is `[a-z0-9]` (see [`all_alnum`]).
+#[inline(always)]
+fn all_lower_digit(b: &[u8]) -> bool {
+    b.iter().fold(true, |ok, &c| ok & ((c.wrapping_sub(b'0') <= 9) | (c.wrapping_sub(b'a') <= 25)))
 }
 
 /// Offset of the first byte outside its field's alphabet (error path only).
@@ -536,6 +476,19 @@ mod tests {
         let t = Token::parse(s.as_bytes(), &f).unwrap();
         assert_eq!(t.id(), &k.id);
         assert_eq!(t.secret_bytes(), &s.as_bytes()[24..67]);
+    }
+
+    #[test]
+    fn alphabet_checks_match_the_byte_definition_everywhere() {
+        for pos in 0..40 {
+            for b in 0..=255u8 {
+                let mut v = [b'a'; 40];
+                v[pos] = b;
+                assert_eq!(all_alnum(&v), b.is_ascii_alphanumeric(), "alnum {b:#x} at {pos}");
+                let lower = b.is_ascii_lowercase() || b.is_ascii_digit();
+                assert_eq!(all_lower_digit(&v), lower, "lower {b:#x} at {pos}");
+            }
+        }
     }
 
     #[test]

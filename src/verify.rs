@@ -40,6 +40,7 @@
 //! ```
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -356,6 +357,14 @@ fn dummy_record(peppers: &Peppers) -> KeyRecord {
     }
 }
 
+/// Where a presented key is looked up.
+enum Lookup<'a> {
+    /// By the id in a token of this crate's format.
+    Native(Token<'a>),
+    /// By digest: a key that is not in this format (with why it is not).
+    Imported(&'a [u8], TokenError),
+}
+
 /// Checks API keys against a store. Share it behind an `Arc`.
 pub struct Verifier<S> {
     store: Arc<S>,
@@ -407,9 +416,34 @@ impl<S: KeyStore> Verifier<S> {
     /// Verifies an `Authorization` header value (raw bytes, as from
     /// `http::HeaderValue::as_bytes`) and, if given, a required scope.
     ///
+    /// The header and token checks run when this is called; the returned
+    /// future does the store lookup, digest, key and scope checks (for the
+    /// memory store it is ready at once). Garbage never reaches the store.
+    ///
     /// # Errors
     /// [`VerifyError`]; see [`VerifyError::client_class`] for what to show.
-    pub async fn verify(&self, header: &[u8], required: Option<&RequiredScope>) -> Result<Principal, VerifyError> {
+    pub fn verify<'a>(
+        &'a self,
+        header: &'a [u8],
+        required: Option<&'a RequiredScope>,
+    ) -> impl Future<Output = Result<Principal, VerifyError>> + Send + 'a {
+        self.finish(self.locate_header(header), required)
+    }
+
+    /// Verifies the key itself (the token68 after `Api-Key `).
+    ///
+    /// # Errors
+    /// [`VerifyError`].
+    pub fn verify_key<'a>(
+        &'a self,
+        key: &'a [u8],
+        required: Option<&'a RequiredScope>,
+    ) -> impl Future<Output = Result<Principal, VerifyError>> + Send + 'a {
+        self.finish(self.locate_key(key), required)
+    }
+
+    /// Steps 1–2, header and token: where to look the key up, or why not.
+    fn locate_header<'a>(&self, header: &'a [u8]) -> Result<Lookup<'a>, VerifyError> {
         // Fast path for the common shape `Api-Key <token>`: the token alphabet
         // is a subset of token68 without whitespace or control bytes, so a
         // token that parses proves the header well-formed. Anything else takes
@@ -419,34 +453,39 @@ impl<S: KeyStore> Verifier<S> {
             && rest.len() == self.format.token_len()
         {
             match Token::parse(rest, &self.format) {
-                Ok(token) => {
-                    let record = self.lookup_native(&token).await?;
-                    return self.authorize(record, required);
-                }
+                Ok(token) => return Ok(Lookup::Native(token)),
                 Err(TokenError::BadChecksum) => return Err(VerifyError::BadChecksum),
                 Err(_) => {}
             }
         }
-        let key = match header::parse_authorization(header, self.config.max_header_len) {
-            Ok(Credentials::ApiKey(key)) => key,
-            Ok(Credentials::Bearer(_)) => return Err(VerifyError::BearerToken),
-            Err(e) => return Err(VerifyError::from_header(e)),
-        };
-        self.verify_key(key, required).await
+        match header::parse_authorization(header, self.config.max_header_len) {
+            Ok(Credentials::ApiKey(key)) => self.locate_key(key),
+            Ok(Credentials::Bearer(_)) => Err(VerifyError::BearerToken),
+            Err(e) => Err(VerifyError::from_header(e)),
+        }
     }
 
-    /// Verifies the key itself (the token68 after `Api-Key `).
-    ///
-    /// # Errors
-    /// [`VerifyError`].
-    pub async fn verify_key(&self, key: &[u8], required: Option<&RequiredScope>) -> Result<Principal, VerifyError> {
-        let record = match Token::parse(key, &self.format) {
-            Ok(token) => self.lookup_native(&token).await?,
+    /// Step 2, token: our format by id, or an imported key by digest.
+    fn locate_key<'a>(&self, key: &'a [u8]) -> Result<Lookup<'a>, VerifyError> {
+        match Token::parse(key, &self.format) {
+            Ok(token) => Ok(Lookup::Native(token)),
             Err(e) if self.config.accept_imported && !key.starts_with(self.format.prefix().as_bytes()) => {
-                self.lookup_imported(key, e).await?
+                Ok(Lookup::Imported(key, e))
             }
-            Err(TokenError::BadChecksum) => return Err(VerifyError::BadChecksum),
-            Err(e) => return Err(VerifyError::MalformedKey(e)),
+            Err(TokenError::BadChecksum) => Err(VerifyError::BadChecksum),
+            Err(e) => Err(VerifyError::MalformedKey(e)),
+        }
+    }
+
+    /// Steps 3–7: store, digest, key, scope, principal.
+    async fn finish(
+        &self,
+        located: Result<Lookup<'_>, VerifyError>,
+        required: Option<&RequiredScope>,
+    ) -> Result<Principal, VerifyError> {
+        let record = match located? {
+            Lookup::Native(token) => self.lookup_native(&token).await?,
+            Lookup::Imported(key, parse_error) => self.lookup_imported(key, parse_error).await?,
         };
         self.authorize(record, required)
     }
