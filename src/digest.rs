@@ -191,22 +191,25 @@ impl PadStates {
     /// compression from the inner state, one from the outer state.
     #[inline]
     fn mac_one_block(&self, msg: &[u8]) -> [u8; 32] {
-        let mut block = Zeroizing::new([0u8; 64]);
+        let mut block = [0u8; 64];
         block[..msg.len()].copy_from_slice(msg);
         block[msg.len()] = 0x80;
         let bits = (64 + msg.len() as u64) * 8;
         block[56..].copy_from_slice(&bits.to_be_bytes());
         let mut inner = self.inner;
-        sha2::block_api::compress256(&mut inner, &[*block]);
+        sha2::block_api::compress256(&mut inner, std::slice::from_ref(&block));
+        // The block held the presented secret: wipe this copy.
+        zeroize::Zeroize::zeroize(&mut block);
 
         let mut outer_block = [0u8; 64];
         for (chunk, word) in outer_block[..32].chunks_exact_mut(4).zip(inner) {
             chunk.copy_from_slice(&word.to_be_bytes());
         }
+        zeroize::Zeroize::zeroize(&mut inner);
         outer_block[32] = 0x80;
         outer_block[56..].copy_from_slice(&((64u64 + 32) * 8).to_be_bytes());
         let mut outer = self.outer;
-        sha2::block_api::compress256(&mut outer, &[outer_block]);
+        sha2::block_api::compress256(&mut outer, std::slice::from_ref(&outer_block));
         let mut out = [0u8; 32];
         for (chunk, word) in out.chunks_exact_mut(4).zip(outer) {
             chunk.copy_from_slice(&word.to_be_bytes());
