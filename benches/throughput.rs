@@ -1,5 +1,6 @@
 //! Verification throughput with one and two threads sharing one
-//! `Arc<Verifier>` over one `Arc<MemoryStore>` of 1,000 keys.
+//! `Arc<Verifier>` over one `Arc<MemoryStore>` of 1,000 keys (or
+//! `THROUGHPUT_KEYS`).
 //!
 //! Group `throughput`, ids `threads/1` and `threads/2`. With `iter_custom`
 //! each sample's `iters` verifications are split evenly across the threads;
@@ -23,7 +24,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Fixture, XorShift, fixture, ready, thread_cpu_ns};
+use common::{Fixture, XorShift, fixture, poll_once, thread_cpu_ns};
 use criterion::{BenchmarkId, Criterion, Throughput};
 
 /// Runs `iters` verifications on `threads` threads; returns the wall time of
@@ -43,7 +44,7 @@ fn run(f: &Arc<Fixture>, threads: u64, iters: u64) -> (Duration, Duration) {
                 let cpu0 = thread_cpu_ns();
                 for _ in 0..share {
                     let h = &f.headers[rng.below(n)];
-                    ok += u64::from(ready(f.verifier.verify(black_box(h), Some(&f.need))).is_ok());
+                    ok += u64::from(poll_once!(f.verifier.verify(black_box(h), Some(&f.need))).is_ok());
                 }
                 let cpu = thread_cpu_ns().zip(cpu0).map_or(0, |(b, a)| b.saturating_sub(a));
                 (ok, share, Instant::now(), cpu)
@@ -75,7 +76,10 @@ fn load_average() -> String {
 }
 
 fn throughput(c: &mut Criterion) {
-    let f = Arc::new(fixture(1_000));
+    // `THROUGHPUT_KEYS=1000000` measures a large store (fewer shared records
+    // between the threads, more cache misses).
+    let keys = std::env::var("THROUGHPUT_KEYS").ok().and_then(|v| v.replace('_', "").parse().ok()).unwrap_or(1_000);
+    let f = Arc::new(fixture(keys));
     let mut g = c.benchmark_group("throughput");
     g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4)).sample_size(50);
     g.throughput(Throughput::Elements(1));

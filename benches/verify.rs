@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use api_keys::TokenFormat;
 use api_keys::header::{DEFAULT_MAX_HEADER_LEN, parse_authorization};
-use common::{CpuTime, Fixture, XorShift, fixture, ready, run_with_chosen_clock, unknown_key, wrong_secret_header};
+use common::{CpuTime, Fixture, XorShift, fixture, poll_once, run_with_chosen_clock, unknown_key, wrong_secret_header};
 use criterion::measurement::{Measurement, WallTime};
 use criterion::{BatchSize, BenchmarkGroup, Criterion};
 use hmac::{KeyInit, Mac};
@@ -79,7 +79,7 @@ fn bench_principal<M: Measurement + 'static>(c: &mut Criterion<M>, id: &str, f: 
         let mut rng = XorShift::new(0x5EED);
         b.iter_batched(
             || f.headers[rng.below(n)],
-            |h| ready(f.verifier.verify(black_box(&h), Some(&f.need))).is_ok(),
+            |h| poll_once!(f.verifier.verify(black_box(&h), Some(&f.need))).is_ok(),
             BatchSize::SmallInput,
         )
     });
@@ -89,7 +89,7 @@ fn bench_principal<M: Measurement + 'static>(c: &mut Criterion<M>, id: &str, f: 
 fn small_store<M: Measurement + 'static>(c: &mut Criterion<M>) {
     let f = fixture(1_000);
     let sample = f.headers[0];
-    assert!(ready(f.verifier.verify(&sample, Some(&f.need))).is_ok());
+    assert!(poll_once!(f.verifier.verify(&sample, Some(&f.need))).is_ok());
 
     bench_principal(c, "header_to_principal_1k", &f);
 
@@ -100,10 +100,10 @@ fn small_store<M: Measurement + 'static>(c: &mut Criterion<M>) {
     let mut bad_checksum = sample;
     let at = 8 + 3 + 21 + 5;
     bad_checksum[at] = if bad_checksum[at] == b'a' { b'b' } else { b'a' };
-    let e = ready(f.verifier.verify(&bad_checksum, Some(&f.need))).err();
+    let e = poll_once!(f.verifier.verify(&bad_checksum, Some(&f.need))).err();
     assert!(matches!(e, Some(api_keys::VerifyError::BadChecksum)), "{e:?}");
     g.bench_function("reject_bad_checksum", |b| {
-        b.iter(|| ready(f.verifier.verify(black_box(&bad_checksum), Some(&f.need))).is_err())
+        b.iter(|| poll_once!(f.verifier.verify(black_box(&bad_checksum), Some(&f.need))).is_err())
     });
 
     // Four kinds of malformed input, in rotation: header syntax, a control
@@ -119,7 +119,7 @@ fn small_store<M: Measurement + 'static>(c: &mut Criterion<M>) {
         bad_alphabet,
     ];
     for m in &malformed {
-        let r = ready(f.verifier.verify(m, Some(&f.need)));
+        let r = poll_once!(f.verifier.verify(m, Some(&f.need)));
         assert!(
             matches!(r, Err(api_keys::VerifyError::Malformed(_) | api_keys::VerifyError::MalformedKey(_))),
             "{r:?}"
@@ -129,29 +129,29 @@ fn small_store<M: Measurement + 'static>(c: &mut Criterion<M>) {
         let mut i = 0usize;
         b.iter(|| {
             i = (i + 1) & 3;
-            ready(f.verifier.verify(black_box(&malformed[i]), Some(&f.need))).is_err()
+            poll_once!(f.verifier.verify(black_box(&malformed[i]), Some(&f.need))).is_err()
         })
     });
 
     let unknown = format!("Api-Key {}", unknown_key());
-    let r = ready(f.verifier.verify(unknown.as_bytes(), Some(&f.need)));
+    let r = poll_once!(f.verifier.verify(unknown.as_bytes(), Some(&f.need)));
     assert!(matches!(r, Err(api_keys::VerifyError::UnknownKey(Some(_)))), "{r:?}");
     g.bench_function("reject_unknown_id", |b| {
-        b.iter(|| ready(f.verifier.verify(black_box(unknown.as_bytes()), Some(&f.need))).is_err())
+        b.iter(|| poll_once!(f.verifier.verify(black_box(unknown.as_bytes()), Some(&f.need))).is_err())
     });
 
     let wrong = wrong_secret_header(&f);
-    let r = ready(f.verifier.verify(&wrong, Some(&f.need)));
+    let r = poll_once!(f.verifier.verify(&wrong, Some(&f.need)));
     assert!(matches!(r, Err(api_keys::VerifyError::WrongSecret(_))), "{r:?}");
     g.bench_function("reject_wrong_secret", |b| {
-        b.iter(|| ready(f.verifier.verify(black_box(&wrong), Some(&f.need))).is_err())
+        b.iter(|| poll_once!(f.verifier.verify(black_box(&wrong), Some(&f.need))).is_err())
     });
 
     let imported = b"Api-Key AQVN3sHvAWTemWB8QxHkunfG2x4q7G3OrCG02w";
-    let r = ready(f.verifier.verify(imported, Some(&f.need)));
+    let r = poll_once!(f.verifier.verify(imported, Some(&f.need)));
     assert!(matches!(r, Err(api_keys::VerifyError::UnknownKey(None))), "{r:?}");
     g.bench_function("reject_unknown_imported", |b| {
-        b.iter(|| ready(f.verifier.verify(black_box(imported), Some(&f.need))).is_err())
+        b.iter(|| poll_once!(f.verifier.verify(black_box(imported), Some(&f.need))).is_err())
     });
 
     g.bench_function("parse_header", |b| {
