@@ -393,8 +393,7 @@ impl<'a> Token<'a> {
         }
         let id_end = p + KEY_ID_LEN;
         let body = &input[p..];
-        if !(all_lower_digit(&body[..KEY_ID_LEN]) & (body[KEY_ID_LEN] == b'_') & all_alnum(&body[KEY_ID_LEN + 1..]))
-        {
+        if !(all_lower_digit(&body[..KEY_ID_LEN]) & (body[KEY_ID_LEN] == b'_') & all_alnum(&body[KEY_ID_LEN + 1..])) {
             return Err(TokenError::InvalidCharacter { position: first_bad(input, p) });
         }
         let check_at = expected - CHECKSUM_LEN;
