@@ -82,8 +82,15 @@ impl Digest {
 }
 
 impl ConstantTimeEq for Digest {
+    /// Four 64-bit words compared with `subtle` (instead of 32 bytes one by
+    /// one): same guarantee, a quarter of the work.
     fn ct_eq(&self, other: &Self) -> subtle::Choice {
-        self.0.ct_eq(&other.0)
+        let word = |d: &[u8; 32], i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&d[8 * i..8 * i + 8]);
+            u64::from_ne_bytes(w)
+        };
+        (0..4).fold(subtle::Choice::from(1), |acc, i| acc & word(&self.0, i).ct_eq(&word(&other.0, i)))
     }
 }
 
@@ -405,6 +412,17 @@ mod tests {
             let p = Pepper::new(1, &key).unwrap();
             let got = *p.digest(&msg).as_bytes();
             proptest::prop_assert_eq!(got, reference(&key, &msg));
+        }
+    }
+
+    #[test]
+    fn digest_equality_sees_every_byte() {
+        let base = Digest::from_bytes([7u8; 32]);
+        assert_eq!(base, Digest::from_bytes([7u8; 32]));
+        for i in 0..32 {
+            let mut other = [7u8; 32];
+            other[i] ^= 0x80;
+            assert_ne!(base, Digest::from_bytes(other), "byte {i}");
         }
     }
 
