@@ -50,7 +50,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_keys::store::{CacheConfig, CachedStore};
+use api_keys::store::cached::{CacheConfig, CachedStore};
 use api_keys::{
     CreateRequest, KeyId, KeyManager, KeyStore, MemoryStore, PostgresStore, RedisStore, RequiredScope, ScopeCatalog,
     Verifier,

@@ -261,7 +261,7 @@ impl Pepper {
     /// [`crate::RandomError`] if the OS generator fails.
     pub fn generate(version: u32) -> Result<Self, crate::RandomError> {
         let mut bytes = Zeroizing::new([0u8; 32]);
-        getrandom::fill(bytes.as_mut()).map_err(|_| crate::RandomError)?;
+        crate::random::fill_random(bytes.as_mut())?;
         Self::new(version, bytes.as_ref()).map_err(|_| crate::RandomError)
     }
 

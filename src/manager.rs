@@ -29,6 +29,7 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::digest::Peppers;
 use crate::header::is_token68;
+use crate::random::RandomError;
 use crate::record::{
     ApiKeySummary, CreatedKey, Description, FieldError, KeyInfo, KeyKind, KeyRecord, KeyStatus, ReissueLinks,
     ServiceAccountId,
@@ -36,7 +37,7 @@ use crate::record::{
 use crate::scope::{ScopeCatalog, ScopeError, ScopeInfo, ScopeSet};
 use crate::secret::Secret;
 use crate::store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, check_reissuable};
-use crate::token::{KeyId, RandomError, SECRET_LEN, TokenFormat};
+use crate::token::{KeyId, SECRET_LEN, TokenFormat};
 use crate::verify::VerifierBuilder;
 use crate::{Verifier, header};
 

@@ -445,19 +445,16 @@ impl ScopeCatalog {
     /// Never: the built-in names are fixed and valid (checked by a test).
     #[must_use]
     pub fn yandex_cloud() -> Self {
-        const AI: [&str; 6] = [
-            "yc.ai.imageGeneration.execute",
-            "yc.ai.languageModels.execute",
-            "yc.ai.speechkitStt.execute",
-            "yc.ai.speechkitTts.execute",
-            "yc.ai.translate.execute",
-            "yc.ai.vision.execute",
-        ];
+        // The six `yc.ai.*` services lead the defaults.
+        let (ai, _) = YC_DEFAULTS.split_at(6);
         let mut b = Self::builder();
         for (name, desc) in YC_SCOPES {
             b = b.scope(name, desc);
         }
-        b.implies("yc.ai.foundationModels.execute", AI).defaults(YC_DEFAULTS).build().unwrap_or_else(|_| Self::empty())
+        b.implies("yc.ai.foundationModels.execute", ai.iter().copied())
+            .defaults(YC_DEFAULTS)
+            .build()
+            .unwrap_or_else(|_| Self::empty())
     }
 
     fn empty() -> Self {

@@ -31,6 +31,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::checksum::{BASE62, CHECKSUM_LEN, crc32, crc32_64, decode_base62_6, encode_base62_u32};
+use crate::random::{RandomError, random_chars};
 use crate::secret::Secret;
 
 /// Length of a key id in characters.
@@ -107,37 +108,6 @@ pub enum PrefixError {
     Alphabet,
 }
 
-/// The operating system's random number generator failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the OS random number generator failed")]
-pub struct RandomError;
-
-fn fill_random(buf: &mut [u8]) -> Result<(), RandomError> {
-    getrandom::fill(buf).map_err(|_| RandomError)
-}
-
-/// Fills `out` with characters drawn uniformly from `alphabet` by rejection
-/// sampling OS random bytes (no modulo bias).
-fn random_chars(out: &mut [u8], alphabet: &[u8]) -> Result<(), RandomError> {
-    // Largest multiple of the alphabet size that fits in a byte.
-    let limit = 256 - (256 % alphabet.len());
-    let mut pool = zeroize::Zeroizing::new([0u8; 96]);
-    let mut filled = 0;
-    while filled < out.len() {
-        fill_random(pool.as_mut())?;
-        for &b in pool.iter() {
-            if usize::from(b) < limit {
-                out[filled] = alphabet[usize::from(b) % alphabet.len()];
-                filled += 1;
-                if filled == out.len() {
-                    break;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 /// A key's public identifier: 20 characters of `[a-z0-9]`.
 ///
 /// Printable on its own (logs, URLs, listings); it carries no secret.
@@ -195,6 +165,12 @@ impl KeyId {
     #[must_use]
     pub fn as_bytes(&self) -> &[u8; KEY_ID_LEN] {
         &self.0
+    }
+
+    /// The shard (`0..shards`) this id belongs to, wherever keys are sharded.
+    #[inline]
+    pub(crate) fn shard(&self, shards: usize) -> usize {
+        crate::shard::shard_of(&self.0, shards)
     }
 }
 

@@ -45,8 +45,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use api_keys::store::{Fault, FaultyStore, Op};
 use api_keys::testing::conformance;
+use api_keys::testing::{Fault, FaultyStore, Op};
 use api_keys::{
     CreateRequest, CreatedKey, KeyId, KeyInfo, KeyKind, KeyManager, KeyStatus, KeyStore, ManageError, PageRequest,
     Pepper, Peppers, PostgresStore, RedisStore, ScopeCatalog, Secret, ServiceAccountId, StoreError, Verifier,

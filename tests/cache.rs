@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use api_keys::store::{BusStatus, CacheConfig, CachedStore, InvalidationBus, MemoryBus, Peek};
+use api_keys::store::cached::{BusStatus, CacheConfig, CachedStore, Peek};
+use api_keys::store::invalidation::{InvalidationBus, MemoryBus};
 use api_keys::{
     Clock, CreateRequest, Digest, KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore, ManualClock, MemoryStore,
     OldKeyFate, Page, PageRequest, Pepper, Peppers, ScopeCatalog, Secret, ServiceAccountId, StoreError, Timestamp,
@@ -734,13 +735,13 @@ struct CuttableSubscription {
 impl InvalidationBus for CuttableBus {
     type Subscription = CuttableSubscription;
 
-    async fn publish(&self, id: &KeyId) -> Result<(), api_keys::store::BusError> {
+    async fn publish(&self, id: &KeyId) -> Result<(), api_keys::store::invalidation::BusError> {
         self.inner.publish(id).await
     }
 
-    async fn subscribe(&self) -> Result<CuttableSubscription, api_keys::store::BusError> {
+    async fn subscribe(&self) -> Result<CuttableSubscription, api_keys::store::invalidation::BusError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(api_keys::store::BusError::Closed);
+            return Err(api_keys::store::invalidation::BusError::Closed);
         }
         let mut cut = self.cut.subscribe();
         cut.mark_unchanged();
@@ -748,11 +749,11 @@ impl InvalidationBus for CuttableBus {
     }
 }
 
-impl api_keys::store::InvalidationSubscription for CuttableSubscription {
-    async fn next_id(&mut self) -> Result<KeyId, api_keys::store::BusError> {
+impl api_keys::store::invalidation::InvalidationSubscription for CuttableSubscription {
+    async fn next_id(&mut self) -> Result<KeyId, api_keys::store::invalidation::BusError> {
         tokio::select! {
             id = self.inner.next_id() => id,
-            _ = self.cut.changed() => Err(api_keys::store::BusError::Closed),
+            _ = self.cut.changed() => Err(api_keys::store::invalidation::BusError::Closed),
         }
     }
 }
@@ -828,7 +829,7 @@ fn unique(prefix: &str) -> String {
 mod postgres {
     use super::*;
     use api_keys::PostgresStore;
-    use api_keys::store::PostgresBus;
+    use api_keys::store::invalidation::PostgresBus;
 
     const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
     const START: &str = "PostgreSQL on 127.0.0.1:5432 (database `test`) is not reachable; start it with \
@@ -927,7 +928,7 @@ mod postgres {
 mod redis_bus {
     use super::*;
     use api_keys::RedisStore;
-    use api_keys::store::RedisBus;
+    use api_keys::store::invalidation::RedisBus;
 
     const URL: &str = "redis://127.0.0.1:6379";
     const START: &str = "Redis on 127.0.0.1:6379 is not reachable; start it with \

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use api_keys::store::{Fault, FaultyStore, Op};
+//! use api_keys::testing::{Fault, FaultyStore, Op};
 //! use api_keys::{KeyId, KeyStore, MemoryStore, StoreError};
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -28,10 +28,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use super::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
 use crate::clock::Timestamp;
 use crate::digest::Digest;
 use crate::record::{KeyRecord, ServiceAccountId};
+use crate::store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
 use crate::token::KeyId;
 
 /// The store operations, to aim faults at.
