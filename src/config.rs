@@ -433,6 +433,7 @@ pub enum PepperSource {
 
 /// The pepper set for a store, and where it came from.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct LoadedPeppers {
     /// The peppers (one, with the configured version).
     pub peppers: Peppers,

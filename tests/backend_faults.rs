@@ -551,7 +551,7 @@ async fn writer<S: KeyStore>(
             }
         };
         log.created.push(created.api_key.id);
-        let CreatedKey { api_key, secret } = created;
+        let CreatedKey { api_key, secret, .. } = created;
         let (id, secret) = if round.is_multiple_of(3) {
             match manager.reissue(&api_key.id, Duration::ZERO).await {
                 Ok(new) => {

@@ -185,12 +185,10 @@ fn cached(config: CacheConfig) -> Node<Cached> {
 
 /// Fresh 5 s, stale up to 30 s, negative 1 s: the defaults, spelled out.
 fn config() -> CacheConfig {
-    CacheConfig {
-        fresh_ttl: Duration::from_secs(5),
-        max_staleness: Duration::from_secs(30),
-        negative_ttl: Duration::from_secs(1),
-        ..CacheConfig::default()
-    }
+    CacheConfig::default()
+        .fresh_ttl(Duration::from_secs(5))
+        .max_staleness(Duration::from_secs(30))
+        .negative_ttl(Duration::from_secs(1))
 }
 
 async fn create<S: KeyStore>(n: &Node<S>) -> (KeyId, String) {
@@ -301,7 +299,7 @@ async fn negative_entries_are_short_lived_and_dropped_by_insert() {
 
 #[tokio::test]
 async fn negative_caching_can_be_switched_off() {
-    let n = cached(CacheConfig { negative_ttl: Duration::ZERO, ..config() });
+    let n = cached(config().negative_ttl(Duration::ZERO));
     let id = KeyId::generate().unwrap();
     for _ in 0..3 {
         assert!(n.store.get(&id).await.unwrap().is_none());
@@ -426,7 +424,7 @@ async fn expiry_is_rechecked_on_every_hit() {
 
 #[tokio::test]
 async fn size_is_bounded() {
-    let n = cached(CacheConfig { max_entries: 50, ..config() });
+    let n = cached(config().max_entries(50));
     for _ in 0..1_000 {
         n.store.get(&KeyId::generate().unwrap()).await.unwrap();
     }
@@ -436,7 +434,7 @@ async fn size_is_bounded() {
 
 #[tokio::test]
 async fn a_disabled_cache_always_consults_the_store() {
-    for config in [CacheConfig::disabled(), CacheConfig { max_staleness: Duration::ZERO, ..config() }] {
+    for config in [CacheConfig::disabled(), config().max_staleness(Duration::ZERO)] {
         let n = cached(config);
         let (id, header) = create(&n).await;
         for _ in 0..3 {
@@ -687,12 +685,10 @@ async fn wait_subscribed<S: KeyStore>(store: &CachedStore<S>, subscriptions: u64
 /// Long TTLs: any rejection on the other node within the test comes from
 /// the bus, not from ageing out.
 fn long_ttls() -> CacheConfig {
-    CacheConfig {
-        fresh_ttl: Duration::from_secs(600),
-        max_staleness: Duration::from_secs(1200),
-        reconnect_initial: Duration::from_millis(20),
-        ..CacheConfig::default()
-    }
+    CacheConfig::default()
+        .fresh_ttl(Duration::from_secs(600))
+        .max_staleness(Duration::from_secs(1200))
+        .reconnect_initial(Duration::from_millis(20))
 }
 
 #[tokio::test]

@@ -115,27 +115,27 @@ impl Row {
         }
         let digest: [u8; 32] =
             self.digest.as_slice().try_into().map_err(|_| corrupt("digest", "is not exactly 32 bytes"))?;
-        Ok(KeyRecord {
-            id: key_id("id", &self.id)?,
-            service_account_id: ServiceAccountId::new(&self.service_account_id)
+        let mut record = KeyRecord::new(
+            key_id("id", &self.id)?,
+            ServiceAccountId::new(&self.service_account_id)
                 .map_err(|_| corrupt("service_account_id", "is not a valid service account id"))?,
-            description: Description::new(&self.description)
-                .map_err(|_| corrupt("description", "is not a valid description"))?,
-            created_at: Timestamp::from_unix_nanos(self.created_at),
-            last_used_at: self.last_used_at.map(Timestamp::from_unix_nanos),
-            scopes: ScopeSet::new(scopes).map_err(|_| corrupt("scopes", "holds too many scopes"))?,
-            expires_at: self.expires_at.map(Timestamp::from_unix_nanos),
-            masked_key: MaskedKey::from_tail(masked),
-            pepper_version: u32::try_from(self.pepper_version)
-                .map_err(|_| corrupt("pepper_version", "is outside 0..=4294967295"))?,
-            digest: Digest::from_bytes(digest),
-            status: KeyStatus::parse(&self.status).ok_or_else(|| corrupt("status", "is not active or revoked"))?,
-            kind: KeyKind::parse(&self.kind).ok_or_else(|| corrupt("kind", "is not native or imported"))?,
-            links: ReissueLinks {
-                replaced_by: self.replaced_by.as_deref().map(|t| key_id("replaced_by", t)).transpose()?,
-                reissued_from: self.reissued_from.as_deref().map(|t| key_id("reissued_from", t)).transpose()?,
-            },
-        })
+            KeyKind::parse(&self.kind).ok_or_else(|| corrupt("kind", "is not native or imported"))?,
+            u32::try_from(self.pepper_version).map_err(|_| corrupt("pepper_version", "is outside 0..=4294967295"))?,
+            Digest::from_bytes(digest),
+            MaskedKey::from_tail(masked),
+            Timestamp::from_unix_nanos(self.created_at),
+        );
+        record.description =
+            Description::new(&self.description).map_err(|_| corrupt("description", "is not a valid description"))?;
+        record.last_used_at = self.last_used_at.map(Timestamp::from_unix_nanos);
+        record.scopes = ScopeSet::new(scopes).map_err(|_| corrupt("scopes", "holds too many scopes"))?;
+        record.expires_at = self.expires_at.map(Timestamp::from_unix_nanos);
+        record.status = KeyStatus::parse(&self.status).ok_or_else(|| corrupt("status", "is not active or revoked"))?;
+        record.links = ReissueLinks {
+            replaced_by: self.replaced_by.as_deref().map(|t| key_id("replaced_by", t)).transpose()?,
+            reissued_from: self.reissued_from.as_deref().map(|t| key_id("reissued_from", t)).transpose()?,
+        };
+        Ok(record)
     }
 }
 

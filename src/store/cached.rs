@@ -99,6 +99,7 @@ use crate::token::KeyId;
 /// Cache settings. Every field has a safe default; see [`CachedStore`] for
 /// how they interact.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CacheConfig {
     /// Entries younger than this are served from memory without touching
     /// the store. Clamped to `max_staleness`. Defaults to 5 s.
@@ -153,6 +154,48 @@ impl CacheConfig {
     #[must_use]
     pub fn is_disabled(&self) -> bool {
         self.max_staleness.is_zero()
+    }
+
+    /// Sets [`CacheConfig::fresh_ttl`].
+    #[must_use]
+    pub fn fresh_ttl(mut self, ttl: Duration) -> Self {
+        self.fresh_ttl = ttl;
+        self
+    }
+
+    /// Sets [`CacheConfig::max_staleness`].
+    #[must_use]
+    pub fn max_staleness(mut self, bound: Duration) -> Self {
+        self.max_staleness = bound;
+        self
+    }
+
+    /// Sets [`CacheConfig::negative_ttl`].
+    #[must_use]
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = ttl;
+        self
+    }
+
+    /// Sets [`CacheConfig::max_entries`].
+    #[must_use]
+    pub fn max_entries(mut self, n: u64) -> Self {
+        self.max_entries = n;
+        self
+    }
+
+    /// Sets [`CacheConfig::reconnect_initial`].
+    #[must_use]
+    pub fn reconnect_initial(mut self, delay: Duration) -> Self {
+        self.reconnect_initial = delay;
+        self
+    }
+
+    /// Sets [`CacheConfig::reconnect_max`].
+    #[must_use]
+    pub fn reconnect_max(mut self, delay: Duration) -> Self {
+        self.reconnect_max = delay;
+        self
     }
 }
 

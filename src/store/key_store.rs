@@ -66,6 +66,7 @@ pub enum OldKeyFate {
 
 /// Keyset pagination request: up to `limit` keys with ids after `after`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PageRequest {
     /// Page size, clamped to 1..=[`PageRequest::MAX_LIMIT`].
     pub limit: u32,
@@ -104,11 +105,21 @@ impl Default for PageRequest {
 
 /// One page of a listing, ordered by key id.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Page<T> {
     /// The items.
     pub items: Vec<T>,
     /// Cursor for the next page; `None` on the last page.
     pub next: Option<KeyId>,
+}
+
+impl<T> Page<T> {
+    /// A page of `items`, followed by the page after cursor `next` (`None`:
+    /// this is the last page).
+    #[must_use]
+    pub fn new(items: Vec<T>, next: Option<KeyId>) -> Self {
+        Self { items, next }
+    }
 }
 
 /// Storage for key records.
