@@ -59,4 +59,8 @@ pub use sql::MIGRATIONS_TABLE;
 
 // Crate-internal short paths to the items whose public path is the root.
 pub(crate) use key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
+#[allow(
+    unused_imports,
+    reason = "used by the HTTP layer's compile-time checks and by tests, not in every feature set"
+)]
 pub(crate) use memory::MemoryStore;

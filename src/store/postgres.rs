@@ -60,7 +60,7 @@ use sqlx::{AssertSqlSafe, Connection as _, Row as _};
 
 use super::backend::{ConfigError, DEFAULT_TIMEOUT, timed};
 use super::key_store::StoreError;
-use super::sql::{Dialect, select, sql_key_store, sqlx_error};
+use super::sql::{Dialect, SELECT_BY_ID_FOR_UPDATE, sql_key_store, sqlx_error};
 use crate::clock::Timestamp;
 use crate::scope::ScopeSet;
 use crate::token::KeyId;
@@ -73,7 +73,7 @@ impl Dialect for Postgres {
     type Scopes<'a> = Vec<&'a str>;
 
     const BEGIN_WRITE: &'static str = "BEGIN";
-    const SELECT_FOR_REISSUE: &'static str = select!("WHERE id = $1 FOR UPDATE");
+    const SELECT_FOR_REISSUE: &'static str = SELECT_BY_ID_FOR_UPDATE;
     const SCHEMA_V1: &'static str = include_str!("migrations/postgres/0001_create_api_keys.sql");
 
     fn encode_scopes(scopes: &ScopeSet) -> Vec<&str> {

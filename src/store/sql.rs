@@ -18,7 +18,7 @@
 //!
 //! # Extending
 //! - A new statement: a `const` here (with `$N` placeholders, built with
-//!   [`select!`] if it reads whole rows) and a call in the macro — or, if
+//!   `select!` if it reads whole rows) and a call in the macro — or, if
 //!   the dialects need different text, one more associated item on
 //!   [`Dialect`].
 //! - A new column: a new migration file per dialect (never edit an applied
@@ -83,7 +83,7 @@ macro_rules! select {
         concat!("SELECT ", $crate::store::sql::columns!(), " FROM api_keys ", $clause)
     };
 }
-pub(crate) use {columns, select};
+pub(crate) use columns;
 
 /// Inserts one row; a duplicate id or imported digest writes nothing.
 pub(super) const INSERT: &str = concat!(
@@ -92,6 +92,9 @@ pub(super) const INSERT: &str = concat!(
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING"
 );
 pub(super) const SELECT_BY_ID: &str = select!("WHERE id = $1");
+/// [`SELECT_BY_ID`], locking the row until the transaction ends (PostgreSQL).
+#[cfg(feature = "postgres")]
+pub(super) const SELECT_BY_ID_FOR_UPDATE: &str = select!("WHERE id = $1 FOR UPDATE");
 pub(super) const SELECT_BY_DIGEST: &str = select!("WHERE digest = $1 AND kind = 'imported'");
 pub(super) const LIST_FIRST: &str = select!("WHERE service_account_id = $1 ORDER BY id LIMIT $2");
 pub(super) const LIST_AFTER: &str = select!("WHERE service_account_id = $1 AND id > $2 ORDER BY id LIMIT $3");

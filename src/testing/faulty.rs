@@ -56,9 +56,13 @@ pub enum Op {
     TouchLastUsed,
 }
 
-const OPS: usize = 8;
+const OPS: usize = Op::ALL.len();
 
 impl Op {
+    /// Every operation, in declaration order.
+    pub const ALL: [Op; 8] =
+        [Op::Insert, Op::Get, Op::GetByDigest, Op::List, Op::Revoke, Op::Delete, Op::Reissue, Op::TouchLastUsed];
+
     fn index(self) -> usize {
         self as usize
     }
@@ -89,7 +93,7 @@ struct Plan {
 
 /// Injected failure: not a real backend error.
 #[derive(Debug, thiserror::Error)]
-#[error("injected fault")]
+#[error("injected outage")]
 pub struct InjectedFault;
 
 /// A [`KeyStore`] that fails on demand. Cheap to clone (shared plan).
