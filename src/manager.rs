@@ -562,7 +562,6 @@ impl KeyRecordTemplate {
 
 #[cfg(test)]
 mod tests {
-    use std::future::Future;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
@@ -577,51 +576,36 @@ mod tests {
     }
 
     impl Crowded {
-        fn taken(&self, record: &KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send + use<> {
+        fn taken(&self, record: &KeyRecord) -> Result<(), StoreError> {
             self.writes.fetch_add(1, Ordering::SeqCst);
-            std::future::ready(Err(StoreError::Duplicate(record.id)))
+            Err(StoreError::Duplicate(record.id))
         }
     }
 
     impl KeyStore for Crowded {
-        fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
             self.taken(&record)
         }
-        fn get(&self, id: &KeyId) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
-            self.inner.get(id)
+        async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+            self.inner.get(id).await
         }
-        fn get_by_digest(
-            &self,
-            digest: &Digest,
-        ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
-            self.inner.get_by_digest(digest)
+        async fn get_by_digest(&self, digest: &Digest) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+            self.inner.get_by_digest(digest).await
         }
-        fn list(
-            &self,
-            service_account: &ServiceAccountId,
-            page: PageRequest,
-        ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
-            self.inner.list(service_account, page)
+        async fn list(&self, sa: &ServiceAccountId, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
+            self.inner.list(sa, page).await
         }
-        fn revoke(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
-            self.inner.revoke(id)
+        async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
+            self.inner.revoke(id).await
         }
-        fn delete(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
-            self.inner.delete(id)
+        async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
+            self.inner.delete(id).await
         }
-        fn reissue(
-            &self,
-            _old: &KeyId,
-            new: KeyRecord,
-            _fate: OldKeyFate,
-        ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async fn reissue(&self, _old: &KeyId, new: KeyRecord, _fate: OldKeyFate) -> Result<(), StoreError> {
             self.taken(&new)
         }
-        fn touch_last_used(
-            &self,
-            updates: &[(KeyId, Timestamp)],
-        ) -> impl Future<Output = Result<(), StoreError>> + Send {
-            self.inner.touch_last_used(updates)
+        async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
+            self.inner.touch_last_used(updates).await
         }
     }
 

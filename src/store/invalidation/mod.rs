@@ -133,6 +133,39 @@ fn channel_name(name: &str, valid: bool, rule: &'static str) -> Result<String, B
     if valid { Ok(name.to_owned()) } else { Err(BusError::ChannelName(rule)) }
 }
 
+/// What every network bus (fields `channel: String`, `timeout: Duration`)
+/// offers besides its own constructor and channel rules: the `timeout`
+/// option, the `channel_name` getter, and a `Debug` showing both. Defined
+/// before the `mod` lines below, so the bus modules see it.
+#[cfg(any(feature = "postgres", feature = "redis"))]
+macro_rules! channel_options {
+    ($bus:ident) => {
+        impl $bus {
+            /// Time limit for one publish or subscribe. Defaults to
+            /// [`DEFAULT_TIMEOUT`](crate::store::DEFAULT_TIMEOUT).
+            #[must_use]
+            pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+                self.timeout = timeout;
+                self
+            }
+
+            /// The channel name.
+            #[must_use]
+            pub fn channel_name(&self) -> &str {
+                &self.channel
+            }
+        }
+
+        impl std::fmt::Debug for $bus {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($bus))
+                    .field("channel", &self.channel)
+                    .field("timeout", &self.timeout)
+                    .finish()
+            }
+        }
+    };
+}
 /// Parses a received payload; `None` for anything that is not a key id.
 #[cfg(any(feature = "postgres", feature = "redis", test))]
 fn parse_payload(payload: &[u8]) -> Option<KeyId> {

@@ -1,6 +1,5 @@
 //! [`PostgresBus`]: invalidation over PostgreSQL `LISTEN`/`NOTIFY`.
 
-use std::fmt;
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool};
@@ -37,11 +36,7 @@ pub struct PostgresBus {
     timeout: Duration,
 }
 
-impl fmt::Debug for PostgresBus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresBus").field("channel", &self.channel).field("timeout", &self.timeout).finish()
-    }
-}
+channel_options!(PostgresBus);
 
 impl PostgresBus {
     /// The default channel name.
@@ -67,31 +62,12 @@ impl PostgresBus {
         self.channel = channel_name(name, valid, "1 to 63 characters of a-z 0-9 _, not starting with a digit")?;
         Ok(self)
     }
-
-    /// Time limit for one publish or subscribe. Defaults to
-    /// [`DEFAULT_TIMEOUT`].
-    #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The channel name.
-    #[must_use]
-    pub fn channel_name(&self) -> &str {
-        &self.channel
-    }
 }
 
 /// A [`PostgresBus`] subscription: one `LISTEN`ing connection.
+#[derive(Debug)]
 pub struct PostgresSubscription {
     listener: PgListener,
-}
-
-impl fmt::Debug for PostgresSubscription {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresSubscription").finish_non_exhaustive()
-    }
 }
 
 impl InvalidationBus for PostgresBus {

@@ -38,11 +38,7 @@ pub struct RedisBus {
     timeout: Duration,
 }
 
-impl fmt::Debug for RedisBus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisBus").field("channel", &self.channel).field("timeout", &self.timeout).finish()
-    }
-}
+channel_options!(RedisBus);
 
 impl RedisBus {
     /// The default channel name.
@@ -81,20 +77,6 @@ impl RedisBus {
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
         self.channel = channel_name(name, valid, "1 to 128 characters of A-Z a-z 0-9 _ . : -")?;
         Ok(self)
-    }
-
-    /// Time limit for one publish or subscribe. Defaults to
-    /// [`DEFAULT_TIMEOUT`].
-    #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The channel name.
-    #[must_use]
-    pub fn channel_name(&self) -> &str {
-        &self.channel
     }
 }
 
