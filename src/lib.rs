@@ -32,7 +32,6 @@ mod verify;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp, TimestampError};
 pub use digest::{Digest, DigestError, Pepper, PepperError, Peppers};
 pub use error::BoxError;
-pub use header::{Credentials, HeaderError};
 pub use manager::{
     AllowAll, CreateRequest, CreationPolicy, DenyAll, KeyManager, KeyManagerBuilder, KeyOperation, KeyRequest,
     ManageError, PolicyDenied,

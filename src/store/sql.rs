@@ -417,4 +417,49 @@ mod tests {
         assert!(!INSERT.contains(&format!("${}", n + 1)));
         assert!(SELECT_BY_ID.starts_with(concat!("SELECT ", columns!(), " FROM api_keys WHERE")));
     }
+
+    fn checksums<D: Dialect>() -> Vec<(i64, String)> {
+        use std::fmt::Write as _;
+        migrator::<D>()
+            .iter()
+            .map(|m| {
+                (
+                    m.version,
+                    m.checksum.iter().fold(String::new(), |mut h, b| {
+                        let _ = write!(h, "{b:02x}");
+                        h
+                    }),
+                )
+            })
+            .collect()
+    }
+
+    /// Applied versions are recorded with these checksums; a changed file
+    /// would make every existing database refuse to open.
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn sqlite_schema_versions_keep_their_checksums() {
+        assert_eq!(
+            checksums::<crate::store::sqlite::Sqlite>(),
+            [(
+                1,
+                "084ae9ae954bdfa20485b0c2e9b1adb51f66460a6e6649eb63ae5ffc4b22566ec4b5e18042cabf4cb0cd5c725554eb03"
+                    .to_owned()
+            )]
+        );
+    }
+
+    /// As for SQLite.
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn postgres_schema_versions_keep_their_checksums() {
+        assert_eq!(
+            checksums::<crate::store::postgres::Postgres>(),
+            [(
+                1,
+                "0f8a2901fb15efb5d5ac8803e123a02852590302928f9a4abab9671601eb76d4e413d85c791f7826abac74a35fba8a7b"
+                    .to_owned()
+            )]
+        );
+    }
 }

@@ -206,6 +206,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_builder_timeout_is_the_call_timeout_and_the_busy_timeout() {
+        let store =
+            SqliteStore::builder("sqlite::memory:").timeout(Duration::from_millis(4_321)).connect().await.unwrap();
+        assert_eq!(store.timeout(), Duration::from_millis(4_321));
+        let busy_ms: i64 = sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(store.pool()).await.unwrap();
+        assert_eq!(busy_ms, 4_321);
+        let default = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        assert_eq!(default.timeout(), DEFAULT_TIMEOUT);
+        let busy_ms: i64 = sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(default.pool()).await.unwrap();
+        assert_eq!(busy_ms, 2_000);
+    }
+
+    #[tokio::test]
+    async fn an_invalid_url_is_reported_when_connecting() {
+        let e = SqliteStore::builder("postgres://not-sqlite").connect().await.unwrap_err();
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    }
+
+    #[tokio::test]
     async fn migrations_are_idempotent_and_tracked_in_their_own_table() {
         let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
         store.migrate().await.unwrap();
