@@ -10,44 +10,41 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-/// What `POST /v1/translate` requires.
+/// The scopes the two guarded routes require: `POST /v1/translate` and
+/// `GET /v1/monitoring` (which `yc.monitoring.manage` implies).
 pub(crate) const TRANSLATE_SCOPE: &str = "yc.ai.translate.execute";
-/// What `GET /v1/monitoring` requires (`yc.monitoring.manage` implies it).
 pub(crate) const MONITORING_SCOPE: &str = "yc.monitoring.read";
 
-/// The routes with their scope guards, not yet authenticated.
-///
-/// # Errors
-/// A scope missing from `catalog`.
+/// `GET /v1/whoami` for any caller, the guarded routes behind
+/// [`require_scope`]; not yet authenticated.
 pub(crate) fn routes(catalog: &ScopeCatalog) -> Result<Router, ScopeError> {
+    let guard = |scope| require_scope(catalog, scope);
+    let translate = post(translate).route_layer(guard(TRANSLATE_SCOPE)?);
+    let monitoring = get(monitoring).route_layer(guard(MONITORING_SCOPE)?);
     Ok(Router::new()
         .route("/v1/whoami", get(whoami))
-        .route("/v1/translate", post(translate).route_layer(require_scope(catalog, TRANSLATE_SCOPE)?))
-        .route("/v1/monitoring", get(monitoring).route_layer(require_scope(catalog, MONITORING_SCOPE)?)))
+        .route("/v1/translate", translate)
+        .route("/v1/monitoring", monitoring))
 }
 
 /// [`routes`] behind `auth`.
-///
-/// # Errors
-/// See [`routes`].
 pub(crate) fn router<S: KeyStore, V: BearerValidator>(
     auth: ApiKeyLayer<S, V>,
     catalog: &ScopeCatalog,
 ) -> Result<Router, ScopeError> {
-    Ok(routes(catalog)?.layer(auth))
+    routes(catalog).map(|r| r.layer(auth))
 }
 
 /// The caller as the layer saw it.
 async fn whoami(identity: Identity) -> Json<Value> {
-    Json(match identity {
-        Identity::ApiKey(p) => json!({
-            "scheme": "Api-Key",
-            "key_id": p.key_id(),
-            "service_account_id": p.service_account_id(),
-            "scopes": p.scopes(),
-        }),
-        Identity::Bearer(b) => json!({ "scheme": "Bearer", "subject": b.subject(), "scopes": b.scopes() }),
-    })
+    let mut body = match &identity {
+        Identity::ApiKey(p) => {
+            json!({ "scheme": "Api-Key", "key_id": p.key_id(), "service_account_id": p.service_account_id() })
+        }
+        Identity::Bearer(b) => json!({ "scheme": "Bearer", "subject": b.subject() }),
+    };
+    body["scopes"] = json!(identity.scopes());
+    Json(body)
 }
 
 /// Translates the two words the tests send, so a guarded route visibly did
