@@ -23,6 +23,12 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 pub struct Secret(String);
 
 impl Secret {
+    /// Longest importable secret, in bytes.
+    pub const MAX_IMPORTED_LEN: usize = crate::manager::MAX_IMPORTED_LEN;
+
+    /// Shortest importable secret, in bytes.
+    pub const MIN_IMPORTED_LEN: usize = crate::manager::MIN_IMPORTED_LEN;
+
     /// The secret text. Call this only to hand the key to its owner once.
     #[must_use]
     pub fn expose_secret(&self) -> &str {

@@ -178,7 +178,7 @@ async fn creation_policy_can_forbid_keys() {
         .policy(DenyAll("organisation policy forbids API keys".into()))
         .build();
     let e = m.create(CreateRequest::new("sa")).await.unwrap_err();
-    assert!(matches!(&e, ManageError::PolicyDenied(PolicyDenied { reason }) if reason.contains("organisation")));
+    assert!(matches!(&e, ManageError::PolicyDenied(PolicyDenied { reason, .. }) if reason.contains("organisation")));
     assert!(store.is_empty());
 
     // A closure policy: only keys with an expiry, and no reissue.
