@@ -513,14 +513,25 @@ impl<S: KeyStore> KeyManager<S> {
             return Err(ManageError::InvalidImportedSecret("starts with this crate's key prefix"));
         }
         let (t, now) = self.admit(KeyOperation::Import, &request)?;
+        self.refuse_known_import(bytes).await?;
         let (pepper_version, digest) = self.peppers.digest_current(bytes);
-        if self.store.get_by_digest(&digest).await?.is_some() {
-            return Err(ManageError::AlreadyImported);
-        }
-        let masked = secret.tail6();
+        let masked = MaskedKey::of_digest(&digest);
         let draw = || Ok((t.record(KeyId::generate()?, KeyKind::Imported, (pepper_version, digest), masked, now), ()));
         let (record, ()) = self.store_new(Write::Insert, draw).await?;
         Ok(record.info())
+    }
+
+    /// Refuses a secret that is already imported under any pepper held, as
+    /// the verifier would find it (probing the current pepper alone would
+    /// let a secret imported before a rotation be imported again for
+    /// another account, and authenticate as the first one).
+    async fn refuse_known_import(&self, secret: &[u8]) -> Result<(), ManageError> {
+        for pepper in self.peppers.iter() {
+            if self.store.get_by_digest(&pepper.digest(secret)).await?.is_some() {
+                return Err(ManageError::AlreadyImported);
+            }
+        }
+        Ok(())
     }
 }
 
