@@ -85,6 +85,19 @@ impl BearerIdentity {
         required.is_satisfied_by(&self.scopes)
     }
 
+    /// The scope check: `Ok` if the token satisfies `required`. The layer
+    /// and the per-route guard both call this.
+    ///
+    /// # Errors
+    /// [`BearerError::InsufficientScope`] naming the scope.
+    pub fn require(&self, required: &RequiredScope) -> Result<(), BearerError> {
+        if self.has_scope(required) {
+            Ok(())
+        } else {
+            Err(BearerError::InsufficientScope { required: required.scope().clone() })
+        }
+    }
+
     /// The claims attached with [`BearerIdentity::with_claims`], if they
     /// are a `T`.
     #[must_use]
