@@ -200,3 +200,50 @@ fn empty_variables_mean_unset() {
     assert_eq!(server.request("GET", "/readyz", &[], "").status, 200);
     server.stop();
 }
+
+/// A metric's value from the node's `/metrics` (0 when absent).
+fn metric(server: &Server, name: &str) -> f64 {
+    let body = server.request("GET", "/metrics", &[], "").body;
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_flood_of_forged_keys_barely_reaches_postgres() {
+    let base = postgres_url();
+    let schema = unique("serve_flood");
+    let _cleanup = DropSchema { url: base.clone(), schema: schema.clone() };
+    let url = with_param(&base, "schema", &schema);
+    let k = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper()).with_var("API_KEYS_DATABASE_URL", &url);
+    let (_, before_start) = created(k.keyctl(&["create", "--service-account-id", "f-robot"]).ok());
+    let server = Server::start(&k, &url, &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while metric(&server, "keyctl_shield_trusted") != 1.0 {
+        assert!(std::time::Instant::now() < deadline, "the shield never loaded:\n{}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // A key made before the node started (loaded) and one made after (heard).
+    let (_, after_start) = created(k.keyctl(&["create", "--service-account-id", "f-robot"]).ok());
+    let queries_before = metric(&server, "keyctl_store_queries_total");
+    const FLOOD: usize = 2_000;
+    for _ in 0..FLOOD {
+        assert_eq!(server.authorize(Some(&forged_key()), None).status, 401);
+    }
+    let caused = metric(&server, "keyctl_store_queries_total") - queries_before;
+    eprintln!("{FLOOD} forged keys with valid checksums caused {caused} PostgreSQL queries");
+    assert!(caused <= (FLOOD / 100) as f64, "{caused} store queries for {FLOOD} forged keys");
+    assert!(metric(&server, "keyctl_shield_refused_total") >= (FLOOD * 99 / 100) as f64);
+    assert_eq!(server.authorize(Some(&before_start), None).status, 200);
+    let waited = (0..200).find(|_| {
+        let ok = server.authorize(Some(&after_start), None).status == 200;
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        ok
+    });
+    assert!(waited.is_some(), "a key created after start was refused:\n{}", server.log());
+    server.stop();
+}

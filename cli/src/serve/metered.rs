@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use api_keys::shield::KeyIds;
 use api_keys::{Digest, KeyId, KeyRecord, KeyStore, OldKeyFate, Page, PageRequest, ServiceAccountId, StoreError, Timestamp};
 
 /// A store that counts its `get` and `get_by_digest` calls.
@@ -69,5 +70,11 @@ impl<S: KeyStore> KeyStore for Metered<S> {
 
     fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.inner.touch_last_used(updates)
+    }
+}
+
+impl<S: KeyIds> KeyIds for Metered<S> {
+    fn ids_after(&self, after: Option<KeyId>, limit: u32) -> impl Future<Output = Result<Vec<KeyId>, StoreError>> + Send {
+        self.inner.ids_after(after, limit)
     }
 }

@@ -10,6 +10,9 @@
 //! | `keyctl_cache_hits_total` / `keyctl_cache_misses_total` | counter | lookups answered from memory / by the store |
 //! | `keyctl_invalidations_received_total` | counter | key ids received on the invalidation channel |
 //! | `keyctl_invalidation_connected` | gauge | 1 while the channel's subscription is up |
+//! | `keyctl_shield_refused_total` | counter | lookups of ids that do not exist, refused by the flood shield without a store query |
+//! | `keyctl_shield_trusted` | gauge | 1 while the flood shield refuses unknown ids (0: every lookup asks the store) |
+//! | `keyctl_shield_ids` | gauge | ids in the shield's membership set |
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,6 +53,9 @@ impl Metrics {
         metrics::describe_counter!("keyctl_cache_misses_total", "key lookups the cache passed to the store");
         metrics::describe_counter!("keyctl_invalidations_received_total", "key ids received on the invalidation channel");
         metrics::describe_gauge!("keyctl_invalidation_connected", "1 while the invalidation subscription is up");
+        metrics::describe_counter!("keyctl_shield_refused_total", "unknown ids refused by the flood shield without a query");
+        metrics::describe_gauge!("keyctl_shield_trusted", "1 while the flood shield refuses unknown ids");
+        metrics::describe_gauge!("keyctl_shield_ids", "ids in the flood shield's membership set");
         Ok(Self { handle })
     }
 
@@ -58,10 +64,16 @@ impl Metrics {
         let c = node.counters();
         metrics::counter!("keyctl_key_lookups_total").absolute(c.lookups);
         metrics::counter!("keyctl_store_queries_total").absolute(c.store_queries);
-        metrics::counter!("keyctl_cache_hits_total").absolute(c.lookups.saturating_sub(c.store_queries));
+        let shield = node.shield();
+        let answered_in_memory = c.lookups.saturating_sub(c.store_queries).saturating_sub(shield.refused);
+        metrics::counter!("keyctl_cache_hits_total").absolute(answered_in_memory);
         metrics::counter!("keyctl_cache_misses_total").absolute(c.store_queries);
         metrics::counter!("keyctl_invalidations_received_total").absolute(c.invalidations_received);
         metrics::gauge!("keyctl_invalidation_connected").set(if c.channel_connected { 1.0 } else { 0.0 });
+        metrics::counter!("keyctl_shield_refused_total").absolute(shield.refused);
+        metrics::gauge!("keyctl_shield_trusted").set(if shield.trusted { 1.0 } else { 0.0 });
+        #[allow(clippy::cast_precision_loss, reason = "a gauge; exact below 2^53 ids")]
+        metrics::gauge!("keyctl_shield_ids").set(shield.ids as f64);
         self.handle.render()
     }
 }

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use api_keys::config::AnyStore;
+use api_keys::shield::{ShieldConfig, ShieldStats, ShieldedStore};
 use api_keys::store::{CacheConfig, CachedStore};
 use api_keys::{KeyId, KeyStore, Peppers, ScopeCatalog, StoreError, Verifier};
 
@@ -25,9 +26,9 @@ use super::metered::Metered;
 use crate::env::{self, CACHE_MAX_STALENESS_VAR, CACHE_TTL_VAR, CACHE_VAR};
 use crate::{BAD_INPUT, Failure, setup_failure};
 
-/// The store stack the verifier reads: lookups counted, then the cache,
-/// then store queries counted, then the store.
-pub(crate) type NodeStore = Metered<CachedStore<Metered<AnyStore>>>;
+/// The store stack the verifier reads: lookups counted, then the flood
+/// shield, then the cache, then store queries counted, then the store.
+pub(crate) type NodeStore = Metered<ShieldedStore<CachedStore<Metered<AnyStore>>>>;
 
 /// Cache settings from the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,14 +102,17 @@ impl Node {
         let store_queries = Arc::new(AtomicU64::new(0));
         let lookups = Arc::new(AtomicU64::new(0));
         let counted = Metered::new(store, Arc::clone(&store_queries));
-        let cached = match bus {
-            Some(bus) => CachedStore::with_bus(counted, cache.config(), bus)
-                .map_err(|e| Failure::new(crate::OTHER, crate::chain(&e)))?,
+        let bus_error = |e: api_keys::store::BusError| Failure::new(crate::OTHER, crate::chain(&e));
+        let shielded = match bus {
+            Some(bus) => {
+                let cached = CachedStore::with_bus(counted, cache.config(), bus.clone()).map_err(bus_error)?;
+                ShieldedStore::with_bus(cached, ShieldConfig::default(), bus).map_err(bus_error)?
+            }
             // SQLite: other processes write the file with no channel, so
-            // nothing is cached.
-            None => CachedStore::new(counted, CacheConfig::disabled()),
+            // nothing is cached and no membership set could stay current.
+            None => ShieldedStore::disabled(CachedStore::new(counted, CacheConfig::disabled())),
         };
-        let store = Arc::new(Metered::new(cached, Arc::clone(&lookups)));
+        let store = Arc::new(Metered::new(shielded, Arc::clone(&lookups)));
         Ok(Self { store, peppers, catalog: ScopeCatalog::yandex_cloud(), channel, lookups, store_queries })
     }
 
@@ -123,7 +127,12 @@ impl Node {
     }
 
     fn cached(&self) -> &CachedStore<Metered<AnyStore>> {
-        self.store.inner()
+        self.store.inner().inner()
+    }
+
+    /// The flood shield's state.
+    pub(crate) fn shield(&self) -> ShieldStats {
+        self.store.inner().stats()
     }
 
     fn backend_store(&self) -> &AnyStore {
@@ -154,12 +163,12 @@ impl Node {
         let backend = self.backend_store().backend();
         let config = self.cached().config();
         match &self.channel {
-            None => format!("store: {backend}, no cache"),
+            None => format!("store: {backend}, no cache, no flood shield"),
             Some(channel) if config.is_disabled() => {
-                format!("store: {backend}, cache off ({CACHE_VAR}=off), invalidation channel {channel}")
+                format!("store: {backend}, cache off ({CACHE_VAR}=off), flood shield on, invalidation channel {channel}")
             }
             Some(channel) => format!(
-                "store: {backend}, cache ttl {:?}, max staleness {:?}, invalidation channel {channel}",
+                "store: {backend}, cache ttl {:?}, max staleness {:?}, flood shield on, invalidation channel {channel}",
                 config.fresh_ttl, config.max_staleness
             ),
         }
