@@ -33,9 +33,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     runtime.block_on(async {
         let store = Arc::new(MemoryStore::with_capacity(keys));
-        let manager =
-            KeyManager::builder(Arc::clone(&store), Peppers::single(Pepper::generate(1)?), ScopeCatalog::yandex_cloud())
-                .build();
+        let manager = KeyManager::builder(
+            Arc::clone(&store),
+            Peppers::single(Pepper::generate(1)?),
+            ScopeCatalog::yandex_cloud(),
+        )
+        .build();
         for i in 0..keys {
             manager.create(CreateRequest::new(format!("robot-{}", i % 1000))).await?;
         }
