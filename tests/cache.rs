@@ -686,6 +686,13 @@ async fn wait_subscribed<S: KeyStore>(store: &CachedStore<S>, subscriptions: u64
     .await;
 }
 
+/// Waits until `store` has received one more id than `before`: the echo of
+/// a create (creates are published, for other nodes' flood shields), which
+/// would otherwise drop an entry filled just before it arrives.
+async fn heard_create<S: KeyStore>(store: &CachedStore<S>, before: u64) {
+    eventually(Duration::from_secs(5), "create heard", || async { store.bus_status().received > before }).await;
+}
+
 /// Long TTLs: any rejection on the other node within the test comes from
 /// the bus, not from ageing out.
 fn long_ttls() -> CacheConfig {
@@ -705,7 +712,9 @@ async fn a_revoke_on_one_node_reaches_the_other_over_the_memory_bus() {
     wait_subscribed(&b.store, 1).await;
 
     for op in ["revoke", "delete", "reissue"] {
+        let heard = b.store.bus_status().received;
         let (id, header) = create(&a).await;
+        heard_create(&b.store, heard).await;
         verify(&b, &header).await.unwrap();
         assert!(matches!(b.store.peek(&id).await, Peek::Record(_)), "B has it cached");
         match op {
@@ -715,7 +724,9 @@ async fn a_revoke_on_one_node_reaches_the_other_over_the_memory_bus() {
         }
         eventually(Duration::from_secs(1), op, || async { verify(&b, &header).await.is_err() }).await;
     }
-    assert_eq!(b.store.bus_status().received, 3);
+    // Three creates (published so that other nodes' flood shields learn the
+    // new ids) and the three changes.
+    assert_eq!(b.store.bus_status().received, 3 + 3);
     assert_eq!(a.store.bus_status().publish_failures, 0);
 }
 
@@ -768,6 +779,9 @@ async fn a_lost_subscription_is_retried_and_the_reconnect_clears_the_cache() {
     let b = node(CachedStore::with_bus(Probe::default(), long_ttls(), bus.clone()).unwrap(), None);
     wait_subscribed(&b.store, 1).await;
     let (id, header) = create(&b).await;
+    // The create is published too (for other nodes' flood shields); let its
+    // echo arrive before filling, or it drops the fresh entry.
+    eventually(Duration::from_secs(5), "create echoed", || async { b.store.bus_status().received >= 1 }).await;
     verify(&b, &header).await.unwrap();
     assert!(matches!(b.store.peek(&id).await, Peek::Record(_)));
 
@@ -878,7 +892,9 @@ mod postgres {
         let b = pg_node(&schema, &channel).await;
 
         for op in ["revoke", "delete", "reissue"] {
+            let heard = b.store.bus_status().received;
             let (id, header) = create(&a).await;
+            heard_create(&b.store, heard).await;
             verify(&b, &header).await.unwrap();
             verify(&b, &header).await.unwrap();
             assert!(matches!(b.store.peek(&id).await, Peek::Record(_)), "B has it cached");
@@ -899,7 +915,9 @@ mod postgres {
         let channel = unique("inval");
         let a = pg_node(&schema, &channel).await;
         let b = pg_node(&schema, &channel).await;
+        let heard = b.store.bus_status().received;
         let (id, header) = create(&a).await;
+        heard_create(&b.store, heard).await;
         verify(&b, &header).await.unwrap();
         assert!(matches!(b.store.peek(&id).await, Peek::Record(_)));
 
@@ -985,7 +1003,9 @@ mod redis_bus {
         let b = redis_node(&prefix, &channel).await;
 
         for op in ["revoke", "delete", "reissue"] {
+            let heard = b.store.bus_status().received;
             let (id, header) = create(&a).await;
+            heard_create(&b.store, heard).await;
             verify(&b, &header).await.unwrap();
             verify(&b, &header).await.unwrap();
             assert!(matches!(b.store.peek(&id).await, Peek::Record(_)), "B has it cached");
@@ -1016,7 +1036,9 @@ mod redis_bus {
         let new: Vec<&String> = after.iter().filter(|id| !before.contains(id)).collect();
         assert_eq!(new.len(), 1, "exactly B's subscriber is new: before {before:?}, after {after:?}");
 
+        let heard = b.store.bus_status().received;
         let (id, header) = create(&a).await;
+        heard_create(&b.store, heard).await;
         verify(&b, &header).await.unwrap();
         assert!(matches!(b.store.peek(&id).await, Peek::Record(_)));
 

@@ -54,7 +54,7 @@
 //! # Other nodes
 //!
 //! Other nodes learn of a change through an [`InvalidationBus`]
-//! ([`CachedStore::with_bus`]): after each local revoke, delete and reissue
+//! ([`CachedStore::with_bus`]): after each local insert, revoke, delete and reissue
 //! the store publishes the key id; a subscriber task drops every id it
 //! receives. When the subscription is lost it reconnects with exponential
 //! backoff and clears the whole cache on every (re)connect, since messages
@@ -599,6 +599,22 @@ impl<S: KeyStore> CachedStore<S> {
         })
     }
 
+    /// No cache, only the publishing half of [`CachedStore::with_bus`]: every
+    /// write through this store (insert, revoke, delete, reissue) is
+    /// announced on `bus`, and no subscriber task runs. For programs that
+    /// write keys but serve no verifications, such as an operator tool: its
+    /// revocations then reach the caching nodes within the bus's delivery
+    /// time instead of their `max_staleness`.
+    #[must_use]
+    pub fn publishing<B: InvalidationBus>(inner: S, bus: B) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            shared: Arc::new(Shared::new(CacheConfig::disabled())),
+            publisher: Some(Arc::new(bus)),
+            _subscriber: None,
+        }
+    }
+
     /// The store behind the cache (for authoritative reads).
     #[must_use]
     pub fn inner(&self) -> &S {
@@ -782,9 +798,10 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         let id = record.id;
         let digest = (record.kind == KeyKind::Imported).then(|| *record.digest.as_bytes());
         let result = self.inner.insert(record).await;
-        // New ids are random, so no other node can have cached them: only
-        // this node's negative entries need dropping.
-        self.after_write(&result, &[id], digest.as_slice(), &[]).await;
+        // New ids are random, so no other node can have cached them; the id
+        // is still published so that other nodes' membership sets (the flood
+        // shield) learn it at once.
+        self.after_write(&result, &[id], digest.as_slice(), &[id]).await;
         result
     }
 

@@ -162,6 +162,22 @@ impl MemoryStore {
         self.len() == 0
     }
 
+    /// The `limit` smallest ids greater than `after`, ascending (for the
+    /// flood shield's loads): one pass over the shards, then a partial sort.
+    #[cfg(feature = "cache")]
+    pub(crate) fn ids_page(&self, after: Option<KeyId>, limit: usize) -> Vec<KeyId> {
+        let mut ids: Vec<KeyId> = Vec::new();
+        for shard in &*self.shards {
+            ids.extend(read(&shard.0).iter().map(|e| e.0.id).filter(|id| after.is_none_or(|a| *id > a)));
+        }
+        if ids.len() > limit && limit > 0 {
+            ids.select_nth_unstable(limit - 1);
+            ids.truncate(limit);
+        }
+        ids.sort_unstable();
+        ids
+    }
+
     fn shard(&self, id: &KeyId) -> &RwLock<Shard> {
         &self.shards[id.shard(SHARDS)].0
     }
