@@ -1,6 +1,42 @@
-//! Against a published peer: the `prefixed-api-key` crate (0.3).
+//! Against a published peer (`prefixed-api-key` 0.3) and against the code a
+//! user writes by hand, side by side.
 //!
-//! Group `peers`:
+//! # Part 1: the scale table (figures of record, issue "Verify at scale")
+//!
+//! One process, the same keys, the same header strings and the same access
+//! pattern for every contender:
+//! - headers held as a `Vec<String>` of `Api-Key <key>` (keys made by
+//!   `KeyManager::create`, two scopes, 1,000 service accounts);
+//! - index `i = (i * 7919 + 13) % n` per call, starting at `i = 0` in every
+//!   batch;
+//! - 500,000 calls per batch, 7 batches per contender, the batches of all
+//!   contenders interleaved round by round (so machine load drifts over all
+//!   of them alike); the figure is the median batch, in on-CPU nanoseconds
+//!   of the bench thread per call (`BENCH_CLOCK=wall` for wall time);
+//! - 1,000 and 1,000,000 keys (`PEERS_KEYS=1000,1000000`, the default);
+//! - every call must succeed (asserted).
+//!
+//! Contenders, each from header string to "principal + scope check":
+//! - `harness`: fetch the header string and read its bytes (the floor);
+//! - `hand_hmac`: strip `Api-Key `, HMAC-SHA256(pepper, key) with a fresh
+//!   `Hmac` per call, lowercase hex `String`, std
+//!   `HashMap<String, (u64, Vec<String>)>` lookup, scope by string compare
+//!   (`yc.monitoring.read` or `yc.monitoring.manage` among the key's scopes);
+//! - `hand_sha256`: the same with SHA-256(key) and no pepper;
+//! - `ours`: `Verifier::verify` over a `MemoryStore`, steady state: every key
+//!   verified once and `flush_last_used` called once before the batches;
+//! - `ours_fresh`: the same over a copy of the store whose keys were never
+//!   flushed (a second verifier that never flushes: the last-used path for
+//!   keys not yet written).
+//!
+//! Ratios printed: `ours / hand_hmac`, `ours / hand_sha256`,
+//! `ours_fresh / ours`. `PEERS_PART=scale` runs only this part,
+//! `PEERS_PART=criterion` only part 2. `PEERS_ONLY=<contender>` and
+//! `PEERS_BATCHES=<n>` restrict the run (for profiling one contender under
+//! valgrind).
+//!
+//! # Part 2: criterion group `peers`
+//!
 //! - `prefixed_api_key_parse_check`: its own check of one of its keys,
 //!   `PrefixedApiKey::from_string` + `PrefixedApiKeyController::check_hash`
 //!   (split on `_`, SHA-256 of the long token, hex, constant-time compare of
@@ -19,14 +55,24 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::hint::black_box;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use api_keys::{Token, TokenFormat};
-use common::{CpuTime, XorShift, fixture, peppers, poll_once, run_with_chosen_clock};
+use api_keys::{
+    CreateRequest, KeyManager, KeyRecord, KeyStore, MemoryStore, RequiredScope, ScopeCatalog, Token, TokenFormat,
+    Verifier,
+};
+use common::{
+    CpuTime, REQUIRED, SCOPES, XorShift, fixture, peppers, poll_once, run_with_chosen_clock, thread_cpu_ns,
+    use_wall_clock,
+};
 use criterion::measurement::{Measurement, WallTime};
 use criterion::{BatchSize, Criterion};
+use hmac::{KeyInit, Mac};
 use prefixed_api_key::{PakControllerOsSha256, PrefixedApiKey};
+use sha2::{Digest as _, Sha256};
 
 fn peer<M: Measurement + 'static>(c: &mut Criterion<M>) {
     let controller = match PakControllerOsSha256::configure().seam_defaults().prefix("mycompany".to_owned()).finalize()
@@ -77,6 +123,182 @@ fn peer<M: Measurement + 'static>(c: &mut Criterion<M>) {
     g.finish();
 }
 
+/// Calls per batch.
+const BATCH: usize = 500_000;
+/// The fixed pepper of the benches (`common::peppers` holds the same bytes).
+const PEPPER: [u8; 32] = [42u8; 32];
+/// Scopes that satisfy `REQUIRED` (`manage` implies `read`), for the
+/// hand-written scope check.
+const ACCEPTED: [&str; 2] = ["yc.monitoring.read", "yc.monitoring.manage"];
+
+/// The hand-written store: digest hex → (service account number, scopes).
+type HandMap = HashMap<String, (u64, Vec<String>)>;
+
+/// Everything the contenders share: the keys' headers and each contender's
+/// state, built from the same keys.
+struct World {
+    headers: Vec<String>,
+    steady: Verifier<MemoryStore>,
+    fresh: Verifier<MemoryStore>,
+    need: RequiredScope,
+    hmac_map: HandMap,
+    sha_map: HandMap,
+}
+
+fn hex_hmac(key: &[u8]) -> String {
+    let mut mac = match <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&PEPPER) {
+        Ok(m) => m,
+        Err(e) => panic!("hmac key: {e}"),
+    };
+    mac.update(key);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn hex_sha256(key: &[u8]) -> String {
+    hex::encode(Sha256::digest(key))
+}
+
+/// What a user writes: digest hex, map lookup, scope by string compare.
+fn hand_check(map: &HandMap, header: &str, digest: fn(&[u8]) -> String) -> Option<u64> {
+    let key = header.strip_prefix("Api-Key ")?;
+    let (account, scopes) = map.get(&digest(key.as_bytes()))?;
+    scopes.iter().any(|s| ACCEPTED.contains(&s.as_str())).then_some(*account)
+}
+
+fn build_world(keys: usize) -> World {
+    let started = Instant::now();
+    let store = Arc::new(MemoryStore::with_capacity(keys));
+    let manager = KeyManager::builder(Arc::clone(&store), peppers(), ScopeCatalog::yandex_cloud()).build();
+    let need = match manager.catalog().requirement(REQUIRED) {
+        Ok(r) => r,
+        Err(e) => panic!("requirement: {e}"),
+    };
+    let accounts: Vec<String> = (0..1000).map(|i| format!("robot-{i:04}")).collect();
+    let mut headers = Vec::with_capacity(keys);
+    let mut ids = Vec::with_capacity(keys);
+    let (mut hmac_map, mut sha_map) = (HandMap::with_capacity(keys), HandMap::with_capacity(keys));
+    for i in 0..keys {
+        let request = CreateRequest::new(accounts[i % accounts.len()].clone()).scopes(SCOPES);
+        let created = match poll_once!(manager.create(request)) {
+            Ok(c) => c,
+            Err(e) => panic!("create: {e}"),
+        };
+        let key = created.secret.expose_secret();
+        let value = (i as u64 % 1000, SCOPES.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+        hmac_map.insert(hex_hmac(key.as_bytes()), value.clone());
+        sha_map.insert(hex_sha256(key.as_bytes()), value);
+        headers.push(format!("Api-Key {key}"));
+        ids.push(created.api_key.id);
+    }
+    // The fresh contender's store: the same records, never flushed.
+    let fresh_store = Arc::new(MemoryStore::with_capacity(keys));
+    for id in &ids {
+        let record = match poll_once!(store.get(id)) {
+            Ok(Some(r)) => KeyRecord::clone(&r),
+            other => panic!("get: {other:?}"),
+        };
+        if let Err(e) = poll_once!(fresh_store.insert(record)) {
+            panic!("insert: {e}");
+        }
+    }
+    let hour = Duration::from_secs(3600);
+    let steady = manager.verifier().last_used_interval(hour).build();
+    let fresh = Verifier::builder(fresh_store, peppers()).last_used_interval(hour).build();
+    for h in &headers {
+        if let Err(e) = poll_once!(steady.verify(h.as_bytes(), Some(&need))) {
+            panic!("warm-up verify failed: {e}");
+        }
+    }
+    match poll_once!(steady.flush_last_used()) {
+        Ok(n) => assert_eq!(n, keys, "every key noted once"),
+        Err(e) => panic!("flush: {e}"),
+    }
+    eprintln!("scale: {keys} keys built in {:.2?}", started.elapsed());
+    World { headers, steady, fresh, need, hmac_map, sha_map }
+}
+
+/// Nanoseconds now on the chosen clock.
+fn clock_ns(wall: bool, epoch: Instant) -> u64 {
+    if wall {
+        u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    } else {
+        thread_cpu_ns().unwrap_or_default()
+    }
+}
+
+/// One batch of `BATCH` calls of `check` over the index sequence; returns
+/// nanoseconds per call. Every call must succeed.
+fn batch(w: &World, wall: bool, mut check: impl FnMut(&str) -> bool) -> f64 {
+    let n = w.headers.len();
+    let epoch = Instant::now();
+    let start = clock_ns(wall, epoch);
+    let mut i = 0usize;
+    let mut ok = 0usize;
+    for _ in 0..BATCH {
+        i = (i * 7919 + 13) % n;
+        ok += usize::from(check(black_box(&w.headers[i])));
+    }
+    let ns = clock_ns(wall, epoch).saturating_sub(start);
+    assert_eq!(ok, BATCH, "every call succeeds");
+    ns as f64 / BATCH as f64
+}
+
+const CONTENDERS: [&str; 5] = ["harness", "hand_hmac", "hand_sha256", "ours", "ours_fresh"];
+
+fn run_contender(w: &World, wall: bool, name: &str) -> f64 {
+    match name {
+        "harness" => batch(w, wall, |h| black_box(h.as_bytes()).first().is_some()),
+        "hand_hmac" => batch(w, wall, |h| hand_check(&w.hmac_map, h, hex_hmac).is_some()),
+        "hand_sha256" => batch(w, wall, |h| hand_check(&w.sha_map, h, hex_sha256).is_some()),
+        "ours" => batch(w, wall, |h| poll_once!(w.steady.verify(h.as_bytes(), Some(&w.need))).is_ok()),
+        "ours_fresh" => batch(w, wall, |h| poll_once!(w.fresh.verify(h.as_bytes(), Some(&w.need))).is_ok()),
+        other => panic!("unknown contender {other}"),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn scale_table(keys: usize) {
+    let w = build_world(keys);
+    let wall = use_wall_clock();
+    let only = std::env::var("PEERS_ONLY").ok();
+    let batches: usize = std::env::var("PEERS_BATCHES").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
+    let chosen: Vec<&str> = CONTENDERS.iter().copied().filter(|c| only.as_deref().is_none_or(|o| o == *c)).collect();
+    let mut samples: HashMap<&str, Vec<f64>> = HashMap::new();
+    for _ in 0..batches {
+        for c in &chosen {
+            samples.entry(c).or_default().push(run_contender(&w, wall, c));
+        }
+    }
+    let clock = if wall { "wall" } else { "on-CPU" };
+    println!("scale {keys} keys: median of {batches} batches of {BATCH} calls, {clock} ns per call");
+    let mut med = HashMap::new();
+    for c in &chosen {
+        let v = samples.remove(c).unwrap_or_default();
+        let (lo, hi) = v.iter().fold((f64::MAX, 0f64), |(a, b), x| (a.min(*x), b.max(*x)));
+        let m = median(v);
+        med.insert(*c, m);
+        println!("  {c:<12} {m:>8.1} ns  (batches {lo:.1}..{hi:.1})");
+    }
+    for (a, b) in [("ours", "hand_hmac"), ("ours", "hand_sha256"), ("ours_fresh", "ours")] {
+        if let (Some(x), Some(y)) = (med.get(a), med.get(b)) {
+            println!("  ratio {a}/{b} at {keys} keys: {:.3}", x / y);
+        }
+    }
+}
+
 fn main() {
-    run_with_chosen_clock(peer::<CpuTime>, peer::<WallTime>);
+    let part = std::env::var("PEERS_PART").unwrap_or_default();
+    if part != "criterion" {
+        let sizes = std::env::var("PEERS_KEYS").unwrap_or_else(|_| "1000,1000000".to_owned());
+        for keys in sizes.split(',').filter_map(|k| k.trim().replace('_', "").parse::<usize>().ok()) {
+            scale_table(keys);
+        }
+    }
+    if part != "scale" {
+        run_with_chosen_clock(peer::<CpuTime>, peer::<WallTime>);
+    }
 }
