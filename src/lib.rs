@@ -48,7 +48,7 @@ pub use store::SqliteStore;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use store::{CacheConfig, CachedStore};
-pub use store::{KeyStore, MemoryStore, OldKeyFate, Page, PageRequest, StoreError};
+pub use store::{KeyStore, MemoryStore, OldKeyFate, Page, PageRequest, RecordView, StoreError};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use store::{PostgresStore, PostgresStoreBuilder};

@@ -68,11 +68,6 @@ impl ServiceAccountId {
         &self.0
     }
 
-    /// A fixed valid id for internal stand-in records.
-    pub(crate) fn internal_dummy() -> Self {
-        Self(Arc::from("dummy"))
-    }
-
     /// Whether two ids share an allocation (used to intern ids).
     #[must_use]
     pub fn ptr_eq(&self, other: &Self) -> bool {

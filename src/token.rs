@@ -157,10 +157,6 @@ pub enum KeyIdError {
 }
 
 impl KeyId {
-    /// An all-zero id, never generated in practice; used internally as a
-    /// stand-in.
-    pub(crate) const DUMMY: Self = Self([b'0'; KEY_ID_LEN]);
-
     /// A fresh random id from the OS CSPRNG.
     ///
     /// # Errors

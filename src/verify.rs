@@ -47,12 +47,12 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::digest::Peppers;
+use crate::digest::{Digest, Peppers};
 use crate::header::{self, Credentials, HeaderError};
 use crate::last_used::LastUsed;
-use crate::record::{KeyRecord, ServiceAccountId};
+use crate::record::{KeyRecord, KeyStatus, ServiceAccountId};
 use crate::scope::{RequiredScope, Scope, ScopeSet};
-use crate::store::{KeyStore, StoreError};
+use crate::store::{KeyStore, RecordView, StoreError};
 use crate::token::{KeyId, Token, TokenError, TokenFormat};
 
 /// Why a request was not authenticated. `Display` never contains secrets:
@@ -179,57 +179,59 @@ impl VerifyError {
     }
 }
 
-/// An authenticated caller: the key's record, shared (no copy).
-#[derive(Clone)]
+/// An authenticated caller: the key's id, its service account, its scopes
+/// and its expiry.
+///
+/// `Copy` and small: the service account and the scope set are interned
+/// process-wide (see [`crate::RecordView`]), so making, copying or dropping a
+/// principal touches no reference count and allocates nothing.
+#[derive(Clone, Copy)]
 pub struct Principal {
-    record: Arc<KeyRecord>,
+    key_id: KeyId,
+    expires_at: Option<Timestamp>,
+    service_account_id: &'static ServiceAccountId,
+    scopes: &'static ScopeSet,
 }
 
 impl Principal {
     /// The key's id.
     #[must_use]
     pub fn key_id(&self) -> &KeyId {
-        &self.record.id
+        &self.key_id
     }
 
     /// The service account the key belongs to.
     #[must_use]
     pub fn service_account_id(&self) -> &ServiceAccountId {
-        &self.record.service_account_id
+        self.service_account_id
     }
 
     /// The scopes granted to the key (as granted; implications apply through
     /// [`Principal::has_scope`]).
     #[must_use]
     pub fn scopes(&self) -> &ScopeSet {
-        &self.record.scopes
+        self.scopes
     }
 
     /// Whether the key satisfies `required`, implications included.
     #[must_use]
     pub fn has_scope(&self, required: &RequiredScope) -> bool {
-        required.is_satisfied_by(&self.record.scopes)
+        required.is_satisfied_by(self.scopes)
     }
 
     /// The key's expiry, if any.
     #[must_use]
     pub fn expires_at(&self) -> Option<Timestamp> {
-        self.record.expires_at
-    }
-
-    /// The whole record (its `Debug` redacts the digest).
-    #[must_use]
-    pub fn record(&self) -> &KeyRecord {
-        &self.record
+        self.expires_at
     }
 }
 
 impl fmt::Debug for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Principal")
-            .field("key_id", &self.record.id)
-            .field("service_account_id", &self.record.service_account_id)
-            .field("scopes", &self.record.scopes)
+            .field("key_id", &self.key_id)
+            .field("service_account_id", self.service_account_id)
+            .field("scopes", self.scopes)
             .finish()
     }
 }
@@ -324,7 +326,7 @@ impl<S: KeyStore> VerifierBuilder<S> {
     /// Finishes the verifier.
     #[must_use]
     pub fn build(self) -> Verifier<S> {
-        let dummy = Arc::new(dummy_record(&self.peppers));
+        let dummy = self.peppers.digest_current(b"api-keys: dummy record for unknown ids");
         Verifier {
             last_used: LastUsed::new(self.config.last_used_interval, self.clock.now()),
             store: self.store,
@@ -334,26 +336,6 @@ impl<S: KeyStore> VerifierBuilder<S> {
             config: self.config,
             dummy,
         }
-    }
-}
-
-fn dummy_record(peppers: &Peppers) -> KeyRecord {
-    use crate::record::{Description, KeyKind, KeyStatus, ReissueLinks};
-    let (pepper_version, digest) = peppers.digest_current(b"api-keys: dummy record for unknown ids");
-    KeyRecord {
-        id: KeyId::DUMMY,
-        service_account_id: ServiceAccountId::internal_dummy(),
-        description: Description::default(),
-        created_at: Timestamp::UNIX_EPOCH,
-        last_used_at: None,
-        scopes: ScopeSet::default(),
-        expires_at: None,
-        masked_key: crate::secret::MaskedKey::default(),
-        pepper_version,
-        digest,
-        status: KeyStatus::Revoked,
-        kind: KeyKind::Native,
-        links: ReissueLinks::default(),
     }
 }
 
@@ -373,8 +355,9 @@ pub struct Verifier<S> {
     clock: Arc<dyn Clock>,
     config: VerifierConfig,
     last_used: LastUsed,
-    /// Stand-in record for unknown ids, so a miss does the work of a hit.
-    dummy: Arc<KeyRecord>,
+    /// Stand-in pepper version and digest for unknown ids, so a miss does
+    /// the work of a wrong secret.
+    dummy: (u32, Digest),
 }
 
 impl<S> fmt::Debug for Verifier<S> {
@@ -483,28 +466,53 @@ impl<S: KeyStore> Verifier<S> {
         located: Result<Lookup<'_>, VerifyError>,
         required: Option<&RequiredScope>,
     ) -> Result<Principal, VerifyError> {
-        let record = match located? {
-            Lookup::Native(token) => self.lookup_native(&token).await?,
-            Lookup::Imported(key, parse_error) => self.lookup_imported(key, parse_error).await?,
-        };
-        self.authorize(record, required)
+        match located? {
+            Lookup::Native(token) => self.verify_native(&token, required).await,
+            Lookup::Imported(key, parse_error) => {
+                let record = self.lookup_imported(key, parse_error).await?;
+                self.authorize(RecordView::of(&record), required)
+            }
+        }
     }
 
-    /// Store lookup by id, then the constant-time digest check.
-    async fn lookup_native(&self, token: &Token<'_>) -> Result<Arc<KeyRecord>, VerifyError> {
-        let found = self.store.get(token.id()).await.map_err(VerifyError::StoreUnavailable)?;
-        let Some(record) = found else {
-            // Same work as a wrong secret: take a record reference, look up its
-            // pepper, one HMAC and one compare, drop the reference.
-            let dummy = std::hint::black_box(Arc::clone(&self.dummy));
-            let same = self.peppers.verify(dummy.pepper_version, token.secret_bytes(), &dummy.digest);
-            std::hint::black_box((same, dummy));
+    /// Steps 3–7 for a native token: the store lends the record's fields
+    /// (no copy, and for the memory store no lock and no reference count)
+    /// while the digest, key and scope checks run on them.
+    async fn verify_native(
+        &self,
+        token: &Token<'_>,
+        required: Option<&RequiredScope>,
+    ) -> Result<Principal, VerifyError> {
+        let checked = self.store.with_record(token.id(), |found| {
+            let view = self.check_digest(token, found)?;
+            self.authorize(view, required)
+        });
+        checked.await.map_err(VerifyError::StoreUnavailable)?
+    }
+
+    /// The constant-time digest check of the record found by id.
+    ///
+    /// The record's fields are read before the HMAC runs: the pepper is
+    /// chosen by a branch on its version (predicted: the current one), so
+    /// the CPU computes the HMAC while the record's cache line is still
+    /// on its way.
+    fn check_digest<'v>(
+        &self,
+        token: &Token<'_>,
+        found: Option<RecordView<'v>>,
+    ) -> Result<RecordView<'v>, VerifyError> {
+        let Some(view) = found else {
+            // Same work as a wrong secret: look up the stand-in's pepper,
+            // one HMAC and one constant-time compare.
+            let (version, digest) = std::hint::black_box(&self.dummy);
+            let same = self.peppers.verify(*version, token.secret_bytes(), digest);
+            std::hint::black_box(same);
             return Err(VerifyError::UnknownKey(Some(*token.id())));
         };
-        match self.peppers.verify(record.pepper_version, token.secret_bytes(), &record.digest) {
-            Some(true) => Ok(record),
-            Some(false) => Err(VerifyError::WrongSecret(record.id)),
-            None => Err(VerifyError::UnknownPepper { key: record.id, version: record.pepper_version }),
+        match self.peppers.verify(view.pepper_version, token.secret_bytes(), view.digest) {
+            Some(true) => Ok(view),
+            Some(false) => Err(VerifyError::WrongSecret(view.id)),
+            None => Err(VerifyError::UnknownPepper { key: view.id, version: view.pepper_version }),
         }
     }
 
@@ -526,24 +534,30 @@ impl<S: KeyStore> Verifier<S> {
         Err(VerifyError::UnknownKey(None))
     }
 
-    /// Status, expiry and scope checks on a record whose secret matched.
-    fn authorize(&self, record: Arc<KeyRecord>, required: Option<&RequiredScope>) -> Result<Principal, VerifyError> {
-        if record.is_revoked() {
-            return Err(VerifyError::Revoked(record.id));
+    /// Status, expiry and scope checks on a record whose secret matched,
+    /// then the last-use note and the principal.
+    fn authorize(&self, view: RecordView<'_>, required: Option<&RequiredScope>) -> Result<Principal, VerifyError> {
+        if view.status == KeyStatus::Revoked {
+            return Err(VerifyError::Revoked(view.id));
         }
         // The clock is read only when something needs it.
-        if let Some(expires_at) = record.expires_at
+        if let Some(expires_at) = view.expires_at
             && self.clock.now() >= expires_at
         {
-            return Err(VerifyError::Expired(record.id));
+            return Err(VerifyError::Expired(view.id));
         }
         if let Some(req) = required
-            && !req.is_satisfied_by(&record.scopes)
+            && !req.is_satisfied_by(view.scopes)
         {
-            return Err(VerifyError::InsufficientScope { key: record.id, required: req.scope().clone() });
+            return Err(VerifyError::InsufficientScope { key: view.id, required: req.scope().clone() });
         }
-        self.last_used.note(&record, || self.clock.now());
-        Ok(Principal { record })
+        self.last_used.note_use(&view.id, view.last_used_at, view.seen, || self.clock.now());
+        Ok(Principal {
+            key_id: view.id,
+            expires_at: view.expires_at,
+            service_account_id: view.service_account_id,
+            scopes: view.scopes,
+        })
     }
 
     /// Writes coalesced last-used times to the store in one batch; returns

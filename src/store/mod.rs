@@ -45,6 +45,7 @@ mod postgres;
 mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod view;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -77,6 +78,7 @@ pub use postgres::{PostgresStore, PostgresStoreBuilder};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
+pub use view::RecordView;
 
 /// A boxed error from a backend driver, kept as the `source()`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -232,6 +234,31 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Records last-used times in one batch.
     fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Looks a record up by id and lends the fields verification reads to
+    /// `visit` ([`RecordView`], `None` if there is no such record) for the
+    /// duration of the call; returns what `visit` returns.
+    ///
+    /// This is the verifier's lookup. The default fetches the record with
+    /// [`KeyStore::get`] and lends a view of it, so every store works
+    /// unchanged; a store that keeps records in memory overrides it to lend
+    /// them in place, without a copy, a lock or a reference count
+    /// ([`MemoryStore`] does, and so does the cache's hit path).
+    /// `visit` runs synchronously and must not block.
+    ///
+    /// # Errors
+    /// The store's error, as from `get`; `visit` is not called then.
+    fn with_record<R, F>(&self, id: &KeyId, visit: F) -> impl Future<Output = Result<R, StoreError>> + Send
+    where
+        R: Send,
+        F: for<'v> FnOnce(Option<RecordView<'v>>) -> R + Send,
+    {
+        let fetch = self.get(id);
+        async move {
+            let found = fetch.await?;
+            Ok(visit(found.as_deref().map(RecordView::of)))
+        }
+    }
 }
 
 impl<S: KeyStore> KeyStore for Arc<S> {
@@ -270,6 +297,13 @@ impl<S: KeyStore> KeyStore for Arc<S> {
     }
     fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).touch_last_used(updates)
+    }
+    fn with_record<R, F>(&self, id: &KeyId, visit: F) -> impl Future<Output = Result<R, StoreError>> + Send
+    where
+        R: Send,
+        F: for<'v> FnOnce(Option<RecordView<'v>>) -> R + Send,
+    {
+        (**self).with_record(id, visit)
     }
 }
 
