@@ -27,10 +27,14 @@
 //!   verified once and `flush_last_used` called once before the batches;
 //! - `ours_fresh`: the same over a copy of the store whose keys were never
 //!   flushed (a second verifier that never flushes: the last-used path for
-//!   keys not yet written).
+//!   keys not yet written);
+//! - `ours_cached` (with `--features cache`): `Verifier::verify` through a
+//!   `CachedStore` over the steady store, every key cached by one verify
+//!   before the batches (capacity for every key, fresh for an hour: the
+//!   figure is the cache's hit path).
 //!
 //! Ratios printed: `ours / hand_hmac`, `ours / hand_sha256`,
-//! `ours_fresh / ours`. `PEERS_PART=scale` runs only this part,
+//! `ours_fresh / ours`, `ours_cached / ours`. `PEERS_PART=scale` runs only this part,
 //! `PEERS_PART=criterion` only part 2. `PEERS_ONLY=<contender>` and
 //! `PEERS_BATCHES=<n>` restrict the run (for profiling one contender under
 //! valgrind).
@@ -140,6 +144,8 @@ struct World {
     headers: Vec<String>,
     steady: Verifier<MemoryStore>,
     fresh: Verifier<MemoryStore>,
+    #[cfg(feature = "cache")]
+    cached: Verifier<api_keys::CachedStore<Arc<MemoryStore>>>,
     need: RequiredScope,
     hmac_map: HandMap,
     sha_map: HandMap,
@@ -225,8 +231,34 @@ fn build_world(keys: usize) -> World {
         Ok(n) => assert_eq!(n, keys, "every key noted once"),
         Err(e) => panic!("flush: {e}"),
     }
+    #[cfg(feature = "cache")]
+    let cached = {
+        let config = api_keys::CacheConfig {
+            fresh_ttl: hour,
+            max_staleness: hour,
+            max_entries: keys as u64,
+            ..api_keys::CacheConfig::default()
+        };
+        let cache = api_keys::CachedStore::new(Arc::clone(&store), config);
+        let cached = Verifier::builder(Arc::new(cache), peppers()).last_used_interval(hour).build();
+        for h in &headers {
+            if let Err(e) = poll_once!(cached.verify(h.as_bytes(), Some(&need))) {
+                panic!("cache warm-up verify failed: {e}");
+            }
+        }
+        cached
+    };
     eprintln!("scale: {keys} keys built in {:.2?}", started.elapsed());
-    World { headers, steady, fresh, need, hmac_map, sha_map }
+    World {
+        headers,
+        steady,
+        fresh,
+        #[cfg(feature = "cache")]
+        cached,
+        need,
+        hmac_map,
+        sha_map,
+    }
 }
 
 /// Nanoseconds now on the chosen clock.
@@ -255,7 +287,7 @@ fn batch(w: &World, wall: bool, mut check: impl FnMut(&str) -> bool) -> f64 {
     ns as f64 / BATCH as f64
 }
 
-const CONTENDERS: [&str; 5] = ["harness", "hand_hmac", "hand_sha256", "ours", "ours_fresh"];
+const CONTENDERS: [&str; 6] = ["harness", "hand_hmac", "hand_sha256", "ours", "ours_fresh", "ours_cached"];
 
 fn run_contender(w: &World, wall: bool, name: &str) -> f64 {
     match name {
@@ -264,6 +296,8 @@ fn run_contender(w: &World, wall: bool, name: &str) -> f64 {
         "hand_sha256" => batch(w, wall, |h| hand_check(&w.sha_map, h, hex_sha256).is_some()),
         "ours" => batch(w, wall, |h| poll_once!(w.steady.verify(h.as_bytes(), Some(&w.need))).is_ok()),
         "ours_fresh" => batch(w, wall, |h| poll_once!(w.fresh.verify(h.as_bytes(), Some(&w.need))).is_ok()),
+        #[cfg(feature = "cache")]
+        "ours_cached" => batch(w, wall, |h| poll_once!(w.cached.verify(h.as_bytes(), Some(&w.need))).is_ok()),
         other => panic!("unknown contender {other}"),
     }
 }
@@ -278,7 +312,12 @@ fn scale_table(keys: usize) {
     let wall = use_wall_clock();
     let only = std::env::var("PEERS_ONLY").ok();
     let batches: usize = std::env::var("PEERS_BATCHES").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
-    let chosen: Vec<&str> = CONTENDERS.iter().copied().filter(|c| only.as_deref().is_none_or(|o| o == *c)).collect();
+    let chosen: Vec<&str> = CONTENDERS
+        .iter()
+        .copied()
+        .filter(|c| cfg!(feature = "cache") || *c != "ours_cached")
+        .filter(|c| only.as_deref().is_none_or(|o| o == *c))
+        .collect();
     let mut samples: HashMap<&str, Vec<f64>> = HashMap::new();
     for _ in 0..batches {
         for c in &chosen {
@@ -295,7 +334,7 @@ fn scale_table(keys: usize) {
         med.insert(*c, m);
         println!("  {c:<12} {m:>8.1} ns  (batches {lo:.1}..{hi:.1})");
     }
-    for (a, b) in [("ours", "hand_hmac"), ("ours", "hand_sha256"), ("ours_fresh", "ours")] {
+    for (a, b) in [("ours", "hand_hmac"), ("ours", "hand_sha256"), ("ours_fresh", "ours"), ("ours_cached", "ours")] {
         if let (Some(x), Some(y)) = (med.get(a), med.get(b)) {
             println!("  ratio {a}/{b} at {keys} keys: {:.3}", x / y);
         }

@@ -12,10 +12,11 @@ use moka::future::Cache;
 use tokio::time::Instant;
 
 use super::invalidation::{BusError, InvalidationBus, InvalidationSubscription, Publish};
-use super::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
+use super::{KeyStore, OldKeyFate, Page, PageRequest, RecordView, StoreError, intern_account, intern_scopes};
 use crate::clock::Timestamp;
 use crate::digest::Digest;
 use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
+use crate::scope::ScopeSet;
 use crate::token::KeyId;
 
 /// Cache settings. Every field has a safe default; see [`CachedStore`] for
@@ -151,6 +152,9 @@ struct EntryInner {
     read_at: Instant,
     /// Set by the one stale hit that starts the background refresh.
     refreshing: AtomicBool,
+    /// The record's scope set and service account, interned when the entry
+    /// is made, so a hit lends a [`RecordView`] without interning.
+    interned: Option<(&'static ScopeSet, &'static ServiceAccountId)>,
 }
 
 #[derive(Clone)]
@@ -158,8 +162,24 @@ struct Entry(Arc<EntryInner>);
 
 impl Entry {
     fn new(record: Option<Arc<KeyRecord>>, generation: u64, read_at: Instant) -> Self {
-        Self(Arc::new(EntryInner { record, generation, read_at, refreshing: AtomicBool::new(false) }))
+        let interned = record.as_ref().map(|r| (intern_scopes(&r.scopes), intern_account(&r.service_account_id)));
+        Self(Arc::new(EntryInner { record, generation, read_at, refreshing: AtomicBool::new(false), interned }))
     }
+
+    /// The record's view, borrowed from the entry.
+    fn view(&self) -> Option<RecordView<'_>> {
+        match (&self.0.record, self.0.interned) {
+            (Some(r), Some((scopes, account))) => Some(RecordView::of_interned(r, scopes, account)),
+            _ => None,
+        }
+    }
+}
+
+/// What a lookup is served from: a cache entry, or a record read straight
+/// from the store (cache disabled, or a miss not worth keeping).
+enum Found {
+    Entry(Entry),
+    Direct(Option<Arc<KeyRecord>>),
 }
 
 enum Verdict {
@@ -621,24 +641,35 @@ impl<S: KeyStore> CachedStore<S> {
     }
 
     async fn lookup(&self, key: CacheKey) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        Ok(match self.find(key).await? {
+            Found::Entry(e) => e.0.record.clone(),
+            Found::Direct(r) => r,
+        })
+    }
+
+    /// The lookup itself: a servable entry, a store read through the
+    /// generation protocol, or (cache disabled) a plain store read.
+    async fn find(&self, key: CacheKey) -> Result<Found, StoreError> {
         let Some(cache) = &self.shared.cache else {
-            return read_through(&*self.inner, key).await;
+            return read_through(&*self.inner, key).await.map(Found::Direct);
         };
         for _ in 0..ATTEMPTS {
             if let Some(e) = cache.get(&key).await {
                 match self.shared.judge(&key, &e.0, Instant::now()) {
-                    Verdict::Fresh => return Ok(e.0.record.clone()),
-                    Verdict::Stale if self.refresh(key, &e) => return Ok(e.0.record.clone()),
+                    Verdict::Fresh => return Ok(Found::Entry(e)),
+                    Verdict::Stale if self.refresh(key, &e) => return Ok(Found::Entry(e)),
                     Verdict::Stale | Verdict::Invalid => cache.invalidate(&key).await,
                 }
             }
             match cache.try_get_with(key, self.shared.fill(&*self.inner, key)).await {
                 Ok(e) => match self.shared.judge(&key, &e.0, Instant::now()) {
-                    Verdict::Fresh | Verdict::Stale => return Ok(e.0.record.clone()),
+                    Verdict::Fresh | Verdict::Stale => return Ok(Found::Entry(e)),
                     // A "no such key" read just made and not overtaken is the
                     // answer even when it is not worth keeping
                     // (`negative_ttl` zero).
-                    Verdict::Invalid if e.0.record.is_none() && self.shared.current(&key, &e.0) => return Ok(None),
+                    Verdict::Invalid if e.0.record.is_none() && self.shared.current(&key, &e.0) => {
+                        return Ok(Found::Direct(None));
+                    }
                     Verdict::Invalid => {}
                 },
                 Err(e) => {
@@ -755,6 +786,23 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
 
     fn get(&self, id: &KeyId) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
         self.lookup(CacheKey::Id(*id))
+    }
+
+    /// The verifier's lookup: the same protocol as `get`, lending the
+    /// entry's record in place (no record reference taken, nothing interned
+    /// on a hit).
+    fn with_record<R, F>(&self, id: &KeyId, visit: F) -> impl Future<Output = Result<R, StoreError>> + Send
+    where
+        R: Send,
+        F: for<'v> FnOnce(Option<RecordView<'v>>) -> R + Send,
+    {
+        let found = self.find(CacheKey::Id(*id));
+        async move {
+            Ok(match found.await? {
+                Found::Entry(e) => visit(e.view()),
+                Found::Direct(r) => visit(r.as_deref().map(RecordView::of)),
+            })
+        }
     }
 
     fn get_by_digest(

@@ -79,6 +79,8 @@ pub use postgres::{PostgresStore, PostgresStoreBuilder};
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
 pub use view::RecordView;
+#[cfg(feature = "cache")]
+pub(crate) use view::{intern_account, intern_scopes};
 
 /// A boxed error from a backend driver, kept as the `source()`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -49,6 +49,16 @@ impl<'a> RecordView<'a> {
     /// [`KeyStore::with_record`]: super::KeyStore::with_record
     #[must_use]
     pub fn of(record: &'a KeyRecord) -> Self {
+        Self::of_interned(record, intern_scopes(&record.scopes), intern_account(&record.service_account_id))
+    }
+
+    /// The view of a record whose scope set and service account were
+    /// interned already (the cache interns them once, when it fills).
+    pub(crate) fn of_interned(
+        record: &'a KeyRecord,
+        scopes: &'static ScopeSet,
+        service_account_id: &'static ServiceAccountId,
+    ) -> Self {
         Self {
             id: record.id,
             pepper_version: record.pepper_version,
@@ -57,8 +67,8 @@ impl<'a> RecordView<'a> {
             kind: record.kind,
             expires_at: record.expires_at,
             last_used_at: record.last_used_at,
-            scopes: intern_scopes(&record.scopes),
-            service_account_id: intern_account(&record.service_account_id),
+            scopes,
+            service_account_id,
             seen: None,
         }
     }
