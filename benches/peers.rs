@@ -35,9 +35,10 @@
 //!
 //! Ratios printed: `ours / hand_hmac`, `ours / hand_sha256`,
 //! `ours_fresh / ours`, `ours_cached / ours`. `PEERS_PART=scale` runs only this part,
-//! `PEERS_PART=criterion` only part 2. `PEERS_ONLY=<contender>` and
+//! `PEERS_PART=criterion` only part 2. `PEERS_ONLY=<contender>[,<contender>…]` and
 //! `PEERS_BATCHES=<n>` restrict the run (for profiling one contender under
-//! valgrind).
+//! valgrind; there set `BENCH_CLOCK=wall`, as rustix's vDSO lookup for the
+//! thread CPU clock does not run under valgrind).
 //!
 //! # Part 2: criterion group `peers`
 //!
@@ -316,7 +317,7 @@ fn scale_table(keys: usize) {
         .iter()
         .copied()
         .filter(|c| cfg!(feature = "cache") || *c != "ours_cached")
-        .filter(|c| only.as_deref().is_none_or(|o| o == *c))
+        .filter(|c| only.as_deref().is_none_or(|o| o.split(',').any(|o| o == *c)))
         .collect();
     let mut samples: HashMap<&str, Vec<f64>> = HashMap::new();
     for _ in 0..batches {
