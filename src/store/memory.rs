@@ -87,17 +87,15 @@ const NEVER: i64 = i64::MIN;
 
 /// One record as the store keeps it; the id is the map key.
 ///
-/// `repr(C)` with the fields verification reads last: papaya's entry puts
-/// the id after the value, so the hot fields and the id are contiguous.
+/// `repr(C)` with the fields verification reads first: papaya's entry puts
+/// the id just before the value, so the id and the hot fields (about 100
+/// bytes) are contiguous and a verify touches two cache lines of the entry;
+/// what only listings read comes last.
 #[repr(C)]
 struct Stored {
-    description: Description,
-    created_at: Timestamp,
-    links: ReissueLinks,
-    masked_key: MaskedKey,
-    kind: KeyKind,
-    status: KeyStatus,
     pepper_version: u32,
+    status: KeyStatus,
+    kind: KeyKind,
     expires_at: Option<Timestamp>,
     last_used_at: Option<Timestamp>,
     /// When the verifier last handed a use of this key to its last-used
@@ -106,6 +104,10 @@ struct Stored {
     service_account_id: &'static ServiceAccountId,
     scopes: &'static ScopeSet,
     digest: Digest,
+    created_at: Timestamp,
+    description: Description,
+    links: ReissueLinks,
+    masked_key: MaskedKey,
 }
 
 impl Clone for Stored {
