@@ -45,7 +45,7 @@ use crate::token::KeyId;
 /// so both must be well mixed (a weaker fold cost ~8% at a million keys in
 /// longer probes).
 #[derive(Default, Clone, Copy)]
-struct IdHasher(u64);
+pub(crate) struct IdHasher(u64);
 
 fn splitmix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -72,8 +72,9 @@ impl Hasher for IdHasher {
     }
 }
 
+/// Builds [`IdHasher`]s (also the cache's hit index hasher).
 #[derive(Debug, Default, Clone, Copy)]
-struct BuildIdHasher;
+pub(crate) struct BuildIdHasher;
 
 impl BuildHasher for BuildIdHasher {
     type Hasher = IdHasher;

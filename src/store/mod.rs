@@ -71,6 +71,8 @@ pub use invalidation::RedisBus;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use invalidation::{BusError, InvalidationBus, InvalidationSubscription, MemoryBus};
+#[cfg(feature = "cache")]
+pub(crate) use memory::BuildIdHasher;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
