@@ -292,7 +292,7 @@ const CONTENDERS: [&str; 6] = ["harness", "hand_hmac", "hand_sha256", "ours", "o
 
 fn run_contender(w: &World, wall: bool, name: &str) -> f64 {
     match name {
-        "harness" => batch(w, wall, |h| black_box(h.as_bytes()).first().is_some()),
+        "harness" => batch(w, wall, |h| black_box(h.as_bytes()).first() == Some(&b'A')),
         "hand_hmac" => batch(w, wall, |h| hand_check(&w.hmac_map, h, hex_hmac).is_some()),
         "hand_sha256" => batch(w, wall, |h| hand_check(&w.sha_map, h, hex_sha256).is_some()),
         "ours" => batch(w, wall, |h| poll_once!(w.steady.verify(h.as_bytes(), Some(&w.need))).is_ok()),
