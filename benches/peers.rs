@@ -151,7 +151,7 @@ struct World {
     steady: Verifier<MemoryStore>,
     fresh: Verifier<MemoryStore>,
     #[cfg(feature = "cache")]
-    cached: Verifier<api_keys::CachedStore<Arc<MemoryStore>>>,
+    cached: Verifier<api_keys::store::cached::CachedStore<Arc<MemoryStore>>>,
     need: RequiredScope,
     hmac_map: HandMap,
     sha_map: HandMap,
@@ -239,13 +239,11 @@ fn build_world(keys: usize) -> World {
     }
     #[cfg(feature = "cache")]
     let cached = {
-        let config = api_keys::CacheConfig {
-            fresh_ttl: hour,
-            max_staleness: hour,
-            max_entries: keys as u64,
-            ..api_keys::CacheConfig::default()
-        };
-        let cache = api_keys::CachedStore::new(Arc::clone(&store), config);
+        let mut config = api_keys::store::cached::CacheConfig::default();
+        config.fresh_ttl = hour;
+        config.max_staleness = hour;
+        config.max_entries = keys as u64;
+        let cache = api_keys::store::cached::CachedStore::new(Arc::clone(&store), config);
         let cached = Verifier::builder(Arc::new(cache), peppers()).last_used_interval(hour).build();
         for h in &headers {
             if let Err(e) = poll_once!(cached.verify(h.as_bytes(), Some(&need))) {

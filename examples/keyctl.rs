@@ -379,7 +379,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::List { service_account_id, limit, page_token } => {
             let sa = ServiceAccountId::new(&service_account_id)
                 .map_err(|e| Failure::new(BAD_INPUT, format!("--service-account-id: {e}")))?;
-            let page = cx.store.list(&sa, PageRequest { limit, after: page_token }).await;
+            let page = cx
+                .store
+                .list(&sa, page_token.map_or(PageRequest::first(limit), |after| PageRequest::after(limit, after)))
+                .await;
             let page = page.map_err(|e| store_failure(&e))?;
             let infos: Vec<_> = page.items.iter().map(KeyRecord::info).collect();
             let next = page.next.map(|id| id.to_string());

@@ -49,9 +49,10 @@ use zeroize::Zeroizing;
 
 use crate::clock::Timestamp;
 use crate::digest::{Digest, Pepper, PepperError, Peppers};
+use crate::random::RandomError;
 use crate::record::{KeyRecord, ServiceAccountId};
 use crate::store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
-use crate::token::{KeyId, RandomError};
+use crate::token::KeyId;
 
 /// The variable naming the store.
 pub const DATABASE_URL_VAR: &str = "API_KEYS_DATABASE_URL";
@@ -253,15 +254,15 @@ pub enum AnyStore {
     /// A SQLite database.
     #[cfg(feature = "sqlite")]
     #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-    Sqlite(crate::store::SqliteStore),
+    Sqlite(crate::SqliteStore),
     /// A PostgreSQL database.
     #[cfg(feature = "postgres")]
     #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-    Postgres(crate::store::PostgresStore),
+    Postgres(crate::PostgresStore),
     /// A Redis server.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    Redis(crate::store::RedisStore),
+    Redis(crate::RedisStore),
 }
 
 impl AnyStore {
@@ -318,6 +319,9 @@ impl KeyStore for AnyStore {
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
         delegate!(self, s => s.touch_last_used(updates))
     }
+    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
+        delegate!(self, s => s.pepper_fingerprint(version, proposed))
+    }
 }
 
 /// Opens (and migrates) the store `url` names, with the store's default
@@ -337,11 +341,11 @@ pub async fn open_store(url: &str) -> Result<AnyStore, SetupError> {
     let store_error = |source| SetupError::Store { backend, source };
     match backend {
         #[cfg(feature = "sqlite")]
-        Backend::Sqlite => crate::store::SqliteStore::connect(url).await.map(AnyStore::Sqlite).map_err(store_error),
+        Backend::Sqlite => crate::SqliteStore::connect(url).await.map(AnyStore::Sqlite).map_err(store_error),
         #[cfg(feature = "postgres")]
         Backend::Postgres => {
             let (url, schema) = take_param(url, "schema")?;
-            let mut builder = crate::store::PostgresStore::builder(url);
+            let mut builder = crate::PostgresStore::builder(url);
             if let Some(schema) = schema {
                 builder = builder.schema(schema);
             }
@@ -350,7 +354,7 @@ pub async fn open_store(url: &str) -> Result<AnyStore, SetupError> {
         #[cfg(feature = "redis")]
         Backend::Redis => {
             let (url, prefix) = take_param(url, "prefix")?;
-            let mut builder = crate::store::RedisStore::builder(url);
+            let mut builder = crate::RedisStore::builder(url);
             if let Some(prefix) = prefix {
                 builder = builder.prefix(prefix);
             }
@@ -432,6 +436,7 @@ pub enum PepperSource {
 
 /// The pepper set for a store, and where it came from.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct LoadedPeppers {
     /// The peppers (one, with the configured version).
     pub peppers: Peppers,

@@ -59,8 +59,7 @@ impl LastUsed {
     }
 
     fn shard(&self, id: &KeyId) -> &Mutex<HashMap<KeyId, Slot>> {
-        let b = id.as_bytes();
-        &self.shards[usize::from(b[0] ^ b[19]) % SHARDS]
+        &self.shards[id.shard(SHARDS)]
     }
 
     /// Notes a use of `record` (a store that lends no "seen at" cell);

@@ -66,12 +66,13 @@ pub enum VerifyError {
     /// The header is not valid `Authorization` syntax.
     #[error("malformed authorization header: {0}")]
     Malformed(HeaderError),
-    /// A scheme other than `Api-Key` or `Bearer`.
+    /// A scheme other than `Api-Key`. [`Verifier::verify`] checks API keys
+    /// only: a `Bearer` value is this too. To accept both, parse the header
+    /// once with [`header::parse_authorization`] and send
+    /// [`Credentials::Bearer`] to your token validator, as the tower layer
+    /// does.
     #[error("unsupported authorization scheme")]
     UnsupportedScheme,
-    /// `Bearer` credentials: to be checked by the application's validator.
-    #[error("bearer token presented where an API key was expected")]
-    BearerToken,
     /// The key is not in this crate's format (and not an importable key).
     #[error("API key is malformed: {0}")]
     MalformedKey(TokenError),
@@ -146,7 +147,7 @@ impl VerifyError {
     #[must_use]
     pub fn client_class(&self) -> ClientClass {
         match self {
-            Self::Missing | Self::UnsupportedScheme | Self::BearerToken => ClientClass::NoCredentials,
+            Self::Missing | Self::UnsupportedScheme => ClientClass::NoCredentials,
             Self::Malformed(_) => ClientClass::InvalidRequest,
             Self::MalformedKey(_)
             | Self::BadChecksum
@@ -170,7 +171,8 @@ impl VerifyError {
         }
     }
 
-    fn from_header(e: HeaderError) -> Self {
+    /// The error for a header the parser refused.
+    pub(crate) fn from_header(e: HeaderError) -> Self {
         match e {
             HeaderError::Empty => Self::Missing,
             HeaderError::UnsupportedScheme => Self::UnsupportedScheme,
@@ -217,6 +219,19 @@ impl Principal {
     #[must_use]
     pub fn has_scope(&self, required: &RequiredScope) -> bool {
         required.is_satisfied_by(self.scopes)
+    }
+
+    /// The scope check: `Ok` if the key satisfies `required`. The verifier
+    /// and the HTTP layer's per-route guard both call this.
+    ///
+    /// # Errors
+    /// [`VerifyError::InsufficientScope`] naming the key and the scope.
+    pub fn require(&self, required: &RequiredScope) -> Result<(), VerifyError> {
+        if self.has_scope(required) {
+            Ok(())
+        } else {
+            Err(VerifyError::InsufficientScope { key: self.key_id, required: required.scope().clone() })
+        }
     }
 
     /// The key's expiry, if any.
@@ -426,24 +441,11 @@ impl<S: KeyStore> Verifier<S> {
     }
 
     /// Steps 1–2, header and token: where to look the key up, or why not.
+    /// The header parser owns the fast path for `Api-Key <token>`.
     fn locate_header<'a>(&self, header: &'a [u8]) -> Result<Lookup<'a>, VerifyError> {
-        // Fast path for the common shape `Api-Key <token>`: the token alphabet
-        // is a subset of token68 without whitespace or control bytes, so a
-        // token that parses proves the header well-formed. Anything else takes
-        // the full parser below, which classifies the error precisely.
-        if header.len() <= self.config.max_header_len
-            && let Some(rest) = header::strip_api_key_scheme(header)
-            && rest.len() == self.format.token_len()
-        {
-            match Token::parse(rest, &self.format) {
-                Ok(token) => return Ok(Lookup::Native(token)),
-                Err(TokenError::BadChecksum) => return Err(VerifyError::BadChecksum),
-                Err(_) => {}
-            }
-        }
         match header::parse_authorization(header, self.config.max_header_len) {
             Ok(Credentials::ApiKey(key)) => self.locate_key(key),
-            Ok(Credentials::Bearer(_)) => Err(VerifyError::BearerToken),
+            Ok(Credentials::Bearer(_)) => Err(VerifyError::UnsupportedScheme),
             Err(e) => Err(VerifyError::from_header(e)),
         }
     }
@@ -546,18 +548,17 @@ impl<S: KeyStore> Verifier<S> {
         {
             return Err(VerifyError::Expired(view.id));
         }
-        if let Some(req) = required
-            && !req.is_satisfied_by(view.scopes)
-        {
-            return Err(VerifyError::InsufficientScope { key: view.id, required: req.scope().clone() });
-        }
-        self.last_used.note_use(&view.id, view.last_used_at, view.seen, || self.clock.now());
-        Ok(Principal {
+        let principal = Principal {
             key_id: view.id,
             expires_at: view.expires_at,
             service_account_id: view.service_account_id,
             scopes: view.scopes,
-        })
+        };
+        if let Some(req) = required {
+            principal.require(req)?;
+        }
+        self.last_used.note_use(&view.id, view.last_used_at, view.seen, || self.clock.now());
+        Ok(principal)
     }
 
     /// Writes coalesced last-used times to the store in one batch; returns

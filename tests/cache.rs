@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use api_keys::store::{BusStatus, CacheConfig, CachedStore, InvalidationBus, MemoryBus, Peek};
+use api_keys::store::cached::{BusStatus, CacheConfig, CachedStore, Peek};
+use api_keys::store::invalidation::{InvalidationBus, MemoryBus};
 use api_keys::{
     Clock, CreateRequest, Digest, KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore, ManualClock, MemoryStore,
     OldKeyFate, Page, PageRequest, Pepper, Peppers, ScopeCatalog, Secret, ServiceAccountId, StoreError, Timestamp,
@@ -150,6 +151,10 @@ impl KeyStore for Probe {
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
         self.inner.touch_last_used(updates).await
     }
+
+    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
+        self.inner.pepper_fingerprint(version, proposed).await
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -184,12 +189,10 @@ fn cached(config: CacheConfig) -> Node<Cached> {
 
 /// Fresh 5 s, stale up to 30 s, negative 1 s: the defaults, spelled out.
 fn config() -> CacheConfig {
-    CacheConfig {
-        fresh_ttl: Duration::from_secs(5),
-        max_staleness: Duration::from_secs(30),
-        negative_ttl: Duration::from_secs(1),
-        ..CacheConfig::default()
-    }
+    CacheConfig::default()
+        .fresh_ttl(Duration::from_secs(5))
+        .max_staleness(Duration::from_secs(30))
+        .negative_ttl(Duration::from_secs(1))
 }
 
 async fn create<S: KeyStore>(n: &Node<S>) -> (KeyId, String) {
@@ -300,7 +303,7 @@ async fn negative_entries_are_short_lived_and_dropped_by_insert() {
 
 #[tokio::test]
 async fn negative_caching_can_be_switched_off() {
-    let n = cached(CacheConfig { negative_ttl: Duration::ZERO, ..config() });
+    let n = cached(config().negative_ttl(Duration::ZERO));
     let id = KeyId::generate().unwrap();
     for _ in 0..3 {
         assert!(n.store.get(&id).await.unwrap().is_none());
@@ -425,7 +428,7 @@ async fn expiry_is_rechecked_on_every_hit() {
 
 #[tokio::test]
 async fn size_is_bounded() {
-    let n = cached(CacheConfig { max_entries: 50, ..config() });
+    let n = cached(config().max_entries(50));
     for _ in 0..1_000 {
         n.store.get(&KeyId::generate().unwrap()).await.unwrap();
     }
@@ -435,7 +438,7 @@ async fn size_is_bounded() {
 
 #[tokio::test]
 async fn a_disabled_cache_always_consults_the_store() {
-    for config in [CacheConfig::disabled(), CacheConfig { max_staleness: Duration::ZERO, ..config() }] {
+    for config in [CacheConfig::disabled(), config().max_staleness(Duration::ZERO)] {
         let n = cached(config);
         let (id, header) = create(&n).await;
         for _ in 0..3 {
@@ -686,12 +689,10 @@ async fn wait_subscribed<S: KeyStore>(store: &CachedStore<S>, subscriptions: u64
 /// Long TTLs: any rejection on the other node within the test comes from
 /// the bus, not from ageing out.
 fn long_ttls() -> CacheConfig {
-    CacheConfig {
-        fresh_ttl: Duration::from_secs(600),
-        max_staleness: Duration::from_secs(1200),
-        reconnect_initial: Duration::from_millis(20),
-        ..CacheConfig::default()
-    }
+    CacheConfig::default()
+        .fresh_ttl(Duration::from_secs(600))
+        .max_staleness(Duration::from_secs(1200))
+        .reconnect_initial(Duration::from_millis(20))
 }
 
 #[tokio::test]
@@ -734,13 +735,13 @@ struct CuttableSubscription {
 impl InvalidationBus for CuttableBus {
     type Subscription = CuttableSubscription;
 
-    async fn publish(&self, id: &KeyId) -> Result<(), api_keys::store::BusError> {
+    async fn publish(&self, id: &KeyId) -> Result<(), api_keys::store::invalidation::BusError> {
         self.inner.publish(id).await
     }
 
-    async fn subscribe(&self) -> Result<CuttableSubscription, api_keys::store::BusError> {
+    async fn subscribe(&self) -> Result<CuttableSubscription, api_keys::store::invalidation::BusError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(api_keys::store::BusError::Closed);
+            return Err(api_keys::store::invalidation::BusError::Closed);
         }
         let mut cut = self.cut.subscribe();
         cut.mark_unchanged();
@@ -748,11 +749,11 @@ impl InvalidationBus for CuttableBus {
     }
 }
 
-impl api_keys::store::InvalidationSubscription for CuttableSubscription {
-    async fn next_id(&mut self) -> Result<KeyId, api_keys::store::BusError> {
+impl api_keys::store::invalidation::InvalidationSubscription for CuttableSubscription {
+    async fn next_id(&mut self) -> Result<KeyId, api_keys::store::invalidation::BusError> {
         tokio::select! {
             id = self.inner.next_id() => id,
-            _ = self.cut.changed() => Err(api_keys::store::BusError::Closed),
+            _ = self.cut.changed() => Err(api_keys::store::invalidation::BusError::Closed),
         }
     }
 }
@@ -828,7 +829,7 @@ fn unique(prefix: &str) -> String {
 mod postgres {
     use super::*;
     use api_keys::PostgresStore;
-    use api_keys::store::PostgresBus;
+    use api_keys::store::invalidation::PostgresBus;
 
     const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
     const START: &str = "PostgreSQL on 127.0.0.1:5432 (database `test`) is not reachable; start it with \
@@ -927,7 +928,7 @@ mod postgres {
 mod redis_bus {
     use super::*;
     use api_keys::RedisStore;
-    use api_keys::store::RedisBus;
+    use api_keys::store::invalidation::RedisBus;
 
     const URL: &str = "redis://127.0.0.1:6379";
     const START: &str = "Redis on 127.0.0.1:6379 is not reachable; start it with \

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_keys::store::{Fault, FaultyStore, Op};
+use api_keys::testing::{Fault, FaultyStore, Op};
 use api_keys::{
     ClientClass, CreateRequest, KeyManager, KeyStatus, KeyStore, ManageError, MemoryStore, PageRequest, Pepper,
     Peppers, ScopeCatalog, Secret, StoreError, Verifier, VerifyError,
@@ -170,4 +170,16 @@ async fn last_used_writes_are_retried_after_a_failure() {
     for id in ids {
         assert!(manager.get(&id).await.unwrap().last_used_at.is_some());
     }
+}
+
+/// A store that cannot answer the pepper check is reported as unavailable,
+/// never as a mismatch (and never as a pass).
+#[tokio::test]
+async fn a_pepper_check_against_a_failing_store_is_unavailable() {
+    let store = Arc::new(FaultyStore::new(MemoryStore::new()));
+    store.always(Op::PepperFingerprint, Fault::Error);
+    let m =
+        KeyManager::builder(store, Peppers::single(Pepper::new(1, [1u8; 32]).unwrap()), ScopeCatalog::yandex_cloud())
+            .build();
+    assert!(matches!(m.check_peppers().await, Err(api_keys::PepperCheckError::Store(StoreError::Unavailable(_)))));
 }

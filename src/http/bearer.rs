@@ -12,8 +12,8 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::BoxError;
 use crate::scope::{RequiredScope, Scope, ScopeSet};
-use crate::store::BoxError;
 
 /// A `Bearer` token as it arrived: a validated RFC 9110 `token68`, borrowed
 /// from the request. `Debug` never prints it.
@@ -83,6 +83,19 @@ impl BearerIdentity {
     #[must_use]
     pub fn has_scope(&self, required: &RequiredScope) -> bool {
         required.is_satisfied_by(&self.scopes)
+    }
+
+    /// The scope check: `Ok` if the token satisfies `required`. The layer
+    /// and the per-route guard both call this.
+    ///
+    /// # Errors
+    /// [`BearerError::InsufficientScope`] naming the scope.
+    pub fn require(&self, required: &RequiredScope) -> Result<(), BearerError> {
+        if self.has_scope(required) {
+            Ok(())
+        } else {
+            Err(BearerError::InsufficientScope { required: required.scope().clone() })
+        }
     }
 
     /// The claims attached with [`BearerIdentity::with_claims`], if they

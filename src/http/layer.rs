@@ -14,7 +14,7 @@ use http_body_util::{Either, Full};
 use tower::{Layer, Service};
 
 use crate::header::{self, Credentials};
-use crate::http::bearer::{BearerError, BearerToken, BearerValidator, NoBearer};
+use crate::http::bearer::{BearerToken, BearerValidator, NoBearer};
 use crate::http::identity::Identity;
 use crate::http::rejection::{AuthError, DEFAULT_REALM, DEFAULT_RETRY_AFTER, RealmError, RenderConfig};
 use crate::scope::RequiredScope;
@@ -291,33 +291,30 @@ fn take_authorization(headers: &mut HeaderMap, strip: bool) -> Result<Option<Hea
 }
 
 impl<S: KeyStore, V: BearerValidator> Shared<S, V> {
+    /// Parses the value once and sends the credentials where they belong:
+    /// an API key to the verifier, a bearer token to the validator.
     async fn authenticate(&self, header: Option<&[u8]>) -> Result<Identity, AuthError> {
         let Some(value) = header else {
             return Err(VerifyError::Missing.into());
         };
-        match self.verifier.verify(value, self.required.as_ref()).await {
-            Ok(principal) => Ok(Identity::ApiKey(principal)),
-            Err(VerifyError::BearerToken) => match &self.bearer {
-                Some(validator) => self.bearer(validator, value).await,
-                None => Err(VerifyError::BearerToken.into()),
+        let credentials = header::parse_authorization(value, self.verifier.config().max_header_len)
+            .map_err(VerifyError::from_header)?;
+        match credentials {
+            Credentials::ApiKey(key) => {
+                Ok(Identity::ApiKey(self.verifier.verify_key(key, self.required.as_ref()).await?))
+            }
+            Credentials::Bearer(token) => match &self.bearer {
+                Some(validator) => self.bearer(validator, token).await,
+                None => Err(VerifyError::UnsupportedScheme.into()),
             },
-            Err(e) => Err(e.into()),
         }
     }
 
-    async fn bearer(&self, validator: &V, value: &[u8]) -> Result<Identity, AuthError> {
-        // The verifier already parsed this value as `Bearer <token68>`;
-        // parse again to borrow the token.
-        let token = match header::parse_authorization(value, self.verifier.config().max_header_len) {
-            Ok(Credentials::Bearer(t)) => BearerToken::from_token68(t),
-            _ => None,
-        };
-        let Some(token) = token else {
-            return Err(VerifyError::BearerToken.into());
-        };
+    async fn bearer(&self, validator: &V, token68: &[u8]) -> Result<Identity, AuthError> {
+        let token = BearerToken::from_token68(token68).ok_or(VerifyError::UnsupportedScheme)?;
         let identity = validator.validate(token).await?;
-        if let Some(required) = self.required.as_ref().filter(|r| !identity.has_scope(r)) {
-            return Err(BearerError::InsufficientScope { required: required.scope().clone() }.into());
+        if let Some(required) = &self.required {
+            identity.require(required)?;
         }
         Ok(Identity::Bearer(identity))
     }
@@ -334,6 +331,70 @@ const _: () = {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::bearer::{BearerError, BearerIdentity};
+    use crate::scope::ScopeSet;
+    use crate::store::MemoryStore;
+    use crate::{CreateRequest, KeyManager, Pepper, Peppers, ScopeCatalog};
+
+    /// Accepts exactly `good-token`; counts its calls.
+    struct OneToken(std::sync::atomic::AtomicUsize);
+
+    impl BearerValidator for OneToken {
+        async fn validate(&self, token: BearerToken<'_>) -> Result<BearerIdentity, BearerError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if token.expose() == "good-token" {
+                Ok(BearerIdentity::new("robot", ScopeSet::default()))
+            } else {
+                Err(BearerError::invalid("unknown token"))
+            }
+        }
+    }
+
+    fn parses() -> usize {
+        header::PARSE_CALLS.with(std::cell::Cell::get)
+    }
+
+    /// One request, one parse: a Bearer value goes from the parser straight
+    /// to the validator (the verifier never sees it), an API key straight to
+    /// `Verifier::verify_key`.
+    #[tokio::test(flavor = "current_thread")]
+    async fn each_scheme_is_parsed_once_and_routed_by_its_credentials() {
+        let manager = KeyManager::builder(
+            Arc::new(MemoryStore::new()),
+            Peppers::single(Pepper::generate(1).unwrap()),
+            ScopeCatalog::yandex_cloud(),
+        )
+        .build();
+        let created = manager.create(CreateRequest::new("robot")).await.unwrap();
+        let validator = Arc::new(OneToken(std::sync::atomic::AtomicUsize::new(0)));
+        let layer = ApiKeyLayer::new(manager.verifier().build()).bearer(Arc::clone(&validator));
+        let svc = layer.layer(tower::service_fn(|req: Request<()>| async move {
+            let kind = match Identity::from_extensions(req.extensions()) {
+                Some(Identity::ApiKey(_)) => "api-key",
+                Some(Identity::Bearer(_)) => "bearer",
+                None => "none",
+            };
+            Ok::<_, std::convert::Infallible>(Response::new(kind))
+        }));
+        let call = |value: String| {
+            let mut svc = svc.clone();
+            async move {
+                let req = Request::builder().header(AUTHORIZATION, value).body(()).unwrap();
+                let before = parses();
+                let res = svc.call(req).await.unwrap();
+                (res.status().as_u16(), parses() - before, matches!(res.body(), Either::Left(_)))
+            }
+        };
+
+        assert_eq!(call("Bearer good-token".into()).await, (200, 1, true));
+        assert_eq!(validator.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(call("Bearer bad-token".into()).await, (401, 1, false));
+        assert_eq!(validator.0.load(std::sync::atomic::Ordering::Relaxed), 2);
+        let key = format!("Api-Key {}", created.secret.expose_secret());
+        assert_eq!(call(key).await, (200, 1, true));
+        assert_eq!(validator.0.load(std::sync::atomic::Ordering::Relaxed), 2, "API keys never reach the validator");
+        assert_eq!(call("Basic dXNlcg==".into()).await, (401, 1, false));
+    }
 
     #[test]
     fn two_authorization_lines_are_refused_even_if_identical() {

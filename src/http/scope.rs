@@ -12,11 +12,11 @@ use http::{Request, Response};
 use http_body_util::Either;
 use tower::{Layer, Service};
 
-use crate::http::bearer::{BearerError, BearerIdentity};
+use crate::http::bearer::BearerIdentity;
 use crate::http::layer::AuthBody;
 use crate::http::rejection::{AuthError, RenderConfig};
 use crate::scope::{RequiredScope, ScopeCatalog, ScopeError};
-use crate::verify::{Principal, VerifyError};
+use crate::verify::Principal;
 
 /// A guard for one route: `scope` from `catalog`, with its implications
 /// (a key holding `yc.monitoring.manage` passes a guard for
@@ -83,18 +83,15 @@ impl<T: fmt::Debug> fmt::Debug for RequireScopeService<T> {
     }
 }
 
-/// Whether the identity in `extensions` satisfies `required`.
+/// Whether the identity in `extensions` satisfies `required`: the same
+/// checks ([`Principal::require`], [`BearerIdentity::require`]) the layer
+/// runs for its own requirement.
 fn check(extensions: &http::Extensions, required: &RequiredScope) -> Result<(), AuthError> {
     if let Some(p) = extensions.get::<Principal>() {
-        return if p.has_scope(required) {
-            Ok(())
-        } else {
-            Err(VerifyError::InsufficientScope { key: *p.key_id(), required: required.scope().clone() }.into())
-        };
+        return Ok(p.require(required)?);
     }
     match extensions.get::<BearerIdentity>() {
-        Some(b) if b.has_scope(required) => Ok(()),
-        Some(_) => Err(BearerError::InsufficientScope { required: required.scope().clone() }.into()),
+        Some(b) => Ok(b.require(required)?),
         None => Err(AuthError::MissingLayer),
     }
 }

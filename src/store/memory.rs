@@ -29,8 +29,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use papaya::{Compute, Operation, ResizeMode};
 
-use super::view::{intern_account, intern_scopes};
-use super::{KeyStore, OldKeyFate, Page, PageRequest, RecordView, StoreError, apply_reissue, check_reissuable};
+use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue, check_reissuable};
+use super::view::{RecordView, intern_account, intern_scopes};
 use crate::clock::Timestamp;
 use crate::digest::Digest;
 use crate::record::{Description, KeyKind, KeyRecord, KeyStatus, ReissueLinks, ServiceAccountId};
@@ -198,6 +198,7 @@ struct Index {
 pub struct MemoryStore {
     keys: Map,
     writer: Mutex<Index>,
+    peppers: Mutex<HashMap<u32, Digest>>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -230,7 +231,7 @@ impl MemoryStore {
         // read never has to look in two tables.
         let keys =
             papaya::HashMap::builder().capacity(keys).hasher(BuildIdHasher).resize_mode(ResizeMode::Blocking).build();
-        Self { keys, writer: Mutex::default() }
+        Self { keys, writer: Mutex::default(), peppers: Mutex::default() }
     }
 
     /// Number of records.
@@ -392,6 +393,10 @@ impl KeyStore for MemoryStore {
             let _ = self.delete_now(&mut index, &new_id);
         }
         applied
+    }
+
+    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
+        Ok(*lock(&self.peppers).entry(version).or_insert(proposed))
     }
 
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
