@@ -53,7 +53,7 @@
 //!
 //! # The hit path
 //!
-//! The verifier's lookup ([`KeyStore::with_record`](crate::KeyStore::with_record)) first looks in a
+//! The verifier's lookup ([`KeyStore::with_record`]) first looks in a
 //! lock-free mirror of moka's servable entries (a papaya map, filled when
 //! moka serves or fills an entry, emptied by the same invalidations, and
 //! told by moka's eviction listener what moka dropped). A hit there is
