@@ -99,9 +99,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("method: live bytes from a counting global allocator (stats_alloc over System), and RSS growth");
     println!(
-        "KeyRecord is {} bytes ({} with its Arc header); each layout runs in a fresh process so RSS starts clean",
-        std::mem::size_of::<api_keys::KeyRecord>(),
-        std::mem::size_of::<api_keys::KeyRecord>() + 2 * std::mem::size_of::<usize>()
+        "the memory store keeps one papaya entry per key (id + a compact record, scopes and account interned, \
+         about 180 bytes) plus its table slot and the per-account index; each layout runs in a fresh process \
+         so RSS starts clean"
     );
     // One process per layout: freed memory stays resident, which would
     // distort the second RSS figure.

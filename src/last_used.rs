@@ -7,6 +7,16 @@
 //! [`LastUsed::take_due`] + the store's `touch_last_used`, at most once per
 //! key per interval; a use becomes visible in the store within one interval
 //! plus one flush period.
+//!
+//! A key not yet written (or stale) is handed to the queue below — a mutex
+//! and a map insert — once per flush period, not once per use, when the
+//! store lends a "seen at" cell with the record ([`crate::RecordView`]; the
+//! memory store keeps one in each entry): the first use after a flush
+//! stores its time in the cell, later uses see a time at or after the last
+//! flush and return at once (one load of a line the lookup already
+//! brought). Two threads hammering one unflushed key thus write that line
+//! once per flush period. The time written for such a key is its first use
+//! after the latest flush, which keeps the bound above.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -14,6 +24,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::clock::Timestamp;
+#[cfg(test)]
 use crate::record::KeyRecord;
 use crate::token::KeyId;
 
@@ -51,20 +62,47 @@ impl LastUsed {
         &self.shards[id.shard(SHARDS)]
     }
 
-    /// Notes a use of `record`; `now` is called only if the note is needed.
+    /// Notes a use of `record` (a store that lends no "seen at" cell);
+    /// `now` is called only if the note is needed.
+    #[cfg(test)]
     #[inline]
     pub(crate) fn note(&self, record: &KeyRecord, now: impl FnOnce() -> Timestamp) {
-        let epoch = Timestamp::from_unix_nanos(self.epoch.load(Ordering::Relaxed));
-        if record.last_used_at.is_some_and(|t| epoch.duration_since(t) < self.interval) {
+        self.note_use(&record.id, record.last_used_at, None, now);
+    }
+
+    /// Notes a use of key `id` whose stored last use is `last_used_at`.
+    /// With the store's `seen` cell, a key already noted since the latest
+    /// flush returns after one load; `now` is called only if a note is
+    /// needed.
+    #[inline]
+    pub(crate) fn note_use(
+        &self,
+        id: &KeyId,
+        last_used_at: Option<Timestamp>,
+        seen: Option<&AtomicI64>,
+        now: impl FnOnce() -> Timestamp,
+    ) {
+        let epoch_nanos = self.epoch.load(Ordering::Relaxed);
+        let epoch = Timestamp::from_unix_nanos(epoch_nanos);
+        if last_used_at.is_some_and(|t| epoch.duration_since(t) < self.interval) {
             return;
         }
-        self.note_slow(record, now());
+        if let Some(seen) = seen
+            && seen.load(Ordering::Relaxed) >= epoch_nanos
+        {
+            return;
+        }
+        let now = now();
+        if let Some(seen) = seen {
+            seen.store(now.unix_nanos(), Ordering::Relaxed);
+        }
+        self.note_slow(id, now);
     }
 
     #[cold]
-    fn note_slow(&self, record: &KeyRecord, now: Timestamp) {
-        let mut map = self.shard(&record.id).lock().unwrap_or_else(PoisonError::into_inner);
-        map.entry(record.id).and_modify(|s| s.seen = s.seen.max(now)).or_insert(Slot { seen: now, written: None });
+    fn note_slow(&self, id: &KeyId, now: Timestamp) {
+        let mut map = self.shard(id).lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(*id).and_modify(|s| s.seen = s.seen.max(now)).or_insert(Slot { seen: now, written: None });
     }
 
     /// Takes the notes due for writing at `now` and marks them written;
@@ -179,6 +217,24 @@ mod tests {
         let due = lu.take_due(t(5));
         lu.restore(&due);
         assert_eq!(lu.take_due(t(6)), due);
+    }
+
+    #[test]
+    fn a_seen_cell_notes_an_unflushed_key_once_per_flush() {
+        let lu = LastUsed::new(Duration::from_secs(60), t(1000));
+        let id = KeyId::generate().unwrap();
+        let seen = AtomicI64::new(i64::MIN);
+        lu.note_use(&id, None, Some(&seen), || t(1001));
+        assert_eq!(seen.load(Ordering::Relaxed), t(1001).unix_nanos());
+        // Noted since the last flush: no clock read, no queue.
+        lu.note_use(&id, None, Some(&seen), || panic!("clock read for a key already noted"));
+        assert_eq!(lu.take_due(t(1002)), vec![(id, t(1001))]);
+        // After a flush the next use is noted again (the store has not
+        // been written yet in this test: last_used_at is still None).
+        lu.note_use(&id, None, Some(&seen), || t(1003));
+        assert_eq!(lu.pending(), 1);
+        // A stored last use within the interval of the flush: nothing.
+        lu.note_use(&id, Some(t(1002)), Some(&seen), || panic!("clock read for a fresh record"));
     }
 
     #[test]

@@ -57,5 +57,6 @@ pub use store::redis::{RedisStore, RedisStoreBuilder};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use store::sqlite::{SqliteStore, SqliteStoreBuilder};
+pub use store::view::RecordView;
 pub use token::{GeneratedKey, KeyId, KeyIdError, PrefixError, Token, TokenError, TokenFormat, token_checksum};
 pub use verify::{ClientClass, Principal, Verifier, VerifierBuilder, VerifierConfig, VerifyError};

@@ -70,11 +70,6 @@ impl ServiceAccountId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// A fixed valid id for internal stand-in records.
-    pub(crate) fn internal_dummy() -> Self {
-        Self(Arc::from("dummy"))
-    }
 }
 
 impl fmt::Display for ServiceAccountId {

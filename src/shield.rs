@@ -516,6 +516,24 @@ impl<S: KeyStore> KeyStore for ShieldedStore<S> {
     ) -> impl Future<Output = Result<Digest, StoreError>> + Send {
         self.inner.pepper_fingerprint(version, proposed)
     }
+
+    /// The same shield as [`ShieldedStore::get`], then the inner store's
+    /// lending lookup (so a cache's lock-free hit path stays in use).
+    async fn with_record<R, F>(&self, id: &KeyId, visit: F) -> Result<R, StoreError>
+    where
+        R: Send,
+        F: for<'v> FnOnce(Option<crate::RecordView<'v>>) -> R + Send,
+    {
+        if self.state.trusted() {
+            if !self.state.contains(id) {
+                self.state.refused.fetch_add(1, Ordering::Relaxed);
+                return Ok(visit(None));
+            }
+        } else {
+            self.state.untrusted_lookups.fetch_add(1, Ordering::Relaxed);
+        }
+        self.inner.with_record(id, visit).await
+    }
 }
 
 impl<S: KeyIds> KeyIds for ShieldedStore<S> {

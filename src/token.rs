@@ -130,10 +130,6 @@ impl KeyId {
     /// Length of a key id in characters.
     pub const LEN: usize = KEY_ID_LEN;
 
-    /// An all-zero id, never generated in practice; used internally as a
-    /// stand-in.
-    pub(crate) const DUMMY: Self = Self([b'0'; KEY_ID_LEN]);
-
     /// A fresh random id from the OS CSPRNG.
     ///
     /// # Errors

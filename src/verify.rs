@@ -47,12 +47,13 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::digest::Peppers;
+use crate::digest::{Digest, Peppers};
 use crate::header::{self, Credentials, HeaderError};
 use crate::last_used::LastUsed;
-use crate::record::{KeyRecord, ServiceAccountId};
+use crate::record::{KeyKind, KeyRecord, KeyStatus, ServiceAccountId};
+use crate::secret::Secret;
 use crate::scope::{RequiredScope, Scope, ScopeSet};
-use crate::store::{KeyStore, StoreError};
+use crate::store::{KeyStore, RecordView, StoreError};
 use crate::token::{KeyId, Token, TokenError, TokenFormat};
 
 /// Why a request was not authenticated. `Display` never contains secrets:
@@ -181,36 +182,44 @@ impl VerifyError {
     }
 }
 
-/// An authenticated caller: the key's record, shared (no copy).
-#[derive(Clone)]
+/// An authenticated caller: the key's id, its service account, its scopes
+/// and its expiry.
+///
+/// `Copy` and small: the service account and the scope set are interned
+/// process-wide (see [`crate::RecordView`]), so making, copying or dropping a
+/// principal touches no reference count and allocates nothing.
+#[derive(Clone, Copy)]
 pub struct Principal {
-    record: Arc<KeyRecord>,
+    key_id: KeyId,
+    expires_at: Option<Timestamp>,
+    service_account_id: &'static ServiceAccountId,
+    scopes: &'static ScopeSet,
 }
 
 impl Principal {
     /// The key's id.
     #[must_use]
     pub fn key_id(&self) -> &KeyId {
-        &self.record.id
+        &self.key_id
     }
 
     /// The service account the key belongs to.
     #[must_use]
     pub fn service_account_id(&self) -> &ServiceAccountId {
-        &self.record.service_account_id
+        self.service_account_id
     }
 
     /// The scopes granted to the key (as granted; implications apply through
     /// [`Principal::has_scope`]).
     #[must_use]
     pub fn scopes(&self) -> &ScopeSet {
-        &self.record.scopes
+        self.scopes
     }
 
     /// Whether the key satisfies `required`, implications included.
     #[must_use]
     pub fn has_scope(&self, required: &RequiredScope) -> bool {
-        required.is_satisfied_by(&self.record.scopes)
+        required.is_satisfied_by(self.scopes)
     }
 
     /// The scope check: `Ok` if the key satisfies `required`. The verifier
@@ -222,29 +231,23 @@ impl Principal {
         if self.has_scope(required) {
             Ok(())
         } else {
-            Err(VerifyError::InsufficientScope { key: self.record.id, required: required.scope().clone() })
+            Err(VerifyError::InsufficientScope { key: self.key_id, required: required.scope().clone() })
         }
     }
 
     /// The key's expiry, if any.
     #[must_use]
     pub fn expires_at(&self) -> Option<Timestamp> {
-        self.record.expires_at
-    }
-
-    /// The whole record (its `Debug` redacts the digest).
-    #[must_use]
-    pub fn record(&self) -> &KeyRecord {
-        &self.record
+        self.expires_at
     }
 }
 
 impl fmt::Debug for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Principal")
-            .field("key_id", &self.record.id)
-            .field("service_account_id", &self.record.service_account_id)
-            .field("scopes", &self.record.scopes)
+            .field("key_id", &self.key_id)
+            .field("service_account_id", self.service_account_id)
+            .field("scopes", self.scopes)
             .finish()
     }
 }
@@ -256,8 +259,12 @@ pub struct VerifierConfig {
     /// Defaults to 4096 bytes.
     pub max_header_len: usize,
     /// Whether keys that do not start with the token prefix are looked up
-    /// as imported keys (one HMAC and one digest-index lookup per pepper).
-    /// Defaults to `true`.
+    /// as imported keys ([`crate::KeyManager::import`]). Each such value
+    /// costs one HMAC and one digest-index lookup per pepper held, so any
+    /// unprefixed garbage of 16–512 bytes reaches the store (and, behind a
+    /// cache, takes a negative entry): turn it on only where imported keys
+    /// exist. Values outside `min_imported_len..=Secret::MAX_IMPORTED_LEN`
+    /// are refused before hashing either way. Defaults to `false`.
     pub accept_imported: bool,
     /// Shortest imported key considered; shorter ones are rejected without
     /// hashing. Defaults to 16 bytes.
@@ -271,7 +278,7 @@ impl Default for VerifierConfig {
     fn default() -> Self {
         Self {
             max_header_len: header::DEFAULT_MAX_HEADER_LEN,
-            accept_imported: true,
+            accept_imported: false,
             min_imported_len: 16,
             last_used_interval: Duration::from_secs(60),
         }
@@ -339,7 +346,7 @@ impl<S: KeyStore> VerifierBuilder<S> {
     /// Finishes the verifier.
     #[must_use]
     pub fn build(self) -> Verifier<S> {
-        let dummy = Arc::new(dummy_record(&self.peppers));
+        let dummy = self.peppers.digest_current(b"api-keys: dummy record for unknown ids");
         Verifier {
             last_used: LastUsed::new(self.config.last_used_interval, self.clock.now()),
             store: self.store,
@@ -350,22 +357,6 @@ impl<S: KeyStore> VerifierBuilder<S> {
             dummy,
         }
     }
-}
-
-fn dummy_record(peppers: &Peppers) -> KeyRecord {
-    use crate::record::{KeyKind, KeyStatus};
-    let (pepper_version, digest) = peppers.digest_current(b"api-keys: dummy record for unknown ids");
-    let mut record = KeyRecord::new(
-        KeyId::DUMMY,
-        ServiceAccountId::internal_dummy(),
-        KeyKind::Native,
-        pepper_version,
-        digest,
-        crate::secret::MaskedKey::default(),
-        Timestamp::UNIX_EPOCH,
-    );
-    record.status = KeyStatus::Revoked;
-    record
 }
 
 /// Where a presented key is looked up.
@@ -384,8 +375,9 @@ pub struct Verifier<S> {
     clock: Arc<dyn Clock>,
     config: VerifierConfig,
     last_used: LastUsed,
-    /// Stand-in record for unknown ids, so a miss does the work of a hit.
-    dummy: Arc<KeyRecord>,
+    /// Stand-in pepper version and digest for unknown ids, so a miss does
+    /// the work of a wrong secret.
+    dummy: (u32, Digest),
 }
 
 impl<S> fmt::Debug for Verifier<S> {
@@ -481,34 +473,63 @@ impl<S: KeyStore> Verifier<S> {
         located: Result<Lookup<'_>, VerifyError>,
         required: Option<&RequiredScope>,
     ) -> Result<Principal, VerifyError> {
-        let record = match located? {
-            Lookup::Native(token) => self.lookup_native(&token).await?,
-            Lookup::Imported(key, parse_error) => self.lookup_imported(key, parse_error).await?,
-        };
-        self.authorize(record, required)
+        match located? {
+            Lookup::Native(token) => self.verify_native(&token, required).await,
+            Lookup::Imported(key, parse_error) => {
+                let record = self.lookup_imported(key, parse_error).await?;
+                self.authorize(RecordView::of(&record), required)
+            }
+        }
     }
 
-    /// Store lookup by id, then the constant-time digest check.
-    async fn lookup_native(&self, token: &Token<'_>) -> Result<Arc<KeyRecord>, VerifyError> {
-        let found = self.store.get(token.id()).await.map_err(VerifyError::StoreUnavailable)?;
-        let Some(record) = found else {
-            // Same work as a wrong secret: take a record reference, look up its
-            // pepper, one HMAC and one compare, drop the reference.
-            let dummy = std::hint::black_box(Arc::clone(&self.dummy));
-            let same = self.peppers.verify(dummy.pepper_version, token.secret_bytes(), &dummy.digest);
-            std::hint::black_box((same, dummy));
+    /// Steps 3–7 for a native token: the store lends the record's fields
+    /// (no copy, and for the memory store no lock and no reference count)
+    /// while the digest, key and scope checks run on them.
+    async fn verify_native(
+        &self,
+        token: &Token<'_>,
+        required: Option<&RequiredScope>,
+    ) -> Result<Principal, VerifyError> {
+        let checked = self.store.with_record(token.id(), |found| {
+            let view = self.check_digest(token, found)?;
+            self.authorize(view, required)
+        });
+        checked.await.map_err(VerifyError::StoreUnavailable)?
+    }
+
+    /// The constant-time digest check of the record found by id.
+    ///
+    /// The record's fields are read before the HMAC runs: the pepper is
+    /// chosen by a branch on its version (predicted: the current one), so
+    /// the CPU computes the HMAC while the record's cache line is still
+    /// on its way.
+    fn check_digest<'v>(
+        &self,
+        token: &Token<'_>,
+        found: Option<RecordView<'v>>,
+    ) -> Result<RecordView<'v>, VerifyError> {
+        // An imported record found by id is no native key (its id was never
+        // part of a token): it is unknown, with the same work as a miss.
+        let Some(view) = found.filter(|v| v.kind == KeyKind::Native) else {
+            // Same work as a wrong secret: look up the stand-in's pepper,
+            // one HMAC and one constant-time compare.
+            let (version, digest) = std::hint::black_box(&self.dummy);
+            let same = self.peppers.verify(*version, token.secret_bytes(), digest);
+            std::hint::black_box(same);
             return Err(VerifyError::UnknownKey(Some(*token.id())));
         };
-        match self.peppers.verify(record.pepper_version, token.secret_bytes(), &record.digest) {
-            Some(true) => Ok(record),
-            Some(false) => Err(VerifyError::WrongSecret(record.id)),
-            None => Err(VerifyError::UnknownPepper { key: record.id, version: record.pepper_version }),
+        match self.peppers.verify(view.pepper_version, token.secret_bytes(), view.digest) {
+            Some(true) => Ok(view),
+            Some(false) => Err(VerifyError::WrongSecret(view.id)),
+            None => Err(VerifyError::UnknownPepper { key: view.id, version: view.pepper_version }),
         }
     }
 
     /// Digest-index lookup for imported keys, one per pepper held.
     async fn lookup_imported(&self, key: &[u8], parse_error: TokenError) -> Result<Arc<KeyRecord>, VerifyError> {
-        if key.len() < self.config.min_imported_len {
+        // No import is shorter or longer (`KeyManager::import` refuses
+        // them), so such values cannot match: no HMAC, no store read.
+        if key.len() < self.config.min_imported_len || key.len() > Secret::MAX_IMPORTED_LEN {
             return Err(VerifyError::MalformedKey(parse_error));
         }
         for pepper in self.peppers.iter() {
@@ -524,22 +545,28 @@ impl<S: KeyStore> Verifier<S> {
         Err(VerifyError::UnknownKey(None))
     }
 
-    /// Status, expiry and scope checks on a record whose secret matched.
-    fn authorize(&self, record: Arc<KeyRecord>, required: Option<&RequiredScope>) -> Result<Principal, VerifyError> {
-        if record.is_revoked() {
-            return Err(VerifyError::Revoked(record.id));
+    /// Status, expiry and scope checks on a record whose secret matched,
+    /// then the last-use note and the principal.
+    fn authorize(&self, view: RecordView<'_>, required: Option<&RequiredScope>) -> Result<Principal, VerifyError> {
+        if view.status == KeyStatus::Revoked {
+            return Err(VerifyError::Revoked(view.id));
         }
         // The clock is read only when something needs it.
-        if let Some(expires_at) = record.expires_at
+        if let Some(expires_at) = view.expires_at
             && self.clock.now() >= expires_at
         {
-            return Err(VerifyError::Expired(record.id));
+            return Err(VerifyError::Expired(view.id));
         }
-        let principal = Principal { record };
+        let principal = Principal {
+            key_id: view.id,
+            expires_at: view.expires_at,
+            service_account_id: view.service_account_id,
+            scopes: view.scopes,
+        };
         if let Some(req) = required {
             principal.require(req)?;
         }
-        self.last_used.note(&principal.record, || self.clock.now());
+        self.last_used.note_use(&view.id, view.last_used_at, view.seen, || self.clock.now());
         Ok(principal)
     }
 

@@ -72,7 +72,7 @@ fn peppers() -> Peppers {
 
 fn manager<S: KeyStore>(store: S) -> (Arc<KeyManager<S>>, Arc<Verifier<S>>) {
     let manager = KeyManager::builder(Arc::new(store), peppers(), ScopeCatalog::yandex_cloud()).build();
-    let verifier = manager.verifier().build();
+    let verifier = manager.verifier().accept_imported(true).build();
     (Arc::new(manager), Arc::new(verifier))
 }
 

@@ -179,7 +179,7 @@ fn node<S: KeyStore>(store: S, clock: Option<Arc<ManualClock>>) -> Node<S> {
         builder = builder.clock(c as Arc<dyn Clock>);
     }
     let manager = builder.build();
-    let verifier = Arc::new(manager.verifier().build());
+    let verifier = Arc::new(manager.verifier().accept_imported(true).build());
     Node { store, manager, verifier }
 }
 

@@ -25,7 +25,7 @@ fn setup() -> (Arc<Store>, KeyManager<Store>, Verifier<Store>) {
         ScopeCatalog::yandex_cloud(),
     )
     .build();
-    let verifier = manager.verifier().build();
+    let verifier = manager.verifier().accept_imported(true).build();
     (store, manager, verifier)
 }
 

@@ -29,7 +29,7 @@ async fn setup() -> (Arc<Store>, Verifier<Store>, Verifier<Store>, Vec<u8>) {
     )
     .build();
     let created = manager.create(CreateRequest::new("robot")).await.unwrap();
-    let verifier = manager.verifier().build();
+    let verifier = manager.verifier().accept_imported(true).build();
     let strict = manager.verifier().accept_imported(false).build();
     (store, verifier, strict, created.secret.expose_secret().as_bytes().to_vec())
 }
@@ -96,4 +96,30 @@ async fn unprefixed_values_are_looked_up_as_imported_only_when_enabled() {
     let before = total_calls(&store);
     assert!(verifier.verify(b"Api-Key AQVN3sHvAWTe", None).await.is_err());
     assert_eq!(total_calls(&store), before);
+}
+
+/// Issue 17 finding 5: no import is longer than `Secret::MAX_IMPORTED_LEN`
+/// (512) bytes, so longer unprefixed values are refused before any HMAC or
+/// store read even where imports are accepted; and the default verifier
+/// does not look unprefixed values up at all.
+#[tokio::test]
+async fn over_long_unprefixed_values_and_the_default_make_no_store_call() {
+    let (store, verifier, _, _) = setup().await;
+    let value = |n: usize| [b"Api-Key ".as_slice(), &vec![b'Q'; n]].concat();
+    let before = total_calls(&store);
+    for n in [api_keys::Secret::MAX_IMPORTED_LEN + 1, 2048, 4000] {
+        let r = verifier.verify(&value(n), None).await;
+        assert!(matches!(r, Err(VerifyError::MalformedKey(_))), "{n}: {r:?}");
+    }
+    assert_eq!(total_calls(&store), before, "an over-long value reached the store");
+    let r = verifier.verify(&value(api_keys::Secret::MAX_IMPORTED_LEN), None).await;
+    assert!(matches!(r, Err(VerifyError::UnknownKey(None))), "{r:?}");
+    assert_eq!(store.calls(Op::GetByDigest), 1, "at the limit it is an import candidate");
+
+    let default = Verifier::builder(store.clone(), Peppers::single(Pepper::new(1, [9u8; 32]).unwrap())).build();
+    assert!(!default.config().accept_imported, "imports are opt-in");
+    let before = total_calls(&store);
+    let r = default.verify(b"Api-Key AQVN3sHvAWTemWB8QxHkunfG2x4q7G3OrCG02w", None).await;
+    assert!(matches!(r, Err(VerifyError::MalformedKey(_))), "{r:?}");
+    assert_eq!(total_calls(&store), before, "the default verifier reached the store");
 }

@@ -36,7 +36,7 @@ async fn nothing_secret_in_debug_or_errors_across_the_lifecycle() {
     let peppers = Peppers::single(Pepper::new(1, pepper_bytes).unwrap());
     let manager =
         KeyManager::builder(store.clone(), peppers.clone(), ScopeCatalog::yandex_cloud()).clock(clock.clone()).build();
-    let verifier = manager.verifier().build();
+    let verifier = manager.verifier().accept_imported(true).build();
 
     let created = manager
         .create(

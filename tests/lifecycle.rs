@@ -30,7 +30,7 @@ fn fixture() -> Fixture {
     )
     .clock(clock.clone())
     .build();
-    let verifier = manager.verifier().build();
+    let verifier = manager.verifier().accept_imported(true).build();
     Fixture { clock, manager, verifier }
 }
 
@@ -374,7 +374,7 @@ async fn pepper_rotation_keeps_old_keys_valid() {
     let rotated = Peppers::new(Pepper::new(2, [2u8; 32]).unwrap(), [p1]).unwrap();
     let m2 = KeyManager::builder(store.clone(), rotated, ScopeCatalog::yandex_cloud()).build();
     let new = m2.create(CreateRequest::new("sa")).await.unwrap();
-    let v2 = m2.verifier().build();
+    let v2 = m2.verifier().accept_imported(true).build();
     v2.verify(header(&old.secret).as_bytes(), None).await.unwrap();
     v2.verify(header(&new.secret).as_bytes(), None).await.unwrap();
     v2.verify(header(&imported).as_bytes(), None).await.unwrap();
@@ -404,7 +404,7 @@ async fn the_same_secret_cannot_be_imported_twice_across_a_pepper_rotation() {
     let again = m2.import(CreateRequest::new("team-b"), &secret).await;
     assert!(matches!(again, Err(ManageError::AlreadyImported)), "{again:?}");
     // It still authenticates as team-a, and only as team-a.
-    let p = m2.verifier().build().verify(header(&secret).as_bytes(), None).await.unwrap();
+    let p = m2.verifier().accept_imported(true).build().verify(header(&secret).as_bytes(), None).await.unwrap();
     assert_eq!((p.key_id(), p.service_account_id().as_str()), (&a.id, "team-a"));
 }
 
@@ -475,4 +475,26 @@ async fn a_wrong_pepper_is_refused_at_start() {
     let wrong2 = Peppers::single(Pepper::new(2, [8u8; 32]).unwrap());
     let e = KeyManager::builder(store, wrong2, ScopeCatalog::yandex_cloud()).build().check_peppers().await.unwrap_err();
     assert!(matches!(e, PepperCheckError::Mismatch { version: 2 }), "{e:?}");
+}
+
+/// Issue 17 finding 6: an imported secret of the native secret's shape
+/// (43 alphanumerics) never authenticates as `<prefix><its id>_<secret><crc>`,
+/// whether imported keys are accepted or not: a non-native record found by
+/// id is an unknown key.
+#[tokio::test]
+async fn an_imported_record_never_authenticates_as_a_native_token() {
+    let f = fixture();
+    let secret = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefg";
+    assert_eq!(secret.len(), 43);
+    let info = f.manager.import(CreateRequest::new("sa"), &Secret::from(secret.to_owned())).await.unwrap();
+    let body = format!("{}_{secret}", info.id);
+    let check = api_keys::token_checksum(body.as_bytes());
+    let forged = format!("Api-Key ak_{body}{}", std::str::from_utf8(&check).unwrap());
+    let strict = f.manager.verifier().build();
+    for v in [&f.verifier, &strict] {
+        let e = v.verify(forged.as_bytes(), None).await.unwrap_err();
+        assert!(matches!(e, VerifyError::UnknownKey(Some(id)) if id == info.id), "{e:?}");
+    }
+    // The imported key itself still verifies where imports are accepted.
+    f.verifier.verify(format!("Api-Key {secret}").as_bytes(), None).await.unwrap();
 }

@@ -212,7 +212,7 @@ async fn lifecycle<S: KeyStore>(store: S) {
     )
     .clock(clock.clone())
     .build();
-    let verifier = manager.verifier().build();
+    let verifier = manager.verifier().accept_imported(true).build();
     let read = manager.catalog().requirement("yc.monitoring.read").unwrap();
     let send = manager.catalog().requirement("yc.postbox.send").unwrap();
     let sa = conformance::service_account();

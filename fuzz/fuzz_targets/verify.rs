@@ -109,7 +109,7 @@ fn world() -> &'static World {
         });
         now(manager.store().revoke(&keys[1].id)).expect("revoke");
         clock.advance(Duration::from_secs(7200));
-        let verifier = manager.verifier().build();
+        let verifier = manager.verifier().accept_imported(true).build();
         let strict = manager.verifier().accept_imported(false).build();
         World { keys, verifier, strict, required }
     })

@@ -51,6 +51,19 @@
 //! global counter that detects a mutation during the read), so revoking an
 //! imported key by id also invalidates its digest entry.
 //!
+//! # The hit path
+//!
+//! The verifier's lookup ([`KeyStore::with_record`]) first looks in a
+//! lock-free mirror of moka's servable entries (a papaya map, filled when
+//! moka serves or fills an entry, emptied by the same invalidations, and
+//! told by moka's eviction listener what moka dropped). A hit there is
+//! judged exactly like a moka hit (generation stamp current, age below
+//! `fresh_ttl`) and lends the record in place: no lock, no reference count,
+//! no allocation. Anything else (absent, stale, invalid) takes the moka path
+//! above. A hit from the mirror is shown to moka at most once per second of
+//! the entry's age, so its admission policy still sees which keys are used.
+//! The mirror holds at most `max_entries` entries.
+//!
 //! # Other nodes
 //!
 //! Other nodes learn of a change through an [`InvalidationBus`]
@@ -83,7 +96,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use moka::future::Cache;
@@ -91,9 +104,11 @@ use tokio::time::Instant;
 
 use super::invalidation::{BusError, InvalidationBus, InvalidationSubscription, Publish};
 use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
+use super::{BuildIdHasher, RecordView, intern_account, intern_scopes};
 use crate::clock::Timestamp;
 use crate::digest::Digest;
 use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
+use crate::scope::ScopeSet;
 use crate::token::KeyId;
 
 /// Cache settings. Every field has a safe default; see [`CachedStore`] for
@@ -261,6 +276,15 @@ struct EntryInner {
     read_at: Instant,
     /// Set by the one stale hit that starts the background refresh.
     refreshing: AtomicBool,
+    /// The record's scope set and service account, interned when the entry
+    /// is made, so a hit lends a [`RecordView`] without interning.
+    interned: Option<(&'static ScopeSet, &'static ServiceAccountId)>,
+    /// The verifier's "use noted at" cell for this record (see
+    /// [`RecordView`]), so unflushed keys are noted without a lock.
+    seen: AtomicI64,
+    /// Whole seconds of age at which moka was last told of a hit served by
+    /// the hit index (see [`Entry::note_read`]).
+    read_tick: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -268,8 +292,52 @@ struct Entry(Arc<EntryInner>);
 
 impl Entry {
     fn new(record: Option<Arc<KeyRecord>>, generation: u64, read_at: Instant) -> Self {
-        Self(Arc::new(EntryInner { record, generation, read_at, refreshing: AtomicBool::new(false) }))
+        let interned = record.as_ref().map(|r| (intern_scopes(&r.scopes), intern_account(&r.service_account_id)));
+        Self(Arc::new(EntryInner {
+            record,
+            generation,
+            read_at,
+            refreshing: AtomicBool::new(false),
+            interned,
+            seen: AtomicI64::new(i64::MIN),
+            read_tick: AtomicU64::new(0),
+        }))
     }
+
+    /// The record's view, borrowed from the entry.
+    fn view(&self) -> Option<RecordView<'_>> {
+        match (&self.0.record, self.0.interned) {
+            (Some(r), Some((scopes, account))) => {
+                let mut view = RecordView::of_interned(r, scopes, account);
+                view.seen = Some(&self.0.seen);
+                Some(view)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a hit served by the hit index at `now` should also be shown
+    /// to moka (at most once per second of the entry's age), so its TinyLFU
+    /// admission still sees which keys are in use. One load per hit; one
+    /// store per second.
+    fn note_read(&self, now: Instant) -> bool {
+        let tick = now.saturating_duration_since(self.0.read_at).as_secs();
+        if self.0.read_tick.load(Ordering::Relaxed) == tick {
+            return false;
+        }
+        self.0.read_tick.store(tick, Ordering::Relaxed);
+        true
+    }
+}
+
+/// The hit path's index: a lock-free mirror of entries moka holds.
+type HotIndex = papaya::HashMap<CacheKey, Entry, BuildIdHasher>;
+
+/// What a lookup is served from: a cache entry, or a record read straight
+/// from the store (cache disabled, or a miss not worth keeping).
+enum Found {
+    Entry(Entry),
+    Direct(Option<Arc<KeyRecord>>),
 }
 
 enum Verdict {
@@ -314,6 +382,9 @@ struct BusCounters {
 struct Shared {
     /// `None` when caching is disabled.
     cache: Option<Cache<CacheKey, Entry>>,
+    /// Lock-free mirror of moka's entries for the hit path; see "The hit
+    /// path" on [`CachedStore`].
+    hot: Arc<HotIndex>,
     stripes: Box<[AtomicU64]>,
     /// Bumped by every mutation and every received invalidation; detects a
     /// mutation during a by-digest read, whose id is unknown beforehand.
@@ -368,14 +439,24 @@ impl Shared {
         let max_staleness = config.max_staleness;
         let fresh_ttl = config.fresh_ttl.min(max_staleness);
         let negative_ttl = config.negative_ttl.min(max_staleness);
+        let hot: Arc<HotIndex> = Arc::new(
+            papaya::HashMap::builder().hasher(BuildIdHasher).resize_mode(papaya::ResizeMode::Blocking).build(),
+        );
         let cache = (!max_staleness.is_zero()).then(|| {
+            let mirror = Arc::clone(&hot);
             Cache::builder()
                 .max_capacity(config.max_entries)
                 .expire_after(Lifetimes { positive: max_staleness, negative: negative_ttl })
+                // What moka drops (evicted, expired, invalidated, replaced)
+                // leaves the mirror too, unless a newer entry took its place.
+                .eviction_listener(move |key: Arc<CacheKey>, gone: Entry, _| {
+                    let _ = mirror.pin().remove_if(&*key, |_, e| Arc::ptr_eq(&e.0, &gone.0));
+                })
                 .build()
         });
         Self {
             cache,
+            hot,
             stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             global: AtomicU64::new(0),
             fresh_ttl,
@@ -424,6 +505,15 @@ impl Shared {
         for d in digests {
             self.stripes[stripe_of(d)].fetch_add(1, Ordering::SeqCst);
         }
+        {
+            let hot = self.hot.pin();
+            for id in ids {
+                hot.remove(&CacheKey::Id(*id));
+            }
+            for d in digests {
+                hot.remove(&CacheKey::Digest(*d));
+            }
+        }
         if let Some(cache) = &self.cache {
             for id in ids {
                 cache.invalidate(&CacheKey::Id(*id)).await;
@@ -440,8 +530,38 @@ impl Shared {
         for s in &*self.stripes {
             s.fetch_add(1, Ordering::SeqCst);
         }
+        self.hot.pin().clear();
         if let Some(cache) = &self.cache {
             cache.invalidate_all();
+        }
+    }
+
+    /// Serves a fresh entry from the hit index: no lock, no reference
+    /// count, nothing allocated; `visit` is handed back on a miss. Also
+    /// says whether to show the hit to moka ([`Entry::note_read`]).
+    fn serve_hot<R, F>(&self, key: &CacheKey, visit: F) -> Result<(R, bool), F>
+    where
+        F: for<'v> FnOnce(Option<RecordView<'v>>) -> R,
+    {
+        if self.cache.is_none() {
+            return Err(visit);
+        }
+        let hot = self.hot.pin();
+        let Some(e) = hot.get(key) else { return Err(visit) };
+        let now = Instant::now();
+        if !matches!(self.judge(key, &e.0, now), Verdict::Fresh) {
+            return Err(visit);
+        }
+        let show_moka = e.note_read(now);
+        Ok((visit(e.view()), show_moka))
+    }
+
+    /// Puts a servable entry moka holds into the hit index (up to
+    /// `max_entries` of them).
+    fn mirror(&self, key: CacheKey, e: &Entry) {
+        let hot = self.hot.pin();
+        if (hot.len() as u64) < self.config.max_entries {
+            hot.insert(key, e.clone());
         }
     }
 
@@ -672,24 +792,42 @@ impl<S: KeyStore> CachedStore<S> {
     }
 
     async fn lookup(&self, key: CacheKey) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        Ok(match self.find(key).await? {
+            Found::Entry(e) => e.0.record.clone(),
+            Found::Direct(r) => r,
+        })
+    }
+
+    /// The lookup itself: a servable entry, a store read through the
+    /// generation protocol, or (cache disabled) a plain store read.
+    async fn find(&self, key: CacheKey) -> Result<Found, StoreError> {
         let Some(cache) = &self.shared.cache else {
-            return read_through(&*self.inner, key).await;
+            return read_through(&*self.inner, key).await.map(Found::Direct);
         };
         for _ in 0..ATTEMPTS {
             if let Some(e) = cache.get(&key).await {
                 match self.shared.judge(&key, &e.0, Instant::now()) {
-                    Verdict::Fresh => return Ok(e.0.record.clone()),
-                    Verdict::Stale if self.refresh(key, &e) => return Ok(e.0.record.clone()),
+                    Verdict::Fresh => {
+                        self.shared.mirror(key, &e);
+                        return Ok(Found::Entry(e));
+                    }
+                    Verdict::Stale if self.refresh(key, &e) => return Ok(Found::Entry(e)),
                     Verdict::Stale | Verdict::Invalid => cache.invalidate(&key).await,
                 }
             }
             match cache.try_get_with(key, self.shared.fill(&*self.inner, key)).await {
                 Ok(e) => match self.shared.judge(&key, &e.0, Instant::now()) {
-                    Verdict::Fresh | Verdict::Stale => return Ok(e.0.record.clone()),
+                    Verdict::Fresh => {
+                        self.shared.mirror(key, &e);
+                        return Ok(Found::Entry(e));
+                    }
+                    Verdict::Stale => return Ok(Found::Entry(e)),
                     // A "no such key" read just made and not overtaken is the
                     // answer even when it is not worth keeping
                     // (`negative_ttl` zero).
-                    Verdict::Invalid if e.0.record.is_none() && self.shared.current(&key, &e.0) => return Ok(None),
+                    Verdict::Invalid if e.0.record.is_none() && self.shared.current(&key, &e.0) => {
+                        return Ok(Found::Direct(None));
+                    }
                     Verdict::Invalid => {}
                 },
                 Err(e) => {
@@ -758,7 +896,10 @@ impl<S: KeyStore> CachedStore<S> {
             // Same stamp and age: a mutation since the read still
             // invalidates it, and it never lives longer than the original.
             let entry = Entry::new(Some(Arc::new(patched)), e.0.generation, e.0.read_at);
-            cache.insert(key, entry).await;
+            cache.insert(key, entry.clone()).await;
+            // The hit index serves the patched record too (moka's listener
+            // dropped the old one from it).
+            self.shared.mirror(key, &entry);
         }
     }
 }
@@ -807,6 +948,32 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
 
     fn get(&self, id: &KeyId) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
         self.lookup(CacheKey::Id(*id))
+    }
+
+    /// The verifier's lookup: the same protocol as `get`, lending the
+    /// entry's record in place (no record reference taken, nothing interned
+    /// on a hit).
+    fn with_record<R, F>(&self, id: &KeyId, visit: F) -> impl Future<Output = Result<R, StoreError>> + Send
+    where
+        R: Send,
+        F: for<'v> FnOnce(Option<RecordView<'v>>) -> R + Send,
+    {
+        let key = CacheKey::Id(*id);
+        async move {
+            let visit = match self.shared.serve_hot(&key, visit) {
+                Ok((out, show_moka)) => {
+                    if let (true, Some(cache)) = (show_moka, &self.shared.cache) {
+                        let _ = cache.get(&key).await;
+                    }
+                    return Ok(out);
+                }
+                Err(visit) => visit,
+            };
+            Ok(match self.find(key).await? {
+                Found::Entry(e) => visit(e.view()),
+                Found::Direct(r) => visit(r.as_deref().map(RecordView::of)),
+            })
+        }
     }
 
     fn get_by_digest(

@@ -11,6 +11,8 @@ use crate::digest::Digest;
 use crate::record::{KeyRecord, ServiceAccountId};
 use crate::token::KeyId;
 
+use super::view::RecordView;
+
 /// What can go wrong in a store. Backends map every driver error into this.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -183,6 +185,31 @@ pub trait KeyStore: Send + Sync + 'static {
         version: u32,
         proposed: Digest,
     ) -> impl Future<Output = Result<Digest, StoreError>> + Send;
+
+    /// Looks a record up by id and lends the fields verification reads to
+    /// `visit` ([`RecordView`], `None` if there is no such record) for the
+    /// duration of the call; returns what `visit` returns.
+    ///
+    /// This is the verifier's lookup. The default fetches the record with
+    /// [`KeyStore::get`] and lends a view of it, so every store works
+    /// unchanged; a store that keeps records in memory overrides it to lend
+    /// them in place, without a copy, a lock or a reference count
+    /// ([`MemoryStore`](crate::MemoryStore) does, and so does the cache's hit
+    /// path). `visit` runs synchronously and must not block.
+    ///
+    /// # Errors
+    /// The store's error, as from `get`; `visit` is not called then.
+    fn with_record<R, F>(&self, id: &KeyId, visit: F) -> impl Future<Output = Result<R, StoreError>> + Send
+    where
+        R: Send,
+        F: for<'v> FnOnce(Option<RecordView<'v>>) -> R + Send,
+    {
+        let fetch = self.get(id);
+        async move {
+            let found = fetch.await?;
+            Ok(visit(found.as_deref().map(RecordView::of)))
+        }
+    }
 }
 
 impl<S: KeyStore> KeyStore for Arc<S> {
@@ -228,6 +255,13 @@ impl<S: KeyStore> KeyStore for Arc<S> {
         proposed: Digest,
     ) -> impl Future<Output = Result<Digest, StoreError>> + Send {
         (**self).pepper_fingerprint(version, proposed)
+    }
+    fn with_record<R, F>(&self, id: &KeyId, visit: F) -> impl Future<Output = Result<R, StoreError>> + Send
+    where
+        R: Send,
+        F: for<'v> FnOnce(Option<RecordView<'v>>) -> R + Send,
+    {
+        (**self).with_record(id, visit)
     }
 }
 

@@ -1,61 +1,80 @@
-//! A concurrent in-memory [`KeyStore`].
+//! A concurrent in-memory [`KeyStore`] whose reads take no lock.
 //!
-//! Records live in 64 shards, each a `RwLock<HashSet<Arc<KeyRecord>>>` on
-//! its own cache lines (a read lock writes its lock word; neighbouring
-//! shards sharing a line would make threads verifying different keys
-//! contend).
-//! `get` takes one shard's read lock and clones an `Arc`: no allocation, no
-//! global lock, no contention between threads verifying different keys.
-//! Mutations are serialised by one writer mutex (they are rare) and then take
-//! the affected shards' write locks briefly, so readers never see a
-//! half-applied reissue. Service account ids and scope sets are interned, so
-//! a million keys with the same scopes share one scope list.
+//! Records live in one lock-free hash map ([`papaya`]) keyed by id. A read
+//! (`get`, and the verifier's [`KeyStore::with_record`]) takes no lock and
+//! bumps no reference count: it enters an epoch guard (on Linux a plain
+//! store plus a compiler fence, as papaya's reclaimer uses asymmetric
+//! `membarrier` barriers; leaving it is one uncontended exchange on a
+//! thread-local line), follows the table slot to the entry and lends the
+//! entry's fields in place. Each entry is one allocation holding the id and
+//! the whole record, the fields verification reads at its end, next to the
+//! id, so one verify touches one entry and two or three of its cache lines.
+//!
+//! Entries are immutable: every change (revoke, reissue, last-used writes)
+//! replaces the entry through papaya's atomic `compute`, a compare-and-swap
+//! retried on a concurrent change, so no update is lost (a reissue racing a
+//! last-used write keeps both). Mutations other than last-used writes are
+//! serialised by one writer mutex (they are rare), which also guards the
+//! per-account index and the digest index of imported keys.
+//!
+//! Service account ids and scope sets are interned process-wide
+//! ([`RecordView`]), so a million keys over the same scopes share one scope
+//! list and an entry holds two pointers for them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue};
+use papaya::{Compute, Operation, ResizeMode};
+
+use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue, check_reissuable};
+use super::view::{RecordView, intern_account, intern_scopes};
 use crate::clock::Timestamp;
 use crate::digest::Digest;
-use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
+use crate::record::{Description, KeyKind, KeyRecord, KeyStatus, ReissueLinks, ServiceAccountId};
 use crate::scope::ScopeSet;
+use crate::secret::MaskedKey;
 use crate::token::KeyId;
-
-const SHARDS: usize = 64;
-
 /// Hashes a [`KeyId`] by folding its random characters: ids are generated
 /// from the OS CSPRNG, so no keyed hash is needed to spread them, and lookups
-/// of attacker-chosen ids can only probe, not insert.
+/// of attacker-chosen ids can only probe, not insert. Every byte reaches
+/// every bit of the result (splitmix64's finaliser over the folded words):
+/// papaya takes the slot from the low bits and the tag from the high bits,
+/// so both must be well mixed (a weaker fold cost ~8% at a million keys in
+/// longer probes).
 #[derive(Default, Clone, Copy)]
-struct IdHasher(u64);
+pub(crate) struct IdHasher(u64);
+
+fn splitmix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
 
 impl Hasher for IdHasher {
     fn write(&mut self, bytes: &[u8]) {
-        let mut a = [0u8; 8];
-        let mut b = [0u8; 8];
-        let n = bytes.len().min(8);
-        a[..n].copy_from_slice(&bytes[..n]);
-        if bytes.len() > 8 {
-            let m = (bytes.len() - 8).min(8);
-            b[..m].copy_from_slice(&bytes[8..8 + m]);
+        // Independent multiplies per 8-byte word (they run in parallel),
+        // then one finaliser.
+        const K: [u64; 4] =
+            [0x9E37_79B9_7F4A_7C15, 0xC2B2_AE3D_27D4_EB4F, 0x1656_67B1_9E37_79F9, 0xD6E8_FEB8_6659_FD93];
+        let mut h = self.0 ^ bytes.len() as u64;
+        for (i, chunk) in bytes.chunks(8).enumerate() {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            h ^= u64::from_le_bytes(w).wrapping_mul(K[i % K.len()]).rotate_left(i as u32 * 17);
         }
-        let mut c = [0u8; 8];
-        if bytes.len() > 16 {
-            let m = (bytes.len() - 16).min(8);
-            c[..m].copy_from_slice(&bytes[16..16 + m]);
-        }
-        let x = u64::from_le_bytes(a) ^ u64::from_le_bytes(b).rotate_left(29) ^ u64::from_le_bytes(c).rotate_left(43);
-        let h = (self.0 ^ x).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = h ^ (h >> 29);
+        self.0 = splitmix(h);
     }
     fn finish(&self) -> u64 {
         self.0
     }
 }
 
-#[derive(Default, Clone, Copy)]
-struct BuildIdHasher;
+/// Builds [`IdHasher`]s (also the cache's hit index hasher).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct BuildIdHasher;
 
 impl BuildHasher for BuildIdHasher {
     type Hasher = IdHasher;
@@ -64,48 +83,120 @@ impl BuildHasher for BuildIdHasher {
     }
 }
 
-/// A record in a shard, hashed and compared by its own id, so the table
-/// holds one pointer per key instead of a copy of the id beside it.
-#[derive(Clone)]
-struct Entry(Arc<KeyRecord>);
+/// Never noted (the value of [`Stored::seen`] before the first use).
+const NEVER: i64 = i64::MIN;
 
-impl std::hash::Hash for Entry {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.id.hash(state);
+/// One record as the store keeps it; the id is the map key.
+///
+/// `repr(C)` with the fields verification reads first: papaya's entry puts
+/// the id just before the value, so the id and the hot fields (about 100
+/// bytes) are contiguous and a verify touches two cache lines of the entry;
+/// what only listings read comes last.
+#[repr(C)]
+struct Stored {
+    pepper_version: u32,
+    status: KeyStatus,
+    kind: KeyKind,
+    expires_at: Option<Timestamp>,
+    last_used_at: Option<Timestamp>,
+    /// When the verifier last handed a use of this key to its last-used
+    /// queue (unix nanos, [`NEVER`] before): see [`RecordView`].
+    seen: AtomicI64,
+    service_account_id: &'static ServiceAccountId,
+    scopes: &'static ScopeSet,
+    digest: Digest,
+    created_at: Timestamp,
+    description: Description,
+    links: ReissueLinks,
+    masked_key: MaskedKey,
+}
+
+impl Clone for Stored {
+    fn clone(&self) -> Self {
+        Self {
+            description: self.description.clone(),
+            created_at: self.created_at,
+            links: self.links,
+            masked_key: self.masked_key,
+            kind: self.kind,
+            status: self.status,
+            pepper_version: self.pepper_version,
+            expires_at: self.expires_at,
+            last_used_at: self.last_used_at,
+            seen: AtomicI64::new(self.seen.load(Ordering::Relaxed)),
+            service_account_id: self.service_account_id,
+            scopes: self.scopes,
+            digest: self.digest,
+        }
     }
 }
 
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.id == other.0.id
+impl Stored {
+    fn from_record(record: KeyRecord) -> (KeyId, Self) {
+        let stored = Self {
+            description: record.description,
+            created_at: record.created_at,
+            links: record.links,
+            masked_key: record.masked_key,
+            kind: record.kind,
+            status: record.status,
+            pepper_version: record.pepper_version,
+            expires_at: record.expires_at,
+            last_used_at: record.last_used_at,
+            seen: AtomicI64::new(NEVER),
+            service_account_id: intern_account(&record.service_account_id),
+            scopes: intern_scopes(&record.scopes),
+            digest: record.digest,
+        };
+        (record.id, stored)
+    }
+
+    fn to_record(&self, id: KeyId) -> KeyRecord {
+        KeyRecord {
+            id,
+            service_account_id: self.service_account_id.clone(),
+            description: self.description.clone(),
+            created_at: self.created_at,
+            last_used_at: self.last_used_at,
+            scopes: self.scopes.clone(),
+            expires_at: self.expires_at,
+            masked_key: self.masked_key,
+            pepper_version: self.pepper_version,
+            digest: self.digest,
+            status: self.status,
+            kind: self.kind,
+            links: self.links,
+        }
+    }
+
+    fn view(&self, id: KeyId) -> RecordView<'_> {
+        RecordView {
+            id,
+            pepper_version: self.pepper_version,
+            digest: &self.digest,
+            status: self.status,
+            kind: self.kind,
+            expires_at: self.expires_at,
+            last_used_at: self.last_used_at,
+            scopes: self.scopes,
+            service_account_id: self.service_account_id,
+            seen: Some(&self.seen),
+        }
     }
 }
 
-impl Eq for Entry {}
+type Map = papaya::HashMap<KeyId, Stored, BuildIdHasher>;
 
-impl std::borrow::Borrow<KeyId> for Entry {
-    fn borrow(&self) -> &KeyId {
-        &self.0.id
-    }
-}
-
-type Shard = HashSet<Entry, BuildIdHasher>;
-
-/// Keeps a value on cache lines of its own (128 bytes: two lines, as the
-/// adjacent-line prefetcher pairs them).
-#[repr(align(128))]
-struct Padded<T>(T);
-
+/// What the writer mutex guards: the indexes only writers use.
 #[derive(Default)]
 struct Index {
-    by_account: BTreeMap<ServiceAccountId, BTreeSet<KeyId>>,
-    scope_sets: HashSet<ScopeSet>,
+    by_account: BTreeMap<&'static ServiceAccountId, BTreeSet<KeyId>>,
+    digests: HashMap<[u8; 32], KeyId>,
 }
 
 /// The in-memory store. Cheap to share behind an `Arc`; data is lost on drop.
 pub struct MemoryStore {
-    shards: Box<[Padded<RwLock<Shard>>]>,
-    digests: RwLock<HashMap<[u8; 32], KeyId>>,
+    keys: Map,
     writer: Mutex<Index>,
     peppers: Mutex<HashMap<u32, Digest>>,
 }
@@ -122,14 +213,6 @@ impl Default for MemoryStore {
     }
 }
 
-fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(PoisonError::into_inner)
-}
-
 fn lock<T>(l: &Mutex<T>) -> MutexGuard<'_, T> {
     l.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -144,16 +227,17 @@ impl MemoryStore {
     /// An empty store sized for about `keys` records.
     #[must_use]
     pub fn with_capacity(keys: usize) -> Self {
-        let per = keys.div_ceil(SHARDS);
-        let shards =
-            (0..SHARDS).map(|_| Padded(RwLock::new(HashSet::with_capacity_and_hasher(per, BuildIdHasher)))).collect();
-        Self { shards, digests: RwLock::default(), writer: Mutex::default(), peppers: Mutex::default() }
+        // Blocking resizes: a resize finishes before writers go on, so a
+        // read never has to look in two tables.
+        let keys =
+            papaya::HashMap::builder().capacity(keys).hasher(BuildIdHasher).resize_mode(ResizeMode::Blocking).build();
+        Self { keys, writer: Mutex::default(), peppers: Mutex::default() }
     }
 
     /// Number of records.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| read(&s.0).len()).sum()
+        self.keys.len()
     }
 
     /// Whether the store is empty.
@@ -163,13 +247,11 @@ impl MemoryStore {
     }
 
     /// The `limit` smallest ids greater than `after`, ascending (for the
-    /// flood shield's loads): one pass over the shards, then a partial sort.
+    /// flood shield's loads): one pass over the index, then a partial sort.
     #[cfg(feature = "cache")]
     pub(crate) fn ids_page(&self, after: Option<KeyId>, limit: usize) -> Vec<KeyId> {
-        let mut ids: Vec<KeyId> = Vec::new();
-        for shard in &*self.shards {
-            ids.extend(read(&shard.0).iter().map(|e| e.0.id).filter(|id| after.is_none_or(|a| *id > a)));
-        }
+        let keys = self.keys.pin();
+        let mut ids: Vec<KeyId> = keys.keys().copied().filter(|id| after.is_none_or(|a| *id > a)).collect();
         if ids.len() > limit && limit > 0 {
             ids.select_nth_unstable(limit - 1);
             ids.truncate(limit);
@@ -178,54 +260,47 @@ impl MemoryStore {
         ids
     }
 
-    fn shard(&self, id: &KeyId) -> &RwLock<Shard> {
-        &self.shards[id.shard(SHARDS)].0
-    }
-
     fn get_now(&self, id: &KeyId) -> Option<Arc<KeyRecord>> {
-        read(self.shard(id)).get(id).map(|e| Arc::clone(&e.0))
-    }
-
-    fn intern(index: &mut Index, mut record: KeyRecord) -> KeyRecord {
-        if let Some(s) = index.scope_sets.get(&record.scopes) {
-            record.scopes = s.clone();
-        } else {
-            index.scope_sets.insert(record.scopes.clone());
-        }
-        if let Some((sa, _)) = index.by_account.get_key_value(&record.service_account_id) {
-            record.service_account_id = sa.clone();
-        }
-        record
+        self.keys.pin().get(id).map(|s| Arc::new(s.to_record(*id)))
     }
 
     fn insert_now(&self, index: &mut Index, record: KeyRecord) -> Result<(), StoreError> {
-        if self.get_now(&record.id).is_some() {
-            return Err(StoreError::Duplicate(record.id));
-        }
         let imported = record.kind == KeyKind::Imported;
-        if imported && read(&self.digests).contains_key(record.digest.as_bytes()) {
+        if self.keys.pin().contains_key(&record.id)
+            || (imported && index.digests.contains_key(record.digest.as_bytes()))
+        {
             return Err(StoreError::Duplicate(record.id));
         }
-        let record = Self::intern(index, record);
-        let id = record.id;
+        let (id, stored) = Stored::from_record(record);
         if imported {
-            write(&self.digests).insert(*record.digest.as_bytes(), id);
+            index.digests.insert(*stored.digest.as_bytes(), id);
         }
-        index.by_account.entry(record.service_account_id.clone()).or_default().insert(id);
-        write(self.shard(&id)).insert(Entry(Arc::new(record)));
+        index.by_account.entry(stored.service_account_id).or_default().insert(id);
+        self.keys.pin().insert(id, stored);
         Ok(())
     }
 
-    fn update<F>(&self, id: &KeyId, f: F) -> Result<(), StoreError>
+    /// Replaces the entry of `id` with `f` applied to a copy of it, in one
+    /// atomic step (retried if the entry changed meanwhile).
+    fn update<F>(&self, id: &KeyId, mut f: F) -> Result<(), StoreError>
     where
-        F: FnOnce(&mut KeyRecord) -> Result<(), StoreError>,
+        F: FnMut(&mut Stored) -> Result<(), StoreError>,
     {
-        let mut shard = write(self.shard(id));
-        let current = shard.get(id).ok_or(StoreError::NotFound(*id))?;
-        let mut updated = KeyRecord::clone(&current.0);
-        f(&mut updated)?;
-        shard.replace(Entry(Arc::new(updated)));
-        Ok(())
+        let map = self.keys.pin();
+        let outcome = map.compute(*id, |current| match current {
+            None => Operation::Abort(StoreError::NotFound(*id)),
+            Some((_, stored)) => {
+                let mut next = stored.clone();
+                match f(&mut next) {
+                    Ok(()) => Operation::Insert(next),
+                    Err(e) => Operation::Abort(e),
+                }
+            }
+        });
+        match outcome {
+            Compute::Aborted(e) => Err(e),
+            _ => Ok(()),
+        }
     }
 
     fn list_now(&self, service_account: &ServiceAccountId, page: PageRequest) -> Page<KeyRecord> {
@@ -248,21 +323,23 @@ impl MemoryStore {
         } else {
             None
         };
-        let items = ids.iter().filter_map(|id| self.get_now(id)).map(|r| KeyRecord::clone(&r)).collect();
+        let map = self.keys.pin();
+        let items = ids.iter().filter_map(|id| map.get(id).map(|s| s.to_record(*id))).collect();
         Page { items, next }
     }
 
     fn delete_now(&self, index: &mut Index, id: &KeyId) -> Result<(), StoreError> {
-        let Some(Entry(r)) = write(self.shard(id)).take(id) else {
+        let map = self.keys.pin();
+        let Some(stored) = map.remove(id) else {
             return Err(StoreError::NotFound(*id));
         };
-        if r.kind == KeyKind::Imported {
-            write(&self.digests).remove(r.digest.as_bytes());
+        if stored.kind == KeyKind::Imported {
+            index.digests.remove(stored.digest.as_bytes());
         }
-        if let Some(set) = index.by_account.get_mut(&r.service_account_id) {
+        if let Some(set) = index.by_account.get_mut(stored.service_account_id) {
             set.remove(id);
             if set.is_empty() {
-                index.by_account.remove(&r.service_account_id);
+                index.by_account.remove(stored.service_account_id);
             }
         }
         Ok(())
@@ -283,7 +360,7 @@ impl KeyStore for MemoryStore {
     }
 
     async fn get_by_digest(&self, digest: &Digest) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        let id = read(&self.digests).get(digest.as_bytes()).copied();
+        let id = lock(&self.writer).digests.get(digest.as_bytes()).copied();
         Ok(id.and_then(|id| self.get_now(&id)))
     }
 
@@ -293,8 +370,8 @@ impl KeyStore for MemoryStore {
 
     async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
         let _index = lock(&self.writer);
-        self.update(id, |r| {
-            r.status = crate::record::KeyStatus::Revoked;
+        self.update(id, |s| {
+            s.status = KeyStatus::Revoked;
             Ok(())
         })
     }
@@ -306,13 +383,30 @@ impl KeyStore for MemoryStore {
 
     async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
         let mut index = lock(&self.writer);
+        // Validate the old key's change before writing anything (writers are
+        // serialised, so only last-used writes can change it meanwhile, and
+        // they cannot make it unreissuable).
         let current = self.get_now(old).ok_or(StoreError::NotFound(*old))?;
-        // Validate the old key's change before writing anything.
-        let mut updated = KeyRecord::clone(&current);
-        apply_reissue(&mut updated, new.id, fate)?;
+        check_reissuable(&current)?;
+        let new_id = new.id;
         self.insert_now(&mut index, new)?;
-        write(self.shard(old)).replace(Entry(Arc::new(updated)));
-        Ok(())
+        // The old key's change is applied to its entry as it is now, in one
+        // atomic step: a concurrent last-used write is kept, not overwritten
+        // by a copy taken before it.
+        let applied = self.update(old, |s| {
+            let mut record = s.to_record(*old);
+            apply_reissue(&mut record, new_id, fate)?;
+            s.links = record.links;
+            s.status = record.status;
+            s.expires_at = record.expires_at;
+            Ok(())
+        });
+        if applied.is_err() {
+            // Cannot happen while writers are serialised; undo the insert
+            // rather than leave half a reissue.
+            let _ = self.delete_now(&mut index, &new_id);
+        }
+        applied
     }
 
     async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
@@ -320,16 +414,29 @@ impl KeyStore for MemoryStore {
     }
 
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
+        let map = self.keys.pin();
         for (id, at) in updates {
-            let mut shard = write(self.shard(id));
-            if let Some(Entry(current)) = shard.get(id)
-                && current.last_used_at.is_none_or(|t| t < *at)
-            {
-                let mut updated = KeyRecord::clone(current);
-                updated.last_used_at = Some(*at);
-                shard.replace(Entry(Arc::new(updated)));
-            }
+            map.compute(*id, |current| match current {
+                Some((_, s)) if s.last_used_at.is_none_or(|t| t < *at) => {
+                    let mut next = s.clone();
+                    next.last_used_at = Some(*at);
+                    Operation::Insert(next)
+                }
+                _ => Operation::Abort(()),
+            });
         }
         Ok(())
+    }
+
+    fn with_record<R, F>(&self, id: &KeyId, visit: F) -> impl Future<Output = Result<R, StoreError>> + Send
+    where
+        R: Send,
+        F: for<'v> FnOnce(Option<RecordView<'v>>) -> R + Send,
+    {
+        let id = *id;
+        async move {
+            let map = self.keys.pin();
+            Ok(visit(map.get(&id).map(|s| s.view(id))))
+        }
     }
 }

@@ -45,6 +45,7 @@ pub(crate) mod redis;
 mod sql;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
+pub(crate) mod view;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -59,8 +60,13 @@ pub use sql::MIGRATIONS_TABLE;
 
 // Crate-internal short paths to the items whose public path is the root.
 pub(crate) use key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
+#[cfg(feature = "cache")]
+pub(crate) use memory::BuildIdHasher;
 #[allow(
     unused_imports,
     reason = "used by the HTTP layer's compile-time checks and by tests, not in every feature set"
 )]
 pub(crate) use memory::MemoryStore;
+pub(crate) use view::RecordView;
+#[cfg(feature = "cache")]
+pub(crate) use view::{intern_account, intern_scopes};
