@@ -303,7 +303,7 @@ async fn fails_closed<S: KeyStore>(store: S) {
         ScopeCatalog::yandex_cloud(),
     )
     .build();
-    let verifier = manager.verifier().build();
+    let verifier = manager.verifier().accept_imported(true).build();
     // A well-formed key of this format: the store is asked by id.
     let key = TokenFormat::default().generate().unwrap();
     let e = verifier.verify(header(&key.secret).as_bytes(), None).await.unwrap_err();
