@@ -35,11 +35,15 @@
 //! subscription is still up, and that load is younger than
 //! [`ShieldConfig::max_age`]. Otherwise (starting, channel down, resync
 //! failing) every lookup goes to the store: the shield never refuses a key
-//! that exists because it may be stale. What remains is the delivery time of
-//! the create message (milliseconds): a key verified on another node within
-//! that window after its creation is refused, as a negative cache entry
-//! would refuse it; and a message lost on a connection that died silently is
-//! repaired by the next resync.
+//! that exists because it may be stale. An id missing from a trusted set is
+//! still checked in the store within a small budget
+//! ([`ShieldConfig::miss_queries_per_sec`], default 10 per second, token
+//! bucket): a key created elsewhere a moment ago, whose announcement is
+//! still on its way (milliseconds), is found and added instead of refused,
+//! while a flood gets at most that many queries per second through. Only a
+//! key first used during a flood, before its announcement arrives, can be
+//! refused (and is accepted once the message arrives); a message lost on a
+//! connection that died silently is repaired by the next resync.
 //!
 //! Deleted ids stay in the set until the next resync (a deleted id costs a
 //! store query, as without the shield).
@@ -108,6 +112,12 @@ pub struct ShieldConfig {
     /// First delay before re-subscribing after the channel fails; doubled
     /// after each failure up to 5 s. Defaults to 100 ms.
     pub reconnect_initial: Duration,
+    /// Unknown ids checked in the store anyway, per second (a token bucket
+    /// holding at most this many): a key created elsewhere a moment ago,
+    /// whose announcement has not arrived yet, is then found instead of
+    /// refused; a flood gets at most this many queries per second through.
+    /// Zero refuses every unknown id. Defaults to 10.
+    pub miss_queries_per_sec: u32,
 }
 
 impl Default for ShieldConfig {
@@ -117,6 +127,7 @@ impl Default for ShieldConfig {
             max_age: Duration::from_secs(180),
             page: 10_000,
             reconnect_initial: Duration::from_millis(100),
+            miss_queries_per_sec: 10,
         }
     }
 }
@@ -143,6 +154,13 @@ impl ShieldConfig {
         self
     }
 
+    /// Sets [`ShieldConfig::miss_queries_per_sec`].
+    #[must_use]
+    pub fn miss_queries_per_sec(mut self, n: u32) -> Self {
+        self.miss_queries_per_sec = n;
+        self
+    }
+
     /// Sets [`ShieldConfig::reconnect_initial`].
     #[must_use]
     pub fn reconnect_initial(mut self, delay: Duration) -> Self {
@@ -161,6 +179,9 @@ pub struct ShieldStats {
     pub ids: usize,
     /// Lookups refused without a store query.
     pub refused: u64,
+    /// Lookups of ids missing from the set that were checked in the store
+    /// anyway (within [`ShieldConfig::miss_queries_per_sec`]).
+    pub miss_queries: u64,
     /// Lookups passed to the store while not trusted.
     pub untrusted_lookups: u64,
     /// Completed loads.
@@ -219,10 +240,14 @@ struct State {
     loads: AtomicU64,
     load_failures: AtomicU64,
     heard: AtomicU64,
+    miss_queries: AtomicU64,
+    /// Tokens for checking unknown ids in the store, and when last refilled.
+    miss_budget: std::sync::Mutex<(f64, Instant)>,
 }
 
 impl State {
     fn new(config: ShieldConfig, disabled: bool) -> Self {
+        let burst = f64::from(config.miss_queries_per_sec);
         Self {
             members: RwLock::new(Members { set: Set::default(), heard_during_load: None }),
             keys: RandomState::new(),
@@ -239,6 +264,26 @@ impl State {
             loads: AtomicU64::new(0),
             load_failures: AtomicU64::new(0),
             heard: AtomicU64::new(0),
+            miss_queries: AtomicU64::new(0),
+            miss_budget: std::sync::Mutex::new((burst, Instant::now())),
+        }
+    }
+
+    /// Takes one token of the unknown-id budget, if any is left.
+    fn take_miss_token(&self) -> bool {
+        let rate = f64::from(self.config.miss_queries_per_sec);
+        if rate <= 0.0 {
+            return false;
+        }
+        let mut b = self.miss_budget.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        b.0 = (b.0 + now.saturating_duration_since(b.1).as_secs_f64() * rate).min(rate);
+        b.1 = now;
+        if b.0 >= 1.0 {
+            b.0 -= 1.0;
+            true
+        } else {
+            false
         }
     }
 
@@ -317,6 +362,7 @@ impl State {
             loads: self.loads.load(Ordering::Relaxed),
             load_failures: self.load_failures.load(Ordering::Relaxed),
             heard: self.heard.load(Ordering::Relaxed),
+            miss_queries: self.miss_queries.load(Ordering::Relaxed),
         }
     }
 }
@@ -457,6 +503,47 @@ async fn listen<B: InvalidationBus>(bus: B, state: Arc<State>) {
     }
 }
 
+/// What the shield does with a lookup by id.
+enum Gate {
+    /// An id no node issued, while the set is trusted and the miss budget
+    /// is spent: refused without a store query.
+    Refuse,
+    /// Not in the set, but within the miss budget: asked (it may have been
+    /// created elsewhere a moment ago).
+    Miss,
+    /// In the set, or the set is not trusted: asked as usual.
+    Pass,
+}
+
+impl<S: KeyStore> ShieldedStore<S> {
+    fn gate(&self, id: &KeyId) -> Gate {
+        if !self.state.trusted() {
+            self.state.untrusted_lookups.fetch_add(1, Ordering::Relaxed);
+            return Gate::Pass;
+        }
+        if self.state.contains(id) {
+            return Gate::Pass;
+        }
+        if self.state.take_miss_token() {
+            self.state.miss_queries.fetch_add(1, Ordering::Relaxed);
+            Gate::Miss
+        } else {
+            self.state.refused.fetch_add(1, Ordering::Relaxed);
+            Gate::Refuse
+        }
+    }
+
+    /// A lookup of an id the set lacks; a hit (created elsewhere, its
+    /// announcement still on its way) joins the set.
+    async fn miss(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        let found = self.inner.get(id).await?;
+        if found.is_some() {
+            self.state.add(id);
+        }
+        Ok(found)
+    }
+}
+
 impl<S: KeyStore> KeyStore for ShieldedStore<S> {
     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
         // Before the write: the id is never in the store without being in
@@ -466,15 +553,11 @@ impl<S: KeyStore> KeyStore for ShieldedStore<S> {
     }
 
     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        if self.state.trusted() {
-            if !self.state.contains(id) {
-                self.state.refused.fetch_add(1, Ordering::Relaxed);
-                return Ok(None);
-            }
-        } else {
-            self.state.untrusted_lookups.fetch_add(1, Ordering::Relaxed);
+        match self.gate(id) {
+            Gate::Refuse => Ok(None),
+            Gate::Miss => self.miss(id).await,
+            Gate::Pass => self.inner.get(id).await,
         }
-        self.inner.get(id).await
     }
 
     fn get_by_digest(
@@ -517,22 +600,19 @@ impl<S: KeyStore> KeyStore for ShieldedStore<S> {
         self.inner.pepper_fingerprint(version, proposed)
     }
 
-    /// The same shield as [`ShieldedStore::get`], then the inner store's
-    /// lending lookup (so a cache's lock-free hit path stays in use).
+    /// The same shield as [`ShieldedStore::get`] (its miss budget included),
+    /// then the inner store's lending lookup, so a cache's lock-free hit
+    /// path stays in use behind the shield.
     async fn with_record<R, F>(&self, id: &KeyId, visit: F) -> Result<R, StoreError>
     where
         R: Send,
         F: for<'v> FnOnce(Option<crate::RecordView<'v>>) -> R + Send,
     {
-        if self.state.trusted() {
-            if !self.state.contains(id) {
-                self.state.refused.fetch_add(1, Ordering::Relaxed);
-                return Ok(visit(None));
-            }
-        } else {
-            self.state.untrusted_lookups.fetch_add(1, Ordering::Relaxed);
+        match self.gate(id) {
+            Gate::Refuse => Ok(visit(None)),
+            Gate::Miss => Ok(visit(self.miss(id).await?.as_deref().map(crate::RecordView::of))),
+            Gate::Pass => self.inner.with_record(id, visit).await,
         }
-        self.inner.with_record(id, visit).await
     }
 }
 
