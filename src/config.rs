@@ -291,7 +291,6 @@ fn not_compiled(backend: Backend) -> SetupError {
     SetupError::NotCompiled { backend, feature }
 }
 
-
 /// The database file a SQLite URL names, as the driver reads it
 /// (percent-decoding included); `None` for an in-memory database.
 ///

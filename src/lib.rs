@@ -17,6 +17,7 @@ pub mod http;
 mod last_used;
 mod manager;
 mod record;
+pub mod scan;
 mod scope;
 mod secret;
 #[cfg(feature = "cache")]

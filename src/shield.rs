@@ -87,7 +87,11 @@ pub trait KeyIds: Send + Sync + 'static {
     /// Ids greater than `after` (from the start when `None`), in ascending
     /// order: at least `limit` of them unless none are left (a shorter page
     /// is the last; a store may return more than `limit`).
-    fn ids_after(&self, after: Option<KeyId>, limit: u32) -> impl Future<Output = Result<Vec<KeyId>, StoreError>> + Send;
+    fn ids_after(
+        &self,
+        after: Option<KeyId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<KeyId>, StoreError>> + Send;
 }
 
 /// Shield settings. Every field has a safe default.
@@ -355,7 +359,11 @@ impl<S> ShieldedStore<S> {
     /// write without a channel, such as a shared SQLite file).
     #[must_use]
     pub fn disabled(inner: S) -> Self {
-        Self { inner: Arc::new(inner), state: Arc::new(State::new(ShieldConfig::default(), true)), _tasks: Tasks(vec![]) }
+        Self {
+            inner: Arc::new(inner),
+            state: Arc::new(State::new(ShieldConfig::default(), true)),
+            _tasks: Tasks(vec![]),
+        }
     }
 
     /// The store behind the shield.
@@ -438,7 +446,10 @@ impl<S: KeyStore> KeyStore for ShieldedStore<S> {
         self.inner.get(id).await
     }
 
-    fn get_by_digest(&self, digest: &Digest) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
+    fn get_by_digest(
+        &self,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
         self.inner.get_by_digest(digest)
     }
 
@@ -469,19 +480,31 @@ impl<S: KeyStore> KeyStore for ShieldedStore<S> {
 }
 
 impl<S: KeyIds> KeyIds for ShieldedStore<S> {
-    fn ids_after(&self, after: Option<KeyId>, limit: u32) -> impl Future<Output = Result<Vec<KeyId>, StoreError>> + Send {
+    fn ids_after(
+        &self,
+        after: Option<KeyId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<KeyId>, StoreError>> + Send {
         self.inner.ids_after(after, limit)
     }
 }
 
 impl<S: KeyIds> KeyIds for Arc<S> {
-    fn ids_after(&self, after: Option<KeyId>, limit: u32) -> impl Future<Output = Result<Vec<KeyId>, StoreError>> + Send {
+    fn ids_after(
+        &self,
+        after: Option<KeyId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<KeyId>, StoreError>> + Send {
         (**self).ids_after(after, limit)
     }
 }
 
 impl<S: KeyStore + KeyIds> KeyIds for crate::store::CachedStore<S> {
-    fn ids_after(&self, after: Option<KeyId>, limit: u32) -> impl Future<Output = Result<Vec<KeyId>, StoreError>> + Send {
+    fn ids_after(
+        &self,
+        after: Option<KeyId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<KeyId>, StoreError>> + Send {
         self.inner().ids_after(after, limit)
     }
 }

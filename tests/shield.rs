@@ -12,8 +12,8 @@ use std::time::Duration;
 use api_keys::shield::{KeyIds, ShieldConfig, ShieldedStore};
 use api_keys::store::{BusError, CachedStore, InvalidationBus, InvalidationSubscription, MemoryBus};
 use api_keys::{
-    CreateRequest, Digest, KeyId, KeyManager, KeyRecord, KeyStore, MemoryStore, OldKeyFate, Page, PageRequest,
-    Pepper, Peppers, ScopeCatalog, ServiceAccountId, StoreError, Timestamp, TokenFormat, Verifier, VerifyError,
+    CreateRequest, Digest, KeyId, KeyManager, KeyRecord, KeyStore, MemoryStore, OldKeyFate, Page, PageRequest, Pepper,
+    Peppers, ScopeCatalog, ServiceAccountId, StoreError, Timestamp, TokenFormat, Verifier, VerifyError,
 };
 
 /// A store that counts `get`s (store queries) and can fail `ids_after`.
@@ -123,7 +123,11 @@ async fn an_untrusted_shield_asks_the_store_and_never_refuses_an_existing_key() 
     let early = manager(Arc::clone(&counting)).create(CreateRequest::new("early")).await.unwrap();
     // Loads fail from the start: the shield is never trusted.
     counting.fail_ids.store(true, Ordering::SeqCst);
-    let config = ShieldConfig { resync_every: Duration::from_millis(20), max_age: Duration::from_millis(200), ..ShieldConfig::default() };
+    let config = ShieldConfig {
+        resync_every: Duration::from_millis(20),
+        max_age: Duration::from_millis(200),
+        ..ShieldConfig::default()
+    };
     let store = Arc::new(ShieldedStore::local(Arc::clone(&counting), config).unwrap());
     let verifier = Verifier::builder(Arc::clone(&store), peppers()).build();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -213,7 +217,11 @@ async fn ids_heard_on_the_bus_are_accepted_and_a_lost_channel_turns_the_shield_o
         cut: Arc::new(tokio::sync::watch::channel(0).0),
         down: Arc::new(AtomicBool::new(false)),
     };
-    let config = ShieldConfig { resync_every: Duration::from_secs(3600), reconnect_initial: Duration::from_millis(10), ..ShieldConfig::default() };
+    let config = ShieldConfig {
+        resync_every: Duration::from_secs(3600),
+        reconnect_initial: Duration::from_millis(10),
+        ..ShieldConfig::default()
+    };
     let node = Arc::new(ShieldedStore::with_bus(Arc::clone(&shared), config, bus.clone()).unwrap());
     node.wait_trusted().await;
     let verifier = Verifier::builder(Arc::clone(&node), peppers()).build();
@@ -307,8 +315,7 @@ mod backends {
         lists_its_ids(store).await;
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE"))).execute(&pool).await.unwrap();
 
-        let redis =
-            std::env::var("API_KEYS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let redis = std::env::var("API_KEYS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
         let prefix = unique("shield-ids");
         let store = config::open_store(&format!("{redis}?prefix={prefix}")).await.unwrap();
         lists_its_ids(store.clone()).await;

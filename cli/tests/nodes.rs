@@ -204,12 +204,11 @@ fn kill_listeners(backend: Backend, base: &str, n: &Server) -> usize {
             Backend::Postgres => {
                 use sqlx::Connection as _;
                 let mut admin = sqlx::PgConnection::connect(base).await.unwrap();
-                let rows: Vec<(i32, Option<i32>)> = sqlx::query_as(
-                    "SELECT pid, client_port FROM pg_stat_activity WHERE query ILIKE 'LISTEN%'",
-                )
-                .fetch_all(&mut admin)
-                .await
-                .unwrap();
+                let rows: Vec<(i32, Option<i32>)> =
+                    sqlx::query_as("SELECT pid, client_port FROM pg_stat_activity WHERE query ILIKE 'LISTEN%'")
+                        .fetch_all(&mut admin)
+                        .await
+                        .unwrap();
                 let mut killed = 0;
                 for (pid, port) in rows {
                     let ours = port.and_then(|p| u16::try_from(p).ok()).is_some_and(|p| ports.contains(&p));

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use api_keys::shield::KeyIds;
-use api_keys::{Digest, KeyId, KeyRecord, KeyStore, OldKeyFate, Page, PageRequest, ServiceAccountId, StoreError, Timestamp};
+use api_keys::{
+    Digest, KeyId, KeyRecord, KeyStore, OldKeyFate, Page, PageRequest, ServiceAccountId, StoreError, Timestamp,
+};
 
 /// A store that counts its `get` and `get_by_digest` calls.
 #[derive(Debug)]
@@ -43,7 +45,10 @@ impl<S: KeyStore> KeyStore for Metered<S> {
         self.inner.get(id)
     }
 
-    fn get_by_digest(&self, digest: &Digest) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
+    fn get_by_digest(
+        &self,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
         self.count();
         self.inner.get_by_digest(digest)
     }
@@ -64,7 +69,12 @@ impl<S: KeyStore> KeyStore for Metered<S> {
         self.inner.delete(id)
     }
 
-    fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> impl Future<Output = Result<(), StoreError>> + Send {
+    fn reissue(
+        &self,
+        old: &KeyId,
+        new: KeyRecord,
+        fate: OldKeyFate,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.inner.reissue(old, new, fate)
     }
 
@@ -74,7 +84,11 @@ impl<S: KeyStore> KeyStore for Metered<S> {
 }
 
 impl<S: KeyIds> KeyIds for Metered<S> {
-    fn ids_after(&self, after: Option<KeyId>, limit: u32) -> impl Future<Output = Result<Vec<KeyId>, StoreError>> + Send {
+    fn ids_after(
+        &self,
+        after: Option<KeyId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<KeyId>, StoreError>> + Send {
         self.inner.ids_after(after, limit)
     }
 }

@@ -46,14 +46,24 @@ impl Metrics {
             .and_then(PrometheusBuilder::install_recorder)
             .map_err(|e| Failure::new(OTHER, format!("cannot set up metrics: {e}")))?;
         metrics::describe_counter!("keyctl_authorize_requests_total", "/v1/authorize answers by outcome class");
-        metrics::describe_histogram!("keyctl_authorize_seconds", metrics::Unit::Seconds, "time to answer /v1/authorize");
+        metrics::describe_histogram!(
+            "keyctl_authorize_seconds",
+            metrics::Unit::Seconds,
+            "time to answer /v1/authorize"
+        );
         metrics::describe_counter!("keyctl_key_lookups_total", "key lookups made by the verifier");
         metrics::describe_counter!("keyctl_store_queries_total", "key lookups that reached the store");
         metrics::describe_counter!("keyctl_cache_hits_total", "key lookups answered from the cache");
         metrics::describe_counter!("keyctl_cache_misses_total", "key lookups the cache passed to the store");
-        metrics::describe_counter!("keyctl_invalidations_received_total", "key ids received on the invalidation channel");
+        metrics::describe_counter!(
+            "keyctl_invalidations_received_total",
+            "key ids received on the invalidation channel"
+        );
         metrics::describe_gauge!("keyctl_invalidation_connected", "1 while the invalidation subscription is up");
-        metrics::describe_counter!("keyctl_shield_refused_total", "unknown ids refused by the flood shield without a query");
+        metrics::describe_counter!(
+            "keyctl_shield_refused_total",
+            "unknown ids refused by the flood shield without a query"
+        );
         metrics::describe_gauge!("keyctl_shield_trusted", "1 while the flood shield refuses unknown ids");
         metrics::describe_gauge!("keyctl_shield_ids", "ids in the flood shield's membership set");
         Ok(Self { handle })

@@ -64,7 +64,10 @@ pub(crate) fn listen_address(flag: Option<String>) -> Result<SocketAddr, Failure
     };
     text.trim().parse().map_err(|_| {
         let shown: String = text.chars().take(64).collect();
-        Failure::new(BAD_INPUT, format!("{from}: `{shown}` is not a listen address; expected IP:PORT, e.g. 127.0.0.1:8080"))
+        Failure::new(
+            BAD_INPUT,
+            format!("{from}: `{shown}` is not a listen address; expected IP:PORT, e.g. 127.0.0.1:8080"),
+        )
     })
 }
 
@@ -90,9 +93,8 @@ pub(crate) async fn run(node: Node, addr: SocketAddr) -> Result<(), Failure> {
     let app = Arc::new(App { verifier: Arc::clone(&verifier), node: Arc::clone(&node), metrics, probe });
     let router = router(Arc::clone(&app), node.catalog());
 
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| Failure::new(OTHER, format!("cannot listen on {addr}: {e}")))?;
+    let listener =
+        TcpListener::bind(addr).await.map_err(|e| Failure::new(OTHER, format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr().map_err(|e| Failure::new(OTHER, format!("cannot listen on {addr}: {e}")))?;
     eprintln!("keyctl: listening on {local} ({})", node.describe());
 

@@ -56,7 +56,9 @@ impl CacheSettings {
         };
         let duration = |name: &str, default: Duration| match env::var(name) {
             None => Ok(default),
-            Some(text) => crate::parse_duration(text.trim()).map_err(|e| Failure::new(BAD_INPUT, format!("{name}: {e}"))),
+            Some(text) => {
+                crate::parse_duration(text.trim()).map_err(|e| Failure::new(BAD_INPUT, format!("{name}: {e}")))
+            }
         };
         let ttl = duration(CACHE_TTL_VAR, defaults.fresh_ttl)?;
         let max_staleness = duration(CACHE_MAX_STALENESS_VAR, defaults.max_staleness)?;
@@ -96,7 +98,12 @@ impl Node {
     ///
     /// # Errors
     /// [`crate::UNAVAILABLE`] when the channel cannot be set up.
-    pub(crate) async fn new(store: AnyStore, url: &str, peppers: Peppers, cache: CacheSettings) -> Result<Self, Failure> {
+    pub(crate) async fn new(
+        store: AnyStore,
+        url: &str,
+        peppers: Peppers,
+        cache: CacheSettings,
+    ) -> Result<Self, Failure> {
         let bus = store.invalidation_bus(url).await.map_err(|e| setup_failure(&e))?;
         let channel = bus.as_ref().map(|b| b.channel_name().to_owned());
         let store_queries = Arc::new(AtomicU64::new(0));
@@ -165,7 +172,9 @@ impl Node {
         match &self.channel {
             None => format!("store: {backend}, no cache, no flood shield"),
             Some(channel) if config.is_disabled() => {
-                format!("store: {backend}, cache off ({CACHE_VAR}=off), flood shield on, invalidation channel {channel}")
+                format!(
+                    "store: {backend}, cache off ({CACHE_VAR}=off), flood shield on, invalidation channel {channel}"
+                )
             }
             Some(channel) => format!(
                 "store: {backend}, cache ttl {:?}, max staleness {:?}, flood shield on, invalidation channel {channel}",
