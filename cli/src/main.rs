@@ -15,6 +15,7 @@
 //! | `reissue ID [--grace 1h]` | a new secret for the same owner, scopes and expiry; the old key is revoked now (`--grace 0`, the default) or stays valid for the grace period (`30s`, `10m`, `1h`, `2d`) |
 //! | `list-scopes` | the scope catalog |
 //! | `import --service-account-id ID [--description D] [--scopes a,b] [--expires-at T]` | stores the digest of an existing secret read from stdin (one trailing newline trimmed; never echoed) |
+//! | `scan PATH… [--all] [--check] [--revoke [--yes]]` | finds leaked keys in files, folders (`.gitignore` respected unless `--all`) and stdin (`-`); prints `path:line:column  key-id  masked`, never a secret; exit 0 none found, 1 found, 2 bad input ([`scan`]) |
 //! | `verify [--header VALUE] [--scope S]` | checks an `Authorization` header value (from stdin unless `--header`); exit 0 and the key's id, service account and scopes when valid |
 //!
 //! `--format yaml|json|table` chooses the output; the default is `table` for
@@ -50,6 +51,7 @@
 mod env;
 mod pepper;
 mod render;
+mod scan;
 mod serve;
 
 use std::error::Error;
@@ -207,6 +209,14 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Find leaked keys in files, folders and stdin (`-`); exit 0 when none are found, 1 when
+    /// keys are found, 2 on bad input.
+    ///
+    /// Prints `path:line:column  key-id  masked` per key (never the secret), or JSON with
+    /// --format json. .gitignore and .ignore are respected unless --all; binary files are
+    /// skipped. --check adds each key's status from the store (active, expired, revoked,
+    /// unknown); --revoke revokes the found keys that are ours, after printing them.
+    Scan(scan::ScanArgs),
     /// Check an `Authorization` header value; exit 0 if the key is valid.
     ///
     /// Reads the value (`Api-Key <key>`) from stdin unless --header is given
@@ -426,6 +436,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         return emit(render::scopes(format, ScopeCatalog::yandex_cloud().list()));
     }
     let url = database_url(cli.database_url);
+    if let Command::Scan(args) = cli.command {
+        return scan::run(args, cli.format, &url).await;
+    }
     if let Command::Serve { listen } = cli.command {
         let addr = serve::listen_address(listen)?;
         let cache = serve::CacheSettings::from_env()?;
@@ -537,7 +550,9 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
             }
         }
         Command::ListScopes => return emit(render::scopes(format, ScopeCatalog::yandex_cloud().list())),
-        Command::Serve { .. } => return Err(Failure::new(OTHER, "serve is not a key-management command")),
+        Command::Serve { .. } | Command::Scan(_) => {
+            return Err(Failure::new(OTHER, "serve and scan are not key-management commands"));
+        }
     }
     Ok(())
 }
