@@ -49,7 +49,7 @@ pub use bus::{AnyBus, AnySubscription};
 #[non_exhaustive]
 pub enum SetupError {
     /// The URL's scheme names no supported store.
-    #[error("database URL scheme `{scheme}` is not sqlite:, postgres:, postgresql: or redis:")]
+    #[error("database URL scheme `{scheme}` is not memory:, sqlite:, postgres:, postgresql: or redis:")]
     UnsupportedScheme {
         /// The scheme (at most 16 characters, ASCII letters, digits, `+-.`).
         scheme: String,
@@ -89,6 +89,9 @@ impl SetupError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Backend {
+    /// `memory:` — a [`crate::MemoryStore`] that lives as long as the
+    /// process (demos, tests, benchmarks).
+    Memory,
     /// `sqlite:…`
     Sqlite,
     /// `postgres://…` or `postgresql://…`
@@ -105,6 +108,7 @@ impl Backend {
     pub fn of(url: &str) -> Result<Self, SetupError> {
         let scheme = url.split_once(':').map_or("", |(s, _)| s);
         match scheme.to_ascii_lowercase().as_str() {
+            "memory" => Ok(Self::Memory),
             "sqlite" => Ok(Self::Sqlite),
             "postgres" | "postgresql" => Ok(Self::Postgres),
             "redis" | "rediss" => Ok(Self::Redis),
@@ -112,10 +116,11 @@ impl Backend {
         }
     }
 
-    /// `"SQLite"`, `"PostgreSQL"` or `"Redis"`.
+    /// `"memory"`, `"SQLite"`, `"PostgreSQL"` or `"Redis"`.
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
+            Self::Memory => "memory",
             Self::Sqlite => "SQLite",
             Self::Postgres => "PostgreSQL",
             Self::Redis => "Redis",
@@ -163,12 +168,14 @@ fn take_param(url: &str, name: &str) -> Result<(String, Option<String>), SetupEr
     Ok((url, value))
 }
 
-/// One of the persistent stores, chosen at run time from a URL by
-/// [`open_store`]. Implements [`KeyStore`] by delegating to the store it
-/// holds.
+/// One of the stores, chosen at run time from a URL by [`open_store`].
+/// Implements [`KeyStore`] by delegating to the store it holds. Cheap to
+/// clone (clones share the store).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum AnyStore {
+    /// Process memory: gone when the last clone is dropped.
+    Memory(Arc<crate::store::MemoryStore>),
     /// A SQLite database.
     #[cfg(feature = "sqlite")]
     #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
@@ -188,6 +195,7 @@ impl AnyStore {
     #[must_use]
     pub fn backend(&self) -> Backend {
         match self {
+            Self::Memory(_) => Backend::Memory,
             #[cfg(feature = "sqlite")]
             Self::Sqlite(_) => Backend::Sqlite,
             #[cfg(feature = "postgres")]
@@ -202,6 +210,7 @@ impl AnyStore {
 macro_rules! delegate {
     ($self:ident, $s:ident => $call:expr) => {
         match $self {
+            AnyStore::Memory($s) => $call.await,
             #[cfg(feature = "sqlite")]
             AnyStore::Sqlite($s) => $call.await,
             #[cfg(feature = "postgres")]
@@ -242,6 +251,7 @@ impl KeyStore for AnyStore {
 /// Opens (and migrates) the store `url` names, with the store's default
 /// timeouts:
 ///
+/// - `memory:` — a new, empty [`crate::MemoryStore`];
 /// - `sqlite:path` / `sqlite://path[?mode=rwc]` — [`crate::SqliteStore`]; the
 ///   file is created if missing;
 /// - `postgres://…` / `postgresql://…[?schema=NAME]` — [`crate::PostgresStore`];
@@ -255,6 +265,7 @@ pub async fn open_store(url: &str) -> Result<AnyStore, SetupError> {
     let backend = Backend::of(url)?;
     let store_error = |source| SetupError::Store { backend, source };
     match backend {
+        Backend::Memory => Ok(AnyStore::Memory(Arc::new(crate::store::MemoryStore::new()))),
         #[cfg(feature = "sqlite")]
         Backend::Sqlite => crate::store::SqliteStore::connect(url).await.map(AnyStore::Sqlite).map_err(store_error),
         #[cfg(feature = "postgres")]
@@ -284,6 +295,7 @@ pub async fn open_store(url: &str) -> Result<AnyStore, SetupError> {
 #[cfg_attr(all(feature = "sqlite", feature = "postgres", feature = "redis"), allow(dead_code))]
 fn not_compiled(backend: Backend) -> SetupError {
     let feature = match backend {
+        Backend::Memory => "",
         Backend::Sqlite => "sqlite",
         Backend::Postgres => "postgres",
         Backend::Redis => "redis",
@@ -332,7 +344,11 @@ mod tests {
         assert_eq!(Backend::of("PostgreSQL://u@h/db").unwrap(), Backend::Postgres);
         assert_eq!(Backend::of("redis://127.0.0.1").unwrap(), Backend::Redis);
         let e = Backend::of("mysql://root:hunter2@h/db").unwrap_err();
-        assert_eq!(e.to_string(), "database URL scheme `mysql` is not sqlite:, postgres:, postgresql: or redis:");
+        assert_eq!(
+            e.to_string(),
+            "database URL scheme `mysql` is not memory:, sqlite:, postgres:, postgresql: or redis:"
+        );
+        assert_eq!(Backend::of("memory:").unwrap(), Backend::Memory);
         // No scheme: nothing of the value is echoed.
         let e = Backend::of("hunter2hunter2").unwrap_err().to_string();
         assert!(!e.contains("hunter2"), "{e}");

@@ -445,7 +445,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         let (store, peppers) = open_store(&url, true).await?;
         let peppers = peppers.ok_or_else(|| Failure::new(BAD_INPUT, "no pepper configured"))?;
         let node = serve::Node::new(store, &url, peppers, cache).await?;
+        node.print_demo_key().await?;
         return serve::run(node, addr).await;
+    }
+    if config::Backend::of(&url).map_err(|e| setup_failure(&e))? == config::Backend::Memory {
+        return Err(Failure::new(
+            BAD_INPUT,
+            "the memory: store lives only inside `keyctl serve` (which prints a demo key); \
+             other commands need sqlite:, postgres: or redis:",
+        ));
     }
     let cx = Context::open(&url, cli.command.needs_pepper()).await?;
     let result = command(cli.command, format, &cx).await;

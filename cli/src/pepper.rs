@@ -144,6 +144,8 @@ pub(crate) enum PepperSource {
     File(PathBuf),
     /// A pepper file created just now: tell the operator to keep it safe.
     Created(PathBuf),
+    /// Made for a `memory:` store, which has nothing to keep it beside.
+    Ephemeral,
 }
 
 /// The pepper set for a store, and where it came from.
@@ -156,7 +158,8 @@ pub(crate) struct LoadedPeppers {
 }
 
 /// The pepper for the store at `database_url`: `API_KEYS_PEPPER` if set,
-/// otherwise (SQLite only) the pepper file beside the database, created
+/// otherwise a new one for a `memory:` store, otherwise (SQLite only) the
+/// pepper file beside the database, created
 /// with mode 0600 if neither exists yet. Call it before [`open_store`], which
 /// creates the SQLite file.
 ///
@@ -173,6 +176,11 @@ pub(crate) fn load_peppers(database_url: &str, settings: &PepperSettings) -> Res
         return Ok(LoadedPeppers { peppers: Peppers::single(pepper), source: PepperSource::Environment });
     }
     let backend = Backend::of(database_url)?;
+    if backend == Backend::Memory {
+        // The keys live and die with the process: so may the pepper.
+        let pepper = Pepper::generate(version)?;
+        return Ok(LoadedPeppers { peppers: Peppers::single(pepper), source: PepperSource::Ephemeral });
+    }
     if backend != Backend::Sqlite {
         return Err(PepperSetupError::PepperRequired { backend });
     }

@@ -247,3 +247,20 @@ fn a_flood_of_forged_keys_barely_reaches_postgres() {
     assert!(waited.is_some(), "a key created after start was refused:\n{}", server.log());
     server.stop();
 }
+
+#[test]
+fn a_memory_node_prints_a_demo_key_and_other_commands_refuse_memory() {
+    let k = Keyctl::new();
+    let server = Server::start(&k, "memory:", &[]);
+    let out = server.stdout();
+    let demo = out.lines().find_map(|l| l.strip_prefix("demo-key: ")).unwrap_or_else(|| panic!("{out}"));
+    let r = server.authorize(Some(demo), Some("yc.monitoring.read"));
+    assert_eq!((r.status, r.header("x-service-account-id")), (200, Some("demo-robot")), "{r:?}");
+    assert_eq!(server.authorize(Some(&forged_key()), None).status, 401);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let log = server.stop();
+    assert!(!log.contains(demo), "{log}");
+    assert!(!k.path("api-keys.db").exists());
+    let r = k.keyctl(&["--database-url", "memory:", "list", "--service-account-id", "x"]);
+    assert!(r.expect(2).stderr.contains("only inside `keyctl serve`"), "{}", r.stderr);
+}

@@ -99,7 +99,8 @@ impl AnyStore {
     /// PostgreSQL `LISTEN`/`NOTIFY` on `api_keys_invalidations` for the
     /// `public` schema and `ak_<schema>` (cut to 63 characters) for others;
     /// Redis pub/sub on `<prefix>:invalidations`. `None` for SQLite, which
-    /// has no channel (one node, or every node reads the file itself).
+    /// has no channel (one node, or every node reads the file itself), and
+    /// for memory, which only this process sees.
     ///
     /// `url` must be the URL the store was opened with (the Redis bus makes
     /// its own subscribing connections from it).
@@ -110,6 +111,7 @@ impl AnyStore {
     pub async fn invalidation_bus(&self, url: &str) -> Result<Option<AnyBus>, SetupError> {
         let _ = url;
         match self {
+            Self::Memory(_) => Ok(None),
             #[cfg(feature = "sqlite")]
             Self::Sqlite(_) => Ok(None),
             #[cfg(feature = "postgres")]

@@ -107,6 +107,7 @@ impl KeyIds for crate::store::RedisStore {
 impl KeyIds for crate::config::AnyStore {
     async fn ids_after(&self, after: Option<KeyId>, limit: u32) -> Result<Vec<KeyId>, StoreError> {
         match self {
+            Self::Memory(s) => s.ids_after(after, limit).await,
             #[cfg(feature = "sqlite")]
             Self::Sqlite(s) => s.ids_after(after, limit).await,
             #[cfg(feature = "postgres")]

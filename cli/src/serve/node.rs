@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use api_keys::config::AnyStore;
+use api_keys::config::{AnyStore, Backend};
 use api_keys::shield::{ShieldConfig, ShieldStats, ShieldedStore};
 use api_keys::store::{CacheConfig, CachedStore};
 use api_keys::{KeyId, KeyStore, Peppers, ScopeCatalog, StoreError, Verifier};
@@ -105,6 +105,7 @@ impl Node {
         cache: CacheSettings,
     ) -> Result<Self, Failure> {
         let bus = store.invalidation_bus(url).await.map_err(|e| setup_failure(&e))?;
+        let backend = store.backend();
         let channel = bus.as_ref().map(|b| b.channel_name().to_owned());
         let store_queries = Arc::new(AtomicU64::new(0));
         let lookups = Arc::new(AtomicU64::new(0));
@@ -114,6 +115,11 @@ impl Node {
             Some(bus) => {
                 let cached = CachedStore::with_bus(counted, cache.config(), bus.clone()).map_err(bus_error)?;
                 ShieldedStore::with_bus(cached, ShieldConfig::default(), bus).map_err(bus_error)?
+            }
+            // Memory: only this process writes it.
+            None if backend == Backend::Memory => {
+                ShieldedStore::local(CachedStore::new(counted, CacheConfig::disabled()), ShieldConfig::default())
+                    .map_err(bus_error)?
             }
             // SQLite: other processes write the file with no channel, so
             // nothing is cached and no membership set could stay current.
@@ -165,11 +171,36 @@ impl Node {
         }
     }
 
+    /// For a `memory:` store (empty, and written by no other program),
+    /// creates a key with the catalog's default scopes plus
+    /// `yc.monitoring.manage` and prints `demo-key: <key>` on stdout, the
+    /// only line `keyctl serve` prints there.
+    ///
+    /// # Errors
+    /// [`crate::OTHER`] if the key cannot be made or printed.
+    pub(crate) async fn print_demo_key(&self) -> Result<(), Failure> {
+        use std::io::Write as _;
+        if self.backend_store().backend() != Backend::Memory {
+            return Ok(());
+        }
+        let manager = api_keys::KeyManager::builder(Arc::clone(&self.store), self.peppers.clone(), self.catalog.clone())
+            .build();
+        let mut scopes: Vec<String> = self.catalog.defaults().iter().map(|s| s.as_str().to_owned()).collect();
+        scopes.push("yc.monitoring.manage".to_owned());
+        let request = api_keys::CreateRequest::new("demo-robot").description("keyctl serve memory: demo key").scopes(scopes);
+        let created = manager.create(request).await.map_err(|e| Failure::new(crate::OTHER, crate::chain(&e)))?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "demo-key: {}", created.secret.expose_secret())
+            .and_then(|()| out.flush())
+            .map_err(|e| Failure::new(crate::OTHER, format!("cannot print the demo key: {e}")))
+    }
+
     /// One line for the start-up message.
     pub(crate) fn describe(&self) -> String {
         let backend = self.backend_store().backend();
         let config = self.cached().config();
         match &self.channel {
+            None if backend == Backend::Memory => format!("store: {backend}, flood shield on"),
             None => format!("store: {backend}, no cache, no flood shield"),
             Some(channel) if config.is_disabled() => {
                 format!(
