@@ -49,6 +49,7 @@
 //! once; digests never.
 
 mod env;
+mod github;
 mod pepper;
 mod render;
 mod scan;
@@ -97,6 +98,12 @@ Environment:
   API_KEYS_CACHE_MAX_STALENESS
                            serve: the longest a change made elsewhere can go unseen if its
                            invalidation message is lost (default 30s)
+  API_KEYS_GITHUB_KEYS_FILE
+                           serve: GitHub's secret-scanning public keys (the JSON of
+                           api.github.com/meta/public_keys/secret_scanning); turns on
+                           POST /v1/secret-scanning/github (off without it)
+  API_KEYS_GITHUB_LEAK_ACTION
+                           serve: `revoke` (default) or `record` for reported keys
   An empty variable counts as unset.
 
 Exit codes:

@@ -134,6 +134,12 @@ impl Node {
         Verifier::builder(Arc::clone(&self.store), self.peppers.clone()).build()
     }
 
+    /// A key manager over the stack (the secret-scanning endpoint revokes
+    /// through it, so revocations reach the cache and the channel).
+    pub(crate) fn manager(&self) -> api_keys::KeyManager<NodeStore> {
+        api_keys::KeyManager::builder(Arc::clone(&self.store), self.peppers.clone(), self.catalog.clone()).build()
+    }
+
     /// The scope catalog.
     pub(crate) fn catalog(&self) -> &ScopeCatalog {
         &self.catalog
@@ -183,11 +189,12 @@ impl Node {
         if self.backend_store().backend() != Backend::Memory {
             return Ok(());
         }
-        let manager = api_keys::KeyManager::builder(Arc::clone(&self.store), self.peppers.clone(), self.catalog.clone())
-            .build();
+        let manager =
+            api_keys::KeyManager::builder(Arc::clone(&self.store), self.peppers.clone(), self.catalog.clone()).build();
         let mut scopes: Vec<String> = self.catalog.defaults().iter().map(|s| s.as_str().to_owned()).collect();
         scopes.push("yc.monitoring.manage".to_owned());
-        let request = api_keys::CreateRequest::new("demo-robot").description("keyctl serve memory: demo key").scopes(scopes);
+        let request =
+            api_keys::CreateRequest::new("demo-robot").description("keyctl serve memory: demo key").scopes(scopes);
         let created = manager.create(request).await.map_err(|e| Failure::new(crate::OTHER, crate::chain(&e)))?;
         let mut out = std::io::stdout().lock();
         writeln!(out, "demo-key: {}", created.secret.expose_secret())
