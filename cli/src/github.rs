@@ -8,8 +8,11 @@
 //! | `API_KEYS_GITHUB_LEAK_ACTION` | `revoke` (default): reported keys of ours are revoked; `record`: only logged |
 //!
 //! `keyctl` does not fetch GitHub's keys over the network itself: download
-//! the file (`curl -s https://api.github.com/meta/public_keys/secret_scanning
-//! > github-keys.json`) and refresh it as GitHub rotates keys.
+//! the file and refresh it as GitHub rotates keys:
+//!
+//! ```text
+//! curl -s https://api.github.com/meta/public_keys/secret_scanning > github-keys.json
+//! ```
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! the store what each one is.
 //!
 //! 1. **find** — [`Scanner`] streams any bytes (files, stdin, a request body)
-//!    in bounded memory and reports every token of a [`TokenFormat`] whose
+//!    in bounded memory and reports every token of a [`TokenFormat`](crate::TokenFormat) whose
 //!    checksum holds, with its line and column. A token is a *whole* run of
 //!    `[A-Za-z0-9_]`: one glued inside a longer run, or broken by a line
 //!    break, is not a key. The checksum makes random strings practically
