@@ -50,7 +50,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_keys::store::{CacheConfig, CachedStore};
+use api_keys::store::cached::{CacheConfig, CachedStore};
 use api_keys::{
     CreateRequest, KeyId, KeyManager, KeyStore, MemoryStore, PostgresStore, RedisStore, RequiredScope, ScopeCatalog,
     Verifier,
@@ -98,11 +98,7 @@ fn floor_hmac(c: &mut Criterion) {
 fn memory(c: &mut Criterion) {
     let core = fixture(KEYS);
 
-    let config = CacheConfig {
-        fresh_ttl: Duration::from_secs(3600),
-        max_staleness: Duration::from_secs(7200),
-        ..CacheConfig::default()
-    };
+    let config = CacheConfig::default().fresh_ttl(Duration::from_secs(3600)).max_staleness(Duration::from_secs(7200));
     let store = Arc::new(CachedStore::new(MemoryStore::with_capacity(KEYS), config));
     let manager = KeyManager::builder(Arc::clone(&store), peppers(), ScopeCatalog::yandex_cloud()).build();
     let verifier = manager.verifier().last_used_interval(Duration::from_secs(3600)).build();

@@ -175,19 +175,19 @@ fn take_param(url: &str, name: &str) -> Result<(String, Option<String>), SetupEr
 #[non_exhaustive]
 pub enum AnyStore {
     /// Process memory: gone when the last clone is dropped.
-    Memory(Arc<crate::store::MemoryStore>),
+    Memory(Arc<crate::MemoryStore>),
     /// A SQLite database.
     #[cfg(feature = "sqlite")]
     #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-    Sqlite(crate::store::SqliteStore),
+    Sqlite(crate::SqliteStore),
     /// A PostgreSQL database.
     #[cfg(feature = "postgres")]
     #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-    Postgres(crate::store::PostgresStore),
+    Postgres(crate::PostgresStore),
     /// A Redis server.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    Redis(crate::store::RedisStore),
+    Redis(crate::RedisStore),
 }
 
 impl AnyStore {
@@ -265,13 +265,13 @@ pub async fn open_store(url: &str) -> Result<AnyStore, SetupError> {
     let backend = Backend::of(url)?;
     let store_error = |source| SetupError::Store { backend, source };
     match backend {
-        Backend::Memory => Ok(AnyStore::Memory(Arc::new(crate::store::MemoryStore::new()))),
+        Backend::Memory => Ok(AnyStore::Memory(Arc::new(crate::MemoryStore::new()))),
         #[cfg(feature = "sqlite")]
-        Backend::Sqlite => crate::store::SqliteStore::connect(url).await.map(AnyStore::Sqlite).map_err(store_error),
+        Backend::Sqlite => crate::SqliteStore::connect(url).await.map(AnyStore::Sqlite).map_err(store_error),
         #[cfg(feature = "postgres")]
         Backend::Postgres => {
             let (url, schema) = take_param(url, "schema")?;
-            let mut builder = crate::store::PostgresStore::builder(url);
+            let mut builder = crate::PostgresStore::builder(url);
             if let Some(schema) = schema {
                 builder = builder.schema(schema);
             }
@@ -280,7 +280,7 @@ pub async fn open_store(url: &str) -> Result<AnyStore, SetupError> {
         #[cfg(feature = "redis")]
         Backend::Redis => {
             let (url, prefix) = take_param(url, "prefix")?;
-            let mut builder = crate::store::RedisStore::builder(url);
+            let mut builder = crate::RedisStore::builder(url);
             if let Some(prefix) = prefix {
                 builder = builder.prefix(prefix);
             }

@@ -31,8 +31,8 @@ use zeroize::Zeroizing;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
-/// Shortest accepted pepper, in bytes.
-pub const MIN_PEPPER_LEN: usize = 32;
+// Shortest accepted pepper, in bytes.
+pub(crate) const MIN_PEPPER_LEN: usize = 32;
 
 /// A 32-byte HMAC-SHA256 digest of a secret.
 ///
@@ -130,7 +130,7 @@ impl<'de> Deserialize<'de> for Digest {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PepperError {
-    /// The pepper is shorter than [`MIN_PEPPER_LEN`] bytes.
+    /// The pepper is shorter than [`Pepper::MIN_LEN`] bytes.
     #[error("pepper must be at least {MIN_PEPPER_LEN} bytes, got {0}")]
     TooShort(usize),
     /// Two peppers in one set share a version number.
@@ -232,6 +232,9 @@ impl fmt::Debug for Pepper {
 }
 
 impl Pepper {
+    /// Shortest accepted pepper, in bytes.
+    pub const MIN_LEN: usize = MIN_PEPPER_LEN;
+
     /// A pepper with a version number and at least 32 bytes of key material.
     ///
     /// # Errors
@@ -261,7 +264,7 @@ impl Pepper {
     /// [`crate::RandomError`] if the OS generator fails.
     pub fn generate(version: u32) -> Result<Self, crate::RandomError> {
         let mut bytes = Zeroizing::new([0u8; 32]);
-        getrandom::fill(bytes.as_mut()).map_err(|_| crate::RandomError)?;
+        crate::random::fill_random(bytes.as_mut())?;
         Self::new(version, bytes.as_ref()).map_err(|_| crate::RandomError)
     }
 

@@ -48,8 +48,7 @@ impl LastUsed {
     }
 
     fn shard(&self, id: &KeyId) -> &Mutex<HashMap<KeyId, Slot>> {
-        let b = id.as_bytes();
-        &self.shards[usize::from(b[0] ^ b[19]) % SHARDS]
+        &self.shards[id.shard(SHARDS)]
     }
 
     /// Notes a use of `record`; `now` is called only if the note is needed.

@@ -27,23 +27,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::digest::Peppers;
+use crate::digest::{Digest, Peppers};
 use crate::header::is_token68;
+use crate::random::RandomError;
 use crate::record::{
-    ApiKeySummary, CreatedKey, Description, FieldError, KeyInfo, KeyKind, KeyRecord, KeyStatus, ReissueLinks,
-    ServiceAccountId,
+    ApiKeySummary, CreatedKey, Description, FieldError, KeyInfo, KeyKind, KeyRecord, ReissueLinks, ServiceAccountId,
 };
 use crate::scope::{ScopeCatalog, ScopeError, ScopeInfo, ScopeSet};
-use crate::secret::Secret;
+use crate::secret::{MaskedKey, Secret};
 use crate::store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, check_reissuable};
-use crate::token::{KeyId, RandomError, SECRET_LEN, Token, TokenFormat};
+use crate::token::{KeyId, SECRET_LEN, Token, TokenFormat};
 use crate::verify::VerifierBuilder;
 use crate::{Verifier, header};
 
-/// Shortest importable secret, in bytes.
-pub const MIN_IMPORTED_LEN: usize = 16;
-/// Longest importable secret, in bytes.
-pub const MAX_IMPORTED_LEN: usize = 512;
+// Shortest importable secret, in bytes.
+pub(crate) const MIN_IMPORTED_LEN: usize = 16;
+// Longest importable secret, in bytes.
+pub(crate) const MAX_IMPORTED_LEN: usize = 512;
 
 /// Why a management operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +99,7 @@ impl From<StoreError> for ManageError {
 /// A refusal from a [`CreationPolicy`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("creating API keys is not allowed: {reason}")]
+#[non_exhaustive]
 pub struct PolicyDenied {
     /// Shown to the operator.
     pub reason: String,
@@ -125,6 +126,7 @@ pub enum KeyOperation {
 
 /// What a [`CreationPolicy`] is asked to allow, after validation.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct KeyRequest<'a> {
     /// Which operation.
     pub operation: KeyOperation,
@@ -179,6 +181,7 @@ impl CreationPolicy for DenyAll {
 
 /// Parameters of [`KeyManager::create`]; validated by `create`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CreateRequest {
     /// Owner (required).
     pub service_account_id: String,
@@ -358,17 +361,8 @@ impl<S: KeyStore> KeyManager<S> {
     /// written then).
     pub async fn create(&self, request: CreateRequest) -> Result<CreatedKey, ManageError> {
         let (template, now) = self.admit(KeyOperation::Create, &request)?;
-        let mut last = None;
-        for _ in 0..ID_ATTEMPTS {
-            let (record, secret) = self.new_native(&template, now)?;
-            match self.store.insert(record.clone()).await {
-                Ok(()) => return Ok(CreatedKey { api_key: ApiKeySummary::from(&record), secret }),
-                // A random 103-bit id collided: draw another.
-                Err(StoreError::Duplicate(id)) => last = Some(StoreError::Duplicate(id)),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(last.map_or(ManageError::Random(RandomError), ManageError::Store))
+        let (record, secret) = self.store_new(Write::Insert, || self.new_native(&template, now)).await?;
+        Ok(CreatedKey { api_key: ApiKeySummary::from(&record), secret })
     }
 
     /// Validates a request's fields, resolves its scopes, checks its expiry
@@ -404,22 +398,47 @@ impl<S: KeyStore> KeyManager<S> {
         let p = self.format.prefix().len();
         let secret_part = &generated.secret.expose_secret().as_bytes()[p + 21..p + 21 + SECRET_LEN];
         let (pepper_version, digest) = self.peppers.digest_current(secret_part);
-        let record = KeyRecord {
-            id: generated.id,
-            service_account_id: t.sa.clone(),
-            description: t.description.clone(),
-            created_at: now,
-            last_used_at: None,
-            scopes: t.scopes.clone(),
-            expires_at: t.expires_at,
-            masked_key: generated.secret.tail6(),
-            pepper_version,
-            digest,
-            status: KeyStatus::Active,
-            kind: KeyKind::Native,
-            links: t.links,
-        };
+        let record = t.record(generated.id, KeyKind::Native, (pepper_version, digest), generated.secret.tail6(), now);
         Ok((record, generated.secret))
+    }
+
+    /// Writes a record under a freshly drawn id, drawing again (up to
+    /// [`ID_ATTEMPTS`] times in all) when the store reports that the drawn
+    /// id already exists. `draw` makes the record (and whatever goes with
+    /// it) for each attempt.
+    ///
+    /// # Errors
+    /// The store's error, as is, when it fails or when every drawn id
+    /// collided ([`StoreError::Duplicate`]); [`ManageError::AlreadyImported`]
+    /// when an imported record collided on its digest; `draw`'s error.
+    async fn store_new<T>(
+        &self,
+        write: Write<'_>,
+        mut draw: impl FnMut() -> Result<(KeyRecord, T), ManageError>,
+    ) -> Result<(KeyRecord, T), ManageError> {
+        let mut attempt = 1;
+        loop {
+            let (record, extra) = draw()?;
+            let result = match write {
+                Write::Insert => self.store.insert(record.clone()).await,
+                Write::Reissue { old, fate } => self.store.reissue(old, record.clone(), fate).await,
+            };
+            match result {
+                Ok(()) => return Ok((record, extra)),
+                Err(StoreError::Duplicate(dup)) if dup == record.id => {
+                    // An imported record also collides on its digest.
+                    if record.kind == KeyKind::Imported && self.store.get_by_digest(&record.digest).await?.is_some() {
+                        return Err(ManageError::AlreadyImported);
+                    }
+                    if attempt == ID_ATTEMPTS {
+                        return Err(ManageError::Store(StoreError::Duplicate(dup)));
+                    }
+                    // A random 103-bit id collided: draw another.
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Fetches a key's listing view.
@@ -486,16 +505,9 @@ impl<S: KeyStore> KeyManager<S> {
             expires_at: old.expires_at,
             links: ReissueLinks { replaced_by: None, reissued_from: Some(old.id) },
         };
-        let mut last = None;
-        for _ in 0..ID_ATTEMPTS {
-            let (record, secret) = self.new_native(&template, now)?;
-            match self.store.reissue(id, record.clone(), fate).await {
-                Ok(()) => return Ok(CreatedKey { api_key: ApiKeySummary::from(&record), secret }),
-                Err(StoreError::Duplicate(dup)) if dup == record.id => last = Some(StoreError::Duplicate(dup)),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(last.map_or(ManageError::Random(RandomError), ManageError::Store))
+        let write = Write::Reissue { old: id, fate };
+        let (record, secret) = self.store_new(write, || self.new_native(&template, now)).await?;
+        Ok(CreatedKey { api_key: ApiKeySummary::from(&record), secret })
     }
 
     /// Imports an existing opaque secret (e.g. a 40-character `AQVN…` key
@@ -520,41 +532,35 @@ impl<S: KeyStore> KeyManager<S> {
             return Err(ManageError::InvalidImportedSecret("starts with this crate's key prefix"));
         }
         let (t, now) = self.admit(KeyOperation::Import, &request)?;
+        self.refuse_known_import(bytes).await?;
         let (pepper_version, digest) = self.peppers.digest_current(bytes);
-        if self.store.get_by_digest(&digest).await?.is_some() {
-            return Err(ManageError::AlreadyImported);
-        }
-        let mut last = None;
-        for _ in 0..ID_ATTEMPTS {
-            let record = KeyRecord {
-                id: KeyId::generate()?,
-                service_account_id: t.sa.clone(),
-                description: t.description.clone(),
-                created_at: now,
-                last_used_at: None,
-                scopes: t.scopes.clone(),
-                expires_at: t.expires_at,
-                masked_key: secret.tail6(),
-                pepper_version,
-                digest,
-                status: KeyStatus::Active,
-                kind: KeyKind::Imported,
-                links: ReissueLinks::default(),
-            };
-            let info = record.info();
-            match self.store.insert(record).await {
-                Ok(()) => return Ok(info),
-                Err(StoreError::Duplicate(id)) if id == info.id => {
-                    if self.store.get_by_digest(&digest).await?.is_some() {
-                        return Err(ManageError::AlreadyImported);
-                    }
-                    last = Some(StoreError::Duplicate(id));
-                }
-                Err(e) => return Err(e.into()),
+        let masked = MaskedKey::of_digest(&digest);
+        let draw = || Ok((t.record(KeyId::generate()?, KeyKind::Imported, (pepper_version, digest), masked, now), ()));
+        let (record, ()) = self.store_new(Write::Insert, draw).await?;
+        Ok(record.info())
+    }
+
+    /// Refuses a secret that is already imported under any pepper held, as
+    /// the verifier would find it (probing the current pepper alone would
+    /// let a secret imported before a rotation be imported again for
+    /// another account, and authenticate as the first one).
+    async fn refuse_known_import(&self, secret: &[u8]) -> Result<(), ManageError> {
+        for pepper in self.peppers.iter() {
+            if self.store.get_by_digest(&pepper.digest(secret)).await?.is_some() {
+                return Err(ManageError::AlreadyImported);
             }
         }
-        Err(last.map_or(ManageError::Random(RandomError), ManageError::Store))
+        Ok(())
     }
+}
+
+/// How [`KeyManager::store_new`] writes a new record.
+#[derive(Clone, Copy)]
+enum Write<'a> {
+    /// [`KeyStore::insert`].
+    Insert,
+    /// [`KeyStore::reissue`] of `old`.
+    Reissue { old: &'a KeyId, fate: OldKeyFate },
 }
 
 struct KeyRecordTemplate {
@@ -563,4 +569,99 @@ struct KeyRecordTemplate {
     scopes: ScopeSet,
     expires_at: Option<Timestamp>,
     links: ReissueLinks,
+}
+
+impl KeyRecordTemplate {
+    /// The record of a new key made from this template.
+    fn record(
+        &self,
+        id: KeyId,
+        kind: KeyKind,
+        (pepper_version, digest): (u32, Digest),
+        masked_key: MaskedKey,
+        now: Timestamp,
+    ) -> KeyRecord {
+        let mut record = KeyRecord::new(id, self.sa.clone(), kind, pepper_version, digest, masked_key, now);
+        record.description = self.description.clone();
+        record.scopes = self.scopes.clone();
+        record.expires_at = self.expires_at;
+        record.links = self.links;
+        record
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::digest::Pepper;
+    use crate::store::MemoryStore;
+
+    /// A store in which every new id is already taken: `insert` and
+    /// `reissue` report a duplicate of the new record's id.
+    struct Crowded {
+        inner: Arc<MemoryStore>,
+        writes: AtomicUsize,
+    }
+
+    impl Crowded {
+        fn taken(&self, record: &KeyRecord) -> Result<(), StoreError> {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            Err(StoreError::Duplicate(record.id))
+        }
+    }
+
+    impl KeyStore for Crowded {
+        async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+            self.taken(&record)
+        }
+        async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+            self.inner.get(id).await
+        }
+        async fn get_by_digest(&self, digest: &Digest) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+            self.inner.get_by_digest(digest).await
+        }
+        async fn list(&self, sa: &ServiceAccountId, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
+            self.inner.list(sa, page).await
+        }
+        async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
+            self.inner.revoke(id).await
+        }
+        async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
+            self.inner.delete(id).await
+        }
+        async fn reissue(&self, _old: &KeyId, new: KeyRecord, _fate: OldKeyFate) -> Result<(), StoreError> {
+            self.taken(&new)
+        }
+        async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
+            self.inner.touch_last_used(updates).await
+        }
+    }
+
+    fn manager<S: KeyStore>(store: Arc<S>, peppers: &Peppers) -> KeyManager<S> {
+        KeyManager::builder(store, peppers.clone(), ScopeCatalog::yandex_cloud()).build()
+    }
+
+    #[tokio::test]
+    async fn when_every_drawn_id_is_taken_the_store_error_is_reported_not_a_random_failure() {
+        let peppers = Peppers::single(Pepper::generate(1).unwrap());
+        let memory = Arc::new(MemoryStore::new());
+        let existing = manager(Arc::clone(&memory), &peppers).create(CreateRequest::new("robot")).await.unwrap();
+        let crowded = Arc::new(Crowded { inner: memory, writes: AtomicUsize::new(0) });
+        let m = manager(Arc::clone(&crowded), &peppers);
+
+        let e = m.create(CreateRequest::new("robot")).await.unwrap_err();
+        assert!(matches!(e, ManageError::Store(StoreError::Duplicate(_))), "{e:?}");
+        assert_eq!(crowded.writes.swap(0, Ordering::SeqCst), ID_ATTEMPTS);
+
+        let imported = Secret::from("AQVNimportedsecret0123456789".to_owned());
+        let e = m.import(CreateRequest::new("robot"), &imported).await.unwrap_err();
+        assert!(matches!(e, ManageError::Store(StoreError::Duplicate(_))), "{e:?}");
+        assert_eq!(crowded.writes.swap(0, Ordering::SeqCst), ID_ATTEMPTS);
+
+        let e = m.reissue(&existing.api_key.id, Duration::ZERO).await.unwrap_err();
+        assert!(matches!(e, ManageError::Store(StoreError::Duplicate(_))), "{e:?}");
+        assert_eq!(crowded.writes.load(Ordering::SeqCst), ID_ATTEMPTS);
+    }
 }

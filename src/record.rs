@@ -29,10 +29,10 @@ use crate::scope::ScopeSet;
 use crate::secret::{MaskedKey, Secret};
 use crate::token::KeyId;
 
-/// Longest service account id, in bytes.
-pub const MAX_SERVICE_ACCOUNT_LEN: usize = 64;
-/// Longest description, in characters.
-pub const MAX_DESCRIPTION_CHARS: usize = 256;
+// Longest service account id, in bytes.
+pub(crate) const MAX_SERVICE_ACCOUNT_LEN: usize = 64;
+// Longest description, in characters.
+pub(crate) const MAX_DESCRIPTION_CHARS: usize = 256;
 
 /// Why a field value was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +51,9 @@ pub enum FieldError {
 pub struct ServiceAccountId(Arc<str>);
 
 impl ServiceAccountId {
+    /// Longest service account id, in bytes.
+    pub const MAX_LEN: usize = MAX_SERVICE_ACCOUNT_LEN;
+
     /// Validates an id.
     ///
     /// # Errors
@@ -71,12 +74,6 @@ impl ServiceAccountId {
     /// A fixed valid id for internal stand-in records.
     pub(crate) fn internal_dummy() -> Self {
         Self(Arc::from("dummy"))
-    }
-
-    /// Whether two ids share an allocation (used to intern ids).
-    #[must_use]
-    pub fn ptr_eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
@@ -117,6 +114,9 @@ impl<'de> Deserialize<'de> for ServiceAccountId {
 pub struct Description(Option<Arc<str>>);
 
 impl Description {
+    /// Longest description, in characters.
+    pub const MAX_CHARS: usize = MAX_DESCRIPTION_CHARS;
+
     /// Validates a description; the empty string is allowed.
     ///
     /// # Errors
@@ -247,8 +247,12 @@ pub struct ReissueLinks {
 /// layout is fixed (`repr(C)`), so a lookup touches as few cache lines as
 /// possible — it matters when a store of millions of keys does not fit in
 /// the CPU caches.
+///
+/// Built with [`KeyRecord::new`]; the optional parts (description, scopes,
+/// expiry, last use, status, links) are then set field by field.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[repr(C)]
+#[non_exhaustive]
 pub struct KeyRecord {
     /// Public id.
     pub id: KeyId,
@@ -283,6 +287,48 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
+    /// A record of an active key with what every key has: its id, owner,
+    /// kind, the digest of its secret (with the pepper version it was made
+    /// with and the secret's last characters) and its creation time. It has
+    /// no description, scopes, expiry, last use or reissue links until those
+    /// fields are set.
+    ///
+    /// `masked_key` is kept for native keys (it is their public checksum).
+    /// An imported key's masked form is always six hex digits of its digest,
+    /// whatever is passed: its last characters belong to the secret, and
+    /// records written by earlier versions (which kept them) are read
+    /// through here too.
+    #[must_use]
+    pub fn new(
+        id: KeyId,
+        service_account_id: ServiceAccountId,
+        kind: KeyKind,
+        pepper_version: u32,
+        digest: Digest,
+        masked_key: MaskedKey,
+        created_at: Timestamp,
+    ) -> Self {
+        let masked_key = match kind {
+            KeyKind::Native => masked_key,
+            KeyKind::Imported => MaskedKey::of_digest(&digest),
+        };
+        Self {
+            id,
+            pepper_version,
+            digest,
+            expires_at: None,
+            last_used_at: None,
+            scopes: ScopeSet::default(),
+            status: KeyStatus::Active,
+            kind,
+            masked_key,
+            links: ReissueLinks::default(),
+            service_account_id,
+            created_at,
+            description: Description::default(),
+        }
+    }
+
     /// Whether the key is expired at `now` (now ≥ `expires_at`).
     #[must_use]
     pub fn is_expired(&self, now: Timestamp) -> bool {
@@ -316,6 +362,7 @@ impl KeyRecord {
 
 /// A key as listed: every field of [`KeyRecord`] but the digest and pepper.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct KeyInfo {
     /// Public id.
     pub id: KeyId,
@@ -348,6 +395,7 @@ pub struct KeyInfo {
 /// The `api_key` part of a creation result, exactly the documented fields.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ApiKeySummary {
     /// Public id.
     pub id: KeyId,
@@ -379,6 +427,7 @@ impl From<&KeyRecord> for ApiKeySummary {
 /// scopes, expires_at}, secret}`. This is the only type that writes a secret
 /// out; its `Debug` redacts it.
 #[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub struct CreatedKey {
     /// The key's public fields.
     pub api_key: ApiKeySummary,
@@ -431,6 +480,23 @@ mod tests {
             kind: KeyKind::Native,
             links: ReissueLinks::default(),
         }
+    }
+
+    /// Issue 17 finding 9: whatever a store hands back for an imported key
+    /// (records written by earlier versions kept the secret's last six
+    /// characters), the record shows six hex digits of the digest.
+    #[test]
+    fn an_imported_record_never_shows_part_of_its_secret() {
+        let digest = Digest::from_bytes([0xAB; 32]);
+        let secret_tail = MaskedKey::from_tail(b"legacySECRET");
+        let id = KeyId::parse("aaaaaaaaaaaaaaaaaaaa").unwrap();
+        let sa = ServiceAccountId::new("sa").unwrap();
+        let t = Timestamp::UNIX_EPOCH;
+        let imported = KeyRecord::new(id, sa.clone(), KeyKind::Imported, 1, digest, secret_tail, t);
+        assert_eq!(imported.masked_key.to_string(), "****ababab");
+        assert_eq!(imported.info().masked_key.to_string(), "****ababab");
+        let native = KeyRecord::new(id, sa, KeyKind::Native, 1, digest, secret_tail, t);
+        assert_eq!(native.masked_key.to_string(), "****SECRET", "a native key's tail is its public checksum");
     }
 
     #[test]

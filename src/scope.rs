@@ -32,10 +32,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Longest accepted scope name in bytes.
-pub const MAX_SCOPE_LEN: usize = 128;
-/// Most scopes one key may hold.
-pub const MAX_SCOPES_PER_KEY: usize = 64;
+// Longest accepted scope name in bytes.
+pub(crate) const MAX_SCOPE_LEN: usize = 128;
+// Most scopes one key may hold.
+pub(crate) const MAX_SCOPES_PER_KEY: usize = 64;
 
 /// Why a scope name, list or catalog is invalid. Names in errors are scope
 /// names, which are public; they are truncated if over-long.
@@ -45,7 +45,7 @@ pub enum ScopeError {
     /// An empty name or an empty item in a list.
     #[error("scope name is empty")]
     Empty,
-    /// Longer than [`MAX_SCOPE_LEN`].
+    /// Longer than [`Scope::MAX_LEN`].
     #[error("scope name is longer than {MAX_SCOPE_LEN} bytes")]
     TooLong,
     /// Not `segment ("." segment)*` with segments of `[A-Za-z0-9][A-Za-z0-9_-]*`.
@@ -57,7 +57,7 @@ pub enum ScopeError {
     /// The scope is not in the catalog.
     #[error("unknown scope `{0}`")]
     Unknown(String),
-    /// More than [`MAX_SCOPES_PER_KEY`] scopes.
+    /// More than [`ScopeSet::MAX_LEN`] scopes.
     #[error("a key may hold at most {MAX_SCOPES_PER_KEY} scopes")]
     TooMany,
     /// A key was given an explicitly empty scope list.
@@ -74,6 +74,9 @@ pub enum ScopeError {
 pub struct Scope(Arc<str>);
 
 impl Scope {
+    /// Longest accepted scope name in bytes.
+    pub const MAX_LEN: usize = MAX_SCOPE_LEN;
+
     /// Validates a scope name.
     ///
     /// # Errors
@@ -172,10 +175,13 @@ impl<'de> Deserialize<'de> for Scope {
 pub struct ScopeSet(Arc<[Scope]>);
 
 impl ScopeSet {
+    /// Most scopes one key may hold.
+    pub const MAX_LEN: usize = MAX_SCOPES_PER_KEY;
+
     /// Sorts and de-duplicates `scopes`.
     ///
     /// # Errors
-    /// [`ScopeError::TooMany`] above [`MAX_SCOPES_PER_KEY`].
+    /// [`ScopeError::TooMany`] above [`ScopeSet::MAX_LEN`].
     pub fn new(scopes: impl IntoIterator<Item = Scope>) -> Result<Self, ScopeError> {
         let set: BTreeSet<Scope> = scopes.into_iter().collect();
         if set.len() > MAX_SCOPES_PER_KEY {
@@ -262,6 +268,7 @@ impl<'de> Deserialize<'de> for ScopeSet {
 
 /// A catalog entry: a scope and what it is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ScopeInfo {
     /// The scope.
     pub scope: Scope,
@@ -445,19 +452,16 @@ impl ScopeCatalog {
     /// Never: the built-in names are fixed and valid (checked by a test).
     #[must_use]
     pub fn yandex_cloud() -> Self {
-        const AI: [&str; 6] = [
-            "yc.ai.imageGeneration.execute",
-            "yc.ai.languageModels.execute",
-            "yc.ai.speechkitStt.execute",
-            "yc.ai.speechkitTts.execute",
-            "yc.ai.translate.execute",
-            "yc.ai.vision.execute",
-        ];
+        // The six `yc.ai.*` services lead the defaults.
+        let (ai, _) = YC_DEFAULTS.split_at(6);
         let mut b = Self::builder();
         for (name, desc) in YC_SCOPES {
             b = b.scope(name, desc);
         }
-        b.implies("yc.ai.foundationModels.execute", AI).defaults(YC_DEFAULTS).build().unwrap_or_else(|_| Self::empty())
+        b.implies("yc.ai.foundationModels.execute", ai.iter().copied())
+            .defaults(YC_DEFAULTS)
+            .build()
+            .unwrap_or_else(|_| Self::empty())
     }
 
     fn empty() -> Self {

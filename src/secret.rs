@@ -23,6 +23,12 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 pub struct Secret(String);
 
 impl Secret {
+    /// Longest importable secret, in bytes.
+    pub const MAX_IMPORTED_LEN: usize = crate::manager::MAX_IMPORTED_LEN;
+
+    /// Shortest importable secret, in bytes.
+    pub const MIN_IMPORTED_LEN: usize = crate::manager::MIN_IMPORTED_LEN;
+
     /// The secret text. Call this only to hand the key to its owner once.
     #[must_use]
     pub fn expose_secret(&self) -> &str {
@@ -90,6 +96,22 @@ impl MaskedKey {
         tail[..src.len()].copy_from_slice(src);
         // At most 6, fits in u8.
         Self { tail, len: src.len() as u8 }
+    }
+
+    /// The masked form of an imported key: six hex digits of its digest.
+    ///
+    /// An imported secret's last characters are part of the secret itself
+    /// (a native key ends in its public checksum), so they are never kept or
+    /// shown; the digest prefix still tells keys apart in a listing and
+    /// reveals nothing about the secret.
+    pub(crate) fn of_digest(digest: &crate::digest::Digest) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut tail = [0u8; 6];
+        for (i, b) in digest.as_bytes()[..3].iter().enumerate() {
+            tail[2 * i] = HEX[usize::from(b >> 4)];
+            tail[2 * i + 1] = HEX[usize::from(b & 0x0F)];
+        }
+        Self { tail, len: 6 }
     }
 
     /// The visible characters (at most six).

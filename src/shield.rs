@@ -27,7 +27,7 @@
 //! - inserts through the shielded store add their id before the write;
 //! - with an invalidation bus ([`ShieldedStore::with_bus`]) every id heard
 //!   on the channel is added (creates publish their id: see
-//!   [`CachedStore`](crate::store::CachedStore)), so keys created on other
+//!   [`CachedStore`](crate::store::cached::CachedStore)), so keys created on other
 //!   nodes or by `keyctl` are accepted as soon as the message arrives.
 //!
 //! The shield refuses an id only while it is **trusted**: the last load
@@ -75,9 +75,8 @@ use tokio::time::Instant;
 use crate::clock::Timestamp;
 use crate::digest::Digest;
 use crate::record::{KeyRecord, ServiceAccountId};
-use crate::store::{
-    BusError, InvalidationBus, InvalidationSubscription, KeyStore, OldKeyFate, Page, PageRequest, StoreError,
-};
+use crate::store::invalidation::{BusError, InvalidationBus, InvalidationSubscription};
+use crate::store::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
 use crate::token::KeyId;
 
 /// Stores that can list every key id, in pages ordered by id: what the
@@ -94,8 +93,10 @@ pub trait KeyIds: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<KeyId>, StoreError>> + Send;
 }
 
-/// Shield settings. Every field has a safe default.
+/// Shield settings. Every field has a safe default; set others with the
+/// builder methods (`ShieldConfig::default().resync_every(…)`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ShieldConfig {
     /// How often the set is rebuilt from the store. Defaults to 60 s.
     pub resync_every: Duration,
@@ -117,6 +118,36 @@ impl Default for ShieldConfig {
             page: 10_000,
             reconnect_initial: Duration::from_millis(100),
         }
+    }
+}
+
+impl ShieldConfig {
+    /// Sets [`ShieldConfig::resync_every`].
+    #[must_use]
+    pub fn resync_every(mut self, every: Duration) -> Self {
+        self.resync_every = every;
+        self
+    }
+
+    /// Sets [`ShieldConfig::max_age`].
+    #[must_use]
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = age;
+        self
+    }
+
+    /// Sets [`ShieldConfig::page`].
+    #[must_use]
+    pub fn page(mut self, ids: u32) -> Self {
+        self.page = ids;
+        self
+    }
+
+    /// Sets [`ShieldConfig::reconnect_initial`].
+    #[must_use]
+    pub fn reconnect_initial(mut self, delay: Duration) -> Self {
+        self.reconnect_initial = delay;
+        self
     }
 }
 
@@ -499,7 +530,7 @@ impl<S: KeyIds> KeyIds for Arc<S> {
     }
 }
 
-impl<S: KeyStore + KeyIds> KeyIds for crate::store::CachedStore<S> {
+impl<S: KeyStore + KeyIds> KeyIds for crate::store::cached::CachedStore<S> {
     fn ids_after(
         &self,
         after: Option<KeyId>,
@@ -509,7 +540,7 @@ impl<S: KeyStore + KeyIds> KeyIds for crate::store::CachedStore<S> {
     }
 }
 
-impl KeyIds for crate::store::MemoryStore {
+impl KeyIds for crate::MemoryStore {
     async fn ids_after(&self, after: Option<KeyId>, limit: u32) -> Result<Vec<KeyId>, StoreError> {
         Ok(self.ids_page(after, limit as usize))
     }

@@ -31,16 +31,17 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::checksum::{BASE62, CHECKSUM_LEN, crc32, crc32_64, decode_base62_6, encode_base62_u32};
+use crate::random::{RandomError, random_chars};
 use crate::secret::Secret;
 
-/// Length of a key id in characters.
-pub const KEY_ID_LEN: usize = 20;
-/// Length of the random secret part in characters (43 × log2(62) ≥ 256 bits).
-pub const SECRET_LEN: usize = 43;
-/// Longest accepted prefix.
-pub const MAX_PREFIX_LEN: usize = 16;
-/// Token length without the prefix: id, `_`, secret, checksum.
-pub const BODY_LEN: usize = KEY_ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN;
+// Length of a key id in characters.
+pub(crate) const KEY_ID_LEN: usize = 20;
+// Length of the random secret part in characters (43 × log2(62) ≥ 256 bits).
+pub(crate) const SECRET_LEN: usize = 43;
+// Longest accepted prefix.
+pub(crate) const MAX_PREFIX_LEN: usize = 16;
+// Token length without the prefix: id, `_`, secret, checksum.
+pub(crate) const BODY_LEN: usize = KEY_ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN;
 
 const ID_ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
@@ -99,43 +100,12 @@ pub enum TokenError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PrefixError {
-    /// Empty or longer than [`MAX_PREFIX_LEN`].
+    /// Empty or longer than [`TokenFormat::MAX_PREFIX_LEN`].
     #[error("prefix must be 1 to {MAX_PREFIX_LEN} characters")]
     Length,
     /// Contains a character outside `[A-Za-z0-9_]`.
     #[error("prefix may only contain A-Z, a-z, 0-9 and _")]
     Alphabet,
-}
-
-/// The operating system's random number generator failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the OS random number generator failed")]
-pub struct RandomError;
-
-fn fill_random(buf: &mut [u8]) -> Result<(), RandomError> {
-    getrandom::fill(buf).map_err(|_| RandomError)
-}
-
-/// Fills `out` with characters drawn uniformly from `alphabet` by rejection
-/// sampling OS random bytes (no modulo bias).
-fn random_chars(out: &mut [u8], alphabet: &[u8]) -> Result<(), RandomError> {
-    // Largest multiple of the alphabet size that fits in a byte.
-    let limit = 256 - (256 % alphabet.len());
-    let mut pool = zeroize::Zeroizing::new([0u8; 96]);
-    let mut filled = 0;
-    while filled < out.len() {
-        fill_random(pool.as_mut())?;
-        for &b in pool.iter() {
-            if usize::from(b) < limit {
-                out[filled] = alphabet[usize::from(b) % alphabet.len()];
-                filled += 1;
-                if filled == out.len() {
-                    break;
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// A key's public identifier: 20 characters of `[a-z0-9]`.
@@ -157,6 +127,9 @@ pub enum KeyIdError {
 }
 
 impl KeyId {
+    /// Length of a key id in characters.
+    pub const LEN: usize = KEY_ID_LEN;
+
     /// An all-zero id, never generated in practice; used internally as a
     /// stand-in.
     pub(crate) const DUMMY: Self = Self([b'0'; KEY_ID_LEN]);
@@ -195,6 +168,12 @@ impl KeyId {
     #[must_use]
     pub fn as_bytes(&self) -> &[u8; KEY_ID_LEN] {
         &self.0
+    }
+
+    /// The shard (`0..shards`) this id belongs to, wherever keys are sharded.
+    #[inline]
+    pub(crate) fn shard(&self, shards: usize) -> usize {
+        crate::shard::shard_of(&self.0, shards)
     }
 }
 
@@ -261,6 +240,7 @@ impl Default for TokenFormat {
 
 /// A freshly generated key: its id and the full secret token.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct GeneratedKey {
     /// Public id embedded in the token.
     pub id: KeyId,
@@ -269,6 +249,9 @@ pub struct GeneratedKey {
 }
 
 impl TokenFormat {
+    /// Longest accepted prefix.
+    pub const MAX_PREFIX_LEN: usize = MAX_PREFIX_LEN;
+
     /// A format with the given prefix (1–16 characters of `[A-Za-z0-9_]`).
     ///
     /// ```
@@ -373,6 +356,12 @@ impl fmt::Debug for Token<'_> {
 }
 
 impl<'a> Token<'a> {
+    /// Token length without the prefix: id, `_`, secret, checksum.
+    pub const BODY_LEN: usize = BODY_LEN;
+
+    /// Length of the random secret part in characters (43 × log2(62) ≥ 256 bits).
+    pub const SECRET_LEN: usize = SECRET_LEN;
+
     /// Parses a token, checking length, then alphabet (prefix first), then
     /// checksum. Never panics, never allocates, and never echoes input in
     /// errors.

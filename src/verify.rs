@@ -353,23 +353,19 @@ impl<S: KeyStore> VerifierBuilder<S> {
 }
 
 fn dummy_record(peppers: &Peppers) -> KeyRecord {
-    use crate::record::{Description, KeyKind, KeyStatus, ReissueLinks};
+    use crate::record::{KeyKind, KeyStatus};
     let (pepper_version, digest) = peppers.digest_current(b"api-keys: dummy record for unknown ids");
-    KeyRecord {
-        id: KeyId::DUMMY,
-        service_account_id: ServiceAccountId::internal_dummy(),
-        description: Description::default(),
-        created_at: Timestamp::UNIX_EPOCH,
-        last_used_at: None,
-        scopes: ScopeSet::default(),
-        expires_at: None,
-        masked_key: crate::secret::MaskedKey::default(),
+    let mut record = KeyRecord::new(
+        KeyId::DUMMY,
+        ServiceAccountId::internal_dummy(),
+        KeyKind::Native,
         pepper_version,
         digest,
-        status: KeyStatus::Revoked,
-        kind: KeyKind::Native,
-        links: ReissueLinks::default(),
-    }
+        crate::secret::MaskedKey::default(),
+        Timestamp::UNIX_EPOCH,
+    );
+    record.status = KeyStatus::Revoked;
+    record
 }
 
 /// Where a presented key is looked up.

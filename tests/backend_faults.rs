@@ -45,70 +45,26 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use api_keys::store::{Fault, FaultyStore, Op};
 use api_keys::testing::conformance;
+use api_keys::testing::{Fault, FaultyStore, Op};
 use api_keys::{
     CreateRequest, CreatedKey, KeyId, KeyInfo, KeyKind, KeyManager, KeyStatus, KeyStore, ManageError, PageRequest,
     Pepper, Peppers, PostgresStore, RedisStore, ScopeCatalog, Secret, ServiceAccountId, StoreError, Verifier,
     VerifyError,
 };
+use common::services::{chain, host_of, postgres_down, postgres_url, redis_down, redis_url};
 use common::stress::{self, Load};
 use sqlx::Connection as _;
 
-const POSTGRES_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
-const REDIS_DEFAULT: &str = "redis://127.0.0.1:6379";
+/// What the servers must allow these tests.
+const PG_NEEDS: &str = "a server where this user may create roles and schemas";
+const REDIS_NEEDS: &str = "a server where this user may create ACL users";
 
 /// How long a store may stay unavailable after logins are allowed again.
 const RECONNECT_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Per-call timeout of the stores whose connections get killed.
 const STORE_TIMEOUT: Duration = Duration::from_millis(500);
-
-fn postgres_url() -> String {
-    std::env::var("API_KEYS_TEST_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_DEFAULT.to_owned())
-}
-
-fn redis_url() -> String {
-    std::env::var("API_KEYS_TEST_REDIS_URL").unwrap_or_else(|_| REDIS_DEFAULT.to_owned())
-}
-
-/// `host:port/…` of a URL, without any user or password.
-fn host_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    rest.rsplit_once('@').map_or(rest, |(_, h)| h)
-}
-
-/// The error and its sources, joined by `: `.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-fn postgres_down(e: &dyn std::error::Error) -> ! {
-    panic!(
-        "PostgreSQL at {} unreachable ({}): start it with \
-         `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`, \
-         or point API_KEYS_TEST_POSTGRES_URL at a server where this user may create roles and schemas",
-        host_of(&postgres_url()),
-        chain(e),
-    )
-}
-
-fn redis_down(e: &dyn std::error::Error) -> ! {
-    panic!(
-        "Redis at {} unreachable ({}): start it with \
-         `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no`, \
-         or point API_KEYS_TEST_REDIS_URL at a server where this user may create ACL users",
-        host_of(&redis_url()),
-        chain(e),
-    )
-}
 
 fn peppers() -> Peppers {
     Peppers::single(Pepper::new(1, [0x5e; 32]).unwrap())
@@ -175,7 +131,7 @@ where
 // ----- PostgreSQL -----
 
 async fn pg_admin() -> sqlx::PgConnection {
-    sqlx::PgConnection::connect(&postgres_url()).await.unwrap_or_else(|e| postgres_down(&e))
+    sqlx::PgConnection::connect(&postgres_url()).await.unwrap_or_else(|e| postgres_down(&e, PG_NEEDS))
 }
 
 async fn pg_exec(admin: &mut sqlx::PgConnection, sql: String) {
@@ -232,7 +188,7 @@ impl Pg {
             Ok(store) => Self { store, role },
             Err(e) => {
                 drop_role(&role).await;
-                postgres_down(&e)
+                postgres_down(&e, PG_NEEDS)
             }
         }
     }
@@ -319,8 +275,8 @@ impl Rd {
     async fn open(timeout: Duration) -> Self {
         let user = unique("api-keys-faults-");
         let password = conformance::key_id();
-        let client = ::redis::Client::open(redis_url()).unwrap_or_else(|e| redis_down(&e));
-        let mut admin = client.get_multiplexed_async_connection().await.unwrap_or_else(|e| redis_down(&e));
+        let client = ::redis::Client::open(redis_url()).unwrap_or_else(|e| redis_down(&e, REDIS_NEEDS));
+        let mut admin = client.get_multiplexed_async_connection().await.unwrap_or_else(|e| redis_down(&e, REDIS_NEEDS));
         let () = ::redis::cmd("ACL")
             .arg("SETUSER")
             .arg(&user)
@@ -337,7 +293,7 @@ impl Rd {
             Ok(store) => Self { store, user, admin },
             Err(e) => {
                 let _: i64 = ::redis::cmd("ACL").arg("DELUSER").arg(&user).query_async(&mut admin).await.unwrap();
-                redis_down(&e)
+                redis_down(&e, REDIS_NEEDS)
             }
         }
     }
@@ -468,7 +424,7 @@ async fn sqlite_stress() {
     let url = format!("sqlite://{}", dir.path().join("keys.db").display());
     let store = api_keys::SqliteStore::connect(&url).await.unwrap_or_else(|e| panic!("SQLite at {url}: {e}"));
     // Fewer writers: SQLite has one write lock, and a writer that waits for
-    // it longer than the busy timeout (2 s, not raised by `with_timeout`)
+    // it longer than the busy timeout (the store timeout, 2 s by default)
     // fails with "database is locked"; with 8 writers that happened on this
     // 2-core machine while other builds ran.
     stress(store, "SQLite", 4).await;
@@ -551,7 +507,7 @@ async fn writer<S: KeyStore>(
             }
         };
         log.created.push(created.api_key.id);
-        let CreatedKey { api_key, secret } = created;
+        let CreatedKey { api_key, secret, .. } = created;
         let (id, secret) = if round.is_multiple_of(3) {
             match manager.reissue(&api_key.id, Duration::ZERO).await {
                 Ok(new) => {

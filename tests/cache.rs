@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use api_keys::store::{BusStatus, CacheConfig, CachedStore, InvalidationBus, MemoryBus, Peek};
+use api_keys::store::cached::{BusStatus, CacheConfig, CachedStore, Peek};
+use api_keys::store::invalidation::{InvalidationBus, MemoryBus};
 use api_keys::{
     Clock, CreateRequest, Digest, KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore, ManualClock, MemoryStore,
     OldKeyFate, Page, PageRequest, Pepper, Peppers, ScopeCatalog, Secret, ServiceAccountId, StoreError, Timestamp,
@@ -184,12 +185,10 @@ fn cached(config: CacheConfig) -> Node<Cached> {
 
 /// Fresh 5 s, stale up to 30 s, negative 1 s: the defaults, spelled out.
 fn config() -> CacheConfig {
-    CacheConfig {
-        fresh_ttl: Duration::from_secs(5),
-        max_staleness: Duration::from_secs(30),
-        negative_ttl: Duration::from_secs(1),
-        ..CacheConfig::default()
-    }
+    CacheConfig::default()
+        .fresh_ttl(Duration::from_secs(5))
+        .max_staleness(Duration::from_secs(30))
+        .negative_ttl(Duration::from_secs(1))
 }
 
 async fn create<S: KeyStore>(n: &Node<S>) -> (KeyId, String) {
@@ -300,7 +299,7 @@ async fn negative_entries_are_short_lived_and_dropped_by_insert() {
 
 #[tokio::test]
 async fn negative_caching_can_be_switched_off() {
-    let n = cached(CacheConfig { negative_ttl: Duration::ZERO, ..config() });
+    let n = cached(config().negative_ttl(Duration::ZERO));
     let id = KeyId::generate().unwrap();
     for _ in 0..3 {
         assert!(n.store.get(&id).await.unwrap().is_none());
@@ -425,7 +424,7 @@ async fn expiry_is_rechecked_on_every_hit() {
 
 #[tokio::test]
 async fn size_is_bounded() {
-    let n = cached(CacheConfig { max_entries: 50, ..config() });
+    let n = cached(config().max_entries(50));
     for _ in 0..1_000 {
         n.store.get(&KeyId::generate().unwrap()).await.unwrap();
     }
@@ -435,7 +434,7 @@ async fn size_is_bounded() {
 
 #[tokio::test]
 async fn a_disabled_cache_always_consults_the_store() {
-    for config in [CacheConfig::disabled(), CacheConfig { max_staleness: Duration::ZERO, ..config() }] {
+    for config in [CacheConfig::disabled(), config().max_staleness(Duration::ZERO)] {
         let n = cached(config);
         let (id, header) = create(&n).await;
         for _ in 0..3 {
@@ -683,15 +682,20 @@ async fn wait_subscribed<S: KeyStore>(store: &CachedStore<S>, subscriptions: u64
     .await;
 }
 
+/// Waits until `store` has received one more id than `before`: the echo of
+/// a create (creates are published, for other nodes' flood shields), which
+/// would otherwise drop an entry filled just before it arrives.
+async fn heard_create<S: KeyStore>(store: &CachedStore<S>, before: u64) {
+    eventually(Duration::from_secs(5), "create heard", || async { store.bus_status().received > before }).await;
+}
+
 /// Long TTLs: any rejection on the other node within the test comes from
 /// the bus, not from ageing out.
 fn long_ttls() -> CacheConfig {
-    CacheConfig {
-        fresh_ttl: Duration::from_secs(600),
-        max_staleness: Duration::from_secs(1200),
-        reconnect_initial: Duration::from_millis(20),
-        ..CacheConfig::default()
-    }
+    CacheConfig::default()
+        .fresh_ttl(Duration::from_secs(600))
+        .max_staleness(Duration::from_secs(1200))
+        .reconnect_initial(Duration::from_millis(20))
 }
 
 #[tokio::test]
@@ -704,7 +708,9 @@ async fn a_revoke_on_one_node_reaches_the_other_over_the_memory_bus() {
     wait_subscribed(&b.store, 1).await;
 
     for op in ["revoke", "delete", "reissue"] {
+        let heard = b.store.bus_status().received;
         let (id, header) = create(&a).await;
+        heard_create(&b.store, heard).await;
         verify(&b, &header).await.unwrap();
         assert!(matches!(b.store.peek(&id).await, Peek::Record(_)), "B has it cached");
         match op {
@@ -736,13 +742,13 @@ struct CuttableSubscription {
 impl InvalidationBus for CuttableBus {
     type Subscription = CuttableSubscription;
 
-    async fn publish(&self, id: &KeyId) -> Result<(), api_keys::store::BusError> {
+    async fn publish(&self, id: &KeyId) -> Result<(), api_keys::store::invalidation::BusError> {
         self.inner.publish(id).await
     }
 
-    async fn subscribe(&self) -> Result<CuttableSubscription, api_keys::store::BusError> {
+    async fn subscribe(&self) -> Result<CuttableSubscription, api_keys::store::invalidation::BusError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(api_keys::store::BusError::Closed);
+            return Err(api_keys::store::invalidation::BusError::Closed);
         }
         let mut cut = self.cut.subscribe();
         cut.mark_unchanged();
@@ -750,11 +756,11 @@ impl InvalidationBus for CuttableBus {
     }
 }
 
-impl api_keys::store::InvalidationSubscription for CuttableSubscription {
-    async fn next_id(&mut self) -> Result<KeyId, api_keys::store::BusError> {
+impl api_keys::store::invalidation::InvalidationSubscription for CuttableSubscription {
+    async fn next_id(&mut self) -> Result<KeyId, api_keys::store::invalidation::BusError> {
         tokio::select! {
             id = self.inner.next_id() => id,
-            _ = self.cut.changed() => Err(api_keys::store::BusError::Closed),
+            _ = self.cut.changed() => Err(api_keys::store::invalidation::BusError::Closed),
         }
     }
 }
@@ -769,6 +775,9 @@ async fn a_lost_subscription_is_retried_and_the_reconnect_clears_the_cache() {
     let b = node(CachedStore::with_bus(Probe::default(), long_ttls(), bus.clone()).unwrap(), None);
     wait_subscribed(&b.store, 1).await;
     let (id, header) = create(&b).await;
+    // The create is published too (for other nodes' flood shields); let its
+    // echo arrive before filling, or it drops the fresh entry.
+    eventually(Duration::from_secs(5), "create echoed", || async { b.store.bus_status().received >= 1 }).await;
     verify(&b, &header).await.unwrap();
     assert!(matches!(b.store.peek(&id).await, Peek::Record(_)));
 
@@ -830,7 +839,7 @@ fn unique(prefix: &str) -> String {
 mod postgres {
     use super::*;
     use api_keys::PostgresStore;
-    use api_keys::store::PostgresBus;
+    use api_keys::store::invalidation::PostgresBus;
 
     const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
     const START: &str = "PostgreSQL on 127.0.0.1:5432 (database `test`) is not reachable; start it with \
@@ -879,7 +888,9 @@ mod postgres {
         let b = pg_node(&schema, &channel).await;
 
         for op in ["revoke", "delete", "reissue"] {
+            let heard = b.store.bus_status().received;
             let (id, header) = create(&a).await;
+            heard_create(&b.store, heard).await;
             verify(&b, &header).await.unwrap();
             verify(&b, &header).await.unwrap();
             assert!(matches!(b.store.peek(&id).await, Peek::Record(_)), "B has it cached");
@@ -900,7 +911,9 @@ mod postgres {
         let channel = unique("inval");
         let a = pg_node(&schema, &channel).await;
         let b = pg_node(&schema, &channel).await;
+        let heard = b.store.bus_status().received;
         let (id, header) = create(&a).await;
+        heard_create(&b.store, heard).await;
         verify(&b, &header).await.unwrap();
         assert!(matches!(b.store.peek(&id).await, Peek::Record(_)));
 
@@ -929,7 +942,7 @@ mod postgres {
 mod redis_bus {
     use super::*;
     use api_keys::RedisStore;
-    use api_keys::store::RedisBus;
+    use api_keys::store::invalidation::RedisBus;
 
     const URL: &str = "redis://127.0.0.1:6379";
     const START: &str = "Redis on 127.0.0.1:6379 is not reachable; start it with \
@@ -986,7 +999,9 @@ mod redis_bus {
         let b = redis_node(&prefix, &channel).await;
 
         for op in ["revoke", "delete", "reissue"] {
+            let heard = b.store.bus_status().received;
             let (id, header) = create(&a).await;
+            heard_create(&b.store, heard).await;
             verify(&b, &header).await.unwrap();
             verify(&b, &header).await.unwrap();
             assert!(matches!(b.store.peek(&id).await, Peek::Record(_)), "B has it cached");
@@ -1017,7 +1032,9 @@ mod redis_bus {
         let new: Vec<&String> = after.iter().filter(|id| !before.contains(id)).collect();
         assert_eq!(new.len(), 1, "exactly B's subscriber is new: before {before:?}, after {after:?}");
 
+        let heard = b.store.bus_status().received;
         let (id, header) = create(&a).await;
+        heard_create(&b.store, heard).await;
         verify(&b, &header).await.unwrap();
         assert!(matches!(b.store.peek(&id).await, Peek::Record(_)));
 

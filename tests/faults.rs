@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_keys::store::{Fault, FaultyStore, Op};
+use api_keys::testing::{Fault, FaultyStore, Op};
 use api_keys::{
     ClientClass, CreateRequest, KeyManager, KeyStatus, KeyStore, ManageError, MemoryStore, PageRequest, Pepper,
     Peppers, ScopeCatalog, Secret, StoreError, Verifier, VerifyError,

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use api_keys::store::{FaultyStore, Op};
+use api_keys::testing::{FaultyStore, Op};
 use api_keys::{CreateRequest, KeyManager, MemoryStore, Pepper, Peppers, ScopeCatalog, Verifier, VerifyError};
 
 type Store = FaultyStore<MemoryStore>;

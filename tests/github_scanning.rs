@@ -17,7 +17,7 @@ use api_keys::admin::github::{
     SecretScanning, token_hash,
 };
 use api_keys::scan::Liveness;
-use api_keys::store::{Fault, FaultyStore, Op};
+use api_keys::testing::{Fault, FaultyStore, Op};
 use api_keys::{
     CreateRequest, KeyManager, KeyStatus, ManualClock, MemoryStore, Pepper, Peppers, ScopeCatalog, Timestamp,
     TokenFormat, token_checksum,

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use api_keys::http::ApiKeyLayer;
-use api_keys::store::{Fault, FaultyStore, Op};
+use api_keys::testing::{Fault, FaultyStore, Op};
 use api_keys::{CreateRequest, KeyManager, KeyStore, MemoryStore, Pepper, Peppers, ScopeCatalog};
 use tonic::Code;
 use tonic::transport::server::TcpIncoming;

@@ -1,29 +1,28 @@
-//! The HTTP layer end to end: the example server's router
-//! (`examples/axum_server/app.rs`) on an ephemeral loopback port, spoken to
-//! with a real HTTP client.
+//! The HTTP layer end to end: a router shaped like the example server's
+//! (`tests/common/app.rs`) on an ephemeral loopback port, spoken to with a
+//! real HTTP client.
 //!
 //! Every test also checks that no secret (API key or bearer token) appears
 //! in any response body or in the captured `tracing` output.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
-#[path = "../examples/axum_server/app.rs"]
-mod app;
+mod common;
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use api_keys::http::{ApiKeyLayer, BearerError, BearerIdentity, BearerToken, BearerValidator, NoBearer};
+use api_keys::testing::{Fault, FaultyStore, Op};
 use api_keys::{
-    Clock, CreateRequest, Digest, KeyId, KeyManager, KeyRecord, KeyStore, ManualClock, MemoryStore, OldKeyFate, Page,
-    PageRequest, Pepper, Peppers, Principal, Scope, ScopeCatalog, ScopeSet, ServiceAccountId, StoreError, Timestamp,
-    TokenFormat,
+    Clock, CreateRequest, KeyId, KeyManager, ManualClock, MemoryStore, Pepper, Peppers, Principal, Scope, ScopeCatalog,
+    ScopeSet, Timestamp, TokenFormat,
 };
 use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::get;
+use common::app;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde_json::Value;
 
@@ -64,54 +63,12 @@ fn logs() -> String {
 // ---------------------------------------------------------------------------
 // A store that can be taken down, to see the layer fail closed.
 
-#[derive(Default)]
-struct FlakyStore {
-    inner: MemoryStore,
-    down: AtomicBool,
-}
+type FlakyStore = FaultyStore<MemoryStore>;
 
-impl FlakyStore {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::unavailable(std::io::Error::other("injected outage")))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl KeyStore for FlakyStore {
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.insert(record).await
-    }
-    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.check()?;
-        self.inner.get(id).await
-    }
-    async fn get_by_digest(&self, digest: &Digest) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.check()?;
-        self.inner.get_by_digest(digest).await
-    }
-    async fn list(&self, sa: &ServiceAccountId, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
-        self.check()?;
-        self.inner.list(sa, page).await
-    }
-    async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.revoke(id).await
-    }
-    async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.delete(id).await
-    }
-    async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.reissue(old, new, fate).await
-    }
-    async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.touch_last_used(updates).await
+/// Every operation of `store` fails until [`FaultyStore::heal`].
+fn take_down(store: &FlakyStore) {
+    for op in Op::ALL {
+        store.always(op, Fault::Error);
     }
 }
 
@@ -150,7 +107,7 @@ struct Keys {
 impl Keys {
     fn new() -> Self {
         log_buffer();
-        let store = Arc::new(FlakyStore::default());
+        let store = Arc::new(FaultyStore::new(MemoryStore::new()));
         let clock = Arc::new(ManualClock::new(Timestamp::now()));
         let catalog = ScopeCatalog::yandex_cloud();
         let manager =
@@ -491,14 +448,14 @@ async fn store_outage_fails_closed_with_503() {
     let (_, token) = keys.create(&["yc.monitoring.read"]).await;
     srv.secret(&token);
 
-    keys.store.down.store(true, Ordering::SeqCst);
+    take_down(&keys.store);
     let r = srv.api_key("/v1/whoami", &token).await;
     r.assert_problem(503);
     assert_eq!(r.header("retry-after"), Some("5"));
     assert!(r.challenges().is_empty());
     assert!(logs().contains("injected outage"), "the cause is logged");
 
-    keys.store.down.store(false, Ordering::SeqCst);
+    keys.store.heal();
     assert_eq!(srv.api_key("/v1/whoami", &token).await.status, 200);
     srv.assert_no_secret_leaked();
 }

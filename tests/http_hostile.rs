@@ -15,9 +15,6 @@
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
-#[path = "../examples/axum_server/app.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod app;
 mod common;
 
 use std::sync::Arc;
@@ -25,6 +22,7 @@ use std::time::Duration;
 
 use api_keys::http::ApiKeyLayer;
 use api_keys::{ClientClass, CreateRequest, KeyManager, MemoryStore, Pepper, Peppers, ScopeCatalog};
+use common::app;
 use common::hostile::{CASES, Outcome, render};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -178,7 +178,7 @@ async fn creation_policy_can_forbid_keys() {
         .policy(DenyAll("organisation policy forbids API keys".into()))
         .build();
     let e = m.create(CreateRequest::new("sa")).await.unwrap_err();
-    assert!(matches!(&e, ManageError::PolicyDenied(PolicyDenied { reason }) if reason.contains("organisation")));
+    assert!(matches!(&e, ManageError::PolicyDenied(PolicyDenied { reason, .. }) if reason.contains("organisation")));
     assert!(store.is_empty());
 
     // A closure policy: only keys with an expiry, and no reissue.
@@ -203,7 +203,12 @@ async fn import_then_verify() {
     let secret = Secret::from("AQVN3sHvAWTemWB8QxHkunfG2x4q7G3OrCG02w".to_owned());
     let info =
         f.manager.import(CreateRequest::new("sa").scopes(["yc.ai.foundationModels.execute"]), &secret).await.unwrap();
-    assert_eq!(info.masked_key.to_string(), "****rCG02w");
+    // Issue 17 finding 9: never the secret's own last characters (as the
+    // masked key of an imported key was before), but six hex digits of its
+    // digest.
+    assert_ne!(info.masked_key.to_string(), "****rCG02w");
+    assert!(info.masked_key.tail().bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert_eq!(info.masked_key.tail().len(), 6);
     let tr = f.manager.catalog().requirement("yc.ai.translate.execute").unwrap();
     let p = f.verifier.verify(header(&secret).as_bytes(), Some(&tr)).await.unwrap();
     assert_eq!(p.key_id(), &info.id);
@@ -381,6 +386,26 @@ async fn pepper_rotation_keeps_old_keys_valid() {
     let e = m3.verifier().build().verify(header(&old.secret).as_bytes(), None).await.unwrap_err();
     assert!(matches!(e, VerifyError::UnknownPepper { version: 1, .. }));
     assert_eq!(e.client_class(), ClientClass::Unavailable);
+}
+
+/// Issue 17 finding 7: a secret imported before a pepper rotation cannot be
+/// imported again for another account after it (the duplicate probe runs
+/// under every pepper held, as the verifier does).
+#[tokio::test]
+async fn the_same_secret_cannot_be_imported_twice_across_a_pepper_rotation() {
+    let store = Arc::new(MemoryStore::new());
+    let p1 = Pepper::new(1, [1u8; 32]).unwrap();
+    let m1 = KeyManager::builder(store.clone(), Peppers::single(p1.clone()), ScopeCatalog::yandex_cloud()).build();
+    let secret = Secret::from("AQVNlegacyLegacyLegacy0123456789".to_owned());
+    let a = m1.import(CreateRequest::new("team-a"), &secret).await.unwrap();
+
+    let rotated = Peppers::new(Pepper::new(2, [2u8; 32]).unwrap(), [p1]).unwrap();
+    let m2 = KeyManager::builder(store.clone(), rotated, ScopeCatalog::yandex_cloud()).build();
+    let again = m2.import(CreateRequest::new("team-b"), &secret).await;
+    assert!(matches!(again, Err(ManageError::AlreadyImported)), "{again:?}");
+    // It still authenticates as team-a, and only as team-a.
+    let p = m2.verifier().build().verify(header(&secret).as_bytes(), None).await.unwrap();
+    assert_eq!((p.key_id(), p.service_account_id().as_str()), (&a.id, "team-a"));
 }
 
 trait PepperOf {

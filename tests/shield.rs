@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use api_keys::shield::{KeyIds, ShieldConfig, ShieldedStore};
-use api_keys::store::{BusError, CachedStore, InvalidationBus, InvalidationSubscription, MemoryBus};
+use api_keys::store::cached::CachedStore;
+use api_keys::store::invalidation::{BusError, InvalidationBus, InvalidationSubscription, MemoryBus};
 use api_keys::{
     CreateRequest, Digest, KeyId, KeyManager, KeyRecord, KeyStore, MemoryStore, OldKeyFate, Page, PageRequest, Pepper,
     Peppers, ScopeCatalog, ServiceAccountId, StoreError, Timestamp, TokenFormat, Verifier, VerifyError,
@@ -123,11 +124,7 @@ async fn an_untrusted_shield_asks_the_store_and_never_refuses_an_existing_key() 
     let early = manager(Arc::clone(&counting)).create(CreateRequest::new("early")).await.unwrap();
     // Loads fail from the start: the shield is never trusted.
     counting.fail_ids.store(true, Ordering::SeqCst);
-    let config = ShieldConfig {
-        resync_every: Duration::from_millis(20),
-        max_age: Duration::from_millis(200),
-        ..ShieldConfig::default()
-    };
+    let config = ShieldConfig::default().resync_every(Duration::from_millis(20)).max_age(Duration::from_millis(200));
     let store = Arc::new(ShieldedStore::local(Arc::clone(&counting), config).unwrap());
     let verifier = Verifier::builder(Arc::clone(&store), peppers()).build();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -151,7 +148,7 @@ async fn an_untrusted_shield_asks_the_store_and_never_refuses_an_existing_key() 
 #[tokio::test]
 async fn the_set_is_rebuilt_by_resync() {
     let counting = Arc::new(Counting::default());
-    let config = ShieldConfig { resync_every: Duration::from_millis(20), page: 3, ..ShieldConfig::default() };
+    let config = ShieldConfig::default().resync_every(Duration::from_millis(20)).page(3);
     let store = Arc::new(ShieldedStore::local(Arc::clone(&counting), config).unwrap());
     store.wait_trusted().await;
     let m = manager(Arc::clone(&store));
@@ -217,11 +214,8 @@ async fn ids_heard_on_the_bus_are_accepted_and_a_lost_channel_turns_the_shield_o
         cut: Arc::new(tokio::sync::watch::channel(0).0),
         down: Arc::new(AtomicBool::new(false)),
     };
-    let config = ShieldConfig {
-        resync_every: Duration::from_secs(3600),
-        reconnect_initial: Duration::from_millis(10),
-        ..ShieldConfig::default()
-    };
+    let config =
+        ShieldConfig::default().resync_every(Duration::from_secs(3600)).reconnect_initial(Duration::from_millis(10));
     let node = Arc::new(ShieldedStore::with_bus(Arc::clone(&shared), config, bus.clone()).unwrap());
     node.wait_trusted().await;
     let verifier = Verifier::builder(Arc::clone(&node), peppers()).build();

@@ -13,6 +13,8 @@
 #![cfg(all(feature = "sqlite", feature = "postgres", feature = "redis", feature = "test-util"))]
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+mod common;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,56 +25,12 @@ use api_keys::{
     Pepper, Peppers, PostgresStore, RedisStore, ScopeCatalog, Secret, SqliteStore, StoreError, Timestamp, TokenFormat,
     VerifyError,
 };
+use common::services::{postgres_down, postgres_url, redis_down, redis_url};
 use sqlx::Connection as _;
 
-const POSTGRES_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
-const REDIS_DEFAULT: &str = "redis://127.0.0.1:6379";
-
-fn postgres_url() -> String {
-    std::env::var("API_KEYS_TEST_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_DEFAULT.to_owned())
-}
-
-fn redis_url() -> String {
-    std::env::var("API_KEYS_TEST_REDIS_URL").unwrap_or_else(|_| REDIS_DEFAULT.to_owned())
-}
-
-/// `host:port/…` of a URL, without any user or password.
-fn host_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    rest.rsplit_once('@').map_or(rest, |(_, h)| h)
-}
-
-/// The error and its sources, joined by `: `.
-fn chain(e: &StoreError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-fn postgres_down(e: &StoreError) -> ! {
-    panic!(
-        "PostgreSQL at {} unreachable ({}): start it with \
-         `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`, \
-         or point API_KEYS_TEST_POSTGRES_URL at a server with a database you may create schemas in",
-        host_of(&postgres_url()),
-        chain(e),
-    )
-}
-
-fn redis_down(e: &StoreError) -> ! {
-    panic!(
-        "Redis at {} unreachable ({}): start it with \
-         `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no`, \
-         or point API_KEYS_TEST_REDIS_URL at a server",
-        host_of(&redis_url()),
-        chain(e),
-    )
-}
+/// What the servers must allow these tests.
+const PG_NEEDS: &str = "a database you may create schemas in";
+const REDIS_NEEDS: &str = "a server";
 
 /// A backend for one test: opened fresh, cleaned up afterwards.
 trait Backend: Sized {
@@ -130,7 +88,7 @@ impl Backend for Postgres {
             .max_connections(4)
             .connect()
             .await
-            .unwrap_or_else(|e| postgres_down(&e));
+            .unwrap_or_else(|e| postgres_down(&e, PG_NEEDS));
         Self { store, schema }
     }
     fn store(&self) -> Self::Store {
@@ -153,7 +111,11 @@ impl Backend for Redis {
     type Store = RedisStore;
     async fn open() -> Self {
         let prefix = format!("api-keys-test-{}", conformance::key_id());
-        let store = RedisStore::builder(redis_url()).prefix(prefix).connect().await.unwrap_or_else(|e| redis_down(&e));
+        let store = RedisStore::builder(redis_url())
+            .prefix(prefix)
+            .connect()
+            .await
+            .unwrap_or_else(|e| redis_down(&e, REDIS_NEEDS));
         Self(store)
     }
     fn store(&self) -> Self::Store {

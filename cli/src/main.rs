@@ -2,7 +2,8 @@
 //! source documents' `yc iam api-key …` commands do.
 //!
 //! ```text
-//! cargo run --features cli,sqlite,postgres,redis --example keyctl -- --help
+//! cargo install --path cli      # from the workspace root
+//! keyctl --help
 //! ```
 //!
 //! | command | does |
@@ -17,6 +18,7 @@
 //! | `import --service-account-id ID [--description D] [--scopes a,b] [--expires-at T]` | stores the digest of an existing secret read from stdin (one trailing newline trimmed; never echoed) |
 //! | `scan PATH… [--all] [--check] [--revoke [--yes]]` | finds leaked keys in files, folders (`.gitignore` respected unless `--all`) and stdin (`-`); prints `path:line:column  key-id  masked`, never a secret; exit 0 none found, 1 found, 2 bad input ([`scan`]) |
 //! | `verify [--header VALUE] [--scope S]` | checks an `Authorization` header value (from stdin unless `--header`); exit 0 and the key's id, service account and scopes when valid |
+//! | `serve [--listen 127.0.0.1:8080]` | the key service: `/v1/authorize` (forward auth), `/healthz`, `/readyz`, `/metrics` |
 //!
 //! `--format yaml|json|table` chooses the output; the default is `table` for
 //! `list` and `yaml` for everything else.
@@ -31,8 +33,14 @@
 //! a pepper file beside it (`api-keys.db.pepper`, mode 0600), created on
 //! first use with a warning; PostgreSQL and Redis need `API_KEYS_PEPPER` for
 //! the commands that digest secrets (`create`, `reissue`, `import`,
-//! `verify`). The axum server example reads the same variables
-//! ([`api_keys::config`]), so keys made here work there.
+//! `verify`, `serve`). An empty variable counts as unset. The rules live in
+//! [`env`] and [`pepper`]; the URL → store mapping is the library's
+//! ([`api_keys::config`]).
+//!
+//! `keyctl serve` ([`serve`]) verifies the keys for reverse proxies and
+//! applications; for PostgreSQL and Redis every write of the other commands
+//! is announced on the store's invalidation channel, so caching nodes drop a
+//! revoked key at once.
 //!
 //! # Exit codes
 //!
@@ -62,7 +70,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api_keys::config::{self, AnyStore, SetupError};
-use api_keys::store::{CacheConfig, CachedStore};
+use api_keys::store::cached::{CacheConfig, CachedStore};
 use api_keys::{
     ClientClass, CreateRequest, KeyId, KeyManager, KeyRecord, KeyStore, ManageError, PageRequest, Peppers,
     ScopeCatalog, Secret, ServiceAccountId, StoreError, Timestamp,
@@ -480,7 +488,10 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
         Command::List { service_account_id, limit, page_token } => {
             let sa = ServiceAccountId::new(&service_account_id)
                 .map_err(|e| Failure::new(BAD_INPUT, format!("--service-account-id: {e}")))?;
-            let page = cx.store.list(&sa, PageRequest { limit, after: page_token }).await;
+            let page = cx
+                .store
+                .list(&sa, page_token.map_or(PageRequest::first(limit), |after| PageRequest::after(limit, after)))
+                .await;
             let page = page.map_err(|e| store_failure(&e))?;
             let infos: Vec<_> = page.items.iter().map(KeyRecord::info).collect();
             let next = page.next.map(|id| id.to_string());

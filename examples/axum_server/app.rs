@@ -1,5 +1,4 @@
-//! The example server's routes. `tests/http.rs` includes this file, so the
-//! tests exercise exactly the router the example serves.
+//! The example server's routes.
 
 use std::sync::OnceLock;
 use std::time::Instant;

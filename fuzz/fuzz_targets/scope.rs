@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use api_keys::{MAX_SCOPE_LEN, Scope, ScopeCatalog, ScopeSet};
+use api_keys::{Scope, ScopeCatalog, ScopeSet};
 use libfuzzer_sys::fuzz_target;
 
 /// The input, one item per line:
@@ -67,7 +67,7 @@ fuzz_target!(|data: &[u8]| {
 
 /// `segment ("." segment)*`, segment = `[A-Za-z0-9][A-Za-z0-9_-]*`, ≤ 128 bytes.
 fn valid(name: &str) -> bool {
-    name.len() <= MAX_SCOPE_LEN
+    name.len() <= Scope::MAX_LEN
         && name.split('.').all(|seg| {
             let mut b = seg.bytes();
             b.next().is_some_and(|c| c.is_ascii_alphanumeric())

@@ -9,7 +9,7 @@
 
 use std::sync::OnceLock;
 
-use api_keys::{KEY_ID_LEN, SECRET_LEN, Token, TokenFormat};
+use api_keys::{KeyId, Token, TokenFormat};
 use libfuzzer_sys::fuzz_target;
 
 struct Seeded {
@@ -69,16 +69,16 @@ fn check_shape(data: &[u8], format: &TokenFormat) {
     let Ok(t) = Token::parse(data, format) else { return };
     let p = format.prefix().len();
     assert_eq!(data.len(), format.token_len());
-    assert_eq!(data.len(), p + KEY_ID_LEN + 1 + SECRET_LEN + 6);
+    assert_eq!(data.len(), p + KeyId::LEN + 1 + Token::SECRET_LEN + 6);
     assert_eq!(&data[..p], format.prefix().as_bytes());
-    let id = &data[p..p + KEY_ID_LEN];
+    let id = &data[p..p + KeyId::LEN];
     assert!(id.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()), "id alphabet");
     assert_eq!(t.id().as_str().as_bytes(), id);
-    assert_eq!(data[p + KEY_ID_LEN], b'_');
-    let secret = &data[p + KEY_ID_LEN + 1..p + KEY_ID_LEN + 1 + SECRET_LEN];
+    assert_eq!(data[p + KeyId::LEN], b'_');
+    let secret = &data[p + KeyId::LEN + 1..p + KeyId::LEN + 1 + Token::SECRET_LEN];
     assert_eq!(t.secret_bytes(), secret);
     assert_eq!(t.secret_bytes().as_ptr(), secret.as_ptr(), "secret borrows the input");
-    assert!(data[p + KEY_ID_LEN + 1..].iter().all(u8::is_ascii_alphanumeric), "secret and checksum alphabet");
+    assert!(data[p + KeyId::LEN + 1..].iter().all(u8::is_ascii_alphanumeric), "secret and checksum alphabet");
     // Debug never shows the secret.
     let dbg = format!("{t:?}");
     assert!(!dbg.contains(std::str::from_utf8(secret).unwrap_or("\u{0}")), "Debug leaks the secret");

@@ -5,10 +5,10 @@ use std::fmt;
 
 use super::{AnyStore, SetupError};
 #[cfg(feature = "postgres")]
-use crate::store::PostgresBus;
+use crate::store::invalidation::PostgresBus;
 #[cfg(feature = "redis")]
-use crate::store::RedisBus;
-use crate::store::{BusError, InvalidationBus, InvalidationSubscription};
+use crate::store::invalidation::RedisBus;
+use crate::store::invalidation::{BusError, InvalidationBus, InvalidationSubscription};
 use crate::token::KeyId;
 
 /// The invalidation bus of a PostgreSQL or Redis [`AnyStore`], chosen by

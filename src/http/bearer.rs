@@ -12,8 +12,8 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::BoxError;
 use crate::scope::{RequiredScope, Scope, ScopeSet};
-use crate::store::BoxError;
 
 /// A `Bearer` token as it arrived: a validated RFC 9110 `token68`, borrowed
 /// from the request. `Debug` never prints it.

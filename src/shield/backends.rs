@@ -32,7 +32,7 @@ fn parse_ids(rows: &[String]) -> Result<Vec<KeyId>, StoreError> {
 const PAGE_SQL: &str = "SELECT id FROM api_keys WHERE id > $1 ORDER BY id LIMIT $2";
 
 #[cfg(feature = "sqlite")]
-impl KeyIds for crate::store::SqliteStore {
+impl KeyIds for crate::SqliteStore {
     async fn ids_after(&self, after: Option<KeyId>, limit: u32) -> Result<Vec<KeyId>, StoreError> {
         let after = after.map_or(String::new(), |id| id.as_str().to_owned());
         let rows = timed(self.timeout(), async {
@@ -49,7 +49,7 @@ impl KeyIds for crate::store::SqliteStore {
 }
 
 #[cfg(feature = "postgres")]
-impl KeyIds for crate::store::PostgresStore {
+impl KeyIds for crate::PostgresStore {
     async fn ids_after(&self, after: Option<KeyId>, limit: u32) -> Result<Vec<KeyId>, StoreError> {
         let after = after.map_or(String::new(), |id| id.as_str().to_owned());
         let rows = timed(self.timeout(), async {
@@ -66,7 +66,7 @@ impl KeyIds for crate::store::PostgresStore {
 }
 
 #[cfg(feature = "redis")]
-impl KeyIds for crate::store::RedisStore {
+impl KeyIds for crate::RedisStore {
     /// Redis keeps no ordered index of all ids: every call scans the record
     /// keys under the prefix and returns all ids after `after`, sorted (more
     /// than `limit`, so one call loads everything).

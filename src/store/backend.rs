@@ -1,6 +1,7 @@
-//! Pieces shared by the persistent stores: the timeout wrapper, the
-//! configuration error, and the conversion between [`KeyRecord`] and the
-//! primitive column values every backend stores.
+//! Pieces shared by the persistent stores (SQL and Redis): the timeout
+//! wrapper, the configuration error, and the conversion between
+//! [`KeyRecord`] and the primitive column values every backend stores. What
+//! only the SQL stores share is in [`sql`](super::sql).
 //!
 //! Every backend keeps the same columns (Redis: hash fields) with the same
 //! encodings:
@@ -33,12 +34,6 @@ use crate::token::KeyId;
 /// How long a persistent store waits for its backend before giving up with
 /// [`StoreError::Timeout`], unless configured otherwise: 2 seconds.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The table in which the SQL stores track applied schema versions (not
-/// sqlx's default `_sqlx_migrations`, so an application's own sqlx
-/// migrations in the same database never clash with these).
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub const MIGRATIONS_TABLE: &str = "_api_keys_migrations";
 
 /// A store's configuration is unusable. Returned as the source of
 /// [`StoreError::Unavailable`] by the stores' constructors.
@@ -120,27 +115,27 @@ impl Row {
         }
         let digest: [u8; 32] =
             self.digest.as_slice().try_into().map_err(|_| corrupt("digest", "is not exactly 32 bytes"))?;
-        Ok(KeyRecord {
-            id: key_id("id", &self.id)?,
-            service_account_id: ServiceAccountId::new(&self.service_account_id)
+        let mut record = KeyRecord::new(
+            key_id("id", &self.id)?,
+            ServiceAccountId::new(&self.service_account_id)
                 .map_err(|_| corrupt("service_account_id", "is not a valid service account id"))?,
-            description: Description::new(&self.description)
-                .map_err(|_| corrupt("description", "is not a valid description"))?,
-            created_at: Timestamp::from_unix_nanos(self.created_at),
-            last_used_at: self.last_used_at.map(Timestamp::from_unix_nanos),
-            scopes: ScopeSet::new(scopes).map_err(|_| corrupt("scopes", "holds too many scopes"))?,
-            expires_at: self.expires_at.map(Timestamp::from_unix_nanos),
-            masked_key: MaskedKey::from_tail(masked),
-            pepper_version: u32::try_from(self.pepper_version)
-                .map_err(|_| corrupt("pepper_version", "is outside 0..=4294967295"))?,
-            digest: Digest::from_bytes(digest),
-            status: KeyStatus::parse(&self.status).ok_or_else(|| corrupt("status", "is not active or revoked"))?,
-            kind: KeyKind::parse(&self.kind).ok_or_else(|| corrupt("kind", "is not native or imported"))?,
-            links: ReissueLinks {
-                replaced_by: self.replaced_by.as_deref().map(|t| key_id("replaced_by", t)).transpose()?,
-                reissued_from: self.reissued_from.as_deref().map(|t| key_id("reissued_from", t)).transpose()?,
-            },
-        })
+            KeyKind::parse(&self.kind).ok_or_else(|| corrupt("kind", "is not native or imported"))?,
+            u32::try_from(self.pepper_version).map_err(|_| corrupt("pepper_version", "is outside 0..=4294967295"))?,
+            Digest::from_bytes(digest),
+            MaskedKey::from_tail(masked),
+            Timestamp::from_unix_nanos(self.created_at),
+        );
+        record.description =
+            Description::new(&self.description).map_err(|_| corrupt("description", "is not a valid description"))?;
+        record.last_used_at = self.last_used_at.map(Timestamp::from_unix_nanos);
+        record.scopes = ScopeSet::new(scopes).map_err(|_| corrupt("scopes", "holds too many scopes"))?;
+        record.expires_at = self.expires_at.map(Timestamp::from_unix_nanos);
+        record.status = KeyStatus::parse(&self.status).ok_or_else(|| corrupt("status", "is not active or revoked"))?;
+        record.links = ReissueLinks {
+            replaced_by: self.replaced_by.as_deref().map(|t| key_id("replaced_by", t)).transpose()?,
+            reissued_from: self.reissued_from.as_deref().map(|t| key_id("reissued_from", t)).transpose()?,
+        };
+        Ok(record)
     }
 }
 
@@ -163,54 +158,6 @@ pub(crate) fn join_scopes(scopes: &ScopeSet) -> String {
 pub(crate) fn split_scopes(text: &str) -> Vec<String> {
     if text.is_empty() { Vec::new() } else { text.split(',').map(str::to_owned).collect() }
 }
-
-/// Maps a sqlx error: database errors lose everything but their code,
-/// constraint name and message (PostgreSQL's `detail` can quote whole rows,
-/// digests included, and `Debug` would print it); decode errors become
-/// [`StoreError::Corrupt`] naming the column; everything else is
-/// [`StoreError::Unavailable`] with the driver error as its source.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) fn sqlx_error(e: sqlx::Error) -> StoreError {
-    match e {
-        sqlx::Error::Database(db) => StoreError::Unavailable(Box::new(DatabaseError {
-            code: db.code().map(|c| c.into_owned()),
-            constraint: db.constraint().map(str::to_owned),
-            message: db.message().to_owned(),
-        })),
-        sqlx::Error::ColumnDecode { index, .. } => StoreError::Corrupt(format!("column {index} could not be decoded")),
-        sqlx::Error::ColumnNotFound(name) => StoreError::Corrupt(format!("column {name} is missing")),
-        sqlx::Error::Decode(_) => StoreError::Corrupt("a value could not be decoded".to_owned()),
-        other => StoreError::Unavailable(Box::new(other)),
-    }
-}
-
-/// An error reported by the database server, without the row data some
-/// servers attach to it.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-#[derive(Debug)]
-pub(crate) struct DatabaseError {
-    code: Option<String>,
-    constraint: Option<String>,
-    message: String,
-}
-
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-impl std::fmt::Display for DatabaseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "database error")?;
-        if let Some(code) = &self.code {
-            write!(f, " {code}")?;
-        }
-        write!(f, ": {}", self.message)?;
-        if let Some(c) = &self.constraint {
-            write!(f, " (constraint {c})")?;
-        }
-        Ok(())
-    }
-}
-
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-impl std::error::Error for DatabaseError {}
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,84 @@
-//! An in-memory cache in front of any [`KeyStore`] (feature `cache`): see
-//! [`CachedStore`] for what is cached, for how long, and how revocation stays
-//! immediate on this node and bounded on the others.
+//! An in-memory cache in front of any [`KeyStore`] (feature `cache`):
+//! [`CachedStore`], configured by [`CacheConfig`].
+//!
+//! # What is served, and for how long
+//!
+//! Ages count from the moment the store read *started*. With
+//! [`CacheConfig`]'s `fresh_ttl` ≤ `max_staleness`:
+//!
+//! - an entry younger than `fresh_ttl` is served from memory;
+//! - an entry between `fresh_ttl` and `max_staleness` is served while one
+//!   background refresh (single flight per entry) reads the store again
+//!   (stale-while-revalidate). If that refresh **fails**, the entry is
+//!   dropped: the next request goes to the store and fails closed with the
+//!   store's error. A cache never turns a store error into an acceptance,
+//!   and store errors are never cached;
+//! - nothing older than `max_staleness` is ever served;
+//! - "no such key" (negative) entries are served for `negative_ttl` only
+//!   and are never refreshed in the background;
+//! - `max_staleness = 0` ([`CacheConfig::disabled`]) consults the store on
+//!   every call.
+//!
+//! A cached record is the record as stored; the verifier re-checks status,
+//! **expiry** (against its clock, on every call) and scopes on whatever it
+//! gets, so a cached key stops working the instant it expires.
+//!
+//! Concurrent misses for one key are coalesced into one store read (moka's
+//! `try_get_with`). Without a Tokio runtime there is no background refresh:
+//! a stale entry is then treated as a miss.
+//!
+//! # Revocation on this node is immediate and race-free
+//!
+//! Once `revoke`, `delete`, `reissue` (or `insert`) returns, no lookup on
+//! this node returns the record as it was before — including a lookup that
+//! started before the write and finishes after it, and a fill that read the
+//! old record just before a delete (the load-then-fill race that lets
+//! tower-sessions' cache resurrect a deleted session).
+//!
+//! The mechanism is generation stamps:
+//! - a table of 4096 generation counters; every key id (and every digest)
+//!   maps to one of them;
+//! - every local mutation, **after** the inner write, bumps the counters of
+//!   the ids (and digests) it touched, then removes their entries;
+//! - a fill records the counter before reading the store and inserts its
+//!   entry only if the counter is unchanged after the read; otherwise it
+//!   discards what it read and reads again (fill-if-unchanged);
+//! - every hit compares the entry's stamp with the current counter, so an
+//!   entry that slipped in between a mutation's bump and its removal is
+//!   never served.
+//!
+//! Records found by digest are stamped with their key id's counter (under a
+//! global counter that detects a mutation during the read), so revoking an
+//! imported key by id also invalidates its digest entry.
+//!
+//! # Other nodes
+//!
+//! Other nodes learn of a change through an [`InvalidationBus`]
+//! ([`CachedStore::with_bus`]): after each local insert, revoke, delete and reissue
+//! the store publishes the key id; a subscriber task drops every id it
+//! receives. When the subscription is lost it reconnects with exponential
+//! backoff and clears the whole cache on every (re)connect, since messages
+//! may have been missed. Whatever happens to the channel, no entry outlives
+//! `max_staleness`: that is the documented upper bound on how long a key
+//! revoked elsewhere can still be accepted on this node. A failed publish
+//! does not fail the write (it is committed); it is counted in
+//! [`BusStatus::publish_failures`].
+//!
+//! # Notes
+//! - Records from `get` may be up to `max_staleness` old when they were
+//!   changed on another node without a bus message (for example
+//!   `last_used_at`); management code that needs the authoritative record
+//!   should read [`CachedStore::inner`].
+//! - [`KeyStore::touch_last_used`] updates the cached records' `last_used_at`
+//!   too, so the verifier's lock-free "already noted" check keeps working on
+//!   cached records (entries by id; an imported key's entry by digest picks
+//!   the new time up at its next refresh).
+//! - A newly imported key may be rejected on other nodes for up to
+//!   `negative_ttl` if its digest was looked up there just before the
+//!   import (bus messages carry ids, never digests).
+//! - Size is bounded by [`CacheConfig::max_entries`]; moka's TinyLFU
+//!   admission keeps frequently used keys when a flood of unknown ids
+//!   arrives.
 
 use std::fmt;
 use std::future::Future;
@@ -12,7 +90,7 @@ use moka::future::Cache;
 use tokio::time::Instant;
 
 use super::invalidation::{BusError, InvalidationBus, InvalidationSubscription, Publish};
-use super::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
+use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
 use crate::clock::Timestamp;
 use crate::digest::Digest;
 use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
@@ -21,6 +99,7 @@ use crate::token::KeyId;
 /// Cache settings. Every field has a safe default; see [`CachedStore`] for
 /// how they interact.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CacheConfig {
     /// Entries younger than this are served from memory without touching
     /// the store. Clamped to `max_staleness`. Defaults to 5 s.
@@ -76,6 +155,48 @@ impl CacheConfig {
     pub fn is_disabled(&self) -> bool {
         self.max_staleness.is_zero()
     }
+
+    /// Sets [`CacheConfig::fresh_ttl`].
+    #[must_use]
+    pub fn fresh_ttl(mut self, ttl: Duration) -> Self {
+        self.fresh_ttl = ttl;
+        self
+    }
+
+    /// Sets [`CacheConfig::max_staleness`].
+    #[must_use]
+    pub fn max_staleness(mut self, bound: Duration) -> Self {
+        self.max_staleness = bound;
+        self
+    }
+
+    /// Sets [`CacheConfig::negative_ttl`].
+    #[must_use]
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = ttl;
+        self
+    }
+
+    /// Sets [`CacheConfig::max_entries`].
+    #[must_use]
+    pub fn max_entries(mut self, n: u64) -> Self {
+        self.max_entries = n;
+        self
+    }
+
+    /// Sets [`CacheConfig::reconnect_initial`].
+    #[must_use]
+    pub fn reconnect_initial(mut self, delay: Duration) -> Self {
+        self.reconnect_initial = delay;
+        self
+    }
+
+    /// Sets [`CacheConfig::reconnect_max`].
+    #[must_use]
+    pub fn reconnect_max(mut self, delay: Duration) -> Self {
+        self.reconnect_max = delay;
+        self
+    }
 }
 
 /// A snapshot of the invalidation subscriber's state.
@@ -116,20 +237,9 @@ enum CacheKey {
 
 const STRIPES: usize = 4096;
 
-/// Maps bytes that are already uniformly random (ids from the CSPRNG,
-/// HMAC outputs) to a generation stripe. Attacker-chosen ids can only make
-/// unrelated keys share a stripe, which costs a spurious re-read, never a
-/// wrong answer.
+/// The generation stripe of an id or digest.
 fn stripe_of(bytes: &[u8]) -> usize {
-    let mut h: u64 = 0x9E37_79B9_7F4A_7C15;
-    for chunk in bytes.chunks(8) {
-        let mut w = [0u8; 8];
-        w[..chunk.len()].copy_from_slice(chunk);
-        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        h ^= h >> 31;
-    }
-    // Truncation is the point: keep the top bits.
-    (h >> 52) as usize & (STRIPES - 1)
+    crate::shard::shard_of(bytes, STRIPES)
 }
 
 impl CacheKey {
@@ -422,7 +532,7 @@ impl Drop for TaskGuard {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use api_keys::store::{CacheConfig, CachedStore};
+/// use api_keys::store::cached::{CacheConfig, CachedStore};
 /// use api_keys::{CreateRequest, KeyManager, MemoryStore, Pepper, Peppers, ScopeCatalog, VerifyError};
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -442,84 +552,9 @@ impl Drop for TaskGuard {
 /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 /// ```
 ///
-/// # What is served, and for how long
-///
-/// Ages count from the moment the store read *started*. With
-/// [`CacheConfig`]'s `fresh_ttl` ≤ `max_staleness`:
-///
-/// - an entry younger than `fresh_ttl` is served from memory;
-/// - an entry between `fresh_ttl` and `max_staleness` is served while one
-///   background refresh (single flight per entry) reads the store again
-///   (stale-while-revalidate). If that refresh **fails**, the entry is
-///   dropped: the next request goes to the store and fails closed with the
-///   store's error. A cache never turns a store error into an acceptance,
-///   and store errors are never cached;
-/// - nothing older than `max_staleness` is ever served;
-/// - "no such key" (negative) entries are served for `negative_ttl` only
-///   and are never refreshed in the background;
-/// - `max_staleness = 0` ([`CacheConfig::disabled`]) consults the store on
-///   every call.
-///
-/// A cached record is the record as stored; the verifier re-checks status,
-/// **expiry** (against its clock, on every call) and scopes on whatever it
-/// gets, so a cached key stops working the instant it expires.
-///
-/// Concurrent misses for one key are coalesced into one store read (moka's
-/// `try_get_with`). Without a Tokio runtime there is no background refresh:
-/// a stale entry is then treated as a miss.
-///
-/// # Revocation on this node is immediate and race-free
-///
-/// Once `revoke`, `delete`, `reissue` (or `insert`) returns, no lookup on
-/// this node returns the record as it was before — including a lookup that
-/// started before the write and finishes after it, and a fill that read the
-/// old record just before a delete (the load-then-fill race that lets
-/// tower-sessions' cache resurrect a deleted session).
-///
-/// The mechanism is generation stamps:
-/// - a table of 4096 generation counters; every key id (and every digest)
-///   maps to one of them;
-/// - every local mutation, **after** the inner write, bumps the counters of
-///   the ids (and digests) it touched, then removes their entries;
-/// - a fill records the counter before reading the store and inserts its
-///   entry only if the counter is unchanged after the read; otherwise it
-///   discards what it read and reads again (fill-if-unchanged);
-/// - every hit compares the entry's stamp with the current counter, so an
-///   entry that slipped in between a mutation's bump and its removal is
-///   never served.
-///
-/// Records found by digest are stamped with their key id's counter (under a
-/// global counter that detects a mutation during the read), so revoking an
-/// imported key by id also invalidates its digest entry.
-///
-/// # Other nodes
-///
-/// Other nodes learn of a change through an [`InvalidationBus`]
-/// ([`CachedStore::with_bus`]): after each local insert, revoke, delete and
-/// reissue the store publishes the key id; a subscriber task drops every id it
-/// receives. When the subscription is lost it reconnects with exponential
-/// backoff and clears the whole cache on every (re)connect, since messages
-/// may have been missed. Whatever happens to the channel, no entry outlives
-/// `max_staleness`: that is the documented upper bound on how long a key
-/// revoked elsewhere can still be accepted on this node. A failed publish
-/// does not fail the write (it is committed); it is counted in
-/// [`BusStatus::publish_failures`].
-///
-/// # Notes
-/// - Records from `get` may be up to `max_staleness` old when they were
-///   changed on another node without a bus message (for example
-///   `last_used_at`); management code that needs the authoritative record
-///   should read [`CachedStore::inner`].
-/// - [`KeyStore::touch_last_used`] updates the cached records' `last_used_at`
-///   too, so the verifier's lock-free "already noted" check keeps working on
-///   cached records (entries by id; an imported key's entry by digest picks
-///   the new time up at its next refresh).
-/// - A newly imported key may be rejected on other nodes for up to
-///   `negative_ttl` if its digest was looked up there just before the
-///   import (bus messages carry ids, never digests).
-/// - Size is bounded by [`CacheConfig::max_entries`]; moka's TinyLFU
-///   admission keeps frequently used keys when a flood of unknown ids
-///   arrives.
+/// What is served and for how long, why a revoke on this node is
+/// immediate and race-free, and how other nodes learn of changes: see the
+/// [module documentation](self).
 pub struct CachedStore<S> {
     inner: Arc<S>,
     shared: Arc<Shared>,

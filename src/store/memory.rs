@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue};
+use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue};
 use crate::clock::Timestamp;
 use crate::digest::Digest;
 use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
@@ -178,9 +178,7 @@ impl MemoryStore {
     }
 
     fn shard(&self, id: &KeyId) -> &RwLock<Shard> {
-        let mut h = IdHasher(0);
-        h.write(id.as_bytes());
-        &self.shards[((h.0 >> 40) as usize) % SHARDS].0
+        &self.shards[id.shard(SHARDS)].0
     }
 
     fn get_now(&self, id: &KeyId) -> Option<Arc<KeyRecord>> {

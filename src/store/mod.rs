@@ -2,11 +2,17 @@
 //!
 //! [`KeyStore`] is a small async trait (native `impl Future + Send` methods,
 //! no boxing, no runtime dependency) that every backend implements: the
-//! in-memory [`MemoryStore`] here, and SQLite, PostgreSQL and Redis behind
-//! cargo features. Stores keep [`KeyRecord`]s — digests, never secrets — and
-//! must make `insert`, `reissue`, `revoke` and `delete` all-or-nothing.
-//! Any failure to reach the backend is [`StoreError::Unavailable`] or
-//! [`StoreError::Timeout`]; the verifier fails closed on both.
+//! in-memory [`MemoryStore`], and SQLite, PostgreSQL and
+//! Redis behind cargo features. Stores keep [`KeyRecord`](crate::KeyRecord)s —
+//! digests, never secrets — and must make `insert`, `reissue`, `revoke` and
+//! `delete` all-or-nothing. Any failure to reach the backend is
+//! [`StoreError::Unavailable`] or [`StoreError::Timeout`]; the verifier fails
+//! closed on both.
+//!
+//! The stores themselves, [`KeyStore`], [`StoreError`], [`Page`],
+//! [`PageRequest`] and [`OldKeyFate`] are re-exported at the crate root,
+//! which is their one public path; this module holds what a backend author
+//! or an operator needs beyond them.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -21,283 +27,40 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap() }
 //! ```
 
-use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
-
-use crate::clock::Timestamp;
-use crate::digest::Digest;
-use crate::record::{KeyRecord, ServiceAccountId};
-use crate::token::KeyId;
-
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 mod backend;
 #[cfg(feature = "cache")]
-mod cached;
-#[cfg(feature = "test-util")]
-mod faulty;
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub mod cached;
 #[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod invalidation;
-mod memory;
+pub(crate) mod key_store;
+pub(crate) mod memory;
 #[cfg(feature = "postgres")]
-mod postgres;
+pub(crate) mod postgres;
 #[cfg(feature = "redis")]
-mod redis;
+pub(crate) mod redis;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 #[cfg(feature = "sqlite")]
-mod sqlite;
+pub(crate) mod sqlite;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use self::redis::{RedisConnection, RedisStore, RedisStoreBuilder};
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
-pub use backend::MIGRATIONS_TABLE;
+pub use self::redis::RedisConnection;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))))]
 pub use backend::{ConfigError, DEFAULT_TIMEOUT};
-#[cfg(feature = "cache")]
-#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
-pub use cached::{BusStatus, CacheConfig, CachedStore, Peek};
-#[cfg(feature = "test-util")]
-#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
-pub use faulty::{Fault, FaultyStore, InjectedFault, Op};
-#[cfg(all(feature = "cache", feature = "postgres"))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "cache", feature = "postgres"))))]
-pub use invalidation::PostgresBus;
-#[cfg(all(feature = "cache", feature = "redis"))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "cache", feature = "redis"))))]
-pub use invalidation::RedisBus;
-#[cfg(feature = "cache")]
-#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
-pub use invalidation::{BusError, InvalidationBus, InvalidationSubscription, MemoryBus};
-pub use memory::MemoryStore;
-#[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use postgres::{PostgresStore, PostgresStoreBuilder};
-#[cfg(feature = "sqlite")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use sqlite::SqliteStore;
+pub use key_store::{apply_reissue, check_reissuable};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub use sql::MIGRATIONS_TABLE;
 
-/// A boxed error from a backend driver, kept as the `source()`.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// What can go wrong in a store. Backends map every driver error into this.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The backend could not be reached or failed; nothing may be accepted.
-    #[error("key store unavailable")]
-    Unavailable(#[source] BoxError),
-    /// The backend did not answer in time; nothing may be accepted.
-    #[error("key store did not answer within {0:?}")]
-    Timeout(Duration),
-    /// `insert` of an id (or imported digest) that already exists.
-    #[error("a key with id {0} already exists")]
-    Duplicate(KeyId),
-    /// No key with this id.
-    #[error("key {0} not found")]
-    NotFound(KeyId),
-    /// The key exists but cannot make this change (e.g. reissuing a revoked
-    /// or already reissued key).
-    #[error("key {id} cannot be changed: {reason}")]
-    Conflict {
-        /// The key.
-        id: KeyId,
-        /// Why.
-        reason: &'static str,
-    },
-    /// The backend returned data that is not a valid record.
-    #[error("key store returned an invalid record: {0}")]
-    Corrupt(String),
-}
-
-impl StoreError {
-    /// Wraps a driver error as [`StoreError::Unavailable`].
-    pub fn unavailable(e: impl Into<BoxError>) -> Self {
-        Self::Unavailable(e.into())
-    }
-
-    /// Whether the store could not answer (unavailable or timed out). Such
-    /// errors must never lead to accepting a key.
-    #[must_use]
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::Timeout(_) | Self::Corrupt(_))
-    }
-}
-
-/// What happens to the old key when it is reissued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OldKeyFate {
-    /// Revoked at once (the default after a compromise).
-    Revoke,
-    /// Stays valid until this instant (a grace period), then expires.
-    ExpireAt(Timestamp),
-}
-
-/// Keyset pagination request: up to `limit` keys with ids after `after`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageRequest {
-    /// Page size, clamped to 1..=[`PageRequest::MAX_LIMIT`].
-    pub limit: u32,
-    /// Cursor: the `next` of the previous page.
-    pub after: Option<KeyId>,
-}
-
-impl PageRequest {
-    /// Largest page.
-    pub const MAX_LIMIT: u32 = 1000;
-
-    /// The first page of `limit` items.
-    #[must_use]
-    pub fn first(limit: u32) -> Self {
-        Self { limit, after: None }
-    }
-
-    /// The page after cursor `after`.
-    #[must_use]
-    pub fn after(limit: u32, after: KeyId) -> Self {
-        Self { limit, after: Some(after) }
-    }
-
-    /// `limit` clamped to 1..=`MAX_LIMIT`.
-    #[must_use]
-    pub fn effective_limit(&self) -> usize {
-        self.limit.clamp(1, Self::MAX_LIMIT) as usize
-    }
-}
-
-impl Default for PageRequest {
-    fn default() -> Self {
-        Self::first(100)
-    }
-}
-
-/// One page of a listing, ordered by key id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page<T> {
-    /// The items.
-    pub items: Vec<T>,
-    /// Cursor for the next page; `None` on the last page.
-    pub next: Option<KeyId>,
-}
-
-/// Storage for key records.
-///
-/// Implementations must be safe to share between tasks. Every method returns
-/// a `Send` future; the trait does not depend on any async runtime.
-///
-/// Contract (checked by the conformance suite behind the `test-util`
-/// feature):
-/// - `insert` fails with [`StoreError::Duplicate`] if the id exists, or if an
-///   imported record's digest is already indexed, and writes nothing then;
-/// - `get_by_digest` finds only [`crate::KeyKind::Imported`] records;
-/// - `list` orders by id and pages with the id cursor;
-/// - `reissue` inserts the new record and updates the old one in one atomic
-///   step, refusing ([`StoreError::Conflict`]) an old key that is revoked or
-///   already reissued;
-/// - `touch_last_used` is one batched write and never moves a time backwards;
-///   unknown ids are ignored.
-pub trait KeyStore: Send + Sync + 'static {
-    /// Stores a new record.
-    fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Fetches a record by id.
-    fn get(&self, id: &KeyId) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send;
-
-    /// Fetches an imported record by its digest.
-    fn get_by_digest(&self, digest: &Digest)
-    -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send;
-
-    /// Lists a service account's keys by id.
-    fn list(
-        &self,
-        service_account: &ServiceAccountId,
-        page: PageRequest,
-    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send;
-
-    /// Marks a key revoked (idempotent). [`StoreError::NotFound`] if absent.
-    fn revoke(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Removes a key. [`StoreError::NotFound`] if absent.
-    fn delete(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Atomically inserts `new` (whose `links.reissued_from` is `old`) and
-    /// links the old key to it, revoking it or limiting it to a grace period.
-    fn reissue(
-        &self,
-        old: &KeyId,
-        new: KeyRecord,
-        fate: OldKeyFate,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Records last-used times in one batch.
-    fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
-impl<S: KeyStore> KeyStore for Arc<S> {
-    fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).insert(record)
-    }
-    fn get(&self, id: &KeyId) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
-        (**self).get(id)
-    }
-    fn get_by_digest(
-        &self,
-        digest: &Digest,
-    ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
-        (**self).get_by_digest(digest)
-    }
-    fn list(
-        &self,
-        service_account: &ServiceAccountId,
-        page: PageRequest,
-    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
-        (**self).list(service_account, page)
-    }
-    fn revoke(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).revoke(id)
-    }
-    fn delete(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).delete(id)
-    }
-    fn reissue(
-        &self,
-        old: &KeyId,
-        new: KeyRecord,
-        fate: OldKeyFate,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).reissue(old, new, fate)
-    }
-    fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).touch_last_used(updates)
-    }
-}
-
-/// Applies a reissue to the old record (shared by backends that work on
-/// whole records): link it to `new_id` and revoke or limit it.
-///
-/// # Errors
-/// [`StoreError::Conflict`] if the old key is revoked or already reissued.
-pub fn apply_reissue(old: &mut KeyRecord, new_id: KeyId, fate: OldKeyFate) -> Result<(), StoreError> {
-    check_reissuable(old)?;
-    old.links.replaced_by = Some(new_id);
-    match fate {
-        OldKeyFate::Revoke => old.status = crate::record::KeyStatus::Revoked,
-        OldKeyFate::ExpireAt(t) => old.expires_at = Some(old.expires_at.map_or(t, |e| e.min(t))),
-    }
-    Ok(())
-}
-
-/// Refuses to reissue a revoked or already reissued key.
-///
-/// # Errors
-/// [`StoreError::Conflict`] naming the reason.
-pub fn check_reissuable(old: &KeyRecord) -> Result<(), StoreError> {
-    if old.is_revoked() {
-        return Err(StoreError::Conflict { id: old.id, reason: "the key is revoked" });
-    }
-    if old.links.replaced_by.is_some() {
-        return Err(StoreError::Conflict { id: old.id, reason: "the key was already reissued" });
-    }
-    Ok(())
-}
+// Crate-internal short paths to the items whose public path is the root.
+pub(crate) use key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
+#[allow(
+    unused_imports,
+    reason = "used by the HTTP layer's compile-time checks and by tests, not in every feature set"
+)]
+pub(crate) use memory::MemoryStore;

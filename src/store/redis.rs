@@ -75,7 +75,7 @@ use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, ServerErrorKind, Value, cmd, pipe};
 
 use super::backend::{ConfigError, DEFAULT_TIMEOUT, Row, join_scopes, split_scopes, timed};
-use super::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue};
+use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue};
 use crate::clock::Timestamp;
 use crate::digest::Digest;
 use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
@@ -236,7 +236,7 @@ impl std::fmt::Debug for RedisConnection {
 
 impl RedisConnection {
     /// A renewing connection with default manager settings that connects on
-    /// first use (for example a [`RedisBus`](crate::store::RedisBus)
+    /// first use (for example a [`RedisBus`](crate::store::invalidation::RedisBus)
     /// publisher). Must be called inside a Tokio runtime.
     ///
     /// # Errors
@@ -380,7 +380,7 @@ impl RedisStoreBuilder {
     /// ([`ConfigError`] as the source) or an unreachable server;
     /// [`StoreError::Timeout`] if the server does not answer in time.
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
-        let store = RedisStore::from_connection(self.manager()?, &self.prefix)?.with_timeout(self.timeout);
+        let store = RedisStore::from_connection(self.manager()?, &self.prefix, self.timeout)?;
         let mut conn = store.conn.clone();
         timed(self.timeout, async { cmd("PING").query_async::<()>(&mut conn).await.map_err(redis_error) }).await?;
         Ok(store)
@@ -393,7 +393,7 @@ impl RedisStoreBuilder {
     /// # Errors
     /// [`StoreError::Unavailable`] for an invalid URL or prefix.
     pub fn connect_lazy(self) -> Result<RedisStore, StoreError> {
-        Ok(RedisStore::from_connection(self.manager()?, &self.prefix)?.with_timeout(self.timeout))
+        RedisStore::from_connection(self.manager()?, &self.prefix, self.timeout)
     }
 }
 
@@ -440,12 +440,14 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     /// A store over any redis-rs async connection (a [`ConnectionManager`],
-    /// a cluster connection, …) with keys under `{prefix}:`.
+    /// a cluster connection, …) with keys under `{prefix}:`, each call
+    /// bounded by `timeout` ([`DEFAULT_TIMEOUT`] is the usual choice; a zero
+    /// timeout fails every call that does not complete at once).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] with [`ConfigError::KeyPrefix`] as the
     /// source if the prefix is not `[A-Za-z0-9_.:-]{1,64}`.
-    pub fn from_connection(conn: C, prefix: &str) -> Result<Self, StoreError> {
+    pub fn from_connection(conn: C, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
         if !valid_prefix(prefix) {
             return Err(StoreError::unavailable(ConfigError::KeyPrefix));
         }
@@ -455,16 +457,8 @@ where
             record_prefix: Arc::from(format!("{{{prefix}}}:key:")),
             account_prefix: Arc::from(format!("{{{prefix}}}:sa:")),
             digests: Arc::from(format!("{{{prefix}}}:digests")),
-            timeout: DEFAULT_TIMEOUT,
+            timeout,
         })
-    }
-
-    /// Sets the per-call timeout. Defaults to [`DEFAULT_TIMEOUT`] (2 s). A
-    /// zero timeout fails every call that does not complete at once.
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
     }
 
     /// The per-call timeout.

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use api_keys::config::{AnyStore, Backend};
 use api_keys::shield::{ShieldConfig, ShieldStats, ShieldedStore};
-use api_keys::store::{CacheConfig, CachedStore};
+use api_keys::store::cached::{CacheConfig, CachedStore};
 use api_keys::{KeyId, KeyStore, Peppers, ScopeCatalog, StoreError, Verifier};
 
 use super::metered::Metered;
@@ -69,7 +69,7 @@ impl CacheSettings {
         if !self.enabled {
             return CacheConfig::disabled();
         }
-        CacheConfig { fresh_ttl: self.ttl, max_staleness: self.max_staleness, ..CacheConfig::default() }
+        CacheConfig::default().fresh_ttl(self.ttl).max_staleness(self.max_staleness)
     }
 }
 
@@ -110,7 +110,7 @@ impl Node {
         let store_queries = Arc::new(AtomicU64::new(0));
         let lookups = Arc::new(AtomicU64::new(0));
         let counted = Metered::new(store, Arc::clone(&store_queries));
-        let bus_error = |e: api_keys::store::BusError| Failure::new(crate::OTHER, crate::chain(&e));
+        let bus_error = |e: api_keys::store::invalidation::BusError| Failure::new(crate::OTHER, crate::chain(&e));
         let shielded = match bus {
             Some(bus) => {
                 let cached = CachedStore::with_bus(counted, cache.config(), bus.clone()).map_err(bus_error)?;

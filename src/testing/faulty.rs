@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use api_keys::store::{Fault, FaultyStore, Op};
+//! use api_keys::testing::{Fault, FaultyStore, Op};
 //! use api_keys::{KeyId, KeyStore, MemoryStore, StoreError};
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -28,10 +28,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use super::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
 use crate::clock::Timestamp;
 use crate::digest::Digest;
 use crate::record::{KeyRecord, ServiceAccountId};
+use crate::store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
 use crate::token::KeyId;
 
 /// The store operations, to aim faults at.
@@ -56,9 +56,13 @@ pub enum Op {
     TouchLastUsed,
 }
 
-const OPS: usize = 8;
+const OPS: usize = Op::ALL.len();
 
 impl Op {
+    /// Every operation, in declaration order.
+    pub const ALL: [Op; 8] =
+        [Op::Insert, Op::Get, Op::GetByDigest, Op::List, Op::Revoke, Op::Delete, Op::Reissue, Op::TouchLastUsed];
+
     fn index(self) -> usize {
         self as usize
     }
@@ -89,7 +93,7 @@ struct Plan {
 
 /// Injected failure: not a real backend error.
 #[derive(Debug, thiserror::Error)]
-#[error("injected fault")]
+#[error("injected outage")]
 pub struct InjectedFault;
 
 /// A [`KeyStore`] that fails on demand. Cheap to clone (shared plan).
@@ -215,47 +219,35 @@ impl<S: KeyStore> FaultyStore<S> {
 }
 
 impl<S: KeyStore> KeyStore for FaultyStore<S> {
-    fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.run(Op::Insert, move || self.inner.insert(record))
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+        self.run(Op::Insert, move || self.inner.insert(record)).await
     }
 
-    fn get(&self, id: &KeyId) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
-        self.run(Op::Get, move || self.inner.get(id))
+    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.run(Op::Get, move || self.inner.get(id)).await
     }
 
-    fn get_by_digest(
-        &self,
-        digest: &Digest,
-    ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
-        self.run(Op::GetByDigest, move || self.inner.get_by_digest(digest))
+    async fn get_by_digest(&self, digest: &Digest) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.run(Op::GetByDigest, move || self.inner.get_by_digest(digest)).await
     }
 
-    fn list(
-        &self,
-        service_account: &ServiceAccountId,
-        page: PageRequest,
-    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
-        self.run(Op::List, move || self.inner.list(service_account, page))
+    async fn list(&self, service_account: &ServiceAccountId, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
+        self.run(Op::List, move || self.inner.list(service_account, page)).await
     }
 
-    fn revoke(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.run(Op::Revoke, move || self.inner.revoke(id))
+    async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
+        self.run(Op::Revoke, move || self.inner.revoke(id)).await
     }
 
-    fn delete(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.run(Op::Delete, move || self.inner.delete(id))
+    async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
+        self.run(Op::Delete, move || self.inner.delete(id)).await
     }
 
-    fn reissue(
-        &self,
-        old: &KeyId,
-        new: KeyRecord,
-        fate: OldKeyFate,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.run(Op::Reissue, move || self.inner.reissue(old, new, fate))
+    async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
+        self.run(Op::Reissue, move || self.inner.reissue(old, new, fate)).await
     }
 
-    fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.run(Op::TouchLastUsed, move || self.inner.touch_last_used(updates))
+    async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
+        self.run(Op::TouchLastUsed, move || self.inner.touch_last_used(updates)).await
     }
 }

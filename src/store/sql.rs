@@ -1,0 +1,465 @@
+//! The one SQL implementation behind [`SqliteStore`](crate::SqliteStore) and
+//! [`PostgresStore`](crate::PostgresStore).
+//!
+//! Both stores keep the same table with the same columns (see
+//! [`backend`](super::backend) for the encodings) and run the same
+//! statements; both drivers accept `$N` placeholders. What differs is small
+//! and lives in a [`Dialect`] each store file implements: the scope column's
+//! type, the statement that reads the old row of a reissue (PostgreSQL locks
+//! it with `FOR UPDATE`; SQLite takes the write lock up front with
+//! `BEGIN IMMEDIATE`), and the batched last-used update.
+//!
+//! [`sql_key_store!`] writes the [`KeyStore`](crate::KeyStore) impl for a store
+//! type with `pool` and `timeout` fields from those pieces. It is a macro,
+//! not a generic, because every sqlx call then names one concrete database
+//! and needs none of the higher-ranked bounds a generic over
+//! `sqlx::Database` drags along; the body reads as ordinary code over the
+//! alias `Db`.
+//!
+//! # Extending
+//! - A new statement: a `const` here (with `$N` placeholders, built with
+//!   `select!` if it reads whole rows) and a call in the macro — or, if
+//!   the dialects need different text, one more associated item on
+//!   [`Dialect`].
+//! - A new column: a new migration file per dialect (never edit an applied
+//!   one: their checksums are recorded), the column in [`columns!`] and
+//!   [`INSERT`], one `.bind` in `insert_row` and one `try_get` in `decode`
+//!   (in the macro), and the field in [`Row`](super::backend::Row).
+
+use sqlx::SqlSafeStr as _;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use super::key_store::StoreError;
+use crate::clock::Timestamp;
+use crate::scope::ScopeSet;
+use crate::token::KeyId;
+
+/// The table in which the SQL stores track applied schema versions (not
+/// sqlx's default `_sqlx_migrations`, so an application's own sqlx
+/// migrations in the same database never clash with these).
+pub const MIGRATIONS_TABLE: &str = "_api_keys_migrations";
+
+/// What one SQL database does differently from the other.
+pub(super) trait Dialect {
+    /// The sqlx database.
+    type Db: sqlx::Database;
+    /// How the `scopes` column is bound.
+    type Scopes<'a>;
+
+    /// Statement that begins a reissue's transaction.
+    const BEGIN_WRITE: &'static str;
+    /// Statement that reads the old row of a reissue inside it.
+    const SELECT_FOR_REISSUE: &'static str;
+    /// Schema version 1 (`migrations/<dialect>/0001_create_api_keys.sql`).
+    const SCHEMA_V1: &'static str;
+
+    /// The value bound to the `scopes` column.
+    fn encode_scopes(scopes: &ScopeSet) -> Self::Scopes<'_>;
+
+    /// Reads the `scopes` column as scope names.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] if the column does not decode.
+    fn decode_scopes(row: &<Self::Db as sqlx::Database>::Row) -> Result<Vec<String>, StoreError>;
+
+    /// One statement that records a batch of last-used times; the newest
+    /// time per id wins and no time moves backwards.
+    fn touch(
+        updates: &[(KeyId, Timestamp)],
+    ) -> sqlx::query::Query<'_, Self::Db, <Self::Db as sqlx::Database>::Arguments>;
+}
+
+/// The column list, once, for every statement that names all columns.
+macro_rules! columns {
+    () => {
+        "id, service_account_id, description, created_at, last_used_at, scopes, expires_at, \
+         masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from"
+    };
+}
+
+/// `SELECT <every column> FROM api_keys <clause>`.
+macro_rules! select {
+    ($clause:literal) => {
+        concat!("SELECT ", $crate::store::sql::columns!(), " FROM api_keys ", $clause)
+    };
+}
+pub(crate) use columns;
+
+/// Inserts one row; a duplicate id or imported digest writes nothing.
+pub(super) const INSERT: &str = concat!(
+    "INSERT INTO api_keys (",
+    columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING"
+);
+pub(super) const SELECT_BY_ID: &str = select!("WHERE id = $1");
+/// [`SELECT_BY_ID`], locking the row until the transaction ends (PostgreSQL).
+#[cfg(feature = "postgres")]
+pub(super) const SELECT_BY_ID_FOR_UPDATE: &str = select!("WHERE id = $1 FOR UPDATE");
+pub(super) const SELECT_BY_DIGEST: &str = select!("WHERE digest = $1 AND kind = 'imported'");
+pub(super) const LIST_FIRST: &str = select!("WHERE service_account_id = $1 ORDER BY id LIMIT $2");
+pub(super) const LIST_AFTER: &str = select!("WHERE service_account_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+pub(super) const REVOKE: &str = "UPDATE api_keys SET status = 'revoked' WHERE id = $1";
+pub(super) const DELETE: &str = "DELETE FROM api_keys WHERE id = $1";
+/// Links a reissued key to its successor and revokes or limits it.
+pub(super) const RELINK: &str = "UPDATE api_keys SET replaced_by = $2, status = $3, expires_at = $4 WHERE id = $1";
+
+/// The embedded schema versions of a dialect, tracked in [`MIGRATIONS_TABLE`].
+pub(super) fn migrator<D: Dialect>() -> Migrator {
+    let mut m = Migrator::with_migrations(vec![Migration::new(
+        1,
+        "create api_keys".into(),
+        MigrationType::Simple,
+        D::SCHEMA_V1.into_sql_str(),
+        false,
+    )]);
+    m.dangerous_set_table_name(MIGRATIONS_TABLE);
+    m
+}
+
+/// Maps a failed migration: statement errors as [`sqlx_error`], anything
+/// else (an unknown applied version, a checksum mismatch) as
+/// [`StoreError::Unavailable`].
+pub(super) fn migrate_error(e: sqlx::migrate::MigrateError) -> StoreError {
+    match e {
+        sqlx::migrate::MigrateError::Execute(e) => sqlx_error(e),
+        other => StoreError::unavailable(other),
+    }
+}
+
+/// Maps a sqlx error: database errors lose everything but their code,
+/// constraint name and message (PostgreSQL's `detail` can quote whole rows,
+/// digests included, and `Debug` would print it); decode errors become
+/// [`StoreError::Corrupt`] naming the column; everything else is
+/// [`StoreError::Unavailable`] with the driver error as its source.
+pub(crate) fn sqlx_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Database(db) => StoreError::Unavailable(Box::new(DatabaseError {
+            code: db.code().map(|c| c.into_owned()),
+            constraint: db.constraint().map(str::to_owned),
+            message: db.message().to_owned(),
+        })),
+        sqlx::Error::ColumnDecode { index, .. } => StoreError::Corrupt(format!("column {index} could not be decoded")),
+        sqlx::Error::ColumnNotFound(name) => StoreError::Corrupt(format!("column {name} is missing")),
+        sqlx::Error::Decode(_) => StoreError::Corrupt("a value could not be decoded".to_owned()),
+        other => StoreError::Unavailable(Box::new(other)),
+    }
+}
+
+/// An error reported by the database server, without the row data some
+/// servers attach to it.
+#[derive(Debug)]
+pub(crate) struct DatabaseError {
+    code: Option<String>,
+    constraint: Option<String>,
+    message: String,
+}
+
+impl std::fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "database error")?;
+        if let Some(code) = &self.code {
+            write!(f, " {code}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(c) = &self.constraint {
+            write!(f, " (constraint {c})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DatabaseError {}
+
+/// Defines the store type `$store` (a pool and the per-call timeout, with
+/// `from_pool`, `timeout`, `pool`, `migrate` and a `Debug` that shows only
+/// the timeout) and its `impl KeyStore` from the statements above and the
+/// dialect `$dialect`.
+macro_rules! sql_key_store {
+    ($(#[$attr:meta])* pub struct $store:ident { pool: $pool:ty } dialect: $dialect:ty) => {
+        $(#[$attr])*
+        #[derive(Clone)]
+        pub struct $store {
+            pool: $pool,
+            timeout: std::time::Duration,
+        }
+
+        const _: () = {
+            use std::sync::Arc;
+            use std::time::Duration;
+
+            use sqlx::Row as _;
+
+            use $crate::clock::Timestamp;
+            use $crate::digest::Digest;
+            use $crate::record::{KeyRecord, ServiceAccountId};
+            use $crate::store::backend::{Row, timed};
+            use $crate::store::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue};
+            use $crate::store::sql::{self, Dialect, sqlx_error};
+            use $crate::token::KeyId;
+
+            type D = $dialect;
+            type Db = <D as Dialect>::Db;
+            type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments>;
+
+            fn decode(r: &<Db as sqlx::Database>::Row) -> Result<KeyRecord, StoreError> {
+                let row = Row {
+                    id: r.try_get("id").map_err(sqlx_error)?,
+                    service_account_id: r.try_get("service_account_id").map_err(sqlx_error)?,
+                    description: r.try_get("description").map_err(sqlx_error)?,
+                    created_at: r.try_get("created_at").map_err(sqlx_error)?,
+                    last_used_at: r.try_get("last_used_at").map_err(sqlx_error)?,
+                    scopes: D::decode_scopes(r)?,
+                    expires_at: r.try_get("expires_at").map_err(sqlx_error)?,
+                    masked_key: r.try_get("masked_key").map_err(sqlx_error)?,
+                    pepper_version: r.try_get("pepper_version").map_err(sqlx_error)?,
+                    digest: r.try_get("digest").map_err(sqlx_error)?,
+                    status: r.try_get("status").map_err(sqlx_error)?,
+                    kind: r.try_get("kind").map_err(sqlx_error)?,
+                    replaced_by: r.try_get("replaced_by").map_err(sqlx_error)?,
+                    reissued_from: r.try_get("reissued_from").map_err(sqlx_error)?,
+                };
+                row.into_record()
+            }
+
+            /// Inserts `r`; `Ok(false)` when its id or imported digest
+            /// already exists (nothing written then).
+            async fn insert_row<'e, E>(executor: E, r: &KeyRecord) -> Result<bool, StoreError>
+            where
+                E: sqlx::Executor<'e, Database = Db>,
+            {
+                let done = sqlx::query(sql::INSERT)
+                    .bind(r.id.as_str())
+                    .bind(r.service_account_id.as_str())
+                    .bind(r.description.as_str())
+                    .bind(r.created_at.unix_nanos())
+                    .bind(r.last_used_at.map(Timestamp::unix_nanos))
+                    .bind(D::encode_scopes(&r.scopes))
+                    .bind(r.expires_at.map(Timestamp::unix_nanos))
+                    .bind(r.masked_key.tail())
+                    .bind(i64::from(r.pepper_version))
+                    .bind(&r.digest.as_bytes()[..])
+                    .bind(r.status.as_str())
+                    .bind(r.kind.as_str())
+                    .bind(r.links.replaced_by.as_ref().map(KeyId::as_str))
+                    .bind(r.links.reissued_from.as_ref().map(KeyId::as_str))
+                    .execute(executor)
+                    .await
+                    .map_err(sqlx_error)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            impl std::fmt::Debug for $store {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.debug_struct(stringify!($store)).field("timeout", &self.timeout).finish_non_exhaustive()
+                }
+            }
+
+            impl $store {
+                /// Wraps an existing pool without touching the schema; call
+                #[doc = concat!("[`", stringify!($store), "::migrate`]")]
+                /// once before use. Each call may take `timeout`
+                /// ([`DEFAULT_TIMEOUT`](crate::store::DEFAULT_TIMEOUT) is the
+                /// usual choice); a zero timeout fails every call that does
+                /// not complete at once.
+                #[must_use]
+                pub fn from_pool(pool: $pool, timeout: Duration) -> Self {
+                    Self { pool, timeout }
+                }
+
+                /// The per-call timeout.
+                #[must_use]
+                pub fn timeout(&self) -> Duration {
+                    self.timeout
+                }
+
+                /// The connection pool.
+                #[must_use]
+                pub fn pool(&self) -> &$pool {
+                    &self.pool
+                }
+
+                /// Applies the embedded schema versions not yet applied, each
+                /// in its own transaction (PostgreSQL: under sqlx's advisory
+                /// lock, so several nodes can start at once). Safe to call on
+                /// every start.
+                ///
+                /// # Errors
+                /// [`StoreError::Unavailable`] if the database fails or holds
+                /// a schema version this build does not know.
+                pub async fn migrate(&self) -> Result<(), StoreError> {
+                    sql::migrator::<D>().run(&self.pool).await.map_err(sql::migrate_error)
+                }
+
+                async fn fetch_one(&self, query: Query<'_>) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+                    let row = query.fetch_optional(&self.pool).await.map_err(sqlx_error)?;
+                    row.map(|r| decode(&r).map(Arc::new)).transpose()
+                }
+
+                /// Runs a statement that changes one row by id;
+                /// [`StoreError::NotFound`] if it changed none.
+                async fn change_one(&self, statement: &'static str, id: &KeyId) -> Result<(), StoreError> {
+                    let done =
+                        sqlx::query(statement).bind(id.as_str()).execute(&self.pool).await.map_err(sqlx_error)?;
+                    if done.rows_affected() == 0 { Err(StoreError::NotFound(*id)) } else { Ok(()) }
+                }
+            }
+
+            impl KeyStore for $store {
+                async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+                    timed(self.timeout, async {
+                        if insert_row(&self.pool, &record).await? {
+                            Ok(())
+                        } else {
+                            Err(StoreError::Duplicate(record.id))
+                        }
+                    })
+                    .await
+                }
+
+                async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+                    timed(self.timeout, self.fetch_one(sqlx::query(sql::SELECT_BY_ID).bind(id.as_str()))).await
+                }
+
+                async fn get_by_digest(&self, digest: &Digest) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+                    let query = sqlx::query(sql::SELECT_BY_DIGEST).bind(&digest.as_bytes()[..]);
+                    timed(self.timeout, self.fetch_one(query)).await
+                }
+
+                async fn list(
+                    &self,
+                    service_account: &ServiceAccountId,
+                    page: PageRequest,
+                ) -> Result<Page<KeyRecord>, StoreError> {
+                    let limit = page.effective_limit();
+                    // One extra row tells whether another page follows.
+                    let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+                    let query = match &page.after {
+                        None => sqlx::query(sql::LIST_FIRST).bind(service_account.as_str()).bind(fetch),
+                        Some(after) => {
+                            sqlx::query(sql::LIST_AFTER).bind(service_account.as_str()).bind(after.as_str()).bind(fetch)
+                        }
+                    };
+                    timed(self.timeout, async {
+                        let rows = query.fetch_all(&self.pool).await.map_err(sqlx_error)?;
+                        let mut items = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+                        let next = if items.len() > limit {
+                            items.truncate(limit);
+                            items.last().map(|r| r.id)
+                        } else {
+                            None
+                        };
+                        Ok(Page { items, next })
+                    })
+                    .await
+                }
+
+                async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
+                    timed(self.timeout, self.change_one(sql::REVOKE, id)).await
+                }
+
+                async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
+                    timed(self.timeout, self.change_one(sql::DELETE, id)).await
+                }
+
+                async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
+                    timed(self.timeout, async {
+                        // Dropping `tx` without commit (any `?` below) rolls back.
+                        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(sqlx_error)?;
+                        let row = sqlx::query(D::SELECT_FOR_REISSUE)
+                            .bind(old.as_str())
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(sqlx_error)?;
+                        let mut updated = decode(&row.ok_or(StoreError::NotFound(*old))?)?;
+                        apply_reissue(&mut updated, new.id, fate)?;
+                        if !insert_row(&mut *tx, &new).await? {
+                            return Err(StoreError::Duplicate(new.id));
+                        }
+                        sqlx::query(sql::RELINK)
+                            .bind(old.as_str())
+                            .bind(new.id.as_str())
+                            .bind(updated.status.as_str())
+                            .bind(updated.expires_at.map(Timestamp::unix_nanos))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(sqlx_error)?;
+                        tx.commit().await.map_err(sqlx_error)
+                    })
+                    .await
+                }
+
+                async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
+                    if updates.is_empty() {
+                        return Ok(());
+                    }
+                    let query = D::touch(updates);
+                    timed(self.timeout, async {
+                        query.execute(&self.pool).await.map_err(sqlx_error)?;
+                        Ok(())
+                    })
+                    .await
+                }
+            }
+        };
+    };
+}
+pub(crate) use sql_key_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_name_every_column_once() {
+        let n = columns!().split(',').count();
+        assert_eq!(n, 14);
+        assert!(INSERT.contains(&format!("${n})")));
+        assert!(!INSERT.contains(&format!("${}", n + 1)));
+        assert!(SELECT_BY_ID.starts_with(concat!("SELECT ", columns!(), " FROM api_keys WHERE")));
+    }
+
+    fn checksums<D: Dialect>() -> Vec<(i64, String)> {
+        use std::fmt::Write as _;
+        migrator::<D>()
+            .iter()
+            .map(|m| {
+                (
+                    m.version,
+                    m.checksum.iter().fold(String::new(), |mut h, b| {
+                        let _ = write!(h, "{b:02x}");
+                        h
+                    }),
+                )
+            })
+            .collect()
+    }
+
+    /// Applied versions are recorded with these checksums; a changed file
+    /// would make every existing database refuse to open.
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn sqlite_schema_versions_keep_their_checksums() {
+        assert_eq!(
+            checksums::<crate::store::sqlite::Sqlite>(),
+            [(
+                1,
+                "084ae9ae954bdfa20485b0c2e9b1adb51f66460a6e6649eb63ae5ffc4b22566ec4b5e18042cabf4cb0cd5c725554eb03"
+                    .to_owned()
+            )]
+        );
+    }
+
+    /// As for SQLite.
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn postgres_schema_versions_keep_their_checksums() {
+        assert_eq!(
+            checksums::<crate::store::postgres::Postgres>(),
+            [(
+                1,
+                "0f8a2901fb15efb5d5ac8803e123a02852590302928f9a4abab9671601eb76d4e413d85c791f7826abac74a35fba8a7b"
+                    .to_owned()
+            )]
+        );
+    }
+}

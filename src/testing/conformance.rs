@@ -1,0 +1,678 @@
+//! The conformance suite: one `async fn` per contract clause of
+//! [`KeyStore`], each panicking with `[check name] what went wrong` on the
+//! first violation.
+#![allow(clippy::missing_panics_doc, reason = "every check panics on a violation, as the module docs say")]
+
+use std::fmt;
+
+use crate::clock::Timestamp;
+use crate::digest::Digest;
+use crate::record::{Description, KeyKind, KeyRecord, KeyStatus, ReissueLinks, ServiceAccountId};
+use crate::scope::{Scope, ScopeSet};
+use crate::secret::MaskedKey;
+use crate::store::{KeyStore, OldKeyFate, PageRequest, StoreError};
+use crate::token::KeyId;
+
+/// One clause of the [`KeyStore`] contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Check {
+    /// Every field survives insert → get exactly; unknown ids are `None`.
+    InsertGetRoundTrip,
+    /// A duplicate id is refused and writes nothing.
+    DuplicateId,
+    /// A second imported key with the same digest is refused and writes
+    /// nothing; a native key may share an imported key's digest.
+    DuplicateImportedDigest,
+    /// `get_by_digest` finds imported keys only.
+    GetByDigestFindsOnlyImported,
+    /// Listing is id-ordered, pages with the cursor, and shows only the
+    /// account's keys.
+    ListPagination,
+    /// Page sizes are clamped to `1..=PageRequest::MAX_LIMIT`.
+    ListLimitClamp,
+    /// Revoke marks the key revoked, is idempotent, and reports unknown ids.
+    Revoke,
+    /// Delete removes the key and its digest index entry, and reports
+    /// unknown ids.
+    Delete,
+    /// Reissue with [`OldKeyFate::Revoke`] links and revokes the old key.
+    ReissueRevoke,
+    /// Reissue with [`OldKeyFate::ExpireAt`] limits the old key, never
+    /// beyond its own expiry.
+    ReissueExpireAt,
+    /// Reissuing a revoked or already reissued key is a conflict and writes
+    /// nothing; an unknown old key is `NotFound`.
+    ReissueConflicts,
+    /// A reissue that fails on a duplicate new id or digest leaves
+    /// everything untouched.
+    ReissueIsAtomic,
+    /// Two concurrent reissues of one key: exactly one wins.
+    ReissueRace,
+    /// `touch_last_used` applies a batch, never moves a time backwards and
+    /// ignores unknown ids.
+    TouchLastUsed,
+    /// Timestamps round-trip with nanosecond precision, across the
+    /// whole `i64` range.
+    TimestampPrecision,
+}
+
+impl Check {
+    /// Every check, in the order [`run_all`] runs them.
+    pub const ALL: &'static [Check] = &[
+        Check::InsertGetRoundTrip,
+        Check::DuplicateId,
+        Check::DuplicateImportedDigest,
+        Check::GetByDigestFindsOnlyImported,
+        Check::ListPagination,
+        Check::ListLimitClamp,
+        Check::Revoke,
+        Check::Delete,
+        Check::ReissueRevoke,
+        Check::ReissueExpireAt,
+        Check::ReissueConflicts,
+        Check::ReissueIsAtomic,
+        Check::ReissueRace,
+        Check::TouchLastUsed,
+        Check::TimestampPrecision,
+    ];
+
+    /// The check's name in `snake_case`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::InsertGetRoundTrip => "insert_get_round_trip",
+            Check::DuplicateId => "duplicate_id",
+            Check::DuplicateImportedDigest => "duplicate_imported_digest",
+            Check::GetByDigestFindsOnlyImported => "get_by_digest_finds_only_imported",
+            Check::ListPagination => "list_pagination",
+            Check::ListLimitClamp => "list_limit_clamp",
+            Check::Revoke => "revoke",
+            Check::Delete => "delete",
+            Check::ReissueRevoke => "reissue_revoke",
+            Check::ReissueExpireAt => "reissue_expire_at",
+            Check::ReissueConflicts => "reissue_conflicts",
+            Check::ReissueIsAtomic => "reissue_is_atomic",
+            Check::ReissueRace => "reissue_race",
+            Check::TouchLastUsed => "touch_last_used",
+            Check::TimestampPrecision => "timestamp_precision",
+        }
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Runs every check in [`Check::ALL`] against `store`.
+pub async fn run_all<S: KeyStore>(store: &S) {
+    for &check in Check::ALL {
+        run(store, check).await;
+    }
+}
+
+/// Runs one check against `store`.
+pub async fn run<S: KeyStore>(store: &S, check: Check) {
+    match check {
+        Check::InsertGetRoundTrip => insert_get_round_trip(store).await,
+        Check::DuplicateId => duplicate_id(store).await,
+        Check::DuplicateImportedDigest => duplicate_imported_digest(store).await,
+        Check::GetByDigestFindsOnlyImported => get_by_digest_finds_only_imported(store).await,
+        Check::ListPagination => list_pagination(store).await,
+        Check::ListLimitClamp => list_limit_clamp(store).await,
+        Check::Revoke => revoke(store).await,
+        Check::Delete => delete(store).await,
+        Check::ReissueRevoke => reissue_revoke(store).await,
+        Check::ReissueExpireAt => reissue_expire_at(store).await,
+        Check::ReissueConflicts => reissue_conflicts(store).await,
+        Check::ReissueIsAtomic => reissue_is_atomic(store).await,
+        Check::ReissueRace => reissue_race(store).await,
+        Check::TouchLastUsed => touch_last_used(store).await,
+        Check::TimestampPrecision => timestamp_precision(store).await,
+    }
+}
+
+// ----- record builders -----
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).unwrap_or_else(|_| panic!("the OS random number generator failed"));
+    b
+}
+
+/// A fresh random key id.
+#[must_use]
+pub fn key_id() -> KeyId {
+    KeyId::generate().unwrap_or_else(|_| panic!("the OS random number generator failed"))
+}
+
+/// A fresh random digest.
+#[must_use]
+pub fn digest() -> Digest {
+    Digest::from_bytes(random_bytes())
+}
+
+/// A fresh service account id (`conformance-` and 16 random characters),
+/// so listings see only the keys of one check.
+#[must_use]
+pub fn service_account() -> ServiceAccountId {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let name: String = random_bytes::<16>().iter().map(|b| char::from(ALPHABET[usize::from(b & 31)])).collect();
+    ServiceAccountId::new(&format!("conformance-{name}")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn scopes(names: &[&str]) -> ScopeSet {
+    ScopeSet::new(names.iter().map(|n| Scope::new(n).unwrap_or_else(|e| panic!("{n}: {e}"))))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// An active native key of `service_account` with a random id and
+/// digest, a description, two scopes, a creation time and an expiry with
+/// non-zero nanoseconds, and no last use or links.
+#[must_use]
+pub fn record(service_account: &ServiceAccountId) -> KeyRecord {
+    KeyRecord {
+        id: key_id(),
+        service_account_id: service_account.clone(),
+        description: Description::new("conformance suite key").unwrap_or_else(|e| panic!("{e}")),
+        created_at: Timestamp::from_unix_nanos(1_767_225_600_123_456_789),
+        last_used_at: None,
+        scopes: scopes(&["yc.monitoring.read", "yc.postbox.send"]),
+        expires_at: Some(Timestamp::from_unix_nanos(1_893_456_000_987_654_321)),
+        masked_key: MaskedKey::from_tail(b"Ab3_xZ"),
+        pepper_version: 1,
+        digest: digest(),
+        status: KeyStatus::Active,
+        kind: KeyKind::Native,
+        links: ReissueLinks::default(),
+    }
+}
+
+/// Like [`record`], but an imported key.
+#[must_use]
+pub fn imported_record(service_account: &ServiceAccountId) -> KeyRecord {
+    KeyRecord { kind: KeyKind::Imported, masked_key: MaskedKey::from_tail(b"Qw9+/="), ..record(service_account) }
+}
+
+/// A record for reissuing `old`: same owner, scopes and expiry, a fresh
+/// id and digest, `reissued_from` set.
+#[must_use]
+pub fn reissue_of(old: &KeyRecord) -> KeyRecord {
+    KeyRecord {
+        links: ReissueLinks { replaced_by: None, reissued_from: Some(old.id) },
+        description: old.description.clone(),
+        scopes: old.scopes.clone(),
+        expires_at: old.expires_at,
+        ..record(&old.service_account_id)
+    }
+}
+
+// ----- helpers -----
+
+fn ok<T>(check: Check, what: &str, r: Result<T, StoreError>) -> T {
+    r.unwrap_or_else(|e| panic!("[{check}] {what} failed: {e} ({e:?})"))
+}
+
+async fn insert<S: KeyStore>(store: &S, check: Check, r: &KeyRecord) {
+    ok(check, "insert", store.insert(r.clone()).await);
+}
+
+async fn get<S: KeyStore>(store: &S, check: Check, id: &KeyId) -> Option<KeyRecord> {
+    ok(check, "get", store.get(id).await).map(|r| KeyRecord::clone(&r))
+}
+
+async fn must_get<S: KeyStore>(store: &S, check: Check, id: &KeyId) -> KeyRecord {
+    get(store, check, id).await.unwrap_or_else(|| panic!("[{check}] key {id} is missing"))
+}
+
+async fn list_all<S: KeyStore>(store: &S, check: Check, sa: &ServiceAccountId) -> Vec<KeyId> {
+    let mut out = Vec::new();
+    let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+    loop {
+        let p = ok(check, "list", store.list(sa, page).await);
+        out.extend(p.items.iter().map(|r| r.id));
+        match p.next {
+            Some(next) => page = PageRequest::after(PageRequest::MAX_LIMIT, next),
+            None => return out,
+        }
+    }
+}
+
+fn sorted(mut ids: Vec<KeyId>) -> Vec<KeyId> {
+    ids.sort();
+    ids
+}
+
+fn expect_duplicate(check: Check, what: &str, r: Result<(), StoreError>, id: KeyId) {
+    match r {
+        Err(StoreError::Duplicate(got)) => assert_eq!(got, id, "[{check}] {what}: Duplicate names the wrong id"),
+        other => panic!("[{check}] {what}: expected Duplicate({id}), got {other:?}"),
+    }
+}
+
+fn expect_not_found(check: Check, what: &str, r: Result<(), StoreError>, id: KeyId) {
+    match r {
+        Err(StoreError::NotFound(got)) => assert_eq!(got, id, "[{check}] {what}: NotFound names the wrong id"),
+        other => panic!("[{check}] {what}: expected NotFound({id}), got {other:?}"),
+    }
+}
+
+fn expect_conflict(check: Check, what: &str, r: Result<(), StoreError>, id: KeyId) {
+    match r {
+        Err(StoreError::Conflict { id: got, .. }) => {
+            assert_eq!(got, id, "[{check}] {what}: Conflict names the wrong id");
+        }
+        other => panic!("[{check}] {what}: expected Conflict on {id}, got {other:?}"),
+    }
+}
+
+// ----- the checks -----
+
+/// [`Check::InsertGetRoundTrip`].
+pub async fn insert_get_round_trip<S: KeyStore>(store: &S) {
+    const C: Check = Check::InsertGetRoundTrip;
+    let sa = service_account();
+    // Every field set, away from defaults.
+    let full = KeyRecord {
+        description: Description::new("ключ for my-robot — every field set").unwrap_or_else(|e| panic!("{e}")),
+        last_used_at: Some(Timestamp::from_unix_nanos(1_767_225_700_000_000_001)),
+        scopes: scopes(&["yc.monitoring.manage", "yc.postbox.send", "yc.serverless.functions.invoke"]),
+        pepper_version: u32::MAX,
+        status: KeyStatus::Revoked,
+        kind: KeyKind::Imported,
+        links: ReissueLinks { replaced_by: Some(key_id()), reissued_from: Some(key_id()) },
+        ..record(&sa)
+    };
+    // Every optional field empty.
+    let bare = KeyRecord {
+        description: Description::default(),
+        scopes: ScopeSet::default(),
+        expires_at: None,
+        masked_key: MaskedKey::from_tail(b""),
+        pepper_version: 0,
+        ..record(&sa)
+    };
+    let plain = record(&sa);
+    for r in [&full, &bare, &plain] {
+        insert(store, C, r).await;
+        assert_eq!(&must_get(store, C, &r.id).await, r, "[{C}] record changed on the way through the store");
+    }
+    assert_eq!(get(store, C, &key_id()).await, None, "[{C}] an unknown id was found");
+    let listed = ok(C, "list", store.list(&sa, PageRequest::first(10)).await);
+    let mut expected = vec![full, bare, plain];
+    expected.sort_by_key(|r| r.id);
+    assert_eq!(listed.items, expected, "[{C}] list returns records different from those inserted");
+}
+
+/// [`Check::DuplicateId`].
+pub async fn duplicate_id<S: KeyStore>(store: &S) {
+    const C: Check = Check::DuplicateId;
+    let first = record(&service_account());
+    insert(store, C, &first).await;
+    let other_sa = service_account();
+    let clash = KeyRecord { id: first.id, ..imported_record(&other_sa) };
+    expect_duplicate(C, "insert of an existing id", store.insert(clash.clone()).await, first.id);
+    assert_eq!(must_get(store, C, &first.id).await, first, "[{C}] the existing key was changed");
+    assert!(list_all(store, C, &other_sa).await.is_empty(), "[{C}] the refused key was listed");
+    assert!(
+        ok(C, "get_by_digest", store.get_by_digest(&clash.digest).await).is_none(),
+        "[{C}] the refused key's digest was indexed"
+    );
+}
+
+/// [`Check::DuplicateImportedDigest`].
+pub async fn duplicate_imported_digest<S: KeyStore>(store: &S) {
+    const C: Check = Check::DuplicateImportedDigest;
+    let first = imported_record(&service_account());
+    insert(store, C, &first).await;
+    let other_sa = service_account();
+    let clash = KeyRecord { digest: first.digest, ..imported_record(&other_sa) };
+    expect_duplicate(C, "insert of an imported digest", store.insert(clash.clone()).await, clash.id);
+    assert_eq!(get(store, C, &clash.id).await, None, "[{C}] the refused key was written");
+    assert!(list_all(store, C, &other_sa).await.is_empty(), "[{C}] the refused key was listed");
+    let found = ok(C, "get_by_digest", store.get_by_digest(&first.digest).await);
+    assert_eq!(found.map(|r| r.id), Some(first.id), "[{C}] the digest no longer finds the first key");
+    // Uniqueness covers imported digests only.
+    let native = KeyRecord { digest: first.digest, ..record(&other_sa) };
+    ok(C, "insert of a native key sharing an imported digest", store.insert(native.clone()).await);
+    assert_eq!(must_get(store, C, &native.id).await, native);
+}
+
+/// [`Check::GetByDigestFindsOnlyImported`].
+pub async fn get_by_digest_finds_only_imported<S: KeyStore>(store: &S) {
+    const C: Check = Check::GetByDigestFindsOnlyImported;
+    let sa = service_account();
+    let native = record(&sa);
+    let imported = imported_record(&sa);
+    insert(store, C, &native).await;
+    insert(store, C, &imported).await;
+    let found = ok(C, "get_by_digest", store.get_by_digest(&native.digest).await);
+    assert!(found.is_none(), "[{C}] a native key was found by digest");
+    let found = ok(C, "get_by_digest", store.get_by_digest(&imported.digest).await);
+    assert_eq!(found.as_deref(), Some(&imported), "[{C}] the imported key was not found by its digest");
+    let found = ok(C, "get_by_digest", store.get_by_digest(&digest()).await);
+    assert!(found.is_none(), "[{C}] an unknown digest was found");
+}
+
+/// [`Check::ListPagination`].
+pub async fn list_pagination<S: KeyStore>(store: &S) {
+    const C: Check = Check::ListPagination;
+    let sa = service_account();
+    let other = service_account();
+    let mut mine = Vec::new();
+    for i in 0..5 {
+        let r = record(&sa);
+        insert(store, C, &r).await;
+        mine.push(r);
+        if i % 2 == 0 {
+            insert(store, C, &record(&other)).await;
+        }
+    }
+    mine.sort_by_key(|r| r.id);
+    let ids: Vec<KeyId> = mine.iter().map(|r| r.id).collect();
+
+    // Pages of two: 2 + 2 + 1, each cursor the last id of its page.
+    let p1 = ok(C, "list", store.list(&sa, PageRequest::first(2)).await);
+    assert_eq!(p1.items, mine[0..2], "[{C}] first page");
+    assert_eq!(p1.next, Some(ids[1]), "[{C}] first page cursor");
+    let p2 = ok(C, "list", store.list(&sa, PageRequest::after(2, ids[1])).await);
+    assert_eq!(p2.items, mine[2..4], "[{C}] second page");
+    assert_eq!(p2.next, Some(ids[3]), "[{C}] second page cursor");
+    let p3 = ok(C, "list", store.list(&sa, PageRequest::after(2, ids[3])).await);
+    assert_eq!(p3.items, mine[4..5], "[{C}] last page");
+    assert_eq!(p3.next, None, "[{C}] the last page has a cursor");
+
+    // A page exactly as large as what is left has no cursor.
+    let all = ok(C, "list", store.list(&sa, PageRequest::first(5)).await);
+    assert_eq!((all.items.len(), all.next), (5, None), "[{C}] a page of exactly all keys");
+    // The cursor is a position, not a member: any id works.
+    let zero = KeyId::parse("00000000000000000000").unwrap_or_else(|e| panic!("{e}"));
+    let from_zero = ok(C, "list", store.list(&sa, PageRequest::after(10, zero)).await);
+    assert_eq!(from_zero.items, mine, "[{C}] listing after the smallest id");
+    let past_end = ok(C, "list", store.list(&sa, PageRequest::after(10, ids[4])).await);
+    assert!(past_end.items.is_empty() && past_end.next.is_none(), "[{C}] listing after the last id");
+    // Limits are clamped: 0 behaves as 1, huge as MAX_LIMIT.
+    let one = ok(C, "list", store.list(&sa, PageRequest::first(0)).await);
+    assert_eq!((one.items.len(), one.next), (1, Some(ids[0])), "[{C}] limit 0 is clamped to 1");
+    let huge = ok(C, "list", store.list(&sa, PageRequest::first(u32::MAX)).await);
+    assert_eq!((huge.items.len(), huge.next), (5, None), "[{C}] a huge limit lists everything");
+    // Other accounts: neither leaked nor empty.
+    assert_eq!(list_all(store, C, &other).await.len(), 3, "[{C}] the other account's keys");
+    let nobody = ok(C, "list", store.list(&service_account(), PageRequest::first(10)).await);
+    assert!(nobody.items.is_empty() && nobody.next.is_none(), "[{C}] an account without keys");
+}
+
+/// [`Check::ListLimitClamp`]: inserts `PageRequest::MAX_LIMIT + 1` keys.
+pub async fn list_limit_clamp<S: KeyStore>(store: &S) {
+    const C: Check = Check::ListLimitClamp;
+    let sa = service_account();
+    let max = PageRequest::MAX_LIMIT as usize;
+    let mut ids = Vec::with_capacity(max + 1);
+    for _ in 0..=max {
+        let r = record(&sa);
+        ids.push(r.id);
+        insert(store, C, &r).await;
+    }
+    ids.sort();
+    let first = ok(C, "list", store.list(&sa, PageRequest::first(u32::MAX)).await);
+    assert_eq!(first.items.len(), max, "[{C}] a page holds at most MAX_LIMIT keys");
+    assert_eq!(first.next, Some(ids[max - 1]), "[{C}] cursor of a clamped page");
+    assert!(first.items.iter().map(|r| r.id).eq(ids[..max].iter().copied()), "[{C}] order of a clamped page");
+    let rest = ok(C, "list", store.list(&sa, PageRequest::after(u32::MAX, ids[max - 1])).await);
+    assert_eq!(rest.items.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[max]], "[{C}] the page after");
+    assert_eq!(rest.next, None, "[{C}] cursor after the last page");
+}
+
+/// [`Check::Revoke`].
+pub async fn revoke<S: KeyStore>(store: &S) {
+    const C: Check = Check::Revoke;
+    let r = record(&service_account());
+    insert(store, C, &r).await;
+    ok(C, "revoke", store.revoke(&r.id).await);
+    let expected = KeyRecord { status: KeyStatus::Revoked, ..r.clone() };
+    assert_eq!(must_get(store, C, &r.id).await, expected, "[{C}] revoke must change the status only");
+    ok(C, "second revoke (idempotent)", store.revoke(&r.id).await);
+    assert_eq!(must_get(store, C, &r.id).await, expected, "[{C}] a second revoke changed the key");
+    let unknown = key_id();
+    expect_not_found(C, "revoke of an unknown id", store.revoke(&unknown).await, unknown);
+    assert_eq!(get(store, C, &unknown).await, None, "[{C}] revoke created a key");
+}
+
+/// [`Check::Delete`].
+pub async fn delete<S: KeyStore>(store: &S) {
+    const C: Check = Check::Delete;
+    let sa = service_account();
+    let native = record(&sa);
+    let imported = imported_record(&sa);
+    insert(store, C, &native).await;
+    insert(store, C, &imported).await;
+    ok(C, "delete", store.delete(&imported.id).await);
+    assert_eq!(get(store, C, &imported.id).await, None, "[{C}] a deleted key was found");
+    let by_digest = ok(C, "get_by_digest", store.get_by_digest(&imported.digest).await);
+    assert!(by_digest.is_none(), "[{C}] a deleted key was found by digest");
+    assert_eq!(list_all(store, C, &sa).await, [native.id], "[{C}] listing after delete");
+    expect_not_found(C, "second delete", store.delete(&imported.id).await, imported.id);
+    let unknown = key_id();
+    expect_not_found(C, "delete of an unknown id", store.delete(&unknown).await, unknown);
+    // The digest index entry went with the key: the digest is free again.
+    let again = KeyRecord { digest: imported.digest, ..imported_record(&sa) };
+    ok(C, "re-import of a deleted digest", store.insert(again.clone()).await);
+    let found = ok(C, "get_by_digest", store.get_by_digest(&imported.digest).await);
+    assert_eq!(found.map(|r| r.id), Some(again.id), "[{C}] the re-imported digest");
+    assert_eq!(must_get(store, C, &native.id).await, native, "[{C}] delete touched another key");
+}
+
+/// [`Check::ReissueRevoke`].
+pub async fn reissue_revoke<S: KeyStore>(store: &S) {
+    const C: Check = Check::ReissueRevoke;
+    let old = record(&service_account());
+    insert(store, C, &old).await;
+    let new = reissue_of(&old);
+    ok(C, "reissue", store.reissue(&old.id, new.clone(), OldKeyFate::Revoke).await);
+    let expected_old = KeyRecord {
+        status: KeyStatus::Revoked,
+        links: ReissueLinks { replaced_by: Some(new.id), reissued_from: None },
+        ..old.clone()
+    };
+    assert_eq!(must_get(store, C, &old.id).await, expected_old, "[{C}] the old key after reissue");
+    assert_eq!(must_get(store, C, &new.id).await, new, "[{C}] the new key");
+    assert_eq!(
+        list_all(store, C, &old.service_account_id).await,
+        sorted(vec![old.id, new.id]),
+        "[{C}] both keys are listed"
+    );
+}
+
+/// [`Check::ReissueExpireAt`].
+pub async fn reissue_expire_at<S: KeyStore>(store: &S) {
+    const C: Check = Check::ReissueExpireAt;
+    let sa = service_account();
+    let grace_end = Timestamp::from_unix_nanos(1_800_000_000_000_000_007);
+    let cases = [
+        // (old expiry, expected old expiry after the reissue)
+        (Some(Timestamp::from_unix_nanos(1_900_000_000_000_000_000)), Some(grace_end)), // grace ends first
+        (
+            Some(Timestamp::from_unix_nanos(1_800_000_000_000_000_006)),
+            Some(Timestamp::from_unix_nanos(1_800_000_000_000_000_006)),
+        ), // never extended
+        (None, Some(grace_end)),                                                        // no expiry: the grace sets one
+    ];
+    for (before, after) in cases {
+        let old = KeyRecord { expires_at: before, ..record(&sa) };
+        insert(store, C, &old).await;
+        let new = reissue_of(&old);
+        ok(C, "reissue", store.reissue(&old.id, new.clone(), OldKeyFate::ExpireAt(grace_end)).await);
+        let expected_old = KeyRecord {
+            expires_at: after,
+            links: ReissueLinks { replaced_by: Some(new.id), reissued_from: None },
+            ..old.clone()
+        };
+        assert_eq!(
+            must_get(store, C, &old.id).await,
+            expected_old,
+            "[{C}] old key with expiry {before:?}: must stay active until {after:?}"
+        );
+        assert_eq!(must_get(store, C, &new.id).await, new, "[{C}] the new key");
+    }
+}
+
+/// [`Check::ReissueConflicts`].
+pub async fn reissue_conflicts<S: KeyStore>(store: &S) {
+    const C: Check = Check::ReissueConflicts;
+    let sa = service_account();
+    // A revoked key.
+    let revoked = KeyRecord { status: KeyStatus::Revoked, ..record(&sa) };
+    insert(store, C, &revoked).await;
+    let new = reissue_of(&revoked);
+    expect_conflict(
+        C,
+        "reissue of a revoked key",
+        store.reissue(&revoked.id, new.clone(), OldKeyFate::Revoke).await,
+        revoked.id,
+    );
+    assert_eq!(get(store, C, &new.id).await, None, "[{C}] a refused reissue wrote the new key");
+    assert_eq!(must_get(store, C, &revoked.id).await, revoked, "[{C}] a refused reissue changed the old key");
+    // An already reissued key (still active in its grace period).
+    let old = record(&sa);
+    insert(store, C, &old).await;
+    let first = reissue_of(&old);
+    let grace = OldKeyFate::ExpireAt(Timestamp::from_unix_nanos(1_800_000_000_000_000_000));
+    ok(C, "first reissue", store.reissue(&old.id, first.clone(), grace).await);
+    let after_first = must_get(store, C, &old.id).await;
+    let second = reissue_of(&old);
+    expect_conflict(C, "second reissue", store.reissue(&old.id, second.clone(), grace).await, old.id);
+    assert_eq!(get(store, C, &second.id).await, None, "[{C}] a refused reissue wrote the new key");
+    assert_eq!(must_get(store, C, &old.id).await, after_first, "[{C}] a refused reissue changed the old key");
+    // An unknown key.
+    let unknown = key_id();
+    let orphan = reissue_of(&KeyRecord { id: unknown, ..record(&sa) });
+    expect_not_found(
+        C,
+        "reissue of an unknown key",
+        store.reissue(&unknown, orphan.clone(), OldKeyFate::Revoke).await,
+        unknown,
+    );
+    assert_eq!(get(store, C, &orphan.id).await, None, "[{C}] a reissue of an unknown key wrote the new key");
+    assert_eq!(
+        list_all(store, C, &sa).await,
+        sorted(vec![revoked.id, old.id, first.id]),
+        "[{C}] listing after refused reissues"
+    );
+}
+
+/// [`Check::ReissueIsAtomic`].
+pub async fn reissue_is_atomic<S: KeyStore>(store: &S) {
+    const C: Check = Check::ReissueIsAtomic;
+    let sa = service_account();
+    let old = record(&sa);
+    let existing = imported_record(&sa);
+    insert(store, C, &old).await;
+    insert(store, C, &existing).await;
+    // The new id is taken.
+    let clash_id = KeyRecord { id: existing.id, ..reissue_of(&old) };
+    let r = store.reissue(&old.id, clash_id, OldKeyFate::Revoke).await;
+    expect_duplicate(C, "reissue onto an existing id", r, existing.id);
+    // The new imported digest is taken.
+    let clash_digest = KeyRecord { kind: KeyKind::Imported, digest: existing.digest, ..reissue_of(&old) };
+    let r = store.reissue(&old.id, clash_digest.clone(), OldKeyFate::ExpireAt(Timestamp::from_unix_nanos(1))).await;
+    expect_duplicate(C, "reissue onto an existing imported digest", r, clash_digest.id);
+    assert_eq!(get(store, C, &clash_digest.id).await, None, "[{C}] a failed reissue wrote the new key");
+    assert_eq!(must_get(store, C, &old.id).await, old, "[{C}] a failed reissue changed the old key");
+    assert_eq!(must_get(store, C, &existing.id).await, existing, "[{C}] a failed reissue changed another key");
+    assert_eq!(list_all(store, C, &sa).await, sorted(vec![old.id, existing.id]), "[{C}] listing after failures");
+    // And the old key can still be reissued afterwards.
+    let fine = reissue_of(&old);
+    ok(C, "reissue after failed attempts", store.reissue(&old.id, fine.clone(), OldKeyFate::Revoke).await);
+    assert_eq!(must_get(store, C, &fine.id).await, fine);
+}
+
+/// [`Check::ReissueRace`].
+pub async fn reissue_race<S: KeyStore>(store: &S) {
+    const C: Check = Check::ReissueRace;
+    let old = record(&service_account());
+    insert(store, C, &old).await;
+    let a = reissue_of(&old);
+    let b = reissue_of(&old);
+    // A grace period ending after the old key's own expiry leaves its
+    // status and expiry as they were, so only the "already reissued"
+    // rule can stop the second reissue.
+    let grace = OldKeyFate::ExpireAt(Timestamp::from_unix_nanos(i64::MAX));
+    let (ra, rb) = tokio::join!(store.reissue(&old.id, a.clone(), grace), store.reissue(&old.id, b.clone(), grace));
+    let (winner, loser, lost) = match (ra, rb) {
+        (Ok(()), lost) => (a, b, lost),
+        (lost, Ok(())) => (b, a, lost),
+        (ra, rb) => panic!("[{C}] both concurrent reissues failed: {ra:?}, {rb:?}"),
+    };
+    expect_conflict(C, "the losing concurrent reissue", lost, old.id);
+    assert_eq!(get(store, C, &loser.id).await, None, "[{C}] the losing reissue wrote its key");
+    assert_eq!(must_get(store, C, &winner.id).await, winner, "[{C}] the winning key");
+    let now_old = must_get(store, C, &old.id).await;
+    assert_eq!(now_old.links.replaced_by, Some(winner.id), "[{C}] the old key must point at the winner");
+}
+
+/// [`Check::TouchLastUsed`].
+pub async fn touch_last_used<S: KeyStore>(store: &S) {
+    const C: Check = Check::TouchLastUsed;
+    let sa = service_account();
+    let t = Timestamp::from_unix_nanos;
+    let never = record(&sa);
+    let newer = KeyRecord { last_used_at: Some(t(2_000)), ..record(&sa) };
+    // 9 → 10 digits: a textual comparison would get this wrong.
+    let digits = KeyRecord { last_used_at: Some(t(999_999_999)), ..record(&sa) };
+    // One nanosecond apart at today's magnitude: a float comparison would not see it.
+    let close = KeyRecord { last_used_at: Some(t(1_800_000_000_000_000_000)), ..record(&sa) };
+    let negative = KeyRecord { last_used_at: Some(t(-20)), ..record(&sa) };
+    for r in [&never, &newer, &digits, &close, &negative] {
+        insert(store, C, r).await;
+    }
+    let unknown = key_id();
+    let batch = [
+        (never.id, t(5)),
+        (newer.id, t(1_000)), // older than stored: ignored
+        (digits.id, t(1_000_000_000)),
+        (unknown, t(7)), // unknown: ignored
+        (close.id, t(1_800_000_000_000_000_001)),
+        (never.id, t(3)), // older duplicate in the same batch: the newest wins
+        (negative.id, t(-3)),
+    ];
+    ok(C, "touch_last_used", store.touch_last_used(&batch).await);
+    ok(C, "empty touch_last_used", store.touch_last_used(&[]).await);
+    let expect = [
+        (&never, t(5)),
+        (&newer, t(2_000)),
+        (&digits, t(1_000_000_000)),
+        (&close, t(1_800_000_000_000_000_001)),
+        (&negative, t(-3)),
+    ];
+    for (r, at) in expect {
+        let got = must_get(store, C, &r.id).await;
+        assert_eq!(got.last_used_at, Some(at), "[{C}] last_used_at of a key touched from {:?}", r.last_used_at);
+        assert_eq!(KeyRecord { last_used_at: r.last_used_at, ..got }, *r, "[{C}] touch changed another field");
+    }
+    assert_eq!(get(store, C, &unknown).await, None, "[{C}] touching an unknown id created a key");
+}
+
+/// [`Check::TimestampPrecision`].
+pub async fn timestamp_precision<S: KeyStore>(store: &S) {
+    const C: Check = Check::TimestampPrecision;
+    let sa = service_account();
+    let t = Timestamp::from_unix_nanos;
+    for (created, expires) in [
+        (t(1_767_225_600_000_000_001), t(1_767_225_600_999_999_999)),
+        (t(-1_234_567_891), t(-1)),
+        (t(0), t(i64::MAX)),
+        (t(i64::MIN), t(i64::MAX - 1)),
+    ] {
+        let r =
+            KeyRecord { created_at: created, expires_at: Some(expires), last_used_at: Some(expires), ..record(&sa) };
+        insert(store, C, &r).await;
+        let got = must_get(store, C, &r.id).await;
+        assert_eq!(
+            (got.created_at, got.expires_at, got.last_used_at),
+            (created, Some(expires), Some(expires)),
+            "[{C}] timestamps must round-trip to the nanosecond"
+        );
+    }
+}
