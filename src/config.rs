@@ -246,6 +246,9 @@ impl KeyStore for AnyStore {
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
         delegate!(self, s => s.touch_last_used(updates))
     }
+    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
+        delegate!(self, s => s.pepper_fingerprint(version, proposed))
+    }
 }
 
 /// Opens (and migrates) the store `url` names, with the store's default

@@ -42,7 +42,7 @@ pub use digest::{Digest, DigestError, Pepper, PepperError, Peppers};
 pub use error::BoxError;
 pub use manager::{
     AllowAll, CreateRequest, CreationPolicy, DenyAll, KeyManager, KeyManagerBuilder, KeyOperation, KeyRequest,
-    ManageError, PolicyDenied,
+    ManageError, PepperCheckError, PolicyDenied,
 };
 pub use random::RandomError;
 pub use record::{

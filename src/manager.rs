@@ -45,6 +45,26 @@ pub(crate) const MIN_IMPORTED_LEN: usize = 16;
 // Longest importable secret, in bytes.
 pub(crate) const MAX_IMPORTED_LEN: usize = 512;
 
+/// Why [`KeyManager::check_peppers`] refused the configured peppers.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PepperCheckError {
+    /// The store recorded a different pepper's fingerprint under this
+    /// version: keys made with the recorded pepper would all be "wrong
+    /// secret", and keys made now would mix two peppers under one version.
+    #[error(
+        "pepper version {version} is not the pepper this key store was used with \
+         (its fingerprint differs from the one the store recorded for version {version})"
+    )]
+    Mismatch {
+        /// The pepper version.
+        version: u32,
+    },
+    /// The store could not answer; nothing was decided.
+    #[error("key store unavailable while checking pepper fingerprints")]
+    Store(#[source] StoreError),
+}
+
 /// Why a management operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -307,6 +327,29 @@ impl<S: KeyStore> KeyManager<S> {
         Verifier::builder(Arc::clone(&self.store), Arc::clone(&self.peppers))
             .token_format(self.format.clone())
             .clock(Arc::clone(&self.clock))
+    }
+
+    /// Checks every pepper held against the fingerprint the store recorded
+    /// for its version, recording the fingerprints of versions the store
+    /// has not seen yet (a first start, or a new version after a rotation).
+    /// Call it once at start, before creating or verifying keys: a wrong
+    /// pepper then stops the process instead of answering "wrong secret" to
+    /// every key. Fingerprints are recorded from the first check on; a store
+    /// used before that records whatever pepper checks first.
+    ///
+    /// # Errors
+    /// [`PepperCheckError::Mismatch`] naming the version,
+    /// [`PepperCheckError::Store`] if the store cannot answer.
+    pub async fn check_peppers(&self) -> Result<(), PepperCheckError> {
+        for pepper in self.peppers.iter() {
+            let mine = pepper.fingerprint();
+            let recorded =
+                self.store.pepper_fingerprint(pepper.version(), mine).await.map_err(PepperCheckError::Store)?;
+            if recorded != mine {
+                return Err(PepperCheckError::Mismatch { version: pepper.version() });
+            }
+        }
+        Ok(())
     }
 
     /// The scope catalog.
@@ -636,6 +679,9 @@ mod tests {
         }
         async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
             self.inner.touch_last_used(updates).await
+        }
+        async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
+            self.inner.pepper_fingerprint(version, proposed).await
         }
     }
 

@@ -35,11 +35,15 @@
 //! subscription is still up, and that load is younger than
 //! [`ShieldConfig::max_age`]. Otherwise (starting, channel down, resync
 //! failing) every lookup goes to the store: the shield never refuses a key
-//! that exists because it may be stale. What remains is the delivery time of
-//! the create message (milliseconds): a key verified on another node within
-//! that window after its creation is refused, as a negative cache entry
-//! would refuse it; and a message lost on a connection that died silently is
-//! repaired by the next resync.
+//! that exists because it may be stale. An id missing from a trusted set is
+//! still checked in the store within a small budget
+//! ([`ShieldConfig::miss_queries_per_sec`], default 10 per second, token
+//! bucket): a key created elsewhere a moment ago, whose announcement is
+//! still on its way (milliseconds), is found and added instead of refused,
+//! while a flood gets at most that many queries per second through. Only a
+//! key first used during a flood, before its announcement arrives, can be
+//! refused (and is accepted once the message arrives); a message lost on a
+//! connection that died silently is repaired by the next resync.
 //!
 //! Deleted ids stay in the set until the next resync (a deleted id costs a
 //! store query, as without the shield).
@@ -108,6 +112,12 @@ pub struct ShieldConfig {
     /// First delay before re-subscribing after the channel fails; doubled
     /// after each failure up to 5 s. Defaults to 100 ms.
     pub reconnect_initial: Duration,
+    /// Unknown ids checked in the store anyway, per second (a token bucket
+    /// holding at most this many): a key created elsewhere a moment ago,
+    /// whose announcement has not arrived yet, is then found instead of
+    /// refused; a flood gets at most this many queries per second through.
+    /// Zero refuses every unknown id. Defaults to 10.
+    pub miss_queries_per_sec: u32,
 }
 
 impl Default for ShieldConfig {
@@ -117,6 +127,7 @@ impl Default for ShieldConfig {
             max_age: Duration::from_secs(180),
             page: 10_000,
             reconnect_initial: Duration::from_millis(100),
+            miss_queries_per_sec: 10,
         }
     }
 }
@@ -143,6 +154,13 @@ impl ShieldConfig {
         self
     }
 
+    /// Sets [`ShieldConfig::miss_queries_per_sec`].
+    #[must_use]
+    pub fn miss_queries_per_sec(mut self, n: u32) -> Self {
+        self.miss_queries_per_sec = n;
+        self
+    }
+
     /// Sets [`ShieldConfig::reconnect_initial`].
     #[must_use]
     pub fn reconnect_initial(mut self, delay: Duration) -> Self {
@@ -161,6 +179,9 @@ pub struct ShieldStats {
     pub ids: usize,
     /// Lookups refused without a store query.
     pub refused: u64,
+    /// Lookups of ids missing from the set that were checked in the store
+    /// anyway (within [`ShieldConfig::miss_queries_per_sec`]).
+    pub miss_queries: u64,
     /// Lookups passed to the store while not trusted.
     pub untrusted_lookups: u64,
     /// Completed loads.
@@ -219,10 +240,14 @@ struct State {
     loads: AtomicU64,
     load_failures: AtomicU64,
     heard: AtomicU64,
+    miss_queries: AtomicU64,
+    /// Tokens for checking unknown ids in the store, and when last refilled.
+    miss_budget: std::sync::Mutex<(f64, Instant)>,
 }
 
 impl State {
     fn new(config: ShieldConfig, disabled: bool) -> Self {
+        let burst = f64::from(config.miss_queries_per_sec);
         Self {
             members: RwLock::new(Members { set: Set::default(), heard_during_load: None }),
             keys: RandomState::new(),
@@ -239,6 +264,26 @@ impl State {
             loads: AtomicU64::new(0),
             load_failures: AtomicU64::new(0),
             heard: AtomicU64::new(0),
+            miss_queries: AtomicU64::new(0),
+            miss_budget: std::sync::Mutex::new((burst, Instant::now())),
+        }
+    }
+
+    /// Takes one token of the unknown-id budget, if any is left.
+    fn take_miss_token(&self) -> bool {
+        let rate = f64::from(self.config.miss_queries_per_sec);
+        if rate <= 0.0 {
+            return false;
+        }
+        let mut b = self.miss_budget.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        b.0 = (b.0 + now.saturating_duration_since(b.1).as_secs_f64() * rate).min(rate);
+        b.1 = now;
+        if b.0 >= 1.0 {
+            b.0 -= 1.0;
+            true
+        } else {
+            false
         }
     }
 
@@ -317,6 +362,7 @@ impl State {
             loads: self.loads.load(Ordering::Relaxed),
             load_failures: self.load_failures.load(Ordering::Relaxed),
             heard: self.heard.load(Ordering::Relaxed),
+            miss_queries: self.miss_queries.load(Ordering::Relaxed),
         }
     }
 }
@@ -468,8 +514,17 @@ impl<S: KeyStore> KeyStore for ShieldedStore<S> {
     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         if self.state.trusted() {
             if !self.state.contains(id) {
-                self.state.refused.fetch_add(1, Ordering::Relaxed);
-                return Ok(None);
+                if !self.state.take_miss_token() {
+                    self.state.refused.fetch_add(1, Ordering::Relaxed);
+                    return Ok(None);
+                }
+                self.state.miss_queries.fetch_add(1, Ordering::Relaxed);
+                let found = self.inner.get(id).await?;
+                if found.is_some() {
+                    // Created elsewhere, announcement still on its way.
+                    self.state.add(id);
+                }
+                return Ok(found);
             }
         } else {
             self.state.untrusted_lookups.fetch_add(1, Ordering::Relaxed);
@@ -507,6 +562,14 @@ impl<S: KeyStore> KeyStore for ShieldedStore<S> {
 
     fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.inner.touch_last_used(updates)
+    }
+
+    fn pepper_fingerprint(
+        &self,
+        version: u32,
+        proposed: Digest,
+    ) -> impl Future<Output = Result<Digest, StoreError>> + Send {
+        self.inner.pepper_fingerprint(version, proposed)
     }
 }
 

@@ -151,6 +151,10 @@ impl KeyStore for Probe {
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
         self.inner.touch_last_used(updates).await
     }
+
+    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
+        self.inner.pepper_fingerprint(version, proposed).await
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use api_keys::{
     ClientClass, CreateRequest, DenyAll, KeyId, KeyManager, KeyOperation, KeyStatus, ManageError, ManualClock,
-    MemoryStore, PageRequest, Pepper, Peppers, PolicyDenied, ScopeCatalog, ScopeError, Secret, Timestamp, Verifier,
-    VerifyError,
+    MemoryStore, PageRequest, Pepper, PepperCheckError, Peppers, PolicyDenied, ScopeCatalog, ScopeError, Secret,
+    Timestamp, Verifier, VerifyError,
 };
 
 const T0: i64 = 1_800_000_000; // 2027-01-15T08:00:00Z
@@ -448,4 +448,31 @@ async fn created_key_prints_the_api_key_yaml_shape() {
     assert_eq!(api_key.as_mapping().unwrap().len(), 5);
     assert_eq!(v.get("secret").unwrap().as_str().unwrap(), c.secret.expose_secret());
     assert_eq!(api_key.get("expires_at").unwrap().as_str().unwrap(), "2030-01-01T21:00:00Z");
+}
+
+/// Issue 17 finding 4: the store keeps a fingerprint per pepper version; a
+/// different pepper under a recorded version is refused, a new version
+/// (a rotation) is recorded. (A failing store: tests/faults.rs.)
+#[tokio::test]
+async fn a_wrong_pepper_is_refused_at_start() {
+    let store = Arc::new(MemoryStore::new());
+    let right = Pepper::new(1, [1u8; 32]).unwrap();
+    let m = KeyManager::builder(store.clone(), Peppers::single(right.clone()), ScopeCatalog::yandex_cloud()).build();
+    m.check_peppers().await.unwrap();
+    m.check_peppers().await.unwrap();
+
+    let wrong = Peppers::single(Pepper::new(1, [9u8; 32]).unwrap());
+    let m_wrong = KeyManager::builder(store.clone(), wrong, ScopeCatalog::yandex_cloud()).build();
+    let e = m_wrong.check_peppers().await.unwrap_err();
+    assert!(matches!(e, PepperCheckError::Mismatch { version: 1 }), "{e:?}");
+    assert!(e.to_string().contains("pepper version 1"), "{e}");
+
+    // A rotation: version 2 is new, version 1 still matches.
+    let rotated = Peppers::new(Pepper::new(2, [2u8; 32]).unwrap(), [right]).unwrap();
+    let m2 = KeyManager::builder(store.clone(), rotated, ScopeCatalog::yandex_cloud()).build();
+    m2.check_peppers().await.unwrap();
+    // ... and from then on version 2 is pinned too.
+    let wrong2 = Peppers::single(Pepper::new(2, [8u8; 32]).unwrap());
+    let e = KeyManager::builder(store, wrong2, ScopeCatalog::yandex_cloud()).build().check_peppers().await.unwrap_err();
+    assert!(matches!(e, PepperCheckError::Mismatch { version: 2 }), "{e:?}");
 }

@@ -165,6 +165,7 @@ macro_rules! conformance_tests {
                 reissue_race => ReissueRace,
                 touch_last_used => TouchLastUsed,
                 timestamp_precision => TimestampPrecision,
+                pepper_fingerprint => PepperFingerprint,
             );
 
             #[tokio::test]

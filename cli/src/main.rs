@@ -34,7 +34,7 @@
 //! first use with a warning; PostgreSQL and Redis need `API_KEYS_PEPPER` for
 //! the commands that digest secrets (`create`, `reissue`, `import`,
 //! `verify`, `serve`). An empty variable counts as unset. The rules live in
-//! [`env`] and [`pepper`]; the URL → store mapping is the library's
+//! [`mod@env`] and [`pepper`]; the URL → store mapping is the library's
 //! ([`api_keys::config`]).
 //!
 //! `keyctl serve` ([`serve`]) verifies the keys for reverse proxies and

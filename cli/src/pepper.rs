@@ -160,7 +160,7 @@ pub(crate) struct LoadedPeppers {
 /// The pepper for the store at `database_url`: `API_KEYS_PEPPER` if set,
 /// otherwise a new one for a `memory:` store, otherwise (SQLite only) the
 /// pepper file beside the database, created
-/// with mode 0600 if neither exists yet. Call it before [`open_store`], which
+/// with mode 0600 if neither exists yet. Call it before [`api_keys::config::open_store`], which
 /// creates the SQLite file.
 ///
 /// # Errors

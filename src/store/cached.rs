@@ -849,6 +849,10 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         self.patch_last_used(updates).await;
         Ok(())
     }
+
+    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
+        self.inner.pepper_fingerprint(version, proposed).await
+    }
 }
 
 #[cfg(test)]

@@ -173,6 +173,16 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Records last-used times in one batch.
     fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The fingerprint recorded for pepper `version`, recording `proposed`
+    /// first if there is none (insert-if-absent, atomic: concurrent callers
+    /// all get the one that was recorded first). Callers compare the result
+    /// with their pepper's [`Pepper::fingerprint`](crate::Pepper::fingerprint).
+    fn pepper_fingerprint(
+        &self,
+        version: u32,
+        proposed: Digest,
+    ) -> impl Future<Output = Result<Digest, StoreError>> + Send;
 }
 
 impl<S: KeyStore> KeyStore for Arc<S> {
@@ -211,6 +221,13 @@ impl<S: KeyStore> KeyStore for Arc<S> {
     }
     fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).touch_last_used(updates)
+    }
+    fn pepper_fingerprint(
+        &self,
+        version: u32,
+        proposed: Digest,
+    ) -> impl Future<Output = Result<Digest, StoreError>> + Send {
+        (**self).pepper_fingerprint(version, proposed)
     }
 }
 

@@ -107,6 +107,7 @@ pub struct MemoryStore {
     shards: Box<[Padded<RwLock<Shard>>]>,
     digests: RwLock<HashMap<[u8; 32], KeyId>>,
     writer: Mutex<Index>,
+    peppers: Mutex<HashMap<u32, Digest>>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -146,7 +147,7 @@ impl MemoryStore {
         let per = keys.div_ceil(SHARDS);
         let shards =
             (0..SHARDS).map(|_| Padded(RwLock::new(HashSet::with_capacity_and_hasher(per, BuildIdHasher)))).collect();
-        Self { shards, digests: RwLock::default(), writer: Mutex::default() }
+        Self { shards, digests: RwLock::default(), writer: Mutex::default(), peppers: Mutex::default() }
     }
 
     /// Number of records.
@@ -312,6 +313,10 @@ impl KeyStore for MemoryStore {
         self.insert_now(&mut index, new)?;
         write(self.shard(old)).replace(Entry(Arc::new(updated)));
         Ok(())
+    }
+
+    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
+        Ok(*lock(&self.peppers).entry(version).or_insert(proposed))
     }
 
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {

@@ -408,6 +408,8 @@ pub struct RedisStore<C = RedisConnection> {
     account_prefix: Arc<str>,
     /// `{prefix}:digests`
     digests: Arc<str>,
+    /// `{prefix}:peppers`: pepper version → base64 fingerprint.
+    peppers: Arc<str>,
     timeout: Duration,
 }
 
@@ -457,6 +459,7 @@ where
             record_prefix: Arc::from(format!("{{{prefix}}}:key:")),
             account_prefix: Arc::from(format!("{{{prefix}}}:sa:")),
             digests: Arc::from(format!("{{{prefix}}}:digests")),
+            peppers: Arc::from(format!("{{{prefix}}}:peppers")),
             timeout,
         })
     }
@@ -782,6 +785,22 @@ where
             Err(StoreError::Conflict { id: *old, reason: "the key is being changed concurrently" })
         })
         .await
+    }
+
+    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
+        let mut conn = self.conn.clone();
+        let (_, stored): (i64, String) = timed(self.timeout, async {
+            redis::pipe()
+                .atomic()
+                .hset_nx(&*self.peppers, version, proposed.to_base64())
+                .hget(&*self.peppers, version)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error)
+        })
+        .await?;
+        Digest::from_base64(&stored)
+            .map_err(|_| StoreError::Corrupt("pepper fingerprint is not base64 of 32 bytes".into()))
     }
 
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {

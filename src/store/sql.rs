@@ -50,8 +50,8 @@ pub(super) trait Dialect {
     const BEGIN_WRITE: &'static str;
     /// Statement that reads the old row of a reissue inside it.
     const SELECT_FOR_REISSUE: &'static str;
-    /// Schema version 1 (`migrations/<dialect>/0001_create_api_keys.sql`).
-    const SCHEMA_V1: &'static str;
+    /// The schema versions in order (`migrations/<dialect>/NNNN_*.sql`).
+    const SCHEMA: &'static [SchemaVersion];
 
     /// The value bound to the `scopes` column.
     fn encode_scopes(scopes: &ScopeSet) -> Self::Scopes<'_>;
@@ -103,15 +103,35 @@ pub(super) const DELETE: &str = "DELETE FROM api_keys WHERE id = $1";
 /// Links a reissued key to its successor and revokes or limits it.
 pub(super) const RELINK: &str = "UPDATE api_keys SET replaced_by = $2, status = $3, expires_at = $4 WHERE id = $1";
 
+/// Records a pepper fingerprint unless the version has one.
+pub(super) const INSERT_PEPPER: &str =
+    "INSERT INTO api_key_peppers (version, fingerprint) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING";
+/// The fingerprint recorded for a pepper version.
+pub(super) const SELECT_PEPPER: &str = "SELECT fingerprint FROM api_key_peppers WHERE version = $1";
+
+/// One embedded schema version: applied once, in its own transaction, and
+/// never edited afterwards (its checksum is recorded).
+pub(super) struct SchemaVersion {
+    /// Version number (the file's `NNNN` prefix).
+    pub(super) version: i64,
+    /// What it does.
+    pub(super) description: &'static str,
+    /// The SQL.
+    pub(super) sql: &'static str,
+}
+
 /// The embedded schema versions of a dialect, tracked in [`MIGRATIONS_TABLE`].
 pub(super) fn migrator<D: Dialect>() -> Migrator {
-    let mut m = Migrator::with_migrations(vec![Migration::new(
-        1,
-        "create api_keys".into(),
-        MigrationType::Simple,
-        D::SCHEMA_V1.into_sql_str(),
-        false,
-    )]);
+    migrator_of(D::SCHEMA)
+}
+
+/// A migrator for some schema versions (the upgrade tests build the
+/// previous release's schema with it).
+pub(super) fn migrator_of(versions: &[SchemaVersion]) -> Migrator {
+    let versions = versions
+        .iter()
+        .map(|v| Migration::new(v.version, v.description.into(), MigrationType::Simple, v.sql.into_sql_str(), false));
+    let mut m = Migrator::with_migrations(versions.collect());
     m.dangerous_set_table_name(MIGRATIONS_TABLE);
     m
 }
@@ -388,6 +408,28 @@ macro_rules! sql_key_store {
                     .await
                 }
 
+                async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
+                    timed(self.timeout, async {
+                        sqlx::query(sql::INSERT_PEPPER)
+                            .bind(i64::from(version))
+                            .bind(proposed.as_bytes().as_slice())
+                            .execute(&self.pool)
+                            .await
+                            .map_err(sqlx_error)?;
+                        let row = sqlx::query(sql::SELECT_PEPPER)
+                            .bind(i64::from(version))
+                            .fetch_one(&self.pool)
+                            .await
+                            .map_err(sqlx_error)?;
+                        let bytes: Vec<u8> = row.try_get("fingerprint").map_err(sqlx_error)?;
+                        let bytes: [u8; 32] = bytes
+                            .try_into()
+                            .map_err(|_| StoreError::Corrupt("pepper fingerprint is not 32 bytes".into()))?;
+                        Ok(Digest::from_bytes(bytes))
+                    })
+                    .await
+                }
+
                 async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
                     if updates.is_empty() {
                         return Ok(());
@@ -441,11 +483,18 @@ mod tests {
     fn sqlite_schema_versions_keep_their_checksums() {
         assert_eq!(
             checksums::<crate::store::sqlite::Sqlite>(),
-            [(
-                1,
-                "084ae9ae954bdfa20485b0c2e9b1adb51f66460a6e6649eb63ae5ffc4b22566ec4b5e18042cabf4cb0cd5c725554eb03"
-                    .to_owned()
-            )]
+            [
+                (
+                    1,
+                    "084ae9ae954bdfa20485b0c2e9b1adb51f66460a6e6649eb63ae5ffc4b22566ec4b5e18042cabf4cb0cd5c725554eb03"
+                        .to_owned()
+                ),
+                (
+                    2,
+                    "b7cdf399cab513aafbb5dbb6e008bc585199744f1c5fbdac4e7fe385e7b908853c89b20eca861c2515dc5db1cda80b93"
+                        .to_owned()
+                )
+            ]
         );
     }
 
@@ -455,11 +504,18 @@ mod tests {
     fn postgres_schema_versions_keep_their_checksums() {
         assert_eq!(
             checksums::<crate::store::postgres::Postgres>(),
-            [(
-                1,
-                "0f8a2901fb15efb5d5ac8803e123a02852590302928f9a4abab9671601eb76d4e413d85c791f7826abac74a35fba8a7b"
-                    .to_owned()
-            )]
+            [
+                (
+                    1,
+                    "0f8a2901fb15efb5d5ac8803e123a02852590302928f9a4abab9671601eb76d4e413d85c791f7826abac74a35fba8a7b"
+                        .to_owned()
+                ),
+                (
+                    2,
+                    "d3b2ffdd73ab0c322e4f773a1a886f6a36e7e1445c738f51a93ea245b5e0eefee59d9b71d1347972a5e1942ebe75f860"
+                        .to_owned()
+                )
+            ]
         );
     }
 }

@@ -55,6 +55,10 @@ pub enum Check {
     /// Timestamps round-trip with nanosecond precision, across the
     /// whole `i64` range.
     TimestampPrecision,
+    /// `pepper_fingerprint` records the first fingerprint of a version and
+    /// returns it from then on, whatever is proposed; versions are
+    /// independent.
+    PepperFingerprint,
 }
 
 impl Check {
@@ -75,6 +79,7 @@ impl Check {
         Check::ReissueRace,
         Check::TouchLastUsed,
         Check::TimestampPrecision,
+        Check::PepperFingerprint,
     ];
 
     /// The check's name in `snake_case`.
@@ -96,6 +101,7 @@ impl Check {
             Check::ReissueRace => "reissue_race",
             Check::TouchLastUsed => "touch_last_used",
             Check::TimestampPrecision => "timestamp_precision",
+            Check::PepperFingerprint => "pepper_fingerprint",
         }
     }
 }
@@ -131,6 +137,7 @@ pub async fn run<S: KeyStore>(store: &S, check: Check) {
         Check::ReissueRace => reissue_race(store).await,
         Check::TouchLastUsed => touch_last_used(store).await,
         Check::TimestampPrecision => timestamp_precision(store).await,
+        Check::PepperFingerprint => pepper_fingerprint(store).await,
     }
 }
 
@@ -193,7 +200,9 @@ pub fn record(service_account: &ServiceAccountId) -> KeyRecord {
 /// Like [`record`], but an imported key.
 #[must_use]
 pub fn imported_record(service_account: &ServiceAccountId) -> KeyRecord {
-    KeyRecord { kind: KeyKind::Imported, masked_key: MaskedKey::from_tail(b"Qw9+/="), ..record(service_account) }
+    let r = record(service_account);
+    // An imported key is always masked by its digest (see `KeyRecord::new`).
+    KeyRecord { kind: KeyKind::Imported, masked_key: MaskedKey::of_digest(&r.digest), ..r }
 }
 
 /// A record for reissuing `old`: same owner, scopes and expiry, a fresh
@@ -283,7 +292,7 @@ pub async fn insert_get_round_trip<S: KeyStore>(store: &S) {
         status: KeyStatus::Revoked,
         kind: KeyKind::Imported,
         links: ReissueLinks { replaced_by: Some(key_id()), reissued_from: Some(key_id()) },
-        ..record(&sa)
+        ..imported_record(&sa)
     };
     // Every optional field empty.
     let bare = KeyRecord {
@@ -652,6 +661,23 @@ pub async fn touch_last_used<S: KeyStore>(store: &S) {
         assert_eq!(KeyRecord { last_used_at: r.last_used_at, ..got }, *r, "[{C}] touch changed another field");
     }
     assert_eq!(get(store, C, &unknown).await, None, "[{C}] touching an unknown id created a key");
+}
+
+/// [`Check::PepperFingerprint`].
+pub async fn pepper_fingerprint<S: KeyStore>(store: &S) {
+    const C: Check = Check::PepperFingerprint;
+    // Random versions: the suite may run on a store other checks share.
+    let v = u32::from_le_bytes(random_bytes()) & 0x7FFF_FFFF;
+    let (first, second, other) =
+        (Digest::from_bytes(random_bytes()), Digest::from_bytes(random_bytes()), Digest::from_bytes(random_bytes()));
+    let got = ok(C, "first fingerprint", store.pepper_fingerprint(v, first).await);
+    assert!(got == first, "[{C}] the first fingerprint of a version is recorded and returned");
+    let got = ok(C, "second fingerprint", store.pepper_fingerprint(v, second).await);
+    assert!(got == first, "[{C}] a later proposal never replaces the recorded fingerprint");
+    let got = ok(C, "other version", store.pepper_fingerprint(v + 1, other).await);
+    assert!(got == other, "[{C}] each version has its own fingerprint");
+    let got = ok(C, "first again", store.pepper_fingerprint(v, other).await);
+    assert!(got == first, "[{C}] recording another version changed nothing");
 }
 
 /// [`Check::TimestampPrecision`].

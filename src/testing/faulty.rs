@@ -54,14 +54,25 @@ pub enum Op {
     Reissue,
     /// `touch_last_used`.
     TouchLastUsed,
+    /// `pepper_fingerprint`.
+    PepperFingerprint,
 }
 
 const OPS: usize = Op::ALL.len();
 
 impl Op {
     /// Every operation, in declaration order.
-    pub const ALL: [Op; 8] =
-        [Op::Insert, Op::Get, Op::GetByDigest, Op::List, Op::Revoke, Op::Delete, Op::Reissue, Op::TouchLastUsed];
+    pub const ALL: [Op; 9] = [
+        Op::Insert,
+        Op::Get,
+        Op::GetByDigest,
+        Op::List,
+        Op::Revoke,
+        Op::Delete,
+        Op::Reissue,
+        Op::TouchLastUsed,
+        Op::PepperFingerprint,
+    ];
 
     fn index(self) -> usize {
         self as usize
@@ -249,5 +260,9 @@ impl<S: KeyStore> KeyStore for FaultyStore<S> {
 
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
         self.run(Op::TouchLastUsed, move || self.inner.touch_last_used(updates)).await
+    }
+
+    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
+        self.run(Op::PepperFingerprint, move || self.inner.pepper_fingerprint(version, proposed)).await
     }
 }

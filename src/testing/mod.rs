@@ -121,5 +121,12 @@ mod tests {
         ) -> impl std::future::Future<Output = Result<(), crate::StoreError>> + Send {
             std::future::ready(Ok(()))
         }
+        fn pepper_fingerprint(
+            &self,
+            version: u32,
+            proposed: crate::Digest,
+        ) -> impl std::future::Future<Output = Result<crate::Digest, crate::StoreError>> + Send {
+            self.0.pepper_fingerprint(version, proposed)
+        }
     }
 }

@@ -81,6 +81,14 @@ impl<S: KeyStore> KeyStore for Metered<S> {
     fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.inner.touch_last_used(updates)
     }
+
+    fn pepper_fingerprint(
+        &self,
+        version: u32,
+        proposed: Digest,
+    ) -> impl Future<Output = Result<Digest, StoreError>> + Send {
+        self.inner.pepper_fingerprint(version, proposed)
+    }
 }
 
 impl<S: KeyIds> KeyIds for Metered<S> {
