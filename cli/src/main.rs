@@ -227,8 +227,8 @@ enum Command {
     /// Find leaked keys in files, folders and stdin (`-`); exit 0 when none are found, 1 when
     /// keys are found, 2 on bad input.
     ///
-    /// Prints `path:line:column  key-id  masked` per key (never the secret), or JSON with
-    /// --format json. .gitignore and .ignore are respected unless --all; binary files are
+    /// Prints `path:line:column  key-id  masked` per key (never the secret), or one document
+    /// with --format json or yaml. .gitignore and .ignore are respected unless --all; binary files are
     /// skipped. --check adds each key's status from the store (active, expired, revoked,
     /// unknown); --revoke revokes the found keys that are ours, after printing them.
     Scan(scan::ScanArgs),

@@ -16,7 +16,7 @@
 //!    `--yes`.
 //!
 //! Output: `path:line:column  key-id  masked[  status]` per key (byte
-//! columns, 1-based), or one JSON document with `--format json`. Exit 0 when
+//! columns, 1-based), or one JSON or YAML document with `--format json|yaml`. Exit 0 when
 //! nothing is found, 1 when keys are found, 2 on bad input (a missing path,
 //! `--revoke` without `--yes` and no terminal to ask on, or — with nothing
 //! found — a file that could not be read), 5 when the store is unavailable.
@@ -100,7 +100,9 @@ struct Report<'a> {
 /// How the run prints.
 #[derive(Clone, Copy)]
 struct Output {
-    json: bool,
+    /// One JSON or YAML document at the end (`--format json|yaml`), else
+    /// text lines.
+    document: Option<Format>,
     /// Print each text line as soon as its file is scanned (no --check).
     stream: bool,
 }
@@ -108,12 +110,13 @@ struct Output {
 /// Runs `keyctl scan`.
 pub(crate) async fn run(args: ScanArgs, format: Option<Format>, url: &str) -> Result<(), Failure> {
     let checking = args.check || args.revoke;
-    let out = Output { json: format == Some(Format::Json), stream: !checking && format != Some(Format::Json) };
+    let document = format.filter(|f| matches!(f, Format::Json | Format::Yaml));
+    let out = Output { document, stream: !checking && document.is_none() };
     preflight(&args)?;
     let (hits, totals) = walk_all(&args, &TokenFormat::default(), out);
     if !checking {
-        if out.json {
-            print_json(&hits, None, &HashMap::new(), &totals)?;
+        if out.document.is_some() {
+            print_document(out, &hits, None, &HashMap::new(), &totals)?;
         }
         return finish(&hits, &totals);
     }
@@ -121,16 +124,16 @@ pub(crate) async fn run(args: ScanArgs, format: Option<Format>, url: &str) -> Re
     let statuses = check_all(&cx, &hits).await?;
     let mut revoked = HashMap::new();
     if args.revoke {
-        if !out.json {
+        if !out.document.is_some() {
             print_lines(&hits, Some(&statuses), &revoked)?;
         }
         revoked = revoke_all(&cx, &statuses, args.yes).await?;
         cx.warn_unpublished();
-        if out.json {
-            print_json(&hits, Some(&statuses), &revoked, &totals)?;
+        if out.document.is_some() {
+            print_document(out, &hits, Some(&statuses), &revoked, &totals)?;
         }
-    } else if out.json {
-        print_json(&hits, Some(&statuses), &revoked, &totals)?;
+    } else if out.document.is_some() {
+        print_document(out, &hits, Some(&statuses), &revoked, &totals)?;
     } else {
         print_lines(&hits, Some(&statuses), &revoked)?;
     }
@@ -375,7 +378,8 @@ fn print_lines(
     out.flush().map_err(write_failure)
 }
 
-fn print_json(
+fn print_document(
+    out: Output,
     hits: &[Hit],
     statuses: Option<&HashMap<KeyId, Liveness>>,
     revoked: &HashMap<KeyId, bool>,
@@ -393,10 +397,14 @@ fn print_json(
             revoked_now: revoked.contains_key(h.finding.key_id()),
         })
         .collect();
-    let text = serde_json::to_string_pretty(&Report { findings, totals })
-        .map_err(|e| Failure::new(OTHER, format!("cannot format the output: {e}")))?;
-    let mut out = io::stdout().lock();
-    out.write_all(text.as_bytes()).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()).map_err(write_failure)
+    let report = Report { findings, totals };
+    let text = match out.document {
+        Some(Format::Yaml) => serde_norway::to_string(&report).map_err(|e| e.to_string()),
+        _ => serde_json::to_string_pretty(&report).map(|s| s + "\n").map_err(|e| e.to_string()),
+    }
+    .map_err(|e| Failure::new(OTHER, format!("cannot format the output: {e}")))?;
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).map_err(write_failure)
 }
 
 fn write_failure(e: io::Error) -> Failure {

@@ -213,6 +213,11 @@ fn exit_codes_for_nothing_found_and_bad_input() {
     assert!(clean.stderr.contains("no keys found (1 file(s)"), "{}", clean.stderr);
     let json = t.k.keyctl(&["scan", "--format", "json", "clean"]);
     assert_eq!(json.ok().value()["findings"], serde_json::json!([]));
+    let yaml = t.k.keyctl(&["scan", "--format", "yaml", "tree/config"]);
+    assert!(yaml.stdout.starts_with("findings:\n"), "{}", yaml.stdout);
+    assert_eq!(yaml.expect(1).value()["findings"][0]["key_id"], t.live.0.as_str());
+    let table = t.k.keyctl(&["scan", "--format", "table", "tree/config"]);
+    assert_eq!(lines(table.expect(1)), BTreeSet::from([line("tree/config/.env", 1, 9, &t.live.0, &t.live.1)]));
 
     let missing = t.k.keyctl(&["scan", "clean", "no-such-dir"]);
     missing.expect(2);
