@@ -124,7 +124,7 @@ pub(crate) async fn run(args: ScanArgs, format: Option<Format>, url: &str) -> Re
     let statuses = check_all(&cx, &hits).await?;
     let mut revoked = HashMap::new();
     if args.revoke {
-        if !out.document.is_some() {
+        if out.document.is_none() {
             print_lines(&hits, Some(&statuses), &revoked)?;
         }
         revoked = revoke_all(&cx, &statuses, args.yes).await?;
