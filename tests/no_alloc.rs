@@ -53,18 +53,28 @@ fn verify_success_path_does_not_allocate() {
     assert_eq!(now(verifier.flush_last_used()).unwrap(), headers.len());
     clock.advance(Duration::from_secs(1));
 
-    let region = Region::new(GLOBAL);
-    let mut accepted = 0;
-    for _ in 0..200 {
-        for h in &headers {
-            let p = now(verifier.verify(h.as_bytes(), Some(&need))).unwrap();
-            accepted += usize::from(p.scopes().len() == 2);
+    // The counter is process-wide: the test harness's own threads can
+    // allocate inside the window (seen once on a loaded machine: 4
+    // allocations, 900 bytes). An allocation on the success path shows in
+    // every attempt, so one clean attempt out of three is the proof.
+    let mut attempts = Vec::new();
+    for _ in 0..3 {
+        let region = Region::new(GLOBAL);
+        let mut accepted = 0;
+        for _ in 0..200 {
+            for h in &headers {
+                let p = now(verifier.verify(h.as_bytes(), Some(&need))).unwrap();
+                accepted += usize::from(p.scopes().len() == 2);
+            }
         }
+        let stats = region.change();
+        assert_eq!(accepted, 200 * headers.len());
+        if stats.allocations == 0 && stats.reallocations == 0 {
+            break;
+        }
+        attempts.push(stats);
     }
-    let stats = region.change();
-    assert_eq!(accepted, 200 * headers.len());
-    assert_eq!(stats.allocations, 0, "success path allocated: {stats:?}");
-    assert_eq!(stats.reallocations, 0, "success path reallocated: {stats:?}");
+    assert!(attempts.len() < 3, "the success path allocated in every attempt: {attempts:?}");
 
     // The counter is live: the same region sees an allocation on an error
     // path that formats, which proves the measurement can fail.
