@@ -51,12 +51,7 @@ impl KeyStore for Counting {
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
         self.inner.touch_last_used(updates).await
     }
-
-    async fn pepper_fingerprint(
-        &self,
-        version: u32,
-        proposed: api_keys::Digest,
-    ) -> Result<api_keys::Digest, StoreError> {
+    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
         self.inner.pepper_fingerprint(version, proposed).await
     }
 }
@@ -98,7 +93,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 #[tokio::test]
-async fn a_flood_of_forged_keys_costs_no_store_query() {
+async fn a_flood_of_forged_keys_costs_at_most_the_miss_budget() {
     let counting = Arc::new(Counting::default());
     let store = Arc::new(ShieldedStore::local(Arc::clone(&counting), ShieldConfig::default()).unwrap());
     store.wait_trusted().await;
@@ -110,19 +105,23 @@ async fn a_flood_of_forged_keys_costs_no_store_query() {
     }
     let before = counting.gets.load(Ordering::SeqCst);
     const FLOOD: u64 = 10_000;
+    let started = std::time::Instant::now();
     for _ in 0..FLOOD {
         let e = verifier.verify(&forged(), None).await.unwrap_err();
         assert!(matches!(e, VerifyError::UnknownKey(Some(_))), "{e:?}");
     }
     let queries = counting.gets.load(Ordering::SeqCst) - before;
     println!("{FLOOD} forged keys with valid checksums caused {queries} store queries");
-    assert_eq!(queries, 0);
-    assert_eq!(store.stats().refused, FLOOD);
+    // At most the miss budget: a burst of 10, then 10 per second.
+    let budget = 10 + 10 * (started.elapsed().as_secs() + 1);
+    assert!(queries <= budget, "{queries} > {budget}");
+    let stats = store.stats();
+    assert_eq!((stats.refused + stats.miss_queries, stats.miss_queries), (FLOOD, queries));
     // Every real key still verifies, one store query each.
     for k in &keys {
         verifier.verify(&header(k.secret.expose_secret()), None).await.unwrap();
     }
-    assert_eq!(counting.gets.load(Ordering::SeqCst) - before, keys.len() as u64);
+    assert_eq!(counting.gets.load(Ordering::SeqCst) - before, queries + keys.len() as u64);
 }
 
 #[tokio::test]
@@ -222,8 +221,10 @@ async fn ids_heard_on_the_bus_are_accepted_and_a_lost_channel_turns_the_shield_o
         cut: Arc::new(tokio::sync::watch::channel(0).0),
         down: Arc::new(AtomicBool::new(false)),
     };
-    let config =
-        ShieldConfig::default().resync_every(Duration::from_secs(3600)).reconnect_initial(Duration::from_millis(10));
+    let config = ShieldConfig::default()
+        .resync_every(Duration::from_secs(3600))
+        .reconnect_initial(Duration::from_millis(10))
+        .miss_queries_per_sec(0);
     let node = Arc::new(ShieldedStore::with_bus(Arc::clone(&shared), config, bus.clone()).unwrap());
     node.wait_trusted().await;
     let verifier = Verifier::builder(Arc::clone(&node), peppers()).build();
@@ -323,6 +324,30 @@ mod backends {
         lists_its_ids(store.clone()).await;
         if let AnyStore::Redis(s) = store {
             s.purge().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_key_whose_announcement_is_late_is_found_within_the_miss_budget() {
+    for budget in [10, 0] {
+        let counting = Arc::new(Counting::default());
+        let config = ShieldConfig::default().resync_every(Duration::from_secs(3600)).miss_queries_per_sec(budget);
+        let store = Arc::new(ShieldedStore::local(Arc::clone(&counting), config).unwrap());
+        store.wait_trusted().await;
+        let verifier = Verifier::builder(Arc::clone(&store), peppers()).build();
+        // Created behind the shield's back, announcement not (yet) heard.
+        let late = manager(Arc::clone(&counting)).create(CreateRequest::new("late")).await.unwrap();
+        let result = verifier.verify(&header(late.secret.expose_secret()), None).await;
+        if budget == 0 {
+            assert!(matches!(result, Err(VerifyError::UnknownKey(_))), "{result:?}");
+            assert_eq!(store.stats().ids, 0);
+        } else {
+            result.unwrap();
+            // Found, and added: the next use does not spend the budget.
+            assert_eq!((store.stats().ids, store.stats().miss_queries), (1, 1));
+            verifier.verify(&header(late.secret.expose_secret()), None).await.unwrap();
+            assert_eq!(store.stats().miss_queries, 1);
         }
     }
 }
