@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 seconds="${1:-30}"
-targets=(header token scope record verify)
+targets=(header token scope record verify scan)
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
   echo "fuzz smoke: SKIPPED — the nightly toolchain is not installed (rustup toolchain install nightly)"

@@ -5,6 +5,10 @@
 
 pub mod header;
 
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
+
 mod checksum;
 mod clock;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
@@ -19,6 +23,7 @@ mod last_used;
 mod manager;
 mod random;
 mod record;
+pub mod scan;
 mod scope;
 mod secret;
 mod shard;

@@ -36,7 +36,7 @@ use crate::record::{
 use crate::scope::{ScopeCatalog, ScopeError, ScopeInfo, ScopeSet};
 use crate::secret::{MaskedKey, Secret};
 use crate::store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, check_reissuable};
-use crate::token::{KeyId, SECRET_LEN, TokenFormat};
+use crate::token::{KeyId, SECRET_LEN, Token, TokenFormat};
 use crate::verify::VerifierBuilder;
 use crate::{Verifier, header};
 
@@ -362,6 +362,25 @@ impl<S: KeyStore> KeyManager<S> {
     #[must_use]
     pub fn store(&self) -> &Arc<S> {
         &self.store
+    }
+
+    /// The token format keys are made in (and scanned for).
+    #[must_use]
+    pub fn token_format(&self) -> &TokenFormat {
+        &self.format
+    }
+
+    /// Classifies a token found in the wild (a leak report, a file): looks
+    /// the id up and checks the secret against the stored digest in
+    /// constant time, so a look-alike built from a real id and an invented
+    /// secret is [`Liveness::Unknown`](crate::scan::Liveness::Unknown).
+    /// Changes nothing.
+    ///
+    /// # Errors
+    /// [`LeakCheckError`](crate::scan::LeakCheckError) when the store fails
+    /// or the key's pepper version is not held.
+    pub async fn leak_status(&self, token: &Token<'_>) -> Result<crate::scan::Liveness, crate::scan::LeakCheckError> {
+        crate::scan::leak_status(&*self.store, &self.peppers, token, self.clock.now()).await
     }
 
     /// Every scope a key can have (`list-scopes`).

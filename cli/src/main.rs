@@ -16,6 +16,7 @@
 //! | `reissue ID [--grace 1h]` | a new secret for the same owner, scopes and expiry; the old key is revoked now (`--grace 0`, the default) or stays valid for the grace period (`30s`, `10m`, `1h`, `2d`) |
 //! | `list-scopes` | the scope catalog |
 //! | `import --service-account-id ID [--description D] [--scopes a,b] [--expires-at T]` | stores the digest of an existing secret read from stdin (one trailing newline trimmed; never echoed) |
+//! | `scan PATH… [--all] [--check] [--revoke [--yes]]` | finds leaked keys in files, folders (`.gitignore` respected unless `--all`) and stdin (`-`); prints `path:line:column  key-id  masked`, never a secret; exit 0 none found, 1 found, 2 bad input ([`scan`]) |
 //! | `verify [--header VALUE] [--scope S]` | checks an `Authorization` header value (from stdin unless `--header`); exit 0 and the key's id, service account and scopes when valid |
 //! | `serve [--listen 127.0.0.1:8080]` | the key service: `/v1/authorize` (forward auth), `/healthz`, `/readyz`, `/metrics` |
 //!
@@ -56,8 +57,10 @@
 //! once; digests never.
 
 mod env;
+mod github;
 mod pepper;
 mod render;
+mod scan;
 mod serve;
 
 use std::error::Error;
@@ -103,6 +106,12 @@ Environment:
   API_KEYS_CACHE_MAX_STALENESS
                            serve: the longest a change made elsewhere can go unseen if its
                            invalidation message is lost (default 30s)
+  API_KEYS_GITHUB_KEYS_FILE
+                           serve: GitHub's secret-scanning public keys (the JSON of
+                           api.github.com/meta/public_keys/secret_scanning); turns on
+                           POST /v1/secret-scanning/github (off without it)
+  API_KEYS_GITHUB_LEAK_ACTION
+                           serve: `revoke` (default) or `record` for reported keys
   An empty variable counts as unset.
 
 Exit codes:
@@ -215,6 +224,14 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Find leaked keys in files, folders and stdin (`-`); exit 0 when none are found, 1 when
+    /// keys are found, 2 on bad input.
+    ///
+    /// Prints `path:line:column  key-id  masked` per key (never the secret), or one document
+    /// with --format json or yaml. .gitignore and .ignore are respected unless --all; binary files are
+    /// skipped. --check adds each key's status from the store (active, expired, revoked,
+    /// unknown); --revoke revokes the found keys that are ours, after printing them.
+    Scan(scan::ScanArgs),
     /// Check an `Authorization` header value; exit 0 if the key is valid.
     ///
     /// Reads the value (`Api-Key <key>`) from stdin unless --header is given
@@ -434,6 +451,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         return emit(render::scopes(format, ScopeCatalog::yandex_cloud().list()));
     }
     let url = database_url(cli.database_url);
+    if let Command::Scan(args) = cli.command {
+        return scan::run(args, cli.format, &url).await;
+    }
     if let Command::Serve { listen } = cli.command {
         let addr = serve::listen_address(listen)?;
         let cache = serve::CacheSettings::from_env()?;
@@ -556,7 +576,9 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
             }
         }
         Command::ListScopes => return emit(render::scopes(format, ScopeCatalog::yandex_cloud().list())),
-        Command::Serve { .. } => return Err(Failure::new(OTHER, "serve is not a key-management command")),
+        Command::Serve { .. } | Command::Scan(_) => {
+            return Err(Failure::new(OTHER, "serve and scan are not key-management commands"));
+        }
     }
     Ok(())
 }

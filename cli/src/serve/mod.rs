@@ -7,6 +7,7 @@
 //! | `GET /healthz` | 200 while the process runs |
 //! | `GET /readyz` | 200 when the store answers, else 503 |
 //! | `GET /metrics` | Prometheus text format |
+//! | `POST /v1/secret-scanning/github` | GitHub's secret-scanning reports, when `API_KEYS_GITHUB_KEYS_FILE` is set ([`crate::github`]) |
 //!
 //! The request path reads like the library's verify path: [`scope`] parses
 //! the required scope (`?scope=` or `X-Required-Scope`) → the library's
@@ -91,7 +92,7 @@ pub(crate) async fn run(node: Node, addr: SocketAddr) -> Result<(), Failure> {
     let verifier = Arc::new(node.verifier());
     let probe = KeyId::generate().map_err(|e| Failure::new(OTHER, e.to_string()))?;
     let app = Arc::new(App { verifier: Arc::clone(&verifier), node: Arc::clone(&node), metrics, probe });
-    let router = router(Arc::clone(&app), node.catalog());
+    let router = router(Arc::clone(&app), node.catalog()).merge(crate::github::endpoint(&node).await?);
 
     let listener =
         TcpListener::bind(addr).await.map_err(|e| Failure::new(OTHER, format!("cannot listen on {addr}: {e}")))?;

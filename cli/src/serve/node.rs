@@ -134,6 +134,12 @@ impl Node {
         Verifier::builder(Arc::clone(&self.store), self.peppers.clone()).build()
     }
 
+    /// A key manager over the stack (the secret-scanning endpoint revokes
+    /// through it, so revocations reach the cache and the channel).
+    pub(crate) fn manager(&self) -> api_keys::KeyManager<NodeStore> {
+        api_keys::KeyManager::builder(Arc::clone(&self.store), self.peppers.clone(), self.catalog.clone()).build()
+    }
+
     /// The scope catalog.
     pub(crate) fn catalog(&self) -> &ScopeCatalog {
         &self.catalog

@@ -293,7 +293,10 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(addr) = text.lines().find_map(|l| l.strip_prefix("keyctl: listening on ")) {
+            // Only finished lines: stderr is unbuffered and `eprintln!` may
+            // write a line in pieces, so the address can still be missing.
+            let mut finished = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+            if let Some(addr) = finished.find_map(|l| l.trim_end().strip_prefix("keyctl: listening on ")) {
                 let addr = addr.split_whitespace().next().unwrap().parse().unwrap();
                 return Self { child, addr, log };
             }

@@ -1,0 +1,412 @@
+//! `keyctl scan PATH…`: find leaked keys in files, folders and stdin.
+//!
+//! 1. **walk** — each path with the `ignore` crate: `.gitignore` (also
+//!    outside a git repository), `.ignore` and the global git excludes are
+//!    respected unless `--all`; dotfiles such as `.env` are scanned; `.git/`
+//!    is never entered. `-` is stdin.
+//! 2. **scan** — each file through [`api_keys::scan::Scanner`], streamed
+//!    64 KiB at a time; a file with a NUL byte in its first 8 KiB is binary
+//!    and skipped (stdin never is).
+//! 3. **check** (`--check`, `--revoke`) — each distinct key id once through
+//!    [`api_keys::KeyManager::leak_status`]: active, expired, revoked or
+//!    unknown (unknown includes a real id with a secret that does not match).
+//! 4. **revoke** (`--revoke`) — after printing, every found key of ours not
+//!    yet revoked (active or expired: an expiry can be changed, a revocation
+//!    cannot) is revoked, after a prompt on a terminal or at once with
+//!    `--yes`.
+//!
+//! Output: `path:line:column  key-id  masked[  status]` per key (byte
+//! columns, 1-based), or one JSON or YAML document with `--format json|yaml`. Exit 0 when
+//! nothing is found, 1 when keys are found, 2 on bad input (a missing path,
+//! `--revoke` without `--yes` and no terminal to ask on, or — with nothing
+//! found — a file that could not be read), 5 when the store is unavailable.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use api_keys::scan::{Finding, LeakCheckError, Liveness, Scanner};
+use api_keys::{KeyId, Token, TokenFormat};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::render::Format;
+use crate::{BAD_INPUT, Context, Failure, OTHER, UNAVAILABLE, chain};
+
+/// Bytes looked at to decide whether a file is binary (as git and ripgrep do).
+const BINARY_PROBE: usize = 8 * 1024;
+/// Bytes read at a time.
+const CHUNK: usize = 64 * 1024;
+
+/// `keyctl scan` arguments.
+#[derive(Debug, Args)]
+pub(crate) struct ScanArgs {
+    /// Files and folders to scan; `-` reads stdin.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Also scan files that .gitignore/.ignore exclude.
+    #[arg(long)]
+    all: bool,
+    /// Ask the store whether each key is active, expired, revoked or unknown (needs the pepper).
+    #[arg(long)]
+    check: bool,
+    /// Revoke the found keys that are ours and not yet revoked, after printing them (implies --check).
+    #[arg(long)]
+    revoke: bool,
+    /// With --revoke: do not ask for confirmation.
+    #[arg(long, requires = "revoke")]
+    yes: bool,
+}
+
+/// One key found, where.
+struct Hit {
+    path: String,
+    finding: Finding,
+}
+
+/// What a scan went through.
+#[derive(Default, Serialize)]
+struct Totals {
+    files_scanned: u64,
+    bytes_scanned: u64,
+    binary_skipped: u64,
+    unreadable: Vec<String>,
+}
+
+/// A found key as printed in JSON.
+#[derive(Serialize)]
+struct Row<'a> {
+    path: &'a str,
+    line: u64,
+    column: u64,
+    key_id: &'a KeyId,
+    masked: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Liveness>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    revoked_now: bool,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    findings: Vec<Row<'a>>,
+    #[serde(flatten)]
+    totals: &'a Totals,
+}
+
+/// How the run prints.
+#[derive(Clone, Copy)]
+struct Output {
+    /// One JSON or YAML document at the end (`--format json|yaml`), else
+    /// text lines.
+    document: Option<Format>,
+    /// Print each text line as soon as its file is scanned (no --check).
+    stream: bool,
+}
+
+/// Runs `keyctl scan`.
+pub(crate) async fn run(args: ScanArgs, format: Option<Format>, url: &str) -> Result<(), Failure> {
+    let checking = args.check || args.revoke;
+    let document = format.filter(|f| matches!(f, Format::Json | Format::Yaml));
+    let out = Output { document, stream: !checking && document.is_none() };
+    preflight(&args)?;
+    let (hits, totals) = walk_all(&args, &TokenFormat::default(), out);
+    if !checking {
+        if out.document.is_some() {
+            print_document(out, &hits, None, &HashMap::new(), &totals)?;
+        }
+        return finish(&hits, &totals);
+    }
+    let cx = Context::open(url, true).await?;
+    let statuses = check_all(&cx, &hits).await?;
+    let mut revoked = HashMap::new();
+    if args.revoke {
+        if out.document.is_none() {
+            print_lines(&hits, Some(&statuses), &revoked)?;
+        }
+        revoked = revoke_all(&cx, &statuses, args.yes).await?;
+        cx.warn_unpublished();
+        if out.document.is_some() {
+            print_document(out, &hits, Some(&statuses), &revoked, &totals)?;
+        }
+    } else if out.document.is_some() {
+        print_document(out, &hits, Some(&statuses), &revoked, &totals)?;
+    } else {
+        print_lines(&hits, Some(&statuses), &revoked)?;
+    }
+    finish(&hits, &totals)
+}
+
+/// Refuses what cannot work before anything is read: missing paths, and
+/// `--revoke` without `--yes` when there is no terminal to ask on.
+fn preflight(args: &ScanArgs) -> Result<(), Failure> {
+    let reads_stdin = args.paths.iter().any(|p| p.as_os_str() == "-");
+    if args.revoke && !args.yes && (reads_stdin || !io::stdin().is_terminal()) {
+        return Err(Failure::new(
+            BAD_INPUT,
+            "--revoke without --yes needs a terminal on stdin to confirm (stdin is not a terminal, or it is scanned)",
+        ));
+    }
+    match args.paths.iter().find(|p| p.as_os_str() != "-" && !p.exists()) {
+        Some(p) => Err(Failure::new(BAD_INPUT, format!("{}: no such file or directory", p.display()))),
+        None => Ok(()),
+    }
+}
+
+/// The exit status: 1 with keys, 2 with unreadable files and no keys, else 0.
+fn finish(hits: &[Hit], totals: &Totals) -> Result<(), Failure> {
+    if !hits.is_empty() {
+        let files = hits.iter().map(|h| h.path.as_str()).collect::<std::collections::HashSet<_>>().len();
+        return Err(Failure::new(OTHER, format!("{} key(s) found in {files} file(s)", hits.len())));
+    }
+    if !totals.unreadable.is_empty() {
+        let n = totals.unreadable.len();
+        return Err(Failure::new(BAD_INPUT, format!("no keys found, but {n} file(s) could not be read")));
+    }
+    eprintln!(
+        "keyctl: no keys found ({} file(s), {} byte(s); {} binary file(s) skipped)",
+        totals.files_scanned, totals.bytes_scanned, totals.binary_skipped
+    );
+    Ok(())
+}
+
+/// Walks and scans every path in order.
+fn walk_all(args: &ScanArgs, format: &TokenFormat, out: Output) -> (Vec<Hit>, Totals) {
+    let mut hits = Vec::new();
+    let mut totals = Totals::default();
+    let progress = progress_bar();
+    let note = |hits: &[Hit], totals: &Totals, shown: &str, before: usize| {
+        if out.stream {
+            progress.suspend(|| {
+                if let Err(e) = print_lines(&hits[before..], None, &HashMap::new()) {
+                    eprintln!("keyctl: {}", e.message);
+                }
+            });
+        }
+        progress.set_message(format!("{} file(s), {} key(s) — {shown}", totals.files_scanned, hits.len()));
+    };
+    for path in &args.paths {
+        if path.as_os_str() == "-" {
+            let before = hits.len();
+            if let Err(e) = scan_source(Source::Stdin, "-", format, &mut hits, &mut totals) {
+                progress.suspend(|| eprintln!("keyctl: warning: stdin: {e}"));
+                totals.unreadable.push(format!("-: {e}"));
+            }
+            note(&hits, &totals, "-", before);
+            continue;
+        }
+        for entry in walker(path, args.all) {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    progress.suspend(|| eprintln!("keyctl: warning: {e}"));
+                    totals.unreadable.push(e.to_string());
+                    continue;
+                }
+            };
+            if !entry.file_type().is_some_and(|t| t.is_file()) {
+                continue;
+            }
+            let shown = entry.path().display().to_string();
+            let before = hits.len();
+            if let Err(e) = scan_source(Source::File(entry.path()), &shown, format, &mut hits, &mut totals) {
+                progress.suspend(|| eprintln!("keyctl: warning: {shown}: {e}"));
+                totals.unreadable.push(format!("{shown}: {e}"));
+            }
+            note(&hits, &totals, &shown, before);
+        }
+    }
+    progress.finish_and_clear();
+    (hits, totals)
+}
+
+/// The walk of one path: ignore files respected unless `all`, dotfiles
+/// included, `.git/` skipped, names sorted (stable output).
+fn walker(path: &Path, all: bool) -> ignore::Walk {
+    let mut b = ignore::WalkBuilder::new(path);
+    b.standard_filters(!all)
+        .hidden(false)
+        .require_git(false)
+        .sort_by_file_name(std::cmp::Ord::cmp)
+        .filter_entry(|e| e.file_name() != ".git");
+    b.build()
+}
+
+/// A spinner on stderr with the count so far, only when stderr is a
+/// terminal.
+fn progress_bar() -> ProgressBar {
+    if !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} scanning {msg:.dim} [{elapsed}]") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+enum Source<'a> {
+    Stdin,
+    File(&'a Path),
+}
+
+/// Scans one file or stdin; a file whose first 8 KiB hold a NUL is skipped
+/// as binary.
+fn scan_source(
+    source: Source<'_>,
+    shown: &str,
+    format: &TokenFormat,
+    hits: &mut Vec<Hit>,
+    totals: &mut Totals,
+) -> io::Result<()> {
+    let mut reader: Box<dyn Read> = match source {
+        Source::Stdin => Box::new(io::stdin().lock()),
+        Source::File(p) => Box::new(std::fs::File::open(p)?),
+    };
+    let mut scanner = Scanner::new(format.clone());
+    let mut sink = |finding| hits.push(Hit { path: shown.to_owned(), finding });
+    let mut buf = Zeroizing::new(vec![0u8; CHUNK]);
+    let mut first = true;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if first && matches!(source, Source::File(_)) && buf[..n.min(BINARY_PROBE)].contains(&0) {
+            totals.binary_skipped += 1;
+            return Ok(());
+        }
+        first = false;
+        totals.bytes_scanned += n as u64;
+        scanner.feed(&buf[..n], &mut sink);
+    }
+    scanner.finish(&mut sink);
+    totals.files_scanned += 1;
+    Ok(())
+}
+
+/// Each distinct key once: its status in the store.
+async fn check_all(cx: &Context, hits: &[Hit]) -> Result<HashMap<KeyId, Liveness>, Failure> {
+    let manager = cx.manager()?;
+    let mut statuses = HashMap::new();
+    for hit in hits {
+        let id = *hit.finding.key_id();
+        if statuses.contains_key(&id) {
+            continue;
+        }
+        let secret = hit.finding.secret().expose_secret().as_bytes();
+        let token =
+            Token::parse(secret, manager.token_format()).map_err(|e| Failure::new(OTHER, format!("key {id}: {e}")))?;
+        let status = manager.leak_status(&token).await.map_err(|e| check_failure(&e))?;
+        statuses.insert(id, status);
+    }
+    Ok(statuses)
+}
+
+fn check_failure(e: &LeakCheckError) -> Failure {
+    let code = match e {
+        LeakCheckError::Store(_) => UNAVAILABLE,
+        _ => BAD_INPUT,
+    };
+    Failure::new(code, chain(e))
+}
+
+/// Revokes every key of ours not yet revoked, after confirmation unless
+/// `yes`. Returns which ids were revoked now.
+async fn revoke_all(
+    cx: &Context,
+    statuses: &HashMap<KeyId, Liveness>,
+    yes: bool,
+) -> Result<HashMap<KeyId, bool>, Failure> {
+    let mut targets: Vec<KeyId> =
+        statuses.iter().filter(|(_, s)| matches!(s, Liveness::Active | Liveness::Expired)).map(|(id, _)| *id).collect();
+    targets.sort();
+    if targets.is_empty() {
+        eprintln!("keyctl: nothing to revoke (no found key is ours and unrevoked)");
+        return Ok(HashMap::new());
+    }
+    if !yes && !confirm(targets.len())? {
+        eprintln!("keyctl: nothing revoked");
+        return Ok(HashMap::new());
+    }
+    let manager = cx.manager()?;
+    let mut revoked = HashMap::new();
+    for id in targets {
+        // The hook for the operations log (issue 13) belongs here: record the
+        // leak with the revocation, in the same store operation.
+        manager.revoke(&id).await.map_err(|e| Failure::new(UNAVAILABLE, format!("revoking {id}: {}", chain(&e))))?;
+        eprintln!("keyctl: key {id} revoked");
+        revoked.insert(id, true);
+    }
+    Ok(revoked)
+}
+
+/// Asks on the terminal; only `y` or `yes` confirms.
+fn confirm(n: usize) -> Result<bool, Failure> {
+    eprint!("keyctl: revoke {n} key(s)? They stop working at once. [y/N] ");
+    let mut answer = String::new();
+    io::stdin().lock().read_line(&mut answer).map_err(|e| Failure::new(OTHER, format!("cannot read stdin: {e}")))?;
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+/// `path:line:column  key-id  masked[  status]`, one line per key.
+fn print_lines(
+    hits: &[Hit],
+    statuses: Option<&HashMap<KeyId, Liveness>>,
+    revoked: &HashMap<KeyId, bool>,
+) -> Result<(), Failure> {
+    let mut out = io::stdout().lock();
+    for h in hits {
+        let f = &h.finding;
+        let mut line = format!("{}:{}:{}  {}  {}", h.path, f.line(), f.column(), f.key_id(), f.masked());
+        if let Some(s) = statuses.and_then(|m| m.get(f.key_id())) {
+            line.push_str("  ");
+            line.push_str(s.as_str());
+        }
+        if revoked.contains_key(f.key_id()) {
+            line.push_str("  revoked-now");
+        }
+        line.push('\n');
+        out.write_all(line.as_bytes()).map_err(write_failure)?;
+    }
+    out.flush().map_err(write_failure)
+}
+
+fn print_document(
+    out: Output,
+    hits: &[Hit],
+    statuses: Option<&HashMap<KeyId, Liveness>>,
+    revoked: &HashMap<KeyId, bool>,
+    totals: &Totals,
+) -> Result<(), Failure> {
+    let findings = hits
+        .iter()
+        .map(|h| Row {
+            path: &h.path,
+            line: h.finding.line(),
+            column: h.finding.column(),
+            key_id: h.finding.key_id(),
+            masked: h.finding.masked().to_string(),
+            status: statuses.and_then(|m| m.get(h.finding.key_id()).copied()),
+            revoked_now: revoked.contains_key(h.finding.key_id()),
+        })
+        .collect();
+    let report = Report { findings, totals };
+    let text = match out.document {
+        Some(Format::Yaml) => serde_norway::to_string(&report).map_err(|e| e.to_string()),
+        _ => serde_json::to_string_pretty(&report).map(|s| s + "\n").map_err(|e| e.to_string()),
+    }
+    .map_err(|e| Failure::new(OTHER, format!("cannot format the output: {e}")))?;
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).map_err(write_failure)
+}
+
+fn write_failure(e: io::Error) -> Failure {
+    Failure::new(OTHER, format!("cannot write the output: {e}"))
+}

@@ -1,0 +1,245 @@
+//! `keyctl scan` end to end: the real binary over a generated tree with real
+//! keys (live, revoked, unknown), near-misses, keys split across lines,
+//! binary noise, a `.gitignore`d file and a file larger than the read chunk
+//! with a key straddling a chunk boundary.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use api_keys::TokenFormat;
+use common::*;
+
+struct Tree {
+    k: Keyctl,
+    live: (String, String),
+    revoked: (String, String),
+    stranger: String,
+    /// `path:line:column  id  masked` lines expected without `--all`.
+    expected: BTreeSet<String>,
+    /// The line only `--all` adds.
+    ignored_line: String,
+}
+
+fn write(root: &Path, rel: &str, bytes: &[u8]) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, bytes).unwrap();
+}
+
+fn line(path: &str, l: usize, c: usize, id: &str, secret: &str) -> String {
+    format!("{path}:{l}:{c}  {id}  {}", masked(secret))
+}
+
+fn one_char_changed(secret: &str, at: usize) -> String {
+    let mut b = secret.as_bytes().to_vec();
+    b[at] = if b[at] == b'x' { b'y' } else { b'x' };
+    String::from_utf8(b).unwrap()
+}
+
+fn id_of(secret: &str) -> &str {
+    &secret[3..23]
+}
+
+/// Two keys in a SQLite database (one revoked), one key that is not in it,
+/// and a tree mixing them with everything that must not match.
+fn tree() -> Tree {
+    let k = Keyctl::new();
+    let live = created(k.keyctl(&["create", "--service-account-id", "robot"]).ok());
+    let revoked = created(k.keyctl(&["create", "--service-account-id", "robot"]).ok());
+    k.keyctl(&["revoke", &revoked.0]).ok();
+    let stranger = TokenFormat::default().generate().unwrap().secret.expose_secret().to_owned();
+    let other_prefix = TokenFormat::new("zz_").unwrap().generate().unwrap().secret.expose_secret().to_owned();
+    let root = k.path("tree");
+    let (a, b) = (&live.1, &revoked.1);
+
+    write(&root, ".gitignore", b"ignored/\n*.tmp\n");
+    write(&root, "config/.env", format!("API_KEY={a}\n").as_bytes());
+    let app = format!(
+        "import os\n\
+         # near misses: one character changed, wrong checksum, wrong prefix, glued\n\
+         A = \"{}\"\n\
+         B = \"{}\"\n\
+         C = \"{other_prefix}\"\n\
+         D = \"x{a}\"\n\
+         E = \"{a}_\"\n\
+         # split across lines\n\
+         F = \"{}\n{}\"\n\
+         G = \"{}\\\r\n{}\"\n\
+         token = \"{b}\"  # revoked\n",
+        one_char_changed(a, 40),
+        one_char_changed(a, a.len() - 1),
+        &a[..30],
+        &a[30..],
+        &b[..50],
+        &b[50..],
+    );
+    write(&root, "src/app.py", app.as_bytes());
+    write(&root, "notes.md", format!("# Notes\n    {stranger} was posted here\n").as_bytes());
+    write(&root, "ignored/secret.txt", format!("{a}\n").as_bytes());
+    write(&root, "scratch.tmp", format!("{a}\n").as_bytes());
+    let mut blob: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    blob[100] = 0;
+    blob.extend_from_slice(a.as_bytes());
+    write(&root, "blob.bin", &blob);
+    // 3 MiB of log lines, a key straddling the 64 KiB read boundary, another at the end.
+    let mut big = Vec::new();
+    let filler = b"2026-12-01T09:30:00Z INFO request served in 3ms path=/v1/things\n";
+    while big.len() + filler.len() < 65_536 - 30 {
+        big.extend_from_slice(filler);
+    }
+    let pad = 65_536 - 30 - big.len();
+    big.extend(std::iter::repeat_n(b' ', pad));
+    let big_line1 = big.iter().filter(|&&c| c == b'\n').count() + 1;
+    let big_col1 = pad + 1;
+    big.extend_from_slice(b.as_bytes());
+    big.push(b'\n');
+    while big.len() < 3 * 1024 * 1024 {
+        big.extend_from_slice(filler);
+    }
+    let big_line2 = big.iter().filter(|&&c| c == b'\n').count() + 1;
+    big.extend_from_slice(format!("key={a}").as_bytes());
+    write(&root, "logs/big.log", &big);
+
+    let expected = BTreeSet::from([
+        line("tree/config/.env", 1, 9, &live.0, a),
+        line("tree/logs/big.log", big_line1, big_col1, &revoked.0, b),
+        line("tree/logs/big.log", big_line2, 5, &live.0, a),
+        line("tree/notes.md", 2, 5, id_of(&stranger), &stranger),
+        line("tree/src/app.py", 13, 10, &revoked.0, b),
+    ]);
+    let ignored_line = line("tree/ignored/secret.txt", 1, 1, &live.0, a);
+    Tree { k, live, revoked, stranger, expected, ignored_line }
+}
+
+fn lines(run: &Run) -> BTreeSet<String> {
+    run.stdout.lines().map(str::to_owned).collect()
+}
+
+#[track_caller]
+fn no_secret_printed(t: &Tree) {
+    assert!(t.k.runs.borrow().iter().filter(|r| r.args.starts_with("scan")).count() >= 2);
+    for secret in [&t.live.1, &t.revoked.1, &t.stranger] {
+        let shown: Vec<_> = t.k.runs_showing(&secret[23..67]).into_iter().filter(|a| a.starts_with("scan")).collect();
+        assert_eq!(shown, Vec::<String>::new(), "a scan printed a secret");
+    }
+}
+
+#[test]
+fn finds_exactly_the_real_keys_and_nothing_else() {
+    let t = tree();
+    let run = t.k.keyctl(&["scan", "tree"]);
+    run.expect(1);
+    assert_eq!(lines(&run), t.expected, "stderr: {}", run.stderr);
+    assert!(run.stderr.contains("5 key(s) found in 4 file(s)"), "{}", run.stderr);
+
+    // --all adds the .gitignored files (the directory and the pattern).
+    let all = t.k.keyctl(&["scan", "--all", "tree"]);
+    all.expect(1);
+    let mut expected = t.expected.clone();
+    expected.insert(t.ignored_line.clone());
+    expected.insert(line("tree/scratch.tmp", 1, 1, &t.live.0, &t.live.1));
+    assert_eq!(lines(&all), expected);
+
+    // A file named directly, and stdin.
+    let file = t.k.keyctl(&["scan", "tree/notes.md"]);
+    assert_eq!(lines(file.expect(1)), BTreeSet::from([line("tree/notes.md", 2, 5, id_of(&t.stranger), &t.stranger)]));
+    let stdin = t.k.run(&["scan", "-"], Some(&format!("x\n\tkey: {}\n", t.live.1)));
+    assert_eq!(lines(stdin.expect(1)), BTreeSet::from([line("-", 2, 7, &t.live.0, &t.live.1)]));
+    no_secret_printed(&t);
+}
+
+#[test]
+fn json_with_check_reports_each_keys_status() {
+    let t = tree();
+    let run = t.k.keyctl(&["scan", "--check", "--format", "json", "tree"]);
+    let v = run.expect(1).value();
+    let findings = v["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 5);
+    let status = |id: &str| -> BTreeSet<String> {
+        findings.iter().filter(|f| f["key_id"] == id).map(|f| f["status"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(status(&t.live.0), BTreeSet::from(["active".to_owned()]));
+    assert_eq!(status(&t.revoked.0), BTreeSet::from(["revoked".to_owned()]));
+    assert_eq!(status(id_of(&t.stranger)), BTreeSet::from(["unknown".to_owned()]));
+    let env = findings.iter().find(|f| f["path"] == "tree/config/.env").unwrap();
+    assert_eq!((env["line"].as_u64(), env["column"].as_u64()), (Some(1), Some(9)));
+    assert_eq!(env["masked"], masked(&t.live.1));
+    assert_eq!(v["binary_skipped"], 1, "blob.bin");
+    assert_eq!(v["files_scanned"], 5, "{v}");
+    assert_eq!(v["unreadable"], serde_json::json!([]));
+
+    // Text lines gain the status.
+    let text = t.k.keyctl(&["scan", "--check", "tree/config"]);
+    assert_eq!(text.expect(1).stdout, format!("{}  active\n", line("tree/config/.env", 1, 9, &t.live.0, &t.live.1)));
+    no_secret_printed(&t);
+}
+
+#[test]
+fn revoke_refuses_without_yes_off_a_terminal_then_revokes_with_it() {
+    let t = tree();
+    let refused = t.k.keyctl(&["scan", "--revoke", "tree"]);
+    refused.expect(2);
+    assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
+    assert!(refused.stdout.is_empty());
+    let still = t.k.keyctl(&["get", &t.live.0, "--format", "json"]);
+    assert_eq!(still.ok().value()["status"], "active");
+
+    let run = t.k.keyctl(&["scan", "--revoke", "--yes", "tree"]);
+    run.expect(1);
+    assert!(run.stdout.contains(&format!("{}  active", line("tree/config/.env", 1, 9, &t.live.0, &t.live.1))));
+    assert!(run.stderr.contains(&format!("key {} revoked", t.live.0)), "{}", run.stderr);
+    assert!(!run.stderr.contains(&format!("key {} revoked", t.revoked.0)), "already revoked: untouched");
+    let after = t.k.keyctl(&["get", &t.live.0, "--format", "json"]);
+    assert_eq!(after.ok().value()["status"], "revoked");
+
+    // Again: every key of ours is revoked now; nothing to do, still exit 1.
+    let again = t.k.keyctl(&["scan", "--revoke", "--yes", "--format", "json", "tree"]);
+    let v = again.expect(1).value();
+    assert!(v["findings"].as_array().unwrap().iter().all(|f| f.get("revoked_now").is_none()));
+    assert!(again.stderr.contains("nothing to revoke"), "{}", again.stderr);
+    no_secret_printed(&t);
+}
+
+#[test]
+fn exit_codes_for_nothing_found_and_bad_input() {
+    let t = tree();
+    write(&t.k.path("clean"), "a.txt", b"nothing to see\nak_short_one\n");
+    let clean = t.k.keyctl(&["scan", "clean"]);
+    assert_eq!(clean.ok().stdout, "");
+    assert!(clean.stderr.contains("no keys found (1 file(s)"), "{}", clean.stderr);
+    let json = t.k.keyctl(&["scan", "--format", "json", "clean"]);
+    assert_eq!(json.ok().value()["findings"], serde_json::json!([]));
+    let yaml = t.k.keyctl(&["scan", "--format", "yaml", "tree/config"]);
+    assert!(yaml.stdout.starts_with("findings:\n"), "{}", yaml.stdout);
+    assert_eq!(yaml.expect(1).value()["findings"][0]["key_id"], t.live.0.as_str());
+    let table = t.k.keyctl(&["scan", "--format", "table", "tree/config"]);
+    assert_eq!(lines(table.expect(1)), BTreeSet::from([line("tree/config/.env", 1, 9, &t.live.0, &t.live.1)]));
+
+    let missing = t.k.keyctl(&["scan", "clean", "no-such-dir"]);
+    missing.expect(2);
+    assert!(missing.stderr.contains("no-such-dir: no such file or directory"), "{}", missing.stderr);
+    assert!(missing.stdout.is_empty(), "nothing scanned before the refusal");
+    t.k.keyctl(&["scan"]).expect(2);
+    t.k.keyctl(&["scan", "--yes", "clean"]).expect(2);
+    t.k.keyctl(&["scan", "--revoke", "-"]).expect(2);
+}
+
+#[cfg(unix)]
+#[test]
+fn an_unreadable_file_is_reported_and_is_bad_input_when_nothing_is_found() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tree();
+    write(&t.k.path("locked"), "a.txt", b"hello\n");
+    let p = t.k.path("locked/a.txt");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).unwrap();
+    if std::fs::read(&p).is_ok() {
+        return; // running as root: permissions do not stop reads
+    }
+    let run = t.k.keyctl(&["scan", "locked"]);
+    run.expect(2);
+    assert!(run.stderr.contains("locked/a.txt"), "{}", run.stderr);
+}
