@@ -65,6 +65,15 @@ pub enum SetupError {
     /// A query parameter of the URL is unusable (the text says which).
     #[error("database URL: {0}")]
     InvalidUrl(&'static str),
+    /// A query parameter neither this crate nor the store's driver reads
+    /// (compared after percent-decoding): a misspelt `schema` or `prefix`
+    /// would otherwise fall back to the shared default namespace.
+    #[error("database URL: unknown query parameter `{name}` (this store reads `schema`/`prefix` and its driver's own)")]
+    UnknownParameter {
+        /// The parameter's name, percent-decoded (at most 32 printable
+        /// characters, else `(unprintable)`).
+        name: String,
+    },
     /// The store could not be opened.
     #[error("cannot open the {backend} store")]
     Store {
@@ -143,29 +152,82 @@ fn printable_scheme(scheme: &str) -> String {
     if ok { scheme.to_owned() } else { "(none)".to_owned() }
 }
 
+/// The query parameters the PostgreSQL driver reads (sqlx-postgres 0.9),
+/// besides this crate's own `schema`. Any other name is refused: the driver
+/// ignores names it does not know, so a misspelt `Schema=` would silently put
+/// a tenant into the shared default schema.
+#[cfg(feature = "postgres")]
+const POSTGRES_PARAMS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// The query parameters redis-rs reads, besides this crate's own `prefix`.
+#[cfg(feature = "redis")]
+const REDIS_PARAMS: &[&str] = &["protocol", "db", "pass", "user"];
+
 #[cfg(any(feature = "postgres", feature = "redis"))]
-/// Removes the query parameter `name` from `url`, returning the URL without
-/// it and its value. A fragment is not expected in database URLs and is kept
-/// as part of the query text.
-fn take_param(url: &str, name: &str) -> Result<(String, Option<String>), SetupError> {
+/// Removes this crate's query parameter `name` from `url`, returning the URL
+/// without it and its percent-decoded value. Every other parameter must be
+/// one of `driver` (the names the driver reads), compared after
+/// percent-decoding, so a misspelt or disguised `name` is an error rather
+/// than a silent default. A fragment is not expected in database URLs and is
+/// kept as part of the query text.
+fn take_param(url: &str, name: &str, driver: &[&str]) -> Result<(String, Option<String>), SetupError> {
     let Some((base, query)) = url.split_once('?') else {
         return Ok((url.to_owned(), None));
     };
     let mut value = None;
     let mut kept = Vec::new();
-    for pair in query.split('&') {
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == name {
+        let key = decode_component(k)?;
+        if key == name {
             if value.is_some() {
                 return Err(SetupError::InvalidUrl("a query parameter appears more than once"));
             }
-            value = Some(v.to_owned());
-        } else if !pair.is_empty() {
+            value = Some(decode_component(v)?);
+        } else if driver.contains(&key.as_str()) {
             kept.push(pair);
+        } else {
+            return Err(SetupError::UnknownParameter { name: printable_parameter(&key) });
         }
     }
     let url = if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) };
     Ok((url, value))
+}
+
+/// Percent-decodes one query component (`+` stays `+`, as the drivers read it).
+#[cfg(any(feature = "postgres", feature = "redis"))]
+fn decode_component(text: &str) -> Result<String, SetupError> {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| SetupError::InvalidUrl("a query parameter is not UTF-8 after percent-decoding"))
+}
+
+/// A parameter name as it may appear in an error: names are not secret, but
+/// keep it short and printable.
+#[cfg(any(feature = "postgres", feature = "redis"))]
+fn printable_parameter(name: &str) -> String {
+    let ok = !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_graphic());
+    if ok { name.to_owned() } else { "(unprintable)".to_owned() }
 }
 
 /// One of the stores, chosen at run time from a URL by [`open_store`].
@@ -202,6 +264,22 @@ impl AnyStore {
             Self::Postgres(_) => Backend::Postgres,
             #[cfg(feature = "redis")]
             Self::Redis(_) => Backend::Redis,
+        }
+    }
+
+    /// Closes the store's connections and waits for them. For SQLite the
+    /// last connection to close checkpoints the write-ahead log into the
+    /// database file, so a revocation made just before is in the file
+    /// itself, not only in `-wal`. Calls made after this fail.
+    pub async fn close(&self) {
+        match self {
+            Self::Memory(_) => {}
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(s) => s.pool().close().await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(s) => s.pool().close().await,
+            #[cfg(feature = "redis")]
+            Self::Redis(_) => {}
         }
     }
 }
@@ -273,7 +351,7 @@ pub async fn open_store(url: &str) -> Result<AnyStore, SetupError> {
         Backend::Sqlite => crate::SqliteStore::connect(url).await.map(AnyStore::Sqlite).map_err(store_error),
         #[cfg(feature = "postgres")]
         Backend::Postgres => {
-            let (url, schema) = take_param(url, "schema")?;
+            let (url, schema) = take_param(url, "schema", POSTGRES_PARAMS)?;
             let mut builder = crate::PostgresStore::builder(url);
             if let Some(schema) = schema {
                 builder = builder.schema(schema);
@@ -282,7 +360,7 @@ pub async fn open_store(url: &str) -> Result<AnyStore, SetupError> {
         }
         #[cfg(feature = "redis")]
         Backend::Redis => {
-            let (url, prefix) = take_param(url, "prefix")?;
+            let (url, prefix) = take_param(url, "prefix", REDIS_PARAMS)?;
             let mut builder = crate::RedisStore::builder(url);
             if let Some(prefix) = prefix {
                 builder = builder.prefix(prefix);
@@ -360,13 +438,42 @@ mod tests {
     #[cfg(any(feature = "postgres", feature = "redis"))]
     #[test]
     fn query_parameters_are_taken_out() {
-        let (u, v) = take_param("postgres://h/db?schema=s1&sslmode=disable", "schema").unwrap();
+        let (u, v) = take_param("postgres://h/db?schema=s1&sslmode=disable", "schema", POSTGRES_PARAMS).unwrap();
         assert_eq!((u.as_str(), v.as_deref()), ("postgres://h/db?sslmode=disable", Some("s1")));
-        let (u, v) = take_param("redis://h?prefix=p", "prefix").unwrap();
+        let (u, v) = take_param("redis://h?prefix=p", "prefix", REDIS_PARAMS).unwrap();
         assert_eq!((u.as_str(), v.as_deref()), ("redis://h", Some("p")));
-        let (u, v) = take_param("redis://h", "prefix").unwrap();
+        let (u, v) = take_param("redis://h", "prefix", REDIS_PARAMS).unwrap();
         assert_eq!((u.as_str(), v), ("redis://h", None));
-        assert!(matches!(take_param("redis://h?prefix=a&prefix=b", "prefix"), Err(SetupError::InvalidUrl(_))));
+        assert!(matches!(
+            take_param("redis://h?prefix=a&prefix=b", "prefix", REDIS_PARAMS),
+            Err(SetupError::InvalidUrl(_))
+        ));
+    }
+
+    /// Issue 17 finding 10: a misspelt or percent-encoded namespace
+    /// parameter is an error, never the shared default namespace.
+    #[test]
+    fn unknown_or_disguised_parameters_are_refused() {
+        for (url, name, driver, unknown) in [
+            ("postgres://h/db?Schema=tenant_a", "schema", POSTGRES_PARAMS, "Schema"),
+            ("postgres://h/db?sslmode=disable&schemas=tenant_a", "schema", POSTGRES_PARAMS, "schemas"),
+            ("redis://h/?Prefix=tenant_a", "prefix", REDIS_PARAMS, "Prefix"),
+            ("redis://h/?pre%66ix_=tenant_a", "prefix", REDIS_PARAMS, "prefix_"),
+        ] {
+            match take_param(url, name, driver) {
+                Err(e @ SetupError::UnknownParameter { .. }) => {
+                    assert!(e.to_string().contains(&format!("`{unknown}`")), "{e}");
+                    assert!(!e.to_string().contains("tenant_a"), "values are never echoed: {e}");
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        // Percent-encoded names and values are read as the drivers read them.
+        let (u, v) = take_param("postgres://h/db?sch%65ma=tenant%5Fa", "schema", POSTGRES_PARAMS).unwrap();
+        assert_eq!((u.as_str(), v.as_deref()), ("postgres://h/db", Some("tenant_a")));
+        let (u, v) = take_param("redis://h/?%70refix=t1&protocol=resp3", "prefix", REDIS_PARAMS).unwrap();
+        assert_eq!((u.as_str(), v.as_deref()), ("redis://h/?protocol=resp3", Some("t1")));
+        assert!(matches!(take_param("redis://h/?prefix=%FF", "prefix", REDIS_PARAMS), Err(SetupError::InvalidUrl(_))));
     }
 
     #[cfg(feature = "sqlite")]

@@ -51,8 +51,8 @@ use crate::digest::{Digest, Peppers};
 use crate::header::{self, Credentials, HeaderError};
 use crate::last_used::LastUsed;
 use crate::record::{KeyKind, KeyRecord, KeyStatus, ServiceAccountId};
-use crate::secret::Secret;
 use crate::scope::{RequiredScope, Scope, ScopeSet};
+use crate::secret::Secret;
 use crate::store::{KeyStore, RecordView, StoreError};
 use crate::token::{KeyId, Token, TokenError, TokenFormat};
 

@@ -11,6 +11,7 @@
 //! | `API_KEYS_LISTEN` | `keyctl serve`: the listen address (same as `--listen`); default [`DEFAULT_LISTEN`] |
 //! | `API_KEYS_CACHE` | `keyctl serve`: `off` turns the PostgreSQL/Redis cache off; default `on` |
 //! | `API_KEYS_CACHE_TTL` | `keyctl serve`: how long a cached record is served without asking the store; default 5s |
+//! | `API_KEYS_ACCEPT_IMPORTED` | `keyctl serve`: `on` accepts imported keys (`keyctl import`); default `off` |
 //! | `API_KEYS_CACHE_MAX_STALENESS` | `keyctl serve`: the most a cached record may lag the store if an invalidation is lost; default 30s |
 
 /// The variable naming the store.
@@ -25,6 +26,10 @@ pub(crate) const LISTEN_VAR: &str = "API_KEYS_LISTEN";
 pub(crate) const CACHE_VAR: &str = "API_KEYS_CACHE";
 /// The cache's fresh lifetime.
 pub(crate) const CACHE_TTL_VAR: &str = "API_KEYS_CACHE_TTL";
+/// `on` makes `keyctl serve` look up keys that are not in this crate's
+/// format as imported keys (default `off`: each such value costs an HMAC
+/// and a store read per pepper).
+pub(crate) const ACCEPT_IMPORTED_VAR: &str = "API_KEYS_ACCEPT_IMPORTED";
 /// The cache's maximum staleness.
 pub(crate) const CACHE_MAX_STALENESS_VAR: &str = "API_KEYS_CACHE_MAX_STALENESS";
 

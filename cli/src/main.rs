@@ -57,6 +57,7 @@
 //! once; digests never.
 
 mod env;
+mod files;
 mod github;
 mod pepper;
 mod render;
@@ -72,8 +73,8 @@ use std::time::Duration;
 use api_keys::config::{self, AnyStore, SetupError};
 use api_keys::store::cached::{CacheConfig, CachedStore};
 use api_keys::{
-    ClientClass, CreateRequest, KeyId, KeyManager, KeyRecord, KeyStore, ManageError, PageRequest, Peppers,
-    ScopeCatalog, Secret, ServiceAccountId, StoreError, Timestamp,
+    ClientClass, CreateRequest, KeyId, KeyManager, KeyRecord, KeyStore, ManageError, PageRequest, PepperCheckError,
+    Peppers, ScopeCatalog, Secret, ServiceAccountId, StoreError, Timestamp,
 };
 use clap::{Args, Parser, Subcommand};
 use pepper::{PepperSettings, PepperSetupError, PepperSource};
@@ -252,6 +253,13 @@ impl Command {
         if matches!(self, Self::List { .. }) { Format::Table } else { Format::Yaml }
     }
 
+    /// Whether the command may bring a new SQLite database into being (a
+    /// first key, or a service that will create keys). Every other command
+    /// on a database file that does not exist says so and creates nothing.
+    fn creates_database(&self) -> bool {
+        matches!(self, Self::Create(_) | Self::Import(_) | Self::Serve { .. })
+    }
+
     /// Whether the command digests secrets, so it cannot run without a pepper.
     fn needs_pepper(&self) -> bool {
         matches!(
@@ -389,8 +397,14 @@ struct Context {
 }
 
 /// Loads (or, for a new SQLite database, creates) the pepper first, then
-/// opens the store: the database and its pepper file are made together.
+/// opens the store: the database (created owner-only) and its pepper file
+/// are made together. With a pepper, checks it against the fingerprint the
+/// store recorded for its version.
 async fn open_store(url: &str, needs_pepper: bool) -> Result<(AnyStore, Option<Peppers>), Failure> {
+    let database = sqlite_database(url)?;
+    if let Some(warning) = database.as_deref().and_then(files::directory_warning) {
+        eprintln!("keyctl: warning: {warning}");
+    }
     let peppers = match pepper::load_peppers(url, &PepperSettings::from_env()) {
         Ok(loaded) => {
             if let PepperSource::Created(path) = &loaded.source {
@@ -408,8 +422,57 @@ async fn open_store(url: &str, needs_pepper: bool) -> Result<(AnyStore, Option<P
         Err(PepperSetupError::PepperRequired { .. }) if !needs_pepper => None,
         Err(e) => return Err(pepper_failure(&e)),
     };
+    if let Some(db) = &database {
+        files::create_private(db)
+            .map_err(|e| Failure::new(OTHER, format!("cannot create the key database {}: {e}", db.display())))?;
+    }
     let store = config::open_store(url).await.map_err(|e| setup_failure(&e))?;
+    if let Some(peppers) = &peppers {
+        check_peppers(&store, peppers).await?;
+    }
     Ok((store, peppers))
+}
+
+/// The database file of a SQLite URL (`None` for other stores and for an
+/// in-memory database).
+fn sqlite_database(url: &str) -> Result<Option<std::path::PathBuf>, Failure> {
+    if config::Backend::of(url).map_err(|e| setup_failure(&e))? != config::Backend::Sqlite {
+        return Ok(None);
+    }
+    config::sqlite_path(url).map_err(|e| setup_failure(&e))
+}
+
+/// Refuses a pepper that is not the one the store was used with (issue 17
+/// finding 4): exit 2, before anything is created or verified under it.
+async fn check_peppers(store: &AnyStore, peppers: &Peppers) -> Result<(), Failure> {
+    let manager = KeyManager::builder(Arc::new(store.clone()), peppers.clone(), ScopeCatalog::yandex_cloud()).build();
+    match manager.check_peppers().await {
+        Ok(()) => Ok(()),
+        Err(e @ PepperCheckError::Mismatch { .. }) => Err(Failure::new(
+            BAD_INPUT,
+            format!(
+                "{e}; set {} (and {}) to the pepper this store's keys were made with",
+                env::PEPPER_VAR,
+                env::PEPPER_VERSION_VAR
+            ),
+        )),
+        Err(PepperCheckError::Store(e)) => Err(store_failure(&e)),
+        Err(e) => Err(Failure::new(OTHER, chain(&e))),
+    }
+}
+
+/// A command other than create/import on a SQLite database file that does
+/// not exist: say so, create nothing (no database, no pepper file).
+fn without_database(command: &Command, format: Format, database: &std::path::Path) -> Result<(), Failure> {
+    let none = format!("no key database at {} (nothing was created; `keyctl create` makes one)", database.display());
+    match command {
+        Command::List { .. } => {
+            eprintln!("keyctl: {none}");
+            emit(render::keys(format, &[], None, Timestamp::now()))
+        }
+        Command::Verify { .. } => Err(Failure::new(OTHER, format!("rejected: invalid_token (401); {none}"))),
+        _ => Err(Failure::new(NOT_FOUND, none)),
+    }
 }
 
 impl Context {
@@ -454,14 +517,23 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Scan(args) = cli.command {
         return scan::run(args, cli.format, &url).await;
     }
+    if !cli.command.creates_database()
+        && let Some(database) = sqlite_database(&url)?
+        && !files::exists(&database)
+    {
+        return without_database(&cli.command, format, &database);
+    }
     if let Command::Serve { listen } = cli.command {
         let addr = serve::listen_address(listen)?;
         let cache = serve::CacheSettings::from_env()?;
         let (store, peppers) = open_store(&url, true).await?;
         let peppers = peppers.ok_or_else(|| Failure::new(BAD_INPUT, "no pepper configured"))?;
+        let closer = store.clone();
         let node = serve::Node::new(store, &url, peppers, cache).await?;
         node.print_demo_key().await?;
-        return serve::run(node, addr).await;
+        let served = serve::run(node, addr).await;
+        closer.close().await;
+        return served;
     }
     if config::Backend::of(&url).map_err(|e| setup_failure(&e))? == config::Backend::Memory {
         return Err(Failure::new(
@@ -473,6 +545,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let cx = Context::open(&url, cli.command.needs_pepper()).await?;
     let result = command(cli.command, format, &cx).await;
     cx.warn_unpublished();
+    // Checkpoints SQLite's write-ahead log (issue 17 finding 3): a copy of
+    // the database file alone then holds every change just made.
+    cx.store.inner().close().await;
     result
 }
 
@@ -554,7 +629,8 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
                 Some(h) => Zeroizing::new(h.into_bytes()),
                 None => read_stdin("Authorization header value (Api-Key <key>)")?,
             };
-            let verifier = manager.verifier().build();
+            // The operator checks the value given, imported keys included.
+            let verifier = manager.verifier().accept_imported(true).build();
             match verifier.verify(&value, required.as_ref()).await {
                 Ok(principal) => emit(render::principal(format, &principal))?,
                 Err(e) => {

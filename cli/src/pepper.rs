@@ -22,6 +22,7 @@ use api_keys::{KeyId, Pepper, PepperError, Peppers, RandomError};
 use zeroize::Zeroizing;
 
 use crate::env::{self, PEPPER_VAR, PEPPER_VERSION_VAR};
+use crate::files::{self, Distrust};
 
 /// Appended to a SQLite database's path to name its pepper file.
 pub(crate) const PEPPER_FILE_SUFFIX: &str = ".pepper";
@@ -71,6 +72,15 @@ pub(crate) enum PepperSetupError {
         /// What went wrong.
         #[source]
         source: io::Error,
+    },
+    /// A pepper file or key database another user could have planted or may
+    /// change (issue 17 finding 1): refused, never used.
+    #[error("{path} {why}; refusing to use it (keep the key database and its pepper file private to one user)")]
+    Untrusted {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: Distrust,
     },
     /// The pepper file may be read by other users.
     #[error("pepper file {path} has mode {mode:o}, readable by others; run `chmod 600` on it")]
@@ -185,13 +195,20 @@ pub(crate) fn load_peppers(database_url: &str, settings: &PepperSettings) -> Res
         return Err(PepperSetupError::PepperRequired { backend });
     }
     let database = config::sqlite_path(database_url)?.ok_or(PepperSetupError::NoPepperLocation)?;
+    if let Some((path, why)) = files::database_distrust(&database)
+        .map_err(|source| PepperSetupError::PepperFile { path: database.clone(), source })?
+    {
+        return Err(PepperSetupError::Untrusted { path, why });
+    }
     let mut pepper_file = database.clone().into_os_string();
     pepper_file.push(PEPPER_FILE_SUFFIX);
     let pepper_file = PathBuf::from(pepper_file);
     let (pepper, source) = match read_pepper_file(&pepper_file, version)? {
         Some(pepper) => (pepper, PepperSource::File(pepper_file)),
         None => {
-            if std::fs::metadata(&database).is_ok_and(|m| m.len() > 0) {
+            // An existing database is never new, whatever its size: an empty
+            // file someone planted must not get a fresh pepper.
+            if files::exists(&database) {
                 return Err(PepperSetupError::PepperLost { database, pepper_file });
             }
             create_pepper_file(&pepper_file, version)?
@@ -203,15 +220,21 @@ pub(crate) fn load_peppers(database_url: &str, settings: &PepperSettings) -> Res
 /// Reads an existing pepper file; `Ok(None)` if there is none.
 fn read_pepper_file(path: &Path, version: u32) -> Result<Option<Pepper>, PepperSetupError> {
     let file_error = |source| PepperSetupError::PepperFile { path: path.to_owned(), source };
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(file_error(e)),
+    let untrusted = |why| PepperSetupError::Untrusted { path: path.to_owned(), why };
+    let mut file = match files::open_no_follow(path) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(None),
+        Err(Ok(why)) => return Err(untrusted(why)),
+        Err(Err(e)) => return Err(file_error(e)),
     };
-    #[cfg(unix)]
+    // Checked on the open file: what is checked is what is read.
+    let meta = file.metadata().map_err(file_error)?;
+    if let Some(why) = files::pepper_file_distrust(&meta) {
+        return Err(untrusted(why));
+    }
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = file.metadata().map_err(file_error)?.permissions().mode() & 0o777;
+        let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(PepperSetupError::PepperFileMode { path: path.to_owned(), mode });
         }

@@ -199,7 +199,11 @@ fn the_pepper_file_is_made_once_with_mode_0600() {
     k.keyctl(&["list-scopes"]).ok();
     assert!(!file.exists());
 
-    let first = k.keyctl(&["list", "--service-account-id", "r"]);
+    // Nor do read-only commands on a database that does not exist yet
+    // (issue 17): the first write makes both.
+    k.keyctl(&["list", "--service-account-id", "r"]).ok();
+    assert!(!file.exists());
+    let first = k.keyctl(&["create", "--service-account-id", "r"]);
     assert!(first.ok().stderr.contains("created a new pepper in api-keys.db.pepper (mode 0600)"), "{}", first.stderr);
     assert_eq!(mode(&file), 0o600);
     let pepper = std::fs::read_to_string(&file).unwrap();
@@ -213,7 +217,10 @@ fn the_pepper_file_is_made_once_with_mode_0600() {
         Keyctl { dir: k.dir, vars: vec![("API_KEYS_PEPPER", pepper.trim().to_owned())], runs: RefCell::default() };
     same.verify(&secret, &[]).ok();
     let other = Keyctl { dir: same.dir, vars: vec![("API_KEYS_PEPPER", random_pepper())], runs: RefCell::default() };
-    other.verify(&secret, &[]).expect(1);
+    // Another pepper is refused at start (issue 17 finding 4), before any
+    // key is checked under it.
+    let refused = other.verify(&secret, &[]);
+    assert!(refused.expect(2).stderr.contains("is not the pepper this key store was used with"), "{}", refused.stderr);
 
     // A database whose pepper file is gone is not silently re-peppered.
     std::fs::remove_file(&file).unwrap();
@@ -283,6 +290,7 @@ fn redis_end_to_end() {
     let cleanup = PurgePrefix { url: base.clone(), prefix: prefix.clone() };
     let k = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper());
     network_lifecycle(&k, &with_param(&base, "prefix", &prefix));
-    // Deleting every key left nothing under the prefix.
-    assert_eq!(cleanup.purge().unwrap(), 0);
+    // Deleting every key left nothing under the prefix but the store's
+    // pepper fingerprints (`{prefix}:peppers`, kept across keys).
+    assert_eq!(cleanup.purge().unwrap(), 1);
 }

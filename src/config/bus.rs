@@ -137,7 +137,7 @@ impl AnyStore {
             }
             #[cfg(feature = "redis")]
             Self::Redis(store) => {
-                let (url, _) = super::take_param(url, "prefix")?;
+                let (url, _) = super::take_param(url, "prefix", super::REDIS_PARAMS)?;
                 let client = redis::Client::open(url).map_err(|_| SetupError::InvalidUrl("not a valid Redis URL"))?;
                 let channel = format!("{}:invalidations", store.prefix());
                 let bus = RedisBus::from_parts(client, store.connection().clone())

@@ -39,6 +39,8 @@ pub(crate) struct CacheSettings {
     pub(crate) ttl: Duration,
     /// `API_KEYS_CACHE_MAX_STALENESS`.
     pub(crate) max_staleness: Duration,
+    /// `API_KEYS_ACCEPT_IMPORTED` is `on`.
+    pub(crate) accept_imported: bool,
 }
 
 impl CacheSettings {
@@ -49,11 +51,14 @@ impl CacheSettings {
     /// [`BAD_INPUT`] naming the variable for a value it cannot read.
     pub(crate) fn from_env() -> Result<Self, Failure> {
         let defaults = CacheConfig::default();
-        let enabled = match env::var(CACHE_VAR).as_deref().map(str::trim) {
-            None | Some("on" | "true" | "1") => true,
-            Some("off" | "false" | "0") => false,
-            Some(_) => return Err(Failure::new(BAD_INPUT, format!("{CACHE_VAR} must be on or off"))),
+        let switch = |name: &str, default: bool| match env::var(name).as_deref().map(str::trim) {
+            None => Ok(default),
+            Some("on" | "true" | "1") => Ok(true),
+            Some("off" | "false" | "0") => Ok(false),
+            Some(_) => Err(Failure::new(BAD_INPUT, format!("{name} must be on or off"))),
         };
+        let enabled = switch(CACHE_VAR, true)?;
+        let accept_imported = switch(env::ACCEPT_IMPORTED_VAR, false)?;
         let duration = |name: &str, default: Duration| match env::var(name) {
             None => Ok(default),
             Some(text) => {
@@ -62,7 +67,7 @@ impl CacheSettings {
         };
         let ttl = duration(CACHE_TTL_VAR, defaults.fresh_ttl)?;
         let max_staleness = duration(CACHE_MAX_STALENESS_VAR, defaults.max_staleness)?;
-        Ok(Self { enabled, ttl, max_staleness })
+        Ok(Self { enabled, ttl, max_staleness, accept_imported })
     }
 
     fn config(self) -> CacheConfig {
@@ -90,6 +95,8 @@ pub(crate) struct Node {
     channel: Option<String>,
     lookups: Arc<AtomicU64>,
     store_queries: Arc<AtomicU64>,
+    /// `API_KEYS_ACCEPT_IMPORTED`.
+    accept_imported: bool,
 }
 
 impl Node {
@@ -126,12 +133,20 @@ impl Node {
             None => ShieldedStore::disabled(CachedStore::new(counted, CacheConfig::disabled())),
         };
         let store = Arc::new(Metered::new(shielded, Arc::clone(&lookups)));
-        Ok(Self { store, peppers, catalog: ScopeCatalog::yandex_cloud(), channel, lookups, store_queries })
+        Ok(Self {
+            store,
+            peppers,
+            catalog: ScopeCatalog::yandex_cloud(),
+            channel,
+            lookups,
+            store_queries,
+            accept_imported: cache.accept_imported,
+        })
     }
 
     /// A verifier over the stack.
     pub(crate) fn verifier(&self) -> Verifier<NodeStore> {
-        Verifier::builder(Arc::clone(&self.store), self.peppers.clone()).build()
+        Verifier::builder(Arc::clone(&self.store), self.peppers.clone()).accept_imported(self.accept_imported).build()
     }
 
     /// A key manager over the stack (the secret-scanning endpoint revokes

@@ -1,0 +1,207 @@
+//! Which local files `keyctl` trusts (issue 17, finding 1).
+//!
+//! A SQLite key store is two files an attacker with write access to their
+//! directory could plant or swap: the pepper file (whoever chose the pepper
+//! can mint keys that verify) and the database (whoever can write it can
+//! insert a record or set a revoked key active again). So:
+//!
+//! - the pepper file is opened without following a symbolic link and must be
+//!   a regular file, owned by the effective user, with one link and no
+//!   permission bits for group or others;
+//! - the database and its `-wal` / `-shm` files, where they exist, must be
+//!   regular files owned by the effective user and not writable by group or
+//!   others;
+//! - a new database is created owner-only (`0600`) before SQLite opens it,
+//!   and SQLite gives its `-wal` and `-shm` files the database's mode;
+//! - a world-writable directory is warned about (others can plant files
+//!   there even when they cannot replace ours).
+
+use std::fmt;
+use std::fs::{File, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Why a file is not trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub(crate) enum Distrust {
+    /// A symbolic link where a pepper file was expected.
+    Symlink,
+    /// Not a regular file.
+    NotRegular,
+    /// Owned by another user.
+    Owner {
+        /// The file's owner.
+        uid: u32,
+    },
+    /// More than one hard link: another name for it may be someone else's.
+    Links {
+        /// The link count.
+        count: u64,
+    },
+    /// Writable by group or others.
+    Writable {
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
+impl fmt::Display for Distrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Symlink => f.write_str("is a symbolic link"),
+            Self::NotRegular => f.write_str("is not a regular file"),
+            Self::Owner { uid } => {
+                write!(f, "is owned by uid {uid}, not by the user running keyctl (uid {})", effective_uid())
+            }
+            Self::Links { count } => write!(f, "has {count} hard links (expected 1)"),
+            Self::Writable { mode } => write!(f, "has mode {mode:o}, writable by group or others"),
+        }
+    }
+}
+
+/// The effective user id of this process.
+pub(crate) fn effective_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// Opens a pepper file for reading without following a symbolic link;
+/// `Ok(None)` if it does not exist. The caller checks the open file with
+/// [`pepper_file_distrust`] (so the checks and the read see the same file).
+///
+/// # Errors
+/// `Err(Ok(Distrust::Symlink))` for a link, `Err(Err(io))` for other errors.
+pub(crate) fn open_no_follow(path: &Path) -> Result<Option<File>, Result<Distrust, io::Error>> {
+    let nofollow = rustix::fs::OFlags::NOFOLLOW.bits() | rustix::fs::OFlags::CLOEXEC.bits();
+    let flags = i32::try_from(nofollow).unwrap_or(i32::MAX);
+    match OpenOptions::new().read(true).custom_flags(flags).open(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        // O_NOFOLLOW on a link fails with ELOOP.
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => Err(Ok(Distrust::Symlink)),
+        Err(e) => Err(Err(e)),
+    }
+}
+
+/// What is wrong with an open pepper file, if anything but its mode (which
+/// the caller reports with its own message).
+pub(crate) fn pepper_file_distrust(meta: &Metadata) -> Option<Distrust> {
+    if !meta.file_type().is_file() {
+        return Some(Distrust::NotRegular);
+    }
+    if meta.uid() != effective_uid() {
+        return Some(Distrust::Owner { uid: meta.uid() });
+    }
+    if meta.nlink() != 1 {
+        return Some(Distrust::Links { count: meta.nlink() });
+    }
+    None
+}
+
+/// The database file and the two files SQLite keeps beside it in WAL mode.
+pub(crate) fn database_files(database: &Path) -> [PathBuf; 3] {
+    let with = |suffix: &str| {
+        let mut p = database.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    [database.to_owned(), with("-wal"), with("-shm")]
+}
+
+/// Checks the database and its `-wal`/`-shm` files that exist: each must be
+/// a regular file owned by the effective user and not writable by group or
+/// others. Returns the first file that fails and why.
+///
+/// # Errors
+/// I/O errors other than "not found" while reading the files' metadata.
+pub(crate) fn database_distrust(database: &Path) -> io::Result<Option<(PathBuf, Distrust)>> {
+    for path in database_files(database) {
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let why = if !meta.file_type().is_file() {
+            Some(Distrust::NotRegular)
+        } else if meta.uid() != effective_uid() {
+            Some(Distrust::Owner { uid: meta.uid() })
+        } else if meta.mode() & 0o022 != 0 {
+            Some(Distrust::Writable { mode: meta.mode() & 0o7777 })
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Ok(Some((path, why)));
+        }
+    }
+    Ok(None)
+}
+
+/// A warning if the directory holding `database` is writable by everyone.
+pub(crate) fn directory_warning(database: &Path) -> Option<String> {
+    let dir = match database.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let mode = std::fs::metadata(&dir).ok()?.mode();
+    (mode & 0o002 != 0).then(|| {
+        format!(
+            "the directory {} is writable by every user (mode {:o}): others can plant files beside the key database; \
+             keep the database and its pepper file in a directory only you can write",
+            dir.display(),
+            mode & 0o7777
+        )
+    })
+}
+
+/// Creates an empty database file with owner-only permissions if there is
+/// none, so SQLite (which gives `-wal` and `-shm` the database's mode) never
+/// makes it world-readable. An existing file is left alone.
+///
+/// # Errors
+/// I/O errors other than "already exists".
+pub(crate) fn create_private(database: &Path) -> io::Result<()> {
+    match OpenOptions::new().write(true).create_new(true).mode(0o600).open(database) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether anything exists at `path` (a dangling link counts).
+pub(crate) fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn links_and_others_files_are_distrusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p");
+        std::fs::write(&file, "x").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(matches!(open_no_follow(&link), Err(Ok(Distrust::Symlink))));
+        assert!(open_no_follow(&dir.path().join("absent")).unwrap().is_none());
+        let f = open_no_follow(&file).unwrap().unwrap();
+        assert_eq!(pepper_file_distrust(&f.metadata().unwrap()), None);
+        std::fs::hard_link(&file, dir.path().join("second")).unwrap();
+        assert_eq!(pepper_file_distrust(&f.metadata().unwrap()), Some(Distrust::Links { count: 2 }));
+
+        let db = dir.path().join("keys.db");
+        assert_eq!(database_distrust(&db).unwrap(), None, "nothing there yet");
+        create_private(&db).unwrap();
+        assert_eq!(std::fs::metadata(&db).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(database_distrust(&db).unwrap(), None);
+        let wal = dir.path().join("keys.db-wal");
+        std::fs::write(&wal, "").unwrap();
+        std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(database_distrust(&db).unwrap(), Some((wal, Distrust::Writable { mode: 0o666 })));
+    }
+}
