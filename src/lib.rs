@@ -17,6 +17,7 @@ mod error;
 pub mod http;
 mod last_used;
 mod manager;
+mod operation;
 mod random;
 mod record;
 mod scope;
@@ -34,7 +35,10 @@ pub use digest::{Digest, DigestError, Pepper, PepperError, Peppers};
 pub use error::BoxError;
 pub use manager::{
     AllowAll, CreateRequest, CreationPolicy, DenyAll, KeyManager, KeyManagerBuilder, KeyOperation, KeyRequest,
-    ManageError, PolicyDenied,
+    ManageError, PolicyDenied, UpdateRequest,
+};
+pub use operation::{
+    Actor, ActorError, Change, KeyUpdate, Operation, OperationChanges, OperationCursor, OperationId, OperationKind,
 };
 pub use random::RandomError;
 pub use record::{

@@ -16,8 +16,8 @@ use std::time::Duration;
 use api_keys::store::cached::{BusStatus, CacheConfig, CachedStore, Peek};
 use api_keys::store::invalidation::{InvalidationBus, MemoryBus};
 use api_keys::{
-    Clock, CreateRequest, Digest, KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore, ManualClock, MemoryStore,
-    OldKeyFate, Page, PageRequest, Pepper, Peppers, ScopeCatalog, Secret, ServiceAccountId, StoreError, Timestamp,
+    Change, Clock, CreateRequest, Digest, KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore, ManualClock, MemoryStore,
+    OldKeyFate, Operation, OperationCursor, Page, PageRequest, Pepper, Peppers, ScopeCatalog, Secret, ServiceAccountId, StoreError, Timestamp,
     Verifier, VerifyError,
 };
 use tokio::sync::oneshot;
@@ -146,6 +146,26 @@ impl KeyStore for Probe {
 
     async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
         self.inner.reissue(old, new, fate).await
+    }
+
+    async fn commit(&self, change: Change, log: &[Operation]) -> Result<Option<KeyRecord>, StoreError> {
+        let revoke = matches!(change, Change::Revoke(_));
+        if revoke {
+            self.gate(Point::RevokeBeforeWrite).await;
+        }
+        let r = self.inner.commit(change, log).await;
+        if revoke {
+            self.gate(Point::RevokeAfterWrite).await;
+        }
+        r
+    }
+
+    async fn operations(
+        &self,
+        key: &KeyId,
+        page: PageRequest<OperationCursor>,
+    ) -> Result<Page<Operation, OperationCursor>, StoreError> {
+        self.inner.operations(key, page).await
     }
 
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Rw
 use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue};
 use crate::clock::Timestamp;
 use crate::digest::Digest;
+use crate::operation::{Change, Operation, OperationCursor, OperationId, apply_update};
 use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
 use crate::scope::ScopeSet;
 use crate::token::KeyId;
@@ -100,6 +101,51 @@ struct Padded<T>(T);
 struct Index {
     by_account: BTreeMap<ServiceAccountId, BTreeSet<KeyId>>,
     scope_sets: HashSet<ScopeSet>,
+    log: OperationsLog,
+}
+
+/// The operations log: each key's entries in sequence order (kept after the
+/// key is deleted), and every entry id.
+#[derive(Default)]
+struct OperationsLog {
+    by_key: HashMap<KeyId, Vec<(u64, Arc<Operation>)>>,
+    ids: HashSet<OperationId>,
+    seq: u64,
+}
+
+impl OperationsLog {
+    /// Refuses entries whose ids are logged already (or repeated).
+    fn check(&self, entries: &[Operation]) -> Result<(), StoreError> {
+        let mut seen = HashSet::new();
+        for e in entries {
+            if self.ids.contains(&e.id) || !seen.insert(e.id) {
+                return Err(StoreError::DuplicateOperation(e.id));
+            }
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, entries: &[Operation]) {
+        for e in entries {
+            self.seq += 1;
+            self.ids.insert(e.id);
+            self.by_key.entry(e.key_id).or_default().push((self.seq, Arc::new(e.clone())));
+        }
+    }
+
+    fn page(&self, key: &KeyId, page: PageRequest<OperationCursor>) -> Page<Operation, OperationCursor> {
+        let limit = page.effective_limit();
+        let entries = self.by_key.get(key).map_or(&[][..], Vec::as_slice);
+        let before = page.after.map_or(u64::MAX, OperationCursor::get);
+        let mut items: Vec<_> = entries.iter().rev().filter(|(seq, _)| *seq < before).take(limit + 1).collect();
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|(seq, _)| OperationCursor::new(*seq))
+        } else {
+            None
+        };
+        Page { items: items.into_iter().map(|(_, e)| Operation::clone(e)).collect(), next }
+    }
 }
 
 /// The in-memory store. Cheap to share behind an `Arc`; data is lost on drop.
@@ -199,7 +245,9 @@ impl MemoryStore {
         Ok(())
     }
 
-    fn update<F>(&self, id: &KeyId, f: F) -> Result<(), StoreError>
+    /// Changes one record with `f` (nothing if `f` fails); returns the
+    /// changed record.
+    fn update<F>(&self, id: &KeyId, f: F) -> Result<Arc<KeyRecord>, StoreError>
     where
         F: FnOnce(&mut KeyRecord) -> Result<(), StoreError>,
     {
@@ -207,8 +255,41 @@ impl MemoryStore {
         let current = shard.get(id).ok_or(StoreError::NotFound(*id))?;
         let mut updated = KeyRecord::clone(&current.0);
         f(&mut updated)?;
-        shard.replace(Entry(Arc::new(updated)));
+        let updated = Arc::new(updated);
+        shard.replace(Entry(Arc::clone(&updated)));
+        Ok(updated)
+    }
+
+    fn revoke_now(&self, id: &KeyId) -> Result<(), StoreError> {
+        self.update(id, |r| {
+            r.status = crate::record::KeyStatus::Revoked;
+            Ok(())
+        })
+        .map(drop)
+    }
+
+    fn reissue_now(&self, index: &mut Index, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
+        let current = self.get_now(old).ok_or(StoreError::NotFound(*old))?;
+        // Validate the old key's change before writing anything.
+        let mut updated = KeyRecord::clone(&current);
+        apply_reissue(&mut updated, new.id, fate)?;
+        self.insert_now(index, new)?;
+        write(self.shard(old)).replace(Entry(Arc::new(updated)));
         Ok(())
+    }
+
+    /// Applies a change under the writer lock; every check runs before the
+    /// first write, so a refused change writes nothing.
+    fn apply(&self, index: &mut Index, change: Change) -> Result<Option<KeyRecord>, StoreError> {
+        match change {
+            Change::Insert(record) => self.insert_now(index, record).map(|()| None),
+            Change::Update { id, update } => {
+                self.update(&id, |r| apply_update(r, &update)).map(|r| Some(KeyRecord::clone(&r)))
+            }
+            Change::Revoke(id) => self.revoke_now(&id).map(|()| None),
+            Change::Delete(id) => self.delete_now(index, &id).map(|()| None),
+            Change::Reissue { old, new, fate } => self.reissue_now(index, &old, new, fate).map(|()| None),
+        }
     }
 
     fn list_now(&self, service_account: &ServiceAccountId, page: PageRequest) -> Page<KeyRecord> {
@@ -276,10 +357,7 @@ impl KeyStore for MemoryStore {
 
     async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
         let _index = lock(&self.writer);
-        self.update(id, |r| {
-            r.status = crate::record::KeyStatus::Revoked;
-            Ok(())
-        })
+        self.revoke_now(id)
     }
 
     async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
@@ -289,13 +367,23 @@ impl KeyStore for MemoryStore {
 
     async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
         let mut index = lock(&self.writer);
-        let current = self.get_now(old).ok_or(StoreError::NotFound(*old))?;
-        // Validate the old key's change before writing anything.
-        let mut updated = KeyRecord::clone(&current);
-        apply_reissue(&mut updated, new.id, fate)?;
-        self.insert_now(&mut index, new)?;
-        write(self.shard(old)).replace(Entry(Arc::new(updated)));
-        Ok(())
+        self.reissue_now(&mut index, old, new, fate)
+    }
+
+    async fn commit(&self, change: Change, log: &[Operation]) -> Result<Option<KeyRecord>, StoreError> {
+        let mut index = lock(&self.writer);
+        index.log.check(log)?;
+        let out = self.apply(&mut index, change)?;
+        index.log.append(log);
+        Ok(out)
+    }
+
+    async fn operations(
+        &self,
+        key: &KeyId,
+        page: PageRequest<OperationCursor>,
+    ) -> Result<Page<Operation, OperationCursor>, StoreError> {
+        Ok(lock(&self.writer).log.page(key, page))
     }
 
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {

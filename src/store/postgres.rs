@@ -75,6 +75,7 @@ impl Dialect for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const SELECT_FOR_REISSUE: &'static str = SELECT_BY_ID_FOR_UPDATE;
     const SCHEMA_V1: &'static str = include_str!("migrations/postgres/0001_create_api_keys.sql");
+    const SCHEMA_V2: &'static str = include_str!("migrations/postgres/0002_create_api_key_operations.sql");
 
     fn encode_scopes(scopes: &ScopeSet) -> Vec<&str> {
         scopes.iter().map(|s| s.as_str()).collect()

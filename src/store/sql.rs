@@ -21,6 +21,9 @@
 //!   `select!` if it reads whole rows) and a call in the macro — or, if
 //!   the dialects need different text, one more associated item on
 //!   [`Dialect`].
+//! - A change that must be logged: a [`Change`](crate::Change) variant,
+//!   handled in `apply_change` (in the macro), which runs inside
+//!   `commit`'s transaction before the log rows are written.
 //! - A new column: a new migration file per dialect (never edit an applied
 //!   one: their checksums are recorded), the column in [`columns!`] and
 //!   [`INSERT`], one `.bind` in `insert_row` and one `try_get` in `decode`
@@ -52,6 +55,9 @@ pub(super) trait Dialect {
     const SELECT_FOR_REISSUE: &'static str;
     /// Schema version 1 (`migrations/<dialect>/0001_create_api_keys.sql`).
     const SCHEMA_V1: &'static str;
+    /// Schema version 2, the operations log
+    /// (`migrations/<dialect>/0002_create_api_key_operations.sql`).
+    const SCHEMA_V2: &'static str;
 
     /// The value bound to the `scopes` column.
     fn encode_scopes(scopes: &ScopeSet) -> Self::Scopes<'_>;
@@ -102,16 +108,28 @@ pub(super) const REVOKE: &str = "UPDATE api_keys SET status = 'revoked' WHERE id
 pub(super) const DELETE: &str = "DELETE FROM api_keys WHERE id = $1";
 /// Links a reissued key to its successor and revokes or limits it.
 pub(super) const RELINK: &str = "UPDATE api_keys SET replaced_by = $2, status = $3, expires_at = $4 WHERE id = $1";
+/// Writes the fields an update may change.
+pub(super) const UPDATE: &str = "UPDATE api_keys SET description = $2, scopes = $3, expires_at = $4 WHERE id = $1";
+/// Appends one operations log entry; an id already logged writes nothing.
+pub(super) const LOG: &str = "INSERT INTO api_key_operations \
+     (id, key_id, service_account_id, kind, actor, created_at, changes) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT DO NOTHING";
+/// One key's log entries before sequence `$2`, newest first.
+pub(super) const OPERATIONS: &str = "SELECT seq, id, key_id, service_account_id, kind, actor, created_at, changes \
+     FROM api_key_operations WHERE key_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3";
 
 /// The embedded schema versions of a dialect, tracked in [`MIGRATIONS_TABLE`].
 pub(super) fn migrator<D: Dialect>() -> Migrator {
-    let mut m = Migrator::with_migrations(vec![Migration::new(
-        1,
-        "create api_keys".into(),
-        MigrationType::Simple,
-        D::SCHEMA_V1.into_sql_str(),
-        false,
-    )]);
+    let mut m = Migrator::with_migrations(vec![
+        Migration::new(1, "create api_keys".into(), MigrationType::Simple, D::SCHEMA_V1.into_sql_str(), false),
+        Migration::new(
+            2,
+            "create api_key_operations".into(),
+            MigrationType::Simple,
+            D::SCHEMA_V2.into_sql_str(),
+            false,
+        ),
+    ]);
     m.dangerous_set_table_name(MIGRATIONS_TABLE);
     m
 }
@@ -191,6 +209,9 @@ macro_rules! sql_key_store {
 
             use $crate::clock::Timestamp;
             use $crate::digest::Digest;
+            use $crate::operation::{
+                Actor, Change, Operation, OperationCursor, OperationId, OperationKind, apply_update,
+            };
             use $crate::record::{KeyRecord, ServiceAccountId};
             use $crate::store::backend::{Row, timed};
             use $crate::store::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue};
@@ -248,6 +269,114 @@ macro_rules! sql_key_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            type Tx = sqlx::Transaction<'static, Db>;
+
+            /// Runs a statement that changes one row by id;
+            /// [`StoreError::NotFound`] if it changed none.
+            async fn change_one_in<'e, E>(executor: E, statement: &'static str, id: &KeyId) -> Result<(), StoreError>
+            where
+                E: sqlx::Executor<'e, Database = Db>,
+            {
+                let done = sqlx::query(statement).bind(id.as_str()).execute(executor).await.map_err(sqlx_error)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound(*id)) } else { Ok(()) }
+            }
+
+            /// Reads a row for a change, locked until the transaction ends.
+            async fn locked(tx: &mut Tx, id: &KeyId) -> Result<KeyRecord, StoreError> {
+                let row = sqlx::query(D::SELECT_FOR_REISSUE)
+                    .bind(id.as_str())
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(sqlx_error)?;
+                decode(&row.ok_or(StoreError::NotFound(*id))?)
+            }
+
+            async fn reissue_in(tx: &mut Tx, old: &KeyId, new: &KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
+                let mut updated = locked(tx, old).await?;
+                apply_reissue(&mut updated, new.id, fate)?;
+                if !insert_row(&mut **tx, new).await? {
+                    return Err(StoreError::Duplicate(new.id));
+                }
+                sqlx::query(sql::RELINK)
+                    .bind(old.as_str())
+                    .bind(new.id.as_str())
+                    .bind(updated.status.as_str())
+                    .bind(updated.expires_at.map(Timestamp::unix_nanos))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(sqlx_error)?;
+                Ok(())
+            }
+
+            async fn update_in(
+                tx: &mut Tx,
+                id: &KeyId,
+                update: &$crate::operation::KeyUpdate,
+            ) -> Result<KeyRecord, StoreError> {
+                let mut updated = locked(tx, id).await?;
+                apply_update(&mut updated, update)?;
+                sqlx::query(sql::UPDATE)
+                    .bind(id.as_str())
+                    .bind(updated.description.as_str())
+                    .bind(D::encode_scopes(&updated.scopes))
+                    .bind(updated.expires_at.map(Timestamp::unix_nanos))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(sqlx_error)?;
+                Ok(updated)
+            }
+
+            /// Applies one change inside `tx`.
+            async fn apply_change(tx: &mut Tx, change: Change) -> Result<Option<KeyRecord>, StoreError> {
+                match change {
+                    Change::Insert(r) => {
+                        if insert_row(&mut **tx, &r).await? { Ok(None) } else { Err(StoreError::Duplicate(r.id)) }
+                    }
+                    Change::Update { id, update } => update_in(tx, &id, &update).await.map(Some),
+                    Change::Revoke(id) => change_one_in(&mut **tx, sql::REVOKE, &id).await.map(|()| None),
+                    Change::Delete(id) => change_one_in(&mut **tx, sql::DELETE, &id).await.map(|()| None),
+                    Change::Reissue { old, new, fate } => reissue_in(tx, &old, &new, fate).await.map(|()| None),
+                }
+            }
+
+            /// Appends one log entry inside `tx`.
+            async fn log_in(tx: &mut Tx, e: &Operation) -> Result<(), StoreError> {
+                let changes = serde_json::to_string(&e.changes)
+                    .map_err(|_| StoreError::Corrupt("operation changes do not serialise".to_owned()))?;
+                let done = sqlx::query(sql::LOG)
+                    .bind(e.id.as_str())
+                    .bind(e.key_id.as_str())
+                    .bind(e.service_account_id.as_str())
+                    .bind(e.kind.as_str())
+                    .bind(e.actor.as_str())
+                    .bind(e.created_at.unix_nanos())
+                    .bind(changes)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(sqlx_error)?;
+                if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::DuplicateOperation(e.id)) }
+            }
+
+            fn decode_operation(r: &<Db as sqlx::Database>::Row) -> Result<(i64, Operation), StoreError> {
+                fn bad(column: &str) -> StoreError {
+                    StoreError::Corrupt(format!("operations column `{column}` is invalid"))
+                }
+                let seq: i64 = r.try_get("seq").map_err(sqlx_error)?;
+                let text = |c: &'static str| -> Result<String, StoreError> { r.try_get(c).map_err(sqlx_error) };
+                let created_at: i64 = r.try_get("created_at").map_err(sqlx_error)?;
+                let op = Operation {
+                    id: OperationId::parse(&text("id")?).map_err(|_| bad("id"))?,
+                    key_id: KeyId::parse(&text("key_id")?).map_err(|_| bad("key_id"))?,
+                    service_account_id: ServiceAccountId::new(&text("service_account_id")?)
+                        .map_err(|_| bad("service_account_id"))?,
+                    kind: OperationKind::parse(&text("kind")?).ok_or_else(|| bad("kind"))?,
+                    actor: Actor::new(&text("actor")?).map_err(|_| bad("actor"))?,
+                    created_at: Timestamp::from_unix_nanos(created_at),
+                    changes: serde_json::from_str(&text("changes")?).map_err(|_| bad("changes"))?,
+                };
+                Ok((seq, op))
+            }
+
             impl std::fmt::Debug for $store {
                 fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                     f.debug_struct(stringify!($store)).field("timeout", &self.timeout).finish_non_exhaustive()
@@ -298,9 +427,7 @@ macro_rules! sql_key_store {
                 /// Runs a statement that changes one row by id;
                 /// [`StoreError::NotFound`] if it changed none.
                 async fn change_one(&self, statement: &'static str, id: &KeyId) -> Result<(), StoreError> {
-                    let done =
-                        sqlx::query(statement).bind(id.as_str()).execute(&self.pool).await.map_err(sqlx_error)?;
-                    if done.rows_affected() == 0 { Err(StoreError::NotFound(*id)) } else { Ok(()) }
+                    change_one_in(&self.pool, statement, id).await
                 }
             }
 
@@ -365,25 +492,46 @@ macro_rules! sql_key_store {
                     timed(self.timeout, async {
                         // Dropping `tx` without commit (any `?` below) rolls back.
                         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(sqlx_error)?;
-                        let row = sqlx::query(D::SELECT_FOR_REISSUE)
-                            .bind(old.as_str())
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(sqlx_error)?;
-                        let mut updated = decode(&row.ok_or(StoreError::NotFound(*old))?)?;
-                        apply_reissue(&mut updated, new.id, fate)?;
-                        if !insert_row(&mut *tx, &new).await? {
-                            return Err(StoreError::Duplicate(new.id));
-                        }
-                        sqlx::query(sql::RELINK)
-                            .bind(old.as_str())
-                            .bind(new.id.as_str())
-                            .bind(updated.status.as_str())
-                            .bind(updated.expires_at.map(Timestamp::unix_nanos))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(sqlx_error)?;
+                        reissue_in(&mut tx, old, &new, fate).await?;
                         tx.commit().await.map_err(sqlx_error)
+                    })
+                    .await
+                }
+
+                async fn commit(&self, change: Change, log: &[Operation]) -> Result<Option<KeyRecord>, StoreError> {
+                    timed(self.timeout, async {
+                        // Dropping `tx` without commit (any `?` below) rolls
+                        // back the change with the log rows.
+                        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(sqlx_error)?;
+                        let out = apply_change(&mut tx, change).await?;
+                        for entry in log {
+                            log_in(&mut tx, entry).await?;
+                        }
+                        tx.commit().await.map_err(sqlx_error)?;
+                        Ok(out)
+                    })
+                    .await
+                }
+
+                async fn operations(
+                    &self,
+                    key: &KeyId,
+                    page: PageRequest<OperationCursor>,
+                ) -> Result<Page<Operation, OperationCursor>, StoreError> {
+                    let limit = page.effective_limit();
+                    let before = page.after.map_or(i64::MAX, |c| i64::try_from(c.get()).unwrap_or(i64::MAX));
+                    let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+                    let query = sqlx::query(sql::OPERATIONS).bind(key.as_str()).bind(before).bind(fetch);
+                    timed(self.timeout, async {
+                        let rows = query.fetch_all(&self.pool).await.map_err(sqlx_error)?;
+                        let mut items = rows.iter().map(decode_operation).collect::<Result<Vec<_>, _>>()?;
+                        let next = if items.len() > limit {
+                            items.truncate(limit);
+                            items.last().and_then(|(seq, _)| u64::try_from(*seq).ok()).map(OperationCursor::new)
+                        } else {
+                            None
+                        };
+                        Ok(Page::new(items.into_iter().map(|(_, op)| op).collect(), next))
                     })
                     .await
                 }
@@ -441,11 +589,18 @@ mod tests {
     fn sqlite_schema_versions_keep_their_checksums() {
         assert_eq!(
             checksums::<crate::store::sqlite::Sqlite>(),
-            [(
-                1,
-                "084ae9ae954bdfa20485b0c2e9b1adb51f66460a6e6649eb63ae5ffc4b22566ec4b5e18042cabf4cb0cd5c725554eb03"
-                    .to_owned()
-            )]
+            [
+                (
+                    1,
+                    "084ae9ae954bdfa20485b0c2e9b1adb51f66460a6e6649eb63ae5ffc4b22566ec4b5e18042cabf4cb0cd5c725554eb03"
+                        .to_owned()
+                ),
+                (
+                    2,
+                    "11907732a86f38fd7f707e3c6a197d30b42103ca063cac1e6d17b26dc5fbaa36f90a0129632873b3ac597274f94451c2"
+                        .to_owned()
+                )
+            ]
         );
     }
 
@@ -455,11 +610,18 @@ mod tests {
     fn postgres_schema_versions_keep_their_checksums() {
         assert_eq!(
             checksums::<crate::store::postgres::Postgres>(),
-            [(
-                1,
-                "0f8a2901fb15efb5d5ac8803e123a02852590302928f9a4abab9671601eb76d4e413d85c791f7826abac74a35fba8a7b"
-                    .to_owned()
-            )]
+            [
+                (
+                    1,
+                    "0f8a2901fb15efb5d5ac8803e123a02852590302928f9a4abab9671601eb76d4e413d85c791f7826abac74a35fba8a7b"
+                        .to_owned()
+                ),
+                (
+                    2,
+                    "05c762e43681d089ed4b74258f978973c455a273e334bb4263c1415213a4f4cca1f30a533adec99b803c609d724244ae"
+                        .to_owned()
+                )
+            ]
         );
     }
 }

@@ -70,6 +70,7 @@ impl Dialect for Sqlite {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const SELECT_FOR_REISSUE: &'static str = SELECT_BY_ID;
     const SCHEMA_V1: &'static str = include_str!("migrations/sqlite/0001_create_api_keys.sql");
+    const SCHEMA_V2: &'static str = include_str!("migrations/sqlite/0002_create_api_key_operations.sql");
 
     fn encode_scopes(scopes: &ScopeSet) -> String {
         join_scopes(scopes)
@@ -229,8 +230,11 @@ mod tests {
         let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
         store.migrate().await.unwrap();
         let versions: Vec<i64> =
-            sqlx::query_scalar("SELECT version FROM _api_keys_migrations").fetch_all(store.pool()).await.unwrap();
-        assert_eq!(versions, [1]);
+            sqlx::query_scalar("SELECT version FROM _api_keys_migrations ORDER BY version")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(versions, [1, 2]);
         let sqlx_default: Option<String> =
             sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = '_sqlx_migrations'")
                 .fetch_optional(store.pool())

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::digest::Digest;
+use crate::operation::{Change, Operation, OperationCursor};
 use crate::record::{KeyRecord, ServiceAccountId};
 use crate::store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
 use crate::token::KeyId;
@@ -54,14 +55,43 @@ pub enum Op {
     Reissue,
     /// `touch_last_used`.
     TouchLastUsed,
+    /// `commit` of a [`Change::Update`]. A `commit` of another change
+    /// counts as the operation of its kind ([`Op::Insert`] for
+    /// [`Change::Insert`], …), so faults aimed at `revoke` also hit a logged
+    /// revoke.
+    Update,
+    /// `operations`.
+    Operations,
 }
 
 const OPS: usize = Op::ALL.len();
 
 impl Op {
     /// Every operation, in declaration order.
-    pub const ALL: [Op; 8] =
-        [Op::Insert, Op::Get, Op::GetByDigest, Op::List, Op::Revoke, Op::Delete, Op::Reissue, Op::TouchLastUsed];
+    pub const ALL: [Op; 10] = [
+        Op::Insert,
+        Op::Get,
+        Op::GetByDigest,
+        Op::List,
+        Op::Revoke,
+        Op::Delete,
+        Op::Reissue,
+        Op::TouchLastUsed,
+        Op::Update,
+        Op::Operations,
+    ];
+
+    /// The operation a `commit` of `change` counts as.
+    #[must_use]
+    pub fn of(change: &Change) -> Self {
+        match change {
+            Change::Insert(_) => Self::Insert,
+            Change::Update { .. } => Self::Update,
+            Change::Revoke(_) => Self::Revoke,
+            Change::Delete(_) => Self::Delete,
+            Change::Reissue { .. } => Self::Reissue,
+        }
+    }
 
     fn index(self) -> usize {
         self as usize
@@ -249,5 +279,17 @@ impl<S: KeyStore> KeyStore for FaultyStore<S> {
 
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
         self.run(Op::TouchLastUsed, move || self.inner.touch_last_used(updates)).await
+    }
+
+    async fn commit(&self, change: Change, log: &[Operation]) -> Result<Option<KeyRecord>, StoreError> {
+        self.run(Op::of(&change), move || self.inner.commit(change, log)).await
+    }
+
+    async fn operations(
+        &self,
+        key: &KeyId,
+        page: PageRequest<OperationCursor>,
+    ) -> Result<Page<Operation, OperationCursor>, StoreError> {
+        self.run(Op::Operations, move || self.inner.operations(key, page)).await
     }
 }
