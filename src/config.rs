@@ -49,7 +49,7 @@ use zeroize::Zeroizing;
 
 use crate::clock::Timestamp;
 use crate::digest::{Digest, Pepper, PepperError, Peppers};
-use crate::operation::{Change, Operation, OperationCursor};
+use crate::operation::{Change, LogEntry, Operation, OperationCursor};
 use crate::random::RandomError;
 use crate::record::{KeyRecord, ServiceAccountId};
 use crate::store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
@@ -320,7 +320,7 @@ impl KeyStore for AnyStore {
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
         delegate!(self, s => s.touch_last_used(updates))
     }
-    async fn commit(&self, change: Change, log: &[Operation]) -> Result<Option<KeyRecord>, StoreError> {
+    async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
         delegate!(self, s => s.commit(change, log))
     }
     async fn operations(

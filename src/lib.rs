@@ -3,6 +3,9 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 pub mod header;
 
 mod checksum;
@@ -38,7 +41,8 @@ pub use manager::{
     ManageError, PolicyDenied, UpdateRequest,
 };
 pub use operation::{
-    Actor, ActorError, Change, KeyUpdate, Operation, OperationChanges, OperationCursor, OperationId, OperationKind,
+    Actor, ActorError, Change, KeyUpdate, LogEntry, Operation, OperationChanges, OperationCursor, OperationId,
+    OperationKind,
 };
 pub use random::RandomError;
 pub use record::{

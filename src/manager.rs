@@ -29,7 +29,9 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::digest::{Digest, Peppers};
 use crate::header::is_token68;
-use crate::operation::{Actor, Change, KeyUpdate, Operation, OperationChanges, OperationCursor, OperationKind};
+use crate::operation::{
+    Actor, Change, KeyUpdate, LogEntry, Operation, OperationChanges, OperationCursor, OperationKind,
+};
 use crate::random::RandomError;
 use crate::record::{
     ApiKeySummary, CreatedKey, Description, FieldError, KeyInfo, KeyKind, KeyRecord, KeyStatus, ReissueLinks,
@@ -83,6 +85,9 @@ pub enum ManageError {
     /// The OS random generator failed.
     #[error(transparent)]
     Random(#[from] RandomError),
+    /// An update that changes nothing.
+    #[error("the update names no field to change")]
+    EmptyUpdate,
     /// The store failed; nothing was written.
     #[error(transparent)]
     Store(StoreError),
@@ -407,12 +412,12 @@ impl<S: KeyStore> KeyManager<S> {
     /// An operations log entry by this manager's actor.
     fn entry(
         &self,
-        key: &KeyRecord,
+        key: &KeyId,
         kind: OperationKind,
         now: Timestamp,
         changes: OperationChanges,
-    ) -> Result<Operation, ManageError> {
-        Ok(Operation::new(key, kind, self.actor.clone(), now, changes)?)
+    ) -> Result<LogEntry, ManageError> {
+        Ok(LogEntry::new(*key, kind, self.actor.clone(), now, changes)?)
     }
 
     /// A verifier builder sharing this manager's store, peppers, format and
@@ -519,12 +524,13 @@ impl<S: KeyStore> KeyManager<S> {
             let (record, extra) = draw()?;
             let (change, log) = match write {
                 Write::Insert(kind) => {
-                    let entry = self.entry(&record, kind, now, OperationChanges::of_new(&record))?;
+                    let entry = self.entry(&record.id, kind, now, OperationChanges::of_new(&record))?;
                     (Change::Insert(record.clone()), vec![entry])
                 }
                 Write::Reissue { old, fate } => {
-                    let old_entry = self.entry(old, OperationKind::Reissue, now, reissue_changes(&record, fate))?;
-                    let new_entry = self.entry(&record, OperationKind::Reissue, now, OperationChanges::of_new(&record))?;
+                    let old_entry = self.entry(&old.id, OperationKind::Reissue, now, reissue_changes(&record, fate))?;
+                    let new_entry =
+                        self.entry(&record.id, OperationKind::Reissue, now, OperationChanges::of_new(&record))?;
                     let change = Change::Reissue { old: old.id, new: record.clone(), fate };
                     (change, vec![old_entry, new_entry])
                 }
@@ -573,11 +579,18 @@ impl<S: KeyStore> KeyManager<S> {
     /// # Errors
     /// [`ManageError::NotFound`] or a store failure.
     pub async fn revoke(&self, id: &KeyId) -> Result<(), ManageError> {
-        let record = self.store.get(id).await?.ok_or(ManageError::NotFound(*id))?;
+        self.revoke_logged(id).await.map(drop)
+    }
+
+    /// [`KeyManager::revoke`], returning the operations log entry written.
+    ///
+    /// # Errors
+    /// As [`KeyManager::revoke`].
+    pub async fn revoke_logged(&self, id: &KeyId) -> Result<LogEntry, ManageError> {
         let changes = OperationChanges { status: Some(KeyStatus::Revoked), ..OperationChanges::default() };
-        let entry = self.entry(&record, OperationKind::Revoke, self.clock.now(), changes)?;
-        self.store.commit(Change::Revoke(*id), &[entry]).await?;
-        Ok(())
+        let entry = self.entry(id, OperationKind::Revoke, self.clock.now(), changes)?;
+        self.store.commit(Change::Revoke(*id), std::slice::from_ref(&entry)).await?;
+        Ok(entry)
     }
 
     /// Deletes a key. Its operations log stays readable
@@ -586,30 +599,38 @@ impl<S: KeyStore> KeyManager<S> {
     /// # Errors
     /// [`ManageError::NotFound`] or a store failure.
     pub async fn delete(&self, id: &KeyId) -> Result<(), ManageError> {
-        let record = self.store.get(id).await?.ok_or(ManageError::NotFound(*id))?;
-        let entry = self.entry(&record, OperationKind::Delete, self.clock.now(), OperationChanges::default())?;
-        self.store.commit(Change::Delete(*id), &[entry]).await?;
-        Ok(())
+        self.delete_logged(id).await.map(drop)
+    }
+
+    /// [`KeyManager::delete`], returning the operations log entry written.
+    ///
+    /// # Errors
+    /// As [`KeyManager::delete`].
+    pub async fn delete_logged(&self, id: &KeyId) -> Result<LogEntry, ManageError> {
+        let entry = self.entry(id, OperationKind::Delete, self.clock.now(), OperationChanges::default())?;
+        self.store.commit(Change::Delete(*id), std::slice::from_ref(&entry)).await?;
+        Ok(entry)
     }
 
     /// Changes a key's description, scopes or expiry in one atomic store
     /// operation, logged with what changed. With a [`CachedStore`](crate::store::cached::CachedStore)
     /// the change is invalidated like a revoke, so new scopes or expiry
-    /// apply on the next verify on every node. A request that changes
-    /// nothing writes nothing and returns the key as it is.
+    /// apply on the next verify on every node. Returns the updated key and
+    /// the operations log entry written.
     ///
     /// # Errors
+    /// [`ManageError::EmptyUpdate`] for a request that changes nothing;
     /// [`ManageError::NotFound`]; invalid description or scopes (named);
     /// [`ManageError::AlreadyExpired`] for an expiry not in the future;
     /// [`ManageError::Conflict`] for a revoked key, or a new expiry on a
     /// reissued one; a policy refusal ([`KeyOperation::Update`]); a store
     /// failure (nothing written).
-    pub async fn update(&self, id: &KeyId, request: UpdateRequest) -> Result<KeyInfo, ManageError> {
-        let current = self.store.get(id).await?.ok_or(ManageError::NotFound(*id))?;
+    pub async fn update(&self, id: &KeyId, request: UpdateRequest) -> Result<(KeyInfo, Operation), ManageError> {
         let update = self.validate_update(&request)?;
         if update.is_empty() {
-            return Ok(current.info());
+            return Err(ManageError::EmptyUpdate);
         }
+        let current = self.store.get(id).await?.ok_or(ManageError::NotFound(*id))?;
         let now = self.clock.now();
         if let Some(e) = update.expires_at {
             self.check_expiry(e, now)?;
@@ -620,12 +641,13 @@ impl<S: KeyStore> KeyManager<S> {
             scopes: update.scopes.as_ref().unwrap_or(&current.scopes),
             expires_at: update.expires_at.unwrap_or(current.expires_at),
         })?;
-        let entry = self.entry(&current, OperationKind::Update, now, OperationChanges::of_update(&update))?;
-        let updated = self.store.commit(Change::Update { id: *id, update }, &[entry]).await?;
+        let entry = self.entry(id, OperationKind::Update, now, OperationChanges::of_update(&update))?;
+        let updated = self.store.commit(Change::Update { id: *id, update }, std::slice::from_ref(&entry)).await?;
         let updated = updated.ok_or_else(|| {
             ManageError::Store(StoreError::Corrupt("the store did not return the updated key".to_owned()))
         })?;
-        Ok(updated.info())
+        let operation = entry.recorded(&updated.service_account_id);
+        Ok((updated.info(), operation))
     }
 
     fn validate_update(&self, request: &UpdateRequest) -> Result<KeyUpdate, ManageError> {
@@ -812,7 +834,7 @@ mod tests {
         async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
             self.inner.touch_last_used(updates).await
         }
-        async fn commit(&self, change: Change, log: &[Operation]) -> Result<Option<KeyRecord>, StoreError> {
+        async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
             match &change {
                 Change::Insert(r) | Change::Reissue { new: r, .. } => self.taken(r).map(|()| None),
                 _ => self.inner.commit(change, log).await,

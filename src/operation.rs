@@ -2,9 +2,11 @@
 //!
 //! Every change the [`KeyManager`](crate::KeyManager) makes — create,
 //! update, revoke, delete, reissue, import — reaches the store as one
-//! [`Change`] together with the [`Operation`] entries that record it, in one
-//! call ([`KeyStore::commit`](crate::KeyStore::commit)); stores write both
-//! or neither. An entry names the actor, the time and what changed
+//! [`Change`] together with the [`LogEntry`]s that record it, in one call
+//! ([`KeyStore::commit`](crate::KeyStore::commit)); stores write both or
+//! neither, each entry as an [`Operation`] that also names the key's service
+//! account (which the store reads in the same step, so a revoke or delete
+//! needs no read before it). An entry names the actor, the time and what changed
 //! ([`OperationChanges`]: the new values of the fields that changed), never a
 //! secret or digest.
 //!
@@ -269,27 +271,52 @@ pub struct Operation {
     pub changes: OperationChanges,
 }
 
-impl Operation {
+/// An operations log entry as a change's author writes it; the store
+/// records it as an [`Operation`] with the key's service account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogEntry {
+    /// The entry's id (unique in its store).
+    pub id: OperationId,
+    /// The key changed.
+    pub key_id: KeyId,
+    /// What was done.
+    pub kind: OperationKind,
+    /// Who did it.
+    pub actor: Actor,
+    /// When.
+    pub created_at: Timestamp,
+    /// What changed.
+    pub changes: OperationChanges,
+}
+
+impl LogEntry {
     /// An entry with a fresh id.
     ///
     /// # Errors
     /// [`RandomError`] if the OS generator fails.
     pub fn new(
-        key: &KeyRecord,
+        key_id: KeyId,
         kind: OperationKind,
         actor: Actor,
         created_at: Timestamp,
         changes: OperationChanges,
     ) -> Result<Self, RandomError> {
-        Ok(Self {
-            id: OperationId::generate()?,
-            key_id: key.id,
-            service_account_id: key.service_account_id.clone(),
-            kind,
-            actor,
-            created_at,
-            changes,
-        })
+        Ok(Self { id: OperationId::generate()?, key_id, kind, actor, created_at, changes })
+    }
+
+    /// The entry as recorded for a key of `service_account_id`.
+    #[must_use]
+    pub fn recorded(&self, service_account_id: &ServiceAccountId) -> Operation {
+        Operation {
+            id: self.id,
+            key_id: self.key_id,
+            service_account_id: service_account_id.clone(),
+            kind: self.kind,
+            actor: self.actor.clone(),
+            created_at: self.created_at,
+            changes: self.changes.clone(),
+        }
     }
 }
 
@@ -390,7 +417,10 @@ pub fn check_updatable(record: &KeyRecord, update: &KeyUpdate) -> Result<(), Sto
         return Err(StoreError::Conflict { id: record.id, reason: "the key is revoked" });
     }
     if update.expires_at.is_some() && record.links.replaced_by.is_some() {
-        return Err(StoreError::Conflict { id: record.id, reason: "the key was reissued: its expiry is its grace period" });
+        return Err(StoreError::Conflict {
+            id: record.id,
+            reason: "the key was reissued: its expiry is its grace period",
+        });
     }
     Ok(())
 }

@@ -16,9 +16,9 @@ use std::time::Duration;
 use api_keys::store::cached::{BusStatus, CacheConfig, CachedStore, Peek};
 use api_keys::store::invalidation::{InvalidationBus, MemoryBus};
 use api_keys::{
-    Change, Clock, CreateRequest, Digest, KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore, ManualClock, MemoryStore,
-    OldKeyFate, Operation, OperationCursor, Page, PageRequest, Pepper, Peppers, ScopeCatalog, Secret, ServiceAccountId, StoreError, Timestamp,
-    Verifier, VerifyError,
+    Change, Clock, CreateRequest, Digest, KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore, LogEntry, ManualClock,
+    MemoryStore, OldKeyFate, Operation, OperationCursor, Page, PageRequest, Pepper, Peppers, ScopeCatalog, Secret,
+    ServiceAccountId, StoreError, Timestamp, UpdateRequest, Verifier, VerifyError,
 };
 use tokio::sync::oneshot;
 
@@ -148,7 +148,7 @@ impl KeyStore for Probe {
         self.inner.reissue(old, new, fate).await
     }
 
-    async fn commit(&self, change: Change, log: &[Operation]) -> Result<Option<KeyRecord>, StoreError> {
+    async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
         let revoke = matches!(change, Change::Revoke(_));
         if revoke {
             self.gate(Point::RevokeBeforeWrite).await;
@@ -733,6 +733,31 @@ async fn a_revoke_on_one_node_reaches_the_other_over_the_memory_bus() {
     }
     assert_eq!(b.store.bus_status().received, 3);
     assert_eq!(a.store.bus_status().publish_failures, 0);
+}
+
+/// A scope update on node A takes effect on node B's next verify (after
+/// the bus message), though B had the old scopes cached for ten minutes.
+#[tokio::test]
+async fn a_scope_update_on_one_node_reaches_the_other_over_the_memory_bus() {
+    let shared = Arc::new(MemoryStore::new());
+    let bus = MemoryBus::new();
+    let a = node(CachedStore::with_bus(Arc::clone(&shared), long_ttls(), bus.clone()).unwrap(), None);
+    let b = node(CachedStore::with_bus(Arc::clone(&shared), long_ttls(), bus.clone()).unwrap(), None);
+    wait_subscribed(&a.store, 1).await;
+    wait_subscribed(&b.store, 1).await;
+    let monitoring = ScopeCatalog::yandex_cloud().requirement("yc.monitoring.read").unwrap();
+
+    let (id, header) = create(&a).await;
+    b.verifier.verify(header.as_bytes(), Some(&monitoring)).await.unwrap();
+    assert!(matches!(b.store.peek(&id).await, Peek::Record(_)), "B has it cached");
+    a.manager.update(&id, UpdateRequest::new().scopes(["yc.postbox.send"])).await.unwrap();
+    eventually(Duration::from_secs(1), "scope update", || async {
+        b.verifier.verify(header.as_bytes(), Some(&monitoring)).await.is_err()
+    })
+    .await;
+    let principal = b.verifier.verify(header.as_bytes(), None).await.unwrap();
+    assert!(principal.scopes().contains("yc.postbox.send"), "B sees the new scopes");
+    assert_eq!(b.store.bus_status().received, 1);
 }
 
 /// A bus whose subscriptions the test can cut, to exercise reconnects.

@@ -93,7 +93,7 @@ use super::invalidation::{BusError, InvalidationBus, InvalidationSubscription, P
 use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
 use crate::clock::Timestamp;
 use crate::digest::Digest;
-use crate::operation::{Change, Operation, OperationCursor};
+use crate::operation::{Change, LogEntry, Operation, OperationCursor};
 use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
 use crate::token::KeyId;
 
@@ -842,7 +842,7 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
     /// Invalidates as the change's own method does: an update, like a
     /// revoke, drops the key here and is published to every node, so new
     /// scopes or expiry apply on the next verify everywhere.
-    async fn commit(&self, change: Change, log: &[Operation]) -> Result<Option<KeyRecord>, StoreError> {
+    async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
         let imported = |r: &KeyRecord| (r.kind == KeyKind::Imported).then(|| *r.digest.as_bytes());
         let (ids, digest, publish): (Vec<KeyId>, Option<[u8; 32]>, Vec<KeyId>) = match &change {
             Change::Insert(r) => (vec![r.id], imported(r), vec![]),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::BoxError;
 use crate::clock::Timestamp;
 use crate::digest::Digest;
-use crate::operation::{Change, Operation, OperationCursor, OperationId};
+use crate::operation::{Change, LogEntry, Operation, OperationCursor, OperationId};
 use crate::record::{KeyRecord, ServiceAccountId};
 use crate::token::KeyId;
 
@@ -201,12 +201,14 @@ pub trait KeyStore: Send + Sync + 'static {
     fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Applies `change` and appends `log` (the entries recording it) to the
-    /// operations log in one atomic step: both or neither. Returns the
+    /// operations log in one atomic step: both or neither. Each entry is
+    /// recorded with the service account of the changed key (the old key of
+    /// a reissue), which the store reads in the same step. Returns the
     /// record as updated for [`Change::Update`], `None` for other changes.
     fn commit(
         &self,
         change: Change,
-        log: &[Operation],
+        log: &[LogEntry],
     ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
 
     /// One key's operations log, newest first, paged by
@@ -258,7 +260,7 @@ impl<S: KeyStore> KeyStore for Arc<S> {
     fn commit(
         &self,
         change: Change,
-        log: &[Operation],
+        log: &[LogEntry],
     ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
         (**self).commit(change, log)
     }

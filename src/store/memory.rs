@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Rw
 use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue};
 use crate::clock::Timestamp;
 use crate::digest::Digest;
-use crate::operation::{Change, Operation, OperationCursor, OperationId, apply_update};
+use crate::operation::{Change, LogEntry, Operation, OperationCursor, OperationId, apply_update};
 use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
 use crate::scope::ScopeSet;
 use crate::token::KeyId;
@@ -115,7 +115,7 @@ struct OperationsLog {
 
 impl OperationsLog {
     /// Refuses entries whose ids are logged already (or repeated).
-    fn check(&self, entries: &[Operation]) -> Result<(), StoreError> {
+    fn check(&self, entries: &[LogEntry]) -> Result<(), StoreError> {
         let mut seen = HashSet::new();
         for e in entries {
             if self.ids.contains(&e.id) || !seen.insert(e.id) {
@@ -125,11 +125,11 @@ impl OperationsLog {
         Ok(())
     }
 
-    fn append(&mut self, entries: &[Operation]) {
+    fn append(&mut self, entries: &[LogEntry], service_account: &ServiceAccountId) {
         for e in entries {
             self.seq += 1;
             self.ids.insert(e.id);
-            self.by_key.entry(e.key_id).or_default().push((self.seq, Arc::new(e.clone())));
+            self.by_key.entry(e.key_id).or_default().push((self.seq, Arc::new(e.recorded(service_account))));
         }
     }
 
@@ -370,11 +370,18 @@ impl KeyStore for MemoryStore {
         self.reissue_now(&mut index, old, new, fate)
     }
 
-    async fn commit(&self, change: Change, log: &[Operation]) -> Result<Option<KeyRecord>, StoreError> {
+    async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
         let mut index = lock(&self.writer);
         index.log.check(log)?;
+        let account = match &change {
+            Change::Insert(r) => r.service_account_id.clone(),
+            other => {
+                let id = other.key_id();
+                self.get_now(&id).ok_or(StoreError::NotFound(id))?.service_account_id.clone()
+            }
+        };
         let out = self.apply(&mut index, change)?;
-        index.log.append(log);
+        index.log.append(log, &account);
         Ok(out)
     }
 

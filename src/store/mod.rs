@@ -49,10 +49,10 @@ pub(crate) mod sqlite;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisConnection;
+pub use crate::operation::{apply_update, check_updatable};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))))]
 pub use backend::{ConfigError, DEFAULT_TIMEOUT};
-pub use crate::operation::{apply_update, check_updatable};
 pub use key_store::{apply_reissue, check_reissuable};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]

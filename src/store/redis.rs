@@ -86,7 +86,7 @@ use super::backend::{ConfigError, DEFAULT_TIMEOUT, Row, join_scopes, split_scope
 use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue};
 use crate::clock::Timestamp;
 use crate::digest::Digest;
-use crate::operation::{Change, KeyUpdate, Operation, OperationCursor};
+use crate::operation::{Change, KeyUpdate, LogEntry, Operation, OperationCursor};
 use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
 use crate::token::KeyId;
 
@@ -729,18 +729,38 @@ impl<C> RedisStore<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
-    fn log_args(&self, log: &[Operation]) -> Result<LogArgs, StoreError> {
+    fn log_args(&self, log: &[LogEntry], account: &ServiceAccountId) -> Result<LogArgs, StoreError> {
         let mut keys = vec![format!("{{{}}}:opids", self.prefix), format!("{{{}}}:opseq", self.prefix)];
         let mut args = vec![log.len().to_string()];
         for e in log {
             keys.push(format!("{}{}", self.ops_prefix, e.key_id.as_str()));
             args.push(e.id.as_str().to_owned());
             args.push(
-                serde_json::to_string(e)
+                serde_json::to_string(&e.recorded(account))
                     .map_err(|_| StoreError::Corrupt("an operation does not serialise".to_owned()))?,
             );
         }
         Ok(LogArgs { keys, args })
+    }
+
+    /// The owner of the key `change` is about. A key's owner never changes,
+    /// so reading it before the change's script is safe: if the key goes
+    /// in between, the script finds it gone and logs nothing.
+    async fn account_of(&self, change: &Change) -> Result<ServiceAccountId, StoreError> {
+        if let Change::Insert(r) = change {
+            return Ok(r.service_account_id.clone());
+        }
+        let id = change.key_id();
+        let mut conn = self.conn.clone();
+        let sa: Option<String> = cmd("HGET")
+            .arg(self.record_key(&id))
+            .arg("service_account_id")
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        let sa = sa.ok_or(StoreError::NotFound(id))?;
+        ServiceAccountId::new(&sa)
+            .map_err(|_| StoreError::Corrupt("field `service_account_id` is not a valid service account id".to_owned()))
     }
 
     /// Runs `plain` with `call`, or, with `log`, the logged form of the
@@ -813,12 +833,8 @@ where
             let account = ServiceAccountId::new(&sa).map_err(|_| {
                 StoreError::Corrupt("field `service_account_id` is not a valid service account id".to_owned())
             })?;
-            let call = Call::default()
-                .key(&key)
-                .key(self.account_key(&account))
-                .key(&*self.digests)
-                .arg(id.as_str())
-                .arg(&sa);
+            let call =
+                Call::default().key(&key).key(self.account_key(&account)).key(&*self.digests).arg(id.as_str()).arg(&sa);
             match self.run(&mut conn, (&SCRIPTS.delete, &SCRIPTS.logged_delete), &call, log).await?.as_str() {
                 "1" => return Ok(()),
                 "0" => return Err(StoreError::NotFound(*id)),
@@ -1018,10 +1034,11 @@ where
         .await
     }
 
-    async fn commit(&self, change: Change, log: &[Operation]) -> Result<Option<KeyRecord>, StoreError> {
-        let log_args = self.log_args(log)?;
-        let log = Some(&log_args);
+    async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
         timed(self.timeout, async {
+            let account = self.account_of(&change).await?;
+            let log_args = self.log_args(log, &account)?;
+            let log = Some(&log_args);
             match change {
                 Change::Insert(r) => self.insert_with(&r, log).await.map(|()| None),
                 Change::Update { id, update } => self.update_logged(&id, &update, &log_args).await.map(Some),

@@ -108,6 +108,8 @@ pub(super) const REVOKE: &str = "UPDATE api_keys SET status = 'revoked' WHERE id
 pub(super) const DELETE: &str = "DELETE FROM api_keys WHERE id = $1";
 /// Links a reissued key to its successor and revokes or limits it.
 pub(super) const RELINK: &str = "UPDATE api_keys SET replaced_by = $2, status = $3, expires_at = $4 WHERE id = $1";
+/// A key's owner, which its log entries record.
+pub(super) const SELECT_ACCOUNT: &str = "SELECT service_account_id FROM api_keys WHERE id = $1";
 /// Writes the fields an update may change.
 pub(super) const UPDATE: &str = "UPDATE api_keys SET description = $2, scopes = $3, expires_at = $4 WHERE id = $1";
 /// Appends one operations log entry; an id already logged writes nothing.
@@ -210,7 +212,7 @@ macro_rules! sql_key_store {
             use $crate::clock::Timestamp;
             use $crate::digest::Digest;
             use $crate::operation::{
-                Actor, Change, Operation, OperationCursor, OperationId, OperationKind, apply_update,
+                Actor, Change, LogEntry, Operation, OperationCursor, OperationId, OperationKind, apply_update,
             };
             use $crate::record::{KeyRecord, ServiceAccountId};
             use $crate::store::backend::{Row, timed};
@@ -339,14 +341,28 @@ macro_rules! sql_key_store {
                 }
             }
 
+            /// The owner of the key a change is about, read inside `tx`.
+            async fn account_in(tx: &mut Tx, change: &Change) -> Result<String, StoreError> {
+                if let Change::Insert(r) = change {
+                    return Ok(r.service_account_id.as_str().to_owned());
+                }
+                let id = change.key_id();
+                let account: Option<String> = sqlx::query_scalar(sql::SELECT_ACCOUNT)
+                    .bind(id.as_str())
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(sqlx_error)?;
+                account.ok_or(StoreError::NotFound(id))
+            }
+
             /// Appends one log entry inside `tx`.
-            async fn log_in(tx: &mut Tx, e: &Operation) -> Result<(), StoreError> {
+            async fn log_in(tx: &mut Tx, e: &LogEntry, account: &str) -> Result<(), StoreError> {
                 let changes = serde_json::to_string(&e.changes)
                     .map_err(|_| StoreError::Corrupt("operation changes do not serialise".to_owned()))?;
                 let done = sqlx::query(sql::LOG)
                     .bind(e.id.as_str())
                     .bind(e.key_id.as_str())
-                    .bind(e.service_account_id.as_str())
+                    .bind(account)
                     .bind(e.kind.as_str())
                     .bind(e.actor.as_str())
                     .bind(e.created_at.unix_nanos())
@@ -498,14 +514,15 @@ macro_rules! sql_key_store {
                     .await
                 }
 
-                async fn commit(&self, change: Change, log: &[Operation]) -> Result<Option<KeyRecord>, StoreError> {
+                async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
                     timed(self.timeout, async {
                         // Dropping `tx` without commit (any `?` below) rolls
                         // back the change with the log rows.
                         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(sqlx_error)?;
+                        let account = account_in(&mut tx, &change).await?;
                         let out = apply_change(&mut tx, change).await?;
                         for entry in log {
-                            log_in(&mut tx, entry).await?;
+                            log_in(&mut tx, entry, &account).await?;
                         }
                         tx.commit().await.map_err(sqlx_error)?;
                         Ok(out)

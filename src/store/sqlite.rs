@@ -229,11 +229,10 @@ mod tests {
     async fn migrations_are_idempotent_and_tracked_in_their_own_table() {
         let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
         store.migrate().await.unwrap();
-        let versions: Vec<i64> =
-            sqlx::query_scalar("SELECT version FROM _api_keys_migrations ORDER BY version")
-                .fetch_all(store.pool())
-                .await
-                .unwrap();
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _api_keys_migrations ORDER BY version")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
         assert_eq!(versions, [1, 2]);
         let sqlx_default: Option<String> =
             sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = '_sqlx_migrations'")

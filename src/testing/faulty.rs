@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::digest::Digest;
-use crate::operation::{Change, Operation, OperationCursor};
+use crate::operation::{Change, LogEntry, Operation, OperationCursor};
 use crate::record::{KeyRecord, ServiceAccountId};
 use crate::store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
 use crate::token::KeyId;
@@ -281,7 +281,7 @@ impl<S: KeyStore> KeyStore for FaultyStore<S> {
         self.run(Op::TouchLastUsed, move || self.inner.touch_last_used(updates)).await
     }
 
-    async fn commit(&self, change: Change, log: &[Operation]) -> Result<Option<KeyRecord>, StoreError> {
+    async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
         self.run(Op::of(&change), move || self.inner.commit(change, log)).await
     }
 

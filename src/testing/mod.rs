@@ -124,7 +124,7 @@ mod tests {
         fn commit(
             &self,
             change: crate::Change,
-            log: &[crate::Operation],
+            log: &[crate::LogEntry],
         ) -> impl std::future::Future<Output = Result<Option<crate::KeyRecord>, crate::StoreError>> + Send {
             self.0.commit(change, log)
         }
