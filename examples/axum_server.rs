@@ -28,11 +28,10 @@
 //! With `API_KEYS_DATABASE_URL` set (`sqlite:…`, `postgres://…` or
 //! `redis://…`, with the matching cargo feature) the keys live in that store
 //! instead, digested with the pepper in `API_KEYS_PEPPER` (base64, at least
-//! 32 bytes; version `API_KEYS_PEPPER_VERSION`, default 1) or, for SQLite,
-//! in the pepper file beside the database; no demo key is made. These are
-//! the variables `keyctl` reads ([`api_keys::config`]), so a key made with
-//! `cargo run --features cli,sqlite,postgres,redis --example keyctl -- create …`
-//! works here.
+//! 32 bytes; version `API_KEYS_PEPPER_VERSION`, default 1); no demo key is
+//! made. These are variables `keyctl` reads too, so a key made with
+//! `keyctl create …` (crate `api-keys-cli`) works here. For a ready-made key
+//! service use `keyctl serve` instead of this example.
 //! Ctrl-C (or SIGTERM) stops accepting connections, lets in-flight requests
 //! finish, writes pending last-used times and exits.
 
@@ -158,9 +157,9 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// `API_KEYS_DATABASE_URL`: where persistent stores plug in. The store and
-/// pepper are chosen by [`api_keys::config`], exactly as `keyctl` chooses
-/// them, so keys made with `keyctl` verify here; the router, layer and
+/// `API_KEYS_DATABASE_URL`: where persistent stores plug in. The URL is
+/// mapped to a store by [`api_keys::config::open_store`], as `keyctl`
+/// maps it, so keys made with `keyctl` verify here; the router, layer and
 /// shutdown are the same for every store.
 mod database {
     use super::BoxError;
@@ -168,22 +167,25 @@ mod database {
 
     /// Opens the store `url` names (`sqlite:…`, `postgres://…` or
     /// `redis://…`, each with its cargo feature) with the pepper from
-    /// `API_KEYS_PEPPER` / `API_KEYS_PEPPER_VERSION` or, for SQLite, the
-    /// pepper file beside the database, and serves it. No demo key is made:
-    /// keys come from the operator tools.
+    /// `API_KEYS_PEPPER` / `API_KEYS_PEPPER_VERSION`, and serves it. No demo
+    /// key is made: keys come from the operator tools. (The pepper file that
+    /// `keyctl` keeps beside a SQLite database is `keyctl`'s own rule;
+    /// `keyctl serve` reads it, this example does not.)
     #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
     pub(super) async fn serve(url: &str, port: u16, catalog: ScopeCatalog) -> Result<(), BoxError> {
-        use api_keys::config::{self, PepperSettings, PepperSource};
-        let pepper = config::load_peppers(url, &PepperSettings::from_env())?;
-        if let PepperSource::Created(path) = &pepper.source {
-            tracing::warn!(
-                path = %path.display(),
-                "API_KEYS_PEPPER is not set; created a new pepper file beside the database (mode 0600)"
-            );
-        }
-        let store = config::open_store(url).await?;
+        use api_keys::{Pepper, Peppers};
+        let pepper = std::env::var("API_KEYS_PEPPER")
+            .map_err(|_| "API_KEYS_PEPPER is not set: give the pepper the keys were made with")?;
+        let version = match std::env::var("API_KEYS_PEPPER_VERSION") {
+            Ok(v) if !v.trim().is_empty() => {
+                v.trim().parse().map_err(|_| "API_KEYS_PEPPER_VERSION must be a whole number")?
+            }
+            _ => 1,
+        };
+        let peppers = Peppers::single(Pepper::from_base64(version, &pepper)?);
+        let store = api_keys::config::open_store(url).await?;
         tracing::info!(backend = %store.backend(), "keys are kept in the database");
-        let manager = api_keys::KeyManager::builder(std::sync::Arc::new(store), pepper.peppers, catalog).build();
+        let manager = api_keys::KeyManager::builder(std::sync::Arc::new(store), peppers, catalog).build();
         super::serve(manager, port).await
     }
 

@@ -31,6 +31,10 @@ use zeroize::Zeroizing;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
+/// The message whose HMAC under a pepper is its fingerprint. It contains
+/// spaces and a colon, so it is never a key (keys are token68).
+const FINGERPRINT_LABEL: &[u8] = b"api-keys: pepper fingerprint v1";
+
 // Shortest accepted pepper, in bytes.
 pub(crate) const MIN_PEPPER_LEN: usize = 32;
 
@@ -279,6 +283,17 @@ impl Pepper {
     #[must_use]
     pub fn version(&self) -> u32 {
         self.version
+    }
+
+    /// The pepper's public fingerprint: `HMAC-SHA256(pepper, label)` with a
+    /// fixed label no key can equal. Stores keep it per version
+    /// ([`crate::KeyStore::pepper_fingerprint`]) so a wrong pepper is
+    /// refused at start ([`crate::KeyManager::check_peppers`]) instead of
+    /// answering "wrong secret" to every key. It reveals nothing about the
+    /// pepper.
+    #[must_use]
+    pub fn fingerprint(&self) -> Digest {
+        self.digest(FINGERPRINT_LABEL)
     }
 
     /// `HMAC-SHA256(pepper, secret)`.

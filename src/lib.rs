@@ -26,6 +26,9 @@ mod record;
 mod scope;
 mod secret;
 mod shard;
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub mod shield;
 pub mod store;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
@@ -38,7 +41,7 @@ pub use digest::{Digest, DigestError, Pepper, PepperError, Peppers};
 pub use error::BoxError;
 pub use manager::{
     AllowAll, CreateRequest, CreationPolicy, DenyAll, KeyManager, KeyManagerBuilder, KeyOperation, KeyRequest,
-    ManageError, PolicyDenied, UpdateRequest,
+    ManageError, PepperCheckError, PolicyDenied, UpdateRequest,
 };
 pub use operation::{
     Actor, ActorError, Change, KeyUpdate, LogEntry, Operation, OperationChanges, OperationCursor, OperationId,

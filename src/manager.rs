@@ -49,6 +49,26 @@ pub(crate) const MIN_IMPORTED_LEN: usize = 16;
 // Longest importable secret, in bytes.
 pub(crate) const MAX_IMPORTED_LEN: usize = 512;
 
+/// Why [`KeyManager::check_peppers`] refused the configured peppers.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PepperCheckError {
+    /// The store recorded a different pepper's fingerprint under this
+    /// version: keys made with the recorded pepper would all be "wrong
+    /// secret", and keys made now would mix two peppers under one version.
+    #[error(
+        "pepper version {version} is not the pepper this key store was used with \
+         (its fingerprint differs from the one the store recorded for version {version})"
+    )]
+    Mismatch {
+        /// The pepper version.
+        version: u32,
+    },
+    /// The store could not answer; nothing was decided.
+    #[error("key store unavailable while checking pepper fingerprints")]
+    Store(#[source] StoreError),
+}
+
 /// Why a management operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -429,6 +449,29 @@ impl<S: KeyStore> KeyManager<S> {
             .clock(Arc::clone(&self.clock))
     }
 
+    /// Checks every pepper held against the fingerprint the store recorded
+    /// for its version, recording the fingerprints of versions the store
+    /// has not seen yet (a first start, or a new version after a rotation).
+    /// Call it once at start, before creating or verifying keys: a wrong
+    /// pepper then stops the process instead of answering "wrong secret" to
+    /// every key. Fingerprints are recorded from the first check on; a store
+    /// used before that records whatever pepper checks first.
+    ///
+    /// # Errors
+    /// [`PepperCheckError::Mismatch`] naming the version,
+    /// [`PepperCheckError::Store`] if the store cannot answer.
+    pub async fn check_peppers(&self) -> Result<(), PepperCheckError> {
+        for pepper in self.peppers.iter() {
+            let mine = pepper.fingerprint();
+            let recorded =
+                self.store.pepper_fingerprint(pepper.version(), mine).await.map_err(PepperCheckError::Store)?;
+            if recorded != mine {
+                return Err(PepperCheckError::Mismatch { version: pepper.version() });
+            }
+        }
+        Ok(())
+    }
+
     /// The scope catalog.
     #[must_use]
     pub fn catalog(&self) -> &ScopeCatalog {
@@ -730,14 +773,25 @@ impl<S: KeyStore> KeyManager<S> {
             return Err(ManageError::InvalidImportedSecret("starts with this crate's key prefix"));
         }
         let (t, now) = self.admit(KeyOperation::Import, &request)?;
+        self.refuse_known_import(bytes).await?;
         let (pepper_version, digest) = self.peppers.digest_current(bytes);
-        if self.store.get_by_digest(&digest).await?.is_some() {
-            return Err(ManageError::AlreadyImported);
-        }
-        let masked = secret.tail6();
+        let masked = MaskedKey::of_digest(&digest);
         let draw = || Ok((t.record(KeyId::generate()?, KeyKind::Imported, (pepper_version, digest), masked, now), ()));
         let (record, ()) = self.store_new(Write::Insert(OperationKind::Import), now, draw).await?;
         Ok(record.info())
+    }
+
+    /// Refuses a secret that is already imported under any pepper held, as
+    /// the verifier would find it (probing the current pepper alone would
+    /// let a secret imported before a rotation be imported again for
+    /// another account, and authenticate as the first one).
+    async fn refuse_known_import(&self, secret: &[u8]) -> Result<(), ManageError> {
+        for pepper in self.peppers.iter() {
+            if self.store.get_by_digest(&pepper.digest(secret)).await?.is_some() {
+                return Err(ManageError::AlreadyImported);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -846,6 +900,9 @@ mod tests {
             page: PageRequest<OperationCursor>,
         ) -> Result<Page<Operation, OperationCursor>, StoreError> {
             self.inner.operations(key, page).await
+        }
+        async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
+            self.inner.pepper_fingerprint(version, proposed).await
         }
     }
 

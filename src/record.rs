@@ -292,6 +292,12 @@ impl KeyRecord {
     /// with and the secret's last characters) and its creation time. It has
     /// no description, scopes, expiry, last use or reissue links until those
     /// fields are set.
+    ///
+    /// `masked_key` is kept for native keys (it is their public checksum).
+    /// An imported key's masked form is always six hex digits of its digest,
+    /// whatever is passed: its last characters belong to the secret, and
+    /// records written by earlier versions (which kept them) are read
+    /// through here too.
     #[must_use]
     pub fn new(
         id: KeyId,
@@ -302,6 +308,10 @@ impl KeyRecord {
         masked_key: MaskedKey,
         created_at: Timestamp,
     ) -> Self {
+        let masked_key = match kind {
+            KeyKind::Native => masked_key,
+            KeyKind::Imported => MaskedKey::of_digest(&digest),
+        };
         Self {
             id,
             pepper_version,
@@ -470,6 +480,23 @@ mod tests {
             kind: KeyKind::Native,
             links: ReissueLinks::default(),
         }
+    }
+
+    /// Issue 17 finding 9: whatever a store hands back for an imported key
+    /// (records written by earlier versions kept the secret's last six
+    /// characters), the record shows six hex digits of the digest.
+    #[test]
+    fn an_imported_record_never_shows_part_of_its_secret() {
+        let digest = Digest::from_bytes([0xAB; 32]);
+        let secret_tail = MaskedKey::from_tail(b"legacySECRET");
+        let id = KeyId::parse("aaaaaaaaaaaaaaaaaaaa").unwrap();
+        let sa = ServiceAccountId::new("sa").unwrap();
+        let t = Timestamp::UNIX_EPOCH;
+        let imported = KeyRecord::new(id, sa.clone(), KeyKind::Imported, 1, digest, secret_tail, t);
+        assert_eq!(imported.masked_key.to_string(), "****ababab");
+        assert_eq!(imported.info().masked_key.to_string(), "****ababab");
+        let native = KeyRecord::new(id, sa, KeyKind::Native, 1, digest, secret_tail, t);
+        assert_eq!(native.masked_key.to_string(), "****SECRET", "a native key's tail is its public checksum");
     }
 
     #[test]

@@ -98,6 +98,22 @@ impl MaskedKey {
         Self { tail, len: src.len() as u8 }
     }
 
+    /// The masked form of an imported key: six hex digits of its digest.
+    ///
+    /// An imported secret's last characters are part of the secret itself
+    /// (a native key ends in its public checksum), so they are never kept or
+    /// shown; the digest prefix still tells keys apart in a listing and
+    /// reveals nothing about the secret.
+    pub(crate) fn of_digest(digest: &crate::digest::Digest) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut tail = [0u8; 6];
+        for (i, b) in digest.as_bytes()[..3].iter().enumerate() {
+            tail[2 * i] = HEX[usize::from(b >> 4)];
+            tail[2 * i + 1] = HEX[usize::from(b & 0x0F)];
+        }
+        Self { tail, len: 6 }
+    }
+
     /// The visible characters (at most six).
     #[must_use]
     pub fn tail(&self) -> &str {

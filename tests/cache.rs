@@ -171,6 +171,10 @@ impl KeyStore for Probe {
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
         self.inner.touch_last_used(updates).await
     }
+
+    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
+        self.inner.pepper_fingerprint(version, proposed).await
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -702,6 +706,13 @@ async fn wait_subscribed<S: KeyStore>(store: &CachedStore<S>, subscriptions: u64
     .await;
 }
 
+/// Waits until `store` has received one more id than `before`: the echo of
+/// a create (creates are published, for other nodes' flood shields), which
+/// would otherwise drop an entry filled just before it arrives.
+async fn heard_create<S: KeyStore>(store: &CachedStore<S>, before: u64) {
+    eventually(Duration::from_secs(5), "create heard", || async { store.bus_status().received > before }).await;
+}
+
 /// Long TTLs: any rejection on the other node within the test comes from
 /// the bus, not from ageing out.
 fn long_ttls() -> CacheConfig {
@@ -721,7 +732,9 @@ async fn a_revoke_on_one_node_reaches_the_other_over_the_memory_bus() {
     wait_subscribed(&b.store, 1).await;
 
     for op in ["revoke", "delete", "reissue"] {
+        let heard = b.store.bus_status().received;
         let (id, header) = create(&a).await;
+        heard_create(&b.store, heard).await;
         verify(&b, &header).await.unwrap();
         assert!(matches!(b.store.peek(&id).await, Peek::Record(_)), "B has it cached");
         match op {
@@ -731,7 +744,9 @@ async fn a_revoke_on_one_node_reaches_the_other_over_the_memory_bus() {
         }
         eventually(Duration::from_secs(1), op, || async { verify(&b, &header).await.is_err() }).await;
     }
-    assert_eq!(b.store.bus_status().received, 3);
+    // Three creates (published so that other nodes' flood shields learn the
+    // new ids) and the three changes.
+    assert_eq!(b.store.bus_status().received, 3 + 3);
     assert_eq!(a.store.bus_status().publish_failures, 0);
 }
 
@@ -747,7 +762,10 @@ async fn a_scope_update_on_one_node_reaches_the_other_over_the_memory_bus() {
     wait_subscribed(&b.store, 1).await;
     let monitoring = ScopeCatalog::yandex_cloud().requirement("yc.monitoring.read").unwrap();
 
+    let heard = b.store.bus_status().received;
     let (id, header) = create(&a).await;
+    eventually(Duration::from_secs(5), "create heard", || async { b.store.bus_status().received > heard }).await;
+    let heard = b.store.bus_status().received;
     b.verifier.verify(header.as_bytes(), Some(&monitoring)).await.unwrap();
     assert!(matches!(b.store.peek(&id).await, Peek::Record(_)), "B has it cached");
     a.manager.update(&id, UpdateRequest::new().scopes(["yc.postbox.send"])).await.unwrap();
@@ -757,7 +775,7 @@ async fn a_scope_update_on_one_node_reaches_the_other_over_the_memory_bus() {
     .await;
     let principal = b.verifier.verify(header.as_bytes(), None).await.unwrap();
     assert!(principal.scopes().contains("yc.postbox.send"), "B sees the new scopes");
-    assert_eq!(b.store.bus_status().received, 1);
+    assert_eq!(b.store.bus_status().received, heard + 1, "the update's one message");
 }
 
 /// A bus whose subscriptions the test can cut, to exercise reconnects.
@@ -809,6 +827,9 @@ async fn a_lost_subscription_is_retried_and_the_reconnect_clears_the_cache() {
     let b = node(CachedStore::with_bus(Probe::default(), long_ttls(), bus.clone()).unwrap(), None);
     wait_subscribed(&b.store, 1).await;
     let (id, header) = create(&b).await;
+    // The create is published too (for other nodes' flood shields); let its
+    // echo arrive before filling, or it drops the fresh entry.
+    eventually(Duration::from_secs(5), "create echoed", || async { b.store.bus_status().received >= 1 }).await;
     verify(&b, &header).await.unwrap();
     assert!(matches!(b.store.peek(&id).await, Peek::Record(_)));
 
@@ -919,7 +940,9 @@ mod postgres {
         let b = pg_node(&schema, &channel).await;
 
         for op in ["revoke", "delete", "reissue"] {
+            let heard = b.store.bus_status().received;
             let (id, header) = create(&a).await;
+            heard_create(&b.store, heard).await;
             verify(&b, &header).await.unwrap();
             verify(&b, &header).await.unwrap();
             assert!(matches!(b.store.peek(&id).await, Peek::Record(_)), "B has it cached");
@@ -940,7 +963,9 @@ mod postgres {
         let channel = unique("inval");
         let a = pg_node(&schema, &channel).await;
         let b = pg_node(&schema, &channel).await;
+        let heard = b.store.bus_status().received;
         let (id, header) = create(&a).await;
+        heard_create(&b.store, heard).await;
         verify(&b, &header).await.unwrap();
         assert!(matches!(b.store.peek(&id).await, Peek::Record(_)));
 
@@ -1026,7 +1051,9 @@ mod redis_bus {
         let b = redis_node(&prefix, &channel).await;
 
         for op in ["revoke", "delete", "reissue"] {
+            let heard = b.store.bus_status().received;
             let (id, header) = create(&a).await;
+            heard_create(&b.store, heard).await;
             verify(&b, &header).await.unwrap();
             verify(&b, &header).await.unwrap();
             assert!(matches!(b.store.peek(&id).await, Peek::Record(_)), "B has it cached");
@@ -1057,7 +1084,9 @@ mod redis_bus {
         let new: Vec<&String> = after.iter().filter(|id| !before.contains(id)).collect();
         assert_eq!(new.len(), 1, "exactly B's subscriber is new: before {before:?}, after {after:?}");
 
+        let heard = b.store.bus_status().received;
         let (id, header) = create(&a).await;
+        heard_create(&b.store, heard).await;
         verify(&b, &header).await.unwrap();
         assert!(matches!(b.store.peek(&id).await, Peek::Record(_)));
 

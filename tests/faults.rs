@@ -171,3 +171,15 @@ async fn last_used_writes_are_retried_after_a_failure() {
         assert!(manager.get(&id).await.unwrap().last_used_at.is_some());
     }
 }
+
+/// A store that cannot answer the pepper check is reported as unavailable,
+/// never as a mismatch (and never as a pass).
+#[tokio::test]
+async fn a_pepper_check_against_a_failing_store_is_unavailable() {
+    let store = Arc::new(FaultyStore::new(MemoryStore::new()));
+    store.always(Op::PepperFingerprint, Fault::Error);
+    let m =
+        KeyManager::builder(store, Peppers::single(Pepper::new(1, [1u8; 32]).unwrap()), ScopeCatalog::yandex_cloud())
+            .build();
+    assert!(matches!(m.check_peppers().await, Err(api_keys::PepperCheckError::Store(StoreError::Unavailable(_)))));
+}

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use api_keys::{
     ClientClass, CreateRequest, DenyAll, KeyId, KeyManager, KeyOperation, KeyStatus, ManageError, ManualClock,
-    MemoryStore, PageRequest, Pepper, Peppers, PolicyDenied, ScopeCatalog, ScopeError, Secret, Timestamp, Verifier,
-    VerifyError,
+    MemoryStore, PageRequest, Pepper, PepperCheckError, Peppers, PolicyDenied, ScopeCatalog, ScopeError, Secret,
+    Timestamp, Verifier, VerifyError,
 };
 
 const T0: i64 = 1_800_000_000; // 2027-01-15T08:00:00Z
@@ -203,7 +203,12 @@ async fn import_then_verify() {
     let secret = Secret::from("AQVN3sHvAWTemWB8QxHkunfG2x4q7G3OrCG02w".to_owned());
     let info =
         f.manager.import(CreateRequest::new("sa").scopes(["yc.ai.foundationModels.execute"]), &secret).await.unwrap();
-    assert_eq!(info.masked_key.to_string(), "****rCG02w");
+    // Issue 17 finding 9: never the secret's own last characters (as the
+    // masked key of an imported key was before), but six hex digits of its
+    // digest.
+    assert_ne!(info.masked_key.to_string(), "****rCG02w");
+    assert!(info.masked_key.tail().bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert_eq!(info.masked_key.tail().len(), 6);
     let tr = f.manager.catalog().requirement("yc.ai.translate.execute").unwrap();
     let p = f.verifier.verify(header(&secret).as_bytes(), Some(&tr)).await.unwrap();
     assert_eq!(p.key_id(), &info.id);
@@ -383,6 +388,26 @@ async fn pepper_rotation_keeps_old_keys_valid() {
     assert_eq!(e.client_class(), ClientClass::Unavailable);
 }
 
+/// Issue 17 finding 7: a secret imported before a pepper rotation cannot be
+/// imported again for another account after it (the duplicate probe runs
+/// under every pepper held, as the verifier does).
+#[tokio::test]
+async fn the_same_secret_cannot_be_imported_twice_across_a_pepper_rotation() {
+    let store = Arc::new(MemoryStore::new());
+    let p1 = Pepper::new(1, [1u8; 32]).unwrap();
+    let m1 = KeyManager::builder(store.clone(), Peppers::single(p1.clone()), ScopeCatalog::yandex_cloud()).build();
+    let secret = Secret::from("AQVNlegacyLegacyLegacy0123456789".to_owned());
+    let a = m1.import(CreateRequest::new("team-a"), &secret).await.unwrap();
+
+    let rotated = Peppers::new(Pepper::new(2, [2u8; 32]).unwrap(), [p1]).unwrap();
+    let m2 = KeyManager::builder(store.clone(), rotated, ScopeCatalog::yandex_cloud()).build();
+    let again = m2.import(CreateRequest::new("team-b"), &secret).await;
+    assert!(matches!(again, Err(ManageError::AlreadyImported)), "{again:?}");
+    // It still authenticates as team-a, and only as team-a.
+    let p = m2.verifier().build().verify(header(&secret).as_bytes(), None).await.unwrap();
+    assert_eq!((p.key_id(), p.service_account_id().as_str()), (&a.id, "team-a"));
+}
+
 trait PepperOf {
     fn get_now_for_tests(&self, id: &KeyId) -> Option<u32>;
 }
@@ -423,4 +448,31 @@ async fn created_key_prints_the_api_key_yaml_shape() {
     assert_eq!(api_key.as_mapping().unwrap().len(), 5);
     assert_eq!(v.get("secret").unwrap().as_str().unwrap(), c.secret.expose_secret());
     assert_eq!(api_key.get("expires_at").unwrap().as_str().unwrap(), "2030-01-01T21:00:00Z");
+}
+
+/// Issue 17 finding 4: the store keeps a fingerprint per pepper version; a
+/// different pepper under a recorded version is refused, a new version
+/// (a rotation) is recorded. (A failing store: tests/faults.rs.)
+#[tokio::test]
+async fn a_wrong_pepper_is_refused_at_start() {
+    let store = Arc::new(MemoryStore::new());
+    let right = Pepper::new(1, [1u8; 32]).unwrap();
+    let m = KeyManager::builder(store.clone(), Peppers::single(right.clone()), ScopeCatalog::yandex_cloud()).build();
+    m.check_peppers().await.unwrap();
+    m.check_peppers().await.unwrap();
+
+    let wrong = Peppers::single(Pepper::new(1, [9u8; 32]).unwrap());
+    let m_wrong = KeyManager::builder(store.clone(), wrong, ScopeCatalog::yandex_cloud()).build();
+    let e = m_wrong.check_peppers().await.unwrap_err();
+    assert!(matches!(e, PepperCheckError::Mismatch { version: 1 }), "{e:?}");
+    assert!(e.to_string().contains("pepper version 1"), "{e}");
+
+    // A rotation: version 2 is new, version 1 still matches.
+    let rotated = Peppers::new(Pepper::new(2, [2u8; 32]).unwrap(), [right]).unwrap();
+    let m2 = KeyManager::builder(store.clone(), rotated, ScopeCatalog::yandex_cloud()).build();
+    m2.check_peppers().await.unwrap();
+    // ... and from then on version 2 is pinned too.
+    let wrong2 = Peppers::single(Pepper::new(2, [8u8; 32]).unwrap());
+    let e = KeyManager::builder(store, wrong2, ScopeCatalog::yandex_cloud()).build().check_peppers().await.unwrap_err();
+    assert!(matches!(e, PepperCheckError::Mismatch { version: 2 }), "{e:?}");
 }

@@ -169,6 +169,7 @@ macro_rules! conformance_tests {
                 commit_logs => CommitLogs,
                 commit_is_atomic => CommitIsAtomic,
                 operations_pagination => OperationsPagination,
+                pepper_fingerprint => PepperFingerprint,
             );
 
             #[tokio::test]

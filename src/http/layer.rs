@@ -249,7 +249,10 @@ where
         let shared = Arc::clone(&self.shared);
         let header = match take_authorization(req.headers_mut(), shared.strip) {
             Ok(h) => h,
-            Err(e) => return Box::pin(std::future::ready(Ok(shared.render.reject(&e).map(Either::Right)))),
+            Err(e) => {
+                let response = shared.render.reject_for(&e, req.headers());
+                return Box::pin(std::future::ready(Ok(response.map(Either::Right))));
+            }
         };
         Box::pin(async move {
             match shared.authenticate(header.as_ref().map(HeaderValue::as_bytes)).await {
@@ -266,7 +269,7 @@ where
                     ext.insert(Arc::clone(&shared.render));
                     inner.call(req).await.map(|r| r.map(Either::Left))
                 }
-                Err(e) => Ok(shared.render.reject(&e).map(Either::Right)),
+                Err(e) => Ok(shared.render.reject_for(&e, req.headers()).map(Either::Right)),
             }
         })
     }

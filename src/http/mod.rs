@@ -123,6 +123,7 @@ implications apply (`yc.monitoring.manage` passes a guard for
 mod bearer;
 #[cfg(feature = "axum")]
 mod extract;
+mod grpc;
 mod identity;
 mod layer;
 mod rejection;

@@ -154,6 +154,17 @@ impl RenderConfig {
         self.render(error)
     }
 
+    /// As [`RenderConfig::reject`], as a trailers-only gRPC status when the
+    /// request (its `headers`) is a gRPC call.
+    pub(crate) fn reject_for(&self, error: &AuthError, headers: &http::HeaderMap) -> Response<Full<Bytes>> {
+        if crate::http::grpc::is_grpc(headers) {
+            log(error);
+            crate::http::grpc::render(error)
+        } else {
+            self.reject(error)
+        }
+    }
+
     fn render(&self, error: &AuthError) -> Response<Full<Bytes>> {
         let class = error.client_class();
         let status = error.status();

@@ -120,8 +120,8 @@ where
             Err(e) => {
                 let render = req.extensions().get::<Arc<RenderConfig>>().cloned();
                 let response = match render {
-                    Some(r) => r.reject(&e),
-                    None => RenderConfig::default().reject(&e),
+                    Some(r) => r.reject_for(&e, req.headers()),
+                    None => RenderConfig::default().reject_for(&e, req.headers()),
                 };
                 Box::pin(std::future::ready(Ok(response.map(Either::Right))))
             }

@@ -54,7 +54,7 @@
 //! # Other nodes
 //!
 //! Other nodes learn of a change through an [`InvalidationBus`]
-//! ([`CachedStore::with_bus`]): after each local revoke, delete and reissue
+//! ([`CachedStore::with_bus`]): after each local insert, revoke, delete and reissue
 //! the store publishes the key id; a subscriber task drops every id it
 //! receives. When the subscription is lost it reconnects with exponential
 //! backoff and clears the whole cache on every (re)connect, since messages
@@ -600,6 +600,22 @@ impl<S: KeyStore> CachedStore<S> {
         })
     }
 
+    /// No cache, only the publishing half of [`CachedStore::with_bus`]: every
+    /// write through this store (insert, revoke, delete, reissue) is
+    /// announced on `bus`, and no subscriber task runs. For programs that
+    /// write keys but serve no verifications, such as an operator tool: its
+    /// revocations then reach the caching nodes within the bus's delivery
+    /// time instead of their `max_staleness`.
+    #[must_use]
+    pub fn publishing<B: InvalidationBus>(inner: S, bus: B) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            shared: Arc::new(Shared::new(CacheConfig::disabled())),
+            publisher: Some(Arc::new(bus)),
+            _subscriber: None,
+        }
+    }
+
     /// The store behind the cache (for authoritative reads).
     #[must_use]
     pub fn inner(&self) -> &S {
@@ -788,9 +804,10 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         let id = record.id;
         let digest = (record.kind == KeyKind::Imported).then(|| *record.digest.as_bytes());
         let result = self.inner.insert(record).await;
-        // New ids are random, so no other node can have cached them: only
-        // this node's negative entries need dropping.
-        self.after_write(result.as_ref().map(drop), &[id], digest.as_slice(), &[]).await;
+        // New ids are random, so no other node can have cached them; the id
+        // is still published so that other nodes' membership sets (the flood
+        // shield) learn it at once.
+        self.after_write(result.as_ref().map(drop), &[id], digest.as_slice(), &[id]).await;
         result
     }
 
@@ -845,7 +862,7 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
     async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
         let imported = |r: &KeyRecord| (r.kind == KeyKind::Imported).then(|| *r.digest.as_bytes());
         let (ids, digest, publish): (Vec<KeyId>, Option<[u8; 32]>, Vec<KeyId>) = match &change {
-            Change::Insert(r) => (vec![r.id], imported(r), vec![]),
+            Change::Insert(r) => (vec![r.id], imported(r), vec![r.id]),
             Change::Update { id, .. } | Change::Revoke(id) | Change::Delete(id) => (vec![*id], None, vec![*id]),
             Change::Reissue { old, new, .. } => (vec![*old, new.id], imported(new), vec![*old]),
         };
@@ -860,6 +877,10 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         page: PageRequest<OperationCursor>,
     ) -> impl Future<Output = Result<Page<Operation, OperationCursor>, StoreError>> + Send {
         self.inner.operations(key, page)
+    }
+
+    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
+        self.inner.pepper_fingerprint(version, proposed).await
     }
 }
 

@@ -218,6 +218,16 @@ pub trait KeyStore: Send + Sync + 'static {
         key: &KeyId,
         page: PageRequest<OperationCursor>,
     ) -> impl Future<Output = Result<Page<Operation, OperationCursor>, StoreError>> + Send;
+
+    /// The fingerprint recorded for pepper `version`, recording `proposed`
+    /// first if there is none (insert-if-absent, atomic: concurrent callers
+    /// all get the one that was recorded first). Callers compare the result
+    /// with their pepper's [`Pepper::fingerprint`](crate::Pepper::fingerprint).
+    fn pepper_fingerprint(
+        &self,
+        version: u32,
+        proposed: Digest,
+    ) -> impl Future<Output = Result<Digest, StoreError>> + Send;
 }
 
 impl<S: KeyStore> KeyStore for Arc<S> {
@@ -270,6 +280,13 @@ impl<S: KeyStore> KeyStore for Arc<S> {
         page: PageRequest<OperationCursor>,
     ) -> impl Future<Output = Result<Page<Operation, OperationCursor>, StoreError>> + Send {
         (**self).operations(key, page)
+    }
+    fn pepper_fingerprint(
+        &self,
+        version: u32,
+        proposed: Digest,
+    ) -> impl Future<Output = Result<Digest, StoreError>> + Send {
+        (**self).pepper_fingerprint(version, proposed)
     }
 }
 

@@ -153,6 +153,7 @@ pub struct MemoryStore {
     shards: Box<[Padded<RwLock<Shard>>]>,
     digests: RwLock<HashMap<[u8; 32], KeyId>>,
     writer: Mutex<Index>,
+    peppers: Mutex<HashMap<u32, Digest>>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -192,7 +193,7 @@ impl MemoryStore {
         let per = keys.div_ceil(SHARDS);
         let shards =
             (0..SHARDS).map(|_| Padded(RwLock::new(HashSet::with_capacity_and_hasher(per, BuildIdHasher)))).collect();
-        Self { shards, digests: RwLock::default(), writer: Mutex::default() }
+        Self { shards, digests: RwLock::default(), writer: Mutex::default(), peppers: Mutex::default() }
     }
 
     /// Number of records.
@@ -205,6 +206,22 @@ impl MemoryStore {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The `limit` smallest ids greater than `after`, ascending (for the
+    /// flood shield's loads): one pass over the shards, then a partial sort.
+    #[cfg(feature = "cache")]
+    pub(crate) fn ids_page(&self, after: Option<KeyId>, limit: usize) -> Vec<KeyId> {
+        let mut ids: Vec<KeyId> = Vec::new();
+        for shard in &*self.shards {
+            ids.extend(read(&shard.0).iter().map(|e| e.0.id).filter(|id| after.is_none_or(|a| *id > a)));
+        }
+        if ids.len() > limit && limit > 0 {
+            ids.select_nth_unstable(limit - 1);
+            ids.truncate(limit);
+        }
+        ids.sort_unstable();
+        ids
     }
 
     fn shard(&self, id: &KeyId) -> &RwLock<Shard> {
@@ -391,6 +408,10 @@ impl KeyStore for MemoryStore {
         page: PageRequest<OperationCursor>,
     ) -> Result<Page<Operation, OperationCursor>, StoreError> {
         Ok(lock(&self.writer).log.page(key, page))
+    }
+
+    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
+        Ok(*lock(&self.peppers).entry(version).or_insert(proposed))
     }
 
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {

@@ -60,7 +60,7 @@ use sqlx::{AssertSqlSafe, Connection as _, Row as _};
 
 use super::backend::{ConfigError, DEFAULT_TIMEOUT, timed};
 use super::key_store::StoreError;
-use super::sql::{Dialect, SELECT_BY_ID_FOR_UPDATE, sql_key_store, sqlx_error};
+use super::sql::{Dialect, SELECT_BY_ID_FOR_UPDATE, SchemaVersion, sql_key_store, sqlx_error};
 use crate::clock::Timestamp;
 use crate::scope::ScopeSet;
 use crate::token::KeyId;
@@ -74,8 +74,23 @@ impl Dialect for Postgres {
 
     const BEGIN_WRITE: &'static str = "BEGIN";
     const SELECT_FOR_REISSUE: &'static str = SELECT_BY_ID_FOR_UPDATE;
-    const SCHEMA_V1: &'static str = include_str!("migrations/postgres/0001_create_api_keys.sql");
-    const SCHEMA_V2: &'static str = include_str!("migrations/postgres/0002_create_api_key_operations.sql");
+    const SCHEMA: &'static [SchemaVersion] = &[
+        SchemaVersion {
+            version: 1,
+            description: "create api_keys",
+            sql: include_str!("migrations/postgres/0001_create_api_keys.sql"),
+        },
+        SchemaVersion {
+            version: 2,
+            description: "pepper fingerprints; imported keys masked by digest",
+            sql: include_str!("migrations/postgres/0002_pepper_fingerprints.sql"),
+        },
+        SchemaVersion {
+            version: 3,
+            description: "create api_key_operations",
+            sql: include_str!("migrations/postgres/0003_create_api_key_operations.sql"),
+        },
+    ];
 
     fn encode_scopes(scopes: &ScopeSet) -> Vec<&str> {
         scopes.iter().map(|s| s.as_str()).collect()
@@ -242,6 +257,70 @@ impl PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::KeyStore as _;
+
+    /// As the SQLite test of the same name: a schema made by the previous
+    /// release (version 1 and its rows) upgrades in place and loses
+    /// nothing, against the real server.
+    #[tokio::test]
+    async fn a_version_1_database_upgrades_and_loses_nothing() {
+        use crate::store::sql::migrator_of;
+        let url = std::env::var("API_KEYS_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let schema = format!("api_keys_upgrade_{}", KeyId::generate().unwrap());
+        let mut admin = PgConnection::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 unreachable ({e}); the upgrade test needs it"));
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\""))).execute(&mut admin).await.unwrap();
+        let store = PostgresStore::builder(&url).schema(schema.clone()).connect_lazy().unwrap();
+        migrator_of(&Postgres::SCHEMA[..1]).run(store.pool()).await.unwrap();
+        let rows = [
+            ("aaaaaaaaaaaaaaaaaaaa", "Xy12Z9", "native", [1u8; 32]),
+            ("bbbbbbbbbbbbbbbbbbbb", "SECRET", "imported", [0xAB; 32]),
+        ];
+        for (id, masked, kind, digest) in rows {
+            sqlx::query(
+                "INSERT INTO api_keys (id, service_account_id, description, created_at, last_used_at, scopes, \
+                 expires_at, masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from) \
+                 VALUES ($1, 'robot', 'old key', 1700000000000000001, 1700000000000000002, \
+                 ARRAY['a.read', 'b.manage'], 1900000000000000003, $2, 1, $3, 'active', $4, NULL, NULL)",
+            )
+            .bind(id)
+            .bind(masked)
+            .bind(digest.as_slice())
+            .bind(kind)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        }
+
+        store.migrate().await.unwrap();
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _api_keys_migrations ORDER BY version")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(versions, [1, 2, 3]);
+        for (id, tail) in [("aaaaaaaaaaaaaaaaaaaa", "Xy12Z9"), ("bbbbbbbbbbbbbbbbbbbb", "ababab")] {
+            let r = store.get(&KeyId::parse(id).unwrap()).await.unwrap().unwrap();
+            assert_eq!((r.service_account_id.as_str(), r.description.as_str()), ("robot", "old key"));
+            assert_eq!(r.created_at.unix_nanos(), 1_700_000_000_000_000_001);
+            assert_eq!(r.last_used_at.map(Timestamp::unix_nanos), Some(1_700_000_000_000_000_002));
+            assert_eq!(r.expires_at.map(Timestamp::unix_nanos), Some(1_900_000_000_000_000_003));
+            assert_eq!(r.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(), ["a.read", "b.manage"]);
+            assert_eq!((r.pepper_version, r.status), (1, crate::KeyStatus::Active));
+            assert_eq!(r.masked_key.tail(), tail);
+        }
+        let stored: Vec<String> =
+            sqlx::query_scalar("SELECT masked_key FROM api_keys ORDER BY id").fetch_all(store.pool()).await.unwrap();
+        assert_eq!(stored, ["Xy12Z9", "ababab"], "the secret's tail is gone from the table");
+        let fp = crate::Digest::from_bytes([5; 32]);
+        assert!(store.pepper_fingerprint(1, fp).await.unwrap() == fp);
+        store.migrate().await.unwrap();
+
+        store.pool().close().await;
+        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE"))).execute(&mut admin).await.unwrap();
+        admin.close().await.unwrap();
+    }
 
     #[test]
     fn schema_names_are_narrow() {

@@ -519,6 +519,8 @@ pub struct RedisStore<C = RedisConnection> {
     digests: Arc<str>,
     /// `{prefix}:ops:`
     ops_prefix: Arc<str>,
+    /// `{prefix}:peppers`: pepper version → base64 fingerprint.
+    peppers: Arc<str>,
     timeout: Duration,
 }
 
@@ -569,6 +571,7 @@ where
             account_prefix: Arc::from(format!("{{{prefix}}}:sa:")),
             digests: Arc::from(format!("{{{prefix}}}:digests")),
             ops_prefix: Arc::from(format!("{{{prefix}}}:ops:")),
+            peppers: Arc::from(format!("{{{prefix}}}:peppers")),
             timeout,
         })
     }
@@ -1016,6 +1019,22 @@ where
 
     async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
         timed(self.timeout, self.reissue_with(old, &new, fate, None)).await
+    }
+
+    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
+        let mut conn = self.conn.clone();
+        let (_, stored): (i64, String) = timed(self.timeout, async {
+            redis::pipe()
+                .atomic()
+                .hset_nx(&*self.peppers, version, proposed.to_base64())
+                .hget(&*self.peppers, version)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error)
+        })
+        .await?;
+        Digest::from_base64(&stored)
+            .map_err(|_| StoreError::Corrupt("pepper fingerprint is not base64 of 32 bytes".into()))
     }
 
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {

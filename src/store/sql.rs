@@ -53,11 +53,8 @@ pub(super) trait Dialect {
     const BEGIN_WRITE: &'static str;
     /// Statement that reads the old row of a reissue inside it.
     const SELECT_FOR_REISSUE: &'static str;
-    /// Schema version 1 (`migrations/<dialect>/0001_create_api_keys.sql`).
-    const SCHEMA_V1: &'static str;
-    /// Schema version 2, the operations log
-    /// (`migrations/<dialect>/0002_create_api_key_operations.sql`).
-    const SCHEMA_V2: &'static str;
+    /// The schema versions in order (`migrations/<dialect>/NNNN_*.sql`).
+    const SCHEMA: &'static [SchemaVersion];
 
     /// The value bound to the `scopes` column.
     fn encode_scopes(scopes: &ScopeSet) -> Self::Scopes<'_>;
@@ -120,18 +117,35 @@ pub(super) const LOG: &str = "INSERT INTO api_key_operations \
 pub(super) const OPERATIONS: &str = "SELECT seq, id, key_id, service_account_id, kind, actor, created_at, changes \
      FROM api_key_operations WHERE key_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3";
 
+/// Records a pepper fingerprint unless the version has one.
+pub(super) const INSERT_PEPPER: &str =
+    "INSERT INTO api_key_peppers (version, fingerprint) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING";
+/// The fingerprint recorded for a pepper version.
+pub(super) const SELECT_PEPPER: &str = "SELECT fingerprint FROM api_key_peppers WHERE version = $1";
+
+/// One embedded schema version: applied once, in its own transaction, and
+/// never edited afterwards (its checksum is recorded).
+pub(super) struct SchemaVersion {
+    /// Version number (the file's `NNNN` prefix).
+    pub(super) version: i64,
+    /// What it does.
+    pub(super) description: &'static str,
+    /// The SQL.
+    pub(super) sql: &'static str,
+}
+
 /// The embedded schema versions of a dialect, tracked in [`MIGRATIONS_TABLE`].
 pub(super) fn migrator<D: Dialect>() -> Migrator {
-    let mut m = Migrator::with_migrations(vec![
-        Migration::new(1, "create api_keys".into(), MigrationType::Simple, D::SCHEMA_V1.into_sql_str(), false),
-        Migration::new(
-            2,
-            "create api_key_operations".into(),
-            MigrationType::Simple,
-            D::SCHEMA_V2.into_sql_str(),
-            false,
-        ),
-    ]);
+    migrator_of(D::SCHEMA)
+}
+
+/// A migrator for some schema versions (the upgrade tests build the
+/// previous release's schema with it).
+pub(super) fn migrator_of(versions: &[SchemaVersion]) -> Migrator {
+    let versions = versions
+        .iter()
+        .map(|v| Migration::new(v.version, v.description.into(), MigrationType::Simple, v.sql.into_sql_str(), false));
+    let mut m = Migrator::with_migrations(versions.collect());
     m.dangerous_set_table_name(MIGRATIONS_TABLE);
     m
 }
@@ -549,6 +563,29 @@ macro_rules! sql_key_store {
                             None
                         };
                         Ok(Page::new(items.into_iter().map(|(_, op)| op).collect(), next))
+
+                    })
+                    .await
+                }
+
+                async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
+                    timed(self.timeout, async {
+                        sqlx::query(sql::INSERT_PEPPER)
+                            .bind(i64::from(version))
+                            .bind(proposed.as_bytes().as_slice())
+                            .execute(&self.pool)
+                            .await
+                            .map_err(sqlx_error)?;
+                        let row = sqlx::query(sql::SELECT_PEPPER)
+                            .bind(i64::from(version))
+                            .fetch_one(&self.pool)
+                            .await
+                            .map_err(sqlx_error)?;
+                        let bytes: Vec<u8> = row.try_get("fingerprint").map_err(sqlx_error)?;
+                        let bytes: [u8; 32] = bytes
+                            .try_into()
+                            .map_err(|_| StoreError::Corrupt("pepper fingerprint is not 32 bytes".into()))?;
+                        Ok(Digest::from_bytes(bytes))
                     })
                     .await
                 }
@@ -614,7 +651,12 @@ mod tests {
                 ),
                 (
                     2,
-                    "11907732a86f38fd7f707e3c6a197d30b42103ca063cac1e6d17b26dc5fbaa36f90a0129632873b3ac597274f94451c2"
+                    "b7cdf399cab513aafbb5dbb6e008bc585199744f1c5fbdac4e7fe385e7b908853c89b20eca861c2515dc5db1cda80b93"
+                        .to_owned()
+                ),
+                (
+                    3,
+                    "47d03540b53a4f1d0d8fd3141f61ddded030af6d80b68948ba76187d6ffc1ce4f7a63d338d46a8e42c17a9101a9dd97c"
                         .to_owned()
                 )
             ]
@@ -635,7 +677,12 @@ mod tests {
                 ),
                 (
                     2,
-                    "05c762e43681d089ed4b74258f978973c455a273e334bb4263c1415213a4f4cca1f30a533adec99b803c609d724244ae"
+                    "d3b2ffdd73ab0c322e4f773a1a886f6a36e7e1445c738f51a93ea245b5e0eefee59d9b71d1347972a5e1942ebe75f860"
+                        .to_owned()
+                ),
+                (
+                    3,
+                    "0c876dc0eb6cbc44dd07ca085e3c8df87521da8895750d16945270fe07d9d0353082a8cef3057e4067a2cf0be0b7616b"
                         .to_owned()
                 )
             ]

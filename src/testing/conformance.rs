@@ -73,6 +73,10 @@ pub enum Check {
     /// The operations log pages newest first with the cursor, without
     /// gaps or repeats, one key's entries only.
     OperationsPagination,
+    /// `pepper_fingerprint` records the first fingerprint of a version and
+    /// returns it from then on, whatever is proposed; versions are
+    /// independent.
+    PepperFingerprint,
 }
 
 impl Check {
@@ -97,6 +101,7 @@ impl Check {
         Check::CommitLogs,
         Check::CommitIsAtomic,
         Check::OperationsPagination,
+        Check::PepperFingerprint,
     ];
 
     /// The check's name in `snake_case`.
@@ -122,6 +127,7 @@ impl Check {
             Check::CommitLogs => "commit_logs",
             Check::CommitIsAtomic => "commit_is_atomic",
             Check::OperationsPagination => "operations_pagination",
+            Check::PepperFingerprint => "pepper_fingerprint",
         }
     }
 }
@@ -161,6 +167,7 @@ pub async fn run<S: KeyStore>(store: &S, check: Check) {
         Check::CommitLogs => commit_logs(store).await,
         Check::CommitIsAtomic => commit_is_atomic(store).await,
         Check::OperationsPagination => operations_pagination(store).await,
+        Check::PepperFingerprint => pepper_fingerprint(store).await,
     }
 }
 
@@ -223,7 +230,9 @@ pub fn record(service_account: &ServiceAccountId) -> KeyRecord {
 /// Like [`record`], but an imported key.
 #[must_use]
 pub fn imported_record(service_account: &ServiceAccountId) -> KeyRecord {
-    KeyRecord { kind: KeyKind::Imported, masked_key: MaskedKey::from_tail(b"Qw9+/="), ..record(service_account) }
+    let r = record(service_account);
+    // An imported key is always masked by its digest (see `KeyRecord::new`).
+    KeyRecord { kind: KeyKind::Imported, masked_key: MaskedKey::of_digest(&r.digest), ..r }
 }
 
 /// A record for reissuing `old`: same owner, scopes and expiry, a fresh
@@ -313,7 +322,7 @@ pub async fn insert_get_round_trip<S: KeyStore>(store: &S) {
         status: KeyStatus::Revoked,
         kind: KeyKind::Imported,
         links: ReissueLinks { replaced_by: Some(key_id()), reissued_from: Some(key_id()) },
-        ..record(&sa)
+        ..imported_record(&sa)
     };
     // Every optional field empty.
     let bare = KeyRecord {
@@ -682,6 +691,23 @@ pub async fn touch_last_used<S: KeyStore>(store: &S) {
         assert_eq!(KeyRecord { last_used_at: r.last_used_at, ..got }, *r, "[{C}] touch changed another field");
     }
     assert_eq!(get(store, C, &unknown).await, None, "[{C}] touching an unknown id created a key");
+}
+
+/// [`Check::PepperFingerprint`].
+pub async fn pepper_fingerprint<S: KeyStore>(store: &S) {
+    const C: Check = Check::PepperFingerprint;
+    // Random versions: the suite may run on a store other checks share.
+    let v = u32::from_le_bytes(random_bytes()) & 0x7FFF_FFFF;
+    let (first, second, other) =
+        (Digest::from_bytes(random_bytes()), Digest::from_bytes(random_bytes()), Digest::from_bytes(random_bytes()));
+    let got = ok(C, "first fingerprint", store.pepper_fingerprint(v, first).await);
+    assert!(got == first, "[{C}] the first fingerprint of a version is recorded and returned");
+    let got = ok(C, "second fingerprint", store.pepper_fingerprint(v, second).await);
+    assert!(got == first, "[{C}] a later proposal never replaces the recorded fingerprint");
+    let got = ok(C, "other version", store.pepper_fingerprint(v + 1, other).await);
+    assert!(got == other, "[{C}] each version has its own fingerprint");
+    let got = ok(C, "first again", store.pepper_fingerprint(v, other).await);
+    assert!(got == first, "[{C}] recording another version changed nothing");
 }
 
 /// [`Check::TimestampPrecision`].

@@ -62,13 +62,15 @@ pub enum Op {
     Update,
     /// `operations`.
     Operations,
+    /// `pepper_fingerprint`.
+    PepperFingerprint,
 }
 
 const OPS: usize = Op::ALL.len();
 
 impl Op {
     /// Every operation, in declaration order.
-    pub const ALL: [Op; 10] = [
+    pub const ALL: [Op; 11] = [
         Op::Insert,
         Op::Get,
         Op::GetByDigest,
@@ -77,6 +79,7 @@ impl Op {
         Op::Delete,
         Op::Reissue,
         Op::TouchLastUsed,
+        Op::PepperFingerprint,
         Op::Update,
         Op::Operations,
     ];
@@ -291,5 +294,9 @@ impl<S: KeyStore> KeyStore for FaultyStore<S> {
         page: PageRequest<OperationCursor>,
     ) -> Result<Page<Operation, OperationCursor>, StoreError> {
         self.run(Op::Operations, move || self.inner.operations(key, page)).await
+    }
+
+    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
+        self.run(Op::PepperFingerprint, move || self.inner.pepper_fingerprint(version, proposed)).await
     }
 }

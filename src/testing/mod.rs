@@ -137,5 +137,12 @@ mod tests {
         > + Send {
             self.0.operations(key, page)
         }
+        fn pepper_fingerprint(
+            &self,
+            version: u32,
+            proposed: crate::Digest,
+        ) -> impl std::future::Future<Output = Result<crate::Digest, crate::StoreError>> + Send {
+            self.0.pepper_fingerprint(version, proposed)
+        }
     }
 }

@@ -1,4 +1,4 @@
--- api-keys PostgreSQL schema, version 2: the operations log. Applied once, in
+-- api-keys PostgreSQL schema, version 3: the operations log. Applied once, in
 -- a transaction, by PostgresStore::migrate (tracked in _api_keys_migrations).
 --
 -- No foreign key to api_keys: the log outlives a deleted key. `seq` orders a

@@ -2,7 +2,8 @@
 //! source documents' `yc iam api-key …` commands do.
 //!
 //! ```text
-//! cargo run --features cli,sqlite,postgres,redis --example keyctl -- --help
+//! cargo install --path cli      # from the workspace root
+//! keyctl --help
 //! ```
 //!
 //! | command | does |
@@ -16,6 +17,7 @@
 //! | `list-scopes` | the scope catalog |
 //! | `import --service-account-id ID [--description D] [--scopes a,b] [--expires-at T]` | stores the digest of an existing secret read from stdin (one trailing newline trimmed; never echoed) |
 //! | `verify [--header VALUE] [--scope S]` | checks an `Authorization` header value (from stdin unless `--header`); exit 0 and the key's id, service account and scopes when valid |
+//! | `serve [--listen 127.0.0.1:8080]` | the key service: `/v1/authorize` (forward auth), `/healthz`, `/readyz`, `/metrics` |
 //!
 //! `--format yaml|json|table` chooses the output; the default is `table` for
 //! `list` and `yaml` for everything else.
@@ -30,8 +32,14 @@
 //! a pepper file beside it (`api-keys.db.pepper`, mode 0600), created on
 //! first use with a warning; PostgreSQL and Redis need `API_KEYS_PEPPER` for
 //! the commands that digest secrets (`create`, `reissue`, `import`,
-//! `verify`). The axum server example reads the same variables
-//! ([`api_keys::config`]), so keys made here work there.
+//! `verify`, `serve`). An empty variable counts as unset. The rules live in
+//! [`mod@env`] and [`pepper`]; the URL → store mapping is the library's
+//! ([`api_keys::config`]).
+//!
+//! `keyctl serve` ([`serve`]) verifies the keys for reverse proxies and
+//! applications; for PostgreSQL and Redis every write of the other commands
+//! is announced on the store's invalidation channel, so caching nodes drop a
+//! revoked key at once.
 //!
 //! # Exit codes
 //!
@@ -47,8 +55,10 @@
 //! Errors go to stderr. Secrets are printed only by `create` and `reissue`,
 //! once; digests never.
 
-#[path = "keyctl/render.rs"]
+mod env;
+mod pepper;
 mod render;
+mod serve;
 
 use std::error::Error;
 use std::io::{BufRead, IsTerminal, Read, Write};
@@ -56,25 +66,27 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_keys::config::{self, AnyStore, PepperSettings, PepperSource, SetupError};
+use api_keys::config::{self, AnyStore, SetupError};
+use api_keys::store::cached::{CacheConfig, CachedStore};
 use api_keys::{
     ClientClass, CreateRequest, KeyId, KeyManager, KeyRecord, KeyStore, ManageError, PageRequest, Peppers,
     ScopeCatalog, Secret, ServiceAccountId, StoreError, Timestamp,
 };
 use clap::{Args, Parser, Subcommand};
+use pepper::{PepperSettings, PepperSetupError, PepperSource};
 use render::Format;
 use zeroize::Zeroizing;
 
 /// Exit code: `verify` rejected the key, or another failure.
-const OTHER: u8 = 1;
+pub(crate) const OTHER: u8 = 1;
 /// Exit code: bad input or configuration.
-const BAD_INPUT: u8 = 2;
+pub(crate) const BAD_INPUT: u8 = 2;
 /// Exit code: no such key.
-const NOT_FOUND: u8 = 3;
+pub(crate) const NOT_FOUND: u8 = 3;
 /// Exit code: refused by policy, a conflict, or a duplicate.
-const REFUSED: u8 = 4;
+pub(crate) const REFUSED: u8 = 4;
 /// Exit code: the store is unavailable.
-const UNAVAILABLE: u8 = 5;
+pub(crate) const UNAVAILABLE: u8 = 5;
 
 /// Most bytes read from stdin (a header or a secret is far shorter).
 const MAX_STDIN: u64 = 64 * 1024;
@@ -85,6 +97,13 @@ Environment:
   API_KEYS_PEPPER          the pepper, base64 of at least 32 bytes; without it a SQLite
                            database gets a pepper file beside it (api-keys.db.pepper, mode 0600)
   API_KEYS_PEPPER_VERSION  the pepper's version number (default 1)
+  API_KEYS_LISTEN          serve: the listen address (same as --listen; default 127.0.0.1:8080)
+  API_KEYS_CACHE           serve: `off` turns the PostgreSQL/Redis record cache off
+  API_KEYS_CACHE_TTL       serve: how long a cached record is used unchecked (default 5s)
+  API_KEYS_CACHE_MAX_STALENESS
+                           serve: the longest a change made elsewhere can go unseen if its
+                           invalidation message is lost (default 30s)
+  An empty variable counts as unset.
 
 Exit codes:
   0  success (verify: the key is valid)
@@ -98,15 +117,10 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "keyctl", version, after_help = AFTER_HELP)]
 struct Cli {
-    /// Where keys are kept: sqlite:PATH, postgres://…[?schema=NAME] or redis://…[?prefix=NAME].
-    #[arg(
-        long,
-        global = true,
-        env = config::DATABASE_URL_VAR,
-        hide_env_values = true,
-        default_value = config::DEFAULT_DATABASE_URL
-    )]
-    database_url: String,
+    /// Where keys are kept: sqlite:PATH, postgres://…[?schema=NAME] or redis://…[?prefix=NAME]
+    /// [env: API_KEYS_DATABASE_URL] [default: sqlite://api-keys.db?mode=rwc].
+    #[arg(long, global = true)]
+    database_url: Option<String>,
 
     /// Output format [default: table for `list`, yaml otherwise].
     #[arg(long, global = true, value_enum)]
@@ -189,6 +203,18 @@ enum Command {
     ListScopes,
     /// Import an existing secret read from stdin (one trailing newline is trimmed).
     Import(NewKey),
+    /// Serve keys to reverse proxies and applications: /v1/authorize (forward auth), /healthz,
+    /// /readyz and /metrics, over the same store and pepper as the other commands.
+    ///
+    /// For PostgreSQL and Redis the node caches records and listens on the store's
+    /// invalidation channel (API_KEYS_CACHE=off, API_KEYS_CACHE_TTL,
+    /// API_KEYS_CACHE_MAX_STALENESS). SIGTERM or Ctrl-C drains requests and writes
+    /// pending last-used times.
+    Serve {
+        /// Address to listen on, IP:PORT [env: API_KEYS_LISTEN] [default: 127.0.0.1:8080].
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Check an `Authorization` header value; exit 0 if the key is valid.
     ///
     /// Reads the value (`Api-Key <key>`) from stdin unless --header is given
@@ -211,25 +237,28 @@ impl Command {
 
     /// Whether the command digests secrets, so it cannot run without a pepper.
     fn needs_pepper(&self) -> bool {
-        matches!(self, Self::Create(_) | Self::Reissue { .. } | Self::Import(_) | Self::Verify { .. })
+        matches!(
+            self,
+            Self::Create(_) | Self::Reissue { .. } | Self::Import(_) | Self::Verify { .. } | Self::Serve { .. }
+        )
     }
 }
 
 /// A failed command: what to print and the exit code.
 #[derive(Debug)]
-struct Failure {
+pub(crate) struct Failure {
     code: u8,
     message: String,
 }
 
 impl Failure {
-    fn new(code: u8, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: u8, message: impl Into<String>) -> Self {
         Self { code, message: message.into() }
     }
 }
 
 /// An error and its sources, `: `-separated.
-fn chain(e: &dyn Error) -> String {
+pub(crate) fn chain(e: &dyn Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
@@ -267,17 +296,24 @@ fn manage_failure(e: &ManageError) -> Failure {
     Failure::new(code, chain(e))
 }
 
-fn setup_failure(e: &SetupError) -> Failure {
+pub(crate) fn setup_failure(e: &SetupError) -> Failure {
     let code = match e {
         SetupError::Store { .. } => UNAVAILABLE,
-        SetupError::Random(_) => OTHER,
         _ => BAD_INPUT,
     };
     Failure::new(code, chain(e))
 }
 
+fn pepper_failure(e: &PepperSetupError) -> Failure {
+    match e {
+        PepperSetupError::Url(e) => setup_failure(e),
+        PepperSetupError::Random(_) => Failure::new(OTHER, chain(e)),
+        _ => Failure::new(BAD_INPUT, chain(e)),
+    }
+}
+
 /// `0`, or a whole number with `s`, `m`, `h` or `d`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     const HELP: &str = "expected 0 or a whole number with s, m, h or d (e.g. 30s, 10m, 1h, 2d)";
     if text == "0" {
         return Ok(Duration::ZERO);
@@ -328,39 +364,68 @@ fn read_stdin(what: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
 
 /// The store, and the pepper if there is one.
 struct Context {
-    store: Arc<AnyStore>,
+    /// For PostgreSQL and Redis, writes are announced on the store's
+    /// invalidation channel (nothing is cached): a `keyctl revoke` reaches
+    /// the caching `keyctl serve` nodes at once.
+    store: Arc<CachedStore<AnyStore>>,
     peppers: Option<Peppers>,
 }
 
-impl Context {
-    /// Loads (or, for a new SQLite database, creates) the pepper first, then
-    /// opens the store: the database and its pepper file are made together.
-    async fn open(url: &str, needs_pepper: bool) -> Result<Self, Failure> {
-        let peppers = match config::load_peppers(url, &PepperSettings::from_env()) {
-            Ok(loaded) => {
-                if let PepperSource::Created(path) = &loaded.source {
-                    let path = path.display();
-                    eprintln!(
-                        "keyctl: warning: {} is not set; created a new pepper in {path} (mode 0600). Every key in \
-                         this database depends on it: back it up with the database, and give programs that verify \
-                         these keys the same pepper ({}=\"$(cat {path})\").",
-                        config::PEPPER_VAR,
-                        config::PEPPER_VAR,
-                    );
-                }
-                Some(loaded.peppers)
+/// Loads (or, for a new SQLite database, creates) the pepper first, then
+/// opens the store: the database and its pepper file are made together.
+async fn open_store(url: &str, needs_pepper: bool) -> Result<(AnyStore, Option<Peppers>), Failure> {
+    let peppers = match pepper::load_peppers(url, &PepperSettings::from_env()) {
+        Ok(loaded) => {
+            if let PepperSource::Created(path) = &loaded.source {
+                let path = path.display();
+                eprintln!(
+                    "keyctl: warning: {} is not set; created a new pepper in {path} (mode 0600). Every key in \
+                     this database depends on it: back it up with the database, and give programs that verify \
+                     these keys the same pepper ({}=\"$(cat {path})\").",
+                    env::PEPPER_VAR,
+                    env::PEPPER_VAR,
+                );
             }
-            Err(SetupError::PepperRequired { .. }) if !needs_pepper => None,
-            Err(e) => return Err(setup_failure(&e)),
+            Some(loaded.peppers)
+        }
+        Err(PepperSetupError::PepperRequired { .. }) if !needs_pepper => None,
+        Err(e) => return Err(pepper_failure(&e)),
+    };
+    let store = config::open_store(url).await.map_err(|e| setup_failure(&e))?;
+    Ok((store, peppers))
+}
+
+impl Context {
+    async fn open(url: &str, needs_pepper: bool) -> Result<Self, Failure> {
+        let (store, peppers) = open_store(url, needs_pepper).await?;
+        let store = match store.invalidation_bus(url).await.map_err(|e| setup_failure(&e))? {
+            Some(bus) => CachedStore::publishing(store, bus),
+            None => CachedStore::new(store, CacheConfig::disabled()),
         };
-        let store = config::open_store(url).await.map_err(|e| setup_failure(&e))?;
         Ok(Self { store: Arc::new(store), peppers })
     }
 
-    fn manager(&self) -> Result<KeyManager<AnyStore>, Failure> {
+    fn manager(&self) -> Result<KeyManager<CachedStore<AnyStore>>, Failure> {
         let peppers = self.peppers.clone().ok_or_else(|| Failure::new(BAD_INPUT, "no pepper configured"))?;
         Ok(KeyManager::builder(Arc::clone(&self.store), peppers, ScopeCatalog::yandex_cloud()).build())
     }
+
+    /// Warns when a write could not be announced to the caching nodes.
+    fn warn_unpublished(&self) {
+        if self.store.bus_status().publish_failures > 0 {
+            eprintln!(
+                "keyctl: warning: the change is stored, but it could not be announced on the invalidation channel; \
+                 caching `keyctl serve` nodes pick it up within their {} (default 30s)",
+                env::CACHE_MAX_STALENESS_VAR
+            );
+        }
+    }
+}
+
+/// `--database-url`, else `API_KEYS_DATABASE_URL` (empty means unset), else
+/// the default SQLite file.
+fn database_url(flag: Option<String>) -> String {
+    flag.or_else(|| env::var(env::DATABASE_URL_VAR)).unwrap_or_else(|| env::DEFAULT_DATABASE_URL.to_owned())
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
@@ -368,9 +433,33 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::ListScopes = cli.command {
         return emit(render::scopes(format, ScopeCatalog::yandex_cloud().list()));
     }
-    let cx = Context::open(&cli.database_url, cli.command.needs_pepper()).await?;
+    let url = database_url(cli.database_url);
+    if let Command::Serve { listen } = cli.command {
+        let addr = serve::listen_address(listen)?;
+        let cache = serve::CacheSettings::from_env()?;
+        let (store, peppers) = open_store(&url, true).await?;
+        let peppers = peppers.ok_or_else(|| Failure::new(BAD_INPUT, "no pepper configured"))?;
+        let node = serve::Node::new(store, &url, peppers, cache).await?;
+        node.print_demo_key().await?;
+        return serve::run(node, addr).await;
+    }
+    if config::Backend::of(&url).map_err(|e| setup_failure(&e))? == config::Backend::Memory {
+        return Err(Failure::new(
+            BAD_INPUT,
+            "the memory: store lives only inside `keyctl serve` (which prints a demo key); \
+             other commands need sqlite:, postgres: or redis:",
+        ));
+    }
+    let cx = Context::open(&url, cli.command.needs_pepper()).await?;
+    let result = command(cli.command, format, &cx).await;
+    cx.warn_unpublished();
+    result
+}
+
+/// Runs one of the key-management commands.
+async fn command(command: Command, format: Format, cx: &Context) -> Result<(), Failure> {
     let now = Timestamp::now();
-    match cli.command {
+    match command {
         Command::Create(new) => {
             let created = cx.manager()?.create(new.request()).await.map_err(|e| manage_failure(&e))?;
             emit(render::created(format, &created))?;
@@ -467,19 +556,28 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::ListScopes => return emit(render::scopes(format, ScopeCatalog::yandex_cloud().list())),
+        Command::Serve { .. } => return Err(Failure::new(OTHER, "serve is not a key-management command")),
     }
     Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let mut builder = if matches!(cli.command, Command::Serve { .. }) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("keyctl: cannot start the async runtime: {e}");
             return ExitCode::from(OTHER);
         }
     };
+    if matches!(cli.command, Command::Serve { .. }) {
+        init_logging();
+    }
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
@@ -487,6 +585,14 @@ fn main() -> ExitCode {
             ExitCode::from(f.code)
         }
     }
+}
+
+/// `keyctl serve` logs to stderr through `tracing`; `RUST_LOG` filters it
+/// (default: info, with the library's per-request rejections at warn).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,api_keys=warn"));
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
 }
 
 #[cfg(test)]

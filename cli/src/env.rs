@@ -1,0 +1,47 @@
+//! The environment variables `keyctl` reads, in one place. An empty (or
+//! all-blank) variable counts as unset, so `API_KEYS_DATABASE_URL=` in a
+//! unit file or a `docker run -e` means "the default", not a URL without a
+//! scheme.
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `API_KEYS_DATABASE_URL` | the store (same as `--database-url`); default [`DEFAULT_DATABASE_URL`] |
+//! | `API_KEYS_PEPPER` | the pepper, standard base64 of at least 32 bytes |
+//! | `API_KEYS_PEPPER_VERSION` | its version number, stored beside every digest; default 1 |
+//! | `API_KEYS_LISTEN` | `keyctl serve`: the listen address (same as `--listen`); default [`DEFAULT_LISTEN`] |
+//! | `API_KEYS_CACHE` | `keyctl serve`: `off` turns the PostgreSQL/Redis cache off; default `on` |
+//! | `API_KEYS_CACHE_TTL` | `keyctl serve`: how long a cached record is served without asking the store; default 5s |
+//! | `API_KEYS_CACHE_MAX_STALENESS` | `keyctl serve`: the most a cached record may lag the store if an invalidation is lost; default 30s |
+
+/// The variable naming the store.
+pub(crate) const DATABASE_URL_VAR: &str = "API_KEYS_DATABASE_URL";
+/// The variable holding the pepper (base64, at least 32 bytes).
+pub(crate) const PEPPER_VAR: &str = "API_KEYS_PEPPER";
+/// The variable holding the pepper's version (defaults to 1).
+pub(crate) const PEPPER_VERSION_VAR: &str = "API_KEYS_PEPPER_VERSION";
+/// The variable holding `keyctl serve`'s listen address.
+pub(crate) const LISTEN_VAR: &str = "API_KEYS_LISTEN";
+/// `off` disables `keyctl serve`'s cache.
+pub(crate) const CACHE_VAR: &str = "API_KEYS_CACHE";
+/// The cache's fresh lifetime.
+pub(crate) const CACHE_TTL_VAR: &str = "API_KEYS_CACHE_TTL";
+/// The cache's maximum staleness.
+pub(crate) const CACHE_MAX_STALENESS_VAR: &str = "API_KEYS_CACHE_MAX_STALENESS";
+
+/// The store an operator tool uses when no URL is given: a SQLite file
+/// `api-keys.db` in the working directory, created if missing.
+pub(crate) const DEFAULT_DATABASE_URL: &str = "sqlite://api-keys.db?mode=rwc";
+/// Where `keyctl serve` listens unless told otherwise (loopback only).
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// The value of `name`; `None` when unset, empty or blank. A value that is
+/// not UTF-8 becomes U+FFFD, which fails validation later with a message
+/// naming the variable.
+pub(crate) fn var(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(v) if v.trim().is_empty() => None,
+        Ok(v) => Some(v),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => Some("\u{fffd}".to_owned()),
+    }
+}

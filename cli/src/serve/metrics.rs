@@ -1,0 +1,109 @@
+//! `/metrics`: Prometheus text through the `metrics` facade and
+//! `metrics-exporter-prometheus` (nothing hand-formatted).
+//!
+//! | metric | kind | meaning |
+//! |---|---|---|
+//! | `keyctl_authorize_requests_total{outcome}` | counter | `/v1/authorize` answers by class: `ok`, `bad_request`, `unauthenticated`, `forbidden`, `unavailable`, `other` |
+//! | `keyctl_authorize_seconds` | histogram | time to answer `/v1/authorize` (verification included) |
+//! | `keyctl_key_lookups_total` | counter | lookups the verifier made |
+//! | `keyctl_store_queries_total` | counter | lookups that reached the store |
+//! | `keyctl_cache_hits_total` / `keyctl_cache_misses_total` | counter | lookups answered from memory / by the store |
+//! | `keyctl_invalidations_received_total` | counter | key ids received on the invalidation channel |
+//! | `keyctl_invalidation_connected` | gauge | 1 while the channel's subscription is up |
+//! | `keyctl_shield_refused_total` | counter | lookups of ids that do not exist, refused by the flood shield without a store query |
+//! | `keyctl_shield_trusted` | gauge | 1 while the flood shield refuses unknown ids (0: every lookup asks the store) |
+//! | `keyctl_shield_ids` | gauge | ids in the shield's membership set |
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use api_keys::KeyStore;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use super::{App, Node};
+use crate::{Failure, OTHER};
+
+/// Bucket bounds of `keyctl_authorize_seconds`: 50 µs to 1 s.
+const BUCKETS: [f64; 12] = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.25, 1.0];
+
+/// The installed recorder.
+pub(crate) struct Metrics {
+    handle: PrometheusHandle,
+}
+
+impl Metrics {
+    /// Installs the process-wide Prometheus recorder and describes the
+    /// metrics.
+    ///
+    /// # Errors
+    /// [`OTHER`] if a recorder is already installed (never, in keyctl).
+    pub(crate) fn install(_node: &Node) -> Result<Self, Failure> {
+        let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full("keyctl_authorize_seconds".to_owned()), &BUCKETS)
+            .and_then(PrometheusBuilder::install_recorder)
+            .map_err(|e| Failure::new(OTHER, format!("cannot set up metrics: {e}")))?;
+        metrics::describe_counter!("keyctl_authorize_requests_total", "/v1/authorize answers by outcome class");
+        metrics::describe_histogram!(
+            "keyctl_authorize_seconds",
+            metrics::Unit::Seconds,
+            "time to answer /v1/authorize"
+        );
+        metrics::describe_counter!("keyctl_key_lookups_total", "key lookups made by the verifier");
+        metrics::describe_counter!("keyctl_store_queries_total", "key lookups that reached the store");
+        metrics::describe_counter!("keyctl_cache_hits_total", "key lookups answered from the cache");
+        metrics::describe_counter!("keyctl_cache_misses_total", "key lookups the cache passed to the store");
+        metrics::describe_counter!(
+            "keyctl_invalidations_received_total",
+            "key ids received on the invalidation channel"
+        );
+        metrics::describe_gauge!("keyctl_invalidation_connected", "1 while the invalidation subscription is up");
+        metrics::describe_counter!(
+            "keyctl_shield_refused_total",
+            "unknown ids refused by the flood shield without a query"
+        );
+        metrics::describe_gauge!("keyctl_shield_trusted", "1 while the flood shield refuses unknown ids");
+        metrics::describe_gauge!("keyctl_shield_ids", "ids in the flood shield's membership set");
+        Ok(Self { handle })
+    }
+
+    /// The text exposition, with the store-side counters brought up to date.
+    pub(crate) fn render(&self, node: &Node) -> String {
+        let c = node.counters();
+        metrics::counter!("keyctl_key_lookups_total").absolute(c.lookups);
+        metrics::counter!("keyctl_store_queries_total").absolute(c.store_queries);
+        let shield = node.shield();
+        let answered_in_memory = c.lookups.saturating_sub(c.store_queries).saturating_sub(shield.refused);
+        metrics::counter!("keyctl_cache_hits_total").absolute(answered_in_memory);
+        metrics::counter!("keyctl_cache_misses_total").absolute(c.store_queries);
+        metrics::counter!("keyctl_invalidations_received_total").absolute(c.invalidations_received);
+        metrics::gauge!("keyctl_invalidation_connected").set(if c.channel_connected { 1.0 } else { 0.0 });
+        metrics::counter!("keyctl_shield_refused_total").absolute(shield.refused);
+        metrics::gauge!("keyctl_shield_trusted").set(if shield.trusted { 1.0 } else { 0.0 });
+        #[allow(clippy::cast_precision_loss, reason = "a gauge; exact below 2^53 ids")]
+        metrics::gauge!("keyctl_shield_ids").set(shield.ids as f64);
+        self.handle.render()
+    }
+}
+
+/// Counts `/v1/authorize` answers by class and times them.
+pub(crate) async fn observe<S: KeyStore>(State(_app): State<Arc<App<S>>>, req: Request, next: Next) -> Response {
+    if req.uri().path() != "/v1/authorize" {
+        return next.run(req).await;
+    }
+    let started = Instant::now();
+    let response = next.run(req).await;
+    metrics::histogram!("keyctl_authorize_seconds").record(started.elapsed().as_secs_f64());
+    let outcome = match response.status().as_u16() {
+        200 => "ok",
+        400 => "bad_request",
+        401 => "unauthenticated",
+        403 => "forbidden",
+        503 => "unavailable",
+        _ => "other",
+    };
+    metrics::counter!("keyctl_authorize_requests_total", "outcome" => outcome).increment(1);
+    response
+}

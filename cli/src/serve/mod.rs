@@ -1,0 +1,252 @@
+//! `keyctl serve`: the key service. One process verifies keys for reverse
+//! proxies and applications over the store the other commands manage.
+//!
+//! | route | answers |
+//! |---|---|
+//! | `/v1/authorize` (any method) | forward auth: 200 with `X-Api-Key-Id`, `X-Service-Account-Id`, `X-Api-Key-Scopes`; otherwise the tower layer's own 401/403/400/503 |
+//! | `GET /healthz` | 200 while the process runs |
+//! | `GET /readyz` | 200 when the store answers, else 503 |
+//! | `GET /metrics` | Prometheus text format |
+//!
+//! The request path reads like the library's verify path: [`scope`] parses
+//! the required scope (`?scope=` or `X-Required-Scope`) → the library's
+//! `ApiKeyLayer` verifies `Authorization` and renders every refusal → the
+//! library's scope guard checks the scope → [`authorize`] renders the
+//! grant.
+//!
+//! For PostgreSQL and Redis the verifier reads through a `CachedStore` that
+//! listens on the store's invalidation channel (see [`node`]); SQLite is read
+//! directly, since other processes write the same file without a channel.
+
+mod metered;
+mod metrics;
+mod node;
+mod scope;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use api_keys::http::{ApiKeyLayer, RequireScopeLayer};
+use api_keys::{KeyId, KeyStore, Principal, RequiredScope, Verifier};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use tokio::net::TcpListener;
+use tower::{Layer, ServiceExt};
+
+use crate::{BAD_INPUT, Failure, OTHER};
+pub(crate) use node::{CacheSettings, Node};
+
+/// How often pending last-used times are written to the store.
+const FLUSH_EVERY: Duration = Duration::from_secs(5);
+/// How long `/readyz` waits for the store.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long shutdown waits for in-flight requests before giving up on them.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The listen address: `--listen`, else `API_KEYS_LISTEN`, else
+/// [`crate::env::DEFAULT_LISTEN`].
+///
+/// # Errors
+/// A [`BAD_INPUT`] failure naming the text when it is not `IP:PORT`.
+pub(crate) fn listen_address(flag: Option<String>) -> Result<SocketAddr, Failure> {
+    let (text, from) = match flag {
+        Some(t) => (t, "--listen"),
+        None => match crate::env::var(crate::env::LISTEN_VAR) {
+            Some(t) => (t, crate::env::LISTEN_VAR),
+            None => (crate::env::DEFAULT_LISTEN.to_owned(), "the default"),
+        },
+    };
+    text.trim().parse().map_err(|_| {
+        let shown: String = text.chars().take(64).collect();
+        Failure::new(
+            BAD_INPUT,
+            format!("{from}: `{shown}` is not a listen address; expected IP:PORT, e.g. 127.0.0.1:8080"),
+        )
+    })
+}
+
+/// What the handlers share.
+struct App<S> {
+    verifier: Arc<Verifier<S>>,
+    node: Arc<Node>,
+    metrics: metrics::Metrics,
+    /// A random id `/readyz` looks up (any answer, found or not, is ready).
+    probe: KeyId,
+}
+
+/// Serves `node` on `addr` until SIGINT or SIGTERM, then drains and writes
+/// pending last-used times.
+///
+/// # Errors
+/// [`OTHER`] when the address cannot be bound or the server fails.
+pub(crate) async fn run(node: Node, addr: SocketAddr) -> Result<(), Failure> {
+    let metrics = metrics::Metrics::install(&node)?;
+    let node = Arc::new(node);
+    let verifier = Arc::new(node.verifier());
+    let probe = KeyId::generate().map_err(|e| Failure::new(OTHER, e.to_string()))?;
+    let app = Arc::new(App { verifier: Arc::clone(&verifier), node: Arc::clone(&node), metrics, probe });
+    let router = router(Arc::clone(&app), node.catalog());
+
+    let listener =
+        TcpListener::bind(addr).await.map_err(|e| Failure::new(OTHER, format!("cannot listen on {addr}: {e}")))?;
+    let local = listener.local_addr().map_err(|e| Failure::new(OTHER, format!("cannot listen on {addr}: {e}")))?;
+    eprintln!("keyctl: listening on {local} ({})", node.describe());
+
+    let flusher = tokio::spawn(flush_periodically(Arc::clone(&verifier)));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let served = serve_with_drain_limit(server, stop_rx).await;
+    flusher.abort();
+    let flushed = verifier.flush_last_used().await;
+    match (&served, flushed) {
+        (_, Ok(n)) => eprintln!("keyctl: stopped; wrote {n} last-used time(s)"),
+        (_, Err(e)) => eprintln!("keyctl: stopped; last-used times not written: {}", crate::chain(&e)),
+    }
+    served
+}
+
+/// Runs the server; once shutdown has begun, waits at most
+/// [`DRAIN_TIMEOUT`] for in-flight requests.
+async fn serve_with_drain_limit(
+    server: impl std::future::IntoFuture<Output = std::io::Result<()>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), Failure> {
+    let server = server.into_future();
+    tokio::pin!(server);
+    let result = tokio::select! {
+        r = &mut server => r,
+        _ = async { let _ = stop.wait_for(|s| *s).await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {
+            eprintln!("keyctl: requests still running after {DRAIN_TIMEOUT:?}; stopping anyway");
+            Ok(())
+        }
+    };
+    result.map_err(|e| Failure::new(OTHER, format!("server failed: {e}")))
+}
+
+async fn flush_periodically<S: KeyStore>(verifier: Arc<Verifier<S>>) {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    loop {
+        tick.tick().await;
+        if let Err(e) = verifier.flush_last_used().await {
+            tracing::warn!(error = %crate::chain(&e), "could not write last-used times; will retry");
+        }
+    }
+}
+
+/// The routes: forward auth behind the library's layer, and the operator
+/// endpoints outside it.
+fn router<S: KeyStore>(app: Arc<App<S>>, catalog: &api_keys::ScopeCatalog) -> Router {
+    let authorize = Router::new()
+        .route("/v1/authorize", any(authorize))
+        .layer(ApiKeyLayer::new(Arc::clone(&app.verifier)))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(catalog.clone()), scope::required_scope));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz::<S>))
+        .route("/metrics", get(metrics_text::<S>))
+        .with_state(Arc::clone(&app))
+        .merge(authorize)
+        .layer(axum::middleware::from_fn_with_state(app, metrics::observe::<S>))
+}
+
+/// Behind the layer: the key is valid. Checks the required scope with the
+/// library's scope guard (so a 403 is rendered as the layer renders it) and
+/// answers 200 with the key's identity headers.
+async fn authorize(req: Request) -> Response {
+    match req.extensions().get::<RequiredScope>().cloned() {
+        None => granted(&req),
+        Some(required) => {
+            let ok = tower::service_fn(|req: Request| async move { Ok::<_, Infallible>(granted(&req)) });
+            match RequireScopeLayer::new(required).layer(ok).oneshot(req).await {
+                Ok(response) => response.map(Body::new),
+                Err(never) => match never {},
+            }
+        }
+    }
+}
+
+/// 200 with the principal's id, service account and scopes.
+fn granted(req: &Request) -> Response {
+    let Some(p) = req.extensions().get::<Principal>() else {
+        // The layer always inserts the principal before calling us.
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let scopes: Vec<&str> = p.scopes().iter().map(api_keys::Scope::as_str).collect();
+    let mut response = StatusCode::OK.into_response();
+    let headers = response.headers_mut();
+    // Key ids, service account ids and scope names are visible ASCII by
+    // construction; a failure here would be a bug, answered with 500.
+    let values = [
+        HeaderValue::from_str(p.key_id().as_str()),
+        HeaderValue::from_str(p.service_account_id().as_str()),
+        HeaderValue::from_str(&scopes.join(",")),
+    ];
+    let [Ok(id), Ok(account), Ok(scopes)] = values else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    headers.insert("x-api-key-id", id);
+    headers.insert("x-service-account-id", account);
+    headers.insert("x-api-key-scopes", scopes);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// 200 when the store answers a lookup within [`READY_TIMEOUT`].
+async fn readyz<S: KeyStore>(State(app): State<Arc<App<S>>>) -> Response {
+    let started = Instant::now();
+    match tokio::time::timeout(READY_TIMEOUT, app.node.ping(&app.probe)).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %crate::chain(&e), "readiness: the store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
+        }
+        Err(_) => {
+            tracing::warn!(waited = ?started.elapsed(), "readiness: the store did not answer in time");
+            (StatusCode::SERVICE_UNAVAILABLE, "store did not answer in time\n").into_response()
+        }
+    }
+}
+
+async fn metrics_text<S: KeyStore>(State(app): State<Arc<App<S>>>) -> Response {
+    let text = app.metrics.render(&app.node);
+    let mut response = text.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    eprintln!("keyctl: shutting down: draining requests");
+}

@@ -1,0 +1,217 @@
+//! One node of the key service: the store, the cache in front of it and the
+//! invalidation channel that keeps several nodes in step.
+//!
+//! | store | verifier reads through | other nodes' writes arrive by |
+//! |---|---|---|
+//! | SQLite | nothing: the file itself | every read goes to the file |
+//! | PostgreSQL | `CachedStore` (unless `API_KEYS_CACHE=off`) | `LISTEN`/`NOTIFY` on the schema's channel |
+//! | Redis | `CachedStore` (unless `API_KEYS_CACHE=off`) | pub/sub on `<prefix>:invalidations` |
+//!
+//! `keyctl`'s own writes (`create`, `import`, `revoke`, `delete`,
+//! `reissue`) publish on the same channel, so a `keyctl revoke` reaches
+//! every node within the channel's delivery time; if a message is lost (the
+//! channel was down), no node serves a cached record older than
+//! `API_KEYS_CACHE_MAX_STALENESS`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use api_keys::config::{AnyStore, Backend};
+use api_keys::shield::{ShieldConfig, ShieldStats, ShieldedStore};
+use api_keys::store::cached::{CacheConfig, CachedStore};
+use api_keys::{KeyId, KeyStore, Peppers, ScopeCatalog, StoreError, Verifier};
+
+use super::metered::Metered;
+use crate::env::{self, CACHE_MAX_STALENESS_VAR, CACHE_TTL_VAR, CACHE_VAR};
+use crate::{BAD_INPUT, Failure, setup_failure};
+
+/// The store stack the verifier reads: lookups counted, then the flood
+/// shield, then the cache, then store queries counted, then the store.
+pub(crate) type NodeStore = Metered<ShieldedStore<CachedStore<Metered<AnyStore>>>>;
+
+/// Cache settings from the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CacheSettings {
+    /// `API_KEYS_CACHE` is not `off`.
+    pub(crate) enabled: bool,
+    /// `API_KEYS_CACHE_TTL`.
+    pub(crate) ttl: Duration,
+    /// `API_KEYS_CACHE_MAX_STALENESS`.
+    pub(crate) max_staleness: Duration,
+}
+
+impl CacheSettings {
+    /// Reads `API_KEYS_CACHE`, `API_KEYS_CACHE_TTL` and
+    /// `API_KEYS_CACHE_MAX_STALENESS` (empty means unset).
+    ///
+    /// # Errors
+    /// [`BAD_INPUT`] naming the variable for a value it cannot read.
+    pub(crate) fn from_env() -> Result<Self, Failure> {
+        let defaults = CacheConfig::default();
+        let enabled = match env::var(CACHE_VAR).as_deref().map(str::trim) {
+            None | Some("on" | "true" | "1") => true,
+            Some("off" | "false" | "0") => false,
+            Some(_) => return Err(Failure::new(BAD_INPUT, format!("{CACHE_VAR} must be on or off"))),
+        };
+        let duration = |name: &str, default: Duration| match env::var(name) {
+            None => Ok(default),
+            Some(text) => {
+                crate::parse_duration(text.trim()).map_err(|e| Failure::new(BAD_INPUT, format!("{name}: {e}")))
+            }
+        };
+        let ttl = duration(CACHE_TTL_VAR, defaults.fresh_ttl)?;
+        let max_staleness = duration(CACHE_MAX_STALENESS_VAR, defaults.max_staleness)?;
+        Ok(Self { enabled, ttl, max_staleness })
+    }
+
+    fn config(self) -> CacheConfig {
+        if !self.enabled {
+            return CacheConfig::disabled();
+        }
+        CacheConfig::default().fresh_ttl(self.ttl).max_staleness(self.max_staleness)
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counters {
+    pub(crate) lookups: u64,
+    pub(crate) store_queries: u64,
+    pub(crate) invalidations_received: u64,
+    pub(crate) channel_connected: bool,
+}
+
+/// A node: the store stack, the pepper and the catalog.
+pub(crate) struct Node {
+    store: Arc<NodeStore>,
+    peppers: Peppers,
+    catalog: ScopeCatalog,
+    channel: Option<String>,
+    lookups: Arc<AtomicU64>,
+    store_queries: Arc<AtomicU64>,
+}
+
+impl Node {
+    /// Builds the stack over an open store. Must run inside the Tokio
+    /// runtime (the invalidation subscriber is a task).
+    ///
+    /// # Errors
+    /// [`crate::UNAVAILABLE`] when the channel cannot be set up.
+    pub(crate) async fn new(
+        store: AnyStore,
+        url: &str,
+        peppers: Peppers,
+        cache: CacheSettings,
+    ) -> Result<Self, Failure> {
+        let bus = store.invalidation_bus(url).await.map_err(|e| setup_failure(&e))?;
+        let backend = store.backend();
+        let channel = bus.as_ref().map(|b| b.channel_name().to_owned());
+        let store_queries = Arc::new(AtomicU64::new(0));
+        let lookups = Arc::new(AtomicU64::new(0));
+        let counted = Metered::new(store, Arc::clone(&store_queries));
+        let bus_error = |e: api_keys::store::invalidation::BusError| Failure::new(crate::OTHER, crate::chain(&e));
+        let shielded = match bus {
+            Some(bus) => {
+                let cached = CachedStore::with_bus(counted, cache.config(), bus.clone()).map_err(bus_error)?;
+                ShieldedStore::with_bus(cached, ShieldConfig::default(), bus).map_err(bus_error)?
+            }
+            // Memory: only this process writes it.
+            None if backend == Backend::Memory => {
+                ShieldedStore::local(CachedStore::new(counted, CacheConfig::disabled()), ShieldConfig::default())
+                    .map_err(bus_error)?
+            }
+            // SQLite: other processes write the file with no channel, so
+            // nothing is cached and no membership set could stay current.
+            None => ShieldedStore::disabled(CachedStore::new(counted, CacheConfig::disabled())),
+        };
+        let store = Arc::new(Metered::new(shielded, Arc::clone(&lookups)));
+        Ok(Self { store, peppers, catalog: ScopeCatalog::yandex_cloud(), channel, lookups, store_queries })
+    }
+
+    /// A verifier over the stack.
+    pub(crate) fn verifier(&self) -> Verifier<NodeStore> {
+        Verifier::builder(Arc::clone(&self.store), self.peppers.clone()).build()
+    }
+
+    /// The scope catalog.
+    pub(crate) fn catalog(&self) -> &ScopeCatalog {
+        &self.catalog
+    }
+
+    fn cached(&self) -> &CachedStore<Metered<AnyStore>> {
+        self.store.inner().inner()
+    }
+
+    /// The flood shield's state.
+    pub(crate) fn shield(&self) -> ShieldStats {
+        self.store.inner().stats()
+    }
+
+    fn backend_store(&self) -> &AnyStore {
+        self.cached().inner().inner()
+    }
+
+    /// One lookup in the store itself (not the cache): readiness.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub(crate) async fn ping(&self, probe: &KeyId) -> Result<(), StoreError> {
+        self.backend_store().get(probe).await.map(|_| ())
+    }
+
+    /// The counters behind `/metrics`.
+    pub(crate) fn counters(&self) -> Counters {
+        let bus = self.cached().bus_status();
+        Counters {
+            lookups: self.lookups.load(Ordering::Relaxed),
+            store_queries: self.store_queries.load(Ordering::Relaxed),
+            invalidations_received: bus.received,
+            channel_connected: bus.connected,
+        }
+    }
+
+    /// For a `memory:` store (empty, and written by no other program),
+    /// creates a key with the catalog's default scopes plus
+    /// `yc.monitoring.manage` and prints `demo-key: <key>` on stdout, the
+    /// only line `keyctl serve` prints there.
+    ///
+    /// # Errors
+    /// [`crate::OTHER`] if the key cannot be made or printed.
+    pub(crate) async fn print_demo_key(&self) -> Result<(), Failure> {
+        use std::io::Write as _;
+        if self.backend_store().backend() != Backend::Memory {
+            return Ok(());
+        }
+        let manager =
+            api_keys::KeyManager::builder(Arc::clone(&self.store), self.peppers.clone(), self.catalog.clone()).build();
+        let mut scopes: Vec<String> = self.catalog.defaults().iter().map(|s| s.as_str().to_owned()).collect();
+        scopes.push("yc.monitoring.manage".to_owned());
+        let request =
+            api_keys::CreateRequest::new("demo-robot").description("keyctl serve memory: demo key").scopes(scopes);
+        let created = manager.create(request).await.map_err(|e| Failure::new(crate::OTHER, crate::chain(&e)))?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "demo-key: {}", created.secret.expose_secret())
+            .and_then(|()| out.flush())
+            .map_err(|e| Failure::new(crate::OTHER, format!("cannot print the demo key: {e}")))
+    }
+
+    /// One line for the start-up message.
+    pub(crate) fn describe(&self) -> String {
+        let backend = self.backend_store().backend();
+        let config = self.cached().config();
+        match &self.channel {
+            None if backend == Backend::Memory => format!("store: {backend}, flood shield on"),
+            None => format!("store: {backend}, no cache, no flood shield"),
+            Some(channel) if config.is_disabled() => {
+                format!(
+                    "store: {backend}, cache off ({CACHE_VAR}=off), flood shield on, invalidation channel {channel}"
+                )
+            }
+            Some(channel) => format!(
+                "store: {backend}, cache ttl {:?}, max staleness {:?}, flood shield on, invalidation channel {channel}",
+                config.fresh_ttl, config.max_staleness
+            ),
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! The flood shield: forged keys with valid checksums cost no store query
+//! while the shield is trusted; keys that exist are never refused because the
+//! shield may be stale (starting, channel down, resync failing); ids heard on
+//! the channel are accepted; the real stores list their ids.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use api_keys::shield::{KeyIds, ShieldConfig, ShieldedStore};
+use api_keys::store::cached::CachedStore;
+use api_keys::store::invalidation::{BusError, InvalidationBus, InvalidationSubscription, MemoryBus};
+use api_keys::{
+    Change, CreateRequest, Digest, KeyId, KeyManager, KeyRecord, KeyStore, LogEntry, MemoryStore, OldKeyFate,
+    Operation, OperationCursor, Page, PageRequest, Pepper, Peppers, ScopeCatalog, ServiceAccountId, StoreError,
+    Timestamp, TokenFormat, Verifier, VerifyError,
+};
+
+/// A store that counts `get`s (store queries) and can fail `ids_after`.
+#[derive(Default)]
+struct Counting {
+    inner: MemoryStore,
+    gets: AtomicU64,
+    fail_ids: AtomicBool,
+}
+
+impl KeyStore for Counting {
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+        self.inner.insert(record).await
+    }
+    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(id).await
+    }
+    async fn get_by_digest(&self, digest: &Digest) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.inner.get_by_digest(digest).await
+    }
+    async fn list(&self, sa: &ServiceAccountId, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
+        self.inner.list(sa, page).await
+    }
+    async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
+        self.inner.revoke(id).await
+    }
+    async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
+        self.inner.delete(id).await
+    }
+    async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
+        self.inner.reissue(old, new, fate).await
+    }
+    async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
+        self.inner.touch_last_used(updates).await
+    }
+    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
+        self.inner.pepper_fingerprint(version, proposed).await
+    }
+    async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
+        self.inner.commit(change, log).await
+    }
+    async fn operations(
+        &self,
+        key: &KeyId,
+        page: PageRequest<OperationCursor>,
+    ) -> Result<Page<Operation, OperationCursor>, StoreError> {
+        self.inner.operations(key, page).await
+    }
+}
+
+impl KeyIds for Counting {
+    async fn ids_after(&self, after: Option<KeyId>, limit: u32) -> Result<Vec<KeyId>, StoreError> {
+        if self.fail_ids.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable("ids unavailable"));
+        }
+        self.inner.ids_after(after, limit).await
+    }
+}
+
+fn peppers() -> Peppers {
+    Peppers::single(Pepper::from_base64(1, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap())
+}
+
+fn manager<S: KeyStore>(store: Arc<S>) -> KeyManager<S> {
+    KeyManager::builder(store, peppers(), ScopeCatalog::yandex_cloud()).build()
+}
+
+fn header(secret: &str) -> Vec<u8> {
+    format!("Api-Key {secret}").into_bytes()
+}
+
+/// A key of the right shape and checksum that nobody issued.
+fn forged() -> Vec<u8> {
+    header(TokenFormat::default().generate().unwrap().secret.expose_secret())
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..2000 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("{what}: not within 10 s");
+}
+
+#[tokio::test]
+async fn a_flood_of_forged_keys_costs_at_most_the_miss_budget() {
+    let counting = Arc::new(Counting::default());
+    let store = Arc::new(ShieldedStore::local(Arc::clone(&counting), ShieldConfig::default()).unwrap());
+    store.wait_trusted().await;
+    let manager = manager(Arc::clone(&store));
+    let verifier = manager.verifier().build();
+    let mut keys = Vec::new();
+    for i in 0..20 {
+        keys.push(manager.create(CreateRequest::new(format!("robot-{i}"))).await.unwrap());
+    }
+    let before = counting.gets.load(Ordering::SeqCst);
+    const FLOOD: u64 = 10_000;
+    let started = std::time::Instant::now();
+    for _ in 0..FLOOD {
+        let e = verifier.verify(&forged(), None).await.unwrap_err();
+        assert!(matches!(e, VerifyError::UnknownKey(Some(_))), "{e:?}");
+    }
+    let queries = counting.gets.load(Ordering::SeqCst) - before;
+    println!("{FLOOD} forged keys with valid checksums caused {queries} store queries");
+    // At most the miss budget: a burst of 10, then 10 per second.
+    let budget = 10 + 10 * (started.elapsed().as_secs() + 1);
+    assert!(queries <= budget, "{queries} > {budget}");
+    let stats = store.stats();
+    assert_eq!((stats.refused + stats.miss_queries, stats.miss_queries), (FLOOD, queries));
+    // Every real key still verifies, one store query each.
+    for k in &keys {
+        verifier.verify(&header(k.secret.expose_secret()), None).await.unwrap();
+    }
+    assert_eq!(counting.gets.load(Ordering::SeqCst) - before, queries + keys.len() as u64);
+}
+
+#[tokio::test]
+async fn an_untrusted_shield_asks_the_store_and_never_refuses_an_existing_key() {
+    let counting = Arc::new(Counting::default());
+    // A key written straight into the store before the shield exists.
+    let early = manager(Arc::clone(&counting)).create(CreateRequest::new("early")).await.unwrap();
+    // Loads fail from the start: the shield is never trusted.
+    counting.fail_ids.store(true, Ordering::SeqCst);
+    let config = ShieldConfig::default().resync_every(Duration::from_millis(20)).max_age(Duration::from_millis(200));
+    let store = Arc::new(ShieldedStore::local(Arc::clone(&counting), config).unwrap());
+    let verifier = Verifier::builder(Arc::clone(&store), peppers()).build();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!store.stats().trusted && store.stats().load_failures > 0);
+    verifier.verify(&header(early.secret.expose_secret()), None).await.unwrap();
+    let before = counting.gets.load(Ordering::SeqCst);
+    verifier.verify(&forged(), None).await.unwrap_err();
+    assert_eq!(counting.gets.load(Ordering::SeqCst), before + 1, "untrusted: the store is asked");
+
+    // Loads work again: trusted, the early key is in the set.
+    counting.fail_ids.store(false, Ordering::SeqCst);
+    store.wait_trusted().await;
+    verifier.verify(&header(early.secret.expose_secret()), None).await.unwrap();
+    // Loads fail again: after max_age the shield stops refusing.
+    counting.fail_ids.store(true, Ordering::SeqCst);
+    let late = manager(Arc::clone(&counting)).create(CreateRequest::new("late")).await.unwrap();
+    eventually("untrusted after max_age", || !store.stats().trusted).await;
+    verifier.verify(&header(late.secret.expose_secret()), None).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_set_is_rebuilt_by_resync() {
+    let counting = Arc::new(Counting::default());
+    let config = ShieldConfig::default().resync_every(Duration::from_millis(20)).page(3);
+    let store = Arc::new(ShieldedStore::local(Arc::clone(&counting), config).unwrap());
+    store.wait_trusted().await;
+    let m = manager(Arc::clone(&store));
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(m.create(CreateRequest::new(format!("r-{i}"))).await.unwrap().api_key.id);
+    }
+    assert_eq!(store.stats().ids, 10);
+    // Written behind the shield's back (another process): a resync picks it up.
+    let behind = manager(Arc::clone(&counting)).create(CreateRequest::new("behind")).await.unwrap();
+    let verifier = Verifier::builder(Arc::clone(&store), peppers()).build();
+    eventually("the resync loaded the 11th id", || store.stats().ids == 11).await;
+    verifier.verify(&header(behind.secret.expose_secret()), None).await.unwrap();
+    // Deleted ids leave the set at the next resync (paged by 3: 4 pages).
+    for id in &ids[..5] {
+        m.delete(id).await.unwrap();
+    }
+    eventually("deleted ids dropped", || store.stats().ids == 6).await;
+}
+
+/// A bus whose subscriptions the test can cut.
+#[derive(Clone)]
+struct Cuttable {
+    inner: MemoryBus,
+    cut: Arc<tokio::sync::watch::Sender<u64>>,
+    down: Arc<AtomicBool>,
+}
+
+struct CuttableSub {
+    inner: <MemoryBus as InvalidationBus>::Subscription,
+    cut: tokio::sync::watch::Receiver<u64>,
+}
+
+impl InvalidationBus for Cuttable {
+    type Subscription = CuttableSub;
+    async fn publish(&self, id: &KeyId) -> Result<(), BusError> {
+        self.inner.publish(id).await
+    }
+    async fn subscribe(&self) -> Result<CuttableSub, BusError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(BusError::Closed);
+        }
+        let mut cut = self.cut.subscribe();
+        cut.mark_unchanged();
+        Ok(CuttableSub { inner: self.inner.subscribe().await?, cut })
+    }
+}
+
+impl InvalidationSubscription for CuttableSub {
+    async fn next_id(&mut self) -> Result<KeyId, BusError> {
+        tokio::select! {
+            id = self.inner.next_id() => id,
+            _ = self.cut.changed() => Err(BusError::Closed),
+        }
+    }
+}
+
+#[tokio::test]
+async fn ids_heard_on_the_bus_are_accepted_and_a_lost_channel_turns_the_shield_off() {
+    let shared = Arc::new(Counting::default());
+    let bus = Cuttable {
+        inner: MemoryBus::new(),
+        cut: Arc::new(tokio::sync::watch::channel(0).0),
+        down: Arc::new(AtomicBool::new(false)),
+    };
+    let config = ShieldConfig::default()
+        .resync_every(Duration::from_secs(3600))
+        .reconnect_initial(Duration::from_millis(10))
+        .miss_queries_per_sec(0);
+    let node = Arc::new(ShieldedStore::with_bus(Arc::clone(&shared), config, bus.clone()).unwrap());
+    node.wait_trusted().await;
+    let verifier = Verifier::builder(Arc::clone(&node), peppers()).build();
+    // Another writer (keyctl) that publishes its writes.
+    let writer = manager(Arc::new(CachedStore::publishing(Arc::clone(&shared), bus.clone())));
+
+    let k = writer.create(CreateRequest::new("elsewhere")).await.unwrap();
+    eventually("the create was heard", || node.stats().heard >= 1).await;
+    verifier.verify(&header(k.secret.expose_secret()), None).await.unwrap();
+
+    // The channel goes down and stays down: not trusted, so a key created
+    // meanwhile (its message lost) is still accepted, by asking the store.
+    bus.down.store(true, Ordering::SeqCst);
+    bus.cut.send_modify(|n| *n += 1);
+    eventually("untrusted without a channel", || !node.stats().trusted).await;
+    let lost = writer.create(CreateRequest::new("lost-message")).await.unwrap();
+    verifier.verify(&header(lost.secret.expose_secret()), None).await.unwrap();
+    let before = shared.gets.load(Ordering::SeqCst);
+    verifier.verify(&forged(), None).await.unwrap_err();
+    assert_eq!(shared.gets.load(Ordering::SeqCst), before + 1);
+
+    // Back up: re-subscribed and reloaded; the lost id is in the set, forged ids are refused again.
+    bus.down.store(false, Ordering::SeqCst);
+    node.wait_trusted().await;
+    verifier.verify(&header(lost.secret.expose_secret()), None).await.unwrap();
+    let before = shared.gets.load(Ordering::SeqCst);
+    verifier.verify(&forged(), None).await.unwrap_err();
+    assert_eq!(shared.gets.load(Ordering::SeqCst), before);
+}
+
+#[tokio::test]
+async fn a_disabled_shield_passes_everything_through() {
+    let counting = Arc::new(Counting::default());
+    let store = Arc::new(ShieldedStore::disabled(Arc::clone(&counting)));
+    let verifier = Verifier::builder(Arc::clone(&store), peppers()).build();
+    verifier.verify(&forged(), None).await.unwrap_err();
+    assert_eq!(counting.gets.load(Ordering::SeqCst), 1);
+    assert!(!store.stats().trusted);
+}
+
+#[cfg(all(feature = "sqlite", feature = "postgres", feature = "redis"))]
+mod backends {
+    use super::*;
+    use api_keys::config::{self, AnyStore};
+
+    async fn lists_its_ids(store: AnyStore) {
+        let store = Arc::new(store);
+        let m = manager(Arc::clone(&store));
+        let mut made = Vec::new();
+        for i in 0..7 {
+            made.push(m.create(CreateRequest::new(format!("ids-{i}"))).await.unwrap().api_key.id);
+        }
+        made.sort();
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.ids_after(after, 3).await.unwrap();
+            assert!(page.windows(2).all(|w| w[0] < w[1]), "ascending");
+            seen.extend(page.iter().copied());
+            match page.last() {
+                Some(last) if page.len() >= 3 => after = Some(*last),
+                _ => break,
+            }
+        }
+        assert_eq!(seen, made, "{:?}", store.backend());
+        for id in &made {
+            m.delete(id).await.unwrap();
+        }
+        assert!(store.ids_after(None, 3).await.unwrap().is_empty());
+    }
+
+    fn unique(label: &str) -> String {
+        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        format!("{label}_{}_{n}", std::process::id())
+    }
+
+    #[tokio::test]
+    async fn every_store_lists_its_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("ids.db").display());
+        lists_its_ids(config::open_store(&sqlite).await.unwrap()).await;
+
+        let pg = std::env::var("API_KEYS_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let schema = unique("shield_ids");
+        let store = config::open_store(&format!("{pg}?schema={schema}")).await.unwrap();
+        let pool = match &store {
+            AnyStore::Postgres(s) => s.pool().clone(),
+            _ => unreachable!(),
+        };
+        lists_its_ids(store).await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE"))).execute(&pool).await.unwrap();
+
+        let redis = std::env::var("API_KEYS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let prefix = unique("shield-ids");
+        let store = config::open_store(&format!("{redis}?prefix={prefix}")).await.unwrap();
+        lists_its_ids(store.clone()).await;
+        if let AnyStore::Redis(s) = store {
+            s.purge().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_key_whose_announcement_is_late_is_found_within_the_miss_budget() {
+    for budget in [10, 0] {
+        let counting = Arc::new(Counting::default());
+        let config = ShieldConfig::default().resync_every(Duration::from_secs(3600)).miss_queries_per_sec(budget);
+        let store = Arc::new(ShieldedStore::local(Arc::clone(&counting), config).unwrap());
+        store.wait_trusted().await;
+        let verifier = Verifier::builder(Arc::clone(&store), peppers()).build();
+        // Created behind the shield's back, announcement not (yet) heard.
+        let late = manager(Arc::clone(&counting)).create(CreateRequest::new("late")).await.unwrap();
+        let result = verifier.verify(&header(late.secret.expose_secret()), None).await;
+        if budget == 0 {
+            assert!(matches!(result, Err(VerifyError::UnknownKey(_))), "{result:?}");
+            assert_eq!(store.stats().ids, 0);
+        } else {
+            result.unwrap();
+            // Found, and added: the next use does not spend the budget.
+            assert_eq!((store.stats().ids, store.stats().miss_queries), (1, 1));
+            verifier.verify(&header(late.secret.expose_secret()), None).await.unwrap();
+            assert_eq!(store.stats().miss_queries, 1);
+        }
+    }
+}
