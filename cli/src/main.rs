@@ -55,10 +55,12 @@
 //! Errors go to stderr. Secrets are printed only by `create` and `reissue`,
 //! once; digests never.
 
+mod admin;
 mod env;
 mod pepper;
 mod render;
 mod serve;
+mod update;
 
 use std::error::Error;
 use std::io::{BufRead, IsTerminal, Read, Write};
@@ -199,6 +201,11 @@ enum Command {
         #[arg(long, default_value = "0", value_parser = parse_duration)]
         grace: Duration,
     },
+    /// Change a key's description, scopes or expiry; prints the updated key.
+    Update(update::UpdateArgs),
+    /// Show a key's operations log (who changed what, when), newest first;
+    /// also for a deleted key.
+    Operations(update::OperationsArgs),
     /// List the scopes a key can have.
     ListScopes,
     /// Import an existing secret read from stdin (one trailing newline is trimmed).
@@ -232,14 +239,19 @@ enum Command {
 
 impl Command {
     fn default_format(&self) -> Format {
-        if matches!(self, Self::List { .. }) { Format::Table } else { Format::Yaml }
+        if matches!(self, Self::List { .. } | Self::Operations(_)) { Format::Table } else { Format::Yaml }
     }
 
     /// Whether the command digests secrets, so it cannot run without a pepper.
     fn needs_pepper(&self) -> bool {
         matches!(
             self,
-            Self::Create(_) | Self::Reissue { .. } | Self::Import(_) | Self::Verify { .. } | Self::Serve { .. }
+            Self::Create(_)
+                | Self::Reissue { .. }
+                | Self::Import(_)
+                | Self::Verify { .. }
+                | Self::Serve { .. }
+                | Self::Update(_)
         )
     }
 }
@@ -287,7 +299,8 @@ fn manage_failure(e: &ManageError) -> Failure {
         ManageError::InvalidField(_)
         | ManageError::Scope(_)
         | ManageError::AlreadyExpired(_)
-        | ManageError::InvalidImportedSecret(_) => BAD_INPUT,
+        | ManageError::InvalidImportedSecret(_)
+        | ManageError::EmptyUpdate => BAD_INPUT,
         ManageError::NotFound(_) => NOT_FOUND,
         ManageError::PolicyDenied(_) | ManageError::Conflict { .. } | ManageError::AlreadyImported => REFUSED,
         ManageError::Store(s) => return store_failure(s),
@@ -555,6 +568,8 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
                 }
             }
         }
+        Command::Update(args) => update::update(args, format, cx).await?,
+        Command::Operations(args) => update::operations(args, format, cx).await?,
         Command::ListScopes => return emit(render::scopes(format, ScopeCatalog::yandex_cloud().list())),
         Command::Serve { .. } => return Err(Failure::new(OTHER, "serve is not a key-management command")),
     }

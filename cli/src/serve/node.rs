@@ -134,6 +134,11 @@ impl Node {
         Verifier::builder(Arc::clone(&self.store), self.peppers.clone()).build()
     }
 
+    /// A manager over the stack (the management API's).
+    pub(crate) fn manager(&self) -> api_keys::KeyManager<NodeStore> {
+        api_keys::KeyManager::builder(Arc::clone(&self.store), self.peppers.clone(), self.catalog.clone()).build()
+    }
+
     /// The scope catalog.
     pub(crate) fn catalog(&self) -> &ScopeCatalog {
         &self.catalog
