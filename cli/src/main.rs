@@ -420,7 +420,9 @@ impl Context {
 
     fn manager(&self) -> Result<KeyManager<CachedStore<AnyStore>>, Failure> {
         let peppers = self.peppers.clone().ok_or_else(|| Failure::new(BAD_INPUT, "no pepper configured"))?;
-        Ok(KeyManager::builder(Arc::clone(&self.store), peppers, ScopeCatalog::yandex_cloud()).build())
+        Ok(KeyManager::builder(Arc::clone(&self.store), peppers, ScopeCatalog::yandex_cloud())
+            .actor(update::actor())
+            .build())
     }
 
     /// Warns when a write could not be announced to the caching nodes.
@@ -500,11 +502,11 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
             None => return Err(Failure::new(NOT_FOUND, format!("key {id} not found"))),
         },
         Command::Revoke { id } => {
-            cx.store.revoke(&id).await.map_err(|e| store_failure(&e))?;
+            update::revoke(&id, cx).await?;
             eprintln!("keyctl: key {id} revoked");
         }
         Command::Delete { id } => {
-            cx.store.delete(&id).await.map_err(|e| store_failure(&e))?;
+            update::delete(&id, cx).await?;
             eprintln!("keyctl: key {id} deleted");
         }
         Command::Reissue { id, grace } => {

@@ -2,12 +2,41 @@
 //! scopes or expiry (one atomic store operation, logged and announced to
 //! the caching nodes like a revoke), and show a key's operations log.
 
-use api_keys::{KeyId, Operation, OperationCursor, PageRequest, Timestamp, UpdateRequest};
+use api_keys::{
+    Actor, Change, KeyId, KeyStatus, KeyStore as _, LogEntry, Operation, OperationChanges, OperationCursor,
+    OperationKind, PageRequest, Timestamp, UpdateRequest,
+};
 use clap::Args;
 use serde::Serialize;
 
 use crate::render::{self, Format};
-use crate::{BAD_INPUT, Context, Failure, emit, manage_failure};
+use crate::{BAD_INPUT, Context, Failure, OTHER, emit, manage_failure, store_failure};
+
+/// The actor `keyctl`'s changes are logged as.
+pub(crate) fn actor() -> Actor {
+    Actor::new("keyctl").unwrap_or_else(|_| Actor::system())
+}
+
+/// Applies `change` with its log entry in one store call (revoke and
+/// delete need no pepper, so they do not go through a manager).
+async fn logged(cx: &Context, change: Change, kind: OperationKind, changes: OperationChanges) -> Result<(), Failure> {
+    let entry = LogEntry::new(change.key_id(), kind, actor(), Timestamp::now(), changes)
+        .map_err(|e| Failure::new(OTHER, e.to_string()))?;
+    cx.store.commit(change, &[entry]).await.map_err(|e| store_failure(&e))?;
+    Ok(())
+}
+
+/// `keyctl revoke`, logged.
+pub(crate) async fn revoke(id: &KeyId, cx: &Context) -> Result<(), Failure> {
+    let mut changes = OperationChanges::default();
+    changes.status = Some(KeyStatus::Revoked);
+    logged(cx, Change::Revoke(*id), OperationKind::Revoke, changes).await
+}
+
+/// `keyctl delete`, logged (the log outlives the key).
+pub(crate) async fn delete(id: &KeyId, cx: &Context) -> Result<(), Failure> {
+    logged(cx, Change::Delete(*id), OperationKind::Delete, OperationChanges::default()).await
+}
 
 /// `keyctl update ID [--description D] [--scopes a,b] [--expires-at T | --no-expiry]`.
 #[derive(Debug, Args)]
@@ -55,8 +84,7 @@ pub(crate) async fn update(args: UpdateArgs, format: Format, cx: &Context) -> Re
             "nothing to update: give --description, --scopes, --expires-at or --no-expiry",
         ));
     }
-    let actor = api_keys::Actor::new("keyctl").map_err(|e| Failure::new(BAD_INPUT, e.to_string()))?;
-    let manager = cx.manager()?.with_actor(actor);
+    let manager = cx.manager()?;
     let (info, _operation) = manager.update(&args.id, request).await.map_err(|e| manage_failure(&e))?;
     let format = if format == Format::Table { Format::Yaml } else { format };
     emit(render::key(format, &info, Timestamp::now()))
@@ -85,9 +113,8 @@ struct Log<'a> {
 
 /// Runs `operations`: the key's log, newest first.
 pub(crate) async fn operations(args: OperationsArgs, format: Format, cx: &Context) -> Result<(), Failure> {
-    use api_keys::KeyStore as _;
     let page = PageRequest::starting(args.limit, args.page_token.map(OperationCursor::new));
-    let page = cx.store.operations(&args.id, page).await.map_err(|e| crate::store_failure(&e))?;
+    let page = cx.store.operations(&args.id, page).await.map_err(|e| store_failure(&e))?;
     let next = page.next.map(OperationCursor::get);
     if format != Format::Table {
         return emit(render::structured(format, &Log { operations: &page.items, next_page_token: next }));
