@@ -19,7 +19,7 @@
 //! [`ApiError`]s: `{code, message, details}` with a `google.rpc.Code` and
 //! its HTTP status. Bodies are capped ([`DEFAULT_BODY_LIMIT`]); bad JSON,
 //! wrong types and unknown fields are code 3 (HTTP 400). Mutating calls
-//! accept `Idempotency-Key` ([`idempotency`](super::idempotency)).
+//! accept `Idempotency-Key` ([`super::idempotency`]).
 
 use std::sync::Arc;
 use std::time::Duration;

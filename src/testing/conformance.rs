@@ -845,12 +845,12 @@ pub async fn commit_logs<S: KeyStore>(store: &S) {
     let key = record(&sa);
     let other = record(&sa);
     let created = entry(&key, OperationKind::Create);
-    commit(store, C, Change::Insert(key.clone()), &[created.clone()]).await;
+    commit(store, C, Change::Insert(key.clone()), std::slice::from_ref(&created)).await;
     commit(store, C, Change::Insert(other.clone()), &[entry(&other, OperationKind::Create)]).await;
     assert_eq!(must_get(store, C, &key.id).await, key, "[{C}] a committed insert");
     let updated = entry(&key, OperationKind::Update);
     let change = KeyUpdate::new().description(Description::default());
-    commit(store, C, Change::Update { id: key.id, update: change }, &[updated.clone()]).await;
+    commit(store, C, Change::Update { id: key.id, update: change }, std::slice::from_ref(&updated)).await;
     let new = reissue_of(&KeyRecord { description: Description::default(), ..key.clone() });
     let (reissued_old, reissued_new) = (entry(&key, OperationKind::Reissue), entry(&new, OperationKind::Reissue));
     let fate = OldKeyFate::ExpireAt(Timestamp::from_unix_nanos(1_800_000_000_000_000_000));
@@ -868,13 +868,13 @@ pub async fn commit_logs<S: KeyStore>(store: &S) {
         "[{C}] a committed reissue's old key"
     );
     let revoked = entry(&key, OperationKind::Revoke);
-    commit(store, C, Change::Revoke(key.id), &[revoked.clone()]).await;
+    commit(store, C, Change::Revoke(key.id), std::slice::from_ref(&revoked)).await;
     assert!(must_get(store, C, &key.id).await.is_revoked(), "[{C}] a committed revoke");
     // A refused change logs nothing.
     let r = store.commit(Change::Insert(key.clone()), &[entry(&key, OperationKind::Create)]).await;
     expect_duplicate(C, "a committed insert of an existing id", r.map(drop), key.id);
     let deleted = entry(&key, OperationKind::Delete);
-    commit(store, C, Change::Delete(key.id), &[deleted.clone()]).await;
+    commit(store, C, Change::Delete(key.id), std::slice::from_ref(&deleted)).await;
     assert_eq!(get(store, C, &key.id).await, None, "[{C}] a committed delete");
     // Newest first, and still readable after the delete.
     assert_eq!(
@@ -896,7 +896,7 @@ pub async fn commit_is_atomic<S: KeyStore>(store: &S) {
     let sa = service_account();
     let key = record(&sa);
     let logged = entry(&key, OperationKind::Create);
-    commit(store, C, Change::Insert(key.clone()), &[logged.clone()]).await;
+    commit(store, C, Change::Insert(key.clone()), std::slice::from_ref(&logged)).await;
     // Each change carries, as its last entry, one whose id is logged
     // already: the record cannot be written after the change.
     let poisoned = |r: &KeyRecord, kind| LogEntry { id: logged.id, ..entry(r, kind) };
@@ -953,7 +953,7 @@ pub async fn operations_pagination<S: KeyStore>(store: &S) {
         let e = entry(&key, OperationKind::Update);
         let text = format!("step {i}");
         let change = KeyUpdate::new().description(Description::new(&text).unwrap_or_else(|e| panic!("{e}")));
-        commit(store, C, Change::Update { id: key.id, update: change }, &[e.clone()]).await;
+        commit(store, C, Change::Update { id: key.id, update: change }, std::slice::from_ref(&e)).await;
         written.push(e.id);
         // Interleave another key's entries.
         let change = KeyUpdate::new().description(Description::new(&text).unwrap_or_else(|e| panic!("{e}")));
