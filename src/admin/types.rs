@@ -87,9 +87,11 @@ impl From<&KeyInfo> for ApiKey {
 #[non_exhaustive]
 pub struct CreateApiKeyRequest {
     /// Owner.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     pub service_account_id: String,
     /// Free text, at most 256 characters.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub description: Option<String>,
     /// Scopes from `GET /apiKeyScopes`; omitted: the catalog's defaults.
     #[serde(default)]
