@@ -33,6 +33,7 @@ use std::sync::Arc;
 
 use crate::clock::Timestamp;
 use crate::digest::Digest;
+use crate::operation::{Change, LogEntry, Operation, OperationCursor};
 use crate::record::{KeyRecord, ServiceAccountId};
 use crate::store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
 use crate::token::KeyId;
@@ -323,6 +324,16 @@ impl KeyStore for AnyStore {
     }
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
         delegate!(self, s => s.touch_last_used(updates))
+    }
+    async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
+        delegate!(self, s => s.commit(change, log))
+    }
+    async fn operations(
+        &self,
+        key: &KeyId,
+        page: PageRequest<OperationCursor>,
+    ) -> Result<Page<Operation, OperationCursor>, StoreError> {
+        delegate!(self, s => s.operations(key, page))
     }
     async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
         delegate!(self, s => s.pepper_fingerprint(version, proposed))

@@ -3,11 +3,10 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod header;
-
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
+pub mod header;
 
 mod checksum;
 mod clock;
@@ -21,6 +20,7 @@ mod error;
 pub mod http;
 mod last_used;
 mod manager;
+mod operation;
 mod random;
 mod record;
 pub mod scan;
@@ -42,7 +42,11 @@ pub use digest::{Digest, DigestError, Pepper, PepperError, Peppers};
 pub use error::BoxError;
 pub use manager::{
     AllowAll, CreateRequest, CreationPolicy, DenyAll, KeyManager, KeyManagerBuilder, KeyOperation, KeyRequest,
-    ManageError, PepperCheckError, PolicyDenied,
+    ManageError, PepperCheckError, PolicyDenied, UpdateRequest,
+};
+pub use operation::{
+    Actor, ActorError, Change, KeyUpdate, LogEntry, Operation, OperationChanges, OperationCursor, OperationId,
+    OperationKind,
 };
 pub use random::RandomError;
 pub use record::{

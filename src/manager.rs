@@ -29,9 +29,13 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::digest::{Digest, Peppers};
 use crate::header::is_token68;
+use crate::operation::{
+    Actor, Change, KeyUpdate, LogEntry, Operation, OperationChanges, OperationCursor, OperationKind,
+};
 use crate::random::RandomError;
 use crate::record::{
-    ApiKeySummary, CreatedKey, Description, FieldError, KeyInfo, KeyKind, KeyRecord, ReissueLinks, ServiceAccountId,
+    ApiKeySummary, CreatedKey, Description, FieldError, KeyInfo, KeyKind, KeyRecord, KeyStatus, ReissueLinks,
+    ServiceAccountId,
 };
 use crate::scope::{ScopeCatalog, ScopeError, ScopeInfo, ScopeSet};
 use crate::secret::{MaskedKey, Secret};
@@ -101,6 +105,9 @@ pub enum ManageError {
     /// The OS random generator failed.
     #[error(transparent)]
     Random(#[from] RandomError),
+    /// An update that changes nothing.
+    #[error("the update names no field to change")]
+    EmptyUpdate,
     /// The store failed; nothing was written.
     #[error(transparent)]
     Store(StoreError),
@@ -142,6 +149,10 @@ pub enum KeyOperation {
     Reissue,
     /// `import` of an existing secret.
     Import,
+    /// `update` of an existing key's scopes or expiry. The request shows
+    /// the scopes and expiry the key would have after the update, so a
+    /// policy that limits them cannot be bypassed by updating a key.
+    Update,
 }
 
 /// What a [`CreationPolicy`] is asked to allow, after validation.
@@ -245,6 +256,65 @@ impl CreateRequest {
     }
 }
 
+/// Parameters of [`KeyManager::update`]: each field left `None` stays as
+/// it is; validated by `update`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UpdateRequest {
+    /// The new description (`""` clears it).
+    pub description: Option<String>,
+    /// The new scopes; `Some(None)` resets them to the catalog's defaults.
+    pub scopes: Option<Option<Vec<String>>>,
+    /// The new expiry; `Some(None)` removes it.
+    pub expires_at: Option<Option<Timestamp>>,
+}
+
+impl UpdateRequest {
+    /// An update that changes nothing yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the description.
+    #[must_use]
+    pub fn description(mut self, d: impl Into<String>) -> Self {
+        self.description = Some(d.into());
+        self
+    }
+
+    /// Sets the scopes.
+    #[must_use]
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = Some(Some(scopes.into_iter().map(Into::into).collect()));
+        self
+    }
+
+    /// Resets the scopes to the catalog's defaults.
+    #[must_use]
+    pub fn default_scopes(mut self) -> Self {
+        self.scopes = Some(None);
+        self
+    }
+
+    /// Sets the expiry (`None`: never expires).
+    #[must_use]
+    pub fn expires_at(mut self, t: Option<Timestamp>) -> Self {
+        self.expires_at = Some(t);
+        self
+    }
+
+    /// Whether the request changes nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.description.is_none() && self.scopes.is_none() && self.expires_at.is_none()
+    }
+}
+
 /// Builds a [`KeyManager`].
 pub struct KeyManagerBuilder<S>(KeyManager<S>);
 
@@ -276,6 +346,15 @@ impl<S: KeyStore> KeyManagerBuilder<S> {
         self
     }
 
+    /// The actor the operations log names for changes made through this
+    /// manager (see [`KeyManager::with_actor`] for one per caller).
+    /// Defaults to [`Actor::system`].
+    #[must_use]
+    pub fn actor(mut self, actor: Actor) -> Self {
+        self.0.actor = actor;
+        self
+    }
+
     /// Finishes the manager.
     #[must_use]
     pub fn build(self) -> KeyManager<S> {
@@ -291,11 +370,27 @@ pub struct KeyManager<S> {
     format: TokenFormat,
     clock: Arc<dyn Clock>,
     policy: Arc<dyn CreationPolicy>,
+    actor: Actor,
 }
 
 impl<S> fmt::Debug for KeyManager<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyManager").field("format", &self.format).finish_non_exhaustive()
+        f.debug_struct("KeyManager").field("format", &self.format).field("actor", &self.actor).finish_non_exhaustive()
+    }
+}
+
+/// Shares the store, peppers, catalog, clock and policy.
+impl<S> Clone for KeyManager<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            peppers: Arc::clone(&self.peppers),
+            catalog: Arc::clone(&self.catalog),
+            format: self.format.clone(),
+            clock: Arc::clone(&self.clock),
+            policy: Arc::clone(&self.policy),
+            actor: self.actor.clone(),
+        }
     }
 }
 
@@ -317,7 +412,32 @@ impl<S: KeyStore> KeyManager<S> {
             format: TokenFormat::default(),
             clock: Arc::new(SystemClock),
             policy: Arc::new(AllowAll),
+            actor: Actor::system(),
         })
+    }
+
+    /// The same manager, recording `actor` in the operations log for the
+    /// changes made through it (cheap: everything else is shared).
+    #[must_use]
+    pub fn with_actor(&self, actor: Actor) -> Self {
+        Self { actor, ..self.clone() }
+    }
+
+    /// The actor recorded for changes made through this manager.
+    #[must_use]
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    /// An operations log entry by this manager's actor.
+    fn entry(
+        &self,
+        key: &KeyId,
+        kind: OperationKind,
+        now: Timestamp,
+        changes: OperationChanges,
+    ) -> Result<LogEntry, ManageError> {
+        Ok(LogEntry::new(*key, kind, self.actor.clone(), now, changes)?)
     }
 
     /// A verifier builder sharing this manager's store, peppers, format and
@@ -404,7 +524,8 @@ impl<S: KeyStore> KeyManager<S> {
     /// written then).
     pub async fn create(&self, request: CreateRequest) -> Result<CreatedKey, ManageError> {
         let (template, now) = self.admit(KeyOperation::Create, &request)?;
-        let (record, secret) = self.store_new(Write::Insert, || self.new_native(&template, now)).await?;
+        let write = Write::Insert(OperationKind::Create);
+        let (record, secret) = self.store_new(write, now, || self.new_native(&template, now)).await?;
         Ok(CreatedKey { api_key: ApiKeySummary::from(&record), secret })
     }
 
@@ -457,16 +578,26 @@ impl<S: KeyStore> KeyManager<S> {
     async fn store_new<T>(
         &self,
         write: Write<'_>,
+        now: Timestamp,
         mut draw: impl FnMut() -> Result<(KeyRecord, T), ManageError>,
     ) -> Result<(KeyRecord, T), ManageError> {
         let mut attempt = 1;
         loop {
             let (record, extra) = draw()?;
-            let result = match write {
-                Write::Insert => self.store.insert(record.clone()).await,
-                Write::Reissue { old, fate } => self.store.reissue(old, record.clone(), fate).await,
+            let (change, log) = match write {
+                Write::Insert(kind) => {
+                    let entry = self.entry(&record.id, kind, now, OperationChanges::of_new(&record))?;
+                    (Change::Insert(record.clone()), vec![entry])
+                }
+                Write::Reissue { old, fate } => {
+                    let old_entry = self.entry(&old.id, OperationKind::Reissue, now, reissue_changes(&record, fate))?;
+                    let new_entry =
+                        self.entry(&record.id, OperationKind::Reissue, now, OperationChanges::of_new(&record))?;
+                    let change = Change::Reissue { old: old.id, new: record.clone(), fate };
+                    (change, vec![old_entry, new_entry])
+                }
             };
-            match result {
+            match self.store.commit(change, &log).await.map(drop) {
                 Ok(()) => return Ok((record, extra)),
                 Err(StoreError::Duplicate(dup)) if dup == record.id => {
                     // An imported record also collides on its digest.
@@ -510,15 +641,101 @@ impl<S: KeyStore> KeyManager<S> {
     /// # Errors
     /// [`ManageError::NotFound`] or a store failure.
     pub async fn revoke(&self, id: &KeyId) -> Result<(), ManageError> {
-        Ok(self.store.revoke(id).await?)
+        self.revoke_logged(id).await.map(drop)
     }
 
-    /// Deletes a key.
+    /// [`KeyManager::revoke`], returning the operations log entry written.
+    ///
+    /// # Errors
+    /// As [`KeyManager::revoke`].
+    pub async fn revoke_logged(&self, id: &KeyId) -> Result<LogEntry, ManageError> {
+        let changes = OperationChanges { status: Some(KeyStatus::Revoked), ..OperationChanges::default() };
+        let entry = self.entry(id, OperationKind::Revoke, self.clock.now(), changes)?;
+        self.store.commit(Change::Revoke(*id), std::slice::from_ref(&entry)).await?;
+        Ok(entry)
+    }
+
+    /// Deletes a key. Its operations log stays readable
+    /// ([`KeyManager::operations`]), ending with the delete.
     ///
     /// # Errors
     /// [`ManageError::NotFound`] or a store failure.
     pub async fn delete(&self, id: &KeyId) -> Result<(), ManageError> {
-        Ok(self.store.delete(id).await?)
+        self.delete_logged(id).await.map(drop)
+    }
+
+    /// [`KeyManager::delete`], returning the operations log entry written.
+    ///
+    /// # Errors
+    /// As [`KeyManager::delete`].
+    pub async fn delete_logged(&self, id: &KeyId) -> Result<LogEntry, ManageError> {
+        let entry = self.entry(id, OperationKind::Delete, self.clock.now(), OperationChanges::default())?;
+        self.store.commit(Change::Delete(*id), std::slice::from_ref(&entry)).await?;
+        Ok(entry)
+    }
+
+    /// Changes a key's description, scopes or expiry in one atomic store
+    /// operation, logged with what changed. With a [`CachedStore`](crate::store::cached::CachedStore)
+    /// the change is invalidated like a revoke, so new scopes or expiry
+    /// apply on the next verify on every node. Returns the updated key and
+    /// the operations log entry written.
+    ///
+    /// # Errors
+    /// [`ManageError::EmptyUpdate`] for a request that changes nothing;
+    /// [`ManageError::NotFound`]; invalid description or scopes (named);
+    /// [`ManageError::AlreadyExpired`] for an expiry not in the future;
+    /// [`ManageError::Conflict`] for a revoked key, or a new expiry on a
+    /// reissued one; a policy refusal ([`KeyOperation::Update`]); a store
+    /// failure (nothing written).
+    pub async fn update(&self, id: &KeyId, request: UpdateRequest) -> Result<(KeyInfo, Operation), ManageError> {
+        let update = self.validate_update(&request)?;
+        if update.is_empty() {
+            return Err(ManageError::EmptyUpdate);
+        }
+        let current = self.store.get(id).await?.ok_or(ManageError::NotFound(*id))?;
+        let now = self.clock.now();
+        if let Some(e) = update.expires_at {
+            self.check_expiry(e, now)?;
+        }
+        self.policy.check(&KeyRequest {
+            operation: KeyOperation::Update,
+            service_account_id: &current.service_account_id,
+            scopes: update.scopes.as_ref().unwrap_or(&current.scopes),
+            expires_at: update.expires_at.unwrap_or(current.expires_at),
+        })?;
+        let entry = self.entry(id, OperationKind::Update, now, OperationChanges::of_update(&update))?;
+        let updated = self.store.commit(Change::Update { id: *id, update }, std::slice::from_ref(&entry)).await?;
+        let updated = updated.ok_or_else(|| {
+            ManageError::Store(StoreError::Corrupt("the store did not return the updated key".to_owned()))
+        })?;
+        let operation = entry.recorded(&updated.service_account_id);
+        Ok((updated.info(), operation))
+    }
+
+    fn validate_update(&self, request: &UpdateRequest) -> Result<KeyUpdate, ManageError> {
+        let mut update = KeyUpdate::new();
+        if let Some(d) = &request.description {
+            update = update.description(Description::new(d)?);
+        }
+        if let Some(s) = &request.scopes {
+            update = update.scopes(self.catalog.resolve(s.as_deref())?);
+        }
+        if let Some(e) = request.expires_at {
+            update = update.expires_at(e);
+        }
+        Ok(update)
+    }
+
+    /// A key's operations log, newest first; also for a deleted key.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn operations(
+        &self,
+        id: &KeyId,
+        page: PageRequest<OperationCursor>,
+    ) -> Result<Page<Operation, OperationCursor>, ManageError> {
+        Ok(self.store.operations(id, page).await?)
     }
 
     /// Reissues a key after a compromise: a new secret with the same owner,
@@ -548,8 +765,8 @@ impl<S: KeyStore> KeyManager<S> {
             expires_at: old.expires_at,
             links: ReissueLinks { replaced_by: None, reissued_from: Some(old.id) },
         };
-        let write = Write::Reissue { old: id, fate };
-        let (record, secret) = self.store_new(write, || self.new_native(&template, now)).await?;
+        let write = Write::Reissue { old: &old, fate };
+        let (record, secret) = self.store_new(write, now, || self.new_native(&template, now)).await?;
         Ok(CreatedKey { api_key: ApiKeySummary::from(&record), secret })
     }
 
@@ -579,7 +796,7 @@ impl<S: KeyStore> KeyManager<S> {
         let (pepper_version, digest) = self.peppers.digest_current(bytes);
         let masked = MaskedKey::of_digest(&digest);
         let draw = || Ok((t.record(KeyId::generate()?, KeyKind::Imported, (pepper_version, digest), masked, now), ()));
-        let (record, ()) = self.store_new(Write::Insert, draw).await?;
+        let (record, ()) = self.store_new(Write::Insert(OperationKind::Import), now, draw).await?;
         Ok(record.info())
     }
 
@@ -600,10 +817,20 @@ impl<S: KeyStore> KeyManager<S> {
 /// How [`KeyManager::store_new`] writes a new record.
 #[derive(Clone, Copy)]
 enum Write<'a> {
-    /// [`KeyStore::insert`].
-    Insert,
-    /// [`KeyStore::reissue`] of `old`.
-    Reissue { old: &'a KeyId, fate: OldKeyFate },
+    /// [`Change::Insert`], logged as `kind` (create or import).
+    Insert(OperationKind),
+    /// [`Change::Reissue`] of `old`.
+    Reissue { old: &'a KeyRecord, fate: OldKeyFate },
+}
+
+/// What a reissue changes on the old key.
+fn reissue_changes(new: &KeyRecord, fate: OldKeyFate) -> OperationChanges {
+    let mut changes = OperationChanges { replaced_by: Some(new.id), ..OperationChanges::default() };
+    match fate {
+        OldKeyFate::Revoke => changes.status = Some(KeyStatus::Revoked),
+        OldKeyFate::ExpireAt(t) => changes.expires_at = Some(Some(t)),
+    }
+    changes
 }
 
 struct KeyRecordTemplate {
@@ -679,6 +906,19 @@ mod tests {
         }
         async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
             self.inner.touch_last_used(updates).await
+        }
+        async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
+            match &change {
+                Change::Insert(r) | Change::Reissue { new: r, .. } => self.taken(r).map(|()| None),
+                _ => self.inner.commit(change, log).await,
+            }
+        }
+        async fn operations(
+            &self,
+            key: &KeyId,
+            page: PageRequest<OperationCursor>,
+        ) -> Result<Page<Operation, OperationCursor>, StoreError> {
+            self.inner.operations(key, page).await
         }
         async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
             self.inner.pepper_fingerprint(version, proposed).await

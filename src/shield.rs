@@ -78,6 +78,7 @@ use tokio::time::Instant;
 
 use crate::clock::Timestamp;
 use crate::digest::Digest;
+use crate::operation::{Change, LogEntry, Operation, OperationCursor};
 use crate::record::{KeyRecord, ServiceAccountId};
 use crate::store::invalidation::{BusError, InvalidationBus, InvalidationSubscription};
 use crate::store::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
@@ -613,6 +614,23 @@ impl<S: KeyStore> KeyStore for ShieldedStore<S> {
             Gate::Miss => Ok(visit(self.miss(id).await?.as_deref().map(crate::RecordView::of))),
             Gate::Pass => self.inner.with_record(id, visit).await,
         }
+    }
+
+    async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
+        // As insert and reissue: a new id joins the set before the write.
+        match &change {
+            Change::Insert(r) | Change::Reissue { new: r, .. } => self.state.add(&r.id),
+            _ => {}
+        }
+        self.inner.commit(change, log).await
+    }
+
+    fn operations(
+        &self,
+        key: &KeyId,
+        page: PageRequest<OperationCursor>,
+    ) -> impl Future<Output = Result<Page<Operation, OperationCursor>, StoreError>> + Send {
+        self.inner.operations(key, page)
     }
 }
 

@@ -16,9 +16,9 @@ use std::time::Duration;
 use api_keys::store::cached::{BusStatus, CacheConfig, CachedStore, Peek};
 use api_keys::store::invalidation::{InvalidationBus, MemoryBus};
 use api_keys::{
-    Clock, CreateRequest, Digest, KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore, ManualClock, MemoryStore,
-    OldKeyFate, Page, PageRequest, Pepper, Peppers, ScopeCatalog, Secret, ServiceAccountId, StoreError, Timestamp,
-    Verifier, VerifyError,
+    Change, Clock, CreateRequest, Digest, KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore, LogEntry, ManualClock,
+    MemoryStore, OldKeyFate, Operation, OperationCursor, Page, PageRequest, Pepper, Peppers, ScopeCatalog, Secret,
+    ServiceAccountId, StoreError, Timestamp, UpdateRequest, Verifier, VerifyError,
 };
 use tokio::sync::oneshot;
 
@@ -146,6 +146,26 @@ impl KeyStore for Probe {
 
     async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
         self.inner.reissue(old, new, fate).await
+    }
+
+    async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
+        let revoke = matches!(change, Change::Revoke(_));
+        if revoke {
+            self.gate(Point::RevokeBeforeWrite).await;
+        }
+        let r = self.inner.commit(change, log).await;
+        if revoke {
+            self.gate(Point::RevokeAfterWrite).await;
+        }
+        r
+    }
+
+    async fn operations(
+        &self,
+        key: &KeyId,
+        page: PageRequest<OperationCursor>,
+    ) -> Result<Page<Operation, OperationCursor>, StoreError> {
+        self.inner.operations(key, page).await
     }
 
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
@@ -728,6 +748,34 @@ async fn a_revoke_on_one_node_reaches_the_other_over_the_memory_bus() {
     // new ids) and the three changes.
     assert_eq!(b.store.bus_status().received, 3 + 3);
     assert_eq!(a.store.bus_status().publish_failures, 0);
+}
+
+/// A scope update on node A takes effect on node B's next verify (after
+/// the bus message), though B had the old scopes cached for ten minutes.
+#[tokio::test]
+async fn a_scope_update_on_one_node_reaches_the_other_over_the_memory_bus() {
+    let shared = Arc::new(MemoryStore::new());
+    let bus = MemoryBus::new();
+    let a = node(CachedStore::with_bus(Arc::clone(&shared), long_ttls(), bus.clone()).unwrap(), None);
+    let b = node(CachedStore::with_bus(Arc::clone(&shared), long_ttls(), bus.clone()).unwrap(), None);
+    wait_subscribed(&a.store, 1).await;
+    wait_subscribed(&b.store, 1).await;
+    let monitoring = ScopeCatalog::yandex_cloud().requirement("yc.monitoring.read").unwrap();
+
+    let heard = b.store.bus_status().received;
+    let (id, header) = create(&a).await;
+    eventually(Duration::from_secs(5), "create heard", || async { b.store.bus_status().received > heard }).await;
+    let heard = b.store.bus_status().received;
+    b.verifier.verify(header.as_bytes(), Some(&monitoring)).await.unwrap();
+    assert!(matches!(b.store.peek(&id).await, Peek::Record(_)), "B has it cached");
+    a.manager.update(&id, UpdateRequest::new().scopes(["yc.postbox.send"])).await.unwrap();
+    eventually(Duration::from_secs(1), "scope update", || async {
+        b.verifier.verify(header.as_bytes(), Some(&monitoring)).await.is_err()
+    })
+    .await;
+    let principal = b.verifier.verify(header.as_bytes(), None).await.unwrap();
+    assert!(principal.scopes().contains("yc.postbox.send"), "B sees the new scopes");
+    assert_eq!(b.store.bus_status().received, heard + 1, "the update's one message");
 }
 
 /// A bus whose subscriptions the test can cut, to exercise reconnects.

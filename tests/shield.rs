@@ -13,8 +13,9 @@ use api_keys::shield::{KeyIds, ShieldConfig, ShieldedStore};
 use api_keys::store::cached::CachedStore;
 use api_keys::store::invalidation::{BusError, InvalidationBus, InvalidationSubscription, MemoryBus};
 use api_keys::{
-    CreateRequest, Digest, KeyId, KeyManager, KeyRecord, KeyStore, MemoryStore, OldKeyFate, Page, PageRequest, Pepper,
-    Peppers, ScopeCatalog, ServiceAccountId, StoreError, Timestamp, TokenFormat, Verifier, VerifyError,
+    Change, CreateRequest, Digest, KeyId, KeyManager, KeyRecord, KeyStore, LogEntry, MemoryStore, OldKeyFate,
+    Operation, OperationCursor, Page, PageRequest, Pepper, Peppers, ScopeCatalog, ServiceAccountId, StoreError,
+    Timestamp, TokenFormat, Verifier, VerifyError,
 };
 
 /// A store that counts `get`s (store queries) and can fail `ids_after`.
@@ -54,6 +55,16 @@ impl KeyStore for Counting {
 
     async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
         self.inner.pepper_fingerprint(version, proposed).await
+    }
+    async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
+        self.inner.commit(change, log).await
+    }
+    async fn operations(
+        &self,
+        key: &KeyId,
+        page: PageRequest<OperationCursor>,
+    ) -> Result<Page<Operation, OperationCursor>, StoreError> {
+        self.inner.operations(key, page).await
     }
 }
 

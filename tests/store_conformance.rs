@@ -165,6 +165,10 @@ macro_rules! conformance_tests {
                 reissue_race => ReissueRace,
                 touch_last_used => TouchLastUsed,
                 timestamp_precision => TimestampPrecision,
+                update => Update,
+                commit_logs => CommitLogs,
+                commit_is_atomic => CommitIsAtomic,
+                operations_pagination => OperationsPagination,
                 pepper_fingerprint => PepperFingerprint,
             );
 

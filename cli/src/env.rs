@@ -13,6 +13,8 @@
 //! | `API_KEYS_CACHE_TTL` | `keyctl serve`: how long a cached record is served without asking the store; default 5s |
 //! | `API_KEYS_ACCEPT_IMPORTED` | `keyctl serve`: `on` accepts imported keys (`keyctl import`); default `off` |
 //! | `API_KEYS_CACHE_MAX_STALENESS` | `keyctl serve`: the most a cached record may lag the store if an invalidation is lost; default 30s |
+//! | `API_KEYS_ADMIN_TOKEN` | `keyctl serve`: admin bearer tokens for the management API at `/iam/v1`, comma-separated; unset: the API is off |
+//! | `API_KEYS_ADMIN_TOKEN_FILE` | `keyctl serve`: a file of admin tokens (one per line), instead of `API_KEYS_ADMIN_TOKEN` |
 
 /// The variable naming the store.
 pub(crate) const DATABASE_URL_VAR: &str = "API_KEYS_DATABASE_URL";
@@ -32,6 +34,11 @@ pub(crate) const CACHE_TTL_VAR: &str = "API_KEYS_CACHE_TTL";
 pub(crate) const ACCEPT_IMPORTED_VAR: &str = "API_KEYS_ACCEPT_IMPORTED";
 /// The cache's maximum staleness.
 pub(crate) const CACHE_MAX_STALENESS_VAR: &str = "API_KEYS_CACHE_MAX_STALENESS";
+
+/// `keyctl serve`'s admin bearer tokens, comma-separated.
+pub(crate) const ADMIN_TOKEN_VAR: &str = "API_KEYS_ADMIN_TOKEN";
+/// A file holding `keyctl serve`'s admin bearer tokens.
+pub(crate) const ADMIN_TOKEN_FILE_VAR: &str = "API_KEYS_ADMIN_TOKEN_FILE";
 
 /// The store an operator tool uses when no URL is given: a SQLite file
 /// `api-keys.db` in the working directory, created if missing.

@@ -56,6 +56,7 @@
 //! Errors go to stderr. Secrets are printed only by `create` and `reissue`,
 //! once; digests never.
 
+mod admin;
 mod env;
 mod files;
 mod github;
@@ -63,6 +64,7 @@ mod pepper;
 mod render;
 mod scan;
 mod serve;
+mod update;
 
 use std::error::Error;
 use std::io::{BufRead, IsTerminal, Read, Write};
@@ -209,6 +211,11 @@ enum Command {
         #[arg(long, default_value = "0", value_parser = parse_duration)]
         grace: Duration,
     },
+    /// Change a key's description, scopes or expiry; prints the updated key.
+    Update(update::UpdateArgs),
+    /// Show a key's operations log (who changed what, when), newest first;
+    /// also for a deleted key.
+    Operations(update::OperationsArgs),
     /// List the scopes a key can have.
     ListScopes,
     /// Import an existing secret read from stdin (one trailing newline is trimmed).
@@ -250,7 +257,7 @@ enum Command {
 
 impl Command {
     fn default_format(&self) -> Format {
-        if matches!(self, Self::List { .. }) { Format::Table } else { Format::Yaml }
+        if matches!(self, Self::List { .. } | Self::Operations(_)) { Format::Table } else { Format::Yaml }
     }
 
     /// Whether the command may bring a new SQLite database into being (a
@@ -264,7 +271,12 @@ impl Command {
     fn needs_pepper(&self) -> bool {
         matches!(
             self,
-            Self::Create(_) | Self::Reissue { .. } | Self::Import(_) | Self::Verify { .. } | Self::Serve { .. }
+            Self::Create(_)
+                | Self::Reissue { .. }
+                | Self::Import(_)
+                | Self::Verify { .. }
+                | Self::Serve { .. }
+                | Self::Update(_)
         )
     }
 }
@@ -312,7 +324,8 @@ fn manage_failure(e: &ManageError) -> Failure {
         ManageError::InvalidField(_)
         | ManageError::Scope(_)
         | ManageError::AlreadyExpired(_)
-        | ManageError::InvalidImportedSecret(_) => BAD_INPUT,
+        | ManageError::InvalidImportedSecret(_)
+        | ManageError::EmptyUpdate => BAD_INPUT,
         ManageError::NotFound(_) => NOT_FOUND,
         ManageError::PolicyDenied(_) | ManageError::Conflict { .. } | ManageError::AlreadyImported => REFUSED,
         ManageError::Store(s) => return store_failure(s),
@@ -487,7 +500,9 @@ impl Context {
 
     fn manager(&self) -> Result<KeyManager<CachedStore<AnyStore>>, Failure> {
         let peppers = self.peppers.clone().ok_or_else(|| Failure::new(BAD_INPUT, "no pepper configured"))?;
-        Ok(KeyManager::builder(Arc::clone(&self.store), peppers, ScopeCatalog::yandex_cloud()).build())
+        Ok(KeyManager::builder(Arc::clone(&self.store), peppers, ScopeCatalog::yandex_cloud())
+            .actor(update::actor())
+            .build())
     }
 
     /// Warns when a write could not be announced to the caching nodes.
@@ -582,11 +597,11 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
             None => return Err(Failure::new(NOT_FOUND, format!("key {id} not found"))),
         },
         Command::Revoke { id } => {
-            cx.store.revoke(&id).await.map_err(|e| store_failure(&e))?;
+            update::revoke(&id, cx).await?;
             eprintln!("keyctl: key {id} revoked");
         }
         Command::Delete { id } => {
-            cx.store.delete(&id).await.map_err(|e| store_failure(&e))?;
+            update::delete(&id, cx).await?;
             eprintln!("keyctl: key {id} deleted");
         }
         Command::Reissue { id, grace } => {
@@ -651,6 +666,8 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
                 }
             }
         }
+        Command::Update(args) => update::update(args, format, cx).await?,
+        Command::Operations(args) => update::operations(args, format, cx).await?,
         Command::ListScopes => return emit(render::scopes(format, ScopeCatalog::yandex_cloud().list())),
         Command::Serve { .. } | Command::Scan(_) => {
             return Err(Failure::new(OTHER, "serve and scan are not key-management commands"));

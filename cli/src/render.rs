@@ -19,7 +19,7 @@ pub(crate) enum Format {
 }
 
 /// Serialises `value` as YAML or JSON (never called with `Table`).
-fn structured<T: Serialize + ?Sized>(format: Format, value: &T) -> Result<String, String> {
+pub(crate) fn structured<T: Serialize + ?Sized>(format: Format, value: &T) -> Result<String, String> {
     match format {
         Format::Json => serde_json::to_string_pretty(value).map(|s| s + "\n").map_err(|e| e.to_string()),
         Format::Yaml | Format::Table => serde_norway::to_string(value).map_err(|e| e.to_string()),

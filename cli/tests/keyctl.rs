@@ -290,7 +290,19 @@ fn redis_end_to_end() {
     let cleanup = PurgePrefix { url: base.clone(), prefix: prefix.clone() };
     let k = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper());
     network_lifecycle(&k, &with_param(&base, "prefix", &prefix));
-    // Deleting every key left nothing under the prefix but the store's
-    // pepper fingerprints (`{prefix}:peppers`, kept across keys).
-    assert_eq!(cleanup.purge().unwrap(), 1);
+    // Deleting every key left nothing under the prefix but the operations
+    // log, which outlives the keys by design (each key's `ops:` set, the
+    // entry-id index and the sequence counter).
+    let left: Vec<String> = {
+        let client = redis::Client::open(base.as_str()).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        redis::cmd("KEYS").arg(format!("{{{prefix}}}:*")).query(&mut conn).unwrap()
+    };
+    // (and the store's pepper fingerprints, `{prefix}:peppers`).
+    let log_only = |k: &String| {
+        k.contains("}:ops:") || k.ends_with("}:opids") || k.ends_with("}:opseq") || k.ends_with("}:peppers")
+    };
+    assert!(left.iter().all(log_only), "{left:?}");
+    assert_eq!(left.iter().filter(|k| k.contains("}:ops:")).count(), 3, "the three deleted keys' logs: {left:?}");
+    cleanup.purge().unwrap();
 }

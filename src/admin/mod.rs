@@ -1,7 +1,39 @@
-//! Operator endpoints for an axum application (feature `admin`).
+//! Operator endpoints for an axum application (feature `admin`): the
+//! management REST API, an axum [`Router`](axum::Router) in the shape of the
+//! cloud's own `/iam/v1/apiKeys` to nest at `/iam/v1`, and [`github`],
+//! GitHub's secret-scanning partner endpoint
+//! (`POST /v1/secret-scanning/github`), which checks and revokes keys that
+//! GitHub found in public code.
 //!
-//! - [`github`]: GitHub's secret-scanning partner endpoint,
-//!   `POST /v1/secret-scanning/github`, which checks and revokes keys that
-//!   GitHub found in public code.
+//! ```no_run
+//! use std::sync::Arc;
+//! use api_keys::admin::{AdminApi, StaticTokens};
+//! use api_keys::{KeyManager, MemoryStore, Pepper, Peppers, ScopeCatalog};
+//!
+//! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let manager = KeyManager::builder(
+//!     Arc::new(MemoryStore::new()),
+//!     Peppers::single(Pepper::generate(1)?),
+//!     ScopeCatalog::yandex_cloud(),
+//! )
+//! .build();
+//! let auth = StaticTokens::new().token("ops", "a-long-random-admin-token-0123456789")?;
+//! let app = axum::Router::new().nest("/iam/v1", AdminApi::new(manager, auth).router());
+//! # let _ = app; Ok(()) }
+//! ```
+//!
+//! See [`api`] for the routes, the error shape and idempotency, [`auth`] for
+//! who may call it, [`types`] for the JSON bodies and [`openapi`] for the
+//! generated OpenAPI 3.1 document.
 
+pub mod api;
+pub mod auth;
+mod error;
 pub mod github;
+pub mod idempotency;
+pub mod openapi;
+pub mod types;
+
+pub use api::{AdminApi, DEFAULT_BODY_LIMIT};
+pub use auth::{AdminAction, AdminAuth, AdminCaller, AdminRejection, ApiKeyAdmin, StaticTokens, TokenError};
+pub use error::{ApiError, Code};

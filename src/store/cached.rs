@@ -107,6 +107,7 @@ use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
 use super::{BuildIdHasher, RecordView, intern_account, intern_scopes};
 use crate::clock::Timestamp;
 use crate::digest::Digest;
+use crate::operation::{Change, LogEntry, Operation, OperationCursor};
 use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
 use crate::scope::ScopeSet;
 use crate::token::KeyId;
@@ -865,14 +866,19 @@ impl<S: KeyStore> CachedStore<S> {
     /// applied), make the touched entries unservable and tell other nodes.
     async fn after_write(
         &self,
-        result: &Result<(), StoreError>,
+        result: Result<(), &StoreError>,
         ids: &[KeyId],
         digests: &[[u8; 32]],
         publish: &[KeyId],
     ) {
         self.shared.changed(ids, digests).await;
-        let written =
-            !matches!(result, Err(StoreError::NotFound(_) | StoreError::Conflict { .. } | StoreError::Duplicate(_)));
+        let written = !matches!(
+            result,
+            Err(StoreError::NotFound(_)
+                | StoreError::Conflict { .. }
+                | StoreError::Duplicate(_)
+                | StoreError::DuplicateOperation(_))
+        );
         if let (true, Some(bus)) = (written, &self.publisher) {
             for id in publish {
                 if bus.publish_boxed(id).await.is_err() {
@@ -942,7 +948,7 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         // New ids are random, so no other node can have cached them; the id
         // is still published so that other nodes' membership sets (the flood
         // shield) learn it at once.
-        self.after_write(&result, &[id], digest.as_slice(), &[id]).await;
+        self.after_write(result.as_ref().map(drop), &[id], digest.as_slice(), &[id]).await;
         result
     }
 
@@ -993,13 +999,13 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
 
     async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
         let result = self.inner.revoke(id).await;
-        self.after_write(&result, &[*id], &[], &[*id]).await;
+        self.after_write(result.as_ref().map(drop), &[*id], &[], &[*id]).await;
         result
     }
 
     async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
         let result = self.inner.delete(id).await;
-        self.after_write(&result, &[*id], &[], &[*id]).await;
+        self.after_write(result.as_ref().map(drop), &[*id], &[], &[*id]).await;
         result
     }
 
@@ -1007,7 +1013,7 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         let new_id = new.id;
         let digest = (new.kind == KeyKind::Imported).then(|| *new.digest.as_bytes());
         let result = self.inner.reissue(old, new, fate).await;
-        self.after_write(&result, &[*old, new_id], digest.as_slice(), &[*old]).await;
+        self.after_write(result.as_ref().map(drop), &[*old, new_id], digest.as_slice(), &[*old]).await;
         result
     }
 
@@ -1015,6 +1021,29 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         self.inner.touch_last_used(updates).await?;
         self.patch_last_used(updates).await;
         Ok(())
+    }
+
+    /// Invalidates as the change's own method does: an update, like a
+    /// revoke, drops the key here and is published to every node, so new
+    /// scopes or expiry apply on the next verify everywhere.
+    async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
+        let imported = |r: &KeyRecord| (r.kind == KeyKind::Imported).then(|| *r.digest.as_bytes());
+        let (ids, digest, publish): (Vec<KeyId>, Option<[u8; 32]>, Vec<KeyId>) = match &change {
+            Change::Insert(r) => (vec![r.id], imported(r), vec![r.id]),
+            Change::Update { id, .. } | Change::Revoke(id) | Change::Delete(id) => (vec![*id], None, vec![*id]),
+            Change::Reissue { old, new, .. } => (vec![*old, new.id], imported(new), vec![*old]),
+        };
+        let result = self.inner.commit(change, log).await;
+        self.after_write(result.as_ref().map(drop), &ids, digest.as_slice(), &publish).await;
+        result
+    }
+
+    fn operations(
+        &self,
+        key: &KeyId,
+        page: PageRequest<OperationCursor>,
+    ) -> impl Future<Output = Result<Page<Operation, OperationCursor>, StoreError>> + Send {
+        self.inner.operations(key, page)
     }
 
     async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {

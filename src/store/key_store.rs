@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::BoxError;
 use crate::clock::Timestamp;
 use crate::digest::Digest;
+use crate::operation::{Change, LogEntry, Operation, OperationCursor, OperationId};
 use crate::record::{KeyRecord, ServiceAccountId};
 use crate::token::KeyId;
 
@@ -38,6 +39,10 @@ pub enum StoreError {
         /// Why.
         reason: &'static str,
     },
+    /// [`KeyStore::commit`] of an operation entry whose id is already in
+    /// the log; nothing was written.
+    #[error("an operation with id {0} is already recorded")]
+    DuplicateOperation(OperationId),
     /// The backend returned data that is not a valid record.
     #[error("key store returned an invalid record: {0}")]
     Corrupt(String),
@@ -66,19 +71,37 @@ pub enum OldKeyFate {
     ExpireAt(Timestamp),
 }
 
-/// Keyset pagination request: up to `limit` keys with ids after `after`.
+/// Keyset pagination request: up to `limit` items after cursor `after`
+/// (key listings: a [`KeyId`]; operations logs: an [`OperationCursor`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct PageRequest {
+pub struct PageRequest<C = KeyId> {
     /// Page size, clamped to 1..=[`PageRequest::MAX_LIMIT`].
     pub limit: u32,
     /// Cursor: the `next` of the previous page.
-    pub after: Option<KeyId>,
+    pub after: Option<C>,
+}
+
+/// Largest page.
+const MAX_PAGE: u32 = 1000;
+
+impl<C> PageRequest<C> {
+    /// Up to `limit` items after `after` (`None`: from the start).
+    #[must_use]
+    pub fn starting(limit: u32, after: Option<C>) -> Self {
+        Self { limit, after }
+    }
+
+    /// `limit` clamped to 1..=`MAX_LIMIT`.
+    #[must_use]
+    pub fn effective_limit(&self) -> usize {
+        self.limit.clamp(1, MAX_PAGE) as usize
+    }
 }
 
 impl PageRequest {
-    /// Largest page.
-    pub const MAX_LIMIT: u32 = 1000;
+    /// Largest page (of any listing).
+    pub const MAX_LIMIT: u32 = MAX_PAGE;
 
     /// The first page of `limit` items.
     #[must_use]
@@ -91,12 +114,6 @@ impl PageRequest {
     pub fn after(limit: u32, after: KeyId) -> Self {
         Self { limit, after: Some(after) }
     }
-
-    /// `limit` clamped to 1..=`MAX_LIMIT`.
-    #[must_use]
-    pub fn effective_limit(&self) -> usize {
-        self.limit.clamp(1, Self::MAX_LIMIT) as usize
-    }
 }
 
 impl Default for PageRequest {
@@ -105,21 +122,22 @@ impl Default for PageRequest {
     }
 }
 
-/// One page of a listing, ordered by key id.
+/// One page of a listing, ordered by its cursor (key listings: by key id;
+/// operations logs: newest first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Page<T> {
+pub struct Page<T, C = KeyId> {
     /// The items.
     pub items: Vec<T>,
     /// Cursor for the next page; `None` on the last page.
-    pub next: Option<KeyId>,
+    pub next: Option<C>,
 }
 
-impl<T> Page<T> {
+impl<T, C> Page<T, C> {
     /// A page of `items`, followed by the page after cursor `next` (`None`:
     /// this is the last page).
     #[must_use]
-    pub fn new(items: Vec<T>, next: Option<KeyId>) -> Self {
+    pub fn new(items: Vec<T>, next: Option<C>) -> Self {
         Self { items, next }
     }
 }
@@ -139,7 +157,15 @@ impl<T> Page<T> {
 ///   step, refusing ([`StoreError::Conflict`]) an old key that is revoked or
 ///   already reissued;
 /// - `touch_last_used` is one batched write and never moves a time backwards;
-///   unknown ids are ignored.
+///   unknown ids are ignored;
+/// - `commit` applies a [`Change`] with the same rules as the single-purpose
+///   method of its kind (`update` under
+///   [`apply_update`](crate::store::apply_update)'s rules) and appends
+///   its log entries in the same transaction or script: both land or
+///   neither; an entry id already logged is
+///   [`StoreError::DuplicateOperation`] and writes nothing;
+/// - `operations` lists one key's entries newest first (by the store's
+///   sequence, not the clock), also after the key was deleted.
 pub trait KeyStore: Send + Sync + 'static {
     /// Stores a new record.
     fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -175,6 +201,25 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Records last-used times in one batch.
     fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Applies `change` and appends `log` (the entries recording it) to the
+    /// operations log in one atomic step: both or neither. Each entry is
+    /// recorded with the service account of the changed key (the old key of
+    /// a reissue), which the store reads in the same step. Returns the
+    /// record as updated for [`Change::Update`], `None` for other changes.
+    fn commit(
+        &self,
+        change: Change,
+        log: &[LogEntry],
+    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
+
+    /// One key's operations log, newest first, paged by
+    /// [`OperationCursor`]; also for a deleted key.
+    fn operations(
+        &self,
+        key: &KeyId,
+        page: PageRequest<OperationCursor>,
+    ) -> impl Future<Output = Result<Page<Operation, OperationCursor>, StoreError>> + Send;
 
     /// The fingerprint recorded for pepper `version`, recording `proposed`
     /// first if there is none (insert-if-absent, atomic: concurrent callers
@@ -248,6 +293,20 @@ impl<S: KeyStore> KeyStore for Arc<S> {
     }
     fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).touch_last_used(updates)
+    }
+    fn commit(
+        &self,
+        change: Change,
+        log: &[LogEntry],
+    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
+        (**self).commit(change, log)
+    }
+    fn operations(
+        &self,
+        key: &KeyId,
+        page: PageRequest<OperationCursor>,
+    ) -> impl Future<Output = Result<Page<Operation, OperationCursor>, StoreError>> + Send {
+        (**self).operations(key, page)
     }
     fn pepper_fingerprint(
         &self,

@@ -21,18 +21,19 @@
 //! ([`RecordView`]), so a million keys over the same scopes share one scope
 //! list and an entry holds two pointers for them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use papaya::{Compute, Operation, ResizeMode};
+use papaya::{Compute, Operation as MapOp, ResizeMode};
 
 use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue, check_reissuable};
 use super::view::{RecordView, intern_account, intern_scopes};
 use crate::clock::Timestamp;
 use crate::digest::Digest;
+use crate::operation::{Change, LogEntry, Operation, OperationCursor, OperationId, apply_update};
 use crate::record::{Description, KeyKind, KeyRecord, KeyStatus, ReissueLinks, ServiceAccountId};
 use crate::scope::ScopeSet;
 use crate::secret::MaskedKey;
@@ -192,6 +193,51 @@ type Map = papaya::HashMap<KeyId, Stored, BuildIdHasher>;
 struct Index {
     by_account: BTreeMap<&'static ServiceAccountId, BTreeSet<KeyId>>,
     digests: HashMap<[u8; 32], KeyId>,
+    log: OperationsLog,
+}
+
+/// The operations log: each key's entries in sequence order (kept after the
+/// key is deleted), and every entry id.
+#[derive(Default)]
+struct OperationsLog {
+    by_key: HashMap<KeyId, Vec<(u64, Arc<Operation>)>>,
+    ids: HashSet<OperationId>,
+    seq: u64,
+}
+
+impl OperationsLog {
+    /// Refuses entries whose ids are logged already (or repeated).
+    fn check(&self, entries: &[LogEntry]) -> Result<(), StoreError> {
+        let mut seen = HashSet::new();
+        for e in entries {
+            if self.ids.contains(&e.id) || !seen.insert(e.id) {
+                return Err(StoreError::DuplicateOperation(e.id));
+            }
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, entries: &[LogEntry], service_account: &ServiceAccountId) {
+        for e in entries {
+            self.seq += 1;
+            self.ids.insert(e.id);
+            self.by_key.entry(e.key_id).or_default().push((self.seq, Arc::new(e.recorded(service_account))));
+        }
+    }
+
+    fn page(&self, key: &KeyId, page: PageRequest<OperationCursor>) -> Page<Operation, OperationCursor> {
+        let limit = page.effective_limit();
+        let entries = self.by_key.get(key).map_or(&[][..], Vec::as_slice);
+        let before = page.after.map_or(u64::MAX, OperationCursor::get);
+        let mut items: Vec<_> = entries.iter().rev().filter(|(seq, _)| *seq < before).take(limit + 1).collect();
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|(seq, _)| OperationCursor::new(*seq))
+        } else {
+            None
+        };
+        Page { items: items.into_iter().map(|(_, e)| Operation::clone(e)).collect(), next }
+    }
 }
 
 /// The in-memory store. Cheap to share behind an `Arc`; data is lost on drop.
@@ -288,18 +334,82 @@ impl MemoryStore {
     {
         let map = self.keys.pin();
         let outcome = map.compute(*id, |current| match current {
-            None => Operation::Abort(StoreError::NotFound(*id)),
+            None => MapOp::Abort(StoreError::NotFound(*id)),
             Some((_, stored)) => {
                 let mut next = stored.clone();
                 match f(&mut next) {
-                    Ok(()) => Operation::Insert(next),
-                    Err(e) => Operation::Abort(e),
+                    Ok(()) => MapOp::Insert(next),
+                    Err(e) => MapOp::Abort(e),
                 }
             }
         });
         match outcome {
             Compute::Aborted(e) => Err(e),
             _ => Ok(()),
+        }
+    }
+
+    fn revoke_now(&self, id: &KeyId) -> Result<(), StoreError> {
+        self.update(id, |s| {
+            s.status = KeyStatus::Revoked;
+            Ok(())
+        })
+    }
+
+    /// A reissue under the writer lock.
+    fn reissue_now(&self, index: &mut Index, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
+        // Validate the old key's change before writing anything (writers are
+        // serialised, so only last-used writes can change it meanwhile, and
+        // they cannot make it unreissuable).
+        let current = self.get_now(old).ok_or(StoreError::NotFound(*old))?;
+        check_reissuable(&current)?;
+        let new_id = new.id;
+        self.insert_now(index, new)?;
+        // The old key's change is applied to its entry as it is now, in one
+        // atomic step: a concurrent last-used write is kept, not overwritten
+        // by a copy taken before it.
+        let applied = self.update(old, |s| {
+            let mut record = s.to_record(*old);
+            apply_reissue(&mut record, new_id, fate)?;
+            s.links = record.links;
+            s.status = record.status;
+            s.expires_at = record.expires_at;
+            Ok(())
+        });
+        if applied.is_err() {
+            // Cannot happen while writers are serialised; undo the insert
+            // rather than leave half a reissue.
+            let _ = self.delete_now(index, &new_id);
+        }
+        applied
+    }
+
+    /// Description, scopes or expiry, applied to the entry as it is now in
+    /// one atomic step (a concurrent last-used write is kept); returns the
+    /// changed record.
+    fn update_now(&self, id: &KeyId, update: &crate::operation::KeyUpdate) -> Result<KeyRecord, StoreError> {
+        let mut changed = None;
+        self.update(id, |s| {
+            let mut record = s.to_record(*id);
+            apply_update(&mut record, update)?;
+            s.description = record.description.clone();
+            s.scopes = intern_scopes(&record.scopes);
+            s.expires_at = record.expires_at;
+            changed = Some(record);
+            Ok(())
+        })?;
+        changed.ok_or(StoreError::NotFound(*id))
+    }
+
+    /// Applies a change under the writer lock; every check runs before the
+    /// first write, so a refused change writes nothing.
+    fn apply(&self, index: &mut Index, change: Change) -> Result<Option<KeyRecord>, StoreError> {
+        match change {
+            Change::Insert(record) => self.insert_now(index, record).map(|()| None),
+            Change::Update { id, update } => self.update_now(&id, &update).map(Some),
+            Change::Revoke(id) => self.revoke_now(&id).map(|()| None),
+            Change::Delete(id) => self.delete_now(index, &id).map(|()| None),
+            Change::Reissue { old, new, fate } => self.reissue_now(index, &old, new, fate).map(|()| None),
         }
     }
 
@@ -370,10 +480,7 @@ impl KeyStore for MemoryStore {
 
     async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
         let _index = lock(&self.writer);
-        self.update(id, |s| {
-            s.status = KeyStatus::Revoked;
-            Ok(())
-        })
+        self.revoke_now(id)
     }
 
     async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
@@ -383,30 +490,30 @@ impl KeyStore for MemoryStore {
 
     async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
         let mut index = lock(&self.writer);
-        // Validate the old key's change before writing anything (writers are
-        // serialised, so only last-used writes can change it meanwhile, and
-        // they cannot make it unreissuable).
-        let current = self.get_now(old).ok_or(StoreError::NotFound(*old))?;
-        check_reissuable(&current)?;
-        let new_id = new.id;
-        self.insert_now(&mut index, new)?;
-        // The old key's change is applied to its entry as it is now, in one
-        // atomic step: a concurrent last-used write is kept, not overwritten
-        // by a copy taken before it.
-        let applied = self.update(old, |s| {
-            let mut record = s.to_record(*old);
-            apply_reissue(&mut record, new_id, fate)?;
-            s.links = record.links;
-            s.status = record.status;
-            s.expires_at = record.expires_at;
-            Ok(())
-        });
-        if applied.is_err() {
-            // Cannot happen while writers are serialised; undo the insert
-            // rather than leave half a reissue.
-            let _ = self.delete_now(&mut index, &new_id);
-        }
-        applied
+        self.reissue_now(&mut index, old, new, fate)
+    }
+
+    async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
+        let mut index = lock(&self.writer);
+        index.log.check(log)?;
+        let account = match &change {
+            Change::Insert(r) => r.service_account_id.clone(),
+            other => {
+                let id = other.key_id();
+                self.get_now(&id).ok_or(StoreError::NotFound(id))?.service_account_id.clone()
+            }
+        };
+        let out = self.apply(&mut index, change)?;
+        index.log.append(log, &account);
+        Ok(out)
+    }
+
+    async fn operations(
+        &self,
+        key: &KeyId,
+        page: PageRequest<OperationCursor>,
+    ) -> Result<Page<Operation, OperationCursor>, StoreError> {
+        Ok(lock(&self.writer).log.page(key, page))
     }
 
     async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
@@ -420,9 +527,9 @@ impl KeyStore for MemoryStore {
                 Some((_, s)) if s.last_used_at.is_none_or(|t| t < *at) => {
                     let mut next = s.clone();
                     next.last_used_at = Some(*at);
-                    Operation::Insert(next)
+                    MapOp::Insert(next)
                 }
-                _ => Operation::Abort(()),
+                _ => MapOp::Abort(()),
             });
         }
         Ok(())

@@ -50,6 +50,7 @@ pub(crate) mod view;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisConnection;
+pub use crate::operation::{apply_update, check_updatable};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))))]
 pub use backend::{ConfigError, DEFAULT_TIMEOUT};

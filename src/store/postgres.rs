@@ -85,6 +85,11 @@ impl Dialect for Postgres {
             description: "pepper fingerprints; imported keys masked by digest",
             sql: include_str!("migrations/postgres/0002_pepper_fingerprints.sql"),
         },
+        SchemaVersion {
+            version: 3,
+            description: "create api_key_operations",
+            sql: include_str!("migrations/postgres/0003_create_api_key_operations.sql"),
+        },
     ];
 
     fn encode_scopes(scopes: &ScopeSet) -> Vec<&str> {
@@ -294,7 +299,7 @@ mod tests {
             .fetch_all(store.pool())
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2]);
+        assert_eq!(versions, [1, 2, 3]);
         for (id, tail) in [("aaaaaaaaaaaaaaaaaaaa", "Xy12Z9"), ("bbbbbbbbbbbbbbbbbbbb", "ababab")] {
             let r = store.get(&KeyId::parse(id).unwrap()).await.unwrap().unwrap();
             assert_eq!((r.service_account_id.as_str(), r.description.as_str()), ("robot", "old key"));

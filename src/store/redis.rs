@@ -27,6 +27,9 @@
 //! | `{p}:key:<id>` | hash | one record: the same fields as the SQL columns, times as decimal unix nanoseconds, scopes joined by `,`, the digest as base64; absent optional fields are absent hash fields |
 //! | `{p}:sa:<service account>` | sorted set | the account's key ids, all with score 0, so `ZRANGEBYLEX (<after> + LIMIT 0 n` is id-ordered keyset pagination |
 //! | `{p}:digests` | hash | base64 digest → id, for imported keys only |
+//! | `{p}:ops:<id>` | sorted set | the key's operations log: each entry as JSON, scored by its sequence number; kept after the key is deleted |
+//! | `{p}:opids` | hash | operation id → sequence number, so an id is logged once |
+//! | `{p}:opseq` | string | the last sequence number given to a log entry |
 //!
 //! # Atomicity, and why every key shares one hash tag
 //! Redis Cluster hashes only the first `{…}` of a key name, so every key of a
@@ -44,6 +47,11 @@
 //!   revoke or reissue turns into [`StoreError::Conflict`];
 //! - `revoke` and `delete` are one script each (delete re-checks the account
 //!   it read so the right index entry goes);
+//! - `commit` runs the same script as the change's own method, wrapped so
+//!   that it first refuses an operation id already logged and, once the
+//!   change succeeded, appends the log entries — change and log in one
+//!   script; an update is a script of its own that checks the rules of
+//!   [`apply_update`](crate::store::apply_update) before it writes;
 //! - `touch_last_used` is one script for the whole batch, comparing the
 //!   decimal nanosecond strings exactly (Lua numbers are doubles and would
 //!   round them), so no time moves backwards.
@@ -78,6 +86,7 @@ use super::backend::{ConfigError, DEFAULT_TIMEOUT, Row, join_scopes, split_scope
 use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue};
 use crate::clock::Timestamp;
 use crate::digest::Digest;
+use crate::operation::{Change, KeyUpdate, LogEntry, Operation, OperationCursor};
 use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
 use crate::token::KeyId;
 
@@ -168,12 +177,65 @@ end
 return n
 ";
 
+/// KEYS: record. ARGV: set description (1/0), description, set scopes
+/// (1/0), scopes, expiry mode (keep | none | set), expiry. Returns ok |
+/// gone | revoked | reissued; checks everything before writing.
+const UPDATE_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+if redis.call('HGET', KEYS[1], 'status') == 'revoked' then return 'revoked' end
+if ARGV[5] ~= 'keep' and redis.call('HEXISTS', KEYS[1], 'replaced_by') == 1 then return 'reissued' end
+if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'description', ARGV[2]) end
+if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'scopes', ARGV[4]) end
+if ARGV[5] == 'none' then redis.call('HDEL', KEYS[1], 'expires_at') end
+if ARGV[5] == 'set' then redis.call('HSET', KEYS[1], 'expires_at', ARGV[6]) end
+return 'ok'
+";
+
+/// Turns a change script into one that also appends log entries, in the
+/// same script: the log's keys and arguments come first (KEYS: the entry-id
+/// index, the sequence counter, one log per entry; ARGV: the entry count,
+/// then id and JSON per entry), the change's own follow (the body sees them
+/// as `K` and `A`). An entry id already logged returns `opdup:<i>` before
+/// anything is written; after a successful change (`1` or `ok`) every entry
+/// gets the next sequence number as its score. Returns the change's reply
+/// as a string.
+fn logged(body: &str) -> String {
+    let body = body.replace("KEYS[", "K[").replace("ARGV", "A");
+    format!(
+        r"
+local n = tonumber(ARGV[1])
+local K = {{unpack(KEYS, 3 + n)}}
+local A = {{unpack(ARGV, 2 + 2 * n)}}
+for i = 1, n do
+  if redis.call('HEXISTS', KEYS[1], ARGV[2 * i]) == 1 then return 'opdup:' .. i end
+end
+local function change()
+{body}
+end
+local r = tostring(change())
+if r == '1' or r == 'ok' then
+  for i = 1, n do
+    local seq = redis.call('INCR', KEYS[2])
+    redis.call('ZADD', KEYS[2 + i], seq, ARGV[2 * i + 1])
+    redis.call('HSET', KEYS[1], ARGV[2 * i], seq)
+  end
+end
+return r
+"
+    )
+}
+
 struct Scripts {
     insert: Script,
     reissue: Script,
     revoke: Script,
     delete: Script,
     touch: Script,
+    logged_insert: Script,
+    logged_reissue: Script,
+    logged_revoke: Script,
+    logged_delete: Script,
+    logged_update: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -182,7 +244,54 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     revoke: Script::new(REVOKE_LUA),
     delete: Script::new(DELETE_LUA),
     touch: Script::new(&format!("{LUA_LESS}{TOUCH_LUA}")),
+    logged_insert: Script::new(&logged(INSERT_LUA)),
+    logged_reissue: Script::new(&logged(REISSUE_LUA)),
+    logged_revoke: Script::new(&logged(REVOKE_LUA)),
+    logged_delete: Script::new(&logged(DELETE_LUA)),
+    logged_update: Script::new(&logged(UPDATE_LUA)),
 });
+
+/// The keys and arguments of one script call.
+#[derive(Default)]
+struct Call {
+    keys: Vec<String>,
+    args: Vec<String>,
+}
+
+impl Call {
+    fn key(mut self, k: impl Into<String>) -> Self {
+        self.keys.push(k.into());
+        self
+    }
+
+    fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    fn fields(mut self, fields: Vec<(&'static str, String)>) -> Self {
+        for (f, v) in fields {
+            self.args.push(f.to_owned());
+            self.args.push(v);
+        }
+        self
+    }
+}
+
+/// A script's reply as text (integers in decimal).
+fn reply_text(v: Value) -> Result<String, StoreError> {
+    match v {
+        Value::Int(i) => Ok(i.to_string()),
+        Value::BulkString(b) => String::from_utf8(b).map_err(|_| corrupt_reply()),
+        Value::SimpleString(s) => Ok(s),
+        Value::Okay => Ok("OK".to_owned()),
+        _ => Err(corrupt_reply()),
+    }
+}
+
+fn corrupt_reply() -> StoreError {
+    StoreError::Corrupt("redis returned a reply of an unexpected type".to_owned())
+}
 
 fn valid_prefix(p: &str) -> bool {
     !p.is_empty()
@@ -408,6 +517,8 @@ pub struct RedisStore<C = RedisConnection> {
     account_prefix: Arc<str>,
     /// `{prefix}:digests`
     digests: Arc<str>,
+    /// `{prefix}:ops:`
+    ops_prefix: Arc<str>,
     /// `{prefix}:peppers`: pepper version → base64 fingerprint.
     peppers: Arc<str>,
     timeout: Duration,
@@ -459,6 +570,7 @@ where
             record_prefix: Arc::from(format!("{{{prefix}}}:key:")),
             account_prefix: Arc::from(format!("{{{prefix}}}:sa:")),
             digests: Arc::from(format!("{{{prefix}}}:digests")),
+            ops_prefix: Arc::from(format!("{{{prefix}}}:ops:")),
             peppers: Arc::from(format!("{{{prefix}}}:peppers")),
             timeout,
         })
@@ -610,27 +722,225 @@ fn parse_id(text: &str) -> Result<KeyId, StoreError> {
     KeyId::parse(text).map_err(|_| StoreError::Corrupt("an account index member is not a key id".to_owned()))
 }
 
+/// The log part of a logged script call (see [`logged`]).
+struct LogArgs {
+    keys: Vec<String>,
+    args: Vec<String>,
+}
+
+impl<C> RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    fn log_args(&self, log: &[LogEntry], account: &ServiceAccountId) -> Result<LogArgs, StoreError> {
+        let mut keys = vec![format!("{{{}}}:opids", self.prefix), format!("{{{}}}:opseq", self.prefix)];
+        let mut args = vec![log.len().to_string()];
+        for e in log {
+            keys.push(format!("{}{}", self.ops_prefix, e.key_id.as_str()));
+            args.push(e.id.as_str().to_owned());
+            args.push(
+                serde_json::to_string(&e.recorded(account))
+                    .map_err(|_| StoreError::Corrupt("an operation does not serialise".to_owned()))?,
+            );
+        }
+        Ok(LogArgs { keys, args })
+    }
+
+    /// The owner of the key `change` is about. A key's owner never changes,
+    /// so reading it before the change's script is safe: if the key goes
+    /// in between, the script finds it gone and logs nothing.
+    async fn account_of(&self, change: &Change) -> Result<ServiceAccountId, StoreError> {
+        if let Change::Insert(r) = change {
+            return Ok(r.service_account_id.clone());
+        }
+        let id = change.key_id();
+        let mut conn = self.conn.clone();
+        let sa: Option<String> = cmd("HGET")
+            .arg(self.record_key(&id))
+            .arg("service_account_id")
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        let sa = sa.ok_or(StoreError::NotFound(id))?;
+        ServiceAccountId::new(&sa)
+            .map_err(|_| StoreError::Corrupt("field `service_account_id` is not a valid service account id".to_owned()))
+    }
+
+    /// Runs `plain` with `call`, or, with `log`, the logged form of the
+    /// same script with the log's keys and arguments first.
+    async fn run(
+        &self,
+        conn: &mut C,
+        (plain, logged): (&Script, &Script),
+        call: &Call,
+        log: Option<&LogArgs>,
+    ) -> Result<String, StoreError> {
+        let (script, prefix_keys, prefix_args) = match log {
+            None => (plain, &[][..], &[][..]),
+            Some(l) => (logged, &l.keys[..], &l.args[..]),
+        };
+        let mut inv = script.prepare_invoke();
+        for k in prefix_keys.iter().chain(&call.keys) {
+            inv.key(k);
+        }
+        for a in prefix_args.iter().chain(&call.args) {
+            inv.arg(a);
+        }
+        let reply: Value = inv.invoke_async(conn).await.map_err(redis_error)?;
+        reply_text(reply)
+    }
+
+    async fn insert_with(&self, record: &KeyRecord, log: Option<&LogArgs>) -> Result<(), StoreError> {
+        let imported = record.kind == KeyKind::Imported;
+        let call = Call::default()
+            .key(self.record_key(&record.id))
+            .key(self.account_key(&record.service_account_id))
+            .key(&*self.digests)
+            .arg(record.id.as_str())
+            .arg(if imported { record.digest.to_base64() } else { String::new() })
+            .fields(encode(record));
+        let mut conn = self.conn.clone();
+        let reply = self.run(&mut conn, (&SCRIPTS.insert, &SCRIPTS.logged_insert), &call, log).await?;
+        match reply.as_str() {
+            "1" => Ok(()),
+            "0" => Err(StoreError::Duplicate(record.id)),
+            other => Err(log_reply(other, log)),
+        }
+    }
+
+    async fn revoke_with(&self, id: &KeyId, log: Option<&LogArgs>) -> Result<(), StoreError> {
+        let call = Call::default().key(self.record_key(id));
+        let mut conn = self.conn.clone();
+        let reply = self.run(&mut conn, (&SCRIPTS.revoke, &SCRIPTS.logged_revoke), &call, log).await?;
+        match reply.as_str() {
+            "1" => Ok(()),
+            "0" => Err(StoreError::NotFound(*id)),
+            other => Err(log_reply(other, log)),
+        }
+    }
+
+    async fn delete_with(&self, id: &KeyId, log: Option<&LogArgs>) -> Result<(), StoreError> {
+        let key = self.record_key(id);
+        let mut conn = self.conn.clone();
+        for _ in 0..CAS_ATTEMPTS {
+            let sa: Option<String> =
+                cmd("HGET").arg(&key).arg("service_account_id").query_async(&mut conn).await.map_err(redis_error)?;
+            let Some(sa) = sa else {
+                let exists: bool = cmd("EXISTS").arg(&key).query_async(&mut conn).await.map_err(redis_error)?;
+                return Err(if exists {
+                    StoreError::Corrupt("field `service_account_id` is missing".to_owned())
+                } else {
+                    StoreError::NotFound(*id)
+                });
+            };
+            let account = ServiceAccountId::new(&sa).map_err(|_| {
+                StoreError::Corrupt("field `service_account_id` is not a valid service account id".to_owned())
+            })?;
+            let call =
+                Call::default().key(&key).key(self.account_key(&account)).key(&*self.digests).arg(id.as_str()).arg(&sa);
+            match self.run(&mut conn, (&SCRIPTS.delete, &SCRIPTS.logged_delete), &call, log).await?.as_str() {
+                "1" => return Ok(()),
+                "0" => return Err(StoreError::NotFound(*id)),
+                "-1" => {} // replaced under another account meanwhile: read again
+                other => return Err(log_reply(other, log)),
+            }
+        }
+        Err(StoreError::Conflict { id: *id, reason: "the key is being changed concurrently" })
+    }
+
+    async fn reissue_with(
+        &self,
+        old: &KeyId,
+        new: &KeyRecord,
+        fate: OldKeyFate,
+        log: Option<&LogArgs>,
+    ) -> Result<(), StoreError> {
+        let old_key = self.record_key(old);
+        let new_digest = if new.kind == KeyKind::Imported { new.digest.to_base64() } else { String::new() };
+        let mut conn = self.conn.clone();
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.fetch(&mut conn, old).await?.ok_or(StoreError::NotFound(*old))?;
+            let mut updated = current.clone();
+            apply_reissue(&mut updated, new.id, fate)?;
+            let expected_expiry = current.expires_at.map(|t| t.unix_nanos().to_string()).unwrap_or_default();
+            let new_expiry = if updated.expires_at == current.expires_at {
+                String::new()
+            } else {
+                updated.expires_at.map(|t| t.unix_nanos().to_string()).unwrap_or_default()
+            };
+            let call = Call::default()
+                .key(&old_key)
+                .key(self.record_key(&new.id))
+                .key(self.account_key(&new.service_account_id))
+                .key(&*self.digests)
+                .arg(expected_expiry)
+                .arg(new.id.as_str())
+                .arg(&new_digest)
+                .arg(updated.status.as_str())
+                .arg(new_expiry)
+                .fields(encode(new));
+            match self.run(&mut conn, (&SCRIPTS.reissue, &SCRIPTS.logged_reissue), &call, log).await?.as_str() {
+                "ok" => return Ok(()),
+                "dup" => return Err(StoreError::Duplicate(new.id)),
+                // Gone or changed since the read: decide again on fresh data.
+                "gone" | "changed" => {}
+                other => return Err(log_reply(other, log)),
+            }
+        }
+        Err(StoreError::Conflict { id: *old, reason: "the key is being changed concurrently" })
+    }
+
+    async fn update_logged(&self, id: &KeyId, update: &KeyUpdate, log: &LogArgs) -> Result<KeyRecord, StoreError> {
+        let flag = |set: bool| if set { "1" } else { "0" };
+        let (mode, expiry) = match update.expires_at {
+            None => ("keep", String::new()),
+            Some(None) => ("none", String::new()),
+            Some(Some(t)) => ("set", t.unix_nanos().to_string()),
+        };
+        let call = Call::default()
+            .key(self.record_key(id))
+            .arg(flag(update.description.is_some()))
+            .arg(update.description.as_ref().map(|d| d.as_str().to_owned()).unwrap_or_default())
+            .arg(flag(update.scopes.is_some()))
+            .arg(update.scopes.as_ref().map(join_scopes).unwrap_or_default())
+            .arg(mode)
+            .arg(expiry);
+        let mut conn = self.conn.clone();
+        let reply = self.run(&mut conn, (&SCRIPTS.logged_update, &SCRIPTS.logged_update), &call, Some(log)).await?;
+        match reply.as_str() {
+            // Read back after the script: a change made just after it may
+            // already show.
+            "ok" => self.fetch(&mut conn, id).await?.ok_or(StoreError::NotFound(*id)),
+            "gone" => Err(StoreError::NotFound(*id)),
+            "revoked" => Err(StoreError::Conflict { id: *id, reason: "the key is revoked" }),
+            "reissued" => {
+                Err(StoreError::Conflict { id: *id, reason: "the key was reissued: its expiry is its grace period" })
+            }
+            other => Err(log_reply(other, Some(log))),
+        }
+    }
+}
+
+/// The error for a script reply outside the change's own replies: a
+/// refused operation id (`opdup:<i>`) or garbage.
+fn log_reply(reply: &str, log: Option<&LogArgs>) -> StoreError {
+    let entry = reply
+        .strip_prefix("opdup:")
+        .and_then(|i| i.parse::<usize>().ok())
+        .and_then(|i| log.and_then(|l| l.args.get(2 * i - 1)))
+        .and_then(|id| crate::operation::OperationId::parse(id).ok());
+    match entry {
+        Some(id) => StoreError::DuplicateOperation(id),
+        None => StoreError::Corrupt("redis returned an unexpected script reply".to_owned()),
+    }
+}
+
 impl<C> KeyStore for RedisStore<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        let imported = record.kind == KeyKind::Imported;
-        let mut inv = SCRIPTS.insert.prepare_invoke();
-        inv.key(self.record_key(&record.id))
-            .key(self.account_key(&record.service_account_id))
-            .key(&*self.digests)
-            .arg(record.id.as_str())
-            .arg(if imported { record.digest.to_base64() } else { String::new() });
-        for (field, value) in encode(&record) {
-            inv.arg(field).arg(value);
-        }
-        let mut conn = self.conn.clone();
-        timed(self.timeout, async {
-            let written: i64 = inv.invoke_async(&mut conn).await.map_err(redis_error)?;
-            if written == 1 { Ok(()) } else { Err(StoreError::Duplicate(record.id)) }
-        })
-        .await
+        timed(self.timeout, self.insert_with(&record, None)).await
     }
 
     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
@@ -700,91 +1010,15 @@ where
     }
 
     async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
-        let mut inv = SCRIPTS.revoke.prepare_invoke();
-        inv.key(self.record_key(id));
-        let mut conn = self.conn.clone();
-        timed(self.timeout, async {
-            let found: i64 = inv.invoke_async(&mut conn).await.map_err(redis_error)?;
-            if found == 1 { Ok(()) } else { Err(StoreError::NotFound(*id)) }
-        })
-        .await
+        timed(self.timeout, self.revoke_with(id, None)).await
     }
 
     async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
-        let key = self.record_key(id);
-        let mut conn = self.conn.clone();
-        timed(self.timeout, async {
-            for _ in 0..CAS_ATTEMPTS {
-                let sa: Option<String> = cmd("HGET")
-                    .arg(&key)
-                    .arg("service_account_id")
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(redis_error)?;
-                let Some(sa) = sa else {
-                    let exists: bool = cmd("EXISTS").arg(&key).query_async(&mut conn).await.map_err(redis_error)?;
-                    return Err(if exists {
-                        StoreError::Corrupt("field `service_account_id` is missing".to_owned())
-                    } else {
-                        StoreError::NotFound(*id)
-                    });
-                };
-                let account = ServiceAccountId::new(&sa).map_err(|_| {
-                    StoreError::Corrupt("field `service_account_id` is not a valid service account id".to_owned())
-                })?;
-                let mut inv = SCRIPTS.delete.prepare_invoke();
-                inv.key(&key).key(self.account_key(&account)).key(&*self.digests).arg(id.as_str()).arg(&sa);
-                match inv.invoke_async::<i64>(&mut conn).await.map_err(redis_error)? {
-                    1 => return Ok(()),
-                    0 => return Err(StoreError::NotFound(*id)),
-                    _ => {} // replaced under another account meanwhile: read again
-                }
-            }
-            Err(StoreError::Conflict { id: *id, reason: "the key is being changed concurrently" })
-        })
-        .await
+        timed(self.timeout, self.delete_with(id, None)).await
     }
 
     async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
-        let old_key = self.record_key(old);
-        let new_fields = encode(&new);
-        let new_digest = if new.kind == KeyKind::Imported { new.digest.to_base64() } else { String::new() };
-        let mut conn = self.conn.clone();
-        timed(self.timeout, async {
-            for _ in 0..CAS_ATTEMPTS {
-                let current = self.fetch(&mut conn, old).await?.ok_or(StoreError::NotFound(*old))?;
-                let mut updated = current.clone();
-                apply_reissue(&mut updated, new.id, fate)?;
-                let expected_expiry = current.expires_at.map(|t| t.unix_nanos().to_string()).unwrap_or_default();
-                let new_expiry = if updated.expires_at == current.expires_at {
-                    String::new()
-                } else {
-                    updated.expires_at.map(|t| t.unix_nanos().to_string()).unwrap_or_default()
-                };
-                let mut inv = SCRIPTS.reissue.prepare_invoke();
-                inv.key(&old_key)
-                    .key(self.record_key(&new.id))
-                    .key(self.account_key(&new.service_account_id))
-                    .key(&*self.digests)
-                    .arg(expected_expiry)
-                    .arg(new.id.as_str())
-                    .arg(&new_digest)
-                    .arg(updated.status.as_str())
-                    .arg(new_expiry);
-                for (field, value) in &new_fields {
-                    inv.arg(*field).arg(value);
-                }
-                let outcome: String = inv.invoke_async(&mut conn).await.map_err(redis_error)?;
-                match outcome.as_str() {
-                    "ok" => return Ok(()),
-                    "dup" => return Err(StoreError::Duplicate(new.id)),
-                    // Gone or changed since the read: decide again on fresh data.
-                    _ => {}
-                }
-            }
-            Err(StoreError::Conflict { id: *old, reason: "the key is being changed concurrently" })
-        })
-        .await
+        timed(self.timeout, self.reissue_with(old, &new, fate, None)).await
     }
 
     async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
@@ -815,6 +1049,62 @@ where
         timed(self.timeout, async {
             let _moved: i64 = inv.invoke_async(&mut conn).await.map_err(redis_error)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
+        timed(self.timeout, async {
+            let account = self.account_of(&change).await?;
+            let log_args = self.log_args(log, &account)?;
+            let log = Some(&log_args);
+            match change {
+                Change::Insert(r) => self.insert_with(&r, log).await.map(|()| None),
+                Change::Update { id, update } => self.update_logged(&id, &update, &log_args).await.map(Some),
+                Change::Revoke(id) => self.revoke_with(&id, log).await.map(|()| None),
+                Change::Delete(id) => self.delete_with(&id, log).await.map(|()| None),
+                Change::Reissue { old, new, fate } => self.reissue_with(&old, &new, fate, log).await.map(|()| None),
+            }
+        })
+        .await
+    }
+
+    async fn operations(
+        &self,
+        key: &KeyId,
+        page: PageRequest<OperationCursor>,
+    ) -> Result<Page<Operation, OperationCursor>, StoreError> {
+        let limit = page.effective_limit();
+        let max = page.after.map_or_else(|| "+inf".to_owned(), |c| format!("({}", c.get()));
+        let mut conn = self.conn.clone();
+        timed(self.timeout, async {
+            // One extra entry tells whether another page follows.
+            let entries: Vec<(String, u64)> = cmd("ZREVRANGEBYSCORE")
+                .arg(format!("{}{}", self.ops_prefix, key.as_str()))
+                .arg(max)
+                .arg("-inf")
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit + 1)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error)?;
+            let mut items = entries
+                .into_iter()
+                .map(|(json, seq)| {
+                    serde_json::from_str::<Operation>(&json)
+                        .map(|op| (seq, op))
+                        .map_err(|_| StoreError::Corrupt("an operations log entry does not decode".to_owned()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let next = if items.len() > limit {
+                items.truncate(limit);
+                items.last().map(|(seq, _)| OperationCursor::new(*seq))
+            } else {
+                None
+            };
+            Ok(Page::new(items.into_iter().map(|(_, op)| op).collect(), next))
         })
         .await
     }

@@ -21,6 +21,9 @@
 //!   `select!` if it reads whole rows) and a call in the macro — or, if
 //!   the dialects need different text, one more associated item on
 //!   [`Dialect`].
+//! - A change that must be logged: a [`Change`](crate::Change) variant,
+//!   handled in `apply_change` (in the macro), which runs inside
+//!   `commit`'s transaction before the log rows are written.
 //! - A new column: a new migration file per dialect (never edit an applied
 //!   one: their checksums are recorded), the column in [`columns!`] and
 //!   [`INSERT`], one `.bind` in `insert_row` and one `try_get` in `decode`
@@ -102,6 +105,17 @@ pub(super) const REVOKE: &str = "UPDATE api_keys SET status = 'revoked' WHERE id
 pub(super) const DELETE: &str = "DELETE FROM api_keys WHERE id = $1";
 /// Links a reissued key to its successor and revokes or limits it.
 pub(super) const RELINK: &str = "UPDATE api_keys SET replaced_by = $2, status = $3, expires_at = $4 WHERE id = $1";
+/// A key's owner, which its log entries record.
+pub(super) const SELECT_ACCOUNT: &str = "SELECT service_account_id FROM api_keys WHERE id = $1";
+/// Writes the fields an update may change.
+pub(super) const UPDATE: &str = "UPDATE api_keys SET description = $2, scopes = $3, expires_at = $4 WHERE id = $1";
+/// Appends one operations log entry; an id already logged writes nothing.
+pub(super) const LOG: &str = "INSERT INTO api_key_operations \
+     (id, key_id, service_account_id, kind, actor, created_at, changes) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT DO NOTHING";
+/// One key's log entries before sequence `$2`, newest first.
+pub(super) const OPERATIONS: &str = "SELECT seq, id, key_id, service_account_id, kind, actor, created_at, changes \
+     FROM api_key_operations WHERE key_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3";
 
 /// Records a pepper fingerprint unless the version has one.
 pub(super) const INSERT_PEPPER: &str =
@@ -211,6 +225,9 @@ macro_rules! sql_key_store {
 
             use $crate::clock::Timestamp;
             use $crate::digest::Digest;
+            use $crate::operation::{
+                Actor, Change, LogEntry, Operation, OperationCursor, OperationId, OperationKind, apply_update,
+            };
             use $crate::record::{KeyRecord, ServiceAccountId};
             use $crate::store::backend::{Row, timed};
             use $crate::store::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue};
@@ -268,6 +285,128 @@ macro_rules! sql_key_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            type Tx = sqlx::Transaction<'static, Db>;
+
+            /// Runs a statement that changes one row by id;
+            /// [`StoreError::NotFound`] if it changed none.
+            async fn change_one_in<'e, E>(executor: E, statement: &'static str, id: &KeyId) -> Result<(), StoreError>
+            where
+                E: sqlx::Executor<'e, Database = Db>,
+            {
+                let done = sqlx::query(statement).bind(id.as_str()).execute(executor).await.map_err(sqlx_error)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound(*id)) } else { Ok(()) }
+            }
+
+            /// Reads a row for a change, locked until the transaction ends.
+            async fn locked(tx: &mut Tx, id: &KeyId) -> Result<KeyRecord, StoreError> {
+                let row = sqlx::query(D::SELECT_FOR_REISSUE)
+                    .bind(id.as_str())
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(sqlx_error)?;
+                decode(&row.ok_or(StoreError::NotFound(*id))?)
+            }
+
+            async fn reissue_in(tx: &mut Tx, old: &KeyId, new: &KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
+                let mut updated = locked(tx, old).await?;
+                apply_reissue(&mut updated, new.id, fate)?;
+                if !insert_row(&mut **tx, new).await? {
+                    return Err(StoreError::Duplicate(new.id));
+                }
+                sqlx::query(sql::RELINK)
+                    .bind(old.as_str())
+                    .bind(new.id.as_str())
+                    .bind(updated.status.as_str())
+                    .bind(updated.expires_at.map(Timestamp::unix_nanos))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(sqlx_error)?;
+                Ok(())
+            }
+
+            async fn update_in(
+                tx: &mut Tx,
+                id: &KeyId,
+                update: &$crate::operation::KeyUpdate,
+            ) -> Result<KeyRecord, StoreError> {
+                let mut updated = locked(tx, id).await?;
+                apply_update(&mut updated, update)?;
+                sqlx::query(sql::UPDATE)
+                    .bind(id.as_str())
+                    .bind(updated.description.as_str())
+                    .bind(D::encode_scopes(&updated.scopes))
+                    .bind(updated.expires_at.map(Timestamp::unix_nanos))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(sqlx_error)?;
+                Ok(updated)
+            }
+
+            /// Applies one change inside `tx`.
+            async fn apply_change(tx: &mut Tx, change: Change) -> Result<Option<KeyRecord>, StoreError> {
+                match change {
+                    Change::Insert(r) => {
+                        if insert_row(&mut **tx, &r).await? { Ok(None) } else { Err(StoreError::Duplicate(r.id)) }
+                    }
+                    Change::Update { id, update } => update_in(tx, &id, &update).await.map(Some),
+                    Change::Revoke(id) => change_one_in(&mut **tx, sql::REVOKE, &id).await.map(|()| None),
+                    Change::Delete(id) => change_one_in(&mut **tx, sql::DELETE, &id).await.map(|()| None),
+                    Change::Reissue { old, new, fate } => reissue_in(tx, &old, &new, fate).await.map(|()| None),
+                }
+            }
+
+            /// The owner of the key a change is about, read inside `tx`.
+            async fn account_in(tx: &mut Tx, change: &Change) -> Result<String, StoreError> {
+                if let Change::Insert(r) = change {
+                    return Ok(r.service_account_id.as_str().to_owned());
+                }
+                let id = change.key_id();
+                let account: Option<String> = sqlx::query_scalar(sql::SELECT_ACCOUNT)
+                    .bind(id.as_str())
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(sqlx_error)?;
+                account.ok_or(StoreError::NotFound(id))
+            }
+
+            /// Appends one log entry inside `tx`.
+            async fn log_in(tx: &mut Tx, e: &LogEntry, account: &str) -> Result<(), StoreError> {
+                let changes = serde_json::to_string(&e.changes)
+                    .map_err(|_| StoreError::Corrupt("operation changes do not serialise".to_owned()))?;
+                let done = sqlx::query(sql::LOG)
+                    .bind(e.id.as_str())
+                    .bind(e.key_id.as_str())
+                    .bind(account)
+                    .bind(e.kind.as_str())
+                    .bind(e.actor.as_str())
+                    .bind(e.created_at.unix_nanos())
+                    .bind(changes)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(sqlx_error)?;
+                if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::DuplicateOperation(e.id)) }
+            }
+
+            fn decode_operation(r: &<Db as sqlx::Database>::Row) -> Result<(i64, Operation), StoreError> {
+                fn bad(column: &str) -> StoreError {
+                    StoreError::Corrupt(format!("operations column `{column}` is invalid"))
+                }
+                let seq: i64 = r.try_get("seq").map_err(sqlx_error)?;
+                let text = |c: &'static str| -> Result<String, StoreError> { r.try_get(c).map_err(sqlx_error) };
+                let created_at: i64 = r.try_get("created_at").map_err(sqlx_error)?;
+                let op = Operation {
+                    id: OperationId::parse(&text("id")?).map_err(|_| bad("id"))?,
+                    key_id: KeyId::parse(&text("key_id")?).map_err(|_| bad("key_id"))?,
+                    service_account_id: ServiceAccountId::new(&text("service_account_id")?)
+                        .map_err(|_| bad("service_account_id"))?,
+                    kind: OperationKind::parse(&text("kind")?).ok_or_else(|| bad("kind"))?,
+                    actor: Actor::new(&text("actor")?).map_err(|_| bad("actor"))?,
+                    created_at: Timestamp::from_unix_nanos(created_at),
+                    changes: serde_json::from_str(&text("changes")?).map_err(|_| bad("changes"))?,
+                };
+                Ok((seq, op))
+            }
+
             impl std::fmt::Debug for $store {
                 fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                     f.debug_struct(stringify!($store)).field("timeout", &self.timeout).finish_non_exhaustive()
@@ -318,9 +457,7 @@ macro_rules! sql_key_store {
                 /// Runs a statement that changes one row by id;
                 /// [`StoreError::NotFound`] if it changed none.
                 async fn change_one(&self, statement: &'static str, id: &KeyId) -> Result<(), StoreError> {
-                    let done =
-                        sqlx::query(statement).bind(id.as_str()).execute(&self.pool).await.map_err(sqlx_error)?;
-                    if done.rows_affected() == 0 { Err(StoreError::NotFound(*id)) } else { Ok(()) }
+                    change_one_in(&self.pool, statement, id).await
                 }
             }
 
@@ -385,25 +522,48 @@ macro_rules! sql_key_store {
                     timed(self.timeout, async {
                         // Dropping `tx` without commit (any `?` below) rolls back.
                         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(sqlx_error)?;
-                        let row = sqlx::query(D::SELECT_FOR_REISSUE)
-                            .bind(old.as_str())
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(sqlx_error)?;
-                        let mut updated = decode(&row.ok_or(StoreError::NotFound(*old))?)?;
-                        apply_reissue(&mut updated, new.id, fate)?;
-                        if !insert_row(&mut *tx, &new).await? {
-                            return Err(StoreError::Duplicate(new.id));
-                        }
-                        sqlx::query(sql::RELINK)
-                            .bind(old.as_str())
-                            .bind(new.id.as_str())
-                            .bind(updated.status.as_str())
-                            .bind(updated.expires_at.map(Timestamp::unix_nanos))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(sqlx_error)?;
+                        reissue_in(&mut tx, old, &new, fate).await?;
                         tx.commit().await.map_err(sqlx_error)
+                    })
+                    .await
+                }
+
+                async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
+                    timed(self.timeout, async {
+                        // Dropping `tx` without commit (any `?` below) rolls
+                        // back the change with the log rows.
+                        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(sqlx_error)?;
+                        let account = account_in(&mut tx, &change).await?;
+                        let out = apply_change(&mut tx, change).await?;
+                        for entry in log {
+                            log_in(&mut tx, entry, &account).await?;
+                        }
+                        tx.commit().await.map_err(sqlx_error)?;
+                        Ok(out)
+                    })
+                    .await
+                }
+
+                async fn operations(
+                    &self,
+                    key: &KeyId,
+                    page: PageRequest<OperationCursor>,
+                ) -> Result<Page<Operation, OperationCursor>, StoreError> {
+                    let limit = page.effective_limit();
+                    let before = page.after.map_or(i64::MAX, |c| i64::try_from(c.get()).unwrap_or(i64::MAX));
+                    let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+                    let query = sqlx::query(sql::OPERATIONS).bind(key.as_str()).bind(before).bind(fetch);
+                    timed(self.timeout, async {
+                        let rows = query.fetch_all(&self.pool).await.map_err(sqlx_error)?;
+                        let mut items = rows.iter().map(decode_operation).collect::<Result<Vec<_>, _>>()?;
+                        let next = if items.len() > limit {
+                            items.truncate(limit);
+                            items.last().and_then(|(seq, _)| u64::try_from(*seq).ok()).map(OperationCursor::new)
+                        } else {
+                            None
+                        };
+                        Ok(Page::new(items.into_iter().map(|(_, op)| op).collect(), next))
+
                     })
                     .await
                 }
@@ -493,6 +653,11 @@ mod tests {
                     2,
                     "b7cdf399cab513aafbb5dbb6e008bc585199744f1c5fbdac4e7fe385e7b908853c89b20eca861c2515dc5db1cda80b93"
                         .to_owned()
+                ),
+                (
+                    3,
+                    "47d03540b53a4f1d0d8fd3141f61ddded030af6d80b68948ba76187d6ffc1ce4f7a63d338d46a8e42c17a9101a9dd97c"
+                        .to_owned()
                 )
             ]
         );
@@ -513,6 +678,11 @@ mod tests {
                 (
                     2,
                     "d3b2ffdd73ab0c322e4f773a1a886f6a36e7e1445c738f51a93ea245b5e0eefee59d9b71d1347972a5e1942ebe75f860"
+                        .to_owned()
+                ),
+                (
+                    3,
+                    "0c876dc0eb6cbc44dd07ca085e3c8df87521da8895750d16945270fe07d9d0353082a8cef3057e4067a2cf0be0b7616b"
                         .to_owned()
                 )
             ]

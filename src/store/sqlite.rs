@@ -80,6 +80,11 @@ impl Dialect for Sqlite {
             description: "pepper fingerprints; imported keys masked by digest",
             sql: include_str!("migrations/sqlite/0002_pepper_fingerprints.sql"),
         },
+        SchemaVersion {
+            version: 3,
+            description: "create api_key_operations",
+            sql: include_str!("migrations/sqlite/0003_create_api_key_operations.sql"),
+        },
     ];
 
     fn encode_scopes(scopes: &ScopeSet) -> String {
@@ -267,7 +272,7 @@ mod tests {
             .fetch_all(store.pool())
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2]);
+        assert_eq!(versions, [1, 2, 3]);
         for (id, tail) in [("aaaaaaaaaaaaaaaaaaaa", "Xy12Z9"), ("bbbbbbbbbbbbbbbbbbbb", "ababab")] {
             let r = store.get(&KeyId::parse(id).unwrap()).await.unwrap().unwrap();
             assert_eq!(r.service_account_id.as_str(), "robot");
@@ -300,9 +305,11 @@ mod tests {
     async fn migrations_are_idempotent_and_tracked_in_their_own_table() {
         let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
         store.migrate().await.unwrap();
-        let versions: Vec<i64> =
-            sqlx::query_scalar("SELECT version FROM _api_keys_migrations").fetch_all(store.pool()).await.unwrap();
-        assert_eq!(versions, [1, 2]);
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _api_keys_migrations ORDER BY version")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(versions, [1, 2, 3]);
         let sqlx_default: Option<String> =
             sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = '_sqlx_migrations'")
                 .fetch_optional(store.pool())

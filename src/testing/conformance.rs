@@ -7,6 +7,9 @@ use std::fmt;
 
 use crate::clock::Timestamp;
 use crate::digest::Digest;
+use crate::operation::{
+    Actor, Change, KeyUpdate, LogEntry, Operation, OperationChanges, OperationCursor, OperationKind,
+};
 use crate::record::{Description, KeyKind, KeyRecord, KeyStatus, ReissueLinks, ServiceAccountId};
 use crate::scope::{Scope, ScopeSet};
 use crate::secret::MaskedKey;
@@ -55,6 +58,21 @@ pub enum Check {
     /// Timestamps round-trip with nanosecond precision, across the
     /// whole `i64` range.
     TimestampPrecision,
+    /// `commit` of an update changes the fields it sets and only those
+    /// (a removed expiry included), returns the updated record, reports
+    /// unknown ids, and refuses a revoked key or a new expiry on a reissued
+    /// key without writing.
+    Update,
+    /// Every kind of `commit` writes its log entries, listed newest first;
+    /// a deleted key's log stays readable; a refused change logs nothing.
+    CommitLogs,
+    /// A fault between the change and its record (an entry id already
+    /// logged, so the record cannot be written) leaves neither the change
+    /// nor any entry, for every kind of change.
+    CommitIsAtomic,
+    /// The operations log pages newest first with the cursor, without
+    /// gaps or repeats, one key's entries only.
+    OperationsPagination,
     /// `pepper_fingerprint` records the first fingerprint of a version and
     /// returns it from then on, whatever is proposed; versions are
     /// independent.
@@ -79,6 +97,10 @@ impl Check {
         Check::ReissueRace,
         Check::TouchLastUsed,
         Check::TimestampPrecision,
+        Check::Update,
+        Check::CommitLogs,
+        Check::CommitIsAtomic,
+        Check::OperationsPagination,
         Check::PepperFingerprint,
     ];
 
@@ -101,6 +123,10 @@ impl Check {
             Check::ReissueRace => "reissue_race",
             Check::TouchLastUsed => "touch_last_used",
             Check::TimestampPrecision => "timestamp_precision",
+            Check::Update => "update",
+            Check::CommitLogs => "commit_logs",
+            Check::CommitIsAtomic => "commit_is_atomic",
+            Check::OperationsPagination => "operations_pagination",
             Check::PepperFingerprint => "pepper_fingerprint",
         }
     }
@@ -137,6 +163,10 @@ pub async fn run<S: KeyStore>(store: &S, check: Check) {
         Check::ReissueRace => reissue_race(store).await,
         Check::TouchLastUsed => touch_last_used(store).await,
         Check::TimestampPrecision => timestamp_precision(store).await,
+        Check::Update => update(store).await,
+        Check::CommitLogs => commit_logs(store).await,
+        Check::CommitIsAtomic => commit_is_atomic(store).await,
+        Check::OperationsPagination => operations_pagination(store).await,
         Check::PepperFingerprint => pepper_fingerprint(store).await,
     }
 }
@@ -701,4 +731,252 @@ pub async fn timestamp_precision<S: KeyStore>(store: &S) {
             "[{C}] timestamps must round-trip to the nanosecond"
         );
     }
+}
+
+// ----- the operations log -----
+
+/// A log entry for `key` with a fresh id, by actor `conformance`.
+#[must_use]
+pub fn entry(key: &KeyRecord, kind: OperationKind) -> LogEntry {
+    let actor = Actor::new("conformance").unwrap_or_else(|e| panic!("{e}"));
+    let changes = OperationChanges { description: Some(key.description.clone()), ..OperationChanges::default() };
+    LogEntry::new(key.id, kind, actor, Timestamp::from_unix_nanos(1_767_225_600_000_000_007), changes)
+        .unwrap_or_else(|_| panic!("the OS random number generator failed"))
+}
+
+fn recorded(entries: &[LogEntry], sa: &ServiceAccountId) -> Vec<Operation> {
+    entries.iter().map(|e| e.recorded(sa)).collect()
+}
+
+async fn log_of<S: KeyStore>(store: &S, check: Check, id: &KeyId) -> Vec<Operation> {
+    let mut out = Vec::new();
+    let mut page = PageRequest::<OperationCursor>::starting(PageRequest::MAX_LIMIT, None);
+    loop {
+        let p = ok(check, "operations", store.operations(id, page).await);
+        out.extend(p.items);
+        match p.next {
+            Some(next) => page = PageRequest::starting(PageRequest::MAX_LIMIT, Some(next)),
+            None => return out,
+        }
+    }
+}
+
+async fn commit<S: KeyStore>(store: &S, check: Check, change: Change, log: &[LogEntry]) -> Option<KeyRecord> {
+    ok(check, "commit", store.commit(change, log).await)
+}
+
+/// [`Check::Update`].
+pub async fn update<S: KeyStore>(store: &S) {
+    const C: Check = Check::Update;
+    let sa = service_account();
+    let key = record(&sa);
+    insert(store, C, &key).await;
+    let description = Description::new("renamed").unwrap_or_else(|e| panic!("{e}"));
+    // Description only: scopes and expiry stay.
+    let change = KeyUpdate::new().description(description.clone());
+    let got =
+        commit(store, C, Change::Update { id: key.id, update: change }, &[entry(&key, OperationKind::Update)]).await;
+    let expected = KeyRecord { description: description.clone(), ..key.clone() };
+    assert_eq!(got.as_ref(), Some(&expected), "[{C}] the returned record after a description update");
+    assert_eq!(must_get(store, C, &key.id).await, expected, "[{C}] the stored record after a description update");
+    // Scopes and a removed expiry; the description stays.
+    let new_scopes = scopes(&["yc.postbox.send"]);
+    let change = KeyUpdate::new().scopes(new_scopes.clone()).expires_at(None);
+    let got =
+        commit(store, C, Change::Update { id: key.id, update: change }, &[entry(&key, OperationKind::Update)]).await;
+    let expected = KeyRecord { scopes: new_scopes, expires_at: None, ..expected };
+    assert_eq!(got.as_ref(), Some(&expected), "[{C}] the returned record after a scopes/expiry update");
+    assert_eq!(must_get(store, C, &key.id).await, expected, "[{C}] the stored record after a scopes/expiry update");
+    // An expiry again, to the nanosecond.
+    let at = Timestamp::from_unix_nanos(1_900_000_000_000_000_001);
+    let change = KeyUpdate::new().expires_at(Some(at));
+    commit(store, C, Change::Update { id: key.id, update: change }, &[entry(&key, OperationKind::Update)]).await;
+    let expected = KeyRecord { expires_at: Some(at), ..expected };
+    assert_eq!(must_get(store, C, &key.id).await, expected, "[{C}] the stored record after setting an expiry");
+    // Unknown id.
+    let unknown = record(&sa);
+    let r = store
+        .commit(
+            Change::Update { id: unknown.id, update: KeyUpdate::new().expires_at(None) },
+            &[entry(&unknown, OperationKind::Update)],
+        )
+        .await;
+    expect_not_found(C, "update of an unknown key", r.map(drop), unknown.id);
+    // A revoked key.
+    let revoked = KeyRecord { status: KeyStatus::Revoked, ..record(&sa) };
+    insert(store, C, &revoked).await;
+    let r = store
+        .commit(
+            Change::Update { id: revoked.id, update: KeyUpdate::new().description(description.clone()) },
+            &[entry(&revoked, OperationKind::Update)],
+        )
+        .await;
+    expect_conflict(C, "update of a revoked key", r.map(drop), revoked.id);
+    assert_eq!(must_get(store, C, &revoked.id).await, revoked, "[{C}] a refused update changed a revoked key");
+    // A reissued key: no new expiry (its grace period), but a description.
+    let reissued =
+        KeyRecord { links: ReissueLinks { replaced_by: Some(key_id()), reissued_from: None }, ..record(&sa) };
+    insert(store, C, &reissued).await;
+    let r = store
+        .commit(
+            Change::Update {
+                id: reissued.id,
+                update: KeyUpdate::new().description(description.clone()).expires_at(None),
+            },
+            &[entry(&reissued, OperationKind::Update)],
+        )
+        .await;
+    expect_conflict(C, "a new expiry on a reissued key", r.map(drop), reissued.id);
+    assert_eq!(must_get(store, C, &reissued.id).await, reissued, "[{C}] a refused update changed a reissued key");
+    commit(
+        store,
+        C,
+        Change::Update { id: reissued.id, update: KeyUpdate::new().description(description.clone()) },
+        &[entry(&reissued, OperationKind::Update)],
+    )
+    .await;
+    assert_eq!(must_get(store, C, &reissued.id).await.description, description, "[{C}] a reissued key's description");
+}
+
+/// [`Check::CommitLogs`].
+pub async fn commit_logs<S: KeyStore>(store: &S) {
+    const C: Check = Check::CommitLogs;
+    let sa = service_account();
+    let key = record(&sa);
+    let other = record(&sa);
+    let created = entry(&key, OperationKind::Create);
+    commit(store, C, Change::Insert(key.clone()), std::slice::from_ref(&created)).await;
+    commit(store, C, Change::Insert(other.clone()), &[entry(&other, OperationKind::Create)]).await;
+    assert_eq!(must_get(store, C, &key.id).await, key, "[{C}] a committed insert");
+    let updated = entry(&key, OperationKind::Update);
+    let change = KeyUpdate::new().description(Description::default());
+    commit(store, C, Change::Update { id: key.id, update: change }, std::slice::from_ref(&updated)).await;
+    let new = reissue_of(&KeyRecord { description: Description::default(), ..key.clone() });
+    let (reissued_old, reissued_new) = (entry(&key, OperationKind::Reissue), entry(&new, OperationKind::Reissue));
+    let fate = OldKeyFate::ExpireAt(Timestamp::from_unix_nanos(1_800_000_000_000_000_000));
+    commit(
+        store,
+        C,
+        Change::Reissue { old: key.id, new: new.clone(), fate },
+        &[reissued_old.clone(), reissued_new.clone()],
+    )
+    .await;
+    assert_eq!(must_get(store, C, &new.id).await, new, "[{C}] a committed reissue's new key");
+    assert_eq!(
+        must_get(store, C, &key.id).await.links.replaced_by,
+        Some(new.id),
+        "[{C}] a committed reissue's old key"
+    );
+    let revoked = entry(&key, OperationKind::Revoke);
+    commit(store, C, Change::Revoke(key.id), std::slice::from_ref(&revoked)).await;
+    assert!(must_get(store, C, &key.id).await.is_revoked(), "[{C}] a committed revoke");
+    // A refused change logs nothing.
+    let r = store.commit(Change::Insert(key.clone()), &[entry(&key, OperationKind::Create)]).await;
+    expect_duplicate(C, "a committed insert of an existing id", r.map(drop), key.id);
+    let deleted = entry(&key, OperationKind::Delete);
+    commit(store, C, Change::Delete(key.id), std::slice::from_ref(&deleted)).await;
+    assert_eq!(get(store, C, &key.id).await, None, "[{C}] a committed delete");
+    // Newest first, and still readable after the delete.
+    assert_eq!(
+        log_of(store, C, &key.id).await,
+        recorded(&[deleted, revoked, reissued_old, updated, created], &sa),
+        "[{C}] the deleted key's log, newest first"
+    );
+    assert_eq!(log_of(store, C, &new.id).await, recorded(&[reissued_new], &sa), "[{C}] the new key's log");
+    assert_eq!(log_of(store, C, &other.id).await.len(), 1, "[{C}] another key's log");
+    assert!(log_of(store, C, &key_id()).await.is_empty(), "[{C}] an unknown key's log");
+    let r = store.commit(Change::Delete(key.id), &[entry(&key, OperationKind::Delete)]).await;
+    expect_not_found(C, "a committed delete of a deleted key", r.map(drop), key.id);
+    assert_eq!(log_of(store, C, &key.id).await.len(), 5, "[{C}] a refused delete was logged");
+}
+
+/// [`Check::CommitIsAtomic`].
+pub async fn commit_is_atomic<S: KeyStore>(store: &S) {
+    const C: Check = Check::CommitIsAtomic;
+    let sa = service_account();
+    let key = record(&sa);
+    let logged = entry(&key, OperationKind::Create);
+    commit(store, C, Change::Insert(key.clone()), std::slice::from_ref(&logged)).await;
+    // Each change carries, as its last entry, one whose id is logged
+    // already: the record cannot be written after the change.
+    let poisoned = |r: &KeyRecord, kind| LogEntry { id: logged.id, ..entry(r, kind) };
+    let fresh = record(&sa);
+    let new = reissue_of(&key);
+    let changes: Vec<(&str, Change, Vec<LogEntry>)> = vec![
+        ("insert", Change::Insert(fresh.clone()), vec![poisoned(&fresh, OperationKind::Create)]),
+        (
+            "update",
+            Change::Update {
+                id: key.id,
+                update: KeyUpdate::new().description(Description::default()).expires_at(None),
+            },
+            vec![poisoned(&key, OperationKind::Update)],
+        ),
+        ("revoke", Change::Revoke(key.id), vec![poisoned(&key, OperationKind::Revoke)]),
+        (
+            "reissue",
+            Change::Reissue { old: key.id, new: new.clone(), fate: OldKeyFate::Revoke },
+            vec![entry(&key, OperationKind::Reissue), poisoned(&new, OperationKind::Reissue)],
+        ),
+        ("delete", Change::Delete(key.id), vec![poisoned(&key, OperationKind::Delete)]),
+    ];
+    for (what, change, log) in changes {
+        match store.commit(change, &log).await {
+            Err(StoreError::DuplicateOperation(id)) => {
+                assert_eq!(id, logged.id, "[{C}] {what}: DuplicateOperation names the wrong id");
+            }
+            other => panic!("[{C}] {what} with an unrecordable entry: expected DuplicateOperation, got {other:?}"),
+        }
+        assert_eq!(must_get(store, C, &key.id).await, key, "[{C}] {what}: the change landed without its record");
+        assert_eq!(get(store, C, &fresh.id).await, None, "[{C}] {what}: an insert landed without its record");
+        assert_eq!(get(store, C, &new.id).await, None, "[{C}] {what}: a reissue landed without its record");
+        assert_eq!(
+            log_of(store, C, &key.id).await,
+            recorded(std::slice::from_ref(&logged), &sa),
+            "[{C}] {what}: a record landed without its change"
+        );
+        assert!(log_of(store, C, &new.id).await.is_empty(), "[{C}] {what}: a record landed without its change");
+    }
+    assert_eq!(list_all(store, C, &sa).await, vec![key.id], "[{C}] listing after refused commits");
+}
+
+/// [`Check::OperationsPagination`].
+pub async fn operations_pagination<S: KeyStore>(store: &S) {
+    const C: Check = Check::OperationsPagination;
+    let sa = service_account();
+    let key = record(&sa);
+    let other = record(&sa);
+    commit(store, C, Change::Insert(key.clone()), &[entry(&key, OperationKind::Create)]).await;
+    commit(store, C, Change::Insert(other.clone()), &[entry(&other, OperationKind::Create)]).await;
+    let mut written = Vec::new();
+    for i in 0..24 {
+        let e = entry(&key, OperationKind::Update);
+        let text = format!("step {i}");
+        let change = KeyUpdate::new().description(Description::new(&text).unwrap_or_else(|e| panic!("{e}")));
+        commit(store, C, Change::Update { id: key.id, update: change }, std::slice::from_ref(&e)).await;
+        written.push(e.id);
+        // Interleave another key's entries.
+        let change = KeyUpdate::new().description(Description::new(&text).unwrap_or_else(|e| panic!("{e}")));
+        commit(store, C, Change::Update { id: other.id, update: change }, &[entry(&other, OperationKind::Update)])
+            .await;
+    }
+    written.reverse();
+    let mut seen = Vec::new();
+    let mut page = PageRequest::<OperationCursor>::starting(10, None);
+    let mut sizes = Vec::new();
+    loop {
+        let p = ok(C, "operations", store.operations(&key.id, page).await);
+        sizes.push(p.items.len());
+        assert!(p.items.iter().all(|e| e.key_id == key.id), "[{C}] another key's entry in the log");
+        seen.extend(p.items.iter().map(|e| e.id));
+        match p.next {
+            Some(next) => page = PageRequest::starting(10, Some(next)),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, [10, 10, 5], "[{C}] page sizes over 25 entries");
+    assert_eq!(&seen[..24], &written[..], "[{C}] entries newest first, no gaps or repeats");
+    assert_eq!(seen.len(), 25, "[{C}] the create entry comes last");
+    let clamped = ok(C, "operations", store.operations(&key.id, PageRequest::starting(0, None)).await);
+    assert_eq!(clamped.items.len(), 1, "[{C}] a page size of 0 is clamped to 1");
 }

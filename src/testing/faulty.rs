@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::digest::Digest;
+use crate::operation::{Change, LogEntry, Operation, OperationCursor};
 use crate::record::{KeyRecord, ServiceAccountId};
 use crate::store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
 use crate::token::KeyId;
@@ -54,6 +55,13 @@ pub enum Op {
     Reissue,
     /// `touch_last_used`.
     TouchLastUsed,
+    /// `commit` of a [`Change::Update`]. A `commit` of another change
+    /// counts as the operation of its kind ([`Op::Insert`] for
+    /// [`Change::Insert`], …), so faults aimed at `revoke` also hit a logged
+    /// revoke.
+    Update,
+    /// `operations`.
+    Operations,
     /// `pepper_fingerprint`.
     PepperFingerprint,
 }
@@ -62,7 +70,7 @@ const OPS: usize = Op::ALL.len();
 
 impl Op {
     /// Every operation, in declaration order.
-    pub const ALL: [Op; 9] = [
+    pub const ALL: [Op; 11] = [
         Op::Insert,
         Op::Get,
         Op::GetByDigest,
@@ -72,7 +80,21 @@ impl Op {
         Op::Reissue,
         Op::TouchLastUsed,
         Op::PepperFingerprint,
+        Op::Update,
+        Op::Operations,
     ];
+
+    /// The operation a `commit` of `change` counts as.
+    #[must_use]
+    pub fn of(change: &Change) -> Self {
+        match change {
+            Change::Insert(_) => Self::Insert,
+            Change::Update { .. } => Self::Update,
+            Change::Revoke(_) => Self::Revoke,
+            Change::Delete(_) => Self::Delete,
+            Change::Reissue { .. } => Self::Reissue,
+        }
+    }
 
     fn index(self) -> usize {
         self as usize
@@ -260,6 +282,18 @@ impl<S: KeyStore> KeyStore for FaultyStore<S> {
 
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
         self.run(Op::TouchLastUsed, move || self.inner.touch_last_used(updates)).await
+    }
+
+    async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
+        self.run(Op::of(&change), move || self.inner.commit(change, log)).await
+    }
+
+    async fn operations(
+        &self,
+        key: &KeyId,
+        page: PageRequest<OperationCursor>,
+    ) -> Result<Page<Operation, OperationCursor>, StoreError> {
+        self.run(Op::Operations, move || self.inner.operations(key, page)).await
     }
 
     async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {

@@ -121,6 +121,22 @@ mod tests {
         ) -> impl std::future::Future<Output = Result<(), crate::StoreError>> + Send {
             std::future::ready(Ok(()))
         }
+        fn commit(
+            &self,
+            change: crate::Change,
+            log: &[crate::LogEntry],
+        ) -> impl std::future::Future<Output = Result<Option<crate::KeyRecord>, crate::StoreError>> + Send {
+            self.0.commit(change, log)
+        }
+        fn operations(
+            &self,
+            key: &crate::KeyId,
+            page: crate::PageRequest<crate::OperationCursor>,
+        ) -> impl std::future::Future<
+            Output = Result<crate::Page<crate::Operation, crate::OperationCursor>, crate::StoreError>,
+        > + Send {
+            self.0.operations(key, page)
+        }
         fn pepper_fingerprint(
             &self,
             version: u32,

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use api_keys::shield::KeyIds;
 use api_keys::{
-    Digest, KeyId, KeyRecord, KeyStore, OldKeyFate, Page, PageRequest, ServiceAccountId, StoreError, Timestamp,
+    Change, Digest, KeyId, KeyRecord, KeyStore, LogEntry, OldKeyFate, Operation, OperationCursor, Page, PageRequest,
+    ServiceAccountId, StoreError, Timestamp,
 };
 
 /// A store that counts its `get` and `get_by_digest` calls.
@@ -88,6 +89,22 @@ impl<S: KeyStore> KeyStore for Metered<S> {
         proposed: Digest,
     ) -> impl Future<Output = Result<Digest, StoreError>> + Send {
         self.inner.pepper_fingerprint(version, proposed)
+    }
+
+    fn commit(
+        &self,
+        change: Change,
+        log: &[LogEntry],
+    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
+        self.inner.commit(change, log)
+    }
+
+    fn operations(
+        &self,
+        key: &KeyId,
+        page: PageRequest<OperationCursor>,
+    ) -> impl Future<Output = Result<Page<Operation, OperationCursor>, StoreError>> + Send {
+        self.inner.operations(key, page)
     }
 }
 

@@ -8,6 +8,7 @@
 //! | `GET /readyz` | 200 when the store answers, else 503 |
 //! | `GET /metrics` | Prometheus text format |
 //! | `POST /v1/secret-scanning/github` | GitHub's secret-scanning reports, when `API_KEYS_GITHUB_KEYS_FILE` is set ([`crate::github`]) |
+//! | `/iam/v1/…` | the management API (`api_keys::admin`), when admin tokens are configured (see [`crate::admin`]) |
 //!
 //! The request path reads like the library's verify path: [`scope`] parses
 //! the required scope (`?scope=` or `X-Required-Scope`) → the library's
@@ -87,12 +88,14 @@ struct App<S> {
 /// # Errors
 /// [`OTHER`] when the address cannot be bound or the server fails.
 pub(crate) async fn run(node: Node, addr: SocketAddr) -> Result<(), Failure> {
+    let admin_tokens = crate::admin::tokens()?;
     let metrics = metrics::Metrics::install(&node)?;
     let node = Arc::new(node);
     let verifier = Arc::new(node.verifier());
     let probe = KeyId::generate().map_err(|e| Failure::new(OTHER, e.to_string()))?;
     let app = Arc::new(App { verifier: Arc::clone(&verifier), node: Arc::clone(&node), metrics, probe });
     let router = router(Arc::clone(&app), node.catalog()).merge(crate::github::endpoint(&node).await?);
+    let router = crate::admin::mount(router, &node, admin_tokens);
 
     let listener =
         TcpListener::bind(addr).await.map_err(|e| Failure::new(OTHER, format!("cannot listen on {addr}: {e}")))?;

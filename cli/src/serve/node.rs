@@ -149,8 +149,9 @@ impl Node {
         Verifier::builder(Arc::clone(&self.store), self.peppers.clone()).accept_imported(self.accept_imported).build()
     }
 
-    /// A key manager over the stack (the secret-scanning endpoint revokes
-    /// through it, so revocations reach the cache and the channel).
+    /// A key manager over the stack (the management API's, and the
+    /// secret-scanning endpoint revokes through it), so changes reach the
+    /// cache and the channel.
     pub(crate) fn manager(&self) -> api_keys::KeyManager<NodeStore> {
         api_keys::KeyManager::builder(Arc::clone(&self.store), self.peppers.clone(), self.catalog.clone()).build()
     }

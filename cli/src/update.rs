@@ -1,0 +1,140 @@
+//! `keyctl update` and `keyctl operations`: change a key's description,
+//! scopes or expiry (one atomic store operation, logged and announced to
+//! the caching nodes like a revoke), and show a key's operations log.
+
+use api_keys::{
+    Actor, Change, KeyId, KeyStatus, KeyStore as _, LogEntry, Operation, OperationChanges, OperationCursor,
+    OperationKind, PageRequest, Timestamp, UpdateRequest,
+};
+use clap::Args;
+use serde::Serialize;
+
+use crate::render::{self, Format};
+use crate::{BAD_INPUT, Context, Failure, OTHER, emit, manage_failure, store_failure};
+
+/// The actor `keyctl`'s changes are logged as.
+pub(crate) fn actor() -> Actor {
+    Actor::new("keyctl").unwrap_or_else(|_| Actor::system())
+}
+
+/// Applies `change` with its log entry in one store call (revoke and
+/// delete need no pepper, so they do not go through a manager).
+async fn logged(cx: &Context, change: Change, kind: OperationKind, changes: OperationChanges) -> Result<(), Failure> {
+    let entry = LogEntry::new(change.key_id(), kind, actor(), Timestamp::now(), changes)
+        .map_err(|e| Failure::new(OTHER, e.to_string()))?;
+    cx.store.commit(change, &[entry]).await.map_err(|e| store_failure(&e))?;
+    Ok(())
+}
+
+/// `keyctl revoke`, logged.
+pub(crate) async fn revoke(id: &KeyId, cx: &Context) -> Result<(), Failure> {
+    let mut changes = OperationChanges::default();
+    changes.status = Some(KeyStatus::Revoked);
+    logged(cx, Change::Revoke(*id), OperationKind::Revoke, changes).await
+}
+
+/// `keyctl delete`, logged (the log outlives the key).
+pub(crate) async fn delete(id: &KeyId, cx: &Context) -> Result<(), Failure> {
+    logged(cx, Change::Delete(*id), OperationKind::Delete, OperationChanges::default()).await
+}
+
+/// `keyctl update ID [--description D] [--scopes a,b] [--expires-at T | --no-expiry]`.
+#[derive(Debug, Args)]
+pub(crate) struct UpdateArgs {
+    /// The key id.
+    id: KeyId,
+    /// The new description (`""` clears it).
+    #[arg(long)]
+    description: Option<String>,
+    /// The new scopes, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    scopes: Option<Vec<String>>,
+    /// The new expiry, RFC 3339 (e.g. 2030-01-01T00:00:00Z), in the future.
+    #[arg(long, conflicts_with = "no_expiry")]
+    expires_at: Option<Timestamp>,
+    /// Remove the expiry: the key never expires.
+    #[arg(long)]
+    no_expiry: bool,
+}
+
+impl UpdateArgs {
+    fn request(&self) -> UpdateRequest {
+        let mut request = UpdateRequest::new();
+        if let Some(d) = &self.description {
+            request = request.description(d.clone());
+        }
+        if let Some(s) = &self.scopes {
+            request = request.scopes(s.iter().map(|s| s.trim().to_owned()));
+        }
+        if let Some(t) = self.expires_at {
+            request = request.expires_at(Some(t));
+        } else if self.no_expiry {
+            request = request.expires_at(None);
+        }
+        request
+    }
+}
+
+/// Runs `update`: prints the updated key.
+pub(crate) async fn update(args: UpdateArgs, format: Format, cx: &Context) -> Result<(), Failure> {
+    let request = args.request();
+    if request.is_empty() {
+        return Err(Failure::new(
+            BAD_INPUT,
+            "nothing to update: give --description, --scopes, --expires-at or --no-expiry",
+        ));
+    }
+    let manager = cx.manager()?;
+    let (info, _operation) = manager.update(&args.id, request).await.map_err(|e| manage_failure(&e))?;
+    let format = if format == Format::Table { Format::Yaml } else { format };
+    emit(render::key(format, &info, Timestamp::now()))
+}
+
+/// `keyctl operations ID [--limit N] [--page-token T]`.
+#[derive(Debug, Args)]
+pub(crate) struct OperationsArgs {
+    /// The key id (a deleted key's log is still shown).
+    id: KeyId,
+    /// Entries per page.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    limit: u32,
+    /// Continue after this entry (the `next_page_token` of the previous page).
+    #[arg(long)]
+    page_token: Option<u64>,
+}
+
+/// What `operations` prints as YAML or JSON.
+#[derive(Serialize)]
+struct Log<'a> {
+    operations: &'a [Operation],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<u64>,
+}
+
+/// Runs `operations`: the key's log, newest first.
+pub(crate) async fn operations(args: OperationsArgs, format: Format, cx: &Context) -> Result<(), Failure> {
+    let page = PageRequest::starting(args.limit, args.page_token.map(OperationCursor::new));
+    let page = cx.store.operations(&args.id, page).await.map_err(|e| store_failure(&e))?;
+    let next = page.next.map(OperationCursor::get);
+    if format != Format::Table {
+        return emit(render::structured(format, &Log { operations: &page.items, next_page_token: next }));
+    }
+    let rows: Vec<Vec<String>> = page
+        .items
+        .iter()
+        .map(|op| {
+            vec![
+                op.id.to_string(),
+                op.kind.as_str().to_owned(),
+                op.created_at.to_string(),
+                op.actor.to_string(),
+                serde_json::to_string(&op.changes).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut text = render::table(&["ID", "KIND", "CREATED AT", "CREATED BY", "CHANGES"], &rows);
+    if let Some(n) = next {
+        text.push_str(&format!("next page: --page-token {n}\n"));
+    }
+    emit(Ok(text))
+}

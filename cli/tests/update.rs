@@ -1,0 +1,90 @@
+//! `keyctl update`, `keyctl operations`, and the management API in
+//! `keyctl serve` (on with admin tokens, off and saying so without).
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod common;
+
+use common::{Keyctl, SQLITE_DEFAULT_URL, Server, created, random_pepper};
+
+#[test]
+fn update_changes_only_what_it_names_and_every_change_is_logged() {
+    let k = Keyctl::new();
+    let create = k.keyctl(&[
+        "create",
+        "--service-account-id",
+        "robot",
+        "--description",
+        "first",
+        "--scopes",
+        "yc.monitoring.read",
+        "--expires-at",
+        "2030-01-01T00:00:00Z",
+    ]);
+    let (id, secret) = created(create.ok());
+    let updated = k.keyctl(&["update", &id, "--description", "renamed"]);
+    let v = updated.ok().value();
+    assert_eq!(v["description"], "renamed");
+    assert_eq!(v["scopes"], serde_json::json!(["yc.monitoring.read"]), "scopes stay");
+    assert_eq!(v["expires_at"], "2030-01-01T00:00:00Z", "expiry stays");
+    let v = k.keyctl(&["update", &id, "--scopes", "yc.postbox.send,yc.monitoring.read", "--no-expiry"]).ok().value();
+    assert_eq!(v["scopes"], serde_json::json!(["yc.monitoring.read", "yc.postbox.send"]));
+    assert!(v["expires_at"].is_null());
+    k.verify(&secret, &["--scope", "yc.postbox.send"]).ok();
+    // Bad input: nothing to change, past expiry, unknown scope, both expiry flags.
+    k.keyctl(&["update", &id]).expect(2);
+    k.keyctl(&["update", &id, "--expires-at", "2020-01-01T00:00:00Z"]).expect(2);
+    k.keyctl(&["update", &id, "--scopes", "yc.nothing"]).expect(2);
+    k.keyctl(&["update", &id, "--expires-at", "2031-01-01T00:00:00Z", "--no-expiry"]).expect(2);
+    k.keyctl(&["update", "aaaaaaaaaaaaaaaaaaaa", "--description", "x"]).expect(3);
+
+    k.keyctl(&["revoke", &id]).ok();
+    k.keyctl(&["update", &id, "--description", "too late"]).expect(4);
+    k.keyctl(&["delete", &id]).ok();
+    // The log outlives the key: newest first, actor keyctl, never a secret.
+    let log = k.keyctl(&["operations", &id, "--format", "json"]);
+    let ops = log.ok().value()["operations"].as_array().unwrap().clone();
+    let kinds: Vec<&str> = ops.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["delete", "revoke", "update", "update", "create"]);
+    assert!(ops.iter().all(|o| o["actor"] == "keyctl"));
+    assert_eq!(ops[2]["changes"]["expiresAt"], serde_json::Value::Null);
+    assert!(!log.stdout.contains(&secret));
+    let table = k.keyctl(&["operations", &id, "--limit", "2"]);
+    assert!(table.ok().stdout.contains("next page: --page-token"), "{}", table.stdout);
+}
+
+#[test]
+fn serve_mounts_the_management_api_only_with_admin_tokens() {
+    let token = "serve-admin-token-0123456789";
+    let k = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper()).with_var("API_KEYS_ADMIN_TOKEN", token);
+    let server = Server::start(&k, SQLITE_DEFAULT_URL, &[]);
+    assert!(server.log().contains("management API at /iam/v1"), "{}", server.log());
+    let bearer = format!("Bearer {token}");
+    let body = r#"{"serviceAccountId":"robot","scopes":["yc.postbox.send"]}"#;
+    let made = server.request(
+        "POST",
+        "/iam/v1/apiKeys",
+        &[("authorization", &bearer), ("content-type", "application/json")],
+        body,
+    );
+    assert_eq!(made.status, 200, "{made:?}");
+    let secret = made.json()["secret"].as_str().unwrap().to_owned();
+    assert_eq!(server.authorize(Some(&secret), Some("yc.postbox.send")).status, 200);
+    let anonymous = server.request("GET", "/iam/v1/apiKeyScopes", &[], "");
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(server.request("GET", "/iam/v1/openapi.json", &[], "").status, 200);
+    server.stop();
+
+    let off = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper());
+    let server = Server::start(&off, SQLITE_DEFAULT_URL, &[]);
+    assert!(server.log().contains("management API off"), "{}", server.log());
+    let not_served = server.request("GET", "/iam/v1/apiKeyScopes", &[("authorization", &bearer)], "");
+    assert_ne!(not_served.status, 200, "{not_served:?}");
+    assert!(!not_served.body.contains("scopes"), "{not_served:?}");
+    server.stop();
+
+    let weak = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper()).with_var("API_KEYS_ADMIN_TOKEN", "short");
+    let run = weak.keyctl(&["serve", "--listen", "127.0.0.1:0"]);
+    run.expect(2);
+    assert!(run.stderr.contains("admin token 1"), "{}", run.stderr);
+}

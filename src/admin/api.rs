@@ -1,0 +1,633 @@
+//! The router and its handlers.
+//!
+//! | method | path | body / query | returns |
+//! |---|---|---|---|
+//! | create | `POST /apiKeys` | [`CreateApiKeyRequest`] | [`CreateApiKeyResponse`] (the only time the secret appears) |
+//! | get | `GET /apiKeys/{apiKeyId}` | | [`ApiKey`] |
+//! | list | `GET /apiKeys?serviceAccountId=&pageSize=&pageToken=` | pageSize 0–1000 (0: 100) | [`ListApiKeysResponse`] |
+//! | update | `PATCH /apiKeys/{apiKeyId}` | [`UpdateApiKeyRequest`] | [`OperationView`] whose `response` is the updated key |
+//! | delete | `DELETE /apiKeys/{apiKeyId}` | | [`OperationView`] (`response` `{}`) |
+//! | reissue | `POST /apiKeys/{apiKeyId}:reissue` | [`ReissueApiKeyRequest`] | [`CreateApiKeyResponse`] of the new key |
+//! | revoke | `POST /apiKeys/{apiKeyId}:revoke` | | [`OperationView`] whose `response` is the revoked key |
+//! | operations | `GET /apiKeys/{apiKeyId}/operations?pageSize=&pageToken=` | | [`ListOperationsResponse`], newest first; also for a deleted key |
+//! | scopes | `GET /apiKeyScopes` | | [`ListScopesResponse`] |
+//! | document | `GET /openapi.json` | | the OpenAPI 3.1 document |
+//!
+//! Each handler reads like the verifier: authenticate ([`AdminAuth`]) →
+//! parse → authorize on the key's service account → one manager call (with
+//! the caller as the operations log's actor) → render. Errors are
+//! [`ApiError`]s: `{code, message, details}` with a `google.rpc.Code` and
+//! its HTTP status. Bodies are capped ([`DEFAULT_BODY_LIMIT`]); bad JSON,
+//! wrong types and unknown fields are code 3 (HTTP 400). Mutating calls
+//! accept `Idempotency-Key` ([`super::idempotency`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::auth::{AdminAction, AdminAuth, AdminCaller, AdminRejection};
+use super::error::{ApiError, Code};
+use super::idempotency::{self, Begin, Idempotency, Kept};
+use super::types::{
+    ApiKey, ApiKeyScope, CreateApiKeyRequest, CreateApiKeyResponse, ListApiKeysResponse, ListOperationsResponse,
+    ListScopesResponse, OperationView, ReissueApiKeyRequest, RevokeApiKeyRequest, UpdateApiKeyRequest,
+};
+use crate::clock::Timestamp;
+use crate::manager::{CreateRequest, KeyManager, UpdateRequest};
+use crate::operation::OperationCursor;
+use crate::record::{CreatedKey, KeyInfo, KeyStatus, ServiceAccountId};
+use crate::store::{KeyStore, PageRequest};
+use crate::token::KeyId;
+
+/// The default cap on request bodies: 64 KiB.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+/// The page size when none (or 0) is asked for.
+const DEFAULT_PAGE_SIZE: u32 = 100;
+/// The longest grace period a reissue accepts: 365 days.
+const MAX_GRACE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The management API over a [`KeyManager`], authenticated by an
+/// [`AdminAuth`]. [`AdminApi::router`] makes the axum router.
+pub struct AdminApi<S, A> {
+    manager: KeyManager<S>,
+    auth: A,
+    idempotency: Idempotency,
+    body_limit: usize,
+}
+
+impl<S, A> std::fmt::Debug for AdminApi<S, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminApi").field("body_limit", &self.body_limit).finish_non_exhaustive()
+    }
+}
+
+impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
+    /// The API over `manager`, authenticated by `auth`.
+    #[must_use]
+    pub fn new(manager: KeyManager<S>, auth: A) -> Self {
+        Self { manager, auth, idempotency: Idempotency::default(), body_limit: DEFAULT_BODY_LIMIT }
+    }
+
+    /// Largest accepted request body; larger ones get code 3 with HTTP 413.
+    /// Defaults to [`DEFAULT_BODY_LIMIT`].
+    #[must_use]
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// Where idempotent answers are kept. Defaults to
+    /// [`Idempotency::default`] (24 hours, in memory).
+    #[must_use]
+    pub fn idempotency(mut self, idempotency: Idempotency) -> Self {
+        self.idempotency = idempotency;
+        self
+    }
+
+    /// The router, to nest at `/iam/v1`.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/apiKeys", get(list::<S, A>).post(create::<S, A>))
+            .route(
+                "/apiKeys/{apiKeyId}",
+                get(get_key::<S, A>).patch(update::<S, A>).delete(delete::<S, A>).post(custom::<S, A>),
+            )
+            .route("/apiKeys/{apiKeyId}/operations", get(operations::<S, A>))
+            .route("/apiKeyScopes", get(scopes::<S, A>))
+            .route("/openapi.json", get(openapi))
+            .fallback(|| async { ApiError::new(Code::NotFound, "no such resource") })
+            .with_state(Arc::new(self))
+    }
+}
+
+type Shared<S, A> = State<Arc<AdminApi<S, A>>>;
+
+// ----- steps shared by the handlers -----
+
+fn rejection(r: AdminRejection) -> ApiError {
+    match r {
+        AdminRejection::Unauthenticated => ApiError::new(Code::Unauthenticated, r.to_string()),
+        AdminRejection::Forbidden(m) => ApiError::new(Code::PermissionDenied, m),
+        _ => ApiError::new(Code::Unavailable, r.to_string()),
+    }
+}
+
+impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
+    async fn authenticate(&self, parts: &Parts) -> Result<AdminCaller, ApiError> {
+        self.auth.authenticate(parts).await.map_err(rejection)
+    }
+
+    fn authorize(&self, caller: &AdminCaller, action: AdminAction, sa: &ServiceAccountId) -> Result<(), ApiError> {
+        if self.auth.allows(caller, action, sa) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                Code::PermissionDenied,
+                format!("not allowed to manage the keys of service account {sa}"),
+            ))
+        }
+    }
+
+    /// The key, after checking the caller may do `action` on its account.
+    async fn key_for(&self, caller: &AdminCaller, action: AdminAction, raw: &str) -> Result<KeyInfo, ApiError> {
+        let id = parse_id(raw)?;
+        let key = self.manager.get(&id).await?;
+        self.authorize(caller, action, &key.service_account_id)?;
+        Ok(key)
+    }
+
+    async fn body<T: DeserializeOwned + Default>(&self, body: Body, optional: bool) -> Result<(Bytes, T), ApiError> {
+        let bytes =
+            axum::body::to_bytes(body, self.body_limit).await.map_err(|_| ApiError::too_large(self.body_limit))?;
+        if optional && bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok((bytes, T::default()));
+        }
+        let value = serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
+        Ok((bytes, value))
+    }
+
+    /// Runs `call` once per `Idempotency-Key` (if the request has one) and
+    /// renders its answer; `kept` is what a replay gets (without secrets).
+    async fn idempotent<F>(&self, caller: &AdminCaller, parts: &Parts, body: &[u8], call: F) -> Response
+    where
+        F: Future<Output = Result<Answer, ApiError>>,
+    {
+        let key = match idempotency_key(parts) {
+            Ok(k) => k,
+            Err(e) => return e.into_response(),
+        };
+        let Some(key) = key else { return render(call.await).0 };
+        let print = idempotency::fingerprint(parts.method.as_str(), parts.uri.path(), body);
+        match self.idempotency.begin(caller.actor(), key, print) {
+            Begin::Run => {
+                let (response, kept) = render(call.await);
+                self.idempotency.finish(caller.actor(), key, kept);
+                response
+            }
+            Begin::Replay(kept) => {
+                let mut r = json_response(kept.status, kept.body);
+                r.headers_mut().insert(idempotency::REPLAYED_HEADER, HeaderValue::from_static("true"));
+                r
+            }
+            Begin::Mismatch => ApiError::new(
+                Code::FailedPrecondition,
+                "this Idempotency-Key was used with a different request in the last 24 hours",
+            )
+            .into_response(),
+            Begin::InFlight => {
+                ApiError::new(Code::Aborted, "a request with this Idempotency-Key is still running").into_response()
+            }
+        }
+    }
+}
+
+/// A successful answer: what the caller gets, and what a replay gets.
+struct Answer {
+    status: StatusCode,
+    body: Bytes,
+    kept: Bytes,
+}
+
+impl Answer {
+    fn ok<T: serde::Serialize>(value: &T) -> Self {
+        let body = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
+        Self { status: StatusCode::OK, kept: body.clone(), body }
+    }
+
+    /// A new key: the replay gets it without the secret.
+    fn created(api_key: ApiKey, created: &CreatedKey) -> Self {
+        let mut response = CreateApiKeyResponse { api_key, secret: None };
+        let kept = Bytes::from(serde_json::to_vec(&response).unwrap_or_default());
+        response.secret = Some(created.secret.expose_secret().to_owned());
+        Self { status: StatusCode::OK, body: Bytes::from(serde_json::to_vec(&response).unwrap_or_default()), kept }
+    }
+}
+
+fn render(result: Result<Answer, ApiError>) -> (Response, Kept) {
+    match result {
+        Ok(a) => (json_response(a.status, a.body), Kept { status: a.status, body: a.kept }),
+        Err(e) => {
+            let status = e.status();
+            let body = axum::body::Bytes::from(
+                serde_json::to_vec(
+                    &serde_json::json!({"code": e.code().number(), "message": e.message(), "details": []}),
+                )
+                .unwrap_or_default(),
+            );
+            (e.into_response(), Kept { status, body })
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn idempotency_key(parts: &Parts) -> Result<Option<uuid::Uuid>, ApiError> {
+    let mut values = parts.headers.get_all(idempotency::HEADER).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(ApiError::invalid("Idempotency-Key must be sent once"));
+    }
+    let text = value.to_str().map_err(|_| ApiError::invalid("Idempotency-Key must be a UUID"))?;
+    uuid::Uuid::parse_str(text).map(Some).map_err(|_| ApiError::invalid("Idempotency-Key must be a UUID"))
+}
+
+fn parse_id(raw: &str) -> Result<KeyId, ApiError> {
+    KeyId::parse(raw).map_err(|e| ApiError::invalid(format!("apiKeyId: {e}")))
+}
+
+fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
+    Timestamp::parse_rfc3339(text).map_err(|e| ApiError::invalid(format!("{field}: {e}")))
+}
+
+/// `3600s`, `0.5s`: seconds with an `s` suffix, at most 365 days.
+fn parse_grace(text: &str) -> Result<Duration, ApiError> {
+    let bad = || ApiError::invalid("gracePeriod must be seconds with an s suffix (e.g. 3600s), at most 365 days");
+    let number = text.strip_suffix('s').ok_or_else(bad)?;
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(bad());
+    }
+    let secs: f64 = number.parse().map_err(|_| bad())?;
+    let d = Duration::try_from_secs_f64(secs).map_err(|_| bad())?;
+    if d > MAX_GRACE { Err(bad()) } else { Ok(d) }
+}
+
+fn page_size(size: Option<u32>) -> Result<u32, ApiError> {
+    match size {
+        None | Some(0) => Ok(DEFAULT_PAGE_SIZE),
+        Some(n) if n <= PageRequest::MAX_LIMIT => Ok(n),
+        Some(_) => Err(ApiError::invalid(format!("pageSize must be 0 to {}", PageRequest::MAX_LIMIT))),
+    }
+}
+
+/// Page tokens: base64url of `k<key id>` (keys) or `o<sequence>`
+/// (operations); opaque to clients.
+fn key_token(next: Option<KeyId>) -> String {
+    next.map(|id| B64.encode(format!("k{id}"))).unwrap_or_default()
+}
+
+fn decode_token(token: &str, tag: char) -> Result<Option<String>, ApiError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || ApiError::invalid("invalid pageToken");
+    let text = String::from_utf8(B64.decode(token).map_err(|_| bad())?).map_err(|_| bad())?;
+    text.strip_prefix(tag).map(|rest| Some(rest.to_owned())).ok_or_else(bad)
+}
+
+fn operation_token(next: Option<OperationCursor>) -> String {
+    next.map(|c| B64.encode(format!("o{}", c.get()))).unwrap_or_default()
+}
+
+fn api_key_of_created(created: &CreatedKey, description: &str) -> ApiKey {
+    let s = &created.api_key;
+    let mut info = KeyInfo {
+        id: s.id,
+        service_account_id: s.service_account_id.clone(),
+        description: crate::record::Description::default(),
+        created_at: s.created_at,
+        last_used_at: None,
+        scopes: s.scopes.clone(),
+        expires_at: s.expires_at,
+        masked_key: created.secret.tail6(),
+        status: KeyStatus::Active,
+        kind: crate::record::KeyKind::Native,
+        links: crate::record::ReissueLinks::default(),
+    };
+    if let Ok(d) = crate::record::Description::new(description) {
+        info.description = d;
+    }
+    ApiKey::from(&info)
+}
+
+// ----- handlers -----
+
+async fn create<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let prepared = async {
+        let caller = api.authenticate(&parts).await?;
+        let (raw, req) = api.body::<CreateApiKeyRequest>(body, false).await?;
+        let sa = ServiceAccountId::new(&req.service_account_id)
+            .map_err(|e| ApiError::invalid(format!("serviceAccountId: {e}")))?;
+        api.authorize(&caller, AdminAction::Create, &sa)?;
+        let mut create = CreateRequest::new(sa.as_str()).description(req.description.clone().unwrap_or_default());
+        create.scopes = req.scopes;
+        create.expires_at = req.expires_at.as_deref().map(|t| parse_time("expiresAt", t)).transpose()?;
+        Ok::<_, ApiError>((caller, raw, create))
+    };
+    let (caller, raw, create) = match prepared.await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let manager = api.manager.with_actor(caller.actor().clone());
+    let description = create.description.clone();
+    api.idempotent(&caller, &parts, &raw, async move {
+        let created = manager.create(create).await?;
+        Ok(Answer::created(api_key_of_created(&created, &description), &created))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ListQuery {
+    service_account_id: Option<String>,
+    page_size: Option<u32>,
+    page_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PageQuery {
+    page_size: Option<u32>,
+    page_token: Option<String>,
+}
+
+fn query<T: DeserializeOwned>(parts: &Parts) -> Result<T, ApiError> {
+    axum::extract::Query::<T>::try_from_uri(&parts.uri)
+        .map(|q| q.0)
+        .map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))
+}
+
+async fn list<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Request) -> Result<Response, ApiError> {
+    let (parts, _) = request.into_parts();
+    let caller = api.authenticate(&parts).await?;
+    let q: ListQuery = query(&parts)?;
+    let sa = q.service_account_id.ok_or_else(|| ApiError::invalid("serviceAccountId is required"))?;
+    let sa = ServiceAccountId::new(&sa).map_err(|e| ApiError::invalid(format!("serviceAccountId: {e}")))?;
+    api.authorize(&caller, AdminAction::List, &sa)?;
+    let after = decode_token(q.page_token.as_deref().unwrap_or(""), 'k')?
+        .map(|id| KeyId::parse(&id).map_err(|_| ApiError::invalid("invalid pageToken")))
+        .transpose()?;
+    let page = api.manager.list(sa.as_str(), PageRequest::starting(page_size(q.page_size)?, after)).await?;
+    let body = ListApiKeysResponse {
+        api_keys: page.items.iter().map(ApiKey::from).collect(),
+        next_page_token: key_token(page.next),
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+async fn get_key<S: KeyStore, A: AdminAuth>(
+    State(api): Shared<S, A>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, _) = request.into_parts();
+    let caller = api.authenticate(&parts).await?;
+    let key = api.key_for(&caller, AdminAction::Get, &id).await?;
+    Ok(axum::Json(ApiKey::from(&key)).into_response())
+}
+
+/// The manager's update for a request: the mask's fields are set (absent
+/// ones reset), the rest stay; a field set outside the mask is refused.
+fn update_request(req: &UpdateApiKeyRequest) -> Result<UpdateRequest, ApiError> {
+    const FIELDS: [&str; 3] = ["description", "scopes", "expiresAt"];
+    let mask: Vec<&str> = match req.update_mask.as_deref().map(str::trim) {
+        None | Some("") => FIELDS.to_vec(),
+        Some(m) => m.split(',').map(str::trim).collect(),
+    };
+    if let Some(bad) = mask.iter().find(|f| !FIELDS.contains(f)) {
+        return Err(ApiError::invalid(format!(
+            "updateMask names an unknown field {bad:?} (known: description, scopes, expiresAt)"
+        )));
+    }
+    let named = |f: &str| mask.contains(&f);
+    let set = [
+        ("description", req.description.is_some()),
+        ("scopes", req.scopes.is_some()),
+        ("expiresAt", req.expires_at.is_some()),
+    ];
+    if let Some((f, _)) = set.iter().find(|(f, present)| *present && !named(f)) {
+        return Err(ApiError::invalid(format!("{f} is set but not named in updateMask")));
+    }
+    let mut update = UpdateRequest::new();
+    if named("description") {
+        update = update.description(req.description.clone().unwrap_or_default());
+    }
+    if named("scopes") {
+        update.scopes = Some(req.scopes.clone());
+    }
+    if named("expiresAt") {
+        update = update.expires_at(req.expires_at.as_deref().map(|t| parse_time("expiresAt", t)).transpose()?);
+    }
+    Ok(update)
+}
+
+async fn update<S: KeyStore, A: AdminAuth>(
+    State(api): Shared<S, A>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let prepared = async {
+        let caller = api.authenticate(&parts).await?;
+        let (raw, req) = api.body::<UpdateApiKeyRequest>(body, false).await?;
+        let update = update_request(&req)?;
+        let key = api.key_for(&caller, AdminAction::Update, &id).await?;
+        Ok::<_, ApiError>((caller, raw, update, key.id))
+    };
+    let (caller, raw, update, id) = match prepared.await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let manager = api.manager.with_actor(caller.actor().clone());
+    api.idempotent(&caller, &parts, &raw, async move {
+        let (info, op) = manager.update(&id, update).await?;
+        let response = serde_json::to_value(ApiKey::from(&info)).ok();
+        Ok(Answer::ok(&OperationView::new(&op, response)))
+    })
+    .await
+}
+
+async fn delete<S: KeyStore, A: AdminAuth>(
+    State(api): Shared<S, A>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let prepared = async {
+        let caller = api.authenticate(&parts).await?;
+        let (raw, RevokeApiKeyRequest {}) = api.body(body, true).await?;
+        let key = api.key_for(&caller, AdminAction::Delete, &id).await?;
+        Ok::<_, ApiError>((caller, raw, key))
+    };
+    let (caller, raw, key) = match prepared.await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let manager = api.manager.with_actor(caller.actor().clone());
+    api.idempotent(&caller, &parts, &raw, async move {
+        let op = manager.delete_logged(&key.id).await?.recorded(&key.service_account_id);
+        Ok(Answer::ok(&OperationView::new(&op, Some(serde_json::json!({})))))
+    })
+    .await
+}
+
+/// `POST /apiKeys/{apiKeyId}:reissue` and `:revoke`.
+async fn custom<S: KeyStore, A: AdminAuth>(
+    State(api): Shared<S, A>,
+    Path(target): Path<String>,
+    request: Request,
+) -> Response {
+    match target.split_once(':') {
+        Some((id, "reissue")) => reissue(&api, id, request).await,
+        Some((id, "revoke")) => revoke(&api, id, request).await,
+        _ => ApiError::new(Code::NotFound, "no such method (expected :reissue or :revoke)").into_response(),
+    }
+}
+
+async fn reissue<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let prepared = async {
+        let caller = api.authenticate(&parts).await?;
+        let (raw, req) = api.body::<ReissueApiKeyRequest>(body, true).await?;
+        let grace = req.grace_period.as_deref().map(parse_grace).transpose()?.unwrap_or(Duration::ZERO);
+        let key = api.key_for(&caller, AdminAction::Reissue, id).await?;
+        Ok::<_, ApiError>((caller, raw, grace, key))
+    };
+    let (caller, raw, grace, key) = match prepared.await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let manager = api.manager.with_actor(caller.actor().clone());
+    api.idempotent(&caller, &parts, &raw, async move {
+        let created = manager.reissue(&key.id, grace).await?;
+        let mut api_key = api_key_of_created(&created, key.description.as_str());
+        api_key.reissued_from = Some(key.id.as_str().to_owned());
+        Ok(Answer::created(api_key, &created))
+    })
+    .await
+}
+
+async fn revoke<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let prepared = async {
+        let caller = api.authenticate(&parts).await?;
+        let (raw, RevokeApiKeyRequest {}) = api.body(body, true).await?;
+        let key = api.key_for(&caller, AdminAction::Revoke, id).await?;
+        Ok::<_, ApiError>((caller, raw, key))
+    };
+    let (caller, raw, key) = match prepared.await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let manager = api.manager.with_actor(caller.actor().clone());
+    api.idempotent(&caller, &parts, &raw, async move {
+        let op = manager.revoke_logged(&key.id).await?.recorded(&key.service_account_id);
+        let mut revoked = key;
+        revoked.status = KeyStatus::Revoked;
+        Ok(Answer::ok(&OperationView::new(&op, serde_json::to_value(ApiKey::from(&revoked)).ok())))
+    })
+    .await
+}
+
+async fn operations<S: KeyStore, A: AdminAuth>(
+    State(api): Shared<S, A>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, _) = request.into_parts();
+    let caller = api.authenticate(&parts).await?;
+    let q: PageQuery = query(&parts)?;
+    let id = parse_id(&id)?;
+    // The key's account, or, once it is deleted, the one its log names.
+    let sa = match api.manager.get(&id).await {
+        Ok(key) => key.service_account_id,
+        Err(crate::ManageError::NotFound(_)) => {
+            let newest = api.manager.operations(&id, PageRequest::starting(1, None)).await?;
+            let entry =
+                newest.items.first().ok_or_else(|| ApiError::new(Code::NotFound, format!("key {id} not found")))?;
+            entry.service_account_id.clone()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    api.authorize(&caller, AdminAction::ListOperations, &sa)?;
+    let after = decode_token(q.page_token.as_deref().unwrap_or(""), 'o')?
+        .map(|n| n.parse::<u64>().map(OperationCursor::new).map_err(|_| ApiError::invalid("invalid pageToken")))
+        .transpose()?;
+    let page = api.manager.operations(&id, PageRequest::starting(page_size(q.page_size)?, after)).await?;
+    let body = ListOperationsResponse {
+        operations: page.items.iter().map(|op| OperationView::new(op, None)).collect(),
+        next_page_token: operation_token(page.next),
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+async fn scopes<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Request) -> Result<Response, ApiError> {
+    let (parts, _) = request.into_parts();
+    api.authenticate(&parts).await?;
+    let catalog = api.manager.catalog();
+    let scopes = catalog
+        .list()
+        .iter()
+        .map(|s| ApiKeyScope {
+            id: s.scope.as_str().to_owned(),
+            description: s.description.clone(),
+            default: catalog.defaults().contains(s.scope.as_str()),
+        })
+        .collect();
+    Ok(axum::Json(ListScopesResponse { scopes }).into_response())
+}
+
+async fn openapi(method: Method) -> Response {
+    let _ = method;
+    json_response(StatusCode::OK, Bytes::from(super::openapi::document_json()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grace_periods() {
+        assert_eq!(parse_grace("3600s").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_grace("0.5s").unwrap(), Duration::from_millis(500));
+        for bad in ["3600", "s", "-1s", "1e3s", "31536001s", "1 s", "NaNs"] {
+            assert!(parse_grace(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn masks() {
+        let req = |mask: Option<&str>, description: Option<&str>| UpdateApiKeyRequest {
+            update_mask: mask.map(str::to_owned),
+            description: description.map(str::to_owned),
+            ..UpdateApiKeyRequest::default()
+        };
+        let u = update_request(&req(Some("description"), Some("x"))).unwrap();
+        assert_eq!((u.description.as_deref(), u.scopes.is_none(), u.expires_at), (Some("x"), true, None));
+        // Named and absent: reset.
+        let u = update_request(&req(Some("scopes,expiresAt"), None)).unwrap();
+        assert_eq!((u.description, u.scopes, u.expires_at), (None, Some(None), Some(None)));
+        // No mask: all three replaced.
+        let u = update_request(&req(None, Some("y"))).unwrap();
+        assert_eq!((u.description.as_deref(), u.scopes, u.expires_at), (Some("y"), Some(None), Some(None)));
+        assert!(update_request(&req(Some("scopes"), Some("x"))).is_err(), "set outside the mask");
+        assert!(update_request(&req(Some("status"), None)).is_err(), "unknown mask field");
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_refuse_garbage() {
+        let id = KeyId::parse("aaaaaaaaaaaaaaaaaaaa").unwrap();
+        assert_eq!(decode_token(&key_token(Some(id)), 'k').unwrap().as_deref(), Some(id.as_str()));
+        assert_eq!(key_token(None), "");
+        assert!(decode_token("!!", 'k').is_err());
+        assert!(decode_token(&operation_token(Some(OperationCursor::new(5))), 'k').is_err(), "tag checked");
+        assert!(page_size(Some(1001)).is_err());
+        assert_eq!(page_size(Some(0)).unwrap(), 100);
+    }
+}

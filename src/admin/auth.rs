@@ -1,0 +1,339 @@
+//! Who may call the management API.
+//!
+//! [`AdminAuth`] turns a request's head into an [`AdminCaller`] (an actor
+//! for the operations log and the service accounts it may manage) or an
+//! [`AdminRejection`]; the router then asks [`AdminAuth::allows`] for each
+//! operation on a given service account. Two implementations ship:
+//! [`StaticTokens`] (admin bearer tokens, kept as SHA-256 digests and
+//! compared in constant time) and [`ApiKeyAdmin`] (API keys of this crate
+//! that carry a configured admin scope, limited to their own service
+//! account unless configured otherwise).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use sha2::{Digest as _, Sha256};
+use subtle::{Choice, ConstantTimeEq};
+
+use crate::header::{self, Credentials};
+use crate::operation::Actor;
+use crate::record::ServiceAccountId;
+use crate::scope::RequiredScope;
+use crate::store::KeyStore;
+use crate::verify::{ClientClass, Verifier};
+
+/// An operation of the management API, as [`AdminAuth::allows`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AdminAction {
+    /// `POST /apiKeys`.
+    Create,
+    /// `GET /apiKeys/{id}`.
+    Get,
+    /// `GET /apiKeys`.
+    List,
+    /// `PATCH /apiKeys/{id}`.
+    Update,
+    /// `DELETE /apiKeys/{id}`.
+    Delete,
+    /// `POST /apiKeys/{id}:reissue`.
+    Reissue,
+    /// `POST /apiKeys/{id}:revoke`.
+    Revoke,
+    /// `GET /apiKeys/{id}/operations`.
+    ListOperations,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminCaller {
+    actor: Actor,
+    service_accounts: Option<Arc<BTreeSet<ServiceAccountId>>>,
+}
+
+impl AdminCaller {
+    /// A caller that may manage every service account.
+    #[must_use]
+    pub fn any(actor: Actor) -> Self {
+        Self { actor, service_accounts: None }
+    }
+
+    /// A caller limited to `service_accounts`.
+    #[must_use]
+    pub fn limited(actor: Actor, service_accounts: impl IntoIterator<Item = ServiceAccountId>) -> Self {
+        Self { actor, service_accounts: Some(Arc::new(service_accounts.into_iter().collect())) }
+    }
+
+    /// The actor recorded in the operations log.
+    #[must_use]
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    /// Whether the caller may manage `service_account`'s keys.
+    #[must_use]
+    pub fn covers(&self, service_account: &ServiceAccountId) -> bool {
+        self.service_accounts.as_ref().is_none_or(|s| s.contains(service_account))
+    }
+}
+
+/// Why a caller was turned away.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminRejection {
+    /// No or bad credentials: 401, code 16.
+    #[error("missing or invalid admin credentials")]
+    Unauthenticated,
+    /// Valid credentials without the right: 403, code 7.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The credentials could not be checked (store down): 503, code 14.
+    #[error("admin credentials cannot be checked now; retry later")]
+    Unavailable,
+}
+
+/// Authenticates management API callers; the embedding application
+/// implements it (or uses [`StaticTokens`] / [`ApiKeyAdmin`]).
+pub trait AdminAuth: Send + Sync + 'static {
+    /// Who is calling.
+    ///
+    /// # Errors
+    /// [`AdminRejection`] for missing or bad credentials.
+    fn authenticate(&self, parts: &Parts) -> impl Future<Output = Result<AdminCaller, AdminRejection>> + Send;
+
+    /// Whether `caller` may do `action` on `service_account`'s keys.
+    /// Defaults to [`AdminCaller::covers`].
+    fn allows(&self, caller: &AdminCaller, action: AdminAction, service_account: &ServiceAccountId) -> bool {
+        let _ = action;
+        caller.covers(service_account)
+    }
+}
+
+/// The `Bearer` token of a request, if it has exactly one `Authorization`
+/// field in that scheme.
+fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let mut values = headers.get_all(axum::http::header::AUTHORIZATION).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    match header::parse_authorization(value.as_bytes(), header::DEFAULT_MAX_HEADER_LEN) {
+        Ok(Credentials::Bearer(token)) => Some(token),
+        _ => None,
+    }
+}
+
+/// Why an admin token is refused at configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Shorter than [`StaticTokens::MIN_LEN`] bytes, or not `token68`.
+    #[error("admin tokens must be at least {min} characters of A-Z a-z 0-9 - . _ ~ + / (then =)", min = StaticTokens::MIN_LEN)]
+    Weak,
+    /// The actor name is invalid.
+    #[error(transparent)]
+    Actor(#[from] crate::operation::ActorError),
+}
+
+struct TokenEntry {
+    digest: [u8; 32],
+    caller: AdminCaller,
+}
+
+/// Static admin bearer tokens (`Authorization: Bearer <token>`), each with
+/// the actor it is recorded as. Only SHA-256 digests of the tokens are
+/// kept; a presented token's digest is compared with every configured one
+/// in constant time.
+#[derive(Default)]
+pub struct StaticTokens {
+    tokens: Vec<TokenEntry>,
+}
+
+impl fmt::Debug for StaticTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let actors: Vec<&str> = self.tokens.iter().map(|t| t.caller.actor.as_str()).collect();
+        f.debug_struct("StaticTokens").field("actors", &actors).finish()
+    }
+}
+
+impl StaticTokens {
+    /// Shortest accepted token, in bytes.
+    pub const MIN_LEN: usize = 16;
+
+    /// No tokens (every call is refused).
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a token for every service account, recorded as actor `name`.
+    ///
+    /// # Errors
+    /// [`TokenError`] for a weak token or an invalid name.
+    pub fn token(self, name: &str, token: &str) -> Result<Self, TokenError> {
+        let caller = AdminCaller::any(Actor::new(name)?);
+        self.add(token, caller)
+    }
+
+    /// Adds a token limited to `service_accounts`.
+    ///
+    /// # Errors
+    /// [`TokenError`] for a weak token or an invalid name.
+    pub fn limited_token(
+        self,
+        name: &str,
+        token: &str,
+        service_accounts: impl IntoIterator<Item = ServiceAccountId>,
+    ) -> Result<Self, TokenError> {
+        let caller = AdminCaller::limited(Actor::new(name)?, service_accounts);
+        self.add(token, caller)
+    }
+
+    fn add(mut self, token: &str, caller: AdminCaller) -> Result<Self, TokenError> {
+        if token.len() < Self::MIN_LEN || !header::is_token68(token.as_bytes()) {
+            return Err(TokenError::Weak);
+        }
+        self.tokens.push(TokenEntry { digest: Sha256::digest(token.as_bytes()).into(), caller });
+        Ok(self)
+    }
+
+    /// How many tokens are configured.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Whether no token is configured.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// The caller a presented token stands for: every configured digest is
+    /// compared, whichever matches.
+    fn lookup(&self, token: &[u8]) -> Option<&AdminCaller> {
+        let presented: [u8; 32] = Sha256::digest(token).into();
+        let mut found = None;
+        for entry in &self.tokens {
+            let hit: Choice = entry.digest.ct_eq(&presented);
+            if bool::from(hit) && found.is_none() {
+                found = Some(&entry.caller);
+            }
+        }
+        found
+    }
+}
+
+impl AdminAuth for StaticTokens {
+    async fn authenticate(&self, parts: &Parts) -> Result<AdminCaller, AdminRejection> {
+        let token = bearer(&parts.headers).ok_or(AdminRejection::Unauthenticated)?;
+        self.lookup(token).cloned().ok_or(AdminRejection::Unauthenticated)
+    }
+}
+
+/// API keys of this crate as admin credentials (`Authorization: Api-Key
+/// <key>`): the key must verify and carry the configured admin scope; it is
+/// recorded as actor `apiKey:<id>` and manages its own service account's
+/// keys only, unless [`ApiKeyAdmin::any_service_account`] is set.
+pub struct ApiKeyAdmin<S> {
+    verifier: Arc<Verifier<S>>,
+    scope: RequiredScope,
+    any_service_account: bool,
+}
+
+impl<S> fmt::Debug for ApiKeyAdmin<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyAdmin")
+            .field("scope", &self.scope.scope().as_str())
+            .field("any_service_account", &self.any_service_account)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: KeyStore> ApiKeyAdmin<S> {
+    /// Keys verified by `verifier` that satisfy `scope` (build it with
+    /// [`ScopeCatalog::requirement`](crate::ScopeCatalog::requirement)).
+    #[must_use]
+    pub fn new(verifier: Arc<Verifier<S>>, scope: RequiredScope) -> Self {
+        Self { verifier, scope, any_service_account: false }
+    }
+
+    /// Lets admin keys manage every service account. Defaults to `false`
+    /// (their own only).
+    #[must_use]
+    pub fn any_service_account(mut self, yes: bool) -> Self {
+        self.any_service_account = yes;
+        self
+    }
+}
+
+impl<S: KeyStore> AdminAuth for ApiKeyAdmin<S> {
+    async fn authenticate(&self, parts: &Parts) -> Result<AdminCaller, AdminRejection> {
+        let mut values = parts.headers.get_all(axum::http::header::AUTHORIZATION).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return Err(AdminRejection::Unauthenticated);
+        };
+        let principal = match self.verifier.verify(value.as_bytes(), Some(&self.scope)).await {
+            Ok(p) => p,
+            Err(e) => {
+                return Err(match e.client_class() {
+                    ClientClass::InsufficientScope => {
+                        AdminRejection::Forbidden(format!("the key lacks the admin scope {}", self.scope.scope()))
+                    }
+                    ClientClass::Unavailable => AdminRejection::Unavailable,
+                    _ => AdminRejection::Unauthenticated,
+                });
+            }
+        };
+        let actor =
+            Actor::new(&format!("apiKey:{}", principal.key_id())).map_err(|_| AdminRejection::Unauthenticated)?;
+        Ok(if self.any_service_account {
+            AdminCaller::any(actor)
+        } else {
+            AdminCaller::limited(actor, [principal.service_account_id().clone()])
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(auth: &[&str]) -> Parts {
+        let mut b = axum::http::Request::builder();
+        for a in auth {
+            b = b.header("authorization", *a);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[tokio::test]
+    async fn static_tokens_match_by_digest_and_refuse_the_rest() {
+        let tokens = StaticTokens::new()
+            .token("ops", "ops-token-0123456789")
+            .unwrap()
+            .limited_token("robot-admin", "robot-token-0123456789", [ServiceAccountId::new("robot").unwrap()])
+            .unwrap();
+        let ops = tokens.authenticate(&parts(&["Bearer ops-token-0123456789"])).await.unwrap();
+        assert_eq!(ops.actor().as_str(), "ops");
+        assert!(ops.covers(&ServiceAccountId::new("anyone").unwrap()));
+        let robot = tokens.authenticate(&parts(&["bearer robot-token-0123456789"])).await.unwrap();
+        assert!(robot.covers(&ServiceAccountId::new("robot").unwrap()));
+        assert!(!tokens.allows(&robot, AdminAction::Create, &ServiceAccountId::new("other").unwrap()));
+        for bad in [
+            &[][..],
+            &["Bearer ops-token-012345678"],
+            &["Api-Key ops-token-0123456789"],
+            &["Bearer ops-token-0123456789", "Bearer ops-token-0123456789"],
+        ] {
+            assert!(matches!(tokens.authenticate(&parts(bad)).await, Err(AdminRejection::Unauthenticated)), "{bad:?}");
+        }
+        assert!(!format!("{tokens:?}").contains("0123456789"));
+        assert_eq!(StaticTokens::new().token("x", "short").unwrap_err(), TokenError::Weak);
+        assert_eq!(StaticTokens::new().token("x", "has space in it 0123").unwrap_err(), TokenError::Weak);
+    }
+}

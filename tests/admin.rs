@@ -1,0 +1,588 @@
+//! The management API over HTTP with a real client (reqwest), against the
+//! memory, SQLite, PostgreSQL and Redis stores: every row of the table,
+//! paging across 250 keys, update masks, operations, idempotent replays,
+//! bad bodies, authentication and authorization, and no secret in any answer
+//! but create and reissue.
+//!
+//! Needs PostgreSQL and Redis on loopback (see `tests/common/services.rs`);
+//! each test uses a fresh schema / key prefix and removes it.
+
+#![cfg(all(feature = "admin", feature = "sqlite", feature = "postgres", feature = "redis", feature = "test-util"))]
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod common;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use api_keys::admin::{AdminApi, ApiKeyAdmin, StaticTokens};
+use api_keys::testing::conformance;
+use api_keys::testing::{Fault, FaultyStore, Op};
+use api_keys::{
+    CreateRequest, KeyManager, KeyStore, MemoryStore, Pepper, Peppers, PostgresStore, RedisStore, ScopeCatalog,
+    SqliteStore,
+};
+use common::services::{postgres_down, postgres_url, redis_down, redis_url};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::Connection as _;
+
+const OPS_TOKEN: &str = "ops-admin-token-0123456789";
+const ROBOT_TOKEN: &str = "robot-admin-token-0123456789";
+const SA: &str = "robot";
+const FUTURE: &str = "2030-01-01T00:00:00Z";
+const BODY_LIMIT: usize = 4096;
+
+fn manager<S: KeyStore>(store: S) -> KeyManager<S> {
+    KeyManager::builder(
+        Arc::new(store),
+        Peppers::single(Pepper::new(1, [3u8; 32]).unwrap()),
+        ScopeCatalog::yandex_cloud(),
+    )
+    .build()
+}
+
+fn tokens() -> StaticTokens {
+    StaticTokens::new()
+        .token("ops", OPS_TOKEN)
+        .unwrap()
+        .limited_token("robot-admin", ROBOT_TOKEN, [api_keys::ServiceAccountId::new(SA).unwrap()])
+        .unwrap()
+}
+
+/// Serves `app` nested at `/iam/v1` on a loopback port.
+async fn serve(router: axum::Router) -> String {
+    let app = axum::Router::new().nest("/iam/v1", router);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/iam/v1")
+}
+
+/// A client that records every answer, to check where secrets appear.
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<&'static str>,
+    /// Every answer body, and whether it may hold a secret (create/reissue).
+    seen: std::sync::Mutex<Vec<(bool, String)>>,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Client {
+    fn new(base: &str, token: Option<&'static str>) -> Self {
+        Self { http: reqwest::Client::new(), base: base.to_owned(), token, seen: std::sync::Mutex::default() }
+    }
+
+    fn as_token(&self, token: Option<&'static str>) -> Self {
+        Self::new(&self.base, token)
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<String>, idem: Option<&str>) -> Answer {
+        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
+        if let Some(t) = self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(k) = idem {
+            req = req.header("Idempotency-Key", k);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let may_hold_secret = method == reqwest::Method::POST && (path == "/apiKeys" || path.ends_with(":reissue"));
+        self.seen.lock().unwrap().push((may_hold_secret, text.clone()));
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        Answer { status, headers, body }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send(reqwest::Method::GET, path, None, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Answer {
+        self.send(reqwest::Method::POST, path, Some(body.to_string()), None).await
+    }
+
+    async fn patch(&self, path: &str, body: Value) -> Answer {
+        self.send(reqwest::Method::PATCH, path, Some(body.to_string()), None).await
+    }
+
+    async fn delete(&self, path: &str) -> Answer {
+        self.send(reqwest::Method::DELETE, path, None, None).await
+    }
+
+    /// Every secret seen appears only in create/reissue answers.
+    fn assert_secrets_only_where_allowed(&self, secrets: &[String]) {
+        for (allowed, body) in self.seen.lock().unwrap().iter() {
+            if !allowed {
+                for s in secrets {
+                    assert!(!body.contains(s.as_str()), "a secret in an answer: {body}");
+                }
+            }
+        }
+    }
+}
+
+fn assert_error(a: &Answer, status: u16, code: i64, what: &str) {
+    assert_eq!(a.status.as_u16(), status, "{what}: {:?}", a.body);
+    assert_eq!(a.body["code"], code, "{what}: {:?}", a.body);
+    assert!(a.body["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {:?}", a.body);
+    assert_eq!(a.body["details"], json!([]), "{what}");
+}
+
+fn create_body(description: &str) -> Value {
+    json!({"serviceAccountId": SA, "description": description, "scopes": ["yc.monitoring.read", "yc.postbox.send"], "expiresAt": FUTURE})
+}
+
+/// The whole table against one store.
+async fn scenario<S: KeyStore + Clone>(store: S) {
+    let manager = manager(store);
+    let verifier = manager.verifier().build();
+    let base = serve(AdminApi::new(manager.clone(), tokens()).body_limit(BODY_LIMIT).router()).await;
+    let c = Client::new(&base, Some(OPS_TOKEN));
+    let mut secrets = Vec::new();
+
+    // create
+    let a = c.post("/apiKeys", create_body("for ci")).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let secret = a.body["secret"].as_str().unwrap().to_owned();
+    secrets.push(secret.clone());
+    let key = a.body["apiKey"].clone();
+    let id = key["id"].as_str().unwrap().to_owned();
+    assert_eq!(key["serviceAccountId"], SA);
+    assert_eq!(key["description"], "for ci");
+    assert_eq!(key["scopes"], json!(["yc.monitoring.read", "yc.postbox.send"]));
+    assert_eq!(key["expiresAt"], FUTURE);
+    assert_eq!(key["maskedSecret"], format!("****{}", &secret[secret.len() - 6..]));
+    assert_eq!(key["status"], "ACTIVE");
+    assert!(key["createdAt"].as_str().unwrap().ends_with('Z'));
+    let monitoring = ScopeCatalog::yandex_cloud().requirement("yc.monitoring.read").unwrap();
+    let postbox = ScopeCatalog::yandex_cloud().requirement("yc.postbox.send").unwrap();
+    let header = format!("Api-Key {secret}");
+    verifier.verify(header.as_bytes(), Some(&postbox)).await.unwrap();
+
+    // create with default scopes; bad input
+    let a = c.post("/apiKeys", json!({"serviceAccountId": SA})).await;
+    assert_eq!(a.status, StatusCode::OK);
+    secrets.push(a.body["secret"].as_str().unwrap().to_owned());
+    let defaults: Vec<String> = ScopeCatalog::yandex_cloud().defaults().iter().map(|s| s.as_str().to_owned()).collect();
+    assert_eq!(a.body["apiKey"]["scopes"], json!(defaults));
+    let a = c.post("/apiKeys", json!({"serviceAccountId": SA, "scopes": ["yc.nothing.here"]})).await;
+    assert_error(&a, 400, 3, "unknown scope");
+    assert!(a.body["message"].as_str().unwrap().contains("yc.nothing.here"));
+    assert_error(
+        &c.post("/apiKeys", json!({"serviceAccountId": SA, "expiresAt": "2020-01-01T00:00:00Z"})).await,
+        400,
+        3,
+        "past expiry",
+    );
+    assert_error(
+        &c.post("/apiKeys", json!({"serviceAccountId": SA, "expiresAt": "tomorrow"})).await,
+        400,
+        3,
+        "bad time",
+    );
+    assert_error(&c.post("/apiKeys", json!({"serviceAccountId": SA, "color": "red"})).await, 400, 3, "unknown field");
+    assert_error(
+        &c.post("/apiKeys", json!({"serviceAccountId": SA, "scopes": "yc.postbox.send"})).await,
+        400,
+        3,
+        "wrong type",
+    );
+    assert_error(&c.post("/apiKeys", json!({"serviceAccountId": 42})).await, 400, 3, "wrong type");
+    assert_error(&c.post("/apiKeys", json!({"serviceAccountId": "bad id!"})).await, 400, 3, "bad account");
+    assert_error(
+        &c.send(reqwest::Method::POST, "/apiKeys", Some("{\"serviceAccountId\":".into()), None).await,
+        400,
+        3,
+        "bad JSON",
+    );
+    assert_error(&c.send(reqwest::Method::POST, "/apiKeys", None, None).await, 400, 3, "no body");
+    let big = json!({"serviceAccountId": SA, "description": "x".repeat(BODY_LIMIT)});
+    assert_error(&c.post("/apiKeys", big).await, 413, 3, "oversized body");
+
+    // get
+    let a = c.get(&format!("/apiKeys/{id}")).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body, key, "get shows what create showed");
+    assert!(a.body.get("secret").is_none());
+    assert_error(&c.get("/apiKeys/not-an-id").await, 400, 3, "bad id");
+    assert_error(&c.get(&format!("/apiKeys/{}", conformance::key_id())).await, 404, 5, "unknown id");
+
+    // update: mask present
+    let a = c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "description", "description": "renamed"})).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["done"], true);
+    assert_eq!(a.body["createdBy"], "ops");
+    assert_eq!(a.body["metadata"]["apiKeyId"], id.as_str());
+    assert_eq!(a.body["response"]["description"], "renamed");
+    assert_eq!(a.body["response"]["scopes"], key["scopes"], "fields outside the mask stay");
+    assert_eq!(a.body["response"]["expiresAt"], FUTURE);
+    let first_update = a.body["id"].as_str().unwrap().to_owned();
+    // mask naming scopes but no scopes: reset to the defaults; a scope
+    // update takes effect on the next verify.
+    let a = c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "scopes"})).await;
+    assert_eq!(a.body["response"]["scopes"], json!(defaults));
+    assert!(verifier.verify(header.as_bytes(), Some(&postbox)).await.is_err(), "the old scope still works");
+    let a = c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "scopes,expiresAt", "scopes": ["yc.monitoring.read"], "expiresAt": "2031-02-03T04:05:06Z"})).await;
+    assert_eq!(a.body["response"]["scopes"], json!(["yc.monitoring.read"]));
+    assert_eq!(a.body["response"]["expiresAt"], "2031-02-03T04:05:06Z");
+    verifier.verify(header.as_bytes(), Some(&monitoring)).await.unwrap();
+    // no mask: all three replaced (absent ones reset)
+    let a = c.patch(&format!("/apiKeys/{id}"), json!({"description": "all", "scopes": ["yc.monitoring.read"]})).await;
+    assert_eq!(a.body["response"]["description"], "all");
+    assert!(a.body["response"].get("expiresAt").is_none(), "expiry reset: {:?}", a.body);
+    assert_error(
+        &c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "scopes", "description": "x"})).await,
+        400,
+        3,
+        "field outside mask",
+    );
+    assert_error(
+        &c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "status"})).await,
+        400,
+        3,
+        "unknown mask field",
+    );
+    assert_error(
+        &c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "expiresAt", "expiresAt": "2020-01-01T00:00:00Z"}))
+            .await,
+        400,
+        3,
+        "past expiry",
+    );
+    assert_error(
+        &c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "scopes", "scopes": ["nope.nope"]})).await,
+        400,
+        3,
+        "unknown scope",
+    );
+    assert_error(&c.patch(&format!("/apiKeys/{id}"), json!({"scopes": [1]})).await, 400, 3, "wrong type");
+    assert_error(
+        &c.patch(&format!("/apiKeys/{}", conformance::key_id()), json!({"description": "x"})).await,
+        404,
+        5,
+        "unknown id",
+    );
+
+    // operations: newest first, paged
+    let a = c.get(&format!("/apiKeys/{id}/operations")).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let ops = a.body["operations"].as_array().unwrap();
+    let kinds: Vec<&str> = ops.iter().map(|o| o["metadata"]["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["update", "update", "update", "update", "create"]);
+    assert_eq!(ops[3]["id"], first_update.as_str());
+    assert_eq!(ops[3]["metadata"]["changes"], json!({"description": "renamed"}));
+    assert_eq!(ops[0]["createdBy"], "ops");
+    assert_eq!(a.body["nextPageToken"], "");
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let a = c.get(&format!("/apiKeys/{id}/operations?pageSize=2&pageToken={token}")).await;
+        paged.extend(a.body["operations"].as_array().unwrap().iter().map(|o| o["id"].clone()));
+        token = a.body["nextPageToken"].as_str().unwrap().to_owned();
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(paged, ops.iter().map(|o| o["id"].clone()).collect::<Vec<_>>());
+    assert_error(&c.get(&format!("/apiKeys/{id}/operations?pageToken=garbage")).await, 400, 3, "bad token");
+
+    // reissue with a grace period: the old key still works
+    let a = c.post(&format!("/apiKeys/{id}:reissue"), json!({"gracePeriod": "3600s"})).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let new_secret = a.body["secret"].as_str().unwrap().to_owned();
+    secrets.push(new_secret.clone());
+    let new_id = a.body["apiKey"]["id"].as_str().unwrap().to_owned();
+    assert_ne!(new_id, id);
+    assert_eq!(a.body["apiKey"]["reissuedFrom"], id.as_str());
+    verifier.verify(header.as_bytes(), None).await.unwrap();
+    verifier.verify(format!("Api-Key {new_secret}").as_bytes(), None).await.unwrap();
+    assert_error(&c.post(&format!("/apiKeys/{id}:reissue"), json!({})).await, 412, 9, "second reissue");
+    assert_error(
+        &c.post(&format!("/apiKeys/{new_id}:reissue"), json!({"gracePeriod": "soon"})).await,
+        400,
+        3,
+        "bad grace",
+    );
+    assert_error(&c.post(&format!("/apiKeys/{new_id}:frobnicate"), json!({})).await, 404, 5, "unknown method");
+    let old = c.get(&format!("/apiKeys/{id}")).await;
+    assert_eq!(old.body["replacedBy"], new_id.as_str());
+
+    // revoke
+    let a = c.send(reqwest::Method::POST, &format!("/apiKeys/{id}:revoke"), None, None).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["response"]["status"], "REVOKED");
+    assert!(verifier.verify(header.as_bytes(), None).await.is_err());
+    assert_error(
+        &c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "description", "description": "x"})).await,
+        412,
+        9,
+        "update of a revoked key",
+    );
+
+    // delete: gone, but its log stays
+    let a = c.delete(&format!("/apiKeys/{id}")).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["response"], json!({}));
+    assert_error(&c.get(&format!("/apiKeys/{id}")).await, 404, 5, "deleted");
+    assert_error(&c.delete(&format!("/apiKeys/{id}")).await, 404, 5, "deleted twice");
+    let a = c.get(&format!("/apiKeys/{id}/operations")).await;
+    let kinds: Vec<&str> =
+        a.body["operations"].as_array().unwrap().iter().map(|o| o["metadata"]["kind"].as_str().unwrap()).collect();
+    assert_eq!(&kinds[..3], ["delete", "revoke", "reissue"]);
+    assert_error(&c.get(&format!("/apiKeys/{}/operations", conformance::key_id())).await, 404, 5, "unknown key's log");
+
+    // scopes and the document
+    let a = c.get("/apiKeyScopes").await;
+    let scopes = a.body["scopes"].as_array().unwrap();
+    assert_eq!(scopes.len(), ScopeCatalog::yandex_cloud().list().len());
+    assert!(scopes.iter().any(|s| s["id"] == "yc.monitoring.read"));
+    assert_eq!(scopes.iter().filter(|s| s["default"] == true).count(), defaults.len());
+    let doc = c.get("/openapi.json").await;
+    assert!(doc.body["openapi"].as_str().unwrap().starts_with("3.1"));
+
+    idempotency(&c, &mut secrets).await;
+    authorization(&c, &id, &new_id).await;
+    paging(&c, &mut secrets).await;
+    c.assert_secrets_only_where_allowed(&secrets);
+}
+
+async fn idempotency(c: &Client, secrets: &mut Vec<String>) {
+    let k = "8e0f6b53-6a40-4c1e-9e3c-3f0b2d6f1a11";
+    let body = create_body("idempotent").to_string();
+    let first = c.send(reqwest::Method::POST, "/apiKeys", Some(body.clone()), Some(k)).await;
+    assert_eq!(first.status, StatusCode::OK);
+    secrets.push(first.body["secret"].as_str().unwrap().to_owned());
+    let replay = c.send(reqwest::Method::POST, "/apiKeys", Some(body.clone()), Some(k)).await;
+    assert_eq!(replay.status, StatusCode::OK);
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
+    assert_eq!(replay.body["apiKey"], first.body["apiKey"], "a replay names the same key");
+    assert!(replay.body.get("secret").is_none(), "a replay never shows the secret again");
+    let listed = c.get(&format!("/apiKeys?serviceAccountId={SA}&pageSize=1000")).await;
+    let n = listed.body["apiKeys"].as_array().unwrap().iter().filter(|k| k["description"] == "idempotent").count();
+    assert_eq!(n, 1, "a replayed create made a second key");
+    let other = c.send(reqwest::Method::POST, "/apiKeys", Some(create_body("other").to_string()), Some(k)).await;
+    assert_error(&other, 412, 9, "same key, other body");
+    assert_error(
+        &c.send(reqwest::Method::POST, "/apiKeys", Some(body.clone()), Some("not-a-uuid")).await,
+        400,
+        3,
+        "bad key",
+    );
+    // An idempotent update logs once.
+    let id = first.body["apiKey"]["id"].as_str().unwrap();
+    let patch = json!({"updateMask": "description", "description": "once"}).to_string();
+    let k2 = "0b8f3c1e-2f5d-4e8a-9d7c-6a5b4c3d2e1f";
+    let a = c.send(reqwest::Method::PATCH, &format!("/apiKeys/{id}"), Some(patch.clone()), Some(k2)).await;
+    let b = c.send(reqwest::Method::PATCH, &format!("/apiKeys/{id}"), Some(patch), Some(k2)).await;
+    assert_eq!(a.body, b.body);
+    let ops = c.get(&format!("/apiKeys/{id}/operations")).await;
+    assert_eq!(ops.body["operations"].as_array().unwrap().len(), 2, "create + one update");
+}
+
+async fn authorization(c: &Client, deleted: &str, live: &str) {
+    let anonymous = c.as_token(None);
+    let a = anonymous.get(&format!("/apiKeys?serviceAccountId={SA}")).await;
+    assert_error(&a, 401, 16, "no credentials");
+    assert!(a.headers.contains_key("www-authenticate"));
+    assert_error(&c.as_token(Some("wrong-token-0123456789abc")).get("/apiKeyScopes").await, 401, 16, "wrong token");
+    assert_error(&anonymous.post("/apiKeys", create_body("x")).await, 401, 16, "no credentials on create");
+    // The robot admin manages `robot` only.
+    let robot = c.as_token(Some(ROBOT_TOKEN));
+    assert_eq!(robot.get(&format!("/apiKeys/{live}")).await.status, StatusCode::OK);
+    let foreign = c.post("/apiKeys", json!({"serviceAccountId": "someone-else"})).await;
+    let foreign_id = foreign.body["apiKey"]["id"].as_str().unwrap();
+    assert_error(&robot.post("/apiKeys", json!({"serviceAccountId": "someone-else"})).await, 403, 7, "foreign create");
+    assert_error(&robot.get(&format!("/apiKeys/{foreign_id}")).await, 403, 7, "foreign get");
+    assert_error(&robot.get("/apiKeys?serviceAccountId=someone-else").await, 403, 7, "foreign list");
+    assert_error(
+        &robot.patch(&format!("/apiKeys/{foreign_id}"), json!({"description": "x"})).await,
+        403,
+        7,
+        "foreign update",
+    );
+    assert_error(&robot.delete(&format!("/apiKeys/{foreign_id}")).await, 403, 7, "foreign delete");
+    assert_error(&robot.get(&format!("/apiKeys/{foreign_id}/operations")).await, 403, 7, "foreign log");
+    assert_eq!(
+        robot.get(&format!("/apiKeys/{deleted}/operations")).await.status,
+        StatusCode::OK,
+        "own deleted key's log"
+    );
+    c.delete(&format!("/apiKeys/{foreign_id}")).await;
+}
+
+async fn paging(c: &Client, secrets: &mut Vec<String>) {
+    let sa = format!("paging-{}", conformance::key_id());
+    let mut made = HashSet::new();
+    for _ in 0..250 {
+        let a = c.post("/apiKeys", json!({"serviceAccountId": sa})).await;
+        secrets.push(a.body["secret"].as_str().unwrap().to_owned());
+        made.insert(a.body["apiKey"]["id"].as_str().unwrap().to_owned());
+    }
+    let mut seen = Vec::new();
+    let mut sizes = Vec::new();
+    let mut token = String::new();
+    loop {
+        let a = c.get(&format!("/apiKeys?serviceAccountId={sa}&pageSize=100&pageToken={token}")).await;
+        assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+        let page = a.body["apiKeys"].as_array().unwrap();
+        sizes.push(page.len());
+        seen.extend(page.iter().map(|k| k["id"].as_str().unwrap().to_owned()));
+        token = a.body["nextPageToken"].as_str().unwrap().to_owned();
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(sizes, [100, 100, 50]);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "by id");
+    assert_eq!(seen.into_iter().collect::<HashSet<_>>(), made);
+    let default = c.get(&format!("/apiKeys?serviceAccountId={sa}")).await;
+    assert_eq!(default.body["apiKeys"].as_array().unwrap().len(), 100, "default page size");
+    assert_error(&c.get(&format!("/apiKeys?serviceAccountId={sa}&pageSize=1001")).await, 400, 3, "page too big");
+    assert_error(&c.get(&format!("/apiKeys?serviceAccountId={sa}&pageSize=ten")).await, 400, 3, "page size type");
+    assert_error(&c.get(&format!("/apiKeys?serviceAccountId={sa}&pageToken=zzz")).await, 400, 3, "bad token");
+    assert_error(&c.get(&format!("/apiKeys?serviceAccountId={sa}&color=red")).await, 400, 3, "unknown parameter");
+    assert_error(&c.get("/apiKeys").await, 400, 3, "no account");
+}
+
+// ----- backends -----
+
+/// Runs `test` in its own task, then `cleanup`, then re-raises a panic.
+async fn guarded<Fut: Future<Output = ()> + Send + 'static>(test: Fut, cleanup: impl Future<Output = ()>) {
+    let outcome = tokio::spawn(test).await;
+    cleanup.await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[tokio::test]
+async fn memory() {
+    scenario(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::connect(&format!("sqlite://{}", dir.path().join("keys.db").display())).await.unwrap();
+    scenario(store).await;
+}
+
+#[tokio::test]
+async fn postgres() {
+    let schema = format!("api_keys_admin_{}", conformance::key_id());
+    let store = PostgresStore::builder(postgres_url())
+        .schema(schema.clone())
+        .max_connections(4)
+        .connect()
+        .await
+        .unwrap_or_else(|e| postgres_down(&e, "a database you may create schemas in"));
+    let pool = store.pool().clone();
+    guarded(scenario(store), async move {
+        pool.close().await;
+        let mut admin = sqlx::PgConnection::connect(&postgres_url()).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn redis() {
+    let store = RedisStore::builder(redis_url())
+        .prefix(format!("api-keys-admin-{}", conformance::key_id()))
+        .connect()
+        .await
+        .unwrap_or_else(|e| redis_down(&e, "a server"));
+    let cleanup = store.clone();
+    guarded(scenario(store), async move {
+        cleanup.purge().await.unwrap();
+    })
+    .await;
+}
+
+/// A store failure answers 503 (code 14) and writes nothing: neither the
+/// change nor its log entry.
+#[tokio::test]
+async fn a_store_failure_is_503_and_changes_nothing() {
+    let store = Arc::new(FaultyStore::new(MemoryStore::new()));
+    let manager = manager(Arc::clone(&store));
+    let base = serve(AdminApi::new(manager, tokens()).router()).await;
+    let c = Client::new(&base, Some(OPS_TOKEN));
+    let id = c.post("/apiKeys", create_body("stable")).await.body["apiKey"]["id"].as_str().unwrap().to_owned();
+    for (op, call) in [(Op::Update, "update"), (Op::Revoke, "revoke"), (Op::Delete, "delete"), (Op::Insert, "create")] {
+        store.inject(op, Fault::Error, 1);
+        let a = match call {
+            "update" => {
+                c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "description", "description": "changed"})).await
+            }
+            "revoke" => c.post(&format!("/apiKeys/{id}:revoke"), json!({})).await,
+            "delete" => c.delete(&format!("/apiKeys/{id}")).await,
+            _ => c.post("/apiKeys", create_body("never")).await,
+        };
+        assert_error(&a, 503, 14, call);
+    }
+    let key = c.get(&format!("/apiKeys/{id}")).await.body;
+    assert_eq!((key["description"].as_str(), key["status"].as_str()), (Some("stable"), Some("ACTIVE")));
+    let ops = c.get(&format!("/apiKeys/{id}/operations")).await.body;
+    assert_eq!(ops["operations"].as_array().unwrap().len(), 1, "only the create is logged");
+    let listed = c.get(&format!("/apiKeys?serviceAccountId={SA}")).await.body;
+    assert_eq!(listed["apiKeys"].as_array().unwrap().len(), 1);
+}
+
+/// API keys with the admin scope manage their own service account only;
+/// without the scope they are refused (403), bad keys are 401.
+#[tokio::test]
+async fn api_keys_with_the_admin_scope_are_admins_of_their_own_account() {
+    let catalog = ScopeCatalog::builder()
+        .scope("iam.apikeys.admin", "Manage API keys")
+        .scope("docs.read", "Read documents")
+        .defaults(["docs.read"])
+        .build()
+        .unwrap();
+    let manager = KeyManager::builder(
+        Arc::new(MemoryStore::new()),
+        Peppers::single(Pepper::new(1, [5u8; 32]).unwrap()),
+        catalog.clone(),
+    )
+    .build();
+    let admin_key = manager.create(CreateRequest::new(SA).scopes(["iam.apikeys.admin"])).await.unwrap();
+    let reader_key = manager.create(CreateRequest::new(SA)).await.unwrap();
+    let foreign = manager.create(CreateRequest::new("someone-else")).await.unwrap();
+    let auth =
+        ApiKeyAdmin::new(Arc::new(manager.verifier().build()), catalog.requirement("iam.apikeys.admin").unwrap());
+    let base = serve(AdminApi::new(manager, auth).router()).await;
+    let http = reqwest::Client::new();
+    let call = |key: String, path: String| {
+        let http = http.clone();
+        let url = format!("{base}{path}");
+        async move { http.get(url).header("authorization", format!("Api-Key {key}")).send().await.unwrap() }
+    };
+    let own = call(admin_key.secret.expose_secret().to_owned(), format!("/apiKeys/{}", reader_key.api_key.id)).await;
+    assert_eq!(own.status(), StatusCode::OK);
+    let other = call(admin_key.secret.expose_secret().to_owned(), format!("/apiKeys/{}", foreign.api_key.id)).await;
+    assert_eq!(other.status(), StatusCode::FORBIDDEN);
+    let reader =
+        call(reader_key.secret.expose_secret().to_owned(), format!("/apiKeys/{}", reader_key.api_key.id)).await;
+    assert_eq!(reader.status(), StatusCode::FORBIDDEN);
+    let body: Value = reader.json().await.unwrap();
+    assert_eq!(body["code"], 7);
+    let bad = call("ak_notakey".to_owned(), "/apiKeyScopes".to_owned()).await;
+    assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+}
