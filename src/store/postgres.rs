@@ -60,7 +60,7 @@ use sqlx::{AssertSqlSafe, Connection as _, Row as _};
 
 use super::backend::{ConfigError, DEFAULT_TIMEOUT, timed};
 use super::key_store::StoreError;
-use super::sql::{Dialect, SELECT_BY_ID_FOR_UPDATE, SchemaVersion, sql_key_store, sqlx_error};
+use super::sql::{Dialect, SELECT_BY_ID_FOR_UPDATE, SchemaVersion, schema_versions, sql_key_store, sqlx_error};
 use crate::clock::Timestamp;
 use crate::scope::ScopeSet;
 use crate::token::KeyId;
@@ -74,23 +74,7 @@ impl Dialect for Postgres {
 
     const BEGIN_WRITE: &'static str = "BEGIN";
     const SELECT_FOR_REISSUE: &'static str = SELECT_BY_ID_FOR_UPDATE;
-    const SCHEMA: &'static [SchemaVersion] = &[
-        SchemaVersion {
-            version: 1,
-            description: "create api_keys",
-            sql: include_str!("migrations/postgres/0001_create_api_keys.sql"),
-        },
-        SchemaVersion {
-            version: 2,
-            description: "pepper fingerprints; imported keys masked by digest",
-            sql: include_str!("migrations/postgres/0002_pepper_fingerprints.sql"),
-        },
-        SchemaVersion {
-            version: 3,
-            description: "create api_key_operations",
-            sql: include_str!("migrations/postgres/0003_create_api_key_operations.sql"),
-        },
-    ];
+    const SCHEMA: &'static [SchemaVersion] = schema_versions!("postgres");
 
     fn encode_scopes(scopes: &ScopeSet) -> Vec<&str> {
         scopes.iter().map(|s| s.as_str()).collect()

@@ -134,6 +134,32 @@ pub(super) struct SchemaVersion {
     pub(super) sql: &'static str,
 }
 
+/// Every schema version of a dialect, in order, from its directory under
+/// `src/store/migrations/` (one list for both dialects: a new version is a
+/// file per dialect and one line here).
+macro_rules! schema_versions {
+    ($dialect:literal) => {
+        &[
+            SchemaVersion {
+                version: 1,
+                description: "create api_keys",
+                sql: include_str!(concat!("migrations/", $dialect, "/0001_create_api_keys.sql")),
+            },
+            SchemaVersion {
+                version: 2,
+                description: "pepper fingerprints; imported keys masked by digest",
+                sql: include_str!(concat!("migrations/", $dialect, "/0002_pepper_fingerprints.sql")),
+            },
+            SchemaVersion {
+                version: 3,
+                description: "create api_key_operations",
+                sql: include_str!(concat!("migrations/", $dialect, "/0003_create_api_key_operations.sql")),
+            },
+        ]
+    };
+}
+pub(super) use schema_versions;
+
 /// The embedded schema versions of a dialect, tracked in [`MIGRATIONS_TABLE`].
 pub(super) fn migrator<D: Dialect>() -> Migrator {
     migrator_of(D::SCHEMA)

@@ -53,7 +53,7 @@ use sqlx::sqlite::{
 
 use super::backend::{DEFAULT_TIMEOUT, join_scopes, split_scopes, timed};
 use super::key_store::StoreError;
-use super::sql::{Dialect, SELECT_BY_ID, SchemaVersion, sql_key_store, sqlx_error};
+use super::sql::{Dialect, SELECT_BY_ID, SchemaVersion, schema_versions, sql_key_store, sqlx_error};
 use crate::clock::Timestamp;
 use crate::scope::ScopeSet;
 use crate::token::KeyId;
@@ -69,23 +69,7 @@ impl Dialect for Sqlite {
     /// timeout instead of failing to upgrade a read lock.
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const SELECT_FOR_REISSUE: &'static str = SELECT_BY_ID;
-    const SCHEMA: &'static [SchemaVersion] = &[
-        SchemaVersion {
-            version: 1,
-            description: "create api_keys",
-            sql: include_str!("migrations/sqlite/0001_create_api_keys.sql"),
-        },
-        SchemaVersion {
-            version: 2,
-            description: "pepper fingerprints; imported keys masked by digest",
-            sql: include_str!("migrations/sqlite/0002_pepper_fingerprints.sql"),
-        },
-        SchemaVersion {
-            version: 3,
-            description: "create api_key_operations",
-            sql: include_str!("migrations/sqlite/0003_create_api_key_operations.sql"),
-        },
-    ];
+    const SCHEMA: &'static [SchemaVersion] = schema_versions!("sqlite");
 
     fn encode_scopes(scopes: &ScopeSet) -> String {
         join_scopes(scopes)
