@@ -258,49 +258,13 @@ mod tests {
         sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\""))).execute(&mut admin).await.unwrap();
         let store = PostgresStore::builder(&url).schema(schema.clone()).connect_lazy().unwrap();
         migrator_of(&Postgres::SCHEMA[..1]).run(store.pool()).await.unwrap();
-        let rows = [
-            ("aaaaaaaaaaaaaaaaaaaa", "Xy12Z9", "native", [1u8; 32]),
-            ("bbbbbbbbbbbbbbbbbbbb", "SECRET", "imported", [0xAB; 32]),
-        ];
-        for (id, masked, kind, digest) in rows {
-            sqlx::query(
-                "INSERT INTO api_keys (id, service_account_id, description, created_at, last_used_at, scopes, \
+        let store = crate::store::sql::check_v1_upgrade!(
+            store,
+            "INSERT INTO api_keys (id, service_account_id, description, created_at, last_used_at, scopes, \
                  expires_at, masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from) \
                  VALUES ($1, 'robot', 'old key', 1700000000000000001, 1700000000000000002, \
-                 ARRAY['a.read', 'b.manage'], 1900000000000000003, $2, 1, $3, 'active', $4, NULL, NULL)",
-            )
-            .bind(id)
-            .bind(masked)
-            .bind(digest.as_slice())
-            .bind(kind)
-            .execute(store.pool())
-            .await
-            .unwrap();
-        }
-
-        store.migrate().await.unwrap();
-        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _api_keys_migrations ORDER BY version")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
-        assert_eq!(versions, [1, 2, 3]);
-        for (id, tail) in [("aaaaaaaaaaaaaaaaaaaa", "Xy12Z9"), ("bbbbbbbbbbbbbbbbbbbb", "ababab")] {
-            let r = store.get(&KeyId::parse(id).unwrap()).await.unwrap().unwrap();
-            assert_eq!((r.service_account_id.as_str(), r.description.as_str()), ("robot", "old key"));
-            assert_eq!(r.created_at.unix_nanos(), 1_700_000_000_000_000_001);
-            assert_eq!(r.last_used_at.map(Timestamp::unix_nanos), Some(1_700_000_000_000_000_002));
-            assert_eq!(r.expires_at.map(Timestamp::unix_nanos), Some(1_900_000_000_000_000_003));
-            assert_eq!(r.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(), ["a.read", "b.manage"]);
-            assert_eq!((r.pepper_version, r.status), (1, crate::KeyStatus::Active));
-            assert_eq!(r.masked_key.tail(), tail);
-        }
-        let stored: Vec<String> =
-            sqlx::query_scalar("SELECT masked_key FROM api_keys ORDER BY id").fetch_all(store.pool()).await.unwrap();
-        assert_eq!(stored, ["Xy12Z9", "ababab"], "the secret's tail is gone from the table");
-        let fp = crate::Digest::from_bytes([5; 32]);
-        assert!(store.pepper_fingerprint(1, fp).await.unwrap() == fp);
-        store.migrate().await.unwrap();
-
+                 ARRAY['a.read', 'b.manage'], 1900000000000000003, $2, 1, $3, 'active', $4, NULL, NULL)"
+        );
         store.pool().close().await;
         sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE"))).execute(&mut admin).await.unwrap();
         admin.close().await.unwrap();

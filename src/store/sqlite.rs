@@ -230,53 +230,13 @@ mod tests {
         let opts = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true);
         let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
         migrator_of(&Sqlite::SCHEMA[..1]).run(&pool).await.unwrap();
-        let rows = [
-            ("aaaaaaaaaaaaaaaaaaaa", "Xy12Z9", "native", [1u8; 32]),
-            ("bbbbbbbbbbbbbbbbbbbb", "SECRET", "imported", [0xAB; 32]),
-        ];
-        for (id, masked, kind, digest) in rows {
-            sqlx::query(
-                "INSERT INTO api_keys (id, service_account_id, description, created_at, last_used_at, scopes, \
+        crate::store::sql::check_v1_upgrade!(
+            SqliteStore::from_pool(pool, DEFAULT_TIMEOUT),
+            "INSERT INTO api_keys (id, service_account_id, description, created_at, last_used_at, scopes, \
                  expires_at, masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from) \
                  VALUES (?1, 'robot', 'old key', 1700000000000000001, 1700000000000000002, 'a.read,b.manage', \
-                 1900000000000000003, ?2, 1, ?3, 'active', ?4, NULL, NULL)",
-            )
-            .bind(id)
-            .bind(masked)
-            .bind(digest.as_slice())
-            .bind(kind)
-            .execute(&pool)
-            .await
-            .unwrap();
-        }
-
-        let store = SqliteStore::from_pool(pool, DEFAULT_TIMEOUT);
-        store.migrate().await.unwrap();
-        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _api_keys_migrations ORDER BY version")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
-        assert_eq!(versions, [1, 2, 3]);
-        for (id, tail) in [("aaaaaaaaaaaaaaaaaaaa", "Xy12Z9"), ("bbbbbbbbbbbbbbbbbbbb", "ababab")] {
-            let r = store.get(&KeyId::parse(id).unwrap()).await.unwrap().unwrap();
-            assert_eq!(r.service_account_id.as_str(), "robot");
-            assert_eq!(r.description.as_str(), "old key");
-            assert_eq!(r.created_at.unix_nanos(), 1_700_000_000_000_000_001);
-            assert_eq!(r.last_used_at.map(Timestamp::unix_nanos), Some(1_700_000_000_000_000_002));
-            assert_eq!(r.expires_at.map(Timestamp::unix_nanos), Some(1_900_000_000_000_000_003));
-            assert_eq!(r.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(), ["a.read", "b.manage"]);
-            assert_eq!((r.pepper_version, r.status), (1, crate::KeyStatus::Active));
-            assert_eq!(r.masked_key.tail(), tail);
-        }
-        let stored: Vec<String> =
-            sqlx::query_scalar("SELECT masked_key FROM api_keys ORDER BY id").fetch_all(store.pool()).await.unwrap();
-        assert_eq!(stored, ["Xy12Z9", "ababab"], "the secret's tail is gone from the file");
-        let fp = crate::Digest::from_bytes([5; 32]);
-        assert!(store.pepper_fingerprint(1, fp).await.unwrap() == fp);
-        // Opened again (a restart): nothing to apply, nothing changes.
-        store.migrate().await.unwrap();
-        let again = store.get(&KeyId::parse("bbbbbbbbbbbbbbbbbbbb").unwrap()).await.unwrap().unwrap();
-        assert_eq!(again.masked_key.tail(), "ababab");
+                 1900000000000000003, ?2, 1, ?3, 'active', ?4, NULL, NULL)"
+        );
     }
 
     #[tokio::test]
