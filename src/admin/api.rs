@@ -147,6 +147,22 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         Ok(key)
     }
 
+    /// The preamble of a change whose body is empty (`{}` or nothing):
+    /// the caller, the raw body (for idempotency) and the key the caller may
+    /// apply `action` to.
+    async fn bodiless_change(
+        &self,
+        parts: &Parts,
+        body: Body,
+        action: AdminAction,
+        id: &str,
+    ) -> Result<(AdminCaller, Bytes, KeyInfo), ApiError> {
+        let caller = self.authenticate(parts).await?;
+        let (raw, RevokeApiKeyRequest {}) = self.body(body, true).await?;
+        let key = self.key_for(&caller, action, id).await?;
+        Ok((caller, raw, key))
+    }
+
     async fn body<T: DeserializeOwned + Default>(&self, body: Body, optional: bool) -> Result<(Bytes, T), ApiError> {
         let bytes =
             axum::body::to_bytes(body, self.body_limit).await.map_err(|_| ApiError::too_large(self.body_limit))?;
@@ -459,13 +475,7 @@ async fn delete<S: KeyStore, A: AdminAuth>(
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let prepared = async {
-        let caller = api.authenticate(&parts).await?;
-        let (raw, RevokeApiKeyRequest {}) = api.body(body, true).await?;
-        let key = api.key_for(&caller, AdminAction::Delete, &id).await?;
-        Ok::<_, ApiError>((caller, raw, key))
-    };
-    let (caller, raw, key) = match prepared.await {
+    let (caller, raw, key) = match api.bodiless_change(&parts, body, AdminAction::Delete, &id).await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
@@ -515,13 +525,7 @@ async fn reissue<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, requ
 
 async fn revoke<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let prepared = async {
-        let caller = api.authenticate(&parts).await?;
-        let (raw, RevokeApiKeyRequest {}) = api.body(body, true).await?;
-        let key = api.key_for(&caller, AdminAction::Revoke, id).await?;
-        Ok::<_, ApiError>((caller, raw, key))
-    };
-    let (caller, raw, key) = match prepared.await {
+    let (caller, raw, key) = match api.bodiless_change(&parts, body, AdminAction::Revoke, id).await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };

@@ -31,39 +31,32 @@ fn parse_ids(rows: &[String]) -> Result<Vec<KeyId>, StoreError> {
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 const PAGE_SQL: &str = "SELECT id FROM api_keys WHERE id > $1 ORDER BY id LIMIT $2";
 
-#[cfg(feature = "sqlite")]
-impl KeyIds for crate::SqliteStore {
-    async fn ids_after(&self, after: Option<KeyId>, limit: u32) -> Result<Vec<KeyId>, StoreError> {
-        let after = after.map_or(String::new(), |id| id.as_str().to_owned());
-        let rows = timed(self.timeout(), async {
-            sqlx::query_scalar::<_, String>(PAGE_SQL)
-                .bind(after)
-                .bind(i64::from(limit))
-                .fetch_all(self.pool())
-                .await
-                .map_err(StoreError::unavailable)
-        })
-        .await?;
-        parse_ids(&rows)
-    }
+/// The SQL stores share one table and one range query: one impl body.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+macro_rules! sql_key_ids {
+    ($store:ty) => {
+        impl KeyIds for $store {
+            async fn ids_after(&self, after: Option<KeyId>, limit: u32) -> Result<Vec<KeyId>, StoreError> {
+                let after = after.map_or(String::new(), |id| id.as_str().to_owned());
+                let rows = timed(self.timeout(), async {
+                    sqlx::query_scalar::<_, String>(PAGE_SQL)
+                        .bind(after)
+                        .bind(i64::from(limit))
+                        .fetch_all(self.pool())
+                        .await
+                        .map_err(StoreError::unavailable)
+                })
+                .await?;
+                parse_ids(&rows)
+            }
+        }
+    };
 }
 
+#[cfg(feature = "sqlite")]
+sql_key_ids!(crate::SqliteStore);
 #[cfg(feature = "postgres")]
-impl KeyIds for crate::PostgresStore {
-    async fn ids_after(&self, after: Option<KeyId>, limit: u32) -> Result<Vec<KeyId>, StoreError> {
-        let after = after.map_or(String::new(), |id| id.as_str().to_owned());
-        let rows = timed(self.timeout(), async {
-            sqlx::query_scalar::<_, String>(PAGE_SQL)
-                .bind(after)
-                .bind(i64::from(limit))
-                .fetch_all(self.pool())
-                .await
-                .map_err(StoreError::unavailable)
-        })
-        .await?;
-        parse_ids(&rows)
-    }
-}
+sql_key_ids!(crate::PostgresStore);
 
 #[cfg(feature = "redis")]
 impl KeyIds for crate::RedisStore {
