@@ -173,7 +173,9 @@ mod tests {
             pepper_version: 1,
             digest: Digest::from_bytes([0; 32]),
             status: KeyStatus::Active,
+            enabled: true,
             kind: KeyKind::Native,
+            controls: None,
             links: ReissueLinks::default(),
         }
     }

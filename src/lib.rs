@@ -13,6 +13,7 @@ mod clock;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))))]
 pub mod config;
+pub mod controls;
 mod digest;
 mod error;
 #[cfg(feature = "tower")]

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::clock::Timestamp;
+use crate::controls::KeyControls;
 use crate::digest::Digest;
 use crate::scope::ScopeSet;
 use crate::secret::{MaskedKey, Secret};
@@ -265,8 +266,17 @@ pub struct KeyRecord {
     pub scopes: ScopeSet,
     /// Active or revoked.
     pub status: KeyStatus,
+    /// Whether the key may be used: a disabled key is refused until it is
+    /// enabled again (unlike a revoked one). Defaults to `true`.
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
     /// Native or imported.
     pub kind: KeyKind,
+    /// Optional controls (metadata, external id, IP allow-list, credits,
+    /// rate limits); `None` when none is set, which is what keeps the
+    /// verify path of plain keys free of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controls: Option<Arc<KeyControls>>,
     /// Last six characters of the secret.
     pub masked_key: MaskedKey,
     /// Reissue links.
@@ -315,7 +325,9 @@ impl KeyRecord {
             last_used_at: None,
             scopes: ScopeSet::default(),
             status: KeyStatus::Active,
+            enabled: true,
             kind,
+            controls: None,
             masked_key,
             links: ReissueLinks::default(),
             service_account_id,
@@ -336,6 +348,17 @@ impl KeyRecord {
         self.status == KeyStatus::Revoked
     }
 
+    /// The key's controls, empty when none is set.
+    #[must_use]
+    pub fn controls(&self) -> &KeyControls {
+        self.controls.as_deref().unwrap_or(&NO_CONTROLS)
+    }
+
+    /// Sets the controls (stored as `None` when `controls` is empty).
+    pub fn set_controls(&mut self, controls: KeyControls) {
+        self.controls = controls.into_option();
+    }
+
     /// The listing view, without digest material.
     #[must_use]
     pub fn info(&self) -> KeyInfo {
@@ -349,8 +372,10 @@ impl KeyRecord {
             expires_at: self.expires_at,
             masked_key: self.masked_key,
             status: self.status,
+            enabled: self.enabled,
             kind: self.kind,
             links: self.links,
+            controls: self.controls.clone(),
         }
     }
 }
@@ -380,12 +405,27 @@ pub struct KeyInfo {
     pub masked_key: MaskedKey,
     /// Active or revoked.
     pub status: KeyStatus,
+    /// Whether the key may be used (see [`KeyRecord::enabled`]).
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
     /// Native or imported.
     pub kind: KeyKind,
     /// Reissue links.
     #[serde(default)]
     pub links: ReissueLinks,
+    /// Optional controls; `None` when none is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controls: Option<Arc<KeyControls>>,
 }
+
+/// Serde default of `enabled`: records written before the field existed
+/// are enabled.
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// What [`KeyRecord::controls`] lends for a record without controls.
+static NO_CONTROLS: KeyControls = KeyControls::NONE;
 
 /// The `api_key` part of a creation result, exactly the documented fields.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -472,7 +512,9 @@ mod tests {
             pepper_version: 1,
             digest: Digest::from_bytes([0x5a; 32]),
             status: KeyStatus::Active,
+            enabled: true,
             kind: KeyKind::Native,
+            controls: None,
             links: ReissueLinks::default(),
         }
     }

@@ -8,14 +8,14 @@
 //! 3. **store** — fetch the one record named by the key id;
 //! 4. **digest** — `HMAC-SHA256(pepper, secret)` compared in constant time
 //!    (an unknown id runs the same HMAC and compare against a dummy digest);
-//! 5. **key** — revoked? expired (now ≥ `expires_at`)?
+//! 5. **key** — revoked? disabled? expired (now ≥ `expires_at`)?
 //! 6. **scope** — does a granted scope satisfy the requirement?
 //! 7. **principal** — note last use (coalesced), return the principal.
 //!
 //! # Which errors clients may see
 //!
 //! [`VerifyError::client_class`] folds the variants into what a client is
-//! told. `UnknownKey`, `WrongSecret`, `Expired`, `Revoked`, `BadChecksum` and
+//! told. `UnknownKey`, `WrongSecret`, `Expired`, `Revoked`, `Disabled`, `BadChecksum` and
 //! `MalformedKey` all become one indistinguishable [`ClientClass::InvalidToken`]
 //! (HTTP 401 `error="invalid_token"`): telling them apart would be an oracle
 //! for guessing ids or learning a key's state. The variant itself, with the
@@ -92,6 +92,32 @@ pub enum VerifyError {
     /// The key was revoked.
     #[error("API key {0} is revoked")]
     Revoked(KeyId),
+    /// The key is disabled (reversible, unlike a revoke).
+    #[error("API key {0} is disabled")]
+    Disabled(KeyId),
+    /// The key has an IP allow-list and the client address is outside it
+    /// (or unknown: a key with an allow-list is refused when the address
+    /// is not known).
+    #[error("API key {key} may not be used from {}", .ip.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string()))]
+    IpNotAllowed {
+        /// The key.
+        key: KeyId,
+        /// The client address, if known.
+        ip: Option<std::net::IpAddr>,
+    },
+    /// The key's usage credits are spent.
+    #[error("API key {0} has used up its credits")]
+    UsageExceeded(KeyId),
+    /// One of the key's rate limits is exceeded.
+    #[error("API key {key} exceeded rate limit {limit}; retry after {retry_after:?}")]
+    RateLimited {
+        /// The key.
+        key: KeyId,
+        /// The limit that refused.
+        limit: crate::controls::LimitName,
+        /// When the request would be allowed.
+        retry_after: Duration,
+    },
     /// The key is valid but lacks the required scope.
     #[error("API key {key} lacks scope {required}")]
     InsufficientScope {
@@ -125,6 +151,12 @@ pub enum ClientClass {
     InvalidToken,
     /// Valid key, missing scope: 403 `insufficient_scope`.
     InsufficientScope,
+    /// Valid key used from an address outside its allow-list: 403.
+    Forbidden,
+    /// Valid key whose usage credits are spent: 429, usage exceeded.
+    UsageExceeded,
+    /// Valid key over one of its rate limits: 429 with `Retry-After`.
+    RateLimited,
     /// Store or configuration trouble: 503, fail closed.
     Unavailable,
 }
@@ -136,7 +168,8 @@ impl ClientClass {
         match self {
             Self::NoCredentials | Self::InvalidToken => 401,
             Self::InvalidRequest => 400,
-            Self::InsufficientScope => 403,
+            Self::InsufficientScope | Self::Forbidden => 403,
+            Self::UsageExceeded | Self::RateLimited => 429,
             Self::Unavailable => 503,
         }
     }
@@ -155,8 +188,12 @@ impl VerifyError {
             | Self::UnknownKey(_)
             | Self::WrongSecret(_)
             | Self::Expired(_)
-            | Self::Revoked(_) => ClientClass::InvalidToken,
+            | Self::Revoked(_)
+            | Self::Disabled(_) => ClientClass::InvalidToken,
             Self::InsufficientScope { .. } => ClientClass::InsufficientScope,
+            Self::IpNotAllowed { .. } => ClientClass::Forbidden,
+            Self::UsageExceeded(_) => ClientClass::UsageExceeded,
+            Self::RateLimited { .. } => ClientClass::RateLimited,
             Self::UnknownPepper { .. } | Self::StoreUnavailable(_) => ClientClass::Unavailable,
         }
     }
@@ -166,8 +203,15 @@ impl VerifyError {
     pub fn key_id(&self) -> Option<KeyId> {
         match self {
             Self::UnknownKey(id) => *id,
-            Self::WrongSecret(id) | Self::Expired(id) | Self::Revoked(id) => Some(*id),
-            Self::InsufficientScope { key, .. } | Self::UnknownPepper { key, .. } => Some(*key),
+            Self::WrongSecret(id)
+            | Self::Expired(id)
+            | Self::Revoked(id)
+            | Self::Disabled(id)
+            | Self::UsageExceeded(id) => Some(*id),
+            Self::InsufficientScope { key, .. }
+            | Self::UnknownPepper { key, .. }
+            | Self::IpNotAllowed { key, .. }
+            | Self::RateLimited { key, .. } => Some(*key),
             _ => None,
         }
     }
@@ -550,6 +594,9 @@ impl<S: KeyStore> Verifier<S> {
     fn authorize(&self, view: RecordView<'_>, required: Option<&RequiredScope>) -> Result<Principal, VerifyError> {
         if view.status == KeyStatus::Revoked {
             return Err(VerifyError::Revoked(view.id));
+        }
+        if !view.enabled {
+            return Err(VerifyError::Disabled(view.id));
         }
         // The clock is read only when something needs it.
         if let Some(expires_at) = view.expires_at

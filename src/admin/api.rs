@@ -321,8 +321,10 @@ fn api_key_of_created(created: &CreatedKey, description: &str) -> ApiKey {
         expires_at: s.expires_at,
         masked_key: created.secret.tail6(),
         status: KeyStatus::Active,
+        enabled: true,
         kind: crate::record::KeyKind::Native,
         links: crate::record::ReissueLinks::default(),
+        controls: None,
     };
     if let Ok(d) = crate::record::Description::new(description) {
         info.description = d;

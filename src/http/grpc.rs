@@ -42,6 +42,9 @@ fn status(error: &AuthError) -> (u8, &'static str) {
         Some(ClientClass::InvalidToken) => (16, "the credentials are not valid"),
         Some(ClientClass::InsufficientScope) => (7, "the credentials do not grant the scope this method requires"),
         Some(ClientClass::Unavailable) => (14, "credentials cannot be checked right now; retry later"),
+        Some(ClientClass::Forbidden) => (7, "the credentials may not be used from this address"),
+        Some(ClientClass::UsageExceeded) => (8, "usage exceeded: the credentials have no usage credits left"),
+        Some(ClientClass::RateLimited) => (8, "rate limit exceeded; retry later"),
         None => (13, "the server could not authenticate this request"),
     }
 }

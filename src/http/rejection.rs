@@ -216,7 +216,11 @@ fn error_code(class: ClientClass) -> Option<&'static str> {
         ClientClass::InvalidRequest => Some("invalid_request"),
         ClientClass::InvalidToken => Some("invalid_token"),
         ClientClass::InsufficientScope => Some("insufficient_scope"),
-        ClientClass::NoCredentials | ClientClass::Unavailable => None,
+        ClientClass::NoCredentials
+        | ClientClass::Unavailable
+        | ClientClass::Forbidden
+        | ClientClass::UsageExceeded
+        | ClientClass::RateLimited => None,
     }
 }
 
@@ -232,6 +236,9 @@ fn problem_body(status: StatusCode, class: Option<ClientClass>, bearer: bool, er
         Some(ClientClass::InvalidToken) => "The credentials are not valid.",
         Some(ClientClass::InsufficientScope) => "The credentials do not grant the scope this resource requires.",
         Some(ClientClass::Unavailable) => "Credentials cannot be checked right now; retry later.",
+        Some(ClientClass::Forbidden) => "The credentials may not be used from this address.",
+        Some(ClientClass::UsageExceeded) => "Usage exceeded: the credentials have no usage credits left.",
+        Some(ClientClass::RateLimited) => "Rate limit exceeded: retry after the time given in Retry-After.",
     };
     let mut body = serde_json::json!({
         "type": "about:blank",

@@ -32,6 +32,7 @@ use papaya::{Compute, Operation as MapOp, ResizeMode};
 use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue, check_reissuable};
 use super::view::{RecordView, intern_account, intern_scopes};
 use crate::clock::Timestamp;
+use crate::controls::KeyControls;
 use crate::digest::Digest;
 use crate::operation::{Change, LogEntry, Operation, OperationCursor, OperationId, apply_update};
 use crate::record::{Description, KeyKind, KeyRecord, KeyStatus, ReissueLinks, ServiceAccountId};
@@ -97,7 +98,9 @@ const NEVER: i64 = i64::MIN;
 struct Stored {
     pepper_version: u32,
     status: KeyStatus,
+    enabled: bool,
     kind: KeyKind,
+    controls: Option<Arc<KeyControls>>,
     expires_at: Option<Timestamp>,
     last_used_at: Option<Timestamp>,
     /// When the verifier last handed a use of this key to its last-used
@@ -121,6 +124,8 @@ impl Clone for Stored {
             masked_key: self.masked_key,
             kind: self.kind,
             status: self.status,
+            enabled: self.enabled,
+            controls: self.controls.clone(),
             pepper_version: self.pepper_version,
             expires_at: self.expires_at,
             last_used_at: self.last_used_at,
@@ -141,6 +146,8 @@ impl Stored {
             masked_key: record.masked_key,
             kind: record.kind,
             status: record.status,
+            enabled: record.enabled,
+            controls: record.controls,
             pepper_version: record.pepper_version,
             expires_at: record.expires_at,
             last_used_at: record.last_used_at,
@@ -165,7 +172,9 @@ impl Stored {
             pepper_version: self.pepper_version,
             digest: self.digest,
             status: self.status,
+            enabled: self.enabled,
             kind: self.kind,
+            controls: self.controls.clone(),
             links: self.links,
         }
     }
@@ -176,7 +185,9 @@ impl Stored {
             pepper_version: self.pepper_version,
             digest: &self.digest,
             status: self.status,
+            enabled: self.enabled,
             kind: self.kind,
+            controls: self.controls.as_ref(),
             expires_at: self.expires_at,
             last_used_at: self.last_used_at,
             scopes: self.scopes,

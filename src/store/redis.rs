@@ -1147,7 +1147,9 @@ mod tests {
             pepper_version: 7,
             digest: Digest::from_bytes([9; 32]),
             status: KeyStatus::Active,
+            enabled: true,
             kind: KeyKind::Native,
+            controls: None,
             links: crate::record::ReissueLinks::default(),
         };
         let fields = encode(&r);

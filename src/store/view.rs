@@ -3,11 +3,13 @@
 //!
 //! [`KeyStore::with_record`]: super::KeyStore::with_record
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
 use internment::Intern;
 
 use crate::clock::Timestamp;
+use crate::controls::KeyControls;
 use crate::digest::Digest;
 use crate::record::{KeyKind, KeyRecord, KeyStatus, ServiceAccountId};
 use crate::scope::ScopeSet;
@@ -30,7 +32,9 @@ pub struct RecordView<'a> {
     pub(crate) pepper_version: u32,
     pub(crate) digest: &'a Digest,
     pub(crate) status: KeyStatus,
+    pub(crate) enabled: bool,
     pub(crate) kind: KeyKind,
+    pub(crate) controls: Option<&'a Arc<KeyControls>>,
     pub(crate) expires_at: Option<Timestamp>,
     pub(crate) last_used_at: Option<Timestamp>,
     pub(crate) scopes: &'static ScopeSet,
@@ -64,7 +68,9 @@ impl<'a> RecordView<'a> {
             pepper_version: record.pepper_version,
             digest: &record.digest,
             status: record.status,
+            enabled: record.enabled,
             kind: record.kind,
+            controls: record.controls.as_ref(),
             expires_at: record.expires_at,
             last_used_at: record.last_used_at,
             scopes,
@@ -89,6 +95,18 @@ impl<'a> RecordView<'a> {
     #[must_use]
     pub fn kind(&self) -> KeyKind {
         self.kind
+    }
+
+    /// Whether the key is enabled.
+    #[must_use]
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The record's controls, if any is set.
+    #[must_use]
+    pub fn controls(&self) -> Option<&'a Arc<KeyControls>> {
+        self.controls
     }
 
     /// The record's scopes (interned).

@@ -222,7 +222,9 @@ pub fn record(service_account: &ServiceAccountId) -> KeyRecord {
         pepper_version: 1,
         digest: digest(),
         status: KeyStatus::Active,
+        enabled: true,
         kind: KeyKind::Native,
+        controls: None,
         links: ReissueLinks::default(),
     }
 }
