@@ -102,10 +102,12 @@ async function authorize(secret, scope) {
 
 const dialog = (name) => page.getByRole('dialog', { name });
 const keyRow = (id) => page.locator(`#keys-body tr[data-key-id="${id}"]`);
-const shot = (name) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+const shot = (name, fullPage = false) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage });
 
+/// The row's cells as text, times on one line (`2030-06-01 12:00:00 UTC`).
 async function rowCells(id) {
-  return keyRow(id).locator('th, td').allInnerTexts();
+  const cells = await keyRow(id).locator('th, td').allInnerTexts();
+  return cells.map((c, i) => ([2, 3, 5].includes(i) ? c.replace(/\s+/g, ' ') : c));
 }
 
 async function tableIds() {
@@ -303,7 +305,7 @@ describe('management console', { timeout: 120_000 }, () => {
     }
     await page.getByRole('button', { name: `History ${first.id}`, exact: true }).click();
     eq(await waitHistory('create'), ['create'], 'history: the create');
-    await shot('list');
+    await shot('list', true);
   });
 
   it('shows API errors next to the action: forbidden, store unavailable, network failure', async () => {
@@ -439,6 +441,7 @@ describe('management console', { timeout: 120_000 }, () => {
     ok(overflow <= 0, `the page itself does not scroll sideways (${overflow}px)`);
     const wrap = await page.locator('#keys-wrap').evaluate((e) => ({ scroll: e.scrollWidth, client: e.clientWidth, overflow: getComputedStyle(e).overflowX }));
     eq(wrap.overflow, 'auto', 'the table frame scrolls');
+    await page.evaluate(() => window.scrollTo(0, 0));
     await shot('narrow');
     await page.getByRole('button', { name: 'Create API key' }).click();
     await dialog('Create API key').waitFor({ state: 'visible' });

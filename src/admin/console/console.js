@@ -96,10 +96,13 @@ function clearError(id) {
   $(id).textContent = '';
 }
 
-/// `2026-12-01T10:42:53.5628Z` → `2026-12-01 10:42:53 UTC`.
+/// `2026-12-01T10:42:53.5628Z` → `2026-12-01 10:42:53 UTC` (the clock
+/// on a second line in a narrow column).
 function when(iso) {
   if (!iso) return el('span', { className: 'muted', text: '—' });
-  return el('time', { datetime: iso, text: `${iso.slice(0, 19).replace('T', ' ')} UTC` });
+  return el('time', { datetime: iso },
+    el('span', { className: 'date', text: iso.slice(0, 10) }), ' ',
+    el('span', { className: 'clock', text: `${iso.slice(11, 19)} UTC` }));
 }
 
 /// A `datetime-local` value read as UTC → RFC 3339, or null when empty.
@@ -242,6 +245,7 @@ function renderKeys(keys) {
   $('create-open').disabled = false;
   $('keys-caption').textContent = `API keys of ${account}`;
   $('keys-body').replaceChildren(...keys.map(keyRow));
+  if (!target) $('keys-wrap').scrollLeft = 0;
   $('keys-wrap').hidden = keys.length === 0;
   $('list-status').textContent = keys.length === 0
     ? `Service account ${account} has no API keys.`
@@ -305,14 +309,16 @@ async function refresh() {
 // ----- scopes checkboxes -----
 
 function fillScopes(fieldset, prefix, checked) {
-  for (const old of fieldset.querySelectorAll('.scope')) old.remove();
+  const grid = fieldset.querySelector('.scope-grid');
+  grid.replaceChildren();
+  grid.scrollTop = 0;
   for (const scope of scopes) {
     const id = `${prefix}-${scope.id.replace(/[^A-Za-z0-9_-]/g, '_')}`;
     const hintId = `${id}-hint`;
     const note = [scope.description, scope.default ? 'default' : ''].filter(Boolean).join(' · ');
     const box = el('input', { type: 'checkbox', id, value: scope.id, 'aria-describedby': hintId });
     box.checked = checked.has(scope.id);
-    fieldset.append(el('div', { className: 'scope' },
+    grid.append(el('div', { className: 'scope' },
       box,
       el('label', { for: id, className: 'mono', text: scope.id }),
       el('small', { id: hintId, className: scope.default ? 'hint default' : 'hint', text: note }),
