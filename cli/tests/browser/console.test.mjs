@@ -326,8 +326,19 @@ describe('management console', { timeout: 120_000 }, () => {
       ok(await page.locator('body').isVisible(), 'the page is still there');
       await page.unroute(listing);
     }
+    // A key the API marks `enabled: false` (disable/enable, where the API has it) shows as disabled.
+    await page.route(listing, async (route) => {
+      const real = await route.fetch();
+      const data = await real.json();
+      data.apiKeys = data.apiKeys.map((k) => ({ ...k, enabled: false }));
+      await route.fulfill({ response: real, json: data });
+    });
     await page.getByRole('button', { name: 'Show keys' }).click();
-    await page.waitForFunction(() => document.getElementById('list-error').textContent === '' && document.querySelector('#keys-body tr'));
+    await page.waitForFunction((id) => document.querySelector(`#keys-body tr[data-key-id="${id}"] .badge`)?.textContent === 'disabled', first.id);
+    ok(true, 'enabled: false shows as disabled');
+    await page.unroute(listing);
+    await page.getByRole('button', { name: 'Show keys' }).click();
+    await page.waitForFunction(() => document.getElementById('list-error').textContent === '' && document.querySelector('#keys-body .badge')?.textContent === 'active');
     eq(await page.locator('#list-error').textContent(), '', 'the error clears when the call works');
     ok(await keyRow(first.id).isVisible(), 'and the keys are back');
   });
