@@ -2,7 +2,8 @@
 //! `/iam/v1`, authenticated by static admin bearer tokens from
 //! `API_KEYS_ADMIN_TOKEN` (comma-separated) or the file named by
 //! `API_KEYS_ADMIN_TOKEN_FILE` (one token per line, or comma-separated);
-//! with neither, the management API is off.
+//! with neither, the management API is off. The router includes the web
+//! console, so it is served at `/iam/v1/console` alongside.
 
 use api_keys::admin::{AdminApi, StaticTokens};
 use axum::Router;
@@ -46,7 +47,10 @@ pub(crate) fn tokens() -> Result<Option<StaticTokens>, Failure> {
 pub(crate) fn mount(router: Router, node: &Node, tokens: Option<StaticTokens>) -> Router {
     match tokens {
         Some(tokens) => {
-            eprintln!("keyctl: management API at /iam/v1 ({} admin token(s))", tokens.len());
+            eprintln!(
+                "keyctl: management API at /iam/v1 ({} admin token(s)); console at /iam/v1/console",
+                tokens.len()
+            );
             router.nest("/iam/v1", AdminApi::new(node.manager(), tokens).router())
         }
         None => {

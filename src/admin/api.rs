@@ -12,6 +12,7 @@
 //! | operations | `GET /apiKeys/{apiKeyId}/operations?pageSize=&pageToken=` | | [`ListOperationsResponse`], newest first; also for a deleted key |
 //! | scopes | `GET /apiKeyScopes` | | [`ListScopesResponse`] |
 //! | document | `GET /openapi.json` | | the OpenAPI 3.1 document |
+//! | console | `GET /console` | | the web console ([`super::console`]) |
 //!
 //! Each handler reads like the verifier: authenticate ([`AdminAuth`]) →
 //! parse → authorize on the key's service account → one manager call (with
@@ -95,7 +96,8 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         self
     }
 
-    /// The router, to nest at `/iam/v1`.
+    /// The router, to nest at `/iam/v1`; it includes the
+    /// [console](super::console) at `/console`.
     pub fn router(self) -> Router {
         Router::new()
             .route("/apiKeys", get(list::<S, A>).post(create::<S, A>))
@@ -108,6 +110,7 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
             .route("/openapi.json", get(openapi))
             .fallback(|| async { ApiError::new(Code::NotFound, "no such resource") })
             .with_state(Arc::new(self))
+            .merge(super::console::router())
     }
 }
 

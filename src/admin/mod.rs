@@ -22,12 +22,16 @@
 //! # let _ = app; Ok(()) }
 //! ```
 //!
+//! The router also serves [`console`], a web page over the API, at
+//! `/console` (`/iam/v1/console` when nested as above).
+//!
 //! See [`api`] for the routes, the error shape and idempotency, [`auth`] for
 //! who may call it, [`types`] for the JSON bodies and [`openapi`] for the
 //! generated OpenAPI 3.1 document.
 
 pub mod api;
 pub mod auth;
+pub mod console;
 mod error;
 pub mod github;
 pub mod idempotency;

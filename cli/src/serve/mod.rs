@@ -9,6 +9,7 @@
 //! | `GET /metrics` | Prometheus text format |
 //! | `POST /v1/secret-scanning/github` | GitHub's secret-scanning reports, when `API_KEYS_GITHUB_KEYS_FILE` is set ([`crate::github`]) |
 //! | `/iam/v1/…` | the management API (`api_keys::admin`), when admin tokens are configured (see [`crate::admin`]) |
+//! | `GET /iam/v1/console` | the management console (`api_keys::admin::console`), with the management API |
 //!
 //! The request path reads like the library's verify path: [`scope`] parses
 //! the required scope (`?scope=` or `X-Required-Scope`) → the library's

@@ -1,0 +1,577 @@
+// Browser tests of the management console: a real `keyctl serve` (temporary
+// SQLite store, admin token, loopback) driven through Debian's chromium with
+// playwright-core. The steps share one server and one page and run in order.
+//
+//   KEYCTL=target/debug/keyctl node --test console.test.mjs   (or ./run.sh)
+//
+// Screenshots go to target/console-screenshots/.
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '../../..');
+const KEYCTL = process.env.KEYCTL ?? join(root, 'target/debug/keyctl');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const SHOTS = join(root, 'target/console-screenshots');
+const TOKEN = `console-admin-${randomBytes(18).toString('hex')}`;
+const ACCOUNT = 'robot-console';
+const PAGING_ACCOUNT = 'robot-paging';
+const PAGE_SIZE = 20;
+const COLUMNS = ['ID', 'Description', 'Created at', 'Last used at', 'Scopes', 'Expires at', 'Masked key', 'Status', 'Actions'];
+
+let checks = 0;
+const ok = (value, message) => { checks += 1; assert.ok(value, message); };
+const eq = (actual, expected, message) => { checks += 1; assert.deepEqual(actual, expected, message); };
+const match = (text, re, message) => { checks += 1; assert.match(text, re, message); };
+
+let server;
+let base;
+let workdir;
+let browser;
+let context;
+let page;
+const secrets = [];
+const traffic = [];
+const problems = [];
+
+// ----- the server -----
+
+function startServer() {
+  workdir = mkdtempSync(join(tmpdir(), 'keyctl-console-'));
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('API_KEYS_')));
+  Object.assign(env, {
+    API_KEYS_PEPPER: randomBytes(32).toString('base64'),
+    API_KEYS_ADMIN_TOKEN: TOKEN,
+    API_KEYS_DATABASE_URL: `sqlite://${join(workdir, 'keys.db')}?mode=rwc`,
+    RUST_LOG: 'warn',
+  });
+  server = spawn(KEYCTL, ['serve', '--listen', '127.0.0.1:0'], { cwd: workdir, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  return new Promise((resolveStart, rejectStart) => {
+    const timer = setTimeout(() => rejectStart(new Error(`keyctl serve did not start:\n${log}`)), 30_000);
+    server.on('error', (e) => { clearTimeout(timer); rejectStart(new Error(`cannot run ${KEYCTL}: ${e.message}`)); });
+    server.on('exit', (code) => { clearTimeout(timer); rejectStart(new Error(`keyctl serve exited ${code}:\n${log}`)); });
+    server.stderr.setEncoding('utf8');
+    server.stderr.on('data', (chunk) => {
+      log += chunk;
+      // Whole lines only: stderr may arrive in pieces.
+      const found = /keyctl: listening on (\S+)[^\n]*\n/.exec(log);
+      if (found && log.includes('console at /iam/v1/console')) {
+        clearTimeout(timer);
+        resolveStart(`http://${found[1]}`);
+      }
+    });
+  });
+}
+
+async function stopServer() {
+  if (!server || server.exitCode !== null) return;
+  const exited = new Promise((r) => server.once('exit', r));
+  server.kill('SIGTERM');
+  const timer = setTimeout(() => server.kill('SIGKILL'), 15_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/// The management API from the test itself (not through the page).
+async function api(method, path, body) {
+  const response = await fetch(`${base}/iam/v1/${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = await response.json();
+  assert.ok(response.ok, `${method} ${path}: ${response.status} ${JSON.stringify(data)}`);
+  return data;
+}
+
+async function authorize(secret, scope) {
+  const query = scope ? `?scope=${encodeURIComponent(scope)}` : '';
+  return fetch(`${base}/v1/authorize${query}`, { headers: { Authorization: `Api-Key ${secret}` } });
+}
+
+// ----- page helpers -----
+
+const dialog = (name) => page.getByRole('dialog', { name });
+const keyRow = (id) => page.locator(`#keys-body tr[data-key-id="${id}"]`);
+const shot = (name, fullPage = false) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage });
+
+/// The row's cells as text, times on one line (`2030-06-01 12:00:00 UTC`).
+async function rowCells(id) {
+  const cells = await keyRow(id).locator('th, td').allInnerTexts();
+  return cells.map((c, i) => ([2, 3, 5].includes(i) ? c.replace(/\s+/g, ' ') : c));
+}
+
+async function tableIds() {
+  return page.locator('#keys-body tr').evaluateAll((rows) => rows.map((r) => r.dataset.keyId));
+}
+
+async function historyKinds() {
+  await page.locator('#history-section').waitFor({ state: 'visible' });
+  return page.locator('#history-body tr').evaluateAll((rows) => rows.map((r) => r.dataset.kind));
+}
+
+async function waitHistory(first) {
+  await page.waitForFunction((kind) => document.querySelector('#history-body tr')?.dataset.kind === kind, first);
+  return historyKinds();
+}
+
+/// Reads the secret dialog, checks it, and returns `{ id, secret }`.
+async function readSecretDialog() {
+  const d = dialog('Save the secret');
+  await d.waitFor({ state: 'visible' });
+  const id = await d.getByLabel('ID', { exact: true }).inputValue();
+  const secret = await d.getByLabel('Secret', { exact: true }).inputValue();
+  match(secret, new RegExp(`^ak_${id}_[A-Za-z0-9_]+$`), 'the secret is a key of the shown id');
+  ok(await d.getByLabel('Secret', { exact: true }).evaluate((e) => e.readOnly), 'the secret field is read-only');
+  ok(await d.getByLabel('ID', { exact: true }).evaluate((e) => e.readOnly), 'the id field is read-only');
+  match(await d.innerText(), /will not be shown again/, 'the dialog warns the secret is shown once');
+  ok(await d.getByRole('button', { name: 'Copy' }).isVisible(), 'a Copy button beside the secret');
+  secrets.push(secret);
+  return { id, secret };
+}
+
+/// Nothing in the page holds a secret: markup, every field's value.
+async function assertNoSecretInPage(label) {
+  const found = await page.evaluate((known) => {
+    const html = document.documentElement.outerHTML;
+    const values = [...document.querySelectorAll('input, textarea, select')].map((e) => e.value);
+    const text = document.body.innerText;
+    return known.filter((s) => html.includes(s) || text.includes(s) || values.some((v) => v.includes(s))).length;
+  }, secrets);
+  eq(found, 0, `${label}: no secret left in the page`);
+}
+
+async function closeSecretDialog() {
+  await dialog('Save the secret').getByRole('button', { name: 'Close' }).click();
+  await dialog('Save the secret').waitFor({ state: 'hidden' });
+}
+
+async function confirmIn(name) {
+  const d = dialog(name);
+  await d.waitFor({ state: 'visible' });
+  await d.getByRole('button', { name: 'Confirm' }).click();
+  await d.waitFor({ state: 'hidden' });
+}
+
+// ----- the steps -----
+
+describe('management console', { timeout: 120_000 }, () => {
+  let first;
+  let reissued;
+
+  before(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    base = await startServer();
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    });
+    context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+    context.setDefaultTimeout(10_000);
+    page = await context.newPage();
+    // Failed API calls are logged by the browser as "Failed to load
+    // resource"; anything else (a CSP violation, a script error) counts.
+    page.on('console', (m) => {
+      if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(`console: ${m.text()}`);
+    });
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    page.on('request', (r) => traffic.push({ request: r, body: null }));
+    page.on('response', async (r) => {
+      const entry = traffic.find((t) => t.request === r.request());
+      try {
+        entry.body = await r.text();
+      } catch {
+        entry.body = '';
+      }
+    });
+  });
+
+  after(async () => {
+    await context?.close().catch(() => {});
+    await browser?.close().catch(() => {});
+    await stopServer();
+    if (workdir) rmSync(workdir, { recursive: true, force: true });
+    console.log(`# browser checks: ${checks}`);
+  });
+
+  it('serves the page with its security headers', async () => {
+    const response = await page.goto(`${base}/iam/v1/console`);
+    eq(response.status(), 200, 'GET /iam/v1/console');
+    const headers = response.headers();
+    match(headers['content-security-policy'], /default-src 'none'; script-src 'self'/, 'strict CSP');
+    eq(headers['x-frame-options'], 'DENY', 'no framing');
+    eq(headers['cache-control'], 'no-store', 'not cached');
+    ok(await page.getByLabel('Admin token').isVisible(), 'the sign-in form is shown');
+  });
+
+  it('shows a sign-in error for a wrong token', async () => {
+    await page.getByLabel('Admin token').fill('not-the-admin-token-0123456789');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    const error = page.locator('#sign-in-error');
+    await error.filter({ hasText: /./ }).waitFor();
+    match(await error.innerText(), /Sign-in failed.*not accepted/, 'the error says the token was refused');
+    ok(await error.isVisible(), 'the error is visible');
+    ok(!(await page.getByLabel('Service account').isVisible()), 'still signed out');
+  });
+
+  it('signs in and shows an empty account', async () => {
+    await page.getByLabel('Admin token').fill(TOKEN);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByLabel('Service account').waitFor({ state: 'visible' });
+    eq(await page.locator('#admin-token').inputValue(), '', 'the token field is emptied');
+    await page.getByLabel('Service account').fill(ACCOUNT);
+    await page.getByRole('button', { name: 'Show keys' }).click();
+    await page.locator('#list-status').filter({ hasText: 'has no API keys' }).waitFor();
+    ok(true, 'an empty account says so');
+  });
+
+  it('refuses a past expiry and an unknown scope in the create dialog, in words', async () => {
+    await page.getByRole('button', { name: 'Create API key' }).click();
+    const d = dialog('Create API key');
+    await d.waitFor({ state: 'visible' });
+    await d.getByLabel('Expires at').fill('2020-01-01T00:00:00');
+    await d.getByRole('button', { name: 'Create', exact: true }).click();
+    const error = d.locator('#create-error');
+    await error.filter({ hasText: /./ }).waitFor();
+    match(await error.innerText(), /Refused: .*not in the future/, 'a past expiry is refused in words');
+    await d.getByLabel('Expires at').fill('');
+    // A scope the catalog does not have (as a tampered form would send).
+    await d.locator('input[type=checkbox]').first().evaluate((box) => { box.value = 'yc.no-such-scope'; box.checked = true; });
+    await d.getByRole('button', { name: 'Create', exact: true }).click();
+    await error.filter({ hasText: 'yc.no-such-scope' }).waitFor();
+    match(await error.innerText(), /unknown scope/, 'an unknown scope is refused in words');
+    await d.getByRole('button', { name: 'Cancel' }).click();
+    await d.waitFor({ state: 'hidden' });
+    eq(await tableIds(), [], 'nothing was created');
+  });
+
+  it('creates a key with two scopes and an expiry, shows its secret once, and the secret works', async () => {
+    const scopes = (await api('GET', 'apiKeyScopes')).scopes;
+    const chosen = scopes.filter((s) => !s.default).slice(0, 2).map((s) => s.id);
+    eq(chosen.length, 2, 'the catalog has two non-default scopes');
+    await page.getByRole('button', { name: 'Create API key' }).click();
+    const d = dialog('Create API key');
+    await d.waitFor({ state: 'visible' });
+    const group = d.getByRole('group', { name: 'Scopes' });
+    eq(await group.getByRole('checkbox').count(), scopes.length, 'one checkbox per catalog scope');
+    const defaults = scopes.filter((s) => s.default).map((s) => s.id);
+    for (const s of defaults) {
+      match(await group.locator(`#create-scope-${s.replace(/[^A-Za-z0-9_-]/g, '_')}-hint`).innerText(), /default/, `${s} is marked default`);
+    }
+    match(await d.getByLabel('Expires at').evaluate((e) => e.getAttribute('aria-describedby').split(' ').map((i) => document.getElementById(i).textContent).join(' ')), /UTC/, 'the expiry hint says UTC');
+    await d.getByLabel('Description').fill('deploy bot');
+    for (const s of chosen) await group.getByLabel(s, { exact: true }).check();
+    await d.getByLabel('Expires at').fill('2030-06-01T12:00:00');
+    await shot('create-dialog');
+    await d.getByRole('button', { name: 'Create', exact: true }).click();
+    await d.waitFor({ state: 'hidden' });
+    first = await readSecretDialog();
+    // Copy puts the secret on the clipboard.
+    await dialog('Save the secret').getByRole('button', { name: 'Copy' }).click();
+    await page.locator('#secret-copy-status').filter({ hasText: 'Copied' }).waitFor();
+    eq(await page.evaluate(() => navigator.clipboard.readText()), first.secret, 'Copy copies the secret');
+    await page.evaluate(() => navigator.clipboard.writeText(''));
+    await shot('secret-dialog');
+    const granted = await authorize(first.secret, chosen[1]);
+    eq(granted.status, 200, 'the new secret passes /v1/authorize');
+    eq(granted.headers.get('x-api-key-scopes').split(',').sort(), [...chosen].sort(), 'with both scopes');
+    await closeSecretDialog();
+    await assertNoSecretInPage('after closing the secret dialog');
+    await keyRow(first.id).waitFor();
+    const cells = await rowCells(first.id);
+    eq(await page.locator('#keys-table thead th').allInnerTexts().then((t) => t.map((x) => x.trim().toLowerCase())), COLUMNS.map((c) => c.toLowerCase()), 'the column headers');
+    eq(await page.locator('#keys-table thead th').evaluateAll((t) => t.map((x) => x.textContent)), COLUMNS, 'the column headers as written');
+    eq(cells[0], first.id, 'ID');
+    eq(cells[1], 'deploy bot', 'Description');
+    match(cells[2], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/, 'Created at');
+    eq(cells[3], '—', 'never used: Last used at is empty');
+    eq(cells[4].split('\n').sort(), [...chosen].sort(), 'Scopes');
+    eq(cells[5], '2030-06-01 12:00:00 UTC', 'Expires at, read as UTC');
+    eq(cells[6], `****${first.secret.slice(-6)}`, 'Masked key');
+    eq(cells[7], 'active', 'Status');
+    for (const action of ['Edit', 'Reissue', 'Revoke', 'Delete', 'History']) {
+      ok(await keyRow(first.id).getByRole('button', { name: `${action} ${first.id}`, exact: true }).isVisible(), `${action} button with the key id`);
+    }
+    await page.getByRole('button', { name: `History ${first.id}`, exact: true }).click();
+    eq(await waitHistory('create'), ['create'], 'history: the create');
+    await shot('list', true);
+  });
+
+  it('shows API errors next to the action: forbidden, store unavailable, network failure', async () => {
+    const listing = (url) => url.pathname === '/iam/v1/apiKeys' && url.search !== '';
+    const cases = [
+      [403, { code: 7, message: 'not allowed to manage the keys of service account robot-console', details: [] }, /Forbidden/],
+      [503, { code: 14, message: 'the key store is unavailable; retry later', details: [] }, /key store is unavailable/],
+      ['abort', null, /Network failure/],
+    ];
+    for (const [status, body, expected] of cases) {
+      await page.route(listing, (route) => (status === 'abort'
+        ? route.abort('connectionrefused')
+        : route.fulfill({ status, contentType: 'application/json', body: JSON.stringify(body) })));
+      await page.getByRole('button', { name: 'Show keys' }).click();
+      const error = page.locator('#list-error');
+      await error.filter({ hasText: expected }).waitFor();
+      ok(await error.isVisible(), `list error shown for ${status}`);
+      ok(await page.locator('body').isVisible(), 'the page is still there');
+      await page.unroute(listing);
+    }
+    // A key the API marks `enabled: false` (disable/enable, where the API has it) shows as disabled.
+    await page.route(listing, async (route) => {
+      const real = await route.fetch();
+      const data = await real.json();
+      data.apiKeys = data.apiKeys.map((k) => ({ ...k, enabled: false }));
+      await route.fulfill({ response: real, json: data });
+    });
+    await page.getByRole('button', { name: 'Show keys' }).click();
+    await page.waitForFunction((id) => document.querySelector(`#keys-body tr[data-key-id="${id}"] .badge`)?.textContent === 'disabled', first.id);
+    ok(true, 'enabled: false shows as disabled');
+    await page.unroute(listing);
+    await page.getByRole('button', { name: 'Show keys' }).click();
+    await page.waitForFunction(() => document.getElementById('list-error').textContent === '' && document.querySelector('#keys-body .badge')?.textContent === 'active');
+    eq(await page.locator('#list-error').textContent(), '', 'the error clears when the call works');
+    ok(await keyRow(first.id).isVisible(), 'and the keys are back');
+  });
+
+  it('edits the description; the table and the history show it', async () => {
+    await page.getByRole('button', { name: `Edit ${first.id}`, exact: true }).click();
+    const d = page.getByRole('dialog', { name: `Edit ${first.id}` });
+    await d.waitFor({ state: 'visible' });
+    eq(await d.getByLabel('Description').inputValue(), 'deploy bot', 'the dialog shows the description');
+    match(await d.getByLabel('Expires at').inputValue(), /^2030-06-01T12:00(:00)?$/, 'and the expiry in UTC');
+    // A past expiry is refused in words and changes nothing.
+    await d.getByLabel('Expires at').fill('2021-01-01T00:00:00');
+    await d.getByRole('button', { name: 'Save' }).click();
+    await d.locator('#edit-error').filter({ hasText: /not in the future/ }).waitFor();
+    ok(true, 'past expiry refused in the edit dialog');
+    await d.getByLabel('Expires at').fill('2030-06-01T12:00:00');
+    await d.getByLabel('Description').fill('deploy bot (renamed)');
+    await d.getByRole('button', { name: 'Save' }).click();
+    await d.waitFor({ state: 'hidden' });
+    await page.waitForFunction((id) => document.querySelector(`#keys-body tr[data-key-id="${id}"] td.description`)?.textContent === 'deploy bot (renamed)', first.id);
+    const cells = await rowCells(first.id);
+    eq(cells[1], 'deploy bot (renamed)', 'the table shows the new description');
+    eq(cells[5], '2030-06-01 12:00:00 UTC', 'the expiry stays');
+    await page.getByRole('button', { name: `History ${first.id}`, exact: true }).click();
+    eq(await waitHistory('update'), ['update', 'create'], 'history: update, create');
+    match(await page.locator('#history-body tr').first().innerText(), /description: deploy bot \(renamed\)/, 'the update names the change');
+  });
+
+  it('reissues with a grace period; the new secret works and the history shows the reissue', async () => {
+    await page.getByRole('button', { name: `Reissue ${first.id}`, exact: true }).click();
+    const d = page.getByRole('dialog', { name: `Reissue ${first.id}?` });
+    await d.waitFor({ state: 'visible' });
+    await d.getByLabel('Grace period').fill('3600');
+    await d.getByRole('button', { name: 'Confirm' }).click();
+    await d.waitFor({ state: 'hidden' });
+    reissued = await readSecretDialog();
+    ok(reissued.id !== first.id && reissued.secret !== first.secret, 'a new key and secret');
+    eq((await authorize(reissued.secret)).status, 200, 'the new secret passes /v1/authorize');
+    eq((await authorize(first.secret)).status, 200, 'the old one still works in its grace period');
+    await closeSecretDialog();
+    await assertNoSecretInPage('after the reissue dialog');
+    await keyRow(reissued.id).waitFor();
+    const old = await rowCells(first.id);
+    match(old[7], new RegExp(`replaced by ${reissued.id}`), 'the old key says what replaced it');
+    const expires = Date.parse(old[5].replace(' UTC', 'Z').replace(' ', 'T'));
+    ok(Math.abs(expires - (Date.now() + 3600_000)) < 120_000, `the old key expires in an hour (${old[5]})`);
+    eq((await rowCells(reissued.id))[1], 'deploy bot (renamed)', 'the new key keeps the description');
+    eq(await waitHistory('reissue'), ['reissue', 'update', 'create'], 'history of the old key: reissue on top');
+    await page.getByRole('button', { name: `History ${reissued.id}`, exact: true }).click();
+    await page.locator('#history-heading').filter({ hasText: reissued.id }).waitFor();
+    ok((await historyKinds()).length >= 1, 'the new key has its own history');
+  });
+
+  it('revokes a key after confirming; the status and the history show it', async () => {
+    await page.getByRole('button', { name: `Revoke ${reissued.id}`, exact: true }).click();
+    const d = page.getByRole('dialog', { name: `Revoke ${reissued.id}?` });
+    await d.waitFor({ state: 'visible' });
+    ok(await d.getByRole('button', { name: 'Confirm' }).isVisible(), 'a Confirm button');
+    await d.getByRole('button', { name: 'Confirm' }).click();
+    await d.waitFor({ state: 'hidden' });
+    await page.waitForFunction((id) => document.querySelector(`#keys-body tr[data-key-id="${id}"] .badge`)?.textContent === 'revoked', reissued.id);
+    match((await rowCells(reissued.id))[7], /^revoked/, 'Status: revoked');
+    eq((await authorize(reissued.secret)).status, 401, 'the revoked key is refused');
+    eq((await waitHistory('revoke'))[0], 'revoke', 'history: revoke on top');
+    ok(!(await keyRow(reissued.id).getByRole('button', { name: `Revoke ${reissued.id}` }).count()), 'no Revoke button on a revoked key');
+  });
+
+  it('deletes a key only after confirming; it is gone and its history says so', async () => {
+    await page.getByRole('button', { name: `History ${first.id}`, exact: true }).click();
+    await page.locator('#history-heading').filter({ hasText: first.id }).waitFor();
+    await page.getByRole('button', { name: `Delete ${first.id}`, exact: true }).click();
+    const d = page.getByRole('dialog', { name: `Delete ${first.id}?` });
+    await d.waitFor({ state: 'visible' });
+    await d.getByRole('button', { name: 'Cancel' }).click();
+    await d.waitFor({ state: 'hidden' });
+    ok(await keyRow(first.id).isVisible(), 'Cancel keeps the key');
+    eq((await authorize(first.secret)).status, 200, 'and it still works');
+    await page.getByRole('button', { name: `Delete ${first.id}`, exact: true }).click();
+    await confirmIn(`Delete ${first.id}?`);
+    await keyRow(first.id).waitFor({ state: 'detached' });
+    eq(await tableIds(), [reissued.id], 'only the reissued key is left');
+    eq((await authorize(first.secret)).status, 401, 'the deleted key is refused');
+    eq(await waitHistory('delete'), ['delete', 'reissue', 'update', 'create'], 'the history outlives the key');
+  });
+
+  it('pages through more than a page of keys', async () => {
+    for (let i = 0; i < PAGE_SIZE + 5; i += 1) {
+      const made = await api('POST', 'apiKeys', { serviceAccountId: PAGING_ACCOUNT, description: `bulk ${i}` });
+      secrets.push(made.secret);
+    }
+    await page.getByLabel('Service account').fill(PAGING_ACCOUNT);
+    await page.getByRole('button', { name: 'Show keys' }).click();
+    await page.locator('#keys-caption').filter({ hasText: PAGING_ACCOUNT }).waitFor();
+    const one = await tableIds();
+    eq(one.length, PAGE_SIZE, 'a full first page');
+    ok(await page.getByRole('button', { name: 'Previous page' }).isDisabled(), 'no previous page on the first');
+    await page.getByRole('button', { name: 'Next page' }).click();
+    await page.locator('#page-info').filter({ hasText: 'Page 2' }).waitFor();
+    const two = await tableIds();
+    eq(two.length, 5, 'the rest on page two');
+    ok(two.every((id) => !one.includes(id)), 'no key on both pages');
+    ok(await page.getByRole('button', { name: 'Next page' }).isDisabled(), 'no next page on the last');
+    await page.getByRole('button', { name: 'Previous page' }).click();
+    await page.locator('#page-info').filter({ hasText: 'Page 1' }).waitFor();
+    eq(await tableIds(), one, 'back to the first page');
+  });
+
+  it('fits a narrow window (the table scrolls inside its frame)', async () => {
+    await page.setViewportSize({ width: 400, height: 800 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    ok(overflow <= 0, `the page itself does not scroll sideways (${overflow}px)`);
+    const wrap = await page.locator('#keys-wrap').evaluate((e) => ({ scroll: e.scrollWidth, client: e.clientWidth, overflow: getComputedStyle(e).overflowX }));
+    eq(wrap.overflow, 'auto', 'the table frame scrolls');
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await shot('narrow');
+    await page.getByRole('button', { name: 'Create API key' }).click();
+    await dialog('Create API key').waitFor({ state: 'visible' });
+    const box = await dialog('Create API key').boundingBox();
+    ok(box.x >= 0 && box.x + box.width <= 400, 'the dialog fits the narrow window');
+    await shot('narrow-create-dialog');
+    await page.keyboard.press('Escape');
+    await dialog('Create API key').waitFor({ state: 'hidden' });
+    await page.setViewportSize({ width: 1280, height: 800 });
+  });
+
+  it('sent no secret except in the create and reissue answers', async () => {
+    await Promise.all(traffic.map((t) => t.request.response().catch(() => null)));
+    await new Promise((r) => setTimeout(r, 100));
+    const own = traffic.filter((t) => t.request.url().startsWith(base));
+    ok(own.length > 20, `the console made its requests (${own.length})`);
+    ok(own.every((t) => new URL(t.request.url()).origin === base), 'only to its own origin');
+    const leaks = [];
+    for (const t of own) {
+      const r = t.request;
+      const url = new URL(r.url());
+      const oneTime = r.method() === 'POST' && (url.pathname.endsWith('/apiKeys') || url.pathname.endsWith(':reissue'));
+      const sent = [r.url(), r.postData() ?? '', JSON.stringify(await r.allHeaders())].join('\n');
+      for (const s of secrets) {
+        if (sent.includes(s)) leaks.push(`request ${r.method()} ${url.pathname}`);
+        if (!oneTime && (t.body ?? '').includes(s)) leaks.push(`response to ${r.method()} ${url.pathname}`);
+      }
+    }
+    eq(leaks, [], 'no secret in any other request or response');
+    const oneTimeAnswers = own.filter((t) => secrets.some((s) => (t.body ?? '').includes(s)));
+    eq(oneTimeAnswers.length, 2, 'the secrets came only in the create and reissue answers');
+  });
+
+  it('is usable with the keyboard alone', async () => {
+    const kb = await context.newPage();
+    const errors = [];
+    kb.on('pageerror', (e) => errors.push(e.message));
+    await kb.goto(`${base}/iam/v1/console`);
+    const focused = () => kb.evaluate(() => {
+      const e = document.activeElement;
+      return e ? (e.getAttribute('aria-label') || e.labels?.[0]?.textContent || (e.tagName === 'BUTTON' ? e.textContent : e.id)).trim() : '';
+    });
+    const tabTo = async (name, limit = 200) => {
+      for (let i = 0; i < limit; i += 1) {
+        await kb.keyboard.press('Tab');
+        if ((await focused()) === name) return;
+      }
+      throw new Error(`Tab never reached ${name}`);
+    };
+    await tabTo('Admin token');
+    await kb.keyboard.type(TOKEN);
+    await kb.keyboard.press('Enter');
+    await kb.getByLabel('Service account').waitFor({ state: 'visible' });
+    eq(await focused(), 'Service account', 'focus moves to the account field');
+    await kb.keyboard.type(ACCOUNT);
+    await kb.keyboard.press('Enter');
+    await kb.locator(`#keys-body tr[data-key-id="${reissued.id}"]`).waitFor();
+
+    // Every control on the page is reached by Tab.
+    const controls = await kb.evaluate(() => [...document.querySelectorAll('button, input, [tabindex="0"]')]
+      .filter((e) => !e.disabled && e.offsetParent !== null && !e.closest('dialog'))
+      .map((e) => (e.getAttribute('aria-label') || e.labels?.[0]?.textContent || (e.tagName === 'BUTTON' ? e.textContent : e.id)).trim()));
+    const reached = new Set();
+    for (let i = 0; i < controls.length + 10; i += 1) {
+      await kb.keyboard.press('Tab');
+      reached.add(await focused());
+    }
+    eq(controls.filter((c) => !reached.has(c)), [], `Tab reaches every control (${controls.length})`);
+
+    // Create a key with the keyboard: Enter on the button, Space on a checkbox.
+    await kb.evaluate(() => document.activeElement?.blur());
+    await tabTo('Create API key');
+    await kb.keyboard.press('Enter');
+    await kb.getByRole('dialog', { name: 'Create API key' }).waitFor({ state: 'visible' });
+    eq(await focused(), 'Description', 'the dialog opens on its first field');
+    await kb.keyboard.type('typed with the keyboard');
+    await kb.keyboard.press('Tab');
+    await kb.keyboard.press('Space');
+    ok(await kb.evaluate(() => document.activeElement.checked === true), 'Space checks a scope');
+    await tabTo('Create');
+    await kb.keyboard.press('Enter');
+    const d = kb.getByRole('dialog', { name: 'Save the secret' });
+    await d.waitFor({ state: 'visible' });
+    const id = await d.getByLabel('ID', { exact: true }).inputValue();
+    const secret = await d.getByLabel('Secret', { exact: true }).inputValue();
+    secrets.push(secret);
+    eq((await authorize(secret)).status, 200, 'the keyboard-made key works');
+    await tabTo('Close', 10);
+    await kb.keyboard.press('Enter');
+    await d.waitFor({ state: 'hidden' });
+    const left = await kb.evaluate((s) => document.documentElement.outerHTML.includes(s)
+      || [...document.querySelectorAll('input')].some((e) => e.value.includes(s)), secret);
+    eq(left, false, 'no secret in the page after the keyboard closed the dialog');
+
+    // Revoke it with Space on the row button and Enter on Confirm.
+    await kb.locator(`#keys-body tr[data-key-id="${id}"]`).waitFor();
+    await kb.evaluate(() => document.activeElement?.blur());
+    await tabTo(`Revoke ${id}`);
+    await kb.keyboard.press('Space');
+    const c = kb.getByRole('dialog', { name: `Revoke ${id}?` });
+    await c.waitFor({ state: 'visible' });
+    eq(await focused(), 'Confirm', 'the confirm dialog opens on Confirm');
+    await kb.keyboard.press('Enter');
+    await c.waitFor({ state: 'hidden' });
+    await kb.waitForFunction((k) => document.querySelector(`#keys-body tr[data-key-id="${k}"] .badge`)?.textContent === 'revoked', id);
+    eq((await authorize(secret)).status, 401, 'revoked from the keyboard');
+    // Escape closes a dialog.
+    await kb.evaluate(() => document.activeElement?.blur());
+    await tabTo(`Delete ${id}`);
+    await kb.keyboard.press('Enter');
+    await kb.getByRole('dialog', { name: `Delete ${id}?` }).waitFor({ state: 'visible' });
+    await kb.keyboard.press('Escape');
+    await kb.getByRole('dialog', { name: `Delete ${id}?` }).waitFor({ state: 'hidden' });
+    ok(await kb.locator(`#keys-body tr[data-key-id="${id}"]`).isVisible(), 'Escape cancels the delete');
+    eq(errors, [], 'no script errors');
+    await kb.close();
+  });
+
+  it('raised no script error and no CSP violation', () => {
+    eq(problems, [], 'the console reported nothing');
+  });
+});
