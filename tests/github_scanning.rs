@@ -145,10 +145,8 @@ fn report(tokens: &[&str]) -> Vec<u8> {
 }
 
 fn report_at(tokens: &[&str], url: &str) -> Vec<u8> {
-    let items: Vec<Value> = tokens
-        .iter()
-        .map(|t| json!({"token": t, "type": "api_keys_token", "url": url, "source": "content"}))
-        .collect();
+    let items: Vec<Value> =
+        tokens.iter().map(|t| json!({"token": t, "type": "api_keys_token", "url": url, "source": "content"})).collect();
     serde_json::to_vec(&items).unwrap()
 }
 

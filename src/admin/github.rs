@@ -399,11 +399,17 @@ impl<S: KeyStore, H: LeakHook> SecretScanning<S, H> {
     /// batched lookup, each secret checked against its record.
     async fn look_up(&self, reports: &[Reported], batch: &[usize]) -> Result<Vec<Found>, ReportError> {
         let format = self.manager.token_format();
-        let parsed: Vec<(usize, Token<'_>)> =
-            batch.iter().filter_map(|&i| Token::parse(reports[i].token.as_bytes(), format).ok().map(|t| (i, t))).collect();
+        let parsed: Vec<(usize, Token<'_>)> = batch
+            .iter()
+            .filter_map(|&i| Token::parse(reports[i].token.as_bytes(), format).ok().map(|t| (i, t)))
+            .collect();
         let tokens: Vec<Token<'_>> = parsed.iter().map(|(_, t)| *t).collect();
         let statuses = self.manager.leak_statuses(&tokens).await.map_err(ReportError::Check)?;
-        Ok(parsed.iter().zip(statuses).map(|((index, t), status)| Found { index: *index, id: *t.id(), status }).collect())
+        Ok(parsed
+            .iter()
+            .zip(statuses)
+            .map(|((index, t), status)| Found { index: *index, id: *t.id(), status })
+            .collect())
     }
 
     /// Step 5 for one key of ours: the leak entry (and, if the action says

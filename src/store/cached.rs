@@ -993,10 +993,7 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
     /// cache: batch lookups serve leak checks and scans, which want the
     /// store's answer now (a revocation made a moment ago on another node
     /// included), and would only evict the verifier's hot keys.
-    fn get_many(
-        &self,
-        ids: &[KeyId],
-    ) -> impl Future<Output = Result<Vec<Option<Arc<KeyRecord>>>, StoreError>> + Send {
+    fn get_many(&self, ids: &[KeyId]) -> impl Future<Output = Result<Vec<Option<Arc<KeyRecord>>>, StoreError>> + Send {
         self.inner.get_many(ids)
     }
 

@@ -188,10 +188,7 @@ pub trait KeyStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// The store's error, as from `get`; no partial answer.
-    fn get_many(
-        &self,
-        ids: &[KeyId],
-    ) -> impl Future<Output = Result<Vec<Option<Arc<KeyRecord>>>, StoreError>> + Send {
+    fn get_many(&self, ids: &[KeyId]) -> impl Future<Output = Result<Vec<Option<Arc<KeyRecord>>>, StoreError>> + Send {
         async move {
             let mut found = Vec::with_capacity(ids.len());
             for id in ids {
@@ -294,10 +291,7 @@ impl<S: KeyStore> KeyStore for Arc<S> {
     ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
         (**self).get_by_digest(digest)
     }
-    fn get_many(
-        &self,
-        ids: &[KeyId],
-    ) -> impl Future<Output = Result<Vec<Option<Arc<KeyRecord>>>, StoreError>> + Send {
+    fn get_many(&self, ids: &[KeyId]) -> impl Future<Output = Result<Vec<Option<Arc<KeyRecord>>>, StoreError>> + Send {
         (**self).get_many(ids)
     }
     fn list(

@@ -1009,7 +1009,10 @@ where
             if hashes.len() != ids.len() {
                 return Err(corrupt_reply());
             }
-            hashes.into_iter().map(|h| if h.is_empty() { Ok(None) } else { decode(h).map(|r| Some(Arc::new(r))) }).collect()
+            hashes
+                .into_iter()
+                .map(|h| if h.is_empty() { Ok(None) } else { decode(h).map(|r| Some(Arc::new(r))) })
+                .collect()
         })
         .await
     }

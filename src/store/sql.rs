@@ -893,6 +893,11 @@ mod tests {
                     3,
                     "47d03540b53a4f1d0d8fd3141f61ddded030af6d80b68948ba76187d6ffc1ce4f7a63d338d46a8e42c17a9101a9dd97c"
                         .to_owned()
+                ),
+                (
+                    4,
+                    "1443a90e05a5373c45bb4bd533cf13e9abb183d9449c1c4f17cedd6cdf5e41682b4400298b78928462d93bd305f26870"
+                        .to_owned()
                 )
             ]
         );
@@ -918,6 +923,11 @@ mod tests {
                 (
                     3,
                     "0c876dc0eb6cbc44dd07ca085e3c8df87521da8895750d16945270fe07d9d0353082a8cef3057e4067a2cf0be0b7616b"
+                        .to_owned()
+                ),
+                (
+                    4,
+                    "bc374e6581a20ce4afa0f112aa87577d370f68a7539f5b3f0fa953d0edcfcf4a68f0800ede2fdb0a028fea67124f7c59"
                         .to_owned()
                 )
             ]

@@ -55,10 +55,7 @@ impl<S: KeyStore> KeyStore for Metered<S> {
     }
 
     /// Counted as one lookup per batch (one query).
-    fn get_many(
-        &self,
-        ids: &[KeyId],
-    ) -> impl Future<Output = Result<Vec<Option<Arc<KeyRecord>>>, StoreError>> + Send {
+    fn get_many(&self, ids: &[KeyId]) -> impl Future<Output = Result<Vec<Option<Arc<KeyRecord>>>, StoreError>> + Send {
         self.count();
         self.inner.get_many(ids)
     }
