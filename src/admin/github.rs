@@ -233,7 +233,7 @@ impl<S: KeyStore> SecretScanning<S, NoHook> {
     /// The endpoint over `manager`'s store and peppers, checking signatures
     /// with `keys`; revokes reported keys, logs as
     /// [`SecretScanning::DEFAULT_ACTOR`], no hook, 4 MiB bodies, batches of
-    /// 500 tokens, 32 lookups and 8 writes at once.
+    /// 500 tokens, 32 lookups and 16 writes at once.
     pub fn new(manager: Arc<KeyManager<S>>, keys: KeyRing) -> Self {
         let actor = Actor::new(Self::DEFAULT_ACTOR).unwrap_or_else(|_| Actor::system());
         Self {
@@ -254,8 +254,8 @@ impl<S: KeyStore, H: LeakHook> SecretScanning<S, H> {
     pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
     /// Batched lookups in flight at once. Defaults to 32.
     pub const DEFAULT_CONCURRENCY: usize = 32;
-    /// Writes (leak entries, revocations) in flight at once. Defaults to 8.
-    pub const DEFAULT_WRITE_CONCURRENCY: usize = 8;
+    /// Writes (leak entries, revocations) in flight at once. Defaults to 16.
+    pub const DEFAULT_WRITE_CONCURRENCY: usize = 16;
     /// Tokens per batched lookup. Defaults to 500.
     pub const DEFAULT_BATCH_SIZE: usize = 500;
     /// The actor of the operations log entries written here.
