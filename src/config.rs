@@ -310,6 +310,9 @@ impl KeyStore for AnyStore {
     async fn get_by_digest(&self, digest: &Digest) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         delegate!(self, s => s.get_by_digest(digest))
     }
+    async fn get_many(&self, ids: &[KeyId]) -> Result<Vec<Option<Arc<KeyRecord>>>, StoreError> {
+        delegate!(self, s => s.get_many(ids))
+    }
     async fn list(&self, service_account: &ServiceAccountId, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
         delegate!(self, s => s.list(service_account, page))
     }

@@ -43,11 +43,11 @@ pub use digest::{Digest, DigestError, Pepper, PepperError, Peppers};
 pub use error::BoxError;
 pub use manager::{
     AllowAll, CreateRequest, CreationPolicy, DenyAll, KeyManager, KeyManagerBuilder, KeyOperation, KeyRequest,
-    ManageError, PepperCheckError, PolicyDenied, UpdateRequest,
+    LeakRecorded, ManageError, PepperCheckError, PolicyDenied, UpdateRequest,
 };
 pub use operation::{
-    Actor, ActorError, Change, KeyUpdate, LogEntry, Operation, OperationChanges, OperationCursor, OperationId,
-    OperationKind,
+    Actor, ActorError, Change, KeyUpdate, LeakDetails, LogEntry, Operation, OperationChanges, OperationCursor,
+    OperationId, OperationKind,
 };
 pub use random::RandomError;
 pub use record::{

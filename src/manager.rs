@@ -30,7 +30,8 @@ use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::digest::{Digest, Peppers};
 use crate::header::is_token68;
 use crate::operation::{
-    Actor, Change, KeyUpdate, LogEntry, Operation, OperationChanges, OperationCursor, OperationKind,
+    Actor, Change, KeyUpdate, LeakDetails, LogEntry, Operation, OperationChanges, OperationCursor, OperationId,
+    OperationKind,
 };
 use crate::random::RandomError;
 use crate::record::{
@@ -503,6 +504,86 @@ impl<S: KeyStore> KeyManager<S> {
         crate::scan::leak_status(&*self.store, &self.peppers, token, self.clock.now()).await
     }
 
+    /// [`KeyManager::leak_status`] for a batch, in one
+    /// [`KeyStore::get_many`]: one answer per token, in order. Keep batches
+    /// to a few hundred tokens.
+    ///
+    /// # Errors
+    /// As [`KeyManager::leak_status`], for the whole batch.
+    pub async fn leak_statuses(
+        &self,
+        tokens: &[Token<'_>],
+    ) -> Result<Vec<crate::scan::Liveness>, crate::scan::LeakCheckError> {
+        crate::scan::leak_statuses(&*self.store, &self.peppers, tokens, self.clock.now()).await
+    }
+
+    /// Records in a key's operations log that it was found leaked, one
+    /// [`OperationKind::Leak`] entry per place (`places`; an empty slice
+    /// records one entry without a place), and with `revoke` revokes it in
+    /// the same commit (its revoke entry first).
+    ///
+    /// A leak is recorded once per key and place: each entry's id is
+    /// [`OperationId::of_leak`](crate::OperationId::of_leak), so the same
+    /// report again finds its entries logged, writes none of them, and
+    /// still revokes when asked (the key may have been only recorded the
+    /// first time). Returns what was written.
+    ///
+    /// # Errors
+    /// [`ManageError::NotFound`] (nothing written), or a store failure
+    /// (nothing written).
+    pub async fn record_leak(
+        &self,
+        id: &KeyId,
+        places: &[LeakDetails],
+        revoke: bool,
+    ) -> Result<LeakRecorded, ManageError> {
+        let now = self.clock.now();
+        let mut notes = self.leak_entries(id, places, now);
+        let revocation = if revoke {
+            let changes = OperationChanges { status: Some(KeyStatus::Revoked), ..OperationChanges::default() };
+            Some(self.entry(id, OperationKind::Revoke, now, changes)?)
+        } else {
+            None
+        };
+        // Each round drops one entry the log already holds, so this ends.
+        loop {
+            if revocation.is_none() && notes.is_empty() {
+                return Ok(LeakRecorded { revoked: false, entries: notes });
+            }
+            let log: Vec<LogEntry> = revocation.iter().chain(&notes).cloned().collect();
+            let change = if revoke { Change::Revoke(*id) } else { Change::Note(*id) };
+            match self.store.commit(change, &log).await {
+                Ok(_) => return Ok(LeakRecorded { revoked: revoke, entries: notes }),
+                Err(StoreError::DuplicateOperation(dup)) if notes.iter().any(|n| n.id == dup) => {
+                    notes.retain(|n| n.id != dup);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// One leak entry per distinct place (one without a place if none).
+    fn leak_entries(&self, id: &KeyId, places: &[LeakDetails], now: Timestamp) -> Vec<LogEntry> {
+        let nowhere = [LeakDetails::new(None, None, "")];
+        let places = if places.is_empty() { &nowhere[..] } else { places };
+        let mut notes: Vec<LogEntry> = Vec::with_capacity(places.len());
+        for place in places {
+            let entry_id = OperationId::of_leak(id, place);
+            if notes.iter().all(|n| n.id != entry_id) {
+                let changes = OperationChanges::of_leak(place.clone());
+                notes.push(LogEntry {
+                    id: entry_id,
+                    key_id: *id,
+                    kind: OperationKind::Leak,
+                    actor: self.actor.clone(),
+                    created_at: now,
+                    changes,
+                });
+            }
+        }
+        notes
+    }
+
     /// Every scope a key can have (`list-scopes`).
     #[must_use]
     pub fn list_scopes(&self) -> &[ScopeInfo] {
@@ -812,6 +893,17 @@ impl<S: KeyStore> KeyManager<S> {
         }
         Ok(())
     }
+}
+
+/// What [`KeyManager::record_leak`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LeakRecorded {
+    /// Whether the key was revoked (in the same commit as the entries).
+    pub revoked: bool,
+    /// The leak entries written; those of places already logged are left
+    /// out (empty for a repeated report).
+    pub entries: Vec<LogEntry>,
 }
 
 /// How [`KeyManager::store_new`] writes a new record.

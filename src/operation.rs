@@ -125,6 +125,33 @@ impl OperationId {
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
+
+    /// The id of the leak entry for `key` found at `leak`'s place (its URL,
+    /// else its source): the same for the same key and place, so a second
+    /// report of the same leak is refused by the store as
+    /// [`StoreError::DuplicateOperation`] and logged once. Twenty characters
+    /// of a SHA-256 over a fixed label, the key id and the place.
+    #[must_use]
+    pub fn of_leak(key: &KeyId, leak: &LeakDetails) -> Self {
+        use sha2::Digest as _;
+        const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        let (tag, place) = match (&leak.url, &leak.source) {
+            (Some(url), _) => (b"url\0", url.as_str()),
+            (None, Some(source)) => (b"src\0", source.as_str()),
+            (None, None) => (b"nil\0", ""),
+        };
+        let mut h = sha2::Sha256::new();
+        h.update(b"api-keys leak entry v1\0");
+        h.update(key.as_str().as_bytes());
+        h.update(b"\0");
+        h.update(tag);
+        h.update(place.as_bytes());
+        let digest = h.finalize();
+        // 32 bytes folded to 20 characters of 36 (about 103 bits).
+        let text: String = digest[..KeyId::LEN].iter().map(|b| char::from(ALPHABET[usize::from(*b) % 36])).collect();
+        // Twenty characters of the id alphabet always parse.
+        Self(KeyId::parse(&text).unwrap_or(*key))
+    }
 }
 
 impl fmt::Display for OperationId {
@@ -156,6 +183,9 @@ pub enum OperationKind {
     Reissue,
     /// An existing secret was imported as a key.
     Import,
+    /// The key was found leaked (a secret-scanning report, `keyctl scan`);
+    /// [`OperationChanges::leak`] says where.
+    Leak,
 }
 
 impl OperationKind {
@@ -169,6 +199,7 @@ impl OperationKind {
             Self::Delete => "delete",
             Self::Reissue => "reissue",
             Self::Import => "import",
+            Self::Leak => "leak",
         }
     }
 
@@ -182,6 +213,7 @@ impl OperationKind {
             "delete" => Self::Delete,
             "reissue" => Self::Reissue,
             "import" => Self::Import,
+            "leak" => Self::Leak,
             _ => return None,
         })
     }
@@ -213,6 +245,69 @@ pub struct OperationChanges {
     /// The key this one replaced (reissue, on the new key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reissued_from: Option<KeyId>,
+    /// Where the key was found leaked (a leak entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leak: Option<LeakDetails>,
+}
+
+/// Longest [`LeakDetails::url`] kept, in characters.
+const MAX_LEAK_URL_CHARS: usize = 2048;
+/// Longest [`LeakDetails::source`] kept, in characters.
+const MAX_LEAK_SOURCE_CHARS: usize = 1024;
+
+/// Where a leaked key was found, as its leak entry records it: the report's
+/// URL and source (GitHub: the file's URL and `content`, `commit`, …), or
+/// the `path:line:column` of a local scan as the source. Never the secret:
+/// [`LeakDetails::new`] masks the reported token wherever it appears.
+/// Serialised in camelCase with absent fields left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LeakDetails {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+}
+
+impl LeakDetails {
+    /// Longest URL kept, in characters (longer ones are cut).
+    pub const MAX_URL_CHARS: usize = MAX_LEAK_URL_CHARS;
+    /// Longest source kept, in characters (longer ones are cut).
+    pub const MAX_SOURCE_CHARS: usize = MAX_LEAK_SOURCE_CHARS;
+
+    /// The details of a leak of `secret` (the whole token as found) seen at
+    /// `source` and `url`: control characters become `\u{FFFD}`, text past
+    /// [`Self::MAX_URL_CHARS`] / [`Self::MAX_SOURCE_CHARS`] is cut, and any
+    /// copy of `secret` is replaced by `****` (a report's URL could quote
+    /// the token). Empty texts are absent.
+    #[must_use]
+    pub fn new(source: Option<&str>, url: Option<&str>, secret: &str) -> Self {
+        Self {
+            source: source.and_then(|s| clean(s, secret, MAX_LEAK_SOURCE_CHARS)),
+            url: url.and_then(|u| clean(u, secret, MAX_LEAK_URL_CHARS)),
+        }
+    }
+
+    /// Where the key was found: what the reporter scanned (GitHub's
+    /// `source`), or `path:line:column` for a local scan.
+    #[must_use]
+    pub fn source(&self) -> Option<&str> {
+        self.source.as_deref()
+    }
+
+    /// The reported URL of the leak.
+    #[must_use]
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+}
+
+/// `text` without `secret`, without control characters and cut to `max`
+/// characters; `None` if nothing is left.
+fn clean(text: &str, secret: &str, max: usize) -> Option<String> {
+    let masked = if secret.is_empty() { text.to_owned() } else { text.replace(secret, "****") };
+    let out: String = masked.chars().take(max).map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect();
+    (!out.is_empty()).then_some(out)
 }
 
 /// Reads a present field, `null` included, as `Some`.
@@ -235,6 +330,12 @@ impl OperationChanges {
             reissued_from: record.links.reissued_from,
             ..Self::default()
         }
+    }
+
+    /// The changes of a leak entry: where the key was found.
+    #[must_use]
+    pub fn of_leak(leak: LeakDetails) -> Self {
+        Self { leak: Some(leak), ..Self::default() }
     }
 
     /// The fields an update sets.
@@ -454,6 +555,9 @@ pub enum Change {
         /// What happens to the old key.
         fate: OldKeyFate,
     },
+    /// Changes nothing: only appends the log entries (a leak report) for a
+    /// key that exists; [`StoreError::NotFound`] otherwise, nothing written.
+    Note(KeyId),
 }
 
 impl Change {
@@ -462,7 +566,7 @@ impl Change {
     pub fn key_id(&self) -> KeyId {
         match self {
             Self::Insert(r) => r.id,
-            Self::Update { id, .. } | Self::Revoke(id) | Self::Delete(id) => *id,
+            Self::Update { id, .. } | Self::Revoke(id) | Self::Delete(id) | Self::Note(id) => *id,
             Self::Reissue { old, .. } => *old,
         }
     }
@@ -500,9 +604,48 @@ mod tests {
             OperationKind::Delete,
             OperationKind::Reissue,
             OperationKind::Import,
+            OperationKind::Leak,
         ] {
             assert_eq!(OperationKind::parse(k.as_str()), Some(k));
         }
         assert_eq!(OperationKind::parse("drop"), None);
+    }
+
+    #[test]
+    fn leak_details_mask_the_secret_and_are_bounded() {
+        let secret = "ak_aaaaaaaaaaaaaaaaaaaa_bbbb";
+        let d = LeakDetails::new(Some("content"), Some(&format!("https://x/?k={secret}&y\n")), secret);
+        assert_eq!(d.url(), Some("https://x/?k=****&y\u{FFFD}"));
+        assert_eq!(d.source(), Some("content"));
+        let long = LeakDetails::new(Some(&"s".repeat(5000)), Some(&"u".repeat(5000)), secret);
+        assert_eq!(long.source().map(str::len), Some(LeakDetails::MAX_SOURCE_CHARS));
+        assert_eq!(long.url().map(str::len), Some(LeakDetails::MAX_URL_CHARS));
+        assert_eq!(LeakDetails::new(Some(""), None, secret), LeakDetails { source: None, url: None });
+    }
+
+    #[test]
+    fn leak_changes_are_camel_case_and_old_entries_still_read() {
+        let d = LeakDetails::new(Some("src/a.rs:3:7"), None, "x");
+        let json = serde_json::to_string(&OperationChanges::of_leak(d.clone())).unwrap();
+        assert_eq!(json, r#"{"leak":{"source":"src/a.rs:3:7"}}"#);
+        assert_eq!(serde_json::from_str::<OperationChanges>(&json).unwrap().leak, Some(d));
+        let old: OperationChanges = serde_json::from_str(r#"{"status":"revoked"}"#).unwrap();
+        assert_eq!(old.leak, None);
+    }
+
+    #[test]
+    fn leak_entry_ids_depend_on_the_key_and_the_place() {
+        let a = KeyId::parse("aaaaaaaaaaaaaaaaaaaa").unwrap();
+        let b = KeyId::parse("bbbbbbbbbbbbbbbbbbbb").unwrap();
+        let here = LeakDetails::new(Some("content"), Some("https://github.com/o/r/blob/1/x"), "");
+        let there = LeakDetails::new(Some("content"), Some("https://github.com/o/r/blob/2/x"), "");
+        let other_source = LeakDetails::new(Some("commit"), Some("https://github.com/o/r/blob/1/x"), "");
+        assert_eq!(OperationId::of_leak(&a, &here), OperationId::of_leak(&a, &here));
+        assert_eq!(OperationId::of_leak(&a, &here), OperationId::of_leak(&a, &other_source), "the URL decides");
+        assert_ne!(OperationId::of_leak(&a, &here), OperationId::of_leak(&a, &there));
+        assert_ne!(OperationId::of_leak(&a, &here), OperationId::of_leak(&b, &here));
+        let local = LeakDetails::new(Some("a.env:1:5"), None, "");
+        assert_ne!(OperationId::of_leak(&a, &local), OperationId::of_leak(&a, &LeakDetails::new(None, None, "")));
+        assert!(OperationId::parse(OperationId::of_leak(&a, &local).as_str()).is_ok());
     }
 }

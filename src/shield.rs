@@ -568,6 +568,28 @@ impl<S: KeyStore> KeyStore for ShieldedStore<S> {
         self.inner.get_by_digest(digest)
     }
 
+    /// The shield of [`ShieldedStore::get`] for each id (a refused id is
+    /// `None` without a query; each miss takes a token of the budget), then
+    /// one batch for the rest; a missed id found joins the set.
+    async fn get_many(&self, ids: &[KeyId]) -> Result<Vec<Option<Arc<KeyRecord>>>, StoreError> {
+        let gates: Vec<Gate> = ids.iter().map(|id| self.gate(id)).collect();
+        let asked: Vec<KeyId> =
+            ids.iter().zip(&gates).filter(|(_, g)| !matches!(g, Gate::Refuse)).map(|(id, _)| *id).collect();
+        let mut found = self.inner.get_many(&asked).await?.into_iter();
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, gate) in ids.iter().zip(gates) {
+            let record = match gate {
+                Gate::Refuse => None,
+                Gate::Pass | Gate::Miss => found.next().flatten(),
+            };
+            if matches!(gate, Gate::Miss) && record.is_some() {
+                self.state.add(id);
+            }
+            out.push(record);
+        }
+        Ok(out)
+    }
+
     fn list(
         &self,
         service_account: &ServiceAccountId,

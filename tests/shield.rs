@@ -137,6 +137,28 @@ async fn a_flood_of_forged_keys_costs_at_most_the_miss_budget() {
 }
 
 #[tokio::test]
+async fn a_batch_lookup_through_a_trusted_shield_asks_for_forged_ids_only_within_the_miss_budget() {
+    let counting = Arc::new(Counting::default());
+    let store = Arc::new(ShieldedStore::local(Arc::clone(&counting), ShieldConfig::default()).unwrap());
+    store.wait_trusted().await;
+    let manager = manager(Arc::clone(&store));
+    let a = manager.create(CreateRequest::new("robot")).await.unwrap().api_key.id;
+    let b = manager.create(CreateRequest::new("robot")).await.unwrap().api_key.id;
+    let mut ids = vec![a];
+    ids.extend((0..1_000).map(|_| KeyId::generate().unwrap()));
+    ids.push(b);
+    let before = counting.gets.load(Ordering::SeqCst);
+    let got = store.get_many(&ids).await.unwrap();
+    assert_eq!(got.len(), ids.len(), "one answer per id");
+    assert_eq!((got[0].as_ref().map(|r| r.id), got[1_001].as_ref().map(|r| r.id)), (Some(a), Some(b)));
+    assert!(got[1..=1_000].iter().all(Option::is_none));
+    // The two real keys, and forged ids only within the miss budget.
+    let queries = counting.gets.load(Ordering::SeqCst) - before;
+    assert!((2..=2 + 20).contains(&queries), "{queries} store queries");
+    assert!(store.stats().refused >= 980, "{:?}", store.stats());
+}
+
+#[tokio::test]
 async fn an_untrusted_shield_asks_the_store_and_never_refuses_an_existing_key() {
     let counting = Arc::new(Counting::default());
     // A key written straight into the store before the shield exists.

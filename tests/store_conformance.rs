@@ -169,6 +169,8 @@ macro_rules! conformance_tests {
                 commit_logs => CommitLogs,
                 commit_is_atomic => CommitIsAtomic,
                 operations_pagination => OperationsPagination,
+                commit_note => CommitNote,
+                get_many => GetMany,
                 pepper_fingerprint => PepperFingerprint,
             );
 

@@ -8,17 +8,26 @@
 //!    64 KiB at a time; a file with a NUL byte in its first 8 KiB is binary
 //!    and skipped (stdin never is).
 //! 3. **check** (`--check`, `--revoke`) — each distinct key id once through
-//!    [`api_keys::KeyManager::leak_status`]: active, expired, revoked or
-//!    unknown (unknown includes a real id with a secret that does not match).
+//!    [`api_keys::KeyManager::leak_statuses`], [`CHECK_BATCH`] keys per
+//!    store call: active, expired, revoked or unknown (unknown includes a
+//!    real id with a secret that does not match). The store must exist: a
+//!    SQLite file that does not is an error (exit 2), never created.
 //! 4. **revoke** (`--revoke`) — after printing, every found key of ours not
 //!    yet revoked (active or expired: an expiry can be changed, a revocation
 //!    cannot) is revoked, after a prompt on a terminal or at once with
-//!    `--yes`.
+//!    `--yes`, through [`api_keys::KeyManager::record_leak`]: in the same
+//!    commit as the revocation, one `leak` entry per place the key was found
+//!    goes into its operations log (`keyctl operations ID`), with the
+//!    absolute `path:line:column` (`stdin:line:column` for `-`) as its
+//!    source — never the secret. A key of ours already revoked gets the
+//!    leak entries only; a place already in a key's log is not logged
+//!    again, so scanning the same tree twice records nothing new.
 //!
 //! Output: `path:line:column  key-id  masked[  status]` per key (byte
 //! columns, 1-based), or one JSON or YAML document with `--format json|yaml`. Exit 0 when
 //! nothing is found, 1 when keys are found, 2 on bad input (a missing path,
-//! `--revoke` without `--yes` and no terminal to ask on, or — with nothing
+//! `--revoke` without `--yes` and no terminal to ask on, a SQLite database
+//! that does not exist with `--check` or `--revoke`, or — with nothing
 //! found — a file that could not be read), 5 when the store is unavailable.
 
 use std::collections::HashMap;
@@ -27,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use api_keys::scan::{Finding, LeakCheckError, Liveness, Scanner};
-use api_keys::{KeyId, Token, TokenFormat};
+use api_keys::{KeyId, LeakDetails, ManageError, Token, TokenFormat};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -40,6 +49,8 @@ use crate::{BAD_INPUT, Context, Failure, OTHER, UNAVAILABLE, chain};
 const BINARY_PROBE: usize = 8 * 1024;
 /// Bytes read at a time.
 const CHUNK: usize = 64 * 1024;
+/// Keys looked up per store call by `--check`.
+pub(crate) const CHECK_BATCH: usize = 500;
 
 /// `keyctl scan` arguments.
 #[derive(Debug, Args)]
@@ -113,6 +124,9 @@ pub(crate) async fn run(args: ScanArgs, format: Option<Format>, url: &str) -> Re
     let document = format.filter(|f| matches!(f, Format::Json | Format::Yaml));
     let out = Output { document, stream: !checking && document.is_none() };
     preflight(&args)?;
+    if checking {
+        refuse_missing_database(url)?;
+    }
     let (hits, totals) = walk_all(&args, &TokenFormat::default(), out);
     if !checking {
         if out.document.is_some() {
@@ -127,7 +141,7 @@ pub(crate) async fn run(args: ScanArgs, format: Option<Format>, url: &str) -> Re
         if out.document.is_none() {
             print_lines(&hits, Some(&statuses), &revoked)?;
         }
-        revoked = revoke_all(&cx, &statuses, args.yes).await?;
+        revoked = revoke_all(&cx, &hits, &statuses, args.yes).await?;
         cx.warn_unpublished();
         if out.document.is_some() {
             print_document(out, &hits, Some(&statuses), &revoked, &totals)?;
@@ -153,6 +167,24 @@ fn preflight(args: &ScanArgs) -> Result<(), Failure> {
     match args.paths.iter().find(|p| p.as_os_str() != "-" && !p.exists()) {
         Some(p) => Err(Failure::new(BAD_INPUT, format!("{}: no such file or directory", p.display()))),
         None => Ok(()),
+    }
+}
+
+/// `--check` and `--revoke` ask the store the keys were made in: a SQLite
+/// database file that does not exist is a wrong URL or path (exit 2), and
+/// nothing is created for it (no database, no pepper file).
+fn refuse_missing_database(url: &str) -> Result<(), Failure> {
+    match crate::sqlite_database(url)? {
+        Some(db) if !crate::files::exists(&db) => Err(Failure::new(
+            BAD_INPUT,
+            format!(
+                "no key database at {} (nothing was created): --check and --revoke ask the store the keys were \
+                 made in; point --database-url or {} at it",
+                db.display(),
+                crate::env::DATABASE_URL_VAR
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -291,22 +323,40 @@ fn scan_source(
     Ok(())
 }
 
-/// Each distinct key once: its status in the store.
+/// Each distinct key once, [`CHECK_BATCH`] per store call: its status in
+/// the store.
 async fn check_all(cx: &Context, hits: &[Hit]) -> Result<HashMap<KeyId, Liveness>, Failure> {
     let manager = cx.manager()?;
-    let mut statuses = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut tokens = Vec::new();
     for hit in hits {
         let id = *hit.finding.key_id();
-        if statuses.contains_key(&id) {
+        if !seen.insert(id) {
             continue;
         }
         let secret = hit.finding.secret().expose_secret().as_bytes();
         let token =
             Token::parse(secret, manager.token_format()).map_err(|e| Failure::new(OTHER, format!("key {id}: {e}")))?;
-        let status = manager.leak_status(&token).await.map_err(|e| check_failure(&e))?;
-        statuses.insert(id, status);
+        tokens.push(token);
+    }
+    let mut statuses = HashMap::with_capacity(tokens.len());
+    for batch in tokens.chunks(CHECK_BATCH) {
+        let found = manager.leak_statuses(batch).await.map_err(|e| check_failure(&e))?;
+        statuses.extend(batch.iter().map(|t| *t.id()).zip(found));
     }
     Ok(statuses)
+}
+
+/// Where a hit was found, as its leak entry records it: the absolute
+/// `path:line:column` (`stdin:line:column` for `-`), never the secret.
+fn place(hit: &Hit) -> LeakDetails {
+    let (line, column) = (hit.finding.line(), hit.finding.column());
+    let path = if hit.path == "-" {
+        "stdin".to_owned()
+    } else {
+        std::path::absolute(&hit.path).map_or_else(|_| hit.path.clone(), |p| p.display().to_string())
+    };
+    LeakDetails::new(Some(&format!("{path}:{line}:{column}")), None, hit.finding.secret().expose_secret())
 }
 
 fn check_failure(e: &LeakCheckError) -> Failure {
@@ -318,33 +368,48 @@ fn check_failure(e: &LeakCheckError) -> Failure {
 }
 
 /// Revokes every key of ours not yet revoked, after confirmation unless
-/// `yes`. Returns which ids were revoked now.
+/// `yes`, recording where it was found in its operations log in the same
+/// commit; a key of ours already revoked gets the leak entries only (a place
+/// already logged is not logged again). Returns which ids were revoked now.
 async fn revoke_all(
     cx: &Context,
+    hits: &[Hit],
     statuses: &HashMap<KeyId, Liveness>,
     yes: bool,
 ) -> Result<HashMap<KeyId, bool>, Failure> {
-    let mut targets: Vec<KeyId> =
-        statuses.iter().filter(|(_, s)| matches!(s, Liveness::Active | Liveness::Expired)).map(|(id, _)| *id).collect();
-    targets.sort();
+    let of = |wanted: fn(&Liveness) -> bool| {
+        let mut ids: Vec<KeyId> = statuses.iter().filter(|(_, s)| wanted(s)).map(|(id, _)| *id).collect();
+        ids.sort();
+        ids
+    };
+    let targets = of(|s| matches!(s, Liveness::Active | Liveness::Expired));
+    let already = of(|s| *s == Liveness::Revoked);
     if targets.is_empty() {
         eprintln!("keyctl: nothing to revoke (no found key is ours and unrevoked)");
-        return Ok(HashMap::new());
-    }
-    if !yes && !confirm(targets.len())? {
+    } else if !yes && !confirm(targets.len())? {
         eprintln!("keyctl: nothing revoked");
         return Ok(HashMap::new());
     }
     let manager = cx.manager()?;
     let mut revoked = HashMap::new();
-    for id in targets {
-        // The hook for the operations log (issue 13) belongs here: record the
-        // leak with the revocation, in the same store operation.
-        manager.revoke(&id).await.map_err(|e| Failure::new(UNAVAILABLE, format!("revoking {id}: {}", chain(&e))))?;
-        eprintln!("keyctl: key {id} revoked");
-        revoked.insert(id, true);
+    for (id, revoke) in targets.iter().map(|id| (id, true)).chain(already.iter().map(|id| (id, false))) {
+        let places: Vec<LeakDetails> = hits.iter().filter(|h| h.finding.key_id() == id).map(place).collect();
+        let done = manager.record_leak(id, &places, revoke).await.map_err(|e| revoke_failure(*id, &e))?;
+        let n = done.entries.len();
+        let entries = format!("{n} leak entr{} recorded (keyctl operations {id})", if n == 1 { "y" } else { "ies" });
+        if revoke {
+            eprintln!("keyctl: key {id} revoked; {entries}");
+            revoked.insert(*id, true);
+        } else if n > 0 {
+            eprintln!("keyctl: key {id} was already revoked; {entries}");
+        }
     }
     Ok(revoked)
+}
+
+fn revoke_failure(id: KeyId, e: &ManageError) -> Failure {
+    let code = if matches!(e, ManageError::NotFound(_)) { crate::NOT_FOUND } else { UNAVAILABLE };
+    Failure::new(code, format!("revoking {id}: {}", chain(e)))
 }
 
 /// Asks on the terminal; only `y` or `yes` confirms.

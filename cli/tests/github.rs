@@ -78,9 +78,21 @@ fn signed_reports_revoke_through_keyctl_serve() {
     assert_eq!(after.ok().value()["status"], "revoked");
     assert_eq!(server.authorize(Some(&secret), None).status, 401, "the revoked key no longer authorizes");
 
-    // GitHub retries: the same report is answered the same way.
+    // The leak is in the key's history, after the revocation of the same commit.
+    let kinds = |id: &str| -> Vec<String> {
+        let log = k.keyctl(&["operations", id, "--format", "json"]).ok().value();
+        log["operations"].as_array().unwrap().iter().map(|o| o["kind"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(kinds(&id), ["leak", "revoke", "create"]);
+    let log = k.keyctl(&["operations", &id, "--format", "json"]).ok().value();
+    assert_eq!(log["operations"][0]["actor"], "github-secret-scanning");
+    assert_eq!(log["operations"][0]["changes"]["leak"]["source"], "content");
+    assert!(log["operations"][0]["changes"]["leak"]["url"].as_str().unwrap().starts_with("https://"));
+
+    // GitHub retries: the same report is answered the same way, and logged once.
     let again = server.request("POST", PATH, &headers, &body);
     assert_eq!((again.status, again.json()), (200, accepted.json()));
+    assert_eq!(kinds(&id), ["leak", "revoke", "create"]);
     let log = server.stop();
     assert!(log.contains(&id) && !log.contains(&secret[24..67]), "the log names the key, never the secret");
 }

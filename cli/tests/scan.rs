@@ -196,12 +196,87 @@ fn revoke_refuses_without_yes_off_a_terminal_then_revokes_with_it() {
     let after = t.k.keyctl(&["get", &t.live.0, "--format", "json"]);
     assert_eq!(after.ok().value()["status"], "revoked");
 
-    // Again: every key of ours is revoked now; nothing to do, still exit 1.
+    // The leak is in each key's history: one entry per place found, in the
+    // revocation's commit (newest first: the places, then the revoke), the
+    // absolute path:line:column as the source, never the secret.
+    let root = t.k.dir.path().canonicalize().unwrap().join("tree");
+    let sources = |id: &str| -> Vec<(String, String)> {
+        let log = t.k.keyctl(&["operations", id, "--format", "json"]);
+        log.ok().value()["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                let source = o["changes"]["leak"]["source"].as_str().unwrap_or("").to_owned();
+                (o["kind"].as_str().unwrap().to_owned(), source)
+            })
+            .collect()
+    };
+    let at = |rel: &str, l: usize, c: usize| format!("{}:{l}:{c}", root.join(rel).display());
+    let big = t.expected.iter().find(|l| l.starts_with("tree/logs/big.log") && l.contains(&t.live.0)).unwrap();
+    let big_line: usize = big.split(':').nth(1).unwrap().parse().unwrap();
+    assert_eq!(
+        sources(&t.live.0),
+        [
+            ("leak".to_owned(), at("logs/big.log", big_line, 5)),
+            ("leak".to_owned(), at("config/.env", 1, 9)),
+            ("revoke".to_owned(), String::new()),
+            ("create".to_owned(), String::new()),
+        ]
+    );
+    // The key revoked before the scan: the leak entries only.
+    let revoked = sources(&t.revoked.0);
+    let kinds: Vec<&str> = revoked.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["leak", "leak", "revoke", "create"]);
+    assert_eq!(revoked[0].1, at("src/app.py", 13, 10));
+    assert!(revoked[1].1.starts_with(&format!("{}:", root.join("logs/big.log").display())), "{revoked:?}");
+    let table = t.k.keyctl(&["operations", &t.live.0]);
+    assert!(table.ok().stdout.contains("leak"), "{}", table.stdout);
+    assert!(table.stdout.contains("config/.env:1:9"), "{}", table.stdout);
+
+    // Again: every key of ours is revoked now; nothing to do, still exit 1,
+    // and nothing more in the history.
     let again = t.k.keyctl(&["scan", "--revoke", "--yes", "--format", "json", "tree"]);
     let v = again.expect(1).value();
     assert!(v["findings"].as_array().unwrap().iter().all(|f| f.get("revoked_now").is_none()));
     assert!(again.stderr.contains("nothing to revoke"), "{}", again.stderr);
+    assert_eq!(sources(&t.live.0).len(), 4, "a second scan logs nothing");
+    assert_eq!(sources(&t.revoked.0).len(), 4, "a second scan logs nothing");
     no_secret_printed(&t);
+    for secret in [&t.live.1, &t.revoked.1] {
+        let shown: Vec<String> =
+            t.k.runs_showing(&secret[23..67]).into_iter().filter(|a| !a.starts_with("create")).collect();
+        assert_eq!(shown, Vec::<String>::new(), "only create prints a secret (operations never)");
+    }
+}
+
+#[test]
+fn check_and_revoke_on_a_missing_sqlite_database_create_nothing() {
+    let k = Keyctl::new();
+    write(
+        &k.path("tree"),
+        "a.env",
+        format!("KEY={}\n", TokenFormat::default().generate().unwrap().secret.expose_secret()).as_bytes(),
+    );
+    let before: BTreeSet<_> = std::fs::read_dir(k.dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    for url in ["sqlite://missing.db", "sqlite:sub/missing.db?mode=rwc", "sqlite://api-keys.db?mode=rwc"] {
+        for flags in [&["--check"][..], &["--revoke", "--yes"]] {
+            let mut args = vec!["--database-url", url, "scan"];
+            args.extend_from_slice(flags);
+            args.push("tree");
+            let run = k.keyctl(&args);
+            run.expect(2);
+            assert!(run.stderr.contains("no key database at"), "{url} {flags:?}: {}", run.stderr);
+            assert!(run.stderr.contains("nothing was created"), "{}", run.stderr);
+            assert!(run.stdout.is_empty(), "{}", run.stdout);
+        }
+    }
+    // The default URL (api-keys.db in the working directory) too.
+    k.keyctl(&["scan", "--check", "tree"]).expect(2);
+    let after: BTreeSet<_> = std::fs::read_dir(k.dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(after, before, "no database, pepper file or directory was created");
+    // Without --check the store is never opened: keys are found, exit 1.
+    k.keyctl(&["--database-url", "sqlite://missing.db", "scan", "tree"]).expect(1);
 }
 
 #[test]

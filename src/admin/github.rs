@@ -12,21 +12,34 @@
 //! 3. **parse** — a JSON array of `{token, type, url, source}` (400 if not);
 //! 4. **classify** — each distinct token: our format and checksum
 //!    ([`Token::parse`](crate::Token::parse)), then
-//!    [`KeyManager::leak_status`], which checks the secret against the
+//!    [`KeyManager::leak_statuses`], which checks each secret against the
 //!    stored digest — a look-alike with a real id is a false positive, never
-//!    a revocation. Lookups run concurrently, at most
-//!    [`SecretScanning::concurrency`] at once;
-//! 5. **act** — for a key of ours not yet revoked, [`LeakAction::Revoke`]
-//!    (the default) revokes it, [`LeakAction::Record`] does not; either way
-//!    [`LeakHook::on_leak`] is told;
+//!    a revocation. Tokens are looked up in batches of
+//!    [`SecretScanning::batch_size`] (one [`KeyStore::get_many`] each: one
+//!    statement on SQL, one pipeline on Redis), at most
+//!    [`SecretScanning::concurrency`] batches at once;
+//! 5. **act** — for each key of ours, one
+//!    [`KeyManager::record_leak`]: a [`OperationKind::Leak`](crate::OperationKind::Leak)
+//!    entry in the key's operations log with the report's `url` and `source`
+//!    ([`LeakDetails`]; never the token), and for a key not yet revoked
+//!    under [`LeakAction::Revoke`] (the default) the revocation in the same
+//!    commit; [`LeakAction::Record`] only writes the entry. Then
+//!    [`LeakHook::on_leak`] is told. At most
+//!    [`SecretScanning::write_concurrency`] keys at once;
 //! 6. **render** — GitHub's feedback array, one entry per reported token:
 //!    `{token_hash (SHA-256 hex of the token), token_type, label}` with
 //!    `label` `true_positive` (one of our keys, in any state) or
 //!    `false_positive`.
 //!
 //! The same report twice is harmless: a revoked key stays revoked and is
-//! still a true positive. A store failure answers 503 (GitHub retries);
-//! revocations made before it stay made, which a retry finds done.
+//! still a true positive, and its leak entry is not written again (the
+//! entry's id is derived from the key and the URL,
+//! [`OperationId::of_leak`](crate::OperationId::of_leak), so the store
+//! refuses the copy): the second report writes nothing at all. Under
+//! [`LeakAction::Revoke`], a key that an earlier report only recorded is
+//! revoked now, with no second leak entry. A store failure answers 503
+//! (GitHub retries); keys handled before it stay handled, which a retry
+//! finds done.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -49,11 +62,12 @@
 //!
 //! # The operations log
 //!
-//! When the management API's operations log exists (issue 13), a revocation
-//! made here should be recorded with the report's URL and source in the same
-//! store operation as the revocation. Until then [`LeakHook::on_leak`] is
-//! the place to record it (its default does nothing; `tracing` logs every
-//! leak at `warn` with the key id and URL).
+//! Entries are written by the actor [`SecretScanning::DEFAULT_ACTOR`]
+//! (`github-secret-scanning`; [`SecretScanning::actor`] changes it) and read
+//! like any other: `GET /iam/v1/apiKeys/{id}/operations`,
+//! `keyctl operations ID`, [`KeyManager::operations`]. `tracing` also logs
+//! every leak at `warn` with the key id and URL; [`LeakHook::on_leak`] is
+//! told about each (its default does nothing).
 
 mod keys;
 
@@ -76,7 +90,8 @@ pub use keys::{
     PublicKeysError, SignatureError,
 };
 
-use crate::manager::KeyManager;
+use crate::manager::{KeyManager, ManageError};
+use crate::operation::{Actor, LeakDetails};
 use crate::scan::{LeakCheckError, Liveness};
 use crate::store::KeyStore;
 use crate::token::{KeyId, Token};
@@ -96,7 +111,8 @@ pub enum LeakAction {
     /// compromised"). The default.
     #[default]
     Revoke,
-    /// Only record it ([`LeakHook::on_leak`], the log); the key keeps working.
+    /// Only record it (the operations log, [`LeakHook::on_leak`]); the key
+    /// keeps working.
     Record,
 }
 
@@ -110,6 +126,9 @@ pub struct Leak {
     pub status: Liveness,
     /// Whether this report revoked it.
     pub revoked_now: bool,
+    /// Whether this report wrote its leak entry (`false` when the key's log
+    /// already held it: the same report again).
+    pub recorded: bool,
     /// GitHub's token type (the partner pattern's name).
     pub token_type: String,
     /// Where GitHub found it, if given.
@@ -118,11 +137,9 @@ pub struct Leak {
     pub source: Option<String>,
 }
 
-/// Told about every reported key of ours, after the [`LeakAction`].
-///
-/// The hook for the operations log: when it exists (issue 13), an
-/// implementation records the leak (URL, source) in the key's history. The
-/// default does nothing.
+/// Told about every reported key of ours, after the [`LeakAction`] and the
+/// operations log entry (alerting, a ticket, a message to the key's owner).
+/// The default does nothing.
 pub trait LeakHook: Send + Sync + 'static {
     /// Called once per distinct reported token that is one of our keys.
     fn on_leak(&self, leak: &Leak) -> impl Future<Output = ()> + Send {
@@ -180,6 +197,8 @@ pub struct SecretScanning<S, H = NoHook> {
     action: LeakAction,
     max_body_bytes: usize,
     concurrency: usize,
+    write_concurrency: usize,
+    batch_size: usize,
 }
 
 impl<S, H> fmt::Debug for SecretScanning<S, H> {
@@ -189,6 +208,8 @@ impl<S, H> fmt::Debug for SecretScanning<S, H> {
             .field("action", &self.action)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("concurrency", &self.concurrency)
+            .field("write_concurrency", &self.write_concurrency)
+            .field("batch_size", &self.batch_size)
             .finish_non_exhaustive()
     }
 }
@@ -202,22 +223,28 @@ impl<S, H> Clone for SecretScanning<S, H> {
             action: self.action,
             max_body_bytes: self.max_body_bytes,
             concurrency: self.concurrency,
+            write_concurrency: self.write_concurrency,
+            batch_size: self.batch_size,
         }
     }
 }
 
 impl<S: KeyStore> SecretScanning<S, NoHook> {
     /// The endpoint over `manager`'s store and peppers, checking signatures
-    /// with `keys`; revokes reported keys, no hook, 4 MiB bodies, 32
-    /// lookups at once.
+    /// with `keys`; revokes reported keys, logs as
+    /// [`SecretScanning::DEFAULT_ACTOR`], no hook, 4 MiB bodies, batches of
+    /// 500 tokens, 32 lookups and 16 writes at once.
     pub fn new(manager: Arc<KeyManager<S>>, keys: KeyRing) -> Self {
+        let actor = Actor::new(Self::DEFAULT_ACTOR).unwrap_or_else(|_| Actor::system());
         Self {
-            manager,
+            manager: Arc::new(manager.with_actor(actor)),
             keys: Arc::new(keys),
             hook: Arc::new(NoHook),
             action: LeakAction::default(),
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
             concurrency: Self::DEFAULT_CONCURRENCY,
+            write_concurrency: Self::DEFAULT_WRITE_CONCURRENCY,
+            batch_size: Self::DEFAULT_BATCH_SIZE,
         }
     }
 }
@@ -225,8 +252,31 @@ impl<S: KeyStore> SecretScanning<S, NoHook> {
 impl<S: KeyStore, H: LeakHook> SecretScanning<S, H> {
     /// Largest accepted body. Defaults to 4 MiB (about 25,000 reports).
     pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
-    /// Store lookups in flight at once. Defaults to 32.
+    /// Batched lookups in flight at once. Defaults to 32.
     pub const DEFAULT_CONCURRENCY: usize = 32;
+    /// Writes (leak entries, revocations) in flight at once. Defaults to 16.
+    pub const DEFAULT_WRITE_CONCURRENCY: usize = 16;
+    /// Tokens per batched lookup. Defaults to 500.
+    pub const DEFAULT_BATCH_SIZE: usize = 500;
+    /// The actor of the operations log entries written here.
+    pub const DEFAULT_ACTOR: &'static str = "github-secret-scanning";
+
+    /// The actor recorded in the operations log for the entries (and
+    /// revocations) this endpoint writes. Defaults to
+    /// [`Self::DEFAULT_ACTOR`].
+    #[must_use]
+    pub fn actor(mut self, actor: Actor) -> Self {
+        self.manager = Arc::new(self.manager.with_actor(actor));
+        self
+    }
+
+    /// Tokens per batched store lookup (at least 1). Defaults to
+    /// [`Self::DEFAULT_BATCH_SIZE`].
+    #[must_use]
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
 
     /// What to do with a reported key of ours. Defaults to
     /// [`LeakAction::Revoke`].
@@ -244,11 +294,22 @@ impl<S: KeyStore, H: LeakHook> SecretScanning<S, H> {
         self
     }
 
-    /// Store lookups in flight at once (at least 1). Defaults to
+    /// Batched lookups in flight at once (at least 1). Defaults to
     /// [`Self::DEFAULT_CONCURRENCY`].
     #[must_use]
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
+        self
+    }
+
+    /// Writes in flight at once (at least 1): one commit per reported key
+    /// of ours (its leak entry, and its revocation). Defaults to
+    /// [`Self::DEFAULT_WRITE_CONCURRENCY`]: writers to one database queue
+    /// on its locks (SQLite has a single writer), and too many at once only
+    /// wait out the store timeout.
+    #[must_use]
+    pub fn write_concurrency(mut self, n: usize) -> Self {
+        self.write_concurrency = n.max(1);
         self
     }
 
@@ -261,6 +322,8 @@ impl<S: KeyStore, H: LeakHook> SecretScanning<S, H> {
             action: self.action,
             max_body_bytes: self.max_body_bytes,
             concurrency: self.concurrency,
+            write_concurrency: self.write_concurrency,
+            batch_size: self.batch_size,
         }
     }
 
@@ -296,51 +359,93 @@ impl<S: KeyStore, H: LeakHook> SecretScanning<S, H> {
         self.keys.verify(identifier, signature, body).await.map_err(ReportError::Signature)
     }
 
-    /// Step 4 and 5 for every distinct token, at most `concurrency` at once.
+    /// Steps 4 and 5 for every distinct token: lookups in batches, then the
+    /// action for each key of ours.
     async fn classify_all<'r>(&self, reports: &'r [Reported]) -> Result<HashMap<&'r str, Label>, ReportError> {
-        let mut first: HashMap<&str, usize> = HashMap::new();
+        let mut verdicts: HashMap<&str, Label> = HashMap::new();
+        // The first report of each distinct token in our format.
+        let mut candidates = Vec::new();
         for (i, r) in reports.iter().enumerate() {
-            first.entry(r.token.as_str()).or_insert(i);
+            if verdicts.insert(r.token.as_str(), Label::FalsePositive).is_none()
+                && Token::parse(r.token.as_bytes(), self.manager.token_format()).is_ok()
+            {
+                candidates.push(i);
+            }
         }
-        // Indices, not references, go through the stream: a closure taking
+        // Indices, not references, go through the streams: a closure taking
         // `&Reported` would have to be general over every lifetime.
-        let results: Vec<(usize, Result<Label, ReportError>)> = futures_util::stream::iter(first.into_values())
-            .map(|i| async move { (i, self.classify(&reports[i]).await) })
-            .buffer_unordered(self.concurrency)
+        let batches: Vec<Result<Vec<Found>, ReportError>> =
+            futures_util::stream::iter(candidates.chunks(self.batch_size).map(<[usize]>::to_vec))
+                .map(|batch| async move { self.look_up(reports, &batch).await })
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await;
+        let mut ours = Vec::new();
+        for batch in batches {
+            ours.extend(batch?.into_iter().filter(|f| f.status.is_ours()));
+        }
+        let acted: Vec<Result<usize, ReportError>> = futures_util::stream::iter(ours)
+            .map(|found| async move { self.act(&reports[found.index], found).await.map(|()| found.index) })
+            .buffer_unordered(self.write_concurrency)
             .collect()
             .await;
-        let mut verdicts = HashMap::with_capacity(results.len());
-        for (i, label) in results {
-            verdicts.insert(reports[i].token.as_str(), label?);
+        for index in acted {
+            verdicts.insert(reports[index?].token.as_str(), Label::TruePositive);
         }
         Ok(verdicts)
     }
 
-    /// One token: format and checksum, store and digest, then the action.
-    async fn classify(&self, report: &Reported) -> Result<Label, ReportError> {
-        let Ok(token) = Token::parse(report.token.as_bytes(), self.manager.token_format()) else {
-            return Ok(Label::FalsePositive);
+    /// Step 4 for one batch of report indices (tokens in our format): one
+    /// batched lookup, each secret checked against its record.
+    async fn look_up(&self, reports: &[Reported], batch: &[usize]) -> Result<Vec<Found>, ReportError> {
+        let format = self.manager.token_format();
+        let parsed: Vec<(usize, Token<'_>)> = batch
+            .iter()
+            .filter_map(|&i| Token::parse(reports[i].token.as_bytes(), format).ok().map(|t| (i, t)))
+            .collect();
+        let tokens: Vec<Token<'_>> = parsed.iter().map(|(_, t)| *t).collect();
+        let statuses = self.manager.leak_statuses(&tokens).await.map_err(ReportError::Check)?;
+        Ok(parsed
+            .iter()
+            .zip(statuses)
+            .map(|((index, t), status)| Found { index: *index, id: *t.id(), status })
+            .collect())
+    }
+
+    /// Step 5 for one key of ours: the leak entry (and, if the action says
+    /// so and the key is not revoked yet, the revocation in the same
+    /// commit), then the hook. A key deleted since the lookup has no log to
+    /// write to and is left alone.
+    async fn act(&self, report: &Reported, found: Found) -> Result<(), ReportError> {
+        let revoke = self.action == LeakAction::Revoke && found.status != Liveness::Revoked;
+        let place = LeakDetails::new(report.source.as_deref(), report.url.as_deref(), &report.token);
+        let (revoked_now, recorded) = match self.manager.record_leak(&found.id, &[place], revoke).await {
+            Ok(done) => (done.revoked, !done.entries.is_empty()),
+            Err(ManageError::NotFound(_)) => (false, false),
+            Err(e) => return Err(ReportError::Revoke(found.id, e)),
         };
-        let status = self.manager.leak_status(&token).await.map_err(ReportError::Check)?;
-        if !status.is_ours() {
-            return Ok(Label::FalsePositive);
-        }
-        let revoke = self.action == LeakAction::Revoke && status != Liveness::Revoked;
-        if revoke {
-            self.manager.revoke(token.id()).await.map_err(|e| ReportError::Revoke(*token.id(), e))?;
-        }
         let leak = Leak {
-            key_id: *token.id(),
-            status,
-            revoked_now: revoke,
+            key_id: found.id,
+            status: found.status,
+            revoked_now,
+            recorded,
             token_type: report.token_type.clone(),
             url: report.url.clone(),
             source: report.source.clone(),
         };
-        tracing::warn!(key_id = %leak.key_id, status = %status, revoked_now = revoke, url = leak.url.as_deref().unwrap_or(""), "secret scanning: GitHub reported a leaked key");
+        tracing::warn!(key_id = %leak.key_id, status = %leak.status, revoked_now, recorded, url = leak.url.as_deref().unwrap_or(""), "secret scanning: GitHub reported a leaked key");
         self.hook.on_leak(&leak).await;
-        Ok(Label::TruePositive)
+        Ok(())
     }
+}
+
+/// A reported token in our format, as the store classified it.
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    /// Its first report.
+    index: usize,
+    id: KeyId,
+    status: Liveness,
 }
 
 /// Step 3: the JSON array. serde's message is not passed on (it can quote
@@ -400,9 +505,9 @@ pub enum ReportError {
     /// A token could not be classified (store down, unknown pepper): 503.
     #[error("cannot check a reported key")]
     Check(#[source] LeakCheckError),
-    /// Revoking a reported key failed: 503.
-    #[error("cannot revoke reported key {0}")]
-    Revoke(KeyId, #[source] crate::manager::ManageError),
+    /// Recording (or revoking) a reported key failed: 503.
+    #[error("cannot record or revoke reported key {0}")]
+    Revoke(KeyId, #[source] ManageError),
 }
 
 impl ReportError {

@@ -180,7 +180,8 @@ pub struct OperationMetadata {
     pub api_key_id: String,
     /// Its owner.
     pub service_account_id: String,
-    /// `create`, `update`, `revoke`, `delete`, `reissue` or `import`.
+    /// `create`, `update`, `revoke`, `delete`, `reissue`, `import` or
+    /// `leak`.
     pub kind: String,
     /// What changed: the new values of the fields that changed (never a
     /// secret).
@@ -251,6 +252,7 @@ fn describe(kind: OperationKind) -> &'static str {
         OperationKind::Delete => "Delete API key",
         OperationKind::Reissue => "Reissue API key",
         OperationKind::Import => "Import API key",
+        OperationKind::Leak => "Record API key leak",
     }
 }
 

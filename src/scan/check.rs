@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::clock::Timestamp;
 use crate::digest::Peppers;
-use crate::record::KeyKind;
+use crate::record::{KeyKind, KeyRecord};
 use crate::store::{KeyStore, StoreError};
 use crate::token::{KeyId, Token};
 
@@ -77,7 +77,34 @@ pub(crate) async fn leak_status<S: KeyStore>(
     token: &Token<'_>,
     now: Timestamp,
 ) -> Result<Liveness, LeakCheckError> {
-    let Some(record) = store.get(token.id()).await.map_err(LeakCheckError::Store)? else {
+    let record = store.get(token.id()).await.map_err(LeakCheckError::Store)?;
+    classify(record.as_deref(), peppers, token, now)
+}
+
+/// [`leak_status`] for a batch: one [`KeyStore::get_many`], then each token
+/// against its record; one answer per token, in order.
+pub(crate) async fn leak_statuses<S: KeyStore>(
+    store: &S,
+    peppers: &Peppers,
+    tokens: &[Token<'_>],
+    now: Timestamp,
+) -> Result<Vec<Liveness>, LeakCheckError> {
+    let ids: Vec<KeyId> = tokens.iter().map(|t| *t.id()).collect();
+    let records = store.get_many(&ids).await.map_err(LeakCheckError::Store)?;
+    if records.len() != tokens.len() {
+        return Err(LeakCheckError::Store(StoreError::Corrupt("a batch lookup answered the wrong count".to_owned())));
+    }
+    tokens.iter().zip(&records).map(|(token, record)| classify(record.as_deref(), peppers, token, now)).collect()
+}
+
+/// A token against the record stored under its id (`None`: no record).
+fn classify(
+    record: Option<&KeyRecord>,
+    peppers: &Peppers,
+    token: &Token<'_>,
+    now: Timestamp,
+) -> Result<Liveness, LeakCheckError> {
+    let Some(record) = record else {
         return Ok(Liveness::Unknown);
     };
     if record.kind != KeyKind::Native {
@@ -135,6 +162,27 @@ mod tests {
         assert_eq!(status(&m, expiring.secret.expose_secret()).await, Liveness::Expired);
         assert_eq!(status(&m, stranger.secret.expose_secret()).await, Liveness::Unknown);
         assert!(!Liveness::Unknown.is_ours() && Liveness::Revoked.is_ours());
+    }
+
+    #[tokio::test]
+    async fn a_batch_answers_like_single_lookups_in_order() {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_unix_seconds(1_000_000).unwrap()));
+        let m = manager(clock);
+        let live = m.create(CreateRequest::new("sa")).await.unwrap();
+        let revoked = m.create(CreateRequest::new("sa")).await.unwrap();
+        m.revoke(&revoked.api_key.id).await.unwrap();
+        let stranger = TokenFormat::default().generate().unwrap();
+        let secrets = [&live.secret, &stranger.secret, &revoked.secret, &live.secret];
+        let tokens: Vec<Token<'_>> = secrets
+            .iter()
+            .map(|s| Token::parse(s.expose_secret().as_bytes(), &TokenFormat::default()).unwrap())
+            .collect();
+        let batch = m.leak_statuses(&tokens).await.unwrap();
+        assert_eq!(batch, [Liveness::Active, Liveness::Unknown, Liveness::Revoked, Liveness::Active]);
+        for (token, status) in tokens.iter().zip(&batch) {
+            assert_eq!(m.leak_status(token).await.unwrap(), *status);
+        }
+        assert!(m.leak_statuses(&[]).await.unwrap().is_empty());
     }
 
     #[tokio::test]

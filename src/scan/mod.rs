@@ -46,6 +46,6 @@
 mod check;
 mod scanner;
 
-pub(crate) use check::leak_status;
 pub use check::{LeakCheckError, Liveness};
+pub(crate) use check::{leak_status, leak_statuses};
 pub use scanner::{Finding, ScanStats, Scanner, scan_bytes, scan_reader};

@@ -989,6 +989,14 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         self.lookup(CacheKey::Digest(*digest.as_bytes()))
     }
 
+    /// Straight to the inner store, neither read from nor filled into the
+    /// cache: batch lookups serve leak checks and scans, which want the
+    /// store's answer now (a revocation made a moment ago on another node
+    /// included), and would only evict the verifier's hot keys.
+    fn get_many(&self, ids: &[KeyId]) -> impl Future<Output = Result<Vec<Option<Arc<KeyRecord>>>, StoreError>> + Send {
+        self.inner.get_many(ids)
+    }
+
     fn list(
         &self,
         service_account: &ServiceAccountId,
@@ -1027,11 +1035,16 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
     /// revoke, drops the key here and is published to every node, so new
     /// scopes or expiry apply on the next verify everywhere.
     async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
+        if let Change::Note(_) = change {
+            // Only log entries: no record changes, nothing to invalidate.
+            return self.inner.commit(change, log).await;
+        }
         let imported = |r: &KeyRecord| (r.kind == KeyKind::Imported).then(|| *r.digest.as_bytes());
         let (ids, digest, publish): (Vec<KeyId>, Option<[u8; 32]>, Vec<KeyId>) = match &change {
             Change::Insert(r) => (vec![r.id], imported(r), vec![r.id]),
             Change::Update { id, .. } | Change::Revoke(id) | Change::Delete(id) => (vec![*id], None, vec![*id]),
             Change::Reissue { old, new, .. } => (vec![*old, new.id], imported(new), vec![*old]),
+            Change::Note(_) => (Vec::new(), None, Vec::new()),
         };
         let result = self.inner.commit(change, log).await;
         self.after_write(result.as_ref().map(drop), &ids, digest.as_slice(), &publish).await;

@@ -151,6 +151,7 @@ impl<T, C> Page<T, C> {
 /// feature):
 /// - `insert` fails with [`StoreError::Duplicate`] if the id exists, or if an
 ///   imported record's digest is already indexed, and writes nothing then;
+/// - `get_many` answers like `get` for each id, in the order asked;
 /// - `get_by_digest` finds only [`crate::KeyKind::Imported`] records;
 /// - `list` orders by id and pages with the id cursor;
 /// - `reissue` inserts the new record and updates the old one in one atomic
@@ -163,7 +164,8 @@ impl<T, C> Page<T, C> {
 ///   [`apply_update`](crate::store::apply_update)'s rules) and appends
 ///   its log entries in the same transaction or script: both land or
 ///   neither; an entry id already logged is
-///   [`StoreError::DuplicateOperation`] and writes nothing;
+///   [`StoreError::DuplicateOperation`] and writes nothing; a
+///   [`Change::Note`] writes only its entries, for a key that exists;
 /// - `operations` lists one key's entries newest first (by the store's
 ///   sequence, not the clock), also after the key was deleted.
 pub trait KeyStore: Send + Sync + 'static {
@@ -176,6 +178,25 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Fetches an imported record by its digest.
     fn get_by_digest(&self, digest: &Digest)
     -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send;
+
+    /// Fetches several records by id: one answer per id, in the order of
+    /// `ids` (`None` where there is no such record; a repeated id is
+    /// answered each time). For batch checks (leak reports, scans): the SQL
+    /// stores answer in one statement, Redis in one pipeline. The default
+    /// calls [`KeyStore::get`] for each id in turn. Callers keep batches to
+    /// a few hundred ids; the stores accept any number.
+    ///
+    /// # Errors
+    /// The store's error, as from `get`; no partial answer.
+    fn get_many(&self, ids: &[KeyId]) -> impl Future<Output = Result<Vec<Option<Arc<KeyRecord>>>, StoreError>> + Send {
+        async move {
+            let mut found = Vec::with_capacity(ids.len());
+            for id in ids {
+                found.push(self.get(id).await?);
+            }
+            Ok(found)
+        }
+    }
 
     /// Lists a service account's keys by id.
     fn list(
@@ -269,6 +290,9 @@ impl<S: KeyStore> KeyStore for Arc<S> {
         digest: &Digest,
     ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
         (**self).get_by_digest(digest)
+    }
+    fn get_many(&self, ids: &[KeyId]) -> impl Future<Output = Result<Vec<Option<Arc<KeyRecord>>>, StoreError>> + Send {
+        (**self).get_many(ids)
     }
     fn list(
         &self,

@@ -421,6 +421,8 @@ impl MemoryStore {
             Change::Revoke(id) => self.revoke_now(&id).map(|()| None),
             Change::Delete(id) => self.delete_now(index, &id).map(|()| None),
             Change::Reissue { old, new, fate } => self.reissue_now(index, &old, new, fate).map(|()| None),
+            // `commit` found the key (its account) under the writer lock.
+            Change::Note(_) => Ok(None),
         }
     }
 
@@ -483,6 +485,11 @@ impl KeyStore for MemoryStore {
     async fn get_by_digest(&self, digest: &Digest) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         let id = lock(&self.writer).digests.get(digest.as_bytes()).copied();
         Ok(id.and_then(|id| self.get_now(&id)))
+    }
+
+    async fn get_many(&self, ids: &[KeyId]) -> Result<Vec<Option<Arc<KeyRecord>>>, StoreError> {
+        let map = self.keys.pin();
+        Ok(ids.iter().map(|id| map.get(id).map(|s| Arc::new(s.to_record(*id)))).collect())
     }
 
     async fn list(&self, service_account: &ServiceAccountId, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {

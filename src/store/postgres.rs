@@ -60,7 +60,7 @@ use sqlx::{AssertSqlSafe, Connection as _, Row as _};
 
 use super::backend::{ConfigError, DEFAULT_TIMEOUT, timed};
 use super::key_store::StoreError;
-use super::sql::{Dialect, SELECT_BY_ID_FOR_UPDATE, SchemaVersion, schema_versions, sql_key_store, sqlx_error};
+use super::sql::{Dialect, SELECT_BY_ID_FOR_UPDATE, SchemaVersion, schema_versions, select, sql_key_store, sqlx_error};
 use crate::clock::Timestamp;
 use crate::scope::ScopeSet;
 use crate::token::KeyId;
@@ -93,6 +93,12 @@ impl Dialect for Postgres {
         let ids: Vec<&str> = updates.iter().map(|(id, _)| id.as_str()).collect();
         let times: Vec<i64> = updates.iter().map(|(_, at)| at.unix_nanos()).collect();
         sqlx::query(TOUCH).bind(ids).bind(times)
+    }
+
+    fn select_many(ids: &[KeyId]) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        const SELECT_MANY: &str = select!("WHERE id = ANY($1)");
+        let ids: Vec<String> = ids.iter().map(|id| id.as_str().to_owned()).collect();
+        sqlx::query(SELECT_MANY).bind(ids)
     }
 }
 
@@ -264,6 +270,35 @@ mod tests {
                  expires_at, masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from) \
                  VALUES ($1, 'robot', 'old key', 1700000000000000001, 1700000000000000002, \
                  ARRAY['a.read', 'b.manage'], 1900000000000000003, $2, 1, $3, 'active', $4, NULL, NULL)"
+        );
+        store.pool().close().await;
+        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE"))).execute(&mut admin).await.unwrap();
+        admin.close().await.unwrap();
+    }
+
+    /// As the SQLite test of the same name: a schema at version 3 with an
+    /// operations log upgrades to version 4 (the kind check now allows
+    /// `leak`) and keeps every entry and its seq.
+    #[tokio::test]
+    async fn a_version_3_database_upgrades_and_keeps_its_log() {
+        use crate::store::sql::migrator_of;
+        let url = std::env::var("API_KEYS_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let schema = format!("api_keys_upgrade3_{}", KeyId::generate().unwrap());
+        let mut admin = PgConnection::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 unreachable ({e}); the upgrade test needs it"));
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\""))).execute(&mut admin).await.unwrap();
+        let store = PostgresStore::builder(&url).schema(schema.clone()).connect_lazy().unwrap();
+        migrator_of(&Postgres::SCHEMA[..3]).run(store.pool()).await.unwrap();
+        let store = crate::store::sql::check_v3_upgrade!(
+            store,
+            "INSERT INTO api_keys (id, service_account_id, description, created_at, last_used_at, scopes, \
+                 expires_at, masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from) \
+                 VALUES ($1, 'robot', 'old key', 1700000000000000001, NULL, ARRAY['a.read'], NULL, $2, 1, $3, \
+                 'revoked', $4, NULL, NULL)",
+            "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'api_key_operations_key_seq' \
+                 AND schemaname = current_schema()"
         );
         store.pool().close().await;
         sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE"))).execute(&mut admin).await.unwrap();

@@ -52,6 +52,9 @@
 //!   change succeeded, appends the log entries — change and log in one
 //!   script; an update is a script of its own that checks the rules of
 //!   [`apply_update`](crate::store::apply_update) before it writes;
+//! - a note (`commit` of [`Change::Note`]) is the logged form of a script
+//!   that only checks the key exists;
+//! - `get_many` is one pipeline of `HGETALL`s;
 //! - `touch_last_used` is one script for the whole batch, comparing the
 //!   decimal nanosecond strings exactly (Lua numbers are doubles and would
 //!   round them), so no time moves backwards.
@@ -162,6 +165,13 @@ end
 return 1
 ";
 
+/// KEYS: record. Returns 1, or 0 if absent; writes nothing (the logged form
+/// of this script appends a note's log entries to an existing key).
+const NOTE_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return 1
+";
+
 /// KEYS: records. ARGV: the matching decimal times. Returns how many moved.
 const TOUCH_LUA: &str = r"
 local n = 0
@@ -236,6 +246,7 @@ struct Scripts {
     logged_revoke: Script,
     logged_delete: Script,
     logged_update: Script,
+    logged_note: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -249,6 +260,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     logged_revoke: Script::new(&logged(REVOKE_LUA)),
     logged_delete: Script::new(&logged(DELETE_LUA)),
     logged_update: Script::new(&logged(UPDATE_LUA)),
+    logged_note: Script::new(&logged(NOTE_LUA)),
 });
 
 /// The keys and arguments of one script call.
@@ -808,6 +820,17 @@ where
         }
     }
 
+    async fn note_with(&self, id: &KeyId, log: &LogArgs) -> Result<(), StoreError> {
+        let call = Call::default().key(self.record_key(id));
+        let mut conn = self.conn.clone();
+        let reply = self.run(&mut conn, (&SCRIPTS.logged_note, &SCRIPTS.logged_note), &call, Some(log)).await?;
+        match reply.as_str() {
+            "1" => Ok(()),
+            "0" => Err(StoreError::NotFound(*id)),
+            other => Err(log_reply(other, Some(log))),
+        }
+    }
+
     async fn revoke_with(&self, id: &KeyId, log: Option<&LogArgs>) -> Result<(), StoreError> {
         let call = Call::default().key(self.record_key(id));
         let mut conn = self.conn.clone();
@@ -971,6 +994,29 @@ where
         .await
     }
 
+    /// One pipeline of `HGETALL`s: one round trip for the batch.
+    async fn get_many(&self, ids: &[KeyId]) -> Result<Vec<Option<Arc<KeyRecord>>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut p = pipe();
+        for id in ids {
+            p.cmd("HGETALL").arg(self.record_key(id));
+        }
+        let mut conn = self.conn.clone();
+        timed(self.timeout, async {
+            let hashes: Vec<HashMap<String, String>> = p.query_async(&mut conn).await.map_err(redis_error)?;
+            if hashes.len() != ids.len() {
+                return Err(corrupt_reply());
+            }
+            hashes
+                .into_iter()
+                .map(|h| if h.is_empty() { Ok(None) } else { decode(h).map(|r| Some(Arc::new(r))) })
+                .collect()
+        })
+        .await
+    }
+
     async fn list(&self, service_account: &ServiceAccountId, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
         let limit = page.effective_limit();
         let min = page.after.map_or_else(|| "-".to_owned(), |a| format!("({}", a.as_str()));
@@ -1064,6 +1110,7 @@ where
                 Change::Revoke(id) => self.revoke_with(&id, log).await.map(|()| None),
                 Change::Delete(id) => self.delete_with(&id, log).await.map(|()| None),
                 Change::Reissue { old, new, fate } => self.reissue_with(&old, &new, fate, log).await.map(|()| None),
+                Change::Note(id) => self.note_with(&id, &log_args).await.map(|()| None),
             }
         })
         .await

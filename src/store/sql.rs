@@ -70,6 +70,10 @@ pub(super) trait Dialect {
     fn touch(
         updates: &[(KeyId, Timestamp)],
     ) -> sqlx::query::Query<'_, Self::Db, <Self::Db as sqlx::Database>::Arguments>;
+
+    /// One statement that reads the rows of every id in `ids` (in any
+    /// order; absent ids have no row).
+    fn select_many(ids: &[KeyId]) -> sqlx::query::Query<'static, Self::Db, <Self::Db as sqlx::Database>::Arguments>;
 }
 
 /// The column list, once, for every statement that names all columns.
@@ -87,6 +91,7 @@ macro_rules! select {
     };
 }
 pub(crate) use columns;
+pub(super) use select;
 
 /// Inserts one row; a duplicate id or imported digest writes nothing.
 pub(super) const INSERT: &str = concat!(
@@ -154,6 +159,11 @@ macro_rules! schema_versions {
                 version: 3,
                 description: "create api_key_operations",
                 sql: include_str!(concat!("migrations/", $dialect, "/0003_create_api_key_operations.sql")),
+            },
+            SchemaVersion {
+                version: 4,
+                description: "operations log: leak entries",
+                sql: include_str!(concat!("migrations/", $dialect, "/0004_leak_operations.sql")),
             },
         ]
     };
@@ -378,6 +388,9 @@ macro_rules! sql_key_store {
                     Change::Revoke(id) => change_one_in(&mut **tx, sql::REVOKE, &id).await.map(|()| None),
                     Change::Delete(id) => change_one_in(&mut **tx, sql::DELETE, &id).await.map(|()| None),
                     Change::Reissue { old, new, fate } => reissue_in(tx, &old, &new, fate).await.map(|()| None),
+                    // Only the log rows: the key must exist, and is locked
+                    // (PostgreSQL) so a concurrent delete waits.
+                    Change::Note(id) => locked(tx, &id).await.map(|_| None),
                 }
             }
 
@@ -506,6 +519,24 @@ macro_rules! sql_key_store {
                 async fn get_by_digest(&self, digest: &Digest) -> Result<Option<Arc<KeyRecord>>, StoreError> {
                     let query = sqlx::query(sql::SELECT_BY_DIGEST).bind(&digest.as_bytes()[..]);
                     timed(self.timeout, self.fetch_one(query)).await
+                }
+
+                /// One statement for the whole batch.
+                async fn get_many(&self, ids: &[KeyId]) -> Result<Vec<Option<Arc<KeyRecord>>>, StoreError> {
+                    if ids.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let query = D::select_many(ids);
+                    timed(self.timeout, async {
+                        let rows = query.fetch_all(&self.pool).await.map_err(sqlx_error)?;
+                        let mut found = std::collections::HashMap::with_capacity(rows.len());
+                        for row in &rows {
+                            let record = decode(row)?;
+                            found.insert(record.id, Arc::new(record));
+                        }
+                        Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
+                    })
+                    .await
                 }
 
                 async fn list(
@@ -661,7 +692,7 @@ macro_rules! check_v1_upgrade {
             .fetch_all(store.pool())
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(versions, [1, 2, 3, 4]);
         let stored: Vec<String> =
             sqlx::query_scalar("SELECT masked_key FROM api_keys ORDER BY id").fetch_all(store.pool()).await.unwrap();
         $crate::store::sql::upgrade_tests::check_upgraded(&store, &stored).await;
@@ -674,6 +705,112 @@ macro_rules! check_v1_upgrade {
 }
 #[cfg(test)]
 pub(super) use check_v1_upgrade;
+
+/// The body both dialects' version-3 upgrade tests share, over a store whose
+/// schema is at version 3: writes a key with `$insert` (as for
+/// [`check_v1_upgrade!`]) and an operations log as that release wrote it,
+/// prunes its newest entry, migrates, and checks that every entry survives
+/// with its `seq`, the index is there (`$index` counts it), the kind check
+/// still refuses unknown kinds, and a leak entry can be written after —
+/// with a `seq` above every one given before, the pruned one included.
+#[cfg(test)]
+macro_rules! check_v3_upgrade {
+    ($store:expr, $insert:expr, $index:expr) => {{
+        use $crate::operation::{
+            Actor, Change, LeakDetails, LogEntry, OperationChanges, OperationKind, OperationId,
+        };
+        let store = $store;
+        let key = KeyId::parse("cccccccccccccccccccc").unwrap();
+        sqlx::query($insert)
+            .bind(key.as_str())
+            .bind("Xy12Z9")
+            .bind([2u8; 32].as_slice())
+            .bind("native")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let old = [
+            ("op000000000000000001", "create", r#"{"description":"old key"}"#),
+            ("op000000000000000002", "revoke", r#"{"status":"revoked"}"#),
+            ("op000000000000000003", "update", r#"{"description":"pruned"}"#),
+        ];
+        for (i, (id, kind, changes)) in (0i64..).zip(old) {
+            sqlx::query(
+                "INSERT INTO api_key_operations (id, key_id, service_account_id, kind, actor, created_at, changes)                  VALUES ($1, $2, 'robot', $3, 'keyctl', $4, $5)",
+            )
+            .bind(id)
+            .bind(key.as_str())
+            .bind(kind)
+            .bind(1_700_000_000_000_000_000 + i)
+            .bind(changes)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        }
+        // The newest entry is pruned: its seq must never be given again.
+        sqlx::query("DELETE FROM api_key_operations WHERE id = 'op000000000000000003'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let seqs = "SELECT seq FROM api_key_operations ORDER BY seq";
+        let before: Vec<i64> = sqlx::query_scalar(seqs).fetch_all(store.pool()).await.unwrap();
+        store.migrate().await.unwrap();
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _api_keys_migrations ORDER BY version")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(versions, [1, 2, 3, 4]);
+        let after: Vec<i64> = sqlx::query_scalar(seqs).fetch_all(store.pool()).await.unwrap();
+        assert_eq!(after, before, "every entry keeps its seq");
+        let indexes: i64 = sqlx::query_scalar($index).fetch_one(store.pool()).await.unwrap();
+        assert_eq!(indexes, 1, "the log's index is there");
+        let bogus = sqlx::query(
+            "INSERT INTO api_key_operations (id, key_id, service_account_id, kind, actor, created_at, changes)              VALUES ('op000000000000000009', 'cccccccccccccccccccc', 'robot', 'drop', 'x', 0, '{}')",
+        )
+        .execute(store.pool())
+        .await;
+        assert!(bogus.is_err(), "unknown kinds are still refused");
+        let page = || $crate::store::PageRequest::starting(10, None);
+        let log = store.operations(&key, page()).await.unwrap().items;
+        let kinds: Vec<_> = log.iter().map(|o| (o.id.as_str().to_owned(), o.kind)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("op000000000000000002".to_owned(), OperationKind::Revoke),
+                ("op000000000000000001".to_owned(), OperationKind::Create)
+            ]
+        );
+        assert_eq!(log[0].changes.status, Some($crate::KeyStatus::Revoked));
+        assert_eq!(log[1].changes.description.as_ref().map(|d| d.as_str()), Some("old key"));
+        // A leak entry now goes in, newest first, after every earlier seq.
+        let place = LeakDetails::new(Some("content"), Some("https://github.com/o/r/blob/1/x"), "");
+        let mut leak = LogEntry::new(
+            key,
+            OperationKind::Leak,
+            Actor::new("github-secret-scanning").unwrap(),
+            $crate::clock::Timestamp::from_unix_nanos(1_800_000_000_000_000_000),
+            OperationChanges::of_leak(place.clone()),
+        )
+        .unwrap();
+        leak.id = OperationId::of_leak(&key, &place);
+        assert_eq!(store.commit(Change::Note(key), std::slice::from_ref(&leak)).await.unwrap(), None);
+        let log = store.operations(&key, page()).await.unwrap().items;
+        let robot = $crate::ServiceAccountId::new("robot").unwrap();
+        assert_eq!((log.len(), &log[0]), (3, &leak.recorded(&robot)));
+        let seq: i64 = sqlx::query_scalar("SELECT seq FROM api_key_operations WHERE id = $1")
+            .bind(leak.id.as_str())
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert!(seq > 3, "seq {seq} was given before (the pruned entry had 3)");
+        // Opened again (a restart): nothing to apply.
+        store.migrate().await.unwrap();
+        assert_eq!(store.operations(&key, page()).await.unwrap().items.len(), 3);
+        store
+    }};
+}
+#[cfg(test)]
+pub(super) use check_v3_upgrade;
 
 /// What the dialects' upgrade tests check once the previous release's rows
 /// (an active native key `aaaa…` masked `Xy12Z9`, an imported key `bbbb…`
@@ -756,6 +893,11 @@ mod tests {
                     3,
                     "47d03540b53a4f1d0d8fd3141f61ddded030af6d80b68948ba76187d6ffc1ce4f7a63d338d46a8e42c17a9101a9dd97c"
                         .to_owned()
+                ),
+                (
+                    4,
+                    "1443a90e05a5373c45bb4bd533cf13e9abb183d9449c1c4f17cedd6cdf5e41682b4400298b78928462d93bd305f26870"
+                        .to_owned()
                 )
             ]
         );
@@ -781,6 +923,11 @@ mod tests {
                 (
                     3,
                     "0c876dc0eb6cbc44dd07ca085e3c8df87521da8895750d16945270fe07d9d0353082a8cef3057e4067a2cf0be0b7616b"
+                        .to_owned()
+                ),
+                (
+                    4,
+                    "bc374e6581a20ce4afa0f112aa87577d370f68a7539f5b3f0fa953d0edcfcf4a68f0800ede2fdb0a028fea67124f7c59"
                         .to_owned()
                 )
             ]

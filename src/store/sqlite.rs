@@ -53,7 +53,7 @@ use sqlx::sqlite::{
 
 use super::backend::{DEFAULT_TIMEOUT, join_scopes, split_scopes, timed};
 use super::key_store::StoreError;
-use super::sql::{Dialect, SELECT_BY_ID, SchemaVersion, schema_versions, sql_key_store, sqlx_error};
+use super::sql::{Dialect, SELECT_BY_ID, SchemaVersion, schema_versions, select, sql_key_store, sqlx_error};
 use crate::clock::Timestamp;
 use crate::scope::ScopeSet;
 use crate::token::KeyId;
@@ -88,6 +88,29 @@ impl Dialect for Sqlite {
              WHERE api_keys.id = u.id AND (api_keys.last_used_at IS NULL OR api_keys.last_used_at < u.at)";
         sqlx::query(TOUCH).bind(touch_json(updates))
     }
+
+    /// `$1` is a JSON array of ids, probed one by one on the primary key
+    /// (one bound value, so no limit on the number of ids).
+    fn select_many(ids: &[KeyId]) -> sqlx::query::Query<'static, sqlx::Sqlite, SqliteArguments> {
+        const SELECT_MANY: &str = select!("WHERE id IN (SELECT value FROM json_each($1))");
+        sqlx::query(SELECT_MANY).bind(ids_json(ids))
+    }
+}
+
+/// `["id",…]`: ids are `[a-z0-9]`, so no escaping is needed.
+fn ids_json(ids: &[KeyId]) -> String {
+    let mut out = String::with_capacity(2 + ids.len() * 23);
+    out.push('[');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(id.as_str());
+        out.push('"');
+    }
+    out.push(']');
+    out
 }
 
 sql_key_store! {
@@ -203,6 +226,7 @@ mod tests {
         let json = touch_json(&[(a, Timestamp::from_unix_nanos(1)), (b, Timestamp::from_unix_nanos(-2))]);
         assert_eq!(json, r#"[["aaaaaaaaaaaaaaaaaaaa",1],["bbbbbbbbbbbbbbbbbbbb",-2]]"#);
         assert_eq!(touch_json(&[]), "[]");
+        assert_eq!(ids_json(&[a, b]), r#"["aaaaaaaaaaaaaaaaaaaa","bbbbbbbbbbbbbbbbbbbb"]"#);
     }
 
     #[tokio::test]
@@ -239,6 +263,30 @@ mod tests {
         );
     }
 
+    /// A database at schema version 3 (keys and an operations log, its
+    /// newest entry pruned) upgrades to version 4 in place: the log table is
+    /// rebuilt with every row, seq and the AUTOINCREMENT counter, and takes
+    /// leak entries.
+    #[tokio::test]
+    async fn a_version_3_database_upgrades_and_keeps_its_log() {
+        use crate::store::sql::migrator_of;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("v3.db").display());
+        let opts = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true);
+        let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
+        migrator_of(&Sqlite::SCHEMA[..3]).run(&pool).await.unwrap();
+        let store = crate::store::sql::check_v3_upgrade!(
+            SqliteStore::from_pool(pool, DEFAULT_TIMEOUT),
+            "INSERT INTO api_keys (id, service_account_id, description, created_at, last_used_at, scopes, \
+                 expires_at, masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from) \
+                 VALUES (?1, 'robot', 'old key', 1700000000000000001, NULL, 'a.read', NULL, ?2, 1, ?3, \
+                 'revoked', ?4, NULL, NULL)",
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'api_key_operations_key_seq'"
+        );
+        let check: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(store.pool()).await.unwrap();
+        assert_eq!(check, "ok");
+    }
+
     #[tokio::test]
     async fn an_invalid_url_is_reported_when_connecting() {
         let e = SqliteStore::builder("postgres://not-sqlite").connect().await.unwrap_err();
@@ -253,7 +301,7 @@ mod tests {
             .fetch_all(store.pool())
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(versions, [1, 2, 3, 4]);
         let sqlx_default: Option<String> =
             sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = '_sqlx_migrations'")
                 .fetch_optional(store.pool())

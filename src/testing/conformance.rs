@@ -8,7 +8,7 @@ use std::fmt;
 use crate::clock::Timestamp;
 use crate::digest::Digest;
 use crate::operation::{
-    Actor, Change, KeyUpdate, LogEntry, Operation, OperationChanges, OperationCursor, OperationKind,
+    Actor, Change, KeyUpdate, LeakDetails, LogEntry, Operation, OperationChanges, OperationCursor, OperationKind,
 };
 use crate::record::{Description, KeyKind, KeyRecord, KeyStatus, ReissueLinks, ServiceAccountId};
 use crate::scope::{Scope, ScopeSet};
@@ -29,6 +29,9 @@ pub enum Check {
     DuplicateImportedDigest,
     /// `get_by_digest` finds imported keys only.
     GetByDigestFindsOnlyImported,
+    /// `get_many` answers each id as `get` does, in the order asked
+    /// (repeats and unknown ids included), also for a thousand ids at once.
+    GetMany,
     /// Listing is id-ordered, pages with the cursor, and shows only the
     /// account's keys.
     ListPagination,
@@ -73,6 +76,11 @@ pub enum Check {
     /// The operations log pages newest first with the cursor, without
     /// gaps or repeats, one key's entries only.
     OperationsPagination,
+    /// `commit` of a [`Change::Note`] (a leak entry) appends only its
+    /// entries, with their details, newest first, for a live or a revoked
+    /// key, changing no record; an unknown or deleted key is `NotFound` and
+    /// an entry id already logged is refused, writing nothing.
+    CommitNote,
     /// `pepper_fingerprint` records the first fingerprint of a version and
     /// returns it from then on, whatever is proposed; versions are
     /// independent.
@@ -86,6 +94,7 @@ impl Check {
         Check::DuplicateId,
         Check::DuplicateImportedDigest,
         Check::GetByDigestFindsOnlyImported,
+        Check::GetMany,
         Check::ListPagination,
         Check::ListLimitClamp,
         Check::Revoke,
@@ -101,6 +110,7 @@ impl Check {
         Check::CommitLogs,
         Check::CommitIsAtomic,
         Check::OperationsPagination,
+        Check::CommitNote,
         Check::PepperFingerprint,
     ];
 
@@ -112,6 +122,7 @@ impl Check {
             Check::DuplicateId => "duplicate_id",
             Check::DuplicateImportedDigest => "duplicate_imported_digest",
             Check::GetByDigestFindsOnlyImported => "get_by_digest_finds_only_imported",
+            Check::GetMany => "get_many",
             Check::ListPagination => "list_pagination",
             Check::ListLimitClamp => "list_limit_clamp",
             Check::Revoke => "revoke",
@@ -127,6 +138,7 @@ impl Check {
             Check::CommitLogs => "commit_logs",
             Check::CommitIsAtomic => "commit_is_atomic",
             Check::OperationsPagination => "operations_pagination",
+            Check::CommitNote => "commit_note",
             Check::PepperFingerprint => "pepper_fingerprint",
         }
     }
@@ -152,6 +164,7 @@ pub async fn run<S: KeyStore>(store: &S, check: Check) {
         Check::DuplicateId => duplicate_id(store).await,
         Check::DuplicateImportedDigest => duplicate_imported_digest(store).await,
         Check::GetByDigestFindsOnlyImported => get_by_digest_finds_only_imported(store).await,
+        Check::GetMany => get_many(store).await,
         Check::ListPagination => list_pagination(store).await,
         Check::ListLimitClamp => list_limit_clamp(store).await,
         Check::Revoke => revoke(store).await,
@@ -167,6 +180,7 @@ pub async fn run<S: KeyStore>(store: &S, check: Check) {
         Check::CommitLogs => commit_logs(store).await,
         Check::CommitIsAtomic => commit_is_atomic(store).await,
         Check::OperationsPagination => operations_pagination(store).await,
+        Check::CommitNote => commit_note(store).await,
         Check::PepperFingerprint => pepper_fingerprint(store).await,
     }
 }
@@ -921,6 +935,7 @@ pub async fn commit_is_atomic<S: KeyStore>(store: &S) {
             vec![entry(&key, OperationKind::Reissue), poisoned(&new, OperationKind::Reissue)],
         ),
         ("delete", Change::Delete(key.id), vec![poisoned(&key, OperationKind::Delete)]),
+        ("note", Change::Note(key.id), vec![leak_entry(&key, "note"), poisoned(&key, OperationKind::Leak)]),
     ];
     for (what, change, log) in changes {
         match store.commit(change, &log).await {
@@ -981,4 +996,94 @@ pub async fn operations_pagination<S: KeyStore>(store: &S) {
     assert_eq!(seen.len(), 25, "[{C}] the create entry comes last");
     let clamped = ok(C, "operations", store.operations(&key.id, PageRequest::starting(0, None)).await);
     assert_eq!(clamped.items.len(), 1, "[{C}] a page size of 0 is clamped to 1");
+}
+
+/// A leak entry for `key` with a fresh id, found at `https://github.com/o/r/blob/1/<file>`
+/// (source `content`), by actor `conformance`.
+#[must_use]
+pub fn leak_entry(key: &KeyRecord, file: &str) -> LogEntry {
+    let actor = Actor::new("conformance").unwrap_or_else(|e| panic!("{e}"));
+    let place = LeakDetails::new(Some("content"), Some(&format!("https://github.com/o/r/blob/1/{file}")), "");
+    LogEntry::new(
+        key.id,
+        OperationKind::Leak,
+        actor,
+        Timestamp::from_unix_nanos(1_767_225_600_000_000_009),
+        OperationChanges::of_leak(place),
+    )
+    .unwrap_or_else(|_| panic!("the OS random number generator failed"))
+}
+
+/// [`Check::CommitNote`].
+pub async fn commit_note<S: KeyStore>(store: &S) {
+    const C: Check = Check::CommitNote;
+    let sa = service_account();
+    let live = record(&sa);
+    let created = entry(&live, OperationKind::Create);
+    commit(store, C, Change::Insert(live.clone()), std::slice::from_ref(&created)).await;
+    let first = leak_entry(&live, "config.py");
+    let got = commit(store, C, Change::Note(live.id), std::slice::from_ref(&first)).await;
+    assert_eq!(got, None, "[{C}] a note returns no record");
+    assert_eq!(must_get(store, C, &live.id).await, live, "[{C}] a note changed the live key");
+    let second = leak_entry(&live, ".env");
+    commit(store, C, Change::Note(live.id), std::slice::from_ref(&second)).await;
+    let log = log_of(store, C, &live.id).await;
+    assert_eq!(log, recorded(&[second.clone(), first.clone(), created], &sa), "[{C}] the live key's log, newest first");
+    let leak = log[0].changes.leak.as_ref().unwrap_or_else(|| panic!("[{C}] the leak details are missing"));
+    assert_eq!(
+        (log[0].kind, leak.url(), leak.source()),
+        (OperationKind::Leak, Some("https://github.com/o/r/blob/1/.env"), Some("content")),
+        "[{C}] the leak entry's details"
+    );
+    // The same entry again is refused and writes nothing.
+    match store.commit(Change::Note(live.id), std::slice::from_ref(&first)).await {
+        Err(StoreError::DuplicateOperation(id)) => assert_eq!(id, first.id, "[{C}] the refused entry's id"),
+        other => panic!("[{C}] a note with a logged entry id: expected DuplicateOperation, got {other:?}"),
+    }
+    assert_eq!(log_of(store, C, &live.id).await.len(), 3, "[{C}] a refused note was logged");
+    // A revoked key's log takes notes too; the record stays as it is.
+    let revoked = KeyRecord { status: KeyStatus::Revoked, ..record(&sa) };
+    insert(store, C, &revoked).await;
+    let note = leak_entry(&revoked, "main.go");
+    commit(store, C, Change::Note(revoked.id), std::slice::from_ref(&note)).await;
+    assert_eq!(must_get(store, C, &revoked.id).await, revoked, "[{C}] a note changed the revoked key");
+    assert_eq!(log_of(store, C, &revoked.id).await, recorded(&[note], &sa), "[{C}] the revoked key's log");
+    // Unknown and deleted keys: NotFound, nothing logged.
+    let unknown = record(&sa);
+    let r = store.commit(Change::Note(unknown.id), &[leak_entry(&unknown, "x")]).await;
+    expect_not_found(C, "a note for an unknown key", r.map(drop), unknown.id);
+    assert!(log_of(store, C, &unknown.id).await.is_empty(), "[{C}] an unknown key's note was logged");
+    commit(store, C, Change::Delete(revoked.id), &[entry(&revoked, OperationKind::Delete)]).await;
+    let r = store.commit(Change::Note(revoked.id), &[leak_entry(&revoked, "y")]).await;
+    expect_not_found(C, "a note for a deleted key", r.map(drop), revoked.id);
+    assert_eq!(log_of(store, C, &revoked.id).await.len(), 2, "[{C}] a deleted key's note was logged");
+}
+
+/// [`Check::GetMany`].
+pub async fn get_many<S: KeyStore>(store: &S) {
+    const C: Check = Check::GetMany;
+    let sa = service_account();
+    let live = record(&sa);
+    let revoked = KeyRecord { status: KeyStatus::Revoked, ..record(&sa) };
+    let imported = imported_record(&sa);
+    for r in [&live, &revoked, &imported] {
+        insert(store, C, r).await;
+    }
+    let unknown = key_id();
+    let asked = [live.id, unknown, revoked.id, live.id, imported.id];
+    let got: Vec<Option<KeyRecord>> =
+        ok(C, "get_many", store.get_many(&asked).await).into_iter().map(|r| r.map(|r| KeyRecord::clone(&r))).collect();
+    let want = vec![Some(live.clone()), None, Some(revoked.clone()), Some(live.clone()), Some(imported.clone())];
+    assert_eq!(got, want, "[{C}] one answer per id, in order");
+    assert!(ok(C, "get_many", store.get_many(&[]).await).is_empty(), "[{C}] no ids, no answers");
+    // A large batch: three known ids among a thousand unknown ones.
+    let mut many: Vec<KeyId> = (0..1_000).map(|_| key_id()).collect();
+    many[0] = imported.id;
+    many[500] = live.id;
+    many[999] = revoked.id;
+    let got = ok(C, "get_many", store.get_many(&many).await);
+    assert_eq!(got.len(), many.len(), "[{C}] one answer per id in a large batch");
+    let found: Vec<(usize, KeyId)> =
+        got.iter().enumerate().filter_map(|(i, r)| r.as_ref().map(|r| (i, r.id))).collect();
+    assert_eq!(found, [(0, imported.id), (500, live.id), (999, revoked.id)], "[{C}] a large batch's answers");
 }

@@ -41,7 +41,7 @@ use crate::token::KeyId;
 pub enum Op {
     /// `insert`.
     Insert,
-    /// `get`.
+    /// `get`, and `get_many` (one call per batch).
     Get,
     /// `get_by_digest`.
     GetByDigest,
@@ -64,13 +64,15 @@ pub enum Op {
     Operations,
     /// `pepper_fingerprint`.
     PepperFingerprint,
+    /// `commit` of a [`Change::Note`] (log entries only).
+    Note,
 }
 
 const OPS: usize = Op::ALL.len();
 
 impl Op {
     /// Every operation, in declaration order.
-    pub const ALL: [Op; 11] = [
+    pub const ALL: [Op; 12] = [
         Op::Insert,
         Op::Get,
         Op::GetByDigest,
@@ -82,6 +84,7 @@ impl Op {
         Op::PepperFingerprint,
         Op::Update,
         Op::Operations,
+        Op::Note,
     ];
 
     /// The operation a `commit` of `change` counts as.
@@ -93,6 +96,7 @@ impl Op {
             Change::Revoke(_) => Self::Revoke,
             Change::Delete(_) => Self::Delete,
             Change::Reissue { .. } => Self::Reissue,
+            Change::Note(_) => Self::Note,
         }
     }
 
@@ -262,6 +266,10 @@ impl<S: KeyStore> KeyStore for FaultyStore<S> {
 
     async fn get_by_digest(&self, digest: &Digest) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         self.run(Op::GetByDigest, move || self.inner.get_by_digest(digest)).await
+    }
+
+    async fn get_many(&self, ids: &[KeyId]) -> Result<Vec<Option<Arc<KeyRecord>>>, StoreError> {
+        self.run(Op::Get, move || self.inner.get_many(ids)).await
     }
 
     async fn list(&self, service_account: &ServiceAccountId, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {

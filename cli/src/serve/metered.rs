@@ -54,6 +54,12 @@ impl<S: KeyStore> KeyStore for Metered<S> {
         self.inner.get_by_digest(digest)
     }
 
+    /// Counted as one lookup per batch (one query).
+    fn get_many(&self, ids: &[KeyId]) -> impl Future<Output = Result<Vec<Option<Arc<KeyRecord>>>, StoreError>> + Send {
+        self.count();
+        self.inner.get_many(ids)
+    }
+
     fn list(
         &self,
         service_account: &ServiceAccountId,
