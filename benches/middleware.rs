@@ -30,7 +30,6 @@ mod common;
 
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::time::Duration;
 
 use api_keys::Principal;
 use api_keys::http::ApiKeyLayer;
