@@ -55,44 +55,13 @@ use api_keys::{
     CreateRequest, KeyId, KeyManager, KeyStore, MemoryStore, PostgresStore, RedisStore, RequiredScope, ScopeCatalog,
     Verifier,
 };
-use common::{Header, REQUIRED, SCOPES, XorShift, fixture, header_for, peppers, ready};
-use criterion::{BatchSize, Criterion};
-use hmac::{KeyInit, Mac};
-use subtle::ConstantTimeEq;
-
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+use common::{Header, REQUIRED, SCOPES, XorShift, configure, fixture, floor_hmac, header_for, peppers, ready};
+use criterion::measurement::WallTime;
+use criterion::{BatchSize, BenchmarkGroup, Criterion};
 
 const KEYS: usize = 1_000;
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
-
-fn configure(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
-    g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(100);
-}
-
-fn floor_hmac(c: &mut Criterion) {
-    let keyed = match HmacSha256::new_from_slice(&[42u8; 32]) {
-        Ok(m) => m,
-        Err(e) => panic!("hmac key: {e}"),
-    };
-    let secret = *b"0123456789abcdefghijABCDEFGHIJxy";
-    let expected: [u8; 32] = {
-        let mut m = keyed.clone();
-        m.update(&secret);
-        m.finalize().into_bytes().into()
-    };
-    let mut g = c.benchmark_group("cache");
-    configure(&mut g);
-    g.bench_function("floor_hmac", |b| {
-        b.iter(|| {
-            let mut m = keyed.clone();
-            m.update(black_box(&secret));
-            let d: [u8; 32] = m.finalize().into_bytes().into();
-            bool::from(d.ct_eq(black_box(&expected)))
-        })
-    });
-    g.finish();
-}
 
 /// The core verify over the memory store, and the same through a warm cache.
 fn memory(c: &mut Criterion) {
@@ -188,6 +157,37 @@ fn runtime() -> tokio::runtime::Runtime {
     }
 }
 
+/// A store seeded by [`seed`], with what its benches need.
+struct Seeded<'a, S> {
+    rt: &'a tokio::runtime::Runtime,
+    verifier: &'a Verifier<S>,
+    need: &'a RequiredScope,
+    headers: &'a [Header],
+    ids: &'a [KeyId],
+}
+
+/// `<backend>_verify_uncached` (`Verifier::verify`) and `<backend>_store_get`
+/// (the verifier's store's `get` alone), a random seeded key per iteration.
+fn bench_verify_and_get<S: KeyStore>(g: &mut BenchmarkGroup<'_, WallTime>, backend: &str, s: &Seeded<'_, S>) {
+    g.bench_function(format!("{backend}_verify_uncached"), |b| {
+        let mut rng = XorShift::new(0x5EED);
+        b.to_async(s.rt).iter_batched(
+            || s.headers[rng.below(KEYS)],
+            |h| async move { s.verifier.verify(black_box(&h), Some(s.need)).await.is_ok() },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function(format!("{backend}_store_get"), |b| {
+        let mut rng = XorShift::new(0x5EED);
+        let store = s.verifier.store();
+        b.to_async(s.rt).iter_batched(
+            || s.ids[rng.below(KEYS)],
+            |id| async move { matches!(store.get(black_box(&id)).await, Ok(Some(_))) },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
 fn unique(prefix: &str) -> String {
     match KeyId::generate() {
         Ok(id) => format!("{prefix}_{}", id.as_str()),
@@ -215,26 +215,8 @@ fn postgres(c: &mut Criterion) {
          masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from FROM api_keys WHERE id = $1";
     let mut g = c.benchmark_group("cache");
     configure(&mut g);
-    g.bench_function("postgres_verify_uncached", |b| {
-        let mut rng = XorShift::new(0x5EED);
-        b.to_async(&rt).iter_batched(
-            || headers[rng.below(KEYS)],
-            |h| {
-                let (verifier, need) = (&verifier, &need);
-                async move { verifier.verify(black_box(&h), Some(need)).await.is_ok() }
-            },
-            BatchSize::SmallInput,
-        )
-    });
-    g.bench_function("postgres_store_get", |b| {
-        let mut rng = XorShift::new(0x5EED);
-        let store = manager.store();
-        b.to_async(&rt).iter_batched(
-            || ids[rng.below(KEYS)],
-            |id| async move { matches!(store.get(black_box(&id)).await, Ok(Some(_))) },
-            BatchSize::SmallInput,
-        )
-    });
+    let seeded = Seeded { rt: &rt, verifier: &verifier, need: &need, headers: &headers, ids: &ids };
+    bench_verify_and_get(&mut g, "postgres", &seeded);
     g.bench_function("postgres_raw_select", |b| {
         let mut rng = XorShift::new(0x5EED);
         b.to_async(&rt).iter_batched(
@@ -279,26 +261,8 @@ fn redis(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("cache");
     configure(&mut g);
-    g.bench_function("redis_verify_uncached", |b| {
-        let mut rng = XorShift::new(0x5EED);
-        b.to_async(&rt).iter_batched(
-            || headers[rng.below(KEYS)],
-            |h| {
-                let (verifier, need) = (&verifier, &need);
-                async move { verifier.verify(black_box(&h), Some(need)).await.is_ok() }
-            },
-            BatchSize::SmallInput,
-        )
-    });
-    g.bench_function("redis_store_get", |b| {
-        let mut rng = XorShift::new(0x5EED);
-        let store = &store;
-        b.to_async(&rt).iter_batched(
-            || ids[rng.below(KEYS)],
-            |id| async move { matches!(store.get(black_box(&id)).await, Ok(Some(_))) },
-            BatchSize::SmallInput,
-        )
-    });
+    let seeded = Seeded { rt: &rt, verifier: &verifier, need: &need, headers: &headers, ids: &ids };
+    bench_verify_and_get(&mut g, "redis", &seeded);
     g.bench_function("redis_raw_hgetall", |b| {
         let mut rng = XorShift::new(0x5EED);
         b.to_async(&rt).iter_batched(
@@ -324,7 +288,7 @@ fn redis(c: &mut Criterion) {
 
 fn main() {
     let mut c = Criterion::default().configure_from_args();
-    floor_hmac(&mut c);
+    floor_hmac(&mut c, "cache");
     memory(&mut c);
     postgres(&mut c);
     redis(&mut c);

@@ -30,7 +30,6 @@ mod common;
 
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::time::Duration;
 
 use api_keys::Principal;
 use api_keys::http::ApiKeyLayer;
@@ -38,13 +37,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header::AUTHORIZATION};
 use axum::routing::get;
-use common::{Fixture, XorShift, fixture, header_for, ready, unknown_key};
+use common::{Fixture, XorShift, configure, fixture, header_for, ready, unknown_key};
 use criterion::{BatchSize, Criterion};
 use tower::{Layer, ServiceExt};
-
-fn configure(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
-    g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(100);
-}
 
 fn request(header: &[u8]) -> Request<Body> {
     let mut req = Request::new(Body::empty());

@@ -75,11 +75,11 @@ use api_keys::{
     Verifier,
 };
 use common::{
-    CpuTime, REQUIRED, SCOPES, XorShift, fixture, peppers, poll_once, run_with_chosen_clock, thread_cpu_ns,
+    CpuTime, REQUIRED, SCOPES, bench_verify_random, fixture, peppers, poll_once, run_with_chosen_clock, thread_cpu_ns,
     use_wall_clock,
 };
+use criterion::Criterion;
 use criterion::measurement::{Measurement, WallTime};
-use criterion::{BatchSize, Criterion};
 use hmac::{KeyInit, Mac};
 use prefixed_api_key::{PakControllerOsSha256, PrefixedApiKey};
 use sha2::{Digest as _, Sha256};
@@ -121,15 +121,7 @@ fn peer<M: Measurement + 'static>(c: &mut Criterion<M>) {
     });
 
     let f = fixture(1_000);
-    let n = f.headers.len();
-    g.bench_function("ours_verify_1k", |b| {
-        let mut rng = XorShift::new(0x5EED);
-        b.iter_batched(
-            || f.headers[rng.below(n)],
-            |h| poll_once!(f.verifier.verify(black_box(&h), Some(&f.need))).is_ok(),
-            BatchSize::SmallInput,
-        )
-    });
+    bench_verify_random(&mut g, "ours_verify_1k", &f);
     g.finish();
 }
 

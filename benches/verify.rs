@@ -30,59 +30,21 @@
 mod common;
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use api_keys::TokenFormat;
 use api_keys::header::{DEFAULT_MAX_HEADER_LEN, parse_authorization};
-use common::{CpuTime, Fixture, XorShift, fixture, poll_once, run_with_chosen_clock, unknown_key, wrong_secret_header};
+use common::{
+    CpuTime, Fixture, bench_verify_random, configure, fixture, floor_hmac, poll_once, run_with_chosen_clock,
+    unknown_key, wrong_secret_header,
+};
+use criterion::Criterion;
 use criterion::measurement::{Measurement, WallTime};
-use criterion::{BatchSize, BenchmarkGroup, Criterion};
-use hmac::{KeyInit, Mac};
-use subtle::ConstantTimeEq;
-
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
-
-fn floor_hmac<M: Measurement + 'static>(c: &mut Criterion<M>) {
-    let keyed = match HmacSha256::new_from_slice(&[42u8; 32]) {
-        Ok(m) => m,
-        Err(e) => panic!("hmac key: {e}"),
-    };
-    let secret = *b"0123456789abcdefghijABCDEFGHIJxy";
-    let expected: [u8; 32] = {
-        let mut m = keyed.clone();
-        m.update(&secret);
-        m.finalize().into_bytes().into()
-    };
-    let mut g = c.benchmark_group("verify");
-    configure(&mut g);
-    g.bench_function("floor_hmac", |b| {
-        b.iter(|| {
-            let mut m = keyed.clone();
-            m.update(black_box(&secret));
-            let d: [u8; 32] = m.finalize().into_bytes().into();
-            bool::from(d.ct_eq(black_box(&expected)))
-        })
-    });
-    g.finish();
-}
-
-fn configure<M: Measurement>(g: &mut BenchmarkGroup<'_, M>) {
-    g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(100);
-}
 
 /// Full verify of a random seeded key per iteration.
 fn bench_principal<M: Measurement + 'static>(c: &mut Criterion<M>, id: &str, f: &Fixture) {
     let mut g = c.benchmark_group("verify");
     configure(&mut g);
-    let n = f.headers.len();
-    g.bench_function(id, |b| {
-        let mut rng = XorShift::new(0x5EED);
-        b.iter_batched(
-            || f.headers[rng.below(n)],
-            |h| poll_once!(f.verifier.verify(black_box(&h), Some(&f.need))).is_ok(),
-            BatchSize::SmallInput,
-        )
-    });
+    bench_verify_random(&mut g, id, f);
     g.finish();
 }
 
@@ -206,7 +168,7 @@ fn positional_filter() -> Option<String> {
 }
 
 fn all<M: Measurement + 'static>(c: &mut Criterion<M>) {
-    floor_hmac(c);
+    floor_hmac(c, "verify");
     small_store(c);
     large_store(c);
 }

@@ -32,6 +32,8 @@
 
 use std::fmt;
 
+use crate::token::all_key_chars;
+
 /// Default cap on the Authorization value in bytes (4 KiB).
 pub const DEFAULT_MAX_HEADER_LEN: usize = 4096;
 
@@ -116,7 +118,7 @@ const CLASS: [u8; 256] = {
 /// Parses an `Authorization` field value.
 ///
 /// The length cap is checked before anything else. The common shape
-/// `Api-Key <token68 without padding>` takes a fast path (an 8-byte scheme
+/// `Api-Key <run of [A-Za-z0-9_]>` takes a fast path (an 8-byte scheme
 /// compare and one vectorised scan of the rest) whose result is exactly what
 /// the full parser would return; everything else takes the full parser,
 /// which names the first problem precisely. Never panics and never
@@ -131,12 +133,39 @@ pub fn parse_authorization(value: &[u8], max_len: usize) -> Result<Credentials<'
     if value.len() > max_len {
         return Err(HeaderError::TooLong { len: value.len(), max: max_len });
     }
-    if let Some(rest) = strip_api_key_scheme(value)
-        && is_t68_body(rest)
-    {
-        return Ok(Credentials::ApiKey(rest));
+    if let Some(credentials) = api_key_fast_path(value, max_len, |rest| is_t68_body(rest).then_some(rest)) {
+        return Ok(Credentials::ApiKey(credentials));
     }
     parse_full(value)
+}
+
+/// The `Api-Key` fast path, with the caller's key check in place of the
+/// header's own scan: for a value within `max_len` that starts with
+/// `Api-Key ` (scheme in any ASCII case, one SP), returns `check(rest)`;
+/// for any other value, `None`.
+///
+/// `check` must answer `Some` only for a non-empty run of `[A-Za-z0-9_]`
+/// (the key alphabet, a subset of the `token68` characters). Such a rest is
+/// well formed on its own, so [`parse_authorization`] would have returned
+/// exactly `Credentials::ApiKey(rest)`: a caller that parses the key right
+/// away (the verifier, with `Token::parse`) gets what parsing the header
+/// and then the key would give, with the bytes scanned once, by the
+/// stricter of the two. On `None` the caller parses the value with
+/// [`parse_authorization`], which names the problem. [`parse_authorization`]
+/// takes this same path with the alphabet check itself.
+#[inline(always)]
+pub(crate) fn api_key_fast_path<'a, T>(
+    value: &'a [u8],
+    max_len: usize,
+    check: impl FnOnce(&'a [u8]) -> Option<T>,
+) -> Option<T> {
+    if value.len() > max_len {
+        return None;
+    }
+    let rest = strip_api_key_scheme(value)?;
+    let checked = check(rest)?;
+    debug_assert!(is_t68_body(rest), "a fast-path check accepted bytes outside the key alphabet");
+    Some(checked)
 }
 
 #[cfg(test)]
@@ -221,16 +250,7 @@ fn is_t68_char(c: u8) -> bool {
 /// characters take the full parser.
 #[inline(always)]
 fn is_t68_body(b: &[u8]) -> bool {
-    !b.is_empty() && all_word_chars(b)
-}
-
-/// Every byte is `[A-Za-z0-9_]` (branch-free; vectorises).
-#[inline(always)]
-fn all_word_chars(b: &[u8]) -> bool {
-    b.iter().fold(true, |ok, &c| {
-        let folded = c | 0x20; // upper case onto lower case; digits keep 0x30-0x39
-        ok & ((c.wrapping_sub(b'0') <= 9) | (folded.wrapping_sub(b'a') <= 25) | (c == b'_'))
-    })
+    !b.is_empty() && all_key_chars(b)
 }
 
 /// Whether `b` is an RFC 9110 `token68`.
@@ -243,7 +263,9 @@ pub fn is_token68(b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Token, TokenError, TokenFormat};
     use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
 
     const MAX: usize = DEFAULT_MAX_HEADER_LEN;
 
@@ -352,6 +374,16 @@ mod tests {
     }
 
     #[test]
+    fn fused_fast_path_keeps_the_cap_and_the_scheme() {
+        let key = b"Api-Key abc";
+        assert_eq!(api_key_fast_path(key, MAX, Some), Some(&b"abc"[..]));
+        assert_eq!(api_key_fast_path(key, key.len() - 1, Some), None, "over the cap: the full parser answers");
+        assert_eq!(api_key_fast_path(b"Bearer abc", MAX, Some), None);
+        assert_eq!(api_key_fast_path(b" Api-Key abc", MAX, Some), None);
+        assert_eq!(api_key_fast_path(key, MAX, |_| None::<()>), None);
+    }
+
+    #[test]
     fn debug_redacts_credentials() {
         let c = parse_authorization(b"Api-Key secretvalue", MAX).unwrap();
         assert_eq!(format!("{c:?}"), "ApiKey([REDACTED])");
@@ -378,6 +410,39 @@ mod tests {
         fn fast_path_agrees_on_token_shaped_values(rest in "[A-Za-z0-9_~+/.=-]{0,80}") {
             let value = format!("Api-Key {rest}");
             prop_assert_eq!(parse_authorization(value.as_bytes(), MAX), parse_full(value.as_bytes()));
+        }
+
+        /// The verifier's use of the fast path: with `Token::parse` as the
+        /// check (a key or its checksum failure), whatever it answers is what
+        /// parsing the header first and the key second gives.
+        #[test]
+        fn fast_path_with_the_token_parser_agrees_with_parsing_the_header_first(
+            scheme in prop::sample::select(vec!["Api-Key ", "aPI-kEY ", "Api-Key  ", "Api-Key\t", " Api-Key ", "Bearer "]),
+            edit in proptest::option::of((0usize..73, any::<u8>())),
+            tail in "[ \t,=.~-]{0,2}",
+        ) {
+            let format = TokenFormat::default();
+            let key = format.generate().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let mut bytes = key.secret.expose_secret().as_bytes().to_vec();
+            if let Some((at, b)) = edit {
+                bytes[at] = b;
+            }
+            let value = [scheme.as_bytes(), &bytes, tail.as_bytes()].concat();
+            let check = |k: &[u8]| match Token::parse(k, &format) {
+                Ok(token) => Some(Ok(*token.id())),
+                Err(TokenError::BadChecksum) => Some(Err(())),
+                Err(_) => None,
+            };
+            if let Some(fast) = api_key_fast_path(&value, MAX, check) {
+                let Ok(Credentials::ApiKey(k)) = parse_authorization(&value, MAX) else {
+                    return Err(TestCaseError::fail("fast path answered for a value the parser does not take"));
+                };
+                prop_assert_eq!(Some(fast), check(k));
+            }
+            let plain = scheme == "Api-Key " && edit.is_none() && tail.is_empty();
+            if plain {
+                prop_assert_eq!(api_key_fast_path(&value, MAX, check), Some(Ok(key.id)));
+            }
         }
 
         #[test]

@@ -490,12 +490,36 @@ impl<S: KeyStore> Verifier<S> {
     }
 
     /// Steps 1–2, header and token: where to look the key up, or why not.
-    /// The header parser owns the fast path for `Api-Key <token>`.
+    ///
+    /// The header module's fast path for `Api-Key <key>` runs with
+    /// `Token::parse` as its check: a token that parses, or fails only its
+    /// checksum, is all `[A-Za-z0-9_]`, so the header is well formed and
+    /// `parse_authorization` would have handed over exactly these bytes;
+    /// they are scanned once, not once per parser. Everything else
+    /// (imported keys, other schemes, malformed values) goes through
+    /// `parse_authorization`, which names the problem.
     fn locate_header<'a>(&self, header: &'a [u8]) -> Result<Lookup<'a>, VerifyError> {
-        match header::parse_authorization(header, self.config.max_header_len) {
+        let max_len = self.config.max_header_len;
+        if let Some(located) = header::api_key_fast_path(header, max_len, |key| self.locate_native(key)) {
+            return located;
+        }
+        match header::parse_authorization(header, max_len) {
             Ok(Credentials::ApiKey(key)) => self.locate_key(key),
             Ok(Credentials::Bearer(_)) => Err(VerifyError::UnsupportedScheme),
             Err(e) => Err(VerifyError::from_header(e)),
+        }
+    }
+
+    /// Step 2 for the header's fast path: a key of our format by id, or its
+    /// checksum failure; `None` for anything else (which the full path
+    /// classifies). Only inputs of the key alphabet get a `Some`:
+    /// `Token::parse` checks the alphabet before the checksum.
+    #[inline]
+    fn locate_native<'a>(&self, key: &'a [u8]) -> Option<Result<Lookup<'a>, VerifyError>> {
+        match Token::parse(key, &self.format) {
+            Ok(token) => Some(Ok(Lookup::Native(token))),
+            Err(TokenError::BadChecksum) => Some(Err(VerifyError::BadChecksum)),
+            Err(_) => None,
         }
     }
 
@@ -503,10 +527,11 @@ impl<S: KeyStore> Verifier<S> {
     fn locate_key<'a>(&self, key: &'a [u8]) -> Result<Lookup<'a>, VerifyError> {
         match Token::parse(key, &self.format) {
             Ok(token) => Ok(Lookup::Native(token)),
-            Err(e) if self.config.accept_imported && !key.starts_with(self.format.prefix().as_bytes()) => {
-                Ok(Lookup::Imported(key, e))
-            }
+            // The prefix is checked before the checksum, so a bad checksum
+            // is never an unprefixed (imported) key: answered first, it
+            // skips the prefix compare below.
             Err(TokenError::BadChecksum) => Err(VerifyError::BadChecksum),
+            Err(e) if self.config.accept_imported && !self.format.is_prefixed(key) => Ok(Lookup::Imported(key, e)),
             Err(e) => Err(VerifyError::MalformedKey(e)),
         }
     }

@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
-use criterion::{Criterion, Throughput};
+use criterion::{BatchSize, BenchmarkGroup, Criterion, Throughput};
+use hmac::{KeyInit, Mac};
+use subtle::ConstantTimeEq;
 
 use api_keys::{
     CreateRequest, KeyManager, KeyRecord, KeyStore, MemoryStore, Pepper, Peppers, RequiredScope, ScopeCatalog, Token,
@@ -82,6 +84,55 @@ impl XorShift {
     pub(crate) fn below(&mut self, n: usize) -> usize {
         ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
     }
+}
+
+/// The timing every group of these benches uses: 1 s warm-up, 3 s of
+/// measurement, 100 samples.
+pub(crate) fn configure<M: Measurement>(g: &mut BenchmarkGroup<'_, M>) {
+    g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(100);
+}
+
+/// `<group>/floor_hmac`: one HMAC-SHA256 from a precomputed keyed state over
+/// a 32-byte secret plus a `subtle` compare of the digest, the least any
+/// peppered digest check can cost.
+pub(crate) fn floor_hmac<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str) {
+    type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+    let keyed = match HmacSha256::new_from_slice(&[42u8; 32]) {
+        Ok(m) => m,
+        Err(e) => panic!("hmac key: {e}"),
+    };
+    let secret = *b"0123456789abcdefghijABCDEFGHIJxy";
+    let expected: [u8; 32] = {
+        let mut m = keyed.clone();
+        m.update(&secret);
+        m.finalize().into_bytes().into()
+    };
+    let mut g = c.benchmark_group(group);
+    configure(&mut g);
+    g.bench_function("floor_hmac", |b| {
+        b.iter(|| {
+            let mut m = keyed.clone();
+            m.update(std::hint::black_box(&secret));
+            let d: [u8; 32] = m.finalize().into_bytes().into();
+            bool::from(d.ct_eq(std::hint::black_box(&expected)))
+        })
+    });
+    g.finish();
+}
+
+/// `id` in `g`: `Verifier::verify` of a random fixture key per iteration,
+/// with the fixture's scope check (the key is chosen and copied outside the
+/// timed region by `iter_batched`).
+pub(crate) fn bench_verify_random<M: Measurement>(g: &mut BenchmarkGroup<'_, M>, id: &str, f: &Fixture) {
+    let n = f.headers.len();
+    g.bench_function(id, |b| {
+        let mut rng = XorShift::new(0x5EED);
+        b.iter_batched(
+            || f.headers[rng.below(n)],
+            |h| poll_once!(f.verifier.verify(std::hint::black_box(&h), Some(&f.need))).is_ok(),
+            BatchSize::SmallInput,
+        )
+    });
 }
 
 /// A memory store with `keys` keys, a verifier over it and every key's header.
