@@ -57,6 +57,7 @@
 //! once; digests never.
 
 mod admin;
+mod controls;
 mod env;
 mod files;
 mod github;
@@ -74,6 +75,7 @@ use std::time::Duration;
 
 use api_keys::config::{self, AnyStore, SetupError};
 use api_keys::store::cached::{CacheConfig, CachedStore};
+use api_keys::controls::ExternalId;
 use api_keys::{
     ClientClass, CreateRequest, KeyId, KeyManager, KeyRecord, KeyStore, ManageError, PageRequest, PepperCheckError,
     Peppers, ScopeCatalog, Secret, ServiceAccountId, StoreError, Timestamp,
@@ -157,30 +159,52 @@ struct NewKey {
     /// Expiry in RFC 3339, e.g. 2030-01-01T00:00:00Z [default: never].
     #[arg(long)]
     expires_at: Option<Timestamp>,
+    /// Create the key disabled (refused until `keyctl update ID --enable`).
+    #[arg(long)]
+    disabled: bool,
+    #[command(flatten)]
+    controls: controls::ControlArgs,
 }
 
 impl NewKey {
-    fn request(self) -> CreateRequest {
-        let mut request = CreateRequest::new(self.service_account_id).description(self.description);
+    fn request(self) -> Result<CreateRequest, Failure> {
+        let mut request =
+            CreateRequest::new(self.service_account_id).description(self.description).enabled(!self.disabled);
         if let Some(scopes) = self.scopes {
             request = request.scopes(scopes);
         }
         if let Some(t) = self.expires_at {
             request = request.expires_at(t);
         }
-        request
+        self.controls.apply_to_create(request)
     }
+}
+
+/// Which keys `list` shows: one service account's, or (across accounts)
+/// those of one external owner id or those expiring soon.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct ListSelection {
+    /// The service account.
+    #[arg(long)]
+    service_account_id: Option<String>,
+    /// The keys whose external owner id is ID, across service accounts.
+    #[arg(long, value_name = "ID")]
+    external_id: Option<ExternalId>,
+    /// Active keys expiring between now and now + this (30s, 10m, 12h, 7d), across service accounts.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    expiring_within: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create a key; prints it with its secret, which is shown only this once.
     Create(NewKey),
-    /// List a service account's keys (masked).
+    /// List a service account's keys (masked), or across service accounts those of one external
+    /// owner id (--external-id) or those expiring soon (--expiring-within 7d).
     List {
-        /// The service account.
-        #[arg(long)]
-        service_account_id: String,
+        #[command(flatten)]
+        selection: ListSelection,
         /// Keys per page.
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
@@ -211,7 +235,8 @@ enum Command {
         #[arg(long, default_value = "0", value_parser = parse_duration)]
         grace: Duration,
     },
-    /// Change a key's description, scopes or expiry; prints the updated key.
+    /// Change a key's description, scopes, expiry, enabled flag (--disable, --enable) or controls; prints
+    /// the updated key.
     Update(update::UpdateArgs),
     /// Show a key's operations log (who changed what, when), newest first;
     /// also for a deleted key.
@@ -325,7 +350,8 @@ fn manage_failure(e: &ManageError) -> Failure {
         | ManageError::Scope(_)
         | ManageError::AlreadyExpired(_)
         | ManageError::InvalidImportedSecret(_)
-        | ManageError::EmptyUpdate => BAD_INPUT,
+        | ManageError::EmptyUpdate
+        | ManageError::InvalidControl(_) => BAD_INPUT,
         ManageError::NotFound(_) => NOT_FOUND,
         ManageError::PolicyDenied(_) | ManageError::Conflict { .. } | ManageError::AlreadyImported => REFUSED,
         ManageError::Store(s) => return store_failure(s),
@@ -566,23 +592,49 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     result
 }
 
+/// The credits a verified key has left (`None` without credits), as the
+/// store holds them; a refill that is due counts as done.
+async fn credits_remaining(cx: &Context, id: &KeyId, now: Timestamp) -> Result<Option<u64>, Failure> {
+    let record = cx.store.get(id).await.map_err(|e| store_failure(&e))?;
+    Ok(record.and_then(|r| r.controls().credits).map(|c| c.available(c.refill.map(|r| r.last_instant(now)))))
+}
+
+/// One page of the keys `list` selects.
+async fn list_page(
+    cx: &Context,
+    selection: ListSelection,
+    page: PageRequest,
+    now: Timestamp,
+) -> Result<api_keys::Page<KeyRecord>, Failure> {
+    let listed = match selection {
+        ListSelection { external_id: Some(id), .. } => cx.store.list_by_external_id(&id, page).await,
+        ListSelection { expiring_within: Some(window), .. } => {
+            cx.store.list_expiring(now, now.saturating_add(window), page).await
+        }
+        ListSelection { service_account_id: Some(sa), .. } => {
+            let sa = ServiceAccountId::new(&sa)
+                .map_err(|e| Failure::new(BAD_INPUT, format!("--service-account-id: {e}")))?;
+            cx.store.list(&sa, page).await
+        }
+        ListSelection { .. } => {
+            return Err(Failure::new(BAD_INPUT, "give --service-account-id, --external-id or --expiring-within"));
+        }
+    };
+    listed.map_err(|e| store_failure(&e))
+}
+
 /// Runs one of the key-management commands.
 async fn command(command: Command, format: Format, cx: &Context) -> Result<(), Failure> {
     let now = Timestamp::now();
     match command {
         Command::Create(new) => {
-            let created = cx.manager()?.create(new.request()).await.map_err(|e| manage_failure(&e))?;
+            let created = cx.manager()?.create(new.request()?).await.map_err(|e| manage_failure(&e))?;
             emit(render::created(format, &created))?;
             eprintln!("keyctl: save the secret in a secure location now: it will not be shown again.");
         }
-        Command::List { service_account_id, limit, page_token } => {
-            let sa = ServiceAccountId::new(&service_account_id)
-                .map_err(|e| Failure::new(BAD_INPUT, format!("--service-account-id: {e}")))?;
-            let page = cx
-                .store
-                .list(&sa, page_token.map_or(PageRequest::first(limit), |after| PageRequest::after(limit, after)))
-                .await;
-            let page = page.map_err(|e| store_failure(&e))?;
+        Command::List { selection, limit, page_token } => {
+            let page = page_token.map_or(PageRequest::first(limit), |after| PageRequest::after(limit, after));
+            let page = list_page(cx, selection, page, now).await?;
             let infos: Vec<_> = page.items.iter().map(KeyRecord::info).collect();
             let next = page.next.map(|id| id.to_string());
             if format == Format::Table
@@ -628,7 +680,7 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
             let text = std::str::from_utf8(&raw)
                 .map_err(|_| Failure::new(BAD_INPUT, "the secret read from stdin is not text"))?;
             let secret = Secret::from(text.to_owned());
-            let info = manager.import(new.request(), &secret).await.map_err(|e| manage_failure(&e))?;
+            let info = manager.import(new.request()?, &secret).await.map_err(|e| manage_failure(&e))?;
             emit(render::key(format, &info, now))?;
             eprintln!("keyctl: imported as key {}; only its digest is stored", info.id);
         }
@@ -647,7 +699,10 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
             // The operator checks the value given, imported keys included.
             let verifier = manager.verifier().accept_imported(true).build();
             match verifier.verify(&value, required.as_ref()).await {
-                Ok(principal) => emit(render::principal(format, &principal))?,
+                Ok(principal) => {
+                    let credits = credits_remaining(cx, principal.key_id(), now).await?;
+                    emit(render::principal(format, &principal, credits))?;
+                }
                 Err(e) => {
                     let class = e.client_class();
                     let (code, name) = match class {

@@ -149,6 +149,23 @@ impl Credits {
         Ok(Self { remaining, refill: None, refilled_at: None })
     }
 
+    /// Checks values that did not come through the constructors (a
+    /// deserialised body): counts within [`Credits::MAX`], a refill time
+    /// within the day.
+    ///
+    /// # Errors
+    /// [`ControlError::Credits`] naming what is out of range.
+    pub fn check(&self) -> Result<(), ControlError> {
+        if self.remaining > Self::MAX {
+            return Err(ControlError::Credits("credit count is too large"));
+        }
+        match self.refill {
+            Some(r) if r.amount > Self::MAX => Err(ControlError::Credits("refill amount is too large")),
+            Some(r) if r.at_second >= 86_400 => Err(ControlError::Credits("refill time must be within the day")),
+            _ => Ok(()),
+        }
+    }
+
     /// The same credits with a refill; `set_at` is when they were set, so the
     /// first refill is the first refill instant after it.
     #[must_use]
@@ -224,6 +241,12 @@ mod tests {
         let r = Refill::new(1, RefillPeriod::Daily).unwrap();
         assert!(r.at(24, 0).is_err() && r.at(0, 60).is_err());
         assert!("weekly".parse::<RefillPeriod>().is_err());
+        let mut late: Credits = serde_json::from_str(r#"{"remaining":1,"refill":{"amount":1,"period":"daily","atSecond":86400}}"#).unwrap();
+        assert_eq!(late.check(), Err(ControlError::Credits("refill time must be within the day")));
+        late.refill = None;
+        assert_eq!(late.check(), Ok(()));
+        late.remaining = u64::MAX;
+        assert!(late.check().is_err());
         assert_eq!("monthly".parse::<RefillPeriod>().unwrap(), RefillPeriod::Monthly);
     }
 
