@@ -545,10 +545,10 @@ mod controls {
         assert_eq!(info.controls.as_deref(), Some(&every_control(now)));
         // A disabled key is refused, with its own variant.
         let e = f.verifier.verify(header(&created.secret).as_bytes(), None).await.unwrap_err();
-        assert!(matches!(e, VerifyError::Disabled), "{e:?}");
+        assert!(matches!(e, VerifyError::Disabled(_)), "{e:?}");
         assert_eq!(e.client_class(), ClientClass::InvalidToken);
 
-        let log = f.manager.operations(&created.api_key.id, PageRequest::first(10)).await.unwrap();
+        let log = f.manager.operations(&created.api_key.id, PageRequest::starting(10, None)).await.unwrap();
         let entry = &log.items[0];
         assert_eq!(entry.kind, OperationKind::Create);
         assert_eq!(entry.changes.enabled, Some(false));
@@ -578,7 +578,7 @@ mod controls {
         let (info, op) = f.manager.update(&id, UpdateRequest::new().disable()).await.unwrap();
         assert!(!info.enabled);
         assert_eq!(op.changes.enabled, Some(false));
-        assert!(matches!(f.verifier.verify(auth.as_bytes(), None).await, Err(VerifyError::Disabled)));
+        assert!(matches!(f.verifier.verify(auth.as_bytes(), None).await, Err(VerifyError::Disabled(_))));
         let (info, _) = f.manager.update(&id, UpdateRequest::new().enable()).await.unwrap();
         assert!(info.enabled);
         f.verifier.verify(auth.as_bytes(), None).await.unwrap();
@@ -657,7 +657,7 @@ mod controls {
         let e = f.manager.update(&id, UpdateRequest::new().credits(huge)).await.unwrap_err();
         assert!(matches!(e, ManageError::InvalidControl(ControlError::Credits(_))), "{e:?}");
         assert!(f.manager.get(&id).await.unwrap().controls.is_none(), "nothing written");
-        assert_eq!(f.manager.operations(&id, PageRequest::first(10)).await.unwrap().items.len(), 1);
+        assert_eq!(f.manager.operations(&id, PageRequest::starting(10, None)).await.unwrap().items.len(), 1);
     }
 
     #[tokio::test]
