@@ -76,7 +76,9 @@ pub(super) trait Dialect {
 macro_rules! columns {
     () => {
         "id, service_account_id, description, created_at, last_used_at, scopes, expires_at, \
-         masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from"
+         masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from, \
+         enabled, metadata, external_id, allowed_ips, rate_limits, credits_remaining, credits_refill_amount, \
+         credits_refill_period, credits_refill_at, credits_refilled_at"
     };
 }
 
@@ -92,7 +94,8 @@ pub(crate) use columns;
 pub(super) const INSERT: &str = concat!(
     "INSERT INTO api_keys (",
     columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+     $15, $16, $17, $18, $19, $20, $21, $22, $23, $24) ON CONFLICT DO NOTHING"
 );
 pub(super) const SELECT_BY_ID: &str = select!("WHERE id = $1");
 /// [`SELECT_BY_ID`], locking the row until the transaction ends (PostgreSQL).
@@ -107,8 +110,48 @@ pub(super) const DELETE: &str = "DELETE FROM api_keys WHERE id = $1";
 pub(super) const RELINK: &str = "UPDATE api_keys SET replaced_by = $2, status = $3, expires_at = $4 WHERE id = $1";
 /// A key's owner, which its log entries record.
 pub(super) const SELECT_ACCOUNT: &str = "SELECT service_account_id FROM api_keys WHERE id = $1";
-/// Writes the fields an update may change.
-pub(super) const UPDATE: &str = "UPDATE api_keys SET description = $2, scopes = $3, expires_at = $4 WHERE id = $1";
+/// Writes the fields an update may change, but the credits.
+pub(super) const UPDATE: &str = "UPDATE api_keys SET description = $2, scopes = $3, expires_at = $4, enabled = $5, \
+     metadata = $6, external_id = $7, allowed_ips = $8, rate_limits = $9 WHERE id = $1";
+/// Replaces the credits (only for an update that sets them: other updates
+/// never write the count a concurrent spend may have changed).
+pub(super) const UPDATE_CREDITS: &str = "UPDATE api_keys SET credits_remaining = $2, credits_refill_amount = $3, \
+     credits_refill_period = $4, credits_refill_at = $5, credits_refilled_at = $6 WHERE id = $1";
+/// Whether a refill is due, given the due instant `$3` (unix nanos or NULL).
+macro_rules! refill_due {
+    () => {
+        "(credits_refill_amount IS NOT NULL AND $3 IS NOT NULL \
+          AND (credits_refilled_at IS NULL OR credits_refilled_at < $3))"
+    };
+}
+/// The count a spend checks: the refill amount when one is due, else what remains.
+macro_rules! available {
+    () => {
+        concat!("(CASE WHEN ", refill_due!(), " THEN credits_refill_amount ELSE credits_remaining END)")
+    };
+}
+/// Spends `$2` credits of key `$1` in one statement, refilling first when a
+/// refill is due at `$3`: a row comes back (the count left) only if the
+/// credits were spent. Each dialect runs it atomically (PostgreSQL locks
+/// the row and re-checks the condition on the newest version of a row a
+/// concurrent spend changed; SQLite has one writer).
+pub(super) const SPEND: &str = concat!(
+    "UPDATE api_keys SET credits_remaining = ",
+    available!(),
+    " - $2, credits_refilled_at = CASE WHEN ",
+    refill_due!(),
+    " THEN $3 ELSE credits_refilled_at END WHERE id = $1 AND credits_remaining IS NOT NULL AND ",
+    available!(),
+    " >= $2 RETURNING credits_remaining"
+);
+pub(super) const LIST_EXTERNAL_FIRST: &str = select!("WHERE external_id = $1 ORDER BY id LIMIT $2");
+pub(super) const LIST_EXTERNAL_AFTER: &str = select!("WHERE external_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+pub(super) const LIST_EXPIRING_FIRST: &str =
+    select!("WHERE status = 'active' AND expires_at >= $1 AND expires_at < $2 ORDER BY id LIMIT $3");
+pub(super) const LIST_EXPIRING_AFTER: &str =
+    select!("WHERE status = 'active' AND expires_at >= $1 AND expires_at < $2 AND id > $3 ORDER BY id LIMIT $4");
+/// The newest schema version recorded in the database.
+pub(super) const NEWEST_VERSION: &str = "SELECT MAX(version) FROM _api_keys_migrations";
 /// Appends one operations log entry; an id already logged writes nothing.
 pub(super) const LOG: &str = "INSERT INTO api_key_operations \
      (id, key_id, service_account_id, kind, actor, created_at, changes) VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -155,6 +198,13 @@ macro_rules! schema_versions {
                 description: "create api_key_operations",
                 sql: include_str!(concat!("migrations/", $dialect, "/0003_create_api_key_operations.sql")),
             },
+            // Version 4 is reserved for another change (it may land later:
+            // versions not yet applied are applied in order, gaps allowed).
+            SchemaVersion {
+                version: 5,
+                description: "enabled flag and key controls",
+                sql: include_str!(concat!("migrations/", $dialect, "/0005_key_controls.sql")),
+            },
         ]
     };
 }
@@ -183,6 +233,25 @@ pub(super) fn migrate_error(e: sqlx::migrate::MigrateError) -> StoreError {
     match e {
         sqlx::migrate::MigrateError::Execute(e) => sqlx_error(e),
         other => StoreError::unavailable(other),
+    }
+}
+
+/// The newest schema version this build knows.
+pub(super) fn supported_version(versions: &[SchemaVersion]) -> i64 {
+    versions.last().map_or(0, |v| v.version)
+}
+
+/// Refuses a database whose newest applied version (`found`, `None` for a
+/// new database) is newer than this build's: it was migrated by a newer
+/// version of the crate, whose rows this one would misread.
+///
+/// # Errors
+/// [`StoreError::SchemaTooNew`] naming both versions.
+pub(super) fn check_not_newer(found: Option<i64>, versions: &[SchemaVersion]) -> Result<(), StoreError> {
+    let supported = supported_version(versions);
+    match found {
+        Some(found) if found > supported => Err(StoreError::SchemaTooNew { found, supported }),
+        _ => Ok(()),
     }
 }
 
@@ -255,7 +324,8 @@ macro_rules! sql_key_store {
                 Actor, Change, LogEntry, Operation, OperationCursor, OperationId, OperationKind, apply_update,
             };
             use $crate::record::{KeyRecord, ServiceAccountId};
-            use $crate::store::backend::{Row, timed};
+            use $crate::controls::{CreditSpend, ExternalId};
+            use $crate::store::backend::{ControlColumns, Row, timed};
             use $crate::store::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue};
             use $crate::store::sql::{self, Dialect, sqlx_error};
             use $crate::token::KeyId;
@@ -280,6 +350,18 @@ macro_rules! sql_key_store {
                     kind: r.try_get("kind").map_err(sqlx_error)?,
                     replaced_by: r.try_get("replaced_by").map_err(sqlx_error)?,
                     reissued_from: r.try_get("reissued_from").map_err(sqlx_error)?,
+                    controls: ControlColumns {
+                        enabled: r.try_get("enabled").map_err(sqlx_error)?,
+                        metadata: r.try_get("metadata").map_err(sqlx_error)?,
+                        external_id: r.try_get("external_id").map_err(sqlx_error)?,
+                        allowed_ips: r.try_get("allowed_ips").map_err(sqlx_error)?,
+                        rate_limits: r.try_get("rate_limits").map_err(sqlx_error)?,
+                        credits_remaining: r.try_get("credits_remaining").map_err(sqlx_error)?,
+                        credits_refill_amount: r.try_get("credits_refill_amount").map_err(sqlx_error)?,
+                        credits_refill_period: r.try_get("credits_refill_period").map_err(sqlx_error)?,
+                        credits_refill_at: r.try_get::<Option<i32>, _>("credits_refill_at").map_err(sqlx_error)?.map(i64::from),
+                        credits_refilled_at: r.try_get("credits_refilled_at").map_err(sqlx_error)?,
+                    },
                 };
                 row.into_record()
             }
@@ -290,6 +372,7 @@ macro_rules! sql_key_store {
             where
                 E: sqlx::Executor<'e, Database = Db>,
             {
+                let c = ControlColumns::of(r);
                 let done = sqlx::query(sql::INSERT)
                     .bind(r.id.as_str())
                     .bind(r.service_account_id.as_str())
@@ -305,6 +388,16 @@ macro_rules! sql_key_store {
                     .bind(r.kind.as_str())
                     .bind(r.links.replaced_by.as_ref().map(KeyId::as_str))
                     .bind(r.links.reissued_from.as_ref().map(KeyId::as_str))
+                    .bind(c.enabled)
+                    .bind(c.metadata)
+                    .bind(c.external_id)
+                    .bind(c.allowed_ips)
+                    .bind(c.rate_limits)
+                    .bind(c.credits_remaining)
+                    .bind(c.credits_refill_amount)
+                    .bind(c.credits_refill_period)
+                    .bind(c.credits_refill_at.and_then(|s| i32::try_from(s).ok()))
+                    .bind(c.credits_refilled_at)
                     .execute(executor)
                     .await
                     .map_err(sqlx_error)?;
@@ -357,14 +450,32 @@ macro_rules! sql_key_store {
             ) -> Result<KeyRecord, StoreError> {
                 let mut updated = locked(tx, id).await?;
                 apply_update(&mut updated, update)?;
+                let c = ControlColumns::of(&updated);
                 sqlx::query(sql::UPDATE)
                     .bind(id.as_str())
                     .bind(updated.description.as_str())
                     .bind(D::encode_scopes(&updated.scopes))
                     .bind(updated.expires_at.map(Timestamp::unix_nanos))
+                    .bind(c.enabled)
+                    .bind(c.metadata)
+                    .bind(c.external_id)
+                    .bind(c.allowed_ips)
+                    .bind(c.rate_limits)
                     .execute(&mut **tx)
                     .await
                     .map_err(sqlx_error)?;
+                if update.credits.is_some() {
+                    sqlx::query(sql::UPDATE_CREDITS)
+                        .bind(id.as_str())
+                        .bind(c.credits_remaining)
+                        .bind(c.credits_refill_amount)
+                        .bind(c.credits_refill_period)
+                        .bind(c.credits_refill_at.and_then(|s| i32::try_from(s).ok()))
+                        .bind(c.credits_refilled_at)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(sqlx_error)?;
+                }
                 Ok(updated)
             }
 
@@ -469,10 +580,68 @@ macro_rules! sql_key_store {
                 /// every start.
                 ///
                 /// # Errors
+                /// [`StoreError::SchemaTooNew`] if a newer version of this
+                /// crate migrated the database (nothing is changed then);
                 /// [`StoreError::Unavailable`] if the database fails or holds
                 /// a schema version this build does not know.
                 pub async fn migrate(&self) -> Result<(), StoreError> {
-                    sql::migrator::<D>().run(&self.pool).await.map_err(sql::migrate_error)
+                    match sql::migrator::<D>().run(&self.pool).await {
+                        Ok(()) => Ok(()),
+                        // sqlx checks the applied versions before applying
+                        // any: an unknown one is reported before a change.
+                        Err(sqlx::migrate::MigrateError::VersionMissing(_)) => {
+                            let found: Option<i64> = sqlx::query_scalar(sql::NEWEST_VERSION)
+                                .fetch_one(&self.pool)
+                                .await
+                                .map_err(sqlx_error)?;
+                            sql::check_not_newer(found, D::SCHEMA)?;
+                            Err(sql::migrate_error(sqlx::migrate::MigrateError::VersionMissing(found.unwrap_or(0))))
+                        }
+                        Err(e) => Err(sql::migrate_error(e)),
+                    }
+                }
+
+                /// A page of rows by id, one extra row telling whether
+                /// another page follows.
+                async fn page_of(&self, query: Query<'_>, limit: usize) -> Result<Page<KeyRecord>, StoreError> {
+                    let rows = query.fetch_all(&self.pool).await.map_err(sqlx_error)?;
+                    let mut items = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+                    let next = if items.len() > limit {
+                        items.truncate(limit);
+                        items.last().map(|r| r.id)
+                    } else {
+                        None
+                    };
+                    Ok(Page { items, next })
+                }
+
+                /// The spend: one statement, then (only when nothing was
+                /// spent) a read telling exhausted, unlimited and absent
+                /// keys apart.
+                async fn spend(&self, id: &KeyId, cost: u64, due: Option<Timestamp>) -> Result<CreditSpend, StoreError> {
+                    // A cost above every count can never be spent.
+                    if let Ok(cost) = i64::try_from(cost) {
+                        let left: Option<i64> = sqlx::query_scalar(sql::SPEND)
+                            .bind(id.as_str())
+                            .bind(cost)
+                            .bind(due.map(Timestamp::unix_nanos))
+                            .fetch_optional(&self.pool)
+                            .await
+                            .map_err(sqlx_error)?;
+                        if let Some(left) = left {
+                            let remaining = u64::try_from(left)
+                                .map_err(|_| StoreError::Corrupt("field `credits_remaining` is negative".into()))?;
+                            return Ok(CreditSpend::Spent { remaining });
+                        }
+                    }
+                    let record = self
+                        .fetch_one(sqlx::query(sql::SELECT_BY_ID).bind(id.as_str()))
+                        .await?
+                        .ok_or(StoreError::NotFound(*id))?;
+                    Ok(match record.controls().credits {
+                        None => CreditSpend::Unlimited,
+                        Some(c) => CreditSpend::Exhausted { remaining: c.available(due) },
+                    })
                 }
 
                 async fn fetch_one(&self, query: Query<'_>) -> Result<Option<Arc<KeyRecord>>, StoreError> {
@@ -489,16 +658,6 @@ macro_rules! sql_key_store {
 
             impl KeyStore for $store {
 
-    // WIP(stores): interim until the SQL/Redis implementation lands on this branch.
-    async fn spend_credits(&self, _id: &KeyId, _cost: u64, _refill_due: Option<Timestamp>) -> Result<crate::controls::CreditSpend, StoreError> {
-        Err(StoreError::unavailable("spend_credits: not implemented yet on branch stores"))
-    }
-    async fn list_by_external_id(&self, _external_id: &crate::controls::ExternalId, _page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
-        Err(StoreError::unavailable("list_by_external_id: not implemented yet on branch stores"))
-    }
-    async fn list_expiring(&self, _from: Timestamp, _until: Timestamp, _page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
-        Err(StoreError::unavailable("list_expiring: not implemented yet on branch stores"))
-    }
                 async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
                     timed(self.timeout, async {
                         if insert_row(&self.pool, &record).await? {
@@ -627,6 +786,52 @@ macro_rules! sql_key_store {
                     .await
                 }
 
+                async fn spend_credits(
+                    &self,
+                    id: &KeyId,
+                    cost: u64,
+                    refill_due: Option<Timestamp>,
+                ) -> Result<CreditSpend, StoreError> {
+                    timed(self.timeout, self.spend(id, cost, refill_due)).await
+                }
+
+                async fn list_by_external_id(
+                    &self,
+                    external_id: &ExternalId,
+                    page: PageRequest,
+                ) -> Result<Page<KeyRecord>, StoreError> {
+                    let limit = page.effective_limit();
+                    let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+                    let query = match &page.after {
+                        None => sqlx::query(sql::LIST_EXTERNAL_FIRST).bind(external_id.as_str()).bind(fetch),
+                        Some(after) => sqlx::query(sql::LIST_EXTERNAL_AFTER)
+                            .bind(external_id.as_str())
+                            .bind(after.as_str())
+                            .bind(fetch),
+                    };
+                    timed(self.timeout, self.page_of(query, limit)).await
+                }
+
+                async fn list_expiring(
+                    &self,
+                    from: Timestamp,
+                    until: Timestamp,
+                    page: PageRequest,
+                ) -> Result<Page<KeyRecord>, StoreError> {
+                    let limit = page.effective_limit();
+                    let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+                    let (from, until) = (from.unix_nanos(), until.unix_nanos());
+                    let query = match &page.after {
+                        None => sqlx::query(sql::LIST_EXPIRING_FIRST).bind(from).bind(until).bind(fetch),
+                        Some(after) => sqlx::query(sql::LIST_EXPIRING_AFTER)
+                            .bind(from)
+                            .bind(until)
+                            .bind(after.as_str())
+                            .bind(fetch),
+                    };
+                    timed(self.timeout, self.page_of(query, limit)).await
+                }
+
                 async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
                     if updates.is_empty() {
                         return Ok(());
@@ -723,7 +928,7 @@ mod tests {
     #[test]
     fn statements_name_every_column_once() {
         let n = columns!().split(',').count();
-        assert_eq!(n, 14);
+        assert_eq!(n, 24);
         assert!(INSERT.contains(&format!("${n})")));
         assert!(!INSERT.contains(&format!("${}", n + 1)));
         assert!(SELECT_BY_ID.starts_with(concat!("SELECT ", columns!(), " FROM api_keys WHERE")));
