@@ -204,7 +204,7 @@ fn bad_control_values_exit_2_naming_the_flag() {
         k.keyctl(&args)
     };
     let cases: [(&[&str], &str); 12] = [
-        (&["--credits", "-1"], "--credits"),
+        (&["--credits=-1"], "--credits"),
         (&["--credits", "9223372036854775808"], "--credits"),
         (&["--refill-daily", "5"], "--credits"),
         (&["--credits", "5", "--refill-daily", "5", "--refill-monthly", "5"], "--refill-monthly"),
