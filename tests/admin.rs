@@ -637,20 +637,24 @@ async fn controls_scenario<S: KeyStore + Clone>(store: S) {
         .await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
     let updated = &a.body["response"];
-    assert_eq!(updated["credits"], json!({"remaining": 5, "refill": {"amount": 9, "period": "MONTHLY", "atSecond": 0}}));
+    assert_eq!(
+        updated["credits"],
+        json!({"remaining": 5, "refill": {"amount": 9, "period": "MONTHLY", "atSecond": 0}})
+    );
     assert!(updated.get("rateLimits").is_none(), "named and absent: cleared");
     assert_eq!(updated["allowedIps"], controls["allowedIps"], "not named: kept");
     assert!(a.body["metadata"]["changes"]["rateLimits"].is_null());
     // Without a mask the control fields present are set (and the three original fields replaced).
-    let a = c.patch(&format!("/apiKeys/{id}"), json!({"description": "d", "enabled": false, "metadata": {"a": 1}})).await;
+    let a =
+        c.patch(&format!("/apiKeys/{id}"), json!({"description": "d", "enabled": false, "metadata": {"a": 1}})).await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
-    assert_eq!((a.body["response"]["enabled"].clone(), a.body["response"]["metadata"].clone()), (json!(false), json!({"a": 1})));
+    assert_eq!(
+        (a.body["response"]["enabled"].clone(), a.body["response"]["metadata"].clone()),
+        (json!(false), json!({"a": 1}))
+    );
     assert_eq!(a.body["response"]["externalId"], json!(ext), "absent control kept");
     let a = c
-        .patch(
-            &format!("/apiKeys/{id}"),
-            json!({"updateMask": "enabled,metadata,externalId,allowedIps,credits"}),
-        )
+        .patch(&format!("/apiKeys/{id}"), json!({"updateMask": "enabled,metadata,externalId,allowedIps,credits"}))
         .await;
     let cleared = &a.body["response"];
     assert_eq!(cleared["enabled"], true, "enabled named and absent: reset to enabled");
@@ -691,10 +695,13 @@ async fn controls_scenario<S: KeyStore + Clone>(store: S) {
     assert_eq!(listed["apiKeys"].as_array().unwrap().len(), 1, "no bad create wrote a key");
 
     // externalId across service accounts, filtered by what the caller may list.
-    let mine = c.post("/apiKeys", json!({"serviceAccountId": SA, "externalId": ext})).await.body["apiKey"]["id"].clone();
+    let mine =
+        c.post("/apiKeys", json!({"serviceAccountId": SA, "externalId": ext})).await.body["apiKey"]["id"].clone();
     let theirs =
-        c.post("/apiKeys", json!({"serviceAccountId": "someone-else", "externalId": ext})).await.body["apiKey"]["id"].clone();
-    let ids = |a: &Answer| -> Vec<Value> { a.body["apiKeys"].as_array().unwrap().iter().map(|k| k["id"].clone()).collect() };
+        c.post("/apiKeys", json!({"serviceAccountId": "someone-else", "externalId": ext})).await.body["apiKey"]["id"]
+            .clone();
+    let ids =
+        |a: &Answer| -> Vec<Value> { a.body["apiKeys"].as_array().unwrap().iter().map(|k| k["id"].clone()).collect() };
     let mut both = vec![mine.clone(), theirs.clone()];
     both.sort_by_key(|v| v.as_str().unwrap().to_owned());
     let a = c.get(&format!("/apiKeys?externalId={ext}")).await;
@@ -711,7 +718,7 @@ async fn controls_scenario<S: KeyStore + Clone>(store: S) {
     assert!(!ids(&c.get("/apiKeys?expiringWithin=3600s").await).contains(&expiring));
     assert!(!ids(&robot.get("/apiKeys?expiringWithin=604800s").await).contains(&expiring), "not robot's");
     assert_error(&c.get("/apiKeys?expiringWithin=7d").await, 400, 3, "window format");
-    assert_error(&c.get(&format!("/apiKeys?externalId=a%20b")).await, 400, 3, "bad external id");
+    assert_error(&c.get("/apiKeys?externalId=a%20b").await, 400, 3, "bad external id");
     assert_error(&c.get(&format!("/apiKeys?serviceAccountId={SA}&externalId={ext}")).await, 400, 3, "two selections");
     c.assert_secrets_only_where_allowed(&[secret]);
 }

@@ -510,12 +510,20 @@ mod controls {
 
     use super::*;
 
+    /// An update clearing one control, and the check that it is gone.
+    type Clear = fn(UpdateRequest) -> UpdateRequest;
+    type Cleared = fn(&KeyControls) -> bool;
+
     fn every_control(now: Timestamp) -> KeyControls {
         KeyControls::new()
             .metadata(Metadata::parse(r#"{"plan":"pro","seats":3}"#).unwrap())
             .external_id(ExternalId::new("cust_42").unwrap())
             .allowed_ips("10.0.0.0/8,2001:db8::/32".parse().unwrap())
-            .credits(Credits::new(100).unwrap().refill(Refill::new(100, RefillPeriod::Daily).unwrap().at(6, 30).unwrap(), now))
+            .credits(
+                Credits::new(100)
+                    .unwrap()
+                    .refill(Refill::new(100, RefillPeriod::Daily).unwrap().at(6, 30).unwrap(), now),
+            )
             .rate_limits("api=100/1s:burst=20".parse().unwrap())
     }
 
@@ -558,11 +566,7 @@ mod controls {
         assert!(!json.contains(created.secret.expose_secret()), "never the secret");
 
         // The one-call builder gives the same record.
-        let same = f
-            .manager
-            .create(CreateRequest::new("sa-1").controls(every_control(now)))
-            .await
-            .unwrap();
+        let same = f.manager.create(CreateRequest::new("sa-1").controls(every_control(now))).await.unwrap();
         let same = f.manager.get(&same.api_key.id).await.unwrap();
         assert!(same.enabled);
         assert_eq!(same.controls, info.controls);
@@ -597,7 +601,7 @@ mod controls {
         assert_eq!(op.changes.allowed_ips, Some(all.allowed_ips.clone()));
 
         // Clearing one at a time; the last clear leaves no controls at all.
-        let clears: [(fn(UpdateRequest) -> UpdateRequest, fn(&KeyControls) -> bool); 5] = [
+        let clears: [(Clear, Cleared); 5] = [
             (UpdateRequest::clear_metadata, |c| c.metadata.is_none()),
             (UpdateRequest::clear_external_id, |c| c.external_id.is_none()),
             (UpdateRequest::clear_allowed_ips, |c| c.allowed_ips.is_none()),
@@ -620,11 +624,8 @@ mod controls {
     async fn a_reissued_key_inherits_the_controls_enabled_flag_and_remaining_credits() {
         let f = fixture();
         let now = f.clock.now();
-        let created = f
-            .manager
-            .create(CreateRequest::new("sa-1").enabled(false).controls(every_control(now)))
-            .await
-            .unwrap();
+        let created =
+            f.manager.create(CreateRequest::new("sa-1").enabled(false).controls(every_control(now))).await.unwrap();
         let new = f.manager.reissue(&created.api_key.id, Duration::ZERO).await.unwrap();
         let info = f.manager.get(&new.api_key.id).await.unwrap();
         assert!(!info.enabled);
@@ -696,13 +697,27 @@ mod controls {
         f.manager.revoke(&revoked).await.unwrap();
         let mut want = vec![in1, in6];
         want.sort();
-        let got: Vec<KeyId> =
-            f.manager.expiring_within(day * 7, PageRequest::first(10)).await.unwrap().items.iter().map(|k| k.id).collect();
+        let got: Vec<KeyId> = f
+            .manager
+            .expiring_within(day * 7, PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|k| k.id)
+            .collect();
         assert_eq!(got, want, "active keys expiring within 7 days, across accounts");
         // Two days on, the first has expired and is no longer a warning.
         f.clock.advance(day * 2);
-        let got: Vec<KeyId> =
-            f.manager.expiring_within(day * 7, PageRequest::first(10)).await.unwrap().items.iter().map(|k| k.id).collect();
+        let got: Vec<KeyId> = f
+            .manager
+            .expiring_within(day * 7, PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|k| k.id)
+            .collect();
         assert_eq!(got, vec![in6]);
     }
 }

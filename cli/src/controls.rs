@@ -127,6 +127,9 @@ impl ControlArgs {
     }
 }
 
+/// A change that clears one control.
+type Clear = fn(UpdateRequest) -> UpdateRequest;
+
 /// The flags of `update` that enable, disable or clear controls.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct UpdateControlArgs {
@@ -165,7 +168,7 @@ impl UpdateControlArgs {
         if self.enable {
             request = request.enable();
         }
-        let clears: [(bool, fn(UpdateRequest) -> UpdateRequest); 5] = [
+        let clears: [(bool, Clear); 5] = [
             (self.no_credits, UpdateRequest::clear_credits),
             (self.no_rate_limits, UpdateRequest::clear_rate_limits),
             (self.no_allow_ip, UpdateRequest::clear_allowed_ips),

@@ -221,10 +221,12 @@ fn bad_control_values_exit_2_naming_the_flag() {
         let run = create(extra);
         assert!(run.expect(2).stderr.contains(says), "{extra:?}: {}", run.stderr);
     }
-    assert!(!k.path("api-keys.db").exists() || {
-        let list = k.keyctl(&["list", "--service-account-id", "robot", "--format", "json"]);
-        list.ok().value()["api_keys"].as_array().unwrap().is_empty()
-    });
+    assert!(
+        !k.path("api-keys.db").exists() || {
+            let list = k.keyctl(&["list", "--service-account-id", "robot", "--format", "json"]);
+            list.ok().value()["api_keys"].as_array().unwrap().is_empty()
+        }
+    );
 
     let id = created(create(&[]).ok()).0;
     for extra in [
@@ -242,7 +244,11 @@ fn bad_control_values_exit_2_naming_the_flag() {
     }
     let nothing = k.keyctl(&["update", &id]);
     assert!(nothing.expect(2).stderr.contains("nothing to update"), "{}", nothing.stderr);
-    for bad in [&["list"][..], &["list", "--external-id", "a", "--expiring-within", "7d"], &["list", "--expiring-within", "7 days"]] {
+    for bad in [
+        &["list"][..],
+        &["list", "--external-id", "a", "--expiring-within", "7d"],
+        &["list", "--expiring-within", "7 days"],
+    ] {
         k.keyctl(bad).expect(2);
     }
     let got = k.keyctl(&["get", &id, "--format", "json"]).ok().value();

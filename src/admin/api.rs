@@ -42,8 +42,9 @@ use super::auth::{AdminAction, AdminAuth, AdminCaller, AdminRejection};
 use super::error::{ApiError, Code};
 use super::idempotency::{self, Begin, Idempotency, Kept};
 use super::types::{
-    ApiCredits, ApiKey, ApiKeyScope, CreateApiKeyRequest, CreateApiKeyResponse, ListApiKeysResponse, ListOperationsResponse,
-    ListScopesResponse, OperationView, ReissueApiKeyRequest, RevokeApiKeyRequest, UpdateApiKeyRequest,
+    ApiCredits, ApiKey, ApiKeyScope, CreateApiKeyRequest, CreateApiKeyResponse, ListApiKeysResponse,
+    ListOperationsResponse, ListScopesResponse, OperationView, ReissueApiKeyRequest, RevokeApiKeyRequest,
+    UpdateApiKeyRequest,
 };
 use crate::clock::Timestamp;
 use crate::controls::{ControlError, Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimit, RateLimits};
@@ -479,7 +480,8 @@ async fn list<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Requ
     };
     // Across service accounts, a caller sees the keys of the accounts it may list.
     let visible = page.items.iter().filter(|k| api.auth.allows(&caller, AdminAction::List, &k.service_account_id));
-    let body = ListApiKeysResponse { api_keys: visible.map(ApiKey::from).collect(), next_page_token: key_token(page.next) };
+    let body =
+        ListApiKeysResponse { api_keys: visible.map(ApiKey::from).collect(), next_page_token: key_token(page.next) };
     Ok(axum::Json(body).into_response())
 }
 
@@ -495,17 +497,8 @@ async fn get_key<S: KeyStore, A: AdminAuth>(
 }
 
 /// The fields `updateMask` may name.
-const UPDATE_FIELDS: [&str; 9] = [
-    "description",
-    "scopes",
-    "expiresAt",
-    "enabled",
-    "metadata",
-    "externalId",
-    "allowedIps",
-    "credits",
-    "rateLimits",
-];
+const UPDATE_FIELDS: [&str; 9] =
+    ["description", "scopes", "expiresAt", "enabled", "metadata", "externalId", "allowedIps", "credits", "rateLimits"];
 
 /// Which of [`UPDATE_FIELDS`] the request sets (is present in the body).
 fn present_fields(req: &UpdateApiKeyRequest) -> [(&'static str, bool); 9] {

@@ -11,9 +11,9 @@ use utoipa::openapi::security::{ApiKey as ApiKeyScheme, ApiKeyValue, HttpAuthSch
 use utoipa::{Modify, OpenApi};
 
 use super::types::{
-    ApiCredits, ApiKey, ApiKeyScope, ApiKeyStatus, ApiRefill, ApiRefillPeriod, CreateApiKeyRequest, CreateApiKeyResponse, ListApiKeysResponse,
-    ListOperationsResponse, ListScopesResponse, OperationMetadata, OperationView, ReissueApiKeyRequest,
-    RevokeApiKeyRequest, Status, UpdateApiKeyRequest,
+    ApiCredits, ApiKey, ApiKeyScope, ApiKeyStatus, ApiRefill, ApiRefillPeriod, CreateApiKeyRequest,
+    CreateApiKeyResponse, ListApiKeysResponse, ListOperationsResponse, ListScopesResponse, OperationMetadata,
+    OperationView, ReissueApiKeyRequest, RevokeApiKeyRequest, Status, UpdateApiKeyRequest,
 };
 
 /// The document's generator.

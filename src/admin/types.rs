@@ -152,7 +152,7 @@ impl ApiCredits {
             ApiRefillPeriod::Daily => RefillPeriod::Daily,
             ApiRefillPeriod::Monthly => RefillPeriod::Monthly,
         };
-        if r.at_second % 60 != 0 || r.at_second >= 86_400 {
+        if !r.at_second.is_multiple_of(60) || r.at_second >= 86_400 {
             return Err(ControlError::Credits("refill atSecond must be a whole minute within the day (0 to 86340)"));
         }
         let hour = u8::try_from(r.at_second / 3600).map_err(|_| ControlError::Credits("refill time"))?;

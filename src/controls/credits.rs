@@ -282,7 +282,8 @@ mod tests {
         let r = Refill::new(1, RefillPeriod::Daily).unwrap();
         assert!(r.at(24, 0).is_err() && r.at(0, 60).is_err());
         assert!("weekly".parse::<RefillPeriod>().is_err());
-        let mut late: Credits = serde_json::from_str(r#"{"remaining":1,"refill":{"amount":1,"period":"daily","atSecond":86400}}"#).unwrap();
+        let mut late: Credits =
+            serde_json::from_str(r#"{"remaining":1,"refill":{"amount":1,"period":"daily","atSecond":86400}}"#).unwrap();
         assert_eq!(late.check(), Err(ControlError::Credits("refill time must be within the day")));
         late.refill = None;
         assert_eq!(late.check(), Ok(()));
