@@ -1486,6 +1486,156 @@ mod tests {
         assert_eq!(decode(map).unwrap(), r);
     }
 
+    /// The record decoder of the previous release (record layout 1),
+    /// verbatim but for the `controls` its `Row` did not have.
+    fn decode_layout_1(mut f: HashMap<String, String>) -> Result<KeyRecord, StoreError> {
+        fn missing(field: &str) -> StoreError {
+            StoreError::Corrupt(format!("field `{field}` is missing"))
+        }
+        fn int(field: &str, text: &str) -> Result<i64, StoreError> {
+            text.parse().map_err(|_| StoreError::Corrupt(format!("field `{field}` is not an integer")))
+        }
+        let mut take = |field: &'static str| f.remove(field).ok_or_else(|| missing(field));
+        let id = take("id")?;
+        let service_account_id = take("service_account_id")?;
+        let description = take("description")?;
+        let created_at = int("created_at", &take("created_at")?)?;
+        let scopes = split_scopes(&take("scopes")?);
+        let masked_key = take("masked_key")?;
+        let pepper_version = int("pepper_version", &take("pepper_version")?)?;
+        let digest = Digest::from_base64(&take("digest")?)
+            .map_err(|_| StoreError::Corrupt("field `digest` is not base64 of 32 bytes".to_owned()))?;
+        let status = take("status")?;
+        let kind = take("kind")?;
+        let last_used_at = f.remove("last_used_at").map(|t| int("last_used_at", &t)).transpose()?;
+        let expires_at = f.remove("expires_at").map(|t| int("expires_at", &t)).transpose()?;
+        Row {
+            id,
+            service_account_id,
+            description,
+            created_at,
+            last_used_at,
+            scopes,
+            expires_at,
+            masked_key,
+            pepper_version,
+            digest: digest.as_bytes().to_vec(),
+            status,
+            kind,
+            replaced_by: f.remove("replaced_by"),
+            reissued_from: f.remove("reissued_from"),
+            // The previous release's `Row` had no controls: what it built is a
+            // record enabled and without controls.
+            controls: ControlColumns::default(),
+        }
+        .into_record()
+    }
+
+    fn layout_2_record() -> KeyRecord {
+        let mut r = KeyRecord::new(
+            KeyId::parse("cccccccccccccccccccc").unwrap(),
+            ServiceAccountId::new("robot").unwrap(),
+            KeyKind::Native,
+            1,
+            Digest::from_bytes([3; 32]),
+            crate::secret::MaskedKey::from_tail(b"abcdef"),
+            Timestamp::from_unix_nanos(1_700_000_000_000_000_000),
+        );
+        r.enabled = false;
+        r.set_controls(
+            crate::controls::KeyControls::new()
+                .allowed_ips("10.0.0.0/8".parse().unwrap())
+                .credits(crate::controls::Credits::new(crate::controls::Credits::MAX).unwrap()),
+        );
+        r
+    }
+
+    fn as_map(fields: Vec<(&'static str, String)>) -> HashMap<String, String> {
+        fields.into_iter().map(|(f, v)| (f.to_owned(), v)).collect()
+    }
+
+    /// What an older binary does with a record carrying the new fields:
+    /// it refuses it (no `id`), rather than reading a disabled key with an
+    /// allow-list as an enabled key without one. Plain keys stay readable.
+    #[test]
+    fn the_previous_decoder_refuses_a_layout_2_record() {
+        let r = layout_2_record();
+        let map = as_map(encode(&r));
+        assert_eq!(map.get("v").map(String::as_str), Some("2"));
+        let e = decode_layout_1(map.clone()).unwrap_err();
+        assert!(matches!(&e, StoreError::Corrupt(m) if m.contains("`id`")), "{e:?}");
+        assert!(e.is_unavailable(), "fails closed");
+        assert_eq!(decode(map).unwrap(), r);
+        let plain = KeyRecord { enabled: true, controls: None, ..r };
+        let map = as_map(encode(&plain));
+        assert!(!map.contains_key("v"), "a plain key stays in layout 1");
+        assert_eq!(decode_layout_1(map.clone()).unwrap(), plain);
+        assert_eq!(decode(map).unwrap(), plain);
+    }
+
+    /// A layout this version does not know is refused, naming it.
+    #[test]
+    fn unknown_layouts_are_refused() {
+        let mut map = as_map(encode(&layout_2_record()));
+        for (v, shown) in [("3", "3"), ("x SECRET", "unknown")] {
+            map.insert("v".to_owned(), v.to_owned());
+            let e = decode(map.clone()).unwrap_err();
+            let text = format!("{e} {e:?}");
+            assert!(matches!(e, StoreError::Corrupt(_)) && text.contains(&format!("version {shown}")), "{text}");
+            assert!(!text.contains("SECRET"));
+        }
+        let mut map = as_map(encode(&layout_2_record()));
+        map.insert("enabled".to_owned(), "yes".to_owned());
+        assert!(matches!(decode(map), Err(StoreError::Corrupt(m)) if m.contains("enabled")));
+    }
+
+    /// Against the live server: disabling a plain (layout 1) key through a
+    /// commit moves it to layout 2 in the same script, which the previous
+    /// decoder refuses.
+    #[tokio::test]
+    async fn disabling_a_layout_1_key_moves_it_to_layout_2() {
+        let url = std::env::var("API_KEYS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let prefix = format!("api-keys-test-{}", KeyId::generate().unwrap());
+        let store = RedisStore::builder(url)
+            .prefix(prefix)
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("Redis at 127.0.0.1:6379 unreachable ({e}); this test needs it"));
+        let outcome = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let plain = KeyRecord { enabled: true, controls: None, ..layout_2_record() };
+                store.insert(plain.clone()).await.unwrap();
+                let raw = |s: RedisStore| async move {
+                    let mut conn = s.conn.clone();
+                    let m: HashMap<String, String> =
+                        cmd("HGETALL").arg(s.record_key(&plain.id)).query_async(&mut conn).await.unwrap();
+                    m
+                };
+                assert_eq!(decode_layout_1(raw(store.clone()).await).unwrap(), plain);
+                let entry = crate::operation::LogEntry::new(
+                    plain.id,
+                    crate::operation::OperationKind::Update,
+                    crate::operation::Actor::system(),
+                    Timestamp::from_unix_nanos(1),
+                    crate::operation::OperationChanges::default(),
+                )
+                .unwrap();
+                let update = KeyUpdate::new().enabled(false);
+                store.commit(Change::Update { id: plain.id, update }, &[entry]).await.unwrap();
+                let map = raw(store.clone()).await;
+                assert_eq!((map.get("v").map(String::as_str), map.get("id")), (Some("2"), None));
+                assert!(decode_layout_1(map.clone()).is_err(), "the previous decoder refuses it");
+                assert!(!decode(map).unwrap().enabled);
+            }
+        })
+        .await;
+        store.purge().await.unwrap();
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+
     #[test]
     fn missing_or_bad_fields_are_corrupt() {
         let e = decode(HashMap::from([("id".to_owned(), "aaaaaaaaaaaaaaaaaaaa".to_owned())])).unwrap_err();

@@ -877,7 +877,7 @@ macro_rules! check_v1_upgrade {
             .fetch_all(store.pool())
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(versions, [1, 2, 3, 5]);
         let stored: Vec<String> =
             sqlx::query_scalar("SELECT masked_key FROM api_keys ORDER BY id").fetch_all(store.pool()).await.unwrap();
         $crate::store::sql::upgrade_tests::check_upgraded(&store, &stored).await;
@@ -891,6 +891,78 @@ macro_rules! check_v1_upgrade {
 #[cfg(test)]
 pub(super) use check_v1_upgrade;
 
+/// The body both dialects' tests of the upgrade from the previous release
+/// (schema version 3) share, over a store `$store` whose schema is at
+/// version 3: writes the previous release's rows — keys made by a
+/// [`KeyManager`](crate::KeyManager) (scopes, expiry, last use, a revoked,
+/// a reissued pair, an imported key) and their operations log — with
+/// `$insert_key` and `$insert_op` (the old columns, `$N` placeholders, the
+/// scopes as names joined by `,`), migrates, and checks that nothing was
+/// lost, that the previous release's migrator refuses the upgraded
+/// database, and that this one refuses a database newer than it knows.
+#[cfg(test)]
+macro_rules! check_v3_upgrade {
+    ($store:expr, $schema:expr, $insert_key:expr, $insert_op:expr) => {{
+        let store = $store;
+        let old = $crate::store::sql::upgrade_tests::previous_release().await;
+        for r in &old.records {
+            sqlx::query($insert_key)
+                .bind(r.id.as_str())
+                .bind(r.service_account_id.as_str())
+                .bind(r.description.as_str())
+                .bind(r.created_at.unix_nanos())
+                .bind(r.last_used_at.map($crate::clock::Timestamp::unix_nanos))
+                .bind($crate::store::backend::join_scopes(&r.scopes))
+                .bind(r.expires_at.map($crate::clock::Timestamp::unix_nanos))
+                .bind(r.masked_key.tail())
+                .bind(i64::from(r.pepper_version))
+                .bind(&r.digest.as_bytes()[..])
+                .bind(r.status.as_str())
+                .bind(r.kind.as_str())
+                .bind(r.links.replaced_by.as_ref().map($crate::token::KeyId::as_str))
+                .bind(r.links.reissued_from.as_ref().map($crate::token::KeyId::as_str))
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+        for op in old.operations.iter().rev() {
+            sqlx::query($insert_op)
+                .bind(op.id.as_str())
+                .bind(op.key_id.as_str())
+                .bind(op.service_account_id.as_str())
+                .bind(op.kind.as_str())
+                .bind(op.actor.as_str())
+                .bind(op.created_at.unix_nanos())
+                .bind(serde_json::to_string(&op.changes).unwrap())
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+        store.migrate().await.unwrap();
+        $crate::store::sql::upgrade_tests::check_v3_upgraded(&store, &old).await;
+        // The previous release's migrator refuses the upgraded database.
+        let refused = $crate::store::sql::migrator_of(&$schema[..3]).run(store.pool()).await.unwrap_err();
+        assert!(matches!(refused, sqlx::migrate::MigrateError::VersionMissing(5)), "{refused:?}");
+        // This build refuses a database migrated by a newer one, naming both.
+        sqlx::query(
+            "INSERT INTO _api_keys_migrations (version, description, success, checksum, execution_time) \
+             VALUES (99, 'from the future', TRUE, $1, 0)",
+        )
+        .bind(&[0u8; 48][..])
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let e = store.migrate().await.unwrap_err();
+        assert!(matches!(e, $crate::store::StoreError::SchemaTooNew { found: 99, supported: 5 }), "{e:?}");
+        let text = e.to_string();
+        assert!(text.contains("99") && text.contains('5'), "{text}");
+        assert!(e.is_unavailable(), "a refused schema fails closed");
+        store
+    }};
+}
+#[cfg(test)]
+pub(super) use check_v3_upgrade;
+
 /// What the dialects' upgrade tests check once the previous release's rows
 /// (an active native key `aaaa…` masked `Xy12Z9`, an imported key `bbbb…`
 /// masked with its secret's tail `SECRET`, digest `0xAB…`) went through the
@@ -900,6 +972,100 @@ pub(super) mod upgrade_tests {
     use crate::clock::Timestamp;
     use crate::store::KeyStore;
     use crate::token::KeyId;
+
+    /// The previous release's keys, their secrets and log, as its
+    /// [`KeyManager`](crate::KeyManager) made them.
+    pub(crate) struct PreviousRelease {
+        pub(crate) records: Vec<crate::KeyRecord>,
+        pub(crate) operations: Vec<crate::Operation>,
+        /// Secrets of the keys that still verify.
+        pub(crate) secrets: Vec<(KeyId, crate::Secret)>,
+        /// The key that was revoked, and its secret.
+        pub(crate) revoked: (KeyId, crate::Secret),
+        pub(crate) clock: std::sync::Arc<crate::ManualClock>,
+    }
+
+    pub(crate) fn peppers() -> crate::Peppers {
+        crate::Peppers::single(crate::Pepper::new(1, [7u8; 32]).unwrap())
+    }
+
+    /// Makes the keys in a memory store (records are what every store
+    /// stores): scopes and expiry, a last use, a revoked key, a reissued
+    /// pair in its grace period, an imported key.
+    pub(crate) async fn previous_release() -> PreviousRelease {
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use crate::{CreateRequest, KeyManager, MemoryStore, ScopeCatalog};
+        let clock = Arc::new(crate::ManualClock::new(Timestamp::from_unix_seconds(1_800_000_000).unwrap()));
+        let memory = Arc::new(MemoryStore::new());
+        let manager = KeyManager::builder(Arc::clone(&memory), peppers(), ScopeCatalog::yandex_cloud())
+            .clock(clock.clone())
+            .build();
+        let sa = "upgrade-robot";
+        let expiring = CreateRequest::new(sa)
+            .description("with scopes and expiry")
+            .scopes(["yc.monitoring.read", "yc.postbox.send"])
+            .expires_at("2030-01-01T00:00:00.123456789Z".parse().unwrap());
+        let a = manager.create(expiring).await.unwrap();
+        let b = manager.create(CreateRequest::new(sa).scopes(["yc.monitoring.manage"])).await.unwrap();
+        let revoked = manager.create(CreateRequest::new(sa)).await.unwrap();
+        manager.revoke(&revoked.api_key.id).await.unwrap();
+        let reissued = manager.reissue(&b.api_key.id, Duration::from_secs(3600)).await.unwrap();
+        let foreign = crate::Secret::from("AQVNUPGRADEFOREIGNSECRET0123456789".to_owned());
+        let imported = manager.import(CreateRequest::new(sa).scopes(["yc.postbox.send"]), &foreign).await.unwrap();
+        let used = Timestamp::from_unix_nanos(1_800_000_100_000_000_007);
+        memory.touch_last_used(&[(a.api_key.id, used)]).await.unwrap();
+        let ids = [a.api_key.id, b.api_key.id, revoked.api_key.id, reissued.api_key.id, imported.id];
+        let mut records = Vec::new();
+        let mut operations = Vec::new();
+        for id in ids {
+            records.push(crate::KeyRecord::clone(&memory.get(&id).await.unwrap().unwrap()));
+            operations.extend(memory.operations(&id, crate::PageRequest::starting(100, None)).await.unwrap().items);
+        }
+        let secrets = vec![
+            (a.api_key.id, a.secret),
+            (b.api_key.id, b.secret),
+            (reissued.api_key.id, reissued.secret),
+            (imported.id, foreign),
+        ];
+        PreviousRelease { records, operations, secrets, revoked: (revoked.api_key.id, revoked.secret), clock }
+    }
+
+    /// Every old record reads back exactly (scopes, expiry, last use and
+    /// links intact, enabled, no controls), every key that verified still
+    /// verifies through a manager's verifier, the revoked one is still
+    /// refused, and the log reads back.
+    pub(crate) async fn check_v3_upgraded<S: KeyStore + Clone>(store: &S, old: &PreviousRelease) {
+        use std::sync::Arc;
+
+        use crate::{KeyManager, ScopeCatalog, VerifyError};
+        for r in &old.records {
+            let got = store.get(&r.id).await.unwrap().unwrap();
+            assert_eq!(&*got, r, "an old key changed in the upgrade");
+            assert!(got.enabled && got.controls.is_none(), "old keys are enabled, without controls");
+        }
+        let manager = KeyManager::builder(Arc::new(store.clone()), peppers(), ScopeCatalog::yandex_cloud())
+            .clock(old.clock.clone())
+            .build();
+        let verifier = manager.verifier().accept_imported(true).build();
+        for (id, secret) in &old.secrets {
+            let header = format!("Api-Key {}", secret.expose_secret());
+            let p = verifier.verify(header.as_bytes(), None).await.unwrap_or_else(|e| panic!("{id}: {e:?}"));
+            assert_eq!(p.key_id(), id);
+            let r = old.records.iter().find(|r| r.id == *id).unwrap();
+            assert_eq!(p.scopes(), &r.scopes, "{id}: scopes after the upgrade");
+        }
+        let (id, secret) = &old.revoked;
+        let header = format!("Api-Key {}", secret.expose_secret());
+        let e = verifier.verify(header.as_bytes(), None).await.unwrap_err();
+        assert!(matches!(e, VerifyError::Revoked(k) if k == *id), "{e:?}");
+        let mut ops = Vec::new();
+        for r in &old.records {
+            ops.extend(store.operations(&r.id, crate::PageRequest::starting(100, None)).await.unwrap().items);
+        }
+        assert_eq!(ops, old.operations, "the operations log after the upgrade");
+    }
 
     /// Every field survives; the imported key shows, and the table now
     /// holds (`stored`), six hex digits of its digest; the new pepper
