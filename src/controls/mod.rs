@@ -17,6 +17,9 @@
 
 mod credits;
 mod ip;
+mod limiter;
+#[cfg(feature = "redis")]
+mod redis_limiter;
 mod metadata;
 mod rate;
 
@@ -24,6 +27,10 @@ use serde::{Deserialize, Serialize};
 
 pub use credits::{CreditSpend, Credits, Refill, RefillPeriod};
 pub use ip::IpAllowList;
+pub use limiter::{LimitCheck, LimiterError, LocalRateLimiter, RateDecision, RateLimiter, RateStatus};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_limiter::RedisRateLimiter;
 pub use metadata::{ExternalId, Metadata};
 pub use rate::{LimitName, RateLimit, RateLimits};
 
