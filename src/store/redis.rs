@@ -943,6 +943,31 @@ where
         timed(self.timeout, self.insert_with(&record, None)).await
     }
 
+    // WIP(stores): interim until the SQL/Redis implementation lands on this branch.
+    async fn spend_credits(
+        &self,
+        _id: &KeyId,
+        _cost: u64,
+        _refill_due: Option<Timestamp>,
+    ) -> Result<crate::controls::CreditSpend, StoreError> {
+        Err(StoreError::unavailable("spend_credits: not implemented yet on branch stores"))
+    }
+    async fn list_by_external_id(
+        &self,
+        _external_id: &crate::controls::ExternalId,
+        _page: PageRequest,
+    ) -> Result<Page<KeyRecord>, StoreError> {
+        Err(StoreError::unavailable("list_by_external_id: not implemented yet on branch stores"))
+    }
+    async fn list_expiring(
+        &self,
+        _from: Timestamp,
+        _until: Timestamp,
+        _page: PageRequest,
+    ) -> Result<Page<KeyRecord>, StoreError> {
+        Err(StoreError::unavailable("list_expiring: not implemented yet on branch stores"))
+    }
+
     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         let mut conn = self.conn.clone();
         timed(self.timeout, async { Ok(self.fetch(&mut conn, id).await?.map(Arc::new)) }).await
