@@ -52,7 +52,7 @@ impl Fixture {
     /// A new key with `controls`; returns its `Authorization` value and id.
     async fn key(&self, controls: KeyControls) -> (String, KeyId) {
         let created = self.manager.create(CreateRequest::new("robot")).await.unwrap();
-        let id = created.record.id;
+        let id = created.api_key.id;
         let mut record = (*self.store.get(&id).await.unwrap().unwrap()).clone();
         record.set_controls(controls);
         self.store.delete(&id).await.unwrap();
@@ -71,13 +71,12 @@ async fn whoami(p: Principal) -> String {
 /// `ConnectInfo`; returns the base URL.
 async fn serve(layer: ApiKeyLayer<Store>) -> String {
     let free = Router::new().route("/free", get(whoami)).layer(layer.clone().cost(0));
-    let expensive = Router::new()
-        .route("/expensive", get(whoami))
-        .layer(layer.clone())
-        .layer(axum::middleware::map_request(|mut req: axum::extract::Request| async move {
+    let expensive = Router::new().route("/expensive", get(whoami)).layer(layer.clone()).layer(
+        axum::middleware::map_request(|mut req: axum::extract::Request| async move {
             req.extensions_mut().insert(Cost(2));
             req
-        }));
+        }),
+    );
     let app = Router::new().route("/whoami", get(whoami)).layer(layer).merge(free).merge(expensive);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -131,14 +130,14 @@ async fn a_disabled_key_gets_the_same_401_as_unknown_wrong_expired_and_revoked_k
     let last = wrong.pop().unwrap();
     wrong.push(if last == 'a' { 'b' } else { 'a' });
     let unknown = fx.manager.create(CreateRequest::new("robot")).await.unwrap();
-    fx.manager.delete(&unknown.record.id).await.unwrap();
+    fx.manager.delete(&unknown.api_key.id).await.unwrap();
     let expired = fx
         .manager
         .create(CreateRequest::new("robot").expires_at(fx.clock.now().saturating_add(Duration::from_secs(1))))
         .await
         .unwrap();
     let revoked = fx.manager.create(CreateRequest::new("robot")).await.unwrap();
-    fx.manager.revoke(&revoked.record.id).await.unwrap();
+    fx.manager.revoke(&revoked.api_key.id).await.unwrap();
     let (disabled, id) = fx.key(KeyControls::new()).await;
     let mut record = (*fx.store.get(&id).await.unwrap().unwrap()).clone();
     record.enabled = false;
@@ -164,8 +163,7 @@ async fn a_disabled_key_gets_the_same_401_as_unknown_wrong_expired_and_revoked_k
         assert_eq!(a.header("cache-control"), Some("no-store"));
         assert_eq!(a.body, answers[0].body, "byte-identical bodies");
         let names = |a: &Answer| {
-            let mut n: Vec<String> =
-                a.headers.keys().map(|k| k.as_str().to_owned()).filter(|k| k != "date").collect();
+            let mut n: Vec<String> = a.headers.keys().map(|k| k.as_str().to_owned()).filter(|k| k != "date").collect();
             n.sort();
             n
         };
@@ -195,11 +193,14 @@ async fn an_ip_allow_list_admits_the_peer_inside_and_refuses_outside_with_403() 
 async fn a_forwarding_header_counts_only_from_a_trusted_proxy() {
     let fx = Fixture::new();
     let (key, _) = fx.key(allow("203.0.113.0/24")).await;
-    let trusting = ApiKeyLayer::new(fx.verifier()).trusted_proxies(["127.0.0.0/8".parse().unwrap()], ForwardedHeader::XForwardedFor);
+    let trusting = ApiKeyLayer::new(fx.verifier())
+        .trusted_proxies(["127.0.0.0/8".parse().unwrap()], ForwardedHeader::XForwardedFor);
     let trusting_url = format!("{}/whoami", serve(trusting).await);
-    let forwarded = ApiKeyLayer::new(fx.verifier()).trusted_proxies(["127.0.0.0/8".parse().unwrap()], ForwardedHeader::Forwarded);
+    let forwarded =
+        ApiKeyLayer::new(fx.verifier()).trusted_proxies(["127.0.0.0/8".parse().unwrap()], ForwardedHeader::Forwarded);
     let forwarded_url = format!("{}/whoami", serve(forwarded).await);
-    let elsewhere = ApiKeyLayer::new(fx.verifier()).trusted_proxies(["10.0.0.0/8".parse().unwrap()], ForwardedHeader::XForwardedFor);
+    let elsewhere = ApiKeyLayer::new(fx.verifier())
+        .trusted_proxies(["10.0.0.0/8".parse().unwrap()], ForwardedHeader::XForwardedFor);
     let elsewhere_url = format!("{}/whoami", serve(elsewhere).await);
 
     // The loopback peer is a trusted proxy: the client is its header's.
@@ -245,9 +246,7 @@ trait LayerFnOk {
         self,
     ) -> api_keys::http::ApiKeyService<
         tower::util::ServiceFn<
-            fn(
-                http::Request<String>,
-            ) -> std::future::Ready<Result<http::Response<String>, std::convert::Infallible>>,
+            fn(http::Request<String>) -> std::future::Ready<Result<http::Response<String>, std::convert::Infallible>>,
         >,
         Store,
     >;
@@ -258,13 +257,13 @@ impl LayerFnOk for ApiKeyLayer<Store> {
         self,
     ) -> api_keys::http::ApiKeyService<
         tower::util::ServiceFn<
-            fn(
-                http::Request<String>,
-            ) -> std::future::Ready<Result<http::Response<String>, std::convert::Infallible>>,
+            fn(http::Request<String>) -> std::future::Ready<Result<http::Response<String>, std::convert::Infallible>>,
         >,
         Store,
     > {
-        fn ok(_: http::Request<String>) -> std::future::Ready<Result<http::Response<String>, std::convert::Infallible>> {
+        fn ok(
+            _: http::Request<String>,
+        ) -> std::future::Ready<Result<http::Response<String>, std::convert::Infallible>> {
             std::future::ready(Ok(http::Response::new(String::new())))
         }
         let f: fn(http::Request<String>) -> _ = ok;

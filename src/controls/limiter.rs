@@ -279,8 +279,12 @@ impl LocalRateLimiter {
         if let Some(k) = map.get(&quota) {
             return Some(Arc::clone(k));
         }
-        let made: Keyed = governor::RateLimiter::<_, _, _, governor::middleware::NoOpMiddleware<GovInstant>>::new(quota.quota()?, DashMapStateStore::default(), self.clock.clone())
-            .with_middleware::<StateInformationMiddleware>();
+        let made: Keyed = governor::RateLimiter::<_, _, _, governor::middleware::NoOpMiddleware<GovInstant>>::new(
+            quota.quota()?,
+            DashMapStateStore::default(),
+            self.clock.clone(),
+        )
+        .with_middleware::<StateInformationMiddleware>();
         Some(Arc::clone(map.get_or_insert(quota, Arc::new(made))))
     }
 

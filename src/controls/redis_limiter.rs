@@ -126,7 +126,9 @@ impl RedisRateLimiter {
 fn decode(reply: &[i64]) -> Option<RateDecision> {
     let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
     match *reply {
-        [0, index, wait] => Some(RateDecision::Limited { index: usize::try_from(index).ok()?, retry_after: micros(wait) }),
+        [0, index, wait] => {
+            Some(RateDecision::Limited { index: usize::try_from(index).ok()?, retry_after: micros(wait) })
+        }
         [1, index, left, reset] => Some(RateDecision::Allowed(RateStatus::new(
             usize::try_from(index).ok()?,
             u32::try_from(left.max(0)).unwrap_or(u32::MAX),

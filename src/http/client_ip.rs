@@ -299,7 +299,11 @@ mod tests {
         assert_eq!(hops, [Hop::Ip(ip("192.0.2.43")), Hop::Ip(ip("2001:db8:cafe::17")), Hop::Unknown]);
         let mut hops = Vec::new();
         forwarded_hops(r#"For="198.51.100.17";by="a,b;c", FOR=unknown"#, &mut hops);
-        assert_eq!(hops, [Hop::Ip(ip("198.51.100.17")), Hop::Unknown], "names are case-insensitive, quotes hide , and ;");
+        assert_eq!(
+            hops,
+            [Hop::Ip(ip("198.51.100.17")), Hop::Unknown],
+            "names are case-insensitive, quotes hide , and ;"
+        );
         let mut hops = Vec::new();
         forwarded_hops(r#"for="192.0.2.1\"x", garbage, for=1.2.3.4"#, &mut hops);
         assert_eq!(hops, [Hop::Unknown, Hop::Unknown, Hop::Ip(ip("1.2.3.4"))]);

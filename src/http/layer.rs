@@ -373,7 +373,6 @@ fn rate_limit_headers(p: &Principal) -> Option<(HeaderValue, HeaderValue)> {
     Some((policy?, state?))
 }
 
-
 impl<S: KeyStore, V: BearerValidator> Shared<S, V> {
     /// The client address and credit cost of `req` (the scope is the
     /// layer's).

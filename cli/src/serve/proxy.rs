@@ -38,9 +38,10 @@ impl Proxies {
             (flags, "--trusted-proxy")
         };
         let ranges = texts.iter().map(|t| range(t, from)).collect::<Result<Vec<_>, _>>()?;
-        let header = match header.map(|h| (h, "--proxy-header")).or_else(|| {
-            crate::env::var(PROXY_HEADER_VAR).map(|h| (h, PROXY_HEADER_VAR))
-        }) {
+        let header = match header
+            .map(|h| (h, "--proxy-header"))
+            .or_else(|| crate::env::var(PROXY_HEADER_VAR).map(|h| (h, PROXY_HEADER_VAR)))
+        {
             None => None,
             Some((text, from)) => Some(parse_header(&text, from)?),
         };
