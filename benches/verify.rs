@@ -241,7 +241,8 @@ fn set_controls(f: &Fixture, make: impl Fn() -> api_keys::controls::KeyControls)
 fn controls<M: Measurement + 'static>(c: &mut Criterion<M>) {
     use api_keys::VerifyContext;
     use api_keys::controls::{Credits, KeyControls};
-    let cases: [(&str, fn() -> KeyControls); 4] = [
+    type Case = (&'static str, fn() -> KeyControls);
+    let cases: [Case; 4] = [
         ("none", KeyControls::new),
         ("allow_list", || {
             KeyControls::new().allowed_ips("10.0.0.0/8,192.0.2.0/24,2001:db8::/32".parse().expect("ranges"))

@@ -225,7 +225,10 @@ async fn without_a_peer_address_a_key_with_an_allow_list_is_refused() {
     let fx = Fixture::new();
     let (key, _) = fx.key(allow("127.0.0.1/32")).await;
     let (plain, _) = fx.key(KeyControls::new()).await;
-    let svc = ApiKeyLayer::new(fx.verifier()).layer_fn_ok();
+    let ok = tower::service_fn(|_req: http::Request<String>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    });
+    let svc = tower::Layer::layer(&ApiKeyLayer::new(fx.verifier()), ok);
     let request = |auth: &str, peer: Option<SocketAddr>| {
         let mut req = http::Request::builder().header("authorization", auth).body(String::new()).unwrap();
         if let Some(peer) = peer {
@@ -238,37 +241,6 @@ async fn without_a_peer_address_a_key_with_an_allow_list_is_refused() {
     let peer = "127.0.0.1:5000".parse().ok();
     assert_eq!(status(svc.clone().oneshot(request(&key, peer)).await.unwrap()), 200, "a plain SocketAddr");
     assert_eq!(status(svc.oneshot(request(&plain, None)).await.unwrap()), 200, "keys without a list do not care");
-}
-
-/// The layer around a service that answers 200.
-trait LayerFnOk {
-    fn layer_fn_ok(
-        self,
-    ) -> api_keys::http::ApiKeyService<
-        tower::util::ServiceFn<
-            fn(http::Request<String>) -> std::future::Ready<Result<http::Response<String>, std::convert::Infallible>>,
-        >,
-        Store,
-    >;
-}
-
-impl LayerFnOk for ApiKeyLayer<Store> {
-    fn layer_fn_ok(
-        self,
-    ) -> api_keys::http::ApiKeyService<
-        tower::util::ServiceFn<
-            fn(http::Request<String>) -> std::future::Ready<Result<http::Response<String>, std::convert::Infallible>>,
-        >,
-        Store,
-    > {
-        fn ok(
-            _: http::Request<String>,
-        ) -> std::future::Ready<Result<http::Response<String>, std::convert::Infallible>> {
-            std::future::ready(Ok(http::Response::new(String::new())))
-        }
-        let f: fn(http::Request<String>) -> _ = ok;
-        tower::Layer::layer(&self, tower::service_fn(f))
-    }
 }
 
 #[tokio::test]

@@ -194,6 +194,9 @@ fn bad_input_at_start_is_a_clear_error() {
     assert!(r.expect(2).stderr.contains("needs at least one --trusted-proxy"), "{}", r.stderr);
     let bad = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper()).with_var("API_KEYS_TRUSTED_PROXIES", "10/8");
     assert!(bad.keyctl(&["serve"]).expect(2).stderr.contains("API_KEYS_TRUSTED_PROXIES"));
+    // A rate-limit Redis that cannot be reached: named, exit 5.
+    let r = k.keyctl(&["serve", "--rate-limit-redis", "redis://127.0.0.1:1"]);
+    assert!(r.expect(5).stderr.contains("rate-limit Redis"), "{}", r.stderr);
     // Nothing panicked.
     assert!(k.runs_showing("panicked").is_empty());
 }

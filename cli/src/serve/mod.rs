@@ -17,7 +17,9 @@
 //! grant.
 //!
 //! Each grant spends one credit of a key with usage credits, and counts
-//! against the key's rate limits **per node** (in this process's memory).
+//! against the key's rate limits: **per node** (in this process's memory),
+//! or shared by all nodes in Redis when the store is Redis or
+//! `--rate-limit-redis URL` (`API_KEYS_RATE_LIMIT_REDIS`) is given.
 //! The client address for keys with an IP allow-list is the connection's
 //! peer, or, from `--trusted-proxy` ranges, their forwarding header
 //! ([`proxy`]).
@@ -95,11 +97,15 @@ struct App<S> {
 ///
 /// # Errors
 /// [`OTHER`] when the address cannot be bound or the server fails.
-pub(crate) async fn run(node: Node, addr: SocketAddr, proxies: Proxies) -> Result<(), Failure> {
+pub(crate) async fn run(node: Node, addr: SocketAddr, proxies: Proxies, limits: Option<String>) -> Result<(), Failure> {
     let admin_tokens = crate::admin::tokens()?;
     let metrics = metrics::Metrics::install(&node)?;
+    let limiter = match limits {
+        Some(url) => Some(shared_limiter(&url).await?),
+        None => None,
+    };
     let node = Arc::new(node);
-    let verifier = Arc::new(node.verifier());
+    let verifier = Arc::new(node.verifier(limiter));
     let probe = KeyId::generate().map_err(|e| Failure::new(OTHER, e.to_string()))?;
     let app = Arc::new(App { verifier: Arc::clone(&verifier), node: Arc::clone(&node), metrics, probe });
     let router = router(Arc::clone(&app), node.catalog(), &proxies).merge(crate::github::endpoint(&node).await?);
@@ -125,6 +131,34 @@ pub(crate) async fn run(node: Node, addr: SocketAddr, proxies: Proxies) -> Resul
         (_, Err(e)) => eprintln!("keyctl: stopped; last-used times not written: {}", crate::chain(&e)),
     }
     served
+}
+
+/// Where rate limits are counted: `--rate-limit-redis URL`, else
+/// `API_KEYS_RATE_LIMIT_REDIS`, else the store itself when it is Redis;
+/// `None`: in this process (per node).
+pub(crate) fn rate_limit_store(flag: Option<String>, store_url: &str) -> Option<String> {
+    flag.or_else(|| crate::env::var(RATE_LIMIT_REDIS_VAR)).or_else(|| {
+        (store_url.starts_with("redis://") || store_url.starts_with("rediss://")).then(|| store_url.to_owned())
+    })
+}
+
+/// The variable naming a Redis for rate limits shared by all nodes.
+pub(crate) const RATE_LIMIT_REDIS_VAR: &str = "API_KEYS_RATE_LIMIT_REDIS";
+
+/// Prefix of the rate-limit state keys in Redis.
+const RATE_LIMIT_PREFIX: &str = "api-keys";
+
+/// The Redis rate limiter at `url`.
+///
+/// # Errors
+/// [`crate::UNAVAILABLE`] when Redis cannot be reached.
+async fn shared_limiter(url: &str) -> Result<api_keys::controls::RedisRateLimiter, Failure> {
+    let connecting = api_keys::controls::RedisRateLimiter::connect(url, RATE_LIMIT_PREFIX);
+    match tokio::time::timeout(READY_TIMEOUT * 5, connecting).await {
+        Ok(Ok(l)) => Ok(l),
+        Ok(Err(e)) => Err(Failure::new(crate::UNAVAILABLE, format!("rate-limit Redis: {}", crate::chain(&e)))),
+        Err(_) => Err(Failure::new(crate::UNAVAILABLE, "rate-limit Redis did not answer in time")),
+    }
 }
 
 /// Runs the server; once shutdown has begun, waits at most
