@@ -106,6 +106,9 @@ Environment:
                            database gets a pepper file beside it (api-keys.db.pepper, mode 0600)
   API_KEYS_PEPPER_VERSION  the pepper's version number (default 1)
   API_KEYS_LISTEN          serve: the listen address (same as --listen; default 127.0.0.1:8080)
+  API_KEYS_TRUSTED_PROXIES serve: trusted proxy ranges, comma-separated (same as --trusted-proxy)
+  API_KEYS_PROXY_HEADER    serve: forwarded or x-forwarded-for (same as --proxy-header)
+  API_KEYS_RATE_LIMIT_REDIS serve: a Redis for rate limits shared by all nodes (same as --rate-limit-redis)
   API_KEYS_CACHE           serve: `off` turns the PostgreSQL/Redis record cache off
   API_KEYS_CACHE_TTL       serve: how long a cached record is used unchecked (default 5s)
   API_KEYS_CACHE_MAX_STALENESS
@@ -256,6 +259,20 @@ enum Command {
         /// Address to listen on, IP:PORT [env: API_KEYS_LISTEN] [default: 127.0.0.1:8080].
         #[arg(long)]
         listen: Option<String>,
+        /// A reverse proxy's address range (CIDR or address) whose forwarding header gives
+        /// the client address for keys with an IP allow-list; repeatable
+        /// [env: API_KEYS_TRUSTED_PROXIES, comma-separated] [default: none: the peer address].
+        #[arg(long = "trusted-proxy", value_name = "CIDR")]
+        trusted_proxy: Vec<String>,
+        /// The header trusted proxies set: forwarded or x-forwarded-for
+        /// [env: API_KEYS_PROXY_HEADER] [default: x-forwarded-for].
+        #[arg(long = "proxy-header", value_name = "HEADER")]
+        proxy_header: Option<String>,
+        /// A Redis (redis://…) where keys' rate limits are counted for all nodes
+        /// [env: API_KEYS_RATE_LIMIT_REDIS] [default: the store when it is Redis, else
+        /// per node in memory].
+        #[arg(long = "rate-limit-redis", value_name = "URL")]
+        rate_limit_redis: Option<String>,
     },
     /// Find leaked keys in files, folders and stdin (`-`); exit 0 when none are found, 1 when
     /// keys are found, 2 on bad input.
@@ -564,15 +581,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     {
         return without_database(&cli.command, format, &database);
     }
-    if let Command::Serve { listen } = cli.command {
+    if let Command::Serve { listen, trusted_proxy, proxy_header, rate_limit_redis } = cli.command {
         let addr = serve::listen_address(listen)?;
+        let proxies = serve::Proxies::resolve(trusted_proxy, proxy_header)?;
+        let limits = serve::rate_limit_store(rate_limit_redis, &url);
         let cache = serve::CacheSettings::from_env()?;
         let (store, peppers) = open_store(&url, true).await?;
         let peppers = peppers.ok_or_else(|| Failure::new(BAD_INPUT, "no pepper configured"))?;
         let closer = store.clone();
         let node = serve::Node::new(store, &url, peppers, cache).await?;
         node.print_demo_key().await?;
-        let served = serve::run(node, addr).await;
+        let served = serve::run(node, addr, proxies, limits).await;
         closer.close().await;
         return served;
     }
