@@ -8,8 +8,9 @@
 //!
 //! | command | does |
 //! |---|---|
-//! | `create --service-account-id ID [--description D] [--scopes a,b] [--expires-at 2030-01-01T00:00:00Z]` | makes a key and prints the `api_key.yaml` shape **with the secret, once** |
-//! | `list --service-account-id ID [--limit N] [--page-token ID]` | ID, CREATED AT, LAST USED AT, SCOPES, EXPIRES AT, MASKED KEY (`****` + last six characters), STATUS |
+//! | `create --service-account-id ID [--description D] [--scopes a,b] [--expires-at 2030-01-01T00:00:00Z] [--disabled]` and the control flags ([`controls`]) | makes a key and prints the `api_key.yaml` shape **with the secret, once** |
+//! | `list --service-account-id ID [--limit N] [--page-token ID]` | ID, CREATED AT, LAST USED AT, SCOPES, EXPIRES AT, MASKED KEY (`****` + last six characters), STATUS; ENABLED and CONTROLS when a listed key is disabled or has controls |
+//! | `list --external-id ID` / `list --expiring-within 7d` | across service accounts: the keys of one external owner id; the active keys expiring within the window |
 //! | `get ID` | one key (no secret, no digest) |
 //! | `revoke ID` | the key is never accepted again but stays listed |
 //! | `delete ID` | removes the key |
@@ -17,7 +18,7 @@
 //! | `list-scopes` | the scope catalog |
 //! | `import --service-account-id ID [--description D] [--scopes a,b] [--expires-at T]` | stores the digest of an existing secret read from stdin (one trailing newline trimmed; never echoed) |
 //! | `scan PATH… [--all] [--check] [--revoke [--yes]]` | finds leaked keys in files, folders (`.gitignore` respected unless `--all`) and stdin (`-`); prints `path:line:column  key-id  masked`, never a secret; exit 0 none found, 1 found, 2 bad input ([`scan`]) |
-//! | `verify [--header VALUE] [--scope S]` | checks an `Authorization` header value (from stdin unless `--header`); exit 0 and the key's id, service account and scopes when valid |
+//! | `verify [--header VALUE] [--scope S] [--client-ip IP]` | checks an `Authorization` header value (from stdin unless `--header`); exit 0 and the key's id, service account, scopes and credits left when valid; spends no credits |
 //! | `serve [--listen 127.0.0.1:8080]` | the key service: `/v1/authorize` (forward auth), `/healthz`, `/readyz`, `/metrics` |
 //!
 //! `--format yaml|json|table` chooses the output; the default is `table` for
@@ -78,7 +79,7 @@ use api_keys::controls::ExternalId;
 use api_keys::store::cached::{CacheConfig, CachedStore};
 use api_keys::{
     ClientClass, CreateRequest, KeyId, KeyManager, KeyRecord, KeyStore, ManageError, PageRequest, PepperCheckError,
-    Peppers, ScopeCatalog, Secret, ServiceAccountId, StoreError, Timestamp,
+    Peppers, ScopeCatalog, Secret, ServiceAccountId, StoreError, Timestamp, VerifyContext,
 };
 use clap::{Args, Parser, Subcommand};
 use pepper::{PepperSettings, PepperSetupError, PepperSource};
@@ -294,6 +295,10 @@ enum Command {
         /// A scope the key must grant (directly or through an umbrella scope).
         #[arg(long)]
         scope: Option<String>,
+        /// Check as if the request came from this address (a key with an IP allow-list is refused
+        /// without one).
+        #[arg(long, value_name = "IP")]
+        client_ip: Option<std::net::IpAddr>,
     },
 }
 
@@ -703,7 +708,7 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
             emit(render::key(format, &info, now))?;
             eprintln!("keyctl: imported as key {}; only its digest is stored", info.id);
         }
-        Command::Verify { header, scope } => {
+        Command::Verify { header, scope, client_ip } => {
             let manager = cx.manager()?;
             let required = match scope {
                 Some(s) => Some(
@@ -717,7 +722,9 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
             };
             // The operator checks the value given, imported keys included.
             let verifier = manager.verifier().accept_imported(true).build();
-            match verifier.verify(&value, required.as_ref()).await {
+            // An operator check spends no credits (cost 0) and is not a use.
+            let ctx = VerifyContext::new().required(required.as_ref()).client_ip(client_ip).cost(0);
+            match verifier.verify_with(&value, &ctx).await {
                 Ok(principal) => {
                     let credits = credits_remaining(cx, principal.key_id(), now).await?;
                     emit(render::principal(format, &principal, credits))?;
@@ -729,6 +736,9 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
                         ClientClass::InvalidRequest => (OTHER, "invalid_request (400)"),
                         ClientClass::InvalidToken => (OTHER, "invalid_token (401)"),
                         ClientClass::InsufficientScope => (OTHER, "insufficient_scope (403)"),
+                        ClientClass::Forbidden => (OTHER, "forbidden: client address not allowed (403)"),
+                        ClientClass::UsageExceeded => (OTHER, "usage exceeded (429)"),
+                        ClientClass::RateLimited => (OTHER, "rate limited (429)"),
                         ClientClass::Unavailable => (UNAVAILABLE, "unavailable (503)"),
                         _ => (OTHER, "rejected"),
                     };

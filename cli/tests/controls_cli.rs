@@ -74,13 +74,17 @@ fn create_get_list_update_and_verify_with_controls() {
     let listed = k.keyctl(&["list", "--service-account-id", "robot", "--format", "json"]).ok().value();
     assert_eq!(listed["api_keys"][0]["controls"], got["controls"]);
 
-    // verify (from an allowed address is the layer's business; keyctl checks the key): it spends
-    // nothing and shows what is left.
+    // verify from an allowed address spends nothing and shows what is left; from elsewhere (or
+    // without an address) the allow-list refuses it.
     for _ in 0..3 {
-        let v = k.verify(&secret, &["--format", "json"]).ok().value();
+        let v = k.verify(&secret, &["--client-ip", "10.1.2.3", "--format", "json"]).ok().value();
         assert_eq!(v["credits_remaining"], 100, "an operator check spends no credits");
     }
-    let table = k.verify(&secret, &["--format", "table"]);
+    for outside in [&["--client-ip", "192.0.2.1"][..], &[]] {
+        let refused = k.verify(&secret, outside);
+        assert!(refused.expect(1).stderr.contains("(403)"), "{outside:?}: {}", refused.stderr);
+    }
+    let table = k.verify(&secret, &["--client-ip", "2001:db8::1", "--format", "table"]);
     assert!(table.ok().stdout.contains(" CREDITS REMAINING "), "{}", table.stdout);
 
     // disable → refused as an invalid key; enable → accepted again.
@@ -91,7 +95,7 @@ fn create_get_list_update_and_verify_with_controls() {
     assert!(refused.stderr.contains("disabled"), "the log-only reason names it: {}", refused.stderr);
     assert_eq!(row(&k.keyctl(&["list", "--service-account-id", "robot"]).ok().stdout, &id)[7], "no");
     assert_eq!(k.keyctl(&["update", &id, "--enable", "--format", "json"]).ok().value()["enabled"], true);
-    k.verify(&secret, &[]).ok();
+    k.verify(&secret, &["--client-ip", "10.0.0.1"]).ok();
 
     // Set each control anew, then clear each.
     let set = k
@@ -122,7 +126,8 @@ fn create_get_list_update_and_verify_with_controls() {
     assert_eq!(c["allowedIps"], json!(["192.0.2.1/32"]));
     assert_eq!(c["metadata"], json!({"tier": "free"}));
     assert_eq!(c["externalId"], "cust_43");
-    assert_eq!(k.verify(&secret, &["--format", "json"]).ok().value()["credits_remaining"], 7);
+    let v = k.verify(&secret, &["--client-ip", "192.0.2.1", "--format", "json"]).ok().value();
+    assert_eq!(v["credits_remaining"], 7);
 
     let mut remaining = ["credits", "rateLimits", "allowedIps", "metadata", "externalId"].to_vec();
     for (flag, field) in [
