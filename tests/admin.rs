@@ -621,14 +621,16 @@ async fn controls_scenario<S: KeyStore + Clone>(store: S) {
     let got = c.get(&format!("/apiKeys/{id}")).await.body;
     assert_eq!(got, key, "get shows what create showed");
     let header = format!("Api-Key {secret}");
-    assert!(matches!(verifier.verify(header.as_bytes(), None).await, Err(api_keys::VerifyError::Disabled(_))));
+    let disabled = verifier.verify(header.as_bytes(), None).await;
+    assert!(matches!(disabled, Err(api_keys::VerifyError::Disabled(_))), "{disabled:?}");
 
     // PATCH: enable, then change credits and clear the rate limits in one mask.
     let a = c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "enabled", "enabled": true})).await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
     assert_eq!(a.body["response"]["enabled"], true);
     assert_eq!(a.body["metadata"]["changes"], json!({"enabled": true}));
-    verifier.verify(header.as_bytes(), None).await.unwrap();
+    let inside = api_keys::VerifyContext::new().client_ip("10.1.2.3".parse::<std::net::IpAddr>().ok()).cost(0);
+    verifier.verify_with(header.as_bytes(), &inside).await.unwrap();
     let a = c
         .patch(
             &format!("/apiKeys/{id}"),
@@ -726,4 +728,32 @@ async fn controls_scenario<S: KeyStore + Clone>(store: S) {
 #[tokio::test]
 async fn key_controls_over_the_api_memory() {
     controls_scenario(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn key_controls_over_the_api_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::connect(&format!("sqlite://{}", dir.path().join("keys.db").display())).await.unwrap();
+    controls_scenario(store).await;
+}
+
+#[tokio::test]
+async fn key_controls_over_the_api_postgres() {
+    let schema = format!("api_keys_admin_controls_{}", conformance::key_id());
+    let store = PostgresStore::builder(postgres_url())
+        .schema(schema.clone())
+        .max_connections(4)
+        .connect()
+        .await
+        .unwrap_or_else(|e| postgres_down(&e, "a database you may create schemas in"));
+    let pool = store.pool().clone();
+    guarded(controls_scenario(store), async move {
+        pool.close().await;
+        let mut admin = sqlx::PgConnection::connect(&postgres_url()).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    })
+    .await;
 }
