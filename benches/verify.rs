@@ -14,6 +14,16 @@
 //!   the store and the HMAC;
 //! - `parse_header`, `generate_key`.
 //!
+//! Group `controls`: `Verifier::verify_with` of keys with one control set
+//! each, over a memory store of 1,000 keys (a random key per iteration):
+//! `allow_list` (a 3-range IP allow-list that admits the address),
+//! `rate_limit_local` (one limit the keys never reach, on the default
+//! per-node `LocalRateLimiter`), `credits_memory` (credits the keys never
+//! spend up; one atomic spend in the memory store), and `none` (the same
+//! keys without controls, through `verify_with`). Compare `none` and
+//! `verify/header_to_principal_1k` with main's head to see that keys
+//! without controls pay nothing.
+//!
 //! Extra ids: `reject_unknown_id` and `reject_wrong_secret` should cost the
 //! same (otherwise timing tells which ids exist); `reject_unknown_imported`
 //! shows what unprefixed garbage costs while imported keys are accepted (one
@@ -34,11 +44,11 @@ use std::hint::black_box;
 use api_keys::TokenFormat;
 use api_keys::header::{DEFAULT_MAX_HEADER_LEN, parse_authorization};
 use common::{
-    CpuTime, Fixture, bench_verify_random, configure, fixture, floor_hmac, poll_once, run_with_chosen_clock,
+    CpuTime, Fixture, XorShift, bench_verify_random, configure, fixture, floor_hmac, poll_once, run_with_chosen_clock,
     unknown_key, wrong_secret_header,
 };
-use criterion::Criterion;
 use criterion::measurement::{Measurement, WallTime};
+use criterion::{BatchSize, Criterion};
 
 /// Full verify of a random seeded key per iteration.
 fn bench_principal<M: Measurement + 'static>(c: &mut Criterion<M>, id: &str, f: &Fixture) {
@@ -167,10 +177,66 @@ fn positional_filter() -> Option<String> {
     None
 }
 
+/// Gives every key of `f` the controls `make` returns (the memory store
+/// has no update yet: read, replace, write back).
+fn set_controls(f: &Fixture, make: impl Fn() -> api_keys::controls::KeyControls) {
+    use api_keys::KeyStore;
+    let store = f.manager.store();
+    let ids: Vec<api_keys::KeyId> = f
+        .headers
+        .iter()
+        .map(|h| match poll_once!(f.verifier.verify(h, None)) {
+            Ok(p) => *p.key_id(),
+            Err(e) => panic!("verify: {e}"),
+        })
+        .collect();
+    for id in ids {
+        let Ok(Some(record)) = poll_once!(store.get(&id)) else { panic!("record {id}") };
+        let mut record = (*record).clone();
+        record.set_controls(make());
+        if poll_once!(store.delete(&id)).is_err() || poll_once!(store.insert(record)).is_err() {
+            panic!("rewrite {id}");
+        }
+    }
+}
+
+fn controls<M: Measurement + 'static>(c: &mut Criterion<M>) {
+    use api_keys::VerifyContext;
+    use api_keys::controls::{Credits, KeyControls};
+    type Case = (&'static str, fn() -> KeyControls);
+    let cases: [Case; 4] = [
+        ("none", KeyControls::new),
+        ("allow_list", || {
+            KeyControls::new().allowed_ips("10.0.0.0/8,192.0.2.0/24,2001:db8::/32".parse().expect("ranges"))
+        }),
+        ("rate_limit_local", || KeyControls::new().rate_limits("api=1000000000/1s".parse().expect("limit"))),
+        ("credits_memory", || KeyControls::new().credits(Credits::new(Credits::MAX).expect("credits"))),
+    ];
+    for (id, make) in cases {
+        let f = fixture(1_000);
+        set_controls(&f, make);
+        let ctx = VerifyContext::new().required(&f.need).client_ip("192.0.2.7".parse::<std::net::IpAddr>().ok());
+        assert!(poll_once!(f.verifier.verify_with(&f.headers[0], &ctx)).is_ok(), "{id}");
+        let mut g = c.benchmark_group("controls");
+        configure(&mut g);
+        let n = f.headers.len();
+        g.bench_function(id, |b| {
+            let mut rng = XorShift::new(0x5EED);
+            b.iter_batched(
+                || f.headers[rng.below(n)],
+                |h: common::Header| poll_once!(f.verifier.verify_with(black_box(&h), &ctx)).is_ok(),
+                BatchSize::SmallInput,
+            )
+        });
+        g.finish();
+    }
+}
+
 fn all<M: Measurement + 'static>(c: &mut Criterion<M>) {
     floor_hmac(c, "verify");
     small_store(c);
     large_store(c);
+    controls(c);
 }
 
 fn main() {

@@ -341,6 +341,29 @@ impl KeyStore for AnyStore {
     async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
         delegate!(self, s => s.pepper_fingerprint(version, proposed))
     }
+    async fn spend_credits(
+        &self,
+        id: &KeyId,
+        cost: u64,
+        refill_due: Option<Timestamp>,
+    ) -> Result<crate::controls::CreditSpend, StoreError> {
+        delegate!(self, s => s.spend_credits(id, cost, refill_due))
+    }
+    async fn list_by_external_id(
+        &self,
+        external_id: &crate::controls::ExternalId,
+        page: PageRequest,
+    ) -> Result<Page<KeyRecord>, StoreError> {
+        delegate!(self, s => s.list_by_external_id(external_id, page))
+    }
+    async fn list_expiring(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+        page: PageRequest,
+    ) -> Result<Page<KeyRecord>, StoreError> {
+        delegate!(self, s => s.list_expiring(from, until, page))
+    }
 }
 
 /// Opens (and migrates) the store `url` names, with the store's default

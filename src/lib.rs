@@ -69,4 +69,4 @@ pub use store::redis::{RedisStore, RedisStoreBuilder};
 pub use store::sqlite::{SqliteStore, SqliteStoreBuilder};
 pub use store::view::RecordView;
 pub use token::{GeneratedKey, KeyId, KeyIdError, PrefixError, Token, TokenError, TokenFormat, token_checksum};
-pub use verify::{ClientClass, Principal, Verifier, VerifierBuilder, VerifierConfig, VerifyError};
+pub use verify::{ClientClass, Principal, Verifier, VerifierBuilder, VerifierConfig, VerifyContext, VerifyError};

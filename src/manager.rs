@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::controls::{ControlError, Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimits};
 use crate::digest::{Digest, Peppers};
 use crate::header::is_token68;
 use crate::operation::{
@@ -109,6 +110,10 @@ pub enum ManageError {
     /// An update that changes nothing.
     #[error("the update names no field to change")]
     EmptyUpdate,
+    /// A key control (metadata, external id, IP allow-list, credits, rate
+    /// limits) is invalid; the error names which.
+    #[error(transparent)]
+    InvalidControl(#[from] ControlError),
     /// The store failed; nothing was written.
     #[error(transparent)]
     Store(StoreError),
@@ -211,8 +216,9 @@ impl CreationPolicy for DenyAll {
     }
 }
 
-/// Parameters of [`KeyManager::create`]; validated by `create`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Parameters of [`KeyManager::create`] (and [`KeyManager::import`]);
+/// validated by `create`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CreateRequest {
     /// Owner (required).
@@ -223,6 +229,24 @@ pub struct CreateRequest {
     pub scopes: Option<Vec<String>>,
     /// Optional expiry.
     pub expires_at: Option<Timestamp>,
+    /// Whether the key may be used at once. Defaults to `true`.
+    pub enabled: bool,
+    /// Optional controls (metadata, external id, IP allow-list, credits,
+    /// rate limits). Defaults to none.
+    pub controls: KeyControls,
+}
+
+impl Default for CreateRequest {
+    fn default() -> Self {
+        Self {
+            service_account_id: String::new(),
+            description: String::new(),
+            scopes: None,
+            expires_at: None,
+            enabled: true,
+            controls: KeyControls::new(),
+        }
+    }
 }
 
 impl CreateRequest {
@@ -255,6 +279,55 @@ impl CreateRequest {
         self.expires_at = Some(t);
         self
     }
+
+    /// Creates the key enabled (the default) or disabled.
+    #[must_use]
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+
+    /// Sets every control at once (replacing those set before).
+    #[must_use]
+    pub fn controls(mut self, controls: KeyControls) -> Self {
+        self.controls = controls;
+        self
+    }
+
+    /// Sets the owner metadata.
+    #[must_use]
+    pub fn metadata(mut self, m: Metadata) -> Self {
+        self.controls.metadata = Some(m);
+        self
+    }
+
+    /// Sets the external owner id.
+    #[must_use]
+    pub fn external_id(mut self, id: ExternalId) -> Self {
+        self.controls.external_id = Some(id);
+        self
+    }
+
+    /// Sets the IP allow-list.
+    #[must_use]
+    pub fn allowed_ips(mut self, list: IpAllowList) -> Self {
+        self.controls.allowed_ips = Some(list);
+        self
+    }
+
+    /// Sets the usage credits.
+    #[must_use]
+    pub fn credits(mut self, c: Credits) -> Self {
+        self.controls.credits = Some(c);
+        self
+    }
+
+    /// Sets the rate limits.
+    #[must_use]
+    pub fn rate_limits(mut self, l: RateLimits) -> Self {
+        self.controls.rate_limits = Some(l);
+        self
+    }
 }
 
 /// Parameters of [`KeyManager::update`]: each field left `None` stays as
@@ -268,6 +341,18 @@ pub struct UpdateRequest {
     pub scopes: Option<Option<Vec<String>>>,
     /// The new expiry; `Some(None)` removes it.
     pub expires_at: Option<Option<Timestamp>>,
+    /// `Some(false)` disables the key, `Some(true)` enables it again.
+    pub enabled: Option<bool>,
+    /// The new metadata; `Some(None)` removes it.
+    pub metadata: Option<Option<Metadata>>,
+    /// The new external owner id; `Some(None)` removes it.
+    pub external_id: Option<Option<ExternalId>>,
+    /// The new IP allow-list; `Some(None)` removes it (any address).
+    pub allowed_ips: Option<Option<IpAllowList>>,
+    /// The new usage credits; `Some(None)` removes them (unlimited use).
+    pub credits: Option<Option<Credits>>,
+    /// The new rate limits; `Some(None)` removes them.
+    pub rate_limits: Option<Option<RateLimits>>,
 }
 
 impl UpdateRequest {
@@ -309,10 +394,94 @@ impl UpdateRequest {
         self
     }
 
+    /// Disables the key: it is refused until enabled again.
+    #[must_use]
+    pub fn disable(mut self) -> Self {
+        self.enabled = Some(false);
+        self
+    }
+
+    /// Enables a disabled key again.
+    #[must_use]
+    pub fn enable(mut self) -> Self {
+        self.enabled = Some(true);
+        self
+    }
+
+    /// Sets the metadata.
+    #[must_use]
+    pub fn metadata(mut self, m: Metadata) -> Self {
+        self.metadata = Some(Some(m));
+        self
+    }
+
+    /// Removes the metadata.
+    #[must_use]
+    pub fn clear_metadata(mut self) -> Self {
+        self.metadata = Some(None);
+        self
+    }
+
+    /// Sets the external owner id.
+    #[must_use]
+    pub fn external_id(mut self, id: ExternalId) -> Self {
+        self.external_id = Some(Some(id));
+        self
+    }
+
+    /// Removes the external owner id.
+    #[must_use]
+    pub fn clear_external_id(mut self) -> Self {
+        self.external_id = Some(None);
+        self
+    }
+
+    /// Sets the IP allow-list.
+    #[must_use]
+    pub fn allowed_ips(mut self, list: IpAllowList) -> Self {
+        self.allowed_ips = Some(Some(list));
+        self
+    }
+
+    /// Removes the IP allow-list: the key may be used from any address.
+    #[must_use]
+    pub fn clear_allowed_ips(mut self) -> Self {
+        self.allowed_ips = Some(None);
+        self
+    }
+
+    /// Sets the usage credits (the remaining count is replaced).
+    #[must_use]
+    pub fn credits(mut self, c: Credits) -> Self {
+        self.credits = Some(Some(c));
+        self
+    }
+
+    /// Removes the usage credits: unlimited use.
+    #[must_use]
+    pub fn clear_credits(mut self) -> Self {
+        self.credits = Some(None);
+        self
+    }
+
+    /// Sets the rate limits.
+    #[must_use]
+    pub fn rate_limits(mut self, l: RateLimits) -> Self {
+        self.rate_limits = Some(Some(l));
+        self
+    }
+
+    /// Removes the rate limits.
+    #[must_use]
+    pub fn clear_rate_limits(mut self) -> Self {
+        self.rate_limits = Some(None);
+        self
+    }
+
     /// Whether the request changes nothing.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.description.is_none() && self.scopes.is_none() && self.expires_at.is_none()
+        self == &Self::default()
     }
 }
 
@@ -634,6 +803,8 @@ impl<S: KeyStore> KeyManager<S> {
             scopes,
             expires_at: request.expires_at,
             links: ReissueLinks::default(),
+            enabled: request.enabled,
+            controls: admit_controls(request.controls.clone(), now)?,
         };
         Ok((template, now))
     }
@@ -717,6 +888,32 @@ impl<S: KeyStore> KeyManager<S> {
         Ok(Page { items: page.items.iter().map(KeyRecord::info).collect(), next: page.next })
     }
 
+    /// Lists the keys whose controls name `external_id` (the application's
+    /// own owner id), across service accounts, by key id.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn list_by_external_id(
+        &self,
+        external_id: &ExternalId,
+        page: PageRequest,
+    ) -> Result<Page<KeyInfo>, ManageError> {
+        let page = self.store.list_by_external_id(external_id, page).await?;
+        Ok(Page { items: page.items.iter().map(KeyRecord::info).collect(), next: page.next })
+    }
+
+    /// Lists the active (not revoked) keys that expire between now and
+    /// now + `window`, across service accounts, by key id: the keys to
+    /// warn about. Keys already expired are not listed.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn expiring_within(&self, window: Duration, page: PageRequest) -> Result<Page<KeyInfo>, ManageError> {
+        let now = self.clock.now();
+        let page = self.store.list_expiring(now, now.saturating_add(window), page).await?;
+        Ok(Page { items: page.items.iter().map(KeyRecord::info).collect(), next: page.next })
+    }
+
     /// Revokes a key: it is never accepted again but stays listed.
     ///
     /// # Errors
@@ -755,8 +952,9 @@ impl<S: KeyStore> KeyManager<S> {
         Ok(entry)
     }
 
-    /// Changes a key's description, scopes or expiry in one atomic store
-    /// operation, logged with what changed. With a [`CachedStore`](crate::store::cached::CachedStore)
+    /// Changes a key's description, scopes, expiry, enabled flag or
+    /// controls in one atomic store operation, logged with what changed
+    /// (never a secret; new credits are logged with their count). With a [`CachedStore`](crate::store::cached::CachedStore)
     /// the change is invalidated like a revoke, so new scopes or expiry
     /// apply on the next verify on every node. Returns the updated key and
     /// the operations log entry written.
@@ -764,6 +962,7 @@ impl<S: KeyStore> KeyManager<S> {
     /// # Errors
     /// [`ManageError::EmptyUpdate`] for a request that changes nothing;
     /// [`ManageError::NotFound`]; invalid description or scopes (named);
+    /// [`ManageError::InvalidControl`] for credits out of range;
     /// [`ManageError::AlreadyExpired`] for an expiry not in the future;
     /// [`ManageError::Conflict`] for a revoked key, or a new expiry on a
     /// reissued one; a policy refusal ([`KeyOperation::Update`]); a store
@@ -804,6 +1003,24 @@ impl<S: KeyStore> KeyManager<S> {
         if let Some(e) = request.expires_at {
             update = update.expires_at(e);
         }
+        if let Some(enabled) = request.enabled {
+            update = update.enabled(enabled);
+        }
+        if let Some(m) = &request.metadata {
+            update = update.metadata(m.clone());
+        }
+        if let Some(id) = &request.external_id {
+            update = update.external_id(id.clone());
+        }
+        if let Some(list) = &request.allowed_ips {
+            update = update.allowed_ips(list.clone());
+        }
+        if let Some(limits) = &request.rate_limits {
+            update = update.rate_limits(limits.clone());
+        }
+        if let Some(credits) = request.credits {
+            update = update.credits(admit_credits(credits, self.clock.now())?);
+        }
         Ok(update)
     }
 
@@ -822,6 +1039,13 @@ impl<S: KeyStore> KeyManager<S> {
     /// Reissues a key after a compromise: a new secret with the same owner,
     /// description, scopes and expiry. The old key stays valid for `grace`
     /// (zero: revoked at once), never beyond its own expiry.
+    ///
+    /// The new key inherits the old one's enabled flag and controls
+    /// (metadata, external id, allow-list, rate limits, and credits with the
+    /// remaining count as the store holds it now, and its refill). During a
+    /// grace period both keys spend from their own counts, so a caller
+    /// holding both could spend the remaining count twice; reissue with a
+    /// zero grace period where that matters.
     ///
     /// # Errors
     /// [`ManageError::NotFound`], [`ManageError::Conflict`] (revoked or
@@ -845,6 +1069,8 @@ impl<S: KeyStore> KeyManager<S> {
             scopes: old.scopes.clone(),
             expires_at: old.expires_at,
             links: ReissueLinks { replaced_by: None, reissued_from: Some(old.id) },
+            enabled: old.enabled,
+            controls: old.controls.clone(),
         };
         let write = Write::Reissue { old: &old, fate };
         let (record, secret) = self.store_new(write, now, || self.new_native(&template, now)).await?;
@@ -906,6 +1132,24 @@ pub struct LeakRecorded {
     pub entries: Vec<LogEntry>,
 }
 
+/// Checks controls that may not have come through their constructors
+/// (credits from a deserialised body) and stamps credits given a refill
+/// without a start with `now`; `None` when no control is set.
+fn admit_controls(mut controls: KeyControls, now: Timestamp) -> Result<Option<Arc<KeyControls>>, ControlError> {
+    controls.credits = admit_credits(controls.credits, now)?;
+    Ok(controls.into_option())
+}
+
+/// [`admit_controls`] for credits alone.
+fn admit_credits(credits: Option<Credits>, now: Timestamp) -> Result<Option<Credits>, ControlError> {
+    let Some(mut c) = credits else { return Ok(None) };
+    c.check()?;
+    if c.refill.is_some() && c.refilled_at.is_none() {
+        c.refilled_at = Some(now);
+    }
+    Ok(Some(c))
+}
+
 /// How [`KeyManager::store_new`] writes a new record.
 #[derive(Clone, Copy)]
 enum Write<'a> {
@@ -931,6 +1175,8 @@ struct KeyRecordTemplate {
     scopes: ScopeSet,
     expires_at: Option<Timestamp>,
     links: ReissueLinks,
+    enabled: bool,
+    controls: Option<Arc<KeyControls>>,
 }
 
 impl KeyRecordTemplate {
@@ -948,6 +1194,8 @@ impl KeyRecordTemplate {
         record.scopes = self.scopes.clone();
         record.expires_at = self.expires_at;
         record.links = self.links;
+        record.enabled = self.enabled;
+        record.controls.clone_from(&self.controls);
         record
     }
 }
@@ -1014,6 +1262,29 @@ mod tests {
         }
         async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
             self.inner.pepper_fingerprint(version, proposed).await
+        }
+        async fn spend_credits(
+            &self,
+            id: &KeyId,
+            cost: u64,
+            refill_due: Option<Timestamp>,
+        ) -> Result<crate::controls::CreditSpend, StoreError> {
+            self.inner.spend_credits(id, cost, refill_due).await
+        }
+        async fn list_by_external_id(
+            &self,
+            external_id: &crate::controls::ExternalId,
+            page: PageRequest,
+        ) -> Result<Page<KeyRecord>, StoreError> {
+            self.inner.list_by_external_id(external_id, page).await
+        }
+        async fn list_expiring(
+            &self,
+            from: Timestamp,
+            until: Timestamp,
+            page: PageRequest,
+        ) -> Result<Page<KeyRecord>, StoreError> {
+            self.inner.list_expiring(from, until, page).await
         }
     }
 

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::clock::Timestamp;
+use crate::controls::{Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimits};
 use crate::random::RandomError;
 use crate::record::{Description, KeyRecord, KeyStatus, ServiceAccountId};
 use crate::scope::ScopeSet;
@@ -173,7 +174,7 @@ impl fmt::Debug for OperationId {
 pub enum OperationKind {
     /// A key was created.
     Create,
-    /// A key's description, scopes or expiry changed.
+    /// A key's description, scopes, expiry, enabled flag or controls changed.
     Update,
     /// A key was revoked.
     Revoke,
@@ -245,6 +246,26 @@ pub struct OperationChanges {
     /// The key this one replaced (reissue, on the new key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reissued_from: Option<KeyId>,
+    /// The new enabled flag (disable, enable; `false` on a new key created
+    /// disabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The new metadata: `Some(None)` (JSON `null`) when it was removed.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub metadata: Option<Option<Metadata>>,
+    /// The new external owner id: `Some(None)` when it was removed.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub external_id: Option<Option<ExternalId>>,
+    /// The new IP allow-list: `Some(None)` when it was removed.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub allowed_ips: Option<Option<IpAllowList>>,
+    /// The new rate limits: `Some(None)` when they were removed.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub rate_limits: Option<Option<RateLimits>>,
+    /// The new usage credits (count, refill and last refill as set):
+    /// `Some(None)` when they were removed.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub credits: Option<Option<Credits>>,
     /// Where the key was found leaked (a leak entry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leak: Option<LeakDetails>,
@@ -323,11 +344,18 @@ impl OperationChanges {
     /// The fields of a new record (create, import, the new key of a reissue).
     #[must_use]
     pub fn of_new(record: &KeyRecord) -> Self {
+        let c = record.controls();
         Self {
             description: (!record.description.is_empty()).then(|| record.description.clone()),
             scopes: Some(record.scopes.clone()),
             expires_at: record.expires_at.map(Some),
             reissued_from: record.links.reissued_from,
+            enabled: (!record.enabled).then_some(false),
+            metadata: c.metadata.clone().map(Some),
+            external_id: c.external_id.clone().map(Some),
+            allowed_ips: c.allowed_ips.clone().map(Some),
+            rate_limits: c.rate_limits.clone().map(Some),
+            credits: c.credits.map(Some),
             ..Self::default()
         }
     }
@@ -345,6 +373,12 @@ impl OperationChanges {
             description: update.description.clone(),
             scopes: update.scopes.clone(),
             expires_at: update.expires_at,
+            enabled: update.enabled,
+            metadata: update.metadata.clone(),
+            external_id: update.external_id.clone(),
+            allowed_ips: update.allowed_ips.clone(),
+            rate_limits: update.rate_limits.clone(),
+            credits: update.credits,
             ..Self::default()
         }
     }
@@ -440,8 +474,9 @@ impl OperationCursor {
     }
 }
 
-/// A change of a key's description, scopes or expiry; fields left `None`
-/// stay as they are.
+/// A change of a key's description, scopes, expiry, enabled flag or
+/// controls; fields left `None` stay as they are, and `Some(None)` clears an
+/// optional one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyUpdate {
@@ -451,6 +486,19 @@ pub struct KeyUpdate {
     pub scopes: Option<ScopeSet>,
     /// The new expiry (`Some(None)`: no expiry).
     pub expires_at: Option<Option<Timestamp>>,
+    /// Enable (`Some(true)`) or disable (`Some(false)`) the key.
+    pub enabled: Option<bool>,
+    /// The new metadata (`Some(None)`: none).
+    pub metadata: Option<Option<Metadata>>,
+    /// The new external owner id (`Some(None)`: none).
+    pub external_id: Option<Option<ExternalId>>,
+    /// The new IP allow-list (`Some(None)`: any address).
+    pub allowed_ips: Option<Option<IpAllowList>>,
+    /// The new rate limits (`Some(None)`: none).
+    pub rate_limits: Option<Option<RateLimits>>,
+    /// The new usage credits, replacing the remaining count, refill and last
+    /// refill as given (`Some(None)`: unlimited).
+    pub credits: Option<Option<Credits>>,
 }
 
 impl KeyUpdate {
@@ -481,10 +529,88 @@ impl KeyUpdate {
         self
     }
 
+    /// Enables (`true`) or disables (`false`) the key.
+    #[must_use]
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = Some(enabled);
+        self
+    }
+
+    /// Sets the metadata (`None`: removes it).
+    #[must_use]
+    pub fn metadata(mut self, m: Option<Metadata>) -> Self {
+        self.metadata = Some(m);
+        self
+    }
+
+    /// Sets the external owner id (`None`: removes it).
+    #[must_use]
+    pub fn external_id(mut self, id: Option<ExternalId>) -> Self {
+        self.external_id = Some(id);
+        self
+    }
+
+    /// Sets the IP allow-list (`None`: any address).
+    #[must_use]
+    pub fn allowed_ips(mut self, list: Option<IpAllowList>) -> Self {
+        self.allowed_ips = Some(list);
+        self
+    }
+
+    /// Sets the rate limits (`None`: removes them).
+    #[must_use]
+    pub fn rate_limits(mut self, limits: Option<RateLimits>) -> Self {
+        self.rate_limits = Some(limits);
+        self
+    }
+
+    /// Sets the usage credits (`None`: unlimited use).
+    #[must_use]
+    pub fn credits(mut self, credits: Option<Credits>) -> Self {
+        self.credits = Some(credits);
+        self
+    }
+
     /// Whether the update changes nothing.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.description.is_none() && self.scopes.is_none() && self.expires_at.is_none()
+        self.description.is_none()
+            && self.scopes.is_none()
+            && self.expires_at.is_none()
+            && self.enabled.is_none()
+            && !self.changes_controls()
+    }
+
+    /// Whether the update sets or clears any control.
+    #[must_use]
+    pub fn changes_controls(&self) -> bool {
+        self.metadata.is_some()
+            || self.external_id.is_some()
+            || self.allowed_ips.is_some()
+            || self.rate_limits.is_some()
+            || self.credits.is_some()
+    }
+
+    /// `controls` with this update's control changes applied.
+    #[must_use]
+    pub fn apply_to_controls(&self, controls: &KeyControls) -> KeyControls {
+        let mut c = controls.clone();
+        if let Some(m) = &self.metadata {
+            c.metadata.clone_from(m);
+        }
+        if let Some(e) = &self.external_id {
+            c.external_id.clone_from(e);
+        }
+        if let Some(l) = &self.allowed_ips {
+            c.allowed_ips.clone_from(l);
+        }
+        if let Some(r) = &self.rate_limits {
+            c.rate_limits.clone_from(r);
+        }
+        if let Some(cr) = self.credits {
+            c.credits = cr;
+        }
+        c
     }
 }
 
@@ -505,6 +631,12 @@ pub fn apply_update(record: &mut KeyRecord, update: &KeyUpdate) -> Result<(), St
     }
     if let Some(e) = update.expires_at {
         record.expires_at = e;
+    }
+    if let Some(enabled) = update.enabled {
+        record.enabled = enabled;
+    }
+    if update.changes_controls() {
+        record.set_controls(update.apply_to_controls(record.controls()));
     }
     Ok(())
 }
@@ -534,7 +666,8 @@ pub enum Change {
     /// Store a new record (create, import); as
     /// [`KeyStore::insert`](crate::KeyStore::insert).
     Insert(KeyRecord),
-    /// Change description, scopes or expiry, under the rules of
+    /// Change description, scopes, expiry, enabled flag or controls, under
+    /// the rules of
     /// [`apply_update`].
     Update {
         /// The key.

@@ -77,6 +77,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::clock::Timestamp;
+use crate::controls::{CreditSpend, ExternalId};
 use crate::digest::Digest;
 use crate::operation::{Change, LogEntry, Operation, OperationCursor};
 use crate::record::{KeyRecord, ServiceAccountId};
@@ -621,6 +622,32 @@ impl<S: KeyStore> KeyStore for ShieldedStore<S> {
         proposed: Digest,
     ) -> impl Future<Output = Result<Digest, StoreError>> + Send {
         self.inner.pepper_fingerprint(version, proposed)
+    }
+
+    fn spend_credits(
+        &self,
+        id: &KeyId,
+        cost: u64,
+        refill_due: Option<Timestamp>,
+    ) -> impl Future<Output = Result<CreditSpend, StoreError>> + Send {
+        self.inner.spend_credits(id, cost, refill_due)
+    }
+
+    fn list_by_external_id(
+        &self,
+        external_id: &ExternalId,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
+        self.inner.list_by_external_id(external_id, page)
+    }
+
+    fn list_expiring(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
+        self.inner.list_expiring(from, until, page)
     }
 
     /// The same shield as [`ShieldedStore::get`] (its miss budget included),

@@ -9,8 +9,22 @@
 //! 4. **digest** — `HMAC-SHA256(pepper, secret)` compared in constant time
 //!    (an unknown id runs the same HMAC and compare against a dummy digest);
 //! 5. **key** — revoked? disabled? expired (now ≥ `expires_at`)?
-//! 6. **scope** — does a granted scope satisfy the requirement?
-//! 7. **principal** — note last use (coalesced), return the principal.
+//! 6. **address** — for a key with an IP allow-list: is the client address
+//!    ([`VerifyContext::client_ip`]) in it? An unknown address is refused;
+//! 7. **scope** — does a granted scope satisfy the requirement?
+//! 8. **rate limits** — for a key with rate limits: does the verifier's
+//!    [`RateLimiter`] allow one more request?
+//! 9. **credits** — for a key with usage credits: spend
+//!    [`VerifyContext::cost`] in one atomic store operation
+//!    ([`KeyStore::spend_credits`]);
+//! 10. **principal** — note last use (coalesced), return the principal.
+//!
+//! Steps 3–7 run while the store lends the record; a key without controls
+//! (`KeyRecord::controls == None`) takes exactly that path and returns, at
+//! the cost of one branch. Only a key whose controls enforce rate limits or
+//! credits carries an `Arc` of them on to the asynchronous steps 8–9. A
+//! failing limiter or store in those steps refuses the request as
+//! unavailable (fail closed).
 //!
 //! # Which errors clients may see
 //!
@@ -41,12 +55,17 @@
 
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use subtle::ConstantTimeEq;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::controls::{
+    CreditSpend, Credits, ExternalId, KeyControls, LimitName, LocalRateLimiter, Metadata, RateDecision, RateLimit,
+    RateLimiter, RateLimits, RateStatus,
+};
 use crate::digest::{Digest, Peppers};
 use crate::header::{self, Credentials, HeaderError};
 use crate::last_used::LastUsed;
@@ -114,9 +133,12 @@ pub enum VerifyError {
         /// The key.
         key: KeyId,
         /// The limit that refused.
-        limit: crate::controls::LimitName,
+        limit: LimitName,
         /// When the request would be allowed.
         retry_after: Duration,
+        /// The whole limit that refused (its rate, for the
+        /// `RateLimit-Policy` response header).
+        policy: RateLimit,
     },
     /// The key is valid but lacks the required scope.
     #[error("API key {key} lacks scope {required}")]
@@ -226,18 +248,29 @@ impl VerifyError {
     }
 }
 
-/// An authenticated caller: the key's id, its service account, its scopes
-/// and its expiry.
+/// An authenticated caller: the key's id, its service account, its scopes,
+/// its expiry and its controls (metadata, external id, and what the last
+/// rate-limit check and credit spend left).
 ///
-/// `Copy` and small: the service account and the scope set are interned
-/// process-wide (see [`crate::RecordView`]), so making, copying or dropping a
-/// principal touches no reference count and allocates nothing.
-#[derive(Clone, Copy)]
+/// Small: the service account and the scope set are interned process-wide
+/// (see [`crate::RecordView`]), so for a key without controls making,
+/// cloning or dropping a principal touches no reference count and allocates
+/// nothing; a key with controls shares them through one `Arc`.
+#[derive(Clone)]
 pub struct Principal {
     key_id: KeyId,
     expires_at: Option<Timestamp>,
     service_account_id: &'static ServiceAccountId,
     scopes: &'static ScopeSet,
+    controls: Option<Arc<KeyControls>>,
+    usage: Usage,
+}
+
+/// What the enforcing steps left on a principal.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    credits_remaining: Option<u64>,
+    rate: Option<RateStatus>,
 }
 
 impl Principal {
@@ -284,6 +317,43 @@ impl Principal {
     pub fn expires_at(&self) -> Option<Timestamp> {
         self.expires_at
     }
+
+    /// The key's controls, if any is set.
+    #[must_use]
+    pub fn controls(&self) -> Option<&KeyControls> {
+        self.controls.as_deref()
+    }
+
+    /// The key's metadata, if set.
+    #[must_use]
+    pub fn metadata(&self) -> Option<&Metadata> {
+        self.controls()?.metadata.as_ref()
+    }
+
+    /// The key's external owner id, if set.
+    #[must_use]
+    pub fn external_id(&self) -> Option<&ExternalId> {
+        self.controls()?.external_id.as_ref()
+    }
+
+    /// The credits left after this verification spent its cost; `None` for
+    /// a key without credits. With [`VerifyContext::cost`] 0 nothing is
+    /// spent and this is the count as the store last lent it.
+    #[must_use]
+    pub fn credits_remaining(&self) -> Option<u64> {
+        self.usage.credits_remaining
+    }
+
+    /// The key's tightest rate limit after this request and its state
+    /// (requests left, time until the burst is full), for the IETF
+    /// `RateLimit` / `RateLimit-Policy` response headers; `None` for a key
+    /// without rate limits.
+    #[must_use]
+    pub fn rate_limit(&self) -> Option<(&RateLimit, RateStatus)> {
+        let status = self.usage.rate?;
+        let limit = self.controls()?.rate_limits.as_ref()?.as_slice().get(status.index)?;
+        Some((limit, status))
+    }
 }
 
 impl fmt::Debug for Principal {
@@ -292,7 +362,67 @@ impl fmt::Debug for Principal {
             .field("key_id", &self.key_id)
             .field("service_account_id", self.service_account_id)
             .field("scopes", self.scopes)
-            .finish()
+            .field("external_id", &self.external_id())
+            .field("credits_remaining", &self.usage.credits_remaining)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one verification checks besides the key: the scope the route
+/// requires, the client address (for keys with an IP allow-list) and the
+/// credits the request costs (for keys with usage credits).
+///
+/// ```
+/// use api_keys::VerifyContext;
+/// let ctx = VerifyContext::new().client_ip("203.0.113.7".parse().ok()).cost(5);
+/// assert_eq!(ctx.cost, 5);
+/// ```
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct VerifyContext<'a> {
+    /// The scope the route requires. Defaults to none.
+    pub required: Option<&'a RequiredScope>,
+    /// The client's address. A key with an IP allow-list is refused when
+    /// it is `None` (fail closed). Defaults to `None`.
+    pub client_ip: Option<IpAddr>,
+    /// Credits this request spends from a key with usage credits; 0 spends
+    /// none and does not refuse a key with none left (for operator checks
+    /// such as `keyctl verify`). Defaults to 1.
+    pub cost: u64,
+}
+
+impl Default for VerifyContext<'_> {
+    fn default() -> Self {
+        Self { required: None, client_ip: None, cost: 1 }
+    }
+}
+
+impl<'a> VerifyContext<'a> {
+    /// No scope, no address, cost 1.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`VerifyContext::required`].
+    #[must_use]
+    pub fn required(mut self, required: impl Into<Option<&'a RequiredScope>>) -> Self {
+        self.required = required.into();
+        self
+    }
+
+    /// Sets [`VerifyContext::client_ip`].
+    #[must_use]
+    pub fn client_ip(mut self, ip: impl Into<Option<IpAddr>>) -> Self {
+        self.client_ip = ip.into();
+        self
+    }
+
+    /// Sets [`VerifyContext::cost`].
+    #[must_use]
+    pub fn cost(mut self, cost: u64) -> Self {
+        self.cost = cost;
+        self
     }
 }
 
@@ -336,6 +466,7 @@ pub struct VerifierBuilder<S> {
     format: TokenFormat,
     clock: Arc<dyn Clock>,
     config: VerifierConfig,
+    rate_limiter: Option<Arc<dyn RateLimiter>>,
 }
 
 impl<S> fmt::Debug for VerifierBuilder<S> {
@@ -356,6 +487,15 @@ impl<S: KeyStore> VerifierBuilder<S> {
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Where keys' rate limits are counted. Defaults to a
+    /// [`LocalRateLimiter`] on the verifier's clock: **per node** (see
+    /// [`crate::controls::RateLimiter`]).
+    #[must_use]
+    pub fn rate_limiter(mut self, limiter: impl RateLimiter) -> Self {
+        self.rate_limiter = Some(Arc::new(limiter));
         self
     }
 
@@ -391,14 +531,45 @@ impl<S: KeyStore> VerifierBuilder<S> {
     #[must_use]
     pub fn build(self) -> Verifier<S> {
         let dummy = self.peppers.digest_current(b"api-keys: dummy record for unknown ids");
+        let rate_limiter =
+            self.rate_limiter.unwrap_or_else(|| Arc::new(LocalRateLimiter::new(Arc::clone(&self.clock))));
         Verifier {
             last_used: LastUsed::new(self.config.last_used_interval, self.clock.now()),
+            rate_limiter,
             store: self.store,
             peppers: self.peppers,
             format: self.format,
             clock: self.clock,
             config: self.config,
             dummy,
+        }
+    }
+}
+
+/// The outcome of the synchronous steps.
+enum Authorized {
+    /// Nothing left to enforce.
+    Done(Principal),
+    /// Rate limits or credits follow (the principal holds the controls).
+    Enforce(Principal, Deferred),
+}
+
+/// What the asynchronous steps need from the lent record.
+struct Deferred {
+    last_used_at: Option<Timestamp>,
+    credits: Option<Credits>,
+}
+
+impl Principal {
+    /// The principal of a record whose checks passed.
+    fn of(view: &RecordView<'_>, controls: Option<Arc<KeyControls>>) -> Self {
+        Self {
+            key_id: view.id,
+            expires_at: view.expires_at,
+            service_account_id: view.service_account_id,
+            scopes: view.scopes,
+            controls,
+            usage: Usage::default(),
         }
     }
 }
@@ -419,6 +590,7 @@ pub struct Verifier<S> {
     clock: Arc<dyn Clock>,
     config: VerifierConfig,
     last_used: LastUsed,
+    rate_limiter: Arc<dyn RateLimiter>,
     /// Stand-in pepper version and digest for unknown ids, so a miss does
     /// the work of a wrong secret.
     dummy: (u32, Digest),
@@ -439,6 +611,7 @@ impl<S: KeyStore> Verifier<S> {
             format: TokenFormat::default(),
             clock: Arc::new(SystemClock),
             config: VerifierConfig::default(),
+            rate_limiter: None,
         }
     }
 
@@ -460,6 +633,12 @@ impl<S: KeyStore> Verifier<S> {
         &self.format
     }
 
+    /// Where keys' rate limits are counted.
+    #[must_use]
+    pub fn rate_limiter(&self) -> &Arc<dyn RateLimiter> {
+        &self.rate_limiter
+    }
+
     /// Verifies an `Authorization` header value (raw bytes, as from
     /// `http::HeaderValue::as_bytes`) and, if given, a required scope.
     ///
@@ -474,7 +653,22 @@ impl<S: KeyStore> Verifier<S> {
         header: &'a [u8],
         required: Option<&'a RequiredScope>,
     ) -> impl Future<Output = Result<Principal, VerifyError>> + Send + 'a {
-        self.finish(self.locate_header(header), required)
+        self.finish(self.locate_header(header), VerifyContext::new().required(required))
+    }
+
+    /// As [`Verifier::verify`], with the client address and the request's
+    /// credit cost of `ctx` (and its required scope).
+    ///
+    /// # Errors
+    /// [`VerifyError`]; besides those of [`Verifier::verify`],
+    /// [`VerifyError::IpNotAllowed`], [`VerifyError::RateLimited`] and
+    /// [`VerifyError::UsageExceeded`] for keys with those controls.
+    pub fn verify_with<'a>(
+        &'a self,
+        header: &'a [u8],
+        ctx: &VerifyContext<'a>,
+    ) -> impl Future<Output = Result<Principal, VerifyError>> + Send + 'a {
+        self.finish(self.locate_header(header), *ctx)
     }
 
     /// Verifies the key itself (the token68 after `Api-Key `).
@@ -486,7 +680,20 @@ impl<S: KeyStore> Verifier<S> {
         key: &'a [u8],
         required: Option<&'a RequiredScope>,
     ) -> impl Future<Output = Result<Principal, VerifyError>> + Send + 'a {
-        self.finish(self.locate_key(key), required)
+        self.finish(self.locate_key(key), VerifyContext::new().required(required))
+    }
+
+    /// As [`Verifier::verify_key`], with the context of
+    /// [`Verifier::verify_with`].
+    ///
+    /// # Errors
+    /// [`VerifyError`].
+    pub fn verify_key_with<'a>(
+        &'a self,
+        key: &'a [u8],
+        ctx: &VerifyContext<'a>,
+    ) -> impl Future<Output = Result<Principal, VerifyError>> + Send + 'a {
+        self.finish(self.locate_key(key), *ctx)
     }
 
     /// Steps 1–2, header and token: where to look the key up, or why not.
@@ -536,32 +743,33 @@ impl<S: KeyStore> Verifier<S> {
         }
     }
 
-    /// Steps 3–7: store, digest, key, scope, principal.
+    /// Steps 3–10: store, digest, key, address, scope, then (only for keys
+    /// that have them) rate limits and credits, principal.
     async fn finish(
         &self,
         located: Result<Lookup<'_>, VerifyError>,
-        required: Option<&RequiredScope>,
+        ctx: VerifyContext<'_>,
     ) -> Result<Principal, VerifyError> {
-        match located? {
-            Lookup::Native(token) => self.verify_native(&token, required).await,
+        let authorized = match located? {
+            Lookup::Native(token) => self.verify_native(&token, &ctx).await?,
             Lookup::Imported(key, parse_error) => {
                 let record = self.lookup_imported(key, parse_error).await?;
-                self.authorize(RecordView::of(&record), required)
+                self.authorize(RecordView::of(&record), &ctx)?
             }
+        };
+        match authorized {
+            Authorized::Done(principal) => Ok(principal),
+            Authorized::Enforce(principal, deferred) => self.enforce(principal, deferred, &ctx).await,
         }
     }
 
     /// Steps 3–7 for a native token: the store lends the record's fields
     /// (no copy, and for the memory store no lock and no reference count)
     /// while the digest, key and scope checks run on them.
-    async fn verify_native(
-        &self,
-        token: &Token<'_>,
-        required: Option<&RequiredScope>,
-    ) -> Result<Principal, VerifyError> {
+    async fn verify_native(&self, token: &Token<'_>, ctx: &VerifyContext<'_>) -> Result<Authorized, VerifyError> {
         let checked = self.store.with_record(token.id(), |found| {
             let view = self.check_digest(token, found)?;
-            self.authorize(view, required)
+            self.authorize(view, ctx)
         });
         checked.await.map_err(VerifyError::StoreUnavailable)?
     }
@@ -614,9 +822,11 @@ impl<S: KeyStore> Verifier<S> {
         Err(VerifyError::UnknownKey(None))
     }
 
-    /// Status, expiry and scope checks on a record whose secret matched,
-    /// then the last-use note and the principal.
-    fn authorize(&self, view: RecordView<'_>, required: Option<&RequiredScope>) -> Result<Principal, VerifyError> {
+    /// Status, expiry, address and scope checks on a record whose secret
+    /// matched, then the last-use note and the principal; or, for a key
+    /// with rate limits or credits to enforce, the principal and what the
+    /// asynchronous steps need.
+    fn authorize(&self, view: RecordView<'_>, ctx: &VerifyContext<'_>) -> Result<Authorized, VerifyError> {
         if view.status == KeyStatus::Revoked {
             return Err(VerifyError::Revoked(view.id));
         }
@@ -629,17 +839,93 @@ impl<S: KeyStore> Verifier<S> {
         {
             return Err(VerifyError::Expired(view.id));
         }
-        let principal = Principal {
-            key_id: view.id,
-            expires_at: view.expires_at,
-            service_account_id: view.service_account_id,
-            scopes: view.scopes,
+        let Some(controls) = view.controls else {
+            let principal = Principal::of(&view, None);
+            if let Some(req) = ctx.required {
+                principal.require(req)?;
+            }
+            self.last_used.note_use(&view.id, view.last_used_at, view.seen, || self.clock.now());
+            return Ok(Authorized::Done(principal));
         };
-        if let Some(req) = required {
+        self.authorize_controlled(&view, controls, ctx)
+    }
+
+    /// [`Verifier::authorize`] after the key checks, for a key with
+    /// controls: the address, the scope, and whether steps 8–9 follow.
+    fn authorize_controlled(
+        &self,
+        view: &RecordView<'_>,
+        controls: &Arc<KeyControls>,
+        ctx: &VerifyContext<'_>,
+    ) -> Result<Authorized, VerifyError> {
+        if let Some(list) = &controls.allowed_ips
+            && !ctx.client_ip.is_some_and(|ip| list.allows(ip))
+        {
+            return Err(VerifyError::IpNotAllowed { key: view.id, ip: ctx.client_ip });
+        }
+        let principal = Principal::of(view, Some(Arc::clone(controls)));
+        if let Some(req) = ctx.required {
             principal.require(req)?;
         }
+        if controls.rate_limits.is_some() || controls.credits.is_some() {
+            let deferred = Deferred { last_used_at: view.last_used_at, credits: controls.credits };
+            return Ok(Authorized::Enforce(principal, deferred));
+        }
         self.last_used.note_use(&view.id, view.last_used_at, view.seen, || self.clock.now());
+        Ok(Authorized::Done(principal))
+    }
+
+    /// Steps 8–10 for a key with rate limits or credits.
+    async fn enforce(
+        &self,
+        mut principal: Principal,
+        deferred: Deferred,
+        ctx: &VerifyContext<'_>,
+    ) -> Result<Principal, VerifyError> {
+        let id = principal.key_id;
+        let limits = principal.controls.as_ref().and_then(|c| c.rate_limits.clone());
+        if let Some(limits) = limits {
+            principal.usage.rate = Some(self.check_rate(&id, &limits).await?);
+        }
+        if let Some(credits) = deferred.credits {
+            principal.usage.credits_remaining = self.spend(&id, &credits, ctx.cost).await?;
+        }
+        // The store's "seen" cell was lent with the record only; this note
+        // takes the verifier's own (coalescing) path.
+        self.last_used.note_use(&id, deferred.last_used_at, None, || self.clock.now());
         Ok(principal)
+    }
+
+    /// Step 8: one request against each of the key's rate limits.
+    async fn check_rate(&self, id: &KeyId, limits: &RateLimits) -> Result<RateStatus, VerifyError> {
+        let decision = self.rate_limiter.check(id, limits).await;
+        match decision.map_err(|e| VerifyError::StoreUnavailable(StoreError::unavailable(e)))? {
+            RateDecision::Allowed(status) => Ok(status),
+            RateDecision::Limited { index, retry_after } => {
+                let policy = limits.as_slice().get(index).or(limits.as_slice().first()).cloned();
+                let Some(policy) = policy else {
+                    return Err(VerifyError::StoreUnavailable(StoreError::unavailable("empty rate-limit set")));
+                };
+                Err(VerifyError::RateLimited { key: *id, limit: policy.name.clone(), retry_after, policy })
+            }
+        }
+    }
+
+    /// Step 9: spends `cost` credits in one atomic store operation (a due
+    /// refill first). Cost 0 spends nothing and reports the lent count.
+    async fn spend(&self, id: &KeyId, credits: &Credits, cost: u64) -> Result<Option<u64>, VerifyError> {
+        if cost == 0 {
+            return Ok(Some(credits.remaining));
+        }
+        let refill_due = credits.refill.map(|r| r.last_instant(self.clock.now()));
+        match self.store.spend_credits(id, cost, refill_due).await {
+            Ok(CreditSpend::Spent { remaining }) => Ok(Some(remaining)),
+            Ok(CreditSpend::Exhausted { .. }) => Err(VerifyError::UsageExceeded(*id)),
+            // The credits were removed since the record was read.
+            Ok(CreditSpend::Unlimited) => Ok(None),
+            Err(StoreError::NotFound(_)) => Err(VerifyError::UnknownKey(Some(*id))),
+            Err(e) => Err(VerifyError::StoreUnavailable(e)),
+        }
     }
 
     /// Writes coalesced last-used times to the store in one batch; returns

@@ -586,3 +586,174 @@ async fn api_keys_with_the_admin_scope_are_admins_of_their_own_account() {
     let bad = call("ak_notakey".to_owned(), "/apiKeyScopes".to_owned()).await;
     assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
 }
+
+// ----- key controls (issue 15) -----
+
+/// Every control through the API on one store: create shows them at once,
+/// get and list show them, PATCH sets, clears, disables and enables them
+/// through `updateMask`, bad values are 400 naming the field, and the
+/// cross-account listings are filtered by what the caller may list.
+async fn controls_scenario<S: KeyStore + Clone>(store: S) {
+    let manager = manager(store);
+    let verifier = manager.verifier().build();
+    let base = serve(AdminApi::new(manager, tokens()).router()).await;
+    let c = Client::new(&base, Some(OPS_TOKEN));
+    let ext = format!("cust_{}", conformance::key_id());
+    let controls = json!({
+        "metadata": {"plan": "pro", "seats": 3},
+        "externalId": ext,
+        "allowedIps": ["10.0.0.0/8", "2001:db8::/32"],
+        "credits": {"remaining": 100, "refill": {"amount": 50, "period": "DAILY", "atSecond": 23_400}},
+        "rateLimits": ["api=100/1s:burst=20"],
+    });
+    let mut body = controls.clone();
+    body["serviceAccountId"] = json!(SA);
+    body["enabled"] = json!(false);
+    let a = c.post("/apiKeys", body).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let secret = a.body["secret"].as_str().unwrap().to_owned();
+    let key = a.body["apiKey"].clone();
+    let id = key["id"].as_str().unwrap().to_owned();
+    assert_eq!(key["enabled"], false, "the create response shows the created key's flag");
+    for field in ["metadata", "externalId", "allowedIps", "credits", "rateLimits"] {
+        assert_eq!(key[field], controls[field], "create response: {field}");
+    }
+    let got = c.get(&format!("/apiKeys/{id}")).await.body;
+    assert_eq!(got, key, "get shows what create showed");
+    let header = format!("Api-Key {secret}");
+    let disabled = verifier.verify(header.as_bytes(), None).await;
+    assert!(matches!(disabled, Err(api_keys::VerifyError::Disabled(_))), "{disabled:?}");
+
+    // PATCH: enable, then change credits and clear the rate limits in one mask.
+    let a = c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "enabled", "enabled": true})).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["response"]["enabled"], true);
+    assert_eq!(a.body["metadata"]["changes"], json!({"enabled": true}));
+    let inside = api_keys::VerifyContext::new().client_ip("10.1.2.3".parse::<std::net::IpAddr>().ok()).cost(0);
+    verifier.verify_with(header.as_bytes(), &inside).await.unwrap();
+    let a = c
+        .patch(
+            &format!("/apiKeys/{id}"),
+            json!({"updateMask": "credits,rateLimits", "credits": {"remaining": 5, "refill": {"amount": 9, "period": "MONTHLY"}}}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let updated = &a.body["response"];
+    assert_eq!(
+        updated["credits"],
+        json!({"remaining": 5, "refill": {"amount": 9, "period": "MONTHLY", "atSecond": 0}})
+    );
+    assert!(updated.get("rateLimits").is_none(), "named and absent: cleared");
+    assert_eq!(updated["allowedIps"], controls["allowedIps"], "not named: kept");
+    assert!(a.body["metadata"]["changes"]["rateLimits"].is_null());
+    // Without a mask the control fields present are set (and the three original fields replaced).
+    let a =
+        c.patch(&format!("/apiKeys/{id}"), json!({"description": "d", "enabled": false, "metadata": {"a": 1}})).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(
+        (a.body["response"]["enabled"].clone(), a.body["response"]["metadata"].clone()),
+        (json!(false), json!({"a": 1}))
+    );
+    assert_eq!(a.body["response"]["externalId"], json!(ext), "absent control kept");
+    let a = c
+        .patch(&format!("/apiKeys/{id}"), json!({"updateMask": "enabled,metadata,externalId,allowedIps,credits"}))
+        .await;
+    let cleared = &a.body["response"];
+    assert_eq!(cleared["enabled"], true, "enabled named and absent: reset to enabled");
+    for field in ["metadata", "externalId", "allowedIps", "credits", "rateLimits"] {
+        assert!(cleared.get(field).is_none(), "{field} cleared: {cleared}");
+    }
+    assert_error(
+        &c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "description", "enabled": false})).await,
+        400,
+        3,
+        "control outside the mask",
+    );
+
+    // Bad values: 400, code 3, the message names the field; nothing is written.
+    let bad: [(&str, Value); 9] = [
+        ("metadata", json!([1, 2])),
+        ("metadata", json!({"x": "a".repeat(5000)})),
+        ("externalId", json!("has space")),
+        ("allowedIps", json!(["10.0.0.0/33"])),
+        ("allowedIps", json!([])),
+        ("rateLimits", json!(["api=0/1s"])),
+        ("rateLimits", json!(["a=1/1s", "a=2/1s"])),
+        ("credits", json!({"remaining": 9_223_372_036_854_775_808_u64})),
+        ("credits", json!({"remaining": 1, "refill": {"amount": 1, "period": "DAILY", "atSecond": 61}})),
+    ];
+    for (field, value) in bad {
+        let a = c.post("/apiKeys", json!({"serviceAccountId": SA, field: value.clone()})).await;
+        assert_error(&a, 400, 3, field);
+        assert!(a.body["message"].as_str().unwrap().starts_with(&format!("{field}: ")), "{field}: {:?}", a.body);
+        let a = c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": field, field: value})).await;
+        assert_error(&a, 400, 3, field);
+        assert!(a.body["message"].as_str().unwrap().starts_with(&format!("{field}: ")), "{field}: {:?}", a.body);
+    }
+    let wrong_type = c.post("/apiKeys", json!({"serviceAccountId": SA, "credits": {"remaining": -1}})).await;
+    assert_error(&wrong_type, 400, 3, "negative credits");
+    assert_error(&c.post("/apiKeys", json!({"serviceAccountId": SA, "enabled": "no"})).await, 400, 3, "enabled type");
+    let listed = c.get(&format!("/apiKeys?serviceAccountId={SA}")).await.body;
+    assert_eq!(listed["apiKeys"].as_array().unwrap().len(), 1, "no bad create wrote a key");
+
+    // externalId across service accounts, filtered by what the caller may list.
+    let mine =
+        c.post("/apiKeys", json!({"serviceAccountId": SA, "externalId": ext})).await.body["apiKey"]["id"].clone();
+    let theirs =
+        c.post("/apiKeys", json!({"serviceAccountId": "someone-else", "externalId": ext})).await.body["apiKey"]["id"]
+            .clone();
+    let ids =
+        |a: &Answer| -> Vec<Value> { a.body["apiKeys"].as_array().unwrap().iter().map(|k| k["id"].clone()).collect() };
+    let mut both = vec![mine.clone(), theirs.clone()];
+    both.sort_by_key(|v| v.as_str().unwrap().to_owned());
+    let a = c.get(&format!("/apiKeys?externalId={ext}")).await;
+    assert_eq!(ids(&a), both, "{:?}", a.body);
+    let robot = c.as_token(Some(ROBOT_TOKEN));
+    assert_eq!(ids(&robot.get(&format!("/apiKeys?externalId={ext}")).await), vec![mine], "robot sees its own");
+
+    // expiringWithin: active keys expiring in the window, across accounts.
+    let soon = api_keys::Timestamp::now().saturating_add(std::time::Duration::from_secs(2 * 86_400)).to_string();
+    let expiring = c.post("/apiKeys", json!({"serviceAccountId": "someone-else", "expiresAt": soon})).await;
+    let expiring = expiring.body["apiKey"]["id"].clone();
+    let a = c.get("/apiKeys?expiringWithin=604800s").await;
+    assert!(ids(&a).contains(&expiring), "{:?}", a.body);
+    assert!(!ids(&c.get("/apiKeys?expiringWithin=3600s").await).contains(&expiring));
+    assert!(!ids(&robot.get("/apiKeys?expiringWithin=604800s").await).contains(&expiring), "not robot's");
+    assert_error(&c.get("/apiKeys?expiringWithin=7d").await, 400, 3, "window format");
+    assert_error(&c.get("/apiKeys?externalId=a%20b").await, 400, 3, "bad external id");
+    assert_error(&c.get(&format!("/apiKeys?serviceAccountId={SA}&externalId={ext}")).await, 400, 3, "two selections");
+    c.assert_secrets_only_where_allowed(&[secret]);
+}
+
+#[tokio::test]
+async fn key_controls_over_the_api_memory() {
+    controls_scenario(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn key_controls_over_the_api_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::connect(&format!("sqlite://{}", dir.path().join("keys.db").display())).await.unwrap();
+    controls_scenario(store).await;
+}
+
+#[tokio::test]
+async fn key_controls_over_the_api_postgres() {
+    let schema = format!("api_keys_admin_controls_{}", conformance::key_id());
+    let store = PostgresStore::builder(postgres_url())
+        .schema(schema.clone())
+        .max_connections(4)
+        .connect()
+        .await
+        .unwrap_or_else(|e| postgres_down(&e, "a database you may create schemas in"));
+    let pool = store.pool().clone();
+    guarded(controls_scenario(store), async move {
+        pool.close().await;
+        let mut admin = sqlx::PgConnection::connect(&postgres_url()).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    })
+    .await;
+}

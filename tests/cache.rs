@@ -175,6 +175,32 @@ impl KeyStore for Probe {
     async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
         self.inner.pepper_fingerprint(version, proposed).await
     }
+
+    async fn spend_credits(
+        &self,
+        id: &KeyId,
+        cost: u64,
+        refill_due: Option<Timestamp>,
+    ) -> Result<api_keys::controls::CreditSpend, StoreError> {
+        self.inner.spend_credits(id, cost, refill_due).await
+    }
+
+    async fn list_by_external_id(
+        &self,
+        external_id: &api_keys::controls::ExternalId,
+        page: PageRequest,
+    ) -> Result<Page<KeyRecord>, StoreError> {
+        self.inner.list_by_external_id(external_id, page).await
+    }
+
+    async fn list_expiring(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+        page: PageRequest,
+    ) -> Result<Page<KeyRecord>, StoreError> {
+        self.inner.list_expiring(from, until, page).await
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -498,3 +498,226 @@ async fn an_imported_record_never_authenticates_as_a_native_token() {
     // The imported key itself still verifies where imports are accepted.
     f.verifier.verify(format!("Api-Key {secret}").as_bytes(), None).await.unwrap();
 }
+
+// ----- key controls (issue 15) -----
+
+mod controls {
+    use api_keys::controls::{
+        ControlError, Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimit, RateLimits, Refill,
+        RefillPeriod,
+    };
+    use api_keys::{Clock as _, OperationKind, UpdateRequest};
+
+    use super::*;
+
+    /// An update clearing one control, and the check that it is gone.
+    type Clear = fn(UpdateRequest) -> UpdateRequest;
+    type Cleared = fn(&KeyControls) -> bool;
+
+    fn every_control(now: Timestamp) -> KeyControls {
+        KeyControls::new()
+            .metadata(Metadata::parse(r#"{"plan":"pro","seats":3}"#).unwrap())
+            .external_id(ExternalId::new("cust_42").unwrap())
+            .allowed_ips("10.0.0.0/8,2001:db8::/32".parse().unwrap())
+            .credits(
+                Credits::new(100)
+                    .unwrap()
+                    .refill(Refill::new(100, RefillPeriod::Daily).unwrap().at(6, 30).unwrap(), now),
+            )
+            .rate_limits("api=100/1s:burst=20".parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_key_is_created_with_its_controls_and_the_log_records_them() {
+        let f = fixture();
+        let now = f.clock.now();
+        let created = f
+            .manager
+            .create(
+                CreateRequest::new("sa-1")
+                    .enabled(false)
+                    .metadata(Metadata::parse(r#"{"plan":"pro","seats":3}"#).unwrap())
+                    .external_id(ExternalId::new("cust_42").unwrap())
+                    .allowed_ips("10.0.0.0/8,2001:db8::/32".parse().unwrap())
+                    .credits(
+                        Credits::new(100)
+                            .unwrap()
+                            .refill(Refill::new(100, RefillPeriod::Daily).unwrap().at(6, 30).unwrap(), now),
+                    )
+                    .rate_limits("api=100/1s:burst=20".parse().unwrap()),
+            )
+            .await
+            .unwrap();
+        let info = f.manager.get(&created.api_key.id).await.unwrap();
+        assert!(!info.enabled);
+        assert_eq!(info.controls.as_deref(), Some(&every_control(now)));
+        // A disabled key is refused, with its own variant.
+        let e = f.verifier.verify(header(&created.secret).as_bytes(), None).await.unwrap_err();
+        assert!(matches!(e, VerifyError::Disabled(_)), "{e:?}");
+        assert_eq!(e.client_class(), ClientClass::InvalidToken);
+
+        let log = f.manager.operations(&created.api_key.id, PageRequest::starting(10, None)).await.unwrap();
+        let entry = &log.items[0];
+        assert_eq!(entry.kind, OperationKind::Create);
+        assert_eq!(entry.changes.enabled, Some(false));
+        assert_eq!(entry.changes.external_id, Some(Some(ExternalId::new("cust_42").unwrap())));
+        let json = serde_json::to_string(&entry.changes).unwrap();
+        assert!(json.contains("cust_42") && json.contains("api=100/1s:burst=20"), "{json}");
+        assert!(!json.contains(created.secret.expose_secret()), "never the secret");
+
+        // The one-call builder gives the same record.
+        let same = f.manager.create(CreateRequest::new("sa-1").controls(every_control(now))).await.unwrap();
+        let same = f.manager.get(&same.api_key.id).await.unwrap();
+        assert!(same.enabled);
+        assert_eq!(same.controls, info.controls);
+    }
+
+    #[tokio::test]
+    async fn update_disables_enables_sets_and_clears_each_control() {
+        let f = fixture();
+        let created = f.manager.create(CreateRequest::new("sa-1")).await.unwrap();
+        let (id, auth) = (created.api_key.id, header(&created.secret));
+        assert!(f.manager.get(&id).await.unwrap().controls.is_none(), "a plain key has no controls");
+
+        let (info, op) = f.manager.update(&id, UpdateRequest::new().disable()).await.unwrap();
+        assert!(!info.enabled);
+        assert_eq!(op.changes.enabled, Some(false));
+        assert!(matches!(f.verifier.verify(auth.as_bytes(), None).await, Err(VerifyError::Disabled(_))));
+        let (info, _) = f.manager.update(&id, UpdateRequest::new().enable()).await.unwrap();
+        assert!(info.enabled);
+        f.verifier.verify(auth.as_bytes(), None).await.unwrap();
+
+        let now = f.clock.now();
+        let all = every_control(now);
+        let set = UpdateRequest::new()
+            .metadata(all.metadata.clone().unwrap())
+            .external_id(all.external_id.clone().unwrap())
+            .allowed_ips(all.allowed_ips.clone().unwrap())
+            .credits(all.credits.unwrap())
+            .rate_limits(all.rate_limits.clone().unwrap());
+        let (info, op) = f.manager.update(&id, set).await.unwrap();
+        assert_eq!(info.controls.as_deref(), Some(&all));
+        assert_eq!(op.changes.credits, Some(all.credits));
+        assert_eq!(op.changes.allowed_ips, Some(all.allowed_ips.clone()));
+
+        // Clearing one at a time; the last clear leaves no controls at all.
+        let clears: [(Clear, Cleared); 5] = [
+            (UpdateRequest::clear_metadata, |c| c.metadata.is_none()),
+            (UpdateRequest::clear_external_id, |c| c.external_id.is_none()),
+            (UpdateRequest::clear_allowed_ips, |c| c.allowed_ips.is_none()),
+            (UpdateRequest::clear_credits, |c| c.credits.is_none()),
+            (UpdateRequest::clear_rate_limits, |c| c.rate_limits.is_none()),
+        ];
+        for (i, (clear, cleared)) in clears.into_iter().enumerate() {
+            let (info, op) = f.manager.update(&id, clear(UpdateRequest::new())).await.unwrap();
+            let c = info.controls.as_deref().cloned().unwrap_or_default();
+            assert!(cleared(&c), "clear #{i}: {c:?}");
+            assert_eq!(op.kind, OperationKind::Update);
+            let json = serde_json::to_value(&op.changes).unwrap();
+            assert_eq!(json.as_object().unwrap().len(), 1, "one field changed: {json}");
+            assert!(json.as_object().unwrap().values().all(serde_json::Value::is_null), "{json}");
+        }
+        assert!(f.manager.get(&id).await.unwrap().controls.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_reissued_key_inherits_the_controls_enabled_flag_and_remaining_credits() {
+        let f = fixture();
+        let now = f.clock.now();
+        let created =
+            f.manager.create(CreateRequest::new("sa-1").enabled(false).controls(every_control(now))).await.unwrap();
+        let new = f.manager.reissue(&created.api_key.id, Duration::ZERO).await.unwrap();
+        let info = f.manager.get(&new.api_key.id).await.unwrap();
+        assert!(!info.enabled);
+        assert_eq!(info.controls.as_deref(), Some(&every_control(now)));
+        assert_eq!(info.controls.unwrap().credits.unwrap().remaining, 100);
+    }
+
+    #[tokio::test]
+    async fn bad_control_input_gives_typed_errors_and_writes_nothing() {
+        let f = fixture();
+        let big = format!(r#"{{"x":"{}"}}"#, "a".repeat(Metadata::MAX_BYTES));
+        assert_eq!(Metadata::parse(&big).unwrap_err(), ControlError::Metadata);
+        assert_eq!(Metadata::parse("[1,2]").unwrap_err(), ControlError::Metadata, "not an object");
+        let deep = format!("{}1{}", r#"{"a":"#.repeat(9), "}".repeat(9));
+        assert_eq!(Metadata::parse(&deep).unwrap_err(), ControlError::Metadata, "too deep");
+        assert!(matches!("10.0.0.0/33".parse::<IpAllowList>(), Err(ControlError::IpRange(e)) if e == "10.0.0.0/33"));
+        assert!(matches!("api=0/1s".parse::<RateLimit>(), Err(ControlError::RateLimit(_))));
+        assert!(matches!("api=10/1w".parse::<RateLimit>(), Err(ControlError::RateLimit(_))));
+        assert_eq!("a=1/1s,a=2/1s".parse::<RateLimits>().unwrap_err(), ControlError::RateLimits);
+        assert!(ExternalId::new("has space").is_err());
+        // Through the manager: the typed error is ManageError::InvalidControl.
+        let e: ManageError = Metadata::parse(&big).map(drop).unwrap_err().into();
+        assert!(matches!(e, ManageError::InvalidControl(ControlError::Metadata)));
+        // Credits out of range (as a deserialised body can hold) are refused by create and update.
+        let huge: Credits = serde_json::from_str(r#"{"remaining":18446744073709551615}"#).unwrap();
+        let e = f.manager.create(CreateRequest::new("sa-1").credits(huge)).await.unwrap_err();
+        assert!(matches!(e, ManageError::InvalidControl(ControlError::Credits(_))), "{e:?}");
+        assert!(f.manager.store().is_empty());
+        let id = f.manager.create(CreateRequest::new("sa-1")).await.unwrap().api_key.id;
+        let e = f.manager.update(&id, UpdateRequest::new().credits(huge)).await.unwrap_err();
+        assert!(matches!(e, ManageError::InvalidControl(ControlError::Credits(_))), "{e:?}");
+        assert!(f.manager.get(&id).await.unwrap().controls.is_none(), "nothing written");
+        assert_eq!(f.manager.operations(&id, PageRequest::starting(10, None)).await.unwrap().items.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn listing_by_external_id_and_expiring_within_spans_service_accounts() {
+        let f = fixture();
+        let cust = ExternalId::new("cust_42").unwrap();
+        let mut theirs = Vec::new();
+        for sa in ["sa-1", "sa-2", "sa-2"] {
+            let c = f.manager.create(CreateRequest::new(sa).external_id(cust.clone())).await.unwrap();
+            theirs.push(c.api_key.id);
+        }
+        f.manager.create(CreateRequest::new("sa-1").external_id(ExternalId::new("other").unwrap())).await.unwrap();
+        theirs.sort();
+        let mut seen = Vec::new();
+        let mut page = PageRequest::first(2);
+        loop {
+            let p = f.manager.list_by_external_id(&cust, page).await.unwrap();
+            assert!(p.items.iter().all(|k| k.controls.as_ref().unwrap().external_id.as_ref() == Some(&cust)));
+            seen.extend(p.items.iter().map(|k| k.id));
+            match p.next {
+                Some(next) => page = PageRequest::after(2, next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, theirs);
+        let nobody = ExternalId::new("nobody").unwrap();
+        assert!(f.manager.list_by_external_id(&nobody, PageRequest::first(10)).await.unwrap().items.is_empty());
+
+        let now = f.clock.now();
+        let day = Duration::from_secs(86_400);
+        let soon = |d: u32| now.saturating_add(day * d);
+        let in1 = f.manager.create(CreateRequest::new("sa-1").expires_at(soon(1))).await.unwrap().api_key.id;
+        let in6 = f.manager.create(CreateRequest::new("sa-2").expires_at(soon(6))).await.unwrap().api_key.id;
+        f.manager.create(CreateRequest::new("sa-1").expires_at(soon(30))).await.unwrap();
+        let revoked = f.manager.create(CreateRequest::new("sa-1").expires_at(soon(2))).await.unwrap().api_key.id;
+        f.manager.revoke(&revoked).await.unwrap();
+        let mut want = vec![in1, in6];
+        want.sort();
+        let got: Vec<KeyId> = f
+            .manager
+            .expiring_within(day * 7, PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|k| k.id)
+            .collect();
+        assert_eq!(got, want, "active keys expiring within 7 days, across accounts");
+        // Two days on, the first has expired and is no longer a warning.
+        f.clock.advance(day * 2);
+        let got: Vec<KeyId> = f
+            .manager
+            .expiring_within(day * 7, PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|k| k.id)
+            .collect();
+        assert_eq!(got, vec![in6]);
+    }
+}

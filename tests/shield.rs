@@ -66,6 +66,32 @@ impl KeyStore for Counting {
     ) -> Result<Page<Operation, OperationCursor>, StoreError> {
         self.inner.operations(key, page).await
     }
+
+    async fn spend_credits(
+        &self,
+        id: &KeyId,
+        cost: u64,
+        refill_due: Option<Timestamp>,
+    ) -> Result<api_keys::controls::CreditSpend, StoreError> {
+        self.inner.spend_credits(id, cost, refill_due).await
+    }
+
+    async fn list_by_external_id(
+        &self,
+        external_id: &api_keys::controls::ExternalId,
+        page: PageRequest,
+    ) -> Result<Page<KeyRecord>, StoreError> {
+        self.inner.list_by_external_id(external_id, page).await
+    }
+
+    async fn list_expiring(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+        page: PageRequest,
+    ) -> Result<Page<KeyRecord>, StoreError> {
+        self.inner.list_expiring(from, until, page).await
+    }
 }
 
 impl KeyIds for Counting {

@@ -9,6 +9,9 @@
 //! | `API_KEYS_PEPPER` | the pepper, standard base64 of at least 32 bytes |
 //! | `API_KEYS_PEPPER_VERSION` | its version number, stored beside every digest; default 1 |
 //! | `API_KEYS_LISTEN` | `keyctl serve`: the listen address (same as `--listen`); default [`DEFAULT_LISTEN`] |
+//! | `API_KEYS_TRUSTED_PROXIES` | `keyctl serve`: reverse-proxy ranges whose forwarding header gives the client address, comma-separated (same as `--trusted-proxy`); default none |
+//! | `API_KEYS_PROXY_HEADER` | `keyctl serve`: `forwarded` or `x-forwarded-for`, the header those proxies set (same as `--proxy-header`); default `x-forwarded-for` |
+//! | `API_KEYS_RATE_LIMIT_REDIS` | `keyctl serve`: a Redis URL where keys' rate limits are counted for all nodes (same as `--rate-limit-redis`); default the store when it is Redis, else per node |
 //! | `API_KEYS_CACHE` | `keyctl serve`: `off` turns the PostgreSQL/Redis cache off; default `on` |
 //! | `API_KEYS_CACHE_TTL` | `keyctl serve`: how long a cached record is served without asking the store; default 5s |
 //! | `API_KEYS_ACCEPT_IMPORTED` | `keyctl serve`: `on` accepts imported keys (`keyctl import`); default `off` |

@@ -8,8 +8,9 @@
 //!
 //! | command | does |
 //! |---|---|
-//! | `create --service-account-id ID [--description D] [--scopes a,b] [--expires-at 2030-01-01T00:00:00Z]` | makes a key and prints the `api_key.yaml` shape **with the secret, once** |
-//! | `list --service-account-id ID [--limit N] [--page-token ID]` | ID, CREATED AT, LAST USED AT, SCOPES, EXPIRES AT, MASKED KEY (`****` + last six characters), STATUS |
+//! | `create --service-account-id ID [--description D] [--scopes a,b] [--expires-at 2030-01-01T00:00:00Z] [--disabled]` and the control flags ([`controls`]) | makes a key and prints the `api_key.yaml` shape **with the secret, once** |
+//! | `list --service-account-id ID [--limit N] [--page-token ID]` | ID, CREATED AT, LAST USED AT, SCOPES, EXPIRES AT, MASKED KEY (`****` + last six characters), STATUS; ENABLED and CONTROLS when a listed key is disabled or has controls |
+//! | `list --external-id ID` / `list --expiring-within 7d` | across service accounts: the keys of one external owner id; the active keys expiring within the window |
 //! | `get ID` | one key (no secret, no digest) |
 //! | `revoke ID` | the key is never accepted again but stays listed |
 //! | `delete ID` | removes the key |
@@ -17,7 +18,7 @@
 //! | `list-scopes` | the scope catalog |
 //! | `import --service-account-id ID [--description D] [--scopes a,b] [--expires-at T]` | stores the digest of an existing secret read from stdin (one trailing newline trimmed; never echoed) |
 //! | `scan PATH… [--all] [--check] [--revoke [--yes]]` | finds leaked keys in files, folders (`.gitignore` respected unless `--all`) and stdin (`-`); prints `path:line:column  key-id  masked`, never a secret; exit 0 none found, 1 found, 2 bad input ([`scan`]) |
-//! | `verify [--header VALUE] [--scope S]` | checks an `Authorization` header value (from stdin unless `--header`); exit 0 and the key's id, service account and scopes when valid |
+//! | `verify [--header VALUE] [--scope S] [--client-ip IP]` | checks an `Authorization` header value (from stdin unless `--header`); exit 0 and the key's id, service account, scopes and credits left when valid; spends no credits |
 //! | `serve [--listen 127.0.0.1:8080]` | the key service: `/v1/authorize` (forward auth), `/healthz`, `/readyz`, `/metrics` |
 //!
 //! `--format yaml|json|table` chooses the output; the default is `table` for
@@ -57,6 +58,7 @@
 //! once; digests never.
 
 mod admin;
+mod controls;
 mod env;
 mod files;
 mod github;
@@ -73,10 +75,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api_keys::config::{self, AnyStore, SetupError};
+use api_keys::controls::ExternalId;
 use api_keys::store::cached::{CacheConfig, CachedStore};
 use api_keys::{
     ClientClass, CreateRequest, KeyId, KeyManager, KeyRecord, KeyStore, ManageError, PageRequest, PepperCheckError,
-    Peppers, ScopeCatalog, Secret, ServiceAccountId, StoreError, Timestamp,
+    Peppers, ScopeCatalog, Secret, ServiceAccountId, StoreError, Timestamp, VerifyContext,
 };
 use clap::{Args, Parser, Subcommand};
 use pepper::{PepperSettings, PepperSetupError, PepperSource};
@@ -104,6 +107,9 @@ Environment:
                            database gets a pepper file beside it (api-keys.db.pepper, mode 0600)
   API_KEYS_PEPPER_VERSION  the pepper's version number (default 1)
   API_KEYS_LISTEN          serve: the listen address (same as --listen; default 127.0.0.1:8080)
+  API_KEYS_TRUSTED_PROXIES serve: trusted proxy ranges, comma-separated (same as --trusted-proxy)
+  API_KEYS_PROXY_HEADER    serve: forwarded or x-forwarded-for (same as --proxy-header)
+  API_KEYS_RATE_LIMIT_REDIS serve: a Redis for rate limits shared by all nodes (same as --rate-limit-redis)
   API_KEYS_CACHE           serve: `off` turns the PostgreSQL/Redis record cache off
   API_KEYS_CACHE_TTL       serve: how long a cached record is used unchecked (default 5s)
   API_KEYS_CACHE_MAX_STALENESS
@@ -157,30 +163,52 @@ struct NewKey {
     /// Expiry in RFC 3339, e.g. 2030-01-01T00:00:00Z [default: never].
     #[arg(long)]
     expires_at: Option<Timestamp>,
+    /// Create the key disabled (refused until `keyctl update ID --enable`).
+    #[arg(long)]
+    disabled: bool,
+    #[command(flatten)]
+    controls: controls::ControlArgs,
 }
 
 impl NewKey {
-    fn request(self) -> CreateRequest {
-        let mut request = CreateRequest::new(self.service_account_id).description(self.description);
+    fn request(self) -> Result<CreateRequest, Failure> {
+        let mut request =
+            CreateRequest::new(self.service_account_id).description(self.description).enabled(!self.disabled);
         if let Some(scopes) = self.scopes {
             request = request.scopes(scopes);
         }
         if let Some(t) = self.expires_at {
             request = request.expires_at(t);
         }
-        request
+        self.controls.apply_to_create(request)
     }
+}
+
+/// Which keys `list` shows: one service account's, or (across accounts)
+/// those of one external owner id or those expiring soon.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct ListSelection {
+    /// The service account.
+    #[arg(long)]
+    service_account_id: Option<String>,
+    /// The keys whose external owner id is ID, across service accounts.
+    #[arg(long, value_name = "ID")]
+    external_id: Option<ExternalId>,
+    /// Active keys expiring between now and now + this (30s, 10m, 12h, 7d), across service accounts.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    expiring_within: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create a key; prints it with its secret, which is shown only this once.
     Create(NewKey),
-    /// List a service account's keys (masked).
+    /// List a service account's keys (masked), or across service accounts those of one external
+    /// owner id (--external-id) or those expiring soon (--expiring-within 7d).
     List {
-        /// The service account.
-        #[arg(long)]
-        service_account_id: String,
+        #[command(flatten)]
+        selection: ListSelection,
         /// Keys per page.
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
@@ -211,7 +239,8 @@ enum Command {
         #[arg(long, default_value = "0", value_parser = parse_duration)]
         grace: Duration,
     },
-    /// Change a key's description, scopes or expiry; prints the updated key.
+    /// Change a key's description, scopes, expiry, enabled flag (--disable, --enable) or controls; prints
+    /// the updated key.
     Update(update::UpdateArgs),
     /// Show a key's operations log (who changed what, when), newest first;
     /// also for a deleted key.
@@ -231,6 +260,20 @@ enum Command {
         /// Address to listen on, IP:PORT [env: API_KEYS_LISTEN] [default: 127.0.0.1:8080].
         #[arg(long)]
         listen: Option<String>,
+        /// A reverse proxy's address range (CIDR or address) whose forwarding header gives
+        /// the client address for keys with an IP allow-list; repeatable
+        /// [env: API_KEYS_TRUSTED_PROXIES, comma-separated] [default: none: the peer address].
+        #[arg(long = "trusted-proxy", value_name = "CIDR")]
+        trusted_proxy: Vec<String>,
+        /// The header trusted proxies set: forwarded or x-forwarded-for
+        /// [env: API_KEYS_PROXY_HEADER] [default: x-forwarded-for].
+        #[arg(long = "proxy-header", value_name = "HEADER")]
+        proxy_header: Option<String>,
+        /// A Redis (redis://…) where keys' rate limits are counted for all nodes
+        /// [env: API_KEYS_RATE_LIMIT_REDIS] [default: the store when it is Redis, else
+        /// per node in memory].
+        #[arg(long = "rate-limit-redis", value_name = "URL")]
+        rate_limit_redis: Option<String>,
     },
     /// Find leaked keys in files, folders and stdin (`-`); exit 0 when none are found, 1 when
     /// keys are found, 2 on bad input.
@@ -252,6 +295,10 @@ enum Command {
         /// A scope the key must grant (directly or through an umbrella scope).
         #[arg(long)]
         scope: Option<String>,
+        /// Check as if the request came from this address (a key with an IP allow-list is refused
+        /// without one).
+        #[arg(long, value_name = "IP")]
+        client_ip: Option<std::net::IpAddr>,
     },
 }
 
@@ -325,7 +372,8 @@ fn manage_failure(e: &ManageError) -> Failure {
         | ManageError::Scope(_)
         | ManageError::AlreadyExpired(_)
         | ManageError::InvalidImportedSecret(_)
-        | ManageError::EmptyUpdate => BAD_INPUT,
+        | ManageError::EmptyUpdate
+        | ManageError::InvalidControl(_) => BAD_INPUT,
         ManageError::NotFound(_) => NOT_FOUND,
         ManageError::PolicyDenied(_) | ManageError::Conflict { .. } | ManageError::AlreadyImported => REFUSED,
         ManageError::Store(s) => return store_failure(s),
@@ -538,15 +586,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     {
         return without_database(&cli.command, format, &database);
     }
-    if let Command::Serve { listen } = cli.command {
+    if let Command::Serve { listen, trusted_proxy, proxy_header, rate_limit_redis } = cli.command {
         let addr = serve::listen_address(listen)?;
+        let proxies = serve::Proxies::resolve(trusted_proxy, proxy_header)?;
+        let limits = serve::rate_limit_store(rate_limit_redis, &url);
         let cache = serve::CacheSettings::from_env()?;
         let (store, peppers) = open_store(&url, true).await?;
         let peppers = peppers.ok_or_else(|| Failure::new(BAD_INPUT, "no pepper configured"))?;
         let closer = store.clone();
         let node = serve::Node::new(store, &url, peppers, cache).await?;
         node.print_demo_key().await?;
-        let served = serve::run(node, addr).await;
+        let served = serve::run(node, addr, proxies, limits).await;
         closer.close().await;
         return served;
     }
@@ -566,23 +616,49 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     result
 }
 
+/// The credits a verified key has left (`None` without credits), as the
+/// store holds them; a refill that is due counts as done.
+async fn credits_remaining(cx: &Context, id: &KeyId, now: Timestamp) -> Result<Option<u64>, Failure> {
+    let record = cx.store.get(id).await.map_err(|e| store_failure(&e))?;
+    Ok(record.and_then(|r| r.controls().credits).map(|c| c.available(c.refill.map(|r| r.last_instant(now)))))
+}
+
+/// One page of the keys `list` selects.
+async fn list_page(
+    cx: &Context,
+    selection: ListSelection,
+    page: PageRequest,
+    now: Timestamp,
+) -> Result<api_keys::Page<KeyRecord>, Failure> {
+    let listed = match selection {
+        ListSelection { external_id: Some(id), .. } => cx.store.list_by_external_id(&id, page).await,
+        ListSelection { expiring_within: Some(window), .. } => {
+            cx.store.list_expiring(now, now.saturating_add(window), page).await
+        }
+        ListSelection { service_account_id: Some(sa), .. } => {
+            let sa = ServiceAccountId::new(&sa)
+                .map_err(|e| Failure::new(BAD_INPUT, format!("--service-account-id: {e}")))?;
+            cx.store.list(&sa, page).await
+        }
+        ListSelection { .. } => {
+            return Err(Failure::new(BAD_INPUT, "give --service-account-id, --external-id or --expiring-within"));
+        }
+    };
+    listed.map_err(|e| store_failure(&e))
+}
+
 /// Runs one of the key-management commands.
 async fn command(command: Command, format: Format, cx: &Context) -> Result<(), Failure> {
     let now = Timestamp::now();
     match command {
         Command::Create(new) => {
-            let created = cx.manager()?.create(new.request()).await.map_err(|e| manage_failure(&e))?;
+            let created = cx.manager()?.create(new.request()?).await.map_err(|e| manage_failure(&e))?;
             emit(render::created(format, &created))?;
             eprintln!("keyctl: save the secret in a secure location now: it will not be shown again.");
         }
-        Command::List { service_account_id, limit, page_token } => {
-            let sa = ServiceAccountId::new(&service_account_id)
-                .map_err(|e| Failure::new(BAD_INPUT, format!("--service-account-id: {e}")))?;
-            let page = cx
-                .store
-                .list(&sa, page_token.map_or(PageRequest::first(limit), |after| PageRequest::after(limit, after)))
-                .await;
-            let page = page.map_err(|e| store_failure(&e))?;
+        Command::List { selection, limit, page_token } => {
+            let page = page_token.map_or(PageRequest::first(limit), |after| PageRequest::after(limit, after));
+            let page = list_page(cx, selection, page, now).await?;
             let infos: Vec<_> = page.items.iter().map(KeyRecord::info).collect();
             let next = page.next.map(|id| id.to_string());
             if format == Format::Table
@@ -628,11 +704,11 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
             let text = std::str::from_utf8(&raw)
                 .map_err(|_| Failure::new(BAD_INPUT, "the secret read from stdin is not text"))?;
             let secret = Secret::from(text.to_owned());
-            let info = manager.import(new.request(), &secret).await.map_err(|e| manage_failure(&e))?;
+            let info = manager.import(new.request()?, &secret).await.map_err(|e| manage_failure(&e))?;
             emit(render::key(format, &info, now))?;
             eprintln!("keyctl: imported as key {}; only its digest is stored", info.id);
         }
-        Command::Verify { header, scope } => {
+        Command::Verify { header, scope, client_ip } => {
             let manager = cx.manager()?;
             let required = match scope {
                 Some(s) => Some(
@@ -646,8 +722,13 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
             };
             // The operator checks the value given, imported keys included.
             let verifier = manager.verifier().accept_imported(true).build();
-            match verifier.verify(&value, required.as_ref()).await {
-                Ok(principal) => emit(render::principal(format, &principal))?,
+            // An operator check spends no credits (cost 0) and is not a use.
+            let ctx = VerifyContext::new().required(required.as_ref()).client_ip(client_ip).cost(0);
+            match verifier.verify_with(&value, &ctx).await {
+                Ok(principal) => {
+                    let credits = credits_remaining(cx, principal.key_id(), now).await?;
+                    emit(render::principal(format, &principal, credits))?;
+                }
                 Err(e) => {
                     let class = e.client_class();
                     let (code, name) = match class {
@@ -655,6 +736,9 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
                         ClientClass::InvalidRequest => (OTHER, "invalid_request (400)"),
                         ClientClass::InvalidToken => (OTHER, "invalid_token (401)"),
                         ClientClass::InsufficientScope => (OTHER, "insufficient_scope (403)"),
+                        ClientClass::Forbidden => (OTHER, "forbidden: client address not allowed (403)"),
+                        ClientClass::UsageExceeded => (OTHER, "usage exceeded (429)"),
+                        ClientClass::RateLimited => (OTHER, "rate limited (429)"),
                         ClientClass::Unavailable => (UNAVAILABLE, "unavailable (503)"),
                         _ => (OTHER, "rejected"),
                     };

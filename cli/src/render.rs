@@ -3,6 +3,7 @@
 //! Nothing here ever sees a digest; the only secret that reaches it is the
 //! one-time [`CreatedKey`] of `create` and `reissue`.
 
+use api_keys::controls::{Credits, KeyControls};
 use api_keys::{CreatedKey, KeyInfo, KeyStatus, Principal, ScopeInfo, Timestamp};
 use clap::ValueEnum;
 use serde::Serialize;
@@ -64,10 +65,13 @@ pub(crate) fn keys(
     if format != Format::Table {
         return structured(format, &Listing { api_keys: keys, next_page_token });
     }
+    // The `yc` columns, and ENABLED and CONTROLS when a listed key is
+    // disabled or has controls (a plain listing keeps the `yc` layout).
+    let extra = keys.iter().any(|k| !k.enabled || k.controls.is_some());
     let rows = keys
         .iter()
         .map(|k| {
-            vec![
+            let mut row = vec![
                 k.id.to_string(),
                 short_time(Some(k.created_at)),
                 short_time(k.last_used_at),
@@ -75,10 +79,56 @@ pub(crate) fn keys(
                 short_time(k.expires_at),
                 k.masked_key.to_string(),
                 status(k, now).to_owned(),
-            ]
+            ];
+            if extra {
+                row.push(if k.enabled { "yes" } else { "no" }.to_owned());
+                row.push(k.controls.as_deref().map(controls_summary).unwrap_or_default());
+            }
+            row
         })
         .collect::<Vec<_>>();
-    Ok(table(&["ID", "CREATED AT", "LAST USED AT", "SCOPES", "EXPIRES AT", "MASKED KEY", "STATUS"], &rows))
+    let mut headers = vec!["ID", "CREATED AT", "LAST USED AT", "SCOPES", "EXPIRES AT", "MASKED KEY", "STATUS"];
+    if extra {
+        headers.extend(["ENABLED", "CONTROLS"]);
+    }
+    Ok(table(&headers, &rows))
+}
+
+/// The CONTROLS cell: `external-id=ID credits=N[/daily:AMOUNT@HH:MM]
+/// rate-limits=L,… allow-ip=CIDR,… meta=JSON`, the controls set.
+pub(crate) fn controls_summary(c: &KeyControls) -> String {
+    let mut parts = Vec::new();
+    if let Some(id) = &c.external_id {
+        parts.push(format!("external-id={id}"));
+    }
+    if let Some(credits) = &c.credits {
+        parts.push(credits_text(credits));
+    }
+    if let Some(limits) = &c.rate_limits {
+        parts.push(format!("rate-limits={limits}"));
+    }
+    if let Some(ips) = &c.allowed_ips {
+        parts.push(format!("allow-ip={ips}"));
+    }
+    if let Some(m) = &c.metadata {
+        parts.push(format!("meta={}", m.to_json()));
+    }
+    parts.join(" ")
+}
+
+/// `credits=N`, with `/daily:AMOUNT@HH:MM` or `/monthly:…` for a refill.
+fn credits_text(c: &Credits) -> String {
+    match c.refill {
+        Some(r) => format!(
+            "credits={}/{}:{}@{:02}:{:02}",
+            c.remaining,
+            r.period,
+            r.amount,
+            r.at_second / 3600,
+            r.at_second / 60 % 60
+        ),
+        None => format!("credits={}", c.remaining),
+    }
 }
 
 /// One key: YAML/JSON of every listed field, or a one-row table.
@@ -119,23 +169,30 @@ struct Verified<'a> {
     scopes: Vec<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     expires_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credits_remaining: Option<u64>,
 }
 
-/// An accepted key: its id, owner and scopes.
-pub(crate) fn principal(format: Format, p: &Principal) -> Result<String, String> {
+/// An accepted key: its id, owner and scopes, and the credits it has left
+/// if it has credits.
+pub(crate) fn principal(format: Format, p: &Principal, credits_remaining: Option<u64>) -> Result<String, String> {
     let v = Verified {
         key_id: p.key_id().to_string(),
         service_account_id: p.service_account_id().as_str(),
         scopes: p.scopes().iter().map(|s| s.as_str()).collect(),
         expires_at: p.expires_at(),
+        credits_remaining,
     };
     if format != Format::Table {
         return structured(format, &v);
     }
-    Ok(table(
-        &["KEY ID", "SERVICE ACCOUNT ID", "SCOPES", "EXPIRES AT"],
-        &[vec![v.key_id, v.service_account_id.to_owned(), p.scopes().to_string(), short_time(v.expires_at)]],
-    ))
+    let mut headers = vec!["KEY ID", "SERVICE ACCOUNT ID", "SCOPES", "EXPIRES AT"];
+    let mut row = vec![v.key_id, v.service_account_id.to_owned(), p.scopes().to_string(), short_time(v.expires_at)];
+    if let Some(n) = credits_remaining {
+        headers.push("CREDITS REMAINING");
+        row.push(n.to_string());
+    }
+    Ok(table(&headers, &[row]))
 }
 
 /// `2025-09-16 16:56:01` (UTC, seconds), or empty.

@@ -1,5 +1,5 @@
 //! `keyctl update` and `keyctl operations`: change a key's description,
-//! scopes or expiry (one atomic store operation, logged and announced to
+//! scopes, expiry, enabled flag or controls (one atomic store operation, logged and announced to
 //! the caching nodes like a revoke), and show a key's operations log.
 
 use api_keys::{
@@ -38,7 +38,8 @@ pub(crate) async fn delete(id: &KeyId, cx: &Context) -> Result<(), Failure> {
     logged(cx, Change::Delete(*id), OperationKind::Delete, OperationChanges::default()).await
 }
 
-/// `keyctl update ID [--description D] [--scopes a,b] [--expires-at T | --no-expiry]`.
+/// `keyctl update ID [--description D] [--scopes a,b] [--expires-at T | --no-expiry] [--disable | --enable]`
+/// and the control flags of [`crate::controls`].
 #[derive(Debug, Args)]
 pub(crate) struct UpdateArgs {
     /// The key id.
@@ -55,10 +56,12 @@ pub(crate) struct UpdateArgs {
     /// Remove the expiry: the key never expires.
     #[arg(long)]
     no_expiry: bool,
+    #[command(flatten)]
+    controls: crate::controls::UpdateControlArgs,
 }
 
 impl UpdateArgs {
-    fn request(&self) -> UpdateRequest {
+    fn request(&self) -> Result<UpdateRequest, Failure> {
         let mut request = UpdateRequest::new();
         if let Some(d) = &self.description {
             request = request.description(d.clone());
@@ -71,17 +74,19 @@ impl UpdateArgs {
         } else if self.no_expiry {
             request = request.expires_at(None);
         }
-        request
+        self.controls.apply(request)
     }
 }
 
 /// Runs `update`: prints the updated key.
 pub(crate) async fn update(args: UpdateArgs, format: Format, cx: &Context) -> Result<(), Failure> {
-    let request = args.request();
+    let request = args.request()?;
     if request.is_empty() {
         return Err(Failure::new(
             BAD_INPUT,
-            "nothing to update: give --description, --scopes, --expires-at or --no-expiry",
+            "nothing to update: give --description, --scopes, --expires-at, --no-expiry, --disable, --enable, \
+             a control flag (--credits, --rate-limit, --allow-ip, --meta, --external-id) or a clearing one \
+             (--no-credits, --no-rate-limits, --no-allow-ip, --no-meta, --no-external-id)",
         ));
     }
     let manager = cx.manager()?;

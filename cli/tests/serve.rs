@@ -185,8 +185,36 @@ fn bad_input_at_start_is_a_clear_error() {
     assert!(bad_cache.keyctl(&["serve"]).expect(2).stderr.contains("API_KEYS_CACHE"));
     let bad_ttl = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper()).with_var("API_KEYS_CACHE_TTL", "5");
     assert!(bad_ttl.keyctl(&["serve"]).expect(2).stderr.contains("API_KEYS_CACHE_TTL"));
+    // Bad trusted proxies and proxy headers, from the flags and the variables.
+    let r = k.keyctl(&["serve", "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "proxy.internal"]);
+    assert!(r.expect(2).stderr.contains("--trusted-proxy: `proxy.internal` is not a CIDR range"), "{}", r.stderr);
+    let r = k.keyctl(&["serve", "--trusted-proxy", "10.0.0.0/8", "--proxy-header", "x-real-ip"]);
+    assert!(r.expect(2).stderr.contains("--proxy-header"), "{}", r.stderr);
+    let r = k.keyctl(&["serve", "--proxy-header", "forwarded"]);
+    assert!(r.expect(2).stderr.contains("needs at least one --trusted-proxy"), "{}", r.stderr);
+    let bad = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper()).with_var("API_KEYS_TRUSTED_PROXIES", "10/8");
+    assert!(bad.keyctl(&["serve"]).expect(2).stderr.contains("API_KEYS_TRUSTED_PROXIES"));
+    // A rate-limit Redis that cannot be reached: named, exit 5.
+    let r = k.keyctl(&["serve", "--rate-limit-redis", "redis://127.0.0.1:1"]);
+    assert!(r.expect(5).stderr.contains("rate-limit Redis"), "{}", r.stderr);
     // Nothing panicked.
     assert!(k.runs_showing("panicked").is_empty());
+}
+
+#[test]
+fn trusted_proxies_from_the_environment_leave_keys_without_an_allow_list_alone() {
+    let k = Keyctl::new();
+    let (_, secret) = created(k.keyctl(&["create", "--service-account-id", "proxied-robot"]).ok());
+    let vars = [("API_KEYS_TRUSTED_PROXIES", "127.0.0.0/8, ::1"), ("API_KEYS_PROXY_HEADER", "forwarded")];
+    let server = Server::start(&k, SQLITE_DEFAULT_URL, &vars);
+    let auth = format!("Api-Key {secret}");
+    for forwarded in ["for=203.0.113.9", "for=_hidden", "garbage"] {
+        let headers = [("Authorization", auth.as_str()), ("Forwarded", forwarded)];
+        let r = server.request("GET", "/v1/authorize", &headers, "");
+        assert_eq!(r.status, 200, "{forwarded}: {r:?}\n{}", server.log());
+        assert!(r.header("ratelimit").is_none(), "no rate limits, no headers");
+    }
+    server.stop();
 }
 
 #[test]

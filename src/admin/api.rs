@@ -5,6 +5,8 @@
 //! | create | `POST /apiKeys` | [`CreateApiKeyRequest`] | [`CreateApiKeyResponse`] (the only time the secret appears) |
 //! | get | `GET /apiKeys/{apiKeyId}` | | [`ApiKey`] |
 //! | list | `GET /apiKeys?serviceAccountId=&pageSize=&pageToken=` | pageSize 0–1000 (0: 100) | [`ListApiKeysResponse`] |
+//! | list by owner | `GET /apiKeys?externalId=&pageSize=&pageToken=` | across service accounts | [`ListApiKeysResponse`] (the keys of the accounts the caller may list) |
+//! | list expiring | `GET /apiKeys?expiringWithin=604800s&pageSize=&pageToken=` | active keys expiring within the window, across service accounts | [`ListApiKeysResponse`] (as above) |
 //! | update | `PATCH /apiKeys/{apiKeyId}` | [`UpdateApiKeyRequest`] | [`OperationView`] whose `response` is the updated key |
 //! | delete | `DELETE /apiKeys/{apiKeyId}` | | [`OperationView`] (`response` `{}`) |
 //! | reissue | `POST /apiKeys/{apiKeyId}:reissue` | [`ReissueApiKeyRequest`] | [`CreateApiKeyResponse`] of the new key |
@@ -41,10 +43,12 @@ use super::auth::{AdminAction, AdminAuth, AdminCaller, AdminRejection};
 use super::error::{ApiError, Code};
 use super::idempotency::{self, Begin, Idempotency, Kept};
 use super::types::{
-    ApiKey, ApiKeyScope, CreateApiKeyRequest, CreateApiKeyResponse, ListApiKeysResponse, ListOperationsResponse,
-    ListScopesResponse, OperationView, ReissueApiKeyRequest, RevokeApiKeyRequest, UpdateApiKeyRequest,
+    ApiCredits, ApiKey, ApiKeyScope, CreateApiKeyRequest, CreateApiKeyResponse, ListApiKeysResponse,
+    ListOperationsResponse, ListScopesResponse, OperationView, ReissueApiKeyRequest, RevokeApiKeyRequest,
+    UpdateApiKeyRequest,
 };
 use crate::clock::Timestamp;
+use crate::controls::{ControlError, Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimit, RateLimits};
 use crate::manager::{CreateRequest, KeyManager, UpdateRequest};
 use crate::operation::OperationCursor;
 use crate::record::{CreatedKey, KeyInfo, KeyStatus, ServiceAccountId};
@@ -57,6 +61,8 @@ pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 const DEFAULT_PAGE_SIZE: u32 = 100;
 /// The longest grace period a reissue accepts: 365 days.
 const MAX_GRACE: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The longest `expiringWithin` a listing accepts: 3650 days.
+const MAX_EXPIRY_WINDOW: Duration = Duration::from_secs(3650 * 24 * 3600);
 
 /// The management API over a [`KeyManager`], authenticated by an
 /// [`AdminAuth`]. [`AdminApi::router`] makes the axum router.
@@ -275,14 +281,24 @@ fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
 
 /// `3600s`, `0.5s`: seconds with an `s` suffix, at most 365 days.
 fn parse_grace(text: &str) -> Result<Duration, ApiError> {
-    let bad = || ApiError::invalid("gracePeriod must be seconds with an s suffix (e.g. 3600s), at most 365 days");
+    parse_seconds("gracePeriod", text, MAX_GRACE)
+}
+
+/// `3600s`, `0.5s`: seconds with an `s` suffix, at most `max`.
+fn parse_seconds(field: &str, text: &str, max: Duration) -> Result<Duration, ApiError> {
+    let bad = || {
+        ApiError::invalid(format!(
+            "{field} must be seconds with an s suffix (e.g. 3600s), at most {} days",
+            max.as_secs() / 86_400
+        ))
+    };
     let number = text.strip_suffix('s').ok_or_else(bad)?;
     if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return Err(bad());
     }
     let secs: f64 = number.parse().map_err(|_| bad())?;
     let d = Duration::try_from_secs_f64(secs).map_err(|_| bad())?;
-    if d > MAX_GRACE { Err(bad()) } else { Ok(d) }
+    if d > max { Err(bad()) } else { Ok(d) }
 }
 
 fn page_size(size: Option<u32>) -> Result<u32, ApiError> {
@@ -312,7 +328,10 @@ fn operation_token(next: Option<OperationCursor>) -> String {
     next.map(|c| B64.encode(format!("o{}", c.get()))).unwrap_or_default()
 }
 
-fn api_key_of_created(created: &CreatedKey, description: &str) -> ApiKey {
+/// The API view of a key just made: the creation result's fields, with the
+/// description, enabled flag and controls it was made with (the creation
+/// result itself carries only the documented `api_key` fields).
+fn api_key_of_created(created: &CreatedKey, description: &str, enabled: bool, controls: &KeyControls) -> ApiKey {
     let s = &created.api_key;
     let mut info = KeyInfo {
         id: s.id,
@@ -324,15 +343,66 @@ fn api_key_of_created(created: &CreatedKey, description: &str) -> ApiKey {
         expires_at: s.expires_at,
         masked_key: created.secret.tail6(),
         status: KeyStatus::Active,
-        enabled: true,
+        enabled,
         kind: crate::record::KeyKind::Native,
         links: crate::record::ReissueLinks::default(),
-        controls: None,
+        controls: controls.clone().into_option(),
     };
     if let Ok(d) = crate::record::Description::new(description) {
         info.description = d;
     }
     ApiKey::from(&info)
+}
+
+// ----- control fields -----
+
+fn invalid_control(field: &str, e: &ControlError) -> ApiError {
+    ApiError::invalid(format!("{field}: {e}"))
+}
+
+fn parse_metadata(value: &serde_json::Value) -> Result<Metadata, ApiError> {
+    Metadata::new(value.clone()).map_err(|e| invalid_control("metadata", &e))
+}
+
+fn parse_external_id(text: &str) -> Result<ExternalId, ApiError> {
+    ExternalId::new(text).map_err(|e| invalid_control("externalId", &e))
+}
+
+fn parse_allowed_ips(entries: &[String]) -> Result<IpAllowList, ApiError> {
+    if entries.is_empty() {
+        return Err(ApiError::invalid("allowedIps: must name at least one range (omit it for any address)"));
+    }
+    if let Some(bad) = entries.iter().find(|e| e.contains(',') || e.trim().is_empty()) {
+        return Err(invalid_control("allowedIps", &ControlError::IpRange(bad.chars().take(64).collect())));
+    }
+    entries.join(",").parse().map_err(|e| invalid_control("allowedIps", &e))
+}
+
+fn parse_rate_limits(entries: &[String]) -> Result<RateLimits, ApiError> {
+    if entries.is_empty() {
+        return Err(ApiError::invalid("rateLimits: must name at least one limit (omit it for none)"));
+    }
+    let limits = entries
+        .iter()
+        .map(|e| e.parse::<RateLimit>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid_control("rateLimits", &e))?;
+    RateLimits::new(limits).map_err(|e| invalid_control("rateLimits", &e))
+}
+
+fn parse_credits(credits: &ApiCredits) -> Result<Credits, ApiError> {
+    credits.to_credits(Timestamp::now()).map_err(|e| invalid_control("credits", &e))
+}
+
+/// The controls of a create request, each field validated (errors name it).
+fn create_controls(req: &CreateApiKeyRequest) -> Result<KeyControls, ApiError> {
+    let mut c = KeyControls::new();
+    c.metadata = req.metadata.as_ref().map(parse_metadata).transpose()?;
+    c.external_id = req.external_id.as_deref().map(parse_external_id).transpose()?;
+    c.allowed_ips = req.allowed_ips.as_deref().map(parse_allowed_ips).transpose()?;
+    c.credits = req.credits.as_ref().map(parse_credits).transpose()?;
+    c.rate_limits = req.rate_limits.as_deref().map(parse_rate_limits).transpose()?;
+    Ok(c)
 }
 
 // ----- handlers -----
@@ -345,7 +415,11 @@ async fn create<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Re
         let sa = ServiceAccountId::new(&req.service_account_id)
             .map_err(|e| ApiError::invalid(format!("serviceAccountId: {e}")))?;
         api.authorize(&caller, AdminAction::Create, &sa)?;
-        let mut create = CreateRequest::new(sa.as_str()).description(req.description.clone().unwrap_or_default());
+        let controls = create_controls(&req)?;
+        let mut create = CreateRequest::new(sa.as_str())
+            .description(req.description.clone().unwrap_or_default())
+            .enabled(req.enabled.unwrap_or(true))
+            .controls(controls);
         create.scopes = req.scopes;
         create.expires_at = req.expires_at.as_deref().map(|t| parse_time("expiresAt", t)).transpose()?;
         Ok::<_, ApiError>((caller, raw, create))
@@ -355,10 +429,10 @@ async fn create<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Re
         Err(e) => return e.into_response(),
     };
     let manager = api.manager.with_actor(caller.actor().clone());
-    let description = create.description.clone();
+    let (description, enabled, controls) = (create.description.clone(), create.enabled, create.controls.clone());
     api.idempotent(&caller, &parts, &raw, async move {
         let created = manager.create(create).await?;
-        Ok(Answer::created(api_key_of_created(&created, &description), &created))
+        Ok(Answer::created(api_key_of_created(&created, &description, enabled, &controls), &created))
     })
     .await
 }
@@ -367,6 +441,8 @@ async fn create<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Re
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ListQuery {
     service_account_id: Option<String>,
+    external_id: Option<String>,
+    expiring_within: Option<String>,
     page_size: Option<u32>,
     page_token: Option<String>,
 }
@@ -388,17 +464,27 @@ async fn list<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Requ
     let (parts, _) = request.into_parts();
     let caller = api.authenticate(&parts).await?;
     let q: ListQuery = query(&parts)?;
-    let sa = q.service_account_id.ok_or_else(|| ApiError::invalid("serviceAccountId is required"))?;
-    let sa = ServiceAccountId::new(&sa).map_err(|e| ApiError::invalid(format!("serviceAccountId: {e}")))?;
-    api.authorize(&caller, AdminAction::List, &sa)?;
     let after = decode_token(q.page_token.as_deref().unwrap_or(""), 'k')?
         .map(|id| KeyId::parse(&id).map_err(|_| ApiError::invalid("invalid pageToken")))
         .transpose()?;
-    let page = api.manager.list(sa.as_str(), PageRequest::starting(page_size(q.page_size)?, after)).await?;
-    let body = ListApiKeysResponse {
-        api_keys: page.items.iter().map(ApiKey::from).collect(),
-        next_page_token: key_token(page.next),
+    let page = PageRequest::starting(page_size(q.page_size)?, after);
+    let page = match (q.service_account_id, q.external_id, q.expiring_within) {
+        (Some(sa), None, None) => {
+            let sa = ServiceAccountId::new(&sa).map_err(|e| ApiError::invalid(format!("serviceAccountId: {e}")))?;
+            api.authorize(&caller, AdminAction::List, &sa)?;
+            api.manager.list(sa.as_str(), page).await?
+        }
+        (None, Some(id), None) => api.manager.list_by_external_id(&parse_external_id(&id)?, page).await?,
+        (None, None, Some(window)) => {
+            let window = parse_seconds("expiringWithin", &window, MAX_EXPIRY_WINDOW)?;
+            api.manager.expiring_within(window, page).await?
+        }
+        _ => return Err(ApiError::invalid("give exactly one of serviceAccountId, externalId or expiringWithin")),
     };
+    // Across service accounts, a caller sees the keys of the accounts it may list.
+    let visible = page.items.iter().filter(|k| api.auth.allows(&caller, AdminAction::List, &k.service_account_id));
+    let body =
+        ListApiKeysResponse { api_keys: visible.map(ApiKey::from).collect(), next_page_token: key_token(page.next) };
     Ok(axum::Json(body).into_response())
 }
 
@@ -413,28 +499,52 @@ async fn get_key<S: KeyStore, A: AdminAuth>(
     Ok(axum::Json(ApiKey::from(&key)).into_response())
 }
 
-/// The manager's update for a request: the mask's fields are set (absent
-/// ones reset), the rest stay; a field set outside the mask is refused.
-fn update_request(req: &UpdateApiKeyRequest) -> Result<UpdateRequest, ApiError> {
-    const FIELDS: [&str; 3] = ["description", "scopes", "expiresAt"];
-    let mask: Vec<&str> = match req.update_mask.as_deref().map(str::trim) {
-        None | Some("") => FIELDS.to_vec(),
-        Some(m) => m.split(',').map(str::trim).collect(),
-    };
-    if let Some(bad) = mask.iter().find(|f| !FIELDS.contains(f)) {
-        return Err(ApiError::invalid(format!(
-            "updateMask names an unknown field {bad:?} (known: description, scopes, expiresAt)"
-        )));
-    }
-    let named = |f: &str| mask.contains(&f);
-    let set = [
+/// The fields `updateMask` may name.
+const UPDATE_FIELDS: [&str; 9] =
+    ["description", "scopes", "expiresAt", "enabled", "metadata", "externalId", "allowedIps", "credits", "rateLimits"];
+
+/// Which of [`UPDATE_FIELDS`] the request sets (is present in the body).
+fn present_fields(req: &UpdateApiKeyRequest) -> [(&'static str, bool); 9] {
+    [
         ("description", req.description.is_some()),
         ("scopes", req.scopes.is_some()),
         ("expiresAt", req.expires_at.is_some()),
-    ];
-    if let Some((f, _)) = set.iter().find(|(f, present)| *present && !named(f)) {
+        ("enabled", req.enabled.is_some()),
+        ("metadata", req.metadata.is_some()),
+        ("externalId", req.external_id.is_some()),
+        ("allowedIps", req.allowed_ips.is_some()),
+        ("credits", req.credits.is_some()),
+        ("rateLimits", req.rate_limits.is_some()),
+    ]
+}
+
+/// The fields an update changes: the mask's, or without one the three
+/// original fields and the other fields present.
+fn update_mask(req: &UpdateApiKeyRequest) -> Result<Vec<&str>, ApiError> {
+    let mask: Vec<&str> = match req.update_mask.as_deref().map(str::trim) {
+        None | Some("") => {
+            let present = present_fields(req).into_iter().skip(3).filter(|(_, p)| *p).map(|(f, _)| f);
+            UPDATE_FIELDS[..3].iter().copied().chain(present).collect()
+        }
+        Some(m) => m.split(',').map(str::trim).collect(),
+    };
+    if let Some(bad) = mask.iter().find(|f| !UPDATE_FIELDS.contains(f)) {
+        return Err(ApiError::invalid(format!(
+            "updateMask names an unknown field {bad:?} (known: {})",
+            UPDATE_FIELDS.join(", ")
+        )));
+    }
+    if let Some((f, _)) = present_fields(req).iter().find(|(f, present)| *present && !mask.contains(f)) {
         return Err(ApiError::invalid(format!("{f} is set but not named in updateMask")));
     }
+    Ok(mask)
+}
+
+/// The manager's update for a request: the mask's fields are set (absent
+/// ones reset), the rest stay; a field set outside the mask is refused.
+fn update_request(req: &UpdateApiKeyRequest) -> Result<UpdateRequest, ApiError> {
+    let mask = update_mask(req)?;
+    let named = |f: &str| mask.contains(&f);
     let mut update = UpdateRequest::new();
     if named("description") {
         update = update.description(req.description.clone().unwrap_or_default());
@@ -444,6 +554,33 @@ fn update_request(req: &UpdateApiKeyRequest) -> Result<UpdateRequest, ApiError> 
     }
     if named("expiresAt") {
         update = update.expires_at(req.expires_at.as_deref().map(|t| parse_time("expiresAt", t)).transpose()?);
+    }
+    if named("enabled") {
+        update.enabled = Some(req.enabled.unwrap_or(true));
+    }
+    update_controls(req, &named, update)
+}
+
+/// The control part of [`update_request`].
+fn update_controls(
+    req: &UpdateApiKeyRequest,
+    named: &dyn Fn(&str) -> bool,
+    mut update: UpdateRequest,
+) -> Result<UpdateRequest, ApiError> {
+    if named("metadata") {
+        update.metadata = Some(req.metadata.as_ref().map(parse_metadata).transpose()?);
+    }
+    if named("externalId") {
+        update.external_id = Some(req.external_id.as_deref().map(parse_external_id).transpose()?);
+    }
+    if named("allowedIps") {
+        update.allowed_ips = Some(req.allowed_ips.as_deref().map(parse_allowed_ips).transpose()?);
+    }
+    if named("credits") {
+        update.credits = Some(req.credits.as_ref().map(parse_credits).transpose()?);
+    }
+    if named("rateLimits") {
+        update.rate_limits = Some(req.rate_limits.as_deref().map(parse_rate_limits).transpose()?);
     }
     Ok(update)
 }
@@ -521,7 +658,8 @@ async fn reissue<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, requ
     let manager = api.manager.with_actor(caller.actor().clone());
     api.idempotent(&caller, &parts, &raw, async move {
         let created = manager.reissue(&key.id, grace).await?;
-        let mut api_key = api_key_of_created(&created, key.description.as_str());
+        let controls = key.controls.as_deref().unwrap_or(&KeyControls::NONE);
+        let mut api_key = api_key_of_created(&created, key.description.as_str(), key.enabled, controls);
         api_key.reissued_from = Some(key.id.as_str().to_owned());
         Ok(Answer::created(api_key, &created))
     })

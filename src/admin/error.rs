@@ -125,7 +125,8 @@ impl From<ManageError> for ApiError {
             | ManageError::Scope(_)
             | ManageError::AlreadyExpired(_)
             | ManageError::InvalidImportedSecret(_)
-            | ManageError::EmptyUpdate => Code::InvalidArgument,
+            | ManageError::EmptyUpdate
+            | ManageError::InvalidControl(_) => Code::InvalidArgument,
             ManageError::PolicyDenied(_) => Code::PermissionDenied,
             ManageError::NotFound(_) => Code::NotFound,
             ManageError::Conflict { .. } => Code::FailedPrecondition,

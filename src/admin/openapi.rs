@@ -11,9 +11,9 @@ use utoipa::openapi::security::{ApiKey as ApiKeyScheme, ApiKeyValue, HttpAuthSch
 use utoipa::{Modify, OpenApi};
 
 use super::types::{
-    ApiKey, ApiKeyScope, ApiKeyStatus, CreateApiKeyRequest, CreateApiKeyResponse, ListApiKeysResponse,
-    ListOperationsResponse, ListScopesResponse, OperationMetadata, OperationView, ReissueApiKeyRequest,
-    RevokeApiKeyRequest, Status, UpdateApiKeyRequest,
+    ApiCredits, ApiKey, ApiKeyScope, ApiKeyStatus, ApiRefill, ApiRefillPeriod, CreateApiKeyRequest,
+    CreateApiKeyResponse, ListApiKeysResponse, ListOperationsResponse, ListScopesResponse, OperationMetadata,
+    OperationView, ReissueApiKeyRequest, RevokeApiKeyRequest, Status, UpdateApiKeyRequest,
 };
 
 /// The document's generator.
@@ -23,7 +23,7 @@ use super::types::{
     servers((url = "/iam/v1")),
     paths(create, get, list, update, delete, reissue, revoke, operations, scopes),
     components(schemas(
-        ApiKey, ApiKeyStatus, ApiKeyScope, CreateApiKeyRequest, CreateApiKeyResponse, UpdateApiKeyRequest,
+        ApiKey, ApiKeyStatus, ApiKeyScope, ApiCredits, ApiRefill, ApiRefillPeriod, CreateApiKeyRequest, CreateApiKeyResponse, UpdateApiKeyRequest,
         ReissueApiKeyRequest, RevokeApiKeyRequest, ListApiKeysResponse, ListOperationsResponse, ListScopesResponse,
         OperationView, OperationMetadata, Status
     )),
@@ -76,15 +76,19 @@ fn create() {}
         (status = 403, body = Status), (status = 404, body = Status), (status = 503, body = Status)))]
 fn get() {}
 
-/// List a service account's keys, by id.
+/// List keys by id: a service account's (`serviceAccountId`), or across service accounts those of
+/// one external owner id (`externalId`) or the active keys expiring within a window
+/// (`expiringWithin`, seconds with an `s` suffix); exactly one of the three.
 #[utoipa::path(get, path = "/apiKeys",
-    params(("serviceAccountId" = String, Query), ("pageSize" = Option<u32>, Query, maximum = 1000),
+    params(("serviceAccountId" = Option<String>, Query), ("externalId" = Option<String>, Query),
+        ("expiringWithin" = Option<String>, Query, example = "604800s"),
+        ("pageSize" = Option<u32>, Query, maximum = 1000),
         ("pageToken" = Option<String>, Query)),
     responses((status = 200, body = ListApiKeysResponse), (status = 400, body = Status),
         (status = 401, body = Status), (status = 403, body = Status), (status = 503, body = Status)))]
 fn list() {}
 
-/// Change a key's description, scopes or expiry.
+/// Change a key's description, scopes, expiry, enabled flag or controls.
 #[utoipa::path(patch, path = "/apiKeys/{apiKeyId}", request_body = UpdateApiKeyRequest,
     params(("apiKeyId" = String, Path),
         ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY)),
@@ -153,5 +157,15 @@ mod tests {
             assert!(paths.contains_key(p), "{p}");
         }
         assert!(doc["components"]["schemas"]["ApiKey"]["properties"]["maskedSecret"].is_object());
+        for field in ["enabled", "metadata", "externalId", "allowedIps", "credits", "rateLimits"] {
+            assert!(doc["components"]["schemas"]["ApiKey"]["properties"][field].is_object(), "ApiKey.{field}");
+            assert!(doc["components"]["schemas"]["UpdateApiKeyRequest"]["properties"][field].is_object(), "{field}");
+            assert!(doc["components"]["schemas"]["CreateApiKeyRequest"]["properties"][field].is_object(), "{field}");
+        }
+        assert!(doc["components"]["schemas"]["ApiRefill"]["properties"]["atSecond"].is_object());
+        let list = doc["paths"]["/apiKeys"]["get"]["parameters"].as_array().unwrap();
+        for p in ["serviceAccountId", "externalId", "expiringWithin"] {
+            assert!(list.iter().any(|q| q["name"] == p), "list parameter {p}");
+        }
     }
 }

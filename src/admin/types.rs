@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::clock::Timestamp;
+use crate::controls::{ControlError, Credits, KeyControls, Refill, RefillPeriod};
 use crate::operation::{Operation, OperationChanges, OperationKind};
 use crate::record::{KeyInfo, KeyStatus};
 
@@ -47,6 +48,118 @@ pub struct ApiKey {
     /// The key this one replaced, if it is a reissue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reissued_from: Option<String>,
+    /// Whether the key may be used; a disabled key is refused (as an
+    /// invalid key) until enabled again.
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// Owner metadata: a JSON object of at most 4096 bytes, nested at most
+    /// 8 levels; absent if none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// The application's own owner (customer, tenant) id; absent if none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Za-z0-9_.:@-]{1,128}$")]
+    pub external_id: Option<String>,
+    /// CIDR ranges the key may be used from; absent: any address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = json!(["10.0.0.0/8", "2001:db8::/32"]))]
+    pub allowed_ips: Option<Vec<String>>,
+    /// Usage credits; absent: unlimited use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credits: Option<ApiCredits>,
+    /// Named rate limits `NAME=COUNT/PERIOD[:burst=N]` (enforced per node);
+    /// absent if none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = json!(["api=100/1s:burst=20"]))]
+    pub rate_limits: Option<Vec<String>>,
+}
+
+/// Serde default of `enabled`.
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// Usage credits: each successful verification spends some; at zero the
+/// key is refused (HTTP 429) until a refill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ApiCredits {
+    /// Credits left.
+    #[schema(maximum = 9_223_372_036_854_775_807_u64)]
+    pub remaining: u64,
+    /// Refill, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refill: Option<ApiRefill>,
+}
+
+/// A refill: at each refill time the remaining count is set to `amount`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ApiRefill {
+    /// The count after a refill.
+    #[schema(maximum = 9_223_372_036_854_775_807_u64)]
+    pub amount: u64,
+    /// Every day, or on the first day of every month.
+    pub period: ApiRefillPeriod,
+    /// Time of day of the refill, in seconds after midnight UTC, a whole
+    /// minute (0 to 86340); absent: midnight.
+    #[serde(default)]
+    #[schema(maximum = 86340, multiple_of = 60)]
+    pub at_second: u32,
+}
+
+/// How often credits refill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum ApiRefillPeriod {
+    /// Every day.
+    Daily,
+    /// On the first day of every month.
+    Monthly,
+}
+
+impl From<&Credits> for ApiCredits {
+    fn from(c: &Credits) -> Self {
+        Self {
+            remaining: c.remaining,
+            refill: c.refill.map(|r| ApiRefill {
+                amount: r.amount,
+                period: match r.period {
+                    RefillPeriod::Monthly => ApiRefillPeriod::Monthly,
+                    _ => ApiRefillPeriod::Daily,
+                },
+                at_second: r.at_second,
+            }),
+        }
+    }
+}
+
+impl ApiCredits {
+    /// The library's credits, set at `now` (the first refill is the first
+    /// refill time after it).
+    ///
+    /// # Errors
+    /// [`ControlError::Credits`] for a count above 2^63 − 1 or a refill
+    /// time that is not a whole minute within the day.
+    pub fn to_credits(&self, now: Timestamp) -> Result<Credits, ControlError> {
+        let credits = Credits::new(self.remaining)?;
+        let Some(r) = self.refill else { return Ok(credits) };
+        let period = match r.period {
+            ApiRefillPeriod::Daily => RefillPeriod::Daily,
+            ApiRefillPeriod::Monthly => RefillPeriod::Monthly,
+        };
+        if !r.at_second.is_multiple_of(60) || r.at_second >= 86_400 {
+            return Err(ControlError::Credits("refill atSecond must be a whole minute within the day (0 to 86340)"));
+        }
+        let hour = u8::try_from(r.at_second / 3600).map_err(|_| ControlError::Credits("refill time"))?;
+        let minute = u8::try_from(r.at_second / 60 % 60).map_err(|_| ControlError::Credits("refill time"))?;
+        let refill = Refill::new(r.amount, period)?.at(hour, minute)?;
+        Ok(credits.refill(refill, now))
+    }
 }
 
 /// Whether a key may still be used.
@@ -77,6 +190,34 @@ impl From<&KeyInfo> for ApiKey {
             },
             replaced_by: k.links.replaced_by.map(|id| id.as_str().to_owned()),
             reissued_from: k.links.reissued_from.map(|id| id.as_str().to_owned()),
+            enabled: k.enabled,
+            ..Self::controls_of(k.controls.as_deref())
+        }
+    }
+}
+
+impl ApiKey {
+    /// The control fields of a key with `controls` (every other field empty).
+    fn controls_of(controls: Option<&KeyControls>) -> Self {
+        let c = controls.unwrap_or(&KeyControls::NONE);
+        Self {
+            id: String::new(),
+            service_account_id: String::new(),
+            created_at: Timestamp::UNIX_EPOCH,
+            description: String::new(),
+            last_used_at: None,
+            scopes: Vec::new(),
+            expires_at: None,
+            masked_secret: String::new(),
+            status: ApiKeyStatus::Active,
+            replaced_by: None,
+            reissued_from: None,
+            enabled: true,
+            metadata: c.metadata.as_ref().map(|m| serde_json::Value::Object(m.as_map().clone())),
+            external_id: c.external_id.as_ref().map(|id| id.as_str().to_owned()),
+            allowed_ips: c.allowed_ips.as_ref().map(|l| l.ranges().iter().map(ToString::to_string).collect()),
+            credits: c.credits.as_ref().map(ApiCredits::from),
+            rate_limits: c.rate_limits.as_ref().map(|l| l.as_slice().iter().map(ToString::to_string).collect()),
         }
     }
 }
@@ -100,6 +241,25 @@ pub struct CreateApiKeyRequest {
     #[serde(default)]
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
+    /// `false` creates the key disabled; absent: enabled.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Owner metadata: a JSON object of at most 4096 bytes, nested at most 8 levels.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// The application's own owner (customer, tenant) id: 1 to 128 of `A-Z a-z 0-9 _ . : @ -`.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// CIDR ranges or addresses (IPv4, IPv6) the key may be used from; at most 64.
+    #[serde(default)]
+    pub allowed_ips: Option<Vec<String>>,
+    /// Usage credits.
+    #[serde(default)]
+    pub credits: Option<ApiCredits>,
+    /// Named rate limits `NAME=COUNT/PERIOD[:burst=N]` (e.g. `api=100/1s:burst=20`), distinct names.
+    #[serde(default)]
+    pub rate_limits: Option<Vec<String>>,
 }
 
 /// A new key and its secret (`POST /apiKeys`, `:reissue`). The secret
@@ -118,10 +278,13 @@ pub struct CreateApiKeyResponse {
 }
 
 /// `PATCH /apiKeys/{apiKeyId}`. `updateMask` names the fields to change
-/// (comma-separated: `description`, `scopes`, `expiresAt`); a field named
-/// but absent (or `null`) is reset (empty description, the catalog's default
-/// scopes, no expiry); a field present but not named is refused. Without a
-/// mask all three are replaced, so absent ones are reset.
+/// (comma-separated: `description`, `scopes`, `expiresAt`, `enabled`,
+/// `metadata`, `externalId`, `allowedIps`, `credits`, `rateLimits`); a field
+/// named but absent (or `null`) is reset (empty description, the catalog's
+/// default scopes, no expiry, enabled, no such control); a field present but
+/// not named is refused. Without a mask `description`, `scopes` and
+/// `expiresAt` are replaced (absent ones reset), and of the other fields
+/// those present are set.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[non_exhaustive]
@@ -140,6 +303,25 @@ pub struct UpdateApiKeyRequest {
     #[serde(default)]
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
+    /// `false` disables the key (refused until enabled again), `true` enables it.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Owner metadata: a JSON object of at most 4096 bytes, nested at most 8 levels.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// The application's own owner (customer, tenant) id: 1 to 128 of `A-Z a-z 0-9 _ . : @ -`.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// CIDR ranges or addresses (IPv4, IPv6) the key may be used from; at most 64.
+    #[serde(default)]
+    pub allowed_ips: Option<Vec<String>>,
+    /// Usage credits.
+    #[serde(default)]
+    pub credits: Option<ApiCredits>,
+    /// Named rate limits `NAME=COUNT/PERIOD[:burst=N]` (e.g. `api=100/1s:burst=20`), distinct names.
+    #[serde(default)]
+    pub rate_limits: Option<Vec<String>>,
 }
 
 /// `POST /apiKeys/{apiKeyId}:reissue`; the body may be empty.

@@ -149,6 +149,23 @@ impl Credits {
         Ok(Self { remaining, refill: None, refilled_at: None })
     }
 
+    /// Checks values that did not come through the constructors (a
+    /// deserialised body): counts within [`Credits::MAX`], a refill time
+    /// within the day.
+    ///
+    /// # Errors
+    /// [`ControlError::Credits`] naming what is out of range.
+    pub fn check(&self) -> Result<(), ControlError> {
+        if self.remaining > Self::MAX {
+            return Err(ControlError::Credits("credit count is too large"));
+        }
+        match self.refill {
+            Some(r) if r.amount > Self::MAX => Err(ControlError::Credits("refill amount is too large")),
+            Some(r) if r.at_second >= 86_400 => Err(ControlError::Credits("refill time must be within the day")),
+            _ => Ok(()),
+        }
+    }
+
     /// The same credits with a refill; `set_at` is when they were set, so the
     /// first refill is the first refill instant after it.
     #[must_use]
@@ -156,6 +173,47 @@ impl Credits {
         self.refill = Some(refill);
         self.refilled_at = Some(set_at);
         self
+    }
+}
+
+impl Credits {
+    /// Whether a refill is due: the key has a refill and `refill_due` is
+    /// later than its last refill (or it was never refilled).
+    #[must_use]
+    pub fn refill_is_due(&self, refill_due: Option<Timestamp>) -> bool {
+        match (self.refill, refill_due) {
+            (Some(_), Some(due)) => self.refilled_at.is_none_or(|at| at < due),
+            _ => false,
+        }
+    }
+
+    /// The count `spend_credits` checks against: the refill amount when a
+    /// refill is due, else what remains.
+    #[must_use]
+    pub fn available(&self, refill_due: Option<Timestamp>) -> u64 {
+        match self.refill {
+            Some(r) if self.refill_is_due(refill_due) => r.amount,
+            _ => self.remaining,
+        }
+    }
+
+    /// Spending `cost` from these credits, as every store does it in one
+    /// atomic step: refill first if due, then spend if enough remain.
+    /// Returns the outcome and, when credits were spent, the credits to
+    /// store; on [`CreditSpend::Exhausted`] nothing is written (a due
+    /// refill is applied by the next spend that succeeds).
+    #[must_use]
+    pub fn spend(&self, cost: u64, refill_due: Option<Timestamp>) -> (CreditSpend, Option<Self>) {
+        let available = self.available(refill_due);
+        let Some(remaining) = available.checked_sub(cost) else {
+            return (CreditSpend::Exhausted { remaining: available }, None);
+        };
+        let mut next = *self;
+        next.remaining = remaining;
+        if self.refill_is_due(refill_due) {
+            next.refilled_at = refill_due;
+        }
+        (CreditSpend::Spent { remaining }, Some(next))
     }
 }
 
@@ -224,7 +282,33 @@ mod tests {
         let r = Refill::new(1, RefillPeriod::Daily).unwrap();
         assert!(r.at(24, 0).is_err() && r.at(0, 60).is_err());
         assert!("weekly".parse::<RefillPeriod>().is_err());
+        let mut late: Credits =
+            serde_json::from_str(r#"{"remaining":1,"refill":{"amount":1,"period":"daily","atSecond":86400}}"#).unwrap();
+        assert_eq!(late.check(), Err(ControlError::Credits("refill time must be within the day")));
+        late.refill = None;
+        assert_eq!(late.check(), Ok(()));
+        late.remaining = u64::MAX;
+        assert!(late.check().is_err());
         assert_eq!("monthly".parse::<RefillPeriod>().unwrap(), RefillPeriod::Monthly);
+    }
+
+    #[test]
+    fn spend_refills_once_per_due_instant() {
+        let set = t("2026-03-09T00:00:00Z");
+        let due = t("2026-03-10T00:00:00Z");
+        let c = Credits::new(1).unwrap().refill(Refill::new(3, RefillPeriod::Daily).unwrap(), set);
+        let (out, next) = c.spend(1, Some(set));
+        assert_eq!(out, CreditSpend::Spent { remaining: 0 });
+        let next = next.unwrap();
+        assert_eq!(next.spend(1, Some(set)), (CreditSpend::Exhausted { remaining: 0 }, None));
+        let (out, refilled) = next.spend(2, Some(due));
+        assert_eq!(out, CreditSpend::Spent { remaining: 1 });
+        let refilled = refilled.unwrap();
+        assert_eq!(refilled.refilled_at, Some(due));
+        assert_eq!(refilled.spend(2, Some(due)).0, CreditSpend::Exhausted { remaining: 1 }, "not twice");
+        assert_eq!(next.spend(4, Some(due)), (CreditSpend::Exhausted { remaining: 3 }, None));
+        let plain = Credits::new(5).unwrap();
+        assert_eq!(plain.spend(2, Some(due)).0, CreditSpend::Spent { remaining: 3 }, "no refill");
     }
 
     #[test]

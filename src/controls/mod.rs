@@ -17,15 +17,22 @@
 
 mod credits;
 mod ip;
+mod limiter;
 mod metadata;
 mod rate;
+#[cfg(feature = "redis")]
+mod redis_limiter;
 
 use serde::{Deserialize, Serialize};
 
 pub use credits::{CreditSpend, Credits, Refill, RefillPeriod};
 pub use ip::IpAllowList;
+pub use limiter::{LimitCheck, LimiterError, LocalRateLimiter, RateDecision, RateLimiter, RateStatus};
 pub use metadata::{ExternalId, Metadata};
 pub use rate::{LimitName, RateLimit, RateLimits};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_limiter::RedisRateLimiter;
 
 /// Why a control value was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

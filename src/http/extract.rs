@@ -83,7 +83,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         if let Some(p) = parts.extensions.get::<Principal>() {
-            return Ok(*p);
+            return Ok(p.clone());
         }
         let error = if parts.extensions.get::<BearerIdentity>().is_some() {
             AuthError::ApiKeyRequired

@@ -35,7 +35,7 @@ impl Identity {
     #[must_use]
     pub fn from_extensions(extensions: &http::Extensions) -> Option<Self> {
         match extensions.get::<Principal>() {
-            Some(p) => Some(Self::ApiKey(*p)),
+            Some(p) => Some(Self::ApiKey(p.clone())),
             None => extensions.get::<BearerIdentity>().cloned().map(Self::Bearer),
         }
     }

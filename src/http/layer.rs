@@ -15,11 +15,14 @@ use tower::{Layer, Service};
 
 use crate::header::{self, Credentials};
 use crate::http::bearer::{BearerToken, BearerValidator, NoBearer};
+use crate::http::client_ip::{self, ForwardedHeader, TrustedProxies};
 use crate::http::identity::Identity;
-use crate::http::rejection::{AuthError, DEFAULT_REALM, DEFAULT_RETRY_AFTER, RealmError, RenderConfig};
+use crate::http::rejection::{
+    AuthError, DEFAULT_REALM, DEFAULT_RETRY_AFTER, RATELIMIT, RATELIMIT_POLICY, RealmError, RenderConfig,
+};
 use crate::scope::RequiredScope;
 use crate::store::KeyStore;
-use crate::verify::{Verifier, VerifyError};
+use crate::verify::{Principal, Verifier, VerifyContext, VerifyError};
 
 /// The response body of [`ApiKeyService`] (and of the scope guard): the
 /// inner service's body, or a rejection's problem+json body.
@@ -42,13 +45,20 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 ///    or malformed values are a 400; an unknown scheme or no header is a bare
 ///    401 challenge), or a `Bearer` token to the validator;
 /// 3. checks the layer's required scope, if any
-///    ([`ApiKeyLayer::require_scope`]), implications included;
+///    ([`ApiKeyLayer::require_scope`]), implications included, and hands
+///    the verifier the client address (see [`crate::http::TrustedProxies`]:
+///    the connection's peer, or from trusted proxies their forwarding
+///    header) and the request's credit cost ([`ApiKeyLayer::cost`], or a
+///    [`Cost`] request extension);
 /// 4. removes the `Authorization` header (unless
 ///    [`ApiKeyLayer::strip_authorization`] says not to), inserts the
 ///    [`crate::Principal`] (API key) or the
 ///    [`BearerIdentity`](crate::http::BearerIdentity) (bearer token) into
 ///    the request extensions, and calls the inner service.
-///    [`Identity::from_extensions`] reads either.
+///    [`Identity::from_extensions`] reads either. For a key with rate
+///    limits the response gets the IETF `RateLimit-Policy` and `RateLimit`
+///    headers of its tightest limit (unless
+///    [`ApiKeyLayer::rate_limit_headers`] says not to).
 ///
 /// Refusals never reach the inner service; they are rendered as tabled in
 /// the [`crate::http`] module docs. Cloning is cheap (one `Arc`).
@@ -64,7 +74,22 @@ struct Shared<S, V> {
     realm: Box<str>,
     retry_after: Duration,
     render: Arc<RenderConfig>,
+    trusted: Option<TrustedProxies>,
+    cost: u64,
+    rate_headers: bool,
 }
+
+/// The credits a request costs, as a request extension set before the
+/// [`ApiKeyLayer`] runs (for example by a middleware outside it that knows
+/// the route). It overrides [`ApiKeyLayer::cost`] for that request.
+///
+/// ```
+/// use api_keys::http::Cost;
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(Cost(10));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cost(pub u64);
 
 impl<S, V> Clone for Shared<S, V> {
     fn clone(&self) -> Self {
@@ -76,6 +101,9 @@ impl<S, V> Clone for Shared<S, V> {
             realm: self.realm.clone(),
             retry_after: self.retry_after,
             render: Arc::clone(&self.render),
+            trusted: self.trusted.clone(),
+            cost: self.cost,
+            rate_headers: self.rate_headers,
         }
     }
 }
@@ -102,6 +130,8 @@ impl<S, V> fmt::Debug for ApiKeyLayer<S, V> {
             .field("strip_authorization", &s.strip)
             .field("realm", &s.realm)
             .field("retry_after", &s.retry_after)
+            .field("trusted_proxies", &s.trusted)
+            .field("cost", &s.cost)
             .finish()
     }
 }
@@ -119,6 +149,9 @@ impl<S: KeyStore> ApiKeyLayer<S, NoBearer> {
             realm: DEFAULT_REALM.into(),
             retry_after: DEFAULT_RETRY_AFTER,
             render: Arc::new(RenderConfig::default()),
+            trusted: None,
+            cost: 1,
+            rate_headers: true,
         };
         Self { shared: Arc::new(shared) }
     }
@@ -144,6 +177,9 @@ impl<S: KeyStore, V: BearerValidator> ApiKeyLayer<S, V> {
             realm: s.realm.clone(),
             retry_after: s.retry_after,
             render: Arc::clone(&s.render),
+            trusted: s.trusted.clone(),
+            cost: s.cost,
+            rate_headers: s.rate_headers,
         };
         shared.rebuild_render();
         ApiKeyLayer { shared: Arc::new(shared) }
@@ -188,6 +224,33 @@ impl<S: KeyStore, V: BearerValidator> ApiKeyLayer<S, V> {
             s.retry_after = after;
             s.rebuild_render();
         })
+    }
+
+    /// Believes the `header` (`Forwarded` or `X-Forwarded-For`) of peers in
+    /// `ranges`, taking the client address by the rightmost-untrusted rule
+    /// (see [`TrustedProxies`]). Defaults to none: the client address is
+    /// the connection's peer (axum's `ConnectInfo<SocketAddr>` or a
+    /// `SocketAddr` extension), and forwarding headers are ignored.
+    #[must_use]
+    pub fn trusted_proxies(self, ranges: impl IntoIterator<Item = ipnet::IpNet>, header: ForwardedHeader) -> Self {
+        let trusted = TrustedProxies::new(ranges, header);
+        self.with(|s| s.trusted = Some(trusted))
+    }
+
+    /// Credits each request through this layer spends from a key with
+    /// usage credits (0: none). A [`Cost`] request extension overrides it.
+    /// Defaults to 1.
+    #[must_use]
+    pub fn cost(self, cost: u64) -> Self {
+        self.with(|s| s.cost = cost)
+    }
+
+    /// Whether responses to keys with rate limits carry the
+    /// `RateLimit-Policy` and `RateLimit` headers of the tightest limit.
+    /// Refusals by a rate limit always carry them. Defaults to `true`.
+    #[must_use]
+    pub fn rate_limit_headers(self, on: bool) -> Self {
+        self.with(|s| s.rate_headers = on)
     }
 
     /// The verifier (for example to call [`Verifier::flush_last_used`]
@@ -254,12 +317,15 @@ where
                 return Box::pin(std::future::ready(Ok(response.map(Either::Right))));
             }
         };
+        let ctx = shared.context(&req);
         Box::pin(async move {
-            match shared.authenticate(header.as_ref().map(HeaderValue::as_bytes)).await {
+            match shared.authenticate(header.as_ref().map(HeaderValue::as_bytes), ctx).await {
                 Ok(identity) => {
                     let ext = req.extensions_mut();
+                    let mut rate = None;
                     match identity {
                         Identity::ApiKey(p) => {
+                            rate = shared.rate_headers.then(|| rate_limit_headers(&p)).flatten();
                             ext.insert(p);
                         }
                         Identity::Bearer(b) => {
@@ -267,7 +333,12 @@ where
                         }
                     }
                     ext.insert(Arc::clone(&shared.render));
-                    inner.call(req).await.map(|r| r.map(Either::Left))
+                    let mut response = inner.call(req).await?;
+                    if let Some((policy, state)) = rate {
+                        response.headers_mut().insert(RATELIMIT_POLICY, policy);
+                        response.headers_mut().insert(RATELIMIT, state);
+                    }
+                    Ok(response.map(Either::Left))
                 }
                 Err(e) => Ok(shared.render.reject_for(&e, req.headers()).map(Either::Right)),
             }
@@ -293,10 +364,31 @@ fn take_authorization(headers: &mut HeaderMap, strip: bool) -> Result<Option<Hea
     }
 }
 
+/// The `RateLimit-Policy` and `RateLimit` values for a principal with rate
+/// limits.
+fn rate_limit_headers(p: &Principal) -> Option<(HeaderValue, HeaderValue)> {
+    let (limit, status) = p.rate_limit()?;
+    let policy = crate::http::rejection::policy_value(limit);
+    let state = crate::http::rejection::state_value(limit, status.remaining, status.reset);
+    Some((policy?, state?))
+}
+
 impl<S: KeyStore, V: BearerValidator> Shared<S, V> {
+    /// The client address and credit cost of `req` (the scope is the
+    /// layer's).
+    fn context<B>(&self, req: &Request<B>) -> (Option<std::net::IpAddr>, u64) {
+        let ip = client_ip::client_ip(self.trusted.as_ref(), req.extensions(), req.headers());
+        let cost = req.extensions().get::<Cost>().map_or(self.cost, |c| c.0);
+        (ip, cost)
+    }
+
     /// Parses the value once and sends the credentials where they belong:
     /// an API key to the verifier, a bearer token to the validator.
-    async fn authenticate(&self, header: Option<&[u8]>) -> Result<Identity, AuthError> {
+    async fn authenticate(
+        &self,
+        header: Option<&[u8]>,
+        (client_ip, cost): (Option<std::net::IpAddr>, u64),
+    ) -> Result<Identity, AuthError> {
         let Some(value) = header else {
             return Err(VerifyError::Missing.into());
         };
@@ -304,7 +396,8 @@ impl<S: KeyStore, V: BearerValidator> Shared<S, V> {
             .map_err(VerifyError::from_header)?;
         match credentials {
             Credentials::ApiKey(key) => {
-                Ok(Identity::ApiKey(self.verifier.verify_key(key, self.required.as_ref()).await?))
+                let ctx = VerifyContext::new().required(self.required.as_ref()).client_ip(client_ip).cost(cost);
+                Ok(Identity::ApiKey(self.verifier.verify_key_with(key, &ctx).await?))
             }
             Credentials::Bearer(token) => match &self.bearer {
                 Some(validator) => self.bearer(validator, token).await,

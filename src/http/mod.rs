@@ -25,13 +25,16 @@
 //! | `InvalidToken`      | 401    | `error="invalid_token"` on the scheme used                       |
 //! | `InvalidRequest`    | 400    | `error="invalid_request"`                                        |
 //! | `InsufficientScope` | 403    | `error="insufficient_scope", scope="…"` on the scheme used       |
+//! | `Forbidden`         | 403    | none (key used from outside its IP allow-list)                   |
+//! | `UsageExceeded`     | 429    | none (key's usage credits spent)                                 |
+//! | `RateLimited`       | 429    | none; `Retry-After`, `RateLimit-Policy`, `RateLimit` instead     |
 //! | `Unavailable`       | 503    | none; `Retry-After` instead (fail closed)                        |
 //! | layer missing       | 500    | none                                                             |
 //!
 //! Bodies are RFC 9457 `application/problem+json` (`type`, `title`,
 //! `status`, `detail`, plus `error` and `scope` where they apply), built
 //! from the class alone: an unknown key, a wrong secret, an expired,
-//! revoked, mistyped or malformed key get byte-identical answers. Every
+//! revoked, disabled, mistyped or malformed key get byte-identical answers. Every
 //! rejection carries `Cache-Control: no-store`. The real reason goes to
 //! `tracing` (key id at most, never the secret or the header): `debug` for
 //! requests without credentials, `info` for refused credentials, `warn` when
@@ -121,6 +124,7 @@ implications apply (`yc.monitoring.manage` passes a guard for
 )]
 
 mod bearer;
+mod client_ip;
 #[cfg(feature = "axum")]
 mod extract;
 mod grpc;
@@ -130,10 +134,11 @@ mod rejection;
 mod scope;
 
 pub use bearer::{BearerError, BearerIdentity, BearerToken, BearerValidator, NoBearer};
+pub use client_ip::{ForwardedHeader, TrustedProxies, peer_addr};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::Rejection;
 pub use identity::Identity;
-pub use layer::{ApiKeyLayer, ApiKeyService, AuthBody};
+pub use layer::{ApiKeyLayer, ApiKeyService, AuthBody, Cost};
 pub use rejection::{AuthError, MAX_REALM_LEN, RealmError};
 pub use scope::{RequireScopeLayer, RequireScopeService, require_scope};

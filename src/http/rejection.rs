@@ -9,13 +9,39 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
+use crate::controls::RateLimit;
 use crate::http::bearer::BearerError;
 use crate::scope::Scope;
 use crate::token::KeyId;
 use crate::verify::{ClientClass, VerifyError};
+
+/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers):
+/// `"<name>";q=<count>;w=<period in seconds>`.
+pub(crate) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit` (draft-ietf-httpapi-ratelimit-headers):
+/// `"<name>";r=<remaining>;t=<seconds until reset>`.
+pub(crate) const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// Whole seconds, rounded up.
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// The `RateLimit-Policy` value of `limit` (its window at least 1 s).
+pub(crate) fn policy_value(limit: &RateLimit) -> Option<HeaderValue> {
+    // Limit names are [a-z0-9_-]: safe in a structured-field string.
+    let text = format!("\"{}\";q={};w={}", limit.name, limit.count, ceil_secs(limit.period).max(1));
+    HeaderValue::from_str(&text).ok()
+}
+
+/// The `RateLimit` value: `remaining` requests of `limit`, `reset` until
+/// its burst is full again.
+pub(crate) fn state_value(limit: &RateLimit, remaining: u32, reset: Duration) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("\"{}\";r={remaining};t={}", limit.name, ceil_secs(reset))).ok()
+}
 
 /// Longest accepted realm, in bytes.
 pub const MAX_REALM_LEN: usize = 256;
@@ -175,10 +201,11 @@ impl RenderConfig {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match class {
-            None => {}
+            None | Some(ClientClass::Forbidden | ClientClass::UsageExceeded) => {}
             Some(ClientClass::Unavailable) => {
                 headers.insert(RETRY_AFTER, self.retry_after.clone());
             }
+            Some(ClientClass::RateLimited) => rate_limited_headers(error, headers),
             Some(_) => {
                 let schemes: &[(Scheme, &str)] = if self.bearer {
                     &[(Scheme::ApiKey, "Api-Key"), (Scheme::Bearer, "Bearer")]
@@ -207,6 +234,19 @@ impl RenderConfig {
             }
         }
         response
+    }
+}
+
+/// `Retry-After` (whole seconds, rounded up, at least 1) and the limit's
+/// `RateLimit-Policy` and `RateLimit` (nothing left).
+fn rate_limited_headers(error: &AuthError, headers: &mut http::HeaderMap) {
+    let AuthError::Verify(VerifyError::RateLimited { retry_after, policy, .. }) = error else {
+        return;
+    };
+    headers.insert(RETRY_AFTER, HeaderValue::from(ceil_secs(*retry_after).max(1)));
+    if let (Some(p), Some(s)) = (policy_value(policy), state_value(policy, 0, *retry_after)) {
+        headers.insert(RATELIMIT_POLICY, p);
+        headers.insert(RATELIMIT, s);
     }
 }
 
@@ -317,6 +357,7 @@ mod tests {
             VerifyError::WrongSecret(id()),
             VerifyError::Expired(id()),
             VerifyError::Revoked(id()),
+            VerifyError::Disabled(id()),
             VerifyError::BadChecksum,
             VerifyError::MalformedKey(TokenError::WrongPrefix),
         ];
@@ -360,6 +401,33 @@ mod tests {
         let r = cfg.render(&AuthError::MissingLayer);
         assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(challenges(&r).is_empty());
+    }
+
+    #[tokio::test]
+    async fn control_refusals_have_their_own_status_headers_and_bodies() {
+        let cfg = RenderConfig::new("r", false, Duration::from_secs(7));
+        let r = cfg.render(&AuthError::Verify(VerifyError::IpNotAllowed { key: id(), ip: None }));
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(challenges(&r).is_empty());
+        assert!(body(r).await["detail"].as_str().unwrap().contains("address"));
+
+        let r = cfg.render(&AuthError::Verify(VerifyError::UsageExceeded(id())));
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(r.headers().get(RETRY_AFTER).is_none() && challenges(&r).is_empty());
+        assert!(body(r).await["detail"].as_str().unwrap().starts_with("Usage exceeded"));
+
+        let policy: RateLimit = "api=100/1500ms:burst=20".parse().unwrap();
+        let retry_after = Duration::from_millis(2001);
+        let limited = VerifyError::RateLimited { key: id(), limit: policy.name.clone(), retry_after, policy };
+        let r = cfg.render(&AuthError::Verify(limited));
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[RETRY_AFTER], "3", "rounded up");
+        assert_eq!(r.headers()[RATELIMIT_POLICY], "\"api\";q=100;w=2");
+        assert_eq!(r.headers()[RATELIMIT], "\"api\";r=0;t=3");
+        assert!(challenges(&r).is_empty());
+        assert_eq!(body(r).await["status"], 429);
+        assert_eq!(ceil_secs(Duration::from_millis(1)), 1);
+        assert_eq!(ceil_secs(Duration::from_secs(2)), 2);
     }
 
     #[test]

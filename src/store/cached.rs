@@ -106,6 +106,7 @@ use super::invalidation::{BusError, InvalidationBus, InvalidationSubscription, P
 use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
 use super::{BuildIdHasher, RecordView, intern_account, intern_scopes};
 use crate::clock::Timestamp;
+use crate::controls::{CreditSpend, ExternalId};
 use crate::digest::Digest;
 use crate::operation::{Change, LogEntry, Operation, OperationCursor};
 use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
@@ -1061,6 +1062,35 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
 
     async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
         self.inner.pepper_fingerprint(version, proposed).await
+    }
+
+    /// Always the inner store's atomic spend, never served from the cache:
+    /// the cached record's count is only what it was when read (the cache
+    /// does not patch it, as the verifier never reads it for a decision).
+    fn spend_credits(
+        &self,
+        id: &KeyId,
+        cost: u64,
+        refill_due: Option<Timestamp>,
+    ) -> impl Future<Output = Result<CreditSpend, StoreError>> + Send {
+        self.inner.spend_credits(id, cost, refill_due)
+    }
+
+    fn list_by_external_id(
+        &self,
+        external_id: &ExternalId,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
+        self.inner.list_by_external_id(external_id, page)
+    }
+
+    fn list_expiring(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
+        self.inner.list_expiring(from, until, page)
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::BoxError;
 use crate::clock::Timestamp;
+use crate::controls::{CreditSpend, ExternalId};
 use crate::digest::Digest;
 use crate::operation::{Change, LogEntry, Operation, OperationCursor, OperationId};
 use crate::record::{KeyRecord, ServiceAccountId};
@@ -46,6 +47,19 @@ pub enum StoreError {
     /// The backend returned data that is not a valid record.
     #[error("key store returned an invalid record: {0}")]
     Corrupt(String),
+    /// The database was migrated by a newer version of this crate: its
+    /// schema is newer than this version understands, so it refuses to read
+    /// it rather than misread it.
+    #[error(
+        "the database schema is version {found}, newer than version {supported} that this version of api-keys \
+         supports: upgrade api-keys"
+    )]
+    SchemaTooNew {
+        /// The newest schema version recorded in the database.
+        found: i64,
+        /// The newest schema version this crate knows.
+        supported: i64,
+    },
 }
 
 impl StoreError {
@@ -58,7 +72,7 @@ impl StoreError {
     /// errors must never lead to accepting a key.
     #[must_use]
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::Timeout(_) | Self::Corrupt(_))
+        matches!(self, Self::Unavailable(_) | Self::Timeout(_) | Self::Corrupt(_) | Self::SchemaTooNew { .. })
     }
 }
 
@@ -167,7 +181,12 @@ impl<T, C> Page<T, C> {
 ///   [`StoreError::DuplicateOperation`] and writes nothing; a
 ///   [`Change::Note`] writes only its entries, for a key that exists;
 /// - `operations` lists one key's entries newest first (by the store's
-///   sequence, not the clock), also after the key was deleted.
+///   sequence, not the clock), also after the key was deleted;
+/// - `spend_credits` is one atomic step (refill, check and decrement
+///   together): concurrent spends never spend more than the key had, and a
+///   refill happens once per due instant;
+/// - `list_by_external_id` and `list_expiring` order by id across service
+///   accounts and page with the id cursor.
 pub trait KeyStore: Send + Sync + 'static {
     /// Stores a new record.
     fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -251,6 +270,29 @@ pub trait KeyStore: Send + Sync + 'static {
         version: u32,
         proposed: Digest,
     ) -> impl Future<Output = Result<Digest, StoreError>> + Send;
+
+    /// Spends `cost` credits of key `id` in one atomic store operation. If the key has a refill and `refill_due` (the latest refill instant, from `Refill::last_instant(now)`) is later than its last refill, the remaining count is first set to the refill amount and the last refill to `refill_due`, in the same operation. Unlimited if the key has no credits; NotFound if no key.
+    fn spend_credits(
+        &self,
+        id: &KeyId,
+        cost: u64,
+        refill_due: Option<Timestamp>,
+    ) -> impl Future<Output = Result<CreditSpend, StoreError>> + Send;
+
+    /// Keys whose controls name this external owner id, by key id (keyset pages), across service accounts.
+    fn list_by_external_id(
+        &self,
+        external_id: &ExternalId,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send;
+
+    /// Active (not revoked) keys with `from <= expires_at < until`, across service accounts, by key id (keyset pages).
+    fn list_expiring(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send;
 
     /// Looks a record up by id and lends the fields verification reads to
     /// `visit` ([`RecordView`], `None` if there is no such record) for the
@@ -338,6 +380,29 @@ impl<S: KeyStore> KeyStore for Arc<S> {
         proposed: Digest,
     ) -> impl Future<Output = Result<Digest, StoreError>> + Send {
         (**self).pepper_fingerprint(version, proposed)
+    }
+    fn spend_credits(
+        &self,
+        id: &KeyId,
+        cost: u64,
+        refill_due: Option<Timestamp>,
+    ) -> impl Future<Output = Result<CreditSpend, StoreError>> + Send {
+        (**self).spend_credits(id, cost, refill_due)
+    }
+    fn list_by_external_id(
+        &self,
+        external_id: &ExternalId,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
+        (**self).list_by_external_id(external_id, page)
+    }
+    fn list_expiring(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
+        (**self).list_expiring(from, until, page)
     }
     fn with_record<R, F>(&self, id: &KeyId, visit: F) -> impl Future<Output = Result<R, StoreError>> + Send
     where

@@ -32,7 +32,7 @@ use papaya::{Compute, Operation as MapOp, ResizeMode};
 use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue, check_reissuable};
 use super::view::{RecordView, intern_account, intern_scopes};
 use crate::clock::Timestamp;
-use crate::controls::KeyControls;
+use crate::controls::{CreditSpend, ExternalId, KeyControls};
 use crate::digest::Digest;
 use crate::operation::{Change, LogEntry, Operation, OperationCursor, OperationId, apply_update};
 use crate::record::{Description, KeyKind, KeyRecord, KeyStatus, ReissueLinks, ServiceAccountId};
@@ -203,8 +203,53 @@ type Map = papaya::HashMap<KeyId, Stored, BuildIdHasher>;
 #[derive(Default)]
 struct Index {
     by_account: BTreeMap<&'static ServiceAccountId, BTreeSet<KeyId>>,
+    by_external: BTreeMap<ExternalId, BTreeSet<KeyId>>,
     digests: HashMap<[u8; 32], KeyId>,
     log: OperationsLog,
+}
+
+impl Index {
+    /// Moves `id` in the external-id index from `old` to `new`.
+    fn reindex_external(&mut self, id: KeyId, old: Option<&ExternalId>, new: Option<&ExternalId>) {
+        if old == new {
+            return;
+        }
+        if let Some(old) = old
+            && let Some(set) = self.by_external.get_mut(old)
+        {
+            set.remove(&id);
+            if set.is_empty() {
+                self.by_external.remove(old);
+            }
+        }
+        if let Some(new) = new {
+            self.by_external.entry(new.clone()).or_default().insert(id);
+        }
+    }
+}
+
+/// The external owner id of a stored entry.
+fn external_of(s: &Stored) -> Option<&ExternalId> {
+    s.controls.as_ref().and_then(|c| c.external_id.as_ref())
+}
+
+/// The first `limit` ids of `set` after `after`, and the next cursor.
+fn id_page(set: Option<&BTreeSet<KeyId>>, page: PageRequest) -> (Vec<KeyId>, Option<KeyId>) {
+    let limit = page.effective_limit();
+    let mut ids: Vec<KeyId> = match (set, page.after) {
+        (Some(set), Some(after)) => {
+            set.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)).take(limit + 1).copied().collect()
+        }
+        (Some(set), None) => set.iter().take(limit + 1).copied().collect(),
+        (None, _) => Vec::new(),
+    };
+    let next = if ids.len() > limit {
+        ids.truncate(limit);
+        ids.last().copied()
+    } else {
+        None
+    };
+    (ids, next)
 }
 
 /// The operations log: each key's entries in sequence order (kept after the
@@ -333,6 +378,7 @@ impl MemoryStore {
             index.digests.insert(*stored.digest.as_bytes(), id);
         }
         index.by_account.entry(stored.service_account_id).or_default().insert(id);
+        index.reindex_external(id, None, external_of(&stored));
         self.keys.pin().insert(id, stored);
         Ok(())
     }
@@ -395,21 +441,87 @@ impl MemoryStore {
         applied
     }
 
-    /// Description, scopes or expiry, applied to the entry as it is now in
-    /// one atomic step (a concurrent last-used write is kept); returns the
-    /// changed record.
-    fn update_now(&self, id: &KeyId, update: &crate::operation::KeyUpdate) -> Result<KeyRecord, StoreError> {
+    /// Description, scopes, expiry, enabled flag and controls, applied to
+    /// the entry as it is now in one atomic step (a concurrent last-used
+    /// write or credit spend is kept unless the update sets credits);
+    /// returns the changed record. Runs under the writer lock, which guards
+    /// the external-id index it keeps in step.
+    fn update_now(
+        &self,
+        index: &mut Index,
+        id: &KeyId,
+        update: &crate::operation::KeyUpdate,
+    ) -> Result<KeyRecord, StoreError> {
         let mut changed = None;
+        let mut old_external = None;
         self.update(id, |s| {
             let mut record = s.to_record(*id);
             apply_update(&mut record, update)?;
+            old_external = external_of(s).cloned();
             s.description = record.description.clone();
             s.scopes = intern_scopes(&record.scopes);
             s.expires_at = record.expires_at;
+            s.enabled = record.enabled;
+            s.controls.clone_from(&record.controls);
             changed = Some(record);
             Ok(())
         })?;
-        changed.ok_or(StoreError::NotFound(*id))
+        let record = changed.ok_or(StoreError::NotFound(*id))?;
+        index.reindex_external(*id, old_external.as_ref(), record.controls().external_id.as_ref());
+        Ok(record)
+    }
+
+    /// Spends credits in one atomic `compute` of the entry (retried on a
+    /// concurrent change, so two spends never both see the same count).
+    fn spend_now(&self, id: &KeyId, cost: u64, refill_due: Option<Timestamp>) -> Result<CreditSpend, StoreError> {
+        let map = self.keys.pin();
+        let mut outcome = CreditSpend::Unlimited;
+        let result = map.compute(*id, |current| {
+            let Some((_, s)) = current else {
+                return MapOp::Abort(Some(StoreError::NotFound(*id)));
+            };
+            let Some(credits) = s.controls.as_ref().and_then(|c| c.credits) else {
+                outcome = CreditSpend::Unlimited;
+                return MapOp::Abort(None);
+            };
+            let (spend, next_credits) = credits.spend(cost, refill_due);
+            outcome = spend;
+            let Some(next_credits) = next_credits else {
+                return MapOp::Abort(None);
+            };
+            let mut next = s.clone();
+            let mut controls = KeyControls::clone(s.controls.as_deref().unwrap_or(&KeyControls::NONE));
+            controls.credits = Some(next_credits);
+            next.controls = Some(Arc::new(controls));
+            MapOp::Insert(next)
+        });
+        match result {
+            Compute::Aborted(Some(e)) => Err(e),
+            _ => Ok(outcome),
+        }
+    }
+
+    /// A page of the keys `filter` selects, by id, over the whole map (for
+    /// listings without an index: the memory store holds every record in
+    /// reach, and these are operator listings).
+    fn scan_page(&self, page: PageRequest, filter: impl Fn(&Stored) -> bool) -> Page<KeyRecord> {
+        let limit = page.effective_limit();
+        let map = self.keys.pin();
+        let mut ids: Vec<KeyId> =
+            map.iter().filter(|(id, s)| page.after.is_none_or(|a| **id > a) && filter(s)).map(|(id, _)| *id).collect();
+        if ids.len() > limit + 1 {
+            ids.select_nth_unstable(limit);
+            ids.truncate(limit + 1);
+        }
+        ids.sort_unstable();
+        let next = if ids.len() > limit {
+            ids.truncate(limit);
+            ids.last().copied()
+        } else {
+            None
+        };
+        let items = ids.iter().filter_map(|id| map.get(id).map(|s| s.to_record(*id))).collect();
+        Page { items, next }
     }
 
     /// Applies a change under the writer lock; every check runs before the
@@ -417,7 +529,7 @@ impl MemoryStore {
     fn apply(&self, index: &mut Index, change: Change) -> Result<Option<KeyRecord>, StoreError> {
         match change {
             Change::Insert(record) => self.insert_now(index, record).map(|()| None),
-            Change::Update { id, update } => self.update_now(&id, &update).map(Some),
+            Change::Update { id, update } => self.update_now(index, &id, &update).map(Some),
             Change::Revoke(id) => self.revoke_now(&id).map(|()| None),
             Change::Delete(id) => self.delete_now(index, &id).map(|()| None),
             Change::Reissue { old, new, fate } => self.reissue_now(index, &old, new, fate).map(|()| None),
@@ -427,25 +539,17 @@ impl MemoryStore {
     }
 
     fn list_now(&self, service_account: &ServiceAccountId, page: PageRequest) -> Page<KeyRecord> {
-        let limit = page.effective_limit();
-        let index = lock(&self.writer);
-        let mut ids: Vec<KeyId> = match index.by_account.get(service_account) {
-            Some(set) => match page.after {
-                Some(after) => set
-                    .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-                    .take(limit + 1)
-                    .copied()
-                    .collect(),
-                None => set.iter().take(limit + 1).copied().collect(),
-            },
-            None => Vec::new(),
-        };
-        let next = if ids.len() > limit {
-            ids.truncate(limit);
-            ids.last().copied()
-        } else {
-            None
-        };
+        let (ids, next) = id_page(lock(&self.writer).by_account.get(service_account), page);
+        self.page_of(&ids, next)
+    }
+
+    fn list_external_now(&self, external_id: &ExternalId, page: PageRequest) -> Page<KeyRecord> {
+        let (ids, next) = id_page(lock(&self.writer).by_external.get(external_id), page);
+        self.page_of(&ids, next)
+    }
+
+    /// The records of `ids` (skipping any deleted meanwhile).
+    fn page_of(&self, ids: &[KeyId], next: Option<KeyId>) -> Page<KeyRecord> {
         let map = self.keys.pin();
         let items = ids.iter().filter_map(|id| map.get(id).map(|s| s.to_record(*id))).collect();
         Page { items, next }
@@ -459,6 +563,7 @@ impl MemoryStore {
         if stored.kind == KeyKind::Imported {
             index.digests.remove(stored.digest.as_bytes());
         }
+        index.reindex_external(*id, external_of(stored), None);
         if let Some(set) = index.by_account.get_mut(stored.service_account_id) {
             set.remove(id);
             if set.is_empty() {
@@ -536,6 +641,33 @@ impl KeyStore for MemoryStore {
 
     async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
         Ok(*lock(&self.peppers).entry(version).or_insert(proposed))
+    }
+
+    async fn spend_credits(
+        &self,
+        id: &KeyId,
+        cost: u64,
+        refill_due: Option<Timestamp>,
+    ) -> Result<CreditSpend, StoreError> {
+        self.spend_now(id, cost, refill_due)
+    }
+
+    async fn list_by_external_id(
+        &self,
+        external_id: &ExternalId,
+        page: PageRequest,
+    ) -> Result<Page<KeyRecord>, StoreError> {
+        Ok(self.list_external_now(external_id, page))
+    }
+
+    async fn list_expiring(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+        page: PageRequest,
+    ) -> Result<Page<KeyRecord>, StoreError> {
+        Ok(self
+            .scan_page(page, |s| s.status == KeyStatus::Active && s.expires_at.is_some_and(|e| from <= e && e < until)))
     }
 
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::clock::Timestamp;
+use crate::controls::{CreditSpend, ExternalId};
 use crate::digest::Digest;
 use crate::operation::{Change, LogEntry, Operation, OperationCursor};
 use crate::record::{KeyRecord, ServiceAccountId};
@@ -66,13 +67,19 @@ pub enum Op {
     PepperFingerprint,
     /// `commit` of a [`Change::Note`] (log entries only).
     Note,
+    /// `spend_credits`.
+    SpendCredits,
+    /// `list_by_external_id`.
+    ListByExternalId,
+    /// `list_expiring`.
+    ListExpiring,
 }
 
 const OPS: usize = Op::ALL.len();
 
 impl Op {
     /// Every operation, in declaration order.
-    pub const ALL: [Op; 12] = [
+    pub const ALL: [Op; 15] = [
         Op::Insert,
         Op::Get,
         Op::GetByDigest,
@@ -85,6 +92,9 @@ impl Op {
         Op::Update,
         Op::Operations,
         Op::Note,
+        Op::SpendCredits,
+        Op::ListByExternalId,
+        Op::ListExpiring,
     ];
 
     /// The operation a `commit` of `change` counts as.
@@ -306,5 +316,31 @@ impl<S: KeyStore> KeyStore for FaultyStore<S> {
 
     async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
         self.run(Op::PepperFingerprint, move || self.inner.pepper_fingerprint(version, proposed)).await
+    }
+
+    async fn spend_credits(
+        &self,
+        id: &KeyId,
+        cost: u64,
+        refill_due: Option<Timestamp>,
+    ) -> Result<CreditSpend, StoreError> {
+        self.run(Op::SpendCredits, move || self.inner.spend_credits(id, cost, refill_due)).await
+    }
+
+    async fn list_by_external_id(
+        &self,
+        external_id: &ExternalId,
+        page: PageRequest,
+    ) -> Result<Page<KeyRecord>, StoreError> {
+        self.run(Op::ListByExternalId, move || self.inner.list_by_external_id(external_id, page)).await
+    }
+
+    async fn list_expiring(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+        page: PageRequest,
+    ) -> Result<Page<KeyRecord>, StoreError> {
+        self.run(Op::ListExpiring, move || self.inner.list_expiring(from, until, page)).await
     }
 }

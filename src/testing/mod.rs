@@ -144,5 +144,28 @@ mod tests {
         ) -> impl std::future::Future<Output = Result<crate::Digest, crate::StoreError>> + Send {
             self.0.pepper_fingerprint(version, proposed)
         }
+        async fn spend_credits(
+            &self,
+            id: &crate::KeyId,
+            cost: u64,
+            refill_due: Option<crate::Timestamp>,
+        ) -> Result<crate::controls::CreditSpend, crate::StoreError> {
+            self.0.spend_credits(id, cost, refill_due).await
+        }
+        async fn list_by_external_id(
+            &self,
+            external_id: &crate::controls::ExternalId,
+            page: crate::PageRequest,
+        ) -> Result<crate::Page<crate::KeyRecord>, crate::StoreError> {
+            self.0.list_by_external_id(external_id, page).await
+        }
+        async fn list_expiring(
+            &self,
+            from: crate::Timestamp,
+            until: crate::Timestamp,
+            page: crate::PageRequest,
+        ) -> Result<crate::Page<crate::KeyRecord>, crate::StoreError> {
+            self.0.list_expiring(from, until, page).await
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use api_keys::controls::{CreditSpend, ExternalId};
 use api_keys::shield::KeyIds;
 use api_keys::{
     Change, Digest, KeyId, KeyRecord, KeyStore, LogEntry, OldKeyFate, Operation, OperationCursor, Page, PageRequest,
@@ -111,6 +112,32 @@ impl<S: KeyStore> KeyStore for Metered<S> {
         page: PageRequest<OperationCursor>,
     ) -> impl Future<Output = Result<Page<Operation, OperationCursor>, StoreError>> + Send {
         self.inner.operations(key, page)
+    }
+
+    fn spend_credits(
+        &self,
+        id: &KeyId,
+        cost: u64,
+        refill_due: Option<Timestamp>,
+    ) -> impl Future<Output = Result<CreditSpend, StoreError>> + Send {
+        self.inner.spend_credits(id, cost, refill_due)
+    }
+
+    fn list_by_external_id(
+        &self,
+        external_id: &ExternalId,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
+        self.inner.list_by_external_id(external_id, page)
+    }
+
+    fn list_expiring(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
+        self.inner.list_expiring(from, until, page)
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! | route | answers |
 //! |---|---|
-//! | `/v1/authorize` (any method) | forward auth: 200 with `X-Api-Key-Id`, `X-Service-Account-Id`, `X-Api-Key-Scopes`; otherwise the tower layer's own 401/403/400/503 |
+//! | `/v1/authorize` (any method) | forward auth: 200 with `X-Api-Key-Id`, `X-Service-Account-Id`, `X-Api-Key-Scopes`; otherwise the tower layer's own 401/403/400/429/503 |
 //! | `GET /healthz` | 200 while the process runs |
 //! | `GET /readyz` | 200 when the store answers, else 503 |
 //! | `GET /metrics` | Prometheus text format |
@@ -17,6 +17,14 @@
 //! library's scope guard checks the scope → [`authorize`] renders the
 //! grant.
 //!
+//! Each grant spends one credit of a key with usage credits, and counts
+//! against the key's rate limits: **per node** (in this process's memory),
+//! or shared by all nodes in Redis when the store is Redis or
+//! `--rate-limit-redis URL` (`API_KEYS_RATE_LIMIT_REDIS`) is given.
+//! The client address for keys with an IP allow-list is the connection's
+//! peer, or, from `--trusted-proxy` ranges, their forwarding header
+//! ([`proxy`]).
+//!
 //! For PostgreSQL and Redis the verifier reads through a `CachedStore` that
 //! listens on the store's invalidation channel (see [`node`]); SQLite is read
 //! directly, since other processes write the same file without a channel.
@@ -24,6 +32,7 @@
 mod metered;
 mod metrics;
 mod node;
+mod proxy;
 mod scope;
 
 use std::convert::Infallible;
@@ -44,6 +53,7 @@ use tower::{Layer, ServiceExt};
 
 use crate::{BAD_INPUT, Failure, OTHER};
 pub(crate) use node::{CacheSettings, Node};
+pub(crate) use proxy::Proxies;
 
 /// How often pending last-used times are written to the store.
 const FLUSH_EVERY: Duration = Duration::from_secs(5);
@@ -88,14 +98,18 @@ struct App<S> {
 ///
 /// # Errors
 /// [`OTHER`] when the address cannot be bound or the server fails.
-pub(crate) async fn run(node: Node, addr: SocketAddr) -> Result<(), Failure> {
+pub(crate) async fn run(node: Node, addr: SocketAddr, proxies: Proxies, limits: Option<String>) -> Result<(), Failure> {
     let admin_tokens = crate::admin::tokens()?;
     let metrics = metrics::Metrics::install(&node)?;
+    let limiter = match limits {
+        Some(url) => Some(shared_limiter(&url).await?),
+        None => None,
+    };
     let node = Arc::new(node);
-    let verifier = Arc::new(node.verifier());
+    let verifier = Arc::new(node.verifier(limiter));
     let probe = KeyId::generate().map_err(|e| Failure::new(OTHER, e.to_string()))?;
     let app = Arc::new(App { verifier: Arc::clone(&verifier), node: Arc::clone(&node), metrics, probe });
-    let router = router(Arc::clone(&app), node.catalog()).merge(crate::github::endpoint(&node).await?);
+    let router = router(Arc::clone(&app), node.catalog(), &proxies).merge(crate::github::endpoint(&node).await?);
     let router = crate::admin::mount(router, &node, admin_tokens);
 
     let listener =
@@ -105,7 +119,8 @@ pub(crate) async fn run(node: Node, addr: SocketAddr) -> Result<(), Failure> {
 
     let flusher = tokio::spawn(flush_periodically(Arc::clone(&verifier)));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, service).with_graceful_shutdown(async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
@@ -117,6 +132,34 @@ pub(crate) async fn run(node: Node, addr: SocketAddr) -> Result<(), Failure> {
         (_, Err(e)) => eprintln!("keyctl: stopped; last-used times not written: {}", crate::chain(&e)),
     }
     served
+}
+
+/// Where rate limits are counted: `--rate-limit-redis URL`, else
+/// `API_KEYS_RATE_LIMIT_REDIS`, else the store itself when it is Redis;
+/// `None`: in this process (per node).
+pub(crate) fn rate_limit_store(flag: Option<String>, store_url: &str) -> Option<String> {
+    flag.or_else(|| crate::env::var(RATE_LIMIT_REDIS_VAR)).or_else(|| {
+        (store_url.starts_with("redis://") || store_url.starts_with("rediss://")).then(|| store_url.to_owned())
+    })
+}
+
+/// The variable naming a Redis for rate limits shared by all nodes.
+pub(crate) const RATE_LIMIT_REDIS_VAR: &str = "API_KEYS_RATE_LIMIT_REDIS";
+
+/// Prefix of the rate-limit state keys in Redis.
+const RATE_LIMIT_PREFIX: &str = "api-keys";
+
+/// The Redis rate limiter at `url`.
+///
+/// # Errors
+/// [`crate::UNAVAILABLE`] when Redis cannot be reached.
+async fn shared_limiter(url: &str) -> Result<api_keys::controls::RedisRateLimiter, Failure> {
+    let connecting = api_keys::controls::RedisRateLimiter::connect(url, RATE_LIMIT_PREFIX);
+    match tokio::time::timeout(READY_TIMEOUT * 5, connecting).await {
+        Ok(Ok(l)) => Ok(l),
+        Ok(Err(e)) => Err(Failure::new(crate::UNAVAILABLE, format!("rate-limit Redis: {}", crate::chain(&e)))),
+        Err(_) => Err(Failure::new(crate::UNAVAILABLE, "rate-limit Redis did not answer in time")),
+    }
 }
 
 /// Runs the server; once shutdown has begun, waits at most
@@ -149,10 +192,14 @@ async fn flush_periodically<S: KeyStore>(verifier: Arc<Verifier<S>>) {
 
 /// The routes: forward auth behind the library's layer, and the operator
 /// endpoints outside it.
-fn router<S: KeyStore>(app: Arc<App<S>>, catalog: &api_keys::ScopeCatalog) -> Router {
+fn router<S: KeyStore>(app: Arc<App<S>>, catalog: &api_keys::ScopeCatalog, proxies: &Proxies) -> Router {
+    let mut layer = ApiKeyLayer::new(Arc::clone(&app.verifier));
+    if let Some(header) = proxies.header {
+        layer = layer.trusted_proxies(proxies.ranges.iter().copied(), header);
+    }
     let authorize = Router::new()
         .route("/v1/authorize", any(authorize))
-        .layer(ApiKeyLayer::new(Arc::clone(&app.verifier)))
+        .layer(layer)
         .layer(axum::middleware::from_fn_with_state(Arc::new(catalog.clone()), scope::required_scope));
     Router::new()
         .route("/healthz", get(healthz))

@@ -144,9 +144,15 @@ impl Node {
         })
     }
 
-    /// A verifier over the stack.
-    pub(crate) fn verifier(&self) -> Verifier<NodeStore> {
-        Verifier::builder(Arc::clone(&self.store), self.peppers.clone()).accept_imported(self.accept_imported).build()
+    /// A verifier over the stack; keys' rate limits are counted by
+    /// `limiter` (shared through Redis), else in this process (per node).
+    pub(crate) fn verifier(&self, limiter: Option<api_keys::controls::RedisRateLimiter>) -> Verifier<NodeStore> {
+        let builder =
+            Verifier::builder(Arc::clone(&self.store), self.peppers.clone()).accept_imported(self.accept_imported);
+        match limiter {
+            Some(l) => builder.rate_limiter(l).build(),
+            None => builder.build(),
+        }
     }
 
     /// A key manager over the stack (the management API's, and the
