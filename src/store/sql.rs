@@ -585,20 +585,30 @@ macro_rules! sql_key_store {
                 /// [`StoreError::Unavailable`] if the database fails or holds
                 /// a schema version this build does not know.
                 pub async fn migrate(&self) -> Result<(), StoreError> {
-                    match sql::migrator::<D>().run(&self.pool).await {
-                        Ok(()) => Ok(()),
+                    // On a connection of its own: sqlx takes PostgreSQL's
+                    // session-level advisory lock and, when it refuses the
+                    // applied versions, returns without releasing it, so a
+                    // refused connection is closed rather than given back to
+                    // the pool (where it would block every later migrate).
+                    let mut conn = self.pool.acquire().await.map_err(sqlx_error)?;
+                    // (`run_direct` is what `run` calls after acquiring; sqlx's own
+                    // way around `Acquire` not being general enough for a
+                    // `Send` future.)
+                    let refused = match sql::migrator::<D>().run_direct(None, &mut *conn, false).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) => e,
+                    };
+                    let found = match &refused {
                         // sqlx checks the applied versions before applying
                         // any: an unknown one is reported before a change.
-                        Err(sqlx::migrate::MigrateError::VersionMissing(_)) => {
-                            let found: Option<i64> = sqlx::query_scalar(sql::NEWEST_VERSION)
-                                .fetch_one(&self.pool)
-                                .await
-                                .map_err(sqlx_error)?;
-                            sql::check_not_newer(found, D::SCHEMA)?;
-                            Err(sql::migrate_error(sqlx::migrate::MigrateError::VersionMissing(found.unwrap_or(0))))
+                        sqlx::migrate::MigrateError::VersionMissing(_) => {
+                            sqlx::query_scalar::<_, Option<i64>>(sql::NEWEST_VERSION).fetch_one(&mut *conn).await.ok().flatten()
                         }
-                        Err(e) => Err(sql::migrate_error(e)),
-                    }
+                        _ => None,
+                    };
+                    let _ = conn.close().await;
+                    sql::check_not_newer(found, D::SCHEMA)?;
+                    Err(sql::migrate_error(refused))
                 }
 
                 /// A page of rows by id, one extra row telling whether
@@ -941,8 +951,13 @@ macro_rules! check_v3_upgrade {
         store.migrate().await.unwrap();
         $crate::store::sql::upgrade_tests::check_v3_upgraded(&store, &old).await;
         // The previous release's migrator refuses the upgraded database.
-        let refused = $crate::store::sql::migrator_of(&$schema[..3]).run(store.pool()).await.unwrap_err();
+        // (On a connection of its own, closed after: sqlx keeps PostgreSQL's
+        // advisory lock when it refuses.)
+        let mut conn = store.pool().acquire().await.unwrap();
+        let refused =
+            $crate::store::sql::migrator_of(&$schema[..3]).run_direct(None, &mut *conn, false).await.unwrap_err();
         assert!(matches!(refused, sqlx::migrate::MigrateError::VersionMissing(5)), "{refused:?}");
+        conn.close().await.unwrap();
         // This build refuses a database migrated by a newer one, naming both.
         sqlx::query(
             "INSERT INTO _api_keys_migrations (version, description, success, checksum, execution_time) \
@@ -957,6 +972,9 @@ macro_rules! check_v3_upgrade {
         let text = e.to_string();
         assert!(text.contains("99") && text.contains('5'), "{text}");
         assert!(e.is_unavailable(), "a refused schema fails closed");
+        // A refused migrate leaves no lock behind: refused again, at once.
+        let again = tokio::time::timeout(std::time::Duration::from_secs(10), store.migrate()).await;
+        assert!(matches!(again, Ok(Err($crate::store::StoreError::SchemaTooNew { .. }))), "{again:?}");
         store
     }};
 }
@@ -1138,6 +1156,11 @@ mod tests {
                     3,
                     "47d03540b53a4f1d0d8fd3141f61ddded030af6d80b68948ba76187d6ffc1ce4f7a63d338d46a8e42c17a9101a9dd97c"
                         .to_owned()
+                ),
+                (
+                    5,
+                    "9d32dfa88a5f6d1b756d7d350e89be61dd1a17c90a363404feefbb1425e8682a1d99ed82d098fbb4004f300153f47941"
+                        .to_owned()
                 )
             ]
         );
@@ -1163,6 +1186,11 @@ mod tests {
                 (
                     3,
                     "0c876dc0eb6cbc44dd07ca085e3c8df87521da8895750d16945270fe07d9d0353082a8cef3057e4067a2cf0be0b7616b"
+                        .to_owned()
+                ),
+                (
+                    5,
+                    "fa6698005d7f32983d16821a9a0c75a1bfa3a927c2721aa7123b2bdac864443c1cf8856e1414877405886c2a32bf49a1"
                         .to_owned()
                 )
             ]
