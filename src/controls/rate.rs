@@ -116,7 +116,7 @@ fn parse_period(text: &str) -> Option<Duration> {
 fn write_period(f: &mut fmt::Formatter<'_>, period: Duration) -> fmt::Result {
     let ms = period.as_millis();
     for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
-        if ms % size == 0 {
+        if ms.is_multiple_of(size) {
             return write!(f, "{}{unit}", ms / size);
         }
     }
