@@ -596,20 +596,30 @@ macro_rules! sql_key_store {
                 /// [`StoreError::Unavailable`] if the database fails or holds
                 /// a schema version this build does not know.
                 pub async fn migrate(&self) -> Result<(), StoreError> {
-                    match sql::migrator::<D>().run(&self.pool).await {
-                        Ok(()) => Ok(()),
+                    // On a connection of its own: sqlx takes PostgreSQL's
+                    // session-level advisory lock and, when it refuses the
+                    // applied versions, returns without releasing it, so a
+                    // refused connection is closed rather than given back to
+                    // the pool (where it would block every later migrate).
+                    let mut conn = self.pool.acquire().await.map_err(sqlx_error)?;
+                    // (`run_direct` is what `run` calls after acquiring; sqlx's own
+                    // way around `Acquire` not being general enough for a
+                    // `Send` future.)
+                    let refused = match sql::migrator::<D>().run_direct(None, &mut *conn, false).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) => e,
+                    };
+                    let found = match &refused {
                         // sqlx checks the applied versions before applying
                         // any: an unknown one is reported before a change.
-                        Err(sqlx::migrate::MigrateError::VersionMissing(_)) => {
-                            let found: Option<i64> = sqlx::query_scalar(sql::NEWEST_VERSION)
-                                .fetch_one(&self.pool)
-                                .await
-                                .map_err(sqlx_error)?;
-                            sql::check_not_newer(found, D::SCHEMA)?;
-                            Err(sql::migrate_error(sqlx::migrate::MigrateError::VersionMissing(found.unwrap_or(0))))
+                        sqlx::migrate::MigrateError::VersionMissing(_) => {
+                            sqlx::query_scalar::<_, Option<i64>>(sql::NEWEST_VERSION).fetch_one(&mut *conn).await.ok().flatten()
                         }
-                        Err(e) => Err(sql::migrate_error(e)),
-                    }
+                        _ => None,
+                    };
+                    let _ = conn.close().await;
+                    sql::check_not_newer(found, D::SCHEMA)?;
+                    Err(sql::migrate_error(refused))
                 }
 
                 /// A page of rows by id, one extra row telling whether
@@ -1076,8 +1086,13 @@ macro_rules! check_previous_release_upgrade {
         store.migrate().await.unwrap();
         $crate::store::sql::upgrade_tests::check_v3_upgraded(&store, &old).await;
         // The previous release's migrator refuses the upgraded database.
-        let refused = $crate::store::sql::migrator_of(&$schema[..3]).run(store.pool()).await.unwrap_err();
+        // (On a connection of its own, closed after: sqlx keeps PostgreSQL's
+        // advisory lock when it refuses.)
+        let mut conn = store.pool().acquire().await.unwrap();
+        let refused =
+            $crate::store::sql::migrator_of(&$schema[..3]).run_direct(None, &mut *conn, false).await.unwrap_err();
         assert!(matches!(refused, sqlx::migrate::MigrateError::VersionMissing(5)), "{refused:?}");
+        conn.close().await.unwrap();
         // This build refuses a database migrated by a newer one, naming both.
         sqlx::query(
             "INSERT INTO _api_keys_migrations (version, description, success, checksum, execution_time) \
@@ -1092,6 +1107,9 @@ macro_rules! check_previous_release_upgrade {
         let text = e.to_string();
         assert!(text.contains("99") && text.contains('5'), "{text}");
         assert!(e.is_unavailable(), "a refused schema fails closed");
+        // A refused migrate leaves no lock behind: refused again, at once.
+        let again = tokio::time::timeout(std::time::Duration::from_secs(10), store.migrate()).await;
+        assert!(matches!(again, Ok(Err($crate::store::StoreError::SchemaTooNew { .. }))), "{again:?}");
         store
     }};
 }
@@ -1278,6 +1296,11 @@ mod tests {
                     4,
                     "1443a90e05a5373c45bb4bd533cf13e9abb183d9449c1c4f17cedd6cdf5e41682b4400298b78928462d93bd305f26870"
                         .to_owned()
+                ),
+                (
+                    5,
+                    "9d32dfa88a5f6d1b756d7d350e89be61dd1a17c90a363404feefbb1425e8682a1d99ed82d098fbb4004f300153f47941"
+                        .to_owned()
                 )
             ]
         );
@@ -1308,6 +1331,11 @@ mod tests {
                 (
                     4,
                     "bc374e6581a20ce4afa0f112aa87577d370f68a7539f5b3f0fa953d0edcfcf4a68f0800ede2fdb0a028fea67124f7c59"
+                        .to_owned()
+                ),
+                (
+                    5,
+                    "fa6698005d7f32983d16821a9a0c75a1bfa3a927c2721aa7123b2bdac864443c1cf8856e1414877405886c2a32bf49a1"
                         .to_owned()
                 )
             ]
