@@ -170,6 +170,12 @@ macro_rules! conformance_tests {
                 commit_is_atomic => CommitIsAtomic,
                 operations_pagination => OperationsPagination,
                 pepper_fingerprint => PepperFingerprint,
+                controls_round_trip => ControlsRoundTrip,
+                controls_update => ControlsUpdate,
+                spend_credits => SpendCredits,
+                spend_credits_race => SpendCreditsRace,
+                list_by_external_id => ListByExternalId,
+                list_expiring => ListExpiring,
             );
 
             #[tokio::test]
@@ -448,4 +454,94 @@ async fn redis_corrupt_records_are_reported_without_values() {
         assert!(!format!("{e} {e:?}").contains("SECRET"));
     })
     .await;
+}
+
+/// Spends of one key's credits from several stores (separate pools or
+/// connections over one database) at once, on several threads.
+const POOLS: usize = 4;
+const POOL_SPENDS: usize = 80;
+const POOL_CREDITS: u64 = 30;
+
+/// Spends `POOL_SPENDS` times one credit of a key holding `POOL_CREDITS`,
+/// round-robin over `stores`, all at once: exactly `POOL_CREDITS` succeed
+/// and none is left, never more.
+async fn spend_from_many<S: KeyStore + Clone>(stores: Vec<S>) {
+    use api_keys::controls::{CreditSpend, Credits, KeyControls};
+    let mut key = conformance::record(&conformance::service_account());
+    key.set_controls(KeyControls::new().credits(Credits::new(POOL_CREDITS).unwrap()));
+    let id = key.id;
+    stores[0].insert(key).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..POOL_SPENDS {
+        let store = stores[i % stores.len()].clone();
+        tasks.spawn(async move { store.spend_credits(&id, 1, None).await });
+    }
+    let mut spent = 0;
+    while let Some(outcome) = tasks.join_next().await {
+        match outcome.unwrap().unwrap() {
+            CreditSpend::Spent { .. } => spent += 1,
+            CreditSpend::Exhausted { remaining: 0 } => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(spent, POOL_CREDITS, "{POOL_SPENDS} spends over {} stores", stores.len());
+    let left = stores[1].get(&id).await.unwrap().unwrap().controls().credits.map(|c| c.remaining);
+    assert_eq!(left, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_pools_on_one_file_never_spend_more_credits_than_a_key_had() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("shared.db").display());
+    let mut stores = Vec::new();
+    for _ in 0..POOLS {
+        stores.push(SqliteStore::connect(&url).await.unwrap());
+    }
+    spend_from_many(stores.clone()).await;
+    for s in stores {
+        s.pool().close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_pools_never_spend_more_credits_than_a_key_had() {
+    let backend = Postgres::open().await;
+    let mut stores = vec![backend.store()];
+    for _ in 1..POOLS {
+        let store = PostgresStore::builder(postgres_url())
+            .schema(backend.schema.clone())
+            .max_connections(4)
+            .connect()
+            .await
+            .unwrap_or_else(|e| postgres_down(&e, PG_NEEDS));
+        stores.push(store);
+    }
+    let outcome = tokio::spawn(spend_from_many(stores.clone())).await;
+    for s in &stores[1..] {
+        s.pool().close().await;
+    }
+    backend.cleanup().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_connections_never_spend_more_credits_than_a_key_had() {
+    let backend = Redis::open().await;
+    let prefix = backend.0.prefix().to_owned();
+    let mut stores = vec![backend.store()];
+    for _ in 1..POOLS {
+        let store = RedisStore::builder(redis_url())
+            .prefix(prefix.clone())
+            .connect()
+            .await
+            .unwrap_or_else(|e| redis_down(&e, REDIS_NEEDS));
+        stores.push(store);
+    }
+    let outcome = tokio::spawn(spend_from_many(stores)).await;
+    backend.cleanup().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }

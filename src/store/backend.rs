@@ -15,6 +15,17 @@
 //! | `pepper_version` | integer (`0..=u32::MAX`) |
 //! | `digest` | the 32 raw bytes (SQLite `BLOB`, PostgreSQL `BYTEA`; Redis: standard base64) |
 //! | `status`, `kind` | [`KeyStatus::as_str`] / [`KeyKind::as_str`] |
+//! | `enabled` | boolean (SQLite `0`/`1`; Redis: field `enabled = 0` only when disabled) |
+//! | `metadata` | compact JSON object text |
+//! | `external_id` | text |
+//! | `allowed_ips`, `rate_limits` | the keyctl syntax, comma-joined (`10.0.0.0/8,2001:db8::/32`; `api=100/1s:burst=20`) |
+//! | `credits_remaining`, `credits_refill_amount` | integer `0..=Credits::MAX` |
+//! | `credits_refill_period` | `daily` / `monthly` |
+//! | `credits_refill_at` | seconds after midnight UTC, `0..=86399` |
+//! | `credits_refilled_at` | `i64` nanoseconds since the Unix epoch |
+//!
+//! Absent controls are absent columns (SQL `NULL`, Redis: no field); the
+//! refill columns are all set or all absent, and only with a remaining count.
 //!
 //! Reading a row back validates every field with the same constructors the
 //! rest of the crate uses; anything invalid is [`StoreError::Corrupt`], whose
@@ -25,6 +36,7 @@ use std::time::Duration;
 
 use super::StoreError;
 use crate::clock::Timestamp;
+use crate::controls::{Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimits, Refill, RefillPeriod};
 use crate::digest::Digest;
 use crate::record::{Description, KeyKind, KeyRecord, KeyStatus, ReissueLinks, ServiceAccountId};
 use crate::scope::{Scope, ScopeSet};
@@ -90,6 +102,132 @@ pub(crate) struct Row {
     pub(crate) kind: String,
     pub(crate) replaced_by: Option<String>,
     pub(crate) reissued_from: Option<String>,
+    pub(crate) controls: ControlColumns,
+}
+
+/// The enabled flag and the controls as primitive column values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ControlColumns {
+    pub(crate) enabled: bool,
+    pub(crate) metadata: Option<String>,
+    pub(crate) external_id: Option<String>,
+    pub(crate) allowed_ips: Option<String>,
+    pub(crate) rate_limits: Option<String>,
+    pub(crate) credits_remaining: Option<i64>,
+    pub(crate) credits_refill_amount: Option<i64>,
+    pub(crate) credits_refill_period: Option<String>,
+    pub(crate) credits_refill_at: Option<i64>,
+    pub(crate) credits_refilled_at: Option<i64>,
+}
+
+impl Default for ControlColumns {
+    /// What a record written before the controls existed reads as: enabled,
+    /// no control.
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            metadata: None,
+            external_id: None,
+            allowed_ips: None,
+            rate_limits: None,
+            credits_remaining: None,
+            credits_refill_amount: None,
+            credits_refill_period: None,
+            credits_refill_at: None,
+            credits_refilled_at: None,
+        }
+    }
+}
+
+/// A credit count as stored (counts never exceed [`Credits::MAX`], which
+/// fits `i64`).
+fn count_column(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl ControlColumns {
+    /// The columns of `record`'s enabled flag and controls.
+    pub(crate) fn of(record: &KeyRecord) -> Self {
+        Self::from_parts(record.enabled, record.controls())
+    }
+
+    /// The columns of an enabled flag and controls.
+    pub(crate) fn from_parts(enabled: bool, c: &KeyControls) -> Self {
+        let credits = c.credits.as_ref();
+        let refill = credits.and_then(|c| c.refill.as_ref());
+        Self {
+            enabled,
+            metadata: c.metadata.as_ref().map(Metadata::to_json),
+            external_id: c.external_id.as_ref().map(|e| e.as_str().to_owned()),
+            allowed_ips: c.allowed_ips.as_ref().map(ToString::to_string),
+            rate_limits: c.rate_limits.as_ref().map(ToString::to_string),
+            credits_remaining: credits.map(|c| count_column(c.remaining)),
+            credits_refill_amount: refill.map(|r| count_column(r.amount)),
+            credits_refill_period: refill.map(|r| r.period.as_str().to_owned()),
+            credits_refill_at: refill.map(|r| i64::from(r.at_second)),
+            credits_refilled_at: credits.and_then(|c| c.refilled_at).map(Timestamp::unix_nanos),
+        }
+    }
+
+    /// Validates the columns into the enabled flag and the controls.
+    pub(crate) fn into_controls(self) -> Result<(bool, KeyControls), StoreError> {
+        let mut c = KeyControls::new();
+        c.metadata = self
+            .metadata
+            .as_deref()
+            .map(|m| Metadata::parse(m).map_err(|_| corrupt("metadata", "is not a valid metadata object")))
+            .transpose()?;
+        c.external_id = self
+            .external_id
+            .as_deref()
+            .map(|e| ExternalId::new(e).map_err(|_| corrupt("external_id", "is not a valid external id")))
+            .transpose()?;
+        c.allowed_ips = self
+            .allowed_ips
+            .as_deref()
+            .map(|l| l.parse::<IpAllowList>().map_err(|_| corrupt("allowed_ips", "is not a valid IP allow-list")))
+            .transpose()?;
+        c.rate_limits = self
+            .rate_limits
+            .as_deref()
+            .map(|l| l.parse::<RateLimits>().map_err(|_| corrupt("rate_limits", "is not a valid rate limit list")))
+            .transpose()?;
+        c.credits = self.credits()?;
+        Ok((self.enabled, c))
+    }
+
+    fn credits(&self) -> Result<Option<Credits>, StoreError> {
+        let count = |field: &str, n: i64| {
+            u64::try_from(n)
+                .ok()
+                .filter(|n| *n <= Credits::MAX)
+                .ok_or_else(|| corrupt(field, "is outside 0..=Credits::MAX"))
+        };
+        let refill = match (self.credits_refill_amount, self.credits_refill_period.as_deref(), self.credits_refill_at) {
+            (None, None, None) => None,
+            (Some(amount), Some(period), Some(at)) => Some(Refill {
+                amount: count("credits_refill_amount", amount)?,
+                period: RefillPeriod::parse(period)
+                    .ok_or_else(|| corrupt("credits_refill_period", "is not daily or monthly"))?,
+                at_second: u32::try_from(at)
+                    .ok()
+                    .filter(|s| *s < 86_400)
+                    .ok_or_else(|| corrupt("credits_refill_at", "is outside 0..=86399"))?,
+            }),
+            _ => return Err(corrupt("credits_refill_amount", "and the other refill fields are not all set")),
+        };
+        let Some(remaining) = self.credits_remaining else {
+            if refill.is_some() || self.credits_refilled_at.is_some() {
+                return Err(corrupt("credits_remaining", "is missing while a refill is set"));
+            }
+            return Ok(None);
+        };
+        Ok(Some(Credits {
+            remaining: count("credits_remaining", remaining)?,
+            refill,
+            refilled_at: self.credits_refilled_at.map(Timestamp::from_unix_nanos),
+        }))
+    }
 }
 
 fn corrupt(field: &str, what: &str) -> StoreError {
@@ -135,6 +273,9 @@ impl Row {
             replaced_by: self.replaced_by.as_deref().map(|t| key_id("replaced_by", t)).transpose()?,
             reissued_from: self.reissued_from.as_deref().map(|t| key_id("reissued_from", t)).transpose()?,
         };
+        let (enabled, controls) = self.controls.into_controls()?;
+        record.enabled = enabled;
+        record.set_controls(controls);
         Ok(record)
     }
 }
@@ -179,6 +320,61 @@ mod tests {
             kind: "imported".into(),
             replaced_by: Some("bbbbbbbbbbbbbbbbbbbb".into()),
             reissued_from: None,
+            controls: ControlColumns::default(),
+        }
+    }
+
+    #[test]
+    fn controls_round_trip_through_their_columns() {
+        let mut r = good().into_record().unwrap();
+        assert!(r.enabled && r.controls.is_none(), "old rows are enabled, without controls");
+        r.enabled = false;
+        let refill = Refill::new(50, RefillPeriod::Monthly).unwrap().at(6, 30).unwrap();
+        r.set_controls(
+            KeyControls::new()
+                .metadata(Metadata::parse(r#"{"plan":"pro","n":[1,2]}"#).unwrap())
+                .external_id(ExternalId::new("cust_1").unwrap())
+                .allowed_ips("10.0.0.0/8,2001:db8::1".parse().unwrap())
+                .rate_limits("api=100/1s:burst=20,day=5000/1d".parse().unwrap())
+                .credits(Credits::new(Credits::MAX).unwrap().refill(refill, Timestamp::from_unix_nanos(-7))),
+        );
+        let columns = ControlColumns::of(&r);
+        assert_eq!(columns.credits_refill_at, Some(23_400));
+        let (enabled, controls) = columns.into_controls().unwrap();
+        assert!(!enabled);
+        assert_eq!(&controls, r.controls());
+    }
+
+    #[test]
+    fn invalid_control_columns_are_corrupt() {
+        type Spoil = Box<dyn Fn(&mut ControlColumns)>;
+        let base = ControlColumns {
+            credits_remaining: Some(1),
+            credits_refill_amount: Some(1),
+            credits_refill_period: Some("daily".into()),
+            credits_refill_at: Some(0),
+            ..ControlColumns::default()
+        };
+        assert!(base.clone().into_controls().is_ok());
+        let cases: Vec<(&str, Spoil)> = vec![
+            ("metadata", Box::new(|c| c.metadata = Some("[1]".into()))),
+            ("external_id", Box::new(|c| c.external_id = Some("SECRET VALUE".into()))),
+            ("allowed_ips", Box::new(|c| c.allowed_ips = Some("SECRETVALUE".into()))),
+            ("rate_limits", Box::new(|c| c.rate_limits = Some("SECRETVALUE".into()))),
+            ("credits_remaining", Box::new(|c| c.credits_remaining = Some(-1))),
+            ("credits_refill_amount", Box::new(|c| c.credits_refill_amount = Some(-1))),
+            ("credits_refill_period", Box::new(|c| c.credits_refill_period = Some("weekly".into()))),
+            ("credits_refill_at", Box::new(|c| c.credits_refill_at = Some(86_400))),
+            ("credits_refill_amount", Box::new(|c| c.credits_refill_period = None)),
+            ("credits_remaining", Box::new(|c| c.credits_remaining = None)),
+        ];
+        for (field, spoil) in cases {
+            let mut c = base.clone();
+            spoil(&mut c);
+            let e = c.into_controls().unwrap_err();
+            let text = format!("{e} {e:?}");
+            assert!(matches!(e, StoreError::Corrupt(_)) && text.contains(field), "{field}: {text}");
+            assert!(!text.contains("SECRET"), "{field}: {text}");
         }
     }
 

@@ -270,6 +270,39 @@ mod tests {
         admin.close().await.unwrap();
     }
 
+    /// As the SQLite test of the same name, against the real server.
+    #[tokio::test]
+    async fn a_version_3_database_upgrades_to_key_controls_and_loses_nothing() {
+        use crate::store::sql::migrator_of;
+        let url = std::env::var("API_KEYS_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let schema = format!("api_keys_upgrade_{}", KeyId::generate().unwrap());
+        let mut admin = PgConnection::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 unreachable ({e}); the upgrade test needs it"));
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\""))).execute(&mut admin).await.unwrap();
+        let store = PostgresStore::builder(&url).schema(schema.clone()).connect_lazy().unwrap();
+        migrator_of(&Postgres::SCHEMA[..3]).run(store.pool()).await.unwrap();
+        let outcome = tokio::spawn(async move {
+            let store = crate::store::sql::check_v3_upgrade!(
+                store,
+                Postgres::SCHEMA,
+                "INSERT INTO api_keys (id, service_account_id, description, created_at, last_used_at, scopes, \
+                     expires_at, masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from) \
+                     VALUES ($1, $2, $3, $4, $5, string_to_array($6, ','), $7, $8, $9, $10, $11, $12, $13, $14)",
+                "INSERT INTO api_key_operations (id, key_id, service_account_id, kind, actor, created_at, changes) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            );
+            store.pool().close().await;
+        })
+        .await;
+        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE"))).execute(&mut admin).await.unwrap();
+        admin.close().await.unwrap();
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+
     #[test]
     fn schema_names_are_narrow() {
         for ok in ["api_keys", "_x", "t_0123456789abcdef", &"a".repeat(63)] {

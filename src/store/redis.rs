@@ -30,6 +30,35 @@
 //! | `{p}:ops:<id>` | sorted set | the key's operations log: each entry as JSON, scored by its sequence number; kept after the key is deleted |
 //! | `{p}:opids` | hash | operation id → sequence number, so an id is logged once |
 //! | `{p}:opseq` | string | the last sequence number given to a log entry |
+//! | `{p}:extids` | sorted set | one member `<external id> <key id>` (space-separated; neither contains a space) per key whose controls name an external owner, all with score 0, so one owner's keys are a lexicographic range paged by id |
+//!
+//! ## Record layouts
+//! A record hash has a layout version, per record (not per store, so a store
+//! upgrades record by record and old records stay readable by old
+//! binaries):
+//!
+//! | layout | marked by | holds |
+//! |---|---|---|
+//! | 1 | no `v` field | the fields above; the id in field `id` |
+//! | 2 | `v = 2` | layout 1, the id moved to field `key_id`, and the optional `enabled` (`0` when disabled), `metadata`, `external_id`, `allowed_ips`, `rate_limits`, `credits_remaining`, `credits_refill_amount`, `credits_refill_period`, `credits_refill_at`, `credits_refilled_at` (encodings as in [`backend`](super::backend)) |
+//!
+//! A record is written in layout 2 as soon as it is disabled or carries a
+//! control (and stays so). The id moves because the layout 1 decoder (every
+//! release before this one) ignores fields it does not know: it would read a
+//! disabled key with an allow-list as an enabled key without one. Finding no
+//! `id` it refuses the record as corrupt instead, which fails closed (a
+//! test keeps that old decoder and shows it). This decoder refuses any
+//! layout above 2 the same way. Plain keys stay in layout 1, readable by
+//! every release.
+//!
+//! Credit counts stay exact: the spend script compares decimal strings (as
+//! `touch_last_used` does) and decrements with `HINCRBY` (64-bit integers on
+//! the server), reading the result back as text, so no count passes through
+//! a Lua number (a double); counts go up to `Credits::MAX` as in every store.
+//!
+//! `list_expiring` has no index: it scans the store's record keys (`SCAN`,
+//! 1000 per step) and reads status and expiry of each, O(keys) per page;
+//! it is an operator listing, not a request path.
 //!
 //! # Atomicity, and why every key shares one hash tag
 //! Redis Cluster hashes only the first `{…}` of a key name, so every key of a
@@ -52,6 +81,7 @@
 //!   change succeeded, appends the log entries — change and log in one
 //!   script; an update is a script of its own that checks the rules of
 //!   [`apply_update`](crate::store::apply_update) before it writes;
+//! - `spend_credits` is one script: refill if due, check and decrement;
 //! - `touch_last_used` is one script for the whole batch, comparing the
 //!   decimal nanosecond strings exactly (Lua numbers are doubles and would
 //!   round them), so no time moves backwards.
@@ -82,9 +112,10 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, ServerErrorKind, Value, cmd, pipe};
 
-use super::backend::{ConfigError, DEFAULT_TIMEOUT, Row, join_scopes, split_scopes, timed};
+use super::backend::{ConfigError, ControlColumns, DEFAULT_TIMEOUT, Row, join_scopes, split_scopes, timed};
 use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue};
 use crate::clock::Timestamp;
+use crate::controls::{CreditSpend, ExternalId};
 use crate::digest::Digest;
 use crate::operation::{Change, KeyUpdate, LogEntry, Operation, OperationCursor};
 use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
@@ -108,18 +139,21 @@ local function less(a, b)
 end
 ";
 
-/// KEYS: record, account index, digest index. ARGV: id, digest or '', then
-/// field/value pairs. Returns 1, or 0 for a duplicate (nothing written).
+/// KEYS: record, account index, digest index, external-id index. ARGV: id,
+/// digest or '', then field/value pairs. Returns 1, or 0 for a duplicate (nothing written).
 const INSERT_LUA: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if ARGV[2] ~= '' and redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[3], ARGV[2], ARGV[1]) end
+local ext = redis.call('HGET', KEYS[1], 'external_id')
+if ext then redis.call('ZADD', KEYS[4], 0, ext .. ' ' .. ARGV[1]) end
 return 1
 ";
 
-/// KEYS: old record, new record, new record's account index, digest index.
+/// KEYS: old record, new record, new record's account index, digest index,
+/// external-id index.
 /// ARGV: expected old expiry or '', new id, new digest or '', old's new
 /// status, old's new expiry or '' (unchanged), then the new record's
 /// field/value pairs. Returns ok | gone | changed | dup.
@@ -135,6 +169,8 @@ if ARGV[3] ~= '' and redis.call('HEXISTS', KEYS[4], ARGV[3]) == 1 then return 'd
 redis.call('HSET', KEYS[2], unpack(ARGV, 6))
 redis.call('ZADD', KEYS[3], 0, ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[3], ARGV[2]) end
+local ext = redis.call('HGET', KEYS[2], 'external_id')
+if ext then redis.call('ZADD', KEYS[5], 0, ext .. ' ' .. ARGV[2]) end
 redis.call('HSET', KEYS[1], 'replaced_by', ARGV[2], 'status', ARGV[4])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'expires_at', ARGV[5]) end
 return 'ok'
@@ -147,11 +183,14 @@ redis.call('HSET', KEYS[1], 'status', 'revoked')
 return 1
 ";
 
-/// KEYS: record, account index, digest index. ARGV: id, expected account.
-/// Returns 1, 0 if absent, -1 if the account differs (re-read).
+/// KEYS: record, account index, digest index, external-id index. ARGV: id,
+/// expected account. Returns 1, 0 if absent, -1 if the account differs
+/// (re-read).
 const DELETE_LUA: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('HGET', KEYS[1], 'service_account_id') ~= ARGV[2] then return -1 end
+local ext = redis.call('HGET', KEYS[1], 'external_id')
+if ext then redis.call('ZREM', KEYS[4], ext .. ' ' .. ARGV[1]) end
 local kind = redis.call('HGET', KEYS[1], 'kind')
 local digest = redis.call('HGET', KEYS[1], 'digest')
 redis.call('DEL', KEYS[1])
@@ -177,18 +216,52 @@ end
 return n
 ";
 
-/// KEYS: record. ARGV: set description (1/0), description, set scopes
-/// (1/0), scopes, expiry mode (keep | none | set), expiry. Returns ok |
-/// gone | revoked | reissued; checks everything before writing.
+/// KEYS: record, external-id index. ARGV: set description (1/0),
+/// description, set scopes (1/0), scopes, expiry mode (keep | none | set),
+/// expiry, id, layout 2 (1/0), then a count of field/value pairs to set,
+/// the pairs, and the fields to delete. Returns ok | gone | revoked |
+/// reissued; checks everything before writing, and moves the key in the
+/// external-id index if its external id changed.
 const UPDATE_LUA: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
 if redis.call('HGET', KEYS[1], 'status') == 'revoked' then return 'revoked' end
 if ARGV[5] ~= 'keep' and redis.call('HEXISTS', KEYS[1], 'replaced_by') == 1 then return 'reissued' end
+local old_ext = redis.call('HGET', KEYS[1], 'external_id')
 if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'description', ARGV[2]) end
 if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'scopes', ARGV[4]) end
 if ARGV[5] == 'none' then redis.call('HDEL', KEYS[1], 'expires_at') end
 if ARGV[5] == 'set' then redis.call('HSET', KEYS[1], 'expires_at', ARGV[6]) end
+if ARGV[8] == '1' and redis.call('HEXISTS', KEYS[1], 'v') == 0 then
+  redis.call('HDEL', KEYS[1], 'id')
+  redis.call('HSET', KEYS[1], 'v', '2', 'key_id', ARGV[7])
+end
+local n = tonumber(ARGV[9])
+for i = 0, n - 1 do redis.call('HSET', KEYS[1], ARGV[10 + 2 * i], ARGV[11 + 2 * i]) end
+for i = 10 + 2 * n, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
+local new_ext = redis.call('HGET', KEYS[1], 'external_id')
+if old_ext ~= new_ext then
+  if old_ext then redis.call('ZREM', KEYS[2], old_ext .. ' ' .. ARGV[7]) end
+  if new_ext then redis.call('ZADD', KEYS[2], 0, new_ext .. ' ' .. ARGV[7]) end
+end
 return 'ok'
+";
+
+/// KEYS: record. ARGV: cost (decimal), refill due (decimal unix nanos or
+/// ''). Returns {'spent', left} | {'exhausted', available} | {'unlimited'} |
+/// {'gone'}; counts as exact decimal text (see the module docs).
+const SPEND_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
+local rem = redis.call('HGET', KEYS[1], 'credits_remaining')
+if not rem then return {'unlimited'} end
+local amount = redis.call('HGET', KEYS[1], 'credits_refill_amount')
+local at = redis.call('HGET', KEYS[1], 'credits_refilled_at')
+local refill = amount and ARGV[2] ~= '' and ((not at) or less(at, ARGV[2]))
+local avail = rem
+if refill then avail = amount end
+if less(avail, ARGV[1]) then return {'exhausted', avail} end
+if refill then redis.call('HSET', KEYS[1], 'credits_remaining', amount, 'credits_refilled_at', ARGV[2]) end
+if ARGV[1] ~= '0' then redis.call('HINCRBY', KEYS[1], 'credits_remaining', '-' .. ARGV[1]) end
+return {'spent', redis.call('HGET', KEYS[1], 'credits_remaining')}
 ";
 
 /// Turns a change script into one that also appends log entries, in the
@@ -231,6 +304,7 @@ struct Scripts {
     revoke: Script,
     delete: Script,
     touch: Script,
+    spend: Script,
     logged_insert: Script,
     logged_reissue: Script,
     logged_revoke: Script,
@@ -244,6 +318,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     revoke: Script::new(REVOKE_LUA),
     delete: Script::new(DELETE_LUA),
     touch: Script::new(&format!("{LUA_LESS}{TOUCH_LUA}")),
+    spend: Script::new(&format!("{LUA_LESS}{SPEND_LUA}")),
     logged_insert: Script::new(&logged(INSERT_LUA)),
     logged_reissue: Script::new(&logged(REISSUE_LUA)),
     logged_revoke: Script::new(&logged(REVOKE_LUA)),
@@ -519,6 +594,8 @@ pub struct RedisStore<C = RedisConnection> {
     digests: Arc<str>,
     /// `{prefix}:ops:`
     ops_prefix: Arc<str>,
+    /// `{prefix}:extids`
+    ext_index: Arc<str>,
     /// `{prefix}:peppers`: pepper version → base64 fingerprint.
     peppers: Arc<str>,
     timeout: Duration,
@@ -570,6 +647,7 @@ where
             record_prefix: Arc::from(format!("{{{prefix}}}:key:")),
             account_prefix: Arc::from(format!("{{{prefix}}}:sa:")),
             digests: Arc::from(format!("{{{prefix}}}:digests")),
+            ext_index: Arc::from(format!("{{{prefix}}}:extids")),
             ops_prefix: Arc::from(format!("{{{prefix}}}:ops:")),
             peppers: Arc::from(format!("{{{prefix}}}:peppers")),
             timeout,
@@ -643,6 +721,85 @@ where
         k
     }
 
+    /// The page of `ids` (up to `limit + 1`, in id order; the extra one
+    /// tells whether another page follows): their records, leaving out any
+    /// deleted or changed (no longer `still`) since the ids were read.
+    async fn page_of(
+        &self,
+        conn: &mut C,
+        mut ids: Vec<KeyId>,
+        limit: usize,
+        still: impl Fn(&KeyRecord) -> bool,
+    ) -> Result<Page<KeyRecord>, StoreError> {
+        let next = if ids.len() > limit {
+            ids.truncate(limit);
+            ids.last().copied()
+        } else {
+            None
+        };
+        if ids.is_empty() {
+            return Ok(Page { items: Vec::new(), next });
+        }
+        let mut p = pipe();
+        for id in &ids {
+            p.cmd("HGETALL").arg(self.record_key(id));
+        }
+        let hashes: Vec<HashMap<String, String>> = p.query_async(conn).await.map_err(redis_error)?;
+        let items = hashes
+            .into_iter()
+            .filter(|h| !h.is_empty())
+            .map(decode)
+            .filter(|r| r.as_ref().map_or(true, &still))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, next })
+    }
+
+    /// The ids after `after` of active keys with `from <= expires_at <
+    /// until`: a `SCAN` over the record keys reading status and expiry.
+    async fn scan_expiring(
+        &self,
+        conn: &mut C,
+        from: Timestamp,
+        until: Timestamp,
+        after: Option<KeyId>,
+    ) -> Result<Vec<KeyId>, StoreError> {
+        let pattern = format!("{}*", self.record_prefix);
+        let mut cursor: u64 = 0;
+        let mut ids = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(conn)
+                .await
+                .map_err(redis_error)?;
+            if !keys.is_empty() {
+                let mut p = pipe();
+                for k in &keys {
+                    p.cmd("HMGET").arg(k).arg("status").arg("expires_at");
+                }
+                let rows: Vec<(Option<String>, Option<String>)> = p.query_async(conn).await.map_err(redis_error)?;
+                for (key, (status, expires)) in keys.iter().zip(rows) {
+                    let due = expires.and_then(|e| e.parse::<i64>().ok()).map(Timestamp::from_unix_nanos);
+                    if status.as_deref() != Some("active") || !due.is_some_and(|e| from <= e && e < until) {
+                        continue;
+                    }
+                    let id = parse_id(key.strip_prefix(&*self.record_prefix).unwrap_or(key))?;
+                    if after.is_none_or(|a| id > a) {
+                        ids.push(id);
+                    }
+                }
+            }
+            if next == 0 {
+                return Ok(ids);
+            }
+            cursor = next;
+        }
+    }
+
     async fn fetch(&self, conn: &mut C, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
         let fields: HashMap<String, String> =
             cmd("HGETALL").arg(self.record_key(id)).query_async(conn).await.map_err(redis_error)?;
@@ -650,10 +807,44 @@ where
     }
 }
 
-/// The record as hash field/value pairs; absent optional fields are left out.
+/// Whether `r` is written in record layout 2 (see the module docs).
+fn needs_layout_2(r: &KeyRecord) -> bool {
+    !r.enabled || r.controls.is_some()
+}
+
+/// The layout 2 fields of a record's enabled flag and controls, as
+/// field/value pairs to set (present) and fields to delete (absent).
+fn control_fields(c: ControlColumns) -> (Vec<(&'static str, String)>, Vec<&'static str>) {
+    let mut set = Vec::new();
+    let mut del = Vec::new();
+    let mut put = |name: &'static str, v: Option<String>| match v {
+        Some(v) => set.push((name, v)),
+        None => del.push(name),
+    };
+    put("enabled", (!c.enabled).then(|| "0".to_owned()));
+    put("metadata", c.metadata);
+    put("external_id", c.external_id);
+    put("allowed_ips", c.allowed_ips);
+    put("rate_limits", c.rate_limits);
+    put("credits_remaining", c.credits_remaining.map(|n| n.to_string()));
+    put("credits_refill_amount", c.credits_refill_amount.map(|n| n.to_string()));
+    put("credits_refill_period", c.credits_refill_period);
+    put("credits_refill_at", c.credits_refill_at.map(|n| n.to_string()));
+    put("credits_refilled_at", c.credits_refilled_at.map(|n| n.to_string()));
+    (set, del)
+}
+
+/// The record as hash field/value pairs; absent optional fields are left
+/// out. Layout 1 for a plain enabled key, else layout 2.
 fn encode(r: &KeyRecord) -> Vec<(&'static str, String)> {
-    let mut f = Vec::with_capacity(14);
-    f.push(("id", r.id.as_str().to_owned()));
+    let mut f = Vec::with_capacity(16);
+    if needs_layout_2(r) {
+        f.push(("v", "2".to_owned()));
+        f.push(("key_id", r.id.as_str().to_owned()));
+        f.extend(control_fields(ControlColumns::of(r)).0);
+    } else {
+        f.push(("id", r.id.as_str().to_owned()));
+    }
     f.push(("service_account_id", r.service_account_id.as_str().to_owned()));
     f.push(("description", r.description.as_str().to_owned()));
     f.push(("created_at", r.created_at.unix_nanos().to_string()));
@@ -685,8 +876,20 @@ fn decode(mut f: HashMap<String, String>) -> Result<KeyRecord, StoreError> {
     fn int(field: &str, text: &str) -> Result<i64, StoreError> {
         text.parse().map_err(|_| StoreError::Corrupt(format!("field `{field}` is not an integer")))
     }
+    let layout = f.remove("v");
+    let id_field = match layout.as_deref() {
+        None => "id",
+        Some("2") => "key_id",
+        Some(v) => {
+            let v = v.parse::<u64>().map_or_else(|_| "unknown".to_owned(), |n| n.to_string());
+            return Err(StoreError::Corrupt(format!(
+                "record layout version {v} is newer than this version of api-keys reads (up to 2)"
+            )));
+        }
+    };
+    let controls = if layout.is_some() { take_controls(&mut f)? } else { ControlColumns::default() };
     let mut take = |field: &'static str| f.remove(field).ok_or_else(|| missing(field));
-    let id = take("id")?;
+    let id = take(id_field)?;
     let service_account_id = take("service_account_id")?;
     let description = take("description")?;
     let created_at = int("created_at", &take("created_at")?)?;
@@ -714,8 +917,35 @@ fn decode(mut f: HashMap<String, String>) -> Result<KeyRecord, StoreError> {
         kind,
         replaced_by: f.remove("replaced_by"),
         reissued_from: f.remove("reissued_from"),
+        controls,
     }
     .into_record()
+}
+
+/// The layout 2 control fields of a record hash.
+fn take_controls(f: &mut HashMap<String, String>) -> Result<ControlColumns, StoreError> {
+    fn int(f: &mut HashMap<String, String>, field: &str) -> Result<Option<i64>, StoreError> {
+        f.remove(field)
+            .map(|t| t.parse().map_err(|_| StoreError::Corrupt(format!("field `{field}` is not an integer"))))
+            .transpose()
+    }
+    let enabled = match f.remove("enabled").as_deref() {
+        None | Some("1") => true,
+        Some("0") => false,
+        Some(_) => return Err(StoreError::Corrupt("field `enabled` is not 0 or 1".to_owned())),
+    };
+    Ok(ControlColumns {
+        enabled,
+        metadata: f.remove("metadata"),
+        external_id: f.remove("external_id"),
+        allowed_ips: f.remove("allowed_ips"),
+        rate_limits: f.remove("rate_limits"),
+        credits_remaining: int(f, "credits_remaining")?,
+        credits_refill_amount: int(f, "credits_refill_amount")?,
+        credits_refill_period: f.remove("credits_refill_period"),
+        credits_refill_at: int(f, "credits_refill_at")?,
+        credits_refilled_at: int(f, "credits_refilled_at")?,
+    })
 }
 
 fn parse_id(text: &str) -> Result<KeyId, StoreError> {
@@ -796,6 +1026,7 @@ where
             .key(self.record_key(&record.id))
             .key(self.account_key(&record.service_account_id))
             .key(&*self.digests)
+            .key(&*self.ext_index)
             .arg(record.id.as_str())
             .arg(if imported { record.digest.to_base64() } else { String::new() })
             .fields(encode(record));
@@ -836,8 +1067,13 @@ where
             let account = ServiceAccountId::new(&sa).map_err(|_| {
                 StoreError::Corrupt("field `service_account_id` is not a valid service account id".to_owned())
             })?;
-            let call =
-                Call::default().key(&key).key(self.account_key(&account)).key(&*self.digests).arg(id.as_str()).arg(&sa);
+            let call = Call::default()
+                .key(&key)
+                .key(self.account_key(&account))
+                .key(&*self.digests)
+                .key(&*self.ext_index)
+                .arg(id.as_str())
+                .arg(&sa);
             match self.run(&mut conn, (&SCRIPTS.delete, &SCRIPTS.logged_delete), &call, log).await?.as_str() {
                 "1" => return Ok(()),
                 "0" => return Err(StoreError::NotFound(*id)),
@@ -873,6 +1109,7 @@ where
                 .key(self.record_key(&new.id))
                 .key(self.account_key(&new.service_account_id))
                 .key(&*self.digests)
+                .key(&*self.ext_index)
                 .arg(expected_expiry)
                 .arg(new.id.as_str())
                 .arg(&new_digest)
@@ -897,14 +1134,23 @@ where
             Some(None) => ("none", String::new()),
             Some(Some(t)) => ("set", t.unix_nanos().to_string()),
         };
-        let call = Call::default()
+        let (set, del) = update_control_fields(update);
+        let mut call = Call::default()
             .key(self.record_key(id))
+            .key(&*self.ext_index)
             .arg(flag(update.description.is_some()))
             .arg(update.description.as_ref().map(|d| d.as_str().to_owned()).unwrap_or_default())
             .arg(flag(update.scopes.is_some()))
             .arg(update.scopes.as_ref().map(join_scopes).unwrap_or_default())
             .arg(mode)
-            .arg(expiry);
+            .arg(expiry)
+            .arg(id.as_str())
+            .arg(flag(update.enabled.is_some() || update.changes_controls()))
+            .arg(set.len().to_string())
+            .fields(set);
+        for field in del {
+            call = call.arg(field);
+        }
         let mut conn = self.conn.clone();
         let reply = self.run(&mut conn, (&SCRIPTS.logged_update, &SCRIPTS.logged_update), &call, Some(log)).await?;
         match reply.as_str() {
@@ -919,6 +1165,28 @@ where
             other => Err(log_reply(other, Some(log))),
         }
     }
+}
+
+/// The control fields an update writes (set) and removes (del): only the
+/// ones it changes, so an update that leaves the credits alone never
+/// writes the count a concurrent spend may have changed.
+fn update_control_fields(update: &KeyUpdate) -> (Vec<(&'static str, String)>, Vec<&'static str>) {
+    // The columns of exactly what the update sets; the filter below keeps
+    // the fields it changes.
+    let columns = ControlColumns::from_parts(
+        update.enabled.unwrap_or(true),
+        &update.apply_to_controls(&crate::controls::KeyControls::NONE),
+    );
+    let (set, del) = control_fields(columns);
+    let wanted = |name: &str| match name {
+        "enabled" => update.enabled.is_some(),
+        "metadata" => update.metadata.is_some(),
+        "external_id" => update.external_id.is_some(),
+        "allowed_ips" => update.allowed_ips.is_some(),
+        "rate_limits" => update.rate_limits.is_some(),
+        _ => update.credits.is_some(),
+    };
+    (set.into_iter().filter(|(n, _)| wanted(n)).collect(), del.into_iter().filter(|n| wanted(n)).collect())
 }
 
 /// The error for a script reply outside the change's own replies: a
@@ -943,29 +1211,78 @@ where
         timed(self.timeout, self.insert_with(&record, None)).await
     }
 
-    // WIP(stores): interim until the SQL/Redis implementation lands on this branch.
     async fn spend_credits(
         &self,
-        _id: &KeyId,
-        _cost: u64,
-        _refill_due: Option<Timestamp>,
-    ) -> Result<crate::controls::CreditSpend, StoreError> {
-        Err(StoreError::unavailable("spend_credits: not implemented yet on branch stores"))
+        id: &KeyId,
+        cost: u64,
+        refill_due: Option<Timestamp>,
+    ) -> Result<CreditSpend, StoreError> {
+        let mut inv = SCRIPTS.spend.prepare_invoke();
+        inv.key(self.record_key(id))
+            .arg(cost.to_string())
+            .arg(refill_due.map(|t| t.unix_nanos().to_string()).unwrap_or_default());
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> =
+            timed(self.timeout, async { inv.invoke_async(&mut conn).await.map_err(redis_error) }).await?;
+        let count = |text: Option<&String>| {
+            text.and_then(|t| t.parse::<u64>().ok())
+                .ok_or_else(|| StoreError::Corrupt("field `credits_remaining` is not a credit count".to_owned()))
+        };
+        match reply.first().map(String::as_str) {
+            Some("spent") => Ok(CreditSpend::Spent { remaining: count(reply.get(1))? }),
+            Some("exhausted") => Ok(CreditSpend::Exhausted { remaining: count(reply.get(1))? }),
+            Some("unlimited") => Ok(CreditSpend::Unlimited),
+            Some("gone") => Err(StoreError::NotFound(*id)),
+            _ => Err(corrupt_reply()),
+        }
     }
+
     async fn list_by_external_id(
         &self,
-        _external_id: &crate::controls::ExternalId,
-        _page: PageRequest,
+        external_id: &ExternalId,
+        page: PageRequest,
     ) -> Result<Page<KeyRecord>, StoreError> {
-        Err(StoreError::unavailable("list_by_external_id: not implemented yet on branch stores"))
+        let limit = page.effective_limit();
+        let ext = external_id.as_str();
+        let min = page.after.map_or_else(|| format!("[{ext} "), |a| format!("({ext} {}", a.as_str()));
+        let mut conn = self.conn.clone();
+        timed(self.timeout, async {
+            let members: Vec<String> = cmd("ZRANGEBYLEX")
+                .arg(&*self.ext_index)
+                .arg(min)
+                .arg(format!("[{ext} ~"))
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit + 1)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error)?;
+            let prefix = format!("{ext} ");
+            let ids = members
+                .iter()
+                .map(|m| m.strip_prefix(&prefix).map_or_else(|| Err(corrupt_reply()), parse_id))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.page_of(&mut conn, ids, limit, |r| r.controls().external_id.as_ref() == Some(external_id)).await
+        })
+        .await
     }
+
     async fn list_expiring(
         &self,
-        _from: Timestamp,
-        _until: Timestamp,
-        _page: PageRequest,
+        from: Timestamp,
+        until: Timestamp,
+        page: PageRequest,
     ) -> Result<Page<KeyRecord>, StoreError> {
-        Err(StoreError::unavailable("list_expiring: not implemented yet on branch stores"))
+        let limit = page.effective_limit();
+        let mut conn = self.conn.clone();
+        let expiring = move |r: &KeyRecord| !r.is_revoked() && r.expires_at.is_some_and(|e| from <= e && e < until);
+        timed(self.timeout, async {
+            let mut ids = self.scan_expiring(&mut conn, from, until, page.after).await?;
+            ids.sort_unstable();
+            ids.truncate(limit + 1);
+            self.page_of(&mut conn, ids, limit, expiring).await
+        })
+        .await
     }
 
     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
@@ -1012,24 +1329,9 @@ where
                 .query_async(&mut conn)
                 .await
                 .map_err(redis_error)?;
-            let mut ids = ids.iter().map(|s| parse_id(s)).collect::<Result<Vec<_>, _>>()?;
-            let next = if ids.len() > limit {
-                ids.truncate(limit);
-                ids.last().copied()
-            } else {
-                None
-            };
-            if ids.is_empty() {
-                return Ok(Page { items: Vec::new(), next });
-            }
-            let mut p = pipe();
-            for id in &ids {
-                p.cmd("HGETALL").arg(self.record_key(id));
-            }
-            let hashes: Vec<HashMap<String, String>> = p.query_async(&mut conn).await.map_err(redis_error)?;
+            let ids = ids.iter().map(|s| parse_id(s)).collect::<Result<Vec<_>, _>>()?;
             // A key deleted between the two reads is simply not listed.
-            let items = hashes.into_iter().filter(|h| !h.is_empty()).map(decode).collect::<Result<Vec<_>, _>>()?;
-            Ok(Page { items, next })
+            self.page_of(&mut conn, ids, limit, |_| true).await
         })
         .await
     }
@@ -1182,6 +1484,156 @@ mod tests {
         assert!(!names.contains(&"last_used_at") && !names.contains(&"replaced_by"));
         let map = fields.into_iter().map(|(f, v)| (f.to_owned(), v)).collect();
         assert_eq!(decode(map).unwrap(), r);
+    }
+
+    /// The record decoder of the previous release (record layout 1),
+    /// verbatim but for the `controls` its `Row` did not have.
+    fn decode_layout_1(mut f: HashMap<String, String>) -> Result<KeyRecord, StoreError> {
+        fn missing(field: &str) -> StoreError {
+            StoreError::Corrupt(format!("field `{field}` is missing"))
+        }
+        fn int(field: &str, text: &str) -> Result<i64, StoreError> {
+            text.parse().map_err(|_| StoreError::Corrupt(format!("field `{field}` is not an integer")))
+        }
+        let mut take = |field: &'static str| f.remove(field).ok_or_else(|| missing(field));
+        let id = take("id")?;
+        let service_account_id = take("service_account_id")?;
+        let description = take("description")?;
+        let created_at = int("created_at", &take("created_at")?)?;
+        let scopes = split_scopes(&take("scopes")?);
+        let masked_key = take("masked_key")?;
+        let pepper_version = int("pepper_version", &take("pepper_version")?)?;
+        let digest = Digest::from_base64(&take("digest")?)
+            .map_err(|_| StoreError::Corrupt("field `digest` is not base64 of 32 bytes".to_owned()))?;
+        let status = take("status")?;
+        let kind = take("kind")?;
+        let last_used_at = f.remove("last_used_at").map(|t| int("last_used_at", &t)).transpose()?;
+        let expires_at = f.remove("expires_at").map(|t| int("expires_at", &t)).transpose()?;
+        Row {
+            id,
+            service_account_id,
+            description,
+            created_at,
+            last_used_at,
+            scopes,
+            expires_at,
+            masked_key,
+            pepper_version,
+            digest: digest.as_bytes().to_vec(),
+            status,
+            kind,
+            replaced_by: f.remove("replaced_by"),
+            reissued_from: f.remove("reissued_from"),
+            // The previous release's `Row` had no controls: what it built is a
+            // record enabled and without controls.
+            controls: ControlColumns::default(),
+        }
+        .into_record()
+    }
+
+    fn layout_2_record() -> KeyRecord {
+        let mut r = KeyRecord::new(
+            KeyId::parse("cccccccccccccccccccc").unwrap(),
+            ServiceAccountId::new("robot").unwrap(),
+            KeyKind::Native,
+            1,
+            Digest::from_bytes([3; 32]),
+            crate::secret::MaskedKey::from_tail(b"abcdef"),
+            Timestamp::from_unix_nanos(1_700_000_000_000_000_000),
+        );
+        r.enabled = false;
+        r.set_controls(
+            crate::controls::KeyControls::new()
+                .allowed_ips("10.0.0.0/8".parse().unwrap())
+                .credits(crate::controls::Credits::new(crate::controls::Credits::MAX).unwrap()),
+        );
+        r
+    }
+
+    fn as_map(fields: Vec<(&'static str, String)>) -> HashMap<String, String> {
+        fields.into_iter().map(|(f, v)| (f.to_owned(), v)).collect()
+    }
+
+    /// What an older binary does with a record carrying the new fields:
+    /// it refuses it (no `id`), rather than reading a disabled key with an
+    /// allow-list as an enabled key without one. Plain keys stay readable.
+    #[test]
+    fn the_previous_decoder_refuses_a_layout_2_record() {
+        let r = layout_2_record();
+        let map = as_map(encode(&r));
+        assert_eq!(map.get("v").map(String::as_str), Some("2"));
+        let e = decode_layout_1(map.clone()).unwrap_err();
+        assert!(matches!(&e, StoreError::Corrupt(m) if m.contains("`id`")), "{e:?}");
+        assert!(e.is_unavailable(), "fails closed");
+        assert_eq!(decode(map).unwrap(), r);
+        let plain = KeyRecord { enabled: true, controls: None, ..r };
+        let map = as_map(encode(&plain));
+        assert!(!map.contains_key("v"), "a plain key stays in layout 1");
+        assert_eq!(decode_layout_1(map.clone()).unwrap(), plain);
+        assert_eq!(decode(map).unwrap(), plain);
+    }
+
+    /// A layout this version does not know is refused, naming it.
+    #[test]
+    fn unknown_layouts_are_refused() {
+        let mut map = as_map(encode(&layout_2_record()));
+        for (v, shown) in [("3", "3"), ("x SECRET", "unknown")] {
+            map.insert("v".to_owned(), v.to_owned());
+            let e = decode(map.clone()).unwrap_err();
+            let text = format!("{e} {e:?}");
+            assert!(matches!(e, StoreError::Corrupt(_)) && text.contains(&format!("version {shown}")), "{text}");
+            assert!(!text.contains("SECRET"));
+        }
+        let mut map = as_map(encode(&layout_2_record()));
+        map.insert("enabled".to_owned(), "yes".to_owned());
+        assert!(matches!(decode(map), Err(StoreError::Corrupt(m)) if m.contains("enabled")));
+    }
+
+    /// Against the live server: disabling a plain (layout 1) key through a
+    /// commit moves it to layout 2 in the same script, which the previous
+    /// decoder refuses.
+    #[tokio::test]
+    async fn disabling_a_layout_1_key_moves_it_to_layout_2() {
+        let url = std::env::var("API_KEYS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let prefix = format!("api-keys-test-{}", KeyId::generate().unwrap());
+        let store = RedisStore::builder(url)
+            .prefix(prefix)
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("Redis at 127.0.0.1:6379 unreachable ({e}); this test needs it"));
+        let outcome = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let plain = KeyRecord { enabled: true, controls: None, ..layout_2_record() };
+                store.insert(plain.clone()).await.unwrap();
+                let raw = |s: RedisStore| async move {
+                    let mut conn = s.conn.clone();
+                    let m: HashMap<String, String> =
+                        cmd("HGETALL").arg(s.record_key(&plain.id)).query_async(&mut conn).await.unwrap();
+                    m
+                };
+                assert_eq!(decode_layout_1(raw(store.clone()).await).unwrap(), plain);
+                let entry = crate::operation::LogEntry::new(
+                    plain.id,
+                    crate::operation::OperationKind::Update,
+                    crate::operation::Actor::system(),
+                    Timestamp::from_unix_nanos(1),
+                    crate::operation::OperationChanges::default(),
+                )
+                .unwrap();
+                let update = KeyUpdate::new().enabled(false);
+                store.commit(Change::Update { id: plain.id, update }, &[entry]).await.unwrap();
+                let map = raw(store.clone()).await;
+                assert_eq!((map.get("v").map(String::as_str), map.get("id")), (Some("2"), None));
+                assert!(decode_layout_1(map.clone()).is_err(), "the previous decoder refuses it");
+                assert!(!decode(map).unwrap().enabled);
+            }
+        })
+        .await;
+        store.purge().await.unwrap();
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e.into_panic());
+        }
     }
 
     #[test]

@@ -76,7 +76,9 @@ pub(super) trait Dialect {
 macro_rules! columns {
     () => {
         "id, service_account_id, description, created_at, last_used_at, scopes, expires_at, \
-         masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from"
+         masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from, \
+         enabled, metadata, external_id, allowed_ips, rate_limits, credits_remaining, credits_refill_amount, \
+         credits_refill_period, credits_refill_at, credits_refilled_at"
     };
 }
 
@@ -92,7 +94,8 @@ pub(crate) use columns;
 pub(super) const INSERT: &str = concat!(
     "INSERT INTO api_keys (",
     columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+     $15, $16, $17, $18, $19, $20, $21, $22, $23, $24) ON CONFLICT DO NOTHING"
 );
 pub(super) const SELECT_BY_ID: &str = select!("WHERE id = $1");
 /// [`SELECT_BY_ID`], locking the row until the transaction ends (PostgreSQL).
@@ -107,8 +110,48 @@ pub(super) const DELETE: &str = "DELETE FROM api_keys WHERE id = $1";
 pub(super) const RELINK: &str = "UPDATE api_keys SET replaced_by = $2, status = $3, expires_at = $4 WHERE id = $1";
 /// A key's owner, which its log entries record.
 pub(super) const SELECT_ACCOUNT: &str = "SELECT service_account_id FROM api_keys WHERE id = $1";
-/// Writes the fields an update may change.
-pub(super) const UPDATE: &str = "UPDATE api_keys SET description = $2, scopes = $3, expires_at = $4 WHERE id = $1";
+/// Writes the fields an update may change, but the credits.
+pub(super) const UPDATE: &str = "UPDATE api_keys SET description = $2, scopes = $3, expires_at = $4, enabled = $5, \
+     metadata = $6, external_id = $7, allowed_ips = $8, rate_limits = $9 WHERE id = $1";
+/// Replaces the credits (only for an update that sets them: other updates
+/// never write the count a concurrent spend may have changed).
+pub(super) const UPDATE_CREDITS: &str = "UPDATE api_keys SET credits_remaining = $2, credits_refill_amount = $3, \
+     credits_refill_period = $4, credits_refill_at = $5, credits_refilled_at = $6 WHERE id = $1";
+/// Whether a refill is due, given the due instant `$3` (unix nanos or NULL).
+macro_rules! refill_due {
+    () => {
+        "(credits_refill_amount IS NOT NULL AND $3 IS NOT NULL \
+          AND (credits_refilled_at IS NULL OR credits_refilled_at < $3))"
+    };
+}
+/// The count a spend checks: the refill amount when one is due, else what remains.
+macro_rules! available {
+    () => {
+        concat!("(CASE WHEN ", refill_due!(), " THEN credits_refill_amount ELSE credits_remaining END)")
+    };
+}
+/// Spends `$2` credits of key `$1` in one statement, refilling first when a
+/// refill is due at `$3`: a row comes back (the count left) only if the
+/// credits were spent. Each dialect runs it atomically (PostgreSQL locks
+/// the row and re-checks the condition on the newest version of a row a
+/// concurrent spend changed; SQLite has one writer).
+pub(super) const SPEND: &str = concat!(
+    "UPDATE api_keys SET credits_remaining = ",
+    available!(),
+    " - $2, credits_refilled_at = CASE WHEN ",
+    refill_due!(),
+    " THEN $3 ELSE credits_refilled_at END WHERE id = $1 AND credits_remaining IS NOT NULL AND ",
+    available!(),
+    " >= $2 RETURNING credits_remaining"
+);
+pub(super) const LIST_EXTERNAL_FIRST: &str = select!("WHERE external_id = $1 ORDER BY id LIMIT $2");
+pub(super) const LIST_EXTERNAL_AFTER: &str = select!("WHERE external_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+pub(super) const LIST_EXPIRING_FIRST: &str =
+    select!("WHERE status = 'active' AND expires_at >= $1 AND expires_at < $2 ORDER BY id LIMIT $3");
+pub(super) const LIST_EXPIRING_AFTER: &str =
+    select!("WHERE status = 'active' AND expires_at >= $1 AND expires_at < $2 AND id > $3 ORDER BY id LIMIT $4");
+/// The newest schema version recorded in the database.
+pub(super) const NEWEST_VERSION: &str = "SELECT MAX(version) FROM _api_keys_migrations";
 /// Appends one operations log entry; an id already logged writes nothing.
 pub(super) const LOG: &str = "INSERT INTO api_key_operations \
      (id, key_id, service_account_id, kind, actor, created_at, changes) VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -155,6 +198,13 @@ macro_rules! schema_versions {
                 description: "create api_key_operations",
                 sql: include_str!(concat!("migrations/", $dialect, "/0003_create_api_key_operations.sql")),
             },
+            // Version 4 is reserved for another change (it may land later:
+            // versions not yet applied are applied in order, gaps allowed).
+            SchemaVersion {
+                version: 5,
+                description: "enabled flag and key controls",
+                sql: include_str!(concat!("migrations/", $dialect, "/0005_key_controls.sql")),
+            },
         ]
     };
 }
@@ -183,6 +233,25 @@ pub(super) fn migrate_error(e: sqlx::migrate::MigrateError) -> StoreError {
     match e {
         sqlx::migrate::MigrateError::Execute(e) => sqlx_error(e),
         other => StoreError::unavailable(other),
+    }
+}
+
+/// The newest schema version this build knows.
+pub(super) fn supported_version(versions: &[SchemaVersion]) -> i64 {
+    versions.last().map_or(0, |v| v.version)
+}
+
+/// Refuses a database whose newest applied version (`found`, `None` for a
+/// new database) is newer than this build's: it was migrated by a newer
+/// version of the crate, whose rows this one would misread.
+///
+/// # Errors
+/// [`StoreError::SchemaTooNew`] naming both versions.
+pub(super) fn check_not_newer(found: Option<i64>, versions: &[SchemaVersion]) -> Result<(), StoreError> {
+    let supported = supported_version(versions);
+    match found {
+        Some(found) if found > supported => Err(StoreError::SchemaTooNew { found, supported }),
+        _ => Ok(()),
     }
 }
 
@@ -255,7 +324,8 @@ macro_rules! sql_key_store {
                 Actor, Change, LogEntry, Operation, OperationCursor, OperationId, OperationKind, apply_update,
             };
             use $crate::record::{KeyRecord, ServiceAccountId};
-            use $crate::store::backend::{Row, timed};
+            use $crate::controls::{CreditSpend, ExternalId};
+            use $crate::store::backend::{ControlColumns, Row, timed};
             use $crate::store::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue};
             use $crate::store::sql::{self, Dialect, sqlx_error};
             use $crate::token::KeyId;
@@ -280,6 +350,18 @@ macro_rules! sql_key_store {
                     kind: r.try_get("kind").map_err(sqlx_error)?,
                     replaced_by: r.try_get("replaced_by").map_err(sqlx_error)?,
                     reissued_from: r.try_get("reissued_from").map_err(sqlx_error)?,
+                    controls: ControlColumns {
+                        enabled: r.try_get("enabled").map_err(sqlx_error)?,
+                        metadata: r.try_get("metadata").map_err(sqlx_error)?,
+                        external_id: r.try_get("external_id").map_err(sqlx_error)?,
+                        allowed_ips: r.try_get("allowed_ips").map_err(sqlx_error)?,
+                        rate_limits: r.try_get("rate_limits").map_err(sqlx_error)?,
+                        credits_remaining: r.try_get("credits_remaining").map_err(sqlx_error)?,
+                        credits_refill_amount: r.try_get("credits_refill_amount").map_err(sqlx_error)?,
+                        credits_refill_period: r.try_get("credits_refill_period").map_err(sqlx_error)?,
+                        credits_refill_at: r.try_get::<Option<i32>, _>("credits_refill_at").map_err(sqlx_error)?.map(i64::from),
+                        credits_refilled_at: r.try_get("credits_refilled_at").map_err(sqlx_error)?,
+                    },
                 };
                 row.into_record()
             }
@@ -290,6 +372,7 @@ macro_rules! sql_key_store {
             where
                 E: sqlx::Executor<'e, Database = Db>,
             {
+                let c = ControlColumns::of(r);
                 let done = sqlx::query(sql::INSERT)
                     .bind(r.id.as_str())
                     .bind(r.service_account_id.as_str())
@@ -305,6 +388,16 @@ macro_rules! sql_key_store {
                     .bind(r.kind.as_str())
                     .bind(r.links.replaced_by.as_ref().map(KeyId::as_str))
                     .bind(r.links.reissued_from.as_ref().map(KeyId::as_str))
+                    .bind(c.enabled)
+                    .bind(c.metadata)
+                    .bind(c.external_id)
+                    .bind(c.allowed_ips)
+                    .bind(c.rate_limits)
+                    .bind(c.credits_remaining)
+                    .bind(c.credits_refill_amount)
+                    .bind(c.credits_refill_period)
+                    .bind(c.credits_refill_at.and_then(|s| i32::try_from(s).ok()))
+                    .bind(c.credits_refilled_at)
                     .execute(executor)
                     .await
                     .map_err(sqlx_error)?;
@@ -357,14 +450,32 @@ macro_rules! sql_key_store {
             ) -> Result<KeyRecord, StoreError> {
                 let mut updated = locked(tx, id).await?;
                 apply_update(&mut updated, update)?;
+                let c = ControlColumns::of(&updated);
                 sqlx::query(sql::UPDATE)
                     .bind(id.as_str())
                     .bind(updated.description.as_str())
                     .bind(D::encode_scopes(&updated.scopes))
                     .bind(updated.expires_at.map(Timestamp::unix_nanos))
+                    .bind(c.enabled)
+                    .bind(c.metadata)
+                    .bind(c.external_id)
+                    .bind(c.allowed_ips)
+                    .bind(c.rate_limits)
                     .execute(&mut **tx)
                     .await
                     .map_err(sqlx_error)?;
+                if update.credits.is_some() {
+                    sqlx::query(sql::UPDATE_CREDITS)
+                        .bind(id.as_str())
+                        .bind(c.credits_remaining)
+                        .bind(c.credits_refill_amount)
+                        .bind(c.credits_refill_period)
+                        .bind(c.credits_refill_at.and_then(|s| i32::try_from(s).ok()))
+                        .bind(c.credits_refilled_at)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(sqlx_error)?;
+                }
                 Ok(updated)
             }
 
@@ -469,10 +580,78 @@ macro_rules! sql_key_store {
                 /// every start.
                 ///
                 /// # Errors
+                /// [`StoreError::SchemaTooNew`] if a newer version of this
+                /// crate migrated the database (nothing is changed then);
                 /// [`StoreError::Unavailable`] if the database fails or holds
                 /// a schema version this build does not know.
                 pub async fn migrate(&self) -> Result<(), StoreError> {
-                    sql::migrator::<D>().run(&self.pool).await.map_err(sql::migrate_error)
+                    // On a connection of its own: sqlx takes PostgreSQL's
+                    // session-level advisory lock and, when it refuses the
+                    // applied versions, returns without releasing it, so a
+                    // refused connection is closed rather than given back to
+                    // the pool (where it would block every later migrate).
+                    let mut conn = self.pool.acquire().await.map_err(sqlx_error)?;
+                    // (`run_direct` is what `run` calls after acquiring; sqlx's own
+                    // way around `Acquire` not being general enough for a
+                    // `Send` future.)
+                    let refused = match sql::migrator::<D>().run_direct(None, &mut *conn, false).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) => e,
+                    };
+                    let found = match &refused {
+                        // sqlx checks the applied versions before applying
+                        // any: an unknown one is reported before a change.
+                        sqlx::migrate::MigrateError::VersionMissing(_) => {
+                            sqlx::query_scalar::<_, Option<i64>>(sql::NEWEST_VERSION).fetch_one(&mut *conn).await.ok().flatten()
+                        }
+                        _ => None,
+                    };
+                    let _ = conn.close().await;
+                    sql::check_not_newer(found, D::SCHEMA)?;
+                    Err(sql::migrate_error(refused))
+                }
+
+                /// A page of rows by id, one extra row telling whether
+                /// another page follows.
+                async fn page_of(&self, query: Query<'_>, limit: usize) -> Result<Page<KeyRecord>, StoreError> {
+                    let rows = query.fetch_all(&self.pool).await.map_err(sqlx_error)?;
+                    let mut items = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+                    let next = if items.len() > limit {
+                        items.truncate(limit);
+                        items.last().map(|r| r.id)
+                    } else {
+                        None
+                    };
+                    Ok(Page { items, next })
+                }
+
+                /// The spend: one statement, then (only when nothing was
+                /// spent) a read telling exhausted, unlimited and absent
+                /// keys apart.
+                async fn spend(&self, id: &KeyId, cost: u64, due: Option<Timestamp>) -> Result<CreditSpend, StoreError> {
+                    // A cost above every count can never be spent.
+                    if let Ok(cost) = i64::try_from(cost) {
+                        let left: Option<i64> = sqlx::query_scalar(sql::SPEND)
+                            .bind(id.as_str())
+                            .bind(cost)
+                            .bind(due.map(Timestamp::unix_nanos))
+                            .fetch_optional(&self.pool)
+                            .await
+                            .map_err(sqlx_error)?;
+                        if let Some(left) = left {
+                            let remaining = u64::try_from(left)
+                                .map_err(|_| StoreError::Corrupt("field `credits_remaining` is negative".into()))?;
+                            return Ok(CreditSpend::Spent { remaining });
+                        }
+                    }
+                    let record = self
+                        .fetch_one(sqlx::query(sql::SELECT_BY_ID).bind(id.as_str()))
+                        .await?
+                        .ok_or(StoreError::NotFound(*id))?;
+                    Ok(match record.controls().credits {
+                        None => CreditSpend::Unlimited,
+                        Some(c) => CreditSpend::Exhausted { remaining: c.available(due) },
+                    })
                 }
 
                 async fn fetch_one(&self, query: Query<'_>) -> Result<Option<Arc<KeyRecord>>, StoreError> {
@@ -489,16 +668,6 @@ macro_rules! sql_key_store {
 
             impl KeyStore for $store {
 
-    // WIP(stores): interim until the SQL/Redis implementation lands on this branch.
-    async fn spend_credits(&self, _id: &KeyId, _cost: u64, _refill_due: Option<Timestamp>) -> Result<crate::controls::CreditSpend, StoreError> {
-        Err(StoreError::unavailable("spend_credits: not implemented yet on branch stores"))
-    }
-    async fn list_by_external_id(&self, _external_id: &crate::controls::ExternalId, _page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
-        Err(StoreError::unavailable("list_by_external_id: not implemented yet on branch stores"))
-    }
-    async fn list_expiring(&self, _from: Timestamp, _until: Timestamp, _page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
-        Err(StoreError::unavailable("list_expiring: not implemented yet on branch stores"))
-    }
                 async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
                     timed(self.timeout, async {
                         if insert_row(&self.pool, &record).await? {
@@ -627,6 +796,52 @@ macro_rules! sql_key_store {
                     .await
                 }
 
+                async fn spend_credits(
+                    &self,
+                    id: &KeyId,
+                    cost: u64,
+                    refill_due: Option<Timestamp>,
+                ) -> Result<CreditSpend, StoreError> {
+                    timed(self.timeout, self.spend(id, cost, refill_due)).await
+                }
+
+                async fn list_by_external_id(
+                    &self,
+                    external_id: &ExternalId,
+                    page: PageRequest,
+                ) -> Result<Page<KeyRecord>, StoreError> {
+                    let limit = page.effective_limit();
+                    let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+                    let query = match &page.after {
+                        None => sqlx::query(sql::LIST_EXTERNAL_FIRST).bind(external_id.as_str()).bind(fetch),
+                        Some(after) => sqlx::query(sql::LIST_EXTERNAL_AFTER)
+                            .bind(external_id.as_str())
+                            .bind(after.as_str())
+                            .bind(fetch),
+                    };
+                    timed(self.timeout, self.page_of(query, limit)).await
+                }
+
+                async fn list_expiring(
+                    &self,
+                    from: Timestamp,
+                    until: Timestamp,
+                    page: PageRequest,
+                ) -> Result<Page<KeyRecord>, StoreError> {
+                    let limit = page.effective_limit();
+                    let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+                    let (from, until) = (from.unix_nanos(), until.unix_nanos());
+                    let query = match &page.after {
+                        None => sqlx::query(sql::LIST_EXPIRING_FIRST).bind(from).bind(until).bind(fetch),
+                        Some(after) => sqlx::query(sql::LIST_EXPIRING_AFTER)
+                            .bind(from)
+                            .bind(until)
+                            .bind(after.as_str())
+                            .bind(fetch),
+                    };
+                    timed(self.timeout, self.page_of(query, limit)).await
+                }
+
                 async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
                     if updates.is_empty() {
                         return Ok(());
@@ -672,7 +887,7 @@ macro_rules! check_v1_upgrade {
             .fetch_all(store.pool())
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(versions, [1, 2, 3, 5]);
         let stored: Vec<String> =
             sqlx::query_scalar("SELECT masked_key FROM api_keys ORDER BY id").fetch_all(store.pool()).await.unwrap();
         $crate::store::sql::upgrade_tests::check_upgraded(&store, &stored).await;
@@ -686,6 +901,86 @@ macro_rules! check_v1_upgrade {
 #[cfg(test)]
 pub(super) use check_v1_upgrade;
 
+/// The body both dialects' tests of the upgrade from the previous release
+/// (schema version 3) share, over a store `$store` whose schema is at
+/// version 3: writes the previous release's rows — keys made by a
+/// [`KeyManager`](crate::KeyManager) (scopes, expiry, last use, a revoked,
+/// a reissued pair, an imported key) and their operations log — with
+/// `$insert_key` and `$insert_op` (the old columns, `$N` placeholders, the
+/// scopes as names joined by `,`), migrates, and checks that nothing was
+/// lost, that the previous release's migrator refuses the upgraded
+/// database, and that this one refuses a database newer than it knows.
+#[cfg(test)]
+macro_rules! check_v3_upgrade {
+    ($store:expr, $schema:expr, $insert_key:expr, $insert_op:expr) => {{
+        let store = $store;
+        let old = $crate::store::sql::upgrade_tests::previous_release().await;
+        for r in &old.records {
+            sqlx::query($insert_key)
+                .bind(r.id.as_str())
+                .bind(r.service_account_id.as_str())
+                .bind(r.description.as_str())
+                .bind(r.created_at.unix_nanos())
+                .bind(r.last_used_at.map($crate::clock::Timestamp::unix_nanos))
+                .bind($crate::store::backend::join_scopes(&r.scopes))
+                .bind(r.expires_at.map($crate::clock::Timestamp::unix_nanos))
+                .bind(r.masked_key.tail())
+                .bind(i64::from(r.pepper_version))
+                .bind(&r.digest.as_bytes()[..])
+                .bind(r.status.as_str())
+                .bind(r.kind.as_str())
+                .bind(r.links.replaced_by.as_ref().map($crate::token::KeyId::as_str))
+                .bind(r.links.reissued_from.as_ref().map($crate::token::KeyId::as_str))
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+        for op in old.operations.iter().rev() {
+            sqlx::query($insert_op)
+                .bind(op.id.as_str())
+                .bind(op.key_id.as_str())
+                .bind(op.service_account_id.as_str())
+                .bind(op.kind.as_str())
+                .bind(op.actor.as_str())
+                .bind(op.created_at.unix_nanos())
+                .bind(serde_json::to_string(&op.changes).unwrap())
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+        store.migrate().await.unwrap();
+        $crate::store::sql::upgrade_tests::check_v3_upgraded(&store, &old).await;
+        // The previous release's migrator refuses the upgraded database.
+        // (On a connection of its own, closed after: sqlx keeps PostgreSQL's
+        // advisory lock when it refuses.)
+        let mut conn = store.pool().acquire().await.unwrap();
+        let refused =
+            $crate::store::sql::migrator_of(&$schema[..3]).run_direct(None, &mut *conn, false).await.unwrap_err();
+        assert!(matches!(refused, sqlx::migrate::MigrateError::VersionMissing(5)), "{refused:?}");
+        conn.close().await.unwrap();
+        // This build refuses a database migrated by a newer one, naming both.
+        sqlx::query(
+            "INSERT INTO _api_keys_migrations (version, description, success, checksum, execution_time) \
+             VALUES (99, 'from the future', TRUE, $1, 0)",
+        )
+        .bind(&[0u8; 48][..])
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let e = store.migrate().await.unwrap_err();
+        assert!(matches!(e, $crate::store::StoreError::SchemaTooNew { found: 99, supported: 5 }), "{e:?}");
+        let text = e.to_string();
+        assert!(text.contains("99") && text.contains('5'), "{text}");
+        assert!(e.is_unavailable(), "a refused schema fails closed");
+        // A refused migrate leaves no lock behind: refused again, at once.
+        let again = tokio::time::timeout(std::time::Duration::from_secs(10), store.migrate()).await;
+        assert!(matches!(again, Ok(Err($crate::store::StoreError::SchemaTooNew { .. }))), "{again:?}");
+        store
+    }};
+}
+#[cfg(test)]
+pub(super) use check_v3_upgrade;
+
 /// What the dialects' upgrade tests check once the previous release's rows
 /// (an active native key `aaaa…` masked `Xy12Z9`, an imported key `bbbb…`
 /// masked with its secret's tail `SECRET`, digest `0xAB…`) went through the
@@ -695,6 +990,100 @@ pub(super) mod upgrade_tests {
     use crate::clock::Timestamp;
     use crate::store::KeyStore;
     use crate::token::KeyId;
+
+    /// The previous release's keys, their secrets and log, as its
+    /// [`KeyManager`](crate::KeyManager) made them.
+    pub(crate) struct PreviousRelease {
+        pub(crate) records: Vec<crate::KeyRecord>,
+        pub(crate) operations: Vec<crate::Operation>,
+        /// Secrets of the keys that still verify.
+        pub(crate) secrets: Vec<(KeyId, crate::Secret)>,
+        /// The key that was revoked, and its secret.
+        pub(crate) revoked: (KeyId, crate::Secret),
+        pub(crate) clock: std::sync::Arc<crate::ManualClock>,
+    }
+
+    pub(crate) fn peppers() -> crate::Peppers {
+        crate::Peppers::single(crate::Pepper::new(1, [7u8; 32]).unwrap())
+    }
+
+    /// Makes the keys in a memory store (records are what every store
+    /// stores): scopes and expiry, a last use, a revoked key, a reissued
+    /// pair in its grace period, an imported key.
+    pub(crate) async fn previous_release() -> PreviousRelease {
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use crate::{CreateRequest, KeyManager, MemoryStore, ScopeCatalog};
+        let clock = Arc::new(crate::ManualClock::new(Timestamp::from_unix_seconds(1_800_000_000).unwrap()));
+        let memory = Arc::new(MemoryStore::new());
+        let manager = KeyManager::builder(Arc::clone(&memory), peppers(), ScopeCatalog::yandex_cloud())
+            .clock(clock.clone())
+            .build();
+        let sa = "upgrade-robot";
+        let expiring = CreateRequest::new(sa)
+            .description("with scopes and expiry")
+            .scopes(["yc.monitoring.read", "yc.postbox.send"])
+            .expires_at("2030-01-01T00:00:00.123456789Z".parse().unwrap());
+        let a = manager.create(expiring).await.unwrap();
+        let b = manager.create(CreateRequest::new(sa).scopes(["yc.monitoring.manage"])).await.unwrap();
+        let revoked = manager.create(CreateRequest::new(sa)).await.unwrap();
+        manager.revoke(&revoked.api_key.id).await.unwrap();
+        let reissued = manager.reissue(&b.api_key.id, Duration::from_secs(3600)).await.unwrap();
+        let foreign = crate::Secret::from("AQVNUPGRADEFOREIGNSECRET0123456789".to_owned());
+        let imported = manager.import(CreateRequest::new(sa).scopes(["yc.postbox.send"]), &foreign).await.unwrap();
+        let used = Timestamp::from_unix_nanos(1_800_000_100_000_000_007);
+        memory.touch_last_used(&[(a.api_key.id, used)]).await.unwrap();
+        let ids = [a.api_key.id, b.api_key.id, revoked.api_key.id, reissued.api_key.id, imported.id];
+        let mut records = Vec::new();
+        let mut operations = Vec::new();
+        for id in ids {
+            records.push(crate::KeyRecord::clone(&memory.get(&id).await.unwrap().unwrap()));
+            operations.extend(memory.operations(&id, crate::PageRequest::starting(100, None)).await.unwrap().items);
+        }
+        let secrets = vec![
+            (a.api_key.id, a.secret),
+            (b.api_key.id, b.secret),
+            (reissued.api_key.id, reissued.secret),
+            (imported.id, foreign),
+        ];
+        PreviousRelease { records, operations, secrets, revoked: (revoked.api_key.id, revoked.secret), clock }
+    }
+
+    /// Every old record reads back exactly (scopes, expiry, last use and
+    /// links intact, enabled, no controls), every key that verified still
+    /// verifies through a manager's verifier, the revoked one is still
+    /// refused, and the log reads back.
+    pub(crate) async fn check_v3_upgraded<S: KeyStore + Clone>(store: &S, old: &PreviousRelease) {
+        use std::sync::Arc;
+
+        use crate::{KeyManager, ScopeCatalog, VerifyError};
+        for r in &old.records {
+            let got = store.get(&r.id).await.unwrap().unwrap();
+            assert_eq!(&*got, r, "an old key changed in the upgrade");
+            assert!(got.enabled && got.controls.is_none(), "old keys are enabled, without controls");
+        }
+        let manager = KeyManager::builder(Arc::new(store.clone()), peppers(), ScopeCatalog::yandex_cloud())
+            .clock(old.clock.clone())
+            .build();
+        let verifier = manager.verifier().accept_imported(true).build();
+        for (id, secret) in &old.secrets {
+            let header = format!("Api-Key {}", secret.expose_secret());
+            let p = verifier.verify(header.as_bytes(), None).await.unwrap_or_else(|e| panic!("{id}: {e:?}"));
+            assert_eq!(p.key_id(), id);
+            let r = old.records.iter().find(|r| r.id == *id).unwrap();
+            assert_eq!(p.scopes(), &r.scopes, "{id}: scopes after the upgrade");
+        }
+        let (id, secret) = &old.revoked;
+        let header = format!("Api-Key {}", secret.expose_secret());
+        let e = verifier.verify(header.as_bytes(), None).await.unwrap_err();
+        assert!(matches!(e, VerifyError::Revoked(k) if k == *id), "{e:?}");
+        let mut ops = Vec::new();
+        for r in &old.records {
+            ops.extend(store.operations(&r.id, crate::PageRequest::starting(100, None)).await.unwrap().items);
+        }
+        assert_eq!(ops, old.operations, "the operations log after the upgrade");
+    }
 
     /// Every field survives; the imported key shows, and the table now
     /// holds (`stored`), six hex digits of its digest; the new pepper
@@ -723,7 +1112,7 @@ mod tests {
     #[test]
     fn statements_name_every_column_once() {
         let n = columns!().split(',').count();
-        assert_eq!(n, 14);
+        assert_eq!(n, 24);
         assert!(INSERT.contains(&format!("${n})")));
         assert!(!INSERT.contains(&format!("${}", n + 1)));
         assert!(SELECT_BY_ID.starts_with(concat!("SELECT ", columns!(), " FROM api_keys WHERE")));
@@ -767,6 +1156,11 @@ mod tests {
                     3,
                     "47d03540b53a4f1d0d8fd3141f61ddded030af6d80b68948ba76187d6ffc1ce4f7a63d338d46a8e42c17a9101a9dd97c"
                         .to_owned()
+                ),
+                (
+                    5,
+                    "9d32dfa88a5f6d1b756d7d350e89be61dd1a17c90a363404feefbb1425e8682a1d99ed82d098fbb4004f300153f47941"
+                        .to_owned()
                 )
             ]
         );
@@ -792,6 +1186,11 @@ mod tests {
                 (
                     3,
                     "0c876dc0eb6cbc44dd07ca085e3c8df87521da8895750d16945270fe07d9d0353082a8cef3057e4067a2cf0be0b7616b"
+                        .to_owned()
+                ),
+                (
+                    5,
+                    "fa6698005d7f32983d16821a9a0c75a1bfa3a927c2721aa7123b2bdac864443c1cf8856e1414877405886c2a32bf49a1"
                         .to_owned()
                 )
             ]

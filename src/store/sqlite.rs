@@ -239,6 +239,29 @@ mod tests {
         );
     }
 
+    /// A database of the previous release (schema version 3, its keys and
+    /// log) upgrades to the key controls and loses nothing; the previous
+    /// release's migrator then refuses it, and this one refuses a newer one.
+    #[tokio::test]
+    async fn a_version_3_database_upgrades_to_key_controls_and_loses_nothing() {
+        use crate::store::sql::migrator_of;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("v3.db").display());
+        let opts = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true);
+        let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
+        migrator_of(&Sqlite::SCHEMA[..3]).run(&pool).await.unwrap();
+        let store = crate::store::sql::check_v3_upgrade!(
+            SqliteStore::from_pool(pool, DEFAULT_TIMEOUT),
+            Sqlite::SCHEMA,
+            "INSERT INTO api_keys (id, service_account_id, description, created_at, last_used_at, scopes, \
+                 expires_at, masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            "INSERT INTO api_key_operations (id, key_id, service_account_id, kind, actor, created_at, changes) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        );
+        store.pool().close().await;
+    }
+
     #[tokio::test]
     async fn an_invalid_url_is_reported_when_connecting() {
         let e = SqliteStore::builder("postgres://not-sqlite").connect().await.unwrap_err();
@@ -253,7 +276,7 @@ mod tests {
             .fetch_all(store.pool())
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(versions, [1, 2, 3, 5]);
         let sqlx_default: Option<String> =
             sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = '_sqlx_migrations'")
                 .fetch_optional(store.pool())

@@ -16,6 +16,12 @@ use crate::secret::MaskedKey;
 use crate::store::{KeyStore, OldKeyFate, PageRequest, StoreError};
 use crate::token::KeyId;
 
+#[path = "conformance_controls.rs"]
+mod controls;
+pub use controls::{
+    controls_round_trip, controls_update, list_by_external_id, list_expiring, spend_credits, spend_credits_race,
+};
+
 /// One clause of the [`KeyStore`] contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -77,6 +83,26 @@ pub enum Check {
     /// returns it from then on, whatever is proposed; versions are
     /// independent.
     PepperFingerprint,
+    /// The enabled flag and every control survive insert → get and list
+    /// exactly, at their extremes.
+    ControlsRoundTrip,
+    /// An update sets and clears each control and disables and enables a
+    /// key, changing nothing else; an update that leaves the credits alone
+    /// keeps a count spent meanwhile.
+    ControlsUpdate,
+    /// `spend_credits`: spent, exhausted at zero (nothing spent), unlimited,
+    /// not found, a cost above one, a refill when due and only once per due
+    /// instant, exact counts up to `Credits::MAX`.
+    SpendCredits,
+    /// Concurrent spends of one key's credits: exactly as many succeed as it
+    /// had, and none is left.
+    SpendCreditsRace,
+    /// `list_by_external_id` lists one owner's keys across service accounts
+    /// by id, pages with the cursor, and follows updates and deletes.
+    ListByExternalId,
+    /// `list_expiring` lists active keys with `from <= expires_at < until`
+    /// across service accounts by id and pages with the cursor.
+    ListExpiring,
 }
 
 impl Check {
@@ -102,6 +128,12 @@ impl Check {
         Check::CommitIsAtomic,
         Check::OperationsPagination,
         Check::PepperFingerprint,
+        Check::ControlsRoundTrip,
+        Check::ControlsUpdate,
+        Check::SpendCredits,
+        Check::SpendCreditsRace,
+        Check::ListByExternalId,
+        Check::ListExpiring,
     ];
 
     /// The check's name in `snake_case`.
@@ -128,6 +160,12 @@ impl Check {
             Check::CommitIsAtomic => "commit_is_atomic",
             Check::OperationsPagination => "operations_pagination",
             Check::PepperFingerprint => "pepper_fingerprint",
+            Check::ControlsRoundTrip => "controls_round_trip",
+            Check::ControlsUpdate => "controls_update",
+            Check::SpendCredits => "spend_credits",
+            Check::SpendCreditsRace => "spend_credits_race",
+            Check::ListByExternalId => "list_by_external_id",
+            Check::ListExpiring => "list_expiring",
         }
     }
 }
@@ -168,6 +206,12 @@ pub async fn run<S: KeyStore>(store: &S, check: Check) {
         Check::CommitIsAtomic => commit_is_atomic(store).await,
         Check::OperationsPagination => operations_pagination(store).await,
         Check::PepperFingerprint => pepper_fingerprint(store).await,
+        Check::ControlsRoundTrip => controls::controls_round_trip(store).await,
+        Check::ControlsUpdate => controls::controls_update(store).await,
+        Check::SpendCredits => controls::spend_credits(store).await,
+        Check::SpendCreditsRace => controls::spend_credits_race(store).await,
+        Check::ListByExternalId => controls::list_by_external_id(store).await,
+        Check::ListExpiring => controls::list_expiring(store).await,
     }
 }
 
@@ -252,19 +296,19 @@ pub fn reissue_of(old: &KeyRecord) -> KeyRecord {
 
 // ----- helpers -----
 
-fn ok<T>(check: Check, what: &str, r: Result<T, StoreError>) -> T {
+pub(super) fn ok<T>(check: Check, what: &str, r: Result<T, StoreError>) -> T {
     r.unwrap_or_else(|e| panic!("[{check}] {what} failed: {e} ({e:?})"))
 }
 
-async fn insert<S: KeyStore>(store: &S, check: Check, r: &KeyRecord) {
+pub(super) async fn insert<S: KeyStore>(store: &S, check: Check, r: &KeyRecord) {
     ok(check, "insert", store.insert(r.clone()).await);
 }
 
-async fn get<S: KeyStore>(store: &S, check: Check, id: &KeyId) -> Option<KeyRecord> {
+pub(super) async fn get<S: KeyStore>(store: &S, check: Check, id: &KeyId) -> Option<KeyRecord> {
     ok(check, "get", store.get(id).await).map(|r| KeyRecord::clone(&r))
 }
 
-async fn must_get<S: KeyStore>(store: &S, check: Check, id: &KeyId) -> KeyRecord {
+pub(super) async fn must_get<S: KeyStore>(store: &S, check: Check, id: &KeyId) -> KeyRecord {
     get(store, check, id).await.unwrap_or_else(|| panic!("[{check}] key {id} is missing"))
 }
 
@@ -763,7 +807,12 @@ async fn log_of<S: KeyStore>(store: &S, check: Check, id: &KeyId) -> Vec<Operati
     }
 }
 
-async fn commit<S: KeyStore>(store: &S, check: Check, change: Change, log: &[LogEntry]) -> Option<KeyRecord> {
+pub(super) async fn commit<S: KeyStore>(
+    store: &S,
+    check: Check,
+    change: Change,
+    log: &[LogEntry],
+) -> Option<KeyRecord> {
     ok(check, "commit", store.commit(change, log).await)
 }
 
