@@ -344,3 +344,31 @@ async fn a_store_failure_while_spending_credits_fails_closed_with_503() {
     fx.store.heal();
     assert_eq!(get_with(&url, &key, &[]).await.status, 200);
 }
+
+#[tokio::test]
+async fn verify_with_checks_address_before_scope_and_rate_before_credits() {
+    use api_keys::{VerifyContext, VerifyError};
+    let fx = Fixture::new();
+    let verifier = fx.verifier();
+    let need = fx.manager.catalog().requirement("yc.monitoring.read").unwrap();
+    let (outside, _) = fx.key(allow("10.0.0.0/8")).await;
+    let ctx = VerifyContext::new().required(&need).client_ip("192.0.2.1".parse::<std::net::IpAddr>().ok());
+    let e = verifier.verify_with(outside.as_bytes(), &ctx).await.unwrap_err();
+    assert!(matches!(e, VerifyError::IpNotAllowed { ip: Some(_), .. }), "the address first: {e:?}");
+    let e = verifier.verify(outside.as_bytes(), None).await.unwrap_err();
+    assert!(matches!(e, VerifyError::IpNotAllowed { ip: None, .. }), "verify knows no address: {e:?}");
+
+    let both = KeyControls::new().rate_limits("api=1/1m".parse().unwrap()).credits(Credits::new(5).unwrap());
+    let (key, _) = fx.key(both).await;
+    let p = verifier.verify(key.as_bytes(), None).await.unwrap();
+    assert_eq!(p.credits_remaining(), Some(4));
+    assert_eq!(p.rate_limit().map(|(l, s)| (l.name.as_str().to_owned(), s.remaining)), Some(("api".into(), 0)));
+    let e = verifier.verify(key.as_bytes(), None).await.unwrap_err();
+    assert!(matches!(&e, VerifyError::RateLimited { limit, .. } if limit.as_str() == "api"), "{e:?}");
+    let operator = VerifyContext::new().cost(0);
+    let e = verifier.verify_with(key.as_bytes(), &operator).await.unwrap_err();
+    assert!(matches!(e, VerifyError::RateLimited { .. }), "rate limits apply to cost 0 too");
+    fx.clock.advance(Duration::from_secs(60));
+    let p = verifier.verify_with(key.as_bytes(), &operator).await.unwrap();
+    assert_eq!(p.credits_remaining(), Some(4), "the refused request spent nothing, cost 0 spends nothing");
+}

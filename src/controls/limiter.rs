@@ -193,7 +193,13 @@ impl QuotaKey {
 
 /// The default [`RateLimiter`]: GCRA (`governor`) in this process's memory.
 ///
-/// **Per node**: see the [module docs](self). One keyed `governor` limiter
+/// **Per node**: `N` nodes behind a load balancer allow up to `N` times a
+/// key's limit in total (for one limit across nodes use
+/// `RedisRateLimiter`, feature `redis`). A key's limits are checked in
+/// name order, each that allows counting the request, so a request refused
+/// by a later limit was still counted by the earlier ones (erring towards
+/// refusal); two limits of one key with the same rate and burst are
+/// checked once. One keyed `governor` limiter
 /// per distinct rate and burst, keyed by [`KeyId`], so each tracked key
 /// costs one map entry per distinct limit (its id and an 8-byte GCRA
 /// state; `examples/limiter_memory.rs` measures it). Only keys that passed

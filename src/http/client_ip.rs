@@ -60,7 +60,14 @@ impl ForwardedHeader {
 }
 
 /// The reverse proxies whose forwarding header is believed, and which
-/// header they set. See the [module docs](self).
+/// header they set.
+///
+/// Only when the peer is inside the ranges is the header read (all field
+/// lines in order); the client is then the rightmost address that is not a
+/// trusted proxy. An entry that is not an address (`unknown`, an
+/// obfuscated `_id`, malformed) met on that walk makes the client unknown
+/// (keys with an allow-list are refused). A header from a peer outside the
+/// ranges is ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustedProxies {
     ranges: Arc<[IpNet]>,
