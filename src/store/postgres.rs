@@ -249,86 +249,28 @@ mod tests {
     use super::*;
     use crate::store::KeyStore as _;
 
-    /// As the SQLite test of the same name: a schema made by the previous
-    /// release (version 1 and its rows) upgrades in place and loses
-    /// nothing, against the real server.
-    #[tokio::test]
-    async fn a_version_1_database_upgrades_and_loses_nothing() {
-        use crate::store::sql::migrator_of;
+    /// Runs an upgrade test, against the real server, on a store in a new
+    /// schema of its own that is at `version` (as an earlier release left
+    /// it); `test` returns the store when done. The schema is dropped after,
+    /// also when `test` panics (the panic is then resumed).
+    async fn upgrade_from<F, Fut>(version: usize, test: F)
+    where
+        F: FnOnce(PostgresStore) -> Fut,
+        Fut: std::future::Future<Output = PostgresStore> + Send + 'static,
+    {
         let url = std::env::var("API_KEYS_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-        let schema = format!("api_keys_upgrade_{}", KeyId::generate().unwrap());
+        let schema = format!("api_keys_upgrade{version}_{}", KeyId::generate().unwrap());
         let mut admin = PgConnection::connect(&url)
             .await
             .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 unreachable ({e}); the upgrade test needs it"));
         sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\""))).execute(&mut admin).await.unwrap();
         let store = PostgresStore::builder(&url).schema(schema.clone()).connect_lazy().unwrap();
-        migrator_of(&Postgres::SCHEMA[..1]).run(store.pool()).await.unwrap();
-        let store = crate::store::sql::check_v1_upgrade!(
-            store,
-            "INSERT INTO api_keys (id, service_account_id, description, created_at, last_used_at, scopes, \
-                 expires_at, masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from) \
-                 VALUES ($1, 'robot', 'old key', 1700000000000000001, 1700000000000000002, \
-                 ARRAY['a.read', 'b.manage'], 1900000000000000003, $2, 1, $3, 'active', $4, NULL, NULL)"
-        );
-        store.pool().close().await;
-        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE"))).execute(&mut admin).await.unwrap();
-        admin.close().await.unwrap();
-    }
-
-    /// As the SQLite test of the same name: a schema at version 3 with an
-    /// operations log upgrades to version 4 (the kind check now allows
-    /// `leak`) and keeps every entry and its seq.
-    #[tokio::test]
-    async fn a_version_3_database_upgrades_and_keeps_its_log() {
-        use crate::store::sql::migrator_of;
-        let url = std::env::var("API_KEYS_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-        let schema = format!("api_keys_upgrade3_{}", KeyId::generate().unwrap());
-        let mut admin = PgConnection::connect(&url)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 unreachable ({e}); the upgrade test needs it"));
-        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\""))).execute(&mut admin).await.unwrap();
-        let store = PostgresStore::builder(&url).schema(schema.clone()).connect_lazy().unwrap();
-        migrator_of(&Postgres::SCHEMA[..3]).run(store.pool()).await.unwrap();
-        let store = crate::store::sql::check_v3_upgrade!(
-            store,
-            "INSERT INTO api_keys (id, service_account_id, description, created_at, last_used_at, scopes, \
-                 expires_at, masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from) \
-                 VALUES ($1, 'robot', 'old key', 1700000000000000001, NULL, ARRAY['a.read'], NULL, $2, 1, $3, \
-                 'revoked', $4, NULL, NULL)",
-            "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'api_key_operations_key_seq' \
-                 AND schemaname = current_schema()"
-        );
-        store.pool().close().await;
-        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE"))).execute(&mut admin).await.unwrap();
-        admin.close().await.unwrap();
-    }
-
-    /// As the SQLite test of the same name, against the real server.
-    #[tokio::test]
-    async fn a_version_3_database_upgrades_to_key_controls_and_loses_nothing() {
-        use crate::store::sql::migrator_of;
-        let url = std::env::var("API_KEYS_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-        let schema = format!("api_keys_upgrade_{}", KeyId::generate().unwrap());
-        let mut admin = PgConnection::connect(&url)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 unreachable ({e}); the upgrade test needs it"));
-        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\""))).execute(&mut admin).await.unwrap();
-        let store = PostgresStore::builder(&url).schema(schema.clone()).connect_lazy().unwrap();
-        migrator_of(&Postgres::SCHEMA[..3]).run(store.pool()).await.unwrap();
+        let migrated = crate::store::sql::migrator_of(&Postgres::SCHEMA[..version]).run(store.pool()).await;
+        let test = test(store);
         let outcome = tokio::spawn(async move {
-            let store = crate::store::sql::check_previous_release_upgrade!(
-                store,
-                Postgres::SCHEMA,
-                "INSERT INTO api_keys (id, service_account_id, description, created_at, last_used_at, scopes, \
-                     expires_at, masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from) \
-                     VALUES ($1, $2, $3, $4, $5, string_to_array($6, ','), $7, $8, $9, $10, $11, $12, $13, $14)",
-                "INSERT INTO api_key_operations (id, key_id, service_account_id, kind, actor, created_at, changes) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)"
-            );
-            store.pool().close().await;
+            migrated.unwrap();
+            test.await.pool().close().await;
         })
         .await;
         sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE"))).execute(&mut admin).await.unwrap();
@@ -336,6 +278,46 @@ mod tests {
         if let Err(e) = outcome {
             std::panic::resume_unwind(e.into_panic());
         }
+    }
+
+    /// As the SQLite test of the same name: a schema made by the previous
+    /// release (version 1 and its rows) upgrades in place and loses
+    /// nothing, against the real server.
+    #[tokio::test]
+    async fn a_version_1_database_upgrades_and_loses_nothing() {
+        upgrade_from(1, |store| async move {
+            crate::store::sql::check_v1_upgrade!(
+                store,
+                "INSERT INTO api_keys (id, service_account_id, description, created_at, last_used_at, scopes, \
+                     expires_at, masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from) \
+                     VALUES ($1, 'robot', 'old key', 1700000000000000001, 1700000000000000002, \
+                     ARRAY['a.read', 'b.manage'], 1900000000000000003, $2, 1, $3, 'active', $4, NULL, NULL)"
+            )
+        })
+        .await;
+    }
+
+    /// As the SQLite test of the same name, against the real server: a
+    /// schema at version 3 with the previous release's keys and operations
+    /// log upgrades (the kind check now allows `leak`), keeps every entry
+    /// and its seq, and loses nothing. (This also is the former
+    /// `a_version_3_database_upgrades_and_keeps_its_log`.)
+    #[tokio::test]
+    async fn a_version_3_database_upgrades_to_key_controls_and_loses_nothing() {
+        upgrade_from(3, |store| async move {
+            crate::store::sql::check_previous_release_upgrade!(
+                store,
+                Postgres::SCHEMA,
+                "INSERT INTO api_keys (id, service_account_id, description, created_at, last_used_at, scopes, \
+                     expires_at, masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from) \
+                     VALUES ($1, $2, $3, $4, $5, string_to_array($6, ','), $7, $8, $9, $10, $11, $12, $13, $14)",
+                "INSERT INTO api_key_operations (id, key_id, service_account_id, kind, actor, created_at, changes) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'api_key_operations_key_seq' \
+                     AND schemaname = current_schema()"
+            )
+        })
+        .await;
     }
 
     #[test]

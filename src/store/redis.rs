@@ -882,12 +882,6 @@ fn encode(r: &KeyRecord) -> Vec<(&'static str, String)> {
 }
 
 fn decode(mut f: HashMap<String, String>) -> Result<KeyRecord, StoreError> {
-    fn missing(field: &str) -> StoreError {
-        StoreError::Corrupt(format!("field `{field}` is missing"))
-    }
-    fn int(field: &str, text: &str) -> Result<i64, StoreError> {
-        text.parse().map_err(|_| StoreError::Corrupt(format!("field `{field}` is not an integer")))
-    }
     let layout = f.remove("v");
     let id_field = match layout.as_deref() {
         None => "id",
@@ -900,6 +894,23 @@ fn decode(mut f: HashMap<String, String>) -> Result<KeyRecord, StoreError> {
         }
     };
     let controls = if layout.is_some() { take_controls(&mut f)? } else { ControlColumns::default() };
+    decode_core(f, id_field, controls)
+}
+
+/// The fields every record layout has, the id read from `id_field`, with
+/// `controls` (already taken) completing the record. Fields it does not
+/// know are ignored, as every release's decoder did.
+fn decode_core(
+    mut f: HashMap<String, String>,
+    id_field: &'static str,
+    controls: ControlColumns,
+) -> Result<KeyRecord, StoreError> {
+    fn missing(field: &str) -> StoreError {
+        StoreError::Corrupt(format!("field `{field}` is missing"))
+    }
+    fn int(field: &str, text: &str) -> Result<i64, StoreError> {
+        text.parse().map_err(|_| StoreError::Corrupt(format!("field `{field}` is not an integer")))
+    }
     let mut take = |field: &'static str| f.remove(field).ok_or_else(|| missing(field));
     let id = take(id_field)?;
     let service_account_id = take("service_account_id")?;
@@ -1533,49 +1544,14 @@ mod tests {
         assert_eq!(decode(map).unwrap(), r);
     }
 
-    /// The record decoder of the previous release (record layout 1),
-    /// verbatim but for the `controls` its `Row` did not have.
-    fn decode_layout_1(mut f: HashMap<String, String>) -> Result<KeyRecord, StoreError> {
-        fn missing(field: &str) -> StoreError {
-            StoreError::Corrupt(format!("field `{field}` is missing"))
-        }
-        fn int(field: &str, text: &str) -> Result<i64, StoreError> {
-            text.parse().map_err(|_| StoreError::Corrupt(format!("field `{field}` is not an integer")))
-        }
-        let mut take = |field: &'static str| f.remove(field).ok_or_else(|| missing(field));
-        let id = take("id")?;
-        let service_account_id = take("service_account_id")?;
-        let description = take("description")?;
-        let created_at = int("created_at", &take("created_at")?)?;
-        let scopes = split_scopes(&take("scopes")?);
-        let masked_key = take("masked_key")?;
-        let pepper_version = int("pepper_version", &take("pepper_version")?)?;
-        let digest = Digest::from_base64(&take("digest")?)
-            .map_err(|_| StoreError::Corrupt("field `digest` is not base64 of 32 bytes".to_owned()))?;
-        let status = take("status")?;
-        let kind = take("kind")?;
-        let last_used_at = f.remove("last_used_at").map(|t| int("last_used_at", &t)).transpose()?;
-        let expires_at = f.remove("expires_at").map(|t| int("expires_at", &t)).transpose()?;
-        Row {
-            id,
-            service_account_id,
-            description,
-            created_at,
-            last_used_at,
-            scopes,
-            expires_at,
-            masked_key,
-            pepper_version,
-            digest: digest.as_bytes().to_vec(),
-            status,
-            kind,
-            replaced_by: f.remove("replaced_by"),
-            reissued_from: f.remove("reissued_from"),
-            // The previous release's `Row` had no controls: what it built is a
-            // record enabled and without controls.
-            controls: ControlColumns::default(),
-        }
-        .into_record()
+    /// The record decoder of the previous release (record layout 1): what
+    /// it did is [`decode_core`] with the `id` field and no controls — it
+    /// knew no `v` field (unknown fields were ignored), always read the id
+    /// from `id`, and its `Row` had no controls, so what it built is a
+    /// record enabled and without controls. The layout check and
+    /// [`take_controls`] in [`decode`] are what this release added.
+    fn decode_layout_1(f: HashMap<String, String>) -> Result<KeyRecord, StoreError> {
+        decode_core(f, "id", ControlColumns::default())
     }
 
     fn layout_2_record() -> KeyRecord {

@@ -186,35 +186,25 @@ pub(super) struct SchemaVersion {
 /// `src/store/migrations/` (one list for both dialects: a new version is a
 /// file per dialect and one line here).
 macro_rules! schema_versions {
-    ($dialect:literal) => {
+    ($dialect:literal) => {{
+        // One version: number, description, file name without `.sql`.
+        macro_rules! v {
+            ($version:literal, $description:literal, $file:literal) => {
+                SchemaVersion {
+                    version: $version,
+                    description: $description,
+                    sql: include_str!(concat!("migrations/", $dialect, "/", $file, ".sql")),
+                }
+            };
+        }
         &[
-            SchemaVersion {
-                version: 1,
-                description: "create api_keys",
-                sql: include_str!(concat!("migrations/", $dialect, "/0001_create_api_keys.sql")),
-            },
-            SchemaVersion {
-                version: 2,
-                description: "pepper fingerprints; imported keys masked by digest",
-                sql: include_str!(concat!("migrations/", $dialect, "/0002_pepper_fingerprints.sql")),
-            },
-            SchemaVersion {
-                version: 3,
-                description: "create api_key_operations",
-                sql: include_str!(concat!("migrations/", $dialect, "/0003_create_api_key_operations.sql")),
-            },
-            SchemaVersion {
-                version: 4,
-                description: "operations log: leak entries",
-                sql: include_str!(concat!("migrations/", $dialect, "/0004_leak_operations.sql")),
-            },
-            SchemaVersion {
-                version: 5,
-                description: "enabled flag and key controls",
-                sql: include_str!(concat!("migrations/", $dialect, "/0005_key_controls.sql")),
-            },
+            v!(1, "create api_keys", "0001_create_api_keys"),
+            v!(2, "pepper fingerprints; imported keys masked by digest", "0002_pepper_fingerprints"),
+            v!(3, "create api_key_operations", "0003_create_api_key_operations"),
+            v!(4, "operations log: leak entries", "0004_leak_operations"),
+            v!(5, "enabled flag and key controls", "0005_key_controls"),
         ]
-    };
+    }};
 }
 pub(super) use schema_versions;
 
@@ -888,6 +878,21 @@ macro_rules! sql_key_store {
 }
 pub(crate) use sql_key_store;
 
+/// Asserts that every schema version is recorded as applied, in
+/// [`MIGRATIONS_TABLE`], on `$pool` (either dialect's pool).
+#[cfg(test)]
+macro_rules! assert_all_versions_applied {
+    ($pool:expr) => {{
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _api_keys_migrations ORDER BY version")
+            .fetch_all($pool)
+            .await
+            .unwrap();
+        assert_eq!(versions, [1, 2, 3, 4, 5]);
+    }};
+}
+#[cfg(test)]
+pub(super) use assert_all_versions_applied;
+
 /// The body both dialects' upgrade tests share, over a store whose schema
 /// is at version 1: writes the previous release's rows with `$insert` (the
 /// dialect's `INSERT` binding id, masked key, digest and kind), migrates, and
@@ -912,11 +917,7 @@ macro_rules! check_v1_upgrade {
                 .unwrap();
         }
         store.migrate().await.unwrap();
-        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _api_keys_migrations ORDER BY version")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4, 5]);
+        $crate::store::sql::assert_all_versions_applied!(store.pool());
         let stored: Vec<String> =
             sqlx::query_scalar("SELECT masked_key FROM api_keys ORDER BY id").fetch_all(store.pool()).await.unwrap();
         $crate::store::sql::upgrade_tests::check_upgraded(&store, &stored).await;
@@ -930,70 +931,92 @@ macro_rules! check_v1_upgrade {
 #[cfg(test)]
 pub(super) use check_v1_upgrade;
 
-/// The body both dialects' version-3 upgrade tests share, over a store whose
-/// schema is at version 3: writes a key with `$insert` (as for
-/// [`check_v1_upgrade!`]) and an operations log as that release wrote it,
-/// prunes its newest entry, migrates, and checks that every entry survives
-/// with its `seq`, the index is there (`$index` counts it), the kind check
-/// still refuses unknown kinds, and a leak entry can be written after —
-/// with a `seq` above every one given before, the pruned one included.
+/// The body both dialects' tests of the upgrade from the previous release
+/// (schema version 3) share, over a store `$store` whose schema is at
+/// version 3. It writes the previous release's rows
+/// ([`previous_release`](upgrade_tests::previous_release)) with
+/// `$insert_key` and `$insert_op` (the old columns, `$N` placeholders, the
+/// scopes as names joined by `,`): keys made by a
+/// [`KeyManager`](crate::KeyManager) (scopes, expiry, last use, a revoked,
+/// a reissued pair, an imported key) and their operations log, then a key
+/// whose log was written as that release wrote it, the log's newest entry
+/// pruned. It migrates and checks:
+/// - the key controls: nothing was lost (every record, verification and
+///   log entry; see [`check_v3_upgraded`](upgrade_tests::check_v3_upgraded));
+/// - the log (version 4): every entry survives with its `seq`, the index is
+///   there (`$index` counts it), the kind check still refuses unknown kinds,
+///   and a leak entry can be written after — with a `seq` above every one
+///   given before, the pruned one included;
+/// - a second migration (a restart) applies nothing;
+/// - the previous release's migrator refuses the upgraded database, and
+///   this one refuses a database newer than it knows.
 #[cfg(test)]
-macro_rules! check_v3_upgrade {
-    ($store:expr, $insert:expr, $index:expr) => {{
-        use $crate::operation::{
-            Actor, Change, LeakDetails, LogEntry, OperationChanges, OperationKind, OperationId,
-        };
+macro_rules! check_previous_release_upgrade {
+    ($store:expr, $schema:expr, $insert_key:expr, $insert_op:expr, $index:expr) => {{
+        use $crate::operation::{Actor, Change, LeakDetails, LogEntry, OperationChanges, OperationId, OperationKind};
         let store = $store;
-        let key = KeyId::parse("cccccccccccccccccccc").unwrap();
-        sqlx::query($insert)
-            .bind(key.as_str())
-            .bind("Xy12Z9")
-            .bind([2u8; 32].as_slice())
-            .bind("native")
-            .execute(store.pool())
-            .await
-            .unwrap();
-        let old = [
-            ("op000000000000000001", "create", r#"{"description":"old key"}"#),
-            ("op000000000000000002", "revoke", r#"{"status":"revoked"}"#),
-            ("op000000000000000003", "update", r#"{"description":"pruned"}"#),
-        ];
-        for (i, (id, kind, changes)) in (0i64..).zip(old) {
-            sqlx::query(
-                "INSERT INTO api_key_operations (id, key_id, service_account_id, kind, actor, created_at, changes)                  VALUES ($1, $2, 'robot', $3, 'keyctl', $4, $5)",
-            )
-            .bind(id)
-            .bind(key.as_str())
-            .bind(kind)
-            .bind(1_700_000_000_000_000_000 + i)
-            .bind(changes)
-            .execute(store.pool())
-            .await
-            .unwrap();
+        let old = $crate::store::sql::upgrade_tests::previous_release().await;
+        for r in old.records.iter().chain([&old.logged]) {
+            sqlx::query($insert_key)
+                .bind(r.id.as_str())
+                .bind(r.service_account_id.as_str())
+                .bind(r.description.as_str())
+                .bind(r.created_at.unix_nanos())
+                .bind(r.last_used_at.map($crate::clock::Timestamp::unix_nanos))
+                .bind($crate::store::backend::join_scopes(&r.scopes))
+                .bind(r.expires_at.map($crate::clock::Timestamp::unix_nanos))
+                .bind(r.masked_key.tail())
+                .bind(i64::from(r.pepper_version))
+                .bind(&r.digest.as_bytes()[..])
+                .bind(r.status.as_str())
+                .bind(r.kind.as_str())
+                .bind(r.links.replaced_by.as_ref().map($crate::token::KeyId::as_str))
+                .bind(r.links.reissued_from.as_ref().map($crate::token::KeyId::as_str))
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+        for op in &old.log_rows {
+            sqlx::query($insert_op)
+                .bind(op.id.as_str())
+                .bind(op.key_id.as_str())
+                .bind(op.service_account_id.as_str())
+                .bind(op.kind.as_str())
+                .bind(op.actor.as_str())
+                .bind(op.created_at)
+                .bind(op.changes.as_str())
+                .execute(store.pool())
+                .await
+                .unwrap();
         }
         // The newest entry is pruned: its seq must never be given again.
-        sqlx::query("DELETE FROM api_key_operations WHERE id = 'op000000000000000003'")
+        let seq_of = "SELECT seq FROM api_key_operations WHERE id = $1";
+        let pruned: i64 = sqlx::query_scalar(seq_of).bind(old.pruned).fetch_one(store.pool()).await.unwrap();
+        sqlx::query("DELETE FROM api_key_operations WHERE id = $1")
+            .bind(old.pruned)
             .execute(store.pool())
             .await
             .unwrap();
         let seqs = "SELECT seq FROM api_key_operations ORDER BY seq";
         let before: Vec<i64> = sqlx::query_scalar(seqs).fetch_all(store.pool()).await.unwrap();
+        assert!(before.iter().all(|&s| s < pruned), "the pruned entry {pruned} is the newest: {before:?}");
         store.migrate().await.unwrap();
-        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _api_keys_migrations ORDER BY version")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4, 5]);
+        $crate::store::sql::assert_all_versions_applied!(store.pool());
         let after: Vec<i64> = sqlx::query_scalar(seqs).fetch_all(store.pool()).await.unwrap();
         assert_eq!(after, before, "every entry keeps its seq");
         let indexes: i64 = sqlx::query_scalar($index).fetch_one(store.pool()).await.unwrap();
         assert_eq!(indexes, 1, "the log's index is there");
         let bogus = sqlx::query(
-            "INSERT INTO api_key_operations (id, key_id, service_account_id, kind, actor, created_at, changes)              VALUES ('op000000000000000009', 'cccccccccccccccccccc', 'robot', 'drop', 'x', 0, '{}')",
+            "INSERT INTO api_key_operations (id, key_id, service_account_id, kind, actor, created_at, changes) \
+             VALUES ('op000000000000000009', 'cccccccccccccccccccc', 'robot', 'drop', 'x', 0, '{}')",
         )
         .execute(store.pool())
         .await;
         assert!(bogus.is_err(), "unknown kinds are still refused");
+        // The key controls: nothing was lost.
+        $crate::store::sql::upgrade_tests::check_v3_upgraded(&store, &old).await;
+        // The log written as that release wrote it reads back, newest first.
+        let key = old.logged.id;
         let page = || $crate::store::PageRequest::starting(10, None);
         let log = store.operations(&key, page()).await.unwrap().items;
         let kinds: Vec<_> = log.iter().map(|o| (o.id.as_str().to_owned(), o.kind)).collect();
@@ -1021,70 +1044,11 @@ macro_rules! check_v3_upgrade {
         let log = store.operations(&key, page()).await.unwrap().items;
         let robot = $crate::ServiceAccountId::new("robot").unwrap();
         assert_eq!((log.len(), &log[0]), (3, &leak.recorded(&robot)));
-        let seq: i64 = sqlx::query_scalar("SELECT seq FROM api_key_operations WHERE id = $1")
-            .bind(leak.id.as_str())
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-        assert!(seq > 3, "seq {seq} was given before (the pruned entry had 3)");
+        let seq: i64 = sqlx::query_scalar(seq_of).bind(leak.id.as_str()).fetch_one(store.pool()).await.unwrap();
+        assert!(seq > pruned, "seq {seq} was given before (the pruned entry had {pruned})");
         // Opened again (a restart): nothing to apply.
         store.migrate().await.unwrap();
         assert_eq!(store.operations(&key, page()).await.unwrap().items.len(), 3);
-        store
-    }};
-}
-#[cfg(test)]
-pub(super) use check_v3_upgrade;
-
-/// The body both dialects' tests of the upgrade from the previous release
-/// (schema version 3) share, over a store `$store` whose schema is at
-/// version 3: writes the previous release's rows — keys made by a
-/// [`KeyManager`](crate::KeyManager) (scopes, expiry, last use, a revoked,
-/// a reissued pair, an imported key) and their operations log — with
-/// `$insert_key` and `$insert_op` (the old columns, `$N` placeholders, the
-/// scopes as names joined by `,`), migrates, and checks that nothing was
-/// lost, that the previous release's migrator refuses the upgraded
-/// database, and that this one refuses a database newer than it knows.
-#[cfg(test)]
-macro_rules! check_previous_release_upgrade {
-    ($store:expr, $schema:expr, $insert_key:expr, $insert_op:expr) => {{
-        let store = $store;
-        let old = $crate::store::sql::upgrade_tests::previous_release().await;
-        for r in &old.records {
-            sqlx::query($insert_key)
-                .bind(r.id.as_str())
-                .bind(r.service_account_id.as_str())
-                .bind(r.description.as_str())
-                .bind(r.created_at.unix_nanos())
-                .bind(r.last_used_at.map($crate::clock::Timestamp::unix_nanos))
-                .bind($crate::store::backend::join_scopes(&r.scopes))
-                .bind(r.expires_at.map($crate::clock::Timestamp::unix_nanos))
-                .bind(r.masked_key.tail())
-                .bind(i64::from(r.pepper_version))
-                .bind(&r.digest.as_bytes()[..])
-                .bind(r.status.as_str())
-                .bind(r.kind.as_str())
-                .bind(r.links.replaced_by.as_ref().map($crate::token::KeyId::as_str))
-                .bind(r.links.reissued_from.as_ref().map($crate::token::KeyId::as_str))
-                .execute(store.pool())
-                .await
-                .unwrap();
-        }
-        for op in old.operations.iter().rev() {
-            sqlx::query($insert_op)
-                .bind(op.id.as_str())
-                .bind(op.key_id.as_str())
-                .bind(op.service_account_id.as_str())
-                .bind(op.kind.as_str())
-                .bind(op.actor.as_str())
-                .bind(op.created_at.unix_nanos())
-                .bind(serde_json::to_string(&op.changes).unwrap())
-                .execute(store.pool())
-                .await
-                .unwrap();
-        }
-        store.migrate().await.unwrap();
-        $crate::store::sql::upgrade_tests::check_v3_upgraded(&store, &old).await;
         // The previous release's migrator refuses the upgraded database.
         // (On a connection of its own, closed after: sqlx keeps PostgreSQL's
         // advisory lock when it refuses.)
@@ -1136,6 +1100,26 @@ pub(super) mod upgrade_tests {
         /// The key that was revoked, and its secret.
         pub(crate) revoked: (KeyId, crate::Secret),
         pub(crate) clock: std::sync::Arc<crate::ManualClock>,
+        /// A revoked key of account `robot` whose log rows are written as
+        /// that release wrote them (the last of [`Self::log_rows`]).
+        pub(crate) logged: crate::KeyRecord,
+        /// Every log row to write, oldest first: [`Self::operations`], then
+        /// `logged`'s entries, the newest of which is [`Self::pruned`].
+        pub(crate) log_rows: Vec<LogRow>,
+        /// The id of the log's newest entry, which the test prunes before
+        /// migrating.
+        pub(crate) pruned: &'static str,
+    }
+
+    /// One row of the previous release's `api_key_operations`, as bound.
+    pub(crate) struct LogRow {
+        pub(crate) id: String,
+        pub(crate) key_id: String,
+        pub(crate) service_account_id: String,
+        pub(crate) kind: String,
+        pub(crate) actor: String,
+        pub(crate) created_at: i64,
+        pub(crate) changes: String,
     }
 
     pub(crate) fn peppers() -> crate::Peppers {
@@ -1182,7 +1166,57 @@ pub(super) mod upgrade_tests {
             (reissued.api_key.id, reissued.secret),
             (imported.id, foreign),
         ];
-        PreviousRelease { records, operations, secrets, revoked: (revoked.api_key.id, revoked.secret), clock }
+        let mut log_rows: Vec<LogRow> = operations
+            .iter()
+            .rev()
+            .map(|op| LogRow {
+                id: op.id.as_str().to_owned(),
+                key_id: op.key_id.as_str().to_owned(),
+                service_account_id: op.service_account_id.as_str().to_owned(),
+                kind: op.kind.as_str().to_owned(),
+                actor: op.actor.as_str().to_owned(),
+                created_at: op.created_at.unix_nanos(),
+                changes: serde_json::to_string(&op.changes).unwrap(),
+            })
+            .collect();
+        let mut logged = crate::KeyRecord::new(
+            KeyId::parse("cccccccccccccccccccc").unwrap(),
+            crate::ServiceAccountId::new("robot").unwrap(),
+            crate::KeyKind::Native,
+            1,
+            crate::Digest::from_bytes([2; 32]),
+            crate::secret::MaskedKey::from_tail(b"Xy12Z9"),
+            Timestamp::from_unix_nanos(1_700_000_000_000_000_001),
+        );
+        logged.description = crate::record::Description::new("old key").unwrap();
+        logged.scopes = crate::ScopeSet::new([crate::Scope::new("a.read").unwrap()]).unwrap();
+        logged.status = crate::KeyStatus::Revoked;
+        let written = [
+            ("op000000000000000001", "create", r#"{"description":"old key"}"#),
+            ("op000000000000000002", "revoke", r#"{"status":"revoked"}"#),
+            ("op000000000000000003", "update", r#"{"description":"pruned"}"#),
+        ];
+        for (i, (id, kind, changes)) in (0i64..).zip(written) {
+            log_rows.push(LogRow {
+                id: id.to_owned(),
+                key_id: logged.id.as_str().to_owned(),
+                service_account_id: "robot".to_owned(),
+                kind: kind.to_owned(),
+                actor: "keyctl".to_owned(),
+                created_at: 1_700_000_000_000_000_000 + i,
+                changes: changes.to_owned(),
+            });
+        }
+        PreviousRelease {
+            records,
+            operations,
+            secrets,
+            revoked: (revoked.api_key.id, revoked.secret),
+            clock,
+            logged,
+            log_rows,
+            pruned: "op000000000000000003",
+        }
     }
 
     /// Every old record reads back exactly (scopes, expiry, last use and

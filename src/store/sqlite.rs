@@ -242,20 +242,26 @@ mod tests {
         assert_eq!(busy_ms, 2_000);
     }
 
+    /// A store on a new database file whose schema is at `version` (as an
+    /// earlier release left it), and the directory holding the file.
+    async fn store_at(version: usize) -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join(format!("v{version}.db")).display());
+        let opts = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true);
+        let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
+        crate::store::sql::migrator_of(&Sqlite::SCHEMA[..version]).run(&pool).await.unwrap();
+        (dir, SqliteStore::from_pool(pool, DEFAULT_TIMEOUT))
+    }
+
     /// A database made by the previous release (schema version 1 and its
     /// rows, written as that release wrote them) upgrades in place: every
     /// field survives, an imported key's stored masked form stops holding
     /// the end of its secret, and the new table works.
     #[tokio::test]
     async fn a_version_1_database_upgrades_and_loses_nothing() {
-        use crate::store::sql::migrator_of;
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("old.db").display());
-        let opts = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true);
-        let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
-        migrator_of(&Sqlite::SCHEMA[..1]).run(&pool).await.unwrap();
+        let (_dir, store) = store_at(1).await;
         crate::store::sql::check_v1_upgrade!(
-            SqliteStore::from_pool(pool, DEFAULT_TIMEOUT),
+            store,
             "INSERT INTO api_keys (id, service_account_id, description, created_at, last_used_at, scopes, \
                  expires_at, masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from) \
                  VALUES (?1, 'robot', 'old key', 1700000000000000001, 1700000000000000002, 'a.read,b.manage', \
@@ -263,50 +269,28 @@ mod tests {
         );
     }
 
-    /// A database at schema version 3 (keys and an operations log, its
-    /// newest entry pruned) upgrades to version 4 in place: the log table is
-    /// rebuilt with every row, seq and the AUTOINCREMENT counter, and takes
-    /// leak entries.
-    #[tokio::test]
-    async fn a_version_3_database_upgrades_and_keeps_its_log() {
-        use crate::store::sql::migrator_of;
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("v3.db").display());
-        let opts = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true);
-        let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
-        migrator_of(&Sqlite::SCHEMA[..3]).run(&pool).await.unwrap();
-        let store = crate::store::sql::check_v3_upgrade!(
-            SqliteStore::from_pool(pool, DEFAULT_TIMEOUT),
-            "INSERT INTO api_keys (id, service_account_id, description, created_at, last_used_at, scopes, \
-                 expires_at, masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from) \
-                 VALUES (?1, 'robot', 'old key', 1700000000000000001, NULL, 'a.read', NULL, ?2, 1, ?3, \
-                 'revoked', ?4, NULL, NULL)",
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'api_key_operations_key_seq'"
-        );
-        let check: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(store.pool()).await.unwrap();
-        assert_eq!(check, "ok");
-    }
-
     /// A database of the previous release (schema version 3, its keys and
-    /// log) upgrades to the key controls and loses nothing; the previous
-    /// release's migrator then refuses it, and this one refuses a newer one.
+    /// log, the log's newest entry pruned) upgrades to the key controls and
+    /// loses nothing: the log table is rebuilt (version 4) with every row,
+    /// seq and the AUTOINCREMENT counter, and takes leak entries; the
+    /// previous release's migrator then refuses it, and this one refuses a
+    /// newer one. (This also is the former
+    /// `a_version_3_database_upgrades_and_keeps_its_log`.)
     #[tokio::test]
     async fn a_version_3_database_upgrades_to_key_controls_and_loses_nothing() {
-        use crate::store::sql::migrator_of;
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("v3-controls.db").display());
-        let opts = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true);
-        let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
-        migrator_of(&Sqlite::SCHEMA[..3]).run(&pool).await.unwrap();
+        let (_dir, store) = store_at(3).await;
         let store = crate::store::sql::check_previous_release_upgrade!(
-            SqliteStore::from_pool(pool, DEFAULT_TIMEOUT),
+            store,
             Sqlite::SCHEMA,
             "INSERT INTO api_keys (id, service_account_id, description, created_at, last_used_at, scopes, \
                  expires_at, masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             "INSERT INTO api_key_operations (id, key_id, service_account_id, kind, actor, created_at, changes) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'api_key_operations_key_seq'"
         );
+        let check: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(store.pool()).await.unwrap();
+        assert_eq!(check, "ok");
         store.pool().close().await;
     }
 
@@ -320,11 +304,7 @@ mod tests {
     async fn migrations_are_idempotent_and_tracked_in_their_own_table() {
         let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
         store.migrate().await.unwrap();
-        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _api_keys_migrations ORDER BY version")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4, 5]);
+        crate::store::sql::assert_all_versions_applied!(store.pool());
         let sqlx_default: Option<String> =
             sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = '_sqlx_migrations'")
                 .fetch_optional(store.pool())
