@@ -31,12 +31,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::clock::Timestamp;
-use crate::digest::Digest;
-use crate::operation::{Change, LogEntry, Operation, OperationCursor};
-use crate::record::{KeyRecord, ServiceAccountId};
-use crate::store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
-use crate::token::KeyId;
+use crate::store::{KeyStore, StoreError};
 
 #[cfg(all(feature = "cache", any(feature = "postgres", feature = "redis")))]
 mod bus;
@@ -285,85 +280,17 @@ impl AnyStore {
     }
 }
 
-/// Calls the same method on whichever store `$self` holds.
-macro_rules! delegate {
-    ($self:ident, $s:ident => $call:expr) => {
-        match $self {
-            AnyStore::Memory($s) => $call.await,
-            #[cfg(feature = "sqlite")]
-            AnyStore::Sqlite($s) => $call.await,
-            #[cfg(feature = "postgres")]
-            AnyStore::Postgres($s) => $call.await,
-            #[cfg(feature = "redis")]
-            AnyStore::Redis($s) => $call.await,
-        }
-    };
-}
-
 impl KeyStore for AnyStore {
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        delegate!(self, s => s.insert(record))
-    }
-    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        delegate!(self, s => s.get(id))
-    }
-    async fn get_by_digest(&self, digest: &Digest) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        delegate!(self, s => s.get_by_digest(digest))
-    }
-    async fn get_many(&self, ids: &[KeyId]) -> Result<Vec<Option<Arc<KeyRecord>>>, StoreError> {
-        delegate!(self, s => s.get_many(ids))
-    }
-    async fn list(&self, service_account: &ServiceAccountId, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
-        delegate!(self, s => s.list(service_account, page))
-    }
-    async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
-        delegate!(self, s => s.revoke(id))
-    }
-    async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
-        delegate!(self, s => s.delete(id))
-    }
-    async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
-        delegate!(self, s => s.reissue(old, new, fate))
-    }
-    async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
-        delegate!(self, s => s.touch_last_used(updates))
-    }
-    async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
-        delegate!(self, s => s.commit(change, log))
-    }
-    async fn operations(
-        &self,
-        key: &KeyId,
-        page: PageRequest<OperationCursor>,
-    ) -> Result<Page<Operation, OperationCursor>, StoreError> {
-        delegate!(self, s => s.operations(key, page))
-    }
-    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
-        delegate!(self, s => s.pepper_fingerprint(version, proposed))
-    }
-    async fn spend_credits(
-        &self,
-        id: &KeyId,
-        cost: u64,
-        refill_due: Option<Timestamp>,
-    ) -> Result<crate::controls::CreditSpend, StoreError> {
-        delegate!(self, s => s.spend_credits(id, cost, refill_due))
-    }
-    async fn list_by_external_id(
-        &self,
-        external_id: &crate::controls::ExternalId,
-        page: PageRequest,
-    ) -> Result<Page<KeyRecord>, StoreError> {
-        delegate!(self, s => s.list_by_external_id(external_id, page))
-    }
-    async fn list_expiring(
-        &self,
-        from: Timestamp,
-        until: Timestamp,
-        page: PageRequest,
-    ) -> Result<Page<KeyRecord>, StoreError> {
-        delegate!(self, s => s.list_expiring(from, until, page))
-    }
+    crate::forward_key_store!(match self: AnyStore {
+        Memory,
+        #[cfg(feature = "sqlite")]
+        Sqlite,
+        #[cfg(feature = "postgres")]
+        Postgres,
+        #[cfg(feature = "redis")]
+        Redis,
+    } => insert, get, get_by_digest, get_many, list, revoke, delete, reissue, touch_last_used, commit, operations,
+        pepper_fingerprint, spend_credits, list_by_external_id, list_expiring);
 }
 
 /// Opens (and migrates) the store `url` names, with the store's default
@@ -453,6 +380,7 @@ pub fn sqlite_path(url: &str) -> Result<Option<PathBuf>, SetupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{PageRequest, ServiceAccountId};
 
     #[test]
     fn backends_by_scheme() {

@@ -56,7 +56,7 @@ pub use record::{
 };
 pub use scope::{RequiredScope, Scope, ScopeCatalog, ScopeCatalogBuilder, ScopeError, ScopeInfo, ScopeSet};
 pub use secret::{MaskedKey, Secret};
-pub use store::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
+pub use store::key_store::{KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError};
 pub use store::memory::MemoryStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]

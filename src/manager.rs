@@ -41,7 +41,7 @@ use crate::record::{
 };
 use crate::scope::{ScopeCatalog, ScopeError, ScopeInfo, ScopeSet};
 use crate::secret::{MaskedKey, Secret};
-use crate::store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, check_reissuable};
+use crate::store::{KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError, check_reissuable};
 use crate::token::{KeyId, SECRET_LEN, Token, TokenFormat};
 use crate::verify::VerifierBuilder;
 use crate::{Verifier, header};
@@ -910,7 +910,7 @@ impl<S: KeyStore> KeyManager<S> {
     /// A store failure.
     pub async fn expiring_within(&self, window: Duration, page: PageRequest) -> Result<Page<KeyInfo>, ManageError> {
         let now = self.clock.now();
-        let page = self.store.list_expiring(now, now.saturating_add(window), page).await?;
+        let page = self.store.list_expiring(now..now.saturating_add(window), page).await?;
         Ok(Page { items: page.items.iter().map(KeyRecord::info).collect(), next: page.next })
     }
 
@@ -1032,7 +1032,7 @@ impl<S: KeyStore> KeyManager<S> {
         &self,
         id: &KeyId,
         page: PageRequest<OperationCursor>,
-    ) -> Result<Page<Operation, OperationCursor>, ManageError> {
+    ) -> Result<OperationPage, ManageError> {
         Ok(self.store.operations(id, page).await?)
     }
 
@@ -1223,68 +1223,22 @@ mod tests {
     }
 
     impl KeyStore for Crowded {
+        crate::forward_key_store!(self => self.inner;
+            get, get_by_digest, list, revoke, delete, touch_last_used, operations, pepper_fingerprint, spend_credits,
+            list_by_external_id, list_expiring,
+        );
+
         async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
             self.taken(&record)
         }
-        async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-            self.inner.get(id).await
-        }
-        async fn get_by_digest(&self, digest: &Digest) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-            self.inner.get_by_digest(digest).await
-        }
-        async fn list(&self, sa: &ServiceAccountId, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
-            self.inner.list(sa, page).await
-        }
-        async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
-            self.inner.revoke(id).await
-        }
-        async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
-            self.inner.delete(id).await
-        }
         async fn reissue(&self, _old: &KeyId, new: KeyRecord, _fate: OldKeyFate) -> Result<(), StoreError> {
             self.taken(&new)
-        }
-        async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
-            self.inner.touch_last_used(updates).await
         }
         async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
             match &change {
                 Change::Insert(r) | Change::Reissue { new: r, .. } => self.taken(r).map(|()| None),
                 _ => self.inner.commit(change, log).await,
             }
-        }
-        async fn operations(
-            &self,
-            key: &KeyId,
-            page: PageRequest<OperationCursor>,
-        ) -> Result<Page<Operation, OperationCursor>, StoreError> {
-            self.inner.operations(key, page).await
-        }
-        async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
-            self.inner.pepper_fingerprint(version, proposed).await
-        }
-        async fn spend_credits(
-            &self,
-            id: &KeyId,
-            cost: u64,
-            refill_due: Option<Timestamp>,
-        ) -> Result<crate::controls::CreditSpend, StoreError> {
-            self.inner.spend_credits(id, cost, refill_due).await
-        }
-        async fn list_by_external_id(
-            &self,
-            external_id: &crate::controls::ExternalId,
-            page: PageRequest,
-        ) -> Result<Page<KeyRecord>, StoreError> {
-            self.inner.list_by_external_id(external_id, page).await
-        }
-        async fn list_expiring(
-            &self,
-            from: Timestamp,
-            until: Timestamp,
-            page: PageRequest,
-        ) -> Result<Page<KeyRecord>, StoreError> {
-            self.inner.list_expiring(from, until, page).await
         }
     }
 

@@ -76,13 +76,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::clock::Timestamp;
-use crate::controls::{CreditSpend, ExternalId};
-use crate::digest::Digest;
-use crate::operation::{Change, LogEntry, Operation, OperationCursor};
-use crate::record::{KeyRecord, ServiceAccountId};
+use crate::operation::{Change, LogEntry};
+use crate::record::KeyRecord;
 use crate::store::invalidation::{BusError, InvalidationBus, InvalidationSubscription};
-use crate::store::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
+use crate::store::key_store::{KeyStore, OldKeyFate, StoreError};
 use crate::token::KeyId;
 
 /// Stores that can list every key id, in pages ordered by id: what the
@@ -547,6 +544,13 @@ impl<S: KeyStore> ShieldedStore<S> {
 }
 
 impl<S: KeyStore> KeyStore for ShieldedStore<S> {
+    // Only lookups by id pass the shield (and new ids join the set, below);
+    // the rest goes straight to the inner store.
+    crate::forward_key_store!(self => self.inner;
+        get_by_digest, list, revoke, delete, touch_last_used, pepper_fingerprint, spend_credits, list_by_external_id,
+        list_expiring, operations,
+    );
+
     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
         // Before the write: the id is never in the store without being in
         // the set. A failed insert leaves an extra id (a query, not a refusal).
@@ -560,13 +564,6 @@ impl<S: KeyStore> KeyStore for ShieldedStore<S> {
             Gate::Miss => self.miss(id).await,
             Gate::Pass => self.inner.get(id).await,
         }
-    }
-
-    fn get_by_digest(
-        &self,
-        digest: &Digest,
-    ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
-        self.inner.get_by_digest(digest)
     }
 
     /// The shield of [`ShieldedStore::get`] for each id (a refused id is
@@ -591,63 +588,9 @@ impl<S: KeyStore> KeyStore for ShieldedStore<S> {
         Ok(out)
     }
 
-    fn list(
-        &self,
-        service_account: &ServiceAccountId,
-        page: PageRequest,
-    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
-        self.inner.list(service_account, page)
-    }
-
-    fn revoke(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.inner.revoke(id)
-    }
-
-    fn delete(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.inner.delete(id)
-    }
-
     async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
         self.state.add(&new.id);
         self.inner.reissue(old, new, fate).await
-    }
-
-    fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.inner.touch_last_used(updates)
-    }
-
-    fn pepper_fingerprint(
-        &self,
-        version: u32,
-        proposed: Digest,
-    ) -> impl Future<Output = Result<Digest, StoreError>> + Send {
-        self.inner.pepper_fingerprint(version, proposed)
-    }
-
-    fn spend_credits(
-        &self,
-        id: &KeyId,
-        cost: u64,
-        refill_due: Option<Timestamp>,
-    ) -> impl Future<Output = Result<CreditSpend, StoreError>> + Send {
-        self.inner.spend_credits(id, cost, refill_due)
-    }
-
-    fn list_by_external_id(
-        &self,
-        external_id: &ExternalId,
-        page: PageRequest,
-    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
-        self.inner.list_by_external_id(external_id, page)
-    }
-
-    fn list_expiring(
-        &self,
-        from: Timestamp,
-        until: Timestamp,
-        page: PageRequest,
-    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
-        self.inner.list_expiring(from, until, page)
     }
 
     /// The same shield as [`ShieldedStore::get`] (its miss budget included),
@@ -672,14 +615,6 @@ impl<S: KeyStore> KeyStore for ShieldedStore<S> {
             _ => {}
         }
         self.inner.commit(change, log).await
-    }
-
-    fn operations(
-        &self,
-        key: &KeyId,
-        page: PageRequest<OperationCursor>,
-    ) -> impl Future<Output = Result<Page<Operation, OperationCursor>, StoreError>> + Send {
-        self.inner.operations(key, page)
     }
 }
 

@@ -17,8 +17,7 @@ use api_keys::store::cached::{BusStatus, CacheConfig, CachedStore, Peek};
 use api_keys::store::invalidation::{InvalidationBus, MemoryBus};
 use api_keys::{
     Change, Clock, CreateRequest, Digest, KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore, LogEntry, ManualClock,
-    MemoryStore, OldKeyFate, Operation, OperationCursor, Page, PageRequest, Pepper, Peppers, ScopeCatalog, Secret,
-    ServiceAccountId, StoreError, Timestamp, UpdateRequest, Verifier, VerifyError,
+    MemoryStore, Pepper, Peppers, ScopeCatalog, Secret, StoreError, UpdateRequest, Verifier, VerifyError,
 };
 use tokio::sync::oneshot;
 
@@ -108,9 +107,10 @@ impl Probe {
 }
 
 impl KeyStore for Probe {
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        self.inner.insert(record).await
-    }
+    api_keys::forward_key_store!(self => self.inner;
+        insert, list, delete, reissue, operations, touch_last_used, pepper_fingerprint, spend_credits,
+        list_by_external_id, list_expiring,
+    );
 
     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         self.gets.fetch_add(1, Ordering::SeqCst);
@@ -129,23 +129,11 @@ impl KeyStore for Probe {
         r
     }
 
-    async fn list(&self, sa: &ServiceAccountId, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
-        self.inner.list(sa, page).await
-    }
-
     async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
         self.gate(Point::RevokeBeforeWrite).await;
         let r = self.inner.revoke(id).await;
         self.gate(Point::RevokeAfterWrite).await;
         r
-    }
-
-    async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
-        self.inner.delete(id).await
-    }
-
-    async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
-        self.inner.reissue(old, new, fate).await
     }
 
     async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
@@ -158,48 +146,6 @@ impl KeyStore for Probe {
             self.gate(Point::RevokeAfterWrite).await;
         }
         r
-    }
-
-    async fn operations(
-        &self,
-        key: &KeyId,
-        page: PageRequest<OperationCursor>,
-    ) -> Result<Page<Operation, OperationCursor>, StoreError> {
-        self.inner.operations(key, page).await
-    }
-
-    async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
-        self.inner.touch_last_used(updates).await
-    }
-
-    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
-        self.inner.pepper_fingerprint(version, proposed).await
-    }
-
-    async fn spend_credits(
-        &self,
-        id: &KeyId,
-        cost: u64,
-        refill_due: Option<Timestamp>,
-    ) -> Result<api_keys::controls::CreditSpend, StoreError> {
-        self.inner.spend_credits(id, cost, refill_due).await
-    }
-
-    async fn list_by_external_id(
-        &self,
-        external_id: &api_keys::controls::ExternalId,
-        page: PageRequest,
-    ) -> Result<Page<KeyRecord>, StoreError> {
-        self.inner.list_by_external_id(external_id, page).await
-    }
-
-    async fn list_expiring(
-        &self,
-        from: Timestamp,
-        until: Timestamp,
-        page: PageRequest,
-    ) -> Result<Page<KeyRecord>, StoreError> {
-        self.inner.list_expiring(from, until, page).await
     }
 }
 

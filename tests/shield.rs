@@ -13,9 +13,8 @@ use api_keys::shield::{KeyIds, ShieldConfig, ShieldedStore};
 use api_keys::store::cached::CachedStore;
 use api_keys::store::invalidation::{BusError, InvalidationBus, InvalidationSubscription, MemoryBus};
 use api_keys::{
-    Change, CreateRequest, Digest, KeyId, KeyManager, KeyRecord, KeyStore, LogEntry, MemoryStore, OldKeyFate,
-    Operation, OperationCursor, Page, PageRequest, Pepper, Peppers, ScopeCatalog, ServiceAccountId, StoreError,
-    Timestamp, TokenFormat, Verifier, VerifyError,
+    CreateRequest, KeyId, KeyManager, KeyRecord, KeyStore, MemoryStore, Pepper, Peppers, ScopeCatalog, StoreError,
+    TokenFormat, Verifier, VerifyError,
 };
 
 /// A store that counts `get`s (store queries) and can fail `ids_after`.
@@ -27,70 +26,16 @@ struct Counting {
 }
 
 impl KeyStore for Counting {
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        self.inner.insert(record).await
-    }
+    // `get_many` and `with_record` keep the trait's defaults, which look up
+    // with `get` and so are counted.
+    api_keys::forward_key_store!(self => self.inner;
+        insert, get_by_digest, list, revoke, delete, reissue, touch_last_used, pepper_fingerprint, commit, operations,
+        spend_credits, list_by_external_id, list_expiring,
+    );
+
     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         self.gets.fetch_add(1, Ordering::SeqCst);
         self.inner.get(id).await
-    }
-    async fn get_by_digest(&self, digest: &Digest) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.inner.get_by_digest(digest).await
-    }
-    async fn list(&self, sa: &ServiceAccountId, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
-        self.inner.list(sa, page).await
-    }
-    async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
-        self.inner.revoke(id).await
-    }
-    async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
-        self.inner.delete(id).await
-    }
-    async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
-        self.inner.reissue(old, new, fate).await
-    }
-    async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
-        self.inner.touch_last_used(updates).await
-    }
-
-    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
-        self.inner.pepper_fingerprint(version, proposed).await
-    }
-    async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
-        self.inner.commit(change, log).await
-    }
-    async fn operations(
-        &self,
-        key: &KeyId,
-        page: PageRequest<OperationCursor>,
-    ) -> Result<Page<Operation, OperationCursor>, StoreError> {
-        self.inner.operations(key, page).await
-    }
-
-    async fn spend_credits(
-        &self,
-        id: &KeyId,
-        cost: u64,
-        refill_due: Option<Timestamp>,
-    ) -> Result<api_keys::controls::CreditSpend, StoreError> {
-        self.inner.spend_credits(id, cost, refill_due).await
-    }
-
-    async fn list_by_external_id(
-        &self,
-        external_id: &api_keys::controls::ExternalId,
-        page: PageRequest,
-    ) -> Result<Page<KeyRecord>, StoreError> {
-        self.inner.list_by_external_id(external_id, page).await
-    }
-
-    async fn list_expiring(
-        &self,
-        from: Timestamp,
-        until: Timestamp,
-        page: PageRequest,
-    ) -> Result<Page<KeyRecord>, StoreError> {
-        self.inner.list_expiring(from, until, page).await
     }
 }
 

@@ -633,7 +633,7 @@ async fn list_page(
     let listed = match selection {
         ListSelection { external_id: Some(id), .. } => cx.store.list_by_external_id(&id, page).await,
         ListSelection { expiring_within: Some(window), .. } => {
-            cx.store.list_expiring(now, now.saturating_add(window), page).await
+            cx.store.list_expiring(now..now.saturating_add(window), page).await
         }
         ListSelection { service_account_id: Some(sa), .. } => {
             let sa = ServiceAccountId::new(&sa)

@@ -103,12 +103,11 @@ use moka::future::Cache;
 use tokio::time::Instant;
 
 use super::invalidation::{BusError, InvalidationBus, InvalidationSubscription, Publish};
-use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
+use super::key_store::{KeyStore, OldKeyFate, StoreError};
 use super::{BuildIdHasher, RecordView, intern_account, intern_scopes};
 use crate::clock::Timestamp;
-use crate::controls::{CreditSpend, ExternalId};
 use crate::digest::Digest;
-use crate::operation::{Change, LogEntry, Operation, OperationCursor};
+use crate::operation::{Change, LogEntry};
 use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
 use crate::scope::ScopeSet;
 use crate::token::KeyId;
@@ -942,6 +941,23 @@ async fn subscriber<B: InvalidationBus>(bus: Arc<B>, shared: Arc<Shared>) {
 }
 
 impl<S: KeyStore> KeyStore for CachedStore<S> {
+    crate::forward_key_store!(self => self.inner;
+        /// Straight to the inner store, neither read from nor filled into the
+        /// cache: batch lookups serve leak checks and scans, which want the
+        /// store's answer now (a revocation made a moment ago on another node
+        /// included), and would only evict the verifier's hot keys.
+        get_many,
+        list,
+        operations,
+        pepper_fingerprint,
+        /// Always the inner store's atomic spend, never served from the cache:
+        /// the cached record's count is only what it was when read (the cache
+        /// does not patch it, as the verifier never reads it for a decision).
+        spend_credits,
+        list_by_external_id,
+        list_expiring,
+    );
+
     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
         let id = record.id;
         let digest = (record.kind == KeyKind::Imported).then(|| *record.digest.as_bytes());
@@ -990,22 +1006,6 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         self.lookup(CacheKey::Digest(*digest.as_bytes()))
     }
 
-    /// Straight to the inner store, neither read from nor filled into the
-    /// cache: batch lookups serve leak checks and scans, which want the
-    /// store's answer now (a revocation made a moment ago on another node
-    /// included), and would only evict the verifier's hot keys.
-    fn get_many(&self, ids: &[KeyId]) -> impl Future<Output = Result<Vec<Option<Arc<KeyRecord>>>, StoreError>> + Send {
-        self.inner.get_many(ids)
-    }
-
-    fn list(
-        &self,
-        service_account: &ServiceAccountId,
-        page: PageRequest,
-    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
-        self.inner.list(service_account, page)
-    }
-
     async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
         let result = self.inner.revoke(id).await;
         self.after_write(result.as_ref().map(drop), &[*id], &[], &[*id]).await;
@@ -1050,47 +1050,6 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         let result = self.inner.commit(change, log).await;
         self.after_write(result.as_ref().map(drop), &ids, digest.as_slice(), &publish).await;
         result
-    }
-
-    fn operations(
-        &self,
-        key: &KeyId,
-        page: PageRequest<OperationCursor>,
-    ) -> impl Future<Output = Result<Page<Operation, OperationCursor>, StoreError>> + Send {
-        self.inner.operations(key, page)
-    }
-
-    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
-        self.inner.pepper_fingerprint(version, proposed).await
-    }
-
-    /// Always the inner store's atomic spend, never served from the cache:
-    /// the cached record's count is only what it was when read (the cache
-    /// does not patch it, as the verifier never reads it for a decision).
-    fn spend_credits(
-        &self,
-        id: &KeyId,
-        cost: u64,
-        refill_due: Option<Timestamp>,
-    ) -> impl Future<Output = Result<CreditSpend, StoreError>> + Send {
-        self.inner.spend_credits(id, cost, refill_due)
-    }
-
-    fn list_by_external_id(
-        &self,
-        external_id: &ExternalId,
-        page: PageRequest,
-    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
-        self.inner.list_by_external_id(external_id, page)
-    }
-
-    fn list_expiring(
-        &self,
-        from: Timestamp,
-        until: Timestamp,
-        page: PageRequest,
-    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
-        self.inner.list_expiring(from, until, page)
     }
 }
 

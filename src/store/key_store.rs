@@ -2,6 +2,7 @@
 //! pagination, and the reissue rules backends that work on whole records share.
 
 use std::future::Future;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -147,6 +148,10 @@ pub struct Page<T, C = KeyId> {
     pub next: Option<C>,
 }
 
+/// One page of a key's operations log ([`KeyStore::operations`]), newest
+/// first; `next` is the cursor of the page after it.
+pub type OperationPage = Page<Operation, OperationCursor>;
+
 impl<T, C> Page<T, C> {
     /// A page of `items`, followed by the page after cursor `next` (`None`:
     /// this is the last page).
@@ -259,7 +264,7 @@ pub trait KeyStore: Send + Sync + 'static {
         &self,
         key: &KeyId,
         page: PageRequest<OperationCursor>,
-    ) -> impl Future<Output = Result<Page<Operation, OperationCursor>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<OperationPage, StoreError>> + Send;
 
     /// The fingerprint recorded for pepper `version`, recording `proposed`
     /// first if there is none (insert-if-absent, atomic: concurrent callers
@@ -271,12 +276,17 @@ pub trait KeyStore: Send + Sync + 'static {
         proposed: Digest,
     ) -> impl Future<Output = Result<Digest, StoreError>> + Send;
 
-    /// Spends `cost` credits of key `id` in one atomic store operation. If the key has a refill and `refill_due` (the latest refill instant, from `Refill::last_instant(now)`) is later than its last refill, the remaining count is first set to the refill amount and the last refill to `refill_due`, in the same operation. Unlimited if the key has no credits; NotFound if no key.
+    /// Spends `cost` credits of key `id` in one atomic store operation. If
+    /// the key has a refill and `due` (the latest refill instant, from
+    /// `Refill::last_instant(now)`) is later than its last refill, the
+    /// remaining count is first set to the refill amount and the last refill
+    /// to `due`, in the same operation. Unlimited if the key has no credits;
+    /// NotFound if no key.
     fn spend_credits(
         &self,
         id: &KeyId,
         cost: u64,
-        refill_due: Option<Timestamp>,
+        due: Option<Timestamp>,
     ) -> impl Future<Output = Result<CreditSpend, StoreError>> + Send;
 
     /// Keys whose controls name this external owner id, by key id (keyset pages), across service accounts.
@@ -286,11 +296,12 @@ pub trait KeyStore: Send + Sync + 'static {
         page: PageRequest,
     ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send;
 
-    /// Active (not revoked) keys with `from <= expires_at < until`, across service accounts, by key id (keyset pages).
+    /// Active (not revoked) keys that expire within the half-open `window`
+    /// (`window.start <= expires_at < window.end`; empty when the end is not
+    /// after the start), across service accounts, by key id (keyset pages).
     fn list_expiring(
         &self,
-        from: Timestamp,
-        until: Timestamp,
+        window: Range<Timestamp>,
         page: PageRequest,
     ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send;
 
@@ -320,97 +331,13 @@ pub trait KeyStore: Send + Sync + 'static {
     }
 }
 
+/// A shared store is the store: every method, `with_record` included, goes to
+/// the store behind the `Arc`.
 impl<S: KeyStore> KeyStore for Arc<S> {
-    fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).insert(record)
-    }
-    fn get(&self, id: &KeyId) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
-        (**self).get(id)
-    }
-    fn get_by_digest(
-        &self,
-        digest: &Digest,
-    ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
-        (**self).get_by_digest(digest)
-    }
-    fn get_many(&self, ids: &[KeyId]) -> impl Future<Output = Result<Vec<Option<Arc<KeyRecord>>>, StoreError>> + Send {
-        (**self).get_many(ids)
-    }
-    fn list(
-        &self,
-        service_account: &ServiceAccountId,
-        page: PageRequest,
-    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
-        (**self).list(service_account, page)
-    }
-    fn revoke(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).revoke(id)
-    }
-    fn delete(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).delete(id)
-    }
-    fn reissue(
-        &self,
-        old: &KeyId,
-        new: KeyRecord,
-        fate: OldKeyFate,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).reissue(old, new, fate)
-    }
-    fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).touch_last_used(updates)
-    }
-    fn commit(
-        &self,
-        change: Change,
-        log: &[LogEntry],
-    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
-        (**self).commit(change, log)
-    }
-    fn operations(
-        &self,
-        key: &KeyId,
-        page: PageRequest<OperationCursor>,
-    ) -> impl Future<Output = Result<Page<Operation, OperationCursor>, StoreError>> + Send {
-        (**self).operations(key, page)
-    }
-    fn pepper_fingerprint(
-        &self,
-        version: u32,
-        proposed: Digest,
-    ) -> impl Future<Output = Result<Digest, StoreError>> + Send {
-        (**self).pepper_fingerprint(version, proposed)
-    }
-    fn spend_credits(
-        &self,
-        id: &KeyId,
-        cost: u64,
-        refill_due: Option<Timestamp>,
-    ) -> impl Future<Output = Result<CreditSpend, StoreError>> + Send {
-        (**self).spend_credits(id, cost, refill_due)
-    }
-    fn list_by_external_id(
-        &self,
-        external_id: &ExternalId,
-        page: PageRequest,
-    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
-        (**self).list_by_external_id(external_id, page)
-    }
-    fn list_expiring(
-        &self,
-        from: Timestamp,
-        until: Timestamp,
-        page: PageRequest,
-    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
-        (**self).list_expiring(from, until, page)
-    }
-    fn with_record<R, F>(&self, id: &KeyId, visit: F) -> impl Future<Output = Result<R, StoreError>> + Send
-    where
-        R: Send,
-        F: for<'v> FnOnce(Option<RecordView<'v>>) -> R + Send,
-    {
-        (**self).with_record(id, visit)
-    }
+    crate::forward_key_store!(self => (**self);
+        insert, get, get_by_digest, get_many, list, revoke, delete, reissue, touch_last_used, commit, operations,
+        pepper_fingerprint, spend_credits, list_by_external_id, list_expiring, with_record,
+    );
 }
 
 /// Applies a reissue to the old record (shared by backends that work on

@@ -24,12 +24,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
+use std::ops::Range;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use papaya::{Compute, Operation as MapOp, ResizeMode};
 
-use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue, check_reissuable};
+use super::key_store::{
+    KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError, apply_reissue, check_reissuable,
+};
 use super::view::{RecordView, intern_account, intern_scopes};
 use crate::clock::Timestamp;
 use crate::controls::{CreditSpend, ExternalId, KeyControls};
@@ -631,11 +634,7 @@ impl KeyStore for MemoryStore {
         Ok(out)
     }
 
-    async fn operations(
-        &self,
-        key: &KeyId,
-        page: PageRequest<OperationCursor>,
-    ) -> Result<Page<Operation, OperationCursor>, StoreError> {
+    async fn operations(&self, key: &KeyId, page: PageRequest<OperationCursor>) -> Result<OperationPage, StoreError> {
         Ok(lock(&self.writer).log.page(key, page))
     }
 
@@ -643,13 +642,8 @@ impl KeyStore for MemoryStore {
         Ok(*lock(&self.peppers).entry(version).or_insert(proposed))
     }
 
-    async fn spend_credits(
-        &self,
-        id: &KeyId,
-        cost: u64,
-        refill_due: Option<Timestamp>,
-    ) -> Result<CreditSpend, StoreError> {
-        self.spend_now(id, cost, refill_due)
+    async fn spend_credits(&self, id: &KeyId, cost: u64, due: Option<Timestamp>) -> Result<CreditSpend, StoreError> {
+        self.spend_now(id, cost, due)
     }
 
     async fn list_by_external_id(
@@ -660,12 +654,8 @@ impl KeyStore for MemoryStore {
         Ok(self.list_external_now(external_id, page))
     }
 
-    async fn list_expiring(
-        &self,
-        from: Timestamp,
-        until: Timestamp,
-        page: PageRequest,
-    ) -> Result<Page<KeyRecord>, StoreError> {
+    async fn list_expiring(&self, window: Range<Timestamp>, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
+        let Range { start: from, end: until } = window;
         Ok(self
             .scan_page(page, |s| s.status == KeyStatus::Active && s.expires_at.is_some_and(|e| from <= e && e < until)))
     }

@@ -32,6 +32,7 @@ mod backend;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod cached;
+mod forward;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod invalidation;
@@ -60,7 +61,7 @@ pub use key_store::{apply_reissue, check_reissuable};
 pub use sql::MIGRATIONS_TABLE;
 
 // Crate-internal short paths to the items whose public path is the root.
-pub(crate) use key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
+pub(crate) use key_store::{KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError};
 #[cfg(feature = "cache")]
 pub(crate) use memory::BuildIdHasher;
 #[allow(

@@ -109,6 +109,7 @@
 //! [`RedisConnection`]).
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -116,7 +117,7 @@ use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, ServerErrorKind, Value, cmd, pipe};
 
 use super::backend::{ConfigError, ControlColumns, DEFAULT_TIMEOUT, Row, join_scopes, split_scopes, timed};
-use super::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue};
+use super::key_store::{KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError, apply_reissue};
 use crate::clock::Timestamp;
 use crate::controls::{CreditSpend, ExternalId};
 use crate::digest::Digest;
@@ -1245,16 +1246,11 @@ where
         timed(self.timeout, self.insert_with(&record, None)).await
     }
 
-    async fn spend_credits(
-        &self,
-        id: &KeyId,
-        cost: u64,
-        refill_due: Option<Timestamp>,
-    ) -> Result<CreditSpend, StoreError> {
+    async fn spend_credits(&self, id: &KeyId, cost: u64, due: Option<Timestamp>) -> Result<CreditSpend, StoreError> {
         let mut inv = SCRIPTS.spend.prepare_invoke();
         inv.key(self.record_key(id))
             .arg(cost.to_string())
-            .arg(refill_due.map(|t| t.unix_nanos().to_string()).unwrap_or_default());
+            .arg(due.map(|t| t.unix_nanos().to_string()).unwrap_or_default());
         let mut conn = self.conn.clone();
         let reply: Vec<String> =
             timed(self.timeout, async { inv.invoke_async(&mut conn).await.map_err(redis_error) }).await?;
@@ -1271,13 +1267,9 @@ where
         }
     }
 
-    async fn list_by_external_id(
-        &self,
-        external_id: &ExternalId,
-        page: PageRequest,
-    ) -> Result<Page<KeyRecord>, StoreError> {
+    async fn list_by_external_id(&self, owner: &ExternalId, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
         let limit = page.effective_limit();
-        let ext = external_id.as_str();
+        let ext = owner.as_str();
         let min = page.after.map_or_else(|| format!("[{ext} "), |a| format!("({ext} {}", a.as_str()));
         let mut conn = self.conn.clone();
         timed(self.timeout, async {
@@ -1296,17 +1288,13 @@ where
                 .iter()
                 .map(|m| m.strip_prefix(&prefix).map_or_else(|| Err(corrupt_reply()), parse_id))
                 .collect::<Result<Vec<_>, _>>()?;
-            self.page_of(&mut conn, ids, limit, |r| r.controls().external_id.as_ref() == Some(external_id)).await
+            self.page_of(&mut conn, ids, limit, |r| r.controls().external_id.as_ref() == Some(owner)).await
         })
         .await
     }
 
-    async fn list_expiring(
-        &self,
-        from: Timestamp,
-        until: Timestamp,
-        page: PageRequest,
-    ) -> Result<Page<KeyRecord>, StoreError> {
+    async fn list_expiring(&self, window: Range<Timestamp>, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
+        let Range { start: from, end: until } = window;
         let limit = page.effective_limit();
         let mut conn = self.conn.clone();
         let expiring = move |r: &KeyRecord| !r.is_revoked() && r.expires_at.is_some_and(|e| from <= e && e < until);
@@ -1454,11 +1442,7 @@ where
         .await
     }
 
-    async fn operations(
-        &self,
-        key: &KeyId,
-        page: PageRequest<OperationCursor>,
-    ) -> Result<Page<Operation, OperationCursor>, StoreError> {
+    async fn operations(&self, key: &KeyId, page: PageRequest<OperationCursor>) -> Result<OperationPage, StoreError> {
         let limit = page.effective_limit();
         let max = page.after.map_or_else(|| "+inf".to_owned(), |c| format!("({}", c.get()));
         let mut conn = self.conn.clone();

@@ -311,6 +311,7 @@ macro_rules! sql_key_store {
         }
 
         const _: () = {
+            use std::ops::Range;
             use std::sync::Arc;
             use std::time::Duration;
 
@@ -324,7 +325,7 @@ macro_rules! sql_key_store {
             use $crate::record::{KeyRecord, ServiceAccountId};
             use $crate::controls::{CreditSpend, ExternalId};
             use $crate::store::backend::{ControlColumns, Row, timed};
-            use $crate::store::key_store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError, apply_reissue};
+            use $crate::store::key_store::{KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError, apply_reissue};
             use $crate::store::sql::{self, Dialect, sqlx_error};
             use $crate::token::KeyId;
 
@@ -773,7 +774,7 @@ macro_rules! sql_key_store {
                     &self,
                     key: &KeyId,
                     page: PageRequest<OperationCursor>,
-                ) -> Result<Page<Operation, OperationCursor>, StoreError> {
+                ) -> Result<OperationPage, StoreError> {
                     let limit = page.effective_limit();
                     let before = page.after.map_or(i64::MAX, |c| i64::try_from(c.get()).unwrap_or(i64::MAX));
                     let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
@@ -815,13 +816,8 @@ macro_rules! sql_key_store {
                     .await
                 }
 
-                async fn spend_credits(
-                    &self,
-                    id: &KeyId,
-                    cost: u64,
-                    refill_due: Option<Timestamp>,
-                ) -> Result<CreditSpend, StoreError> {
-                    timed(self.timeout, self.spend(id, cost, refill_due)).await
+                async fn spend_credits(&self, id: &KeyId, cost: u64, due: Option<Timestamp>) -> Result<CreditSpend, StoreError> {
+                    timed(self.timeout, self.spend(id, cost, due)).await
                 }
 
                 async fn list_by_external_id(
@@ -841,15 +837,10 @@ macro_rules! sql_key_store {
                     timed(self.timeout, self.page_of(query, limit)).await
                 }
 
-                async fn list_expiring(
-                    &self,
-                    from: Timestamp,
-                    until: Timestamp,
-                    page: PageRequest,
-                ) -> Result<Page<KeyRecord>, StoreError> {
+                async fn list_expiring(&self, window: Range<Timestamp>, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
                     let limit = page.effective_limit();
                     let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
-                    let (from, until) = (from.unix_nanos(), until.unix_nanos());
+                    let (from, until) = (window.start.unix_nanos(), window.end.unix_nanos());
                     let query = match &page.after {
                         None => sqlx::query(sql::LIST_EXPIRING_FIRST).bind(from).bind(until).bind(fetch),
                         Some(after) => sqlx::query(sql::LIST_EXPIRING_AFTER)

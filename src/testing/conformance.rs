@@ -108,8 +108,8 @@ pub enum Check {
     /// `list_by_external_id` lists one owner's keys across service accounts
     /// by id, pages with the cursor, and follows updates and deletes.
     ListByExternalId,
-    /// `list_expiring` lists active keys with `from <= expires_at < until`
-    /// across service accounts by id and pages with the cursor.
+    /// `list_expiring` lists active keys with `window.start <= expires_at <
+    /// window.end` across service accounts by id and pages with the cursor.
     ListExpiring,
 }
 

@@ -415,10 +415,10 @@ pub async fn list_expiring<S: KeyStore>(store: &S) {
     }
     let mut expected = inside.to_vec();
     expected.sort_by_key(|r| r.id);
-    let listed = all_pages(C, 3, |p| store.list_expiring(from, until, p)).await;
+    let listed = all_pages(C, 3, |p| store.list_expiring(from..until, p)).await;
     assert_eq!(ids(&listed), ids(&expected), "[{C}] active keys with from <= expires_at < until, by id");
     assert_eq!(listed, expected, "[{C}] the listed records");
-    let listed = all_pages(C, 10, |p| store.list_expiring(t(1), t(500), p)).await;
+    let listed = all_pages(C, 10, |p| store.list_expiring(t(1)..t(500), p)).await;
     assert_eq!(ids(&listed), [inside[1].id], "[{C}] a narrower window");
-    assert!(all_pages(C, 10, |p| store.list_expiring(until, from, p)).await.is_empty(), "[{C}] an empty window");
+    assert!(all_pages(C, 10, |p| store.list_expiring(until..from, p)).await.is_empty(), "[{C}] an empty window");
 }

@@ -24,6 +24,7 @@
 //! ```
 
 use std::future::Future;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -31,9 +32,9 @@ use std::time::Duration;
 use crate::clock::Timestamp;
 use crate::controls::{CreditSpend, ExternalId};
 use crate::digest::Digest;
-use crate::operation::{Change, LogEntry, Operation, OperationCursor};
+use crate::operation::{Change, LogEntry, OperationCursor};
 use crate::record::{KeyRecord, ServiceAccountId};
-use crate::store::{KeyStore, OldKeyFate, Page, PageRequest, StoreError};
+use crate::store::{KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError};
 use crate::token::KeyId;
 
 /// The store operations, to aim faults at.
@@ -306,11 +307,7 @@ impl<S: KeyStore> KeyStore for FaultyStore<S> {
         self.run(Op::of(&change), move || self.inner.commit(change, log)).await
     }
 
-    async fn operations(
-        &self,
-        key: &KeyId,
-        page: PageRequest<OperationCursor>,
-    ) -> Result<Page<Operation, OperationCursor>, StoreError> {
+    async fn operations(&self, key: &KeyId, page: PageRequest<OperationCursor>) -> Result<OperationPage, StoreError> {
         self.run(Op::Operations, move || self.inner.operations(key, page)).await
     }
 
@@ -318,13 +315,8 @@ impl<S: KeyStore> KeyStore for FaultyStore<S> {
         self.run(Op::PepperFingerprint, move || self.inner.pepper_fingerprint(version, proposed)).await
     }
 
-    async fn spend_credits(
-        &self,
-        id: &KeyId,
-        cost: u64,
-        refill_due: Option<Timestamp>,
-    ) -> Result<CreditSpend, StoreError> {
-        self.run(Op::SpendCredits, move || self.inner.spend_credits(id, cost, refill_due)).await
+    async fn spend_credits(&self, id: &KeyId, cost: u64, due: Option<Timestamp>) -> Result<CreditSpend, StoreError> {
+        self.run(Op::SpendCredits, move || self.inner.spend_credits(id, cost, due)).await
     }
 
     async fn list_by_external_id(
@@ -335,12 +327,7 @@ impl<S: KeyStore> KeyStore for FaultyStore<S> {
         self.run(Op::ListByExternalId, move || self.inner.list_by_external_id(external_id, page)).await
     }
 
-    async fn list_expiring(
-        &self,
-        from: Timestamp,
-        until: Timestamp,
-        page: PageRequest,
-    ) -> Result<Page<KeyRecord>, StoreError> {
-        self.run(Op::ListExpiring, move || self.inner.list_expiring(from, until, page)).await
+    async fn list_expiring(&self, window: Range<Timestamp>, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
+        self.run(Op::ListExpiring, move || self.inner.list_expiring(window, page)).await
     }
 }

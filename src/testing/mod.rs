@@ -73,99 +73,16 @@ mod tests {
     struct ForgetfulTouch(MemoryStore);
 
     impl crate::KeyStore for ForgetfulTouch {
-        fn insert(
-            &self,
-            r: crate::KeyRecord,
-        ) -> impl std::future::Future<Output = Result<(), crate::StoreError>> + Send {
-            self.0.insert(r)
-        }
-        fn get(
-            &self,
-            id: &crate::KeyId,
-        ) -> impl std::future::Future<Output = Result<Option<std::sync::Arc<crate::KeyRecord>>, crate::StoreError>> + Send
-        {
-            self.0.get(id)
-        }
-        fn get_by_digest(
-            &self,
-            d: &crate::Digest,
-        ) -> impl std::future::Future<Output = Result<Option<std::sync::Arc<crate::KeyRecord>>, crate::StoreError>> + Send
-        {
-            self.0.get_by_digest(d)
-        }
-        fn list(
-            &self,
-            sa: &crate::ServiceAccountId,
-            p: crate::PageRequest,
-        ) -> impl std::future::Future<Output = Result<crate::Page<crate::KeyRecord>, crate::StoreError>> + Send
-        {
-            self.0.list(sa, p)
-        }
-        fn revoke(&self, id: &crate::KeyId) -> impl std::future::Future<Output = Result<(), crate::StoreError>> + Send {
-            self.0.revoke(id)
-        }
-        fn delete(&self, id: &crate::KeyId) -> impl std::future::Future<Output = Result<(), crate::StoreError>> + Send {
-            self.0.delete(id)
-        }
-        fn reissue(
-            &self,
-            old: &crate::KeyId,
-            new: crate::KeyRecord,
-            fate: crate::OldKeyFate,
-        ) -> impl std::future::Future<Output = Result<(), crate::StoreError>> + Send {
-            self.0.reissue(old, new, fate)
-        }
+        crate::forward_key_store!(self => self.0;
+            insert, get, get_by_digest, list, revoke, delete, reissue, commit, operations, pepper_fingerprint,
+            spend_credits, list_by_external_id, list_expiring,
+        );
+
         fn touch_last_used(
             &self,
             _: &[(crate::KeyId, crate::Timestamp)],
         ) -> impl std::future::Future<Output = Result<(), crate::StoreError>> + Send {
             std::future::ready(Ok(()))
-        }
-        fn commit(
-            &self,
-            change: crate::Change,
-            log: &[crate::LogEntry],
-        ) -> impl std::future::Future<Output = Result<Option<crate::KeyRecord>, crate::StoreError>> + Send {
-            self.0.commit(change, log)
-        }
-        fn operations(
-            &self,
-            key: &crate::KeyId,
-            page: crate::PageRequest<crate::OperationCursor>,
-        ) -> impl std::future::Future<
-            Output = Result<crate::Page<crate::Operation, crate::OperationCursor>, crate::StoreError>,
-        > + Send {
-            self.0.operations(key, page)
-        }
-        fn pepper_fingerprint(
-            &self,
-            version: u32,
-            proposed: crate::Digest,
-        ) -> impl std::future::Future<Output = Result<crate::Digest, crate::StoreError>> + Send {
-            self.0.pepper_fingerprint(version, proposed)
-        }
-        async fn spend_credits(
-            &self,
-            id: &crate::KeyId,
-            cost: u64,
-            refill_due: Option<crate::Timestamp>,
-        ) -> Result<crate::controls::CreditSpend, crate::StoreError> {
-            self.0.spend_credits(id, cost, refill_due).await
-        }
-        async fn list_by_external_id(
-            &self,
-            external_id: &crate::controls::ExternalId,
-            page: crate::PageRequest,
-        ) -> Result<crate::Page<crate::KeyRecord>, crate::StoreError> {
-            self.0.list_by_external_id(external_id, page).await
-        }
-        async fn list_expiring(
-            &self,
-            from: crate::Timestamp,
-            until: crate::Timestamp,
-            page: crate::PageRequest,
-        ) -> Result<crate::Page<crate::KeyRecord>, crate::StoreError> {
-            self.0.list_expiring(from, until, page).await
         }
     }
 }

@@ -7,12 +7,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use api_keys::controls::{CreditSpend, ExternalId};
 use api_keys::shield::KeyIds;
-use api_keys::{
-    Change, Digest, KeyId, KeyRecord, KeyStore, LogEntry, OldKeyFate, Operation, OperationCursor, Page, PageRequest,
-    ServiceAccountId, StoreError, Timestamp,
-};
+use api_keys::{Digest, KeyId, KeyRecord, KeyStore, StoreError};
 
 /// A store that counts its `get` and `get_by_digest` calls.
 #[derive(Debug)]
@@ -38,9 +34,12 @@ impl<S> Metered<S> {
 }
 
 impl<S: KeyStore> KeyStore for Metered<S> {
-    fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.inner.insert(record)
-    }
+    // Not lookups: passed on uncounted. `with_record` is left to the trait's
+    // default, which looks up with `get` and so is counted.
+    api_keys::forward_key_store!(self => self.inner;
+        insert, list, revoke, delete, reissue, touch_last_used, pepper_fingerprint, commit, operations, spend_credits,
+        list_by_external_id, list_expiring,
+    );
 
     fn get(&self, id: &KeyId) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
         self.count();
@@ -59,85 +58,6 @@ impl<S: KeyStore> KeyStore for Metered<S> {
     fn get_many(&self, ids: &[KeyId]) -> impl Future<Output = Result<Vec<Option<Arc<KeyRecord>>>, StoreError>> + Send {
         self.count();
         self.inner.get_many(ids)
-    }
-
-    fn list(
-        &self,
-        service_account: &ServiceAccountId,
-        page: PageRequest,
-    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
-        self.inner.list(service_account, page)
-    }
-
-    fn revoke(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.inner.revoke(id)
-    }
-
-    fn delete(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.inner.delete(id)
-    }
-
-    fn reissue(
-        &self,
-        old: &KeyId,
-        new: KeyRecord,
-        fate: OldKeyFate,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.inner.reissue(old, new, fate)
-    }
-
-    fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.inner.touch_last_used(updates)
-    }
-
-    fn pepper_fingerprint(
-        &self,
-        version: u32,
-        proposed: Digest,
-    ) -> impl Future<Output = Result<Digest, StoreError>> + Send {
-        self.inner.pepper_fingerprint(version, proposed)
-    }
-
-    fn commit(
-        &self,
-        change: Change,
-        log: &[LogEntry],
-    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
-        self.inner.commit(change, log)
-    }
-
-    fn operations(
-        &self,
-        key: &KeyId,
-        page: PageRequest<OperationCursor>,
-    ) -> impl Future<Output = Result<Page<Operation, OperationCursor>, StoreError>> + Send {
-        self.inner.operations(key, page)
-    }
-
-    fn spend_credits(
-        &self,
-        id: &KeyId,
-        cost: u64,
-        refill_due: Option<Timestamp>,
-    ) -> impl Future<Output = Result<CreditSpend, StoreError>> + Send {
-        self.inner.spend_credits(id, cost, refill_due)
-    }
-
-    fn list_by_external_id(
-        &self,
-        external_id: &ExternalId,
-        page: PageRequest,
-    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
-        self.inner.list_by_external_id(external_id, page)
-    }
-
-    fn list_expiring(
-        &self,
-        from: Timestamp,
-        until: Timestamp,
-        page: PageRequest,
-    ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send {
-        self.inner.list_expiring(from, until, page)
     }
 }
 
