@@ -27,6 +27,7 @@ mod record;
 pub mod scan;
 mod scope;
 mod secret;
+mod setters;
 mod shard;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]

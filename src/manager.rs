@@ -41,6 +41,7 @@ use crate::record::{
 };
 use crate::scope::{ScopeCatalog, ScopeError, ScopeInfo, ScopeSet};
 use crate::secret::{MaskedKey, Secret};
+use crate::setters::{set_or_clear, setters};
 use crate::store::{KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError, check_reissuable};
 use crate::token::{KeyId, SECRET_LEN, Token, TokenFormat};
 use crate::verify::VerifierBuilder;
@@ -255,11 +256,9 @@ impl CreateRequest {
         Self { service_account_id: service_account_id.into(), ..Self::default() }
     }
 
-    /// Sets the description.
-    #[must_use]
-    pub fn description(mut self, d: impl Into<String>) -> Self {
-        self.description = d.into();
-        self
+    setters! {
+        /// Sets the description.
+        fn description(d: impl Into<String>) => description = d.into();
     }
 
     /// Sets the scopes.
@@ -273,60 +272,23 @@ impl CreateRequest {
         self
     }
 
-    /// Sets the expiry.
-    #[must_use]
-    pub fn expires_at(mut self, t: Timestamp) -> Self {
-        self.expires_at = Some(t);
-        self
-    }
-
-    /// Creates the key enabled (the default) or disabled.
-    #[must_use]
-    pub fn enabled(mut self, enabled: bool) -> Self {
-        self.enabled = enabled;
-        self
-    }
-
-    /// Sets every control at once (replacing those set before).
-    #[must_use]
-    pub fn controls(mut self, controls: KeyControls) -> Self {
-        self.controls = controls;
-        self
-    }
-
-    /// Sets the owner metadata.
-    #[must_use]
-    pub fn metadata(mut self, m: Metadata) -> Self {
-        self.controls.metadata = Some(m);
-        self
-    }
-
-    /// Sets the external owner id.
-    #[must_use]
-    pub fn external_id(mut self, id: ExternalId) -> Self {
-        self.controls.external_id = Some(id);
-        self
-    }
-
-    /// Sets the IP allow-list.
-    #[must_use]
-    pub fn allowed_ips(mut self, list: IpAllowList) -> Self {
-        self.controls.allowed_ips = Some(list);
-        self
-    }
-
-    /// Sets the usage credits.
-    #[must_use]
-    pub fn credits(mut self, c: Credits) -> Self {
-        self.controls.credits = Some(c);
-        self
-    }
-
-    /// Sets the rate limits.
-    #[must_use]
-    pub fn rate_limits(mut self, l: RateLimits) -> Self {
-        self.controls.rate_limits = Some(l);
-        self
+    setters! {
+        /// Sets the expiry.
+        fn expires_at(t: Timestamp) => expires_at = Some(t);
+        /// Creates the key enabled (the default) or disabled.
+        fn enabled(enabled: bool) => enabled = enabled;
+        /// Sets every control at once (replacing those set before).
+        fn controls(controls: KeyControls) => controls = controls;
+        /// Sets the owner metadata.
+        fn metadata(m: Metadata) => controls.metadata = Some(m);
+        /// Sets the external owner id.
+        fn external_id(id: ExternalId) => controls.external_id = Some(id);
+        /// Sets the IP allow-list.
+        fn allowed_ips(list: IpAllowList) => controls.allowed_ips = Some(list);
+        /// Sets the usage credits.
+        fn credits(c: Credits) => controls.credits = Some(c);
+        /// Sets the rate limits.
+        fn rate_limits(l: RateLimits) => controls.rate_limits = Some(l);
     }
 }
 
@@ -362,11 +324,9 @@ impl UpdateRequest {
         Self::default()
     }
 
-    /// Sets the description.
-    #[must_use]
-    pub fn description(mut self, d: impl Into<String>) -> Self {
-        self.description = Some(d.into());
-        self
+    setters! {
+        /// Sets the description.
+        fn description(d: impl Into<String>) => description = Some(d.into());
     }
 
     /// Sets the scopes.
@@ -380,102 +340,42 @@ impl UpdateRequest {
         self
     }
 
-    /// Resets the scopes to the catalog's defaults.
-    #[must_use]
-    pub fn default_scopes(mut self) -> Self {
-        self.scopes = Some(None);
-        self
+    setters! {
+        /// Resets the scopes to the catalog's defaults.
+        fn default_scopes() => scopes = Some(None);
+        /// Sets the expiry (`None`: never expires).
+        fn expires_at(t: Option<Timestamp>) => expires_at = Some(t);
+        /// Disables the key: it is refused until enabled again.
+        fn disable() => enabled = Some(false);
+        /// Enables a disabled key again.
+        fn enable() => enabled = Some(true);
     }
 
-    /// Sets the expiry (`None`: never expires).
-    #[must_use]
-    pub fn expires_at(mut self, t: Option<Timestamp>) -> Self {
-        self.expires_at = Some(t);
-        self
-    }
+    set_or_clear! {
+        /// Sets the metadata.
+        metadata(m: Metadata),
+        /// Removes the metadata.
+        clear_metadata => metadata;
 
-    /// Disables the key: it is refused until enabled again.
-    #[must_use]
-    pub fn disable(mut self) -> Self {
-        self.enabled = Some(false);
-        self
-    }
+        /// Sets the external owner id.
+        external_id(id: ExternalId),
+        /// Removes the external owner id.
+        clear_external_id => external_id;
 
-    /// Enables a disabled key again.
-    #[must_use]
-    pub fn enable(mut self) -> Self {
-        self.enabled = Some(true);
-        self
-    }
+        /// Sets the IP allow-list.
+        allowed_ips(list: IpAllowList),
+        /// Removes the IP allow-list: the key may be used from any address.
+        clear_allowed_ips => allowed_ips;
 
-    /// Sets the metadata.
-    #[must_use]
-    pub fn metadata(mut self, m: Metadata) -> Self {
-        self.metadata = Some(Some(m));
-        self
-    }
+        /// Sets the usage credits (the remaining count is replaced).
+        credits(c: Credits),
+        /// Removes the usage credits: unlimited use.
+        clear_credits => credits;
 
-    /// Removes the metadata.
-    #[must_use]
-    pub fn clear_metadata(mut self) -> Self {
-        self.metadata = Some(None);
-        self
-    }
-
-    /// Sets the external owner id.
-    #[must_use]
-    pub fn external_id(mut self, id: ExternalId) -> Self {
-        self.external_id = Some(Some(id));
-        self
-    }
-
-    /// Removes the external owner id.
-    #[must_use]
-    pub fn clear_external_id(mut self) -> Self {
-        self.external_id = Some(None);
-        self
-    }
-
-    /// Sets the IP allow-list.
-    #[must_use]
-    pub fn allowed_ips(mut self, list: IpAllowList) -> Self {
-        self.allowed_ips = Some(Some(list));
-        self
-    }
-
-    /// Removes the IP allow-list: the key may be used from any address.
-    #[must_use]
-    pub fn clear_allowed_ips(mut self) -> Self {
-        self.allowed_ips = Some(None);
-        self
-    }
-
-    /// Sets the usage credits (the remaining count is replaced).
-    #[must_use]
-    pub fn credits(mut self, c: Credits) -> Self {
-        self.credits = Some(Some(c));
-        self
-    }
-
-    /// Removes the usage credits: unlimited use.
-    #[must_use]
-    pub fn clear_credits(mut self) -> Self {
-        self.credits = Some(None);
-        self
-    }
-
-    /// Sets the rate limits.
-    #[must_use]
-    pub fn rate_limits(mut self, l: RateLimits) -> Self {
-        self.rate_limits = Some(Some(l));
-        self
-    }
-
-    /// Removes the rate limits.
-    #[must_use]
-    pub fn clear_rate_limits(mut self) -> Self {
-        self.rate_limits = Some(None);
-        self
+        /// Sets the rate limits.
+        rate_limits(l: RateLimits),
+        /// Removes the rate limits.
+        clear_rate_limits => rate_limits;
     }
 
     /// Whether the request changes nothing.

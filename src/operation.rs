@@ -28,6 +28,7 @@ use crate::controls::{Credits, ExternalId, IpAllowList, KeyControls, Metadata, R
 use crate::random::RandomError;
 use crate::record::{Description, KeyRecord, KeyStatus, ServiceAccountId};
 use crate::scope::ScopeSet;
+use crate::setters::setters;
 use crate::store::{OldKeyFate, StoreError};
 use crate::token::{KeyId, KeyIdError};
 
@@ -508,67 +509,25 @@ impl KeyUpdate {
         Self::default()
     }
 
-    /// Sets the description.
-    #[must_use]
-    pub fn description(mut self, d: Description) -> Self {
-        self.description = Some(d);
-        self
-    }
-
-    /// Sets the scopes.
-    #[must_use]
-    pub fn scopes(mut self, s: ScopeSet) -> Self {
-        self.scopes = Some(s);
-        self
-    }
-
-    /// Sets the expiry (`None`: never expires).
-    #[must_use]
-    pub fn expires_at(mut self, t: Option<Timestamp>) -> Self {
-        self.expires_at = Some(t);
-        self
-    }
-
-    /// Enables (`true`) or disables (`false`) the key.
-    #[must_use]
-    pub fn enabled(mut self, enabled: bool) -> Self {
-        self.enabled = Some(enabled);
-        self
-    }
-
-    /// Sets the metadata (`None`: removes it).
-    #[must_use]
-    pub fn metadata(mut self, m: Option<Metadata>) -> Self {
-        self.metadata = Some(m);
-        self
-    }
-
-    /// Sets the external owner id (`None`: removes it).
-    #[must_use]
-    pub fn external_id(mut self, id: Option<ExternalId>) -> Self {
-        self.external_id = Some(id);
-        self
-    }
-
-    /// Sets the IP allow-list (`None`: any address).
-    #[must_use]
-    pub fn allowed_ips(mut self, list: Option<IpAllowList>) -> Self {
-        self.allowed_ips = Some(list);
-        self
-    }
-
-    /// Sets the rate limits (`None`: removes them).
-    #[must_use]
-    pub fn rate_limits(mut self, limits: Option<RateLimits>) -> Self {
-        self.rate_limits = Some(limits);
-        self
-    }
-
-    /// Sets the usage credits (`None`: unlimited use).
-    #[must_use]
-    pub fn credits(mut self, credits: Option<Credits>) -> Self {
-        self.credits = Some(credits);
-        self
+    setters! {
+        /// Sets the description.
+        fn description(d: Description) => description = Some(d);
+        /// Sets the scopes.
+        fn scopes(s: ScopeSet) => scopes = Some(s);
+        /// Sets the expiry (`None`: never expires).
+        fn expires_at(t: Option<Timestamp>) => expires_at = Some(t);
+        /// Enables (`true`) or disables (`false`) the key.
+        fn enabled(enabled: bool) => enabled = Some(enabled);
+        /// Sets the metadata (`None`: removes it).
+        fn metadata(m: Option<Metadata>) => metadata = Some(m);
+        /// Sets the external owner id (`None`: removes it).
+        fn external_id(id: Option<ExternalId>) => external_id = Some(id);
+        /// Sets the IP allow-list (`None`: any address).
+        fn allowed_ips(list: Option<IpAllowList>) => allowed_ips = Some(list);
+        /// Sets the rate limits (`None`: removes them).
+        fn rate_limits(limits: Option<RateLimits>) => rate_limits = Some(limits);
+        /// Sets the usage credits (`None`: unlimited use).
+        fn credits(credits: Option<Credits>) => credits = Some(credits);
     }
 
     /// Whether the update changes nothing.

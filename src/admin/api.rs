@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -121,6 +121,26 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
 }
 
 type Shared<S, A> = State<Arc<AdminApi<S, A>>>;
+
+/// What a handler of one key (`/apiKeys/{apiKeyId}` and below) is called
+/// with: the API, the key id as the path gives it, and the request.
+struct KeyCall<S, A> {
+    api: Arc<AdminApi<S, A>>,
+    id: String,
+    parts: Parts,
+    body: Body,
+}
+
+impl<S: KeyStore, A: AdminAuth> FromRequest<Arc<AdminApi<S, A>>> for KeyCall<S, A> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, api: &Arc<AdminApi<S, A>>) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let Path(id) =
+            Path::<String>::from_request_parts(&mut parts, api).await.map_err(IntoResponse::into_response)?;
+        Ok(Self { api: Arc::clone(api), id, parts, body })
+    }
+}
 
 // ----- steps shared by the handlers -----
 
@@ -214,6 +234,28 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
                 ApiError::new(Code::Aborted, "a request with this Idempotency-Key is still running").into_response()
             }
         }
+    }
+
+    /// The end of every change: answers a failed preparation with its
+    /// error; else runs `change` on what was prepared (the caller, the raw
+    /// body and the change's input), once per `Idempotency-Key`, with a
+    /// manager that logs the caller as the actor.
+    async fn change<T, F, Fut>(
+        &self,
+        parts: &Parts,
+        prepared: Result<(AdminCaller, Bytes, T), ApiError>,
+        change: F,
+    ) -> Response
+    where
+        F: FnOnce(KeyManager<S>, T) -> Fut,
+        Fut: Future<Output = Result<Answer, ApiError>>,
+    {
+        let (caller, raw, input) = match prepared {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
+        };
+        let manager = self.manager.with_actor(caller.actor().clone());
+        self.idempotent(&caller, parts, &raw, change(manager, input)).await
     }
 }
 
@@ -424,13 +466,8 @@ async fn create<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Re
         create.expires_at = req.expires_at.as_deref().map(|t| parse_time("expiresAt", t)).transpose()?;
         Ok::<_, ApiError>((caller, raw, create))
     };
-    let (caller, raw, create) = match prepared.await {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let manager = api.manager.with_actor(caller.actor().clone());
-    let (description, enabled, controls) = (create.description.clone(), create.enabled, create.controls.clone());
-    api.idempotent(&caller, &parts, &raw, async move {
+    api.change(&parts, prepared.await, |manager, create: CreateRequest| async move {
+        let (description, enabled, controls) = (create.description.clone(), create.enabled, create.controls.clone());
         let created = manager.create(create).await?;
         Ok(Answer::created(api_key_of_created(&created, &description, enabled, &controls), &created))
     })
@@ -488,14 +525,9 @@ async fn list<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Requ
     Ok(axum::Json(body).into_response())
 }
 
-async fn get_key<S: KeyStore, A: AdminAuth>(
-    State(api): Shared<S, A>,
-    Path(id): Path<String>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let (parts, _) = request.into_parts();
-    let caller = api.authenticate(&parts).await?;
-    let key = api.key_for(&caller, AdminAction::Get, &id).await?;
+async fn get_key<S: KeyStore, A: AdminAuth>(call: KeyCall<S, A>) -> Result<Response, ApiError> {
+    let caller = call.api.authenticate(&call.parts).await?;
+    let key = call.api.key_for(&caller, AdminAction::Get, &call.id).await?;
     Ok(axum::Json(ApiKey::from(&key)).into_response())
 }
 
@@ -585,25 +617,15 @@ fn update_controls(
     Ok(update)
 }
 
-async fn update<S: KeyStore, A: AdminAuth>(
-    State(api): Shared<S, A>,
-    Path(id): Path<String>,
-    request: Request,
-) -> Response {
-    let (parts, body) = request.into_parts();
+async fn update<S: KeyStore, A: AdminAuth>(KeyCall { api, id, parts, body }: KeyCall<S, A>) -> Response {
     let prepared = async {
         let caller = api.authenticate(&parts).await?;
         let (raw, req) = api.body::<UpdateApiKeyRequest>(body, false).await?;
         let update = update_request(&req)?;
         let key = api.key_for(&caller, AdminAction::Update, &id).await?;
-        Ok::<_, ApiError>((caller, raw, update, key.id))
+        Ok::<_, ApiError>((caller, raw, (update, key.id)))
     };
-    let (caller, raw, update, id) = match prepared.await {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let manager = api.manager.with_actor(caller.actor().clone());
-    api.idempotent(&caller, &parts, &raw, async move {
+    api.change(&parts, prepared.await, |manager, (update, id): (UpdateRequest, KeyId)| async move {
         let (info, op) = manager.update(&id, update).await?;
         let response = serde_json::to_value(ApiKey::from(&info)).ok();
         Ok(Answer::ok(&OperationView::new(&op, response)))
@@ -611,18 +633,9 @@ async fn update<S: KeyStore, A: AdminAuth>(
     .await
 }
 
-async fn delete<S: KeyStore, A: AdminAuth>(
-    State(api): Shared<S, A>,
-    Path(id): Path<String>,
-    request: Request,
-) -> Response {
-    let (parts, body) = request.into_parts();
-    let (caller, raw, key) = match api.bodiless_change(&parts, body, AdminAction::Delete, &id).await {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let manager = api.manager.with_actor(caller.actor().clone());
-    api.idempotent(&caller, &parts, &raw, async move {
+async fn delete<S: KeyStore, A: AdminAuth>(KeyCall { api, id, parts, body }: KeyCall<S, A>) -> Response {
+    let prepared = api.bodiless_change(&parts, body, AdminAction::Delete, &id).await;
+    api.change(&parts, prepared, |manager, key: KeyInfo| async move {
         let op = manager.delete_logged(&key.id).await?.recorded(&key.service_account_id);
         Ok(Answer::ok(&OperationView::new(&op, Some(serde_json::json!({})))))
     })
@@ -630,14 +643,11 @@ async fn delete<S: KeyStore, A: AdminAuth>(
 }
 
 /// `POST /apiKeys/{apiKeyId}:reissue` and `:revoke`.
-async fn custom<S: KeyStore, A: AdminAuth>(
-    State(api): Shared<S, A>,
-    Path(target): Path<String>,
-    request: Request,
-) -> Response {
-    match target.split_once(':') {
-        Some((id, "reissue")) => reissue(&api, id, request).await,
-        Some((id, "revoke")) => revoke(&api, id, request).await,
+async fn custom<S: KeyStore, A: AdminAuth>(call: KeyCall<S, A>) -> Response {
+    let request = Request::from_parts(call.parts, call.body);
+    match call.id.split_once(':') {
+        Some((id, "reissue")) => reissue(&call.api, id, request).await,
+        Some((id, "revoke")) => revoke(&call.api, id, request).await,
         _ => ApiError::new(Code::NotFound, "no such method (expected :reissue or :revoke)").into_response(),
     }
 }
@@ -649,14 +659,9 @@ async fn reissue<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, requ
         let (raw, req) = api.body::<ReissueApiKeyRequest>(body, true).await?;
         let grace = req.grace_period.as_deref().map(parse_grace).transpose()?.unwrap_or(Duration::ZERO);
         let key = api.key_for(&caller, AdminAction::Reissue, id).await?;
-        Ok::<_, ApiError>((caller, raw, grace, key))
+        Ok::<_, ApiError>((caller, raw, (grace, key)))
     };
-    let (caller, raw, grace, key) = match prepared.await {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let manager = api.manager.with_actor(caller.actor().clone());
-    api.idempotent(&caller, &parts, &raw, async move {
+    api.change(&parts, prepared.await, |manager, (grace, key): (Duration, KeyInfo)| async move {
         let created = manager.reissue(&key.id, grace).await?;
         let controls = key.controls.as_deref().unwrap_or(&KeyControls::NONE);
         let mut api_key = api_key_of_created(&created, key.description.as_str(), key.enabled, controls);
@@ -668,12 +673,8 @@ async fn reissue<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, requ
 
 async fn revoke<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let (caller, raw, key) = match api.bodiless_change(&parts, body, AdminAction::Revoke, id).await {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let manager = api.manager.with_actor(caller.actor().clone());
-    api.idempotent(&caller, &parts, &raw, async move {
+    let prepared = api.bodiless_change(&parts, body, AdminAction::Revoke, id).await;
+    api.change(&parts, prepared, |manager, key: KeyInfo| async move {
         let op = manager.revoke_logged(&key.id).await?.recorded(&key.service_account_id);
         let mut revoked = key;
         revoked.status = KeyStatus::Revoked;
@@ -683,11 +684,8 @@ async fn revoke<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, reque
 }
 
 async fn operations<S: KeyStore, A: AdminAuth>(
-    State(api): Shared<S, A>,
-    Path(id): Path<String>,
-    request: Request,
+    KeyCall { api, id, parts, .. }: KeyCall<S, A>,
 ) -> Result<Response, ApiError> {
-    let (parts, _) = request.into_parts();
     let caller = api.authenticate(&parts).await?;
     let q: PageQuery = query(&parts)?;
     let id = parse_id(&id)?;

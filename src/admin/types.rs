@@ -222,44 +222,76 @@ impl ApiKey {
     }
 }
 
-/// `POST /apiKeys`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[non_exhaustive]
-pub struct CreateApiKeyRequest {
-    /// Owner.
-    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
-    pub service_account_id: String,
+/// The request bodies of create and update, whose fields after their
+/// first are the same: `pub struct Name { first fields }` followed by
+/// `description`, `scopes`, `expires_at` and `enabled` (optional, each with
+/// the docs and attributes written before its name) and the optional key
+/// controls (`metadata`, `externalId`, `allowedIps`, `credits`,
+/// `rateLimits`), documented and annotated (serde, OpenAPI) alike.
+macro_rules! key_request {
+    (
+        $(#[$attr:meta])*
+        pub struct $name:ident { $($first:tt)* }
+        $(#[$description:meta])* description,
+        $(#[$scopes:meta])* scopes,
+        $(#[$expires_at:meta])* expires_at,
+        $(#[$enabled:meta])* enabled,
+    ) => {
+        $(#[$attr])*
+        pub struct $name {
+            $($first)*
+            $(#[$description])*
+            #[serde(default)]
+            pub description: Option<String>,
+            $(#[$scopes])*
+            #[serde(default)]
+            pub scopes: Option<Vec<String>>,
+            $(#[$expires_at])*
+            #[serde(default)]
+            #[schema(format = DateTime)]
+            pub expires_at: Option<String>,
+            $(#[$enabled])*
+            #[serde(default)]
+            pub enabled: Option<bool>,
+            /// Owner metadata: a JSON object of at most 4096 bytes, nested at most 8 levels.
+            #[serde(default)]
+            #[schema(value_type = Option<Object>)]
+            pub metadata: Option<serde_json::Value>,
+            /// The application's own owner (customer, tenant) id: 1 to 128 of `A-Z a-z 0-9 _ . : @ -`.
+            #[serde(default)]
+            pub external_id: Option<String>,
+            /// CIDR ranges or addresses (IPv4, IPv6) the key may be used from; at most 64.
+            #[serde(default)]
+            pub allowed_ips: Option<Vec<String>>,
+            /// Usage credits.
+            #[serde(default)]
+            pub credits: Option<ApiCredits>,
+            /// Named rate limits `NAME=COUNT/PERIOD[:burst=N]` (e.g. `api=100/1s:burst=20`), distinct names.
+            #[serde(default)]
+            pub rate_limits: Option<Vec<String>>,
+        }
+    };
+}
+
+key_request! {
+    /// `POST /apiKeys`.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    #[non_exhaustive]
+    pub struct CreateApiKeyRequest {
+        /// Owner.
+        #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
+        pub service_account_id: String,
+    }
     /// Free text, at most 256 characters.
-    #[serde(default)]
     #[schema(max_length = 256)]
-    pub description: Option<String>,
+    description,
     /// Scopes from `GET /apiKeyScopes`; omitted: the catalog's defaults.
-    #[serde(default)]
-    pub scopes: Option<Vec<String>>,
+    scopes,
     /// Expiry, in the future (RFC 3339, e.g. `2030-01-01T00:00:00Z`).
-    #[serde(default)]
-    #[schema(format = DateTime)]
-    pub expires_at: Option<String>,
+    expires_at,
     /// `false` creates the key disabled; absent: enabled.
-    #[serde(default)]
-    pub enabled: Option<bool>,
-    /// Owner metadata: a JSON object of at most 4096 bytes, nested at most 8 levels.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
-    /// The application's own owner (customer, tenant) id: 1 to 128 of `A-Z a-z 0-9 _ . : @ -`.
-    #[serde(default)]
-    pub external_id: Option<String>,
-    /// CIDR ranges or addresses (IPv4, IPv6) the key may be used from; at most 64.
-    #[serde(default)]
-    pub allowed_ips: Option<Vec<String>>,
-    /// Usage credits.
-    #[serde(default)]
-    pub credits: Option<ApiCredits>,
-    /// Named rate limits `NAME=COUNT/PERIOD[:burst=N]` (e.g. `api=100/1s:burst=20`), distinct names.
-    #[serde(default)]
-    pub rate_limits: Option<Vec<String>>,
+    enabled,
 }
 
 /// A new key and its secret (`POST /apiKeys`, `:reissue`). The secret
@@ -277,51 +309,32 @@ pub struct CreateApiKeyResponse {
     pub secret: Option<String>,
 }
 
-/// `PATCH /apiKeys/{apiKeyId}`. `updateMask` names the fields to change
-/// (comma-separated: `description`, `scopes`, `expiresAt`, `enabled`,
-/// `metadata`, `externalId`, `allowedIps`, `credits`, `rateLimits`); a field
-/// named but absent (or `null`) is reset (empty description, the catalog's
-/// default scopes, no expiry, enabled, no such control); a field present but
-/// not named is refused. Without a mask `description`, `scopes` and
-/// `expiresAt` are replaced (absent ones reset), and of the other fields
-/// those present are set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[non_exhaustive]
-pub struct UpdateApiKeyRequest {
-    /// The fields to change.
-    #[serde(default)]
-    #[schema(example = "description,scopes")]
-    pub update_mask: Option<String>,
+key_request! {
+    /// `PATCH /apiKeys/{apiKeyId}`. `updateMask` names the fields to change
+    /// (comma-separated: `description`, `scopes`, `expiresAt`, `enabled`,
+    /// `metadata`, `externalId`, `allowedIps`, `credits`, `rateLimits`); a field
+    /// named but absent (or `null`) is reset (empty description, the catalog's
+    /// default scopes, no expiry, enabled, no such control); a field present but
+    /// not named is refused. Without a mask `description`, `scopes` and
+    /// `expiresAt` are replaced (absent ones reset), and of the other fields
+    /// those present are set.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    #[non_exhaustive]
+    pub struct UpdateApiKeyRequest {
+        /// The fields to change.
+        #[serde(default)]
+        #[schema(example = "description,scopes")]
+        pub update_mask: Option<String>,
+    }
     /// The new description.
-    #[serde(default)]
-    pub description: Option<String>,
+    description,
     /// The new scopes.
-    #[serde(default)]
-    pub scopes: Option<Vec<String>>,
+    scopes,
     /// The new expiry (RFC 3339, in the future).
-    #[serde(default)]
-    #[schema(format = DateTime)]
-    pub expires_at: Option<String>,
+    expires_at,
     /// `false` disables the key (refused until enabled again), `true` enables it.
-    #[serde(default)]
-    pub enabled: Option<bool>,
-    /// Owner metadata: a JSON object of at most 4096 bytes, nested at most 8 levels.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
-    /// The application's own owner (customer, tenant) id: 1 to 128 of `A-Z a-z 0-9 _ . : @ -`.
-    #[serde(default)]
-    pub external_id: Option<String>,
-    /// CIDR ranges or addresses (IPv4, IPv6) the key may be used from; at most 64.
-    #[serde(default)]
-    pub allowed_ips: Option<Vec<String>>,
-    /// Usage credits.
-    #[serde(default)]
-    pub credits: Option<ApiCredits>,
-    /// Named rate limits `NAME=COUNT/PERIOD[:burst=N]` (e.g. `api=100/1s:burst=20`), distinct names.
-    #[serde(default)]
-    pub rate_limits: Option<Vec<String>>,
+    enabled,
 }
 
 /// `POST /apiKeys/{apiKeyId}:reissue`; the body may be empty.

@@ -573,7 +573,26 @@ function closeHistory() {
 
 // ----- wiring -----
 
+// Puts a copy of the key-fields template in place of each dialog's
+// data-key-fields element, its ids prefixed with the dialog's name.
+function placeKeyFields() {
+  for (const slot of document.querySelectorAll('[data-key-fields]')) {
+    const named = (name) => `${slot.dataset.keyFields}-${name}`;
+    const fields = $('key-fields').content.cloneNode(true);
+    for (const node of fields.querySelectorAll('[data-id]')) node.id = named(node.dataset.id);
+    for (const node of fields.querySelectorAll('[data-for]')) node.htmlFor = named(node.dataset.for);
+    for (const node of fields.querySelectorAll('[data-describedby]')) {
+      node.setAttribute('aria-describedby', named(node.dataset.describedby));
+    }
+    for (const node of fields.querySelectorAll('[data-id], [data-for], [data-describedby]')) {
+      for (const name of ['data-id', 'data-for', 'data-describedby']) node.removeAttribute(name);
+    }
+    slot.replaceWith(fields);
+  }
+}
+
 function wire() {
+  placeKeyFields();
   $('sign-in-form').addEventListener('submit', signIn);
   $('sign-out').addEventListener('click', signOut);
   $('account-form').addEventListener('submit', showKeys);
