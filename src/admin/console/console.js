@@ -600,9 +600,13 @@ function wire() {
   $('create-form').addEventListener('submit', create);
   $('secret-form').addEventListener('submit', (event) => {
     event.preventDefault();
+    // Cleared before the dialog hides: its `close` event fires a task later.
+    clearSecret();
     $('secret-dialog').close();
   });
-  // Close, Escape or anything else that closes the dialog clears the secret.
+  // Escape (`cancel` fires before the dialog hides), or anything else that
+  // closes the dialog, clears the secret too.
+  $('secret-dialog').addEventListener('cancel', clearSecret);
   $('secret-dialog').addEventListener('close', clearSecret);
   $('secret-copy').addEventListener('click', copySecret);
   $('confirm-form').addEventListener('submit', confirm);
