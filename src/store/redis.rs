@@ -529,11 +529,19 @@ pub struct RedisStoreBuilder {
 impl std::fmt::Debug for RedisStoreBuilder {
     /// Omits the URL, which may hold a password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStoreBuilder")
-            .field("prefix", &self.prefix)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+        debug_prefix_and_timeout(f, "RedisStoreBuilder", &self.prefix, self.timeout)
     }
+}
+
+/// The `Debug` form of the builder and the store: the prefix and the
+/// timeout only (never the URL or a connection).
+fn debug_prefix_and_timeout(
+    f: &mut std::fmt::Formatter<'_>,
+    name: &str,
+    prefix: &str,
+    timeout: Duration,
+) -> std::fmt::Result {
+    f.debug_struct(name).field("prefix", &prefix).field("timeout", &timeout).finish_non_exhaustive()
 }
 
 impl RedisStoreBuilder {
@@ -616,10 +624,7 @@ pub struct RedisStore<C = RedisConnection> {
 
 impl<C> std::fmt::Debug for RedisStore<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore")
-            .field("prefix", &self.prefix)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+        debug_prefix_and_timeout(f, "RedisStore", &self.prefix, self.timeout)
     }
 }
 
@@ -700,13 +705,7 @@ where
         let mut cursor: u64 = 0;
         let mut deleted = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(500)
-                .query_async(&mut conn)
+            let (next, keys): (u64, Vec<String>) = scan(cursor, &pattern, 500).query_async(&mut conn)
                 .await
                 .map_err(redis_error)?;
             if !keys.is_empty() {
@@ -780,13 +779,7 @@ where
         let mut cursor: u64 = 0;
         let mut ids = Vec::new();
         loop {
-            let (next, keys): (u64, Vec<String>) = cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(conn)
+            let (next, keys): (u64, Vec<String>) = scan(cursor, &pattern, 1000).query_async(conn)
                 .await
                 .map_err(redis_error)?;
             if !keys.is_empty() {
@@ -818,6 +811,13 @@ where
             cmd("HGETALL").arg(self.record_key(id)).query_async(conn).await.map_err(redis_error)?;
         if fields.is_empty() { Ok(None) } else { decode(fields).map(Some) }
     }
+}
+
+/// `SCAN cursor MATCH pattern COUNT count`, one step of a key scan.
+fn scan(cursor: u64, pattern: &str, count: usize) -> redis::Cmd {
+    let mut scan = cmd("SCAN");
+    scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(count);
+    scan
 }
 
 /// Whether `r` is written in record layout 2 (see the module docs).

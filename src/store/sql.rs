@@ -333,6 +333,24 @@ macro_rules! sql_key_store {
             type Db = <D as Dialect>::Db;
             type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments>;
 
+            /// The query of one page and its length: `first` for the first
+            /// page, `after` (the last id seen bound after `bind`'s values)
+            /// for the next; both end with the row count, one more than the
+            /// page holds, which tells whether another page follows.
+            fn paged<'q>(
+                page: &'q PageRequest,
+                (first, after): (&'static str, &'static str),
+                bind: impl Fn(Query<'q>) -> Query<'q>,
+            ) -> (Query<'q>, usize) {
+                let limit = page.effective_limit();
+                let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+                let query = match &page.after {
+                    None => bind(sqlx::query(first)).bind(fetch),
+                    Some(last) => bind(sqlx::query(after)).bind(last.as_str()).bind(fetch),
+                };
+                (query, limit)
+            }
+
             fn decode(r: &<Db as sqlx::Database>::Row) -> Result<KeyRecord, StoreError> {
                 let row = Row {
                     id: r.try_get("id").map_err(sqlx_error)?,
@@ -713,27 +731,9 @@ macro_rules! sql_key_store {
                     service_account: &ServiceAccountId,
                     page: PageRequest,
                 ) -> Result<Page<KeyRecord>, StoreError> {
-                    let limit = page.effective_limit();
-                    // One extra row tells whether another page follows.
-                    let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
-                    let query = match &page.after {
-                        None => sqlx::query(sql::LIST_FIRST).bind(service_account.as_str()).bind(fetch),
-                        Some(after) => {
-                            sqlx::query(sql::LIST_AFTER).bind(service_account.as_str()).bind(after.as_str()).bind(fetch)
-                        }
-                    };
-                    timed(self.timeout, async {
-                        let rows = query.fetch_all(&self.pool).await.map_err(sqlx_error)?;
-                        let mut items = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-                        let next = if items.len() > limit {
-                            items.truncate(limit);
-                            items.last().map(|r| r.id)
-                        } else {
-                            None
-                        };
-                        Ok(Page { items, next })
-                    })
-                    .await
+                    let (query, limit) =
+                        paged(&page, (sql::LIST_FIRST, sql::LIST_AFTER), |q| q.bind(service_account.as_str()));
+                    timed(self.timeout, self.page_of(query, limit)).await
                 }
 
                 async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
@@ -825,30 +825,16 @@ macro_rules! sql_key_store {
                     external_id: &ExternalId,
                     page: PageRequest,
                 ) -> Result<Page<KeyRecord>, StoreError> {
-                    let limit = page.effective_limit();
-                    let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
-                    let query = match &page.after {
-                        None => sqlx::query(sql::LIST_EXTERNAL_FIRST).bind(external_id.as_str()).bind(fetch),
-                        Some(after) => sqlx::query(sql::LIST_EXTERNAL_AFTER)
-                            .bind(external_id.as_str())
-                            .bind(after.as_str())
-                            .bind(fetch),
-                    };
+                    let (query, limit) = paged(&page, (sql::LIST_EXTERNAL_FIRST, sql::LIST_EXTERNAL_AFTER), |q| {
+                        q.bind(external_id.as_str())
+                    });
                     timed(self.timeout, self.page_of(query, limit)).await
                 }
 
                 async fn list_expiring(&self, window: Range<Timestamp>, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
-                    let limit = page.effective_limit();
-                    let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
                     let (from, until) = (window.start.unix_nanos(), window.end.unix_nanos());
-                    let query = match &page.after {
-                        None => sqlx::query(sql::LIST_EXPIRING_FIRST).bind(from).bind(until).bind(fetch),
-                        Some(after) => sqlx::query(sql::LIST_EXPIRING_AFTER)
-                            .bind(from)
-                            .bind(until)
-                            .bind(after.as_str())
-                            .bind(fetch),
-                    };
+                    let (query, limit) =
+                        paged(&page, (sql::LIST_EXPIRING_FIRST, sql::LIST_EXPIRING_AFTER), |q| q.bind(from).bind(until));
                     timed(self.timeout, self.page_of(query, limit)).await
                 }
 
