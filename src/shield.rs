@@ -608,6 +608,26 @@ impl<S: KeyStore> KeyStore for ShieldedStore<S> {
         }
     }
 
+    /// The gate's pass, synchronously: an id in the set (or any id while
+    /// the set is not trusted) is lent as the inner store can lend it now.
+    /// An id the set lacks is handed back, so that
+    /// [`ShieldedStore::with_record`]'s gate decides it (and spends its miss
+    /// budget) exactly once.
+    fn lend_now<R, F>(&self, id: &KeyId, visit: F) -> Result<R, F>
+    where
+        F: for<'v> FnOnce(Option<crate::RecordView<'v>>) -> R,
+    {
+        let trusted = self.state.trusted();
+        if trusted && !self.state.contains(id) {
+            return Err(visit);
+        }
+        let lent = self.inner.lend_now(id, visit);
+        if !trusted && lent.is_ok() {
+            self.state.untrusted_lookups.fetch_add(1, Ordering::Relaxed);
+        }
+        lent
+    }
+
     async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
         // As insert and reissue: a new id joins the set before the write.
         match &change {

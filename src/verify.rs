@@ -582,6 +582,44 @@ enum Lookup<'a> {
     Imported(&'a [u8], TokenError),
 }
 
+/// Where [`Verifier::finish`] picks up.
+enum Step<'a> {
+    /// The store lookup.
+    Find(Lookup<'a>),
+    /// The enforcing steps, for a key lent at once that has rate limits or
+    /// credits.
+    Enforce(Principal, Deferred),
+}
+
+pin_project_lite::pin_project! {
+    /// The future of a verification: ready when it completed at once (see
+    /// [`Verifier::start`]), else the steps still to run.
+    #[project = VerificationProj]
+    enum Verification<F> {
+        /// Done: the outcome, taken by the first poll.
+        Ready { outcome: std::future::Ready<Result<Principal, VerifyError>> },
+        /// The steps that wait.
+        Pending { #[pin] future: F },
+    }
+}
+
+impl<F> Verification<F> {
+    fn ready(outcome: Result<Principal, VerifyError>) -> Self {
+        Self::Ready { outcome: std::future::ready(outcome) }
+    }
+}
+
+impl<F: Future<Output = Result<Principal, VerifyError>>> Future for Verification<F> {
+    type Output = Result<Principal, VerifyError>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        match self.project() {
+            VerificationProj::Ready { outcome } => std::pin::Pin::new(outcome).poll(cx),
+            VerificationProj::Pending { future } => future.poll(cx),
+        }
+    }
+}
+
 /// Checks API keys against a store. Share it behind an `Arc`.
 pub struct Verifier<S> {
     store: Arc<S>,
@@ -653,7 +691,7 @@ impl<S: KeyStore> Verifier<S> {
         header: &'a [u8],
         required: Option<&'a RequiredScope>,
     ) -> impl Future<Output = Result<Principal, VerifyError>> + Send + 'a {
-        self.finish(self.locate_header(header), VerifyContext::new().required(required))
+        self.start(self.locate_header(header), VerifyContext::new().required(required))
     }
 
     /// As [`Verifier::verify`], with the client address and the request's
@@ -668,7 +706,7 @@ impl<S: KeyStore> Verifier<S> {
         header: &'a [u8],
         ctx: &VerifyContext<'a>,
     ) -> impl Future<Output = Result<Principal, VerifyError>> + Send + 'a {
-        self.finish(self.locate_header(header), *ctx)
+        self.start(self.locate_header(header), *ctx)
     }
 
     /// Verifies the key itself (the token68 after `Api-Key `).
@@ -680,7 +718,7 @@ impl<S: KeyStore> Verifier<S> {
         key: &'a [u8],
         required: Option<&'a RequiredScope>,
     ) -> impl Future<Output = Result<Principal, VerifyError>> + Send + 'a {
-        self.finish(self.locate_key(key), VerifyContext::new().required(required))
+        self.start(self.locate_key(key), VerifyContext::new().required(required))
     }
 
     /// As [`Verifier::verify_key`], with the context of
@@ -693,7 +731,7 @@ impl<S: KeyStore> Verifier<S> {
         key: &'a [u8],
         ctx: &VerifyContext<'a>,
     ) -> impl Future<Output = Result<Principal, VerifyError>> + Send + 'a {
-        self.finish(self.locate_key(key), *ctx)
+        self.start(self.locate_key(key), *ctx)
     }
 
     /// Steps 1–2, header and token: where to look the key up, or why not.
@@ -743,19 +781,43 @@ impl<S: KeyStore> Verifier<S> {
         }
     }
 
-    /// Steps 3–10: store, digest, key, address, scope, then (only for keys
-    /// that have them) rate limits and credits, principal.
-    async fn finish(
-        &self,
-        located: Result<Lookup<'_>, VerifyError>,
-        ctx: VerifyContext<'_>,
-    ) -> Result<Principal, VerifyError> {
-        let authorized = match located? {
-            Lookup::Native(token) => self.verify_native(&token, &ctx).await?,
-            Lookup::Imported(key, parse_error) => {
+    /// Steps 3–10. Where the store can lend the record at once (the memory
+    /// store, a cache hit) and the key has no rate limits or credits, the
+    /// whole verification runs here and the returned future is ready: no
+    /// future state is built or moved. Everything else (a store that must
+    /// be asked, imported keys, the enforcing steps) runs in [`Self::finish`].
+    fn start<'a>(
+        &'a self,
+        located: Result<Lookup<'a>, VerifyError>,
+        ctx: VerifyContext<'a>,
+    ) -> Verification<impl Future<Output = Result<Principal, VerifyError>> + Send + 'a> {
+        let step = match located {
+            Err(e) => return Verification::ready(Err(e)),
+            Ok(Lookup::Native(token)) => {
+                let lent = self.store.lend_now(token.id(), |found| self.check_native(&token, found, &ctx)).ok();
+                match lent {
+                    Some(Ok(Authorized::Done(principal))) => return Verification::ready(Ok(principal)),
+                    Some(Err(e)) => return Verification::ready(Err(e)),
+                    Some(Ok(Authorized::Enforce(principal, deferred))) => Step::Enforce(principal, deferred),
+                    None => Step::Find(Lookup::Native(token)),
+                }
+            }
+            Ok(lookup) => Step::Find(lookup),
+        };
+        Verification::Pending { future: self.finish(step, ctx) }
+    }
+
+    /// Steps 3–10 that wait: the store lookup of a store that cannot lend
+    /// at once, then (only for keys that have them) rate limits and
+    /// credits.
+    async fn finish(&self, step: Step<'_>, ctx: VerifyContext<'_>) -> Result<Principal, VerifyError> {
+        let authorized = match step {
+            Step::Find(Lookup::Native(token)) => self.verify_native(&token, &ctx).await?,
+            Step::Find(Lookup::Imported(key, parse_error)) => {
                 let record = self.lookup_imported(key, parse_error).await?;
                 self.authorize(RecordView::of(&record), &ctx)?
             }
+            Step::Enforce(principal, deferred) => Authorized::Enforce(principal, deferred),
         };
         match authorized {
             Authorized::Done(principal) => Ok(principal),
@@ -767,11 +829,21 @@ impl<S: KeyStore> Verifier<S> {
     /// (no copy, and for the memory store no lock and no reference count)
     /// while the digest, key and scope checks run on them.
     async fn verify_native(&self, token: &Token<'_>, ctx: &VerifyContext<'_>) -> Result<Authorized, VerifyError> {
-        let checked = self.store.with_record(token.id(), |found| {
-            let view = self.check_digest(token, found)?;
-            self.authorize(view, ctx)
-        });
+        let checked = self.store.with_record(token.id(), |found| self.check_native(token, found, ctx));
         checked.await.map_err(VerifyError::StoreUnavailable)?
+    }
+
+    /// Steps 4–7 on the record lent for a native token: digest, then the
+    /// key, address and scope checks.
+    #[inline]
+    fn check_native(
+        &self,
+        token: &Token<'_>,
+        found: Option<RecordView<'_>>,
+        ctx: &VerifyContext<'_>,
+    ) -> Result<Authorized, VerifyError> {
+        let view = self.check_digest(token, found)?;
+        self.authorize(view, ctx)
     }
 
     /// The constant-time digest check of the record found by id.

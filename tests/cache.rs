@@ -241,6 +241,29 @@ async fn hits_do_not_reach_the_store() {
     assert!(matches!(n.store.peek(&id).await, Peek::Record(_)));
 }
 
+/// The verifier's synchronous path: a fresh hit is lent at once (no store
+/// read, no future state), anything else is handed back for the lookup that
+/// waits, and the once-a-second notice to moka still goes the waiting way.
+#[tokio::test(start_paused = true)]
+async fn fresh_hits_are_lent_at_once_and_the_rest_handed_back() {
+    let n = cached(config());
+    let (id, header) = create(&n).await;
+    let lend = |id: &KeyId| n.store.lend_now(id, |v| v.map(|v| *v.id()));
+    assert!(lend(&id).is_err(), "not cached yet: handed back");
+    assert_eq!(verify(&n, &header).await.unwrap(), id);
+    assert_eq!(lend(&id).ok(), Some(Some(id)), "fresh: lent at once");
+    assert_eq!(lend(&id).ok(), Some(Some(id)));
+    assert_eq!(n.store.inner().gets(), 1, "one fill, and no store read for the lent hits");
+    assert!(lend(&KeyId::generate().unwrap()).is_err(), "an unknown id is asked, not lent");
+    // A second later the entry's notice to moka is due: handed back once,
+    // the waiting lookup gives the notice, then it is lent again.
+    tokio::time::advance(Duration::from_millis(1_100)).await;
+    assert!(lend(&id).is_err(), "notice due: handed back");
+    assert_eq!(verify(&n, &header).await.unwrap(), id);
+    assert_eq!(lend(&id).ok(), Some(Some(id)));
+    assert_eq!(n.store.inner().gets(), 1, "still one fill");
+}
+
 #[tokio::test]
 async fn concurrent_misses_share_one_store_read() {
     let n = cached(config());

@@ -721,3 +721,79 @@ mod controls {
         assert_eq!(got, vec![in6]);
     }
 }
+
+/// A memory store that counts the verifier's two ways of looking a key up,
+/// and can refuse to lend at once (as a store that has to be asked does).
+#[derive(Default)]
+struct Lending {
+    inner: MemoryStore,
+    lend: bool,
+    lent: std::sync::atomic::AtomicUsize,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+impl api_keys::KeyStore for Lending {
+    api_keys::forward_key_store!(self => self.inner;
+        insert, get, get_by_digest, get_many, list, revoke, delete, reissue, touch_last_used, commit, operations,
+        pepper_fingerprint, spend_credits, list_by_external_id, list_expiring,
+    );
+
+    fn lend_now<R, F>(&self, id: &KeyId, visit: F) -> Result<R, F>
+    where
+        F: for<'v> FnOnce(Option<api_keys::RecordView<'v>>) -> R,
+    {
+        if !self.lend {
+            return Err(visit);
+        }
+        self.lent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.lend_now(id, visit)
+    }
+
+    async fn with_record<R, F>(&self, id: &KeyId, visit: F) -> Result<R, api_keys::StoreError>
+    where
+        R: Send,
+        F: for<'v> FnOnce(Option<api_keys::RecordView<'v>>) -> R + Send,
+    {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.with_record(id, visit).await
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_lends_at_once_is_never_asked_and_one_that_cannot_gives_the_same_answers() {
+    use std::sync::atomic::Ordering::SeqCst;
+    for lend in [true, false] {
+        let store = Arc::new(Lending { lend, ..Lending::default() });
+        let peppers = Peppers::single(Pepper::new(1, [7u8; 32]).unwrap());
+        let manager = KeyManager::builder(Arc::clone(&store), peppers, ScopeCatalog::yandex_cloud()).build();
+        let verifier = manager.verifier().build();
+        let plain = manager.create(CreateRequest::new("robot").scopes(["yc.monitoring.read"])).await.unwrap();
+        let credits = api_keys::controls::Credits::new(2).unwrap();
+        let metered =
+            manager.create(CreateRequest::new("robot").scopes(["yc.logging.write"]).credits(credits)).await.unwrap();
+        let need = manager.catalog().requirement("yc.monitoring.read").unwrap();
+
+        let p = verifier.verify(header(&plain.secret).as_bytes(), Some(&need)).await.unwrap();
+        assert_eq!(*p.key_id(), plain.api_key.id);
+        let e = verifier.verify(header(&metered.secret).as_bytes(), Some(&need)).await.unwrap_err();
+        assert!(matches!(e, VerifyError::InsufficientScope { .. }), "{e:?}");
+        // Credits are spent by the waiting steps after a lend, too.
+        let ctx = api_keys::VerifyContext::new().cost(1);
+        for left in [1, 0] {
+            let p = verifier.verify_with(header(&metered.secret).as_bytes(), &ctx).await.unwrap();
+            assert_eq!(p.credits_remaining(), Some(left), "lend {lend}");
+        }
+        let e = verifier.verify_with(header(&metered.secret).as_bytes(), &ctx).await.unwrap_err();
+        assert!(matches!(e, VerifyError::UsageExceeded(_)), "{e:?}");
+        let unknown =
+            format!("Api-Key {}", api_keys::TokenFormat::default().generate().unwrap().secret.expose_secret());
+        assert!(matches!(verifier.verify(unknown.as_bytes(), None).await, Err(VerifyError::UnknownKey(Some(_)))));
+
+        let (lent, asked) = (store.lent.load(SeqCst), store.asked.load(SeqCst));
+        if lend {
+            assert_eq!((lent, asked), (6, 0), "every lookup lent at once");
+        } else {
+            assert_eq!((lent, asked), (0, 6), "every lookup asked");
+        }
+    }
+}

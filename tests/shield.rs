@@ -356,3 +356,28 @@ async fn a_key_whose_announcement_is_late_is_found_within_the_miss_budget() {
         }
     }
 }
+
+/// Over a store that lends at once (the memory store), a known key takes
+/// the synchronous path through the shield, and a forged id still passes
+/// the gate exactly once per lookup (the lend hands it back untouched).
+#[tokio::test]
+async fn over_a_lending_store_known_keys_are_lent_at_once_and_forged_ids_gated_once() {
+    let inner = Arc::new(MemoryStore::new());
+    let store = Arc::new(ShieldedStore::local(Arc::clone(&inner), ShieldConfig::default()).unwrap());
+    store.wait_trusted().await;
+    let manager = manager(Arc::clone(&store));
+    let verifier = manager.verifier().build();
+    let key = manager.create(CreateRequest::new("robot")).await.unwrap();
+    let id = key.api_key.id;
+    assert_eq!(store.lend_now(&id, |v| v.map(|v| *v.id())).ok(), Some(Some(id)));
+    let forged_id = KeyId::generate().unwrap();
+    let before = store.stats();
+    assert!(store.lend_now(&forged_id, |v| v.is_some()).is_err(), "not in the set: left to the gate");
+    for _ in 0..100 {
+        verifier.verify(&forged(), None).await.unwrap_err();
+    }
+    let after = store.stats();
+    let gated = |s: &api_keys::shield::ShieldStats| s.refused + s.miss_queries;
+    assert_eq!(gated(&after) - gated(&before), 100, "{after:?}");
+    verifier.verify(&header(key.secret.expose_secret()), None).await.unwrap();
+}

@@ -317,15 +317,22 @@ impl Entry {
         }
     }
 
+    /// Whether a hit at `now` is due to be shown to moka (see
+    /// [`Entry::note_read`]); one load, nothing stored.
+    fn read_due(&self, now: Instant) -> bool {
+        let tick = now.saturating_duration_since(self.0.read_at).as_secs();
+        self.0.read_tick.load(Ordering::Relaxed) != tick
+    }
+
     /// Whether a hit served by the hit index at `now` should also be shown
     /// to moka (at most once per second of the entry's age), so its TinyLFU
     /// admission still sees which keys are in use. One load per hit; one
     /// store per second.
     fn note_read(&self, now: Instant) -> bool {
-        let tick = now.saturating_duration_since(self.0.read_at).as_secs();
-        if self.0.read_tick.load(Ordering::Relaxed) == tick {
+        if !self.read_due(now) {
             return false;
         }
+        let tick = now.saturating_duration_since(self.0.read_at).as_secs();
         self.0.read_tick.store(tick, Ordering::Relaxed);
         true
     }
@@ -555,6 +562,25 @@ impl Shared {
         }
         let show_moka = e.note_read(now);
         Ok((visit(e.view()), show_moka))
+    }
+
+    /// [`Shared::serve_hot`] when no moka notice is due: the hit is served
+    /// synchronously; `visit` is handed back on a miss, and when the entry's
+    /// once-a-second notice to moka is due (the asynchronous path gives it).
+    fn serve_hot_now<R, F>(&self, key: &CacheKey, visit: F) -> Result<R, F>
+    where
+        F: for<'v> FnOnce(Option<RecordView<'v>>) -> R,
+    {
+        if self.cache.is_none() {
+            return Err(visit);
+        }
+        let hot = self.hot.pin();
+        let Some(e) = hot.get(key) else { return Err(visit) };
+        let now = Instant::now();
+        if e.read_due(now) || !matches!(self.judge(key, &e.0, now), Verdict::Fresh) {
+            return Err(visit);
+        }
+        Ok(visit(e.view()))
     }
 
     /// Puts a servable entry moka holds into the hit index (up to
@@ -997,6 +1023,16 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
                 Found::Direct(r) => visit(r.as_deref().map(RecordView::of)),
             })
         }
+    }
+
+    /// The hit path of [`CachedStore::with_record`], synchronously: a fresh
+    /// entry of the hit index is lent at once; anything else (a miss, a stale
+    /// entry, a due notice to moka) is handed back for the full lookup.
+    fn lend_now<R, F>(&self, id: &KeyId, visit: F) -> Result<R, F>
+    where
+        F: for<'v> FnOnce(Option<RecordView<'v>>) -> R,
+    {
+        self.shared.serve_hot_now(&CacheKey::Id(*id), visit)
     }
 
     fn get_by_digest(

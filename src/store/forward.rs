@@ -139,6 +139,18 @@ macro_rules! forward_key_store {
             $crate::forward_key_store!(@call $to with_record(id, visit))
         }
     };
+    // The synchronous lend (only to one inner store).
+    (@method [$($attr:tt)*] lend_now $self:ident (to $inner:expr)) => {
+        $($attr)*
+        fn lend_now<R, F>(&$self, id: &$crate::KeyId, visit: F) -> ::core::result::Result<R, F>
+        where
+            F: for<'v> FnOnce(Option<$crate::RecordView<'v>>) -> R,
+        {
+            #[allow(unused_imports, reason = "the caller may have the trait in scope already")]
+            use $crate::KeyStore as _;
+            $inner.lend_now(id, visit)
+        }
+    };
     (@method $attr:tt $other:ident $self:ident $to:tt) => {
         ::core::compile_error!(::core::concat!(
             "forward_key_store!: `",

@@ -305,6 +305,28 @@ pub trait KeyStore: Send + Sync + 'static {
         page: PageRequest,
     ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send;
 
+    /// Lends the record's fields to `visit` at once, as
+    /// [`KeyStore::with_record`] does, if this store can answer without
+    /// waiting (an in-memory map, a fresh cache entry): `Ok(what visit
+    /// returned)`; otherwise `Err(visit)`, handed back unused, and the
+    /// caller asks [`KeyStore::with_record`].
+    ///
+    /// The verifier tries this first, so a key found in memory is verified
+    /// with no future state at all. The default cannot lend now;
+    /// [`MemoryStore`](crate::MemoryStore) and the cache's hit path can.
+    /// `visit` runs synchronously and must not block.
+    ///
+    /// # Errors
+    /// `Err(visit)` when the store has to wait for its answer; never an
+    /// error of the store's (it has not been asked yet).
+    fn lend_now<R, F>(&self, id: &KeyId, visit: F) -> Result<R, F>
+    where
+        F: for<'v> FnOnce(Option<RecordView<'v>>) -> R,
+    {
+        let _ = id;
+        Err(visit)
+    }
+
     /// Looks a record up by id and lends the fields verification reads to
     /// `visit` ([`RecordView`], `None` if there is no such record) for the
     /// duration of the call; returns what `visit` returns.
@@ -336,7 +358,7 @@ pub trait KeyStore: Send + Sync + 'static {
 impl<S: KeyStore> KeyStore for Arc<S> {
     crate::forward_key_store!(self => (**self);
         insert, get, get_by_digest, get_many, list, revoke, delete, reissue, touch_last_used, commit, operations,
-        pepper_fingerprint, spend_credits, list_by_external_id, list_expiring, with_record,
+        pepper_fingerprint, spend_credits, list_by_external_id, list_expiring, with_record, lend_now,
     );
 }
 

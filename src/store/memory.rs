@@ -476,6 +476,13 @@ impl MemoryStore {
 
     /// Spends credits in one atomic `compute` of the entry (retried on a
     /// concurrent change, so two spends never both see the same count).
+    /// Lends the record's fields in place: no copy, no lock, no reference
+    /// count (the map's guard keeps the entry alive during `visit`).
+    fn lend<R>(&self, id: &KeyId, visit: impl for<'v> FnOnce(Option<RecordView<'v>>) -> R) -> R {
+        let map = self.keys.pin();
+        visit(map.get(id).map(|s| s.view(*id)))
+    }
+
     fn spend_now(&self, id: &KeyId, cost: u64, refill_due: Option<Timestamp>) -> Result<CreditSpend, StoreError> {
         let map = self.keys.pin();
         let mut outcome = CreditSpend::Unlimited;
@@ -680,10 +687,14 @@ impl KeyStore for MemoryStore {
         R: Send,
         F: for<'v> FnOnce(Option<RecordView<'v>>) -> R + Send,
     {
-        let id = *id;
-        async move {
-            let map = self.keys.pin();
-            Ok(visit(map.get(&id).map(|s| s.view(id))))
-        }
+        let out = self.lend(id, visit);
+        async move { Ok(out) }
+    }
+
+    fn lend_now<R, F>(&self, id: &KeyId, visit: F) -> Result<R, F>
+    where
+        F: for<'v> FnOnce(Option<RecordView<'v>>) -> R,
+    {
+        Ok(self.lend(id, visit))
     }
 }

@@ -705,9 +705,8 @@ where
         let mut cursor: u64 = 0;
         let mut deleted = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = scan(cursor, &pattern, 500).query_async(&mut conn)
-                .await
-                .map_err(redis_error)?;
+            let (next, keys): (u64, Vec<String>) =
+                scan(cursor, &pattern, 500).query_async(&mut conn).await.map_err(redis_error)?;
             if !keys.is_empty() {
                 let n: u64 = cmd("DEL").arg(&keys).query_async(&mut conn).await.map_err(redis_error)?;
                 deleted += n;
@@ -779,9 +778,8 @@ where
         let mut cursor: u64 = 0;
         let mut ids = Vec::new();
         loop {
-            let (next, keys): (u64, Vec<String>) = scan(cursor, &pattern, 1000).query_async(conn)
-                .await
-                .map_err(redis_error)?;
+            let (next, keys): (u64, Vec<String>) =
+                scan(cursor, &pattern, 1000).query_async(conn).await.map_err(redis_error)?;
             if !keys.is_empty() {
                 let mut p = pipe();
                 for k in &keys {
