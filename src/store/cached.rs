@@ -546,8 +546,10 @@ impl Shared {
 
     /// Serves a fresh entry from the hit index: no lock, no reference
     /// count, nothing allocated; `visit` is handed back on a miss. Also
-    /// says whether to show the hit to moka ([`Entry::note_read`]).
-    fn serve_hot<R, F>(&self, key: &CacheKey, visit: F) -> Result<(R, bool), F>
+    /// says whether to show the hit to moka ([`Entry::note_read`]). With
+    /// `at_once` (a caller that cannot wait to show it), a hit whose notice
+    /// is due is handed back too, so the answer is never to show it.
+    fn serve_hot<R, F>(&self, key: &CacheKey, visit: F, at_once: bool) -> Result<(R, bool), F>
     where
         F: for<'v> FnOnce(Option<RecordView<'v>>) -> R,
     {
@@ -557,30 +559,11 @@ impl Shared {
         let hot = self.hot.pin();
         let Some(e) = hot.get(key) else { return Err(visit) };
         let now = Instant::now();
-        if !matches!(self.judge(key, &e.0, now), Verdict::Fresh) {
+        if (at_once && e.read_due(now)) || !matches!(self.judge(key, &e.0, now), Verdict::Fresh) {
             return Err(visit);
         }
         let show_moka = e.note_read(now);
         Ok((visit(e.view()), show_moka))
-    }
-
-    /// [`Shared::serve_hot`] when no moka notice is due: the hit is served
-    /// synchronously; `visit` is handed back on a miss, and when the entry's
-    /// once-a-second notice to moka is due (the asynchronous path gives it).
-    fn serve_hot_now<R, F>(&self, key: &CacheKey, visit: F) -> Result<R, F>
-    where
-        F: for<'v> FnOnce(Option<RecordView<'v>>) -> R,
-    {
-        if self.cache.is_none() {
-            return Err(visit);
-        }
-        let hot = self.hot.pin();
-        let Some(e) = hot.get(key) else { return Err(visit) };
-        let now = Instant::now();
-        if e.read_due(now) || !matches!(self.judge(key, &e.0, now), Verdict::Fresh) {
-            return Err(visit);
-        }
-        Ok(visit(e.view()))
     }
 
     /// Puts a servable entry moka holds into the hit index (up to
@@ -1009,7 +992,7 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
     {
         let key = CacheKey::Id(*id);
         async move {
-            let visit = match self.shared.serve_hot(&key, visit) {
+            let visit = match self.shared.serve_hot(&key, visit, false) {
                 Ok((out, show_moka)) => {
                     if let (true, Some(cache)) = (show_moka, &self.shared.cache) {
                         let _ = cache.get(&key).await;
@@ -1032,7 +1015,7 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
     where
         F: for<'v> FnOnce(Option<RecordView<'v>>) -> R,
     {
-        self.shared.serve_hot_now(&CacheKey::Id(*id), visit)
+        self.shared.serve_hot(&CacheKey::Id(*id), visit, true).map(|(out, _)| out)
     }
 
     fn get_by_digest(

@@ -811,6 +811,13 @@ where
     }
 }
 
+/// `ZRANGEBYLEX key min max LIMIT 0 count`: one page of an index.
+fn zrange_by_lex(key: &str, min: &str, max: &str, count: usize) -> redis::Cmd {
+    let mut range = cmd("ZRANGEBYLEX");
+    range.arg(key).arg(min).arg(max).arg("LIMIT").arg(0).arg(count);
+    range
+}
+
 /// `SCAN cursor MATCH pattern COUNT count`, one step of a key scan.
 fn scan(cursor: u64, pattern: &str, count: usize) -> redis::Cmd {
     let mut scan = cmd("SCAN");
@@ -1271,13 +1278,7 @@ where
         let min = page.after.map_or_else(|| format!("[{ext} "), |a| format!("({ext} {}", a.as_str()));
         let mut conn = self.conn.clone();
         timed(self.timeout, async {
-            let members: Vec<String> = cmd("ZRANGEBYLEX")
-                .arg(&*self.ext_index)
-                .arg(min)
-                .arg(format!("[{ext} ~"))
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit + 1)
+            let members: Vec<String> = zrange_by_lex(&self.ext_index, &min, &format!("[{ext} ~"), limit + 1)
                 .query_async(&mut conn)
                 .await
                 .map_err(redis_error)?;
@@ -1362,13 +1363,7 @@ where
         let mut conn = self.conn.clone();
         timed(self.timeout, async {
             // One extra id tells whether another page follows.
-            let ids: Vec<String> = cmd("ZRANGEBYLEX")
-                .arg(self.account_key(service_account))
-                .arg(min)
-                .arg("+")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit + 1)
+            let ids: Vec<String> = zrange_by_lex(&self.account_key(service_account), &min, "+", limit + 1)
                 .query_async(&mut conn)
                 .await
                 .map_err(redis_error)?;
