@@ -56,6 +56,7 @@
 use std::fmt;
 use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -591,31 +592,31 @@ enum Step<'a> {
     Enforce(Principal, Deferred),
 }
 
-pin_project_lite::pin_project! {
-    /// The future of a verification: ready when it completed at once (see
-    /// [`Verifier::start`]), else the steps still to run.
-    #[project = VerificationProj]
-    enum Verification<F> {
-        /// Done: the outcome, taken by the first poll.
-        Ready { outcome: std::future::Ready<Result<Principal, VerifyError>> },
-        /// The steps that wait.
-        Pending { #[pin] future: F },
-    }
+/// The future of a verification: ready when it completed at once (see
+/// [`Verifier::start`]), else the steps still to run, boxed: a store that
+/// has to be asked pays one allocation beside its query, and every future
+/// that awaits a verification (the tower layer's, an application's handler)
+/// stays as small as a ready outcome.
+enum Verification<'a> {
+    /// Done: the outcome, taken by the first poll.
+    Ready(std::future::Ready<Result<Principal, VerifyError>>),
+    /// The steps that wait.
+    Pending(Pin<Box<dyn Future<Output = Result<Principal, VerifyError>> + Send + 'a>>),
 }
 
-impl<F> Verification<F> {
+impl Verification<'_> {
     fn ready(outcome: Result<Principal, VerifyError>) -> Self {
-        Self::Ready { outcome: std::future::ready(outcome) }
+        Self::Ready(std::future::ready(outcome))
     }
 }
 
-impl<F: Future<Output = Result<Principal, VerifyError>>> Future for Verification<F> {
+impl Future for Verification<'_> {
     type Output = Result<Principal, VerifyError>;
 
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
-        match self.project() {
-            VerificationProj::Ready { outcome } => std::pin::Pin::new(outcome).poll(cx),
-            VerificationProj::Pending { future } => future.poll(cx),
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Ready(outcome) => Pin::new(outcome).poll(cx),
+            Self::Pending(future) => future.as_mut().poll(cx),
         }
     }
 }
@@ -786,11 +787,7 @@ impl<S: KeyStore> Verifier<S> {
     /// whole verification runs here and the returned future is ready: no
     /// future state is built or moved. Everything else (a store that must
     /// be asked, imported keys, the enforcing steps) runs in [`Self::finish`].
-    fn start<'a>(
-        &'a self,
-        located: Result<Lookup<'a>, VerifyError>,
-        ctx: VerifyContext<'a>,
-    ) -> Verification<impl Future<Output = Result<Principal, VerifyError>> + Send + 'a> {
+    fn start<'a>(&'a self, located: Result<Lookup<'a>, VerifyError>, ctx: VerifyContext<'a>) -> Verification<'a> {
         let step = match located {
             Err(e) => return Verification::ready(Err(e)),
             Ok(Lookup::Native(token)) => {
@@ -804,7 +801,7 @@ impl<S: KeyStore> Verifier<S> {
             }
             Ok(lookup) => Step::Find(lookup),
         };
-        Verification::Pending { future: self.finish(step, ctx) }
+        Verification::Pending(Box::pin(self.finish(step, ctx)))
     }
 
     /// Steps 3–10 that wait: the store lookup of a store that cannot lend
