@@ -681,9 +681,12 @@ impl<S: KeyStore> Verifier<S> {
     /// Verifies an `Authorization` header value (raw bytes, as from
     /// `http::HeaderValue::as_bytes`) and, if given, a required scope.
     ///
-    /// The header and token checks run when this is called; the returned
-    /// future does the store lookup, digest, key and scope checks (for the
-    /// memory store it is ready at once). Garbage never reaches the store.
+    /// The header and token checks run when this is called. Where the store
+    /// lends the record at once ([`KeyStore::lend_now`]: the memory store, a
+    /// cache hit) the digest, key and scope checks (and the last-use note)
+    /// run then too, and the returned future is ready; otherwise the future
+    /// does the store lookup and the rest, as do the rate-limit and credit
+    /// steps of keys that have them. Garbage never reaches the store.
     ///
     /// # Errors
     /// [`VerifyError`]; see [`VerifyError::client_class`] for what to show.
