@@ -470,21 +470,20 @@ async fn guarded<Fut: Future<Output = ()> + Send + 'static>(test: Fut, cleanup: 
     }
 }
 
-#[tokio::test]
-async fn memory() {
-    scenario(Arc::new(MemoryStore::new())).await;
-}
-
-#[tokio::test]
-async fn sqlite() {
+/// A SQLite store in a fresh directory, which lives as long as the guard.
+async fn sqlite_store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::connect(&format!("sqlite://{}", dir.path().join("keys.db").display())).await.unwrap();
-    scenario(store).await;
+    (dir, store)
 }
 
-#[tokio::test]
-async fn postgres() {
-    let schema = format!("api_keys_admin_{}", conformance::key_id());
+/// Runs `scenario` on a PostgreSQL store in a schema of its own (named
+/// `prefix` and a random id), dropped afterwards even if the scenario fails.
+async fn on_postgres<Fut>(prefix: &str, scenario: impl FnOnce(PostgresStore) -> Fut)
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let schema = format!("{prefix}{}", conformance::key_id());
     let store = PostgresStore::builder(postgres_url())
         .schema(schema.clone())
         .max_connections(4)
@@ -501,6 +500,22 @@ async fn postgres() {
             .unwrap();
     })
     .await;
+}
+
+#[tokio::test]
+async fn memory() {
+    scenario(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn sqlite() {
+    let (_dir, store) = sqlite_store().await;
+    scenario(store).await;
+}
+
+#[tokio::test]
+async fn postgres() {
+    on_postgres("api_keys_admin_", scenario).await;
 }
 
 #[tokio::test]
@@ -732,28 +747,11 @@ async fn key_controls_over_the_api_memory() {
 
 #[tokio::test]
 async fn key_controls_over_the_api_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::connect(&format!("sqlite://{}", dir.path().join("keys.db").display())).await.unwrap();
+    let (_dir, store) = sqlite_store().await;
     controls_scenario(store).await;
 }
 
 #[tokio::test]
 async fn key_controls_over_the_api_postgres() {
-    let schema = format!("api_keys_admin_controls_{}", conformance::key_id());
-    let store = PostgresStore::builder(postgres_url())
-        .schema(schema.clone())
-        .max_connections(4)
-        .connect()
-        .await
-        .unwrap_or_else(|e| postgres_down(&e, "a database you may create schemas in"));
-    let pool = store.pool().clone();
-    guarded(controls_scenario(store), async move {
-        pool.close().await;
-        let mut admin = sqlx::PgConnection::connect(&postgres_url()).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-    })
-    .await;
+    on_postgres("api_keys_admin_controls_", controls_scenario).await;
 }
