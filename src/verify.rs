@@ -138,8 +138,9 @@ pub enum VerifyError {
         /// When the request would be allowed.
         retry_after: Duration,
         /// The whole limit that refused (its rate, for the
-        /// `RateLimit-Policy` response header).
-        policy: RateLimit,
+        /// `RateLimit-Policy` response header); boxed, so that every
+        /// verification outcome stays small.
+        policy: Box<RateLimit>,
     },
     /// The key is valid but lacks the required scope.
     #[error("API key {key} lacks scope {required}")]
@@ -264,7 +265,7 @@ pub struct Principal {
     service_account_id: &'static ServiceAccountId,
     scopes: &'static ScopeSet,
     controls: Option<Arc<KeyControls>>,
-    usage: Usage,
+    usage: Option<Box<Usage>>,
 }
 
 /// What the enforcing steps left on a principal.
@@ -342,7 +343,7 @@ impl Principal {
     /// spent and this is the count as the store last lent it.
     #[must_use]
     pub fn credits_remaining(&self) -> Option<u64> {
-        self.usage.credits_remaining
+        self.usage.as_ref()?.credits_remaining
     }
 
     /// The key's tightest rate limit after this request and its state
@@ -351,7 +352,7 @@ impl Principal {
     /// without rate limits.
     #[must_use]
     pub fn rate_limit(&self) -> Option<(&RateLimit, RateStatus)> {
-        let status = self.usage.rate?;
+        let status = self.usage.as_ref()?.rate?;
         let limit = self.controls()?.rate_limits.as_ref()?.as_slice().get(status.index)?;
         Some((limit, status))
     }
@@ -364,7 +365,7 @@ impl fmt::Debug for Principal {
             .field("service_account_id", self.service_account_id)
             .field("scopes", self.scopes)
             .field("external_id", &self.external_id())
-            .field("credits_remaining", &self.usage.credits_remaining)
+            .field("credits_remaining", &self.credits_remaining())
             .finish_non_exhaustive()
     }
 }
@@ -570,7 +571,7 @@ impl Principal {
             service_account_id: view.service_account_id,
             scopes: view.scopes,
             controls,
-            usage: Usage::default(),
+            usage: None,
         }
     }
 }
@@ -582,6 +583,11 @@ enum Lookup<'a> {
     /// By digest: a key that is not in this format (with why it is not).
     Imported(&'a [u8], TokenError),
 }
+
+/// Where [`Verifier::rest_of_key`] picks up: the enforcing steps of a key
+/// lent at once, or (`None`) the store lookup.
+#[cfg(feature = "tower")]
+pub(crate) struct Rest(Option<(Principal, Deferred)>);
 
 /// Where [`Verifier::finish`] picks up.
 enum Step<'a> {
@@ -791,20 +797,73 @@ impl<S: KeyStore> Verifier<S> {
     /// future state is built or moved. Everything else (a store that must
     /// be asked, imported keys, the enforcing steps) runs in [`Self::finish`].
     fn start<'a>(&'a self, located: Result<Lookup<'a>, VerifyError>, ctx: VerifyContext<'a>) -> Verification<'a> {
-        let step = match located {
+        // Garbage is answered here, before anything else is built.
+        let lookup = match located {
+            Ok(lookup) => lookup,
             Err(e) => return Verification::ready(Err(e)),
-            Ok(Lookup::Native(token)) => {
-                let lent = self.store.lend_now(token.id(), |found| self.check_native(&token, found, &ctx)).ok();
-                match lent {
-                    Some(Ok(Authorized::Done(principal))) => return Verification::ready(Ok(principal)),
-                    Some(Err(e)) => return Verification::ready(Err(e)),
-                    Some(Ok(Authorized::Enforce(principal, deferred))) => Step::Enforce(principal, deferred),
-                    None => Step::Find(Lookup::Native(token)),
-                }
-            }
-            Ok(lookup) => Step::Find(lookup),
         };
-        Verification::Pending(Box::pin(self.finish(step, ctx)))
+        match self.at_once(lookup, &ctx) {
+            Ok(outcome) => Verification::ready(outcome),
+            Err(step) => Verification::Pending(Box::pin(self.finish(step, ctx))),
+        }
+    }
+
+    /// The steps of [`Self::start`] that run at once for a located key: the
+    /// outcome, or where the waiting steps pick up.
+    #[inline(always)]
+    fn at_once<'a>(
+        &self,
+        lookup: Lookup<'a>,
+        ctx: &VerifyContext<'_>,
+    ) -> Result<Result<Principal, VerifyError>, Step<'a>> {
+        let Lookup::Native(token) = lookup else {
+            return Err(Step::Find(lookup));
+        };
+        let lent = self.store.lend_now(token.id(), |found| self.check_native(&token, found, ctx)).ok();
+        match lent {
+            Some(Ok(Authorized::Done(principal))) => Ok(Ok(principal)),
+            Some(Err(e)) => Ok(Err(e)),
+            Some(Ok(Authorized::Enforce(principal, deferred))) => Err(Step::Enforce(principal, deferred)),
+            None => Err(Step::Find(Lookup::Native(token))),
+        }
+    }
+
+    /// For a caller that cannot hold the key across an await (the tower
+    /// layer, whose future must own what it uses): the steps of
+    /// [`Verifier::verify_key_with`] that run at once. `Ok` is the outcome;
+    /// `Err` is what [`Self::rest_of_key`] continues from, and owns nothing
+    /// of `key`.
+    #[cfg(feature = "tower")]
+    pub(crate) fn begin_key(
+        &self,
+        key: &[u8],
+        ctx: &VerifyContext<'_>,
+    ) -> Result<Result<Principal, VerifyError>, Rest> {
+        let lookup = match self.locate_key(key) {
+            Ok(lookup) => lookup,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.at_once(lookup, ctx).map_err(|step| match step {
+            Step::Enforce(principal, deferred) => Rest(Some((principal, deferred))),
+            Step::Find(_) => Rest(None),
+        })
+    }
+
+    /// The waiting steps after [`Self::begin_key`], given the same key and
+    /// context.
+    #[cfg(feature = "tower")]
+    pub(crate) async fn rest_of_key(
+        &self,
+        key: &[u8],
+        rest: Rest,
+        ctx: &VerifyContext<'_>,
+    ) -> Result<Principal, VerifyError> {
+        let step = match rest.0 {
+            Some((principal, deferred)) => Step::Enforce(principal, deferred),
+            // Only the parse ran before: run it again on the owned key.
+            None => Step::Find(self.locate_key(key)?),
+        };
+        self.finish(step, *ctx).await
     }
 
     /// Steps 3–10 that wait: the store lookup of a store that cannot lend
@@ -956,12 +1015,14 @@ impl<S: KeyStore> Verifier<S> {
     ) -> Result<Principal, VerifyError> {
         let id = principal.key_id;
         let limits = principal.controls.as_ref().and_then(|c| c.rate_limits.clone());
+        let mut usage = Usage::default();
         if let Some(limits) = limits {
-            principal.usage.rate = Some(self.check_rate(&id, &limits).await?);
+            usage.rate = Some(self.check_rate(&id, &limits).await?);
         }
         if let Some(credits) = deferred.credits {
-            principal.usage.credits_remaining = self.spend(&id, &credits, ctx.cost).await?;
+            usage.credits_remaining = self.spend(&id, &credits, ctx.cost).await?;
         }
+        principal.usage = Some(Box::new(usage));
         // The store's "seen" cell was lent with the record only; this note
         // takes the verifier's own (coalescing) path.
         self.last_used.note_use(&id, deferred.last_used_at, None, || self.clock.now());
@@ -978,7 +1039,12 @@ impl<S: KeyStore> Verifier<S> {
                 let Some(policy) = policy else {
                     return Err(VerifyError::StoreUnavailable(StoreError::unavailable("empty rate-limit set")));
                 };
-                Err(VerifyError::RateLimited { key: *id, limit: policy.name.clone(), retry_after, policy })
+                Err(VerifyError::RateLimited {
+                    key: *id,
+                    limit: policy.name.clone(),
+                    retry_after,
+                    policy: Box::new(policy),
+                })
             }
         }
     }

@@ -785,3 +785,81 @@ async fn a_store_that_lends_at_once_is_never_asked_and_one_that_cannot_gives_the
         }
     }
 }
+
+/// Through the tower layer: a key the store lends at once is decided in
+/// `call` (the inner service runs before the future is polled), a store
+/// that has to be asked decides in the future; both answer every request
+/// alike, and spend credits and refuse by the same rules.
+#[cfg(feature = "tower")]
+#[tokio::test]
+async fn the_layer_answers_alike_whether_the_store_lends_at_once_or_is_asked() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use api_keys::http::ApiKeyLayer;
+    use tower::{Layer, Service, ServiceExt};
+
+    let mut answers = Vec::new();
+    for lend in [true, false] {
+        let store = Arc::new(Lending { lend, ..Lending::default() });
+        let peppers = Peppers::single(Pepper::new(1, [7u8; 32]).unwrap());
+        let manager = KeyManager::builder(Arc::clone(&store), peppers, ScopeCatalog::yandex_cloud()).build();
+        let plain = manager.create(CreateRequest::new("robot").scopes(["yc.monitoring.read"])).await.unwrap();
+        let other = manager.create(CreateRequest::new("robot").scopes(["yc.logging.write"])).await.unwrap();
+        let credits = api_keys::controls::Credits::new(1).unwrap();
+        let metered =
+            manager.create(CreateRequest::new("robot").scopes(["yc.monitoring.read"]).credits(credits)).await.unwrap();
+        let revoked = manager.create(CreateRequest::new("robot").scopes(["yc.monitoring.read"])).await.unwrap();
+        manager.revoke(&revoked.api_key.id).await.unwrap();
+        let need = manager.catalog().requirement("yc.monitoring.read").unwrap();
+
+        // The inner service counts its calls: it runs inside `call` exactly
+        // when the verification completed at once.
+        let called = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&called);
+        let inner = tower::service_fn(move |_req: http::Request<()>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok::<_, std::convert::Infallible>(http::Response::new(())))
+        });
+        let svc = ApiKeyLayer::new(manager.verifier().build()).require_scope(need).layer(inner);
+        let mut wrong = header(&plain.secret).into_bytes();
+        let last = wrong.len() - 8;
+        wrong[last] = if wrong[last] == b'a' { b'b' } else { b'a' };
+        let values: Vec<Vec<u8>> = vec![
+            header(&plain.secret).into_bytes(),
+            header(&other.secret).into_bytes(),
+            header(&metered.secret).into_bytes(),
+            header(&metered.secret).into_bytes(),
+            header(&revoked.secret).into_bytes(),
+            wrong,
+            b"Bearer some-token".to_vec(),
+            b"Api-Key ".to_vec(),
+        ];
+        let mut statuses = Vec::new();
+        for value in values {
+            let req = http::Request::builder().header("authorization", value).body(()).unwrap();
+            let mut svc = svc.clone();
+            let before = called.load(SeqCst);
+            let future = svc.ready().await.unwrap().call(req);
+            let in_call = called.load(SeqCst) - before;
+            let res = future.await.unwrap();
+            statuses.push(res.status().as_u16());
+            if res.status() == 200 {
+                // Plain keys lent at once are let in during `call`; keys
+                // with credits (and every key of a store that is asked)
+                // in the future.
+                let at_once = lend && statuses.len() == 1;
+                assert_eq!(in_call, usize::from(at_once), "lend {lend}, request {}", statuses.len());
+            }
+        }
+        answers.push(statuses);
+        let (lent, asked) = (store.lent.load(SeqCst), store.asked.load(SeqCst));
+        if lend {
+            assert_eq!((lent, asked), (5, 0), "every lookup lent at once");
+        } else {
+            assert_eq!((lent, asked), (0, 5), "every lookup asked");
+        }
+    }
+    assert_eq!(answers[0], vec![200, 403, 200, 429, 401, 401, 401, 400]);
+    assert_eq!(answers[0], answers[1]);
+}

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -22,7 +23,7 @@ use crate::http::rejection::{
 };
 use crate::scope::RequiredScope;
 use crate::store::KeyStore;
-use crate::verify::{Principal, Verifier, VerifyContext, VerifyError};
+use crate::verify::{Principal, Rest, Verifier, VerifyContext, VerifyError};
 
 /// The response body of [`ApiKeyService`] (and of the scope guard): the
 /// inner service's body, or a rejection's problem+json body.
@@ -308,42 +309,55 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         // The clone is not ready; keep the ready one for this request.
         let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let inner = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(&self.shared);
         let header = match take_authorization(req.headers_mut(), shared.strip) {
             Ok(h) => h,
-            Err(e) => {
-                let response = shared.render.reject_for(&e, req.headers());
-                return Box::pin(std::future::ready(Ok(response.map(Either::Right))));
-            }
+            Err(e) => return shared.reject(&e, &req),
         };
         let ctx = shared.context(&req);
-        Box::pin(async move {
-            match shared.authenticate(header.as_ref().map(HeaderValue::as_bytes), ctx).await {
-                Ok(identity) => {
-                    let ext = req.extensions_mut();
-                    let mut rate = None;
-                    match identity {
-                        Identity::ApiKey(p) => {
-                            rate = shared.rate_headers.then(|| rate_limit_headers(&p)).flatten();
-                            ext.insert(p);
-                        }
-                        Identity::Bearer(b) => {
-                            ext.insert(b);
-                        }
-                    }
-                    ext.insert(Arc::clone(&shared.render));
-                    let mut response = inner.call(req).await?;
-                    if let Some((policy, state)) = rate {
-                        response.headers_mut().insert(RATELIMIT_POLICY, policy);
-                        response.headers_mut().insert(RATELIMIT, state);
-                    }
-                    Ok(response.map(Either::Left))
+        let value = header.as_ref().map(HeaderValue::as_bytes);
+        match shared.begin(value, ctx) {
+            // Decided at once (a key the store lent at once, or garbage):
+            // the future only awaits the inner service.
+            Begun::Done(Ok(identity)) => shared.admit(inner, req, identity),
+            Begun::Done(Err(e)) => shared.reject(&e, &req),
+            Begun::Wait(wait) => Box::pin(async move {
+                let value = header.as_ref().map(HeaderValue::as_bytes);
+                match shared.finish(value, wait, ctx).await {
+                    Ok(identity) => shared.admit(inner, req, identity).await,
+                    Err(e) => Ok(shared.render.reject_for(&e, req.headers()).map(Either::Right)),
                 }
-                Err(e) => Ok(shared.render.reject_for(&e, req.headers()).map(Either::Right)),
-            }
-        })
+            }),
+        }
     }
+}
+
+/// The future of [`ApiKeyService`].
+type AuthFuture<E, ResBody> = BoxFuture<Result<Response<AuthBody<ResBody>>, E>>;
+
+/// What [`Shared::begin`] decided.
+enum Begun {
+    /// The identity, or why there is none.
+    Done(Result<Identity, AuthError>),
+    /// Steps that wait.
+    Wait(Wait),
+}
+
+/// The waiting steps, with where the credentials sit in the header value.
+enum Wait {
+    /// The verifier's steps after a store lookup or for rate limits and
+    /// credits.
+    ApiKey(Range<usize>, Rest),
+    /// The bearer validator.
+    Bearer(Range<usize>),
+}
+
+/// Where `part` (a sub-slice of `whole`, as the header parser returns)
+/// sits in `whole`.
+fn place_in(whole: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr().addr().wrapping_sub(whole.as_ptr().addr());
+    start..start.wrapping_add(part.len())
 }
 
 /// The single `Authorization` value, removed from the headers if `strip`.
@@ -382,28 +396,98 @@ impl<S: KeyStore, V: BearerValidator> Shared<S, V> {
         (ip, cost)
     }
 
+    /// The verifier's context for a request.
+    fn verify_context(&self, (client_ip, cost): (Option<std::net::IpAddr>, u64)) -> VerifyContext<'_> {
+        VerifyContext::new().required(self.required.as_ref()).client_ip(client_ip).cost(cost)
+    }
+
     /// Parses the value once and sends the credentials where they belong:
-    /// an API key to the verifier, a bearer token to the validator.
-    async fn authenticate(
+    /// an API key to the verifier, a bearer token to the validator. What
+    /// completes without waiting (an API key the store lends at once, any
+    /// refusal) is decided here; the rest is [`Self::finish`]'s, which
+    /// finds the credentials again by their place in the value, unparsed.
+    fn begin(&self, header: Option<&[u8]>, ctx: (Option<std::net::IpAddr>, u64)) -> Begun {
+        let Some(value) = header else {
+            return Begun::Done(Err(VerifyError::Missing.into()));
+        };
+        let credentials = match header::parse_authorization(value, self.verifier.config().max_header_len) {
+            Ok(c) => c,
+            Err(e) => return Begun::Done(Err(VerifyError::from_header(e).into())),
+        };
+        match credentials {
+            Credentials::ApiKey(key) => match self.verifier.begin_key(key, &self.verify_context(ctx)) {
+                Ok(outcome) => Begun::Done(outcome.map(Identity::ApiKey).map_err(AuthError::from)),
+                Err(rest) => Begun::Wait(Wait::ApiKey(place_in(value, key), rest)),
+            },
+            Credentials::Bearer(token) if self.bearer.is_some() => Begun::Wait(Wait::Bearer(place_in(value, token))),
+            Credentials::Bearer(_) => Begun::Done(Err(VerifyError::UnsupportedScheme.into())),
+        }
+    }
+
+    /// The waiting steps [`Self::begin`] left, on the same header value.
+    async fn finish(
         &self,
         header: Option<&[u8]>,
-        (client_ip, cost): (Option<std::net::IpAddr>, u64),
+        wait: Wait,
+        ctx: (Option<std::net::IpAddr>, u64),
     ) -> Result<Identity, AuthError> {
-        let Some(value) = header else {
-            return Err(VerifyError::Missing.into());
-        };
-        let credentials = header::parse_authorization(value, self.verifier.config().max_header_len)
-            .map_err(VerifyError::from_header)?;
-        match credentials {
-            Credentials::ApiKey(key) => {
-                let ctx = VerifyContext::new().required(self.required.as_ref()).client_ip(client_ip).cost(cost);
-                Ok(Identity::ApiKey(self.verifier.verify_key_with(key, &ctx).await?))
+        let value = header.unwrap_or_default();
+        match wait {
+            Wait::ApiKey(at, rest) => {
+                let key = value.get(at).unwrap_or_default();
+                Ok(Identity::ApiKey(self.verifier.rest_of_key(key, rest, &self.verify_context(ctx)).await?))
             }
-            Credentials::Bearer(token) => match &self.bearer {
-                Some(validator) => self.bearer(validator, token).await,
+            Wait::Bearer(at) => match &self.bearer {
+                Some(validator) => self.bearer(validator, value.get(at).unwrap_or_default()).await,
                 None => Err(VerifyError::UnsupportedScheme.into()),
             },
         }
+    }
+
+    /// Lets an authenticated request through: its identity (and the
+    /// layer's renderer) into the extensions, the inner service called at
+    /// once, and the rate-limit headers added to its response.
+    fn admit<T, B, ResBody>(
+        &self,
+        mut inner: T,
+        mut req: Request<B>,
+        identity: Identity,
+    ) -> AuthFuture<T::Error, ResBody>
+    where
+        T: Service<Request<B>, Response = Response<ResBody>>,
+        T::Future: Send + 'static,
+    {
+        let ext = req.extensions_mut();
+        let mut rate = None;
+        match identity {
+            Identity::ApiKey(p) => {
+                rate = self.rate_headers.then(|| rate_limit_headers(&p)).flatten();
+                ext.insert(p);
+            }
+            Identity::Bearer(b) => {
+                ext.insert(b);
+            }
+        }
+        ext.insert(Arc::clone(&self.render));
+        let response = inner.call(req);
+        Box::pin(async move {
+            let mut response = response.await?;
+            if let Some((policy, state)) = rate {
+                response.headers_mut().insert(RATELIMIT_POLICY, policy);
+                response.headers_mut().insert(RATELIMIT, state);
+            }
+            Ok(response.map(Either::Left))
+        })
+    }
+
+    /// The refusal of `req`, ready at once.
+    fn reject<B, E, ResBody>(&self, error: &AuthError, req: &Request<B>) -> AuthFuture<E, ResBody>
+    where
+        E: Send + 'static,
+        ResBody: Send + 'static,
+    {
+        let response = self.render.reject_for(error, req.headers()).map(Either::Right);
+        Box::pin(std::future::ready(Ok(response)))
     }
 
     async fn bearer(&self, validator: &V, token68: &[u8]) -> Result<Identity, AuthError> {
