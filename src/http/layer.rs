@@ -63,6 +63,14 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 ///
 /// Refusals never reach the inner service; they are rendered as tabled in
 /// the [`crate::http`] module docs. Cloning is cheap (one `Arc`).
+///
+/// What completes without waiting is decided in `Service::call` itself: a
+/// key the store lends at once ([`crate::KeyStore::lend_now`]: the memory
+/// store, a cache hit) and has no rate limits or credits, and every
+/// refusal of a malformed value. The inner service is then called in
+/// `call`, and the returned future only awaits it (and adds the rate-limit
+/// headers). A store that has to be asked, a key with rate limits or
+/// credits, and a bearer token are decided when the future is polled.
 pub struct ApiKeyLayer<S, V = NoBearer> {
     shared: Arc<Shared<S, V>>,
 }
