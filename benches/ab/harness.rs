@@ -33,6 +33,9 @@ mod head_common;
 use std::convert::Infallible;
 use std::hint::black_box;
 
+// Polls a future once (every future measured here is ready at once).
+use head_common::poll_once;
+
 #[cfg(feature = "tower")]
 use http::header::AUTHORIZATION;
 #[cfg(feature = "tower")]
@@ -47,19 +50,6 @@ const KEYS: usize = 1_000;
 fn cpu_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
-/// Polls a future once; every future measured here is ready at once.
-macro_rules! poll_once {
-    ($future:expr) => {
-        match ::std::future::Future::poll(
-            ::std::pin::pin!($future),
-            &mut ::std::task::Context::from_waker(::std::task::Waker::noop()),
-        ) {
-            ::std::task::Poll::Ready(v) => v,
-            ::std::task::Poll::Pending => panic!("a memory-store future was pending"),
-        }
-    };
 }
 
 /// A request to `/v1/whoami` with `header` as its `Authorization`.
@@ -124,7 +114,8 @@ macro_rules! side {
             "tower" => {
                 let inner =
                     tower::service_fn(|_: Request<()>| std::future::ready(Ok::<_, Infallible>(Response::new(()))));
-                let layered = $krate::http::ApiKeyLayer::new(f.verifier.clone()).require_scope(f.need.clone()).layer(inner);
+                let layered =
+                    $krate::http::ApiKeyLayer::new(f.verifier.clone()).require_scope(f.need.clone()).layer(inner);
                 Box::new(move || {
                     let mut timed = 0u64;
                     for _ in 0..passes {
