@@ -138,9 +138,8 @@ pub enum VerifyError {
         /// When the request would be allowed.
         retry_after: Duration,
         /// The whole limit that refused (its rate, for the
-        /// `RateLimit-Policy` response header); boxed, so that every
-        /// verification outcome stays small.
-        policy: Box<RateLimit>,
+        /// `RateLimit-Policy` response header).
+        policy: RateLimit,
     },
     /// The key is valid but lacks the required scope.
     #[error("API key {key} lacks scope {required}")]
@@ -265,7 +264,7 @@ pub struct Principal {
     service_account_id: &'static ServiceAccountId,
     scopes: &'static ScopeSet,
     controls: Option<Arc<KeyControls>>,
-    usage: Option<Box<Usage>>,
+    usage: Usage,
 }
 
 /// What the enforcing steps left on a principal.
@@ -343,7 +342,7 @@ impl Principal {
     /// spent and this is the count as the store last lent it.
     #[must_use]
     pub fn credits_remaining(&self) -> Option<u64> {
-        self.usage.as_ref()?.credits_remaining
+        self.usage.credits_remaining
     }
 
     /// The key's tightest rate limit after this request and its state
@@ -352,7 +351,7 @@ impl Principal {
     /// without rate limits.
     #[must_use]
     pub fn rate_limit(&self) -> Option<(&RateLimit, RateStatus)> {
-        let status = self.usage.as_ref()?.rate?;
+        let status = self.usage.rate?;
         let limit = self.controls()?.rate_limits.as_ref()?.as_slice().get(status.index)?;
         Some((limit, status))
     }
@@ -365,7 +364,7 @@ impl fmt::Debug for Principal {
             .field("service_account_id", self.service_account_id)
             .field("scopes", self.scopes)
             .field("external_id", &self.external_id())
-            .field("credits_remaining", &self.credits_remaining())
+            .field("credits_remaining", &self.usage.credits_remaining)
             .finish_non_exhaustive()
     }
 }
@@ -571,7 +570,7 @@ impl Principal {
             service_account_id: view.service_account_id,
             scopes: view.scopes,
             controls,
-            usage: None,
+            usage: Usage::default(),
         }
     }
 }
@@ -582,6 +581,15 @@ enum Lookup<'a> {
     Native(Token<'a>),
     /// By digest: a key that is not in this format (with why it is not).
     Imported(&'a [u8], TokenError),
+}
+
+/// What the steps of a verification that run at once came to: the outcome,
+/// or where the waiting steps pick up (`W`).
+pub(crate) enum AtOnce<W> {
+    /// The outcome.
+    Done(Result<Principal, VerifyError>),
+    /// The waiting steps still to run.
+    Wait(W),
 }
 
 /// Where [`Verifier::rest_of_key`] picks up: the enforcing steps of a key
@@ -803,50 +811,42 @@ impl<S: KeyStore> Verifier<S> {
             Err(e) => return Verification::ready(Err(e)),
         };
         match self.at_once(lookup, &ctx) {
-            Ok(outcome) => Verification::ready(outcome),
-            Err(step) => Verification::Pending(Box::pin(self.finish(step, ctx))),
+            AtOnce::Done(outcome) => Verification::ready(outcome),
+            AtOnce::Wait(step) => Verification::Pending(Box::pin(self.finish(step, ctx))),
         }
     }
 
     /// The steps of [`Self::start`] that run at once for a located key: the
     /// outcome, or where the waiting steps pick up.
     #[inline(always)]
-    fn at_once<'a>(
-        &self,
-        lookup: Lookup<'a>,
-        ctx: &VerifyContext<'_>,
-    ) -> Result<Result<Principal, VerifyError>, Step<'a>> {
+    fn at_once<'a>(&self, lookup: Lookup<'a>, ctx: &VerifyContext<'_>) -> AtOnce<Step<'a>> {
         let Lookup::Native(token) = lookup else {
-            return Err(Step::Find(lookup));
+            return AtOnce::Wait(Step::Find(lookup));
         };
         let lent = self.store.lend_now(token.id(), |found| self.check_native(&token, found, ctx)).ok();
         match lent {
-            Some(Ok(Authorized::Done(principal))) => Ok(Ok(principal)),
-            Some(Err(e)) => Ok(Err(e)),
-            Some(Ok(Authorized::Enforce(principal, deferred))) => Err(Step::Enforce(principal, deferred)),
-            None => Err(Step::Find(Lookup::Native(token))),
+            Some(Ok(Authorized::Done(principal))) => AtOnce::Done(Ok(principal)),
+            Some(Err(e)) => AtOnce::Done(Err(e)),
+            Some(Ok(Authorized::Enforce(principal, deferred))) => AtOnce::Wait(Step::Enforce(principal, deferred)),
+            None => AtOnce::Wait(Step::Find(Lookup::Native(token))),
         }
     }
 
     /// For a caller that cannot hold the key across an await (the tower
     /// layer, whose future must own what it uses): the steps of
-    /// [`Verifier::verify_key_with`] that run at once. `Ok` is the outcome;
-    /// `Err` is what [`Self::rest_of_key`] continues from, and owns nothing
-    /// of `key`.
+    /// [`Verifier::verify_key_with`] that run at once: the outcome, or what
+    /// [`Self::rest_of_key`] continues from (which owns nothing of `key`).
     #[cfg(feature = "tower")]
-    pub(crate) fn begin_key(
-        &self,
-        key: &[u8],
-        ctx: &VerifyContext<'_>,
-    ) -> Result<Result<Principal, VerifyError>, Rest> {
+    pub(crate) fn begin_key(&self, key: &[u8], ctx: &VerifyContext<'_>) -> AtOnce<Rest> {
         let lookup = match self.locate_key(key) {
             Ok(lookup) => lookup,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return AtOnce::Done(Err(e)),
         };
-        self.at_once(lookup, ctx).map_err(|step| match step {
-            Step::Enforce(principal, deferred) => Rest(Some((principal, deferred))),
-            Step::Find(_) => Rest(None),
-        })
+        match self.at_once(lookup, ctx) {
+            AtOnce::Done(outcome) => AtOnce::Done(outcome),
+            AtOnce::Wait(Step::Enforce(principal, deferred)) => AtOnce::Wait(Rest(Some((principal, deferred)))),
+            AtOnce::Wait(Step::Find(_)) => AtOnce::Wait(Rest(None)),
+        }
     }
 
     /// The waiting steps after [`Self::begin_key`], given the same key and
@@ -1015,14 +1015,12 @@ impl<S: KeyStore> Verifier<S> {
     ) -> Result<Principal, VerifyError> {
         let id = principal.key_id;
         let limits = principal.controls.as_ref().and_then(|c| c.rate_limits.clone());
-        let mut usage = Usage::default();
         if let Some(limits) = limits {
-            usage.rate = Some(self.check_rate(&id, &limits).await?);
+            principal.usage.rate = Some(self.check_rate(&id, &limits).await?);
         }
         if let Some(credits) = deferred.credits {
-            usage.credits_remaining = self.spend(&id, &credits, ctx.cost).await?;
+            principal.usage.credits_remaining = self.spend(&id, &credits, ctx.cost).await?;
         }
-        principal.usage = Some(Box::new(usage));
         // The store's "seen" cell was lent with the record only; this note
         // takes the verifier's own (coalescing) path.
         self.last_used.note_use(&id, deferred.last_used_at, None, || self.clock.now());
@@ -1039,12 +1037,7 @@ impl<S: KeyStore> Verifier<S> {
                 let Some(policy) = policy else {
                     return Err(VerifyError::StoreUnavailable(StoreError::unavailable("empty rate-limit set")));
                 };
-                Err(VerifyError::RateLimited {
-                    key: *id,
-                    limit: policy.name.clone(),
-                    retry_after,
-                    policy: Box::new(policy),
-                })
+                Err(VerifyError::RateLimited { key: *id, limit: policy.name.clone(), retry_after, policy })
             }
         }
     }

@@ -23,7 +23,7 @@ use crate::http::rejection::{
 };
 use crate::scope::RequiredScope;
 use crate::store::KeyStore;
-use crate::verify::{Principal, Rest, Verifier, VerifyContext, VerifyError};
+use crate::verify::{AtOnce, Principal, Rest, Verifier, VerifyContext, VerifyError};
 
 /// The response body of [`ApiKeyService`] (and of the scope guard): the
 /// inner service's body, or a rejection's problem+json body.
@@ -424,8 +424,8 @@ impl<S: KeyStore, V: BearerValidator> Shared<S, V> {
         };
         match credentials {
             Credentials::ApiKey(key) => match self.verifier.begin_key(key, &self.verify_context(ctx)) {
-                Ok(outcome) => Begun::Done(outcome.map(Identity::ApiKey).map_err(AuthError::from)),
-                Err(rest) => Begun::Wait(Wait::ApiKey(place_in(value, key), rest)),
+                AtOnce::Done(outcome) => Begun::Done(outcome.map(Identity::ApiKey).map_err(AuthError::from)),
+                AtOnce::Wait(rest) => Begun::Wait(Wait::ApiKey(place_in(value, key), rest)),
             },
             Credentials::Bearer(token) if self.bearer.is_some() => Begun::Wait(Wait::Bearer(place_in(value, token))),
             Credentials::Bearer(_) => Begun::Done(Err(VerifyError::UnsupportedScheme.into())),

@@ -418,8 +418,7 @@ mod tests {
 
         let policy: RateLimit = "api=100/1500ms:burst=20".parse().unwrap();
         let retry_after = Duration::from_millis(2001);
-        let limited =
-            VerifyError::RateLimited { key: id(), limit: policy.name.clone(), retry_after, policy: Box::new(policy) };
+        let limited = VerifyError::RateLimited { key: id(), limit: policy.name.clone(), retry_after, policy };
         let r = cfg.render(&AuthError::Verify(limited));
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.headers()[RETRY_AFTER], "3", "rounded up");
