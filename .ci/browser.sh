@@ -4,7 +4,7 @@
 # loopback. Installs chromium with apt-get when /usr/bin/chromium is missing
 # (and fails saying so if it cannot), installs the pinned playwright-core
 # from package-lock.json (npm ci; never downloads a browser of its own),
-# builds keyctl and runs the tests. Screenshots: target/console-screenshots/.
+# builds keyctl (unless KEYCTL names one) and runs the tests. Screenshots: target/console-screenshots/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,5 +34,11 @@ else
   (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --loglevel=error)
 fi
 
-cargo build --quiet -p api-keys-cli
-KEYCTL="$PWD/target/debug/keyctl" "$dir/run.sh"
+# KEYCTL: a keyctl already built (.ci/run passes the one the test step
+# built); otherwise build it.
+if [[ -z "${KEYCTL:-}" ]]; then
+  cargo build --quiet -p api-keys-cli
+  KEYCTL="$PWD/target/debug/keyctl"
+fi
+[[ -x "$KEYCTL" ]] || { echo "browser.sh: FAILED: KEYCTL=$KEYCTL is not an executable" >&2; exit 1; }
+KEYCTL="$KEYCTL" "$dir/run.sh"

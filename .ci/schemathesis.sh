@@ -3,7 +3,8 @@
 # about a minute of generated requests from the served OpenAPI document; fails
 # on any 5xx or any response that does not match the document.
 #   .ci/schemathesis.sh [SECONDS]        (default 60)
-# Installs schemathesis from PyPI if `st` is missing. Binds 127.0.0.1 only.
+# Installs schemathesis from PyPI if `st` is missing; builds keyctl unless
+# KEYCTL names one. Binds 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
@@ -16,11 +17,17 @@ if ! command -v st >/dev/null 2>&1; then
 fi
 st --version
 
-cargo build --quiet -p api-keys-cli
+# KEYCTL: a keyctl already built (.ci/run passes the one the test step
+# built); otherwise build it.
+if [[ -z "${KEYCTL:-}" ]]; then
+  cargo build --quiet -p api-keys-cli
+  KEYCTL="$PWD/target/debug/keyctl"
+fi
+[[ -x "$KEYCTL" ]] || { echo "schemathesis.sh: KEYCTL=$KEYCTL is not an executable" >&2; exit 1; }
 token="ci-admin-$(head -c 24 /dev/urandom | base64 | tr -d '/+=' )"
 log="$(mktemp)"
 API_KEYS_PEPPER="$(head -c 32 /dev/urandom | base64)" API_KEYS_ADMIN_TOKEN="$token" \
-  target/debug/keyctl --database-url memory: serve --listen "127.0.0.1:${port}" >/dev/null 2>"$log" &
+  "$KEYCTL" --database-url memory: serve --listen "127.0.0.1:${port}" >/dev/null 2>"$log" &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 1 100); do

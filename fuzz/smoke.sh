@@ -27,14 +27,27 @@ cargo +nightly fuzz build
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-failed=()
-for t in "${targets[@]}"; do
+
+# One libFuzzer process per core at a time (FUZZ_JOBS overrides): each is
+# single-threaded, so running them side by side keeps every target's
+# executions and divides the wall time.
+jobs="${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}"
+((jobs >= 1)) || jobs=1
+
+# Runs one target; its exit status is libFuzzer's.
+run_target() {
+  local t="$1"
   mkdir -p "$work/$t" "artifacts/$t"
-  log="$work/$t.log"
   # New inputs go to the scratch corpus (first directory); the seeds are read only.
-  if cargo +nightly fuzz run "$t" "$work/$t" "corpus/$t" -- \
-      -dict=dict/authorization.dict -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-      -print_final_stats=1 >"$log" 2>&1; then
+  cargo +nightly fuzz run "$t" "$work/$t" "corpus/$t" -- \
+    -dict=dict/authorization.dict -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+    -print_final_stats=1 >"$work/$t.log" 2>&1
+}
+
+# Reports one finished target, adding it to `failed` if it failed.
+report() {
+  local t="$1" rc="$2" log="$work/$1.log"
+  if ((rc == 0)); then
     runs="$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')"
     echo "fuzz smoke: $t ok ($runs executions)"
   else
@@ -42,6 +55,22 @@ for t in "${targets[@]}"; do
     tail -n 40 "$log"
     failed+=("$t")
   fi
+}
+
+echo "fuzz smoke: ${jobs} at a time"
+failed=()
+for ((i = 0; i < ${#targets[@]}; i += jobs)); do
+  batch=("${targets[@]:i:jobs}")
+  pids=()
+  for t in "${batch[@]}"; do
+    run_target "$t" &
+    pids+=($!)
+  done
+  for k in "${!batch[@]}"; do
+    rc=0
+    wait "${pids[$k]}" || rc=$?
+    report "${batch[$k]}" "$rc"
+  done
 done
 
 if ((${#failed[@]})); then
