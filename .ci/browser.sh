@@ -4,7 +4,8 @@
 # loopback. Installs chromium with apt-get when /usr/bin/chromium is missing
 # (and fails saying so if it cannot), installs the pinned playwright-core
 # from package-lock.json (npm ci; never downloads a browser of its own),
-# builds keyctl (unless KEYCTL names one) and runs the tests. Screenshots: target/console-screenshots/.
+# builds keyctl (unless KEYCTL names one) and runs the tests.
+# Screenshots: target/console-screenshots/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -46,7 +46,7 @@ run_target() {
 
 # Reports one finished target, adding it to `failed` if it failed.
 report() {
-  local t="$1" rc="$2" log="$work/$1.log"
+  local t="$1" rc="$2" log="$work/$1.log" runs
   if ((rc == 0)); then
     runs="$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')"
     echo "fuzz smoke: $t ok ($runs executions)"
