@@ -35,11 +35,6 @@ else
   (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --loglevel=error)
 fi
 
-# KEYCTL: a keyctl already built (.ci/run passes the one the test step
-# built); otherwise build it.
-if [[ -z "${KEYCTL:-}" ]]; then
-  cargo build --quiet -p api-keys-cli
-  KEYCTL="$PWD/target/debug/keyctl"
-fi
-[[ -x "$KEYCTL" ]] || { echo "browser.sh: FAILED: KEYCTL=$KEYCTL is not an executable" >&2; exit 1; }
+# KEYCTL: the keyctl to run (built unless given).
+source .ci/keyctl.sh
 KEYCTL="$KEYCTL" "$dir/run.sh"

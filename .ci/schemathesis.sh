@@ -17,13 +17,8 @@ if ! command -v st >/dev/null 2>&1; then
 fi
 st --version
 
-# KEYCTL: a keyctl already built (.ci/run passes the one the test step
-# built); otherwise build it.
-if [[ -z "${KEYCTL:-}" ]]; then
-  cargo build --quiet -p api-keys-cli
-  KEYCTL="$PWD/target/debug/keyctl"
-fi
-[[ -x "$KEYCTL" ]] || { echo "schemathesis.sh: KEYCTL=$KEYCTL is not an executable" >&2; exit 1; }
+# KEYCTL: the keyctl to run (built unless given).
+source .ci/keyctl.sh
 token="ci-admin-$(head -c 24 /dev/urandom | base64 | tr -d '/+=' )"
 log="$(mktemp)"
 API_KEYS_PEPPER="$(head -c 32 /dev/urandom | base64)" API_KEYS_ADMIN_TOKEN="$token" \
