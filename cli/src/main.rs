@@ -261,11 +261,17 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
         /// A reverse proxy's address range (CIDR or address) whose forwarding header gives
-        /// the client address for keys with an IP allow-list; repeatable
+        /// the client address for keys with an IP allow-list; repeatable. The proxy must
+        /// append the address it received the request from to that header, or overwrite
+        /// the header with it (nginx: `proxy_set_header X-Forwarded-For
+        /// $proxy_add_x_forwarded_for;` also in the auth_request location); a proxy that
+        /// passes the client's own header on lets the client choose its address
         /// [env: API_KEYS_TRUSTED_PROXIES, comma-separated] [default: none: the peer address].
         #[arg(long = "trusted-proxy", value_name = "CIDR")]
         trusted_proxy: Vec<String>,
-        /// The header trusted proxies set: forwarded or x-forwarded-for
+        /// The header trusted proxies set: forwarded or x-forwarded-for; the proxy appends
+        /// to it or overwrites it, as for --trusted-proxy (nginx for forwarded:
+        /// `proxy_set_header Forwarded "for=$remote_addr";`, IPv6 bracketed and quoted)
         /// [env: API_KEYS_PROXY_HEADER] [default: x-forwarded-for].
         #[arg(long = "proxy-header", value_name = "HEADER")]
         proxy_header: Option<String>,
