@@ -717,19 +717,56 @@ fn long_ttls() -> CacheConfig {
         .reconnect_initial(Duration::from_millis(20))
 }
 
-#[tokio::test]
-async fn a_revoke_on_one_node_reaches_the_other_over_the_memory_bus() {
-    let shared = Arc::new(MemoryStore::new());
-    let bus = MemoryBus::new();
-    let a = node(CachedStore::with_bus(Arc::clone(&shared), long_ttls(), bus.clone()).unwrap(), None);
-    let b = node(CachedStore::with_bus(Arc::clone(&shared), long_ttls(), bus.clone()).unwrap(), None);
-    wait_subscribed(&a.store, 1).await;
-    wait_subscribed(&b.store, 1).await;
+/// Makes the nodes of one cross-node scenario: each call is another node,
+/// with its own cache (and, for a server, its own connections), over the
+/// one shared backend and invalidation channel, subscribed when returned.
+trait Nodes {
+    /// The store every node caches.
+    type Store: KeyStore;
 
+    async fn node(&self) -> Node<CachedStore<Self::Store>>;
+}
+
+/// Nodes over a server whose connections the test can kill.
+trait CuttableNodes: Nodes {
+    /// Kills the second node's invalidation subscription on the server side
+    /// (and for some backends the first node's, `a`, too); returns whether
+    /// `a`'s was killed.
+    async fn cut(&self, a: &Node<CachedStore<Self::Store>>) -> bool;
+}
+
+/// Two nodes over the in-process bus and one memory store.
+struct MemoryNodes {
+    shared: Arc<MemoryStore>,
+    bus: MemoryBus,
+}
+
+impl MemoryNodes {
+    fn new() -> Self {
+        Self { shared: Arc::new(MemoryStore::new()), bus: MemoryBus::new() }
+    }
+}
+
+impl Nodes for MemoryNodes {
+    type Store = Arc<MemoryStore>;
+
+    async fn node(&self) -> Node<CachedStore<Arc<MemoryStore>>> {
+        let cached = CachedStore::with_bus(Arc::clone(&self.shared), long_ttls(), self.bus.clone()).unwrap();
+        wait_subscribed(&cached, 1).await;
+        node(cached, None)
+    }
+}
+
+/// A revoke, a delete and a reissue on node A: node B, which has the key
+/// cached for ten minutes, rejects it within a second. Returns the nodes
+/// for the backend's own checks.
+async fn a_revoke_on_one_node_is_rejected_on_the_other<N: Nodes>(nodes: &N) -> [Node<CachedStore<N::Store>>; 2] {
+    let (a, b) = (nodes.node().await, nodes.node().await);
     for op in ["revoke", "delete", "reissue"] {
         let heard = b.store.bus_status().received;
         let (id, header) = create(&a).await;
         heard_create(&b.store, heard).await;
+        verify(&b, &header).await.unwrap();
         verify(&b, &header).await.unwrap();
         assert!(matches!(b.store.peek(&id).await, Peek::Record(_)), "B has it cached");
         match op {
@@ -739,27 +776,19 @@ async fn a_revoke_on_one_node_reaches_the_other_over_the_memory_bus() {
         }
         eventually(Duration::from_secs(1), op, || async { verify(&b, &header).await.is_err() }).await;
     }
-    // Three creates (published so that other nodes' flood shields learn the
-    // new ids) and the three changes.
-    assert_eq!(b.store.bus_status().received, 3 + 3);
-    assert_eq!(a.store.bus_status().publish_failures, 0);
+    assert!(b.store.bus_status().received >= 3);
+    [a, b]
 }
 
 /// A scope update on node A takes effect on node B's next verify (after
 /// the bus message), though B had the old scopes cached for ten minutes.
-#[tokio::test]
-async fn a_scope_update_on_one_node_reaches_the_other_over_the_memory_bus() {
-    let shared = Arc::new(MemoryStore::new());
-    let bus = MemoryBus::new();
-    let a = node(CachedStore::with_bus(Arc::clone(&shared), long_ttls(), bus.clone()).unwrap(), None);
-    let b = node(CachedStore::with_bus(Arc::clone(&shared), long_ttls(), bus.clone()).unwrap(), None);
-    wait_subscribed(&a.store, 1).await;
-    wait_subscribed(&b.store, 1).await;
+async fn a_scope_update_on_one_node_reaches_the_other<N: Nodes>(nodes: &N) {
+    let (a, b) = (nodes.node().await, nodes.node().await);
     let monitoring = ScopeCatalog::yandex_cloud().requirement("yc.monitoring.read").unwrap();
 
     let heard = b.store.bus_status().received;
     let (id, header) = create(&a).await;
-    eventually(Duration::from_secs(5), "create heard", || async { b.store.bus_status().received > heard }).await;
+    heard_create(&b.store, heard).await;
     let heard = b.store.bus_status().received;
     b.verifier.verify(header.as_bytes(), Some(&monitoring)).await.unwrap();
     assert!(matches!(b.store.peek(&id).await, Peek::Record(_)), "B has it cached");
@@ -771,6 +800,42 @@ async fn a_scope_update_on_one_node_reaches_the_other_over_the_memory_bus() {
     let principal = b.verifier.verify(header.as_bytes(), None).await.unwrap();
     assert!(principal.scopes().contains("yc.postbox.send"), "B sees the new scopes");
     assert_eq!(b.store.bus_status().received, heard + 1, "the update's one message");
+}
+
+/// B's subscription is killed on the server: B reconnects, the reconnect
+/// clears its cache, and revocations arrive over the new subscription.
+async fn a_killed_subscription_reconnects_and_clears_the_cache<N: CuttableNodes>(nodes: &N) {
+    let (a, b) = (nodes.node().await, nodes.node().await);
+    let heard = b.store.bus_status().received;
+    let (id, header) = create(&a).await;
+    heard_create(&b.store, heard).await;
+    verify(&b, &header).await.unwrap();
+    assert!(matches!(b.store.peek(&id).await, Peek::Record(_)));
+
+    if nodes.cut(&a).await {
+        wait_subscribed(&a.store, 2).await;
+    }
+    wait_subscribed(&b.store, 2).await;
+    assert!(matches!(b.store.peek(&id).await, Peek::Miss), "cleared on reconnect");
+
+    // And the new subscription works.
+    verify(&b, &header).await.unwrap();
+    a.manager.revoke(&id).await.unwrap();
+    eventually(Duration::from_secs(1), "revoke after reconnect", || async { verify(&b, &header).await.is_err() }).await;
+}
+
+#[tokio::test]
+async fn a_revoke_on_one_node_reaches_the_other_over_the_memory_bus() {
+    let [a, b] = a_revoke_on_one_node_is_rejected_on_the_other(&MemoryNodes::new()).await;
+    // Three creates (published so that other nodes' flood shields learn the
+    // new ids) and the three changes.
+    assert_eq!(b.store.bus_status().received, 3 + 3);
+    assert_eq!(a.store.bus_status().publish_failures, 0);
+}
+
+#[tokio::test]
+async fn a_scope_update_on_one_node_reaches_the_other_over_the_memory_bus() {
+    a_scope_update_on_one_node_reaches_the_other(&MemoryNodes::new()).await;
 }
 
 /// A bus whose subscriptions the test can cut, to exercise reconnects.
@@ -873,8 +938,11 @@ async fn without_a_bus_a_remote_revoke_is_bounded_by_max_staleness() {
 }
 
 // ---------------------------------------------------------------------------
-// Cross-node invalidation over PostgreSQL and Redis: two nodes, each with its
-// own pool/connections and its own cache, sharing one backend.
+// The same scenarios over PostgreSQL and Redis: each node with its own
+// pool/connections and its own cache, sharing one backend.
+
+#[path = "common/services.rs"]
+mod services;
 
 #[cfg(any(feature = "postgres", feature = "redis"))]
 fn unique(prefix: &str) -> String {
@@ -888,27 +956,27 @@ mod postgres {
     use api_keys::PostgresStore;
     use api_keys::store::invalidation::PostgresBus;
 
-    const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-    const START: &str = "PostgreSQL on 127.0.0.1:5432 (database `test`) is not reachable; start it with \
-         `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`";
+    /// Nodes over one fresh schema and `LISTEN`/`NOTIFY` channel; the schema
+    /// is dropped when this is, also if the test panics.
+    struct PgNodes {
+        url: String,
+        schema: String,
+        channel: String,
+    }
 
-    async fn store(schema: &str) -> PostgresStore {
-        match PostgresStore::builder(URL).schema(schema).max_connections(4).connect().await {
-            Ok(s) => s,
-            Err(e) => panic!("{START}: {e} ({e:?})"),
+    impl PgNodes {
+        fn new() -> Self {
+            Self { url: services::postgres_url(), schema: unique("cache"), channel: unique("inval") }
         }
     }
 
-    /// Drops the test's schema even if the test panics.
-    struct DropSchema(String);
-
-    impl Drop for DropSchema {
+    impl Drop for PgNodes {
         fn drop(&mut self) {
-            let schema = self.0.clone();
+            let (url, schema) = (self.url.clone(), self.schema.clone());
             let _ = std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 rt.block_on(async {
-                    if let Ok(pool) = sqlx::PgPool::connect(URL).await {
+                    if let Ok(pool) = sqlx::PgPool::connect(&url).await {
                         let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
                         let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
                     }
@@ -918,70 +986,50 @@ mod postgres {
         }
     }
 
-    async fn pg_node(schema: &str, channel: &str) -> Node<CachedStore<PostgresStore>> {
-        let store = store(schema).await;
-        let bus = PostgresBus::new(store.pool().clone()).channel(channel).unwrap();
-        let cached = CachedStore::with_bus(store, long_ttls(), bus).unwrap();
-        wait_subscribed(&cached, 1).await;
-        node(cached, None)
+    impl Nodes for PgNodes {
+        type Store = PostgresStore;
+
+        async fn node(&self) -> Node<CachedStore<PostgresStore>> {
+            let store = match PostgresStore::builder(&self.url).schema(&self.schema).max_connections(4).connect().await
+            {
+                Ok(s) => s,
+                Err(e) => services::postgres_down(&e, "a database `test` you may create schemas in"),
+            };
+            let bus = PostgresBus::new(store.pool().clone()).channel(&self.channel).unwrap();
+            let cached = CachedStore::with_bus(store, long_ttls(), bus).unwrap();
+            wait_subscribed(&cached, 1).await;
+            node(cached, None)
+        }
+    }
+
+    impl CuttableNodes for PgNodes {
+        /// Terminates every backend listening on the channel: A's and B's.
+        async fn cut(&self, a: &Node<CachedStore<PostgresStore>>) -> bool {
+            let killed: Vec<bool> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN \"{}\"'",
+                self.channel
+            )))
+            .fetch_all(a.store.inner().pool())
+            .await
+            .unwrap();
+            assert_eq!(killed.len(), 2, "both listeners found");
+            true
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_revoke_on_one_node_is_rejected_on_the_other_within_a_second() {
-        let schema = unique("cache");
-        let _cleanup = DropSchema(schema.clone());
-        let channel = unique("inval");
-        let a = pg_node(&schema, &channel).await;
-        let b = pg_node(&schema, &channel).await;
+        a_revoke_on_one_node_is_rejected_on_the_other(&PgNodes::new()).await;
+    }
 
-        for op in ["revoke", "delete", "reissue"] {
-            let heard = b.store.bus_status().received;
-            let (id, header) = create(&a).await;
-            heard_create(&b.store, heard).await;
-            verify(&b, &header).await.unwrap();
-            verify(&b, &header).await.unwrap();
-            assert!(matches!(b.store.peek(&id).await, Peek::Record(_)), "B has it cached");
-            match op {
-                "revoke" => a.manager.revoke(&id).await.unwrap(),
-                "delete" => a.manager.delete(&id).await.unwrap(),
-                _ => drop(a.manager.reissue(&id, Duration::ZERO).await.unwrap()),
-            }
-            eventually(Duration::from_secs(1), op, || async { verify(&b, &header).await.is_err() }).await;
-        }
-        assert!(b.store.bus_status().received >= 3);
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scope_update_on_one_node_reaches_the_other_over_notify() {
+        a_scope_update_on_one_node_reaches_the_other(&PgNodes::new()).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_killed_listener_reconnects_and_clears_the_cache() {
-        let schema = unique("cache");
-        let _cleanup = DropSchema(schema.clone());
-        let channel = unique("inval");
-        let a = pg_node(&schema, &channel).await;
-        let b = pg_node(&schema, &channel).await;
-        let heard = b.store.bus_status().received;
-        let (id, header) = create(&a).await;
-        heard_create(&b.store, heard).await;
-        verify(&b, &header).await.unwrap();
-        assert!(matches!(b.store.peek(&id).await, Peek::Record(_)));
-
-        // Terminate every backend listening on this test's channel (A's and
-        // B's listeners).
-        let killed: Vec<bool> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN \"{channel}\"'"
-        )))
-        .fetch_all(a.store.inner().pool())
-        .await
-        .unwrap();
-        assert_eq!(killed.len(), 2, "both listeners found");
-        wait_subscribed(&b.store, 2).await;
-        wait_subscribed(&a.store, 2).await;
-        assert!(matches!(b.store.peek(&id).await, Peek::Miss), "cleared on reconnect");
-
-        // And the new subscription works.
-        verify(&b, &header).await.unwrap();
-        a.manager.revoke(&id).await.unwrap();
-        eventually(Duration::from_secs(1), "revoke after reconnect", || async { verify(&b, &header).await.is_err() })
-            .await;
+        a_killed_subscription_reconnects_and_clears_the_cache(&PgNodes::new()).await;
     }
 }
 
@@ -991,24 +1039,47 @@ mod redis_bus {
     use api_keys::RedisStore;
     use api_keys::store::invalidation::RedisBus;
 
-    const URL: &str = "redis://127.0.0.1:6379";
-    const START: &str = "Redis on 127.0.0.1:6379 is not reachable; start it with \
-         `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no`";
-
-    /// Serialises this binary's Redis tests, so the kill test can tell its
-    /// own subscriber from the others' by diffing `CLIENT LIST`.
+    /// Serialises this binary's Redis tests, so a node's subscriber can be
+    /// told from the others' by diffing `CLIENT LIST`.
     static PUBSUB: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-    /// Purges the test's keys even if the test panics.
-    struct Purge(String);
+    /// Nodes over one fresh prefix and pub/sub channel; each node's
+    /// subscriber client id is kept for [`Nodes::cut`]. The prefix's keys
+    /// are purged when this is dropped, also if the test panics.
+    struct RedisNodes {
+        url: String,
+        prefix: String,
+        channel: String,
+        subscribers: Mutex<Vec<String>>,
+        _serial: tokio::sync::MutexGuard<'static, ()>,
+    }
 
-    impl Drop for Purge {
+    impl RedisNodes {
+        async fn new() -> Self {
+            Self {
+                url: services::redis_url(),
+                prefix: unique("cache"),
+                channel: unique("inval"),
+                subscribers: Mutex::new(Vec::new()),
+                _serial: PUBSUB.lock().await,
+            }
+        }
+
+        async fn admin(&self) -> redis::aio::MultiplexedConnection {
+            match redis::Client::open(self.url.as_str()).unwrap().get_multiplexed_async_connection().await {
+                Ok(c) => c,
+                Err(e) => services::redis_down(&e, "a Redis server"),
+            }
+        }
+    }
+
+    impl Drop for RedisNodes {
         fn drop(&mut self) {
-            let prefix = self.0.clone();
+            let (url, prefix) = (self.url.clone(), self.prefix.clone());
             let _ = std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 rt.block_on(async {
-                    if let Ok(store) = RedisStore::builder(URL).prefix(prefix).connect().await {
+                    if let Ok(store) = RedisStore::builder(&url).prefix(prefix).connect().await {
                         let _ = store.purge().await;
                     }
                 });
@@ -1017,82 +1088,58 @@ mod redis_bus {
         }
     }
 
-    async fn redis_node(prefix: &str, channel: &str) -> Node<CachedStore<RedisStore>> {
-        let store = match RedisStore::builder(URL).prefix(prefix).connect().await {
-            Ok(s) => s,
-            Err(e) => panic!("{START}: {e} ({e:?})"),
-        };
-        let bus = match RedisBus::connect(redis::Client::open(URL).unwrap()).await {
-            Ok(b) => b.channel(channel).unwrap(),
-            Err(e) => panic!("{START}: {e} ({e:?})"),
-        };
-        let cached = CachedStore::with_bus(store, long_ttls(), bus).unwrap();
-        wait_subscribed(&cached, 1).await;
-        node(cached, None)
-    }
-
     async fn pubsub_clients(conn: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
         let list: String = redis::cmd("CLIENT").arg("LIST").arg("TYPE").arg("pubsub").query_async(conn).await.unwrap();
         list.lines().filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")).map(str::to_owned)).collect()
     }
 
+    impl Nodes for RedisNodes {
+        type Store = RedisStore;
+
+        async fn node(&self) -> Node<CachedStore<RedisStore>> {
+            let mut admin = self.admin().await;
+            let before = pubsub_clients(&mut admin).await;
+            let store = match RedisStore::builder(&self.url).prefix(&self.prefix).connect().await {
+                Ok(s) => s,
+                Err(e) => services::redis_down(&e, "a Redis server"),
+            };
+            let bus = match RedisBus::connect(redis::Client::open(self.url.as_str()).unwrap()).await {
+                Ok(b) => b.channel(&self.channel).unwrap(),
+                Err(e) => services::redis_down(&e, "a Redis server"),
+            };
+            let cached = CachedStore::with_bus(store, long_ttls(), bus).unwrap();
+            wait_subscribed(&cached, 1).await;
+            let after = pubsub_clients(&mut admin).await;
+            let new: Vec<&String> = after.iter().filter(|id| !before.contains(id)).collect();
+            assert_eq!(new.len(), 1, "exactly the new node's subscriber is new: before {before:?}, after {after:?}");
+            self.subscribers.lock().unwrap().push(new[0].clone());
+            node(cached, None)
+        }
+    }
+
+    impl CuttableNodes for RedisNodes {
+        /// Kills B's subscriber (the last node's) only.
+        async fn cut(&self, _: &Node<CachedStore<RedisStore>>) -> bool {
+            let id = self.subscribers.lock().unwrap().last().cloned().unwrap();
+            let killed: i64 =
+                redis::cmd("CLIENT").arg("KILL").arg("ID").arg(id).query_async(&mut self.admin().await).await.unwrap();
+            assert_eq!(killed, 1);
+            false
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_revoke_on_one_node_is_rejected_on_the_other_within_a_second() {
-        let _serial = PUBSUB.lock().await;
-        let prefix = unique("cache");
-        let _cleanup = Purge(prefix.clone());
-        let channel = unique("inval");
-        let a = redis_node(&prefix, &channel).await;
-        let b = redis_node(&prefix, &channel).await;
+        a_revoke_on_one_node_is_rejected_on_the_other(&RedisNodes::new().await).await;
+    }
 
-        for op in ["revoke", "delete", "reissue"] {
-            let heard = b.store.bus_status().received;
-            let (id, header) = create(&a).await;
-            heard_create(&b.store, heard).await;
-            verify(&b, &header).await.unwrap();
-            verify(&b, &header).await.unwrap();
-            assert!(matches!(b.store.peek(&id).await, Peek::Record(_)), "B has it cached");
-            match op {
-                "revoke" => a.manager.revoke(&id).await.unwrap(),
-                "delete" => a.manager.delete(&id).await.unwrap(),
-                _ => drop(a.manager.reissue(&id, Duration::ZERO).await.unwrap()),
-            }
-            eventually(Duration::from_secs(1), op, || async { verify(&b, &header).await.is_err() }).await;
-        }
-        assert!(b.store.bus_status().received >= 3);
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scope_update_on_one_node_reaches_the_other_over_pubsub() {
+        a_scope_update_on_one_node_reaches_the_other(&RedisNodes::new().await).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_killed_subscriber_reconnects_and_clears_the_cache() {
-        let _serial = PUBSUB.lock().await;
-        let prefix = unique("cache");
-        let _cleanup = Purge(prefix.clone());
-        let channel = unique("inval");
-        let mut conn = match redis::Client::open(URL).unwrap().get_multiplexed_async_connection().await {
-            Ok(c) => c,
-            Err(e) => panic!("{START}: {e}"),
-        };
-        let a = redis_node(&prefix, &channel).await;
-        let before = pubsub_clients(&mut conn).await;
-        let b = redis_node(&prefix, &channel).await;
-        let after = pubsub_clients(&mut conn).await;
-        let new: Vec<&String> = after.iter().filter(|id| !before.contains(id)).collect();
-        assert_eq!(new.len(), 1, "exactly B's subscriber is new: before {before:?}, after {after:?}");
-
-        let heard = b.store.bus_status().received;
-        let (id, header) = create(&a).await;
-        heard_create(&b.store, heard).await;
-        verify(&b, &header).await.unwrap();
-        assert!(matches!(b.store.peek(&id).await, Peek::Record(_)));
-
-        let killed: i64 = redis::cmd("CLIENT").arg("KILL").arg("ID").arg(new[0]).query_async(&mut conn).await.unwrap();
-        assert_eq!(killed, 1);
-        wait_subscribed(&b.store, 2).await;
-        assert!(matches!(b.store.peek(&id).await, Peek::Miss), "cleared on reconnect");
-
-        verify(&b, &header).await.unwrap();
-        a.manager.revoke(&id).await.unwrap();
-        eventually(Duration::from_secs(1), "revoke after reconnect", || async { verify(&b, &header).await.is_err() })
-            .await;
+        a_killed_subscription_reconnects_and_clears_the_cache(&RedisNodes::new().await).await;
     }
 }

@@ -10,6 +10,9 @@
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+#[path = "common/services.rs"]
+mod services;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -676,8 +679,7 @@ async fn ten_thousand_tokens_against_postgresql() {
         }
     }
 
-    let url = std::env::var("API_KEYS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let url = services::postgres_url();
     let schema = format!("api_keys_test_leaks_{}", std::process::id());
     let _drop = DropSchema(url.clone(), schema.clone());
     let store = PostgresStore::builder(url).schema(schema).connect().await.unwrap();

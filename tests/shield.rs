@@ -5,6 +5,9 @@
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+#[path = "common/services.rs"]
+mod services;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -312,8 +315,7 @@ mod backends {
         let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("ids.db").display());
         lists_its_ids(config::open_store(&sqlite).await.unwrap()).await;
 
-        let pg = std::env::var("API_KEYS_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let pg = crate::services::postgres_url();
         let schema = unique("shield_ids");
         let store = config::open_store(&format!("{pg}?schema={schema}")).await.unwrap();
         let pool = match &store {
@@ -323,7 +325,7 @@ mod backends {
         lists_its_ids(store).await;
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE"))).execute(&pool).await.unwrap();
 
-        let redis = std::env::var("API_KEYS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let redis = crate::services::redis_url();
         let prefix = unique("shield-ids");
         let store = config::open_store(&format!("{redis}?prefix={prefix}")).await.unwrap();
         lists_its_ids(store.clone()).await;

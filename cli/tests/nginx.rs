@@ -51,7 +51,9 @@ impl Via {
     /// `Forwarded`: an IPv6 address is quoted and bracketed).
     fn http_lines(self) -> &'static str {
         match self {
-            Self::Forwarded => r#"map $remote_addr $forwarded_for { "~:" "\"[$remote_addr]\""; default $remote_addr; }"#,
+            Self::Forwarded => {
+                r#"map $remote_addr $forwarded_for { "~:" "\"[$remote_addr]\""; default $remote_addr; }"#
+            }
             _ => "",
         }
     }
@@ -268,7 +270,8 @@ fn a_client_cannot_choose_its_address(test: &str, via: Via) {
     assert_eq!(r.status, 200, "the address nginx saw wins over the client's header: {r:?}");
     // The header is believed only from the trusted proxy: sent straight to
     // keyctl from 127.0.0.1, it is ignored.
-    let direct = serve.request("GET", "/v1/authorize", &[("Authorization", &format!("Api-Key {elsewhere}")), spoofed[0]], "");
+    let direct =
+        serve.request("GET", "/v1/authorize", &[("Authorization", &format!("Api-Key {elsewhere}")), spoofed[0]], "");
     assert_eq!(direct.status, 403, "{direct:?}");
     drop(nginx);
     serve.stop();

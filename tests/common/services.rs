@@ -1,5 +1,6 @@
 //! Where the backend tests find PostgreSQL and Redis, and how they say so
-//! when a server cannot be reached.
+//! when a server cannot be reached: the one place every test binary of both
+//! packages reads the servers' URLs from (the CLI's tests include this file).
 //!
 //! `API_KEYS_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`)
 //! and `API_KEYS_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`) override
@@ -7,8 +8,10 @@
 
 #![allow(dead_code, reason = "test helpers")]
 
-const POSTGRES_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
-const REDIS_DEFAULT: &str = "redis://127.0.0.1:6379";
+/// The PostgreSQL server when `API_KEYS_TEST_POSTGRES_URL` is unset.
+pub(crate) const POSTGRES_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// The Redis server when `API_KEYS_TEST_REDIS_URL` is unset.
+pub(crate) const REDIS_DEFAULT: &str = "redis://127.0.0.1:6379";
 
 /// The PostgreSQL server the tests use.
 pub(crate) fn postgres_url() -> String {

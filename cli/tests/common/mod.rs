@@ -24,8 +24,6 @@ use serde_json::Value;
 
 pub const KEYCTL: &str = env!("CARGO_BIN_EXE_keyctl");
 pub const SQLITE_DEFAULT_URL: &str = "sqlite://api-keys.db?mode=rwc";
-pub const POSTGRES_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
-pub const REDIS_DEFAULT: &str = "redis://127.0.0.1:6379";
 /// Variables keyctl reads; cleared in every child unless a test sets them,
 /// so the caller's environment cannot leak in.
 pub const VARS: [&str; 13] = [
@@ -44,13 +42,10 @@ pub const VARS: [&str; 13] = [
     "API_KEYS_RATE_LIMIT_REDIS",
 ];
 
-pub fn postgres_url() -> String {
-    std::env::var("API_KEYS_TEST_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_DEFAULT.to_owned())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("API_KEYS_TEST_REDIS_URL").unwrap_or_else(|_| REDIS_DEFAULT.to_owned())
-}
+/// The library's test helper for the servers' URLs, shared rather than copied.
+#[path = "../../../tests/common/services.rs"]
+mod services;
+pub(crate) use services::{POSTGRES_DEFAULT, REDIS_DEFAULT, postgres_url, redis_url};
 
 pub fn unique(label: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
