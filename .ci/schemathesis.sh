@@ -3,17 +3,19 @@
 # about a minute of generated requests from the served OpenAPI document; fails
 # on any 5xx or any response that does not match the document.
 #   .ci/schemathesis.sh [SECONDS]        (default 60)
-# Installs schemathesis from PyPI if `st` is missing; builds keyctl unless
-# KEYCTL names one. Binds 127.0.0.1 only.
+# Installs the pinned schemathesis (.ci/versions.sh) from PyPI unless `st`
+# is that version; builds keyctl unless KEYCTL names one. Binds 127.0.0.1
+# only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 port="${SCHEMATHESIS_PORT:-18431}"
 base="http://127.0.0.1:${port}/iam/v1"
 
-if ! command -v st >/dev/null 2>&1; then
-  echo "installing schemathesis"
-  python3 -m pip install --quiet schemathesis
+source .ci/versions.sh
+if ! st --version 2>/dev/null | grep -q "version ${SCHEMATHESIS_VERSION}\$"; then
+  echo "installing schemathesis ${SCHEMATHESIS_VERSION}"
+  python3 -m pip install --quiet "schemathesis==${SCHEMATHESIS_VERSION}"
 fi
 st --version
 
