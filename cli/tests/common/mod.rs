@@ -45,6 +45,7 @@ pub const VARS: [&str; 13] = [
 /// The library's test helper for the servers' URLs, shared rather than copied.
 #[path = "../../../tests/common/services.rs"]
 mod services;
+#[allow(unused_imports, reason = "not every test binary uses each")]
 pub(crate) use services::{POSTGRES_DEFAULT, REDIS_DEFAULT, postgres_url, redis_url};
 
 pub fn unique(label: &str) -> String {
