@@ -9,7 +9,7 @@
 //! - `scan_reader_64k`: [`api_keys::scan::scan_reader`] reading it in 64 KiB
 //!   chunks (what `keyctl scan` does with a file).
 //!
-//! Criterion reports each as bytes per second; the README quotes the ratio
+//! Criterion reports each as bytes per second; docs/performance.md quotes the ratio
 //! to the floor.
 
 use std::hint::black_box;

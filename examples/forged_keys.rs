@@ -1,7 +1,7 @@
 //! Prints `N` (default 100,000) distinct forged keys, one per line: the
 //! default format, random ids nobody issued, correct checksums — what any
 //! script can make, since the checksum is public. The input of the flood
-//! benchmark in the README (`cli/bench/flood.lua`).
+//! benchmark in docs/performance.md (`cli/bench/flood.lua`).
 //!
 //! ```text
 //! cargo run -q --release --example forged_keys -- 100000 > /tmp/forged.txt
