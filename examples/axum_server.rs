@@ -158,7 +158,7 @@ async fn shutdown_signal() {
 }
 
 /// `API_KEYS_DATABASE_URL`: where persistent stores plug in. The URL is
-/// mapped to a store by [`api_keys::config::open_store`], as `keyctl`
+/// mapped to a store by [`api_keys::store::any::open_store`], as `keyctl`
 /// maps it, so keys made with `keyctl` verify here; the router, layer and
 /// shutdown are the same for every store.
 mod database {
@@ -171,7 +171,7 @@ mod database {
     /// key is made: keys come from the operator tools. (The pepper file that
     /// `keyctl` keeps beside a SQLite database is `keyctl`'s own rule;
     /// `keyctl serve` reads it, this example does not.)
-    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+    #[cfg(feature = "_backend")]
     pub(super) async fn serve(url: &str, port: u16, catalog: ScopeCatalog) -> Result<(), BoxError> {
         use api_keys::{Pepper, Peppers};
         let pepper = std::env::var("API_KEYS_PEPPER")
@@ -183,7 +183,7 @@ mod database {
             _ => 1,
         };
         let peppers = Peppers::single(Pepper::from_base64(version, &pepper)?);
-        let store = api_keys::config::open_store(url).await?;
+        let store = api_keys::store::any::open_store(url).await?;
         tracing::info!(backend = %store.backend(), "keys are kept in the database");
         let manager = api_keys::KeyManager::builder(std::sync::Arc::new(store), peppers, catalog).build();
         super::serve(manager, port).await

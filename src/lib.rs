@@ -10,8 +10,8 @@ pub mod header;
 
 mod checksum;
 mod clock;
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))))]
+#[cfg(feature = "_backend")]
+#[doc(hidden)]
 pub mod config;
 pub mod controls;
 mod digest;
@@ -30,7 +30,7 @@ mod secret;
 mod setters;
 mod shard;
 #[cfg(feature = "cache")]
-#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+#[doc(hidden)]
 pub mod shield;
 pub mod store;
 #[cfg(feature = "test-util")]

@@ -47,11 +47,6 @@ use crate::token::{KeyId, SECRET_LEN, Token, TokenFormat};
 use crate::verify::VerifierBuilder;
 use crate::{Verifier, header};
 
-// Shortest importable secret, in bytes.
-pub(crate) const MIN_IMPORTED_LEN: usize = 16;
-// Longest importable secret, in bytes.
-pub(crate) const MAX_IMPORTED_LEN: usize = 512;
-
 /// Why [`KeyManager::check_peppers`] refused the configured peppers.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -989,7 +984,7 @@ impl<S: KeyStore> KeyManager<S> {
     /// and the errors of [`KeyManager::create`].
     pub async fn import(&self, request: CreateRequest, secret: &Secret) -> Result<KeyInfo, ManageError> {
         let bytes = secret.expose_secret().as_bytes();
-        if bytes.len() < MIN_IMPORTED_LEN || bytes.len() > MAX_IMPORTED_LEN {
+        if bytes.len() < Secret::MIN_IMPORTED_LEN || bytes.len() > Secret::MAX_IMPORTED_LEN {
             return Err(ManageError::InvalidImportedSecret("length must be 16 to 512 bytes"));
         }
         if !is_token68(bytes) || bytes.len() > header::DEFAULT_MAX_HEADER_LEN {
@@ -1123,17 +1118,8 @@ mod tests {
     }
 
     impl KeyStore for Crowded {
-        crate::forward_key_store!(self => self.inner;
-            get, get_by_digest, list, revoke, delete, touch_last_used, operations, pepper_fingerprint, spend_credits,
-            list_by_external_id, list_expiring,
-        );
+        crate::forward_key_store!(self => self.inner; all except [commit]);
 
-        async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-            self.taken(&record)
-        }
-        async fn reissue(&self, _old: &KeyId, new: KeyRecord, _fate: OldKeyFate) -> Result<(), StoreError> {
-            self.taken(&new)
-        }
         async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
             match &change {
                 Change::Insert(r) | Change::Reissue { new: r, .. } => self.taken(r).map(|()| None),

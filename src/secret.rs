@@ -24,10 +24,10 @@ pub struct Secret(String);
 
 impl Secret {
     /// Longest importable secret, in bytes.
-    pub const MAX_IMPORTED_LEN: usize = crate::manager::MAX_IMPORTED_LEN;
+    pub const MAX_IMPORTED_LEN: usize = 512;
 
     /// Shortest importable secret, in bytes.
-    pub const MIN_IMPORTED_LEN: usize = crate::manager::MIN_IMPORTED_LEN;
+    pub const MIN_IMPORTED_LEN: usize = 16;
 
     /// The secret text. Call this only to hand the key to its owner once.
     #[must_use]

@@ -721,10 +721,7 @@ struct Lending {
 }
 
 impl api_keys::KeyStore for Lending {
-    api_keys::forward_key_store!(self => self.inner;
-        insert, get, get_by_digest, get_many, list, revoke, delete, reissue, touch_last_used, commit, operations,
-        pepper_fingerprint, spend_credits, list_by_external_id, list_expiring,
-    );
+    api_keys::forward_key_store!(self => self.inner; all except [lend_now, with_record]);
 
     fn lend_now<R, F>(&self, id: &KeyId, visit: F) -> Result<R, F>
     where

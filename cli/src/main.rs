@@ -74,8 +74,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_keys::config::{self, AnyStore, SetupError};
 use api_keys::controls::ExternalId;
+use api_keys::store::any::{self as config, AnyStore, SetupError};
 use api_keys::store::cached::{CacheConfig, CachedStore};
 use api_keys::{
     ClientClass, CreateRequest, KeyId, KeyManager, KeyRecord, KeyStore, ManageError, PageRequest, PepperCheckError,

@@ -17,7 +17,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use api_keys::config::{self, Backend, SetupError};
+use api_keys::store::any::{self as config, Backend, SetupError};
 use api_keys::{KeyId, Pepper, PepperError, Peppers, RandomError};
 use zeroize::Zeroizing;
 

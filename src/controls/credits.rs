@@ -7,7 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use time::{Date, Month, Time};
 
-use super::ControlError;
+use super::error::ControlError;
 use crate::clock::Timestamp;
 
 /// How often credits refill.

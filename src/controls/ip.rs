@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::ControlError;
+use super::error::ControlError;
 
 /// The client addresses a key may be used from: CIDR ranges (a bare address
 /// is its own /32 or /128). IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`,
@@ -22,7 +22,7 @@ pub struct IpAllowList(Arc<[IpNet]>);
 
 impl IpAllowList {
     /// Most ranges one key may list.
-    pub const MAX_ENTRIES: usize = 64;
+    pub const MAX_ENTRIES: usize = super::error::IP_ALLOW_LIST_MAX_ENTRIES;
 
     /// An allow-list of `ranges`.
     ///

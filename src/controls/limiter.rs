@@ -60,7 +60,7 @@ use governor::nanos::Nanos;
 use governor::state::keyed::DashMapStateStore;
 use governor::{NotUntil, Quota};
 
-use super::{RateLimit, RateLimits};
+use super::rate::{RateLimit, RateLimits};
 use crate::clock::Clock;
 use crate::error::BoxError;
 use crate::token::KeyId;

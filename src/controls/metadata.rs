@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use super::ControlError;
+use super::error::ControlError;
 
 /// A small application-defined JSON object kept with a key and returned on
 /// the [`Principal`](crate::Principal) and in listings: at most
@@ -18,9 +18,9 @@ pub struct Metadata(Arc<Map<String, Value>>);
 
 impl Metadata {
     /// Largest metadata, in bytes of compact JSON.
-    pub const MAX_BYTES: usize = 4096;
+    pub const MAX_BYTES: usize = super::error::METADATA_MAX_BYTES;
     /// Deepest nesting (the object itself is level 1).
-    pub const MAX_DEPTH: usize = 8;
+    pub const MAX_DEPTH: usize = super::error::METADATA_MAX_DEPTH;
 
     /// Validates a JSON value as metadata.
     ///
@@ -99,7 +99,7 @@ pub struct ExternalId(Arc<str>);
 
 impl ExternalId {
     /// Longest external id, in bytes.
-    pub const MAX_LEN: usize = 128;
+    pub const MAX_LEN: usize = super::error::EXTERNAL_ID_MAX_LEN;
 
     /// Validates an id.
     ///

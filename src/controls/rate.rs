@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::ControlError;
+use super::error::ControlError;
 
 /// A rate limit's name: 1 to [`LimitName::MAX_LEN`] characters of
 /// `[a-z0-9_-]`. It names the limit in `RateLimit` response headers.
@@ -172,7 +172,7 @@ pub struct RateLimits(Arc<[RateLimit]>);
 
 impl RateLimits {
     /// Most limits per key.
-    pub const MAX_LIMITS: usize = 8;
+    pub const MAX_LIMITS: usize = super::error::RATE_LIMITS_MAX;
 
     /// Validates a set of limits.
     ///

@@ -8,7 +8,7 @@ use redis::Script;
 use redis::aio::ConnectionManager;
 
 use super::limiter::{LimitCheck, LimiterError, RateDecision, RateLimiter, RateStatus};
-use super::{RateLimit, RateLimits};
+use super::rate::{RateLimit, RateLimits};
 use crate::token::KeyId;
 
 /// GCRA over all of a key's limits in one script: every limit is checked
@@ -59,7 +59,7 @@ return {1, best, best_left, best_reset}
 /// error or a check slower than the timeout is a [`LimiterError`]: the
 /// verifier refuses the request as unavailable (fail closed).
 ///
-/// Unlike [`super::LocalRateLimiter`], a request refused by one limit is
+/// Unlike [`super::limiter::LocalRateLimiter`], a request refused by one limit is
 /// counted by none. Times are whole microseconds.
 pub struct RedisRateLimiter {
     conn: ConnectionManager,

@@ -20,7 +20,6 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::http::rejection::AuthError;
 use crate::verify::ClientClass;
 
 /// Whether the request is a gRPC call, by its `content-type`.
@@ -34,9 +33,10 @@ pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     })
 }
 
-/// The gRPC status code and message for a rejection.
-fn status(error: &AuthError) -> (u8, &'static str) {
-    match error.client_class() {
+/// The gRPC status code and message for a rejection of client class
+/// `class` (`None`: the server's fault).
+fn status(class: Option<ClientClass>) -> (u8, &'static str) {
+    match class {
         Some(ClientClass::NoCredentials) => (16, "authentication required: send authorization: Api-Key <key>"),
         Some(ClientClass::InvalidRequest) => (16, "the authorization metadata is malformed or repeated"),
         Some(ClientClass::InvalidToken) => (16, "the credentials are not valid"),
@@ -49,10 +49,11 @@ fn status(error: &AuthError) -> (u8, &'static str) {
     }
 }
 
-/// A trailers-only gRPC response for `error`. The messages are plain ASCII
-/// without `%`, so they need no percent-encoding.
-pub(crate) fn render(error: &AuthError) -> Response<Full<Bytes>> {
-    let (code, message) = status(error);
+/// A trailers-only gRPC response for a rejection of client class `class`
+/// (`None`: the server's fault). The messages are plain ASCII without `%`,
+/// so they need no percent-encoding.
+pub(crate) fn render(class: Option<ClientClass>) -> Response<Full<Bytes>> {
+    let (code, message) = status(class);
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
@@ -65,10 +66,6 @@ pub(crate) fn render(error: &AuthError) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scope::Scope;
-    use crate::store::StoreError;
-    use crate::token::KeyId;
-    use crate::verify::VerifyError;
 
     #[test]
     fn grpc_requests_are_recognised_by_content_type() {
@@ -88,26 +85,22 @@ mod tests {
 
     #[test]
     fn classes_map_to_grpc_statuses() {
-        let id = KeyId::parse("abcdefghij0123456789").unwrap();
         let cases = [
-            (AuthError::Verify(VerifyError::Missing), "16"),
-            (AuthError::Verify(VerifyError::Revoked(id)), "16"),
-            (AuthError::MultipleAuthorization, "16"),
-            (
-                AuthError::Verify(VerifyError::InsufficientScope {
-                    key: id,
-                    required: Scope::new("yc.monitoring.read").unwrap(),
-                }),
-                "7",
-            ),
-            (AuthError::Verify(VerifyError::StoreUnavailable(StoreError::unavailable("down"))), "14"),
-            (AuthError::MissingLayer, "13"),
+            (Some(ClientClass::NoCredentials), "16"),
+            (Some(ClientClass::InvalidRequest), "16"),
+            (Some(ClientClass::InvalidToken), "16"),
+            (Some(ClientClass::InsufficientScope), "7"),
+            (Some(ClientClass::Forbidden), "7"),
+            (Some(ClientClass::UsageExceeded), "8"),
+            (Some(ClientClass::RateLimited), "8"),
+            (Some(ClientClass::Unavailable), "14"),
+            (None, "13"),
         ];
-        for (error, code) in cases {
-            let r = render(&error);
+        for (class, code) in cases {
+            let r = render(class);
             assert_eq!(r.status(), StatusCode::OK);
             assert_eq!(r.headers()["content-type"], "application/grpc");
-            assert_eq!(r.headers()["grpc-status"], code, "{error}");
+            assert_eq!(r.headers()["grpc-status"], code, "{class:?}");
             assert!(!r.headers()["grpc-message"].to_str().unwrap().contains('%'));
         }
     }

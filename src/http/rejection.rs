@@ -185,7 +185,7 @@ impl RenderConfig {
     pub(crate) fn reject_for(&self, error: &AuthError, headers: &http::HeaderMap) -> Response<Full<Bytes>> {
         if crate::http::grpc::is_grpc(headers) {
             log(error);
-            crate::http::grpc::render(error)
+            crate::http::grpc::render(error.client_class())
         } else {
             self.reject(error)
         }
@@ -449,5 +449,32 @@ mod tests {
             assert_eq!(RenderConfig::check_realm(bad), Err(RealmError), "{bad:?}");
         }
         assert!(RenderConfig::check_realm(&"x".repeat(MAX_REALM_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn grpc_calls_get_the_status_of_their_class() {
+        let mut grpc = http::HeaderMap::new();
+        grpc.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        let config = RenderConfig::default();
+        let cases = [
+            (AuthError::Verify(VerifyError::Missing), "16"),
+            (AuthError::Verify(VerifyError::Revoked(id())), "16"),
+            (AuthError::MultipleAuthorization, "16"),
+            (
+                AuthError::Verify(VerifyError::InsufficientScope {
+                    key: id(),
+                    required: Scope::new("yc.monitoring.read").unwrap(),
+                }),
+                "7",
+            ),
+            (AuthError::Verify(VerifyError::StoreUnavailable(StoreError::unavailable("down"))), "14"),
+            (AuthError::MissingLayer, "13"),
+        ];
+        for (error, code) in cases {
+            let r = config.reject_for(&error, &grpc);
+            assert_eq!(r.status(), StatusCode::OK, "{error}");
+            assert_eq!(r.headers()["grpc-status"], code, "{error}");
+            assert_ne!(config.reject_for(&error, &http::HeaderMap::new()).status(), StatusCode::OK, "{error}");
+        }
     }
 }

@@ -103,7 +103,7 @@ use moka::future::Cache;
 use tokio::time::Instant;
 
 use super::invalidation::{BusError, InvalidationBus, InvalidationSubscription, Publish};
-use super::key_store::{KeyStore, OldKeyFate, StoreError};
+use super::key_store::{KeyStore, StoreError};
 use super::{BuildIdHasher, RecordView, intern_account, intern_scopes};
 use crate::clock::Timestamp;
 use crate::digest::Digest;
@@ -950,33 +950,16 @@ async fn subscriber<B: InvalidationBus>(bus: Arc<B>, shared: Arc<Shared>) {
 }
 
 impl<S: KeyStore> KeyStore for CachedStore<S> {
+    // Everything but the lookups by id or digest, `touch_last_used` and the
+    // writes goes straight to the inner store, neither read from nor filled
+    // into the cache: batch lookups (`get_many`) serve leak checks and scans,
+    // which want the store's answer now (a revocation made a moment ago on
+    // another node included), and would only evict the verifier's hot keys;
+    // `spend_credits` is always the inner store's atomic spend (the cached
+    // record's count is only what it was when read, and the verifier never
+    // reads it for a decision).
     crate::forward_key_store!(self => self.inner;
-        /// Straight to the inner store, neither read from nor filled into the
-        /// cache: batch lookups serve leak checks and scans, which want the
-        /// store's answer now (a revocation made a moment ago on another node
-        /// included), and would only evict the verifier's hot keys.
-        get_many,
-        list,
-        operations,
-        pepper_fingerprint,
-        /// Always the inner store's atomic spend, never served from the cache:
-        /// the cached record's count is only what it was when read (the cache
-        /// does not patch it, as the verifier never reads it for a decision).
-        spend_credits,
-        list_by_external_id,
-        list_expiring,
-    );
-
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        let id = record.id;
-        let digest = (record.kind == KeyKind::Imported).then(|| *record.digest.as_bytes());
-        let result = self.inner.insert(record).await;
-        // New ids are random, so no other node can have cached them; the id
-        // is still published so that other nodes' membership sets (the flood
-        // shield) learn it at once.
-        self.after_write(result.as_ref().map(drop), &[id], digest.as_slice(), &[id]).await;
-        result
-    }
+        all except [get, get_by_digest, with_record, lend_now, touch_last_used, commit]);
 
     fn get(&self, id: &KeyId) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
         self.lookup(CacheKey::Id(*id))
@@ -1025,35 +1008,17 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         self.lookup(CacheKey::Digest(*digest.as_bytes()))
     }
 
-    async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
-        let result = self.inner.revoke(id).await;
-        self.after_write(result.as_ref().map(drop), &[*id], &[], &[*id]).await;
-        result
-    }
-
-    async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
-        let result = self.inner.delete(id).await;
-        self.after_write(result.as_ref().map(drop), &[*id], &[], &[*id]).await;
-        result
-    }
-
-    async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
-        let new_id = new.id;
-        let digest = (new.kind == KeyKind::Imported).then(|| *new.digest.as_bytes());
-        let result = self.inner.reissue(old, new, fate).await;
-        self.after_write(result.as_ref().map(drop), &[*old, new_id], digest.as_slice(), &[*old]).await;
-        result
-    }
-
     async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
         self.inner.touch_last_used(updates).await?;
         self.patch_last_used(updates).await;
         Ok(())
     }
 
-    /// Invalidates as the change's own method does: an update, like a
-    /// revoke, drops the key here and is published to every node, so new
-    /// scopes or expiry apply on the next verify everywhere.
+    /// Every write: the changed keys are dropped here and published to every
+    /// node (an update, like a revoke, so new scopes or expiry apply on the
+    /// next verify everywhere). New ids are random, so no other node can
+    /// have cached them; a created id is still published so that other
+    /// nodes' membership sets (the flood shield) learn it at once.
     async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
         if let Change::Note(_) = change {
             // Only log entries: no record changes, nothing to invalidate.

@@ -2,35 +2,124 @@
 //! methods a wrapper passes on unchanged, written once.
 //!
 //! A wrapper store (the shield, the cache, the fault injector, a test or
-//! metrics wrapper) changes a few methods and hands every other one to the
-//! store it wraps. Each of those forwarding methods would repeat the trait's
-//! signature; the macro holds one copy of each signature, so a wrapper names
-//! only the methods it forwards and writes by hand only the ones it changes.
+//! metrics wrapper, [`AnyStore`](crate::store::any::AnyStore), `Arc<S>`)
+//! changes a few methods and hands every other one to the store it wraps.
+//! The macro holds the one copy of each forwarded signature and the one list
+//! of forwarded methods, so a wrapper names only the methods it writes by
+//! hand (`all except [...]`), and a new trait method is forwarded by every
+//! wrapper once it is added here.
+//!
+//! # Adding a method to `KeyStore`
+//! 1. declare it in the trait (`key_store.rs`), with a default unless every
+//!    backend must write it;
+//! 2. here: its signature (an `@method` rule), its name in `@list` and one
+//!    `@if_same` line.
+//!
+//! Every wrapper then forwards it, unless the wrapper names it in its
+//! `except` list and writes it by hand.
 
-/// Implements, inside an `impl KeyStore for …` block, the named
-/// [`KeyStore`](crate::KeyStore) methods by calling the same method of an
-/// inner store with the same arguments (the call's future is returned as it
-/// is: nothing is added before, after or around it).
+/// Implements, inside an `impl KeyStore for …` block, the
+/// [`KeyStore`](crate::KeyStore) methods a wrapper passes on, by calling the
+/// same method of an inner store with the same arguments.
 ///
-/// Two forms:
+/// Forms:
 ///
-/// - `forward_key_store!(self => self.inner; get_many, list, …);` forwards
-///   to the store the expression (`self.inner`, `(**self)`, `self.0`) names;
-/// - `forward_key_store!(match self: AnyStore { Memory, Sqlite, … } => insert, …);`
+/// - `forward_key_store!(self => self.inner; all except [get, commit]);`
+///   forwards every forwardable method but the ones named (which the
+///   wrapper writes by hand, or leaves to the trait's default) to the store
+///   the expression (`self.inner`, `(**self)`, `self.0`) names. The call's
+///   future is returned as it is: nothing is added before, after or around
+///   it;
+/// - `forward_key_store!(self => self.inner, around(method, call) => EXPR; all except [...]);`
+///   as above, but each forwarded call is handed to `EXPR`, which sees
+///   `method` (the method's name, a `&'static str`) and `call` (a closure
+///   that starts the inner call) and returns the future (a fault injector
+///   or a meter); `lend_now`, which is synchronous, is never wrapped;
+/// - `forward_key_store!(match self: AnyStore { Memory, Sqlite, … } => all except [...]);`
 ///   forwards to the store held by whichever variant of a one-field enum
-///   `self` is (a variant may carry `#[cfg(…)]`).
+///   `self` is (a variant may carry `#[cfg(…)]`);
+/// - `forward_key_store!(self => self.inner; get_many, list, …);` forwards
+///   only the methods named (a wrapper that must see a new method before it
+///   forwards it).
 ///
-/// A method not named keeps the trait's default or is written by hand next
-/// to the call. Attributes (doc comments) before a name apply to that
+/// `insert`, `revoke`, `delete` and `reissue` are never forwarded: they are
+/// the trait's `commit` calls, so a wrapper sees them in its own `commit`.
+/// Attributes (doc comments) before a name of the last form apply to that
 /// method. Not a stable interface: it follows the trait.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! forward_key_store {
+    // Every method but the named ones.
+    ($self:ident => $inner:expr; all except [$($skip:ident),* $(,)?]) => {
+        $crate::forward_key_store!(@all $self (to $inner) [$($skip)*]);
+    };
+    ($self:ident => $inner:expr, around($name:ident, $call:ident) => $wrap:expr; all except [$($skip:ident),* $(,)?]) => {
+        $crate::forward_key_store!(@all $self (around $inner, $name, $call, $wrap) [$($skip)*]);
+    };
+    (match $self:ident : $enum:ident $variants:tt => all except [$($skip:ident),* $(,)?]) => {
+        $crate::forward_key_store!(@all $self (match $self $enum $variants) [$($skip)*]);
+    };
+    // Only the named methods.
     (match $self:ident : $enum:ident $variants:tt => $($(#[$attr:meta])* $method:ident),+ $(,)?) => {
         $($crate::forward_key_store!(@method [$(#[$attr])*] $method $self (match $self $enum $variants));)+
     };
     ($self:ident => $inner:expr; $($(#[$attr:meta])* $method:ident),+ $(,)?) => {
         $($crate::forward_key_store!(@method [$(#[$attr])*] $method $self (to $inner));)+
+    };
+    () => {};
+
+    // The forwardable methods: the one list.
+    (@list $($then:tt)*) => {
+        $crate::forward_key_store!($($then)* [
+            get get_by_digest get_many list touch_last_used commit operations pepper_fingerprint spend_credits
+            list_by_external_id list_expiring ids_after with_record lend_now
+        ]);
+    };
+    // `$yes` if the two names are the same method, else `$no` (each a
+    // bracketed invocation of this macro).
+    (@if_same get get $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same get_by_digest get_by_digest $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same get_many get_many $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same list list $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same touch_last_used touch_last_used $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same commit commit $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same operations operations $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same pepper_fingerprint pepper_fingerprint $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same spend_credits spend_credits $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same list_by_external_id list_by_external_id $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same list_expiring list_expiring $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same ids_after ids_after $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same with_record with_record $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same lend_now lend_now $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same $a:ident $b:ident $yes:tt $no:tt) => { $crate::forward_key_store! $no; };
+
+    // `all except`: each name in the list must be a forwardable method;
+    // each forwardable method not in the list is forwarded.
+    (@all $self:ident $to:tt $skip:tt) => {
+        $crate::forward_key_store!(@list @known_all $skip);
+        $crate::forward_key_store!(@list @each $self $to $skip);
+    };
+    (@known_all [$($skip:ident)*] $all:tt) => {
+        $($crate::forward_key_store!(@known $skip $all);)*
+    };
+    (@known $skip:ident []) => {
+        ::core::compile_error!(::core::concat!(
+            "forward_key_store!: `",
+            ::core::stringify!($skip),
+            "` is not a forwardable KeyStore method"
+        ));
+    };
+    (@known $skip:ident [$head:ident $($rest:ident)*]) => {
+        $crate::forward_key_store!(@if_same $skip $head [] [@known $skip [$($rest)*]]);
+    };
+    (@each $self:ident $to:tt $skip:tt [$($method:ident)*]) => {
+        $($crate::forward_key_store!(@unless $method $skip $self $to);)*
+    };
+    (@unless $method:ident [] $self:ident $to:tt) => {
+        $crate::forward_key_store!(@method [] $method $self $to);
+    };
+    (@unless $method:ident [$head:ident $($rest:ident)*] $self:ident $to:tt) => {
+        $crate::forward_key_store!(@if_same $method $head [] [@unless $method [$($rest)*] $self $to]);
     };
 
     // A forwarding method: the trait's signature and the call.
@@ -50,6 +139,13 @@ macro_rules! forward_key_store {
         use $crate::KeyStore as _;
         $inner.$method $args
     }};
+    (@call (around $inner:expr, $name:ident, $call:ident, $wrap:expr) $method:ident $args:tt) => {{
+        #[allow(unused_imports, reason = "the caller may have the trait in scope already")]
+        use $crate::KeyStore as _;
+        let $name: &'static str = ::core::stringify!($method);
+        let $call = move || $inner.$method $args;
+        $wrap
+    }};
     (@call (match $self:ident $enum:ident { $($(#[$cfg:meta])* $variant:ident),+ $(,)? }) $method:ident $args:tt) => {
         async move {
             #[allow(unused_imports, reason = "the caller may have the trait in scope already")]
@@ -62,9 +158,6 @@ macro_rules! forward_key_store {
 
     // One signature per method, as the trait declares it: the arguments and
     // what the future's `Ok` holds.
-    (@method $attr:tt insert $self:ident $to:tt) => {
-        $crate::forward_key_store!(@fn $attr $self $to insert(record: $crate::KeyRecord) -> ());
-    };
     (@method $attr:tt get $self:ident $to:tt) => {
         $crate::forward_key_store!(@fn $attr $self $to
             get(id: &$crate::KeyId) -> Option<::std::sync::Arc<$crate::KeyRecord>>);
@@ -81,16 +174,6 @@ macro_rules! forward_key_store {
         $crate::forward_key_store!(@fn $attr $self $to
             list(service_account: &$crate::ServiceAccountId, page: $crate::PageRequest)
                 -> $crate::Page<$crate::KeyRecord>);
-    };
-    (@method $attr:tt revoke $self:ident $to:tt) => {
-        $crate::forward_key_store!(@fn $attr $self $to revoke(id: &$crate::KeyId) -> ());
-    };
-    (@method $attr:tt delete $self:ident $to:tt) => {
-        $crate::forward_key_store!(@fn $attr $self $to delete(id: &$crate::KeyId) -> ());
-    };
-    (@method $attr:tt reissue $self:ident $to:tt) => {
-        $crate::forward_key_store!(@fn $attr $self $to
-            reissue(old: &$crate::KeyId, new: $crate::KeyRecord, fate: $crate::OldKeyFate) -> ());
     };
     (@method $attr:tt touch_last_used $self:ident $to:tt) => {
         $crate::forward_key_store!(@fn $attr $self $to
@@ -124,6 +207,10 @@ macro_rules! forward_key_store {
             list_expiring(window: ::core::ops::Range<$crate::Timestamp>, page: $crate::PageRequest)
                 -> $crate::Page<$crate::KeyRecord>);
     };
+    (@method $attr:tt ids_after $self:ident $to:tt) => {
+        $crate::forward_key_store!(@fn $attr $self $to
+            ids_after(after: Option<$crate::KeyId>, limit: u32) -> Vec<$crate::KeyId>);
+    };
     // The one generic method.
     (@method [$($attr:tt)*] with_record $self:ident $to:tt) => {
         $($attr)*
@@ -139,8 +226,8 @@ macro_rules! forward_key_store {
             $crate::forward_key_store!(@call $to with_record(id, visit))
         }
     };
-    // The synchronous lend (only to one inner store).
-    (@method [$($attr:tt)*] lend_now $self:ident (to $inner:expr)) => {
+    // The synchronous lend: never wrapped.
+    (@method [$($attr:tt)*] lend_now $self:ident $to:tt) => {
         $($attr)*
         fn lend_now<R, F>(&$self, id: &$crate::KeyId, visit: F) -> ::core::result::Result<R, F>
         where
@@ -148,14 +235,23 @@ macro_rules! forward_key_store {
         {
             #[allow(unused_imports, reason = "the caller may have the trait in scope already")]
             use $crate::KeyStore as _;
-            $inner.lend_now(id, visit)
+            $crate::forward_key_store!(@lend $to id visit)
+        }
+    };
+    (@lend (to $inner:expr) $id:ident $visit:ident) => { $inner.lend_now($id, $visit) };
+    (@lend (around $inner:expr, $name:ident, $call:ident, $wrap:expr) $id:ident $visit:ident) => {
+        $inner.lend_now($id, $visit)
+    };
+    (@lend (match $self:ident $enum:ident { $($(#[$cfg:meta])* $variant:ident),+ $(,)? }) $id:ident $visit:ident) => {
+        match $self {
+            $($(#[$cfg])* $enum::$variant(store) => store.lend_now($id, $visit),)+
         }
     };
     (@method $attr:tt $other:ident $self:ident $to:tt) => {
         ::core::compile_error!(::core::concat!(
             "forward_key_store!: `",
             ::core::stringify!($other),
-            "` is not a KeyStore method"
+            "` is not a forwardable KeyStore method"
         ));
     };
 }

@@ -166,21 +166,39 @@ impl<T, C> Page<T, C> {
 /// Implementations must be safe to share between tasks. Every method returns
 /// a `Send` future; the trait does not depend on any async runtime.
 ///
+/// A backend writes ten methods: the lookups `get`, `get_by_digest` and
+/// the listings `list`, `list_by_external_id`, `list_expiring`,
+/// `operations`; the one write `commit` (every change, with its log
+/// entries); and the three narrow atomic steps `touch_last_used`,
+/// `spend_credits`, `pepper_fingerprint`. Everything else is provided:
+/// `insert`, `revoke`, `delete` and `reissue` are `commit` without log
+/// entries (left alone by implementations, so that a wrapper sees every
+/// write in its `commit`); `get_many`, `ids_after`, `with_record` and
+/// `lend_now` have defaults a backend overrides to be faster (one query per
+/// batch, an id index, lending in place).
+///
+/// A wrapper (a cache, a shield, a metrics or fault-injecting store) writes
+/// only the methods it changes and forwards the rest with
+/// `forward_key_store!(self => self.inner; all except [...])`, which holds
+/// the one copy of each forwarded signature.
+///
 /// Contract (checked by the conformance suite behind the `test-util`
 /// feature):
-/// - `insert` fails with [`StoreError::Duplicate`] if the id exists, or if an
-///   imported record's digest is already indexed, and writes nothing then;
+/// - `commit` of [`Change::Insert`] fails with [`StoreError::Duplicate`] if
+///   the id exists, or if an imported record's digest is already indexed,
+///   and writes nothing then;
 /// - `get_many` answers like `get` for each id, in the order asked;
 /// - `get_by_digest` finds only [`crate::KeyKind::Imported`] records;
 /// - `list` orders by id and pages with the id cursor;
-/// - `reissue` inserts the new record and updates the old one in one atomic
-///   step, refusing ([`StoreError::Conflict`]) an old key that is revoked or
-///   already reissued;
 /// - `touch_last_used` is one batched write and never moves a time backwards;
 ///   unknown ids are ignored;
-/// - `commit` applies a [`Change`] with the same rules as the single-purpose
-///   method of its kind (`update` under
-///   [`apply_update`](crate::store::apply_update)'s rules) and appends
+/// - `commit` of [`Change::Reissue`] inserts the new record and updates the
+///   old one in one atomic step, refusing ([`StoreError::Conflict`]) an old
+///   key that is revoked or already reissued; [`Change::Revoke`] is
+///   idempotent; [`Change::Revoke`], [`Change::Delete`] and
+///   [`Change::Update`] of an absent key are [`StoreError::NotFound`];
+/// - `commit` applies [`Change::Update`] under
+///   [`apply_update`](crate::store::apply_update)'s rules and appends
 ///   its log entries in the same transaction or script: both land or
 ///   neither; an entry id already logged is
 ///   [`StoreError::DuplicateOperation`] and writes nothing; a
@@ -191,10 +209,23 @@ impl<T, C> Page<T, C> {
 ///   together): concurrent spends never spend more than the key had, and a
 ///   refill happens once per due instant;
 /// - `list_by_external_id` and `list_expiring` order by id across service
-///   accounts and page with the id cursor.
+///   accounts and page with the id cursor;
+/// - `ids_after`, where a store implements it, lists every key id in order,
+///   across service accounts.
 pub trait KeyStore: Send + Sync + 'static {
-    /// Stores a new record.
-    fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Stores a new record: [`KeyStore::commit`] of [`Change::Insert`]
+    /// with no log entry.
+    ///
+    /// Provided for callers; implementations and wrappers leave it alone, so
+    /// every write reaches them through `commit`.
+    ///
+    /// # Errors
+    /// As `commit`: [`StoreError::Duplicate`] if the id (or an imported
+    /// record's digest) exists.
+    fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let write = self.commit(Change::Insert(record), &[]);
+        async move { write.await.map(drop) }
+    }
 
     /// Fetches a record by id.
     fn get(&self, id: &KeyId) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send;
@@ -229,20 +260,44 @@ pub trait KeyStore: Send + Sync + 'static {
         page: PageRequest,
     ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send;
 
-    /// Marks a key revoked (idempotent). [`StoreError::NotFound`] if absent.
-    fn revoke(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Marks a key revoked (idempotent): [`KeyStore::commit`] of
+    /// [`Change::Revoke`] with no log entry. Provided, as
+    /// [`KeyStore::insert`] is.
+    ///
+    /// # Errors
+    /// As `commit`: [`StoreError::NotFound`] if absent.
+    fn revoke(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let write = self.commit(Change::Revoke(*id), &[]);
+        async move { write.await.map(drop) }
+    }
 
-    /// Removes a key. [`StoreError::NotFound`] if absent.
-    fn delete(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Removes a key: [`KeyStore::commit`] of [`Change::Delete`] with no
+    /// log entry. Provided, as [`KeyStore::insert`] is.
+    ///
+    /// # Errors
+    /// As `commit`: [`StoreError::NotFound`] if absent.
+    fn delete(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let write = self.commit(Change::Delete(*id), &[]);
+        async move { write.await.map(drop) }
+    }
 
     /// Atomically inserts `new` (whose `links.reissued_from` is `old`) and
-    /// links the old key to it, revoking it or limiting it to a grace period.
+    /// links the old key to it, revoking it or limiting it to a grace
+    /// period: [`KeyStore::commit`] of [`Change::Reissue`] with no log
+    /// entry. Provided, as [`KeyStore::insert`] is.
+    ///
+    /// # Errors
+    /// As `commit`: [`StoreError::Conflict`] for an old key that is revoked
+    /// or already reissued, [`StoreError::NotFound`] if it is absent.
     fn reissue(
         &self,
         old: &KeyId,
         new: KeyRecord,
         fate: OldKeyFate,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let write = self.commit(Change::Reissue { old: *old, new, fate }, &[]);
+        async move { write.await.map(drop) }
+    }
 
     /// Records last-used times in one batch.
     fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -305,6 +360,29 @@ pub trait KeyStore: Send + Sync + 'static {
         page: PageRequest,
     ) -> impl Future<Output = Result<Page<KeyRecord>, StoreError>> + Send;
 
+    /// Every key id greater than `after` (from the start when `None`), in
+    /// ascending order: at least `limit` of them unless none are left (a
+    /// shorter page is the last; a store may return more than `limit`).
+    /// This is what the flood shield
+    /// ([`ShieldedStore`](crate::store::shielded::ShieldedStore)) loads.
+    ///
+    /// The default cannot list ids and answers [`StoreError::Unavailable`]:
+    /// a shield in front of such a store never trusts its set, so it never
+    /// refuses a key (every lookup goes to the store). Every store of this
+    /// crate overrides it with one indexed range query per page (SQL) or a
+    /// scan of the record keys (Redis).
+    ///
+    /// # Errors
+    /// The store's error; the default's as above.
+    fn ids_after(
+        &self,
+        after: Option<KeyId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<KeyId>, StoreError>> + Send {
+        let _ = (after, limit);
+        std::future::ready(Err(StoreError::unavailable("this store cannot list its key ids")))
+    }
+
     /// Lends the record's fields to `visit` at once, as
     /// [`KeyStore::with_record`] does, if this store can answer without
     /// waiting (an in-memory map, a fresh cache entry): `Ok(what visit
@@ -356,10 +434,7 @@ pub trait KeyStore: Send + Sync + 'static {
 /// A shared store is the store: every method, `with_record` included, goes to
 /// the store behind the `Arc`.
 impl<S: KeyStore> KeyStore for Arc<S> {
-    crate::forward_key_store!(self => (**self);
-        insert, get, get_by_digest, get_many, list, revoke, delete, reissue, touch_last_used, commit, operations,
-        pepper_fingerprint, spend_credits, list_by_external_id, list_expiring, with_record, lend_now,
-    );
+    crate::forward_key_store!(self => (**self); all except []);
 }
 
 /// Applies a reissue to the old record (shared by backends that work on

@@ -353,8 +353,7 @@ impl MemoryStore {
 
     /// The `limit` smallest ids greater than `after`, ascending (for the
     /// flood shield's loads): one pass over the index, then a partial sort.
-    #[cfg(feature = "cache")]
-    pub(crate) fn ids_page(&self, after: Option<KeyId>, limit: usize) -> Vec<KeyId> {
+    fn ids_page(&self, after: Option<KeyId>, limit: usize) -> Vec<KeyId> {
         let keys = self.keys.pin();
         let mut ids: Vec<KeyId> = keys.keys().copied().filter(|id| after.is_none_or(|a| *id > a)).collect();
         if ids.len() > limit && limit > 0 {
@@ -588,11 +587,6 @@ impl MemoryStore {
 /// backend), never at call time, and is ready at once: the memory store never
 /// waits.
 impl KeyStore for MemoryStore {
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        let mut index = lock(&self.writer);
-        self.insert_now(&mut index, record)
-    }
-
     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         Ok(self.get_now(id))
     }
@@ -609,21 +603,6 @@ impl KeyStore for MemoryStore {
 
     async fn list(&self, service_account: &ServiceAccountId, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
         Ok(self.list_now(service_account, page))
-    }
-
-    async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
-        let _index = lock(&self.writer);
-        self.revoke_now(id)
-    }
-
-    async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
-        let mut index = lock(&self.writer);
-        self.delete_now(&mut index, id)
-    }
-
-    async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
-        let mut index = lock(&self.writer);
-        self.reissue_now(&mut index, old, new, fate)
     }
 
     async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
@@ -680,6 +659,10 @@ impl KeyStore for MemoryStore {
             });
         }
         Ok(())
+    }
+
+    async fn ids_after(&self, after: Option<KeyId>, limit: u32) -> Result<Vec<KeyId>, StoreError> {
+        Ok(self.ids_page(after, limit as usize))
     }
 
     fn with_record<R, F>(&self, id: &KeyId, visit: F) -> impl Future<Output = Result<R, StoreError>> + Send

@@ -27,7 +27,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap() }
 //! ```
 
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+#[cfg(feature = "_backend")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))))]
+pub mod any;
+#[cfg(feature = "_backend")]
 mod backend;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
@@ -42,6 +45,9 @@ pub(crate) mod memory;
 pub(crate) mod postgres;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub mod shielded;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -52,8 +58,7 @@ pub(crate) mod view;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisConnection;
 pub use crate::operation::{apply_update, check_updatable};
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))))]
+#[cfg(feature = "_backend")]
 pub use backend::{ConfigError, DEFAULT_TIMEOUT};
 pub use key_store::{apply_reissue, check_reissuable};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

@@ -1247,10 +1247,6 @@ impl<C> KeyStore for RedisStore<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        timed(self.timeout, self.insert_with(&record, None)).await
-    }
-
     async fn spend_credits(&self, id: &KeyId, cost: u64, due: Option<Timestamp>) -> Result<CreditSpend, StoreError> {
         let mut inv = SCRIPTS.spend.prepare_invoke();
         inv.key(self.record_key(id))
@@ -1374,16 +1370,35 @@ where
         .await
     }
 
-    async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
-        timed(self.timeout, self.revoke_with(id, None)).await
-    }
-
-    async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
-        timed(self.timeout, self.delete_with(id, None)).await
-    }
-
-    async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
-        timed(self.timeout, self.reissue_with(old, &new, fate, None)).await
+    /// Redis keeps no ordered index of all ids: every call scans the record
+    /// keys under the prefix and returns all ids after `after`, sorted (more
+    /// than `limit`, so one call loads everything), within ten times the
+    /// store's timeout.
+    async fn ids_after(&self, after: Option<KeyId>, _limit: u32) -> Result<Vec<KeyId>, StoreError> {
+        let pattern = format!("{}*", self.record_prefix);
+        let mut conn = self.conn.clone();
+        let keys = timed(self.timeout * 10, async {
+            let mut cursor: u64 = 0;
+            let mut keys = Vec::new();
+            loop {
+                let (next, batch): (u64, Vec<String>) =
+                    scan(cursor, &pattern, 1000).query_async(&mut conn).await.map_err(redis_error)?;
+                keys.extend(batch);
+                if next == 0 {
+                    return Ok(keys);
+                }
+                cursor = next;
+            }
+        })
+        .await?;
+        let mut ids = keys
+            .iter()
+            .map(|k| parse_id(k.strip_prefix(&*self.record_prefix).unwrap_or(k)))
+            .collect::<Result<Vec<_>, _>>()?;
+        ids.sort_unstable();
+        ids.dedup();
+        let start = after.map_or(0, |a| ids.partition_point(|id| *id <= a));
+        Ok(ids.split_off(start))
     }
 
     async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
@@ -1422,7 +1437,8 @@ where
         timed(self.timeout, async {
             let account = self.account_of(&change).await?;
             let log_args = self.log_args(log, &account)?;
-            let log = Some(&log_args);
+            // No entries (the trait's `insert`, `revoke`, …): the plain scripts.
+            let log = (!log.is_empty()).then_some(&log_args);
             match change {
                 Change::Insert(r) => self.insert_with(&r, log).await.map(|()| None),
                 Change::Update { id, update } => self.update_logged(&id, &update, &log_args).await.map(Some),

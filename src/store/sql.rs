@@ -109,6 +109,8 @@ pub(super) const SELECT_BY_ID_FOR_UPDATE: &str = select!("WHERE id = $1 FOR UPDA
 pub(super) const SELECT_BY_DIGEST: &str = select!("WHERE digest = $1 AND kind = 'imported'");
 pub(super) const LIST_FIRST: &str = select!("WHERE service_account_id = $1 ORDER BY id LIMIT $2");
 pub(super) const LIST_AFTER: &str = select!("WHERE service_account_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+/// Every id after `$1` (`''` sorts before every id), for the flood shield.
+pub(super) const IDS_AFTER: &str = "SELECT id FROM api_keys WHERE id > $1 ORDER BY id LIMIT $2";
 pub(super) const REVOKE: &str = "UPDATE api_keys SET status = 'revoked' WHERE id = $1";
 pub(super) const DELETE: &str = "DELETE FROM api_keys WHERE id = $1";
 /// Links a reissued key to its successor and revokes or limits it.
@@ -678,26 +680,9 @@ macro_rules! sql_key_store {
                     let row = query.fetch_optional(&self.pool).await.map_err(sqlx_error)?;
                     row.map(|r| decode(&r).map(Arc::new)).transpose()
                 }
-
-                /// Runs a statement that changes one row by id;
-                /// [`StoreError::NotFound`] if it changed none.
-                async fn change_one(&self, statement: &'static str, id: &KeyId) -> Result<(), StoreError> {
-                    change_one_in(&self.pool, statement, id).await
-                }
             }
 
             impl KeyStore for $store {
-
-                async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-                    timed(self.timeout, async {
-                        if insert_row(&self.pool, &record).await? {
-                            Ok(())
-                        } else {
-                            Err(StoreError::Duplicate(record.id))
-                        }
-                    })
-                    .await
-                }
 
                 async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
                     timed(self.timeout, self.fetch_one(sqlx::query(sql::SELECT_BY_ID).bind(id.as_str()))).await
@@ -734,24 +719,6 @@ macro_rules! sql_key_store {
                     let (query, limit) =
                         paged(&page, (sql::LIST_FIRST, sql::LIST_AFTER), |q| q.bind(service_account.as_str()));
                     timed(self.timeout, self.page_of(query, limit)).await
-                }
-
-                async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
-                    timed(self.timeout, self.change_one(sql::REVOKE, id)).await
-                }
-
-                async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
-                    timed(self.timeout, self.change_one(sql::DELETE, id)).await
-                }
-
-                async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
-                    timed(self.timeout, async {
-                        // Dropping `tx` without commit (any `?` below) rolls back.
-                        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(sqlx_error)?;
-                        reissue_in(&mut tx, old, &new, fate).await?;
-                        tx.commit().await.map_err(sqlx_error)
-                    })
-                    .await
                 }
 
                 async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
@@ -792,6 +759,19 @@ macro_rules! sql_key_store {
 
                     })
                     .await
+                }
+
+                /// One indexed range query per page (`id` is the primary key).
+                async fn ids_after(&self, after: Option<KeyId>, limit: u32) -> Result<Vec<KeyId>, StoreError> {
+                    let after = after.map_or(String::new(), |id| id.as_str().to_owned());
+                    let query = sqlx::query_scalar::<_, String>(sql::IDS_AFTER).bind(after).bind(i64::from(limit));
+                    let rows = timed(self.timeout, async {
+                        query.fetch_all(&self.pool).await.map_err(sqlx_error)
+                    })
+                    .await?;
+                    rows.iter()
+                        .map(|s| KeyId::parse(s).map_err(|_| StoreError::Corrupt("a stored id is not a key id".into())))
+                        .collect()
                 }
 
                 async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {

@@ -111,6 +111,12 @@ pub enum Check {
     /// `list_expiring` lists active keys with `window.start <= expires_at <
     /// window.end` across service accounts by id and pages with the cursor.
     ListExpiring,
+    /// `ids_after` lists every key id (of every service account, revoked
+    /// ones included) in ascending order, pages without gaps or repeats,
+    /// and drops deleted ids. A store that keeps the trait's default (no
+    /// id listing, so a shield in front of it never trusts its set) fails
+    /// this check.
+    IdsAfter,
 }
 
 impl Check {
@@ -144,6 +150,7 @@ impl Check {
         Check::SpendCreditsRace,
         Check::ListByExternalId,
         Check::ListExpiring,
+        Check::IdsAfter,
     ];
 
     /// The check's name in `snake_case`.
@@ -178,6 +185,7 @@ impl Check {
             Check::SpendCreditsRace => "spend_credits_race",
             Check::ListByExternalId => "list_by_external_id",
             Check::ListExpiring => "list_expiring",
+            Check::IdsAfter => "ids_after",
         }
     }
 }
@@ -226,6 +234,7 @@ pub async fn run<S: KeyStore>(store: &S, check: Check) {
         Check::SpendCreditsRace => controls::spend_credits_race(store).await,
         Check::ListByExternalId => controls::list_by_external_id(store).await,
         Check::ListExpiring => controls::list_expiring(store).await,
+        Check::IdsAfter => ids_after(store).await,
     }
 }
 
@@ -709,6 +718,43 @@ pub async fn reissue_race<S: KeyStore>(store: &S) {
     assert_eq!(must_get(store, C, &winner.id).await, winner, "[{C}] the winning key");
     let now_old = must_get(store, C, &old.id).await;
     assert_eq!(now_old.links.replaced_by, Some(winner.id), "[{C}] the old key must point at the winner");
+}
+
+/// [`Check::IdsAfter`].
+pub async fn ids_after<S: KeyStore>(store: &S) {
+    const C: Check = Check::IdsAfter;
+    let (a, b) = (service_account(), service_account());
+    let mut made: Vec<KeyRecord> = (0..5).map(|i| record(if i % 2 == 0 { &a } else { &b })).collect();
+    made.push(imported_record(&b));
+    for r in &made {
+        insert(store, C, r).await;
+    }
+    ok(C, "revoke", store.revoke(&made[1].id).await);
+    let gone = made.pop().map(|r| r.id).unwrap_or_else(|| unreachable!());
+    ok(C, "delete", store.delete(&gone).await);
+    // Pages of two; other checks' keys may share the store.
+    let mut seen: Vec<KeyId> = Vec::new();
+    let mut after = None;
+    loop {
+        let page = ok(C, "ids_after", store.ids_after(after, 2).await);
+        assert!(page.windows(2).all(|w| w[0] < w[1]), "[{C}] a page is not in ascending order: {page:?}");
+        if let (Some(last), Some(first)) = (seen.last(), page.first()) {
+            assert!(last < first, "[{C}] a page starts at or before the previous page's end");
+        }
+        assert!(after.is_none_or(|a| page.iter().all(|id| *id > a)), "[{C}] a page holds an id not after the cursor");
+        seen.extend(page.iter().copied());
+        match page.last() {
+            Some(last) if page.len() >= 2 => after = Some(*last),
+            _ => break,
+        }
+    }
+    for r in &made {
+        assert!(seen.contains(&r.id), "[{C}] key {} (of {}) is not listed", r.id, r.service_account_id);
+    }
+    assert!(!seen.contains(&gone), "[{C}] a deleted key is still listed");
+    let last = made.iter().map(|r| r.id).max().unwrap_or_else(|| unreachable!());
+    let rest = ok(C, "ids_after the largest", store.ids_after(Some(last), 1000).await);
+    assert!(rest.iter().all(|id| *id > last), "[{C}] ids_after(largest) lists an id not after it");
 }
 
 /// [`Check::TouchLastUsed`].

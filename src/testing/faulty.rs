@@ -24,18 +24,13 @@
 //! ```
 
 use std::future::Future;
-use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::clock::Timestamp;
-use crate::controls::{CreditSpend, ExternalId};
-use crate::digest::Digest;
-use crate::operation::{Change, LogEntry, OperationCursor};
-use crate::record::{KeyRecord, ServiceAccountId};
-use crate::store::{KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError};
-use crate::token::KeyId;
+use crate::operation::{Change, LogEntry};
+use crate::record::KeyRecord;
+use crate::store::{KeyStore, StoreError};
 
 /// The store operations, to aim faults at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,6 +104,26 @@ impl Op {
             Change::Reissue { .. } => Self::Reissue,
             Change::Note(_) => Self::Note,
         }
+    }
+
+    /// The operation a call of the [`KeyStore`] method `name` counts as
+    /// (`get_many` as [`Op::Get`]); `None` for a method with no operation
+    /// of its own (`commit`, whose change decides; `ids_after`). `insert`,
+    /// `revoke`, `delete` and `reissue` reach the store as `commit`.
+    #[must_use]
+    pub fn of_method(name: &str) -> Option<Self> {
+        Some(match name {
+            "get" | "get_many" => Self::Get,
+            "get_by_digest" => Self::GetByDigest,
+            "list" => Self::List,
+            "touch_last_used" => Self::TouchLastUsed,
+            "operations" => Self::Operations,
+            "pepper_fingerprint" => Self::PepperFingerprint,
+            "spend_credits" => Self::SpendCredits,
+            "list_by_external_id" => Self::ListByExternalId,
+            "list_expiring" => Self::ListExpiring,
+            _ => return None,
+        })
     }
 
     fn index(self) -> usize {
@@ -242,6 +257,19 @@ impl<S: KeyStore> FaultyStore<S> {
         hit
     }
 
+    /// [`FaultyStore::run`] for the operation of the method `name`, or
+    /// `call` unchanged for a method with no [`Op`].
+    async fn run_named<T, F, Fut>(&self, name: &str, call: F) -> Result<T, StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        match Op::of_method(name) {
+            Some(op) => self.run(op, call).await,
+            None => call().await,
+        }
+    }
+
     async fn run<T, F, Fut>(&self, op: Op, call: F) -> Result<T, StoreError>
     where
         F: FnOnce() -> Fut,
@@ -266,68 +294,16 @@ impl<S: KeyStore> FaultyStore<S> {
     }
 }
 
+/// Every forwarded call runs under the fault plan of its [`Op`] (a method
+/// with no `Op` of its own runs unchanged); the trait's `insert`, `revoke`,
+/// `delete` and `reissue` reach `commit`, which counts as the operation of
+/// the change's kind. `with_record` keeps the trait's default, which looks
+/// up with `get` (so faults aimed at [`Op::Get`] hit the verifier too).
 impl<S: KeyStore> KeyStore for FaultyStore<S> {
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        self.run(Op::Insert, move || self.inner.insert(record)).await
-    }
-
-    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.run(Op::Get, move || self.inner.get(id)).await
-    }
-
-    async fn get_by_digest(&self, digest: &Digest) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.run(Op::GetByDigest, move || self.inner.get_by_digest(digest)).await
-    }
-
-    async fn get_many(&self, ids: &[KeyId]) -> Result<Vec<Option<Arc<KeyRecord>>>, StoreError> {
-        self.run(Op::Get, move || self.inner.get_many(ids)).await
-    }
-
-    async fn list(&self, service_account: &ServiceAccountId, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
-        self.run(Op::List, move || self.inner.list(service_account, page)).await
-    }
-
-    async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
-        self.run(Op::Revoke, move || self.inner.revoke(id)).await
-    }
-
-    async fn delete(&self, id: &KeyId) -> Result<(), StoreError> {
-        self.run(Op::Delete, move || self.inner.delete(id)).await
-    }
-
-    async fn reissue(&self, old: &KeyId, new: KeyRecord, fate: OldKeyFate) -> Result<(), StoreError> {
-        self.run(Op::Reissue, move || self.inner.reissue(old, new, fate)).await
-    }
-
-    async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
-        self.run(Op::TouchLastUsed, move || self.inner.touch_last_used(updates)).await
-    }
+    crate::forward_key_store!(self => self.inner, around(method, call) => self.run_named(method, call);
+        all except [commit, with_record, lend_now]);
 
     async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
         self.run(Op::of(&change), move || self.inner.commit(change, log)).await
-    }
-
-    async fn operations(&self, key: &KeyId, page: PageRequest<OperationCursor>) -> Result<OperationPage, StoreError> {
-        self.run(Op::Operations, move || self.inner.operations(key, page)).await
-    }
-
-    async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
-        self.run(Op::PepperFingerprint, move || self.inner.pepper_fingerprint(version, proposed)).await
-    }
-
-    async fn spend_credits(&self, id: &KeyId, cost: u64, due: Option<Timestamp>) -> Result<CreditSpend, StoreError> {
-        self.run(Op::SpendCredits, move || self.inner.spend_credits(id, cost, due)).await
-    }
-
-    async fn list_by_external_id(
-        &self,
-        external_id: &ExternalId,
-        page: PageRequest,
-    ) -> Result<Page<KeyRecord>, StoreError> {
-        self.run(Op::ListByExternalId, move || self.inner.list_by_external_id(external_id, page)).await
-    }
-
-    async fn list_expiring(&self, window: Range<Timestamp>, page: PageRequest) -> Result<Page<KeyRecord>, StoreError> {
-        self.run(Op::ListExpiring, move || self.inner.list_expiring(window, page)).await
     }
 }

@@ -70,13 +70,28 @@ mod tests {
         conformance::run(&ForgetfulTouch(MemoryStore::new()), Check::TouchLastUsed).await;
     }
 
+    /// A store that keeps the trait's default `ids_after` cannot list its
+    /// ids: the default answers unavailable, and the suite says so.
+    #[tokio::test]
+    #[should_panic(expected = "[ids_after]")]
+    async fn a_store_without_an_id_listing_fails_the_ids_check() {
+        use crate::KeyStore as _;
+        let store = NoIdListing(MemoryStore::new());
+        let e = store.ids_after(None, 10).await.unwrap_err();
+        assert!(e.is_unavailable(), "{e:?}");
+        conformance::run(&store, Check::IdsAfter).await;
+    }
+
+    struct NoIdListing(MemoryStore);
+
+    impl crate::KeyStore for NoIdListing {
+        crate::forward_key_store!(self => self.0; all except [ids_after]);
+    }
+
     struct ForgetfulTouch(MemoryStore);
 
     impl crate::KeyStore for ForgetfulTouch {
-        crate::forward_key_store!(self => self.0;
-            insert, get, get_by_digest, list, revoke, delete, reissue, commit, operations, pepper_fingerprint,
-            spend_credits, list_by_external_id, list_expiring,
-        );
+        crate::forward_key_store!(self => self.0; all except [touch_last_used]);
 
         fn touch_last_used(
             &self,

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use api_keys::config::{AnyStore, Backend};
-use api_keys::shield::{ShieldConfig, ShieldStats, ShieldedStore};
+use api_keys::store::any::{AnyStore, Backend};
 use api_keys::store::cached::{CacheConfig, CachedStore};
+use api_keys::store::shielded::{ShieldConfig, ShieldStats, ShieldedStore};
 use api_keys::{KeyId, KeyStore, Peppers, ScopeCatalog, StoreError, Verifier};
 
 use super::metered::Metered;

@@ -172,6 +172,9 @@ fn parse_payload(payload: &[u8]) -> Option<KeyId> {
     std::str::from_utf8(payload).ok().and_then(|s| KeyId::parse(s).ok())
 }
 
+#[cfg(any(feature = "postgres", feature = "redis"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "redis"))))]
+pub mod any;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;

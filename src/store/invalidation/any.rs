@@ -1,14 +1,15 @@
 //! The invalidation channel of an [`AnyStore`]: `LISTEN`/`NOTIFY` for
-//! PostgreSQL, pub/sub for Redis (features `cache` + the store's).
+//! PostgreSQL, pub/sub for Redis (features `cache` + the store's), chosen
+//! by [`AnyStore::invalidation_bus`].
 
 use std::fmt;
 
-use super::{AnyStore, SetupError};
 #[cfg(feature = "postgres")]
-use crate::store::invalidation::PostgresBus;
+use super::PostgresBus;
 #[cfg(feature = "redis")]
-use crate::store::invalidation::RedisBus;
-use crate::store::invalidation::{BusError, InvalidationBus, InvalidationSubscription};
+use super::RedisBus;
+use super::{BusError, InvalidationBus, InvalidationSubscription};
+use crate::store::any::{AnyStore, SetupError};
 use crate::token::KeyId;
 
 /// The invalidation bus of a PostgreSQL or Redis [`AnyStore`], chosen by
@@ -54,10 +55,10 @@ impl AnyBus {
 pub enum AnySubscription {
     /// A `LISTEN`ing connection.
     #[cfg(feature = "postgres")]
-    Postgres(crate::store::invalidation::PostgresSubscription),
+    Postgres(super::PostgresSubscription),
     /// A pub/sub connection.
     #[cfg(feature = "redis")]
-    Redis(crate::store::invalidation::RedisSubscription),
+    Redis(super::RedisSubscription),
 }
 
 impl InvalidationBus for AnyBus {
@@ -120,7 +121,7 @@ impl AnyStore {
                     .fetch_one(store.pool())
                     .await
                     .map_err(|e| SetupError::Store {
-                        backend: super::Backend::Postgres,
+                        backend: crate::store::any::Backend::Postgres,
                         source: crate::store::StoreError::unavailable(e),
                     })?;
                 let channel = if schema == "public" {
@@ -137,7 +138,7 @@ impl AnyStore {
             }
             #[cfg(feature = "redis")]
             Self::Redis(store) => {
-                let (url, _) = super::take_param(url, "prefix", super::REDIS_PARAMS)?;
+                let (url, _) = crate::store::any::take_param(url, "prefix", crate::store::any::REDIS_PARAMS)?;
                 let client = redis::Client::open(url).map_err(|_| SetupError::InvalidUrl("not a valid Redis URL"))?;
                 let channel = format!("{}:invalidations", store.prefix());
                 let bus = RedisBus::from_parts(client, store.connection().clone())
