@@ -15,7 +15,7 @@
 //! | `keyctl_shield_ids` | gauge | ids in the shield's membership set |
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use api_keys::KeyStore;
 use axum::extract::{Request, State};
@@ -29,14 +29,38 @@ use crate::{Failure, OTHER};
 /// Bucket bounds of `keyctl_authorize_seconds`: 50 µs to 1 s.
 const BUCKETS: [f64; 12] = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.25, 1.0];
 
+/// How often the recorder folds recorded histogram samples into its
+/// buckets. Without it the samples pile up until a scrape (memory grows with
+/// every request when nobody scrapes `/metrics`). Every second keeps what is
+/// pending small (a second of samples) at any request rate.
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// The installed recorder.
 pub(crate) struct Metrics {
     handle: PrometheusHandle,
+    /// The task running the recorder's upkeep; stopped with the metrics.
+    upkeep: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Metrics {
+    fn drop(&mut self) {
+        self.upkeep.abort();
+    }
+}
+
+/// Runs the recorder's upkeep every [`UPKEEP_EVERY`], scraped or not.
+async fn run_upkeep(handle: PrometheusHandle) {
+    let mut tick = tokio::time::interval(UPKEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
 }
 
 impl Metrics {
-    /// Installs the process-wide Prometheus recorder and describes the
-    /// metrics.
+    /// Installs the process-wide Prometheus recorder, starts its upkeep on
+    /// the current runtime and describes the metrics.
     ///
     /// # Errors
     /// [`OTHER`] if a recorder is already installed (never, in keyctl).
@@ -66,7 +90,8 @@ impl Metrics {
         );
         metrics::describe_gauge!("keyctl_shield_trusted", "1 while the flood shield refuses unknown ids");
         metrics::describe_gauge!("keyctl_shield_ids", "ids in the flood shield's membership set");
-        Ok(Self { handle })
+        let upkeep = tokio::spawn(run_upkeep(handle.clone()));
+        Ok(Self { handle, upkeep })
     }
 
     /// The text exposition, with the store-side counters brought up to date.
