@@ -134,3 +134,96 @@ fn memory_stays_flat_without_a_scraper() {
     assert!(count >= at_least, "histogram count {count} < {at_least} answered requests");
     server.stop();
 }
+
+/// Counts the commands Redis receives that name `prefix` (`MONITOR`), from
+/// now until [`Monitor::stop`].
+struct Monitor {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl Monitor {
+    fn start(url: &str, prefix: &str) -> Self {
+        let addr = url.trim_start_matches("redis://").trim_end_matches('/');
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"MONITOR\r\n").unwrap();
+        let mut ok = [0u8; 5];
+        s.read_exact(&mut ok).unwrap();
+        assert_eq!(&ok, b"+OK\r\n");
+        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, needle) = (Arc::clone(&stop), prefix.to_owned());
+        let thread = std::thread::spawn(move || {
+            let (mut text, mut buf, mut seen) = (String::new(), [0u8; 16 * 1024], 0);
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok(n) = s.read(&mut buf) {
+                    text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    let end = text.rfind('\n').map_or(0, |i| i + 1);
+                    seen += text[..end].lines().filter(|l| l.contains(&needle)).count() as u64;
+                    text.drain(..end);
+                }
+            }
+            seen
+        });
+        Self { stop, thread }
+    }
+
+    fn stop(self) -> u64 {
+        std::thread::sleep(Duration::from_millis(300));
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// A counter's value in a `/metrics` text (0 when absent).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Issue 25 finding 10: each unauthenticated `/readyz` used to be one store
+/// query (1,000 probes, about 1,000 queries), beyond the flood shield and
+/// uncounted. Probes now share one check a second, and `/metrics` counts
+/// both. The store queries are counted by Redis itself (`MONITOR`).
+#[test]
+fn readiness_probes_share_one_store_check_a_second() {
+    const THREADS: usize = 20;
+    const EACH: usize = 50;
+    let base = redis_url();
+    let prefix = unique("readyz");
+    let _cleanup = PurgePrefix { url: base.clone(), prefix: prefix.clone() };
+    let k = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper());
+    let server = Server::start(&k, &with_param(&base, "prefix", &prefix), &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    let monitor = Monitor::start(&base, &prefix);
+    let started = Instant::now();
+    let probes: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let addr = server.addr;
+            std::thread::spawn(move || {
+                (0..EACH).filter(|_| http(addr, "GET", "/readyz", &[], "").status == 200).count()
+            })
+        })
+        .collect();
+    let ready: usize = probes.into_iter().map(|t| t.join().unwrap()).sum();
+    let elapsed = started.elapsed();
+    let queries = monitor.stop();
+    assert_eq!(ready, THREADS * EACH, "every probe answered 200");
+    #[allow(clippy::cast_precision_loss, reason = "small counts")]
+    let bound = elapsed.as_secs_f64().ceil() + 2.0;
+    eprintln!("readyz: {ready} probes in {elapsed:?}; {queries} Redis commands naming the prefix");
+    #[allow(clippy::cast_precision_loss, reason = "small counts")]
+    let queried = queries as f64;
+    assert!(queried <= bound, "{queries} store queries for {ready} probes in {elapsed:?}");
+    let m = server.request("GET", "/metrics", &[], "").body;
+    #[allow(clippy::cast_precision_loss, reason = "small counts")]
+    let probes = (THREADS * EACH) as f64;
+    assert_eq!(metric(&m, "keyctl_readyz_requests_total"), probes, "{m}");
+    let checks = metric(&m, "keyctl_readiness_checks_total{result=\"ready\"}");
+    assert!(checks >= 1.0 && checks <= bound, "{checks} checks counted\n{m}");
+    assert_eq!(metric(&m, "keyctl_readiness_checks_total{result=\"unavailable\"}"), 0.0);
+    server.stop();
+}

@@ -13,6 +13,8 @@
 //! | `keyctl_shield_refused_total` | counter | lookups of ids that do not exist, refused by the flood shield without a store query |
 //! | `keyctl_shield_trusted` | gauge | 1 while the flood shield refuses unknown ids (0: every lookup asks the store) |
 //! | `keyctl_shield_ids` | gauge | ids in the shield's membership set |
+//! | `keyctl_readyz_requests_total` | counter | `/readyz` probes answered |
+//! | `keyctl_readiness_checks_total{result}` | counter | store checks those probes caused (at most one a second): `ready`, `unavailable`, `timeout` |
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,6 +92,8 @@ impl Metrics {
         );
         metrics::describe_gauge!("keyctl_shield_trusted", "1 while the flood shield refuses unknown ids");
         metrics::describe_gauge!("keyctl_shield_ids", "ids in the flood shield's membership set");
+        metrics::describe_counter!("keyctl_readyz_requests_total", "/readyz probes answered");
+        metrics::describe_counter!("keyctl_readiness_checks_total", "store checks made for /readyz, by result");
         let upkeep = tokio::spawn(run_upkeep(handle.clone()));
         Ok(Self { handle, upkeep })
     }

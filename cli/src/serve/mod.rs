@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `/v1/authorize` (any method) | forward auth: 200 with `X-Api-Key-Id`, `X-Service-Account-Id`, `X-Api-Key-Scopes`; otherwise the tower layer's own 401/403/400/429/503 |
 //! | `GET /healthz` | 200 while the process runs |
-//! | `GET /readyz` | 200 when the store answers, else 503 |
+//! | `GET /readyz` | 200 when the store answers, else 503; one store check a second at most ([`ready`]) |
 //! | `GET /metrics` | Prometheus text format |
 //! | `POST /v1/secret-scanning/github` | GitHub's secret-scanning reports, when `API_KEYS_GITHUB_KEYS_FILE` is set ([`crate::github`]) |
 //! | `/iam/v1/…` | the management API (`api_keys::admin`), when admin tokens are configured (see [`crate::admin`]) |
@@ -33,15 +33,16 @@ mod metered;
 mod metrics;
 mod node;
 mod proxy;
+mod ready;
 mod scope;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use api_keys::http::{ApiKeyLayer, RequireScopeLayer};
-use api_keys::{KeyId, KeyStore, Principal, RequiredScope, Verifier};
+use api_keys::{KeyStore, Principal, RequiredScope, Verifier};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -89,8 +90,8 @@ struct App<S> {
     verifier: Arc<Verifier<S>>,
     node: Arc<Node>,
     metrics: metrics::Metrics,
-    /// A random id `/readyz` looks up (any answer, found or not, is ready).
-    probe: KeyId,
+    /// `/readyz`'s single-flight store check.
+    readiness: ready::Readiness,
 }
 
 /// Serves `node` on `addr` until SIGINT or SIGTERM, then drains and writes
@@ -107,8 +108,8 @@ pub(crate) async fn run(node: Node, addr: SocketAddr, proxies: Proxies, limits: 
     };
     let node = Arc::new(node);
     let verifier = Arc::new(node.verifier(limiter));
-    let probe = KeyId::generate().map_err(|e| Failure::new(OTHER, e.to_string()))?;
-    let app = Arc::new(App { verifier: Arc::clone(&verifier), node: Arc::clone(&node), metrics, probe });
+    let readiness = ready::Readiness::new()?;
+    let app = Arc::new(App { verifier: Arc::clone(&verifier), node: Arc::clone(&node), metrics, readiness });
     let router = router(Arc::clone(&app), node.catalog(), &proxies).merge(crate::github::endpoint(&node).await?);
     let router = crate::admin::mount(router, &node, admin_tokens);
 
@@ -203,7 +204,7 @@ fn router<S: KeyStore>(app: Arc<App<S>>, catalog: &api_keys::ScopeCatalog, proxi
         .layer(axum::middleware::from_fn_with_state(Arc::new(catalog.clone()), scope::required_scope));
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz::<S>))
+        .route("/readyz", get(ready::readyz::<S>))
         .route("/metrics", get(metrics_text::<S>))
         .with_state(Arc::clone(&app))
         .merge(authorize)
@@ -254,22 +255,6 @@ fn granted(req: &Request) -> Response {
 
 async fn healthz() -> &'static str {
     "ok\n"
-}
-
-/// 200 when the store answers a lookup within [`READY_TIMEOUT`].
-async fn readyz<S: KeyStore>(State(app): State<Arc<App<S>>>) -> Response {
-    let started = Instant::now();
-    match tokio::time::timeout(READY_TIMEOUT, app.node.ping(&app.probe)).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %crate::chain(&e), "readiness: the store does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
-        }
-        Err(_) => {
-            tracing::warn!(waited = ?started.elapsed(), "readiness: the store did not answer in time");
-            (StatusCode::SERVICE_UNAVAILABLE, "store did not answer in time\n").into_response()
-        }
-    }
 }
 
 async fn metrics_text<S: KeyStore>(State(app): State<Arc<App<S>>>) -> Response {
