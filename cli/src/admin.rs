@@ -1,7 +1,9 @@
 //! The management API in `keyctl serve`: the library's admin router at
 //! `/iam/v1`, authenticated by static admin bearer tokens from
 //! `API_KEYS_ADMIN_TOKEN` (comma-separated) or the file named by
-//! `API_KEYS_ADMIN_TOKEN_FILE` (one token per line, or comma-separated);
+//! `API_KEYS_ADMIN_TOKEN_FILE` (one token per line, or comma-separated; a
+//! regular file, not a link, owned by the user running keyctl, mode 0600 or
+//! stricter);
 //! with neither, the management API is off. The router includes the web
 //! console, so it is served at `/iam/v1/console` alongside.
 
@@ -16,18 +18,18 @@ use crate::{BAD_INPUT, Failure};
 /// The admin tokens configured, or `None` when the management API is off.
 ///
 /// # Errors
-/// [`BAD_INPUT`] when both variables are set, the file cannot be read, or
-/// a token is too weak (under 16 characters or not token68).
+/// [`BAD_INPUT`] when both variables are set, the file cannot be read or is
+/// not trusted (it is read as the pepper file is: see
+/// [`crate::files::read_secret`]), or a token is too weak (under 16
+/// characters or not token68).
 pub(crate) fn tokens() -> Result<Option<StaticTokens>, Failure> {
     let text = match (env::var(ADMIN_TOKEN_VAR), env::var(ADMIN_TOKEN_FILE_VAR)) {
         (Some(_), Some(_)) => {
             return Err(Failure::new(BAD_INPUT, format!("set {ADMIN_TOKEN_VAR} or {ADMIN_TOKEN_FILE_VAR}, not both")));
         }
         (Some(t), None) => Zeroizing::new(t),
-        (None, Some(path)) => Zeroizing::new(
-            std::fs::read_to_string(path.trim())
-                .map_err(|e| Failure::new(BAD_INPUT, format!("{ADMIN_TOKEN_FILE_VAR}: cannot read {path}: {e}")))?,
-        ),
+        (None, Some(path)) => crate::files::read_secret(std::path::Path::new(path.trim()))
+            .map_err(|e| Failure::new(BAD_INPUT, format!("{ADMIN_TOKEN_FILE_VAR}: {e}")))?,
         (None, None) => return Ok(None),
     };
     let mut tokens = StaticTokens::new();
