@@ -308,11 +308,13 @@ mod tests {
         let file = dir.path().join("tokens");
         std::fs::write(&file, "t1\n").unwrap();
         let mode = |m| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(m)).unwrap();
-        let why = |r: Result<_, FileError>| match r {
-            Err(FileError::Untrusted { why, .. }) => Some(why),
-            Err(e) => panic!("{e}"),
-            Ok(_) => None,
-        };
+        fn why<T>(r: Result<T, FileError>) -> Option<Distrust> {
+            match r {
+                Err(FileError::Untrusted { why, .. }) => Some(why),
+                Err(e) => panic!("{e}"),
+                Ok(_) => None,
+            }
+        }
         mode(0o600);
         assert_eq!(read_secret(&file).unwrap().as_str(), "t1\n");
         assert_eq!(read_protected(&file).unwrap(), b"t1\n");

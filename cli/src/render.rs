@@ -245,7 +245,11 @@ pub(crate) fn escaped(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// An ASCII table in the `yc` CLI's style: centred headers, cells padded by
 /// one space, `+---+` rules above and below the header and at the end.
+/// Cells are [`escaped`]: a description or metadata value cannot break a
+/// row, drive the terminal or reorder what is shown.
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<std::borrow::Cow<'_, str>>> =
+        rows.iter().map(|r| r.iter().map(|c| escaped(c)).collect()).collect();
     let width = |s: &str| s.chars().count();
     let widths: Vec<usize> = headers
         .iter()
@@ -272,10 +276,10 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     }
     out.push('\n');
     out.push_str(&rule);
-    for row in rows {
+    for row in &rows {
         out.push('|');
         for (i, w) in widths.iter().enumerate() {
-            let cell = row.get(i).map_or("", String::as_str);
+            let cell = row.get(i).map_or("", |c| c.as_ref());
             out.push(' ');
             out.push_str(cell);
             out.push_str(&" ".repeat(w - 1 - width(cell)));
@@ -306,6 +310,13 @@ mod tests {
         ] {
             assert!(!escaped(&format!("a{c}b")).contains(c), "{c:?}");
         }
+    }
+
+    #[test]
+    fn table_cells_are_escaped() {
+        let t = table(&["DESCRIPTION"], &[vec!["pay\u{202E}fdp.exe\nforged | row".into()]]);
+        assert!(!t.contains('\u{202E}') && t.lines().count() == 5, "{t}");
+        assert!(t.contains("| pay\\u{202e}fdp.exe\\nforged | row |"), "{t}");
     }
 
     #[test]

@@ -206,3 +206,87 @@ fn github_keys_follow_the_file_and_its_trust_while_serving() {
     let log = server.stop();
     assert!(log.contains("writable by group or others"), "{log}");
 }
+
+/// Issue 25, "Also": an admin token manages every key; a guessable one
+/// (`aaaaaaaaaaaaaaaa` passed the old length check) is refused at start,
+/// from the variable and from the file.
+#[test]
+fn guessable_admin_tokens_are_refused() {
+    for weak in ["aaaaaaaaaaaaaaaa", "serve-admin-token-0123456789", "0123456789abcdefghijklmnopqrstuvwxyz"] {
+        let k = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper()).with_var("API_KEYS_ADMIN_TOKEN", weak);
+        let log = refused_at_start(&k, &[]);
+        assert!(log.contains("admin token 1: too easy to guess"), "{weak}: {log}");
+        assert!(!log.contains(weak), "the token is not echoed: {log}");
+    }
+    let k = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper());
+    let file = k.path("admin.tokens");
+    std::fs::write(&file, format!("{}\n{}\n", strong_token(), "a".repeat(40))).unwrap();
+    chmod(&file, 0o600);
+    let shown = file.display().to_string();
+    let log = refused_at_start(&k, &[("API_KEYS_ADMIN_TOKEN_FILE", shown.as_str())]);
+    assert!(log.contains("admin token 2: too easy to guess"), "{log}");
+}
+
+/// A counter's value in a `/metrics` text (0 when absent).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Issue 25, "Also": `/metrics` can be served on a listener of its own
+/// (`--metrics-listen`, `API_KEYS_METRICS_LISTEN`), and a 429 is counted as
+/// `too_many_requests`, not `other`.
+#[test]
+fn metrics_on_their_own_listener_count_429s_apart() {
+    let k = Keyctl::new();
+    let run = k.keyctl(&["create", "--service-account-id", "limited", "--rate-limit", "api=1/1h"]);
+    let (_, secret) = created(run.ok());
+    let server = Server::start(&k, SQLITE_DEFAULT_URL, &[("API_KEYS_METRICS_LISTEN", "127.0.0.1:0")]);
+    let at = server
+        .log()
+        .lines()
+        .find_map(|l| l.strip_prefix("keyctl: metrics at http://"))
+        .and_then(|l| l.split('/').next())
+        .map(|a| a.parse::<std::net::SocketAddr>().unwrap())
+        .unwrap_or_else(|| panic!("no metrics address:\n{}", server.log()));
+    assert_ne!(at, server.addr);
+    assert_eq!(server.authorize(Some(&secret), None).status, 200);
+    assert_eq!(server.authorize(Some(&secret), None).status, 429);
+    assert_eq!(server.request("GET", "/metrics", &[], "").status, 404, "not on the main listener");
+    let m = http(at, "GET", "/metrics", &[], "");
+    assert_eq!(m.status, 200, "{m:?}");
+    assert_eq!(metric(&m.body, "keyctl_authorize_requests_total{outcome=\"ok\"}"), 1.0, "{}", m.body);
+    assert_eq!(metric(&m.body, "keyctl_authorize_requests_total{outcome=\"too_many_requests\"}"), 1.0, "{}", m.body);
+    assert_eq!(metric(&m.body, "keyctl_authorize_requests_total{outcome=\"other\"}"), 0.0, "{}", m.body);
+    assert_eq!(http(at, "GET", "/v1/authorize", &[], "").status, 404, "only /metrics there");
+    server.stop();
+
+    // A bad address is refused before anything is served.
+    let log = refused_at_start(&k, &[("API_KEYS_METRICS_LISTEN", "localhost")]);
+    assert!(log.contains("API_KEYS_METRICS_LISTEN: `localhost` is not a listen address"), "{log}");
+}
+
+/// Issue 25, "Also": bidirectional-override characters (U+202E and
+/// friends) in a description reached keyctl's tables as they are, so a
+/// table could show text in another order than stored (the library refuses
+/// control characters in descriptions; tables escape both now).
+#[test]
+fn bidi_and_control_characters_in_tables_are_escaped() {
+    let k = Keyctl::new();
+    let description = "pay invoice\u{202E}fdp.exe\u{2066}x\u{2069}\u{200F}";
+    let run = k.keyctl(&["create", "--service-account-id", "robot", "--description", description]);
+    let (id, _) = created(run.ok());
+    let table = k.keyctl(&["operations", &id, "--format", "table"]);
+    let out = &table.ok().stdout;
+    for c in ['\u{202E}', '\u{2066}', '\u{2069}', '\u{200F}'] {
+        assert!(!out.contains(c), "{c:?} reached the table:\n{out}");
+    }
+    assert!(out.contains("pay invoice\\u{202e}fdp.exe\\u{2066}x\\u{2069}\\u{200f}"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with('|')).count(), 2, "one header and one row:\n{out}");
+    // JSON keeps the stored text exactly.
+    let json = k.keyctl(&["get", &id, "--format", "json"]).ok().value();
+    assert_eq!(json["description"], description);
+}

@@ -1,9 +1,11 @@
 //! `/metrics`: Prometheus text through the `metrics` facade and
-//! `metrics-exporter-prometheus` (nothing hand-formatted).
+//! `metrics-exporter-prometheus` (nothing hand-formatted). Served on the
+//! main listener, or with `--metrics-listen ADDR` only on a listener of its
+//! own ([`serve_apart`]), e.g. on loopback for a local scraper.
 //!
 //! | metric | kind | meaning |
 //! |---|---|---|
-//! | `keyctl_authorize_requests_total{outcome}` | counter | `/v1/authorize` answers by class: `ok`, `bad_request`, `unauthenticated`, `forbidden`, `unavailable`, `other` |
+//! | `keyctl_authorize_requests_total{outcome}` | counter | `/v1/authorize` answers by class: `ok`, `bad_request`, `unauthenticated`, `forbidden`, `too_many_requests` (429: a rate limit or the usage credits), `unavailable`, `other` |
 //! | `keyctl_authorize_seconds` | histogram | time to answer `/v1/authorize` (verification included) |
 //! | `keyctl_key_lookups_total` | counter | lookups the verifier made |
 //! | `keyctl_store_queries_total` | counter | lookups that reached the store |
@@ -16,10 +18,12 @@
 //! | `keyctl_readyz_requests_total` | counter | `/readyz` probes answered |
 //! | `keyctl_readiness_checks_total{result}` | counter | store checks those probes caused (at most one a second): `ready`, `unavailable`, `timeout` |
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api_keys::KeyStore;
+use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -117,6 +121,27 @@ impl Metrics {
     }
 }
 
+/// Binds `addr` and serves `/metrics` alone there (until the task is
+/// aborted), saying where on stderr.
+///
+/// # Errors
+/// [`OTHER`] when the address cannot be bound.
+pub(crate) async fn serve_apart<S: KeyStore>(
+    addr: SocketAddr,
+    app: Arc<App<S>>,
+) -> Result<tokio::task::JoinHandle<()>, Failure> {
+    let cannot = |e: std::io::Error| Failure::new(OTHER, format!("cannot listen on {addr} (--metrics-listen): {e}"));
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(cannot)?;
+    let local = listener.local_addr().map_err(cannot)?;
+    eprintln!("keyctl: metrics at http://{local}/metrics (not on the main listener)");
+    let router = Router::new().route("/metrics", axum::routing::get(super::metrics_text::<S>)).with_state(app);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "the metrics listener failed");
+        }
+    }))
+}
+
 /// Counts `/v1/authorize` answers by class and times them.
 pub(crate) async fn observe<S: KeyStore>(State(_app): State<Arc<App<S>>>, req: Request, next: Next) -> Response {
     if req.uri().path() != "/v1/authorize" {
@@ -130,6 +155,7 @@ pub(crate) async fn observe<S: KeyStore>(State(_app): State<Arc<App<S>>>, req: R
         400 => "bad_request",
         401 => "unauthenticated",
         403 => "forbidden",
+        429 => "too_many_requests",
         503 => "unavailable",
         _ => "other",
     };

@@ -28,7 +28,7 @@ pub const POSTGRES_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
 pub const REDIS_DEFAULT: &str = "redis://127.0.0.1:6379";
 /// Variables keyctl reads; cleared in every child unless a test sets them,
 /// so the caller's environment cannot leak in.
-pub const VARS: [&str; 13] = [
+pub const VARS: [&str; 17] = [
     "API_KEYS_ACCEPT_IMPORTED",
     "API_KEYS_DATABASE_URL",
     "API_KEYS_PEPPER",
@@ -42,6 +42,10 @@ pub const VARS: [&str; 13] = [
     "API_KEYS_TRUSTED_PROXIES",
     "API_KEYS_PROXY_HEADER",
     "API_KEYS_RATE_LIMIT_REDIS",
+    "API_KEYS_METRICS_LISTEN",
+    "API_KEYS_REQUIRE_DURABLE_REDIS",
+    "API_KEYS_GITHUB_KEYS_FILE",
+    "API_KEYS_GITHUB_LEAK_ACTION",
 ];
 
 pub fn postgres_url() -> String {
