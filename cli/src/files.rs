@@ -15,6 +15,13 @@
 //!   and SQLite gives its `-wal` and `-shm` files the database's mode;
 //! - a world-writable directory is warned about (others can plant files
 //!   there even when they cannot replace ours).
+//!
+//! `keyctl serve` reads two more files the same way ([`read_secret`],
+//! [`read_protected`]): the admin-token file is a secret like the pepper
+//! file (whoever wrote it can manage every key; whoever reads it can too),
+//! and GitHub's signing-keys file decides whose reports revoke keys, so it
+//! gets the database's rules. Each is checked on the open file, every time
+//! it is read.
 
 use std::fmt;
 use std::fs::{File, Metadata, OpenOptions};
@@ -45,6 +52,11 @@ pub(crate) enum Distrust {
         /// Its permission bits.
         mode: u32,
     },
+    /// A secret readable or writable by group or others.
+    Readable {
+        /// Its permission bits.
+        mode: u32,
+    },
 }
 
 impl fmt::Display for Distrust {
@@ -57,6 +69,9 @@ impl fmt::Display for Distrust {
             }
             Self::Links { count } => write!(f, "has {count} hard links (expected 1)"),
             Self::Writable { mode } => write!(f, "has mode {mode:o}, writable by group or others"),
+            Self::Readable { mode } => {
+                write!(f, "has mode {mode:o}, open to group or others; run `chmod 600` on it")
+            }
         }
     }
 }
@@ -97,6 +112,88 @@ pub(crate) fn pepper_file_distrust(meta: &Metadata) -> Option<Distrust> {
         return Some(Distrust::Links { count: meta.nlink() });
     }
     None
+}
+
+/// A file `keyctl` refused or could not read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum FileError {
+    /// The file is not trusted.
+    #[error("{} {why}", path.display())]
+    Untrusted {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: Distrust,
+    },
+    /// The file could not be read (or is not text).
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Longest file [`read_secret`] and [`read_protected`] read.
+const MAX_READ: u64 = 1024 * 1024;
+
+/// Reads a secret file (the admin tokens) under the pepper file's rules:
+/// opened without following a symbolic link, a regular file owned by the
+/// effective user with one link and no permission bits for group or others.
+///
+/// # Errors
+/// [`FileError::Untrusted`] naming the rule broken; [`FileError::Read`] if
+/// it is missing, unreadable or not UTF-8.
+pub(crate) fn read_secret(path: &Path) -> Result<zeroize::Zeroizing<String>, FileError> {
+    let read_error = |source| FileError::Read { path: path.to_owned(), source };
+    let untrusted = |why| FileError::Untrusted { path: path.to_owned(), why };
+    let file = match open_no_follow(path) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Err(read_error(io::ErrorKind::NotFound.into())),
+        Err(Ok(why)) => return Err(untrusted(why)),
+        Err(Err(e)) => return Err(read_error(e)),
+    };
+    let meta = file.metadata().map_err(read_error)?;
+    if let Some(why) = pepper_file_distrust(&meta) {
+        return Err(untrusted(why));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(untrusted(Distrust::Readable { mode: meta.mode() & 0o7777 }));
+    }
+    let mut text = zeroize::Zeroizing::new(String::new());
+    io::Read::read_to_string(&mut io::Read::take(file, MAX_READ), &mut text).map_err(read_error)?;
+    Ok(text)
+}
+
+/// Reads a file whose contents decide what is trusted (GitHub's signing
+/// keys) under the database's rules: a regular file (a symbolic link is
+/// followed) owned by the effective user and not writable by group or
+/// others.
+///
+/// # Errors
+/// As [`read_secret`].
+pub(crate) fn read_protected(path: &Path) -> Result<Vec<u8>, FileError> {
+    let read_error = |source| FileError::Read { path: path.to_owned(), source };
+    let file = File::open(path).map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
+    let why = if !meta.file_type().is_file() {
+        Some(Distrust::NotRegular)
+    } else if meta.uid() != effective_uid() {
+        Some(Distrust::Owner { uid: meta.uid() })
+    } else if meta.mode() & 0o022 != 0 {
+        Some(Distrust::Writable { mode: meta.mode() & 0o7777 })
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        return Err(FileError::Untrusted { path: path.to_owned(), why });
+    }
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut io::Read::take(file, MAX_READ), &mut bytes).map_err(read_error)?;
+    Ok(bytes)
 }
 
 /// The database file and the two files SQLite keeps beside it in WAL mode.
@@ -203,5 +300,35 @@ mod tests {
         std::fs::write(&wal, "").unwrap();
         std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o666)).unwrap();
         assert_eq!(database_distrust(&db).unwrap(), Some((wal, Distrust::Writable { mode: 0o666 })));
+    }
+
+    #[test]
+    fn secret_and_protected_files_are_checked_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens");
+        std::fs::write(&file, "t1\n").unwrap();
+        let mode = |m| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(m)).unwrap();
+        fn why<T>(r: Result<T, FileError>) -> Option<Distrust> {
+            match r {
+                Err(FileError::Untrusted { why, .. }) => Some(why),
+                Err(e) => panic!("{e}"),
+                Ok(_) => None,
+            }
+        }
+        mode(0o600);
+        assert_eq!(read_secret(&file).unwrap().as_str(), "t1\n");
+        assert_eq!(read_protected(&file).unwrap(), b"t1\n");
+        mode(0o640);
+        assert_eq!(why(read_secret(&file)), Some(Distrust::Readable { mode: 0o640 }));
+        assert_eq!(why(read_protected(&file)), None, "a public file may be readable");
+        mode(0o620);
+        assert_eq!(why(read_protected(&file)), Some(Distrust::Writable { mode: 0o620 }));
+        mode(0o600);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(why(read_secret(&link)), Some(Distrust::Symlink));
+        assert_eq!(read_protected(&link).unwrap(), b"t1\n", "a link to a trusted file is followed");
+        assert!(matches!(read_secret(&dir.path().join("absent")), Err(FileError::Read { .. })));
+        assert!(matches!(read_protected(dir.path()), Err(FileError::Untrusted { why: Distrust::NotRegular, .. })));
     }
 }

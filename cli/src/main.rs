@@ -280,13 +280,18 @@ enum Command {
         /// per node in memory].
         #[arg(long = "rate-limit-redis", value_name = "URL")]
         rate_limit_redis: Option<String>,
+        /// `/metrics` on its own listener and the Redis durability check.
+        #[command(flatten)]
+        options: serve::ServeOptions,
     },
     /// Find leaked keys in files, folders and stdin (`-`); exit 0 when none are found, 1 when
     /// keys are found, 2 on bad input.
     ///
     /// Prints `path:line:column  key-id  masked` per key (never the secret), or one document
-    /// with --format json or yaml. .gitignore and .ignore are respected unless --all; binary files are
-    /// skipped. --check adds each key's status from the store (active, expired, revoked,
+    /// with --format json or yaml. .gitignore and .ignore are respected unless --all; every file is
+    /// scanned, binaries included, and UTF-16 files (by their byte-order mark) as text; links, pipes
+    /// and devices inside folders are skipped and named, and read when named on the command line.
+    /// --check adds each key's status from the store (active, expired, revoked,
     /// unknown); --revoke revokes the found keys that are ours, after printing them.
     Scan(scan::ScanArgs),
     /// Check an `Authorization` header value; exit 0 if the key is valid.
@@ -592,7 +597,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     {
         return without_database(&cli.command, format, &database);
     }
-    if let Command::Serve { listen, trusted_proxy, proxy_header, rate_limit_redis } = cli.command {
+    if let Command::Serve { listen, trusted_proxy, proxy_header, rate_limit_redis, options } = cli.command {
         let addr = serve::listen_address(listen)?;
         let proxies = serve::Proxies::resolve(trusted_proxy, proxy_header)?;
         let limits = serve::rate_limit_store(rate_limit_redis, &url);
@@ -602,7 +607,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         let closer = store.clone();
         let node = serve::Node::new(store, &url, peppers, cache).await?;
         node.print_demo_key().await?;
-        let served = serve::run(node, addr, proxies, limits).await;
+        let served = serve::run(node, addr, proxies, limits, options).await;
         closer.close().await;
         return served;
     }

@@ -210,9 +210,46 @@ fn short_time(t: Option<Timestamp>) -> String {
     )
 }
 
+/// Whether `c` must not reach a terminal as it is: control characters (C0,
+/// DEL, C1: a line break forges an output line, ESC starts a terminal escape
+/// sequence) and the bidirectional formatting characters (U+202A–U+202E,
+/// U+2066–U+2069, the marks U+200E, U+200F and U+061C), which reorder what a
+/// terminal shows.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+/// `text` with every character of [`needs_escape`] written as an escape
+/// (`\n`, `\t`, `\r`, else `\u{…}`), so what is printed is one line of
+/// plain text in logical order; borrowed when nothing needs it.
+pub(crate) fn escaped(text: &str) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write as _;
+    if !text.chars().any(needs_escape) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if needs_escape(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// An ASCII table in the `yc` CLI's style: centred headers, cells padded by
 /// one space, `+---+` rules above and below the header and at the end.
+/// Cells are [`escaped`]: a description or metadata value cannot break a
+/// row, drive the terminal or reorder what is shown.
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<std::borrow::Cow<'_, str>>> =
+        rows.iter().map(|r| r.iter().map(|c| escaped(c)).collect()).collect();
     let width = |s: &str| s.chars().count();
     let widths: Vec<usize> = headers
         .iter()
@@ -239,10 +276,10 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     }
     out.push('\n');
     out.push_str(&rule);
-    for row in rows {
+    for row in &rows {
         out.push('|');
         for (i, w) in widths.iter().enumerate() {
-            let cell = row.get(i).map_or("", String::as_str);
+            let cell = row.get(i).map_or("", |c| c.as_ref());
             out.push(' ');
             out.push_str(cell);
             out.push_str(&" ".repeat(w - 1 - width(cell)));
@@ -259,6 +296,28 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_and_bidi_characters_are_escaped() {
+        assert!(matches!(escaped("plain name é 日本"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(escaped("a\nb\tc\rd"), "a\\nb\\tc\\rd");
+        assert_eq!(escaped("\u{1b}[31mred"), "\\u{1b}[31mred");
+        assert_eq!(escaped("x\u{7f}\u{85}y"), "x\\u{7f}\\u{85}y");
+        assert_eq!(escaped("abc\u{202E}fdp.exe"), "abc\\u{202e}fdp.exe");
+        for c in [
+            '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}', '\u{200E}',
+            '\u{200F}', '\u{061C}',
+        ] {
+            assert!(!escaped(&format!("a{c}b")).contains(c), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn table_cells_are_escaped() {
+        let t = table(&["DESCRIPTION"], &[vec!["pay\u{202E}fdp.exe\nforged | row".into()]]);
+        assert!(!t.contains('\u{202E}') && t.lines().count() == 5, "{t}");
+        assert!(t.contains("| pay\\u{202e}fdp.exe\\nforged | row |"), "{t}");
+    }
 
     #[test]
     fn table_matches_the_yc_layout() {

@@ -1,7 +1,9 @@
 //! `keyctl scan` end to end: the real binary over a generated tree with real
 //! keys (live, revoked, unknown), near-misses, keys split across lines,
 //! binary noise, a `.gitignore`d file and a file larger than the read chunk
-//! with a key straddling a chunk boundary.
+//! with a key straddling a chunk boundary; then what a walk used to miss:
+//! pipes, `/dev/stdin`, NUL bytes, UTF-16, symbolic links, and names that
+//! would forge output lines.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -83,6 +85,8 @@ fn tree() -> Tree {
     write(&root, "scratch.tmp", format!("{a}\n").as_bytes());
     let mut blob: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     blob[100] = 0;
+    blob.push(b'\n');
+    let blob_line = blob.iter().filter(|&&c| c == b'\n').count() + 1;
     blob.extend_from_slice(a.as_bytes());
     write(&root, "blob.bin", &blob);
     // 3 MiB of log lines, a key straddling the 64 KiB read boundary, another at the end.
@@ -105,6 +109,8 @@ fn tree() -> Tree {
     write(&root, "logs/big.log", &big);
 
     let expected = BTreeSet::from([
+        // Binaries are scanned too: the checksum keeps noise from matching.
+        line("tree/blob.bin", blob_line, 1, &live.0, a),
         line("tree/config/.env", 1, 9, &live.0, a),
         line("tree/logs/big.log", big_line1, big_col1, &revoked.0, b),
         line("tree/logs/big.log", big_line2, 5, &live.0, a),
@@ -134,7 +140,7 @@ fn finds_exactly_the_real_keys_and_nothing_else() {
     let run = t.k.keyctl(&["scan", "tree"]);
     run.expect(1);
     assert_eq!(lines(&run), t.expected, "stderr: {}", run.stderr);
-    assert!(run.stderr.contains("5 key(s) found in 4 file(s)"), "{}", run.stderr);
+    assert!(run.stderr.contains("6 key(s) found in 5 file(s)"), "{}", run.stderr);
 
     // --all adds the .gitignored files (the directory and the pattern).
     let all = t.k.keyctl(&["scan", "--all", "tree"]);
@@ -158,7 +164,7 @@ fn json_with_check_reports_each_keys_status() {
     let run = t.k.keyctl(&["scan", "--check", "--format", "json", "tree"]);
     let v = run.expect(1).value();
     let findings = v["findings"].as_array().unwrap();
-    assert_eq!(findings.len(), 5);
+    assert_eq!(findings.len(), 6);
     let status = |id: &str| -> BTreeSet<String> {
         findings.iter().filter(|f| f["key_id"] == id).map(|f| f["status"].as_str().unwrap().to_owned()).collect()
     };
@@ -168,8 +174,8 @@ fn json_with_check_reports_each_keys_status() {
     let env = findings.iter().find(|f| f["path"] == "tree/config/.env").unwrap();
     assert_eq!((env["line"].as_u64(), env["column"].as_u64()), (Some(1), Some(9)));
     assert_eq!(env["masked"], masked(&t.live.1));
-    assert_eq!(v["binary_skipped"], 1, "blob.bin");
-    assert_eq!(v["files_scanned"], 5, "{v}");
+    assert_eq!(v["skipped"], serde_json::json!([]));
+    assert_eq!(v["files_scanned"], 6, "{v}");
     assert_eq!(v["unreadable"], serde_json::json!([]));
 
     // Text lines gain the status.
@@ -215,11 +221,14 @@ fn revoke_refuses_without_yes_off_a_terminal_then_revokes_with_it() {
     let at = |rel: &str, l: usize, c: usize| format!("{}:{l}:{c}", root.join(rel).display());
     let big = t.expected.iter().find(|l| l.starts_with("tree/logs/big.log") && l.contains(&t.live.0)).unwrap();
     let big_line: usize = big.split(':').nth(1).unwrap().parse().unwrap();
+    let blob = t.expected.iter().find(|l| l.starts_with("tree/blob.bin")).unwrap();
+    let blob_line: usize = blob.split(':').nth(1).unwrap().parse().unwrap();
     assert_eq!(
         sources(&t.live.0),
         [
             ("leak".to_owned(), at("logs/big.log", big_line, 5)),
             ("leak".to_owned(), at("config/.env", 1, 9)),
+            ("leak".to_owned(), at("blob.bin", blob_line, 1)),
             ("revoke".to_owned(), String::new()),
             ("create".to_owned(), String::new()),
         ]
@@ -240,7 +249,7 @@ fn revoke_refuses_without_yes_off_a_terminal_then_revokes_with_it() {
     let v = again.expect(1).value();
     assert!(v["findings"].as_array().unwrap().iter().all(|f| f.get("revoked_now").is_none()));
     assert!(again.stderr.contains("nothing to revoke"), "{}", again.stderr);
-    assert_eq!(sources(&t.live.0).len(), 4, "a second scan logs nothing");
+    assert_eq!(sources(&t.live.0).len(), 5, "a second scan logs nothing");
     assert_eq!(sources(&t.revoked.0).len(), 4, "a second scan logs nothing");
     no_secret_printed(&t);
     for secret in [&t.live.1, &t.revoked.1] {
@@ -317,4 +326,110 @@ fn an_unreadable_file_is_reported_and_is_bad_input_when_nothing_is_found() {
     let run = t.k.keyctl(&["scan", "locked"]);
     run.expect(2);
     assert!(run.stderr.contains("locked/a.txt"), "{}", run.stderr);
+}
+
+/// Runs `keyctl scan ARGS` through bash in `k`'s directory (for `<(…)`).
+fn scan_in_bash(k: &Keyctl, args: &str) -> Run {
+    let out = std::process::Command::new("bash")
+        .current_dir(k.dir.path())
+        .args(["-c", &format!("exec {KEYCTL} scan {args}")])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    Run {
+        args: format!("scan {args}"),
+        code: out.status.code().unwrap(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn utf16(text: &str, big_endian: bool) -> Vec<u8> {
+    let mut bytes = if big_endian { vec![0xFE, 0xFF] } else { vec![0xFF, 0xFE] };
+    for u in text.encode_utf16() {
+        bytes.extend_from_slice(&if big_endian { u.to_be_bytes() } else { u.to_le_bytes() });
+    }
+    bytes
+}
+
+/// Issue 25 finding 9: each of these said "no keys found" (exit 0) with a
+/// key there — a process substitution and `/dev/stdin` (not regular files),
+/// a NUL in the first 8 KiB, UTF-16, a symbolic link — and a file name
+/// printed raw could forge a finding line or drive the terminal.
+#[test]
+fn what_a_scan_used_to_miss_is_found_or_reported() {
+    let k = Keyctl::new();
+    let key = TokenFormat::default().generate().unwrap().secret.expose_secret().to_owned();
+    let id = id_of(&key).to_owned();
+    let found = |path: &str, l: usize, c: usize| line(path, l, c, &id, &key);
+
+    // A pipe named on the command line, and /dev/stdin.
+    let piped = scan_in_bash(&k, &format!("<(printf 'x\\n  %s\\n' {key})"));
+    piped.expect(1);
+    assert!(piped.stdout.ends_with(&format!(":2:3  {id}  {}\n", masked(&key))), "{piped:?}");
+    assert!(piped.stdout.starts_with("/dev/fd/"), "{piped:?}");
+    let stdin = k.run(&["scan", "/dev/stdin"], Some(&format!("{key}\n")));
+    assert_eq!(lines(stdin.expect(1)), BTreeSet::from([found("/dev/stdin", 1, 1)]));
+
+    // NUL bytes, UTF-16 both ways, a symbolic link to a file outside the tree.
+    let root = k.path("t");
+    write(&root, "nul.txt", format!("\0\0header\0\nkey={key}\n").as_bytes());
+    write(&root, "utf16le.txt", &utf16(&format!("token: {key}\r\n"), false));
+    write(&root, "utf16be.ps1", &utf16(&format!("$k = \"{key}\"\n"), true));
+    write(&k.path("outside"), "real.env", format!("KEY={key}\n").as_bytes());
+    std::os::unix::fs::symlink(k.path("outside/real.env"), root.join("link.env")).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(root.join("queue")).status().unwrap().success());
+    let run = k.keyctl(&["scan", "t"]);
+    run.expect(1);
+    assert_eq!(
+        lines(&run),
+        BTreeSet::from([found("t/nul.txt", 2, 5), found("t/utf16be.ps1", 1, 7), found("t/utf16le.txt", 1, 8)]),
+        "{}",
+        run.stderr
+    );
+    // What the walk did not read is named, not silently dropped (a pipe
+    // inside a folder is not read: it could block the scan forever).
+    assert!(run.stderr.contains("t/link.env: skipped: a symbolic link"), "{}", run.stderr);
+    assert!(run.stderr.contains("t/queue: skipped: not a regular file"), "{}", run.stderr);
+    let json = k.keyctl(&["scan", "--format", "json", "t"]).value();
+    assert_eq!(json["skipped"].as_array().unwrap().len(), 2, "{json}");
+    assert_eq!(json["utf16_files"], 2, "{json}");
+    // A link named on the command line is followed.
+    let link = k.keyctl(&["scan", "t/link.env"]);
+    assert_eq!(lines(link.expect(1)), BTreeSet::from([found("t/link.env", 1, 5)]));
+    // With nothing found, the summary counts what was skipped.
+    std::fs::remove_file(root.join("nul.txt")).unwrap();
+    std::fs::remove_file(root.join("utf16le.txt")).unwrap();
+    std::fs::remove_file(root.join("utf16be.ps1")).unwrap();
+    let clean = k.keyctl(&["scan", "t"]);
+    assert!(
+        clean.ok().stderr.contains("no keys found (0 file(s), 0 byte(s); 2 skipped, named above)"),
+        "{}",
+        clean.stderr
+    );
+
+    // Names are printed with control and bidirectional characters escaped:
+    // one finding is one line, and no escape sequence reaches the terminal.
+    let forged = format!("evil\n{}:1:1  {id}  {}\n", "x.env", masked(&key));
+    let names = [forged.as_str(), "\u{1b}]0;pwned\u{7}\u{1b}[2J.env", "invoice\u{202e}fdp.exe"];
+    let dir = k.path("names");
+    for n in names {
+        write(&dir, n, format!("{key}\n").as_bytes());
+    }
+    let run = k.keyctl(&["scan", "names"]);
+    run.expect(1);
+    assert_eq!(run.stdout.lines().count(), 3, "{}", run.stdout);
+    assert!(!run.stdout.contains(['\u{1b}', '\u{7}', '\u{202e}']), "{:?}", run.stdout);
+    assert!(
+        run.stdout.contains(&format!("names/evil\\nx.env:1:1  {id}  {}\\n:1:1  {id}", masked(&key))),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("names/\\u{1b}]0;pwned\\u{7}\\u{1b}[2J.env:1:1"), "{}", run.stdout);
+    assert!(run.stdout.contains("names/invoice\\u{202e}fdp.exe:1:1"), "{}", run.stdout);
+    // JSON carries the name as it is (escaped by JSON itself).
+    let v = k.keyctl(&["scan", "--format", "json", "names"]).value();
+    let paths: BTreeSet<String> =
+        v["findings"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(paths, names.iter().map(|n| format!("names/{n}")).collect());
 }

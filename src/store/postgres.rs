@@ -203,11 +203,26 @@ impl PostgresStoreBuilder {
         .await?;
         let pool = timed(self.timeout, async { pool.connect_with(connect).await.map_err(sqlx_error) }).await?;
         if let Some(schema) = &self.schema {
-            // Validated in `pool_options`.
-            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
-                .execute(&pool)
-                .await
-                .map_err(sqlx_error)?;
+            // `CREATE SCHEMA IF NOT EXISTS` is not safe under concurrency
+            // (two nodes started together: one fails on `pg_namespace`'s
+            // unique index), so it runs under a transaction-level advisory
+            // lock named after the schema. The versions are then applied
+            // under sqlx's own advisory lock (`migrate`).
+            let create = async {
+                let mut tx = pool.begin().await.map_err(sqlx_error)?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(format!("api-keys: create schema {schema}"))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(sqlx_error)?;
+                // Validated in `pool_options`.
+                sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(sqlx_error)?;
+                tx.commit().await.map_err(sqlx_error)
+            };
+            timed(self.timeout, create).await?;
         }
         let store = PostgresStore { pool, timeout: self.timeout };
         store.migrate().await?;

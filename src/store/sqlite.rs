@@ -180,6 +180,21 @@ impl SqliteStoreBuilder {
             SqlitePoolOptions::new().acquire_timeout(timeout).connect_with(options).await.map_err(sqlx_error)
         })
         .await?;
+        // Several processes may open a new file at once (a fleet started
+        // together). SQLite has no advisory lock; its write lock is the
+        // equivalent: the versions are applied inside one `BEGIN IMMEDIATE`
+        // transaction (each version a savepoint), so one process migrates
+        // while the others wait on the busy timeout and then find every
+        // version applied. Whatever this attempt meets is rolled back and
+        // reported by `migrate` below, which is then a check.
+        timed(timeout, async {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(super::sql::sqlx_error)?;
+            if super::sql::migrator::<Sqlite>().run_direct(None, &mut *tx, false).await.is_ok() {
+                tx.commit().await.map_err(super::sql::sqlx_error)?;
+            }
+            Ok(())
+        })
+        .await?;
         let store = SqliteStore::from_pool(pool, timeout);
         store.migrate().await?;
         Ok(store)

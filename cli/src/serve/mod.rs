@@ -5,8 +5,8 @@
 //! |---|---|
 //! | `/v1/authorize` (any method) | forward auth: 200 with `X-Api-Key-Id`, `X-Service-Account-Id`, `X-Api-Key-Scopes`; otherwise the tower layer's own 401/403/400/429/503 |
 //! | `GET /healthz` | 200 while the process runs |
-//! | `GET /readyz` | 200 when the store answers, else 503 |
-//! | `GET /metrics` | Prometheus text format |
+//! | `GET /readyz` | 200 when the store answers, else 503; one store check a second at most ([`ready`]) |
+//! | `GET /metrics` | Prometheus text format; with `--metrics-listen ADDR` only on that address ([`metrics`]) |
 //! | `POST /v1/secret-scanning/github` | GitHub's secret-scanning reports, when `API_KEYS_GITHUB_KEYS_FILE` is set ([`crate::github`]) |
 //! | `/iam/v1/…` | the management API (`api_keys::admin`), when admin tokens are configured (see [`crate::admin`]) |
 //! | `GET /iam/v1/console` | the management console (`api_keys::admin::console`), with the management API |
@@ -29,19 +29,22 @@
 //! listens on the store's invalidation channel (see [`node`]); SQLite is read
 //! directly, since other processes write the same file without a channel.
 
+mod durability;
 mod metered;
 mod metrics;
 mod node;
+mod options;
 mod proxy;
+mod ready;
 mod scope;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use api_keys::http::{ApiKeyLayer, RequireScopeLayer};
-use api_keys::{KeyId, KeyStore, Principal, RequiredScope, Verifier};
+use api_keys::{KeyStore, Principal, RequiredScope, Verifier};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -53,6 +56,7 @@ use tower::{Layer, ServiceExt};
 
 use crate::{BAD_INPUT, Failure, OTHER};
 pub(crate) use node::{CacheSettings, Node};
+pub(crate) use options::ServeOptions;
 pub(crate) use proxy::Proxies;
 
 /// How often pending last-used times are written to the store.
@@ -89,16 +93,26 @@ struct App<S> {
     verifier: Arc<Verifier<S>>,
     node: Arc<Node>,
     metrics: metrics::Metrics,
-    /// A random id `/readyz` looks up (any answer, found or not, is ready).
-    probe: KeyId,
+    /// `/readyz`'s single-flight store check.
+    readiness: ready::Readiness,
 }
 
 /// Serves `node` on `addr` until SIGINT or SIGTERM, then drains and writes
 /// pending last-used times.
 ///
 /// # Errors
-/// [`OTHER`] when the address cannot be bound or the server fails.
-pub(crate) async fn run(node: Node, addr: SocketAddr, proxies: Proxies, limits: Option<String>) -> Result<(), Failure> {
+/// [`OTHER`] when the address cannot be bound or the server fails;
+/// [`BAD_INPUT`] for bad `options` or a Redis store refused by
+/// [`durability::check`].
+pub(crate) async fn run(
+    node: Node,
+    addr: SocketAddr,
+    proxies: Proxies,
+    limits: Option<String>,
+    options: ServeOptions,
+) -> Result<(), Failure> {
+    let metrics_apart = options.metrics_address()?;
+    durability::check(node.redis_store(), options.require_durable_redis()?).await?;
     let admin_tokens = crate::admin::tokens()?;
     let metrics = metrics::Metrics::install(&node)?;
     let limiter = match limits {
@@ -107,11 +121,16 @@ pub(crate) async fn run(node: Node, addr: SocketAddr, proxies: Proxies, limits: 
     };
     let node = Arc::new(node);
     let verifier = Arc::new(node.verifier(limiter));
-    let probe = KeyId::generate().map_err(|e| Failure::new(OTHER, e.to_string()))?;
-    let app = Arc::new(App { verifier: Arc::clone(&verifier), node: Arc::clone(&node), metrics, probe });
-    let router = router(Arc::clone(&app), node.catalog(), &proxies).merge(crate::github::endpoint(&node).await?);
+    let readiness = ready::Readiness::new()?;
+    let app = Arc::new(App { verifier: Arc::clone(&verifier), node: Arc::clone(&node), metrics, readiness });
+    let router = router(Arc::clone(&app), node.catalog(), &proxies, metrics_apart.is_none())
+        .merge(crate::github::endpoint(&node).await?);
     let router = crate::admin::mount(router, &node, admin_tokens);
 
+    let metrics_server = match metrics_apart {
+        Some(at) => Some(metrics::serve_apart(at, Arc::clone(&app)).await?),
+        None => None,
+    };
     let listener =
         TcpListener::bind(addr).await.map_err(|e| Failure::new(OTHER, format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr().map_err(|e| Failure::new(OTHER, format!("cannot listen on {addr}: {e}")))?;
@@ -126,6 +145,9 @@ pub(crate) async fn run(node: Node, addr: SocketAddr, proxies: Proxies, limits: 
     });
     let served = serve_with_drain_limit(server, stop_rx).await;
     flusher.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     let flushed = verifier.flush_last_used().await;
     match (&served, flushed) {
         (_, Ok(n)) => eprintln!("keyctl: stopped; wrote {n} last-used time(s)"),
@@ -191,8 +213,13 @@ async fn flush_periodically<S: KeyStore>(verifier: Arc<Verifier<S>>) {
 }
 
 /// The routes: forward auth behind the library's layer, and the operator
-/// endpoints outside it.
-fn router<S: KeyStore>(app: Arc<App<S>>, catalog: &api_keys::ScopeCatalog, proxies: &Proxies) -> Router {
+/// endpoints outside it (`/metrics` only `with_metrics`).
+fn router<S: KeyStore>(
+    app: Arc<App<S>>,
+    catalog: &api_keys::ScopeCatalog,
+    proxies: &Proxies,
+    with_metrics: bool,
+) -> Router {
     let mut layer = ApiKeyLayer::new(Arc::clone(&app.verifier));
     if let Some(header) = proxies.header {
         layer = layer.trusted_proxies(proxies.ranges.iter().copied(), header);
@@ -201,10 +228,11 @@ fn router<S: KeyStore>(app: Arc<App<S>>, catalog: &api_keys::ScopeCatalog, proxi
         .route("/v1/authorize", any(authorize))
         .layer(layer)
         .layer(axum::middleware::from_fn_with_state(Arc::new(catalog.clone()), scope::required_scope));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz::<S>))
-        .route("/metrics", get(metrics_text::<S>))
+    let mut operator = Router::new().route("/healthz", get(healthz)).route("/readyz", get(ready::readyz::<S>));
+    if with_metrics {
+        operator = operator.route("/metrics", get(metrics_text::<S>));
+    }
+    operator
         .with_state(Arc::clone(&app))
         .merge(authorize)
         .layer(axum::middleware::from_fn_with_state(app, metrics::observe::<S>))
@@ -254,22 +282,6 @@ fn granted(req: &Request) -> Response {
 
 async fn healthz() -> &'static str {
     "ok\n"
-}
-
-/// 200 when the store answers a lookup within [`READY_TIMEOUT`].
-async fn readyz<S: KeyStore>(State(app): State<Arc<App<S>>>) -> Response {
-    let started = Instant::now();
-    match tokio::time::timeout(READY_TIMEOUT, app.node.ping(&app.probe)).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %crate::chain(&e), "readiness: the store does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
-        }
-        Err(_) => {
-            tracing::warn!(waited = ?started.elapsed(), "readiness: the store did not answer in time");
-            (StatusCode::SERVICE_UNAVAILABLE, "store did not answer in time\n").into_response()
-        }
-    }
 }
 
 async fn metrics_text<S: KeyStore>(State(app): State<Arc<App<S>>>) -> Response {

@@ -180,6 +180,14 @@ impl Node {
         self.cached().inner().inner()
     }
 
+    /// The Redis store, when the store is Redis (its durability check).
+    pub(crate) fn redis_store(&self) -> Option<&api_keys::RedisStore> {
+        match self.backend_store() {
+            AnyStore::Redis(r) => Some(r),
+            _ => None,
+        }
+    }
+
     /// One lookup in the store itself (not the cache): readiness.
     ///
     /// # Errors

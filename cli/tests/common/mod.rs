@@ -26,7 +26,7 @@ pub const KEYCTL: &str = env!("CARGO_BIN_EXE_keyctl");
 pub const SQLITE_DEFAULT_URL: &str = "sqlite://api-keys.db?mode=rwc";
 /// Variables keyctl reads; cleared in every child unless a test sets them,
 /// so the caller's environment cannot leak in.
-pub const VARS: [&str; 13] = [
+pub const VARS: [&str; 17] = [
     "API_KEYS_ACCEPT_IMPORTED",
     "API_KEYS_DATABASE_URL",
     "API_KEYS_PEPPER",
@@ -40,6 +40,10 @@ pub const VARS: [&str; 13] = [
     "API_KEYS_TRUSTED_PROXIES",
     "API_KEYS_PROXY_HEADER",
     "API_KEYS_RATE_LIMIT_REDIS",
+    "API_KEYS_METRICS_LISTEN",
+    "API_KEYS_REQUIRE_DURABLE_REDIS",
+    "API_KEYS_GITHUB_KEYS_FILE",
+    "API_KEYS_GITHUB_LEAK_ACTION",
 ];
 
 /// The library's test helper for the servers' URLs, shared rather than copied.
@@ -277,6 +281,12 @@ impl Server {
 
     /// As [`Server::start`], on a given address (a restart on the same port).
     pub fn start_on(k: &Keyctl, url: &str, extra: &[(&str, &str)], listen: &str) -> Self {
+        Self::spawn(k, url, extra, listen).listening()
+    }
+
+    /// Starts `keyctl serve` as [`Server::start_on`] does, without waiting
+    /// for it (see [`Starting::listening`]).
+    pub fn spawn(k: &Keyctl, url: &str, extra: &[(&str, &str)], listen: &str) -> Starting {
         static N: AtomicU32 = AtomicU32::new(0);
         let log = k.path(&format!("serve-{}.log", N.fetch_add(1, Ordering::Relaxed)));
         let mut cmd = Command::new(KEYCTL);
@@ -291,23 +301,7 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
             .stderr(std::fs::File::create(&log).unwrap());
-        let mut child = cmd.spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            // Only finished lines: stderr is unbuffered and `eprintln!` may
-            // write a line in pieces, so the address can still be missing.
-            let mut finished = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
-            if let Some(addr) = finished.find_map(|l| l.trim_end().strip_prefix("keyctl: listening on ")) {
-                let addr = addr.split_whitespace().next().unwrap().parse().unwrap();
-                return Self { child, addr, log };
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("keyctl serve exited with {status}:\n{text}");
-            }
-            assert!(Instant::now() < deadline, "keyctl serve did not start:\n{text}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        Starting { child: cmd.spawn().unwrap(), log }
     }
 
     pub fn log(&self) -> String {
@@ -349,6 +343,36 @@ impl Server {
     pub fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+}
+
+/// A `keyctl serve` started but not yet known to listen.
+pub struct Starting {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Starting {
+    /// Waits for the "listening on" line (start-up only; no timing is
+    /// asserted); panics with the log if the process exits first.
+    pub fn listening(self) -> Server {
+        let Self { mut child, log } = self;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            // Only finished lines: stderr is unbuffered and `eprintln!` may
+            // write a line in pieces, so the address can still be missing.
+            let mut finished = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+            if let Some(addr) = finished.find_map(|l| l.trim_end().strip_prefix("keyctl: listening on ")) {
+                let addr = addr.split_whitespace().next().unwrap().parse().unwrap();
+                return Server { child, addr, log };
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("keyctl serve exited with {status}:\n{text}");
+            }
+            assert!(Instant::now() < deadline, "keyctl serve did not start:\n{text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -7,9 +7,17 @@
 //! [`PublicKeys::from_json`] reads that document (from a file, say, with
 //! [`KeyFile`]); an application that may reach the network implements
 //! [`PublicKeySource`] with its HTTP client and gives it to a [`KeyRing`],
-//! which keeps the last good set and refetches only when a report names a
-//! key it does not know (GitHub rotates keys that way), at most once per
-//! [`KeyRing::min_refresh`].
+//! which keeps the last good set and refetches when a report names a key it
+//! does not know (GitHub rotates keys that way), at most once per
+//! [`KeyRing::min_refresh`], and whenever the application calls
+//! [`KeyRing::reload`] (on a timer, or when its file changes).
+//!
+//! A key listed with `"is_current": false` is retired: it is kept only to
+//! answer [`SignatureError::RetiredKey`], and no signature made with it is
+//! accepted. A key removed from the source, or marked retired there, stops
+//! being trusted as soon as the ring holds the new set: at the next
+//! [`KeyRing::reload`], or the next refresh a report with an unknown key
+//! triggers.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -56,8 +64,8 @@ pub enum PublicKeysError {
     /// An identifier is empty, too long, or not printable ASCII.
     #[error("a key identifier is empty, longer than {MAX_KEY_IDENTIFIER_LEN} characters or not printable ASCII")]
     Identifier,
-    /// The document lists no key.
-    #[error("the public-keys document lists no key")]
+    /// The document lists no key, or none that is current.
+    #[error("the public-keys document lists no current key")]
     Empty,
     /// An application's [`PublicKeySource`] failed.
     #[error("fetching the public keys failed")]
@@ -75,6 +83,9 @@ pub enum SignatureError {
     /// The identifier names no key we hold (after a refresh, if allowed).
     #[error("unknown signing key identifier")]
     UnknownKey,
+    /// The identifier names a key GitHub lists as no longer current.
+    #[error("the signing key is retired")]
+    RetiredKey,
     /// The signature is not base64 of a DER ECDSA signature.
     #[error("the signature is not base64 DER")]
     Malformed,
@@ -88,8 +99,9 @@ pub enum SignatureError {
 struct Entry {
     key_identifier: String,
     key: String,
+    /// Absent: current (a document that does not say is not second-guessed).
     #[serde(default)]
-    is_current: bool,
+    is_current: Option<bool>,
 }
 
 #[derive(serde::Deserialize)]
@@ -97,79 +109,101 @@ struct Document {
     public_keys: Vec<Entry>,
 }
 
-/// A set of GitHub's public keys by identifier.
+/// A set of GitHub's public keys by identifier: the current ones, which
+/// verify, and the retired ones, which are only recognised.
 #[derive(Clone)]
 pub struct PublicKeys {
     keys: HashMap<String, VerifyingKey>,
-    current: Vec<String>,
+    retired: Vec<String>,
 }
 
 impl fmt::Debug for PublicKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut ids: Vec<&String> = self.keys.keys().collect();
         ids.sort();
-        f.debug_struct("PublicKeys").field("identifiers", &ids).field("current", &self.current).finish()
+        f.debug_struct("PublicKeys").field("current", &ids).field("retired", &self.retired).finish()
     }
 }
 
 impl PublicKeys {
     /// Reads GitHub's `meta/public_keys/secret_scanning` JSON. Unknown
-    /// fields are ignored; every listed key must parse.
+    /// fields are ignored; every listed key must parse; a key with
+    /// `"is_current": false` is retired (recognised, never trusted), and at
+    /// least one key must be current.
     ///
     /// # Errors
     /// [`PublicKeysError`] naming the first problem.
     pub fn from_json(json: &[u8]) -> Result<Self, PublicKeysError> {
         let doc: Document = serde_json::from_slice(json).map_err(PublicKeysError::Shape)?;
-        if doc.public_keys.is_empty() {
-            return Err(PublicKeysError::Empty);
-        }
         let mut keys = HashMap::new();
-        let mut current = Vec::new();
+        let mut retired = Vec::new();
         for e in doc.public_keys {
             if !valid_identifier(&e.key_identifier) {
                 return Err(PublicKeysError::Identifier);
             }
             let key = VerifyingKey::from_public_key_pem(e.key.trim())
                 .map_err(|_| PublicKeysError::Key { identifier: e.key_identifier.clone() })?;
-            if e.is_current {
-                current.push(e.key_identifier.clone());
+            if e.is_current == Some(false) {
+                retired.push(e.key_identifier);
+            } else {
+                keys.insert(e.key_identifier, key);
             }
-            keys.insert(e.key_identifier, key);
         }
-        Ok(Self { keys, current })
+        retired.retain(|id| !keys.contains_key(id));
+        if keys.is_empty() {
+            return Err(PublicKeysError::Empty);
+        }
+        retired.sort();
+        Ok(Self { keys, retired })
     }
 
-    /// A set from keys an application already holds (tests, pinned keys).
+    /// A set from keys an application already holds (tests, pinned keys);
+    /// all of them current.
     #[must_use]
     pub fn from_keys(keys: impl IntoIterator<Item = (String, VerifyingKey)>) -> Self {
-        Self { keys: keys.into_iter().collect(), current: Vec::new() }
+        Self { keys: keys.into_iter().collect(), retired: Vec::new() }
     }
 
-    /// How many keys the set holds.
+    /// How many keys the set holds, current and retired.
     #[must_use]
     pub fn len(&self) -> usize {
+        self.keys.len() + self.retired.len()
+    }
+
+    /// How many of them are current (the ones that verify).
+    #[must_use]
+    pub fn current_len(&self) -> usize {
         self.keys.len()
     }
 
     /// Whether the set is empty.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.keys.is_empty() && self.retired.is_empty()
     }
 
-    /// Whether a key with this identifier is held.
+    /// Whether a key with this identifier is held, current or retired.
     #[must_use]
     pub fn contains(&self, identifier: &str) -> bool {
-        self.keys.contains_key(identifier)
+        self.keys.contains_key(identifier) || self.is_retired(identifier)
+    }
+
+    /// Whether the set lists this identifier as retired.
+    #[must_use]
+    pub fn is_retired(&self, identifier: &str) -> bool {
+        self.retired.iter().any(|id| id == identifier)
     }
 
     /// Checks `signature_b64` (base64 of a DER ECDSA P-256/SHA-256
     /// signature) over the raw `body` under the key `identifier`.
     ///
     /// # Errors
-    /// [`SignatureError::UnknownKey`], [`SignatureError::Malformed`] or
-    /// [`SignatureError::Invalid`].
+    /// [`SignatureError::UnknownKey`], [`SignatureError::RetiredKey`],
+    /// [`SignatureError::Malformed`] or [`SignatureError::Invalid`].
     pub fn verify(&self, identifier: &str, signature_b64: &str, body: &[u8]) -> Result<(), SignatureError> {
+        if self.is_retired(identifier) {
+            return Err(SignatureError::RetiredKey);
+        }
         let key = self.keys.get(identifier).ok_or(SignatureError::UnknownKey)?;
         let der = base64::engine::general_purpose::STANDARD
             .decode(signature_b64.trim())
@@ -216,20 +250,29 @@ impl PublicKeySource for KeyFile {
 
 /// The keys the endpoint checks signatures with: the last good set, and
 /// optionally a source to refresh it from when a report names an unknown
-/// key (at most once per [`KeyRing::min_refresh`]; a failed refresh keeps
-/// the last good set).
+/// key (at most once per [`KeyRing::min_refresh`]) or when the application
+/// calls [`KeyRing::reload`]; a failed refresh keeps the last good set.
+///
+/// Cheap to clone: clones share the set, so an application can keep one to
+/// reload while the endpoint verifies with another.
+#[derive(Clone)]
 pub struct KeyRing {
+    shared: Arc<Shared>,
+    min_refresh: Duration,
+}
+
+/// What the clones of a [`KeyRing`] share.
+struct Shared {
     current: RwLock<Arc<PublicKeys>>,
     source: Option<Box<dyn PublicKeySource>>,
     last_refresh: Mutex<Option<Instant>>,
-    min_refresh: Duration,
 }
 
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyRing")
             .field("keys", &self.snapshot())
-            .field("refreshable", &self.source.is_some())
+            .field("refreshable", &self.shared.source.is_some())
             .field("min_refresh", &self.min_refresh)
             .finish()
     }
@@ -242,12 +285,8 @@ impl KeyRing {
     /// A fixed set, never refreshed.
     #[must_use]
     pub fn fixed(keys: PublicKeys) -> Self {
-        Self {
-            current: RwLock::new(Arc::new(keys)),
-            source: None,
-            last_refresh: Mutex::new(None),
-            min_refresh: Self::DEFAULT_MIN_REFRESH,
-        }
+        let shared = Shared { current: RwLock::new(Arc::new(keys)), source: None, last_refresh: Mutex::new(None) };
+        Self { shared: Arc::new(shared), min_refresh: Self::DEFAULT_MIN_REFRESH }
     }
 
     /// Fetches a first set from `source` (which must succeed) and keeps the
@@ -257,12 +296,12 @@ impl KeyRing {
     /// The source's error.
     pub async fn from_source(source: impl PublicKeySource) -> Result<Self, PublicKeysError> {
         let keys = source.fetch().await?;
-        Ok(Self {
+        let shared = Shared {
             current: RwLock::new(Arc::new(keys)),
             source: Some(Box::new(source)),
             last_refresh: Mutex::new(Some(Instant::now())),
-            min_refresh: Self::DEFAULT_MIN_REFRESH,
-        })
+        };
+        Ok(Self { shared: Arc::new(shared), min_refresh: Self::DEFAULT_MIN_REFRESH })
     }
 
     /// Sets the shortest time between two refreshes.
@@ -275,7 +314,7 @@ impl KeyRing {
     /// The set in use now.
     #[must_use]
     pub fn snapshot(&self) -> Arc<PublicKeys> {
-        match self.current.read() {
+        match self.shared.current.read() {
             Ok(g) => Arc::clone(&g),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
@@ -294,28 +333,126 @@ impl KeyRing {
         self.snapshot().verify(identifier, signature_b64, body)
     }
 
+    /// Fetches the set from the source now (not rate-limited) and installs
+    /// it: a key gone from the source, or retired there, is no longer
+    /// trusted from this call on. Returns the set installed; without a
+    /// source, the set held.
+    ///
+    /// # Errors
+    /// The source's error; the last good set stays in use.
+    pub async fn reload(&self) -> Result<Arc<PublicKeys>, PublicKeysError> {
+        let Some(source) = &self.shared.source else { return Ok(self.snapshot()) };
+        let keys = Arc::new(source.fetch().await?);
+        if let Ok(mut g) = self.shared.current.write() {
+            *g = Arc::clone(&keys);
+        }
+        Ok(keys)
+    }
+
     /// Refetches if a source exists and the last refresh is old enough;
     /// whether a new set was installed.
     async fn refresh(&self) -> bool {
-        let Some(source) = &self.source else { return false };
+        if self.shared.source.is_none() {
+            return false;
+        }
         {
-            let Ok(mut last) = self.last_refresh.lock() else { return false };
+            let Ok(mut last) = self.shared.last_refresh.lock() else { return false };
             if last.is_some_and(|t| t.elapsed() < self.min_refresh) {
                 return false;
             }
             *last = Some(Instant::now());
         }
-        match source.fetch().await {
-            Ok(keys) => {
-                if let Ok(mut g) = self.current.write() {
-                    *g = Arc::new(keys);
-                }
-                true
-            }
+        match self.reload().await {
+            Ok(_) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "secret scanning: refreshing GitHub's public keys failed; keeping the last good set");
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use p256::ecdsa::SigningKey;
+    use p256::ecdsa::signature::Signer as _;
+    use p256::elliptic_curve::Generate as _;
+    use p256::pkcs8::{EncodePublicKey as _, LineEnding};
+
+    use super::*;
+
+    fn pem(key: &SigningKey) -> String {
+        key.verifying_key().to_public_key_pem(LineEnding::LF).unwrap()
+    }
+
+    fn sign(key: &SigningKey, body: &[u8]) -> String {
+        let sig: Signature = key.sign(body);
+        base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes())
+    }
+
+    fn document(entries: &[(&str, &SigningKey, Option<bool>)]) -> Vec<u8> {
+        let list: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|(id, key, current)| match current {
+                Some(c) => serde_json::json!({"key_identifier": id, "key": pem(key), "is_current": c}),
+                None => serde_json::json!({"key_identifier": id, "key": pem(key)}),
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({ "public_keys": list })).unwrap()
+    }
+
+    #[test]
+    fn a_retired_key_is_recognised_but_never_trusted() {
+        let (old, new) = (SigningKey::try_generate().unwrap(), SigningKey::try_generate().unwrap());
+        let keys = PublicKeys::from_json(&document(&[("old", &old, Some(false)), ("new", &new, Some(true))])).unwrap();
+        assert_eq!((keys.len(), keys.current_len()), (2, 1));
+        assert!(keys.contains("old") && keys.is_retired("old") && !keys.is_retired("new"));
+        assert_eq!(keys.verify("old", &sign(&old, b"r"), b"r"), Err(SignatureError::RetiredKey));
+        assert_eq!(keys.verify("new", &sign(&new, b"r"), b"r"), Ok(()));
+        // A document that does not say is not second-guessed.
+        let unsaid = PublicKeys::from_json(&document(&[("k", &old, None)])).unwrap();
+        assert_eq!(unsaid.verify("k", &sign(&old, b"r"), b"r"), Ok(()));
+        // Only retired keys: nothing could ever verify, so the document is refused.
+        let none = PublicKeys::from_json(&document(&[("old", &old, Some(false))]));
+        assert!(matches!(none, Err(PublicKeysError::Empty)), "{none:?}");
+    }
+
+    /// A source serving whatever document the test last put in it.
+    struct Doc(Arc<Mutex<Vec<u8>>>, Arc<AtomicUsize>);
+
+    impl PublicKeySource for Doc {
+        fn fetch(&self) -> FetchFuture<'_> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            let doc = self.0.lock().unwrap().clone();
+            Box::pin(async move { PublicKeys::from_json(&doc) })
+        }
+    }
+
+    #[tokio::test]
+    async fn reload_drops_a_removed_or_retired_key_at_once_and_keeps_the_last_good_set_on_failure() {
+        let (a, b) = (SigningKey::try_generate().unwrap(), SigningKey::try_generate().unwrap());
+        let doc = Arc::new(Mutex::new(document(&[("a", &a, Some(true)), ("b", &b, Some(true))])));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let ring = KeyRing::from_source(Doc(Arc::clone(&doc), Arc::clone(&fetches))).await.unwrap();
+        let endpoint = ring.clone();
+        assert_eq!(endpoint.verify("a", &sign(&a, b"x"), b"x").await, Ok(()));
+        // Retired in the source: refused after the next reload, with no
+        // report needed to trigger it (and no rate limit in the way).
+        *doc.lock().unwrap() = document(&[("a", &a, Some(false)), ("b", &b, Some(true))]);
+        ring.reload().await.unwrap();
+        assert_eq!(endpoint.verify("a", &sign(&a, b"x"), b"x").await, Err(SignatureError::RetiredKey));
+        // Removed: unknown (one rate-limited refresh is not allowed yet).
+        *doc.lock().unwrap() = document(&[("b", &b, Some(true))]);
+        ring.reload().await.unwrap();
+        assert_eq!(endpoint.verify("a", &sign(&a, b"x"), b"x").await, Err(SignatureError::UnknownKey));
+        // A broken source: the reload fails and the last good set stays.
+        *doc.lock().unwrap() = b"not json".to_vec();
+        assert!(ring.reload().await.is_err());
+        assert_eq!(endpoint.verify("b", &sign(&b, b"x"), b"x").await, Ok(()));
+        assert_eq!(fetches.load(Ordering::Relaxed), 4);
     }
 }

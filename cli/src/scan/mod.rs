@@ -1,12 +1,18 @@
 //! `keyctl scan PATH…`: find leaked keys in files, folders and stdin.
 //!
-//! 1. **walk** — each path with the `ignore` crate: `.gitignore` (also
+//! 1. **walk** — a path named on the command line that is not a folder is
+//!    read whatever it is: a symbolic link is followed, and a pipe
+//!    (`<(cmd)`, `/dev/stdin`) or device is read to its end; `-` is stdin.
+//!    Each folder is walked with the `ignore` crate: `.gitignore` (also
 //!    outside a git repository), `.ignore` and the global git excludes are
 //!    respected unless `--all`; dotfiles such as `.env` are scanned; `.git/`
-//!    is never entered. `-` is stdin.
+//!    is never entered. Inside a folder, symbolic links are not followed
+//!    and pipes, sockets and devices are not read: each is skipped with a
+//!    warning naming it, and counted (`skipped`).
 //! 2. **scan** — each file through [`api_keys::scan::Scanner`], streamed
-//!    64 KiB at a time; a file with a NUL byte in its first 8 KiB is binary
-//!    and skipped (stdin never is).
+//!    64 KiB at a time: every byte, binaries included (the checksum keeps
+//!    false positives near 2⁻³² per candidate); a file that starts with a
+//!    UTF-16 byte-order mark is transcoded to UTF-8 first ([`text`]).
 //! 3. **check** (`--check`, `--revoke`) — each distinct key id once through
 //!    [`api_keys::KeyManager::leak_statuses`], [`CHECK_BATCH`] keys per
 //!    store call: active, expired, revoked or unknown (unknown includes a
@@ -24,11 +30,15 @@
 //!    again, so scanning the same tree twice records nothing new.
 //!
 //! Output: `path:line:column  key-id  masked[  status]` per key (byte
-//! columns, 1-based), or one JSON or YAML document with `--format json|yaml`. Exit 0 when
+//! columns, 1-based; control and bidirectional characters of a name are
+//! escaped, so a name cannot forge a line or drive the terminal), or one
+//! JSON or YAML document with `--format json|yaml`. Exit 0 when
 //! nothing is found, 1 when keys are found, 2 on bad input (a missing path,
 //! `--revoke` without `--yes` and no terminal to ask on, a SQLite database
 //! that does not exist with `--check` or `--revoke`, or — with nothing
 //! found — a file that could not be read), 5 when the store is unavailable.
+
+mod text;
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, IsTerminal, Read, Write};
@@ -42,11 +52,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::render::Format;
+use crate::render::{Format, escaped};
 use crate::{BAD_INPUT, Context, Failure, OTHER, UNAVAILABLE, chain};
 
-/// Bytes looked at to decide whether a file is binary (as git and ripgrep do).
-const BINARY_PROBE: usize = 8 * 1024;
 /// Bytes read at a time.
 const CHUNK: usize = 64 * 1024;
 /// Keys looked up per store call by `--check`.
@@ -83,7 +91,10 @@ struct Hit {
 struct Totals {
     files_scanned: u64,
     bytes_scanned: u64,
-    binary_skipped: u64,
+    /// Files transcoded from UTF-16.
+    utf16_files: u64,
+    /// What a folder walk did not read (`path: why`).
+    skipped: Vec<String>,
     unreadable: Vec<String>,
 }
 
@@ -199,8 +210,11 @@ fn finish(hits: &[Hit], totals: &Totals) -> Result<(), Failure> {
         return Err(Failure::new(BAD_INPUT, format!("no keys found, but {n} file(s) could not be read")));
     }
     eprintln!(
-        "keyctl: no keys found ({} file(s), {} byte(s); {} binary file(s) skipped)",
-        totals.files_scanned, totals.bytes_scanned, totals.binary_skipped
+        "keyctl: no keys found ({} file(s), {} byte(s); {} skipped{})",
+        totals.files_scanned,
+        totals.bytes_scanned,
+        totals.skipped.len(),
+        if totals.skipped.is_empty() { "" } else { ", named above" }
     );
     Ok(())
 }
@@ -210,6 +224,11 @@ fn walk_all(args: &ScanArgs, format: &TokenFormat, out: Output) -> (Vec<Hit>, To
     let mut hits = Vec::new();
     let mut totals = Totals::default();
     let progress = progress_bar();
+    let warn = |totals: &mut Totals, shown: &str, why: String, unreadable: bool| {
+        progress.suspend(|| eprintln!("keyctl: warning: {}: {why}", escaped(shown)));
+        let list = if unreadable { &mut totals.unreadable } else { &mut totals.skipped };
+        list.push(format!("{shown}: {why}"));
+    };
     let note = |hits: &[Hit], totals: &Totals, shown: &str, before: usize| {
         if out.stream {
             progress.suspend(|| {
@@ -218,37 +237,49 @@ fn walk_all(args: &ScanArgs, format: &TokenFormat, out: Output) -> (Vec<Hit>, To
                 }
             });
         }
-        progress.set_message(format!("{} file(s), {} key(s) — {shown}", totals.files_scanned, hits.len()));
+        progress.set_message(format!("{} file(s), {} key(s) — {}", totals.files_scanned, hits.len(), escaped(shown)));
+    };
+    let scan = |source: Source<'_>, shown: &str, hits: &mut Vec<Hit>, totals: &mut Totals| {
+        let before = hits.len();
+        if let Err(e) = scan_source(source, shown, format, hits, totals) {
+            warn(totals, shown, e.to_string(), true);
+        }
+        note(hits, totals, shown, before);
     };
     for path in &args.paths {
         if path.as_os_str() == "-" {
-            let before = hits.len();
-            if let Err(e) = scan_source(Source::Stdin, "-", format, &mut hits, &mut totals) {
-                progress.suspend(|| eprintln!("keyctl: warning: stdin: {e}"));
-                totals.unreadable.push(format!("-: {e}"));
-            }
-            note(&hits, &totals, "-", before);
+            scan(Source::Stdin, "-", &mut hits, &mut totals);
+            continue;
+        }
+        // Named on the command line: read whatever it is (followed if a
+        // link), unless it is a folder.
+        if !std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+            scan(Source::File(path), &path.display().to_string(), &mut hits, &mut totals);
             continue;
         }
         for entry in walker(path, args.all) {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    progress.suspend(|| eprintln!("keyctl: warning: {e}"));
+                    progress.suspend(|| eprintln!("keyctl: warning: {}", escaped(&e.to_string())));
                     totals.unreadable.push(e.to_string());
                     continue;
                 }
             };
-            if !entry.file_type().is_some_and(|t| t.is_file()) {
-                continue;
-            }
             let shown = entry.path().display().to_string();
-            let before = hits.len();
-            if let Err(e) = scan_source(Source::File(entry.path()), &shown, format, &mut hits, &mut totals) {
-                progress.suspend(|| eprintln!("keyctl: warning: {shown}: {e}"));
-                totals.unreadable.push(format!("{shown}: {e}"));
+            match entry.file_type() {
+                Some(t) if t.is_file() => scan(Source::File(entry.path()), &shown, &mut hits, &mut totals),
+                Some(t) if t.is_dir() => {}
+                Some(t) if t.is_symlink() => {
+                    warn(
+                        &mut totals,
+                        &shown,
+                        "skipped: a symbolic link (not followed; name it to scan it)".into(),
+                        false,
+                    );
+                }
+                _ => warn(&mut totals, &shown, "skipped: not a regular file (name it to read it)".into(), false),
             }
-            note(&hits, &totals, &shown, before);
         }
     }
     progress.finish_and_clear();
@@ -286,8 +317,8 @@ enum Source<'a> {
     File(&'a Path),
 }
 
-/// Scans one file or stdin; a file whose first 8 KiB hold a NUL is skipped
-/// as binary.
+/// Scans one file or stdin, every byte ([`text::Decoder`]: UTF-16 by its
+/// byte-order mark).
 fn scan_source(
     source: Source<'_>,
     shown: &str,
@@ -302,7 +333,7 @@ fn scan_source(
     let mut scanner = Scanner::new(format.clone());
     let mut sink = |finding| hits.push(Hit { path: shown.to_owned(), finding });
     let mut buf = Zeroizing::new(vec![0u8; CHUNK]);
-    let mut first = true;
+    let mut decoder = text::Decoder::default();
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
@@ -310,16 +341,13 @@ fn scan_source(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        if first && matches!(source, Source::File(_)) && buf[..n.min(BINARY_PROBE)].contains(&0) {
-            totals.binary_skipped += 1;
-            return Ok(());
-        }
-        first = false;
         totals.bytes_scanned += n as u64;
-        scanner.feed(&buf[..n], &mut sink);
+        decoder.push(&buf[..n], &mut |bytes| scanner.feed(bytes, &mut sink));
     }
+    decoder.finish(&mut |bytes| scanner.feed(bytes, &mut sink));
     scanner.finish(&mut sink);
     totals.files_scanned += 1;
+    totals.utf16_files += u64::from(decoder.is_utf16());
     Ok(())
 }
 
@@ -429,7 +457,7 @@ fn print_lines(
     let mut out = io::stdout().lock();
     for h in hits {
         let f = &h.finding;
-        let mut line = format!("{}:{}:{}  {}  {}", h.path, f.line(), f.column(), f.key_id(), f.masked());
+        let mut line = format!("{}:{}:{}  {}  {}", escaped(&h.path), f.line(), f.column(), f.key_id(), f.masked());
         if let Some(s) = statuses.and_then(|m| m.get(f.key_id())) {
             line.push_str("  ");
             line.push_str(s.as_str());
