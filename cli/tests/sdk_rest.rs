@@ -50,5 +50,6 @@ fn rest_answers_parse_with_the_official_sdk_message_types() {
     server.stop();
     assert!(out.status.success(), "the SDK session failed:\n{stdout}\n{stderr}");
     let summary = stdout.lines().last().unwrap_or_default();
+    println!("{summary}");
     assert!(summary.ends_with(" passed, 0 failed") && !summary.starts_with("0 "), "{stdout}");
 }
