@@ -79,7 +79,13 @@ struct Answer {
 
 impl Client {
     fn new(base: &str, token: Option<&'static str>) -> Self {
-        Self { http: reqwest::Client::new(), base: base.to_owned(), token, full: false, seen: std::sync::Mutex::default() }
+        Self {
+            http: reqwest::Client::new(),
+            base: base.to_owned(),
+            token,
+            full: false,
+            seen: std::sync::Mutex::default(),
+        }
     }
 
     fn as_token(&self, token: Option<&'static str>) -> Self {
@@ -274,7 +280,10 @@ async fn scenario<S: KeyStore + Clone>(store: S) {
         .patch(&format!("/apiKeys/{id}"), json!({"updateMask": "expiresAt", "expiresAt": FUTURE, "description": "x"}))
         .await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
-    assert_eq!((a.body["response"]["description"].as_str(), a.body["response"]["expiresAt"].as_str()), (Some("all"), Some(FUTURE)));
+    assert_eq!(
+        (a.body["response"]["description"].as_str(), a.body["response"]["expiresAt"].as_str()),
+        (Some("all"), Some(FUTURE))
+    );
     assert_error(
         &c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "status"})).await,
         400,
@@ -890,7 +899,8 @@ async fn never_widen_scenario<S: KeyStore + Clone>(store: S) {
     let verifier = manager.verifier().build();
     let base = serve(AdminApi::new(manager, tokens()).router()).await;
     let c = Client::new(&base, Some(OPS_TOKEN)).full(true);
-    let a = c.post("/apiKeys", json!({"serviceAccountId": SA, "scopes": ["yc.postbox.send"], "expiresAt": FUTURE})).await;
+    let a =
+        c.post("/apiKeys", json!({"serviceAccountId": SA, "scopes": ["yc.postbox.send"], "expiresAt": FUTURE})).await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
     let id = a.body["apiKey"]["id"].as_str().unwrap().to_owned();
     let header = format!("Api-Key {}", a.body["secret"].as_str().unwrap());
@@ -914,7 +924,9 @@ async fn never_widen_scenario<S: KeyStore + Clone>(store: S) {
     }
     let key = c.get(&format!("/apiKeys/{id}")).await.body;
     assert_eq!((key["scopes"].clone(), key["expiresAt"].clone()), (json!(["yc.postbox.send"]), json!(FUTURE)));
-    let local = api_keys::VerifyContext::new().client_ip("127.0.0.1".parse::<std::net::IpAddr>().ok()).required(Some(&translate));
+    let local = api_keys::VerifyContext::new()
+        .client_ip("127.0.0.1".parse::<std::net::IpAddr>().ok())
+        .required(Some(&translate));
     let refused = verifier.verify_with(header.as_bytes(), &local).await;
     assert!(matches!(refused, Err(api_keys::VerifyError::InsufficientScope { .. })), "{refused:?}");
 }
@@ -1019,7 +1031,8 @@ async fn api_key_admins_grant_only_what_they_hold() {
     };
     let secret = admin.secret.expose_secret().to_owned();
     // Allowed from 127.0.0.1 (the address is passed to the verifier).
-    let (status, body) = send(secret.clone(), reqwest::Method::POST, "/apiKeys".into(), json!({"scopes": ["docs.read"]})).await;
+    let (status, body) =
+        send(secret.clone(), reqwest::Method::POST, "/apiKeys".into(), json!({"scopes": ["docs.read"]})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let sibling = body["apiKey"]["id"].as_str().unwrap().to_owned();
     let (status, body) =
@@ -1045,7 +1058,8 @@ async fn api_key_admins_grant_only_what_they_hold() {
         let (status, answer) = send(secret.clone(), reqwest::Method::PATCH, own.clone(), body.clone()).await;
         assert_eq!((status, answer["code"].as_i64()), (StatusCode::FORBIDDEN, Some(7)), "{body}: {answer}");
     }
-    let (status, answer) = send(secret.clone(), reqwest::Method::PATCH, own.clone(), json!({"description": "me"})).await;
+    let (status, answer) =
+        send(secret.clone(), reqwest::Method::PATCH, own.clone(), json!({"description": "me"})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let (status, answer) =
         send(secret, reqwest::Method::PATCH, format!("/apiKeys/{sibling}"), json!({"credits": {"remaining": 5}})).await;

@@ -51,9 +51,8 @@ use super::idempotency::{self, Begin, Idempotency, IdempotencyStore, Kept};
 use super::page_token::PageTokens;
 use super::throttle::AuthThrottle;
 use super::types::{
-    ApiCredits, ApiKey, ApiKeyScope, CreateApiKeyRequest,
-    ListOperationsResponse, ListScopesFullResponse, ListScopesResponse, OperationView, ReissueApiKeyRequest,
-    RevokeApiKeyRequest, ScopesAnswer, UpdateApiKeyRequest,
+    ApiCredits, ApiKey, ApiKeyScope, CreateApiKeyRequest, ListOperationsResponse, ListScopesFullResponse,
+    ListScopesResponse, OperationView, ReissueApiKeyRequest, RevokeApiKeyRequest, ScopesAnswer, UpdateApiKeyRequest,
 };
 use super::view::{self, View};
 use crate::clock::Timestamp;
@@ -271,9 +270,7 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         match named.filter(|s| !s.is_empty()) {
             Some(sa) => parse_service_account(sa),
             None => caller.default_service_account().cloned().ok_or_else(|| {
-                ApiError::invalid(
-                    "serviceAccountId is required: this caller does not stand for one service account",
-                )
+                ApiError::invalid("serviceAccountId is required: this caller does not stand for one service account")
             }),
         }
     }
@@ -854,7 +851,8 @@ async fn update<S: KeyStore, A: AdminAuth>(KeyCall { api, id, parts, body }: Key
     };
     api.change(&parts, prepared.await, |manager, (update, id, view): (UpdateRequest, KeyId, View)| async move {
         let (info, op) = manager.update(&id, update).await?;
-        let response = view::any(view::API_KEY, view.key(serde_json::to_value(ApiKey::from(&info)).unwrap_or_default()));
+        let response =
+            view::any(view::API_KEY, view.key(serde_json::to_value(ApiKey::from(&info)).unwrap_or_default()));
         Ok(Answer::ok(&OperationView::new(&op, Some(response), view)))
     })
     .await
@@ -863,7 +861,9 @@ async fn update<S: KeyStore, A: AdminAuth>(KeyCall { api, id, parts, body }: Key
 async fn delete<S: KeyStore, A: AdminAuth>(KeyCall { api, id, parts, body }: KeyCall<S, A>) -> Response {
     let view = View::of(&parts);
     let prepared = match view {
-        Ok(view) => api.bodiless_change(&parts, body, AdminAction::Delete, &id).await.map(|(c, r, k)| (c, r, (k, view))),
+        Ok(view) => {
+            api.bodiless_change(&parts, body, AdminAction::Delete, &id).await.map(|(c, r, k)| (c, r, (k, view)))
+        }
         Err(e) => Err(e),
     };
     api.change(&parts, prepared, |manager, (key, view): (KeyInfo, View)| async move {
@@ -913,7 +913,8 @@ async fn revoke<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, reque
         let op = manager.revoke_logged(&key.id).await?.recorded(&key.service_account_id);
         let mut revoked = key;
         revoked.status = KeyStatus::Revoked;
-        let response = view::any(view::API_KEY, view.key(serde_json::to_value(ApiKey::from(&revoked)).unwrap_or_default()));
+        let response =
+            view::any(view::API_KEY, view.key(serde_json::to_value(ApiKey::from(&revoked)).unwrap_or_default()));
         Ok(Answer::ok(&OperationView::new(&op, Some(response), view)))
     })
     .await
@@ -1016,14 +1017,18 @@ mod tests {
         assert_eq!((u.description.as_deref(), u.expires_at), (Some(""), Some(None)));
         // Named scopes must be given (absent or empty: refused, never the defaults).
         assert!(update_request(&req(Some("scopes"), None)).is_err());
-        let empty = UpdateApiKeyRequest { update_mask: Some("scopes".into()), scopes: Some(vec![]), ..Default::default() };
+        let empty =
+            UpdateApiKeyRequest { update_mask: Some("scopes".into()), scopes: Some(vec![]), ..Default::default() };
         assert!(update_request(&empty).is_err());
         let twice = UpdateApiKeyRequest { scopes: Some(vec!["a".into(), "a".into()]), ..Default::default() };
         assert!(update_request(&twice).is_err(), "duplicates refused");
         assert!(update_request(&req(Some("enabled"), None)).is_err(), "named enabled must be given");
         // No mask: only the fields present.
         let (u, mask) = update_request(&req(None, Some("y"))).unwrap();
-        assert_eq!((u.description.as_deref(), u.scopes, u.expires_at, mask), (Some("y"), None, None, vec!["description"]));
+        assert_eq!(
+            (u.description.as_deref(), u.scopes, u.expires_at, mask),
+            (Some("y"), None, None, vec!["description"])
+        );
         let only_enabled = UpdateApiKeyRequest { enabled: Some(false), ..Default::default() };
         let (u, _) = update_request(&only_enabled).unwrap();
         assert_eq!(u, UpdateRequest { enabled: Some(false), ..UpdateRequest::new() });

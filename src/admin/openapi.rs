@@ -13,7 +13,8 @@ use utoipa::{Modify, OpenApi};
 use super::types::{
     ApiCredits, ApiKey, ApiKeyScope, ApiKeyStatus, ApiRefill, ApiRefillPeriod, CreateApiKeyRequest,
     CreateApiKeyResponse, ListApiKeysResponse, ListOperationsResponse, ListScopesFullResponse, ListScopesResponse,
-    OperationMetadata, OperationView, ReissueApiKeyRequest, RevokeApiKeyRequest, ScopesAnswer, Status, UpdateApiKeyRequest,
+    OperationMetadata, OperationView, ReissueApiKeyRequest, RevokeApiKeyRequest, ScopesAnswer, Status,
+    UpdateApiKeyRequest,
 };
 
 /// The document's generator.

@@ -42,7 +42,9 @@ impl std::fmt::Debug for PageTokens {
 }
 
 fn prf(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let Ok(mut mac) = <HmacSha256 as KeyInit>::new_from_slice(key) else { unreachable!("HMAC takes keys of any length") };
+    let Ok(mut mac) = <HmacSha256 as KeyInit>::new_from_slice(key) else {
+        unreachable!("HMAC takes keys of any length")
+    };
     for p in parts {
         mac.update(p);
     }
