@@ -33,9 +33,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 // Longest accepted scope name in bytes.
-pub(crate) const MAX_SCOPE_LEN: usize = 128;
+pub(crate) const MAX_SCOPE_LEN: usize = 256;
 // Most scopes one key may hold.
-pub(crate) const MAX_SCOPES_PER_KEY: usize = 64;
+pub(crate) const MAX_SCOPES_PER_KEY: usize = 100;
 
 /// Why a scope name, list or catalog is invalid. Names in errors are scope
 /// names, which are public; they are truncated if over-long.
@@ -68,7 +68,7 @@ pub enum ScopeError {
 /// A validated scope name such as `yc.monitoring.read`.
 ///
 /// Grammar: one or more segments joined by `.`, each segment starting with an
-/// ASCII letter or digit followed by letters, digits, `_` or `-`; at most 128
+/// ASCII letter or digit followed by letters, digits, `_` or `-`; at most 256
 /// bytes. Cheap to clone (shared string).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Scope(Arc<str>);
@@ -598,7 +598,7 @@ mod tests {
         assert_eq!(Scope::new("a b"), Err(ScopeError::InvalidCharacter { position: 1 }));
         assert_eq!(Scope::new("a.-b"), Err(ScopeError::InvalidCharacter { position: 2 }));
         assert_eq!(Scope::new("é"), Err(ScopeError::InvalidCharacter { position: 0 }));
-        assert_eq!(Scope::new(&"a".repeat(129)), Err(ScopeError::TooLong));
+        assert_eq!(Scope::new(&"a".repeat(257)), Err(ScopeError::TooLong));
     }
 
     #[test]
@@ -680,7 +680,7 @@ mod tests {
         assert_eq!(s.to_string(), "a,b");
         assert_eq!(serde_json::to_string(&s).unwrap(), r#"["a","b"]"#);
         assert!(serde_json::from_str::<ScopeSet>(r#"["a","bad name"]"#).is_err());
-        let many = (0..65).map(|i| Scope::new(&format!("s{i}")).unwrap());
+        let many = (0..101).map(|i| Scope::new(&format!("s{i}")).unwrap());
         assert_eq!(ScopeSet::new(many), Err(ScopeError::TooMany));
     }
 

@@ -65,6 +65,8 @@ struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<&'static str>,
+    /// Whether every request asks for `view=FULL`.
+    full: bool,
     /// Every answer body, and whether it may hold a secret (create/reissue).
     seen: std::sync::Mutex<Vec<(bool, String)>>,
 }
@@ -77,15 +79,31 @@ struct Answer {
 
 impl Client {
     fn new(base: &str, token: Option<&'static str>) -> Self {
-        Self { http: reqwest::Client::new(), base: base.to_owned(), token, seen: std::sync::Mutex::default() }
+        Self {
+            http: reqwest::Client::new(),
+            base: base.to_owned(),
+            token,
+            full: false,
+            seen: std::sync::Mutex::default(),
+        }
     }
 
     fn as_token(&self, token: Option<&'static str>) -> Self {
-        Self::new(&self.base, token)
+        Self { full: self.full, ..Self::new(&self.base, token) }
+    }
+
+    /// The same client asking for `view=FULL` (`full`) or the cloud's shape.
+    fn full(&self, full: bool) -> Self {
+        Self { full, ..Self::new(&self.base, self.token) }
     }
 
     async fn send(&self, method: reqwest::Method, path: &str, body: Option<String>, idem: Option<&str>) -> Answer {
-        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
+        let url = match (self.full, path.contains('?')) {
+            (false, _) => format!("{}{path}", self.base),
+            (true, false) => format!("{}{path}?view=FULL", self.base),
+            (true, true) => format!("{}{path}&view=FULL", self.base),
+        };
+        let mut req = self.http.request(method.clone(), url);
         if let Some(t) = self.token {
             req = req.bearer_auth(t);
         }
@@ -99,7 +117,8 @@ impl Client {
         let status = resp.status();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
-        let may_hold_secret = method == reqwest::Method::POST && (path == "/apiKeys" || path.ends_with(":reissue"));
+        let bare = path.split('?').next().unwrap_or(path);
+        let may_hold_secret = method == reqwest::Method::POST && (bare == "/apiKeys" || bare.ends_with(":reissue"));
         self.seen.lock().unwrap().push((may_hold_secret, text.clone()));
         let body =
             if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
@@ -151,9 +170,10 @@ async fn scenario<S: KeyStore + Clone>(store: S) {
     let verifier = manager.verifier().build();
     let base = serve(AdminApi::new(manager.clone(), tokens()).body_limit(BODY_LIMIT).router()).await;
     let c = Client::new(&base, Some(OPS_TOKEN));
+    let f = c.full(true);
     let mut secrets = Vec::new();
 
-    // create
+    // create: the cloud's shape, exactly (the extension fields need view=FULL)
     let a = c.post("/apiKeys", create_body("for ci")).await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
     let secret = a.body["secret"].as_str().unwrap().to_owned();
@@ -165,8 +185,13 @@ async fn scenario<S: KeyStore + Clone>(store: S) {
     assert_eq!(key["scopes"], json!(["yc.monitoring.read", "yc.postbox.send"]));
     assert_eq!(key["expiresAt"], FUTURE);
     assert_eq!(key["maskedSecret"], format!("****{}", &secret[secret.len() - 6..]));
-    assert_eq!(key["status"], "ACTIVE");
+    let mut fields: Vec<&str> = key.as_object().unwrap().keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["createdAt", "description", "expiresAt", "id", "maskedSecret", "scopes", "serviceAccountId"]);
     assert!(key["createdAt"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(a.headers["cache-control"], "no-store", "an answer with a secret is never cached");
+    let full = f.get(&format!("/apiKeys/{id}")).await.body;
+    assert_eq!((full["status"].as_str(), full["enabled"].as_bool()), (Some("ACTIVE"), Some(true)), "{full}");
     let monitoring = ScopeCatalog::yandex_cloud().requirement("yc.monitoring.read").unwrap();
     let postbox = ScopeCatalog::yandex_cloud().requirement("yc.postbox.send").unwrap();
     let header = format!("Api-Key {secret}");
@@ -210,7 +235,8 @@ async fn scenario<S: KeyStore + Clone>(store: S) {
     );
     assert_error(&c.send(reqwest::Method::POST, "/apiKeys", None, None).await, 400, 3, "no body");
     let big = json!({"serviceAccountId": SA, "description": "x".repeat(BODY_LIMIT)});
-    assert_error(&c.post("/apiKeys", big).await, 413, 3, "oversized body");
+    assert_error(&c.post("/apiKeys", big).await, 400, 3, "oversized body");
+    cloud_limits(&c).await;
 
     // get
     let a = c.get(&format!("/apiKeys/{id}")).await;
@@ -220,34 +246,43 @@ async fn scenario<S: KeyStore + Clone>(store: S) {
     assert_error(&c.get("/apiKeys/not-an-id").await, 400, 3, "bad id");
     assert_error(&c.get(&format!("/apiKeys/{}", conformance::key_id())).await, 404, 5, "unknown id");
 
-    // update: mask present
+    // update: mask present; the operation packs its metadata and response
     let a = c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "description", "description": "renamed"})).await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
     assert_eq!(a.body["done"], true);
     assert_eq!(a.body["createdBy"], "ops");
-    assert_eq!(a.body["metadata"]["apiKeyId"], id.as_str());
+    assert_eq!(
+        a.body["metadata"],
+        json!({"@type": "type.googleapis.com/yandex.cloud.iam.v1.UpdateApiKeyMetadata", "apiKeyId": id})
+    );
+    assert_eq!(a.body["response"]["@type"], "type.googleapis.com/yandex.cloud.iam.v1.ApiKey");
+    assert!(a.body["response"].get("status").is_none(), "no extension field: {:?}", a.body);
     assert_eq!(a.body["response"]["description"], "renamed");
     assert_eq!(a.body["response"]["scopes"], key["scopes"], "fields outside the mask stay");
     assert_eq!(a.body["response"]["expiresAt"], FUTURE);
     let first_update = a.body["id"].as_str().unwrap().to_owned();
-    // mask naming scopes but no scopes: reset to the defaults; a scope
-    // update takes effect on the next verify.
-    let a = c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "scopes"})).await;
-    assert_eq!(a.body["response"]["scopes"], json!(defaults));
+    // a mask naming scopes without scopes is refused (never the defaults);
+    // a scope update takes effect on the next verify.
+    assert_error(&c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "scopes"})).await, 400, 3, "no scopes");
+    let a = c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "scopes", "scopes": ["yc.monitoring.read"]})).await;
+    assert_eq!(a.body["response"]["scopes"], json!(["yc.monitoring.read"]));
     assert!(verifier.verify(header.as_bytes(), Some(&postbox)).await.is_err(), "the old scope still works");
     let a = c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "scopes,expiresAt", "scopes": ["yc.monitoring.read"], "expiresAt": "2031-02-03T04:05:06Z"})).await;
     assert_eq!(a.body["response"]["scopes"], json!(["yc.monitoring.read"]));
     assert_eq!(a.body["response"]["expiresAt"], "2031-02-03T04:05:06Z");
     verifier.verify(header.as_bytes(), Some(&monitoring)).await.unwrap();
-    // no mask: all three replaced (absent ones reset)
+    // no mask: the fields present change, the rest stay
     let a = c.patch(&format!("/apiKeys/{id}"), json!({"description": "all", "scopes": ["yc.monitoring.read"]})).await;
     assert_eq!(a.body["response"]["description"], "all");
-    assert!(a.body["response"].get("expiresAt").is_none(), "expiry reset: {:?}", a.body);
-    assert_error(
-        &c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "scopes", "description": "x"})).await,
-        400,
-        3,
-        "field outside mask",
+    assert_eq!(a.body["response"]["expiresAt"], "2031-02-03T04:05:06Z", "expiry kept: {:?}", a.body);
+    // a field outside the mask is left untouched
+    let a = c
+        .patch(&format!("/apiKeys/{id}"), json!({"updateMask": "expiresAt", "expiresAt": FUTURE, "description": "x"}))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(
+        (a.body["response"]["description"].as_str(), a.body["response"]["expiresAt"].as_str()),
+        (Some("all"), Some(FUTURE))
     );
     assert_error(
         &c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "status"})).await,
@@ -276,14 +311,24 @@ async fn scenario<S: KeyStore + Clone>(store: S) {
         "unknown id",
     );
 
-    // operations: newest first, paged
-    let a = c.get(&format!("/apiKeys/{id}/operations")).await;
+    // operations: newest first, paged; each with its response
+    let basic = c.get(&format!("/apiKeys/{id}/operations")).await;
+    let types: Vec<&str> =
+        basic.body["operations"].as_array().unwrap().iter().map(|o| o["metadata"]["@type"].as_str().unwrap()).collect();
+    assert_eq!(types[0], "type.googleapis.com/yandex.cloud.iam.v1.UpdateApiKeyMetadata");
+    assert_eq!(types[5], "type.googleapis.com/apikeys.v1.CreateApiKeyMetadata");
+    assert_eq!(
+        basic.body["operations"][4]["response"],
+        json!({"@type": "type.googleapis.com/apikeys.v1.ApiKeyChanges", "description": "renamed"})
+    );
+    assert!(basic.body["operations"][4]["metadata"].get("kind").is_none(), "no extension field");
+    let a = f.get(&format!("/apiKeys/{id}/operations")).await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
     let ops = a.body["operations"].as_array().unwrap();
     let kinds: Vec<&str> = ops.iter().map(|o| o["metadata"]["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["update", "update", "update", "update", "create"]);
-    assert_eq!(ops[3]["id"], first_update.as_str());
-    assert_eq!(ops[3]["metadata"]["changes"], json!({"description": "renamed"}));
+    assert_eq!(kinds, ["update", "update", "update", "update", "update", "create"]);
+    assert_eq!(ops[4]["id"], first_update.as_str());
+    assert_eq!(ops[4]["metadata"]["changes"], json!({"description": "renamed"}));
     assert_eq!(ops[0]["createdBy"], "ops");
     assert_eq!(a.body["nextPageToken"], "");
     let mut paged = Vec::new();
@@ -306,10 +351,12 @@ async fn scenario<S: KeyStore + Clone>(store: S) {
     secrets.push(new_secret.clone());
     let new_id = a.body["apiKey"]["id"].as_str().unwrap().to_owned();
     assert_ne!(new_id, id);
-    assert_eq!(a.body["apiKey"]["reissuedFrom"], id.as_str());
+    assert_eq!(a.headers["cache-control"], "no-store");
+    assert!(a.body["apiKey"].get("reissuedFrom").is_none(), "extension fields need view=FULL");
+    assert_eq!(f.get(&format!("/apiKeys/{new_id}")).await.body["reissuedFrom"], id.as_str());
     verifier.verify(header.as_bytes(), None).await.unwrap();
     verifier.verify(format!("Api-Key {new_secret}").as_bytes(), None).await.unwrap();
-    assert_error(&c.post(&format!("/apiKeys/{id}:reissue"), json!({})).await, 412, 9, "second reissue");
+    assert_error(&c.post(&format!("/apiKeys/{id}:reissue"), json!({})).await, 400, 9, "second reissue");
     assert_error(
         &c.post(&format!("/apiKeys/{new_id}:reissue"), json!({"gracePeriod": "soon"})).await,
         400,
@@ -317,17 +364,18 @@ async fn scenario<S: KeyStore + Clone>(store: S) {
         "bad grace",
     );
     assert_error(&c.post(&format!("/apiKeys/{new_id}:frobnicate"), json!({})).await, 404, 5, "unknown method");
-    let old = c.get(&format!("/apiKeys/{id}")).await;
+    let old = f.get(&format!("/apiKeys/{id}")).await;
     assert_eq!(old.body["replacedBy"], new_id.as_str());
 
     // revoke
-    let a = c.send(reqwest::Method::POST, &format!("/apiKeys/{id}:revoke"), None, None).await;
+    let a = f.send(reqwest::Method::POST, &format!("/apiKeys/{id}:revoke"), None, None).await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
     assert_eq!(a.body["response"]["status"], "REVOKED");
+    assert_eq!(a.body["metadata"]["@type"], "type.googleapis.com/apikeys.v1.RevokeApiKeyMetadata");
     assert!(verifier.verify(header.as_bytes(), None).await.is_err());
     assert_error(
         &c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "description", "description": "x"})).await,
-        412,
+        400,
         9,
         "update of a revoked key",
     );
@@ -335,21 +383,43 @@ async fn scenario<S: KeyStore + Clone>(store: S) {
     // delete: gone, but its log stays
     let a = c.delete(&format!("/apiKeys/{id}")).await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
-    assert_eq!(a.body["response"], json!({}));
+    assert_eq!(a.body["response"], json!({"@type": "type.googleapis.com/google.protobuf.Empty"}));
+    assert_eq!(
+        a.body["metadata"],
+        json!({"@type": "type.googleapis.com/yandex.cloud.iam.v1.DeleteApiKeyMetadata", "apiKeyId": id})
+    );
     assert_error(&c.get(&format!("/apiKeys/{id}")).await, 404, 5, "deleted");
     assert_error(&c.delete(&format!("/apiKeys/{id}")).await, 404, 5, "deleted twice");
-    let a = c.get(&format!("/apiKeys/{id}/operations")).await;
+    let a = f.get(&format!("/apiKeys/{id}/operations")).await;
     let kinds: Vec<&str> =
         a.body["operations"].as_array().unwrap().iter().map(|o| o["metadata"]["kind"].as_str().unwrap()).collect();
     assert_eq!(&kinds[..3], ["delete", "revoke", "reissue"]);
     assert_error(&c.get(&format!("/apiKeys/{}/operations", conformance::key_id())).await, 404, 5, "unknown key's log");
 
-    // scopes and the document
+    // scopes (names, paged; descriptions with view=FULL) and the document
     let a = c.get("/apiKeyScopes").await;
+    let names = a.body["scopes"].as_array().unwrap();
+    assert_eq!(names.len(), ScopeCatalog::yandex_cloud().list().len());
+    assert!(names.contains(&json!("yc.monitoring.read")));
+    assert_eq!(a.body["nextPageToken"], "");
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let a = c.get(&format!("/apiKeyScopes?pageSize=4&pageToken={token}")).await;
+        assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+        paged.extend(a.body["scopes"].as_array().unwrap().iter().cloned());
+        token = a.body["nextPageToken"].as_str().unwrap().to_owned();
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(&paged, names);
+    assert_error(&c.get("/apiKeyScopes?pageToken=zzz").await, 400, 3, "bad scopes token");
+    let a = f.get("/apiKeyScopes").await;
     let scopes = a.body["scopes"].as_array().unwrap();
-    assert_eq!(scopes.len(), ScopeCatalog::yandex_cloud().list().len());
-    assert!(scopes.iter().any(|s| s["id"] == "yc.monitoring.read"));
+    assert!(scopes.iter().any(|s| s["id"] == "yc.monitoring.read" && s["description"].is_string()));
     assert_eq!(scopes.iter().filter(|s| s["default"] == true).count(), defaults.len());
+    assert_error(&c.get("/apiKeyScopes?view=PARTIAL").await, 400, 3, "bad view");
     let doc = c.get("/openapi.json").await;
     assert!(doc.body["openapi"].as_str().unwrap().starts_with("3.1"));
 
@@ -357,6 +427,40 @@ async fn scenario<S: KeyStore + Clone>(store: S) {
     authorization(&c, &id, &new_id).await;
     paging(&c, &mut secrets).await;
     c.assert_secrets_only_where_allowed(&secrets);
+}
+
+/// The cloud's validation limits on create, and its deprecated `scope`.
+async fn cloud_limits(c: &Client) {
+    let catalog = ScopeCatalog::yandex_cloud();
+    let a = c.post("/apiKeys", json!({"serviceAccountId": SA, "scopes": ["yc.postbox.send", "yc.postbox.send"]})).await;
+    assert_error(&a, 400, 3, "duplicate scopes are refused, not merged");
+    let many: Vec<String> = (0..101).map(|i| format!("s{i}")).collect();
+    assert_error(&c.post("/apiKeys", json!({"serviceAccountId": SA, "scopes": many})).await, 400, 3, "101 scopes");
+    let long = format!("yc.{}", "a".repeat(260));
+    assert_error(&c.post("/apiKeys", json!({"serviceAccountId": SA, "scopes": [long]})).await, 400, 3, "long scope");
+    assert_error(
+        &c.post("/apiKeys", json!({"serviceAccountId": SA, "description": "é".repeat(257)})).await,
+        400,
+        3,
+        "description over 256",
+    );
+    assert_error(
+        &c.post("/apiKeys", json!({"serviceAccountId": SA, "expiresAt": "2106-01-01T00:00:00Z"})).await,
+        400,
+        3,
+        "expiry after 2105",
+    );
+    assert_error(&c.post("/apiKeys", json!({"serviceAccountId": "a".repeat(51)})).await, 400, 3, "account id over 50");
+    let a = c.post("/apiKeys", json!({"serviceAccountId": SA, "description": "é".repeat(256), "expiresAt": "2105-12-31T23:59:59.999999999Z"})).await;
+    assert_eq!(a.status, StatusCode::OK, "the limits themselves are accepted: {:?}", a.body);
+    c.delete(&format!("/apiKeys/{}", a.body["apiKey"]["id"].as_str().unwrap())).await;
+    // The deprecated `scope` is one scope; with `scopes` too it is ambiguous.
+    let a = c.post("/apiKeys", json!({"serviceAccountId": SA, "scope": "yc.postbox.send"})).await;
+    assert_eq!(a.body["apiKey"]["scopes"], json!(["yc.postbox.send"]), "{:?}", a.body);
+    assert!(catalog.contains("yc.postbox.send"));
+    c.delete(&format!("/apiKeys/{}", a.body["apiKey"]["id"].as_str().unwrap())).await;
+    let both = json!({"serviceAccountId": SA, "scope": "yc.postbox.send", "scopes": ["yc.monitoring.read"]});
+    assert_error(&c.post("/apiKeys", both).await, 400, 3, "scope and scopes");
 }
 
 async fn idempotency(c: &Client, secrets: &mut Vec<String>) {
@@ -368,13 +472,14 @@ async fn idempotency(c: &Client, secrets: &mut Vec<String>) {
     let replay = c.send(reqwest::Method::POST, "/apiKeys", Some(body.clone()), Some(k)).await;
     assert_eq!(replay.status, StatusCode::OK);
     assert_eq!(replay.headers["idempotent-replayed"], "true");
+    assert_eq!(replay.headers["cache-control"], "no-store");
     assert_eq!(replay.body["apiKey"], first.body["apiKey"], "a replay names the same key");
     assert!(replay.body.get("secret").is_none(), "a replay never shows the secret again");
     let listed = c.get(&format!("/apiKeys?serviceAccountId={SA}&pageSize=1000")).await;
     let n = listed.body["apiKeys"].as_array().unwrap().iter().filter(|k| k["description"] == "idempotent").count();
     assert_eq!(n, 1, "a replayed create made a second key");
     let other = c.send(reqwest::Method::POST, "/apiKeys", Some(create_body("other").to_string()), Some(k)).await;
-    assert_error(&other, 412, 9, "same key, other body");
+    assert_error(&other, 400, 9, "same key, other body");
     assert_error(
         &c.send(reqwest::Method::POST, "/apiKeys", Some(body.clone()), Some("not-a-uuid")).await,
         400,
@@ -405,16 +510,31 @@ async fn authorization(c: &Client, deleted: &str, live: &str) {
     let foreign = c.post("/apiKeys", json!({"serviceAccountId": "someone-else"})).await;
     let foreign_id = foreign.body["apiKey"]["id"].as_str().unwrap();
     assert_error(&robot.post("/apiKeys", json!({"serviceAccountId": "someone-else"})).await, 403, 7, "foreign create");
-    assert_error(&robot.get(&format!("/apiKeys/{foreign_id}")).await, 403, 7, "foreign get");
+    // A key the robot may not see is "not found", word for word as a missing one.
+    let hidden = robot.get(&format!("/apiKeys/{foreign_id}")).await;
+    assert_error(&hidden, 404, 5, "foreign get");
+    let missing_id = conformance::key_id().to_string();
+    let missing = robot.get(&format!("/apiKeys/{missing_id}")).await;
+    assert_eq!(
+        hidden.body["message"].as_str().unwrap().replace(foreign_id, "ID"),
+        missing.body["message"].as_str().unwrap().replace(&missing_id, "ID"),
+    );
     assert_error(&robot.get("/apiKeys?serviceAccountId=someone-else").await, 403, 7, "foreign list");
     assert_error(
         &robot.patch(&format!("/apiKeys/{foreign_id}"), json!({"description": "x"})).await,
-        403,
-        7,
+        404,
+        5,
         "foreign update",
     );
-    assert_error(&robot.delete(&format!("/apiKeys/{foreign_id}")).await, 403, 7, "foreign delete");
-    assert_error(&robot.get(&format!("/apiKeys/{foreign_id}/operations")).await, 403, 7, "foreign log");
+    assert_error(&robot.delete(&format!("/apiKeys/{foreign_id}")).await, 404, 5, "foreign delete");
+    assert_error(&robot.get(&format!("/apiKeys/{foreign_id}/operations")).await, 404, 5, "foreign log");
+    // Without serviceAccountId the robot lists its own account; an operator must name one.
+    let own = robot.get("/apiKeys").await;
+    assert_eq!(own.status, StatusCode::OK, "{:?}", own.body);
+    assert!(own.body["apiKeys"].as_array().unwrap().iter().all(|k| k["serviceAccountId"] == SA));
+    let made = robot.post("/apiKeys", json!({"description": "own account"})).await;
+    assert_eq!(made.body["apiKey"]["serviceAccountId"], SA, "{:?}", made.body);
+    robot.delete(&format!("/apiKeys/{}", made.body["apiKey"]["id"].as_str().unwrap())).await;
     assert_eq!(
         robot.get(&format!("/apiKeys/{deleted}/operations")).await.status,
         StatusCode::OK,
@@ -456,7 +576,14 @@ async fn paging(c: &Client, secrets: &mut Vec<String>) {
     assert_error(&c.get(&format!("/apiKeys?serviceAccountId={sa}&pageSize=ten")).await, 400, 3, "page size type");
     assert_error(&c.get(&format!("/apiKeys?serviceAccountId={sa}&pageToken=zzz")).await, 400, 3, "bad token");
     assert_error(&c.get(&format!("/apiKeys?serviceAccountId={sa}&color=red")).await, 400, 3, "unknown parameter");
-    assert_error(&c.get("/apiKeys").await, 400, 3, "no account");
+    assert_error(&c.get("/apiKeys").await, 400, 3, "no account for an operator token");
+    // Page tokens are opaque: no key id can be read from one.
+    let a = c.get(&format!("/apiKeys?serviceAccountId={sa}&pageSize=1")).await;
+    let token = a.body["nextPageToken"].as_str().unwrap();
+    let raw = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, token).unwrap();
+    let first = a.body["apiKeys"][0]["id"].as_str().unwrap();
+    assert!(!raw.windows(first.len()).any(|w| w == first.as_bytes()), "the token shows a key id");
+    assert!(!token.contains(&base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &first[..9])));
 }
 
 // ----- backends -----
@@ -553,7 +680,7 @@ async fn a_store_failure_is_503_and_changes_nothing() {
         };
         assert_error(&a, 503, 14, call);
     }
-    let key = c.get(&format!("/apiKeys/{id}")).await.body;
+    let key = c.full(true).get(&format!("/apiKeys/{id}")).await.body;
     assert_eq!((key["description"].as_str(), key["status"].as_str()), (Some("stable"), Some("ACTIVE")));
     let ops = c.get(&format!("/apiKeys/{id}/operations")).await.body;
     assert_eq!(ops["operations"].as_array().unwrap().len(), 1, "only the create is logged");
@@ -592,7 +719,7 @@ async fn api_keys_with_the_admin_scope_are_admins_of_their_own_account() {
     let own = call(admin_key.secret.expose_secret().to_owned(), format!("/apiKeys/{}", reader_key.api_key.id)).await;
     assert_eq!(own.status(), StatusCode::OK);
     let other = call(admin_key.secret.expose_secret().to_owned(), format!("/apiKeys/{}", foreign.api_key.id)).await;
-    assert_eq!(other.status(), StatusCode::FORBIDDEN);
+    assert_eq!(other.status(), StatusCode::NOT_FOUND, "another account's key is not found");
     let reader =
         call(reader_key.secret.expose_secret().to_owned(), format!("/apiKeys/{}", reader_key.api_key.id)).await;
     assert_eq!(reader.status(), StatusCode::FORBIDDEN);
@@ -612,7 +739,7 @@ async fn controls_scenario<S: KeyStore + Clone>(store: S) {
     let manager = manager(store);
     let verifier = manager.verifier().build();
     let base = serve(AdminApi::new(manager, tokens()).router()).await;
-    let c = Client::new(&base, Some(OPS_TOKEN));
+    let c = Client::new(&base, Some(OPS_TOKEN)).full(true);
     let ext = format!("cust_{}", conformance::key_id());
     let controls = json!({
         "metadata": {"plan": "pro", "seats": 3},
@@ -661,7 +788,7 @@ async fn controls_scenario<S: KeyStore + Clone>(store: S) {
     assert!(updated.get("rateLimits").is_none(), "named and absent: cleared");
     assert_eq!(updated["allowedIps"], controls["allowedIps"], "not named: kept");
     assert!(a.body["metadata"]["changes"]["rateLimits"].is_null());
-    // Without a mask the control fields present are set (and the three original fields replaced).
+    // Without a mask the fields present are set; the rest stay.
     let a =
         c.patch(&format!("/apiKeys/{id}"), json!({"description": "d", "enabled": false, "metadata": {"a": 1}})).await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
@@ -670,20 +797,25 @@ async fn controls_scenario<S: KeyStore + Clone>(store: S) {
         (json!(false), json!({"a": 1}))
     );
     assert_eq!(a.body["response"]["externalId"], json!(ext), "absent control kept");
+    assert_error(
+        &c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "enabled,metadata"})).await,
+        400,
+        3,
+        "enabled named but absent",
+    );
     let a = c
-        .patch(&format!("/apiKeys/{id}"), json!({"updateMask": "enabled,metadata,externalId,allowedIps,credits"}))
+        .patch(
+            &format!("/apiKeys/{id}"),
+            json!({"updateMask": "enabled,metadata,externalId,allowedIps,credits", "enabled": true}),
+        )
         .await;
     let cleared = &a.body["response"];
-    assert_eq!(cleared["enabled"], true, "enabled named and absent: reset to enabled");
+    assert_eq!(cleared["enabled"], true, "enabled as given");
     for field in ["metadata", "externalId", "allowedIps", "credits", "rateLimits"] {
         assert!(cleared.get(field).is_none(), "{field} cleared: {cleared}");
     }
-    assert_error(
-        &c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "description", "enabled": false})).await,
-        400,
-        3,
-        "control outside the mask",
-    );
+    let a = c.patch(&format!("/apiKeys/{id}"), json!({"updateMask": "description", "enabled": false})).await;
+    assert_eq!(a.body["response"]["enabled"], true, "a field outside the mask is left untouched: {:?}", a.body);
 
     // Bad values: 400, code 3, the message names the field; nothing is written.
     let bad: [(&str, Value); 9] = [
@@ -754,4 +886,215 @@ async fn key_controls_over_the_api_sqlite() {
 #[tokio::test]
 async fn key_controls_over_the_api_postgres() {
     on_postgres("api_keys_admin_controls_", controls_scenario).await;
+}
+
+// ----- hardening (issue 25) -----
+
+/// No update widens a key without saying so: toggling `enabled` or setting
+/// an allow-list keeps the scopes and expiry; a mask naming `scopes`
+/// without any is refused. Before the fix each of these PATCHes reset the
+/// scopes to the catalog's ten defaults and removed the expiry.
+async fn never_widen_scenario<S: KeyStore + Clone>(store: S) {
+    let manager = manager(store);
+    let verifier = manager.verifier().build();
+    let base = serve(AdminApi::new(manager, tokens()).router()).await;
+    let c = Client::new(&base, Some(OPS_TOKEN)).full(true);
+    let a =
+        c.post("/apiKeys", json!({"serviceAccountId": SA, "scopes": ["yc.postbox.send"], "expiresAt": FUTURE})).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let id = a.body["apiKey"]["id"].as_str().unwrap().to_owned();
+    let header = format!("Api-Key {}", a.body["secret"].as_str().unwrap());
+    let translate = ScopeCatalog::yandex_cloud().requirement("yc.ai.translate.execute").unwrap();
+    let narrow = |body: &Value| {
+        assert_eq!(body["response"]["scopes"], json!(["yc.postbox.send"]), "{body}");
+        assert_eq!(body["response"]["expiresAt"], FUTURE, "{body}");
+    };
+    for patch in [
+        json!({"enabled": false}),
+        json!({"enabled": true}),
+        json!({"allowedIps": ["10.0.0.0/8", "127.0.0.0/8"]}),
+        json!({"updateMask": "", "description": "empty mask"}),
+    ] {
+        let a = c.patch(&format!("/apiKeys/{id}"), patch.clone()).await;
+        assert_eq!(a.status, StatusCode::OK, "{patch}: {:?}", a.body);
+        narrow(&a.body);
+    }
+    for patch in [json!({"updateMask": "scopes"}), json!({"updateMask": "scopes", "scopes": []})] {
+        assert_error(&c.patch(&format!("/apiKeys/{id}"), patch).await, 400, 3, "masked scopes without any");
+    }
+    let key = c.get(&format!("/apiKeys/{id}")).await.body;
+    assert_eq!((key["scopes"].clone(), key["expiresAt"].clone()), (json!(["yc.postbox.send"]), json!(FUTURE)));
+    let local = api_keys::VerifyContext::new()
+        .client_ip("127.0.0.1".parse::<std::net::IpAddr>().ok())
+        .required(Some(&translate));
+    let refused = verifier.verify_with(header.as_bytes(), &local).await;
+    assert!(matches!(refused, Err(api_keys::VerifyError::InsufficientScope { .. })), "{refused:?}");
+}
+
+#[tokio::test]
+async fn updates_never_widen_a_key_sqlite() {
+    let (_dir, store) = sqlite_store().await;
+    never_widen_scenario(store).await;
+}
+
+#[tokio::test]
+async fn updates_never_widen_a_key_postgres() {
+    on_postgres("api_keys_admin_widen_", never_widen_scenario).await;
+}
+
+/// A client that disconnects while its change runs does not leave the
+/// `Idempotency-Key` "still running": the change completes, its answer is
+/// recorded, and the retry gets it (one key made). Before the fix the
+/// handler was dropped with the connection and every retry got 409.
+#[tokio::test]
+async fn a_client_that_disconnects_gets_the_recorded_answer_on_retry() {
+    let store = Arc::new(FaultyStore::new(MemoryStore::new()));
+    let base = serve(AdminApi::new(manager(Arc::clone(&store)), tokens()).router()).await;
+    let key = "5d0c2b0a-9a1e-4d55-8f43-2f1a3c9b7e60";
+    let body = create_body("disconnected").to_string();
+    store.inject(Op::Insert, Fault::Delay(std::time::Duration::from_millis(600)), 1);
+    let impatient = reqwest::Client::builder().timeout(std::time::Duration::from_millis(150)).build().unwrap();
+    let gone = impatient
+        .post(format!("{base}/apiKeys"))
+        .bearer_auth(OPS_TOKEN)
+        .header("Idempotency-Key", key)
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client gave up before the answer");
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    let c = Client::new(&base, Some(OPS_TOKEN));
+    let retry = c.send(reqwest::Method::POST, "/apiKeys", Some(body), Some(key)).await;
+    assert_eq!(retry.status, StatusCode::OK, "{:?}", retry.body);
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    assert_eq!(retry.headers["cache-control"], "no-store");
+    assert!(retry.body.get("secret").is_none());
+    let listed = c.get(&format!("/apiKeys?serviceAccountId={SA}")).await.body;
+    let ids: Vec<&Value> = listed["apiKeys"].as_array().unwrap().iter().map(|k| &k["id"]).collect();
+    assert_eq!(ids, [&retry.body["apiKey"]["id"]], "exactly the recorded key");
+}
+
+/// Serves `router` nested at `/iam/v1` with the peer address in the
+/// request extensions (as `keyctl serve` does).
+async fn serve_with_peers(router: axum::Router) -> String {
+    let app = axum::Router::new().nest("/iam/v1", router);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
+    });
+    format!("http://{addr}/iam/v1")
+}
+
+/// An API key acting as admin grants only scopes it holds, may not change
+/// its own limits, and works from the addresses its allow-list names.
+#[tokio::test]
+async fn api_key_admins_grant_only_what_they_hold() {
+    let catalog = ScopeCatalog::builder()
+        .scope("iam.apikeys.admin", "Manage API keys")
+        .scope("docs.read", "Read documents")
+        .scope("docs.write", "Write documents")
+        .defaults(["docs.read"])
+        .build()
+        .unwrap();
+    let manager = KeyManager::builder(
+        Arc::new(MemoryStore::new()),
+        Peppers::single(Pepper::new(1, [6u8; 32]).unwrap()),
+        catalog.clone(),
+    )
+    .build();
+    use api_keys::controls::{IpAllowList, KeyControls};
+    let local = KeyControls::new().allowed_ips("127.0.0.0/8".parse::<IpAllowList>().unwrap());
+    let elsewhere = KeyControls::new().allowed_ips("10.0.0.0/8".parse::<IpAllowList>().unwrap());
+    let admin = manager
+        .create(CreateRequest::new(SA).scopes(["iam.apikeys.admin", "docs.read"]).controls(local))
+        .await
+        .unwrap();
+    let remote = manager
+        .create(CreateRequest::new(SA).scopes(["iam.apikeys.admin", "docs.read"]).controls(elsewhere))
+        .await
+        .unwrap();
+    let auth =
+        ApiKeyAdmin::new(Arc::new(manager.verifier().build()), catalog.requirement("iam.apikeys.admin").unwrap());
+    let base = serve_with_peers(AdminApi::new(manager, auth).router()).await;
+    let http = reqwest::Client::new();
+    let send = |secret: String, method: reqwest::Method, path: String, body: Value| {
+        let request = http
+            .request(method, format!("{base}{path}"))
+            .header("authorization", format!("Api-Key {secret}"))
+            .json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let secret = admin.secret.expose_secret().to_owned();
+    // Allowed from 127.0.0.1 (the address is passed to the verifier).
+    let (status, body) =
+        send(secret.clone(), reqwest::Method::POST, "/apiKeys".into(), json!({"scopes": ["docs.read"]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sibling = body["apiKey"]["id"].as_str().unwrap().to_owned();
+    let (status, body) =
+        send(remote.secret.expose_secret().to_owned(), reqwest::Method::GET, "/apiKeyScopes".into(), Value::Null).await;
+    assert_eq!((status, body["code"].as_i64()), (StatusCode::FORBIDDEN, Some(7)), "outside its allow-list: {body}");
+    // Wider than itself: refused, on create, update and through the defaults.
+    for (method, path, body) in [
+        (reqwest::Method::POST, "/apiKeys".to_owned(), json!({"scopes": ["docs.write"]})),
+        (reqwest::Method::POST, "/apiKeys".to_owned(), json!({"scope": "docs.write"})),
+        (reqwest::Method::PATCH, format!("/apiKeys/{sibling}"), json!({"scopes": ["docs.read", "docs.write"]})),
+    ] {
+        let (status, answer) = send(secret.clone(), method, path, body.clone()).await;
+        assert_eq!((status, answer["code"].as_i64()), (StatusCode::FORBIDDEN, Some(7)), "{body}: {answer}");
+    }
+    // Its own limits are an operator's call; its description is not.
+    let own = format!("/apiKeys/{}", admin.api_key.id);
+    for body in [
+        json!({"credits": {"remaining": 1000000}}),
+        json!({"rateLimits": ["api=100000/1s"]}),
+        json!({"updateMask": "allowedIps"}),
+        json!({"updateMask": "expiresAt"}),
+    ] {
+        let (status, answer) = send(secret.clone(), reqwest::Method::PATCH, own.clone(), body.clone()).await;
+        assert_eq!((status, answer["code"].as_i64()), (StatusCode::FORBIDDEN, Some(7)), "{body}: {answer}");
+    }
+    let (status, answer) =
+        send(secret.clone(), reqwest::Method::PATCH, own.clone(), json!({"description": "me"})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, answer) =
+        send(secret, reqwest::Method::PATCH, format!("/apiKeys/{sibling}"), json!({"credits": {"remaining": 5}})).await;
+    assert_eq!(status, StatusCode::OK, "a sibling's controls are fine: {answer}");
+}
+
+/// Failed admin authentications are logged without the token and, past
+/// the budget, throttled per client address (429, code 8) even for the
+/// right token, while other addresses are served.
+#[tokio::test]
+async fn failed_admin_authentications_are_logged_and_throttled() {
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let base = serve_with_peers(AdminApi::new(manager(MemoryStore::new()), tokens()).router()).await;
+    let c = Client::new(&base, Some(OPS_TOKEN));
+    let wrong = c.as_token(Some("wrong-token-guess-0123456789"));
+    for _ in 0..20 {
+        assert_error(&wrong.get("/apiKeyScopes").await, 401, 16, "wrong token");
+    }
+    assert_error(&wrong.get("/apiKeyScopes").await, 429, 8, "throttled");
+    assert_error(&c.get("/apiKeyScopes").await, 429, 8, "the right token waits too: it is not even checked");
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("admin authentication failed") && log.contains("127.0.0.1"), "{log}");
+    assert!(!log.contains("wrong-token-guess"), "the token reached the log");
 }

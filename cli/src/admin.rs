@@ -55,6 +55,10 @@ fn shannon<T: Ord>(items: &[T]) -> f64 {
         .sum()
 }
 
+/// What the page-token secret is derived from the pepper for: every node
+/// with the same pepper reads the others' page tokens.
+const PAGE_TOKENS: &[u8] = b"keyctl serve: management API page tokens";
+
 /// The admin tokens configured, or `None` when the management API is off.
 ///
 /// # Errors
@@ -73,6 +77,13 @@ pub(crate) fn tokens() -> Result<Option<StaticTokens>, Failure> {
             .map_err(|e| Failure::new(BAD_INPUT, format!("{ADMIN_TOKEN_FILE_VAR}: {e}")))?,
         (None, None) => return Ok(None),
     };
+    parse_tokens(&text).map(Some)
+}
+
+/// The tokens of `text` (comma- or line-separated), each recorded in the
+/// operations log under [`StaticTokens::token_id`] (a digest prefix, stable
+/// whatever the token's place in the list).
+fn parse_tokens(text: &str) -> Result<StaticTokens, Failure> {
     let mut tokens = StaticTokens::new();
     for (n, token) in text.split([',', '\n']).map(str::trim).filter(|t| !t.is_empty()).enumerate() {
         let bits = estimated_bits(token);
@@ -86,14 +97,14 @@ pub(crate) fn tokens() -> Result<Option<StaticTokens>, Failure> {
                 ),
             ));
         }
-        let name = format!("admin-token-{}", n + 1);
+        let name = StaticTokens::token_id(token);
         tokens =
             tokens.token(&name, token).map_err(|e| Failure::new(BAD_INPUT, format!("admin token {}: {e}", n + 1)))?;
     }
     if tokens.is_empty() {
         return Err(Failure::new(BAD_INPUT, "the admin token variable is set but holds no token"));
     }
-    Ok(Some(tokens))
+    Ok(tokens)
 }
 
 /// Nests the management API at `/iam/v1` when tokens are configured, and
@@ -105,7 +116,8 @@ pub(crate) fn mount(router: Router, node: &Node, tokens: Option<StaticTokens>) -
                 "keyctl: management API at /iam/v1 ({} admin token(s)); console at /iam/v1/console",
                 tokens.len()
             );
-            router.nest("/iam/v1", AdminApi::new(node.manager(), tokens).router())
+            let api = AdminApi::new(node.manager(), tokens).page_token_secret(&node.derived_secret(PAGE_TOKENS));
+            router.nest("/iam/v1", api.router())
         }
         None => {
             eprintln!("keyctl: management API off (set {ADMIN_TOKEN_VAR} or {ADMIN_TOKEN_FILE_VAR} to enable it)");
@@ -138,5 +150,19 @@ mod tests {
             assert!(estimated_bits(strong) >= MIN_TOKEN_BITS, "{strong}: {}", estimated_bits(strong));
         }
         assert!(estimated_bits("").abs() < f64::EPSILON && estimated_bits("x").abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn tokens_are_named_by_digest_whatever_their_order() {
+        let a = "Yx3Jm0Hq9v1nZ8lKcR2tW5pQe7uB4sAaG6dFhN0oXiM=";
+        let b = "9f2c4e1a7b3d58e0c6f1a2b9d4e7c3f05a8b1d6e2f9c4a7b0e3d5f8a1c6b9e2d";
+        let one = format!("{:?}", parse_tokens(&format!("{a},{b}")).unwrap());
+        let other = format!("{:?}", parse_tokens(&format!("{b}\n{a}\n")).unwrap());
+        for name in [StaticTokens::token_id(a), StaticTokens::token_id(b)] {
+            assert!(one.contains(&name) && other.contains(&name), "{one} / {other}");
+        }
+        assert!(!one.contains("admin-token-1"), "not the position in the list: {one}");
+        assert!(!one.contains("Yx3Jm0Hq9v1n"), "never the token itself");
+        assert!(parse_tokens(" , \n").is_err());
     }
 }

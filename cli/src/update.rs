@@ -67,7 +67,12 @@ impl UpdateArgs {
             request = request.description(d.clone());
         }
         if let Some(s) = &self.scopes {
-            request = request.scopes(s.iter().map(|s| s.trim().to_owned()));
+            let scopes: Vec<String> = s.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            if scopes.is_empty() {
+                // Never read as "reset to the catalog's defaults": that would widen the key.
+                return Err(Failure::new(BAD_INPUT, "--scopes needs at least one scope"));
+            }
+            request = request.scopes(scopes);
         }
         if let Some(t) = self.expires_at {
             request = request.expires_at(Some(t));
@@ -142,4 +147,35 @@ pub(crate) async fn operations(args: OperationsArgs, format: Format, cx: &Contex
         text.push_str(&format!("next page: --page-token {n}\n"));
     }
     emit(Ok(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        update: UpdateArgs,
+    }
+
+    fn request(args: &[&str]) -> Result<UpdateRequest, Failure> {
+        let mut argv = vec!["keyctl", "aaaaaaaaaaaaaaaaaaaa"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).map_err(|e| Failure::new(BAD_INPUT, e.to_string()))?.update.request()
+    }
+
+    #[test]
+    fn an_update_changes_only_what_its_flags_name() {
+        let only = request(&["--disable"]).ok().unwrap_or_default();
+        assert_eq!((only.scopes, only.expires_at, only.enabled), (None, None, Some(false)), "nothing else touched");
+        let only = request(&["--allow-ip", "10.0.0.0/8"]).ok().unwrap_or_default();
+        assert_eq!((only.scopes, only.expires_at, only.description), (None, None, None));
+        for empty in ["", ",", " , "] {
+            assert!(request(&["--scopes", empty]).is_err(), "{empty:?} must not reset the scopes");
+        }
+        let named = request(&["--scopes", "yc.postbox.send, "]).ok().unwrap_or_default();
+        assert_eq!(named.scopes, Some(Some(vec!["yc.postbox.send".to_owned()])));
+    }
 }

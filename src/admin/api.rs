@@ -2,30 +2,37 @@
 //!
 //! | method | path | body / query | returns |
 //! |---|---|---|---|
-//! | create | `POST /apiKeys` | [`CreateApiKeyRequest`] | [`CreateApiKeyResponse`] (the only time the secret appears) |
+//! | create | `POST /apiKeys` | [`CreateApiKeyRequest`] | [`CreateApiKeyResponse`](super::types::CreateApiKeyResponse) (the only time the secret appears) |
 //! | get | `GET /apiKeys/{apiKeyId}` | | [`ApiKey`] |
-//! | list | `GET /apiKeys?serviceAccountId=&pageSize=&pageToken=` | pageSize 0–1000 (0: 100) | [`ListApiKeysResponse`] |
-//! | list by owner | `GET /apiKeys?externalId=&pageSize=&pageToken=` | across service accounts | [`ListApiKeysResponse`] (the keys of the accounts the caller may list) |
-//! | list expiring | `GET /apiKeys?expiringWithin=604800s&pageSize=&pageToken=` | active keys expiring within the window, across service accounts | [`ListApiKeysResponse`] (as above) |
+//! | list | `GET /apiKeys?serviceAccountId=&pageSize=&pageToken=` | pageSize 0–1000 (0: 100); no `serviceAccountId`: the caller's own, for a caller limited to one | [`ListApiKeysResponse`](super::types::ListApiKeysResponse) |
+//! | list by owner | `GET /apiKeys?externalId=&pageSize=&pageToken=` | across service accounts | [`ListApiKeysResponse`](super::types::ListApiKeysResponse) (the keys of the accounts the caller may list) |
+//! | list expiring | `GET /apiKeys?expiringWithin=604800s&pageSize=&pageToken=` | active keys expiring within the window, across service accounts | [`ListApiKeysResponse`](super::types::ListApiKeysResponse) (as above) |
 //! | update | `PATCH /apiKeys/{apiKeyId}` | [`UpdateApiKeyRequest`] | [`OperationView`] whose `response` is the updated key |
-//! | delete | `DELETE /apiKeys/{apiKeyId}` | | [`OperationView`] (`response` `{}`) |
-//! | reissue | `POST /apiKeys/{apiKeyId}:reissue` | [`ReissueApiKeyRequest`] | [`CreateApiKeyResponse`] of the new key |
+//! | delete | `DELETE /apiKeys/{apiKeyId}` | | [`OperationView`] (`response` `google.protobuf.Empty`) |
+//! | reissue | `POST /apiKeys/{apiKeyId}:reissue` | [`ReissueApiKeyRequest`] | [`CreateApiKeyResponse`](super::types::CreateApiKeyResponse) of the new key |
 //! | revoke | `POST /apiKeys/{apiKeyId}:revoke` | | [`OperationView`] whose `response` is the revoked key |
 //! | operations | `GET /apiKeys/{apiKeyId}/operations?pageSize=&pageToken=` | | [`ListOperationsResponse`], newest first; also for a deleted key |
-//! | scopes | `GET /apiKeyScopes` | | [`ListScopesResponse`] |
+//! | scopes | `GET /apiKeyScopes?pageSize=&pageToken=` | | [`ListScopesResponse`]; with `view=FULL` [`ListScopesFullResponse`] |
 //! | document | `GET /openapi.json` | | the OpenAPI 3.1 document |
 //! | console | `GET /console` | | the web console ([`super::console`]) |
 //!
-//! Each handler reads like the verifier: authenticate ([`AdminAuth`]) →
-//! parse → authorize on the key's service account → one manager call (with
-//! the caller as the operations log's actor) → render. Errors are
-//! [`ApiError`]s: `{code, message, details}` with a `google.rpc.Code` and
-//! its HTTP status. Bodies are capped ([`DEFAULT_BODY_LIMIT`]); bad JSON,
-//! wrong types and unknown fields are code 3 (HTTP 400). Mutating calls
-//! accept `Idempotency-Key` ([`super::idempotency`]).
+//! Answers have the cloud's shape; `view=FULL` (any route) adds the
+//! project's extension fields ([`super::view`]). Each handler reads like the
+//! verifier: authenticate ([`AdminAuth`]) → parse → authorize on the key's
+//! service account → one manager call (with the caller as the operations
+//! log's actor) → render. A key the caller may not see is "not found"
+//! (code 5), like a key that does not exist. Errors are [`ApiError`]s:
+//! `{code, message, details}` with a `google.rpc.Code` and its HTTP status.
+//! Bodies are capped ([`DEFAULT_BODY_LIMIT`]); bad JSON, wrong types,
+//! unknown fields and oversized bodies are code 3 (HTTP 400). Mutating
+//! calls accept `Idempotency-Key` ([`super::idempotency`]) and run to their
+//! end even when the client goes away. Every answer says
+//! `Cache-Control: no-store`. Failed authentications are logged (without
+//! the credentials) and throttled per client address (code 8, HTTP 429).
+//! Page tokens are opaque: sealed ([`AdminApi::page_token_secret`]).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -34,22 +41,24 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
-use super::auth::{AdminAction, AdminAuth, AdminCaller, AdminRejection};
+use super::auth::{AdminAction, AdminAuth, AdminCaller, AdminRejection, client_address};
 use super::error::{ApiError, Code};
-use super::idempotency::{self, Begin, Idempotency, Kept};
+use super::idempotency::{self, Begin, Idempotency, IdempotencyStore, Kept};
+use super::page_token::PageTokens;
+use super::throttle::AuthThrottle;
 use super::types::{
-    ApiCredits, ApiKey, ApiKeyScope, CreateApiKeyRequest, CreateApiKeyResponse, ListApiKeysResponse,
-    ListOperationsResponse, ListScopesResponse, OperationView, ReissueApiKeyRequest, RevokeApiKeyRequest,
-    UpdateApiKeyRequest,
+    ApiCredits, ApiKey, ApiKeyScope, CreateApiKeyRequest, ListOperationsResponse, ListScopesFullResponse,
+    ListScopesResponse, OperationView, ReissueApiKeyRequest, RevokeApiKeyRequest, ScopesAnswer, UpdateApiKeyRequest,
 };
+use super::view::{self, View};
 use crate::clock::Timestamp;
 use crate::controls::{ControlError, Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimit, RateLimits};
-use crate::manager::{CreateRequest, KeyManager, UpdateRequest};
+use crate::http::TrustedProxies;
+use crate::manager::{CreateRequest, KeyManager, ManageError, UpdateRequest};
 use crate::operation::OperationCursor;
 use crate::record::{CreatedKey, KeyInfo, KeyStatus, ServiceAccountId};
 use crate::store::{KeyStore, PageRequest};
@@ -63,14 +72,26 @@ const DEFAULT_PAGE_SIZE: u32 = 100;
 const MAX_GRACE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// The longest `expiringWithin` a listing accepts: 3650 days.
 const MAX_EXPIRY_WINDOW: Duration = Duration::from_secs(3650 * 24 * 3600);
+/// The longest service account id a request may name (the cloud's limit).
+const MAX_SERVICE_ACCOUNT_ID: usize = 50;
+/// The latest expiry a key may have: 2105-12-31T23:59:59.999999999Z (the
+/// cloud's limit), in nanoseconds since the epoch.
+const MAX_EXPIRY_NANOS: i64 = 4_291_747_199_999_999_999;
+/// Page-token tags of the three listings.
+const KEYS: u8 = b'k';
+const OPERATIONS: u8 = b'o';
+const SCOPES: u8 = b's';
 
 /// The management API over a [`KeyManager`], authenticated by an
 /// [`AdminAuth`]. [`AdminApi::router`] makes the axum router.
 pub struct AdminApi<S, A> {
     manager: KeyManager<S>,
     auth: A,
-    idempotency: Idempotency,
+    idempotency: Arc<dyn IdempotencyStore>,
     body_limit: usize,
+    tokens: PageTokens,
+    throttle: AuthThrottle,
+    trusted: Option<TrustedProxies>,
 }
 
 impl<S, A> std::fmt::Debug for AdminApi<S, A> {
@@ -83,10 +104,21 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
     /// The API over `manager`, authenticated by `auth`.
     #[must_use]
     pub fn new(manager: KeyManager<S>, auth: A) -> Self {
-        Self { manager, auth, idempotency: Idempotency::default(), body_limit: DEFAULT_BODY_LIMIT }
+        // Without the OS random generator no page token can be sealed
+        // anyway (each needs a fresh nonce), so the fallback key is unused.
+        let tokens = PageTokens::random().unwrap_or_else(|_| PageTokens::new(&[0; 32]));
+        Self {
+            manager,
+            auth,
+            idempotency: Arc::new(Idempotency::default()),
+            body_limit: DEFAULT_BODY_LIMIT,
+            tokens,
+            throttle: AuthThrottle::default(),
+            trusted: None,
+        }
     }
 
-    /// Largest accepted request body; larger ones get code 3 with HTTP 413.
+    /// Largest accepted request body; larger ones get code 3 (HTTP 400).
     /// Defaults to [`DEFAULT_BODY_LIMIT`].
     #[must_use]
     pub fn body_limit(mut self, bytes: usize) -> Self {
@@ -94,11 +126,29 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         self
     }
 
-    /// Where idempotent answers are kept. Defaults to
+    /// Where idempotency records are kept. Defaults to
     /// [`Idempotency::default`] (24 hours, in memory).
     #[must_use]
-    pub fn idempotency(mut self, idempotency: Idempotency) -> Self {
-        self.idempotency = idempotency;
+    pub fn idempotency(mut self, store: impl IdempotencyStore) -> Self {
+        self.idempotency = Arc::new(store);
+        self
+    }
+
+    /// The secret page tokens are sealed with; nodes behind one address
+    /// must share it so a listing can continue on any of them. Defaults to
+    /// a random secret (tokens are valid on this node, until it restarts).
+    #[must_use]
+    pub fn page_token_secret(mut self, secret: &[u8; 32]) -> Self {
+        self.tokens = PageTokens::new(secret);
+        self
+    }
+
+    /// Reads the client's address (for the failed-authentication throttle
+    /// and log) from these proxies' forwarding header. Defaults to none:
+    /// the peer address is the client's.
+    #[must_use]
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted = Some(proxies);
         self
     }
 
@@ -116,8 +166,15 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
             .route("/openapi.json", get(openapi))
             .fallback(|| async { ApiError::new(Code::NotFound, "no such resource") })
             .with_state(Arc::new(self))
+            .layer(axum::middleware::map_response(no_store))
             .merge(super::console::router())
     }
+}
+
+/// Every answer of the API may carry a secret or key data: no cache keeps it.
+async fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 type Shared<S, A> = State<Arc<AdminApi<S, A>>>;
@@ -152,9 +209,37 @@ fn rejection(r: AdminRejection) -> ApiError {
     }
 }
 
+/// "Not found", worded as for a key that does not exist.
+fn not_found(id: KeyId) -> ApiError {
+    ApiError::from(ManageError::NotFound(id))
+}
+
 impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
+    /// The caller, unless its address is throttled for failed
+    /// authentications; a failure is logged (never the credentials) and
+    /// counted.
     async fn authenticate(&self, parts: &Parts) -> Result<AdminCaller, ApiError> {
-        self.auth.authenticate(parts).await.map_err(rejection)
+        let ip = client_address(self.trusted.as_ref(), parts);
+        let now = Instant::now();
+        if let Some(wait) = ip.and_then(|ip| self.throttle.blocked(ip, now)) {
+            return Err(ApiError::new(
+                Code::ResourceExhausted,
+                format!("too many failed admin authentications from this address; retry in {} s", wait.as_secs() + 1),
+            ));
+        }
+        match self.auth.authenticate(parts).await {
+            Ok(caller) => Ok(caller),
+            Err(r) => {
+                tracing::warn!(
+                    client = ?ip, method = %parts.method, path = parts.uri.path(), reason = %r,
+                    "admin authentication failed"
+                );
+                if let (Some(ip), AdminRejection::Unauthenticated) = (ip, &r) {
+                    self.throttle.fail(ip, now);
+                }
+                Err(rejection(r))
+            }
+        }
     }
 
     fn authorize(&self, caller: &AdminCaller, action: AdminAction, sa: &ServiceAccountId) -> Result<(), ApiError> {
@@ -168,12 +253,34 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         }
     }
 
-    /// The key, after checking the caller may do `action` on its account.
+    /// The key, if the caller may do `action` on its account; a key it may
+    /// not see is "not found".
     async fn key_for(&self, caller: &AdminCaller, action: AdminAction, raw: &str) -> Result<KeyInfo, ApiError> {
         let id = parse_id(raw)?;
         let key = self.manager.get(&id).await?;
-        self.authorize(caller, action, &key.service_account_id)?;
+        if !self.auth.allows(caller, action, &key.service_account_id) {
+            return Err(not_found(id));
+        }
         Ok(key)
+    }
+
+    /// The service account a request names, or the caller's own when it
+    /// names none (`None` or `""`, as proto3 reads an empty string).
+    fn service_account(&self, caller: &AdminCaller, named: Option<&str>) -> Result<ServiceAccountId, ApiError> {
+        match named.filter(|s| !s.is_empty()) {
+            Some(sa) => parse_service_account(sa),
+            None => caller.default_service_account().cloned().ok_or_else(|| {
+                ApiError::invalid("serviceAccountId is required: this caller does not stand for one service account")
+            }),
+        }
+    }
+
+    /// Refuses scopes the caller may not grant.
+    fn check_grant(&self, caller: &AdminCaller, scopes: Option<&[String]>) -> Result<(), ApiError> {
+        let resolved = self.manager.catalog().resolve(scopes).map_err(ManageError::from)?;
+        caller.may_grant(self.manager.catalog(), &resolved).map_err(|scope| {
+            ApiError::new(Code::PermissionDenied, format!("may not grant {scope}: the calling key does not hold it"))
+        })
     }
 
     /// The preamble of a change whose body is empty (`{}` or nothing):
@@ -202,24 +309,26 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         Ok((bytes, value))
     }
 
-    /// Runs `call` once per `Idempotency-Key` (if the request has one) and
-    /// renders its answer; `kept` is what a replay gets (without secrets).
+    /// Runs `call` in a task of its own, so it ends and its answer is kept
+    /// whatever the client's connection does, once per `Idempotency-Key`
+    /// (if the request has one), and renders its answer; `kept` is what a
+    /// replay gets (without secrets).
     async fn idempotent<F>(&self, caller: &AdminCaller, parts: &Parts, body: &[u8], call: F) -> Response
     where
-        F: Future<Output = Result<Answer, ApiError>>,
+        F: Future<Output = Result<Answer, ApiError>> + Send + 'static,
     {
         let key = match idempotency_key(parts) {
             Ok(k) => k,
             Err(e) => return e.into_response(),
         };
-        let Some(key) = key else { return render(call.await).0 };
+        let Some(key) = key else { return detached(call, None).await };
         let print = idempotency::fingerprint(parts.method.as_str(), parts.uri.path(), body);
-        match self.idempotency.begin(caller.actor(), key, print) {
-            Begin::Run => {
-                let (response, kept) = render(call.await);
-                self.idempotency.finish(caller.actor(), key, kept);
-                response
-            }
+        let begin = match self.idempotency.begin(caller.actor(), key, print).await {
+            Ok(b) => b,
+            Err(e) => return ApiError::from(ManageError::Store(e)).into_response(),
+        };
+        match begin {
+            Begin::Run => detached(call, Some((Arc::clone(&self.idempotency), caller.actor().clone(), key))).await,
             Begin::Replay(kept) => {
                 let mut r = json_response(kept.status, kept.body);
                 r.headers_mut().insert(idempotency::REPLAYED_HEADER, HeaderValue::from_static("true"));
@@ -248,7 +357,7 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
     ) -> Response
     where
         F: FnOnce(KeyManager<S>, T) -> Fut,
-        Fut: Future<Output = Result<Answer, ApiError>>,
+        Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
     {
         let (caller, raw, input) = match prepared {
             Ok(p) => p,
@@ -256,6 +365,41 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         };
         let manager = self.manager.with_actor(caller.actor().clone());
         self.idempotent(&caller, parts, &raw, change(manager, input)).await
+    }
+}
+
+/// Where a detached call records its answer: the store, the actor and the
+/// `Idempotency-Key`.
+type Record = (Arc<dyn IdempotencyStore>, crate::operation::Actor, uuid::Uuid);
+
+/// Runs `call` in a task the request's cancellation does not reach, records
+/// its answer (or frees the key if it ended without one), and renders it.
+async fn detached<F>(call: F, record: Option<Record>) -> Response
+where
+    F: Future<Output = Result<Answer, ApiError>> + Send + 'static,
+{
+    let task = tokio::spawn(async move {
+        let outcome = tokio::spawn(call).await;
+        let Some((store, actor, key)) = record else {
+            return outcome.map(|result| render(result).0);
+        };
+        match outcome {
+            Ok(result) => {
+                let (response, kept) = render(result);
+                if let Err(e) = store.finish(&actor, key, kept).await {
+                    tracing::warn!(error = %e, "an idempotent answer could not be recorded");
+                }
+                Ok(response)
+            }
+            Err(e) => {
+                store.abandon(&actor, key).await;
+                Err(e)
+            }
+        }
+    });
+    match task.await {
+        Ok(Ok(response)) => response,
+        _ => ApiError::new(Code::Internal, "the change ended without an answer").into_response(),
     }
 }
 
@@ -272,12 +416,16 @@ impl Answer {
         Self { status: StatusCode::OK, kept: body.clone(), body }
     }
 
-    /// A new key: the replay gets it without the secret.
-    fn created(api_key: ApiKey, created: &CreatedKey) -> Self {
-        let mut response = CreateApiKeyResponse { api_key, secret: None };
-        let kept = Bytes::from(serde_json::to_vec(&response).unwrap_or_default());
-        response.secret = Some(created.secret.expose_secret().to_owned());
-        Self { status: StatusCode::OK, body: Bytes::from(serde_json::to_vec(&response).unwrap_or_default()), kept }
+    /// A new key, shown in `view`: the replay gets it without the secret.
+    fn created(api_key: &ApiKey, created: &CreatedKey, view: View) -> Self {
+        let key = view.key(serde_json::to_value(api_key).unwrap_or_default());
+        let kept = serde_json::json!({ "apiKey": key });
+        let body = serde_json::json!({ "apiKey": key, "secret": created.secret.expose_secret() });
+        Self {
+            status: StatusCode::OK,
+            body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+            kept: Bytes::from(serde_json::to_vec(&kept).unwrap_or_default()),
+        }
     }
 }
 
@@ -303,6 +451,11 @@ fn json_response(status: StatusCode, body: Bytes) -> Response {
     r
 }
 
+/// A JSON answer of `value`.
+fn json(value: &impl serde::Serialize) -> Response {
+    json_response(StatusCode::OK, Bytes::from(serde_json::to_vec(value).unwrap_or_default()))
+}
+
 fn idempotency_key(parts: &Parts) -> Result<Option<uuid::Uuid>, ApiError> {
     let mut values = parts.headers.get_all(idempotency::HEADER).iter();
     let Some(value) = values.next() else { return Ok(None) };
@@ -317,8 +470,33 @@ fn parse_id(raw: &str) -> Result<KeyId, ApiError> {
     KeyId::parse(raw).map_err(|e| ApiError::invalid(format!("apiKeyId: {e}")))
 }
 
+fn parse_service_account(text: &str) -> Result<ServiceAccountId, ApiError> {
+    if text.len() > MAX_SERVICE_ACCOUNT_ID {
+        return Err(ApiError::invalid(format!("serviceAccountId: at most {MAX_SERVICE_ACCOUNT_ID} characters")));
+    }
+    ServiceAccountId::new(text).map_err(|e| ApiError::invalid(format!("serviceAccountId: {e}")))
+}
+
+/// An RFC 3339 time no later than 2105-12-31T23:59:59.999999999Z.
 fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
-    Timestamp::parse_rfc3339(text).map_err(|e| ApiError::invalid(format!("{field}: {e}")))
+    let t = Timestamp::parse_rfc3339(text).map_err(|e| ApiError::invalid(format!("{field}: {e}")))?;
+    if t.unix_nanos() > MAX_EXPIRY_NANOS {
+        return Err(ApiError::invalid(format!("{field}: at most 2105-12-31T23:59:59.999999999Z")));
+    }
+    Ok(t)
+}
+
+/// Refuses a scope list with a name given twice (the cloud's `unique`).
+fn distinct_scopes(scopes: Option<&[String]>) -> Result<(), ApiError> {
+    let Some(scopes) = scopes else { return Ok(()) };
+    let mut seen = std::collections::HashSet::with_capacity(scopes.len());
+    match scopes.iter().find(|s| !seen.insert(s.as_str())) {
+        Some(twice) => Err(ApiError::invalid(format!(
+            "scopes: {} is given twice",
+            twice.chars().take(crate::scope::Scope::MAX_LEN).collect::<String>()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// `3600s`, `0.5s`: seconds with an `s` suffix, at most 365 days.
@@ -349,25 +527,6 @@ fn page_size(size: Option<u32>) -> Result<u32, ApiError> {
         Some(n) if n <= PageRequest::MAX_LIMIT => Ok(n),
         Some(_) => Err(ApiError::invalid(format!("pageSize must be 0 to {}", PageRequest::MAX_LIMIT))),
     }
-}
-
-/// Page tokens: base64url of `k<key id>` (keys) or `o<sequence>`
-/// (operations); opaque to clients.
-fn key_token(next: Option<KeyId>) -> String {
-    next.map(|id| B64.encode(format!("k{id}"))).unwrap_or_default()
-}
-
-fn decode_token(token: &str, tag: char) -> Result<Option<String>, ApiError> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bad = || ApiError::invalid("invalid pageToken");
-    let text = String::from_utf8(B64.decode(token).map_err(|_| bad())?).map_err(|_| bad())?;
-    text.strip_prefix(tag).map(|rest| Some(rest.to_owned())).ok_or_else(bad)
-}
-
-fn operation_token(next: Option<OperationCursor>) -> String {
-    next.map(|c| B64.encode(format!("o{}", c.get()))).unwrap_or_default()
 }
 
 /// The API view of a key just made: the creation result's fields, with the
@@ -449,27 +608,40 @@ fn create_controls(req: &CreateApiKeyRequest) -> Result<KeyControls, ApiError> {
 
 // ----- handlers -----
 
+/// `scope` (deprecated, one scope) and `scopes` of a create, as one list;
+/// proto3 reads `""` as unset.
+fn create_scopes(req: &CreateApiKeyRequest) -> Result<Option<Vec<String>>, ApiError> {
+    match (req.scope.as_deref().filter(|s| !s.is_empty()), &req.scopes) {
+        (Some(_), Some(_)) => Err(ApiError::invalid("give scopes or the deprecated scope, not both")),
+        (Some(one), None) => Ok(Some(vec![one.to_owned()])),
+        (None, scopes) => Ok(scopes.clone()),
+    }
+}
+
 async fn create<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let prepared = async {
         let caller = api.authenticate(&parts).await?;
+        let view = View::of(&parts)?;
         let (raw, req) = api.body::<CreateApiKeyRequest>(body, false).await?;
-        let sa = ServiceAccountId::new(&req.service_account_id)
-            .map_err(|e| ApiError::invalid(format!("serviceAccountId: {e}")))?;
+        let sa = api.service_account(&caller, req.service_account_id.as_deref())?;
         api.authorize(&caller, AdminAction::Create, &sa)?;
+        let scopes = create_scopes(&req)?;
+        distinct_scopes(scopes.as_deref())?;
+        api.check_grant(&caller, scopes.as_deref())?;
         let controls = create_controls(&req)?;
         let mut create = CreateRequest::new(sa.as_str())
             .description(req.description.clone().unwrap_or_default())
             .enabled(req.enabled.unwrap_or(true))
             .controls(controls);
-        create.scopes = req.scopes;
+        create.scopes = scopes;
         create.expires_at = req.expires_at.as_deref().map(|t| parse_time("expiresAt", t)).transpose()?;
-        Ok::<_, ApiError>((caller, raw, create))
+        Ok::<_, ApiError>((caller, raw, (create, view)))
     };
-    api.change(&parts, prepared.await, |manager, create: CreateRequest| async move {
+    api.change(&parts, prepared.await, |manager, (create, view): (CreateRequest, View)| async move {
         let (description, enabled, controls) = (create.description.clone(), create.enabled, create.controls.clone());
         let created = manager.create(create).await?;
-        Ok(Answer::created(api_key_of_created(&created, &description, enabled, &controls), &created))
+        Ok(Answer::created(&api_key_of_created(&created, &description, enabled, &controls), &created, view))
     })
     .await
 }
@@ -482,6 +654,8 @@ struct ListQuery {
     expiring_within: Option<String>,
     page_size: Option<u32>,
     page_token: Option<String>,
+    #[serde(rename = "view")]
+    _view: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -489,6 +663,8 @@ struct ListQuery {
 struct PageQuery {
     page_size: Option<u32>,
     page_token: Option<String>,
+    #[serde(rename = "view")]
+    _view: Option<String>,
 }
 
 fn query<T: DeserializeOwned>(parts: &Parts) -> Result<T, ApiError> {
@@ -497,43 +673,57 @@ fn query<T: DeserializeOwned>(parts: &Parts) -> Result<T, ApiError> {
         .map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))
 }
 
+impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
+    /// The position a page token names in the listing tagged `tag`.
+    fn open_token(&self, tag: u8, token: Option<&str>) -> Result<Option<String>, ApiError> {
+        self.tokens.open(tag, token.unwrap_or("")).map_err(|e| ApiError::invalid(e.to_string()))
+    }
+}
+
 async fn list<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Request) -> Result<Response, ApiError> {
     let (parts, _) = request.into_parts();
     let caller = api.authenticate(&parts).await?;
+    let view = View::of(&parts)?;
     let q: ListQuery = query(&parts)?;
-    let after = decode_token(q.page_token.as_deref().unwrap_or(""), 'k')?
+    let after = api
+        .open_token(KEYS, q.page_token.as_deref())?
         .map(|id| KeyId::parse(&id).map_err(|_| ApiError::invalid("invalid pageToken")))
         .transpose()?;
     let page = PageRequest::starting(page_size(q.page_size)?, after);
-    let page = match (q.service_account_id, q.external_id, q.expiring_within) {
-        (Some(sa), None, None) => {
-            let sa = ServiceAccountId::new(&sa).map_err(|e| ApiError::invalid(format!("serviceAccountId: {e}")))?;
-            api.authorize(&caller, AdminAction::List, &sa)?;
-            api.manager.list(sa.as_str(), page).await?
-        }
+    let page = match (q.service_account_id.filter(|s| !s.is_empty()), q.external_id, q.expiring_within) {
         (None, Some(id), None) => api.manager.list_by_external_id(&parse_external_id(&id)?, page).await?,
         (None, None, Some(window)) => {
             let window = parse_seconds("expiringWithin", &window, MAX_EXPIRY_WINDOW)?;
             api.manager.expiring_within(window, page).await?
         }
-        _ => return Err(ApiError::invalid("give exactly one of serviceAccountId, externalId or expiringWithin")),
+        (sa, None, None) => {
+            let sa = api.service_account(&caller, sa.as_deref())?;
+            api.authorize(&caller, AdminAction::List, &sa)?;
+            api.manager.list(sa.as_str(), page).await?
+        }
+        _ => return Err(ApiError::invalid("give at most one of serviceAccountId, externalId or expiringWithin")),
     };
     // Across service accounts, a caller sees the keys of the accounts it may list.
     let visible = page.items.iter().filter(|k| api.auth.allows(&caller, AdminAction::List, &k.service_account_id));
-    let body =
-        ListApiKeysResponse { api_keys: visible.map(ApiKey::from).collect(), next_page_token: key_token(page.next) };
-    Ok(axum::Json(body).into_response())
+    let keys: Vec<Value> =
+        visible.map(|k| view.key(serde_json::to_value(ApiKey::from(k)).unwrap_or_default())).collect();
+    let next = api.tokens.seal(KEYS, page.next.as_ref().map(KeyId::as_str));
+    Ok(json(&serde_json::json!({ "apiKeys": keys, "nextPageToken": next })))
 }
 
 async fn get_key<S: KeyStore, A: AdminAuth>(call: KeyCall<S, A>) -> Result<Response, ApiError> {
     let caller = call.api.authenticate(&call.parts).await?;
+    let view = View::of(&call.parts)?;
     let key = call.api.key_for(&caller, AdminAction::Get, &call.id).await?;
-    Ok(axum::Json(ApiKey::from(&key)).into_response())
+    Ok(json(&view.key(serde_json::to_value(ApiKey::from(&key)).unwrap_or_default())))
 }
 
 /// The fields `updateMask` may name.
 const UPDATE_FIELDS: [&str; 9] =
     ["description", "scopes", "expiresAt", "enabled", "metadata", "externalId", "allowedIps", "credits", "rateLimits"];
+
+/// The fields a key may not change on itself (an operator's call).
+const OWN_LIMITS: [&str; 7] = ["expiresAt", "enabled", "metadata", "externalId", "allowedIps", "credits", "rateLimits"];
 
 /// Which of [`UPDATE_FIELDS`] the request sets (is present in the body).
 fn present_fields(req: &UpdateApiKeyRequest) -> [(&'static str, bool); 9] {
@@ -550,31 +740,48 @@ fn present_fields(req: &UpdateApiKeyRequest) -> [(&'static str, bool); 9] {
     ]
 }
 
-/// The fields an update changes: the mask's, or without one the three
-/// original fields and the other fields present.
-fn update_mask(req: &UpdateApiKeyRequest) -> Result<Vec<&str>, ApiError> {
-    let mask: Vec<&str> = match req.update_mask.as_deref().map(str::trim) {
-        None | Some("") => {
-            let present = present_fields(req).into_iter().skip(3).filter(|(_, p)| *p).map(|(f, _)| f);
-            UPDATE_FIELDS[..3].iter().copied().chain(present).collect()
+/// A mask path in lowerCamel (`expires_at` → `expiresAt`).
+fn camel(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut upper = false;
+    for c in path.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
         }
-        Some(m) => m.split(',').map(str::trim).collect(),
+    }
+    out
+}
+
+/// The fields an update changes: the mask's, or without one (or with an
+/// empty one) the fields present. Fields present outside a mask are left
+/// untouched.
+fn update_mask(req: &UpdateApiKeyRequest) -> Result<Vec<&'static str>, ApiError> {
+    let Some(mask) = req.update_mask.as_deref().map(str::trim).filter(|m| !m.is_empty()) else {
+        return Ok(present_fields(req).into_iter().filter(|(_, p)| *p).map(|(f, _)| f).collect());
     };
-    if let Some(bad) = mask.iter().find(|f| !UPDATE_FIELDS.contains(f)) {
-        return Err(ApiError::invalid(format!(
-            "updateMask names an unknown field {bad:?} (known: {})",
-            UPDATE_FIELDS.join(", ")
-        )));
-    }
-    if let Some((f, _)) = present_fields(req).iter().find(|(f, present)| *present && !mask.contains(f)) {
-        return Err(ApiError::invalid(format!("{f} is set but not named in updateMask")));
-    }
-    Ok(mask)
+    mask.split(',')
+        .map(|f| {
+            let name = camel(f.trim());
+            UPDATE_FIELDS.iter().copied().find(|known| *known == name).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "updateMask names an unknown field {:?} (known: {})",
+                    f.trim().chars().take(64).collect::<String>(),
+                    UPDATE_FIELDS.join(", ")
+                ))
+            })
+        })
+        .collect()
 }
 
 /// The manager's update for a request: the mask's fields are set (absent
-/// ones reset), the rest stay; a field set outside the mask is refused.
-fn update_request(req: &UpdateApiKeyRequest) -> Result<UpdateRequest, ApiError> {
+/// ones cleared, except `scopes` and `enabled`, which must be given), the
+/// rest stay.
+fn update_request(req: &UpdateApiKeyRequest) -> Result<(UpdateRequest, Vec<&'static str>), ApiError> {
     let mask = update_mask(req)?;
     let named = |f: &str| mask.contains(&f);
     let mut update = UpdateRequest::new();
@@ -582,15 +789,20 @@ fn update_request(req: &UpdateApiKeyRequest) -> Result<UpdateRequest, ApiError> 
         update = update.description(req.description.clone().unwrap_or_default());
     }
     if named("scopes") {
-        update.scopes = Some(req.scopes.clone());
+        let scopes = req.scopes.as_ref().filter(|s| !s.is_empty()).ok_or_else(|| {
+            ApiError::invalid("scopes: the mask names scopes, so give 1 to 100 of them (an update never resets them)")
+        })?;
+        distinct_scopes(Some(scopes))?;
+        update = update.scopes(scopes.iter().cloned());
     }
     if named("expiresAt") {
         update = update.expires_at(req.expires_at.as_deref().map(|t| parse_time("expiresAt", t)).transpose()?);
     }
     if named("enabled") {
-        update.enabled = Some(req.enabled.unwrap_or(true));
+        let enabled = req.enabled.ok_or_else(|| ApiError::invalid("enabled: the mask names enabled, so give it"))?;
+        update.enabled = Some(enabled);
     }
-    update_controls(req, &named, update)
+    Ok((update_controls(req, &named, update)?, mask))
 }
 
 /// The control part of [`update_request`].
@@ -620,24 +832,43 @@ fn update_controls(
 async fn update<S: KeyStore, A: AdminAuth>(KeyCall { api, id, parts, body }: KeyCall<S, A>) -> Response {
     let prepared = async {
         let caller = api.authenticate(&parts).await?;
+        let view = View::of(&parts)?;
         let (raw, req) = api.body::<UpdateApiKeyRequest>(body, false).await?;
-        let update = update_request(&req)?;
+        let (update, mask) = update_request(&req)?;
         let key = api.key_for(&caller, AdminAction::Update, &id).await?;
-        Ok::<_, ApiError>((caller, raw, (update, key.id)))
+        if caller.own_key() == Some(&key.id)
+            && let Some(f) = mask.iter().find(|f| OWN_LIMITS.contains(f))
+        {
+            return Err(ApiError::new(
+                Code::PermissionDenied,
+                format!("a key may not change its own {f}; an operator can"),
+            ));
+        }
+        if let Some(Some(scopes)) = &update.scopes {
+            api.check_grant(&caller, Some(scopes))?;
+        }
+        Ok::<_, ApiError>((caller, raw, (update, key.id, view)))
     };
-    api.change(&parts, prepared.await, |manager, (update, id): (UpdateRequest, KeyId)| async move {
+    api.change(&parts, prepared.await, |manager, (update, id, view): (UpdateRequest, KeyId, View)| async move {
         let (info, op) = manager.update(&id, update).await?;
-        let response = serde_json::to_value(ApiKey::from(&info)).ok();
-        Ok(Answer::ok(&OperationView::new(&op, response)))
+        let response =
+            view::any(view::API_KEY, view.key(serde_json::to_value(ApiKey::from(&info)).unwrap_or_default()));
+        Ok(Answer::ok(&OperationView::new(&op, Some(response), view)))
     })
     .await
 }
 
 async fn delete<S: KeyStore, A: AdminAuth>(KeyCall { api, id, parts, body }: KeyCall<S, A>) -> Response {
-    let prepared = api.bodiless_change(&parts, body, AdminAction::Delete, &id).await;
-    api.change(&parts, prepared, |manager, key: KeyInfo| async move {
+    let view = View::of(&parts);
+    let prepared = match view {
+        Ok(view) => {
+            api.bodiless_change(&parts, body, AdminAction::Delete, &id).await.map(|(c, r, k)| (c, r, (k, view)))
+        }
+        Err(e) => Err(e),
+    };
+    api.change(&parts, prepared, |manager, (key, view): (KeyInfo, View)| async move {
         let op = manager.delete_logged(&key.id).await?.recorded(&key.service_account_id);
-        Ok(Answer::ok(&OperationView::new(&op, Some(serde_json::json!({})))))
+        Ok(Answer::ok(&OperationView::new(&op, Some(view::any(view::EMPTY, serde_json::json!({}))), view)))
     })
     .await
 }
@@ -656,29 +887,35 @@ async fn reissue<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, requ
     let (parts, body) = request.into_parts();
     let prepared = async {
         let caller = api.authenticate(&parts).await?;
+        let view = View::of(&parts)?;
         let (raw, req) = api.body::<ReissueApiKeyRequest>(body, true).await?;
         let grace = req.grace_period.as_deref().map(parse_grace).transpose()?.unwrap_or(Duration::ZERO);
         let key = api.key_for(&caller, AdminAction::Reissue, id).await?;
-        Ok::<_, ApiError>((caller, raw, (grace, key)))
+        Ok::<_, ApiError>((caller, raw, (grace, key, view)))
     };
-    api.change(&parts, prepared.await, |manager, (grace, key): (Duration, KeyInfo)| async move {
+    api.change(&parts, prepared.await, |manager, (grace, key, view): (Duration, KeyInfo, View)| async move {
         let created = manager.reissue(&key.id, grace).await?;
         let controls = key.controls.as_deref().unwrap_or(&KeyControls::NONE);
         let mut api_key = api_key_of_created(&created, key.description.as_str(), key.enabled, controls);
         api_key.reissued_from = Some(key.id.as_str().to_owned());
-        Ok(Answer::created(api_key, &created))
+        Ok(Answer::created(&api_key, &created, view))
     })
     .await
 }
 
 async fn revoke<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let prepared = api.bodiless_change(&parts, body, AdminAction::Revoke, id).await;
-    api.change(&parts, prepared, |manager, key: KeyInfo| async move {
+    let prepared = match View::of(&parts) {
+        Ok(view) => api.bodiless_change(&parts, body, AdminAction::Revoke, id).await.map(|(c, r, k)| (c, r, (k, view))),
+        Err(e) => Err(e),
+    };
+    api.change(&parts, prepared, |manager, (key, view): (KeyInfo, View)| async move {
         let op = manager.revoke_logged(&key.id).await?.recorded(&key.service_account_id);
         let mut revoked = key;
         revoked.status = KeyStatus::Revoked;
-        Ok(Answer::ok(&OperationView::new(&op, serde_json::to_value(ApiKey::from(&revoked)).ok())))
+        let response =
+            view::any(view::API_KEY, view.key(serde_json::to_value(ApiKey::from(&revoked)).unwrap_or_default()));
+        Ok(Answer::ok(&OperationView::new(&op, Some(response), view)))
     })
     .await
 }
@@ -687,45 +924,65 @@ async fn operations<S: KeyStore, A: AdminAuth>(
     KeyCall { api, id, parts, .. }: KeyCall<S, A>,
 ) -> Result<Response, ApiError> {
     let caller = api.authenticate(&parts).await?;
+    let view = View::of(&parts)?;
     let q: PageQuery = query(&parts)?;
     let id = parse_id(&id)?;
     // The key's account, or, once it is deleted, the one its log names.
     let sa = match api.manager.get(&id).await {
         Ok(key) => key.service_account_id,
-        Err(crate::ManageError::NotFound(_)) => {
+        Err(ManageError::NotFound(_)) => {
             let newest = api.manager.operations(&id, PageRequest::starting(1, None)).await?;
-            let entry =
-                newest.items.first().ok_or_else(|| ApiError::new(Code::NotFound, format!("key {id} not found")))?;
-            entry.service_account_id.clone()
+            newest.items.first().ok_or_else(|| not_found(id))?.service_account_id.clone()
         }
         Err(e) => return Err(e.into()),
     };
-    api.authorize(&caller, AdminAction::ListOperations, &sa)?;
-    let after = decode_token(q.page_token.as_deref().unwrap_or(""), 'o')?
+    if !api.auth.allows(&caller, AdminAction::ListOperations, &sa) {
+        return Err(not_found(id));
+    }
+    let after = api
+        .open_token(OPERATIONS, q.page_token.as_deref())?
         .map(|n| n.parse::<u64>().map(OperationCursor::new).map_err(|_| ApiError::invalid("invalid pageToken")))
         .transpose()?;
     let page = api.manager.operations(&id, PageRequest::starting(page_size(q.page_size)?, after)).await?;
     let body = ListOperationsResponse {
-        operations: page.items.iter().map(|op| OperationView::new(op, None)).collect(),
-        next_page_token: operation_token(page.next),
+        operations: page.items.iter().map(|op| OperationView::new(op, None, view)).collect(),
+        next_page_token: api.tokens.seal(OPERATIONS, page.next.map(|c| c.get().to_string()).as_deref()),
     };
-    Ok(axum::Json(body).into_response())
+    Ok(json(&body))
 }
 
 async fn scopes<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Request) -> Result<Response, ApiError> {
     let (parts, _) = request.into_parts();
     api.authenticate(&parts).await?;
+    let view = View::of(&parts)?;
+    let q: PageQuery = query(&parts)?;
+    let start = match api.open_token(SCOPES, q.page_token.as_deref())? {
+        Some(n) => n.parse::<usize>().map_err(|_| ApiError::invalid("invalid pageToken"))?,
+        None => 0,
+    };
+    let size = page_size(q.page_size)? as usize;
     let catalog = api.manager.catalog();
-    let scopes = catalog
-        .list()
-        .iter()
-        .map(|s| ApiKeyScope {
-            id: s.scope.as_str().to_owned(),
-            description: s.description.clone(),
-            default: catalog.defaults().contains(s.scope.as_str()),
-        })
-        .collect();
-    Ok(axum::Json(ListScopesResponse { scopes }).into_response())
+    let all = catalog.list();
+    let page = all.get(start..).unwrap_or_default().iter().take(size);
+    let end = start.saturating_add(size);
+    let next_page_token = api.tokens.seal(SCOPES, (end < all.len()).then(|| end.to_string()).as_deref());
+    let answer = match view {
+        View::Full => ScopesAnswer::Full(ListScopesFullResponse {
+            scopes: page
+                .map(|s| ApiKeyScope {
+                    id: s.scope.as_str().to_owned(),
+                    description: s.description.clone(),
+                    default: catalog.defaults().contains(s.scope.as_str()),
+                })
+                .collect(),
+            next_page_token,
+        }),
+        _ => ScopesAnswer::Basic(ListScopesResponse {
+            scopes: page.map(|s| s.scope.as_str().to_owned()).collect(),
+            next_page_token,
+        }),
+    };
+    Ok(json(&answer))
 }
 
 async fn openapi(method: Method) -> Response {
@@ -747,32 +1004,48 @@ mod tests {
     }
 
     #[test]
-    fn masks() {
+    fn masks_change_only_what_they_name_and_never_widen() {
         let req = |mask: Option<&str>, description: Option<&str>| UpdateApiKeyRequest {
             update_mask: mask.map(str::to_owned),
             description: description.map(str::to_owned),
             ..UpdateApiKeyRequest::default()
         };
-        let u = update_request(&req(Some("description"), Some("x"))).unwrap();
+        let (u, _) = update_request(&req(Some("description"), Some("x"))).unwrap();
         assert_eq!((u.description.as_deref(), u.scopes.is_none(), u.expires_at), (Some("x"), true, None));
-        // Named and absent: reset.
-        let u = update_request(&req(Some("scopes,expiresAt"), None)).unwrap();
-        assert_eq!((u.description, u.scopes, u.expires_at), (None, Some(None), Some(None)));
-        // No mask: all three replaced.
-        let u = update_request(&req(None, Some("y"))).unwrap();
-        assert_eq!((u.description.as_deref(), u.scopes, u.expires_at), (Some("y"), Some(None), Some(None)));
-        assert!(update_request(&req(Some("scopes"), Some("x"))).is_err(), "set outside the mask");
+        // Named and absent: the description is cleared, the expiry removed.
+        let (u, _) = update_request(&req(Some("description,expires_at"), None)).unwrap();
+        assert_eq!((u.description.as_deref(), u.expires_at), (Some(""), Some(None)));
+        // Named scopes must be given (absent or empty: refused, never the defaults).
+        assert!(update_request(&req(Some("scopes"), None)).is_err());
+        let empty =
+            UpdateApiKeyRequest { update_mask: Some("scopes".into()), scopes: Some(vec![]), ..Default::default() };
+        assert!(update_request(&empty).is_err());
+        let twice = UpdateApiKeyRequest { scopes: Some(vec!["a".into(), "a".into()]), ..Default::default() };
+        assert!(update_request(&twice).is_err(), "duplicates refused");
+        assert!(update_request(&req(Some("enabled"), None)).is_err(), "named enabled must be given");
+        // No mask: only the fields present.
+        let (u, mask) = update_request(&req(None, Some("y"))).unwrap();
+        assert_eq!(
+            (u.description.as_deref(), u.scopes, u.expires_at, mask),
+            (Some("y"), None, None, vec!["description"])
+        );
+        let only_enabled = UpdateApiKeyRequest { enabled: Some(false), ..Default::default() };
+        let (u, _) = update_request(&only_enabled).unwrap();
+        assert_eq!(u, UpdateRequest { enabled: Some(false), ..UpdateRequest::new() });
+        // Outside the mask: left untouched, not refused.
+        let (u, _) = update_request(&req(Some("expiresAt"), Some("x"))).unwrap();
+        assert_eq!((u.description, u.expires_at), (None, Some(None)));
         assert!(update_request(&req(Some("status"), None)).is_err(), "unknown mask field");
     }
 
     #[test]
-    fn page_tokens_round_trip_and_refuse_garbage() {
-        let id = KeyId::parse("aaaaaaaaaaaaaaaaaaaa").unwrap();
-        assert_eq!(decode_token(&key_token(Some(id)), 'k').unwrap().as_deref(), Some(id.as_str()));
-        assert_eq!(key_token(None), "");
-        assert!(decode_token("!!", 'k').is_err());
-        assert!(decode_token(&operation_token(Some(OperationCursor::new(5))), 'k').is_err(), "tag checked");
+    fn limits_and_sizes() {
+        assert!(parse_time("expiresAt", "2105-12-31T23:59:59.999999999Z").is_ok());
+        assert!(parse_time("expiresAt", "2106-01-01T00:00:00Z").is_err());
+        assert!(parse_service_account(&"a".repeat(50)).is_ok());
+        assert!(parse_service_account(&"a".repeat(51)).is_err());
         assert!(page_size(Some(1001)).is_err());
         assert_eq!(page_size(Some(0)).unwrap(), 100);
+        assert_eq!(camel("expires_at"), "expiresAt");
     }
 }

@@ -7,7 +7,8 @@
 //! [`StaticTokens`] (admin bearer tokens, kept as SHA-256 digests and
 //! compared in constant time) and [`ApiKeyAdmin`] (API keys of this crate
 //! that carry a configured admin scope, limited to their own service
-//! account unless configured otherwise).
+//! account unless configured otherwise, granting only scopes they hold
+//! themselves and never changing their own key's limits).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -20,11 +21,13 @@ use sha2::{Digest as _, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
 use crate::header::{self, Credentials};
+use crate::http::TrustedProxies;
 use crate::operation::Actor;
 use crate::record::ServiceAccountId;
-use crate::scope::RequiredScope;
+use crate::scope::{RequiredScope, ScopeCatalog, ScopeSet};
 use crate::store::KeyStore;
-use crate::verify::{ClientClass, Verifier};
+use crate::token::KeyId;
+use crate::verify::{ClientClass, Verifier, VerifyContext};
 
 /// An operation of the management API, as [`AdminAuth::allows`] sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,19 +56,73 @@ pub enum AdminAction {
 pub struct AdminCaller {
     actor: Actor,
     service_accounts: Option<Arc<BTreeSet<ServiceAccountId>>>,
+    key: Option<CallerKey>,
+}
+
+/// The API key a caller authenticated with: it grants only what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CallerKey {
+    id: KeyId,
+    scopes: ScopeSet,
 }
 
 impl AdminCaller {
     /// A caller that may manage every service account.
     #[must_use]
     pub fn any(actor: Actor) -> Self {
-        Self { actor, service_accounts: None }
+        Self { actor, service_accounts: None, key: None }
     }
 
     /// A caller limited to `service_accounts`.
     #[must_use]
     pub fn limited(actor: Actor, service_accounts: impl IntoIterator<Item = ServiceAccountId>) -> Self {
-        Self { actor, service_accounts: Some(Arc::new(service_accounts.into_iter().collect())) }
+        Self { actor, service_accounts: Some(Arc::new(service_accounts.into_iter().collect())), key: None }
+    }
+
+    /// The caller authenticated with key `id`, which holds `scopes`: it may
+    /// grant only scopes those satisfy, and may not change its own key's
+    /// expiry, enabled flag or controls (an operator's call).
+    #[must_use]
+    pub fn with_key(mut self, id: KeyId, scopes: ScopeSet) -> Self {
+        self.key = Some(CallerKey { id, scopes });
+        self
+    }
+
+    /// The key the caller authenticated with, if it is an API key.
+    #[must_use]
+    pub fn own_key(&self) -> Option<&KeyId> {
+        self.key.as_ref().map(|k| &k.id)
+    }
+
+    /// Whether the caller may grant every scope of `scopes` (judged with
+    /// `catalog`'s implications): always for a caller that is not an API
+    /// key; for a key, each scope must be one it holds or one those imply.
+    ///
+    /// # Errors
+    /// The first scope the caller may not grant.
+    pub fn may_grant<'a>(&self, catalog: &ScopeCatalog, scopes: &'a ScopeSet) -> Result<(), &'a str> {
+        let Some(key) = &self.key else { return Ok(()) };
+        for scope in scopes.iter() {
+            let held = key.scopes.contains(scope.as_str())
+                || catalog.requirement(scope.as_str()).is_ok_and(|r| r.is_satisfied_by(&key.scopes));
+            if !held {
+                return Err(scope.as_str());
+            }
+        }
+        Ok(())
+    }
+
+    /// The service account a request that names none means: the caller's
+    /// own, for a caller limited to exactly one; `None` for the rest (an
+    /// operator token stands for no service account).
+    #[must_use]
+    pub fn default_service_account(&self) -> Option<&ServiceAccountId> {
+        let accounts = self.service_accounts.as_ref()?;
+        let mut it = accounts.iter();
+        match (it.next(), it.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        }
     }
 
     /// The actor recorded in the operations log.
@@ -124,6 +181,16 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
     match header::parse_authorization(value.as_bytes(), header::DEFAULT_MAX_HEADER_LEN) {
         Ok(Credentials::Bearer(token)) => Some(token),
         _ => None,
+    }
+}
+
+/// The client's address: the connection's peer (axum's `ConnectInfo`), or
+/// the address `trusted` proxies forwarded.
+pub(crate) fn client_address(trusted: Option<&TrustedProxies>, parts: &Parts) -> Option<std::net::IpAddr> {
+    let peer = crate::http::peer_addr(&parts.extensions)?;
+    match trusted {
+        Some(t) => t.client_ip(peer, &parts.headers),
+        None => Some(peer.to_canonical()),
     }
 }
 
@@ -201,6 +268,20 @@ impl StaticTokens {
         Ok(self)
     }
 
+    /// A stable name for `token` to record actions under: `admin-token-`
+    /// and the first 8 hex digits of its SHA-256 (the same whatever the
+    /// token's place in a list; 32 bits of a digest reveal nothing usable
+    /// about a token of real entropy).
+    #[must_use]
+    pub fn token_id(token: &str) -> String {
+        let digest = Sha256::digest(token.as_bytes());
+        let mut id = String::from("admin-token-");
+        for b in &digest[..4] {
+            id.push_str(&format!("{b:02x}"));
+        }
+        id
+    }
+
     /// How many tokens are configured.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -239,10 +320,18 @@ impl AdminAuth for StaticTokens {
 /// <key>`): the key must verify and carry the configured admin scope; it is
 /// recorded as actor `apiKey:<id>` and manages its own service account's
 /// keys only, unless [`ApiKeyAdmin::any_service_account`] is set.
+///
+/// The key is verified with the client's address (the connection's peer,
+/// or with [`ApiKeyAdmin::trusted_proxies`] the address a trusted proxy
+/// forwarded), so a key with an IP allow-list works as an admin from its
+/// allowed addresses. Such a caller grants only scopes its key holds (or
+/// implies), and may not change its own key's expiry, enabled flag or
+/// controls.
 pub struct ApiKeyAdmin<S> {
     verifier: Arc<Verifier<S>>,
     scope: RequiredScope,
     any_service_account: bool,
+    trusted: Option<TrustedProxies>,
 }
 
 impl<S> fmt::Debug for ApiKeyAdmin<S> {
@@ -259,7 +348,16 @@ impl<S: KeyStore> ApiKeyAdmin<S> {
     /// [`ScopeCatalog::requirement`](crate::ScopeCatalog::requirement)).
     #[must_use]
     pub fn new(verifier: Arc<Verifier<S>>, scope: RequiredScope) -> Self {
-        Self { verifier, scope, any_service_account: false }
+        Self { verifier, scope, any_service_account: false, trusted: None }
+    }
+
+    /// Reads the client's address from the forwarding header of these
+    /// proxies (when the peer is one of them). Defaults to none: the peer
+    /// address is the client's.
+    #[must_use]
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted = Some(proxies);
+        self
     }
 
     /// Lets admin keys manage every service account. Defaults to `false`
@@ -277,12 +375,17 @@ impl<S: KeyStore> AdminAuth for ApiKeyAdmin<S> {
         let (Some(value), None) = (values.next(), values.next()) else {
             return Err(AdminRejection::Unauthenticated);
         };
-        let principal = match self.verifier.verify(value.as_bytes(), Some(&self.scope)).await {
+        let ip = client_address(self.trusted.as_ref(), parts);
+        let context = VerifyContext::new().required(Some(&self.scope)).client_ip(ip);
+        let principal = match self.verifier.verify_with(value.as_bytes(), &context).await {
             Ok(p) => p,
             Err(e) => {
                 return Err(match e.client_class() {
                     ClientClass::InsufficientScope => {
                         AdminRejection::Forbidden(format!("the key lacks the admin scope {}", self.scope.scope()))
+                    }
+                    ClientClass::Forbidden => {
+                        AdminRejection::Forbidden("the key may not be used from this address".to_owned())
                     }
                     ClientClass::Unavailable => AdminRejection::Unavailable,
                     _ => AdminRejection::Unauthenticated,
@@ -291,11 +394,12 @@ impl<S: KeyStore> AdminAuth for ApiKeyAdmin<S> {
         };
         let actor =
             Actor::new(&format!("apiKey:{}", principal.key_id())).map_err(|_| AdminRejection::Unauthenticated)?;
-        Ok(if self.any_service_account {
+        let caller = if self.any_service_account {
             AdminCaller::any(actor)
         } else {
             AdminCaller::limited(actor, [principal.service_account_id().clone()])
-        })
+        };
+        Ok(caller.with_key(*principal.key_id(), principal.scopes().clone()))
     }
 }
 
@@ -333,6 +437,10 @@ mod tests {
             assert!(matches!(tokens.authenticate(&parts(bad)).await, Err(AdminRejection::Unauthenticated)), "{bad:?}");
         }
         assert!(!format!("{tokens:?}").contains("0123456789"));
+        let id = StaticTokens::token_id("ops-token-0123456789");
+        assert_eq!((id.len(), id.starts_with("admin-token-")), (20, true));
+        assert_eq!(id, StaticTokens::token_id("ops-token-0123456789"), "stable");
+        assert_ne!(id, StaticTokens::token_id("robot-token-0123456789"));
         assert_eq!(StaticTokens::new().token("x", "short").unwrap_err(), TokenError::Weak);
         assert_eq!(StaticTokens::new().token("x", "has space in it 0123").unwrap_err(), TokenError::Weak);
     }

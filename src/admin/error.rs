@@ -13,7 +13,7 @@ use crate::store::StoreError;
 #[non_exhaustive]
 pub enum Code {
     /// 3: a bad request (bad JSON, wrong type, unknown field or scope, past
-    /// expiry, oversized body) — HTTP 400 (413 for an oversized body).
+    /// expiry, oversized body) — HTTP 400.
     InvalidArgument,
     /// 5: no such key — HTTP 404.
     NotFound,
@@ -22,8 +22,12 @@ pub enum Code {
     /// 7: the caller may not do this (another service account, a
     /// creation policy) — HTTP 403.
     PermissionDenied,
+    /// 8: too many failed authentications from the client's address —
+    /// HTTP 429.
+    ResourceExhausted,
     /// 9: the key's state forbids the change (revoked, reissued), or an
-    /// `Idempotency-Key` reused with another request — HTTP 412.
+    /// `Idempotency-Key` reused with another request — HTTP 400, as
+    /// `google.rpc.Code` maps it.
     FailedPrecondition,
     /// 10: a request with the same `Idempotency-Key` is still running —
     /// HTTP 409.
@@ -45,6 +49,7 @@ impl Code {
             Self::NotFound => 5,
             Self::AlreadyExists => 6,
             Self::PermissionDenied => 7,
+            Self::ResourceExhausted => 8,
             Self::FailedPrecondition => 9,
             Self::Aborted => 10,
             Self::Internal => 13,
@@ -57,11 +62,11 @@ impl Code {
     #[must_use]
     pub fn status(self) -> StatusCode {
         match self {
-            Self::InvalidArgument => StatusCode::BAD_REQUEST,
+            Self::InvalidArgument | Self::FailedPrecondition => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::AlreadyExists | Self::Aborted => StatusCode::CONFLICT,
             Self::PermissionDenied => StatusCode::FORBIDDEN,
-            Self::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
+            Self::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -90,13 +95,10 @@ impl ApiError {
         Self::new(Code::InvalidArgument, message)
     }
 
-    /// A body larger than `limit` bytes: code 3 with HTTP 413.
+    /// A body larger than `limit` bytes: code 3 (HTTP 400).
     #[must_use]
     pub fn too_large(limit: usize) -> Self {
-        Self {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            ..Self::invalid(format!("request body is larger than {limit} bytes"))
-        }
+        Self::invalid(format!("request body is larger than {limit} bytes"))
     }
 
     /// The code.
@@ -178,7 +180,7 @@ mod tests {
         let id = KeyId::parse("aaaaaaaaaaaaaaaaaaaa").unwrap();
         let cases = [
             (ManageError::NotFound(id), 5, 404),
-            (ManageError::Conflict { id, reason: "the key is revoked" }, 9, 412),
+            (ManageError::Conflict { id, reason: "the key is revoked" }, 9, 400),
             (ManageError::AlreadyImported, 6, 409),
             (ManageError::EmptyUpdate, 3, 400),
             (ManageError::Store(StoreError::unavailable("pg: password authentication failed")), 14, 503),
@@ -188,6 +190,7 @@ mod tests {
             assert_eq!((api.code().number(), api.status().as_u16()), (code, status), "{api:?}");
             assert!(!api.message().contains("password"));
         }
-        assert_eq!(ApiError::too_large(10).status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(ApiError::too_large(10).status(), StatusCode::BAD_REQUEST);
+        assert_eq!(ApiError::new(Code::ResourceExhausted, "slow down").status(), StatusCode::TOO_MANY_REQUESTS);
     }
 }

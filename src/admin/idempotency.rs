@@ -17,9 +17,15 @@
 //! which key was made (`apiKey.id`), and a client that lost the secret
 //! reissues that key.
 //!
-//! The answers are kept in this process's memory (bounded by
-//! [`IdempotencyConfig::capacity`]; the oldest go first), so replays are
-//! recognised by the node that served the first request.
+//! The change runs to its end and its answer is recorded whatever the
+//! client's connection does: the router runs it in a task of its own, so a
+//! client that disconnects and retries gets the recorded answer (and a
+//! change that fails without an answer frees its key).
+//!
+//! Where records live is an [`IdempotencyStore`]. [`Idempotency`] keeps them
+//! in this process's memory (bounded by [`IdempotencyConfig::capacity`];
+//! the oldest go first), so replays are recognised by the node that served
+//! the first request.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,10 +33,12 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use sha2::{Digest as _, Sha256};
 
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::operation::Actor;
+use crate::store::StoreError;
 
 /// The header.
 pub const HEADER: &str = "idempotency-key";
@@ -73,6 +81,33 @@ pub enum Begin {
     Mismatch,
     /// The first request with this key is still running.
     InFlight,
+}
+
+/// Where the records of `Idempotency-Key`s live: one per actor and key,
+/// holding the request's fingerprint and, once it finished, its answer.
+pub trait IdempotencyStore: Send + Sync + 'static {
+    /// Looks the key up for a request with `fingerprint`; on
+    /// [`Begin::Run`] the key is now the caller's, running.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the records cannot be read (the request is then
+    /// refused as unavailable, not run).
+    fn begin<'a>(
+        &'a self,
+        actor: &'a Actor,
+        key: uuid::Uuid,
+        fingerprint: [u8; 32],
+    ) -> BoxFuture<'a, Result<Begin, StoreError>>;
+
+    /// Records the answer of a request [`IdempotencyStore::begin`] let run
+    /// (a 5xx answer frees the key instead, so a retry runs again).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the answer cannot be recorded.
+    fn finish<'a>(&'a self, actor: &'a Actor, key: uuid::Uuid, kept: Kept) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Frees a running key whose request ended without an answer.
+    fn abandon<'a>(&'a self, actor: &'a Actor, key: uuid::Uuid) -> BoxFuture<'a, ()>;
 }
 
 type Key = (Actor, uuid::Uuid);
@@ -184,6 +219,36 @@ impl Idempotency {
             inner.slots.insert(k, (at, Slot::Done { fingerprint, kept }));
         }
     }
+
+    /// Frees a running key (its request ended without an answer).
+    pub fn abandon(&self, actor: &Actor, key: uuid::Uuid) {
+        let mut inner = self.lock();
+        let k = (actor.clone(), key);
+        if matches!(inner.slots.get(&k), Some((_, Slot::Running { .. }))) {
+            inner.slots.remove(&k);
+        }
+    }
+}
+
+impl IdempotencyStore for Idempotency {
+    fn begin<'a>(
+        &'a self,
+        actor: &'a Actor,
+        key: uuid::Uuid,
+        fingerprint: [u8; 32],
+    ) -> BoxFuture<'a, Result<Begin, StoreError>> {
+        Box::pin(std::future::ready(Ok(Idempotency::begin(self, actor, key, fingerprint))))
+    }
+
+    fn finish<'a>(&'a self, actor: &'a Actor, key: uuid::Uuid, kept: Kept) -> BoxFuture<'a, Result<(), StoreError>> {
+        Idempotency::finish(self, actor, key, kept);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn abandon<'a>(&'a self, actor: &'a Actor, key: uuid::Uuid) -> BoxFuture<'a, ()> {
+        Idempotency::abandon(self, actor, key);
+        Box::pin(std::future::ready(()))
+    }
 }
 
 #[cfg(test)]
@@ -214,6 +279,13 @@ mod tests {
         assert_eq!(idem.begin(&actor, k2, a), Begin::Run);
         idem.finish(&actor, k2, Kept { status: StatusCode::SERVICE_UNAVAILABLE, body: Bytes::new() });
         assert_eq!(idem.begin(&actor, k2, a), Begin::Run);
+        // An abandoned key runs again; a finished one is not abandoned.
+        idem.abandon(&actor, k2);
+        assert_eq!(idem.begin(&actor, k2, a), Begin::Run);
+        let done = Kept { status: StatusCode::OK, body: Bytes::from_static(b"{}") };
+        idem.finish(&actor, k2, done.clone());
+        idem.abandon(&actor, k2);
+        assert_eq!(idem.begin(&actor, k2, a), Begin::Replay(done));
     }
 
     #[test]

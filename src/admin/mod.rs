@@ -26,7 +26,8 @@
 //! `/console` (`/iam/v1/console` when nested as above).
 //!
 //! See [`api`] for the routes, the error shape and idempotency, [`auth`] for
-//! who may call it, [`types`] for the JSON bodies and [`openapi`] for the
+//! who may call it, [`types`] for the JSON bodies, [`view`] for the cloud's
+//! shape and the project's extension fields, and [`openapi`] for the
 //! generated OpenAPI 3.1 document.
 
 pub mod api;
@@ -36,7 +37,10 @@ mod error;
 pub mod github;
 pub mod idempotency;
 pub mod openapi;
+mod page_token;
+mod throttle;
 pub mod types;
+pub mod view;
 
 pub use api::{AdminApi, DEFAULT_BODY_LIMIT};
 pub use auth::{AdminAction, AdminAuth, AdminCaller, AdminRejection, ApiKeyAdmin, StaticTokens, TokenError};

@@ -12,20 +12,23 @@ use utoipa::{Modify, OpenApi};
 
 use super::types::{
     ApiCredits, ApiKey, ApiKeyScope, ApiKeyStatus, ApiRefill, ApiRefillPeriod, CreateApiKeyRequest,
-    CreateApiKeyResponse, ListApiKeysResponse, ListOperationsResponse, ListScopesResponse, OperationMetadata,
-    OperationView, ReissueApiKeyRequest, RevokeApiKeyRequest, Status, UpdateApiKeyRequest,
+    CreateApiKeyResponse, ListApiKeysResponse, ListOperationsResponse, ListScopesFullResponse, ListScopesResponse,
+    OperationMetadata, OperationView, ReissueApiKeyRequest, RevokeApiKeyRequest, ScopesAnswer, Status,
+    UpdateApiKeyRequest,
 };
 
 /// The document's generator.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "API keys management", description = "Service-account API keys, in the shape of /iam/v1/apiKeys."),
+    info(title = "API keys management", description = "Service-account API keys, in the shape of the cloud's /iam/v1/apiKeys: \
+answers parse with the cloud's message types. The project's extension fields (key status, enabled flag, controls, reissue \
+links, an operation's kind and changes, scope descriptions) are sent only with the query parameter view=FULL."),
     servers((url = "/iam/v1")),
     paths(create, get, list, update, delete, reissue, revoke, operations, scopes),
     components(schemas(
         ApiKey, ApiKeyStatus, ApiKeyScope, ApiCredits, ApiRefill, ApiRefillPeriod, CreateApiKeyRequest, CreateApiKeyResponse, UpdateApiKeyRequest,
         ReissueApiKeyRequest, RevokeApiKeyRequest, ListApiKeysResponse, ListOperationsResponse, ListScopesResponse,
-        OperationView, OperationMetadata, Status
+        ListScopesFullResponse, ScopesAnswer, OperationView, OperationMetadata, Status
     )),
     modifiers(&Security),
     security(("adminToken" = []), ("apiKey" = []))
@@ -60,83 +63,94 @@ pub fn document_json() -> String {
 }
 
 const IDEMPOTENCY: &str = "A UUID: a repeat within 24 hours with the same body returns the first answer";
+const VIEW: &str = "BASIC (the default): the cloud's shape; FULL: also the project's extension fields";
 
 /// Create a key; the secret is in the answer, once.
 #[utoipa::path(post, path = "/apiKeys", request_body = CreateApiKeyRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY)),
+    params(("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY),
+        ("view" = Option<String>, Query, description = VIEW)),
     responses(
-        (status = 200, body = CreateApiKeyResponse), (status = 400, body = Status), (status = 401, body = Status),
-        (status = 403, body = Status), (status = 409, body = Status), (status = 412, body = Status),
-        (status = 413, body = Status), (status = 503, body = Status)))]
+        (status = 200, body = CreateApiKeyResponse), (status = 400, body = Status), (status = 401, body = Status), (status = 429, body = Status),
+        (status = 403, body = Status), (status = 409, body = Status),
+        (status = 503, body = Status)))]
 fn create() {}
 
 /// Get a key.
-#[utoipa::path(get, path = "/apiKeys/{apiKeyId}", params(("apiKeyId" = String, Path)),
-    responses((status = 200, body = ApiKey), (status = 400, body = Status), (status = 401, body = Status),
+#[utoipa::path(get, path = "/apiKeys/{apiKeyId}",
+    params(("apiKeyId" = String, Path), ("view" = Option<String>, Query, description = VIEW)),
+    responses((status = 200, body = ApiKey), (status = 400, body = Status), (status = 401, body = Status), (status = 429, body = Status),
         (status = 403, body = Status), (status = 404, body = Status), (status = 503, body = Status)))]
 fn get() {}
 
-/// List keys by id: a service account's (`serviceAccountId`), or across service accounts those of
-/// one external owner id (`externalId`) or the active keys expiring within a window
-/// (`expiringWithin`, seconds with an `s` suffix); exactly one of the three.
+/// List keys by id: a service account's (`serviceAccountId`; omitted: the caller's own, for a
+/// caller limited to one service account), or across service accounts those of one external owner
+/// id (`externalId`) or the active keys expiring within a window (`expiringWithin`, seconds with an
+/// `s` suffix); at most one of the three.
 #[utoipa::path(get, path = "/apiKeys",
     params(("serviceAccountId" = Option<String>, Query), ("externalId" = Option<String>, Query),
         ("expiringWithin" = Option<String>, Query, example = "604800s"),
         ("pageSize" = Option<u32>, Query, maximum = 1000),
-        ("pageToken" = Option<String>, Query)),
+        ("pageToken" = Option<String>, Query), ("view" = Option<String>, Query, description = VIEW)),
     responses((status = 200, body = ListApiKeysResponse), (status = 400, body = Status),
-        (status = 401, body = Status), (status = 403, body = Status), (status = 503, body = Status)))]
+        (status = 401, body = Status), (status = 429, body = Status), (status = 403, body = Status), (status = 503, body = Status)))]
 fn list() {}
 
 /// Change a key's description, scopes, expiry, enabled flag or controls.
 #[utoipa::path(patch, path = "/apiKeys/{apiKeyId}", request_body = UpdateApiKeyRequest,
     params(("apiKeyId" = String, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY)),
-    responses((status = 200, body = OperationView), (status = 400, body = Status), (status = 401, body = Status),
+        ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY),
+        ("view" = Option<String>, Query, description = VIEW)),
+    responses((status = 200, body = OperationView), (status = 400, body = Status), (status = 401, body = Status), (status = 429, body = Status),
         (status = 403, body = Status), (status = 404, body = Status), (status = 409, body = Status),
-        (status = 412, body = Status), (status = 413, body = Status), (status = 503, body = Status)))]
+        (status = 503, body = Status)))]
 fn update() {}
 
 /// Delete a key (its operations log stays readable).
 #[utoipa::path(delete, path = "/apiKeys/{apiKeyId}",
     params(("apiKeyId" = String, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY)),
-    responses((status = 200, body = OperationView), (status = 400, body = Status), (status = 401, body = Status),
+        ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY),
+        ("view" = Option<String>, Query, description = VIEW)),
+    responses((status = 200, body = OperationView), (status = 400, body = Status), (status = 401, body = Status), (status = 429, body = Status),
         (status = 403, body = Status), (status = 404, body = Status), (status = 409, body = Status),
-        (status = 412, body = Status), (status = 413, body = Status), (status = 503, body = Status)))]
+        (status = 503, body = Status)))]
 fn delete() {}
 
 /// Reissue a key: a new secret; the old key is revoked or kept for a grace period.
 #[utoipa::path(post, path = "/apiKeys/{apiKeyId}:reissue", request_body = ReissueApiKeyRequest,
     params(("apiKeyId" = String, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY)),
+        ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY),
+        ("view" = Option<String>, Query, description = VIEW)),
     responses((status = 200, body = CreateApiKeyResponse), (status = 400, body = Status),
-        (status = 401, body = Status), (status = 403, body = Status), (status = 404, body = Status),
-        (status = 409, body = Status), (status = 412, body = Status), (status = 413, body = Status),
+        (status = 401, body = Status), (status = 429, body = Status), (status = 403, body = Status), (status = 404, body = Status),
+        (status = 409, body = Status),
         (status = 503, body = Status)))]
 fn reissue() {}
 
 /// Revoke a key.
 #[utoipa::path(post, path = "/apiKeys/{apiKeyId}:revoke", request_body = RevokeApiKeyRequest,
     params(("apiKeyId" = String, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY)),
-    responses((status = 200, body = OperationView), (status = 400, body = Status), (status = 401, body = Status),
+        ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY),
+        ("view" = Option<String>, Query, description = VIEW)),
+    responses((status = 200, body = OperationView), (status = 400, body = Status), (status = 401, body = Status), (status = 429, body = Status),
         (status = 403, body = Status), (status = 404, body = Status), (status = 409, body = Status),
-        (status = 412, body = Status), (status = 413, body = Status), (status = 503, body = Status)))]
+        (status = 503, body = Status)))]
 fn revoke() {}
 
 /// A key's operations log, newest first.
 #[utoipa::path(get, path = "/apiKeys/{apiKeyId}/operations",
     params(("apiKeyId" = String, Path), ("pageSize" = Option<u32>, Query, maximum = 1000),
-        ("pageToken" = Option<String>, Query)),
+        ("pageToken" = Option<String>, Query), ("view" = Option<String>, Query, description = VIEW)),
     responses((status = 200, body = ListOperationsResponse), (status = 400, body = Status),
-        (status = 401, body = Status), (status = 403, body = Status), (status = 404, body = Status),
+        (status = 401, body = Status), (status = 429, body = Status), (status = 403, body = Status), (status = 404, body = Status),
         (status = 503, body = Status)))]
 fn operations() {}
 
-/// Every scope a key can have.
+/// The scopes a key can have, by name; with `view=FULL` with their descriptions and defaults.
 #[utoipa::path(get, path = "/apiKeyScopes",
-    responses((status = 200, body = ListScopesResponse), (status = 401, body = Status), (status = 503, body = Status)))]
+    params(("pageSize" = Option<u32>, Query, maximum = 1000), ("pageToken" = Option<String>, Query),
+        ("view" = Option<String>, Query, description = VIEW)),
+    responses((status = 200, body = ScopesAnswer), (status = 400, body = Status), (status = 401, body = Status),
+        (status = 429, body = Status), (status = 503, body = Status)))]
 fn scopes() {}
 
 #[cfg(test)]

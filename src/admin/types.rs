@@ -1,18 +1,22 @@
 //! The JSON bodies, in camelCase with RFC 3339 times. Requests refuse
 //! unknown fields; every request and response type is `#[non_exhaustive]`
 //! with optional fields defaulting, so fields can be added later without
-//! breaking callers.
+//! breaking callers. Fields documented "`view=FULL` only" are the
+//! project's extensions: answers carry them only when asked for (see
+//! [`View`](super::view::View)).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::view::{API_KEY_CHANGES, EMPTY, View, any, metadata_type};
 use crate::clock::Timestamp;
 use crate::controls::{ControlError, Credits, KeyControls, Refill, RefillPeriod};
 use crate::operation::{Operation, OperationChanges, OperationKind};
 use crate::record::{KeyInfo, KeyStatus};
 
-/// A key as the API shows it: the listing's fields, never a digest or
-/// secret (`maskedSecret` is `****` and the secret's last six characters).
+/// A key as the API shows it: the cloud's `ApiKey` (never a digest or
+/// secret: `maskedSecret` is `****` and the secret's last six characters),
+/// and with `view=FULL` the project's extension fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
@@ -40,17 +44,20 @@ pub struct ApiKey {
     /// `****` and the last six characters of the secret.
     #[schema(example = "****rCG02w")]
     pub masked_secret: String,
-    /// `ACTIVE` or `REVOKED` (expiry is separate: see `expiresAt`).
+    /// `ACTIVE` or `REVOKED` (expiry is separate: see `expiresAt`);
+    /// `view=FULL` only.
+    #[schema(required = false)]
     pub status: ApiKeyStatus,
-    /// The key that replaced this one, if it was reissued.
+    /// The key that replaced this one, if it was reissued; `view=FULL` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced_by: Option<String>,
-    /// The key this one replaced, if it is a reissue.
+    /// The key this one replaced, if it is a reissue; `view=FULL` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reissued_from: Option<String>,
     /// Whether the key may be used; a disabled key is refused (as an
-    /// invalid key) until enabled again.
+    /// invalid key) until enabled again; `view=FULL` only.
     #[serde(default = "enabled_by_default")]
+    #[schema(required = false)]
     pub enabled: bool,
     /// Owner metadata: a JSON object of at most 4096 bytes, nested at most
     /// 8 levels; absent if none.
@@ -279,16 +286,24 @@ key_request! {
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     #[non_exhaustive]
     pub struct CreateApiKeyRequest {
-        /// Owner.
-        #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
-        pub service_account_id: String,
+        /// Owner; omitted or empty: the caller's own service account, for a
+        /// caller limited to exactly one (others must name it).
+        #[serde(default)]
+        #[schema(pattern = "^[A-Za-z0-9_.-]{0,50}$")]
+        pub service_account_id: Option<String>,
+        /// Deprecated: one scope (the cloud's `scope`); give `scopes` instead.
+        #[serde(default)]
+        #[schema(max_length = 256, deprecated)]
+        pub scope: Option<String>,
     }
     /// Free text, at most 256 characters.
     #[schema(max_length = 256)]
     description,
-    /// Scopes from `GET /apiKeyScopes`; omitted: the catalog's defaults.
+    /// Scopes from `GET /apiKeyScopes`, 1 to 100 distinct names of at most
+    /// 256 characters; omitted: the catalog's defaults.
     scopes,
-    /// Expiry, in the future (RFC 3339, e.g. `2030-01-01T00:00:00Z`).
+    /// Expiry, in the future and at most `2105-12-31T23:59:59.999999999Z`
+    /// (RFC 3339, e.g. `2030-01-01T00:00:00Z`).
     expires_at,
     /// `false` creates the key disabled; absent: enabled.
     enabled,
@@ -311,13 +326,14 @@ pub struct CreateApiKeyResponse {
 
 key_request! {
     /// `PATCH /apiKeys/{apiKeyId}`. `updateMask` names the fields to change
-    /// (comma-separated: `description`, `scopes`, `expiresAt`, `enabled`,
-    /// `metadata`, `externalId`, `allowedIps`, `credits`, `rateLimits`); a field
-    /// named but absent (or `null`) is reset (empty description, the catalog's
-    /// default scopes, no expiry, enabled, no such control); a field present but
-    /// not named is refused. Without a mask `description`, `scopes` and
-    /// `expiresAt` are replaced (absent ones reset), and of the other fields
-    /// those present are set.
+    /// (comma-separated, lowerCamel or snake_case: `description`, `scopes`,
+    /// `expiresAt`, `enabled`, `metadata`, `externalId`, `allowedIps`,
+    /// `credits`, `rateLimits`); fields present but not named are left
+    /// untouched. Without a mask (or with an empty one) the mask is the
+    /// fields present. A named field that is absent (or `null`) is cleared:
+    /// an empty description, no expiry, no such control; named `scopes`
+    /// must hold 1 to 100 scopes and a named `enabled` must be given, so no
+    /// update widens a key without saying so.
     #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     #[non_exhaustive]
@@ -329,9 +345,9 @@ key_request! {
     }
     /// The new description.
     description,
-    /// The new scopes.
+    /// The new scopes: 1 to 100 distinct names.
     scopes,
-    /// The new expiry (RFC 3339, in the future).
+    /// The new expiry (RFC 3339, in the future, at most 2105-12-31T23:59:59.999999999Z).
     expires_at,
     /// `false` disables the key (refused until enabled again), `true` enables it.
     enabled,
@@ -366,22 +382,33 @@ pub struct ListApiKeysResponse {
     pub next_page_token: String,
 }
 
-/// The `metadata` of an [`OperationView`].
+/// The `metadata` of an [`OperationView`], a `google.protobuf.Any`:
+/// `UpdateApiKeyMetadata` / `DeleteApiKeyMetadata` of the cloud, or a
+/// project type (`apikeys.v1.CreateApiKeyMetadata`, …) for the kinds the
+/// cloud lacks; `{"@type", "apiKeyId"}`, and with `view=FULL` also the
+/// key's owner, the kind and what changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct OperationMetadata {
+    /// The message type, e.g.
+    /// `type.googleapis.com/yandex.cloud.iam.v1.UpdateApiKeyMetadata`.
+    #[serde(rename = "@type")]
+    pub type_url: String,
     /// The key changed.
     pub api_key_id: String,
-    /// Its owner.
-    pub service_account_id: String,
+    /// Its owner; `view=FULL` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_id: Option<String>,
     /// `create`, `update`, `revoke`, `delete`, `reissue`, `import` or
-    /// `leak`.
-    pub kind: String,
+    /// `leak`; `view=FULL` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     /// What changed: the new values of the fields that changed (never a
-    /// secret).
-    #[schema(value_type = Object)]
-    pub changes: serde_json::Value,
+    /// secret); `view=FULL` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub changes: Option<serde_json::Value>,
 }
 
 /// An operation: a change to a key as recorded in its log (every
@@ -406,17 +433,26 @@ pub struct OperationView {
     pub done: bool,
     /// The key and what changed.
     pub metadata: OperationMetadata,
-    /// The key after an update or revoke; `{}` after a delete; absent in
-    /// listings.
+    /// A `google.protobuf.Any`: the key after an update or revoke
+    /// (`yandex.cloud.iam.v1.ApiKey`), `google.protobuf.Empty` after a
+    /// delete; in listings, `Empty` for a delete and otherwise
+    /// `apikeys.v1.ApiKeyChanges` (the log keeps changes, not keys).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub response: Option<serde_json::Value>,
 }
 
 impl OperationView {
-    /// The view of a log entry with an optional `response`.
+    /// The view of a log entry with a `response` (already packed with its
+    /// `"@type"`), or with `None` the listing's: `Empty` for a delete, the
+    /// entry's changes otherwise.
     #[must_use]
-    pub fn new(op: &Operation, response: Option<serde_json::Value>) -> Self {
+    pub fn new(op: &Operation, response: Option<serde_json::Value>, view: View) -> Self {
+        let full = view == View::Full;
+        let response = response.unwrap_or_else(|| match op.kind {
+            OperationKind::Delete => any(EMPTY, serde_json::json!({})),
+            _ => any(API_KEY_CHANGES, view.key(changes_json(&op.changes))),
+        });
         Self {
             id: op.id.as_str().to_owned(),
             description: describe(op.kind).to_owned(),
@@ -425,12 +461,13 @@ impl OperationView {
             modified_at: op.created_at,
             done: true,
             metadata: OperationMetadata {
+                type_url: metadata_type(op.kind).to_owned(),
                 api_key_id: op.key_id.as_str().to_owned(),
-                service_account_id: op.service_account_id.as_str().to_owned(),
-                kind: op.kind.as_str().to_owned(),
-                changes: changes_json(&op.changes),
+                service_account_id: full.then(|| op.service_account_id.as_str().to_owned()),
+                kind: full.then(|| op.kind.as_str().to_owned()),
+                changes: full.then(|| changes_json(&op.changes)),
             },
-            response,
+            response: Some(response),
         }
     }
 }
@@ -475,13 +512,38 @@ pub struct ApiKeyScope {
     pub default: bool,
 }
 
-/// `GET /apiKeyScopes`.
+/// `GET /apiKeyScopes`: the cloud's `ListApiKeyScopesResponse`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct ListScopesResponse {
-    /// Every scope, in catalog order.
+    /// One page of scope names, in catalog order.
+    pub scopes: Vec<String>,
+    /// Opaque token for the next page; empty on the last page.
+    pub next_page_token: String,
+}
+
+/// `GET /apiKeyScopes?view=FULL`: the scopes with their descriptions and
+/// whether keys get them by default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ListScopesFullResponse {
+    /// One page of scopes, in catalog order.
     pub scopes: Vec<ApiKeyScope>,
+    /// Opaque token for the next page; empty on the last page.
+    pub next_page_token: String,
+}
+
+/// The answer of `GET /apiKeyScopes`, by view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(untagged)]
+#[non_exhaustive]
+pub enum ScopesAnswer {
+    /// `view=BASIC` (the default).
+    Basic(ListScopesResponse),
+    /// `view=FULL`.
+    Full(ListScopesFullResponse),
 }
 
 /// The error body: a `google.rpc.Status`.

@@ -167,6 +167,12 @@ impl Node {
         &self.catalog
     }
 
+    /// A 32-byte secret for `purpose`, derived from the current pepper
+    /// (HMAC): the same on every node that shares the pepper.
+    pub(crate) fn derived_secret(&self, purpose: &[u8]) -> [u8; 32] {
+        *self.peppers.current().digest(purpose).as_bytes()
+    }
+
     fn cached(&self) -> &CachedStore<Metered<AnyStore>> {
         self.store.inner().inner()
     }

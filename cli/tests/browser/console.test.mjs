@@ -8,9 +8,9 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +33,7 @@ const eq = (actual, expected, message) => { checks += 1; assert.deepEqual(actual
 const match = (text, re, message) => { checks += 1; assert.match(text, re, message); };
 
 let server;
+let serverEnv;
 let base;
 let workdir;
 let browser;
@@ -53,6 +54,7 @@ function startServer() {
     API_KEYS_DATABASE_URL: `sqlite://${join(workdir, 'keys.db')}?mode=rwc`,
     RUST_LOG: 'warn',
   });
+  serverEnv = env;
   server = spawn(KEYCTL, ['serve', '--listen', '127.0.0.1:0'], { cwd: workdir, env, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   return new Promise((resolveStart, rejectStart) => {
@@ -81,9 +83,12 @@ async function stopServer() {
   clearTimeout(timer);
 }
 
-/// The management API from the test itself (not through the page).
+/// The management API from the test itself (not through the page), with
+/// the extension fields (`view=FULL`) as the console asks for them.
 async function api(method, path, body) {
-  const response = await fetch(`${base}/iam/v1/${path}`, {
+  const url = new URL(`${base}/iam/v1/${path}`);
+  url.searchParams.set('view', 'FULL');
+  const response = await fetch(url, {
     method,
     headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -365,6 +370,46 @@ describe('management console', { timeout: 120_000 }, () => {
     await page.getByRole('button', { name: `History ${first.id}`, exact: true }).click();
     eq(await waitHistory('update'), ['update', 'create'], 'history: update, create');
     match(await page.locator('#history-body tr').first().innerText(), /description: deploy bot \(renamed\)/, 'the update names the change');
+  });
+
+  it('refuses to save a key with no scope, in words', async () => {
+    await page.getByRole('button', { name: `Edit ${first.id}`, exact: true }).click();
+    const d = page.getByRole('dialog', { name: `Edit ${first.id}` });
+    await d.waitFor({ state: 'visible' });
+    const checked = d.getByRole('checkbox', { checked: true });
+    while (await checked.count()) await checked.first().uncheck();
+    await d.getByRole('button', { name: 'Save' }).click();
+    await d.locator('#edit-error').filter({ hasText: /at least one scope/ }).waitFor();
+    ok(true, 'no scope: refused before any request');
+    await d.getByRole('button', { name: 'Cancel' }).click();
+    await d.waitFor({ state: 'hidden' });
+    const key = await api('GET', `apiKeys/${first.id}`);
+    ok(key.scopes.length === 2, 'the scopes are unchanged');
+  });
+
+  it('shows where a key leaked (source and URL objects) in its history', async () => {
+    const leaked = await api('POST', 'apiKeys', { serviceAccountId: ACCOUNT, description: 'leaked' });
+    const file = join(workdir, 'leaked.env');
+    writeFileSync(file, `TOKEN=${leaked.secret}\n`);
+    const scan = spawnSync(KEYCTL, ['scan', '--revoke', '--yes', file], { cwd: workdir, env: serverEnv, encoding: 'utf8' });
+    ok(scan.status === 0 || scan.status === 1, `keyctl scan ran (${scan.status}): ${scan.stderr}`);
+    await page.getByLabel('Service account').fill(ACCOUNT);
+    await page.getByRole('button', { name: 'Show keys' }).click();
+    await keyRow(leaked.apiKey.id).waitFor();
+    await page.getByRole('button', { name: `History ${leaked.apiKey.id}`, exact: true }).click();
+    await page.locator('#history-heading').filter({ hasText: leaked.apiKey.id }).waitFor();
+    await page.locator('#history-body tr[data-kind="leak"]').first().waitFor();
+    const kinds = await historyKinds();
+    ok(kinds.includes('leak') && kinds.includes('revoke'), `the history has the leak and the revoke: ${kinds}`);
+    const text = await page.locator('#history-body tr[data-kind="leak"]').first().innerText();
+    match(text, /leak: source=.*leaked\.env/, 'the leak says where it was found');
+    ok(!text.includes('[object Object]'), `no [object Object]: ${text}`);
+    secrets.push(leaked.secret);
+    await page.getByRole('button', { name: `Delete ${leaked.apiKey.id}`, exact: true }).click();
+    await confirmIn(`Delete ${leaked.apiKey.id}?`);
+    await keyRow(leaked.apiKey.id).waitFor({ state: 'detached' });
+    await page.getByRole('button', { name: `History ${first.id}`, exact: true }).click();
+    await page.locator('#history-heading').filter({ hasText: first.id }).waitFor();
   });
 
   it('reissues with a grace period; the new secret works and the history shows the reissue', async () => {

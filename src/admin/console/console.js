@@ -5,7 +5,10 @@
 // admin token is kept in the `token` variable below and nowhere else (no
 // storage, no cookies); a new secret lives in `shownSecret` and the secret
 // dialog's field until that dialog closes. Everything the API returns is
-// written with `textContent`, never parsed as HTML.
+// written with `textContent`, never parsed as HTML. Every call asks for
+// `view=FULL`: the answers then carry the project's extension fields
+// (status, enabled flag, controls, reissue links, an operation's kind and
+// changes, the scopes' descriptions), which the cloud's shape leaves out.
 
 const API = new URL('../', import.meta.url);
 const PAGE_SIZE = 20;
@@ -39,6 +42,7 @@ function explain(status, body, statusText) {
     case 409: return `Conflict${said}`;
     case 412: return `Not possible in the key's current state${said}`;
     case 413: return 'Refused: the request is too large.';
+    case 429: return `Too many attempts${said}`;
     case 503: return 'The key store is unavailable right now; try again in a moment.';
     default:
       return `The server answered ${status}${statusText ? ` ${statusText}` : ''}${said}`;
@@ -54,7 +58,9 @@ async function call(method, path, body) {
   }
   let response;
   try {
-    response = await fetch(new URL(path, API), init);
+    const url = new URL(path, API);
+    url.searchParams.set('view', 'FULL');
+    response = await fetch(url, init);
   } catch {
     throw new ApiError('Network failure: the server could not be reached. Check the connection and try again.');
   }
@@ -143,8 +149,7 @@ async function signIn(event) {
   const button = event.submitter ?? $('sign-in-form').querySelector('button');
   await busy(button, async () => {
     try {
-      const data = await call('GET', 'apiKeyScopes');
-      scopes = Array.isArray(data?.scopes) ? data.scopes : [];
+      scopes = await allScopes();
     } catch (error) {
       token = null;
       $('sign-in-error').textContent = `Sign-in failed. ${error instanceof ApiError ? error.message : error}`;
@@ -158,6 +163,21 @@ async function signIn(event) {
     $('sign-out').hidden = false;
     $('service-account').focus();
   });
+}
+
+/// Every scope (with its description and whether it is a default), page
+/// by page.
+async function allScopes() {
+  const all = [];
+  let pageToken = '';
+  do {
+    const query = new URLSearchParams({ pageSize: '1000' });
+    if (pageToken) query.set('pageToken', pageToken);
+    const data = await call('GET', `apiKeyScopes?${query}`);
+    if (Array.isArray(data?.scopes)) all.push(...data.scopes);
+    pageToken = data?.nextPageToken ?? '';
+  } while (pageToken);
+  return all;
 }
 
 function signOut() {
@@ -488,7 +508,7 @@ function changes(key) {
   const chosen = checkedScopes($('edit-scopes'));
   if (!sameSet(chosen, key.scopes ?? [])) {
     mask.push('scopes');
-    if (chosen.length > 0) body.scopes = chosen;
+    body.scopes = chosen;
   }
   // Compared to the second: the field drops `:00` seconds and fractions.
   const at = utcFromInput($('edit-expires').value);
@@ -510,6 +530,10 @@ async function saveEdit(event) {
   const body = changes(key);
   if (!body) {
     $('edit-error').textContent = 'Nothing changed.';
+    return;
+  }
+  if (body.scopes && body.scopes.length === 0) {
+    $('edit-error').textContent = 'Choose at least one scope: a key keeps one or more.';
     return;
   }
   await busy(event.submitter ?? $('edit-form').querySelector('[type=submit]'), async () => {
@@ -535,10 +559,21 @@ async function openHistory(id) {
   $('history-heading').scrollIntoView({ block: 'nearest' });
 }
 
+/// A changed value as text: `(none)` for a removed one, lists joined,
+/// objects (a leak's source and URL, credits) as `name=value` pairs.
+function describeValue(value) {
+  if (value === null || value === undefined) return '(none)';
+  if (Array.isArray(value)) return value.map(describeValue).join(', ');
+  if (typeof value === 'object') {
+    return Object.entries(value).map(([name, inner]) => `${name}=${describeValue(inner)}`).join(', ');
+  }
+  return String(value);
+}
+
 function describeChanges(changes) {
   if (!changes || typeof changes !== 'object') return '';
   return Object.entries(changes)
-    .map(([field, value]) => `${field}: ${value === null ? '(none)' : Array.isArray(value) ? value.join(', ') : String(value)}`)
+    .map(([field, value]) => `${field}: ${describeValue(value)}`)
     .join('; ');
 }
 
