@@ -34,7 +34,7 @@ fn sdk_python() -> PathBuf {
 #[test]
 fn rest_answers_parse_with_the_official_sdk_message_types() {
     let python = sdk_python();
-    let token = "sdk-rest-admin-token-0123456789abcdef";
+    let token = "Qm7vT2xK9pL4zR8wN1cF6hJ3bY5sD0gA7eU2iO9tW4=";
     let k = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper()).with_var("API_KEYS_ADMIN_TOKEN", token);
     let server = Server::start(&k, SQLITE_DEFAULT_URL, &[]);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/rest_shapes.py");
