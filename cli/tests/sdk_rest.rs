@@ -4,9 +4,9 @@
 //! are errors) into the SDK's `ApiKey`, `ListApiKeysResponse`,
 //! `CreateApiKeyResponse`, `ListApiKeyScopesResponse`, `Operation`, ….
 //!
-//! Needs a virtualenv with the pinned SDK (`python3 -m venv target/sdk-venv
-//! && target/sdk-venv/bin/pip install yandexcloud==0.413.0`), found at
-//! `$SDK_VENV` or `target/sdk-venv`; without it the test fails, naming it.
+//! Needs a virtualenv with the pinned SDK, at `$SDK_VENV` or
+//! `target/sdk-venv`: when it is missing, `cli/tests/sdk/venv.sh` makes it
+//! (pip, from PyPI); if that fails, the test fails, naming the virtualenv.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -23,6 +23,16 @@ fn sdk_python() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/sdk-venv"));
     let python = venv.join("bin/python");
+    if !python.exists() {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/venv.sh");
+        let made = Command::new("bash").arg(&script).arg(&venv).status();
+        assert!(
+            made.is_ok_and(|s| s.success()),
+            "{} could not make the SDK virtualenv {}",
+            script.display(),
+            venv.display()
+        );
+    }
     assert!(
         python.exists(),
         "no SDK virtualenv at {} (set SDK_VENV, or: python3 -m venv {0} && {0}/bin/pip install yandexcloud==0.413.0)",
