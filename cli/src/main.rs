@@ -274,6 +274,8 @@ enum Command {
         /// per node in memory].
         #[arg(long = "rate-limit-redis", value_name = "URL")]
         rate_limit_redis: Option<String>,
+        #[command(flatten)]
+        listener: serve::ListenerArgs,
     },
     /// Find leaked keys in files, folders and stdin (`-`); exit 0 when none are found, 1 when
     /// keys are found, 2 on bad input.
@@ -586,8 +588,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     {
         return without_database(&cli.command, format, &database);
     }
-    if let Command::Serve { listen, trusted_proxy, proxy_header, rate_limit_redis } = cli.command {
+    if let Command::Serve { listen, trusted_proxy, proxy_header, rate_limit_redis, listener } = cli.command {
         let addr = serve::listen_address(listen)?;
+        let listening = serve::Listening::resolve(listener)?;
         let proxies = serve::Proxies::resolve(trusted_proxy, proxy_header)?;
         let limits = serve::rate_limit_store(rate_limit_redis, &url);
         let cache = serve::CacheSettings::from_env()?;
@@ -596,7 +599,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         let closer = store.clone();
         let node = serve::Node::new(store, &url, peppers, cache).await?;
         node.print_demo_key().await?;
-        let served = serve::run(node, addr, proxies, limits).await;
+        let served = serve::run(node, addr, proxies, limits, listening).await;
         closer.close().await;
         return served;
     }
