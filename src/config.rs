@@ -290,7 +290,7 @@ impl KeyStore for AnyStore {
         #[cfg(feature = "redis")]
         Redis,
     } => insert, get, get_by_digest, get_many, list, revoke, delete, reissue, touch_last_used, commit, operations,
-        pepper_fingerprint, spend_credits, list_by_external_id, list_expiring);
+        pepper_fingerprint, spend_credits, list_by_external_id, list_expiring, operation);
 }
 
 /// Opens (and migrates) the store `url` names, with the store's default

@@ -548,7 +548,7 @@ impl<S: KeyStore> KeyStore for ShieldedStore<S> {
     // the rest goes straight to the inner store.
     crate::forward_key_store!(self => self.inner;
         get_by_digest, list, revoke, delete, touch_last_used, pepper_fingerprint, spend_credits, list_by_external_id,
-        list_expiring, operations,
+        list_expiring, operations, operation,
     );
 
     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {

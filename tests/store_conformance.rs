@@ -178,6 +178,7 @@ macro_rules! conformance_tests {
                 spend_credits_race => SpendCreditsRace,
                 list_by_external_id => ListByExternalId,
                 list_expiring => ListExpiring,
+                operation_by_id => OperationById,
             );
 
             #[tokio::test]

@@ -958,6 +958,7 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         get_many,
         list,
         operations,
+        operation,
         pepper_fingerprint,
         /// Always the inner store's atomic spend, never served from the cache:
         /// the cached record's count is only what it was when read (the cache

@@ -124,6 +124,10 @@ macro_rules! forward_key_store {
             list_expiring(window: ::core::ops::Range<$crate::Timestamp>, page: $crate::PageRequest)
                 -> $crate::Page<$crate::KeyRecord>);
     };
+    (@method $attr:tt operation $self:ident $to:tt) => {
+        $crate::forward_key_store!(@fn $attr $self $to
+            operation(id: &$crate::OperationId) -> Option<$crate::Operation>);
+    };
     // The one generic method.
     (@method [$($attr:tt)*] with_record $self:ident $to:tt) => {
         $($attr)*

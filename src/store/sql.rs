@@ -159,11 +159,14 @@ pub(super) const LIST_EXPIRING_AFTER: &str =
 pub(super) const NEWEST_VERSION: &str = "SELECT MAX(version) FROM _api_keys_migrations";
 /// Appends one operations log entry; an id already logged writes nothing.
 pub(super) const LOG: &str = "INSERT INTO api_key_operations \
-     (id, key_id, service_account_id, kind, actor, created_at, changes) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-     ON CONFLICT DO NOTHING";
+     (id, key_id, service_account_id, kind, actor, created_at, changes, response) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING";
 /// One key's log entries before sequence `$2`, newest first.
-pub(super) const OPERATIONS: &str = "SELECT seq, id, key_id, service_account_id, kind, actor, created_at, changes \
-     FROM api_key_operations WHERE key_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3";
+pub(super) const OPERATIONS: &str = "SELECT seq, id, key_id, service_account_id, kind, actor, created_at, changes, \
+     response FROM api_key_operations WHERE key_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3";
+/// One log entry by its id.
+pub(super) const OPERATION: &str = "SELECT seq, id, key_id, service_account_id, kind, actor, created_at, changes, \
+     response FROM api_key_operations WHERE id = $1";
 
 /// Records a pepper fingerprint unless the version has one.
 pub(super) const INSERT_PEPPER: &str =
@@ -203,6 +206,7 @@ macro_rules! schema_versions {
             v!(3, "create api_key_operations", "0003_create_api_key_operations"),
             v!(4, "operations log: leak entries", "0004_leak_operations"),
             v!(5, "enabled flag and key controls", "0005_key_controls"),
+            v!(6, "operations log: response snapshots", "0006_operation_responses"),
         ]
     }};
 }
@@ -530,6 +534,12 @@ macro_rules! sql_key_store {
             async fn log_in(tx: &mut Tx, e: &LogEntry, account: &str) -> Result<(), StoreError> {
                 let changes = serde_json::to_string(&e.changes)
                     .map_err(|_| StoreError::Corrupt("operation changes do not serialise".to_owned()))?;
+                let response = e
+                    .response
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(|_| StoreError::Corrupt("an operation response does not serialise".to_owned()))?;
                 let done = sqlx::query(sql::LOG)
                     .bind(e.id.as_str())
                     .bind(e.key_id.as_str())
@@ -538,6 +548,7 @@ macro_rules! sql_key_store {
                     .bind(e.actor.as_str())
                     .bind(e.created_at.unix_nanos())
                     .bind(changes)
+                    .bind(response)
                     .execute(&mut **tx)
                     .await
                     .map_err(sqlx_error)?;
@@ -560,6 +571,12 @@ macro_rules! sql_key_store {
                     actor: Actor::new(&text("actor")?).map_err(|_| bad("actor"))?,
                     created_at: Timestamp::from_unix_nanos(created_at),
                     changes: serde_json::from_str(&text("changes")?).map_err(|_| bad("changes"))?,
+                    response: r
+                        .try_get::<Option<String>, _>("response")
+                        .map_err(sqlx_error)?
+                        .map(|json| serde_json::from_str(&json))
+                        .transpose()
+                        .map_err(|_| bad("response"))?,
                 };
                 Ok((seq, op))
             }
@@ -790,6 +807,15 @@ macro_rules! sql_key_store {
                         };
                         Ok(Page::new(items.into_iter().map(|(_, op)| op).collect(), next))
 
+                    })
+                    .await
+                }
+
+                async fn operation(&self, id: &OperationId) -> Result<Option<Operation>, StoreError> {
+                    let query = sqlx::query(sql::OPERATION).bind(id.as_str());
+                    timed(self.timeout, async {
+                        let row = query.fetch_optional(&self.pool).await.map_err(sqlx_error)?;
+                        row.as_ref().map(decode_operation).transpose().map(|found| found.map(|(_, op)| op))
                     })
                     .await
                 }

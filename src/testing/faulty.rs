@@ -32,7 +32,7 @@ use std::time::Duration;
 use crate::clock::Timestamp;
 use crate::controls::{CreditSpend, ExternalId};
 use crate::digest::Digest;
-use crate::operation::{Change, LogEntry, OperationCursor};
+use crate::operation::{Change, LogEntry, Operation, OperationCursor, OperationId};
 use crate::record::{KeyRecord, ServiceAccountId};
 use crate::store::{KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError};
 use crate::token::KeyId;
@@ -309,6 +309,10 @@ impl<S: KeyStore> KeyStore for FaultyStore<S> {
 
     async fn operations(&self, key: &KeyId, page: PageRequest<OperationCursor>) -> Result<OperationPage, StoreError> {
         self.run(Op::Operations, move || self.inner.operations(key, page)).await
+    }
+
+    async fn operation(&self, id: &OperationId) -> Result<Option<Operation>, StoreError> {
+        self.run(Op::Operations, move || self.inner.operation(id)).await
     }
 
     async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {

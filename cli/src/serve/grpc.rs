@@ -7,10 +7,9 @@ use axum::response::{IntoResponse, Response};
 
 /// Whether a request is a gRPC call (by its `content-type`).
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == "application/grpc" || v.starts_with("application/grpc+") || v.starts_with("application/grpc;"))
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v == "application/grpc" || v.starts_with("application/grpc+") || v.starts_with("application/grpc;")
+    })
 }
 
 /// A trailers-only gRPC answer with status `code` and `message`.
@@ -21,7 +20,9 @@ pub(crate) fn status_response(code: i32, message: &str) -> Response {
     headers.insert("grpc-status", HeaderValue::from(code));
     let encoded: String = message
         .bytes()
-        .map(|b| if b.is_ascii_graphic() && b != b'%' || b == b' ' { char::from(b).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_graphic() && b != b'%' || b == b' ' { char::from(b).to_string() } else { format!("%{b:02X}") }
+        })
         .collect();
     if let Ok(v) = HeaderValue::from_str(&encoded) {
         headers.insert("grpc-message", v);

@@ -86,7 +86,8 @@ pub(crate) const BODY_MEMORY: usize = 32 * 1024 * 1024;
 /// management API's own limit, and tonic's message limit there).
 pub(crate) const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 /// The GitHub endpoint's body limit (the endpoint's own default).
-const GITHUB_BODY_LIMIT: usize = api_keys::admin::github::SecretScanning::<api_keys::MemoryStore>::DEFAULT_MAX_BODY_BYTES;
+const GITHUB_BODY_LIMIT: usize =
+    api_keys::admin::github::SecretScanning::<api_keys::MemoryStore>::DEFAULT_MAX_BODY_BYTES;
 /// The GitHub endpoint's route, whose reports may be larger.
 const GITHUB_PATH: &str = "/v1/secret-scanning/github";
 /// Concurrent HTTP/2 streams per connection.
@@ -192,7 +193,12 @@ impl Listening {
             None => None,
             Some((text, from)) => match text.trim().parse::<usize>() {
                 Ok(n) if n > 0 => Some(n),
-                _ => return Err(Failure::new(BAD_INPUT, format!("--max-connections ({from}): expected a number above 0"))),
+                _ => {
+                    return Err(Failure::new(
+                        BAD_INPUT,
+                        format!("--max-connections ({from}): expected a number above 0"),
+                    ));
+                }
             },
         };
         let limits = Limits {
@@ -265,7 +271,11 @@ fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, Failure> 
         .map_err(|e| {
             Failure::new(
                 BAD_INPUT,
-                format!("--tls-cert/--tls-key: {} and {} do not make a usable pair: {e}", cert.display(), key.display()),
+                format!(
+                    "--tls-cert/--tls-key: {} and {} do not make a usable pair: {e}",
+                    cert.display(),
+                    key.display()
+                ),
             )
         })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -557,11 +567,8 @@ fn body_limit(path: &str) -> usize {
 /// reading it, and bounds the rest ([`GuardedBody`]).
 async fn guard(State(guard): State<Arc<BodyGuard>>, request: Request, next: Next) -> Response {
     let limit = body_limit(request.uri().path());
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return too_large(&request, limit);
     }

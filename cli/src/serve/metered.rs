@@ -38,7 +38,7 @@ impl<S: KeyStore> KeyStore for Metered<S> {
     // default, which looks up with `get` and so is counted.
     api_keys::forward_key_store!(self => self.inner;
         insert, list, revoke, delete, reissue, touch_last_used, pepper_fingerprint, commit, operations, spend_credits,
-        list_by_external_id, list_expiring,
+        list_by_external_id, list_expiring, operation,
     );
 
     fn get(&self, id: &KeyId) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
