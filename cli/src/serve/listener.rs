@@ -569,7 +569,9 @@ async fn guard(State(guard): State<Arc<BodyGuard>>, request: Request, next: Next
     let limit = body_limit(request.uri().path());
     let declared =
         request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    // Forward auth never reads its body: a large one is ignored, as before.
+    let reads_body = request.uri().path() != "/v1/authorize";
+    if reads_body && declared.is_some_and(|n| n > limit as u64) {
         return too_large(&request, limit);
     }
     let deadline = Box::pin(tokio::time::sleep(guard.timeout));
