@@ -126,6 +126,7 @@ pub(crate) async fn run(
     let local = listener.local_addr().map_err(|e| Failure::new(OTHER, format!("cannot listen on {addr}: {e}")))?;
     let scheme = if listening.is_tls() { "TLS" } else { "plaintext" };
     eprintln!("keyctl: listening on {local} ({}; {scheme})", node.describe());
+    eprintln!("keyctl: public address {}", listening.public_address(local));
 
     let flusher = tokio::spawn(flush_periodically(Arc::clone(&verifier)));
     let served = listener::serve(listener, router, listening, shutdown_signal(), DRAIN_TIMEOUT).await;
