@@ -890,7 +890,7 @@ macro_rules! assert_all_versions_applied {
             .fetch_all($pool)
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4, 5]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
     }};
 }
 #[cfg(test)]
@@ -1070,9 +1070,9 @@ macro_rules! check_previous_release_upgrade {
         .await
         .unwrap();
         let e = store.migrate().await.unwrap_err();
-        assert!(matches!(e, $crate::store::StoreError::SchemaTooNew { found: 99, supported: 5 }), "{e:?}");
+        assert!(matches!(e, $crate::store::StoreError::SchemaTooNew { found: 99, supported: 6 }), "{e:?}");
         let text = e.to_string();
-        assert!(text.contains("99") && text.contains('5'), "{text}");
+        assert!(text.contains("99") && text.contains('6'), "{text}");
         assert!(e.is_unavailable(), "a refused schema fails closed");
         // A refused migrate leaves no lock behind: refused again, at once.
         let again = tokio::time::timeout(std::time::Duration::from_secs(10), store.migrate()).await;
@@ -1254,7 +1254,10 @@ pub(super) mod upgrade_tests {
         for r in &old.records {
             ops.extend(store.operations(&r.id, crate::PageRequest::starting(100, None)).await.unwrap().items);
         }
-        assert_eq!(ops, old.operations, "the operations log after the upgrade");
+        // The previous release kept no response snapshots: its entries read back without one.
+        let expected: Vec<crate::Operation> =
+            old.operations.iter().cloned().map(|op| crate::Operation { response: None, ..op }).collect();
+        assert_eq!(ops, expected, "the operations log after the upgrade");
     }
 
     /// Every field survives; the imported key shows, and the table now
@@ -1338,6 +1341,11 @@ mod tests {
                     5,
                     "9d32dfa88a5f6d1b756d7d350e89be61dd1a17c90a363404feefbb1425e8682a1d99ed82d098fbb4004f300153f47941"
                         .to_owned()
+                ),
+                (
+                    6,
+                    "d27538bede8deae2b6019f9407efdb2aeb002bd1ce250fe5bbb7c5f09a946350f1647ccfbbcca90c4741fa65b6b76b68"
+                        .to_owned()
                 )
             ]
         );
@@ -1373,6 +1381,11 @@ mod tests {
                 (
                     5,
                     "fa6698005d7f32983d16821a9a0c75a1bfa3a927c2721aa7123b2bdac864443c1cf8856e1414877405886c2a32bf49a1"
+                        .to_owned()
+                ),
+                (
+                    6,
+                    "71a55744bd16a3745871b5547a63db25dfed49fc0b74a30de3e76b45eaea1fa1349a6495e483ef627daa7980f1e6b56c"
                         .to_owned()
                 )
             ]
