@@ -642,6 +642,7 @@ impl<S: KeyStore> KeyManager<S> {
                     actor: self.actor.clone(),
                     created_at: now,
                     changes,
+                    response: None,
                 });
             }
         }
@@ -733,13 +734,16 @@ impl<S: KeyStore> KeyManager<S> {
             let (record, extra) = draw()?;
             let (change, log) = match write {
                 Write::Insert(kind) => {
-                    let entry = self.entry(&record.id, kind, now, OperationChanges::of_new(&record))?;
+                    let entry = self
+                        .entry(&record.id, kind, now, OperationChanges::of_new(&record))?
+                        .with_response(record.info());
                     (Change::Insert(record.clone()), vec![entry])
                 }
                 Write::Reissue { old, fate } => {
                     let old_entry = self.entry(&old.id, OperationKind::Reissue, now, reissue_changes(&record, fate))?;
-                    let new_entry =
-                        self.entry(&record.id, OperationKind::Reissue, now, OperationChanges::of_new(&record))?;
+                    let new_entry = self
+                        .entry(&record.id, OperationKind::Reissue, now, OperationChanges::of_new(&record))?
+                        .with_response(record.info());
                     let change = Change::Reissue { old: old.id, new: record.clone(), fate };
                     (change, vec![old_entry, new_entry])
                 }
@@ -878,7 +882,13 @@ impl<S: KeyStore> KeyManager<S> {
             scopes: update.scopes.as_ref().unwrap_or(&current.scopes),
             expires_at: update.expires_at.unwrap_or(current.expires_at),
         })?;
-        let entry = self.entry(id, OperationKind::Update, now, OperationChanges::of_update(&update))?;
+        // The response snapshot: the key as this update leaves it (a change
+        // made elsewhere between the read above and the commit is not in it).
+        let mut after = KeyRecord::clone(&current);
+        crate::operation::apply_update(&mut after, &update)?;
+        let entry = self
+            .entry(id, OperationKind::Update, now, OperationChanges::of_update(&update))?
+            .with_response(after.info());
         let updated = self.store.commit(Change::Update { id: *id, update }, std::slice::from_ref(&entry)).await?;
         let updated = updated.ok_or_else(|| {
             ManageError::Store(StoreError::Corrupt("the store did not return the updated key".to_owned()))
@@ -917,6 +927,15 @@ impl<S: KeyStore> KeyManager<S> {
             update = update.credits(admit_credits(credits, self.clock.now())?);
         }
         Ok(update)
+    }
+
+    /// One operations log entry by id, with its response snapshot, for as
+    /// long as the log keeps it (also after the key was deleted).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn operation(&self, id: &OperationId) -> Result<Option<Operation>, ManageError> {
+        Ok(self.store.operation(id).await?)
     }
 
     /// A key's operations log, newest first; also for a deleted key.

@@ -26,7 +26,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::clock::Timestamp;
 use crate::controls::{Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimits};
 use crate::random::RandomError;
-use crate::record::{Description, KeyRecord, KeyStatus, ServiceAccountId};
+use crate::record::{Description, KeyInfo, KeyRecord, KeyStatus, ServiceAccountId};
 use crate::scope::ScopeSet;
 use crate::setters::setters;
 use crate::store::{OldKeyFate, StoreError};
@@ -405,6 +405,10 @@ pub struct Operation {
     /// What changed.
     #[serde(default)]
     pub changes: OperationChanges,
+    /// The key as the change left it (the operation's response), never a
+    /// secret or digest; see [`LogEntry::response`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<KeyInfo>,
 }
 
 /// An operations log entry as a change's author writes it; the store
@@ -424,6 +428,12 @@ pub struct LogEntry {
     pub created_at: Timestamp,
     /// What changed.
     pub changes: OperationChanges,
+    /// The key as the change left it, kept with the entry so the operation
+    /// can be answered again by id, on any node ([`KeyStore::operation`](crate::KeyStore::operation)):
+    /// set by the manager for create, import, reissue (the new key) and
+    /// update; `None` for the others (a delete's response is empty) and for
+    /// entries written before it existed.
+    pub response: Option<KeyInfo>,
 }
 
 impl LogEntry {
@@ -438,7 +448,14 @@ impl LogEntry {
         created_at: Timestamp,
         changes: OperationChanges,
     ) -> Result<Self, RandomError> {
-        Ok(Self { id: OperationId::generate()?, key_id, kind, actor, created_at, changes })
+        Ok(Self { id: OperationId::generate()?, key_id, kind, actor, created_at, changes, response: None })
+    }
+
+    /// The entry with `key` as its response snapshot.
+    #[must_use]
+    pub fn with_response(mut self, key: KeyInfo) -> Self {
+        self.response = Some(key);
+        self
     }
 
     /// The entry as recorded for a key of `service_account_id`.
@@ -452,6 +469,7 @@ impl LogEntry {
             actor: self.actor.clone(),
             created_at: self.created_at,
             changes: self.changes.clone(),
+            response: self.response.clone(),
         }
     }
 }

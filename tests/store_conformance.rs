@@ -179,6 +179,7 @@ macro_rules! conformance_tests {
                 list_by_external_id => ListByExternalId,
                 list_expiring => ListExpiring,
                 ids_after => IdsAfter,
+                operation_by_id => OperationById,
             );
 
             #[tokio::test]

@@ -283,6 +283,9 @@ enum Command {
         /// `/metrics` on its own listener and the Redis durability check.
         #[command(flatten)]
         options: serve::ServeOptions,
+        /// TLS, the public address, timeouts and the connection cap.
+        #[command(flatten)]
+        listener: serve::ListenerArgs,
     },
     /// Find leaked keys in files, folders and stdin (`-`); exit 0 when none are found, 1 when
     /// keys are found, 2 on bad input.
@@ -597,8 +600,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     {
         return without_database(&cli.command, format, &database);
     }
-    if let Command::Serve { listen, trusted_proxy, proxy_header, rate_limit_redis, options } = cli.command {
+    if let Command::Serve { listen, trusted_proxy, proxy_header, rate_limit_redis, options, listener } = cli.command {
         let addr = serve::listen_address(listen)?;
+        let listening = serve::Listening::resolve(listener)?;
         let proxies = serve::Proxies::resolve(trusted_proxy, proxy_header)?;
         let limits = serve::rate_limit_store(rate_limit_redis, &url);
         let cache = serve::CacheSettings::from_env()?;
@@ -607,7 +611,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         let closer = store.clone();
         let node = serve::Node::new(store, &url, peppers, cache).await?;
         node.print_demo_key().await?;
-        let served = serve::run(node, addr, proxies, limits, options).await;
+        let served = serve::run(node, addr, proxies, limits, options, listening).await;
         closer.close().await;
         return served;
     }

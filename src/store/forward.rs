@@ -72,7 +72,7 @@ macro_rules! forward_key_store {
     (@list $($then:tt)*) => {
         $crate::forward_key_store!($($then)* [
             get get_by_digest get_many list touch_last_used commit operations pepper_fingerprint spend_credits
-            list_by_external_id list_expiring ids_after with_record lend_now
+            list_by_external_id list_expiring ids_after operation with_record lend_now
         ]);
     };
     // `$yes` if the two names are the same method, else `$no` (each a
@@ -89,6 +89,7 @@ macro_rules! forward_key_store {
     (@if_same list_by_external_id list_by_external_id $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same list_expiring list_expiring $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same ids_after ids_after $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same operation operation $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same with_record with_record $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same lend_now lend_now $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same $a:ident $b:ident $yes:tt $no:tt) => { $crate::forward_key_store! $no; };
@@ -210,6 +211,10 @@ macro_rules! forward_key_store {
     (@method $attr:tt ids_after $self:ident $to:tt) => {
         $crate::forward_key_store!(@fn $attr $self $to
             ids_after(after: Option<$crate::KeyId>, limit: u32) -> Vec<$crate::KeyId>);
+    };
+    (@method $attr:tt operation $self:ident $to:tt) => {
+        $crate::forward_key_store!(@fn $attr $self $to
+            operation(id: &$crate::OperationId) -> Option<$crate::Operation>);
     };
     // The one generic method.
     (@method [$($attr:tt)*] with_record $self:ident $to:tt) => {

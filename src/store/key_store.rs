@@ -429,6 +429,19 @@ pub trait KeyStore: Send + Sync + 'static {
             Ok(visit(found.as_deref().map(RecordView::of)))
         }
     }
+
+    /// One operations log entry by its id (with its response snapshot),
+    /// `None` if the log holds no such entry; also after the key was
+    /// deleted. The memory, SQL and Redis stores answer it; the default, for
+    /// a store without an index of entry ids, fails closed with
+    /// [`StoreError::Unavailable`].
+    ///
+    /// # Errors
+    /// The store's error.
+    fn operation(&self, id: &OperationId) -> impl Future<Output = Result<Option<Operation>, StoreError>> + Send {
+        let _ = id;
+        std::future::ready(Err(StoreError::unavailable("this key store cannot look operations up by id")))
+    }
 }
 
 /// A shared store is the store: every method, `with_record` included, goes to

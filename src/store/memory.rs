@@ -260,7 +260,7 @@ fn id_page(set: Option<&BTreeSet<KeyId>>, page: PageRequest) -> (Vec<KeyId>, Opt
 #[derive(Default)]
 struct OperationsLog {
     by_key: HashMap<KeyId, Vec<(u64, Arc<Operation>)>>,
-    ids: HashSet<OperationId>,
+    ids: HashMap<OperationId, Arc<Operation>>,
     seq: u64,
 }
 
@@ -269,7 +269,7 @@ impl OperationsLog {
     fn check(&self, entries: &[LogEntry]) -> Result<(), StoreError> {
         let mut seen = HashSet::new();
         for e in entries {
-            if self.ids.contains(&e.id) || !seen.insert(e.id) {
+            if self.ids.contains_key(&e.id) || !seen.insert(e.id) {
                 return Err(StoreError::DuplicateOperation(e.id));
             }
         }
@@ -279,8 +279,9 @@ impl OperationsLog {
     fn append(&mut self, entries: &[LogEntry], service_account: &ServiceAccountId) {
         for e in entries {
             self.seq += 1;
-            self.ids.insert(e.id);
-            self.by_key.entry(e.key_id).or_default().push((self.seq, Arc::new(e.recorded(service_account))));
+            let op = Arc::new(e.recorded(service_account));
+            self.ids.insert(e.id, Arc::clone(&op));
+            self.by_key.entry(e.key_id).or_default().push((self.seq, op));
         }
     }
 
@@ -622,6 +623,10 @@ impl KeyStore for MemoryStore {
 
     async fn operations(&self, key: &KeyId, page: PageRequest<OperationCursor>) -> Result<OperationPage, StoreError> {
         Ok(lock(&self.writer).log.page(key, page))
+    }
+
+    async fn operation(&self, id: &OperationId) -> Result<Option<Operation>, StoreError> {
+        Ok(lock(&self.writer).log.ids.get(id).map(|op| Operation::clone(op)))
     }
 
     async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {

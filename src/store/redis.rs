@@ -28,7 +28,7 @@
 //! | `{p}:sa:<service account>` | sorted set | the account's key ids, all with score 0, so `ZRANGEBYLEX (<after> + LIMIT 0 n` is id-ordered keyset pagination |
 //! | `{p}:digests` | hash | base64 digest → id, for imported keys only |
 //! | `{p}:ops:<id>` | sorted set | the key's operations log: each entry as JSON, scored by its sequence number; kept after the key is deleted |
-//! | `{p}:opids` | hash | operation id → sequence number, so an id is logged once |
+//! | `{p}:opids` | hash | operation id → `seq@log`: its sequence number and its key's `ops:` set, so an id is logged once and found by id (ids logged before this format hold `seq` alone and are not found by id) |
 //! | `{p}:opseq` | string | the last sequence number given to a log entry |
 //! | `{p}:extids` | sorted set | one member `<external id> <key id>` (space-separated; neither contains a space) per key whose controls name an external owner, all with score 0, so one owner's keys are a lexicographic range paged by id |
 //!
@@ -121,7 +121,7 @@ use super::key_store::{KeyStore, OldKeyFate, OperationPage, Page, PageRequest, S
 use crate::clock::Timestamp;
 use crate::controls::{CreditSpend, ExternalId};
 use crate::digest::Digest;
-use crate::operation::{Change, KeyUpdate, LogEntry, Operation, OperationCursor};
+use crate::operation::{Change, KeyUpdate, LogEntry, Operation, OperationCursor, OperationId};
 use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
 use crate::token::KeyId;
 
@@ -301,7 +301,7 @@ if r == '1' or r == 'ok' then
   for i = 1, n do
     local seq = redis.call('INCR', KEYS[2])
     redis.call('ZADD', KEYS[2 + i], seq, ARGV[2 * i + 1])
-    redis.call('HSET', KEYS[1], ARGV[2 * i], seq)
+    redis.call('HSET', KEYS[1], ARGV[2 * i], seq .. '@' .. KEYS[2 + i])
   end
 end
 return r
@@ -1483,6 +1483,31 @@ where
                 None
             };
             Ok(Page::new(items.into_iter().map(|(_, op)| op).collect(), next))
+        })
+        .await
+    }
+
+    async fn operation(&self, id: &OperationId) -> Result<Option<Operation>, StoreError> {
+        let mut conn = self.conn.clone();
+        timed(self.timeout, async {
+            let at: Option<String> = cmd("HGET")
+                .arg(format!("{{{}}}:opids", self.prefix))
+                .arg(id.as_str())
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error)?;
+            // `seq@log`; an id logged by an earlier version holds `seq` alone.
+            let Some((seq, log)) = at.as_deref().and_then(|a| a.split_once('@')) else { return Ok(None) };
+            if !log.starts_with(&*self.ops_prefix) || seq.parse::<u64>().is_err() {
+                return Err(StoreError::Corrupt("an operation id index entry is invalid".to_owned()));
+            }
+            let found: Vec<String> =
+                cmd("ZRANGEBYSCORE").arg(log).arg(seq).arg(seq).query_async(&mut conn).await.map_err(redis_error)?;
+            found
+                .first()
+                .map(|json| serde_json::from_str::<Operation>(json))
+                .transpose()
+                .map_err(|_| StoreError::Corrupt("an operations log entry does not decode".to_owned()))
         })
         .await
     }

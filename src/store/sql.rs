@@ -161,11 +161,14 @@ pub(super) const LIST_EXPIRING_AFTER: &str =
 pub(super) const NEWEST_VERSION: &str = "SELECT MAX(version) FROM _api_keys_migrations";
 /// Appends one operations log entry; an id already logged writes nothing.
 pub(super) const LOG: &str = "INSERT INTO api_key_operations \
-     (id, key_id, service_account_id, kind, actor, created_at, changes) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-     ON CONFLICT DO NOTHING";
+     (id, key_id, service_account_id, kind, actor, created_at, changes, response) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING";
 /// One key's log entries before sequence `$2`, newest first.
-pub(super) const OPERATIONS: &str = "SELECT seq, id, key_id, service_account_id, kind, actor, created_at, changes \
-     FROM api_key_operations WHERE key_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3";
+pub(super) const OPERATIONS: &str = "SELECT seq, id, key_id, service_account_id, kind, actor, created_at, changes, \
+     response FROM api_key_operations WHERE key_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3";
+/// One log entry by its id.
+pub(super) const OPERATION: &str = "SELECT seq, id, key_id, service_account_id, kind, actor, created_at, changes, \
+     response FROM api_key_operations WHERE id = $1";
 
 /// Records a pepper fingerprint unless the version has one.
 pub(super) const INSERT_PEPPER: &str =
@@ -205,6 +208,7 @@ macro_rules! schema_versions {
             v!(3, "create api_key_operations", "0003_create_api_key_operations"),
             v!(4, "operations log: leak entries", "0004_leak_operations"),
             v!(5, "enabled flag and key controls", "0005_key_controls"),
+            v!(6, "operations log: response snapshots", "0006_operation_responses"),
         ]
     }};
 }
@@ -532,6 +536,12 @@ macro_rules! sql_key_store {
             async fn log_in(tx: &mut Tx, e: &LogEntry, account: &str) -> Result<(), StoreError> {
                 let changes = serde_json::to_string(&e.changes)
                     .map_err(|_| StoreError::Corrupt("operation changes do not serialise".to_owned()))?;
+                let response = e
+                    .response
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(|_| StoreError::Corrupt("an operation response does not serialise".to_owned()))?;
                 let done = sqlx::query(sql::LOG)
                     .bind(e.id.as_str())
                     .bind(e.key_id.as_str())
@@ -540,6 +550,7 @@ macro_rules! sql_key_store {
                     .bind(e.actor.as_str())
                     .bind(e.created_at.unix_nanos())
                     .bind(changes)
+                    .bind(response)
                     .execute(&mut **tx)
                     .await
                     .map_err(sqlx_error)?;
@@ -562,6 +573,12 @@ macro_rules! sql_key_store {
                     actor: Actor::new(&text("actor")?).map_err(|_| bad("actor"))?,
                     created_at: Timestamp::from_unix_nanos(created_at),
                     changes: serde_json::from_str(&text("changes")?).map_err(|_| bad("changes"))?,
+                    response: r
+                        .try_get::<Option<String>, _>("response")
+                        .map_err(sqlx_error)?
+                        .map(|json| serde_json::from_str(&json))
+                        .transpose()
+                        .map_err(|_| bad("response"))?,
                 };
                 Ok((seq, op))
             }
@@ -774,6 +791,15 @@ macro_rules! sql_key_store {
                         .collect()
                 }
 
+                async fn operation(&self, id: &OperationId) -> Result<Option<Operation>, StoreError> {
+                    let query = sqlx::query(sql::OPERATION).bind(id.as_str());
+                    timed(self.timeout, async {
+                        let row = query.fetch_optional(&self.pool).await.map_err(sqlx_error)?;
+                        row.as_ref().map(decode_operation).transpose().map(|found| found.map(|(_, op)| op))
+                    })
+                    .await
+                }
+
                 async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
                     timed(self.timeout, async {
                         sqlx::query(sql::INSERT_PEPPER)
@@ -844,7 +870,7 @@ macro_rules! assert_all_versions_applied {
             .fetch_all($pool)
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4, 5]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
     }};
 }
 #[cfg(test)]
@@ -1024,9 +1050,9 @@ macro_rules! check_previous_release_upgrade {
         .await
         .unwrap();
         let e = store.migrate().await.unwrap_err();
-        assert!(matches!(e, $crate::store::StoreError::SchemaTooNew { found: 99, supported: 5 }), "{e:?}");
+        assert!(matches!(e, $crate::store::StoreError::SchemaTooNew { found: 99, supported: 6 }), "{e:?}");
         let text = e.to_string();
-        assert!(text.contains("99") && text.contains('5'), "{text}");
+        assert!(text.contains("99") && text.contains('6'), "{text}");
         assert!(e.is_unavailable(), "a refused schema fails closed");
         // A refused migrate leaves no lock behind: refused again, at once.
         let again = tokio::time::timeout(std::time::Duration::from_secs(10), store.migrate()).await;
@@ -1208,7 +1234,10 @@ pub(super) mod upgrade_tests {
         for r in &old.records {
             ops.extend(store.operations(&r.id, crate::PageRequest::starting(100, None)).await.unwrap().items);
         }
-        assert_eq!(ops, old.operations, "the operations log after the upgrade");
+        // The previous release kept no response snapshots: its entries read back without one.
+        let expected: Vec<crate::Operation> =
+            old.operations.iter().cloned().map(|op| crate::Operation { response: None, ..op }).collect();
+        assert_eq!(ops, expected, "the operations log after the upgrade");
     }
 
     /// Every field survives; the imported key shows, and the table now
@@ -1292,6 +1321,11 @@ mod tests {
                     5,
                     "9d32dfa88a5f6d1b756d7d350e89be61dd1a17c90a363404feefbb1425e8682a1d99ed82d098fbb4004f300153f47941"
                         .to_owned()
+                ),
+                (
+                    6,
+                    "d27538bede8deae2b6019f9407efdb2aeb002bd1ce250fe5bbb7c5f09a946350f1647ccfbbcca90c4741fa65b6b76b68"
+                        .to_owned()
                 )
             ]
         );
@@ -1327,6 +1361,11 @@ mod tests {
                 (
                     5,
                     "fa6698005d7f32983d16821a9a0c75a1bfa3a927c2721aa7123b2bdac864443c1cf8856e1414877405886c2a32bf49a1"
+                        .to_owned()
+                ),
+                (
+                    6,
+                    "71a55744bd16a3745871b5547a63db25dfed49fc0b74a30de3e76b45eaea1fa1349a6495e483ef627daa7980f1e6b56c"
                         .to_owned()
                 )
             ]

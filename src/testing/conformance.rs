@@ -117,6 +117,9 @@ pub enum Check {
     /// id listing, so a shield in front of it never trusts its set) fails
     /// this check.
     IdsAfter,
+    /// `operation` finds a log entry by id with its response snapshot, also
+    /// after the key is deleted; an unknown id is `None`.
+    OperationById,
 }
 
 impl Check {
@@ -151,6 +154,7 @@ impl Check {
         Check::ListByExternalId,
         Check::ListExpiring,
         Check::IdsAfter,
+        Check::OperationById,
     ];
 
     /// The check's name in `snake_case`.
@@ -186,6 +190,7 @@ impl Check {
             Check::ListByExternalId => "list_by_external_id",
             Check::ListExpiring => "list_expiring",
             Check::IdsAfter => "ids_after",
+            Check::OperationById => "operation_by_id",
         }
     }
 }
@@ -235,6 +240,7 @@ pub async fn run<S: KeyStore>(store: &S, check: Check) {
         Check::ListByExternalId => controls::list_by_external_id(store).await,
         Check::ListExpiring => controls::list_expiring(store).await,
         Check::IdsAfter => ids_after(store).await,
+        Check::OperationById => operation_by_id(store).await,
     }
 }
 
@@ -999,6 +1005,30 @@ pub async fn commit_logs<S: KeyStore>(store: &S) {
     let r = store.commit(Change::Delete(key.id), &[entry(&key, OperationKind::Delete)]).await;
     expect_not_found(C, "a committed delete of a deleted key", r.map(drop), key.id);
     assert_eq!(log_of(store, C, &key.id).await.len(), 5, "[{C}] a refused delete was logged");
+}
+
+/// [`Check::OperationById`].
+pub async fn operation_by_id<S: KeyStore>(store: &S) {
+    const C: Check = Check::OperationById;
+    let sa = service_account();
+    let key = record(&sa);
+    let created = entry(&key, OperationKind::Create).with_response(key.info());
+    commit(store, C, Change::Insert(key.clone()), std::slice::from_ref(&created)).await;
+    let mut after = key.clone();
+    after.description = Description::default();
+    let updated = entry(&key, OperationKind::Update).with_response(after.info());
+    let change = KeyUpdate::new().description(Description::default());
+    commit(store, C, Change::Update { id: key.id, update: change }, std::slice::from_ref(&updated)).await;
+    let found = ok(C, "operation", store.operation(&updated.id).await);
+    assert_eq!(found, Some(updated.recorded(&sa)), "[{C}] an update entry by id, with its response");
+    let deleted = entry(&key, OperationKind::Delete);
+    commit(store, C, Change::Delete(key.id), std::slice::from_ref(&deleted)).await;
+    let found = ok(C, "operation", store.operation(&created.id).await);
+    assert_eq!(found, Some(created.recorded(&sa)), "[{C}] a deleted key's create entry by id");
+    let found = ok(C, "operation", store.operation(&deleted.id).await);
+    assert_eq!(found.map(|op| (op.kind, op.response)), Some((OperationKind::Delete, None)), "[{C}] a delete entry");
+    let unknown = crate::OperationId::generate().unwrap_or_else(|_| panic!("the OS random number generator failed"));
+    assert_eq!(ok(C, "operation", store.operation(&unknown).await), None, "[{C}] an unknown operation id");
 }
 
 /// [`Check::CommitIsAtomic`].

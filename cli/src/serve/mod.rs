@@ -30,6 +30,8 @@
 //! directly, since other processes write the same file without a channel.
 
 mod durability;
+pub(crate) mod grpc;
+pub(crate) mod listener;
 mod metered;
 mod metrics;
 mod node;
@@ -55,6 +57,7 @@ use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt};
 
 use crate::{BAD_INPUT, Failure, OTHER};
+pub(crate) use listener::{ListenerArgs, Listening};
 pub(crate) use node::{CacheSettings, Node};
 pub(crate) use options::ServeOptions;
 pub(crate) use proxy::Proxies;
@@ -110,6 +113,7 @@ pub(crate) async fn run(
     proxies: Proxies,
     limits: Option<String>,
     options: ServeOptions,
+    listening: Listening,
 ) -> Result<(), Failure> {
     let metrics_apart = options.metrics_address()?;
     durability::check(node.redis_store(), options.require_durable_redis()?).await?;
@@ -134,16 +138,12 @@ pub(crate) async fn run(
     let listener =
         TcpListener::bind(addr).await.map_err(|e| Failure::new(OTHER, format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr().map_err(|e| Failure::new(OTHER, format!("cannot listen on {addr}: {e}")))?;
-    eprintln!("keyctl: listening on {local} ({})", node.describe());
+    let scheme = if listening.is_tls() { "TLS" } else { "plaintext" };
+    eprintln!("keyctl: listening on {local} ({}; {scheme})", node.describe());
+    eprintln!("keyctl: public address {}", listening.public_address(local));
 
     let flusher = tokio::spawn(flush_periodically(Arc::clone(&verifier)));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let service = router.into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, service).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    let served = serve_with_drain_limit(server, stop_rx).await;
+    let served = listener::serve(listener, router, listening, shutdown_signal(), DRAIN_TIMEOUT).await;
     flusher.abort();
     if let Some(m) = metrics_server {
         m.abort();
@@ -182,24 +182,6 @@ async fn shared_limiter(url: &str) -> Result<api_keys::controls::RedisRateLimite
         Ok(Err(e)) => Err(Failure::new(crate::UNAVAILABLE, format!("rate-limit Redis: {}", crate::chain(&e)))),
         Err(_) => Err(Failure::new(crate::UNAVAILABLE, "rate-limit Redis did not answer in time")),
     }
-}
-
-/// Runs the server; once shutdown has begun, waits at most
-/// [`DRAIN_TIMEOUT`] for in-flight requests.
-async fn serve_with_drain_limit(
-    server: impl std::future::IntoFuture<Output = std::io::Result<()>>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<(), Failure> {
-    let server = server.into_future();
-    tokio::pin!(server);
-    let result = tokio::select! {
-        r = &mut server => r,
-        _ = async { let _ = stop.wait_for(|s| *s).await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {
-            eprintln!("keyctl: requests still running after {DRAIN_TIMEOUT:?}; stopping anyway");
-            Ok(())
-        }
-    };
-    result.map_err(|e| Failure::new(OTHER, format!("server failed: {e}")))
 }
 
 async fn flush_periodically<S: KeyStore>(verifier: Arc<Verifier<S>>) {
