@@ -3,7 +3,7 @@
 //! with optional fields defaulting, so fields can be added later without
 //! breaking callers. Fields documented "`view=FULL` only" are the
 //! project's extensions: answers carry them only when asked for (see
-//! [`View`](super::view::View)).
+//! [`View`]).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
