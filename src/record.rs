@@ -519,7 +519,7 @@ mod tests {
         }
     }
 
-    /// Issue 17 finding 9: whatever a store hands back for an imported key
+    /// Whatever a store hands back for an imported key
     /// (records written by earlier versions kept the secret's last six
     /// characters), the record shows six hex digits of the digest.
     #[test]

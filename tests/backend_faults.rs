@@ -1,4 +1,4 @@
-//! Faults and concurrency against the real servers (issue 7):
+//! Faults and concurrency against the real servers:
 //!
 //! - **stress**: the bounded lifecycle load of `tests/common/stress.rs` over
 //!   PostgreSQL, Redis and SQLite (every created key verifies until revoked,

@@ -37,7 +37,7 @@ fn ready<F: std::future::Future>(f: F) -> F::Output {
     }
 }
 
-/// Issue 17, finding 8: `reissue` must not lose a last-used write that
+/// `reissue` must not lose a last-used write that
 /// lands while it updates the old record. Two threads, released together
 /// 20,000 times: one reissues a key (with a grace period, so the old record
 /// stays), the other writes that key's last use; afterwards the old record

@@ -1,4 +1,4 @@
-//! Which local files `keyctl` trusts (issue 17, finding 1).
+//! Which local files `keyctl` trusts.
 //!
 //! A SQLite key store is two files an attacker with write access to their
 //! directory could plant or swap: the pepper file (whoever chose the pepper

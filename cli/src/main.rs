@@ -517,8 +517,7 @@ fn sqlite_database(url: &str) -> Result<Option<std::path::PathBuf>, Failure> {
     config::sqlite_path(url).map_err(|e| setup_failure(&e))
 }
 
-/// Refuses a pepper that is not the one the store was used with (issue 17
-/// finding 4): exit 2, before anything is created or verified under it.
+/// Refuses a pepper that is not the one the store was used with: exit 2, before anything is created or verified under it.
 async fn check_peppers(store: &AnyStore, peppers: &Peppers) -> Result<(), Failure> {
     let manager = KeyManager::builder(Arc::new(store.clone()), peppers.clone(), ScopeCatalog::yandex_cloud()).build();
     match manager.check_peppers().await {
@@ -625,7 +624,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let cx = Context::open(&url, cli.command.needs_pepper()).await?;
     let result = command(cli.command, format, &cx).await;
     cx.warn_unpublished();
-    // Checkpoints SQLite's write-ahead log (issue 17 finding 3): a copy of
+    // Checkpoints SQLite's write-ahead log: a copy of
     // the database file alone then holds every change just made.
     cx.store.inner().close().await;
     result

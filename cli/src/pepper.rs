@@ -74,7 +74,7 @@ pub(crate) enum PepperSetupError {
         source: io::Error,
     },
     /// A pepper file or key database another user could have planted or may
-    /// change (issue 17 finding 1): refused, never used.
+    /// change: refused, never used.
     #[error("{path} {why}; refusing to use it (keep the key database and its pepper file private to one user)")]
     Untrusted {
         /// The file.

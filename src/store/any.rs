@@ -410,7 +410,7 @@ mod tests {
         ));
     }
 
-    /// Issue 17 finding 10: a misspelt or percent-encoded namespace
+    /// A misspelt or percent-encoded namespace
     /// parameter is an error, never the shared default namespace.
     #[test]
     fn unknown_or_disguised_parameters_are_refused() {

@@ -386,7 +386,7 @@ mod tests {
         assert_eq!(r.expires_at.unwrap().unix_nanos(), i64::MAX);
         assert_eq!(r.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(), ["a.read", "b.read"]);
         // An imported row shows six hex digits of its digest, whatever its
-        // masked_key column holds (issue 17 finding 9).
+        // masked_key column holds.
         assert_eq!(r.masked_key.tail(), "070707");
         assert_eq!(r.pepper_version, u32::MAX);
         assert_eq!(r.digest.as_bytes(), &[7; 32]);
