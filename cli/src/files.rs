@@ -179,7 +179,18 @@ pub(crate) fn read_protected(path: &Path) -> Result<Vec<u8>, FileError> {
     let read_error = |source| FileError::Read { path: path.to_owned(), source };
     let file = File::open(path).map_err(read_error)?;
     let meta = file.metadata().map_err(read_error)?;
-    let why = if !meta.file_type().is_file() {
+    if let Some(why) = database_rules(&meta) {
+        return Err(FileError::Untrusted { path: path.to_owned(), why });
+    }
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut io::Read::take(file, MAX_READ), &mut bytes).map_err(read_error)?;
+    Ok(bytes)
+}
+
+/// Why a file fails the database's rules (a regular file owned by the
+/// effective user, not writable by group or others), or `None`.
+fn database_rules(meta: &std::fs::Metadata) -> Option<Distrust> {
+    if !meta.file_type().is_file() {
         Some(Distrust::NotRegular)
     } else if meta.uid() != effective_uid() {
         Some(Distrust::Owner { uid: meta.uid() })
@@ -187,13 +198,7 @@ pub(crate) fn read_protected(path: &Path) -> Result<Vec<u8>, FileError> {
         Some(Distrust::Writable { mode: meta.mode() & 0o7777 })
     } else {
         None
-    };
-    if let Some(why) = why {
-        return Err(FileError::Untrusted { path: path.to_owned(), why });
     }
-    let mut bytes = Vec::new();
-    io::Read::read_to_end(&mut io::Read::take(file, MAX_READ), &mut bytes).map_err(read_error)?;
-    Ok(bytes)
 }
 
 /// The database file and the two files SQLite keeps beside it in WAL mode.
@@ -219,16 +224,7 @@ pub(crate) fn database_distrust(database: &Path) -> io::Result<Option<(PathBuf, 
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        let why = if !meta.file_type().is_file() {
-            Some(Distrust::NotRegular)
-        } else if meta.uid() != effective_uid() {
-            Some(Distrust::Owner { uid: meta.uid() })
-        } else if meta.mode() & 0o022 != 0 {
-            Some(Distrust::Writable { mode: meta.mode() & 0o7777 })
-        } else {
-            None
-        };
-        if let Some(why) = why {
+        if let Some(why) = database_rules(&meta) {
             return Ok(Some((path, why)));
         }
     }

@@ -175,15 +175,6 @@ impl Monitor {
     }
 }
 
-/// A counter's value in a `/metrics` text (0 when absent).
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Issue 25 finding 10: each unauthenticated `/readyz` used to be one store
 /// query (1,000 probes, about 1,000 queries), beyond the flood shield and
 /// uncounted. Probes now share one check a second, and `/metrics` counts

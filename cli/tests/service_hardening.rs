@@ -227,15 +227,6 @@ fn guessable_admin_tokens_are_refused() {
     assert!(log.contains("admin token 2: too easy to guess"), "{log}");
 }
 
-/// A counter's value in a `/metrics` text (0 when absent).
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Issue 25, "Also": `/metrics` can be served on a listener of its own
 /// (`--metrics-listen`, `API_KEYS_METRICS_LISTEN`), and a 429 is counted as
 /// `too_many_requests`, not `other`.

@@ -434,3 +434,13 @@ pub fn parse_response(text: &str) -> Response {
         .collect();
     Response { status, headers, body: body.to_owned() }
 }
+
+/// A counter's value in a `/metrics` text (0 when absent).
+#[allow(dead_code, reason = "not every test binary reads /metrics")]
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
