@@ -14,6 +14,7 @@
 //! consecutive characters, so repeats and runs such as `abcdef…` count for
 //! little). Generate one, e.g. `openssl rand -base64 32`.
 
+use api_keys::admin::grpc::ApiEndpoints;
 use api_keys::admin::{AdminApi, StaticTokens};
 use axum::Router;
 use zeroize::Zeroizing;
@@ -107,21 +108,27 @@ fn parse_tokens(text: &str) -> Result<StaticTokens, Failure> {
     Ok(tokens)
 }
 
-/// Nests the management API at `/iam/v1` when tokens are configured, and
-/// says at start which it is.
-pub(crate) fn mount(router: Router, node: &Node, tokens: Option<StaticTokens>) -> Router {
+/// Nests the management API at `/iam/v1` (and its operations at
+/// `/operations/{operationId}`) when tokens are configured, answers gRPC
+/// calls (by `content-type`) with its gRPC services advertising `public`
+/// (`HOST:PORT`), and says at start which it is. Without tokens, gRPC
+/// calls get `UNIMPLEMENTED` saying so.
+pub(crate) fn mount(router: Router, node: &Node, tokens: Option<StaticTokens>, public: &str) -> Router {
     match tokens {
         Some(tokens) => {
             eprintln!(
-                "keyctl: management API at /iam/v1 ({} admin token(s)); console at /iam/v1/console",
+                "keyctl: management API at /iam/v1 ({} admin token(s)); console at /iam/v1/console; gRPC services \
+                 advertised at {public}",
                 tokens.len()
             );
             let api = AdminApi::new(node.manager(), tokens).page_token_secret(&node.derived_secret(PAGE_TOKENS));
-            router.nest("/iam/v1", api.router())
+            let routers = api.shared();
+            let rest = router.nest("/iam/v1", routers.iam()).merge(routers.operations());
+            crate::serve::grpc::route(rest, routers.grpc(ApiEndpoints::at(public)))
         }
         None => {
             eprintln!("keyctl: management API off (set {ADMIN_TOKEN_VAR} or {ADMIN_TOKEN_FILE_VAR} to enable it)");
-            router
+            crate::serve::grpc::route(router, crate::serve::grpc::off())
         }
     }
 }

@@ -59,8 +59,9 @@ use crate::clock::Timestamp;
 use crate::controls::{ControlError, Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimit, RateLimits};
 use crate::http::TrustedProxies;
 use crate::manager::{CreateRequest, KeyManager, ManageError, UpdateRequest};
-use crate::operation::OperationCursor;
+use crate::operation::{Operation, OperationCursor};
 use crate::record::{CreatedKey, KeyInfo, KeyStatus, ServiceAccountId};
+use crate::scope::ScopeInfo;
 use crate::store::{KeyStore, PageRequest};
 use crate::token::KeyId;
 
@@ -85,10 +86,10 @@ const SCOPES: u8 = b's';
 /// The management API over a [`KeyManager`], authenticated by an
 /// [`AdminAuth`]. [`AdminApi::router`] makes the axum router.
 pub struct AdminApi<S, A> {
-    manager: KeyManager<S>,
-    auth: A,
+    pub(super) manager: KeyManager<S>,
+    pub(super) auth: A,
     idempotency: Arc<dyn IdempotencyStore>,
-    body_limit: usize,
+    pub(super) body_limit: usize,
     tokens: PageTokens,
     throttle: AuthThrottle,
     trusted: Option<TrustedProxies>,
@@ -155,6 +156,38 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
     /// The router, to nest at `/iam/v1`; it includes the
     /// [console](super::console) at `/console`.
     pub fn router(self) -> Router {
+        self.shared().iam()
+    }
+
+    /// The API's routers over one shared state (admin authentication, the
+    /// failed-authentication throttle, idempotency records, page tokens).
+    #[must_use]
+    pub fn shared(self) -> AdminRouters<S, A> {
+        AdminRouters { api: Arc::new(self) }
+    }
+}
+
+/// The routers of one [`AdminApi`], sharing its state: [`AdminRouters::iam`]
+/// (the REST API and the console, to nest at `/iam/v1`),
+/// [`AdminRouters::operations`] (`GET /operations/{operationId}` at the
+/// root, as the cloud serves it) and, with the feature `grpc`, the gRPC
+/// services.
+pub struct AdminRouters<S, A> {
+    pub(super) api: Arc<AdminApi<S, A>>,
+}
+
+impl<S, A> std::fmt::Debug for AdminRouters<S, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminRouters").finish_non_exhaustive()
+    }
+}
+
+impl<S: KeyStore, A: AdminAuth> AdminRouters<S, A> {
+    /// The REST API and the [console](super::console), to nest at
+    /// `/iam/v1`; it serves the operations too
+    /// (`/iam/v1/operations/{operationId}`).
+    #[must_use]
+    pub fn iam(&self) -> Router {
         Router::new()
             .route("/apiKeys", get(list::<S, A>).post(create::<S, A>))
             .route(
@@ -163,11 +196,22 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
             )
             .route("/apiKeys/{apiKeyId}/operations", get(operations::<S, A>))
             .route("/apiKeyScopes", get(scopes::<S, A>))
+            .route(super::operations::ROUTE, get(super::operations::get::<S, A>))
             .route("/openapi.json", get(openapi))
             .fallback(|| async { ApiError::new(Code::NotFound, "no such resource") })
-            .with_state(Arc::new(self))
+            .with_state(Arc::clone(&self.api))
             .layer(axum::middleware::map_response(no_store))
             .merge(super::console::router())
+    }
+
+    /// `GET /operations/{operationId}` and `GET /operations/{operationId}:cancel`,
+    /// to merge at the root (where the cloud's SDKs and REST clients look).
+    #[must_use]
+    pub fn operations(&self) -> Router {
+        Router::new()
+            .route(super::operations::ROUTE, get(super::operations::get::<S, A>))
+            .with_state(Arc::clone(&self.api))
+            .layer(axum::middleware::map_response(no_store))
     }
 }
 
@@ -177,7 +221,7 @@ async fn no_store(mut response: Response) -> Response {
     response
 }
 
-type Shared<S, A> = State<Arc<AdminApi<S, A>>>;
+pub(super) type Shared<S, A> = State<Arc<AdminApi<S, A>>>;
 
 /// What a handler of one key (`/apiKeys/{apiKeyId}` and below) is called
 /// with: the API, the key id as the path gives it, and the request.
@@ -218,7 +262,7 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
     /// The caller, unless its address is throttled for failed
     /// authentications; a failure is logged (never the credentials) and
     /// counted.
-    async fn authenticate(&self, parts: &Parts) -> Result<AdminCaller, ApiError> {
+    pub(super) async fn authenticate(&self, parts: &Parts) -> Result<AdminCaller, ApiError> {
         let ip = client_address(self.trusted.as_ref(), parts);
         let now = Instant::now();
         if let Some(wait) = ip.and_then(|ip| self.throttle.blocked(ip, now)) {
@@ -255,7 +299,12 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
 
     /// The key, if the caller may do `action` on its account; a key it may
     /// not see is "not found".
-    async fn key_for(&self, caller: &AdminCaller, action: AdminAction, raw: &str) -> Result<KeyInfo, ApiError> {
+    pub(super) async fn key_for(
+        &self,
+        caller: &AdminCaller,
+        action: AdminAction,
+        raw: &str,
+    ) -> Result<KeyInfo, ApiError> {
         let id = parse_id(raw)?;
         let key = self.manager.get(&id).await?;
         if !self.auth.allows(caller, action, &key.service_account_id) {
@@ -309,46 +358,43 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         Ok((bytes, value))
     }
 
-    /// Runs `call` in a task of its own, so it ends and its answer is kept
-    /// whatever the client's connection does, once per `Idempotency-Key`
-    /// (if the request has one), and renders its answer; `kept` is what a
-    /// replay gets (without secrets).
-    async fn idempotent<F>(&self, caller: &AdminCaller, parts: &Parts, body: &[u8], call: F) -> Response
+    /// Runs `change` on `input` with a manager that logs the caller as the
+    /// actor, in a task of its own (so it ends and its answer is kept
+    /// whatever the client's connection does), once per `Idempotency-Key`
+    /// when `keyed` names one (with the request's fingerprint).
+    pub(super) async fn change_keyed<T, F, Fut>(
+        &self,
+        caller: &AdminCaller,
+        keyed: Keyed,
+        input: T,
+        change: F,
+    ) -> Outcome
     where
-        F: Future<Output = Result<Answer, ApiError>> + Send + 'static,
+        F: FnOnce(KeyManager<S>, T) -> Fut,
+        Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
     {
-        let key = match idempotency_key(parts) {
-            Ok(k) => k,
-            Err(e) => return e.into_response(),
-        };
-        let Some(key) = key else { return detached(call, None).await };
-        let print = idempotency::fingerprint(parts.method.as_str(), parts.uri.path(), body);
-        let begin = match self.idempotency.begin(caller.actor(), key, print).await {
-            Ok(b) => b,
-            Err(e) => return ApiError::from(ManageError::Store(e)).into_response(),
-        };
-        match begin {
-            Begin::Run => detached(call, Some((Arc::clone(&self.idempotency), caller.actor().clone(), key))).await,
-            Begin::Replay(kept) => {
-                let mut r = json_response(kept.status, kept.body);
-                r.headers_mut().insert(idempotency::REPLAYED_HEADER, HeaderValue::from_static("true"));
-                r
+        let call = change(self.manager.with_actor(caller.actor().clone()), input);
+        let Some((key, print)) = keyed else { return Outcome::Ran(detached(call, None).await) };
+        match self.idempotency.begin(caller.actor(), key, print).await {
+            Err(e) => Outcome::Ran(Err(ApiError::from(ManageError::Store(e)))),
+            Ok(Begin::Run) => {
+                Outcome::Ran(detached(call, Some((Arc::clone(&self.idempotency), caller.actor().clone(), key))).await)
             }
-            Begin::Mismatch => ApiError::new(
+            Ok(Begin::Replay(kept)) => Outcome::Replayed(kept),
+            Ok(Begin::Mismatch) => Outcome::Ran(Err(ApiError::new(
                 Code::FailedPrecondition,
                 "this Idempotency-Key was used with a different request in the last 24 hours",
-            )
-            .into_response(),
-            Begin::InFlight => {
-                ApiError::new(Code::Aborted, "a request with this Idempotency-Key is still running").into_response()
+            ))),
+            Ok(Begin::InFlight) => {
+                Outcome::Ran(Err(ApiError::new(Code::Aborted, "a request with this Idempotency-Key is still running")))
             }
         }
     }
 
-    /// The end of every change: answers a failed preparation with its
+    /// The end of every REST change: answers a failed preparation with its
     /// error; else runs `change` on what was prepared (the caller, the raw
-    /// body and the change's input), once per `Idempotency-Key`, with a
-    /// manager that logs the caller as the actor.
+    /// body and the change's input) through [`AdminApi::change_keyed`] and
+    /// renders its answer.
     async fn change<T, F, Fut>(
         &self,
         parts: &Parts,
@@ -363,33 +409,63 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
             Ok(p) => p,
             Err(e) => return e.into_response(),
         };
-        let manager = self.manager.with_actor(caller.actor().clone());
-        self.idempotent(&caller, parts, &raw, change(manager, input)).await
+        let keyed = match keyed(parts, parts.method.as_str(), parts.uri.path(), &raw) {
+            Ok(k) => k,
+            Err(e) => return e.into_response(),
+        };
+        match self.change_keyed(&caller, keyed, input, change).await {
+            Outcome::Ran(Ok(a)) => json_response(a.status, a.body),
+            Outcome::Ran(Err(e)) => e.into_response(),
+            Outcome::Replayed(kept) => {
+                let mut r = json_response(kept.status, kept.body);
+                r.headers_mut().insert(idempotency::REPLAYED_HEADER, HeaderValue::from_static("true"));
+                r
+            }
+        }
     }
+}
+
+/// The `Idempotency-Key` of a request and the request's fingerprint, if it
+/// has one.
+pub(super) type Keyed = Option<(uuid::Uuid, [u8; 32])>;
+
+/// The `Idempotency-Key` of a request (`method` on `path` with `body`) and
+/// its fingerprint.
+///
+/// # Errors
+/// Code 3 for a key that is not one UUID.
+pub(super) fn keyed(parts: &Parts, method: &str, path: &str, body: &[u8]) -> Result<Keyed, ApiError> {
+    Ok(idempotency_key(parts)?.map(|key| (key, idempotency::fingerprint(method, path, body))))
+}
+
+/// What a change came to: its own answer, or the kept answer of the first
+/// request with the same `Idempotency-Key`.
+pub(super) enum Outcome {
+    /// It ran (or was refused).
+    Ran(Result<Answer, ApiError>),
+    /// A repeat: the first request's answer.
+    Replayed(Kept),
 }
 
 /// Where a detached call records its answer: the store, the actor and the
 /// `Idempotency-Key`.
 type Record = (Arc<dyn IdempotencyStore>, crate::operation::Actor, uuid::Uuid);
 
-/// Runs `call` in a task the request's cancellation does not reach, records
-/// its answer (or frees the key if it ended without one), and renders it.
-async fn detached<F>(call: F, record: Option<Record>) -> Response
+/// Runs `call` in a task the request's cancellation does not reach and
+/// records its answer (or frees the key if it ended without one).
+async fn detached<F>(call: F, record: Option<Record>) -> Result<Answer, ApiError>
 where
     F: Future<Output = Result<Answer, ApiError>> + Send + 'static,
 {
     let task = tokio::spawn(async move {
         let outcome = tokio::spawn(call).await;
-        let Some((store, actor, key)) = record else {
-            return outcome.map(|result| render(result).0);
-        };
+        let Some((store, actor, key)) = record else { return outcome };
         match outcome {
             Ok(result) => {
-                let (response, kept) = render(result);
-                if let Err(e) = store.finish(&actor, key, kept).await {
+                if let Err(e) = store.finish(&actor, key, kept(&result)).await {
                     tracing::warn!(error = %e, "an idempotent answer could not be recorded");
                 }
-                Ok(response)
+                Ok(result)
             }
             Err(e) => {
                 store.abandon(&actor, key).await;
@@ -398,22 +474,27 @@ where
         }
     });
     match task.await {
-        Ok(Ok(response)) => response,
-        _ => ApiError::new(Code::Internal, "the change ended without an answer").into_response(),
+        Ok(Ok(result)) => result,
+        _ => Err(ApiError::new(Code::Internal, "the change ended without an answer")),
     }
 }
 
-/// A successful answer: what the caller gets, and what a replay gets.
-struct Answer {
-    status: StatusCode,
-    body: Bytes,
-    kept: Bytes,
+/// A successful answer: what the caller gets, and what a replay gets (the
+/// same bytes, without a secret).
+pub(super) struct Answer {
+    pub(super) status: StatusCode,
+    pub(super) body: Bytes,
+    pub(super) kept: Bytes,
 }
 
 impl Answer {
-    fn ok<T: serde::Serialize>(value: &T) -> Self {
-        let body = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
+    /// An answer of `body`, kept as it is.
+    pub(super) fn bytes(body: Bytes) -> Self {
         Self { status: StatusCode::OK, kept: body.clone(), body }
+    }
+
+    fn ok<T: serde::Serialize>(value: &T) -> Self {
+        Self::bytes(Bytes::from(serde_json::to_vec(value).unwrap_or_default()))
     }
 
     /// A new key, shown in `view`: the replay gets it without the secret.
@@ -429,19 +510,20 @@ impl Answer {
     }
 }
 
-fn render(result: Result<Answer, ApiError>) -> (Response, Kept) {
+/// What a replay of `result` gets: the answer without a secret, or the
+/// error's `{code, message, details}` body.
+fn kept(result: &Result<Answer, ApiError>) -> Kept {
     match result {
-        Ok(a) => (json_response(a.status, a.body), Kept { status: a.status, body: a.kept }),
-        Err(e) => {
-            let status = e.status();
-            let body = axum::body::Bytes::from(
+        Ok(a) => Kept { status: a.status, body: a.kept.clone() },
+        Err(e) => Kept {
+            status: e.status(),
+            body: Bytes::from(
                 serde_json::to_vec(
                     &serde_json::json!({"code": e.code().number(), "message": e.message(), "details": []}),
                 )
                 .unwrap_or_default(),
-            );
-            (e.into_response(), Kept { status, body })
-        }
+            ),
+        },
     }
 }
 
@@ -452,7 +534,7 @@ fn json_response(status: StatusCode, body: Bytes) -> Response {
 }
 
 /// A JSON answer of `value`.
-fn json(value: &impl serde::Serialize) -> Response {
+pub(super) fn json(value: &impl serde::Serialize) -> Response {
     json_response(StatusCode::OK, Bytes::from(serde_json::to_vec(value).unwrap_or_default()))
 }
 
@@ -466,7 +548,7 @@ fn idempotency_key(parts: &Parts) -> Result<Option<uuid::Uuid>, ApiError> {
     uuid::Uuid::parse_str(text).map(Some).map_err(|_| ApiError::invalid("Idempotency-Key must be a UUID"))
 }
 
-fn parse_id(raw: &str) -> Result<KeyId, ApiError> {
+pub(super) fn parse_id(raw: &str) -> Result<KeyId, ApiError> {
     KeyId::parse(raw).map_err(|e| ApiError::invalid(format!("apiKeyId: {e}")))
 }
 
@@ -521,7 +603,7 @@ fn parse_seconds(field: &str, text: &str, max: Duration) -> Result<Duration, Api
     if d > max { Err(bad()) } else { Ok(d) }
 }
 
-fn page_size(size: Option<u32>) -> Result<u32, ApiError> {
+pub(super) fn page_size(size: Option<u32>) -> Result<u32, ApiError> {
     match size {
         None | Some(0) => Ok(DEFAULT_PAGE_SIZE),
         Some(n) if n <= PageRequest::MAX_LIMIT => Ok(n),
@@ -618,53 +700,126 @@ fn create_scopes(req: &CreateApiKeyRequest) -> Result<Option<Vec<String>>, ApiEr
     }
 }
 
-async fn create<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let prepared = async {
-        let caller = api.authenticate(&parts).await?;
-        let view = View::of(&parts)?;
-        let (raw, req) = api.body::<CreateApiKeyRequest>(body, false).await?;
-        let sa = api.service_account(&caller, req.service_account_id.as_deref())?;
-        api.authorize(&caller, AdminAction::Create, &sa)?;
-        let scopes = create_scopes(&req)?;
+impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
+    /// The manager's request for a create by `caller`, validated and
+    /// authorized (REST and gRPC).
+    pub(super) fn prepare_create(
+        &self,
+        caller: &AdminCaller,
+        req: &CreateApiKeyRequest,
+    ) -> Result<CreateRequest, ApiError> {
+        let sa = self.service_account(caller, req.service_account_id.as_deref())?;
+        self.authorize(caller, AdminAction::Create, &sa)?;
+        let scopes = create_scopes(req)?;
         distinct_scopes(scopes.as_deref())?;
-        api.check_grant(&caller, scopes.as_deref())?;
-        let controls = create_controls(&req)?;
+        self.check_grant(caller, scopes.as_deref())?;
+        let controls = create_controls(req)?;
         let mut create = CreateRequest::new(sa.as_str())
             .description(req.description.clone().unwrap_or_default())
             .enabled(req.enabled.unwrap_or(true))
             .controls(controls);
         create.scopes = scopes;
         create.expires_at = req.expires_at.as_deref().map(|t| parse_time("expiresAt", t)).transpose()?;
+        Ok(create)
+    }
+
+    /// The manager's update of key `id` by `caller`, validated and
+    /// authorized (REST and gRPC), and the key's id.
+    pub(super) async fn prepare_update(
+        &self,
+        caller: &AdminCaller,
+        id: &str,
+        req: &UpdateApiKeyRequest,
+    ) -> Result<(UpdateRequest, KeyId), ApiError> {
+        let (update, mask) = update_request(req)?;
+        let key = self.key_for(caller, AdminAction::Update, id).await?;
+        if caller.own_key() == Some(&key.id)
+            && let Some(f) = mask.iter().find(|f| OWN_LIMITS.contains(f))
+        {
+            return Err(ApiError::new(
+                Code::PermissionDenied,
+                format!("a key may not change its own {f}; an operator can"),
+            ));
+        }
+        if let Some(Some(scopes)) = &update.scopes {
+            self.check_grant(caller, Some(scopes))?;
+        }
+        Ok((update, key.id))
+    }
+}
+
+/// Makes the key `create` asks for: the API's view of it and the secret.
+pub(super) async fn apply_create<S: KeyStore>(
+    manager: KeyManager<S>,
+    create: CreateRequest,
+) -> Result<(ApiKey, CreatedKey), ApiError> {
+    let (description, enabled, controls) = (create.description.clone(), create.enabled, create.controls.clone());
+    let created = manager.create(create).await?;
+    Ok((api_key_of_created(&created, &description, enabled, &controls), created))
+}
+
+/// Deletes `key`: the operation logged.
+pub(super) async fn apply_delete<S: KeyStore>(manager: KeyManager<S>, key: KeyInfo) -> Result<Operation, ApiError> {
+    Ok(manager.delete_logged(&key.id).await?.recorded(&key.service_account_id))
+}
+
+async fn create<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let prepared = async {
+        let caller = api.authenticate(&parts).await?;
+        let view = View::of(&parts)?;
+        let (raw, req) = api.body::<CreateApiKeyRequest>(body, false).await?;
+        let create = api.prepare_create(&caller, &req)?;
         Ok::<_, ApiError>((caller, raw, (create, view)))
     };
     api.change(&parts, prepared.await, |manager, (create, view): (CreateRequest, View)| async move {
-        let (description, enabled, controls) = (create.description.clone(), create.enabled, create.controls.clone());
-        let created = manager.create(create).await?;
-        Ok(Answer::created(&api_key_of_created(&created, &description, enabled, &controls), &created, view))
+        let (api_key, created) = apply_create(manager, create).await?;
+        Ok(Answer::created(&api_key, &created, view))
     })
     .await
 }
 
-#[derive(Deserialize)]
+/// The query of a listing of keys.
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ListQuery {
-    service_account_id: Option<String>,
+pub(super) struct ListQuery {
+    pub(super) service_account_id: Option<String>,
     external_id: Option<String>,
     expiring_within: Option<String>,
-    page_size: Option<u32>,
-    page_token: Option<String>,
+    pub(super) page_size: Option<u32>,
+    pub(super) page_token: Option<String>,
     #[serde(rename = "view")]
     _view: Option<String>,
 }
 
-#[derive(Deserialize)]
+impl ListQuery {
+    /// The keys of `service_account_id` (empty: the caller's own).
+    pub(super) fn of_account(service_account_id: String, page_size: Option<u32>, page_token: String) -> Self {
+        Self {
+            service_account_id: Some(service_account_id),
+            page_size,
+            page_token: Some(page_token),
+            ..Self::default()
+        }
+    }
+}
+
+/// The query of a listing that only pages.
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PageQuery {
-    page_size: Option<u32>,
-    page_token: Option<String>,
+pub(super) struct PageQuery {
+    pub(super) page_size: Option<u32>,
+    pub(super) page_token: Option<String>,
     #[serde(rename = "view")]
     _view: Option<String>,
+}
+
+impl PageQuery {
+    /// A page of `page_size` (0: the default) after `page_token` (empty:
+    /// the first).
+    pub(super) fn new(page_size: Option<u32>, page_token: String) -> Self {
+        Self { page_size, page_token: Some(page_token), _view: None }
+    }
 }
 
 fn query<T: DeserializeOwned>(parts: &Parts) -> Result<T, ApiError> {
@@ -680,34 +835,47 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
     }
 }
 
+impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
+    /// One page of the keys `q` asks for that `caller` may list, and the
+    /// next page's token (REST and gRPC).
+    pub(super) async fn list_keys(
+        &self,
+        caller: &AdminCaller,
+        q: ListQuery,
+    ) -> Result<(Vec<KeyInfo>, String), ApiError> {
+        let after = self
+            .open_token(KEYS, q.page_token.as_deref())?
+            .map(|id| KeyId::parse(&id).map_err(|_| ApiError::invalid("invalid pageToken")))
+            .transpose()?;
+        let page = PageRequest::starting(page_size(q.page_size)?, after);
+        let page = match (q.service_account_id.filter(|s| !s.is_empty()), q.external_id, q.expiring_within) {
+            (None, Some(id), None) => self.manager.list_by_external_id(&parse_external_id(&id)?, page).await?,
+            (None, None, Some(window)) => {
+                let window = parse_seconds("expiringWithin", &window, MAX_EXPIRY_WINDOW)?;
+                self.manager.expiring_within(window, page).await?
+            }
+            (sa, None, None) => {
+                let sa = self.service_account(caller, sa.as_deref())?;
+                self.authorize(caller, AdminAction::List, &sa)?;
+                self.manager.list(sa.as_str(), page).await?
+            }
+            _ => return Err(ApiError::invalid("give at most one of serviceAccountId, externalId or expiringWithin")),
+        };
+        let next = self.tokens.seal(KEYS, page.next.as_ref().map(KeyId::as_str));
+        // Across service accounts, a caller sees the keys of the accounts it may list.
+        let mut keys = page.items;
+        keys.retain(|k| self.auth.allows(caller, AdminAction::List, &k.service_account_id));
+        Ok((keys, next))
+    }
+}
+
 async fn list<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Request) -> Result<Response, ApiError> {
     let (parts, _) = request.into_parts();
     let caller = api.authenticate(&parts).await?;
     let view = View::of(&parts)?;
-    let q: ListQuery = query(&parts)?;
-    let after = api
-        .open_token(KEYS, q.page_token.as_deref())?
-        .map(|id| KeyId::parse(&id).map_err(|_| ApiError::invalid("invalid pageToken")))
-        .transpose()?;
-    let page = PageRequest::starting(page_size(q.page_size)?, after);
-    let page = match (q.service_account_id.filter(|s| !s.is_empty()), q.external_id, q.expiring_within) {
-        (None, Some(id), None) => api.manager.list_by_external_id(&parse_external_id(&id)?, page).await?,
-        (None, None, Some(window)) => {
-            let window = parse_seconds("expiringWithin", &window, MAX_EXPIRY_WINDOW)?;
-            api.manager.expiring_within(window, page).await?
-        }
-        (sa, None, None) => {
-            let sa = api.service_account(&caller, sa.as_deref())?;
-            api.authorize(&caller, AdminAction::List, &sa)?;
-            api.manager.list(sa.as_str(), page).await?
-        }
-        _ => return Err(ApiError::invalid("give at most one of serviceAccountId, externalId or expiringWithin")),
-    };
-    // Across service accounts, a caller sees the keys of the accounts it may list.
-    let visible = page.items.iter().filter(|k| api.auth.allows(&caller, AdminAction::List, &k.service_account_id));
+    let (keys, next) = api.list_keys(&caller, query(&parts)?).await?;
     let keys: Vec<Value> =
-        visible.map(|k| view.key(serde_json::to_value(ApiKey::from(k)).unwrap_or_default())).collect();
-    let next = api.tokens.seal(KEYS, page.next.as_ref().map(KeyId::as_str));
+        keys.iter().map(|k| view.key(serde_json::to_value(ApiKey::from(k)).unwrap_or_default())).collect();
     Ok(json(&serde_json::json!({ "apiKeys": keys, "nextPageToken": next })))
 }
 
@@ -834,20 +1002,8 @@ async fn update<S: KeyStore, A: AdminAuth>(KeyCall { api, id, parts, body }: Key
         let caller = api.authenticate(&parts).await?;
         let view = View::of(&parts)?;
         let (raw, req) = api.body::<UpdateApiKeyRequest>(body, false).await?;
-        let (update, mask) = update_request(&req)?;
-        let key = api.key_for(&caller, AdminAction::Update, &id).await?;
-        if caller.own_key() == Some(&key.id)
-            && let Some(f) = mask.iter().find(|f| OWN_LIMITS.contains(f))
-        {
-            return Err(ApiError::new(
-                Code::PermissionDenied,
-                format!("a key may not change its own {f}; an operator can"),
-            ));
-        }
-        if let Some(Some(scopes)) = &update.scopes {
-            api.check_grant(&caller, Some(scopes))?;
-        }
-        Ok::<_, ApiError>((caller, raw, (update, key.id, view)))
+        let (update, id) = api.prepare_update(&caller, &id, &req).await?;
+        Ok::<_, ApiError>((caller, raw, (update, id, view)))
     };
     api.change(&parts, prepared.await, |manager, (update, id, view): (UpdateRequest, KeyId, View)| async move {
         let (info, op) = manager.update(&id, update).await?;
@@ -867,7 +1023,7 @@ async fn delete<S: KeyStore, A: AdminAuth>(KeyCall { api, id, parts, body }: Key
         Err(e) => Err(e),
     };
     api.change(&parts, prepared, |manager, (key, view): (KeyInfo, View)| async move {
-        let op = manager.delete_logged(&key.id).await?.recorded(&key.service_account_id);
+        let op = apply_delete(manager, key).await?;
         Ok(Answer::ok(&OperationView::new(&op, Some(view::any(view::EMPTY, serde_json::json!({}))), view)))
     })
     .await
@@ -920,33 +1076,61 @@ async fn revoke<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, reque
     .await
 }
 
+impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
+    /// One page of key `id`'s operations log, newest first, if `caller`
+    /// may read it, and the next page's token (REST and gRPC).
+    pub(super) async fn list_operations(
+        &self,
+        caller: &AdminCaller,
+        id: &str,
+        q: PageQuery,
+    ) -> Result<(Vec<Operation>, String), ApiError> {
+        let id = parse_id(id)?;
+        // The key's account, or, once it is deleted, the one its log names.
+        let sa = match self.manager.get(&id).await {
+            Ok(key) => key.service_account_id,
+            Err(ManageError::NotFound(_)) => {
+                let newest = self.manager.operations(&id, PageRequest::starting(1, None)).await?;
+                newest.items.first().ok_or_else(|| not_found(id))?.service_account_id.clone()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !self.auth.allows(caller, AdminAction::ListOperations, &sa) {
+            return Err(not_found(id));
+        }
+        let after = self
+            .open_token(OPERATIONS, q.page_token.as_deref())?
+            .map(|n| n.parse::<u64>().map(OperationCursor::new).map_err(|_| ApiError::invalid("invalid pageToken")))
+            .transpose()?;
+        let page = self.manager.operations(&id, PageRequest::starting(page_size(q.page_size)?, after)).await?;
+        Ok((page.items, self.tokens.seal(OPERATIONS, page.next.map(|c| c.get().to_string()).as_deref())))
+    }
+
+    /// One page of the scope catalog and the next page's token (REST and
+    /// gRPC).
+    pub(super) fn scope_page(&self, q: &PageQuery) -> Result<(&[ScopeInfo], String), ApiError> {
+        let start = match self.open_token(SCOPES, q.page_token.as_deref())? {
+            Some(n) => n.parse::<usize>().map_err(|_| ApiError::invalid("invalid pageToken"))?,
+            None => 0,
+        };
+        let size = page_size(q.page_size)? as usize;
+        let all = self.manager.catalog().list();
+        let page = all.get(start..).unwrap_or_default();
+        let page = page.get(..size.min(page.len())).unwrap_or_default();
+        let end = start.saturating_add(size);
+        Ok((page, self.tokens.seal(SCOPES, (end < all.len()).then(|| end.to_string()).as_deref())))
+    }
+}
+
 async fn operations<S: KeyStore, A: AdminAuth>(
     KeyCall { api, id, parts, .. }: KeyCall<S, A>,
 ) -> Result<Response, ApiError> {
     let caller = api.authenticate(&parts).await?;
     let view = View::of(&parts)?;
-    let q: PageQuery = query(&parts)?;
-    let id = parse_id(&id)?;
-    // The key's account, or, once it is deleted, the one its log names.
-    let sa = match api.manager.get(&id).await {
-        Ok(key) => key.service_account_id,
-        Err(ManageError::NotFound(_)) => {
-            let newest = api.manager.operations(&id, PageRequest::starting(1, None)).await?;
-            newest.items.first().ok_or_else(|| not_found(id))?.service_account_id.clone()
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if !api.auth.allows(&caller, AdminAction::ListOperations, &sa) {
-        return Err(not_found(id));
-    }
-    let after = api
-        .open_token(OPERATIONS, q.page_token.as_deref())?
-        .map(|n| n.parse::<u64>().map(OperationCursor::new).map_err(|_| ApiError::invalid("invalid pageToken")))
-        .transpose()?;
-    let page = api.manager.operations(&id, PageRequest::starting(page_size(q.page_size)?, after)).await?;
+    let (operations, next_page_token) = api.list_operations(&caller, &id, query(&parts)?).await?;
     let body = ListOperationsResponse {
-        operations: page.items.iter().map(|op| OperationView::new(op, None, view)).collect(),
-        next_page_token: api.tokens.seal(OPERATIONS, page.next.map(|c| c.get().to_string()).as_deref()),
+        operations: operations.iter().map(|op| OperationView::new(op, None, view)).collect(),
+        next_page_token,
     };
     Ok(json(&body))
 }
@@ -955,20 +1139,12 @@ async fn scopes<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Re
     let (parts, _) = request.into_parts();
     api.authenticate(&parts).await?;
     let view = View::of(&parts)?;
-    let q: PageQuery = query(&parts)?;
-    let start = match api.open_token(SCOPES, q.page_token.as_deref())? {
-        Some(n) => n.parse::<usize>().map_err(|_| ApiError::invalid("invalid pageToken"))?,
-        None => 0,
-    };
-    let size = page_size(q.page_size)? as usize;
+    let (page, next_page_token) = api.scope_page(&query(&parts)?)?;
     let catalog = api.manager.catalog();
-    let all = catalog.list();
-    let page = all.get(start..).unwrap_or_default().iter().take(size);
-    let end = start.saturating_add(size);
-    let next_page_token = api.tokens.seal(SCOPES, (end < all.len()).then(|| end.to_string()).as_deref());
     let answer = match view {
         View::Full => ScopesAnswer::Full(ListScopesFullResponse {
             scopes: page
+                .iter()
                 .map(|s| ApiKeyScope {
                     id: s.scope.as_str().to_owned(),
                     description: s.description.clone(),
@@ -978,7 +1154,7 @@ async fn scopes<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Re
             next_page_token,
         }),
         _ => ScopesAnswer::Basic(ListScopesResponse {
-            scopes: page.map(|s| s.scope.as_str().to_owned()).collect(),
+            scopes: page.iter().map(|s| s.scope.as_str().to_owned()).collect(),
             next_page_token,
         }),
     };

@@ -35,13 +35,16 @@ pub mod auth;
 pub mod console;
 mod error;
 pub mod github;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod idempotency;
 pub mod openapi;
+pub(crate) mod operations;
 mod page_token;
 mod throttle;
 pub mod types;
 pub mod view;
 
-pub use api::{AdminApi, DEFAULT_BODY_LIMIT};
+pub use api::{AdminApi, AdminRouters, DEFAULT_BODY_LIMIT};
 pub use auth::{AdminAction, AdminAuth, AdminCaller, AdminRejection, ApiKeyAdmin, StaticTokens, TokenError};
 pub use error::{ApiError, Code};

@@ -476,7 +476,7 @@ fn changes_json(c: &OperationChanges) -> serde_json::Value {
     serde_json::to_value(c).unwrap_or_else(|_| serde_json::Value::Object(serde_json::Map::new()))
 }
 
-fn describe(kind: OperationKind) -> &'static str {
+pub(super) fn describe(kind: OperationKind) -> &'static str {
     match kind {
         OperationKind::Create => "Create API key",
         OperationKind::Update => "Update API key",

@@ -2,8 +2,31 @@
 //! `application/grpc` (with or without a `+proto` suffix) go to the gRPC
 //! services, every other request to the REST routes.
 
+use axum::Router;
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tower::ServiceExt;
+
+/// `UNIMPLEMENTED`.
+const UNIMPLEMENTED: i32 = 12;
+
+/// One router: gRPC calls (by [`is_grpc`]) go to `grpc`, every other
+/// request to `rest`.
+pub(crate) fn route(rest: Router, grpc: Router) -> Router {
+    Router::new().fallback_service(tower::service_fn(move |request: Request| {
+        let target = if is_grpc(request.headers()) { grpc.clone() } else { rest.clone() };
+        target.oneshot(request)
+    }))
+}
+
+/// The gRPC side when the management API is off: every call is
+/// `UNIMPLEMENTED`, saying why.
+pub(crate) fn off() -> Router {
+    Router::new().fallback(|| async {
+        status_response(UNIMPLEMENTED, "the management API is off: keyctl serve has no admin tokens")
+    })
+}
 
 /// Whether a request is a gRPC call (by its `content-type`).
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {

@@ -10,6 +10,8 @@
 //! | `POST /v1/secret-scanning/github` | GitHub's secret-scanning reports, when `API_KEYS_GITHUB_KEYS_FILE` is set ([`crate::github`]) |
 //! | `/iam/v1/…` | the management API (`api_keys::admin`), when admin tokens are configured (see [`crate::admin`]) |
 //! | `GET /iam/v1/console` | the management console (`api_keys::admin::console`), with the management API |
+//! | `GET /operations/{operationId}` | an operation by id (the cloud's `OperationService` over REST), with the management API |
+//! | gRPC (`content-type: application/grpc`) | `ApiKeyService`, `OperationService`, `ApiEndpointService` (`api_keys::admin::grpc`), with the management API; see [`grpc`] |
 //!
 //! The request path reads like the library's verify path: [`scope`] parses
 //! the required scope (`?scope=` or `X-Required-Scope`) → the library's
@@ -129,7 +131,6 @@ pub(crate) async fn run(
     let app = Arc::new(App { verifier: Arc::clone(&verifier), node: Arc::clone(&node), metrics, readiness });
     let router = router(Arc::clone(&app), node.catalog(), &proxies, metrics_apart.is_none())
         .merge(crate::github::endpoint(&node).await?);
-    let router = crate::admin::mount(router, &node, admin_tokens);
 
     let metrics_server = match metrics_apart {
         Some(at) => Some(metrics::serve_apart(at, Arc::clone(&app)).await?),
@@ -138,6 +139,7 @@ pub(crate) async fn run(
     let listener =
         TcpListener::bind(addr).await.map_err(|e| Failure::new(OTHER, format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr().map_err(|e| Failure::new(OTHER, format!("cannot listen on {addr}: {e}")))?;
+    let router = crate::admin::mount(router, &node, admin_tokens, &listening.public_address(local));
     let scheme = if listening.is_tls() { "TLS" } else { "plaintext" };
     eprintln!("keyctl: listening on {local} ({}; {scheme})", node.describe());
     eprintln!("keyctl: public address {}", listening.public_address(local));

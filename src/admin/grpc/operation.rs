@@ -1,0 +1,52 @@
+//! `yandex.cloud.operation.OperationService`: an operation by id from the
+//! operations log (any node sharing the store), with its `response`; a
+//! cancel answers `FAILED_PRECONDITION` (every operation is done). See
+//! the REST twin, `GET /operations/{operationId}`.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::op::operation_service_server::OperationService;
+use super::op::{CancelOperationRequest, GetOperationRequest, Operation};
+use super::{call, operation_message, status};
+use crate::admin::api::AdminApi;
+use crate::admin::auth::AdminAuth;
+use crate::admin::operations::OperationResult;
+use crate::store::KeyStore;
+
+const GET: &str = "/yandex.cloud.operation.OperationService/Get";
+const CANCEL: &str = "/yandex.cloud.operation.OperationService/Cancel";
+
+/// The service over an [`AdminApi`].
+pub struct Operations<S, A> {
+    api: Arc<AdminApi<S, A>>,
+}
+
+impl<S, A> std::fmt::Debug for Operations<S, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operations").finish_non_exhaustive()
+    }
+}
+
+impl<S, A> Operations<S, A> {
+    pub(super) fn new(api: &Arc<AdminApi<S, A>>) -> Self {
+        Self { api: Arc::clone(api) }
+    }
+}
+
+#[tonic::async_trait]
+impl<S: KeyStore, A: AdminAuth> OperationService for Operations<S, A> {
+    async fn get(&self, request: Request<GetOperationRequest>) -> Result<Response<Operation>, Status> {
+        let (parts, m) = call(request, GET);
+        let caller = self.api.authenticate(&parts).await.map_err(status)?;
+        let op = self.api.operation_by_id(&caller, &m.operation_id).await.map_err(status)?;
+        Ok(Response::new(operation_message(&op, OperationResult::of(&op))))
+    }
+
+    async fn cancel(&self, request: Request<CancelOperationRequest>) -> Result<Response<Operation>, Status> {
+        let (parts, m) = call(request, CANCEL);
+        let caller = self.api.authenticate(&parts).await.map_err(status)?;
+        Err(status(self.api.cancel_operation(&caller, &m.operation_id).await))
+    }
+}
