@@ -87,3 +87,8 @@ async fn grpc_clients_get_grpc_statuses() {
     store.heal();
     assert_eq!(check(addr, Some(&header)).await.unwrap(), ServingStatus::Serving);
 }
+
+/// The management gRPC services (feature `grpc`).
+#[cfg(feature = "grpc")]
+#[path = "grpc/management.rs"]
+mod management;

@@ -1,0 +1,96 @@
+//! The gRPC management services of `keyctl serve` driven with the official
+//! Yandex Cloud Python SDK (`cli/tests/sdk/grpc_session.py`, the SDK's public
+//! API only) over TLS on loopback, with a test CA made by `openssl`
+//! (`grpc_tls`):
+//! - a whole session (create, get, list with paging, update waited for,
+//!   operations, scopes, delete waited for, refusals of each kind, the key on
+//!   `/v1/authorize`), and a plaintext gRPC call to the TLS port failing
+//!   cleanly;
+//! - two nodes over one PostgreSQL schema: an `Update` through node A is found
+//!   with `OperationService.Get` on node B.
+//!
+//! Needs the SDK virtualenv (`$SDK_VENV` or `target/sdk-venv`; made by
+//! `cli/tests/sdk/venv.sh` when missing) and `openssl`; the second test needs
+//! PostgreSQL.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod common;
+mod grpc_tls;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{DropSchema, Keyctl, SQLITE_DEFAULT_URL, Server, postgres_url, random_pepper, unique, with_param};
+use grpc_tls::make_certs;
+
+const TOKEN: &str = "Qm7vT2xK9pL4zR8wN1cF6hJ3bY5sD0gA7eU2iO9tW4=";
+
+/// The SDK virtualenv's Python (made by `venv.sh` when missing).
+fn sdk_python() -> PathBuf {
+    let venv = std::env::var_os("SDK_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/sdk-venv"));
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/venv.sh");
+        let made = Command::new("bash").arg(&script).arg(&venv).status();
+        assert!(made.is_ok_and(|s| s.success()), "{} could not make {}", script.display(), venv.display());
+    }
+    python
+}
+
+/// Runs `grpc_session.py` with `args`; asserts it passed every check.
+fn session(args: &[String]) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/grpc_session.py");
+    let out = Command::new(sdk_python()).arg(&script).args(args).env("PYTHONDONTWRITEBYTECODE", "1").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the SDK session failed:\n{stdout}\n{stderr}");
+    let summary = stdout.lines().last().unwrap_or_default();
+    println!("{stdout}");
+    assert!(summary.ends_with(" passed, 0 failed") && !summary.starts_with("0 "), "{stdout}");
+}
+
+/// A TLS `keyctl serve` with the admin token over `url`.
+fn tls_server(k: &Keyctl, url: &str) -> Server {
+    let certs = make_certs(k.dir.path());
+    let (cert, key) = (certs.cert.display().to_string(), certs.key.display().to_string());
+    Server::start(k, url, &[("API_KEYS_TLS_CERT", &cert), ("API_KEYS_TLS_KEY", &key)])
+}
+
+fn ca(k: &Keyctl) -> String {
+    k.dir.path().join("ca.pem").display().to_string()
+}
+
+#[test]
+fn the_official_python_sdk_manages_keys_over_grpc() {
+    let k = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper()).with_var("API_KEYS_ADMIN_TOKEN", TOKEN);
+    let server = tls_server(&k, SQLITE_DEFAULT_URL);
+    assert!(server.log().contains(&format!("gRPC services advertised at {}", server.addr)), "{}", server.log());
+    session(&["session".into(), server.addr.to_string(), TOKEN.into(), ca(&k)]);
+    let log = server.stop();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(!log.contains(TOKEN), "the admin token must never be logged");
+}
+
+#[test]
+fn an_update_through_one_node_is_found_on_another() {
+    let base = postgres_url();
+    let schema = unique("grpc_nodes");
+    let _cleanup = DropSchema { url: base.clone(), schema: schema.clone() };
+    let url = with_param(&base, "schema", &schema);
+    let k = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper()).with_var("API_KEYS_ADMIN_TOKEN", TOKEN);
+    let a = tls_server(&k, &url);
+    let b = Server::start(
+        &k,
+        &url,
+        &[
+            ("API_KEYS_TLS_CERT", &k.dir.path().join("server.pem").display().to_string()),
+            ("API_KEYS_TLS_KEY", &k.dir.path().join("server.key").display().to_string()),
+        ],
+    );
+    session(&["nodes".into(), a.addr.to_string(), b.addr.to_string(), TOKEN.into(), ca(&k)]);
+    a.stop();
+    b.stop();
+}
