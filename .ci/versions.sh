@@ -3,6 +3,9 @@
 CARGO_HACK_VERSION=0.6.46
 CARGO_FUZZ_VERSION=0.13.2
 SCHEMATHESIS_VERSION=4.32.5
+# The cloud's official Node SDK for cli/tests/grpc_sdk.rs; the exact tree is
+# cli/tests/sdk/node/package-lock.json (.ci/run checks the two agree).
+NODEJS_SDK_VERSION=3.2.0
 
 # cargo_tool CRATE VERSION "VERSION COMMAND" [INSTALL ARGS…]: installs a
 # cargo subcommand at VERSION (`--locked`: the dependencies its release was

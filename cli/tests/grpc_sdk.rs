@@ -6,12 +6,15 @@
 //!   operations, scopes, delete waited for, refusals of each kind, the key on
 //!   `/v1/authorize`), and a plaintext gRPC call to the TLS port failing
 //!   cleanly;
+//! - the official Node SDK (`cli/tests/sdk/node/session.cjs`, pinned by its
+//!   `package-lock.json`, installed into `target/node-sdk` by `install.sh`):
+//!   create, list, delete waited for;
 //! - two nodes over one PostgreSQL schema: an `Update` through node A is found
 //!   with `OperationService.Get` on node B.
 //!
 //! Needs the SDK virtualenv (`$SDK_VENV` or `target/sdk-venv`; made by
-//! `cli/tests/sdk/venv.sh` when missing) and `openssl`; the second test needs
-//! PostgreSQL.
+//! `cli/tests/sdk/venv.sh` when missing), `openssl`, and for the Node test
+//! `node` and `npm`; the two-node test needs PostgreSQL.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -93,4 +96,41 @@ fn an_update_through_one_node_is_found_on_another() {
     session(&["nodes".into(), a.addr.to_string(), b.addr.to_string(), TOKEN.into(), ca(&k)]);
     a.stop();
     b.stop();
+}
+
+/// The directory with the pinned Node SDK (installed when missing).
+fn node_sdk() -> PathBuf {
+    let dir = std::env::var_os("NODE_SDK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/node-sdk"));
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/node/install.sh");
+    let made = Command::new("bash").arg(&script).arg(&dir).status();
+    assert!(
+        made.is_ok_and(|s| s.success()),
+        "{} could not install the Node SDK in {}",
+        script.display(),
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn the_official_node_sdk_creates_lists_and_deletes() {
+    let dir = node_sdk();
+    let k = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper()).with_var("API_KEYS_ADMIN_TOKEN", TOKEN);
+    let server = tls_server(&k, SQLITE_DEFAULT_URL);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/node/session.cjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .args([server.addr.to_string(), TOKEN.into(), ca(&k)])
+        .env("NODE_PATH", dir.join("node_modules"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    server.stop();
+    println!("{stdout}");
+    assert!(out.status.success(), "the Node SDK session failed:\n{stdout}\n{stderr}");
+    let summary = stdout.lines().last().unwrap_or_default();
+    assert!(summary.ends_with(" passed, 0 failed") && !summary.starts_with("0 "), "{stdout}");
 }
