@@ -24,24 +24,12 @@ mod grpc_tls;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{DropSchema, Keyctl, SQLITE_DEFAULT_URL, Server, postgres_url, random_pepper, unique, with_param};
+use common::{
+    DropSchema, Keyctl, SQLITE_DEFAULT_URL, Server, postgres_url, random_pepper, sdk_python, unique, with_param,
+};
 use grpc_tls::make_certs;
 
 const TOKEN: &str = "Qm7vT2xK9pL4zR8wN1cF6hJ3bY5sD0gA7eU2iO9tW4=";
-
-/// The SDK virtualenv's Python (made by `venv.sh` when missing).
-fn sdk_python() -> PathBuf {
-    let venv = std::env::var_os("SDK_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/sdk-venv"));
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/venv.sh");
-        let made = Command::new("bash").arg(&script).arg(&venv).status();
-        assert!(made.is_ok_and(|s| s.success()), "{} could not make {}", script.display(), venv.display());
-    }
-    python
-}
 
 /// Runs `grpc_session.py` with `args`; asserts it passed every check.
 fn session(args: &[String]) {

@@ -15,31 +15,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{Keyctl, SQLITE_DEFAULT_URL, Server, random_pepper};
-
-/// The SDK virtualenv's Python.
-fn sdk_python() -> PathBuf {
-    let venv = std::env::var_os("SDK_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/sdk-venv"));
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/venv.sh");
-        let made = Command::new("bash").arg(&script).arg(&venv).status();
-        assert!(
-            made.is_ok_and(|s| s.success()),
-            "{} could not make the SDK virtualenv {}",
-            script.display(),
-            venv.display()
-        );
-    }
-    assert!(
-        python.exists(),
-        "no SDK virtualenv at {} (set SDK_VENV, or: python3 -m venv {0} && {0}/bin/pip install yandexcloud==0.413.0)",
-        venv.display()
-    );
-    python
-}
+use common::{Keyctl, SQLITE_DEFAULT_URL, Server, random_pepper, sdk_python};
 
 #[test]
 fn rest_answers_parse_with_the_official_sdk_message_types() {

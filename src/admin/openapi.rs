@@ -24,7 +24,7 @@ use super::types::{
 answers parse with the cloud's message types. The project's extension fields (key status, enabled flag, controls, reissue \
 links, an operation's kind and changes, scope descriptions) are sent only with the query parameter view=FULL."),
     servers((url = "/iam/v1")),
-    paths(create, get, list, update, delete, reissue, revoke, operations, scopes),
+    paths(create, get, list, update, delete, reissue, revoke, operations, scopes, operation, cancel_operation),
     components(schemas(
         ApiKey, ApiKeyStatus, ApiKeyScope, ApiCredits, ApiRefill, ApiRefillPeriod, CreateApiKeyRequest, CreateApiKeyResponse, UpdateApiKeyRequest,
         ReissueApiKeyRequest, RevokeApiKeyRequest, ListApiKeysResponse, ListOperationsResponse, ListScopesResponse,
@@ -153,6 +153,23 @@ fn operations() {}
         (status = 429, body = Status), (status = 503, body = Status)))]
 fn scopes() {}
 
+/// An operation by id (the cloud's `OperationService.Get`), with its
+/// `response`: the key as the change left it, or `google.protobuf.Empty`
+/// after a delete. Also served at the root, `/operations/{operationId}`.
+#[utoipa::path(get, path = "/operations/{operationId}",
+    params(("operationId" = String, Path), ("view" = Option<String>, Query, description = VIEW)),
+    responses((status = 200, body = OperationView), (status = 400, body = Status), (status = 401, body = Status),
+        (status = 429, body = Status), (status = 404, body = Status), (status = 503, body = Status)))]
+fn operation() {}
+
+/// Cancel an operation: always refused with code 9 (HTTP 400), since every
+/// operation is done when it answers (404 for one that does not exist).
+#[utoipa::path(get, path = "/operations/{operationId}:cancel",
+    params(("operationId" = String, Path), ("view" = Option<String>, Query, description = VIEW)),
+    responses((status = 400, body = Status), (status = 401, body = Status), (status = 429, body = Status),
+        (status = 404, body = Status), (status = 503, body = Status)))]
+fn cancel_operation() {}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -167,6 +184,8 @@ mod tests {
             "/apiKeys/{apiKeyId}:revoke",
             "/apiKeys/{apiKeyId}/operations",
             "/apiKeyScopes",
+            "/operations/{operationId}",
+            "/operations/{operationId}:cancel",
         ] {
             assert!(paths.contains_key(p), "{p}");
         }

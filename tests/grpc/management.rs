@@ -439,41 +439,27 @@ async fn malformed_oversized_and_unknown_calls_get_clear_statuses() {
     assert!(listed.items.is_empty());
 }
 
+/// `Create` of a key with `scopes` under `idempotency-key: key`.
+async fn create_once(
+    addr: SocketAddr,
+    key: &str,
+    scopes: &[&str],
+) -> Result<tonic::Response<iam::CreateApiKeyResponse>, tonic::Status> {
+    call(addr, &format!("{KEYS}Create"), Some(ADMIN), &[("idempotency-key", key)], create(scopes)).await
+}
+
 #[tokio::test]
 async fn idempotency_key_metadata_replays_the_first_answer() {
     let s = serve().await;
     let key = "0b8f7c4e-2a51-4c1e-9d3a-6f0e5b7a9c21";
-    let first = call::<_, iam::CreateApiKeyResponse>(
-        s.addr,
-        &format!("{KEYS}Create"),
-        Some(ADMIN),
-        &[("idempotency-key", key)],
-        create(&["yc.monitoring.read"]),
-    )
-    .await
-    .unwrap();
+    let first = create_once(s.addr, key, &["yc.monitoring.read"]).await.unwrap();
     assert!(first.metadata().get("idempotent-replayed").is_none());
-    let replay = call::<_, iam::CreateApiKeyResponse>(
-        s.addr,
-        &format!("{KEYS}Create"),
-        Some(ADMIN),
-        &[("idempotency-key", key)],
-        create(&["yc.monitoring.read"]),
-    )
-    .await
-    .unwrap();
+    let replay = create_once(s.addr, key, &["yc.monitoring.read"]).await.unwrap();
     assert_eq!(replay.metadata().get("idempotent-replayed").unwrap(), "true");
     let (first, replay) = (first.into_inner(), replay.into_inner());
     assert_eq!(first.api_key, replay.api_key);
     assert!(!first.secret.is_empty() && replay.secret.is_empty(), "a replay never shows the secret");
-    let other = call::<_, iam::CreateApiKeyResponse>(
-        s.addr,
-        &format!("{KEYS}Create"),
-        Some(ADMIN),
-        &[("idempotency-key", key)],
-        create(&["yc.postbox.send"]),
-    )
-    .await;
+    let other = create_once(s.addr, key, &["yc.postbox.send"]).await;
     expect_code("the key with another request", other, Code::FailedPrecondition);
     let listed = s.manager.list(SA, api_keys::PageRequest::first(100)).await.unwrap();
     assert_eq!(listed.items.len(), 1, "one key made");
@@ -481,14 +467,7 @@ async fn idempotency_key_metadata_replays_the_first_answer() {
     // A replayed refusal is the same status.
     let refused_key = "5d0c2b8e-7f13-4a9b-8c6d-1e2f3a4b5c6d";
     for _ in 0..2 {
-        let r = call::<_, iam::CreateApiKeyResponse>(
-            s.addr,
-            &format!("{KEYS}Create"),
-            Some(ADMIN),
-            &[("idempotency-key", refused_key)],
-            create(&["no.such.scope"]),
-        )
-        .await;
+        let r = create_once(s.addr, refused_key, &["no.such.scope"]).await;
         expect_code("refused create", r, Code::InvalidArgument);
     }
 }

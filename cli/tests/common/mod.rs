@@ -444,3 +444,29 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// The Python of the virtualenv with the cloud's pinned SDK, at `$SDK_VENV`
+/// or `target/sdk-venv`; `cli/tests/sdk/venv.sh` makes it (pip, from PyPI)
+/// when it is missing, and the test fails naming it if that fails.
+pub fn sdk_python() -> PathBuf {
+    let venv = std::env::var_os("SDK_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/sdk-venv"));
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/venv.sh");
+        let made = Command::new("bash").arg(&script).arg(&venv).status();
+        assert!(
+            made.is_ok_and(|s| s.success()),
+            "{} could not make the SDK virtualenv {}",
+            script.display(),
+            venv.display()
+        );
+    }
+    assert!(
+        python.exists(),
+        "no SDK virtualenv at {} (set SDK_VENV, or: python3 -m venv {0} && {0}/bin/pip install yandexcloud==0.413.0)",
+        venv.display()
+    );
+    python
+}
