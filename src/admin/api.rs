@@ -186,7 +186,6 @@ impl<S: KeyStore, A: AdminAuth> AdminRouters<S, A> {
     /// The REST API and the [console](super::console), to nest at
     /// `/iam/v1`; it serves the operations too
     /// (`/iam/v1/operations/{operationId}`).
-    #[must_use]
     pub fn iam(&self) -> Router {
         Router::new()
             .route("/apiKeys", get(list::<S, A>).post(create::<S, A>))
@@ -206,7 +205,6 @@ impl<S: KeyStore, A: AdminAuth> AdminRouters<S, A> {
 
     /// `GET /operations/{operationId}` and `GET /operations/{operationId}:cancel`,
     /// to merge at the root (where the cloud's SDKs and REST clients look).
-    #[must_use]
     pub fn operations(&self) -> Router {
         Router::new()
             .route(super::operations::ROUTE, get(super::operations::get::<S, A>))

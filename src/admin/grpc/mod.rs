@@ -114,7 +114,6 @@ impl<S: KeyStore, A: AdminAuth> AdminRouters<S, A> {
     /// The gRPC services, advertising `endpoints`, as an axum router whose
     /// fallback answers `UNIMPLEMENTED`; route `application/grpc` requests
     /// to it (over HTTP/2).
-    #[must_use]
     pub fn grpc(&self, endpoints: ApiEndpoints) -> Router {
         let limit = self.api.body_limit;
         let keys = iam::api_key_service_server::ApiKeyServiceServer::new(api_key::ApiKeys::new(&self.api))
