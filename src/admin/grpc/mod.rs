@@ -24,7 +24,7 @@
 //! the header (a replay carries `idempotent-replayed: true`; a replayed
 //! create has no secret). Operations are done when they answer; their
 //! `metadata` and `response` are `google.protobuf.Any`s with the type URLs
-//! of [`view`](super::view). Messages are capped at the API's body limit.
+//! of [`super::view`]. Messages are capped at the API's body limit.
 
 pub mod api_key;
 pub mod endpoint;
