@@ -9,6 +9,8 @@
 //! - the official Node SDK (`cli/tests/sdk/node/session.cjs`, pinned by its
 //!   `package-lock.json`, installed into `target/node-sdk` by `install.sh`):
 //!   create, list, delete waited for;
+//! - failed authentications over gRPC throttled per address (as REST's), and
+//!   gRPC `UNIMPLEMENTED` when the management API is off;
 //! - two nodes over one PostgreSQL schema: an `Update` through node A is found
 //!   with `OperationService.Get` on node B.
 //!
@@ -63,6 +65,20 @@ fn the_official_python_sdk_manages_keys_over_grpc() {
     let log = server.stop();
     assert!(!log.contains("panicked"), "{log}");
     assert!(!log.contains(TOKEN), "the admin token must never be logged");
+}
+
+#[test]
+fn failed_grpc_authentications_are_throttled_and_no_tokens_means_off() {
+    let k = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper()).with_var("API_KEYS_ADMIN_TOKEN", TOKEN);
+    let server = tls_server(&k, SQLITE_DEFAULT_URL);
+    session(&["throttle".into(), server.addr.to_string(), TOKEN.into(), ca(&k)]);
+    let log = server.stop();
+    assert!(log.contains("admin authentication failed") && !log.contains(&TOKEN[1..]), "{log}");
+
+    let off = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper());
+    let server = tls_server(&off, SQLITE_DEFAULT_URL);
+    session(&["off".into(), server.addr.to_string(), ca(&off)]);
+    server.stop();
 }
 
 #[test]

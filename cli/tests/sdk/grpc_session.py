@@ -4,6 +4,8 @@ driven with the official Yandex Cloud Python SDK's public API only.
 
     grpc_session.py session ADDR ADMIN_TOKEN CA_PEM
     grpc_session.py nodes ADDR_A ADDR_B ADMIN_TOKEN CA_PEM
+    grpc_session.py throttle ADDR ADMIN_TOKEN CA_PEM
+    grpc_session.py off ADDR CA_PEM
 
 `session`: `yandexcloud.SDK(endpoint=ADDR, iam_token=…, root_certificates=…)`
 (endpoint discovery through ApiEndpointService), `sdk.client(ApiKeyServiceStub)`,
@@ -14,6 +16,10 @@ refusal of each kind (no token, wrong token, unknown id, bad argument). The
 created key verifies on `/v1/authorize` (HTTPS) with exactly its scopes, and
 not after the delete. Then a gRPC call in plaintext to the TLS port fails
 cleanly (UNAVAILABLE) and the server still answers.
+
+`throttle`: failed authentications over gRPC are throttled per address as
+REST's are. `off` (a server without admin tokens): gRPC calls are
+UNIMPLEMENTED, saying why.
 
 `nodes`: an Update made through node A is found with `OperationService.Get`
 on node B (both over one store), response included.
@@ -239,10 +245,39 @@ def nodes(addr_a, addr_b, token, ca):
           f"{on_b}")
 
 
+def throttle(addr, token, ca):
+    """Failed authentications over gRPC count against the REST API's
+    per-address throttle: after 20 in a minute, even the right token waits."""
+    ca_pem = open(ca, "rb").read()
+    wrong = yandexcloud.SDK(endpoint=addr, iam_token="W" + token[1:], root_certificates=ca_pem)
+    stub = wrong.client(ApiKeyServiceStub)
+    codes = set()
+    for _ in range(20):
+        try:
+            stub.ListScopes(ListApiKeyScopesRequest(), timeout=TIMEOUT)
+        except grpc.RpcError as e:
+            codes.add(e.code())
+    check("20 wrong tokens: UNAUTHENTICATED", codes == {grpc.StatusCode.UNAUTHENTICATED}, f"{codes}")
+    right = yandexcloud.SDK(endpoint=addr, iam_token=token, root_certificates=ca_pem).client(ApiKeyServiceStub)
+    refused("then the right token: throttled", lambda: right.ListScopes(ListApiKeyScopesRequest(), timeout=TIMEOUT),
+            grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+
+def off(addr, ca):
+    """Without admin tokens the gRPC services are off: UNIMPLEMENTED, saying why."""
+    bare = ApiKeyServiceStub(grpc.secure_channel(addr, grpc.ssl_channel_credentials(open(ca, "rb").read())))
+    try:
+        bare.ListScopes(ListApiKeyScopesRequest(), timeout=TIMEOUT)
+        check("management API off: UNIMPLEMENTED", False, "an answer")
+    except grpc.RpcError as e:
+        check("management API off: UNIMPLEMENTED", e.code() == grpc.StatusCode.UNIMPLEMENTED and
+              "no admin tokens" in e.details(), f"{e.code().name}: {e.details()}")
+
+
 def main():
     mode, args = sys.argv[1], sys.argv[2:]
     try:
-        {"session": session, "nodes": nodes}[mode](*args)
+        {"session": session, "nodes": nodes, "throttle": throttle, "off": off}[mode](*args)
     except Exception as e:  # an unexpected failure is one failed check, shown
         check("session ran to its end", False, repr(e))
     print(f"{passed} passed, {failed} failed")
