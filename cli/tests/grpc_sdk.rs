@@ -27,7 +27,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::{
-    DropSchema, Keyctl, SQLITE_DEFAULT_URL, Server, postgres_url, random_pepper, sdk_python, unique, with_param,
+    DropSchema, Keyctl, SQLITE_DEFAULT_URL, Server, postgres_url, random_pepper, sdk_dir, sdk_python, unique,
+    with_param,
 };
 use grpc_tls::make_certs;
 
@@ -102,25 +103,9 @@ fn an_update_through_one_node_is_found_on_another() {
     b.stop();
 }
 
-/// The directory with the pinned Node SDK (installed when missing).
-fn node_sdk() -> PathBuf {
-    let dir = std::env::var_os("NODE_SDK_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/node-sdk"));
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/node/install.sh");
-    let made = Command::new("bash").arg(&script).arg(&dir).status();
-    assert!(
-        made.is_ok_and(|s| s.success()),
-        "{} could not install the Node SDK in {}",
-        script.display(),
-        dir.display()
-    );
-    dir
-}
-
 #[test]
 fn the_official_node_sdk_creates_lists_and_deletes() {
-    let dir = node_sdk();
+    let dir = sdk_dir("NODE_SDK_DIR", "target/node-sdk", "tests/sdk/node/install.sh");
     let k = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper()).with_var("API_KEYS_ADMIN_TOKEN", TOKEN);
     let server = tls_server(&k, SQLITE_DEFAULT_URL);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/node/session.cjs");

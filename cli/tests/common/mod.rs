@@ -445,28 +445,23 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The Python of the virtualenv with the cloud's pinned SDK, at `$SDK_VENV`
-/// or `target/sdk-venv`; `cli/tests/sdk/venv.sh` makes it (pip, from PyPI)
-/// when it is missing, and the test fails naming it if that fails.
-pub fn sdk_python() -> PathBuf {
-    let venv = std::env::var_os("SDK_VENV")
+/// A directory holding a pinned SDK: `$var`, else `default` (relative to
+/// the workspace), prepared by `script` (relative to `cli/`; idempotent:
+/// it installs only what is missing or different). The test fails naming
+/// the directory if the script fails.
+pub fn sdk_dir(var: &str, default: &str, script: &str) -> PathBuf {
+    let dir = std::env::var_os(var)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/sdk-venv"));
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/venv.sh");
-        let made = Command::new("bash").arg(&script).arg(&venv).status();
-        assert!(
-            made.is_ok_and(|s| s.success()),
-            "{} could not make the SDK virtualenv {}",
-            script.display(),
-            venv.display()
-        );
-    }
-    assert!(
-        python.exists(),
-        "no SDK virtualenv at {} (set SDK_VENV, or: python3 -m venv {0} && {0}/bin/pip install yandexcloud==0.413.0)",
-        venv.display()
-    );
-    python
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(default));
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(script);
+    let made = Command::new("bash").arg(&script).arg(&dir).status();
+    assert!(made.is_ok_and(|s| s.success()), "{} could not prepare {}", script.display(), dir.display());
+    dir
+}
+
+/// The Python of the virtualenv with the cloud's pinned SDK (`$SDK_VENV`,
+/// else `target/sdk-venv`; `cli/tests/sdk/venv.sh` makes it with pip from
+/// PyPI when it is missing or has another version).
+pub fn sdk_python() -> PathBuf {
+    sdk_dir("SDK_VENV", "target/sdk-venv", "tests/sdk/venv.sh").join("bin/python")
 }

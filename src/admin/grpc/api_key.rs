@@ -2,11 +2,10 @@
 //! method authenticates, converts its message to the REST request (proto3
 //! unset rules), and calls the same validation and manager call.
 
-use std::sync::Arc;
-
 use prost::Message as _;
 use tonic::{Request, Response, Status};
 
+use super::Services;
 use super::iam::api_key_service_server::ApiKeyService;
 use super::iam::{
     ApiKey, CreateApiKeyRequest, CreateApiKeyResponse, DeleteApiKeyRequest, GetApiKeyRequest,
@@ -18,7 +17,7 @@ use super::{
     answer, api_key, call, change_caller, listed_operation, operation_message, page_size, respond, set, set_list,
     status, time_text,
 };
-use crate::admin::api::{AdminApi, ListQuery, PageQuery, apply_create, apply_delete};
+use crate::admin::api::{ListQuery, PageQuery, apply_create, apply_delete};
 use crate::admin::auth::{AdminAction, AdminAuth};
 use crate::admin::operations::OperationResult;
 use crate::admin::types;
@@ -31,23 +30,6 @@ const UPDATE: &str = "/yandex.cloud.iam.v1.ApiKeyService/Update";
 const DELETE: &str = "/yandex.cloud.iam.v1.ApiKeyService/Delete";
 const LIST_OPERATIONS: &str = "/yandex.cloud.iam.v1.ApiKeyService/ListOperations";
 const LIST_SCOPES: &str = "/yandex.cloud.iam.v1.ApiKeyService/ListScopes";
-
-/// The service over an [`AdminApi`].
-pub struct ApiKeys<S, A> {
-    api: Arc<AdminApi<S, A>>,
-}
-
-impl<S, A> std::fmt::Debug for ApiKeys<S, A> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiKeys").finish_non_exhaustive()
-    }
-}
-
-impl<S, A> ApiKeys<S, A> {
-    pub(super) fn new(api: &Arc<AdminApi<S, A>>) -> Self {
-        Self { api: Arc::clone(api) }
-    }
-}
 
 /// The REST create request of a gRPC one.
 #[allow(deprecated, reason = "the cloud's deprecated `scope` is still accepted, as one scope")]
@@ -75,7 +57,7 @@ fn update_request(m: UpdateApiKeyRequest) -> Result<types::UpdateApiKeyRequest, 
 }
 
 #[tonic::async_trait]
-impl<S: KeyStore, A: AdminAuth> ApiKeyService for ApiKeys<S, A> {
+impl<S: KeyStore, A: AdminAuth> ApiKeyService for Services<S, A> {
     async fn get(&self, request: Request<GetApiKeyRequest>) -> Result<Response<ApiKey>, Status> {
         let (parts, m) = call(request, GET);
         let caller = self.api.authenticate(&parts).await.map_err(status)?;

@@ -116,16 +116,34 @@ impl<S: KeyStore, A: AdminAuth> AdminRouters<S, A> {
     /// to it (over HTTP/2).
     pub fn grpc(&self, endpoints: ApiEndpoints) -> Router {
         let limit = self.api.body_limit;
-        let keys = iam::api_key_service_server::ApiKeyServiceServer::new(api_key::ApiKeys::new(&self.api))
-            .max_decoding_message_size(limit);
+        let services = Services { api: std::sync::Arc::clone(&self.api) };
+        let keys =
+            iam::api_key_service_server::ApiKeyServiceServer::new(services.clone()).max_decoding_message_size(limit);
         let operations =
-            op::operation_service_server::OperationServiceServer::new(operation::Operations::new(&self.api))
-                .max_decoding_message_size(limit);
+            op::operation_service_server::OperationServiceServer::new(services).max_decoding_message_size(limit);
         let endpoints = pb::yandex::cloud::endpoint::api_endpoint_service_server::ApiEndpointServiceServer::new(
             endpoint::Endpoints::new(endpoints),
         )
         .max_decoding_message_size(limit);
         Routes::new(keys).add_service(operations).add_service(endpoints).into_axum_router()
+    }
+}
+
+/// `ApiKeyService` and `OperationService` over an [`AdminApi`](super::AdminApi)
+/// (one value serves both).
+pub struct Services<S, A> {
+    api: std::sync::Arc<super::AdminApi<S, A>>,
+}
+
+impl<S, A> Clone for Services<S, A> {
+    fn clone(&self) -> Self {
+        Self { api: std::sync::Arc::clone(&self.api) }
+    }
+}
+
+impl<S, A> std::fmt::Debug for Services<S, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").finish_non_exhaustive()
     }
 }
 

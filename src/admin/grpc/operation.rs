@@ -3,14 +3,12 @@
 //! cancel answers `FAILED_PRECONDITION` (every operation is done). See
 //! the REST twin, `GET /operations/{operationId}`.
 
-use std::sync::Arc;
-
 use tonic::{Request, Response, Status};
 
+use super::Services;
 use super::op::operation_service_server::OperationService;
 use super::op::{CancelOperationRequest, GetOperationRequest, Operation};
 use super::{call, operation_message, status};
-use crate::admin::api::AdminApi;
 use crate::admin::auth::AdminAuth;
 use crate::admin::operations::OperationResult;
 use crate::store::KeyStore;
@@ -18,25 +16,8 @@ use crate::store::KeyStore;
 const GET: &str = "/yandex.cloud.operation.OperationService/Get";
 const CANCEL: &str = "/yandex.cloud.operation.OperationService/Cancel";
 
-/// The service over an [`AdminApi`].
-pub struct Operations<S, A> {
-    api: Arc<AdminApi<S, A>>,
-}
-
-impl<S, A> std::fmt::Debug for Operations<S, A> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Operations").finish_non_exhaustive()
-    }
-}
-
-impl<S, A> Operations<S, A> {
-    pub(super) fn new(api: &Arc<AdminApi<S, A>>) -> Self {
-        Self { api: Arc::clone(api) }
-    }
-}
-
 #[tonic::async_trait]
-impl<S: KeyStore, A: AdminAuth> OperationService for Operations<S, A> {
+impl<S: KeyStore, A: AdminAuth> OperationService for Services<S, A> {
     async fn get(&self, request: Request<GetOperationRequest>) -> Result<Response<Operation>, Status> {
         let (parts, m) = call(request, GET);
         let caller = self.api.authenticate(&parts).await.map_err(status)?;
