@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::controls::{ControlError, Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimits};
+use crate::controls::{ControlError, ControlsPatch, Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimits};
 use crate::digest::{Digest, Peppers};
 use crate::header::is_token68;
 use crate::operation::{
@@ -288,28 +288,24 @@ impl CreateRequest {
 }
 
 /// Parameters of [`KeyManager::update`]: each field left `None` stays as
-/// it is; validated by `update`.
+/// it is; validated by `update`. Nothing is reset to a wider value by
+/// leaving it out: scopes change only to a list given (never back to the
+/// catalog's defaults), and a control is removed only when asked
+/// (`Some(None)` in [`UpdateRequest::controls`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UpdateRequest {
     /// The new description (`""` clears it).
     pub description: Option<String>,
-    /// The new scopes; `Some(None)` resets them to the catalog's defaults.
-    pub scopes: Option<Option<Vec<String>>>,
+    /// The new scopes: 1 or more names from the catalog.
+    pub scopes: Option<Vec<String>>,
     /// The new expiry; `Some(None)` removes it.
     pub expires_at: Option<Option<Timestamp>>,
     /// `Some(false)` disables the key, `Some(true)` enables it again.
     pub enabled: Option<bool>,
-    /// The new metadata; `Some(None)` removes it.
-    pub metadata: Option<Option<Metadata>>,
-    /// The new external owner id; `Some(None)` removes it.
-    pub external_id: Option<Option<ExternalId>>,
-    /// The new IP allow-list; `Some(None)` removes it (any address).
-    pub allowed_ips: Option<Option<IpAllowList>>,
-    /// The new usage credits; `Some(None)` removes them (unlimited use).
-    pub credits: Option<Option<Credits>>,
-    /// The new rate limits; `Some(None)` removes them.
-    pub rate_limits: Option<Option<RateLimits>>,
+    /// The control changes (metadata, external id, IP allow-list, credits,
+    /// rate limits); `Some(None)` removes a control.
+    pub controls: ControlsPatch,
 }
 
 impl UpdateRequest {
@@ -331,46 +327,46 @@ impl UpdateRequest {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.scopes = Some(Some(scopes.into_iter().map(Into::into).collect()));
+        self.scopes = Some(scopes.into_iter().map(Into::into).collect());
         self
     }
 
     setters! {
-        /// Resets the scopes to the catalog's defaults.
-        fn default_scopes() => scopes = Some(None);
         /// Sets the expiry (`None`: never expires).
         fn expires_at(t: Option<Timestamp>) => expires_at = Some(t);
         /// Disables the key: it is refused until enabled again.
         fn disable() => enabled = Some(false);
         /// Enables a disabled key again.
         fn enable() => enabled = Some(true);
+        /// Sets the control changes (replacing those set before).
+        fn controls(patch: ControlsPatch) => controls = patch;
     }
 
     set_or_clear! {
         /// Sets the metadata.
         metadata(m: Metadata),
         /// Removes the metadata.
-        clear_metadata => metadata;
+        clear_metadata => controls.metadata;
 
         /// Sets the external owner id.
         external_id(id: ExternalId),
         /// Removes the external owner id.
-        clear_external_id => external_id;
+        clear_external_id => controls.external_id;
 
         /// Sets the IP allow-list.
         allowed_ips(list: IpAllowList),
         /// Removes the IP allow-list: the key may be used from any address.
-        clear_allowed_ips => allowed_ips;
+        clear_allowed_ips => controls.allowed_ips;
 
         /// Sets the usage credits (the remaining count is replaced).
         credits(c: Credits),
         /// Removes the usage credits: unlimited use.
-        clear_credits => credits;
+        clear_credits => controls.credits;
 
         /// Sets the rate limits.
         rate_limits(l: RateLimits),
         /// Removes the rate limits.
-        clear_rate_limits => rate_limits;
+        clear_rate_limits => controls.rate_limits;
     }
 
     /// Whether the request changes nothing.
@@ -903,7 +899,8 @@ impl<S: KeyStore> KeyManager<S> {
             update = update.description(Description::new(d)?);
         }
         if let Some(s) = &request.scopes {
-            update = update.scopes(self.catalog.resolve(s.as_deref())?);
+            // A list, never `None`: an update does not fall back to the defaults.
+            update = update.scopes(self.catalog.resolve(Some(s.as_slice()))?);
         }
         if let Some(e) = request.expires_at {
             update = update.expires_at(e);
@@ -911,22 +908,11 @@ impl<S: KeyStore> KeyManager<S> {
         if let Some(enabled) = request.enabled {
             update = update.enabled(enabled);
         }
-        if let Some(m) = &request.metadata {
-            update = update.metadata(m.clone());
+        let mut controls = request.controls.clone();
+        if let Some(credits) = controls.credits {
+            controls.credits = Some(admit_credits(credits, self.clock.now())?);
         }
-        if let Some(id) = &request.external_id {
-            update = update.external_id(id.clone());
-        }
-        if let Some(list) = &request.allowed_ips {
-            update = update.allowed_ips(list.clone());
-        }
-        if let Some(limits) = &request.rate_limits {
-            update = update.rate_limits(limits.clone());
-        }
-        if let Some(credits) = request.credits {
-            update = update.credits(admit_credits(credits, self.clock.now())?);
-        }
-        Ok(update)
+        Ok(update.controls(controls))
     }
 
     /// One operations log entry by id, with its response snapshot, for as

@@ -812,19 +812,19 @@ fn update_controls(
     mut update: UpdateRequest,
 ) -> Result<UpdateRequest, ApiError> {
     if named("metadata") {
-        update.metadata = Some(req.metadata.as_ref().map(parse_metadata).transpose()?);
+        update.controls.metadata = Some(req.metadata.as_ref().map(parse_metadata).transpose()?);
     }
     if named("externalId") {
-        update.external_id = Some(req.external_id.as_deref().map(parse_external_id).transpose()?);
+        update.controls.external_id = Some(req.external_id.as_deref().map(parse_external_id).transpose()?);
     }
     if named("allowedIps") {
-        update.allowed_ips = Some(req.allowed_ips.as_deref().map(parse_allowed_ips).transpose()?);
+        update.controls.allowed_ips = Some(req.allowed_ips.as_deref().map(parse_allowed_ips).transpose()?);
     }
     if named("credits") {
-        update.credits = Some(req.credits.as_ref().map(parse_credits).transpose()?);
+        update.controls.credits = Some(req.credits.as_ref().map(parse_credits).transpose()?);
     }
     if named("rateLimits") {
-        update.rate_limits = Some(req.rate_limits.as_deref().map(parse_rate_limits).transpose()?);
+        update.controls.rate_limits = Some(req.rate_limits.as_deref().map(parse_rate_limits).transpose()?);
     }
     Ok(update)
 }
@@ -844,7 +844,7 @@ async fn update<S: KeyStore, A: AdminAuth>(KeyCall { api, id, parts, body }: Key
                 format!("a key may not change its own {f}; an operator can"),
             ));
         }
-        if let Some(Some(scopes)) = &update.scopes {
+        if let Some(scopes) = &update.scopes {
             api.check_grant(&caller, Some(scopes))?;
         }
         Ok::<_, ApiError>((caller, raw, (update, key.id, view)))

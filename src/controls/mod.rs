@@ -28,7 +28,7 @@ mod redis_limiter;
 pub use credits::{CreditSpend, Credits, Refill, RefillPeriod};
 pub use error::ControlError;
 pub use ip::IpAllowList;
-pub use key_controls::KeyControls;
+pub use key_controls::{ControlsPatch, KeyControls};
 pub use limiter::{LimitCheck, LimiterError, LocalRateLimiter, RateDecision, RateLimiter, RateStatus};
 pub use metadata::{ExternalId, Metadata};
 pub use rate::{LimitName, RateLimit, RateLimits};
