@@ -36,7 +36,7 @@ use crate::operation::{
 };
 use crate::random::RandomError;
 use crate::record::{
-    ApiKeySummary, CreatedKey, Description, FieldError, KeyInfo, KeyKind, KeyRecord, KeyStatus, ReissueLinks,
+    CreatedKey, Description, FieldError, KeyInfo, KeyKind, KeyRecord, KeyStatus, ReissueLinks,
     ServiceAccountId,
 };
 use crate::scope::{ScopeCatalog, ScopeError, ScopeInfo, ScopeSet};
@@ -141,28 +141,17 @@ impl PolicyDenied {
     }
 }
 
-/// Which operation asks the policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum KeyOperation {
-    /// `create`.
-    Create,
-    /// `reissue` of an existing key.
-    Reissue,
-    /// `import` of an existing secret.
-    Import,
-    /// `update` of an existing key's scopes or expiry. The request shows
-    /// the scopes and expiry the key would have after the update, so a
-    /// policy that limits them cannot be bypassed by updating a key.
-    Update,
-}
-
 /// What a [`CreationPolicy`] is asked to allow, after validation.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct KeyRequest<'a> {
-    /// Which operation.
-    pub operation: KeyOperation,
+    /// Which operation: [`OperationKind::Create`], [`OperationKind::Import`],
+    /// [`OperationKind::Reissue`] of an existing key, or
+    /// [`OperationKind::Update`] of an existing key's scopes or expiry (the
+    /// request then shows the scopes and expiry the key would have after
+    /// the update, so a policy that limits them cannot be bypassed by
+    /// updating a key).
+    pub operation: OperationKind,
     /// The owner.
     pub service_account_id: &'a ServiceAccountId,
     /// The scopes the key would get.
@@ -665,17 +654,17 @@ impl<S: KeyStore> KeyManager<S> {
     /// not in the future, a policy refusal, or a store failure (nothing is
     /// written then).
     pub async fn create(&self, request: CreateRequest) -> Result<CreatedKey, ManageError> {
-        let (template, now) = self.admit(KeyOperation::Create, &request)?;
+        let (template, now) = self.admit(OperationKind::Create, &request)?;
         let write = Write::Insert(OperationKind::Create);
         let (record, secret) = self.store_new(write, now, || self.new_native(&template, now)).await?;
-        Ok(CreatedKey { api_key: ApiKeySummary::from(&record), secret })
+        Ok(CreatedKey::new(&record, secret))
     }
 
     /// Validates a request's fields, resolves its scopes, checks its expiry
     /// and asks the policy; returns what a new record is made of.
     fn admit(
         &self,
-        operation: KeyOperation,
+        operation: OperationKind,
         request: &CreateRequest,
     ) -> Result<(KeyRecordTemplate, Timestamp), ManageError> {
         let sa = ServiceAccountId::new(&request.service_account_id)?;
@@ -809,19 +798,12 @@ impl<S: KeyStore> KeyManager<S> {
         Ok(Page { items: page.items.iter().map(KeyRecord::info).collect(), next: page.next })
     }
 
-    /// Revokes a key: it is never accepted again but stays listed.
+    /// Revokes a key: it is never accepted again but stays listed. Returns
+    /// the operations log entry written.
     ///
     /// # Errors
     /// [`ManageError::NotFound`] or a store failure.
-    pub async fn revoke(&self, id: &KeyId) -> Result<(), ManageError> {
-        self.revoke_logged(id).await.map(drop)
-    }
-
-    /// [`KeyManager::revoke`], returning the operations log entry written.
-    ///
-    /// # Errors
-    /// As [`KeyManager::revoke`].
-    pub async fn revoke_logged(&self, id: &KeyId) -> Result<LogEntry, ManageError> {
+    pub async fn revoke(&self, id: &KeyId) -> Result<LogEntry, ManageError> {
         let changes = OperationChanges { status: Some(KeyStatus::Revoked), ..OperationChanges::default() };
         let entry = self.entry(id, OperationKind::Revoke, self.clock.now(), changes)?;
         self.store.commit(Change::Revoke(*id), std::slice::from_ref(&entry)).await?;
@@ -829,19 +811,12 @@ impl<S: KeyStore> KeyManager<S> {
     }
 
     /// Deletes a key. Its operations log stays readable
-    /// ([`KeyManager::operations`]), ending with the delete.
+    /// ([`KeyManager::operations`]), ending with the delete, the entry
+    /// returned.
     ///
     /// # Errors
     /// [`ManageError::NotFound`] or a store failure.
-    pub async fn delete(&self, id: &KeyId) -> Result<(), ManageError> {
-        self.delete_logged(id).await.map(drop)
-    }
-
-    /// [`KeyManager::delete`], returning the operations log entry written.
-    ///
-    /// # Errors
-    /// As [`KeyManager::delete`].
-    pub async fn delete_logged(&self, id: &KeyId) -> Result<LogEntry, ManageError> {
+    pub async fn delete(&self, id: &KeyId) -> Result<LogEntry, ManageError> {
         let entry = self.entry(id, OperationKind::Delete, self.clock.now(), OperationChanges::default())?;
         self.store.commit(Change::Delete(*id), std::slice::from_ref(&entry)).await?;
         Ok(entry)
@@ -860,7 +835,7 @@ impl<S: KeyStore> KeyManager<S> {
     /// [`ManageError::InvalidControl`] for credits out of range;
     /// [`ManageError::AlreadyExpired`] for an expiry not in the future;
     /// [`ManageError::Conflict`] for a revoked key, or a new expiry on a
-    /// reissued one; a policy refusal ([`KeyOperation::Update`]); a store
+    /// reissued one; a policy refusal ([`OperationKind::Update`]); a store
     /// failure (nothing written).
     pub async fn update(&self, id: &KeyId, request: UpdateRequest) -> Result<(KeyInfo, Operation), ManageError> {
         let update = self.validate_update(&request)?;
@@ -873,7 +848,7 @@ impl<S: KeyStore> KeyManager<S> {
             self.check_expiry(e, now)?;
         }
         self.policy.check(&KeyRequest {
-            operation: KeyOperation::Update,
+            operation: OperationKind::Update,
             service_account_id: &current.service_account_id,
             scopes: update.scopes.as_ref().unwrap_or(&current.scopes),
             expires_at: update.expires_at.unwrap_or(current.expires_at),
@@ -957,7 +932,7 @@ impl<S: KeyStore> KeyManager<S> {
         let now = self.clock.now();
         self.check_expiry(old.expires_at, now)?;
         self.policy.check(&KeyRequest {
-            operation: KeyOperation::Reissue,
+            operation: OperationKind::Reissue,
             service_account_id: &old.service_account_id,
             scopes: &old.scopes,
             expires_at: old.expires_at,
@@ -974,7 +949,7 @@ impl<S: KeyStore> KeyManager<S> {
         };
         let write = Write::Reissue { old: &old, fate };
         let (record, secret) = self.store_new(write, now, || self.new_native(&template, now)).await?;
-        Ok(CreatedKey { api_key: ApiKeySummary::from(&record), secret })
+        Ok(CreatedKey::new(&record, secret))
     }
 
     /// Imports an existing opaque secret (e.g. a 40-character `AQVN…` key
@@ -998,7 +973,7 @@ impl<S: KeyStore> KeyManager<S> {
         if bytes.starts_with(self.format.prefix().as_bytes()) {
             return Err(ManageError::InvalidImportedSecret("starts with this crate's key prefix"));
         }
-        let (t, now) = self.admit(KeyOperation::Import, &request)?;
+        let (t, now) = self.admit(OperationKind::Import, &request)?;
         self.refuse_known_import(bytes).await?;
         let (pepper_version, digest) = self.peppers.digest_current(bytes);
         let masked = MaskedKey::of_digest(&digest);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api_keys::{
-    ClientClass, CreateRequest, DenyAll, KeyId, KeyManager, KeyOperation, KeyStatus, ManageError, ManualClock,
+    ClientClass, CreateRequest, DenyAll, KeyId, KeyManager, KeyStatus, ManageError, ManualClock,
     MemoryStore, PageRequest, Pepper, PepperCheckError, Peppers, PolicyDenied, ScopeCatalog, ScopeError, Secret,
     Timestamp, Verifier, VerifyError,
 };
@@ -184,7 +184,7 @@ async fn creation_policy_can_forbid_keys() {
     // A closure policy: only keys with an expiry, and no reissue.
     let m = KeyManager::builder(store.clone(), peppers, ScopeCatalog::yandex_cloud())
         .policy(|r: &api_keys::KeyRequest<'_>| {
-            if r.operation == KeyOperation::Reissue {
+            if r.operation == api_keys::OperationKind::Reissue {
                 return Err(PolicyDenied::new("reissue disabled"));
             }
             r.expires_at.map(|_| ()).ok_or_else(|| PolicyDenied::new("keys must expire"))
