@@ -385,14 +385,14 @@ impl<S: KeyStore> KeyManagerBuilder<S> {
     /// Clock. Defaults to [`SystemClock`].
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.0.clock = clock;
+        self.0.directory.clock = clock;
         self
     }
 
     /// Creation policy. Defaults to [`AllowAll`].
     #[must_use]
     pub fn policy(mut self, policy: impl CreationPolicy) -> Self {
-        self.0.policy = Arc::new(policy);
+        self.0.directory.policy = Arc::new(policy);
         self
     }
 
@@ -401,7 +401,7 @@ impl<S: KeyStore> KeyManagerBuilder<S> {
     /// Defaults to [`Actor::system`].
     #[must_use]
     pub fn actor(mut self, actor: Actor) -> Self {
-        self.0.actor = actor;
+        self.0.directory.actor = actor;
         self
     }
 
@@ -412,31 +412,43 @@ impl<S: KeyStore> KeyManagerBuilder<S> {
     }
 }
 
-/// Creates and manages keys over a store.
-pub struct KeyManager<S> {
+/// The stored keys, managed without a pepper: get, list, update, revoke,
+/// delete and the operations log, under the same rules (validation, policy,
+/// log entries) as through a [`KeyManager`], which is one of these plus the
+/// peppers and token format that making and checking secrets need. A
+/// program that holds no pepper (an operator's tool revoking a key) uses
+/// one on its own.
+///
+/// ```
+/// use std::sync::Arc;
+/// use api_keys::{KeyDirectory, MemoryStore, ScopeCatalog};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let keys = KeyDirectory::new(Arc::new(MemoryStore::new()), ScopeCatalog::yandex_cloud());
+/// let page = keys.list("my-robot", api_keys::PageRequest::first(10)).await?;
+/// assert!(page.items.is_empty());
+/// # Ok::<(), api_keys::ManageError>(()) }).unwrap();
+/// ```
+pub struct KeyDirectory<S> {
     store: Arc<S>,
-    peppers: Arc<Peppers>,
     catalog: Arc<ScopeCatalog>,
-    format: TokenFormat,
     clock: Arc<dyn Clock>,
     policy: Arc<dyn CreationPolicy>,
     actor: Actor,
 }
 
-impl<S> fmt::Debug for KeyManager<S> {
+impl<S> fmt::Debug for KeyDirectory<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyManager").field("format", &self.format).field("actor", &self.actor).finish_non_exhaustive()
+        f.debug_struct("KeyDirectory").field("actor", &self.actor).finish_non_exhaustive()
     }
 }
 
-/// Shares the store, peppers, catalog, clock and policy.
-impl<S> Clone for KeyManager<S> {
+/// Shares the store, catalog, clock and policy.
+impl<S> Clone for KeyDirectory<S> {
     fn clone(&self) -> Self {
         Self {
             store: Arc::clone(&self.store),
-            peppers: Arc::clone(&self.peppers),
             catalog: Arc::clone(&self.catalog),
-            format: self.format.clone(),
             clock: Arc::clone(&self.clock),
             policy: Arc::clone(&self.policy),
             actor: self.actor.clone(),
@@ -444,33 +456,69 @@ impl<S> Clone for KeyManager<S> {
     }
 }
 
+/// Creates and manages keys over a store: a [`KeyDirectory`] (every
+/// method of which it offers) with the peppers and the token format.
+pub struct KeyManager<S> {
+    directory: KeyDirectory<S>,
+    peppers: Arc<Peppers>,
+    format: TokenFormat,
+}
+
+/// The pepper-less part: a manager is a directory that can also make keys.
+/// (`Deref` rather than a copy of every directory method, so the rules of
+/// reading and changing keys are written once.)
+impl<S> std::ops::Deref for KeyManager<S> {
+    type Target = KeyDirectory<S>;
+
+    fn deref(&self) -> &KeyDirectory<S> {
+        &self.directory
+    }
+}
+
+impl<S> fmt::Debug for KeyManager<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyManager")
+            .field("format", &self.format)
+            .field("actor", &self.directory.actor)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Shares the store, peppers, catalog, clock and policy.
+impl<S> Clone for KeyManager<S> {
+    fn clone(&self) -> Self {
+        Self { directory: self.directory.clone(), peppers: Arc::clone(&self.peppers), format: self.format.clone() }
+    }
+}
+
 /// Attempts at a fresh id when the store reports a duplicate.
 const ID_ATTEMPTS: usize = 3;
 
-impl<S: KeyStore> KeyManager<S> {
-    /// Starts a manager over `store`, digesting with `peppers`' current
-    /// pepper and validating scopes against `catalog`.
-    pub fn builder(
-        store: Arc<S>,
-        peppers: impl Into<Arc<Peppers>>,
-        catalog: impl Into<Arc<ScopeCatalog>>,
-    ) -> KeyManagerBuilder<S> {
-        KeyManagerBuilder(Self {
+impl<S: KeyStore> KeyDirectory<S> {
+    /// A directory over `store`, validating scopes against `catalog`, with
+    /// the system clock, no creation policy ([`AllowAll`]) and the actor
+    /// [`Actor::system`].
+    pub fn new(store: Arc<S>, catalog: impl Into<Arc<ScopeCatalog>>) -> Self {
+        Self {
             store,
-            peppers: peppers.into(),
             catalog: catalog.into(),
-            format: TokenFormat::default(),
             clock: Arc::new(SystemClock),
             policy: Arc::new(AllowAll),
             actor: Actor::system(),
-        })
+        }
     }
 
-    /// The same manager, recording `actor` in the operations log for the
+    /// The same directory, recording `actor` in the operations log for the
     /// changes made through it (cheap: everything else is shared).
     #[must_use]
     pub fn with_actor(&self, actor: Actor) -> Self {
         Self { actor, ..self.clone() }
+    }
+
+    /// The same directory with another clock.
+    #[must_use]
+    pub fn with_clock(&self, clock: Arc<dyn Clock>) -> Self {
+        Self { clock, ..self.clone() }
     }
 
     /// The actor recorded for changes made through this manager.
@@ -490,38 +538,6 @@ impl<S: KeyStore> KeyManager<S> {
         Ok(LogEntry::new(*key, kind, self.actor.clone(), now, changes)?)
     }
 
-    /// A verifier builder sharing this manager's store, peppers, format and
-    /// clock.
-    #[must_use]
-    pub fn verifier(&self) -> VerifierBuilder<S> {
-        Verifier::builder(Arc::clone(&self.store), Arc::clone(&self.peppers))
-            .token_format(self.format.clone())
-            .clock(Arc::clone(&self.clock))
-    }
-
-    /// Checks every pepper held against the fingerprint the store recorded
-    /// for its version, recording the fingerprints of versions the store
-    /// has not seen yet (a first start, or a new version after a rotation).
-    /// Call it once at start, before creating or verifying keys: a wrong
-    /// pepper then stops the process instead of answering "wrong secret" to
-    /// every key. Fingerprints are recorded from the first check on; a store
-    /// used before that records whatever pepper checks first.
-    ///
-    /// # Errors
-    /// [`PepperCheckError::Mismatch`] naming the version,
-    /// [`PepperCheckError::Store`] if the store cannot answer.
-    pub async fn check_peppers(&self) -> Result<(), PepperCheckError> {
-        for pepper in self.peppers.iter() {
-            let mine = pepper.fingerprint();
-            let recorded =
-                self.store.pepper_fingerprint(pepper.version(), mine).await.map_err(PepperCheckError::Store)?;
-            if recorded != mine {
-                return Err(PepperCheckError::Mismatch { version: pepper.version() });
-            }
-        }
-        Ok(())
-    }
-
     /// The scope catalog.
     #[must_use]
     pub fn catalog(&self) -> &ScopeCatalog {
@@ -532,38 +548,6 @@ impl<S: KeyStore> KeyManager<S> {
     #[must_use]
     pub fn store(&self) -> &Arc<S> {
         &self.store
-    }
-
-    /// The token format keys are made in (and scanned for).
-    #[must_use]
-    pub fn token_format(&self) -> &TokenFormat {
-        &self.format
-    }
-
-    /// Classifies a token found in the wild (a leak report, a file): looks
-    /// the id up and checks the secret against the stored digest in
-    /// constant time, so a look-alike built from a real id and an invented
-    /// secret is [`Liveness::Unknown`](crate::scan::Liveness::Unknown).
-    /// Changes nothing.
-    ///
-    /// # Errors
-    /// [`LeakCheckError`](crate::scan::LeakCheckError) when the store fails
-    /// or the key's pepper version is not held.
-    pub async fn leak_status(&self, token: &Token<'_>) -> Result<crate::scan::Liveness, crate::scan::LeakCheckError> {
-        crate::scan::leak_status(&*self.store, &self.peppers, token, self.clock.now()).await
-    }
-
-    /// [`KeyManager::leak_status`] for a batch, in one
-    /// [`KeyStore::get_many`]: one answer per token, in order. Keep batches
-    /// to a few hundred tokens.
-    ///
-    /// # Errors
-    /// As [`KeyManager::leak_status`], for the whole batch.
-    pub async fn leak_statuses(
-        &self,
-        tokens: &[Token<'_>],
-    ) -> Result<Vec<crate::scan::Liveness>, crate::scan::LeakCheckError> {
-        crate::scan::leak_statuses(&*self.store, &self.peppers, tokens, self.clock.now()).await
     }
 
     /// Records in a key's operations log that it was found leaked, one
@@ -644,110 +628,6 @@ impl<S: KeyStore> KeyManager<S> {
         match expires_at {
             Some(t) if t <= now => Err(ManageError::AlreadyExpired(t)),
             _ => Ok(()),
-        }
-    }
-
-    /// Creates a key and returns it with its secret, once.
-    ///
-    /// # Errors
-    /// [`ManageError`] for invalid fields, unknown scopes (named), an expiry
-    /// not in the future, a policy refusal, or a store failure (nothing is
-    /// written then).
-    pub async fn create(&self, request: CreateRequest) -> Result<CreatedKey, ManageError> {
-        let (template, now) = self.admit(OperationKind::Create, &request)?;
-        let write = Write::Insert(OperationKind::Create);
-        let (record, secret) = self.store_new(write, now, || self.new_native(&template, now)).await?;
-        Ok(CreatedKey::new(&record, secret))
-    }
-
-    /// Validates a request's fields, resolves its scopes, checks its expiry
-    /// and asks the policy; returns what a new record is made of.
-    fn admit(
-        &self,
-        operation: OperationKind,
-        request: &CreateRequest,
-    ) -> Result<(KeyRecordTemplate, Timestamp), ManageError> {
-        let sa = ServiceAccountId::new(&request.service_account_id)?;
-        let description = Description::new(&request.description)?;
-        let scopes = self.catalog.resolve(request.scopes.as_deref())?;
-        let now = self.clock.now();
-        self.check_expiry(request.expires_at, now)?;
-        self.policy.check(&KeyRequest {
-            operation,
-            service_account_id: &sa,
-            scopes: &scopes,
-            expires_at: request.expires_at,
-        })?;
-        let template = KeyRecordTemplate {
-            sa,
-            description,
-            scopes,
-            expires_at: request.expires_at,
-            links: ReissueLinks::default(),
-            enabled: request.enabled,
-            controls: admit_controls(request.controls.clone(), now)?,
-        };
-        Ok((template, now))
-    }
-
-    fn new_native(&self, t: &KeyRecordTemplate, now: Timestamp) -> Result<(KeyRecord, Secret), ManageError> {
-        let generated = self.format.generate()?;
-        let p = self.format.prefix().len();
-        let secret_part = &generated.secret.expose_secret().as_bytes()[p + 21..p + 21 + SECRET_LEN];
-        let (pepper_version, digest) = self.peppers.digest_current(secret_part);
-        let record = t.record(generated.id, KeyKind::Native, (pepper_version, digest), generated.secret.tail6(), now);
-        Ok((record, generated.secret))
-    }
-
-    /// Writes a record under a freshly drawn id, drawing again (up to
-    /// [`ID_ATTEMPTS`] times in all) when the store reports that the drawn
-    /// id already exists. `draw` makes the record (and whatever goes with
-    /// it) for each attempt.
-    ///
-    /// # Errors
-    /// The store's error, as is, when it fails or when every drawn id
-    /// collided ([`StoreError::Duplicate`]); [`ManageError::AlreadyImported`]
-    /// when an imported record collided on its digest; `draw`'s error.
-    async fn store_new<T>(
-        &self,
-        write: Write<'_>,
-        now: Timestamp,
-        mut draw: impl FnMut() -> Result<(KeyRecord, T), ManageError>,
-    ) -> Result<(KeyRecord, T), ManageError> {
-        let mut attempt = 1;
-        loop {
-            let (record, extra) = draw()?;
-            let (change, log) = match write {
-                Write::Insert(kind) => {
-                    let entry = self
-                        .entry(&record.id, kind, now, OperationChanges::of_new(&record))?
-                        .with_response(record.info());
-                    (Change::Insert(record.clone()), vec![entry])
-                }
-                Write::Reissue { old, fate } => {
-                    let old_entry = self.entry(&old.id, OperationKind::Reissue, now, reissue_changes(&record, fate))?;
-                    let new_entry = self
-                        .entry(&record.id, OperationKind::Reissue, now, OperationChanges::of_new(&record))?
-                        .with_response(record.info());
-                    let change = Change::Reissue { old: old.id, new: record.clone(), fate };
-                    (change, vec![old_entry, new_entry])
-                }
-            };
-            match self.store.commit(change, &log).await.map(drop) {
-                Ok(()) => return Ok((record, extra)),
-                Err(StoreError::Duplicate(dup)) if dup == record.id => {
-                    // An imported record also collides on its digest.
-                    if record.kind == KeyKind::Imported && self.store.get_by_digest(&record.digest).await?.is_some() {
-                        return Err(ManageError::AlreadyImported);
-                    }
-                    if attempt == ID_ATTEMPTS {
-                        return Err(ManageError::Store(StoreError::Duplicate(dup)));
-                    }
-                    // A random 103-bit id collided: draw another.
-                    attempt += 1;
-                }
-                Err(e) => return Err(e.into()),
-            }
         }
     }
 
@@ -909,6 +789,204 @@ impl<S: KeyStore> KeyManager<S> {
         page: PageRequest<OperationCursor>,
     ) -> Result<OperationPage, ManageError> {
         Ok(self.store.operations(id, page).await?)
+    }
+
+}
+
+impl<S: KeyStore> KeyManager<S> {
+    /// Starts a manager over `store`, digesting with `peppers`' current
+    /// pepper and validating scopes against `catalog`.
+    pub fn builder(
+        store: Arc<S>,
+        peppers: impl Into<Arc<Peppers>>,
+        catalog: impl Into<Arc<ScopeCatalog>>,
+    ) -> KeyManagerBuilder<S> {
+        KeyManagerBuilder(Self {
+            directory: KeyDirectory::new(store, catalog),
+            peppers: peppers.into(),
+            format: TokenFormat::default(),
+        })
+    }
+
+    /// The same manager, recording `actor` in the operations log for the
+    /// changes made through it (cheap: everything else is shared).
+    #[must_use]
+    pub fn with_actor(&self, actor: Actor) -> Self {
+        Self { directory: self.directory.with_actor(actor), ..self.clone() }
+    }
+
+    /// The directory: this manager without its peppers.
+    #[must_use]
+    pub fn directory(&self) -> &KeyDirectory<S> {
+        &self.directory
+    }
+
+    /// A verifier builder sharing this manager's store, peppers, format and
+    /// clock.
+    #[must_use]
+    pub fn verifier(&self) -> VerifierBuilder<S> {
+        Verifier::builder(Arc::clone(&self.store), Arc::clone(&self.peppers))
+            .token_format(self.format.clone())
+            .clock(Arc::clone(&self.clock))
+    }
+
+    /// Checks every pepper held against the fingerprint the store recorded
+    /// for its version, recording the fingerprints of versions the store
+    /// has not seen yet (a first start, or a new version after a rotation).
+    /// Call it once at start, before creating or verifying keys: a wrong
+    /// pepper then stops the process instead of answering "wrong secret" to
+    /// every key. Fingerprints are recorded from the first check on; a store
+    /// used before that records whatever pepper checks first.
+    ///
+    /// # Errors
+    /// [`PepperCheckError::Mismatch`] naming the version,
+    /// [`PepperCheckError::Store`] if the store cannot answer.
+    pub async fn check_peppers(&self) -> Result<(), PepperCheckError> {
+        for pepper in self.peppers.iter() {
+            let mine = pepper.fingerprint();
+            let recorded =
+                self.store.pepper_fingerprint(pepper.version(), mine).await.map_err(PepperCheckError::Store)?;
+            if recorded != mine {
+                return Err(PepperCheckError::Mismatch { version: pepper.version() });
+            }
+        }
+        Ok(())
+    }
+
+    /// The token format keys are made in (and scanned for).
+    #[must_use]
+    pub fn token_format(&self) -> &TokenFormat {
+        &self.format
+    }
+
+    /// Classifies a token found in the wild (a leak report, a file): looks
+    /// the id up and checks the secret against the stored digest in
+    /// constant time, so a look-alike built from a real id and an invented
+    /// secret is [`Liveness::Unknown`](crate::scan::Liveness::Unknown).
+    /// Changes nothing.
+    ///
+    /// # Errors
+    /// [`LeakCheckError`](crate::scan::LeakCheckError) when the store fails
+    /// or the key's pepper version is not held.
+    pub async fn leak_status(&self, token: &Token<'_>) -> Result<crate::scan::Liveness, crate::scan::LeakCheckError> {
+        crate::scan::leak_status(&*self.store, &self.peppers, token, self.clock.now()).await
+    }
+
+    /// [`KeyManager::leak_status`] for a batch, in one
+    /// [`KeyStore::get_many`]: one answer per token, in order. Keep batches
+    /// to a few hundred tokens.
+    ///
+    /// # Errors
+    /// As [`KeyManager::leak_status`], for the whole batch.
+    pub async fn leak_statuses(
+        &self,
+        tokens: &[Token<'_>],
+    ) -> Result<Vec<crate::scan::Liveness>, crate::scan::LeakCheckError> {
+        crate::scan::leak_statuses(&*self.store, &self.peppers, tokens, self.clock.now()).await
+    }
+
+    /// Creates a key and returns it with its secret, once.
+    ///
+    /// # Errors
+    /// [`ManageError`] for invalid fields, unknown scopes (named), an expiry
+    /// not in the future, a policy refusal, or a store failure (nothing is
+    /// written then).
+    pub async fn create(&self, request: CreateRequest) -> Result<CreatedKey, ManageError> {
+        let (template, now) = self.admit(OperationKind::Create, &request)?;
+        let write = Write::Insert(OperationKind::Create);
+        let (record, secret) = self.store_new(write, now, || self.new_native(&template, now)).await?;
+        Ok(CreatedKey::new(&record, secret))
+    }
+
+    /// Validates a request's fields, resolves its scopes, checks its expiry
+    /// and asks the policy; returns what a new record is made of.
+    fn admit(
+        &self,
+        operation: OperationKind,
+        request: &CreateRequest,
+    ) -> Result<(KeyRecordTemplate, Timestamp), ManageError> {
+        let sa = ServiceAccountId::new(&request.service_account_id)?;
+        let description = Description::new(&request.description)?;
+        let scopes = self.catalog.resolve(request.scopes.as_deref())?;
+        let now = self.clock.now();
+        self.check_expiry(request.expires_at, now)?;
+        self.policy.check(&KeyRequest {
+            operation,
+            service_account_id: &sa,
+            scopes: &scopes,
+            expires_at: request.expires_at,
+        })?;
+        let template = KeyRecordTemplate {
+            sa,
+            description,
+            scopes,
+            expires_at: request.expires_at,
+            links: ReissueLinks::default(),
+            enabled: request.enabled,
+            controls: admit_controls(request.controls.clone(), now)?,
+        };
+        Ok((template, now))
+    }
+
+    fn new_native(&self, t: &KeyRecordTemplate, now: Timestamp) -> Result<(KeyRecord, Secret), ManageError> {
+        let generated = self.format.generate()?;
+        let p = self.format.prefix().len();
+        let secret_part = &generated.secret.expose_secret().as_bytes()[p + 21..p + 21 + SECRET_LEN];
+        let (pepper_version, digest) = self.peppers.digest_current(secret_part);
+        let record = t.record(generated.id, KeyKind::Native, (pepper_version, digest), generated.secret.tail6(), now);
+        Ok((record, generated.secret))
+    }
+
+    /// Writes a record under a freshly drawn id, drawing again (up to
+    /// [`ID_ATTEMPTS`] times in all) when the store reports that the drawn
+    /// id already exists. `draw` makes the record (and whatever goes with
+    /// it) for each attempt.
+    ///
+    /// # Errors
+    /// The store's error, as is, when it fails or when every drawn id
+    /// collided ([`StoreError::Duplicate`]); [`ManageError::AlreadyImported`]
+    /// when an imported record collided on its digest; `draw`'s error.
+    async fn store_new<T>(
+        &self,
+        write: Write<'_>,
+        now: Timestamp,
+        mut draw: impl FnMut() -> Result<(KeyRecord, T), ManageError>,
+    ) -> Result<(KeyRecord, T), ManageError> {
+        let mut attempt = 1;
+        loop {
+            let (record, extra) = draw()?;
+            let (change, log) = match write {
+                Write::Insert(kind) => {
+                    let entry = self
+                        .entry(&record.id, kind, now, OperationChanges::of_new(&record))?
+                        .with_response(record.info());
+                    (Change::Insert(record.clone()), vec![entry])
+                }
+                Write::Reissue { old, fate } => {
+                    let old_entry = self.entry(&old.id, OperationKind::Reissue, now, reissue_changes(&record, fate))?;
+                    let new_entry = self
+                        .entry(&record.id, OperationKind::Reissue, now, OperationChanges::of_new(&record))?
+                        .with_response(record.info());
+                    let change = Change::Reissue { old: old.id, new: record.clone(), fate };
+                    (change, vec![old_entry, new_entry])
+                }
+            };
+            match self.store.commit(change, &log).await.map(drop) {
+                Ok(()) => return Ok((record, extra)),
+                Err(StoreError::Duplicate(dup)) if dup == record.id => {
+                    // An imported record also collides on its digest.
+                    if record.kind == KeyKind::Imported && self.store.get_by_digest(&record.digest).await?.is_some() {
+                        return Err(ManageError::AlreadyImported);
+                    }
+                    if attempt == ID_ATTEMPTS {
+                        return Err(ManageError::Store(StoreError::Duplicate(dup)));
+                    }
+                    // A random 103-bit id collided: draw another.
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Reissues a key after a compromise: a new secret with the same owner,
