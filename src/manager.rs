@@ -27,7 +27,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::controls::{ControlError, ControlsPatch, Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimits};
+use crate::controls::{
+    ControlError, ControlsPatch, Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimits,
+};
 use crate::digest::{Digest, Peppers};
 use crate::header::is_token68;
 use crate::operation::{
@@ -36,8 +38,7 @@ use crate::operation::{
 };
 use crate::random::RandomError;
 use crate::record::{
-    CreatedKey, Description, FieldError, KeyInfo, KeyKind, KeyRecord, KeyStatus, ReissueLinks,
-    ServiceAccountId,
+    CreatedKey, Description, FieldError, KeyInfo, KeyKind, KeyRecord, KeyStatus, ReissueLinks, ServiceAccountId,
 };
 use crate::scope::{ScopeCatalog, ScopeError, ScopeInfo, ScopeSet};
 use crate::secret::{MaskedKey, Secret};
@@ -790,7 +791,6 @@ impl<S: KeyStore> KeyDirectory<S> {
     ) -> Result<OperationPage, ManageError> {
         Ok(self.store.operations(id, page).await?)
     }
-
 }
 
 impl<S: KeyStore> KeyManager<S> {

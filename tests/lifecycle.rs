@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api_keys::{
-    ClientClass, CreateRequest, DenyAll, KeyId, KeyManager, KeyStatus, ManageError, ManualClock,
-    MemoryStore, PageRequest, Pepper, PepperCheckError, Peppers, PolicyDenied, ScopeCatalog, ScopeError, Secret,
-    Timestamp, Verifier, VerifyError,
+    ClientClass, CreateRequest, DenyAll, KeyId, KeyManager, KeyStatus, ManageError, ManualClock, MemoryStore,
+    PageRequest, Pepper, PepperCheckError, Peppers, PolicyDenied, ScopeCatalog, ScopeError, Secret, Timestamp,
+    Verifier, VerifyError,
 };
 
 const T0: i64 = 1_800_000_000; // 2027-01-15T08:00:00Z

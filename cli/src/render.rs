@@ -3,6 +3,7 @@
 //! Nothing here ever sees a digest; the only secret that reaches it is the
 //! one-time [`CreatedKey`] of `create` and `reissue`.
 
+use crate::failure::{Failure, OTHER};
 use api_keys::controls::{Credits, KeyControls};
 use api_keys::{CreatedKey, KeyInfo, KeyStatus, Principal, ScopeInfo, Timestamp};
 use clap::ValueEnum;
@@ -291,6 +292,16 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         out.push_str(&rule);
     }
     out
+}
+
+/// Writes rendered output to stdout.
+pub(crate) fn emit(rendered: Result<String, String>) -> Result<(), Failure> {
+    let text = rendered.map_err(|e| Failure::new(OTHER, format!("cannot format the output: {e}")))?;
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::new(OTHER, format!("cannot write the output: {e}")))
 }
 
 #[cfg(test)]

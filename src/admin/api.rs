@@ -529,7 +529,6 @@ fn page_size(size: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
-
 // ----- control fields -----
 
 fn invalid_control(field: &str, e: &ControlError) -> ApiError {

@@ -226,9 +226,8 @@ mod tests {
     #[test]
     fn a_patch_changes_only_what_it_names() {
         let list: IpAllowList = "10.0.0.0/8".parse().unwrap();
-        let start = KeyControls::new()
-            .external_id(ExternalId::new("t-1").unwrap())
-            .rate_limits("api=100/1s".parse().unwrap());
+        let start =
+            KeyControls::new().external_id(ExternalId::new("t-1").unwrap()).rate_limits("api=100/1s".parse().unwrap());
         assert!(ControlsPatch::new().is_empty());
         assert_eq!(ControlsPatch::new().apply_to(&start), start, "an empty patch changes nothing");
         let patch = ControlsPatch::new().allowed_ips(Some(list.clone())).rate_limits(None);
@@ -240,7 +239,10 @@ mod tests {
         assert_eq!(ControlsPatch::setting(&after).apply_to(&KeyControls::NONE), after);
         let split = patch.only(|name| name == "rate_limits");
         assert_eq!(split, ControlsPatch::new().rate_limits(None));
-        assert_eq!(after.only(|name| name == "external_id"), KeyControls::new().external_id(ExternalId::new("t-1").unwrap()));
+        assert_eq!(
+            after.only(|name| name == "external_id"),
+            KeyControls::new().external_id(ExternalId::new("t-1").unwrap())
+        );
     }
 
     #[test]

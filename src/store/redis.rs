@@ -119,8 +119,8 @@ use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, ServerErrorKind, Value, cmd, pipe};
 
 use super::backend::{
-    ConfigError, ControlColumns, DEFAULT_TIMEOUT, Row, controls_json, join_scopes, legacy_controls_json,
-    split_scopes, timed,
+    ConfigError, ControlColumns, DEFAULT_TIMEOUT, Row, controls_json, join_scopes, legacy_controls_json, split_scopes,
+    timed,
 };
 use super::key_store::{KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError, apply_reissue};
 use crate::clock::Timestamp;
@@ -1220,8 +1220,7 @@ where
             for field in del {
                 call = call.arg(field);
             }
-            let reply =
-                self.run(&mut conn, (&SCRIPTS.logged_update, &SCRIPTS.logged_update), &call, Some(log)).await?;
+            let reply = self.run(&mut conn, (&SCRIPTS.logged_update, &SCRIPTS.logged_update), &call, Some(log)).await?;
             return match reply.as_str() {
                 // Read back after the script: a change made just after it may
                 // already show.
@@ -1255,7 +1254,9 @@ where
         let controls = match value(0).as_deref() {
             Some("2") => legacy_controls_json(value(2).as_deref(), value(3).as_deref(), value(4).as_deref())?,
             None | Some("3") => value(1),
-            Some(_) => return Err(StoreError::Corrupt("record layout version is newer than this version reads".into())),
+            Some(_) => {
+                return Err(StoreError::Corrupt("record layout version is newer than this version reads".into()));
+            }
         };
         let (_, current) = ControlColumns { controls, ..ControlColumns::default() }.into_controls()?;
         let expected = FIELDS.iter().enumerate().map(|(i, f)| (*f, value(i).unwrap_or_default())).collect();
@@ -1273,8 +1274,7 @@ fn update_control_fields(
     current: Option<&KeyControls>,
 ) -> (Vec<(&'static str, String)>, Vec<&'static str>) {
     let patch = &update.controls;
-    let mut columns =
-        ControlColumns::from_parts(update.enabled.unwrap_or(true), &patch.apply_to(&KeyControls::NONE));
+    let mut columns = ControlColumns::from_parts(update.enabled.unwrap_or(true), &patch.apply_to(&KeyControls::NONE));
     columns.controls = current.and_then(|c| controls_json(&patch.apply_to(c)));
     let (set, mut del) = control_fields(columns);
     let wanted = |name: &str| match name {
@@ -1668,7 +1668,10 @@ mod tests {
         let map = as_map(encode(&r));
         assert_eq!(map.get("v").map(String::as_str), Some("3"));
         assert!(!map.contains_key("allowed_ips") && !map.contains_key("metadata"), "{map:?}");
-        assert_eq!(map.get("controls").map(String::as_str), Some(r#"{"metadata":{"plan":"pro"},"allowedIps":["10.0.0.0/8"]}"#));
+        assert_eq!(
+            map.get("controls").map(String::as_str),
+            Some(r#"{"metadata":{"plan":"pro"},"allowedIps":["10.0.0.0/8"]}"#)
+        );
         let e = decode_layout_1(map.clone()).unwrap_err();
         assert!(matches!(&e, StoreError::Corrupt(m) if m.contains("`id`")), "{e:?}");
         assert!(e.is_unavailable(), "fails closed");
@@ -1827,7 +1830,8 @@ mod tests {
             let list: crate::controls::IpAllowList = "192.0.2.0/24".parse().unwrap();
             let got = logged_update(&store, id, KeyUpdate::new().allowed_ips(Some(list.clone()))).await;
             let mut expected = before.clone();
-            expected.set_controls(crate::controls::KeyControls { allowed_ips: Some(list), ..before.controls().clone() });
+            expected
+                .set_controls(crate::controls::KeyControls { allowed_ips: Some(list), ..before.controls().clone() });
             assert_eq!(got, expected, "only the allow-list changed");
             let map = raw(&store, &id).await;
             assert_eq!(map.get("v").map(String::as_str), Some("3"));
