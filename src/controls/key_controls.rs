@@ -1,17 +1,14 @@
 //! [`KeyControls`] (the optional controls of one key, together) and
-//! [`ControlsPatch`] (a change of some of them), both written from the one
-//! list of controls in [`key_controls!`].
+//! [`ControlsPatch`] (a change of some of them), both written by
+//! `key_controls!` from the one list of controls in the module front.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 
-use super::credits::Credits;
-use super::ip::IpAllowList;
-use super::metadata::{ExternalId, Metadata};
-use super::rate::RateLimits;
+use super::{ControlsPatch, KeyControls};
 
 /// Reads a present field, `null` included, as `Some` (so a patch tells a
 /// removed control, `Some(None)`, from an untouched one, `None`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+pub(super) fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
@@ -29,7 +26,7 @@ macro_rules! key_controls {
     ($($(#[$doc:meta])* $name:ident: $ty:ty;)+) => {
         /// The optional controls of one key. A key without any has none of
         /// this (`KeyRecord::controls` is `None`).
-        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Default, PartialEq, Eq, ::serde::Serialize, ::serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         #[non_exhaustive]
         pub struct KeyControls {
@@ -61,13 +58,13 @@ macro_rules! key_controls {
         /// [`KeyUpdate`](crate::KeyUpdate) and
         /// [`OperationChanges`](crate::OperationChanges) (which logs a
         /// removal as JSON `null`).
-        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Default, PartialEq, Eq, ::serde::Serialize, ::serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         #[non_exhaustive]
         pub struct ControlsPatch {
             $(
                 $(#[$doc])*
-                #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+                #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::controls::key_controls::present")]
                 pub $name: Option<Option<$ty>>,
             )+
         }
@@ -148,18 +145,7 @@ macro_rules! key_controls {
     };
 }
 
-key_controls! {
-    /// Application-defined JSON object, returned on the principal.
-    metadata: Metadata;
-    /// The application's own owner (customer, tenant) id.
-    external_id: ExternalId;
-    /// Client addresses the key may be used from.
-    allowed_ips: IpAllowList;
-    /// Usage credits.
-    credits: Credits;
-    /// Named rate limits.
-    rate_limits: RateLimits;
-}
+pub(super) use key_controls;
 
 impl KeyControls {
     /// No control set.
@@ -199,6 +185,7 @@ impl ControlsPatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controls::{ExternalId, IpAllowList};
 
     #[test]
     fn empty_controls_are_stored_as_none() {
