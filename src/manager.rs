@@ -1211,4 +1211,67 @@ mod tests {
         assert!(matches!(e, ManageError::Store(StoreError::Duplicate(_))), "{e:?}");
         assert_eq!(crowded.writes.load(Ordering::SeqCst), ID_ATTEMPTS);
     }
+
+    /// An update changes only what it names: re-enabling a key or changing
+    /// one control never brings back the catalog's default scopes, drops
+    /// the expiry or another control; an empty scope list is refused.
+    #[tokio::test]
+    async fn an_update_never_widens_a_key_implicitly() {
+        let peppers = Peppers::single(Pepper::generate(1).unwrap());
+        let m = manager(Arc::new(MemoryStore::new()), &peppers);
+        let expiry: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
+        let request = CreateRequest::new("robot")
+            .scopes(["yc.postbox.send"])
+            .expires_at(expiry)
+            .metadata(Metadata::parse(r#"{"plan":"pro"}"#).unwrap())
+            .rate_limits("api=10/1s".parse().unwrap());
+        let id = m.create(request).await.unwrap().api_key.id;
+        let before = m.get(&id).await.unwrap();
+        let list: IpAllowList = "10.0.0.0/8".parse().unwrap();
+        for update in [
+            UpdateRequest::new().disable(),
+            UpdateRequest::new().enable(),
+            UpdateRequest::new().allowed_ips(list.clone()),
+            UpdateRequest::new().controls(ControlsPatch::new().rate_limits(None)),
+        ] {
+            m.update(&id, update).await.unwrap();
+        }
+        let after = m.get(&id).await.unwrap();
+        assert_eq!((&after.scopes, after.expires_at, after.enabled), (&before.scopes, Some(expiry), true));
+        let c = after.controls.as_deref().unwrap();
+        assert_eq!(
+            (c.metadata.as_ref(), c.allowed_ips.as_ref()),
+            (before.controls.as_deref().unwrap().metadata.as_ref(), Some(&list))
+        );
+        assert_eq!(c.rate_limits, None, "removed, as asked");
+        let e = m.update(&id, UpdateRequest::new().scopes(Vec::<String>::new())).await.unwrap_err();
+        assert!(matches!(e, ManageError::Scope(crate::scope::ScopeError::EmptyList)), "{e:?}");
+        assert_eq!(m.get(&id).await.unwrap(), after, "a refused update changes nothing");
+    }
+
+    /// A directory (no pepper) reads and changes keys under the manager's
+    /// rules and logs as its actor; it reports unknown keys.
+    #[tokio::test]
+    async fn a_directory_manages_keys_without_a_pepper() {
+        let peppers = Peppers::single(Pepper::generate(1).unwrap());
+        let store = Arc::new(MemoryStore::new());
+        let id = manager(Arc::clone(&store), &peppers).create(CreateRequest::new("robot")).await.unwrap().api_key.id;
+        let keys = KeyDirectory::new(store, ScopeCatalog::yandex_cloud()).with_actor(Actor::new("ops").unwrap());
+        assert_eq!(keys.list("robot", PageRequest::first(10)).await.unwrap().items.len(), 1);
+        let (info, op) = keys.update(&id, UpdateRequest::new().description("d")).await.unwrap();
+        assert_eq!((info.description.as_str(), op.actor.as_str()), ("d", "ops"));
+        let entry = keys.revoke(&id).await.unwrap();
+        assert_eq!((entry.kind, entry.actor.as_str()), (OperationKind::Revoke, "ops"));
+        assert_eq!(keys.get(&id).await.unwrap().status, KeyStatus::Revoked);
+        assert!(matches!(
+            keys.update(&id, UpdateRequest::new().description("x")).await,
+            Err(ManageError::Conflict { .. })
+        ));
+        keys.delete(&id).await.unwrap();
+        assert!(matches!(keys.get(&id).await, Err(ManageError::NotFound(k)) if k == id));
+        assert!(matches!(keys.revoke(&id).await, Err(ManageError::NotFound(_))));
+        let log = keys.operations(&id, PageRequest::starting(10, None)).await.unwrap().items;
+        let kinds: Vec<_> = log.iter().map(|o| o.kind).collect();
+        assert_eq!(kinds, [OperationKind::Delete, OperationKind::Revoke, OperationKind::Update, OperationKind::Create]);
+    }
 }
