@@ -4,8 +4,6 @@
 
 use serde::{Deserialize, Deserializer};
 
-use super::{ControlsPatch, KeyControls};
-
 /// Reads a present field, `null` included, as `Some` (so a patch tells a
 /// removed control, `Some(None)`, from an untouched one, `None`).
 pub(super) fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -16,14 +14,15 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// Declares every key control once: `name: Type;` with its docs. Writes
-/// [`KeyControls`] (a field `Option<Type>` and a builder setter per
-/// control) and [`ControlsPatch`] (a field `Option<Option<Type>>` and a
-/// setter per control, and what a patch does to controls). Both serialise
-/// in camelCase with absent controls left out, which is also how the stores
-/// keep the controls that have no column of their own.
+/// Declares every key control once: `name: Type, enforced = BOOL;` with its
+/// docs (`enforced`: whether the verifier checks it). Writes `KeyControls`
+/// (a field `Option<Type>` and a builder setter per control) and
+/// `ControlsPatch` (a field `Option<Option<Type>>` and a setter per
+/// control, and what a patch does to controls). Both serialise in camelCase
+/// with absent controls left out, which is also how the stores keep the
+/// controls that have no column of their own.
 macro_rules! key_controls {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty;)+) => {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty, enforced = $enforced:literal;)+) => {
         /// The optional controls of one key. A key without any has none of
         /// this (`KeyRecord::controls` is `None`).
         #[derive(Debug, Clone, Default, PartialEq, Eq, ::serde::Serialize, ::serde::Deserialize)]
@@ -40,6 +39,31 @@ macro_rules! key_controls {
         impl KeyControls {
             /// No control set, as a constant.
             pub const NONE: Self = Self { $($name: None),+ };
+
+            /// No control set.
+            #[must_use]
+            pub fn new() -> Self {
+                Self::default()
+            }
+
+            /// Whether no control is set (such a record stores `None` instead).
+            #[must_use]
+            pub fn is_empty(&self) -> bool {
+                self == &Self::NONE
+            }
+
+            /// Whether any control is enforced on verify (allow-list,
+            /// credits or rate limits); metadata and the external id are not.
+            #[must_use]
+            pub fn enforces(&self) -> bool {
+                false $(|| ($enforced && self.$name.is_some()))+
+            }
+
+            /// `Some(self)` unless empty: what a record stores.
+            #[must_use]
+            pub fn into_option(self) -> Option<std::sync::Arc<Self>> {
+                if self.is_empty() { None } else { Some(std::sync::Arc::new(self)) }
+            }
 
             $(
                 #[doc = concat!("Sets `", stringify!($name), "`.")]
@@ -72,6 +96,12 @@ macro_rules! key_controls {
         impl ControlsPatch {
             /// A patch that changes nothing, as a constant.
             pub const NONE: Self = Self { $($name: None),+ };
+
+            /// A patch that changes nothing yet.
+            #[must_use]
+            pub fn new() -> Self {
+                Self::default()
+            }
 
             $(
                 #[doc = concat!("Sets (`Some`) or removes (`None`) `", stringify!($name), "`.")]
@@ -147,45 +177,9 @@ macro_rules! key_controls {
 
 pub(super) use key_controls;
 
-impl KeyControls {
-    /// No control set.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Whether no control is set (such a record stores `None` instead).
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self == &Self::NONE
-    }
-
-    /// Whether any control is enforced on verify (allow-list, credits or
-    /// rate limits); metadata and the external id are not.
-    #[must_use]
-    pub fn enforces(&self) -> bool {
-        self.allowed_ips.is_some() || self.credits.is_some() || self.rate_limits.is_some()
-    }
-
-    /// `Some(self)` unless empty: what a record stores.
-    #[must_use]
-    pub fn into_option(self) -> Option<std::sync::Arc<Self>> {
-        if self.is_empty() { None } else { Some(std::sync::Arc::new(self)) }
-    }
-}
-
-impl ControlsPatch {
-    /// A patch that changes nothing yet.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::controls::{ExternalId, IpAllowList};
+    use crate::controls::{ControlsPatch, ExternalId, IpAllowList, KeyControls};
 
     #[test]
     fn empty_controls_are_stored_as_none() {

@@ -33,12 +33,12 @@
 //! 2. `src/controls/error.rs`: the [`ControlError`] variant its constructor
 //!    returns (and its bounds, as constants).
 //! 3. This file: `mod <name>;`, `pub use`, and one line in the list below
-//!    (`/// docs` then `name: Type;`). That is the whole library and store
+//!    (`/// docs` then `name: Type, enforced = BOOL;`, `true` if the
+//!    verifier checks it). That is the whole library and store
 //!    side: create and update requests, the operations log, the response
 //!    snapshots, SQLite, PostgreSQL, Redis and the memory store carry it.
 //! 4. `src/verify.rs`, only if the control is enforced on verify: the
-//!    check, in order, with its [`VerifyError`](crate::VerifyError); also
-//!    name it in [`KeyControls::enforces`].
+//!    check, in order, with its [`VerifyError`](crate::VerifyError).
 //! 5. `cli/src/controls.rs`: the keyctl flag (and its clearing `--no-…`
 //!    flag for `update`). keyctl's tables show a control they do not know
 //!    as `name=JSON`.
@@ -71,13 +71,13 @@ pub use redis_limiter::RedisRateLimiter;
 
 key_controls::key_controls! {
     /// Application-defined JSON object, returned on the principal.
-    metadata: Metadata;
+    metadata: Metadata, enforced = false;
     /// The application's own owner (customer, tenant) id.
-    external_id: ExternalId;
+    external_id: ExternalId, enforced = false;
     /// Client addresses the key may be used from.
-    allowed_ips: IpAllowList;
+    allowed_ips: IpAllowList, enforced = true;
     /// Usage credits.
-    credits: Credits;
+    credits: Credits, enforced = true;
     /// Named rate limits.
-    rate_limits: RateLimits;
+    rate_limits: RateLimits, enforced = true;
 }
