@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use super::StoreError;
 use crate::clock::Timestamp;
-use crate::controls::{Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimits, Refill, RefillPeriod};
+use crate::controls::{Credits, ExternalId, KeyControls, Refill, RefillPeriod};
 use crate::digest::Digest;
 use crate::record::{Description, KeyKind, KeyRecord, KeyStatus, ReissueLinks, ServiceAccountId};
 use crate::scope::{Scope, ScopeSet};
@@ -189,11 +189,13 @@ fn parse_controls_json(text: &str) -> Result<KeyControls, StoreError> {
 /// The `controls` value of a record written with one field per control
 /// (Redis record layout 2): the metadata (JSON text), the allow-list and
 /// the rate limits (the keyctl syntax, comma-joined), validated.
+#[cfg(any(feature = "redis", test))]
 pub(crate) fn legacy_controls_json(
     metadata: Option<&str>,
     allowed_ips: Option<&str>,
     rate_limits: Option<&str>,
 ) -> Result<Option<String>, StoreError> {
+    use crate::controls::{IpAllowList, Metadata, RateLimits};
     let mut c = KeyControls::new();
     c.metadata = metadata
         .map(|m| Metadata::parse(m).map_err(|_| corrupt("metadata", "is not a valid metadata object")))
@@ -348,6 +350,7 @@ pub(crate) fn split_scopes(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controls::Metadata;
 
     fn good() -> Row {
         Row {
