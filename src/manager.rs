@@ -277,7 +277,7 @@ impl CreateRequest {
     }
 }
 
-/// Parameters of [`KeyManager::update`]: each field left `None` stays as
+/// Parameters of [`KeyDirectory::update`]: each field left `None` stays as
 /// it is; validated by `update`. Nothing is reset to a wider value by
 /// leaving it out: scopes change only to a list given (never back to the
 /// catalog's defaults), and a control is removed only when asked
@@ -692,7 +692,7 @@ impl<S: KeyStore> KeyDirectory<S> {
     }
 
     /// Deletes a key. Its operations log stays readable
-    /// ([`KeyManager::operations`]), ending with the delete, the entry
+    /// ([`KeyDirectory::operations`]), ending with the delete, the entry
     /// returned.
     ///
     /// # Errors
@@ -1074,7 +1074,7 @@ impl<S: KeyStore> KeyManager<S> {
     }
 }
 
-/// What [`KeyManager::record_leak`] wrote.
+/// What [`KeyDirectory::record_leak`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LeakRecorded {

@@ -469,7 +469,7 @@ pub struct CreatedKey {
     /// The secret to hand to the owner. It cannot be retrieved again.
     pub secret: Secret,
     /// The whole key as made (description, enabled flag, controls, reissue
-    /// link: what [`KeyManager::get`](crate::KeyManager::get) would show).
+    /// link: what [`KeyDirectory::get`](crate::KeyDirectory::get) would show).
     /// Not serialised: the documented shape is `api_key` and `secret`.
     pub key: KeyInfo,
 }

@@ -21,7 +21,7 @@
 //! 4. **revoke** (`--revoke`) — after printing, every found key of ours not
 //!    yet revoked (active or expired: an expiry can be changed, a revocation
 //!    cannot) is revoked, after a prompt on a terminal or at once with
-//!    `--yes`, through [`api_keys::KeyManager::record_leak`]: in the same
+//!    `--yes`, through [`api_keys::KeyDirectory::record_leak`]: in the same
 //!    commit as the revocation, one `leak` entry per place the key was found
 //!    goes into its operations log (`keyctl operations ID`), with the
 //!    absolute `path:line:column` (`stdin:line:column` for `-`) as its
