@@ -522,6 +522,13 @@ impl<S: KeyStore> KeyDirectory<S> {
         Self { clock, ..self.clone() }
     }
 
+    /// The same directory with a creation policy, asked before an update
+    /// ([`OperationKind::Update`]) as a manager asks it.
+    #[must_use]
+    pub fn with_policy(&self, policy: impl CreationPolicy) -> Self {
+        Self { policy: Arc::new(policy), ..self.clone() }
+    }
+
     /// The actor recorded for changes made through this manager.
     #[must_use]
     pub fn actor(&self) -> &Actor {
@@ -1273,5 +1280,20 @@ mod tests {
         let log = keys.operations(&id, PageRequest::starting(10, None)).await.unwrap().items;
         let kinds: Vec<_> = log.iter().map(|o| o.kind).collect();
         assert_eq!(kinds, [OperationKind::Delete, OperationKind::Revoke, OperationKind::Update, OperationKind::Create]);
+        // Its policy and clock are the manager's rules too.
+        let other = manager(Arc::clone(&keys.store), &peppers).create(CreateRequest::new("robot")).await.unwrap();
+        let strict = keys.with_policy(DenyAll("frozen".to_owned()));
+        let e = strict.update(&other.api_key.id, UpdateRequest::new().description("x")).await.unwrap_err();
+        assert!(matches!(e, ManageError::PolicyDenied(_)), "{e:?}");
+        let late = keys
+            .with_clock(Arc::new(crate::clock::ManualClock::new(Timestamp::from_unix_seconds(4_000_000_000).unwrap())));
+        let e = late
+            .update(
+                &other.api_key.id,
+                UpdateRequest::new().expires_at(Some(Timestamp::from_unix_seconds(3_000_000_000).unwrap())),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ManageError::AlreadyExpired(_)), "{e:?}");
     }
 }
