@@ -529,32 +529,6 @@ fn page_size(size: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
-/// The API view of a key just made: the creation result's fields, with the
-/// description, enabled flag and controls it was made with (the creation
-/// result itself carries only the documented `api_key` fields).
-fn api_key_of_created(created: &CreatedKey, description: &str, enabled: bool, controls: &KeyControls) -> ApiKey {
-    let s = &created.api_key;
-    let mut info = KeyInfo {
-        id: s.id,
-        service_account_id: s.service_account_id.clone(),
-        description: crate::record::Description::default(),
-        created_at: s.created_at,
-        last_used_at: None,
-        scopes: s.scopes.clone(),
-        expires_at: s.expires_at,
-        masked_key: created.secret.tail6(),
-        status: KeyStatus::Active,
-        enabled,
-        kind: crate::record::KeyKind::Native,
-        links: crate::record::ReissueLinks::default(),
-        controls: controls.clone().into_option(),
-    };
-    if let Ok(d) = crate::record::Description::new(description) {
-        info.description = d;
-    }
-    ApiKey::from(&info)
-}
-
 // ----- control fields -----
 
 fn invalid_control(field: &str, e: &ControlError) -> ApiError {
@@ -639,9 +613,8 @@ async fn create<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Re
         Ok::<_, ApiError>((caller, raw, (create, view)))
     };
     api.change(&parts, prepared.await, |manager, (create, view): (CreateRequest, View)| async move {
-        let (description, enabled, controls) = (create.description.clone(), create.enabled, create.controls.clone());
         let created = manager.create(create).await?;
-        Ok(Answer::created(&api_key_of_created(&created, &description, enabled, &controls), &created, view))
+        Ok(Answer::created(&ApiKey::from(&created.key), &created, view))
     })
     .await
 }
@@ -812,19 +785,19 @@ fn update_controls(
     mut update: UpdateRequest,
 ) -> Result<UpdateRequest, ApiError> {
     if named("metadata") {
-        update.metadata = Some(req.metadata.as_ref().map(parse_metadata).transpose()?);
+        update.controls.metadata = Some(req.metadata.as_ref().map(parse_metadata).transpose()?);
     }
     if named("externalId") {
-        update.external_id = Some(req.external_id.as_deref().map(parse_external_id).transpose()?);
+        update.controls.external_id = Some(req.external_id.as_deref().map(parse_external_id).transpose()?);
     }
     if named("allowedIps") {
-        update.allowed_ips = Some(req.allowed_ips.as_deref().map(parse_allowed_ips).transpose()?);
+        update.controls.allowed_ips = Some(req.allowed_ips.as_deref().map(parse_allowed_ips).transpose()?);
     }
     if named("credits") {
-        update.credits = Some(req.credits.as_ref().map(parse_credits).transpose()?);
+        update.controls.credits = Some(req.credits.as_ref().map(parse_credits).transpose()?);
     }
     if named("rateLimits") {
-        update.rate_limits = Some(req.rate_limits.as_deref().map(parse_rate_limits).transpose()?);
+        update.controls.rate_limits = Some(req.rate_limits.as_deref().map(parse_rate_limits).transpose()?);
     }
     Ok(update)
 }
@@ -844,7 +817,7 @@ async fn update<S: KeyStore, A: AdminAuth>(KeyCall { api, id, parts, body }: Key
                 format!("a key may not change its own {f}; an operator can"),
             ));
         }
-        if let Some(Some(scopes)) = &update.scopes {
+        if let Some(scopes) = &update.scopes {
             api.check_grant(&caller, Some(scopes))?;
         }
         Ok::<_, ApiError>((caller, raw, (update, key.id, view)))
@@ -867,7 +840,7 @@ async fn delete<S: KeyStore, A: AdminAuth>(KeyCall { api, id, parts, body }: Key
         Err(e) => Err(e),
     };
     api.change(&parts, prepared, |manager, (key, view): (KeyInfo, View)| async move {
-        let op = manager.delete_logged(&key.id).await?.recorded(&key.service_account_id);
+        let op = manager.delete(&key.id).await?.recorded(&key.service_account_id);
         Ok(Answer::ok(&OperationView::new(&op, Some(view::any(view::EMPTY, serde_json::json!({}))), view)))
     })
     .await
@@ -895,10 +868,7 @@ async fn reissue<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, requ
     };
     api.change(&parts, prepared.await, |manager, (grace, key, view): (Duration, KeyInfo, View)| async move {
         let created = manager.reissue(&key.id, grace).await?;
-        let controls = key.controls.as_deref().unwrap_or(&KeyControls::NONE);
-        let mut api_key = api_key_of_created(&created, key.description.as_str(), key.enabled, controls);
-        api_key.reissued_from = Some(key.id.as_str().to_owned());
-        Ok(Answer::created(&api_key, &created, view))
+        Ok(Answer::created(&ApiKey::from(&created.key), &created, view))
     })
     .await
 }
@@ -910,7 +880,7 @@ async fn revoke<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, reque
         Err(e) => Err(e),
     };
     api.change(&parts, prepared, |manager, (key, view): (KeyInfo, View)| async move {
-        let op = manager.revoke_logged(&key.id).await?.recorded(&key.service_account_id);
+        let op = manager.revoke(&key.id).await?.recorded(&key.service_account_id);
         let mut revoked = key;
         revoked.status = KeyStatus::Revoked;
         let response =

@@ -7,8 +7,8 @@
 //! | `GET /healthz` | 200 while the process runs |
 //! | `GET /readyz` | 200 when the store answers, else 503; one store check a second at most ([`ready`]) |
 //! | `GET /metrics` | Prometheus text format; with `--metrics-listen ADDR` only on that address ([`metrics`]) |
-//! | `POST /v1/secret-scanning/github` | GitHub's secret-scanning reports, when `API_KEYS_GITHUB_KEYS_FILE` is set ([`crate::github`]) |
-//! | `/iam/v1/…` | the management API (`api_keys::admin`), when admin tokens are configured (see [`crate::admin`]) |
+//! | `POST /v1/secret-scanning/github` | GitHub's secret-scanning reports, when `API_KEYS_GITHUB_KEYS_FILE` is set ([`github`]) |
+//! | `/iam/v1/…` | the management API (`api_keys::admin`), when admin tokens are configured (see [`admin`]) |
 //! | `GET /iam/v1/console` | the management console (`api_keys::admin::console`), with the management API |
 //!
 //! The request path reads like the library's verify path: [`scope`] parses
@@ -29,7 +29,9 @@
 //! listens on the store's invalidation channel (see [`node`]); SQLite is read
 //! directly, since other processes write the same file without a channel.
 
+mod admin;
 mod durability;
+mod github;
 pub(crate) mod grpc;
 pub(crate) mod listener;
 mod metered;
@@ -56,7 +58,7 @@ use axum::routing::{any, get};
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt};
 
-use crate::{BAD_INPUT, Failure, OTHER};
+use crate::failure::{BAD_INPUT, Failure, OTHER};
 pub(crate) use listener::{ListenerArgs, Listening};
 pub(crate) use node::{CacheSettings, Node};
 pub(crate) use options::ServeOptions;
@@ -117,7 +119,7 @@ pub(crate) async fn run(
 ) -> Result<(), Failure> {
     let metrics_apart = options.metrics_address()?;
     durability::check(node.redis_store(), options.require_durable_redis()?).await?;
-    let admin_tokens = crate::admin::tokens()?;
+    let admin_tokens = admin::tokens()?;
     let metrics = metrics::Metrics::install(&node)?;
     let limiter = match limits {
         Some(url) => Some(shared_limiter(&url).await?),
@@ -128,8 +130,8 @@ pub(crate) async fn run(
     let readiness = ready::Readiness::new()?;
     let app = Arc::new(App { verifier: Arc::clone(&verifier), node: Arc::clone(&node), metrics, readiness });
     let router = router(Arc::clone(&app), node.catalog(), &proxies, metrics_apart.is_none())
-        .merge(crate::github::endpoint(&node).await?);
-    let router = crate::admin::mount(router, &node, admin_tokens);
+        .merge(github::endpoint(&node).await?);
+    let router = admin::mount(router, &node, admin_tokens);
 
     let metrics_server = match metrics_apart {
         Some(at) => Some(metrics::serve_apart(at, Arc::clone(&app)).await?),
@@ -151,7 +153,7 @@ pub(crate) async fn run(
     let flushed = verifier.flush_last_used().await;
     match (&served, flushed) {
         (_, Ok(n)) => eprintln!("keyctl: stopped; wrote {n} last-used time(s)"),
-        (_, Err(e)) => eprintln!("keyctl: stopped; last-used times not written: {}", crate::chain(&e)),
+        (_, Err(e)) => eprintln!("keyctl: stopped; last-used times not written: {}", crate::failure::chain(&e)),
     }
     served
 }
@@ -174,13 +176,15 @@ const RATE_LIMIT_PREFIX: &str = "api-keys";
 /// The Redis rate limiter at `url`.
 ///
 /// # Errors
-/// [`crate::UNAVAILABLE`] when Redis cannot be reached.
+/// [`crate::failure::UNAVAILABLE`] when Redis cannot be reached.
 async fn shared_limiter(url: &str) -> Result<api_keys::controls::RedisRateLimiter, Failure> {
     let connecting = api_keys::controls::RedisRateLimiter::connect(url, RATE_LIMIT_PREFIX);
     match tokio::time::timeout(READY_TIMEOUT * 5, connecting).await {
         Ok(Ok(l)) => Ok(l),
-        Ok(Err(e)) => Err(Failure::new(crate::UNAVAILABLE, format!("rate-limit Redis: {}", crate::chain(&e)))),
-        Err(_) => Err(Failure::new(crate::UNAVAILABLE, "rate-limit Redis did not answer in time")),
+        Ok(Err(e)) => {
+            Err(Failure::new(crate::failure::UNAVAILABLE, format!("rate-limit Redis: {}", crate::failure::chain(&e))))
+        }
+        Err(_) => Err(Failure::new(crate::failure::UNAVAILABLE, "rate-limit Redis did not answer in time")),
     }
 }
 
@@ -189,7 +193,7 @@ async fn flush_periodically<S: KeyStore>(verifier: Arc<Verifier<S>>) {
     loop {
         tick.tick().await;
         if let Err(e) = verifier.flush_last_used().await {
-            tracing::warn!(error = %crate::chain(&e), "could not write last-used times; will retry");
+            tracing::warn!(error = %crate::failure::chain(&e), "could not write last-used times; will retry");
         }
     }
 }
