@@ -43,7 +43,7 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp, TimestampError};
 pub use digest::{Digest, DigestError, Pepper, PepperError, Peppers};
 pub use error::BoxError;
 pub use manager::{
-    AllowAll, CreateRequest, CreationPolicy, DenyAll, KeyManager, KeyManagerBuilder, KeyOperation, KeyRequest,
+    AllowAll, CreateRequest, CreationPolicy, DenyAll, KeyDirectory, KeyManager, KeyManagerBuilder, KeyRequest,
     LeakRecorded, ManageError, PepperCheckError, PolicyDenied, UpdateRequest,
 };
 pub use operation::{

@@ -27,7 +27,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::controls::{ControlError, Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimits};
+use crate::controls::{
+    ControlError, ControlsPatch, Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimits,
+};
 use crate::digest::{Digest, Peppers};
 use crate::header::is_token68;
 use crate::operation::{
@@ -36,8 +38,7 @@ use crate::operation::{
 };
 use crate::random::RandomError;
 use crate::record::{
-    ApiKeySummary, CreatedKey, Description, FieldError, KeyInfo, KeyKind, KeyRecord, KeyStatus, ReissueLinks,
-    ServiceAccountId,
+    CreatedKey, Description, FieldError, KeyInfo, KeyKind, KeyRecord, KeyStatus, ReissueLinks, ServiceAccountId,
 };
 use crate::scope::{ScopeCatalog, ScopeError, ScopeInfo, ScopeSet};
 use crate::secret::{MaskedKey, Secret};
@@ -141,28 +142,17 @@ impl PolicyDenied {
     }
 }
 
-/// Which operation asks the policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum KeyOperation {
-    /// `create`.
-    Create,
-    /// `reissue` of an existing key.
-    Reissue,
-    /// `import` of an existing secret.
-    Import,
-    /// `update` of an existing key's scopes or expiry. The request shows
-    /// the scopes and expiry the key would have after the update, so a
-    /// policy that limits them cannot be bypassed by updating a key.
-    Update,
-}
-
 /// What a [`CreationPolicy`] is asked to allow, after validation.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct KeyRequest<'a> {
-    /// Which operation.
-    pub operation: KeyOperation,
+    /// Which operation: [`OperationKind::Create`], [`OperationKind::Import`],
+    /// [`OperationKind::Reissue`] of an existing key, or
+    /// [`OperationKind::Update`] of an existing key's scopes or expiry (the
+    /// request then shows the scopes and expiry the key would have after
+    /// the update, so a policy that limits them cannot be bypassed by
+    /// updating a key).
+    pub operation: OperationKind,
     /// The owner.
     pub service_account_id: &'a ServiceAccountId,
     /// The scopes the key would get.
@@ -287,29 +277,25 @@ impl CreateRequest {
     }
 }
 
-/// Parameters of [`KeyManager::update`]: each field left `None` stays as
-/// it is; validated by `update`.
+/// Parameters of [`KeyDirectory::update`]: each field left `None` stays as
+/// it is; validated by `update`. Nothing is reset to a wider value by
+/// leaving it out: scopes change only to a list given (never back to the
+/// catalog's defaults), and a control is removed only when asked
+/// (`Some(None)` in [`UpdateRequest::controls`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UpdateRequest {
     /// The new description (`""` clears it).
     pub description: Option<String>,
-    /// The new scopes; `Some(None)` resets them to the catalog's defaults.
-    pub scopes: Option<Option<Vec<String>>>,
+    /// The new scopes: 1 or more names from the catalog.
+    pub scopes: Option<Vec<String>>,
     /// The new expiry; `Some(None)` removes it.
     pub expires_at: Option<Option<Timestamp>>,
     /// `Some(false)` disables the key, `Some(true)` enables it again.
     pub enabled: Option<bool>,
-    /// The new metadata; `Some(None)` removes it.
-    pub metadata: Option<Option<Metadata>>,
-    /// The new external owner id; `Some(None)` removes it.
-    pub external_id: Option<Option<ExternalId>>,
-    /// The new IP allow-list; `Some(None)` removes it (any address).
-    pub allowed_ips: Option<Option<IpAllowList>>,
-    /// The new usage credits; `Some(None)` removes them (unlimited use).
-    pub credits: Option<Option<Credits>>,
-    /// The new rate limits; `Some(None)` removes them.
-    pub rate_limits: Option<Option<RateLimits>>,
+    /// The control changes (metadata, external id, IP allow-list, credits,
+    /// rate limits); `Some(None)` removes a control.
+    pub controls: ControlsPatch,
 }
 
 impl UpdateRequest {
@@ -331,46 +317,46 @@ impl UpdateRequest {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.scopes = Some(Some(scopes.into_iter().map(Into::into).collect()));
+        self.scopes = Some(scopes.into_iter().map(Into::into).collect());
         self
     }
 
     setters! {
-        /// Resets the scopes to the catalog's defaults.
-        fn default_scopes() => scopes = Some(None);
         /// Sets the expiry (`None`: never expires).
         fn expires_at(t: Option<Timestamp>) => expires_at = Some(t);
         /// Disables the key: it is refused until enabled again.
         fn disable() => enabled = Some(false);
         /// Enables a disabled key again.
         fn enable() => enabled = Some(true);
+        /// Sets the control changes (replacing those set before).
+        fn controls(patch: ControlsPatch) => controls = patch;
     }
 
     set_or_clear! {
         /// Sets the metadata.
         metadata(m: Metadata),
         /// Removes the metadata.
-        clear_metadata => metadata;
+        clear_metadata => controls.metadata;
 
         /// Sets the external owner id.
         external_id(id: ExternalId),
         /// Removes the external owner id.
-        clear_external_id => external_id;
+        clear_external_id => controls.external_id;
 
         /// Sets the IP allow-list.
         allowed_ips(list: IpAllowList),
         /// Removes the IP allow-list: the key may be used from any address.
-        clear_allowed_ips => allowed_ips;
+        clear_allowed_ips => controls.allowed_ips;
 
         /// Sets the usage credits (the remaining count is replaced).
         credits(c: Credits),
         /// Removes the usage credits: unlimited use.
-        clear_credits => credits;
+        clear_credits => controls.credits;
 
         /// Sets the rate limits.
         rate_limits(l: RateLimits),
         /// Removes the rate limits.
-        clear_rate_limits => rate_limits;
+        clear_rate_limits => controls.rate_limits;
     }
 
     /// Whether the request changes nothing.
@@ -400,14 +386,14 @@ impl<S: KeyStore> KeyManagerBuilder<S> {
     /// Clock. Defaults to [`SystemClock`].
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.0.clock = clock;
+        self.0.directory.clock = clock;
         self
     }
 
     /// Creation policy. Defaults to [`AllowAll`].
     #[must_use]
     pub fn policy(mut self, policy: impl CreationPolicy) -> Self {
-        self.0.policy = Arc::new(policy);
+        self.0.directory.policy = Arc::new(policy);
         self
     }
 
@@ -416,7 +402,7 @@ impl<S: KeyStore> KeyManagerBuilder<S> {
     /// Defaults to [`Actor::system`].
     #[must_use]
     pub fn actor(mut self, actor: Actor) -> Self {
-        self.0.actor = actor;
+        self.0.directory.actor = actor;
         self
     }
 
@@ -427,31 +413,43 @@ impl<S: KeyStore> KeyManagerBuilder<S> {
     }
 }
 
-/// Creates and manages keys over a store.
-pub struct KeyManager<S> {
+/// The stored keys, managed without a pepper: get, list, update, revoke,
+/// delete and the operations log, under the same rules (validation, policy,
+/// log entries) as through a [`KeyManager`], which is one of these plus the
+/// peppers and token format that making and checking secrets need. A
+/// program that holds no pepper (an operator's tool revoking a key) uses
+/// one on its own.
+///
+/// ```
+/// use std::sync::Arc;
+/// use api_keys::{KeyDirectory, MemoryStore, ScopeCatalog};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let keys = KeyDirectory::new(Arc::new(MemoryStore::new()), ScopeCatalog::yandex_cloud());
+/// let page = keys.list("my-robot", api_keys::PageRequest::first(10)).await?;
+/// assert!(page.items.is_empty());
+/// # Ok::<(), api_keys::ManageError>(()) }).unwrap();
+/// ```
+pub struct KeyDirectory<S> {
     store: Arc<S>,
-    peppers: Arc<Peppers>,
     catalog: Arc<ScopeCatalog>,
-    format: TokenFormat,
     clock: Arc<dyn Clock>,
     policy: Arc<dyn CreationPolicy>,
     actor: Actor,
 }
 
-impl<S> fmt::Debug for KeyManager<S> {
+impl<S> fmt::Debug for KeyDirectory<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyManager").field("format", &self.format).field("actor", &self.actor).finish_non_exhaustive()
+        f.debug_struct("KeyDirectory").field("actor", &self.actor).finish_non_exhaustive()
     }
 }
 
-/// Shares the store, peppers, catalog, clock and policy.
-impl<S> Clone for KeyManager<S> {
+/// Shares the store, catalog, clock and policy.
+impl<S> Clone for KeyDirectory<S> {
     fn clone(&self) -> Self {
         Self {
             store: Arc::clone(&self.store),
-            peppers: Arc::clone(&self.peppers),
             catalog: Arc::clone(&self.catalog),
-            format: self.format.clone(),
             clock: Arc::clone(&self.clock),
             policy: Arc::clone(&self.policy),
             actor: self.actor.clone(),
@@ -459,33 +457,76 @@ impl<S> Clone for KeyManager<S> {
     }
 }
 
+/// Creates and manages keys over a store: a [`KeyDirectory`] (every
+/// method of which it offers) with the peppers and the token format.
+pub struct KeyManager<S> {
+    directory: KeyDirectory<S>,
+    peppers: Arc<Peppers>,
+    format: TokenFormat,
+}
+
+/// The pepper-less part: a manager is a directory that can also make keys.
+/// (`Deref` rather than a copy of every directory method, so the rules of
+/// reading and changing keys are written once.)
+impl<S> std::ops::Deref for KeyManager<S> {
+    type Target = KeyDirectory<S>;
+
+    fn deref(&self) -> &KeyDirectory<S> {
+        &self.directory
+    }
+}
+
+impl<S> fmt::Debug for KeyManager<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyManager")
+            .field("format", &self.format)
+            .field("actor", &self.directory.actor)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Shares the store, peppers, catalog, clock and policy.
+impl<S> Clone for KeyManager<S> {
+    fn clone(&self) -> Self {
+        Self { directory: self.directory.clone(), peppers: Arc::clone(&self.peppers), format: self.format.clone() }
+    }
+}
+
 /// Attempts at a fresh id when the store reports a duplicate.
 const ID_ATTEMPTS: usize = 3;
 
-impl<S: KeyStore> KeyManager<S> {
-    /// Starts a manager over `store`, digesting with `peppers`' current
-    /// pepper and validating scopes against `catalog`.
-    pub fn builder(
-        store: Arc<S>,
-        peppers: impl Into<Arc<Peppers>>,
-        catalog: impl Into<Arc<ScopeCatalog>>,
-    ) -> KeyManagerBuilder<S> {
-        KeyManagerBuilder(Self {
+impl<S: KeyStore> KeyDirectory<S> {
+    /// A directory over `store`, validating scopes against `catalog`, with
+    /// the system clock, no creation policy ([`AllowAll`]) and the actor
+    /// [`Actor::system`].
+    pub fn new(store: Arc<S>, catalog: impl Into<Arc<ScopeCatalog>>) -> Self {
+        Self {
             store,
-            peppers: peppers.into(),
             catalog: catalog.into(),
-            format: TokenFormat::default(),
             clock: Arc::new(SystemClock),
             policy: Arc::new(AllowAll),
             actor: Actor::system(),
-        })
+        }
     }
 
-    /// The same manager, recording `actor` in the operations log for the
+    /// The same directory, recording `actor` in the operations log for the
     /// changes made through it (cheap: everything else is shared).
     #[must_use]
     pub fn with_actor(&self, actor: Actor) -> Self {
         Self { actor, ..self.clone() }
+    }
+
+    /// The same directory with another clock.
+    #[must_use]
+    pub fn with_clock(&self, clock: Arc<dyn Clock>) -> Self {
+        Self { clock, ..self.clone() }
+    }
+
+    /// The same directory with a creation policy, asked before an update
+    /// ([`OperationKind::Update`]) as a manager asks it.
+    #[must_use]
+    pub fn with_policy(&self, policy: impl CreationPolicy) -> Self {
+        Self { policy: Arc::new(policy), ..self.clone() }
     }
 
     /// The actor recorded for changes made through this manager.
@@ -505,38 +546,6 @@ impl<S: KeyStore> KeyManager<S> {
         Ok(LogEntry::new(*key, kind, self.actor.clone(), now, changes)?)
     }
 
-    /// A verifier builder sharing this manager's store, peppers, format and
-    /// clock.
-    #[must_use]
-    pub fn verifier(&self) -> VerifierBuilder<S> {
-        Verifier::builder(Arc::clone(&self.store), Arc::clone(&self.peppers))
-            .token_format(self.format.clone())
-            .clock(Arc::clone(&self.clock))
-    }
-
-    /// Checks every pepper held against the fingerprint the store recorded
-    /// for its version, recording the fingerprints of versions the store
-    /// has not seen yet (a first start, or a new version after a rotation).
-    /// Call it once at start, before creating or verifying keys: a wrong
-    /// pepper then stops the process instead of answering "wrong secret" to
-    /// every key. Fingerprints are recorded from the first check on; a store
-    /// used before that records whatever pepper checks first.
-    ///
-    /// # Errors
-    /// [`PepperCheckError::Mismatch`] naming the version,
-    /// [`PepperCheckError::Store`] if the store cannot answer.
-    pub async fn check_peppers(&self) -> Result<(), PepperCheckError> {
-        for pepper in self.peppers.iter() {
-            let mine = pepper.fingerprint();
-            let recorded =
-                self.store.pepper_fingerprint(pepper.version(), mine).await.map_err(PepperCheckError::Store)?;
-            if recorded != mine {
-                return Err(PepperCheckError::Mismatch { version: pepper.version() });
-            }
-        }
-        Ok(())
-    }
-
     /// The scope catalog.
     #[must_use]
     pub fn catalog(&self) -> &ScopeCatalog {
@@ -547,38 +556,6 @@ impl<S: KeyStore> KeyManager<S> {
     #[must_use]
     pub fn store(&self) -> &Arc<S> {
         &self.store
-    }
-
-    /// The token format keys are made in (and scanned for).
-    #[must_use]
-    pub fn token_format(&self) -> &TokenFormat {
-        &self.format
-    }
-
-    /// Classifies a token found in the wild (a leak report, a file): looks
-    /// the id up and checks the secret against the stored digest in
-    /// constant time, so a look-alike built from a real id and an invented
-    /// secret is [`Liveness::Unknown`](crate::scan::Liveness::Unknown).
-    /// Changes nothing.
-    ///
-    /// # Errors
-    /// [`LeakCheckError`](crate::scan::LeakCheckError) when the store fails
-    /// or the key's pepper version is not held.
-    pub async fn leak_status(&self, token: &Token<'_>) -> Result<crate::scan::Liveness, crate::scan::LeakCheckError> {
-        crate::scan::leak_status(&*self.store, &self.peppers, token, self.clock.now()).await
-    }
-
-    /// [`KeyManager::leak_status`] for a batch, in one
-    /// [`KeyStore::get_many`]: one answer per token, in order. Keep batches
-    /// to a few hundred tokens.
-    ///
-    /// # Errors
-    /// As [`KeyManager::leak_status`], for the whole batch.
-    pub async fn leak_statuses(
-        &self,
-        tokens: &[Token<'_>],
-    ) -> Result<Vec<crate::scan::Liveness>, crate::scan::LeakCheckError> {
-        crate::scan::leak_statuses(&*self.store, &self.peppers, tokens, self.clock.now()).await
     }
 
     /// Records in a key's operations log that it was found leaked, one
@@ -662,6 +639,259 @@ impl<S: KeyStore> KeyManager<S> {
         }
     }
 
+    /// Fetches a key's listing view.
+    ///
+    /// # Errors
+    /// [`ManageError::NotFound`] or a store failure.
+    pub async fn get(&self, id: &KeyId) -> Result<KeyInfo, ManageError> {
+        match self.store.get(id).await? {
+            Some(r) => Ok(r.info()),
+            None => Err(ManageError::NotFound(*id)),
+        }
+    }
+
+    /// Lists a service account's keys (masked, never digests), by id.
+    ///
+    /// # Errors
+    /// Invalid service account id or a store failure.
+    pub async fn list(&self, service_account_id: &str, page: PageRequest) -> Result<Page<KeyInfo>, ManageError> {
+        let sa = ServiceAccountId::new(service_account_id)?;
+        let page = self.store.list(&sa, page).await?;
+        Ok(Page { items: page.items.iter().map(KeyRecord::info).collect(), next: page.next })
+    }
+
+    /// Lists the keys whose controls name `external_id` (the application's
+    /// own owner id), across service accounts, by key id.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn list_by_external_id(
+        &self,
+        external_id: &ExternalId,
+        page: PageRequest,
+    ) -> Result<Page<KeyInfo>, ManageError> {
+        let page = self.store.list_by_external_id(external_id, page).await?;
+        Ok(Page { items: page.items.iter().map(KeyRecord::info).collect(), next: page.next })
+    }
+
+    /// Lists the active (not revoked) keys that expire between now and
+    /// now + `window`, across service accounts, by key id: the keys to
+    /// warn about. Keys already expired are not listed.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn expiring_within(&self, window: Duration, page: PageRequest) -> Result<Page<KeyInfo>, ManageError> {
+        let now = self.clock.now();
+        let page = self.store.list_expiring(now..now.saturating_add(window), page).await?;
+        Ok(Page { items: page.items.iter().map(KeyRecord::info).collect(), next: page.next })
+    }
+
+    /// Revokes a key: it is never accepted again but stays listed. Returns
+    /// the operations log entry written.
+    ///
+    /// # Errors
+    /// [`ManageError::NotFound`] or a store failure.
+    pub async fn revoke(&self, id: &KeyId) -> Result<LogEntry, ManageError> {
+        let changes = OperationChanges { status: Some(KeyStatus::Revoked), ..OperationChanges::default() };
+        let entry = self.entry(id, OperationKind::Revoke, self.clock.now(), changes)?;
+        self.store.commit(Change::Revoke(*id), std::slice::from_ref(&entry)).await?;
+        Ok(entry)
+    }
+
+    /// Deletes a key. Its operations log stays readable
+    /// ([`KeyDirectory::operations`]), ending with the delete, the entry
+    /// returned.
+    ///
+    /// # Errors
+    /// [`ManageError::NotFound`] or a store failure.
+    pub async fn delete(&self, id: &KeyId) -> Result<LogEntry, ManageError> {
+        let entry = self.entry(id, OperationKind::Delete, self.clock.now(), OperationChanges::default())?;
+        self.store.commit(Change::Delete(*id), std::slice::from_ref(&entry)).await?;
+        Ok(entry)
+    }
+
+    /// Changes a key's description, scopes, expiry, enabled flag or
+    /// controls in one atomic store operation, logged with what changed
+    /// (never a secret; new credits are logged with their count). With a [`CachedStore`](crate::store::cached::CachedStore)
+    /// the change is invalidated like a revoke, so new scopes or expiry
+    /// apply on the next verify on every node. Returns the updated key and
+    /// the operations log entry written.
+    ///
+    /// # Errors
+    /// [`ManageError::EmptyUpdate`] for a request that changes nothing;
+    /// [`ManageError::NotFound`]; invalid description or scopes (named);
+    /// [`ManageError::InvalidControl`] for credits out of range;
+    /// [`ManageError::AlreadyExpired`] for an expiry not in the future;
+    /// [`ManageError::Conflict`] for a revoked key, or a new expiry on a
+    /// reissued one; a policy refusal ([`OperationKind::Update`]); a store
+    /// failure (nothing written).
+    pub async fn update(&self, id: &KeyId, request: UpdateRequest) -> Result<(KeyInfo, Operation), ManageError> {
+        let update = self.validate_update(&request)?;
+        if update.is_empty() {
+            return Err(ManageError::EmptyUpdate);
+        }
+        let current = self.store.get(id).await?.ok_or(ManageError::NotFound(*id))?;
+        let now = self.clock.now();
+        if let Some(e) = update.expires_at {
+            self.check_expiry(e, now)?;
+        }
+        self.policy.check(&KeyRequest {
+            operation: OperationKind::Update,
+            service_account_id: &current.service_account_id,
+            scopes: update.scopes.as_ref().unwrap_or(&current.scopes),
+            expires_at: update.expires_at.unwrap_or(current.expires_at),
+        })?;
+        // The response snapshot: the key as this update leaves it (a change
+        // made elsewhere between the read above and the commit is not in it).
+        let mut after = KeyRecord::clone(&current);
+        crate::operation::apply_update(&mut after, &update)?;
+        let entry = self
+            .entry(id, OperationKind::Update, now, OperationChanges::of_update(&update))?
+            .with_response(after.info());
+        let updated = self.store.commit(Change::Update { id: *id, update }, std::slice::from_ref(&entry)).await?;
+        let updated = updated.ok_or_else(|| {
+            ManageError::Store(StoreError::Corrupt("the store did not return the updated key".to_owned()))
+        })?;
+        let operation = entry.recorded(&updated.service_account_id);
+        Ok((updated.info(), operation))
+    }
+
+    fn validate_update(&self, request: &UpdateRequest) -> Result<KeyUpdate, ManageError> {
+        let mut update = KeyUpdate::new();
+        if let Some(d) = &request.description {
+            update = update.description(Description::new(d)?);
+        }
+        if let Some(s) = &request.scopes {
+            // A list, never `None`: an update does not fall back to the defaults.
+            update = update.scopes(self.catalog.resolve(Some(s.as_slice()))?);
+        }
+        if let Some(e) = request.expires_at {
+            update = update.expires_at(e);
+        }
+        if let Some(enabled) = request.enabled {
+            update = update.enabled(enabled);
+        }
+        let mut controls = request.controls.clone();
+        if let Some(credits) = controls.credits {
+            controls.credits = Some(admit_credits(credits, self.clock.now())?);
+        }
+        Ok(update.controls(controls))
+    }
+
+    /// One operations log entry by id, with its response snapshot, for as
+    /// long as the log keeps it (also after the key was deleted).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn operation(&self, id: &OperationId) -> Result<Option<Operation>, ManageError> {
+        Ok(self.store.operation(id).await?)
+    }
+
+    /// A key's operations log, newest first; also for a deleted key.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn operations(
+        &self,
+        id: &KeyId,
+        page: PageRequest<OperationCursor>,
+    ) -> Result<OperationPage, ManageError> {
+        Ok(self.store.operations(id, page).await?)
+    }
+}
+
+impl<S: KeyStore> KeyManager<S> {
+    /// Starts a manager over `store`, digesting with `peppers`' current
+    /// pepper and validating scopes against `catalog`.
+    pub fn builder(
+        store: Arc<S>,
+        peppers: impl Into<Arc<Peppers>>,
+        catalog: impl Into<Arc<ScopeCatalog>>,
+    ) -> KeyManagerBuilder<S> {
+        KeyManagerBuilder(Self {
+            directory: KeyDirectory::new(store, catalog),
+            peppers: peppers.into(),
+            format: TokenFormat::default(),
+        })
+    }
+
+    /// The same manager, recording `actor` in the operations log for the
+    /// changes made through it (cheap: everything else is shared).
+    #[must_use]
+    pub fn with_actor(&self, actor: Actor) -> Self {
+        Self { directory: self.directory.with_actor(actor), ..self.clone() }
+    }
+
+    /// The directory: this manager without its peppers.
+    #[must_use]
+    pub fn directory(&self) -> &KeyDirectory<S> {
+        &self.directory
+    }
+
+    /// A verifier builder sharing this manager's store, peppers, format and
+    /// clock.
+    #[must_use]
+    pub fn verifier(&self) -> VerifierBuilder<S> {
+        Verifier::builder(Arc::clone(&self.store), Arc::clone(&self.peppers))
+            .token_format(self.format.clone())
+            .clock(Arc::clone(&self.clock))
+    }
+
+    /// Checks every pepper held against the fingerprint the store recorded
+    /// for its version, recording the fingerprints of versions the store
+    /// has not seen yet (a first start, or a new version after a rotation).
+    /// Call it once at start, before creating or verifying keys: a wrong
+    /// pepper then stops the process instead of answering "wrong secret" to
+    /// every key. Fingerprints are recorded from the first check on; a store
+    /// used before that records whatever pepper checks first.
+    ///
+    /// # Errors
+    /// [`PepperCheckError::Mismatch`] naming the version,
+    /// [`PepperCheckError::Store`] if the store cannot answer.
+    pub async fn check_peppers(&self) -> Result<(), PepperCheckError> {
+        for pepper in self.peppers.iter() {
+            let mine = pepper.fingerprint();
+            let recorded =
+                self.store.pepper_fingerprint(pepper.version(), mine).await.map_err(PepperCheckError::Store)?;
+            if recorded != mine {
+                return Err(PepperCheckError::Mismatch { version: pepper.version() });
+            }
+        }
+        Ok(())
+    }
+
+    /// The token format keys are made in (and scanned for).
+    #[must_use]
+    pub fn token_format(&self) -> &TokenFormat {
+        &self.format
+    }
+
+    /// Classifies a token found in the wild (a leak report, a file): looks
+    /// the id up and checks the secret against the stored digest in
+    /// constant time, so a look-alike built from a real id and an invented
+    /// secret is [`Liveness::Unknown`](crate::scan::Liveness::Unknown).
+    /// Changes nothing.
+    ///
+    /// # Errors
+    /// [`LeakCheckError`](crate::scan::LeakCheckError) when the store fails
+    /// or the key's pepper version is not held.
+    pub async fn leak_status(&self, token: &Token<'_>) -> Result<crate::scan::Liveness, crate::scan::LeakCheckError> {
+        crate::scan::leak_status(&*self.store, &self.peppers, token, self.clock.now()).await
+    }
+
+    /// [`KeyManager::leak_status`] for a batch, in one
+    /// [`KeyStore::get_many`]: one answer per token, in order. Keep batches
+    /// to a few hundred tokens.
+    ///
+    /// # Errors
+    /// As [`KeyManager::leak_status`], for the whole batch.
+    pub async fn leak_statuses(
+        &self,
+        tokens: &[Token<'_>],
+    ) -> Result<Vec<crate::scan::Liveness>, crate::scan::LeakCheckError> {
+        crate::scan::leak_statuses(&*self.store, &self.peppers, tokens, self.clock.now()).await
+    }
+
     /// Creates a key and returns it with its secret, once.
     ///
     /// # Errors
@@ -669,17 +899,17 @@ impl<S: KeyStore> KeyManager<S> {
     /// not in the future, a policy refusal, or a store failure (nothing is
     /// written then).
     pub async fn create(&self, request: CreateRequest) -> Result<CreatedKey, ManageError> {
-        let (template, now) = self.admit(KeyOperation::Create, &request)?;
+        let (template, now) = self.admit(OperationKind::Create, &request)?;
         let write = Write::Insert(OperationKind::Create);
         let (record, secret) = self.store_new(write, now, || self.new_native(&template, now)).await?;
-        Ok(CreatedKey { api_key: ApiKeySummary::from(&record), secret })
+        Ok(CreatedKey::new(&record, secret))
     }
 
     /// Validates a request's fields, resolves its scopes, checks its expiry
     /// and asks the policy; returns what a new record is made of.
     fn admit(
         &self,
-        operation: KeyOperation,
+        operation: OperationKind,
         request: &CreateRequest,
     ) -> Result<(KeyRecordTemplate, Timestamp), ManageError> {
         let sa = ServiceAccountId::new(&request.service_account_id)?;
@@ -766,190 +996,6 @@ impl<S: KeyStore> KeyManager<S> {
         }
     }
 
-    /// Fetches a key's listing view.
-    ///
-    /// # Errors
-    /// [`ManageError::NotFound`] or a store failure.
-    pub async fn get(&self, id: &KeyId) -> Result<KeyInfo, ManageError> {
-        match self.store.get(id).await? {
-            Some(r) => Ok(r.info()),
-            None => Err(ManageError::NotFound(*id)),
-        }
-    }
-
-    /// Lists a service account's keys (masked, never digests), by id.
-    ///
-    /// # Errors
-    /// Invalid service account id or a store failure.
-    pub async fn list(&self, service_account_id: &str, page: PageRequest) -> Result<Page<KeyInfo>, ManageError> {
-        let sa = ServiceAccountId::new(service_account_id)?;
-        let page = self.store.list(&sa, page).await?;
-        Ok(Page { items: page.items.iter().map(KeyRecord::info).collect(), next: page.next })
-    }
-
-    /// Lists the keys whose controls name `external_id` (the application's
-    /// own owner id), across service accounts, by key id.
-    ///
-    /// # Errors
-    /// A store failure.
-    pub async fn list_by_external_id(
-        &self,
-        external_id: &ExternalId,
-        page: PageRequest,
-    ) -> Result<Page<KeyInfo>, ManageError> {
-        let page = self.store.list_by_external_id(external_id, page).await?;
-        Ok(Page { items: page.items.iter().map(KeyRecord::info).collect(), next: page.next })
-    }
-
-    /// Lists the active (not revoked) keys that expire between now and
-    /// now + `window`, across service accounts, by key id: the keys to
-    /// warn about. Keys already expired are not listed.
-    ///
-    /// # Errors
-    /// A store failure.
-    pub async fn expiring_within(&self, window: Duration, page: PageRequest) -> Result<Page<KeyInfo>, ManageError> {
-        let now = self.clock.now();
-        let page = self.store.list_expiring(now..now.saturating_add(window), page).await?;
-        Ok(Page { items: page.items.iter().map(KeyRecord::info).collect(), next: page.next })
-    }
-
-    /// Revokes a key: it is never accepted again but stays listed.
-    ///
-    /// # Errors
-    /// [`ManageError::NotFound`] or a store failure.
-    pub async fn revoke(&self, id: &KeyId) -> Result<(), ManageError> {
-        self.revoke_logged(id).await.map(drop)
-    }
-
-    /// [`KeyManager::revoke`], returning the operations log entry written.
-    ///
-    /// # Errors
-    /// As [`KeyManager::revoke`].
-    pub async fn revoke_logged(&self, id: &KeyId) -> Result<LogEntry, ManageError> {
-        let changes = OperationChanges { status: Some(KeyStatus::Revoked), ..OperationChanges::default() };
-        let entry = self.entry(id, OperationKind::Revoke, self.clock.now(), changes)?;
-        self.store.commit(Change::Revoke(*id), std::slice::from_ref(&entry)).await?;
-        Ok(entry)
-    }
-
-    /// Deletes a key. Its operations log stays readable
-    /// ([`KeyManager::operations`]), ending with the delete.
-    ///
-    /// # Errors
-    /// [`ManageError::NotFound`] or a store failure.
-    pub async fn delete(&self, id: &KeyId) -> Result<(), ManageError> {
-        self.delete_logged(id).await.map(drop)
-    }
-
-    /// [`KeyManager::delete`], returning the operations log entry written.
-    ///
-    /// # Errors
-    /// As [`KeyManager::delete`].
-    pub async fn delete_logged(&self, id: &KeyId) -> Result<LogEntry, ManageError> {
-        let entry = self.entry(id, OperationKind::Delete, self.clock.now(), OperationChanges::default())?;
-        self.store.commit(Change::Delete(*id), std::slice::from_ref(&entry)).await?;
-        Ok(entry)
-    }
-
-    /// Changes a key's description, scopes, expiry, enabled flag or
-    /// controls in one atomic store operation, logged with what changed
-    /// (never a secret; new credits are logged with their count). With a [`CachedStore`](crate::store::cached::CachedStore)
-    /// the change is invalidated like a revoke, so new scopes or expiry
-    /// apply on the next verify on every node. Returns the updated key and
-    /// the operations log entry written.
-    ///
-    /// # Errors
-    /// [`ManageError::EmptyUpdate`] for a request that changes nothing;
-    /// [`ManageError::NotFound`]; invalid description or scopes (named);
-    /// [`ManageError::InvalidControl`] for credits out of range;
-    /// [`ManageError::AlreadyExpired`] for an expiry not in the future;
-    /// [`ManageError::Conflict`] for a revoked key, or a new expiry on a
-    /// reissued one; a policy refusal ([`KeyOperation::Update`]); a store
-    /// failure (nothing written).
-    pub async fn update(&self, id: &KeyId, request: UpdateRequest) -> Result<(KeyInfo, Operation), ManageError> {
-        let update = self.validate_update(&request)?;
-        if update.is_empty() {
-            return Err(ManageError::EmptyUpdate);
-        }
-        let current = self.store.get(id).await?.ok_or(ManageError::NotFound(*id))?;
-        let now = self.clock.now();
-        if let Some(e) = update.expires_at {
-            self.check_expiry(e, now)?;
-        }
-        self.policy.check(&KeyRequest {
-            operation: KeyOperation::Update,
-            service_account_id: &current.service_account_id,
-            scopes: update.scopes.as_ref().unwrap_or(&current.scopes),
-            expires_at: update.expires_at.unwrap_or(current.expires_at),
-        })?;
-        // The response snapshot: the key as this update leaves it (a change
-        // made elsewhere between the read above and the commit is not in it).
-        let mut after = KeyRecord::clone(&current);
-        crate::operation::apply_update(&mut after, &update)?;
-        let entry = self
-            .entry(id, OperationKind::Update, now, OperationChanges::of_update(&update))?
-            .with_response(after.info());
-        let updated = self.store.commit(Change::Update { id: *id, update }, std::slice::from_ref(&entry)).await?;
-        let updated = updated.ok_or_else(|| {
-            ManageError::Store(StoreError::Corrupt("the store did not return the updated key".to_owned()))
-        })?;
-        let operation = entry.recorded(&updated.service_account_id);
-        Ok((updated.info(), operation))
-    }
-
-    fn validate_update(&self, request: &UpdateRequest) -> Result<KeyUpdate, ManageError> {
-        let mut update = KeyUpdate::new();
-        if let Some(d) = &request.description {
-            update = update.description(Description::new(d)?);
-        }
-        if let Some(s) = &request.scopes {
-            update = update.scopes(self.catalog.resolve(s.as_deref())?);
-        }
-        if let Some(e) = request.expires_at {
-            update = update.expires_at(e);
-        }
-        if let Some(enabled) = request.enabled {
-            update = update.enabled(enabled);
-        }
-        if let Some(m) = &request.metadata {
-            update = update.metadata(m.clone());
-        }
-        if let Some(id) = &request.external_id {
-            update = update.external_id(id.clone());
-        }
-        if let Some(list) = &request.allowed_ips {
-            update = update.allowed_ips(list.clone());
-        }
-        if let Some(limits) = &request.rate_limits {
-            update = update.rate_limits(limits.clone());
-        }
-        if let Some(credits) = request.credits {
-            update = update.credits(admit_credits(credits, self.clock.now())?);
-        }
-        Ok(update)
-    }
-
-    /// One operations log entry by id, with its response snapshot, for as
-    /// long as the log keeps it (also after the key was deleted).
-    ///
-    /// # Errors
-    /// A store failure.
-    pub async fn operation(&self, id: &OperationId) -> Result<Option<Operation>, ManageError> {
-        Ok(self.store.operation(id).await?)
-    }
-
-    /// A key's operations log, newest first; also for a deleted key.
-    ///
-    /// # Errors
-    /// A store failure.
-    pub async fn operations(
-        &self,
-        id: &KeyId,
-        page: PageRequest<OperationCursor>,
-    ) -> Result<OperationPage, ManageError> {
-        Ok(self.store.operations(id, page).await?)
-    }
-
     /// Reissues a key after a compromise: a new secret with the same owner,
     /// description, scopes and expiry. The old key stays valid for `grace`
     /// (zero: revoked at once), never beyond its own expiry.
@@ -971,7 +1017,7 @@ impl<S: KeyStore> KeyManager<S> {
         let now = self.clock.now();
         self.check_expiry(old.expires_at, now)?;
         self.policy.check(&KeyRequest {
-            operation: KeyOperation::Reissue,
+            operation: OperationKind::Reissue,
             service_account_id: &old.service_account_id,
             scopes: &old.scopes,
             expires_at: old.expires_at,
@@ -988,7 +1034,7 @@ impl<S: KeyStore> KeyManager<S> {
         };
         let write = Write::Reissue { old: &old, fate };
         let (record, secret) = self.store_new(write, now, || self.new_native(&template, now)).await?;
-        Ok(CreatedKey { api_key: ApiKeySummary::from(&record), secret })
+        Ok(CreatedKey::new(&record, secret))
     }
 
     /// Imports an existing opaque secret (e.g. a 40-character `AQVN…` key
@@ -1012,7 +1058,7 @@ impl<S: KeyStore> KeyManager<S> {
         if bytes.starts_with(self.format.prefix().as_bytes()) {
             return Err(ManageError::InvalidImportedSecret("starts with this crate's key prefix"));
         }
-        let (t, now) = self.admit(KeyOperation::Import, &request)?;
+        let (t, now) = self.admit(OperationKind::Import, &request)?;
         self.refuse_known_import(bytes).await?;
         let (pepper_version, digest) = self.peppers.digest_current(bytes);
         let masked = MaskedKey::of_digest(&digest);
@@ -1035,7 +1081,7 @@ impl<S: KeyStore> KeyManager<S> {
     }
 }
 
-/// What [`KeyManager::record_leak`] wrote.
+/// What [`KeyDirectory::record_leak`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LeakRecorded {
@@ -1171,5 +1217,83 @@ mod tests {
         let e = m.reissue(&existing.api_key.id, Duration::ZERO).await.unwrap_err();
         assert!(matches!(e, ManageError::Store(StoreError::Duplicate(_))), "{e:?}");
         assert_eq!(crowded.writes.load(Ordering::SeqCst), ID_ATTEMPTS);
+    }
+
+    /// An update changes only what it names: re-enabling a key or changing
+    /// one control never brings back the catalog's default scopes, drops
+    /// the expiry or another control; an empty scope list is refused.
+    #[tokio::test]
+    async fn an_update_never_widens_a_key_implicitly() {
+        let peppers = Peppers::single(Pepper::generate(1).unwrap());
+        let m = manager(Arc::new(MemoryStore::new()), &peppers);
+        let expiry: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
+        let request = CreateRequest::new("robot")
+            .scopes(["yc.postbox.send"])
+            .expires_at(expiry)
+            .metadata(Metadata::parse(r#"{"plan":"pro"}"#).unwrap())
+            .rate_limits("api=10/1s".parse().unwrap());
+        let id = m.create(request).await.unwrap().api_key.id;
+        let before = m.get(&id).await.unwrap();
+        let list: IpAllowList = "10.0.0.0/8".parse().unwrap();
+        for update in [
+            UpdateRequest::new().disable(),
+            UpdateRequest::new().enable(),
+            UpdateRequest::new().allowed_ips(list.clone()),
+            UpdateRequest::new().controls(ControlsPatch::new().rate_limits(None)),
+        ] {
+            m.update(&id, update).await.unwrap();
+        }
+        let after = m.get(&id).await.unwrap();
+        assert_eq!((&after.scopes, after.expires_at, after.enabled), (&before.scopes, Some(expiry), true));
+        let c = after.controls.as_deref().unwrap();
+        assert_eq!(
+            (c.metadata.as_ref(), c.allowed_ips.as_ref()),
+            (before.controls.as_deref().unwrap().metadata.as_ref(), Some(&list))
+        );
+        assert_eq!(c.rate_limits, None, "removed, as asked");
+        let e = m.update(&id, UpdateRequest::new().scopes(Vec::<String>::new())).await.unwrap_err();
+        assert!(matches!(e, ManageError::Scope(crate::scope::ScopeError::EmptyList)), "{e:?}");
+        assert_eq!(m.get(&id).await.unwrap(), after, "a refused update changes nothing");
+    }
+
+    /// A directory (no pepper) reads and changes keys under the manager's
+    /// rules and logs as its actor; it reports unknown keys.
+    #[tokio::test]
+    async fn a_directory_manages_keys_without_a_pepper() {
+        let peppers = Peppers::single(Pepper::generate(1).unwrap());
+        let store = Arc::new(MemoryStore::new());
+        let id = manager(Arc::clone(&store), &peppers).create(CreateRequest::new("robot")).await.unwrap().api_key.id;
+        let keys = KeyDirectory::new(store, ScopeCatalog::yandex_cloud()).with_actor(Actor::new("ops").unwrap());
+        assert_eq!(keys.list("robot", PageRequest::first(10)).await.unwrap().items.len(), 1);
+        let (info, op) = keys.update(&id, UpdateRequest::new().description("d")).await.unwrap();
+        assert_eq!((info.description.as_str(), op.actor.as_str()), ("d", "ops"));
+        let entry = keys.revoke(&id).await.unwrap();
+        assert_eq!((entry.kind, entry.actor.as_str()), (OperationKind::Revoke, "ops"));
+        assert_eq!(keys.get(&id).await.unwrap().status, KeyStatus::Revoked);
+        assert!(matches!(
+            keys.update(&id, UpdateRequest::new().description("x")).await,
+            Err(ManageError::Conflict { .. })
+        ));
+        keys.delete(&id).await.unwrap();
+        assert!(matches!(keys.get(&id).await, Err(ManageError::NotFound(k)) if k == id));
+        assert!(matches!(keys.revoke(&id).await, Err(ManageError::NotFound(_))));
+        let log = keys.operations(&id, PageRequest::starting(10, None)).await.unwrap().items;
+        let kinds: Vec<_> = log.iter().map(|o| o.kind).collect();
+        assert_eq!(kinds, [OperationKind::Delete, OperationKind::Revoke, OperationKind::Update, OperationKind::Create]);
+        // Its policy and clock are the manager's rules too.
+        let other = manager(Arc::clone(&keys.store), &peppers).create(CreateRequest::new("robot")).await.unwrap();
+        let strict = keys.with_policy(DenyAll("frozen".to_owned()));
+        let e = strict.update(&other.api_key.id, UpdateRequest::new().description("x")).await.unwrap_err();
+        assert!(matches!(e, ManageError::PolicyDenied(_)), "{e:?}");
+        let late = keys
+            .with_clock(Arc::new(crate::clock::ManualClock::new(Timestamp::from_unix_seconds(4_000_000_000).unwrap())));
+        let e = late
+            .update(
+                &other.api_key.id,
+                UpdateRequest::new().expires_at(Some(Timestamp::from_unix_seconds(3_000_000_000).unwrap())),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ManageError::AlreadyExpired(_)), "{e:?}");
     }
 }

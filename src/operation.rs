@@ -24,7 +24,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::clock::Timestamp;
-use crate::controls::{Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimits};
+use crate::controls::{ControlsPatch, Credits, ExternalId, IpAllowList, Metadata, RateLimits};
 use crate::random::RandomError;
 use crate::record::{Description, KeyInfo, KeyRecord, KeyStatus, ServiceAccountId};
 use crate::scope::ScopeSet;
@@ -251,22 +251,10 @@ pub struct OperationChanges {
     /// disabled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    /// The new metadata: `Some(None)` (JSON `null`) when it was removed.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
-    pub metadata: Option<Option<Metadata>>,
-    /// The new external owner id: `Some(None)` when it was removed.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
-    pub external_id: Option<Option<ExternalId>>,
-    /// The new IP allow-list: `Some(None)` when it was removed.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
-    pub allowed_ips: Option<Option<IpAllowList>>,
-    /// The new rate limits: `Some(None)` when they were removed.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
-    pub rate_limits: Option<Option<RateLimits>>,
-    /// The new usage credits (count, refill and last refill as set):
-    /// `Some(None)` when they were removed.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
-    pub credits: Option<Option<Credits>>,
+    /// The new controls: each control set, or `null` when it was removed
+    /// (new credits with their count, refill and last refill as set).
+    #[serde(flatten)]
+    pub controls: ControlsPatch,
     /// Where the key was found leaked (a leak entry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leak: Option<LeakDetails>,
@@ -345,18 +333,13 @@ impl OperationChanges {
     /// The fields of a new record (create, import, the new key of a reissue).
     #[must_use]
     pub fn of_new(record: &KeyRecord) -> Self {
-        let c = record.controls();
         Self {
             description: (!record.description.is_empty()).then(|| record.description.clone()),
             scopes: Some(record.scopes.clone()),
             expires_at: record.expires_at.map(Some),
             reissued_from: record.links.reissued_from,
             enabled: (!record.enabled).then_some(false),
-            metadata: c.metadata.clone().map(Some),
-            external_id: c.external_id.clone().map(Some),
-            allowed_ips: c.allowed_ips.clone().map(Some),
-            rate_limits: c.rate_limits.clone().map(Some),
-            credits: c.credits.map(Some),
+            controls: ControlsPatch::setting(record.controls()),
             ..Self::default()
         }
     }
@@ -375,11 +358,7 @@ impl OperationChanges {
             scopes: update.scopes.clone(),
             expires_at: update.expires_at,
             enabled: update.enabled,
-            metadata: update.metadata.clone(),
-            external_id: update.external_id.clone(),
-            allowed_ips: update.allowed_ips.clone(),
-            rate_limits: update.rate_limits.clone(),
-            credits: update.credits,
+            controls: update.controls.clone(),
             ..Self::default()
         }
     }
@@ -507,17 +486,8 @@ pub struct KeyUpdate {
     pub expires_at: Option<Option<Timestamp>>,
     /// Enable (`Some(true)`) or disable (`Some(false)`) the key.
     pub enabled: Option<bool>,
-    /// The new metadata (`Some(None)`: none).
-    pub metadata: Option<Option<Metadata>>,
-    /// The new external owner id (`Some(None)`: none).
-    pub external_id: Option<Option<ExternalId>>,
-    /// The new IP allow-list (`Some(None)`: any address).
-    pub allowed_ips: Option<Option<IpAllowList>>,
-    /// The new rate limits (`Some(None)`: none).
-    pub rate_limits: Option<Option<RateLimits>>,
-    /// The new usage credits, replacing the remaining count, refill and last
-    /// refill as given (`Some(None)`: unlimited).
-    pub credits: Option<Option<Credits>>,
+    /// The control changes.
+    pub controls: ControlsPatch,
 }
 
 impl KeyUpdate {
@@ -537,15 +507,17 @@ impl KeyUpdate {
         /// Enables (`true`) or disables (`false`) the key.
         fn enabled(enabled: bool) => enabled = Some(enabled);
         /// Sets the metadata (`None`: removes it).
-        fn metadata(m: Option<Metadata>) => metadata = Some(m);
+        fn metadata(m: Option<Metadata>) => controls.metadata = Some(m);
         /// Sets the external owner id (`None`: removes it).
-        fn external_id(id: Option<ExternalId>) => external_id = Some(id);
+        fn external_id(id: Option<ExternalId>) => controls.external_id = Some(id);
         /// Sets the IP allow-list (`None`: any address).
-        fn allowed_ips(list: Option<IpAllowList>) => allowed_ips = Some(list);
+        fn allowed_ips(list: Option<IpAllowList>) => controls.allowed_ips = Some(list);
         /// Sets the rate limits (`None`: removes them).
-        fn rate_limits(limits: Option<RateLimits>) => rate_limits = Some(limits);
+        fn rate_limits(limits: Option<RateLimits>) => controls.rate_limits = Some(limits);
         /// Sets the usage credits (`None`: unlimited use).
-        fn credits(credits: Option<Credits>) => credits = Some(credits);
+        fn credits(credits: Option<Credits>) => controls.credits = Some(credits);
+        /// Sets the control changes (replacing those set before).
+        fn controls(patch: ControlsPatch) => controls = patch;
     }
 
     /// Whether the update changes nothing.
@@ -561,33 +533,7 @@ impl KeyUpdate {
     /// Whether the update sets or clears any control.
     #[must_use]
     pub fn changes_controls(&self) -> bool {
-        self.metadata.is_some()
-            || self.external_id.is_some()
-            || self.allowed_ips.is_some()
-            || self.rate_limits.is_some()
-            || self.credits.is_some()
-    }
-
-    /// `controls` with this update's control changes applied.
-    #[must_use]
-    pub fn apply_to_controls(&self, controls: &KeyControls) -> KeyControls {
-        let mut c = controls.clone();
-        if let Some(m) = &self.metadata {
-            c.metadata.clone_from(m);
-        }
-        if let Some(e) = &self.external_id {
-            c.external_id.clone_from(e);
-        }
-        if let Some(l) = &self.allowed_ips {
-            c.allowed_ips.clone_from(l);
-        }
-        if let Some(r) = &self.rate_limits {
-            c.rate_limits.clone_from(r);
-        }
-        if let Some(cr) = self.credits {
-            c.credits = cr;
-        }
-        c
+        !self.controls.is_empty()
     }
 }
 
@@ -613,7 +559,7 @@ pub fn apply_update(record: &mut KeyRecord, update: &KeyUpdate) -> Result<(), St
         record.enabled = enabled;
     }
     if update.changes_controls() {
-        record.set_controls(update.apply_to_controls(record.controls()));
+        record.set_controls(update.controls.apply_to(record.controls()));
     }
     Ok(())
 }

@@ -468,6 +468,18 @@ pub struct CreatedKey {
     pub api_key: ApiKeySummary,
     /// The secret to hand to the owner. It cannot be retrieved again.
     pub secret: Secret,
+    /// The whole key as made (description, enabled flag, controls, reissue
+    /// link: what [`KeyDirectory::get`](crate::KeyDirectory::get) would show).
+    /// Not serialised: the documented shape is `api_key` and `secret`.
+    pub key: KeyInfo,
+}
+
+impl CreatedKey {
+    /// The result of making `record`, whose secret is `secret`.
+    #[must_use]
+    pub fn new(record: &KeyRecord, secret: Secret) -> Self {
+        Self { api_key: ApiKeySummary::from(record), secret, key: record.info() }
+    }
 }
 
 impl Serialize for CreatedKey {
@@ -489,7 +501,26 @@ impl<'de> Deserialize<'de> for CreatedKey {
             secret: String,
         }
         let shape = Shape::deserialize(d)?;
-        Ok(Self { api_key: shape.api_key, secret: Secret::from(shape.secret) })
+        let secret = Secret::from(shape.secret);
+        // The documented shape has no more: the rest reads as a new key's
+        // defaults (no description, enabled, no controls).
+        let a = &shape.api_key;
+        let key = KeyInfo {
+            id: a.id,
+            service_account_id: a.service_account_id.clone(),
+            description: Description::default(),
+            created_at: a.created_at,
+            last_used_at: None,
+            scopes: a.scopes.clone(),
+            expires_at: a.expires_at,
+            masked_key: secret.tail6(),
+            status: KeyStatus::Active,
+            enabled: true,
+            kind: KeyKind::Native,
+            links: ReissueLinks::default(),
+            controls: None,
+        };
+        Ok(Self { api_key: shape.api_key, secret, key })
     }
 }
 
@@ -571,8 +602,8 @@ mod tests {
     #[test]
     fn created_key_serialises_to_the_api_key_yaml_shape() {
         let r = sample();
-        let created =
-            CreatedKey { api_key: ApiKeySummary::from(&r), secret: Secret::from("ak_secretvalue".to_owned()) };
+        let created = CreatedKey::new(&r, Secret::from("ak_secretvalue".to_owned()));
+        assert_eq!(created.key, r.info(), "the whole key, description included, beside the documented shape");
         let v = serde_json::to_value(&created).unwrap();
         let keys: Vec<_> = v["api_key"].as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys, ["created_at", "expires_at", "id", "scopes", "service_account_id"]);
@@ -582,7 +613,8 @@ mod tests {
         let yaml = serde_norway::to_string(&created).unwrap();
         assert!(yaml.starts_with("api_key:\n  id: ajeuo7ng2p6u00000000\n"), "{yaml}");
         let back: CreatedKey = serde_norway::from_str(&yaml).unwrap();
-        assert_eq!(back, created);
+        assert_eq!((&back.api_key, back.secret.expose_secret()), (&created.api_key, "ak_secretvalue"));
+        assert_eq!(back.key.description.as_str(), "", "not in the documented shape: a new key's default");
         assert!(!format!("{created:?}").contains("secretvalue"));
     }
 

@@ -24,13 +24,13 @@ macro_rules! setters {
 /// field to `Some(Some(arg))`, and `clear`, which sets it to `Some(None)`
 /// (both `#[must_use]`, each with the attributes written before its name).
 macro_rules! set_or_clear {
-    ($($(#[$set_attr:meta])* $set:ident($arg:ident: $ty:ty), $(#[$clear_attr:meta])* $clear:ident => $field:ident;)+) => {
+    ($($(#[$set_attr:meta])* $set:ident($arg:ident: $ty:ty), $(#[$clear_attr:meta])* $clear:ident => $($field:ident).+;)+) => {
         $(
             $crate::setters::setters! {
                 $(#[$set_attr])*
-                fn $set($arg: $ty) => $field = Some(Some($arg));
+                fn $set($arg: $ty) => $($field).+ = Some(Some($arg));
                 $(#[$clear_attr])*
-                fn $clear() => $field = Some(None);
+                fn $clear() => $($field).+ = Some(None);
             }
         )+
     };

@@ -526,7 +526,7 @@ async fn writer<S: KeyStore>(
         };
         if round.is_multiple_of(2) {
             match manager.revoke(&id).await {
-                Ok(()) => {
+                Ok(_) => {
                     log.revoked.push(id);
                     keys.lock().unwrap().dead.push((id, secret));
                 }

@@ -763,8 +763,8 @@ async fn a_revoke_on_one_node_is_rejected_on_the_other<N: Nodes>(nodes: &N) -> [
         verify(&b, &header).await.unwrap();
         assert!(matches!(b.store.peek(&id).await, Peek::Record(_)), "B has it cached");
         match op {
-            "revoke" => a.manager.revoke(&id).await.unwrap(),
-            "delete" => a.manager.delete(&id).await.unwrap(),
+            "revoke" => drop(a.manager.revoke(&id).await.unwrap()),
+            "delete" => drop(a.manager.delete(&id).await.unwrap()),
             _ => drop(a.manager.reissue(&id, Duration::ZERO).await.unwrap()),
         }
         eventually(Duration::from_secs(1), op, || async { verify(&b, &header).await.is_err() }).await;

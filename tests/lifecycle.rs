@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api_keys::{
-    ClientClass, CreateRequest, DenyAll, KeyId, KeyManager, KeyOperation, KeyStatus, ManageError, ManualClock,
-    MemoryStore, PageRequest, Pepper, PepperCheckError, Peppers, PolicyDenied, ScopeCatalog, ScopeError, Secret,
-    Timestamp, Verifier, VerifyError,
+    ClientClass, CreateRequest, DenyAll, KeyId, KeyManager, KeyStatus, ManageError, ManualClock, MemoryStore,
+    PageRequest, Pepper, PepperCheckError, Peppers, PolicyDenied, ScopeCatalog, ScopeError, Secret, Timestamp,
+    Verifier, VerifyError,
 };
 
 const T0: i64 = 1_800_000_000; // 2027-01-15T08:00:00Z
@@ -184,7 +184,7 @@ async fn creation_policy_can_forbid_keys() {
     // A closure policy: only keys with an expiry, and no reissue.
     let m = KeyManager::builder(store.clone(), peppers, ScopeCatalog::yandex_cloud())
         .policy(|r: &api_keys::KeyRequest<'_>| {
-            if r.operation == KeyOperation::Reissue {
+            if r.operation == api_keys::OperationKind::Reissue {
                 return Err(PolicyDenied::new("reissue disabled"));
             }
             r.expires_at.map(|_| ()).ok_or_else(|| PolicyDenied::new("keys must expire"))
@@ -560,7 +560,7 @@ mod controls {
         let entry = &log.items[0];
         assert_eq!(entry.kind, OperationKind::Create);
         assert_eq!(entry.changes.enabled, Some(false));
-        assert_eq!(entry.changes.external_id, Some(Some(ExternalId::new("cust_42").unwrap())));
+        assert_eq!(entry.changes.controls.external_id, Some(Some(ExternalId::new("cust_42").unwrap())));
         let json = serde_json::to_string(&entry.changes).unwrap();
         assert!(json.contains("cust_42") && json.contains("api=100/1s:burst=20"), "{json}");
         assert!(!json.contains(created.secret.expose_secret()), "never the secret");
@@ -597,8 +597,8 @@ mod controls {
             .rate_limits(all.rate_limits.clone().unwrap());
         let (info, op) = f.manager.update(&id, set).await.unwrap();
         assert_eq!(info.controls.as_deref(), Some(&all));
-        assert_eq!(op.changes.credits, Some(all.credits));
-        assert_eq!(op.changes.allowed_ips, Some(all.allowed_ips.clone()));
+        assert_eq!(op.changes.controls.credits, Some(all.credits));
+        assert_eq!(op.changes.controls.allowed_ips, Some(all.allowed_ips.clone()));
 
         // Clearing one at a time; the last clear leaves no controls at all.
         let clears: [(Clear, Cleared); 5] = [

@@ -14,7 +14,7 @@ use api_keys::controls::{
 use api_keys::{CreateRequest, Timestamp, UpdateRequest};
 use clap::Args;
 
-use crate::{BAD_INPUT, Failure};
+use crate::failure::{BAD_INPUT, Failure};
 
 /// Largest credit count a flag accepts ([`Credits::MAX`]).
 const MAX_CREDITS: u64 = Credits::MAX;

@@ -57,48 +57,33 @@
 //! Errors go to stderr. Secrets are printed only by `create` and `reissue`,
 //! once; digests never.
 
-mod admin;
+mod context;
 mod controls;
 mod env;
+mod failure;
 mod files;
-mod github;
+mod input;
 mod pepper;
 mod render;
 mod scan;
 mod serve;
 mod update;
 
-use std::error::Error;
-use std::io::{BufRead, IsTerminal, Read, Write};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use api_keys::controls::ExternalId;
-use api_keys::store::any::{self as config, AnyStore, SetupError};
-use api_keys::store::cached::{CacheConfig, CachedStore};
+use api_keys::store::any as config;
 use api_keys::{
-    ClientClass, CreateRequest, KeyId, KeyManager, KeyRecord, KeyStore, ManageError, PageRequest, PepperCheckError,
-    Peppers, ScopeCatalog, Secret, ServiceAccountId, StoreError, Timestamp, VerifyContext,
+    ClientClass, CreateRequest, KeyId, KeyInfo, PageRequest, ScopeCatalog, Secret, ServiceAccountId, Timestamp,
+    VerifyContext,
 };
 use clap::{Args, Parser, Subcommand};
-use pepper::{PepperSettings, PepperSetupError, PepperSource};
-use render::Format;
+use context::{Context, database_url, open_store, sqlite_database};
+use failure::{BAD_INPUT, Failure, NOT_FOUND, OTHER, UNAVAILABLE, chain, manage_failure, setup_failure};
+use input::{parse_duration, read_stdin};
+use render::{Format, emit};
 use zeroize::Zeroizing;
-
-/// Exit code: `verify` rejected the key, or another failure.
-pub(crate) const OTHER: u8 = 1;
-/// Exit code: bad input or configuration.
-pub(crate) const BAD_INPUT: u8 = 2;
-/// Exit code: no such key.
-pub(crate) const NOT_FOUND: u8 = 3;
-/// Exit code: refused by policy, a conflict, or a duplicate.
-pub(crate) const REFUSED: u8 = 4;
-/// Exit code: the store is unavailable.
-pub(crate) const UNAVAILABLE: u8 = 5;
-
-/// Most bytes read from stdin (a header or a secret is far shorter).
-const MAX_STDIN: u64 = 64 * 1024;
 
 const AFTER_HELP: &str = "\
 Environment:
@@ -342,199 +327,6 @@ impl Command {
     }
 }
 
-/// A failed command: what to print and the exit code.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    code: u8,
-    message: String,
-}
-
-impl Failure {
-    pub(crate) fn new(code: u8, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
-    }
-}
-
-/// An error and its sources, `: `-separated.
-pub(crate) fn chain(e: &dyn Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        // Some drivers repeat their source in their own message.
-        let part = c.to_string();
-        if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        cause = c.source();
-    }
-    text
-}
-
-fn store_failure(e: &StoreError) -> Failure {
-    let code = match e {
-        StoreError::NotFound(_) => NOT_FOUND,
-        StoreError::Duplicate(_) | StoreError::Conflict { .. } => REFUSED,
-        _ => UNAVAILABLE,
-    };
-    Failure::new(code, chain(e))
-}
-
-fn manage_failure(e: &ManageError) -> Failure {
-    let code = match e {
-        ManageError::InvalidField(_)
-        | ManageError::Scope(_)
-        | ManageError::AlreadyExpired(_)
-        | ManageError::InvalidImportedSecret(_)
-        | ManageError::EmptyUpdate
-        | ManageError::InvalidControl(_) => BAD_INPUT,
-        ManageError::NotFound(_) => NOT_FOUND,
-        ManageError::PolicyDenied(_) | ManageError::Conflict { .. } | ManageError::AlreadyImported => REFUSED,
-        ManageError::Store(s) => return store_failure(s),
-        _ => OTHER,
-    };
-    Failure::new(code, chain(e))
-}
-
-pub(crate) fn setup_failure(e: &SetupError) -> Failure {
-    let code = match e {
-        SetupError::Store { .. } => UNAVAILABLE,
-        _ => BAD_INPUT,
-    };
-    Failure::new(code, chain(e))
-}
-
-fn pepper_failure(e: &PepperSetupError) -> Failure {
-    match e {
-        PepperSetupError::Url(e) => setup_failure(e),
-        PepperSetupError::Random(_) => Failure::new(OTHER, chain(e)),
-        _ => Failure::new(BAD_INPUT, chain(e)),
-    }
-}
-
-/// `0`, or a whole number with `s`, `m`, `h` or `d`.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    const HELP: &str = "expected 0 or a whole number with s, m, h or d (e.g. 30s, 10m, 1h, 2d)";
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or(HELP)?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| HELP)?;
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(HELP.to_owned()),
-    };
-    number.checked_mul(seconds).map(Duration::from_secs).ok_or_else(|| "duration is too long".to_owned())
-}
-
-/// Writes rendered output to stdout.
-fn emit(rendered: Result<String, String>) -> Result<(), Failure> {
-    let text = rendered.map_err(|e| Failure::new(OTHER, format!("cannot format the output: {e}")))?;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|e| Failure::new(OTHER, format!("cannot write the output: {e}")))
-}
-
-/// Reads a secret value from stdin: one line from a terminal, otherwise
-/// everything up to [`MAX_STDIN`]; one trailing newline (`\n` or `\r\n`) is
-/// removed. The buffer is zeroized when dropped.
-fn read_stdin(what: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
-    let stdin = std::io::stdin();
-    let mut buf = Zeroizing::new(Vec::new());
-    let read = if stdin.is_terminal() {
-        eprint!("{what}, then Enter (your terminal shows what you type; prefer `< file` or a pipe): ");
-        stdin.lock().read_until(b'\n', &mut buf)
-    } else {
-        stdin.lock().take(MAX_STDIN).read_to_end(&mut buf)
-    };
-    read.map_err(|e| Failure::new(OTHER, format!("cannot read stdin: {e}")))?;
-    if buf.last() == Some(&b'\n') {
-        buf.pop();
-        if buf.last() == Some(&b'\r') {
-            buf.pop();
-        }
-    }
-    Ok(buf)
-}
-
-/// The store, and the pepper if there is one.
-struct Context {
-    /// For PostgreSQL and Redis, writes are announced on the store's
-    /// invalidation channel (nothing is cached): a `keyctl revoke` reaches
-    /// the caching `keyctl serve` nodes at once.
-    store: Arc<CachedStore<AnyStore>>,
-    peppers: Option<Peppers>,
-}
-
-/// Loads (or, for a new SQLite database, creates) the pepper first, then
-/// opens the store: the database (created owner-only) and its pepper file
-/// are made together. With a pepper, checks it against the fingerprint the
-/// store recorded for its version.
-async fn open_store(url: &str, needs_pepper: bool) -> Result<(AnyStore, Option<Peppers>), Failure> {
-    let database = sqlite_database(url)?;
-    if let Some(warning) = database.as_deref().and_then(files::directory_warning) {
-        eprintln!("keyctl: warning: {warning}");
-    }
-    let peppers = match pepper::load_peppers(url, &PepperSettings::from_env()) {
-        Ok(loaded) => {
-            if let PepperSource::Created(path) = &loaded.source {
-                let path = path.display();
-                eprintln!(
-                    "keyctl: warning: {} is not set; created a new pepper in {path} (mode 0600). Every key in \
-                     this database depends on it: back it up with the database, and give programs that verify \
-                     these keys the same pepper ({}=\"$(cat {path})\").",
-                    env::PEPPER_VAR,
-                    env::PEPPER_VAR,
-                );
-            }
-            Some(loaded.peppers)
-        }
-        Err(PepperSetupError::PepperRequired { .. }) if !needs_pepper => None,
-        Err(e) => return Err(pepper_failure(&e)),
-    };
-    if let Some(db) = &database {
-        files::create_private(db)
-            .map_err(|e| Failure::new(OTHER, format!("cannot create the key database {}: {e}", db.display())))?;
-    }
-    let store = config::open_store(url).await.map_err(|e| setup_failure(&e))?;
-    if let Some(peppers) = &peppers {
-        check_peppers(&store, peppers).await?;
-    }
-    Ok((store, peppers))
-}
-
-/// The database file of a SQLite URL (`None` for other stores and for an
-/// in-memory database).
-fn sqlite_database(url: &str) -> Result<Option<std::path::PathBuf>, Failure> {
-    if config::Backend::of(url).map_err(|e| setup_failure(&e))? != config::Backend::Sqlite {
-        return Ok(None);
-    }
-    config::sqlite_path(url).map_err(|e| setup_failure(&e))
-}
-
-/// Refuses a pepper that is not the one the store was used with: exit 2, before anything is created or verified under it.
-async fn check_peppers(store: &AnyStore, peppers: &Peppers) -> Result<(), Failure> {
-    let manager = KeyManager::builder(Arc::new(store.clone()), peppers.clone(), ScopeCatalog::yandex_cloud()).build();
-    match manager.check_peppers().await {
-        Ok(()) => Ok(()),
-        Err(e @ PepperCheckError::Mismatch { .. }) => Err(Failure::new(
-            BAD_INPUT,
-            format!(
-                "{e}; set {} (and {}) to the pepper this store's keys were made with",
-                env::PEPPER_VAR,
-                env::PEPPER_VERSION_VAR
-            ),
-        )),
-        Err(PepperCheckError::Store(e)) => Err(store_failure(&e)),
-        Err(e) => Err(Failure::new(OTHER, chain(&e))),
-    }
-}
-
 /// A command other than create/import on a SQLite database file that does
 /// not exist: say so, create nothing (no database, no pepper file).
 fn without_database(command: &Command, format: Format, database: &std::path::Path) -> Result<(), Failure> {
@@ -547,41 +339,6 @@ fn without_database(command: &Command, format: Format, database: &std::path::Pat
         Command::Verify { .. } => Err(Failure::new(OTHER, format!("rejected: invalid_token (401); {none}"))),
         _ => Err(Failure::new(NOT_FOUND, none)),
     }
-}
-
-impl Context {
-    async fn open(url: &str, needs_pepper: bool) -> Result<Self, Failure> {
-        let (store, peppers) = open_store(url, needs_pepper).await?;
-        let store = match store.invalidation_bus(url).await.map_err(|e| setup_failure(&e))? {
-            Some(bus) => CachedStore::publishing(store, bus),
-            None => CachedStore::new(store, CacheConfig::disabled()),
-        };
-        Ok(Self { store: Arc::new(store), peppers })
-    }
-
-    fn manager(&self) -> Result<KeyManager<CachedStore<AnyStore>>, Failure> {
-        let peppers = self.peppers.clone().ok_or_else(|| Failure::new(BAD_INPUT, "no pepper configured"))?;
-        Ok(KeyManager::builder(Arc::clone(&self.store), peppers, ScopeCatalog::yandex_cloud())
-            .actor(update::actor())
-            .build())
-    }
-
-    /// Warns when a write could not be announced to the caching nodes.
-    fn warn_unpublished(&self) {
-        if self.store.bus_status().publish_failures > 0 {
-            eprintln!(
-                "keyctl: warning: the change is stored, but it could not be announced on the invalidation channel; \
-                 caching `keyctl serve` nodes pick it up within their {} (default 30s)",
-                env::CACHE_MAX_STALENESS_VAR
-            );
-        }
-    }
-}
-
-/// `--database-url`, else `API_KEYS_DATABASE_URL` (empty means unset), else
-/// the default SQLite file.
-fn database_url(flag: Option<String>) -> String {
-    flag.or_else(|| env::var(env::DATABASE_URL_VAR)).unwrap_or_else(|| env::DEFAULT_DATABASE_URL.to_owned())
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
@@ -633,8 +390,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 /// The credits a verified key has left (`None` without credits), as the
 /// store holds them; a refill that is due counts as done.
 async fn credits_remaining(cx: &Context, id: &KeyId, now: Timestamp) -> Result<Option<u64>, Failure> {
-    let record = cx.store.get(id).await.map_err(|e| store_failure(&e))?;
-    Ok(record.and_then(|r| r.controls().credits).map(|c| c.available(c.refill.map(|r| r.last_instant(now)))))
+    let key = cx.directory().get(id).await.map_err(|e| manage_failure(&e))?;
+    Ok(key.controls.and_then(|c| c.credits).map(|c| c.available(c.refill.map(|r| r.last_instant(now)))))
 }
 
 /// One page of the keys `list` selects.
@@ -642,23 +399,21 @@ async fn list_page(
     cx: &Context,
     selection: ListSelection,
     page: PageRequest,
-    now: Timestamp,
-) -> Result<api_keys::Page<KeyRecord>, Failure> {
+) -> Result<api_keys::Page<KeyInfo>, Failure> {
+    let keys = cx.directory();
     let listed = match selection {
-        ListSelection { external_id: Some(id), .. } => cx.store.list_by_external_id(&id, page).await,
-        ListSelection { expiring_within: Some(window), .. } => {
-            cx.store.list_expiring(now..now.saturating_add(window), page).await
-        }
+        ListSelection { external_id: Some(id), .. } => keys.list_by_external_id(&id, page).await,
+        ListSelection { expiring_within: Some(window), .. } => keys.expiring_within(window, page).await,
         ListSelection { service_account_id: Some(sa), .. } => {
             let sa = ServiceAccountId::new(&sa)
                 .map_err(|e| Failure::new(BAD_INPUT, format!("--service-account-id: {e}")))?;
-            cx.store.list(&sa, page).await
+            keys.list(sa.as_str(), page).await
         }
         ListSelection { .. } => {
             return Err(Failure::new(BAD_INPUT, "give --service-account-id, --external-id or --expiring-within"));
         }
     };
-    listed.map_err(|e| store_failure(&e))
+    listed.map_err(|e| manage_failure(&e))
 }
 
 /// Runs one of the key-management commands.
@@ -672,8 +427,8 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
         }
         Command::List { selection, limit, page_token } => {
             let page = page_token.map_or(PageRequest::first(limit), |after| PageRequest::after(limit, after));
-            let page = list_page(cx, selection, page, now).await?;
-            let infos: Vec<_> = page.items.iter().map(KeyRecord::info).collect();
+            let page = list_page(cx, selection, page).await?;
+            let infos = page.items;
             let next = page.next.map(|id| id.to_string());
             if format == Format::Table
                 && let Some(next) = &next
@@ -682,10 +437,10 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
             }
             emit(render::keys(format, &infos, next, now))?;
         }
-        Command::Get { id } => match cx.store.get(&id).await.map_err(|e| store_failure(&e))? {
-            Some(record) => emit(render::key(format, &record.info(), now))?,
-            None => return Err(Failure::new(NOT_FOUND, format!("key {id} not found"))),
-        },
+        Command::Get { id } => {
+            let key = cx.directory().get(&id).await.map_err(|e| manage_failure(&e))?;
+            emit(render::key(format, &key, now))?;
+        }
         Command::Revoke { id } => {
             update::revoke(&id, cx).await?;
             eprintln!("keyctl: key {id} revoked");
@@ -794,8 +549,8 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("keyctl: {}", f.message);
-            ExitCode::from(f.code)
+            eprintln!("keyctl: {}", f.message());
+            ExitCode::from(f.code())
         }
     }
 }
@@ -811,18 +566,6 @@ fn init_logging() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
-        for bad in ["", "h", "1", "1x", "-1h", "1.5h", "1h30m", "99999999999999999999d"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn the_cli_is_well_formed() {

@@ -3,6 +3,7 @@
 //! Nothing here ever sees a digest; the only secret that reaches it is the
 //! one-time [`CreatedKey`] of `create` and `reissue`.
 
+use crate::failure::{Failure, OTHER};
 use api_keys::controls::{Credits, KeyControls};
 use api_keys::{CreatedKey, KeyInfo, KeyStatus, Principal, ScopeInfo, Timestamp};
 use clap::ValueEnum;
@@ -94,8 +95,14 @@ pub(crate) fn keys(
     Ok(table(&headers, &rows))
 }
 
+/// The controls [`controls_summary`] writes in their flag syntax; any other
+/// shows as `name=JSON`.
+const SUMMARISED: [&str; 5] = ["external_id", "credits", "rate_limits", "allowed_ips", "metadata"];
+
 /// The CONTROLS cell: `external-id=ID credits=N[/daily:AMOUNT@HH:MM]
-/// rate-limits=L,… allow-ip=CIDR,… meta=JSON`, the controls set.
+/// rate-limits=L,… allow-ip=CIDR,… meta=JSON`, then any other control set
+/// as `name=JSON` (its camelCase name and value as the library serialises
+/// them), the controls set.
 pub(crate) fn controls_summary(c: &KeyControls) -> String {
     let mut parts = Vec::new();
     if let Some(id) = &c.external_id {
@@ -112,6 +119,10 @@ pub(crate) fn controls_summary(c: &KeyControls) -> String {
     }
     if let Some(m) = &c.metadata {
         parts.push(format!("meta={}", m.to_json()));
+    }
+    let others = c.only(|name| !SUMMARISED.contains(&name));
+    if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(&others) {
+        parts.extend(map.iter().map(|(name, value)| format!("{name}={value}")));
     }
     parts.join(" ")
 }
@@ -293,9 +304,35 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Writes rendered output to stdout.
+pub(crate) fn emit(rendered: Result<String, String>) -> Result<(), Failure> {
+    let text = rendered.map_err(|e| Failure::new(OTHER, format!("cannot format the output: {e}")))?;
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::new(OTHER, format!("cannot write the output: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_controls_cell_names_each_control_once_in_flag_syntax() {
+        let c = KeyControls::new()
+            .external_id("cust_1".parse().unwrap())
+            .credits(Credits::new(5).unwrap())
+            .rate_limits("api=1/1s".parse().unwrap())
+            .allowed_ips("10.0.0.0/8".parse().unwrap())
+            .metadata(api_keys::controls::Metadata::parse(r#"{"a":1}"#).unwrap());
+        assert_eq!(
+            controls_summary(&c),
+            r#"external-id=cust_1 credits=5 rate-limits=api=1/1s allow-ip=10.0.0.0/8 meta={"a":1}"#,
+            "every control in its own syntax, none again as JSON"
+        );
+        assert_eq!(controls_summary(&KeyControls::new()), "");
+    }
 
     #[test]
     fn control_and_bidi_characters_are_escaped() {

@@ -2,40 +2,22 @@
 //! scopes, expiry, enabled flag or controls (one atomic store operation, logged and announced to
 //! the caching nodes like a revoke), and show a key's operations log.
 
-use api_keys::{
-    Actor, Change, KeyId, KeyStatus, KeyStore as _, LogEntry, Operation, OperationChanges, OperationCursor,
-    OperationKind, PageRequest, Timestamp, UpdateRequest,
-};
+use api_keys::{KeyId, Operation, OperationCursor, PageRequest, Timestamp, UpdateRequest};
 use clap::Args;
 use serde::Serialize;
 
-use crate::render::{self, Format};
-use crate::{BAD_INPUT, Context, Failure, OTHER, emit, manage_failure, store_failure};
+use crate::context::Context;
+use crate::failure::{BAD_INPUT, Failure, manage_failure};
+use crate::render::{self, Format, emit};
 
-/// The actor `keyctl`'s changes are logged as.
-pub(crate) fn actor() -> Actor {
-    Actor::new("keyctl").unwrap_or_else(|_| Actor::system())
-}
-
-/// Applies `change` with its log entry in one store call (revoke and
-/// delete need no pepper, so they do not go through a manager).
-async fn logged(cx: &Context, change: Change, kind: OperationKind, changes: OperationChanges) -> Result<(), Failure> {
-    let entry = LogEntry::new(change.key_id(), kind, actor(), Timestamp::now(), changes)
-        .map_err(|e| Failure::new(OTHER, e.to_string()))?;
-    cx.store.commit(change, &[entry]).await.map_err(|e| store_failure(&e))?;
-    Ok(())
-}
-
-/// `keyctl revoke`, logged.
+/// `keyctl revoke`, logged (no pepper needed: through the directory).
 pub(crate) async fn revoke(id: &KeyId, cx: &Context) -> Result<(), Failure> {
-    let mut changes = OperationChanges::default();
-    changes.status = Some(KeyStatus::Revoked);
-    logged(cx, Change::Revoke(*id), OperationKind::Revoke, changes).await
+    cx.directory().revoke(id).await.map(drop).map_err(|e| manage_failure(&e))
 }
 
 /// `keyctl delete`, logged (the log outlives the key).
 pub(crate) async fn delete(id: &KeyId, cx: &Context) -> Result<(), Failure> {
-    logged(cx, Change::Delete(*id), OperationKind::Delete, OperationChanges::default()).await
+    cx.directory().delete(id).await.map(drop).map_err(|e| manage_failure(&e))
 }
 
 /// `keyctl update ID [--description D] [--scopes a,b] [--expires-at T | --no-expiry] [--disable | --enable]`
@@ -94,8 +76,7 @@ pub(crate) async fn update(args: UpdateArgs, format: Format, cx: &Context) -> Re
              (--no-credits, --no-rate-limits, --no-allow-ip, --no-meta, --no-external-id)",
         ));
     }
-    let manager = cx.manager()?;
-    let (info, _operation) = manager.update(&args.id, request).await.map_err(|e| manage_failure(&e))?;
+    let (info, _operation) = cx.directory().update(&args.id, request).await.map_err(|e| manage_failure(&e))?;
     let format = if format == Format::Table { Format::Yaml } else { format };
     emit(render::key(format, &info, Timestamp::now()))
 }
@@ -124,7 +105,7 @@ struct Log<'a> {
 /// Runs `operations`: the key's log, newest first.
 pub(crate) async fn operations(args: OperationsArgs, format: Format, cx: &Context) -> Result<(), Failure> {
     let page = PageRequest::starting(args.limit, args.page_token.map(OperationCursor::new));
-    let page = cx.store.operations(&args.id, page).await.map_err(|e| store_failure(&e))?;
+    let page = cx.directory().operations(&args.id, page).await.map_err(|e| manage_failure(&e))?;
     let next = page.next.map(OperationCursor::get);
     if format != Format::Table {
         return emit(render::structured(format, &Log { operations: &page.items, next_page_token: next }));
@@ -176,6 +157,6 @@ mod tests {
             assert!(request(&["--scopes", empty]).is_err(), "{empty:?} must not reset the scopes");
         }
         let named = request(&["--scopes", "yc.postbox.send, "]).ok().unwrap_or_default();
-        assert_eq!(named.scopes, Some(Some(vec!["yc.postbox.send".to_owned()])));
+        assert_eq!(named.scopes, Some(vec!["yc.postbox.send".to_owned()]));
     }
 }

@@ -609,32 +609,6 @@ pub(super) fn page_size(size: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
-/// The API view of a key just made: the creation result's fields, with the
-/// description, enabled flag and controls it was made with (the creation
-/// result itself carries only the documented `api_key` fields).
-fn api_key_of_created(created: &CreatedKey, description: &str, enabled: bool, controls: &KeyControls) -> ApiKey {
-    let s = &created.api_key;
-    let mut info = KeyInfo {
-        id: s.id,
-        service_account_id: s.service_account_id.clone(),
-        description: crate::record::Description::default(),
-        created_at: s.created_at,
-        last_used_at: None,
-        scopes: s.scopes.clone(),
-        expires_at: s.expires_at,
-        masked_key: created.secret.tail6(),
-        status: KeyStatus::Active,
-        enabled,
-        kind: crate::record::KeyKind::Native,
-        links: crate::record::ReissueLinks::default(),
-        controls: controls.clone().into_option(),
-    };
-    if let Ok(d) = crate::record::Description::new(description) {
-        info.description = d;
-    }
-    ApiKey::from(&info)
-}
-
 // ----- control fields -----
 
 fn invalid_control(field: &str, e: &ControlError) -> ApiError {
@@ -739,7 +713,7 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
                 format!("a key may not change its own {f}; an operator can"),
             ));
         }
-        if let Some(Some(scopes)) = &update.scopes {
+        if let Some(scopes) = &update.scopes {
             self.check_grant(caller, Some(scopes))?;
         }
         Ok((update, key.id))
@@ -751,14 +725,13 @@ pub(super) async fn apply_create<S: KeyStore>(
     manager: KeyManager<S>,
     create: CreateRequest,
 ) -> Result<(ApiKey, CreatedKey), ApiError> {
-    let (description, enabled, controls) = (create.description.clone(), create.enabled, create.controls.clone());
     let created = manager.create(create).await?;
-    Ok((api_key_of_created(&created, &description, enabled, &controls), created))
+    Ok((ApiKey::from(&created.key), created))
 }
 
 /// Deletes `key`: the operation logged.
 pub(super) async fn apply_delete<S: KeyStore>(manager: KeyManager<S>, key: KeyInfo) -> Result<Operation, ApiError> {
-    Ok(manager.delete_logged(&key.id).await?.recorded(&key.service_account_id))
+    Ok(manager.delete(&key.id).await?.recorded(&key.service_account_id))
 }
 
 async fn create<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Request) -> Response {
@@ -978,19 +951,19 @@ fn update_controls(
     mut update: UpdateRequest,
 ) -> Result<UpdateRequest, ApiError> {
     if named("metadata") {
-        update.metadata = Some(req.metadata.as_ref().map(parse_metadata).transpose()?);
+        update.controls.metadata = Some(req.metadata.as_ref().map(parse_metadata).transpose()?);
     }
     if named("externalId") {
-        update.external_id = Some(req.external_id.as_deref().map(parse_external_id).transpose()?);
+        update.controls.external_id = Some(req.external_id.as_deref().map(parse_external_id).transpose()?);
     }
     if named("allowedIps") {
-        update.allowed_ips = Some(req.allowed_ips.as_deref().map(parse_allowed_ips).transpose()?);
+        update.controls.allowed_ips = Some(req.allowed_ips.as_deref().map(parse_allowed_ips).transpose()?);
     }
     if named("credits") {
-        update.credits = Some(req.credits.as_ref().map(parse_credits).transpose()?);
+        update.controls.credits = Some(req.credits.as_ref().map(parse_credits).transpose()?);
     }
     if named("rateLimits") {
-        update.rate_limits = Some(req.rate_limits.as_deref().map(parse_rate_limits).transpose()?);
+        update.controls.rate_limits = Some(req.rate_limits.as_deref().map(parse_rate_limits).transpose()?);
     }
     Ok(update)
 }
@@ -1049,10 +1022,7 @@ async fn reissue<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, requ
     };
     api.change(&parts, prepared.await, |manager, (grace, key, view): (Duration, KeyInfo, View)| async move {
         let created = manager.reissue(&key.id, grace).await?;
-        let controls = key.controls.as_deref().unwrap_or(&KeyControls::NONE);
-        let mut api_key = api_key_of_created(&created, key.description.as_str(), key.enabled, controls);
-        api_key.reissued_from = Some(key.id.as_str().to_owned());
-        Ok(Answer::created(&api_key, &created, view))
+        Ok(Answer::created(&ApiKey::from(&created.key), &created, view))
     })
     .await
 }
@@ -1064,7 +1034,7 @@ async fn revoke<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, reque
         Err(e) => Err(e),
     };
     api.change(&parts, prepared, |manager, (key, view): (KeyInfo, View)| async move {
-        let op = manager.revoke_logged(&key.id).await?.recorded(&key.service_account_id);
+        let op = manager.revoke(&key.id).await?.recorded(&key.service_account_id);
         let mut revoked = key;
         revoked.status = KeyStatus::Revoked;
         let response =

@@ -19,7 +19,7 @@
 //!    statement on SQL, one pipeline on Redis), at most
 //!    [`SecretScanning::concurrency`] batches at once;
 //! 5. **act** — for each key of ours, one
-//!    [`KeyManager::record_leak`]: a [`OperationKind::Leak`](crate::OperationKind::Leak)
+//!    [`KeyDirectory::record_leak`](crate::KeyDirectory::record_leak): a [`OperationKind::Leak`](crate::OperationKind::Leak)
 //!    entry in the key's operations log with the report's `url` and `source`
 //!    ([`LeakDetails`]; never the token), and for a key not yet revoked
 //!    under [`LeakAction::Revoke`] (the default) the revocation in the same
@@ -65,7 +65,7 @@
 //! Entries are written by the actor [`SecretScanning::DEFAULT_ACTOR`]
 //! (`github-secret-scanning`; [`SecretScanning::actor`] changes it) and read
 //! like any other: `GET /iam/v1/apiKeys/{id}/operations`,
-//! `keyctl operations ID`, [`KeyManager::operations`]. `tracing` also logs
+//! `keyctl operations ID`, [`KeyDirectory::operations`](crate::KeyDirectory::operations). `tracing` also logs
 //! every leak at `warn` with the key id and URL; [`LeakHook::on_leak`] is
 //! told about each (its default does nothing).
 

@@ -1,104 +1,185 @@
-//! [`KeyControls`]: the optional controls of one key, together.
+//! [`KeyControls`] (the optional controls of one key, together) and
+//! [`ControlsPatch`] (a change of some of them), both written by
+//! `key_controls!` from the one list of controls in the module front.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer};
 
-use super::credits::Credits;
-use super::ip::IpAllowList;
-use super::metadata::{ExternalId, Metadata};
-use super::rate::RateLimits;
-
-/// The optional controls of one key. A key without any has none of this
-/// (`KeyRecord::controls` is `None`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
-pub struct KeyControls {
-    /// Application-defined JSON object, returned on the principal.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Metadata>,
-    /// The application's own owner (customer, tenant) id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_id: Option<ExternalId>,
-    /// Client addresses the key may be used from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allowed_ips: Option<IpAllowList>,
-    /// Usage credits.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credits: Option<Credits>,
-    /// Named rate limits.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limits: Option<RateLimits>,
+/// Reads a present field, `null` included, as `Some` (so a patch tells a
+/// removed control, `Some(None)`, from an untouched one, `None`).
+pub(super) fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
-impl KeyControls {
-    /// No control set, as a constant.
-    pub const NONE: Self =
-        Self { metadata: None, external_id: None, allowed_ips: None, credits: None, rate_limits: None };
+/// Declares every key control once: `name: Type, enforced = BOOL;` with its
+/// docs (`enforced`: whether the verifier checks it). Writes `KeyControls`
+/// (a field `Option<Type>` and a builder setter per control) and
+/// `ControlsPatch` (a field `Option<Option<Type>>` and a setter per
+/// control, and what a patch does to controls). Both serialise in camelCase
+/// with absent controls left out, which is also how the stores keep the
+/// controls that have no column of their own.
+macro_rules! key_controls {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty, enforced = $enforced:literal;)+) => {
+        /// The optional controls of one key. A key without any has none of
+        /// this (`KeyRecord::controls` is `None`).
+        #[derive(Debug, Clone, Default, PartialEq, Eq, ::serde::Serialize, ::serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        #[non_exhaustive]
+        pub struct KeyControls {
+            $(
+                $(#[$doc])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $name: Option<$ty>,
+            )+
+        }
 
-    /// No control set.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
-    }
+        impl KeyControls {
+            /// No control set, as a constant.
+            pub const NONE: Self = Self { $($name: None),+ };
 
-    /// Whether no control is set (such a record stores `None` instead).
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self == &Self::default()
-    }
+            /// No control set.
+            #[must_use]
+            pub fn new() -> Self {
+                Self::default()
+            }
 
-    /// Whether any control is enforced on verify (allow-list, credits or
-    /// rate limits); metadata and the external id are not.
-    #[must_use]
-    pub fn enforces(&self) -> bool {
-        self.allowed_ips.is_some() || self.credits.is_some() || self.rate_limits.is_some()
-    }
+            /// Whether no control is set (such a record stores `None` instead).
+            #[must_use]
+            pub fn is_empty(&self) -> bool {
+                self == &Self::NONE
+            }
 
-    /// Sets the metadata.
-    #[must_use]
-    pub fn metadata(mut self, m: Metadata) -> Self {
-        self.metadata = Some(m);
-        self
-    }
+            /// Whether any control is enforced on verify (allow-list,
+            /// credits or rate limits); metadata and the external id are not.
+            #[must_use]
+            pub fn enforces(&self) -> bool {
+                false $(|| ($enforced && self.$name.is_some()))+
+            }
 
-    /// Sets the external owner id.
-    #[must_use]
-    pub fn external_id(mut self, id: ExternalId) -> Self {
-        self.external_id = Some(id);
-        self
-    }
+            /// `Some(self)` unless empty: what a record stores.
+            #[must_use]
+            pub fn into_option(self) -> Option<std::sync::Arc<Self>> {
+                if self.is_empty() { None } else { Some(std::sync::Arc::new(self)) }
+            }
 
-    /// Sets the IP allow-list.
-    #[must_use]
-    pub fn allowed_ips(mut self, list: IpAllowList) -> Self {
-        self.allowed_ips = Some(list);
-        self
-    }
+            $(
+                #[doc = concat!("Sets `", stringify!($name), "`.")]
+                #[must_use]
+                pub fn $name(mut self, value: $ty) -> Self {
+                    self.$name = Some(value);
+                    self
+                }
+            )+
+        }
 
-    /// Sets the usage credits.
-    #[must_use]
-    pub fn credits(mut self, c: Credits) -> Self {
-        self.credits = Some(c);
-        self
-    }
+        /// A change of some controls: each field left `None` stays as it
+        /// is, `Some(Some(v))` sets it and `Some(None)` removes it. The one
+        /// shape of a control change, shared by
+        /// [`UpdateRequest`](crate::UpdateRequest),
+        /// [`KeyUpdate`](crate::KeyUpdate) and
+        /// [`OperationChanges`](crate::OperationChanges) (which logs a
+        /// removal as JSON `null`).
+        #[derive(Debug, Clone, Default, PartialEq, Eq, ::serde::Serialize, ::serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        #[non_exhaustive]
+        pub struct ControlsPatch {
+            $(
+                $(#[$doc])*
+                #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::controls::key_controls::present")]
+                pub $name: Option<Option<$ty>>,
+            )+
+        }
 
-    /// Sets the rate limits.
-    #[must_use]
-    pub fn rate_limits(mut self, l: RateLimits) -> Self {
-        self.rate_limits = Some(l);
-        self
-    }
+        impl ControlsPatch {
+            /// A patch that changes nothing, as a constant.
+            pub const NONE: Self = Self { $($name: None),+ };
 
-    /// `Some(self)` unless empty: what a record stores.
-    #[must_use]
-    pub fn into_option(self) -> Option<std::sync::Arc<Self>> {
-        if self.is_empty() { None } else { Some(std::sync::Arc::new(self)) }
-    }
+            /// A patch that changes nothing yet.
+            #[must_use]
+            pub fn new() -> Self {
+                Self::default()
+            }
+
+            $(
+                #[doc = concat!("Sets (`Some`) or removes (`None`) `", stringify!($name), "`.")]
+                #[must_use]
+                pub fn $name(mut self, value: Option<$ty>) -> Self {
+                    self.$name = Some(value);
+                    self
+                }
+            )+
+
+            /// Whether the patch changes nothing.
+            #[must_use]
+            pub fn is_empty(&self) -> bool {
+                true $(&& self.$name.is_none())+
+            }
+
+            /// `controls` with this patch applied.
+            #[must_use]
+            pub fn apply_to(&self, controls: &KeyControls) -> KeyControls {
+                let mut c = controls.clone();
+                $(
+                    if let Some(v) = &self.$name {
+                        c.$name.clone_from(v);
+                    }
+                )+
+                c
+            }
+
+            /// The patch that sets every control `controls` sets (what a
+            /// new key's log entry records).
+            #[must_use]
+            pub fn setting(controls: &KeyControls) -> Self {
+                let mut p = Self::NONE;
+                $(
+                    if let Some(v) = &controls.$name {
+                        p.$name = Some(Some(v.clone()));
+                    }
+                )+
+                p
+            }
+
+            /// The patch without what `keep` says no to, by control name
+            /// (`snake_case`, as the field): the parts of a patch a store
+            /// writes to different places.
+            #[must_use]
+            pub fn only(&self, keep: impl Fn(&str) -> bool) -> Self {
+                let mut p = Self::NONE;
+                $(
+                    if keep(stringify!($name)) {
+                        p.$name.clone_from(&self.$name);
+                    }
+                )+
+                p
+            }
+        }
+
+        impl KeyControls {
+            /// These controls without what `keep` says no to, by control
+            /// name (`snake_case`, as the field).
+            #[must_use]
+            pub fn only(&self, keep: impl Fn(&str) -> bool) -> Self {
+                let mut c = Self::NONE;
+                $(
+                    if keep(stringify!($name)) {
+                        c.$name.clone_from(&self.$name);
+                    }
+                )+
+                c
+            }
+        }
+    };
 }
+
+pub(super) use key_controls;
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::controls::{ControlsPatch, ExternalId, IpAllowList, KeyControls};
 
     #[test]
     fn empty_controls_are_stored_as_none() {
@@ -121,5 +202,37 @@ mod tests {
         assert_eq!(v["rateLimits"], serde_json::json!(["api=100/1s:burst=20"]));
         assert!(v.get("credits").is_none() && v.get("metadata").is_none());
         assert_eq!(serde_json::from_value::<KeyControls>(v).unwrap(), c);
+    }
+
+    #[test]
+    fn a_patch_changes_only_what_it_names() {
+        let list: IpAllowList = "10.0.0.0/8".parse().unwrap();
+        let start =
+            KeyControls::new().external_id(ExternalId::new("t-1").unwrap()).rate_limits("api=100/1s".parse().unwrap());
+        assert!(ControlsPatch::new().is_empty());
+        assert_eq!(ControlsPatch::new().apply_to(&start), start, "an empty patch changes nothing");
+        let patch = ControlsPatch::new().allowed_ips(Some(list.clone())).rate_limits(None);
+        assert!(!patch.is_empty());
+        let after = patch.apply_to(&start);
+        assert_eq!(after.allowed_ips, Some(list));
+        assert_eq!(after.rate_limits, None, "removed");
+        assert_eq!(after.external_id, start.external_id, "untouched");
+        assert_eq!(ControlsPatch::setting(&after).apply_to(&KeyControls::NONE), after);
+        let split = patch.only(|name| name == "rate_limits");
+        assert_eq!(split, ControlsPatch::new().rate_limits(None));
+        assert_eq!(
+            after.only(|name| name == "external_id"),
+            KeyControls::new().external_id(ExternalId::new("t-1").unwrap())
+        );
+    }
+
+    #[test]
+    fn a_patch_logs_a_removal_as_null_and_reads_it_back() {
+        let patch = ControlsPatch::new().allowed_ips(None).external_id(Some(ExternalId::new("x").unwrap()));
+        let json = serde_json::to_string(&patch).unwrap();
+        assert_eq!(json, r#"{"externalId":"x","allowedIps":null}"#);
+        assert_eq!(serde_json::from_str::<ControlsPatch>(&json).unwrap(), patch);
+        assert_eq!(serde_json::from_str::<ControlsPatch>("{}").unwrap(), ControlsPatch::NONE);
+        assert!(serde_json::from_str::<ControlsPatch>(r#"{"allowedIps":["not an address"]}"#).is_err());
     }
 }

@@ -16,16 +16,24 @@
 //! | `digest` | the 32 raw bytes (SQLite `BLOB`, PostgreSQL `BYTEA`; Redis: standard base64) |
 //! | `status`, `kind` | [`KeyStatus::as_str`] / [`KeyKind::as_str`] |
 //! | `enabled` | boolean (SQLite `0`/`1`; Redis: field `enabled = 0` only when disabled) |
-//! | `metadata` | compact JSON object text |
 //! | `external_id` | text |
-//! | `allowed_ips`, `rate_limits` | the keyctl syntax, comma-joined (`10.0.0.0/8,2001:db8::/32`; `api=100/1s:burst=20`) |
+//! | `controls` | every other control (metadata, IP allow-list, rate limits, …) as one JSON object, in [`KeyControls`]' serde shape (camelCase, absent controls left out) |
 //! | `credits_remaining`, `credits_refill_amount` | integer `0..=Credits::MAX` |
 //! | `credits_refill_period` | `daily` / `monthly` |
 //! | `credits_refill_at` | seconds after midnight UTC, `0..=86399` |
 //! | `credits_refilled_at` | `i64` nanoseconds since the Unix epoch |
 //!
-//! Absent controls are absent columns (SQL `NULL`, Redis: no field); the
+//! Absent controls are absent columns (SQL `NULL`, Redis: no field; the
+//! `controls` object leaves them out and is itself absent when empty); the
 //! refill columns are all set or all absent, and only with a remaining count.
+//!
+//! Only what a store queries has a column of its own ([`COLUMN_CONTROLS`]:
+//! the external id, which listings filter by, and the credits, which a
+//! spend changes in one atomic statement or script); every other control
+//! lives in `controls`, so a new control needs no migration and no change
+//! here or in a backend. A `controls` object naming a control this version
+//! does not know is [`StoreError::Corrupt`]: an older node fails closed on
+//! a newer node's control instead of ignoring it.
 //!
 //! Reading a row back validates every field with the same constructors the
 //! rest of the crate uses; anything invalid is [`StoreError::Corrupt`], whose
@@ -36,7 +44,7 @@ use std::time::Duration;
 
 use super::StoreError;
 use crate::clock::Timestamp;
-use crate::controls::{Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimits, Refill, RefillPeriod};
+use crate::controls::{Credits, ExternalId, KeyControls, Refill, RefillPeriod};
 use crate::digest::Digest;
 use crate::record::{Description, KeyKind, KeyRecord, KeyStatus, ReissueLinks, ServiceAccountId};
 use crate::scope::{Scope, ScopeSet};
@@ -105,19 +113,27 @@ pub(crate) struct Row {
     pub(crate) controls: ControlColumns,
 }
 
+/// The controls with columns of their own (by name, as the fields of
+/// [`KeyControls`]); the others are kept together in `controls`.
+pub(crate) const COLUMN_CONTROLS: [&str; 2] = ["external_id", "credits"];
+
+/// Whether control `name` has a column of its own.
+pub(crate) fn has_column(name: &str) -> bool {
+    COLUMN_CONTROLS.contains(&name)
+}
+
 /// The enabled flag and the controls as primitive column values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ControlColumns {
     pub(crate) enabled: bool,
-    pub(crate) metadata: Option<String>,
     pub(crate) external_id: Option<String>,
-    pub(crate) allowed_ips: Option<String>,
-    pub(crate) rate_limits: Option<String>,
     pub(crate) credits_remaining: Option<i64>,
     pub(crate) credits_refill_amount: Option<i64>,
     pub(crate) credits_refill_period: Option<String>,
     pub(crate) credits_refill_at: Option<i64>,
     pub(crate) credits_refilled_at: Option<i64>,
+    /// Every control without a column, as a JSON object (`None`: none).
+    pub(crate) controls: Option<String>,
 }
 
 impl Default for ControlColumns {
@@ -126,15 +142,13 @@ impl Default for ControlColumns {
     fn default() -> Self {
         Self {
             enabled: true,
-            metadata: None,
             external_id: None,
-            allowed_ips: None,
-            rate_limits: None,
             credits_remaining: None,
             credits_refill_amount: None,
             credits_refill_period: None,
             credits_refill_at: None,
             credits_refilled_at: None,
+            controls: None,
         }
     }
 }
@@ -143,6 +157,56 @@ impl Default for ControlColumns {
 /// fits `i64`).
 fn count_column(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The `controls` value of `c`: its controls without a column, as a JSON
+/// object; `None` when it has none.
+pub(crate) fn controls_json(c: &KeyControls) -> Option<String> {
+    let rest = c.only(|name| !has_column(name));
+    // Controls serialise to JSON without fail (validated values, string keys).
+    if rest.is_empty() { None } else { serde_json::to_string(&rest).ok() }
+}
+
+/// Reads a `controls` value: every control it names must be one this
+/// version knows and has no column of its own, and valid.
+fn parse_controls_json(text: &str) -> Result<KeyControls, StoreError> {
+    let bad = || corrupt("controls", "is not a valid controls object");
+    let stored: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text).map_err(|_| bad())?;
+    let named = stored.len();
+    let c: KeyControls = serde_json::from_value(serde_json::Value::Object(stored)).map_err(|_| bad())?;
+    // What reads back names as many controls as the object did, unless it
+    // named one this version does not know (which serde skipped).
+    let known = serde_json::to_value(&c).ok().and_then(|v| v.as_object().map(serde_json::Map::len));
+    if known != Some(named) {
+        return Err(corrupt("controls", "names a control this version does not know"));
+    }
+    if c != c.only(|name| !has_column(name)) {
+        return Err(corrupt("controls", "holds a control that has a column of its own"));
+    }
+    Ok(c)
+}
+
+/// The `controls` value of a record written with one field per control
+/// (Redis record layout 2): the metadata (JSON text), the allow-list and
+/// the rate limits (the keyctl syntax, comma-joined), validated.
+#[cfg(any(feature = "redis", test))]
+pub(crate) fn legacy_controls_json(
+    metadata: Option<&str>,
+    allowed_ips: Option<&str>,
+    rate_limits: Option<&str>,
+) -> Result<Option<String>, StoreError> {
+    use crate::controls::{IpAllowList, Metadata, RateLimits};
+    let mut c = KeyControls::new();
+    c.metadata = metadata
+        .map(|m| Metadata::parse(m).map_err(|_| corrupt("metadata", "is not a valid metadata object")))
+        .transpose()?;
+    c.allowed_ips = allowed_ips
+        .map(|l| l.parse::<IpAllowList>().map_err(|_| corrupt("allowed_ips", "is not a valid IP allow-list")))
+        .transpose()?;
+    c.rate_limits = rate_limits
+        .map(|l| l.parse::<RateLimits>().map_err(|_| corrupt("rate_limits", "is not a valid rate limit list")))
+        .transpose()?;
+    Ok(controls_json(&c))
 }
 
 impl ControlColumns {
@@ -157,40 +221,23 @@ impl ControlColumns {
         let refill = credits.and_then(|c| c.refill.as_ref());
         Self {
             enabled,
-            metadata: c.metadata.as_ref().map(Metadata::to_json),
             external_id: c.external_id.as_ref().map(|e| e.as_str().to_owned()),
-            allowed_ips: c.allowed_ips.as_ref().map(ToString::to_string),
-            rate_limits: c.rate_limits.as_ref().map(ToString::to_string),
             credits_remaining: credits.map(|c| count_column(c.remaining)),
             credits_refill_amount: refill.map(|r| count_column(r.amount)),
             credits_refill_period: refill.map(|r| r.period.as_str().to_owned()),
             credits_refill_at: refill.map(|r| i64::from(r.at_second)),
             credits_refilled_at: credits.and_then(|c| c.refilled_at).map(Timestamp::unix_nanos),
+            controls: controls_json(c),
         }
     }
 
     /// Validates the columns into the enabled flag and the controls.
     pub(crate) fn into_controls(self) -> Result<(bool, KeyControls), StoreError> {
-        let mut c = KeyControls::new();
-        c.metadata = self
-            .metadata
-            .as_deref()
-            .map(|m| Metadata::parse(m).map_err(|_| corrupt("metadata", "is not a valid metadata object")))
-            .transpose()?;
+        let mut c = self.controls.as_deref().map(parse_controls_json).transpose()?.unwrap_or_default();
         c.external_id = self
             .external_id
             .as_deref()
             .map(|e| ExternalId::new(e).map_err(|_| corrupt("external_id", "is not a valid external id")))
-            .transpose()?;
-        c.allowed_ips = self
-            .allowed_ips
-            .as_deref()
-            .map(|l| l.parse::<IpAllowList>().map_err(|_| corrupt("allowed_ips", "is not a valid IP allow-list")))
-            .transpose()?;
-        c.rate_limits = self
-            .rate_limits
-            .as_deref()
-            .map(|l| l.parse::<RateLimits>().map_err(|_| corrupt("rate_limits", "is not a valid rate limit list")))
             .transpose()?;
         c.credits = self.credits()?;
         Ok((self.enabled, c))
@@ -303,6 +350,7 @@ pub(crate) fn split_scopes(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controls::Metadata;
 
     fn good() -> Row {
         Row {
@@ -340,9 +388,41 @@ mod tests {
         );
         let columns = ControlColumns::of(&r);
         assert_eq!(columns.credits_refill_at, Some(23_400));
+        assert_eq!(columns.external_id.as_deref(), Some("cust_1"));
+        let json: serde_json::Value = serde_json::from_str(columns.controls.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "metadata": {"plan": "pro", "n": [1, 2]},
+                "allowedIps": ["10.0.0.0/8", "2001:db8::1/128"],
+                "rateLimits": ["api=100/1s:burst=20", "day=5000/1d"],
+            }),
+            "the controls without a column, together"
+        );
         let (enabled, controls) = columns.into_controls().unwrap();
         assert!(!enabled);
         assert_eq!(&controls, r.controls());
+        // Only column controls: no `controls` object.
+        let only_columns = KeyControls::new().external_id(ExternalId::new("c").unwrap());
+        assert_eq!(ControlColumns::from_parts(true, &only_columns).controls, None);
+    }
+
+    #[test]
+    fn legacy_control_fields_read_as_the_controls_object() {
+        let json = legacy_controls_json(Some(r#"{"a":null,"b":1e2}"#), Some("10.0.0.0/8"), None).unwrap().unwrap();
+        let c = ControlColumns { controls: Some(json), ..ControlColumns::default() }.into_controls().unwrap().1;
+        assert_eq!(c.metadata.unwrap().to_json(), r#"{"a":null,"b":100.0}"#);
+        assert_eq!(c.allowed_ips.unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(legacy_controls_json(None, None, None).unwrap(), None);
+        for (m, ips, rl, field) in [
+            (Some("[SECRET]"), None, None, "metadata"),
+            (None, Some("SECRET"), None, "allowed_ips"),
+            (None, None, Some("SECRET"), "rate_limits"),
+        ] {
+            let e = legacy_controls_json(m, ips, rl).unwrap_err();
+            let text = format!("{e} {e:?}");
+            assert!(text.contains(field) && !text.contains("SECRET"), "{text}");
+        }
     }
 
     #[test]
@@ -357,10 +437,15 @@ mod tests {
         };
         assert!(base.clone().into_controls().is_ok());
         let cases: Vec<(&str, Spoil)> = vec![
-            ("metadata", Box::new(|c| c.metadata = Some("[1]".into()))),
+            ("controls", Box::new(|c| c.controls = Some("[SECRET]".into()))),
+            ("controls", Box::new(|c| c.controls = Some(r#"{"metadata":["SECRET"]}"#.into()))),
+            ("controls", Box::new(|c| c.controls = Some(r#"{"allowedIps":["SECRETVALUE"]}"#.into()))),
+            ("controls", Box::new(|c| c.controls = Some(r#"{"rateLimits":["SECRETVALUE"]}"#.into()))),
+            // A control of a newer version: refused, not ignored.
+            ("controls", Box::new(|c| c.controls = Some(r#"{"allowedIps":["10.0.0.0/8"],"SECRET":1}"#.into()))),
+            // A control with a column of its own does not belong here.
+            ("controls", Box::new(|c| c.controls = Some(r#"{"externalId":"SECRET"}"#.into()))),
             ("external_id", Box::new(|c| c.external_id = Some("SECRET VALUE".into()))),
-            ("allowed_ips", Box::new(|c| c.allowed_ips = Some("SECRETVALUE".into()))),
-            ("rate_limits", Box::new(|c| c.rate_limits = Some("SECRETVALUE".into()))),
             ("credits_remaining", Box::new(|c| c.credits_remaining = Some(-1))),
             ("credits_refill_amount", Box::new(|c| c.credits_refill_amount = Some(-1))),
             ("credits_refill_period", Box::new(|c| c.credits_refill_period = Some("weekly".into()))),

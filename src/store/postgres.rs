@@ -335,6 +335,25 @@ mod tests {
         .await;
     }
 
+    /// As the SQLite test of the same name, against the real server: a
+    /// schema at version 6 with every control in its own column upgrades to
+    /// the `controls` column and loses nothing.
+    #[tokio::test]
+    async fn a_version_6_database_moves_its_controls_into_one_column_and_loses_nothing() {
+        upgrade_from(6, |store| async move {
+            crate::store::sql::check_v6_controls_upgrade!(
+                store,
+                "INSERT INTO api_keys (id, service_account_id, description, created_at, last_used_at, scopes, \
+                     expires_at, masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from, \
+                     enabled, metadata, external_id, allowed_ips, rate_limits, credits_remaining, \
+                     credits_refill_amount, credits_refill_period, credits_refill_at, credits_refilled_at) \
+                     VALUES ($1, $2, $3, $4, $5, string_to_array($6, ','), $7, $8, $9, $10, $11, $12, $13, $14, \
+                     $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
+            )
+        })
+        .await;
+    }
+
     #[test]
     fn schema_names_are_narrow() {
         for ok in ["api_keys", "_x", "t_0123456789abcdef", &"a".repeat(63)] {

@@ -40,16 +40,18 @@
 //! | layout | marked by | holds |
 //! |---|---|---|
 //! | 1 | no `v` field | the fields above; the id in field `id` |
-//! | 2 | `v = 2` | layout 1, the id moved to field `key_id`, and the optional `enabled` (`0` when disabled), `metadata`, `external_id`, `allowed_ips`, `rate_limits`, `credits_remaining`, `credits_refill_amount`, `credits_refill_period`, `credits_refill_at`, `credits_refilled_at` (encodings as in [`backend`](super::backend)) |
+//! | 2 | `v = 2` | layout 1, the id moved to field `key_id`, and the optional `enabled` (`0` when disabled), `metadata`, `external_id`, `allowed_ips`, `rate_limits`, `credits_remaining`, `credits_refill_amount`, `credits_refill_period`, `credits_refill_at`, `credits_refilled_at` (encodings as in [`backend`](super::backend)); read, no longer written |
+//! | 3 | `v = 3` | layout 2 with `metadata`, `allowed_ips` and `rate_limits` replaced by one field `controls`: every control without a column of its own, as one JSON object (see [`backend`](super::backend)), so a new control needs no new field |
 //!
-//! A record is written in layout 2 as soon as it is disabled or carries a
-//! control (and stays so). The id moves because the layout 1 decoder (every
-//! release before this one) ignores fields it does not know: it would read a
+//! A record is written in layout 3 as soon as it is disabled or carries a
+//! control (and stays so); an update of its enabled flag or controls moves a
+//! layout 2 record to layout 3 in the same script. The id moves because the
+//! layout 1 decoder ignores fields it does not know: it would read a
 //! disabled key with an allow-list as an enabled key without one. Finding no
 //! `id` it refuses the record as corrupt instead, which fails closed (a
-//! test keeps that old decoder and shows it). This decoder refuses any
-//! layout above 2 the same way. Plain keys stay in layout 1, readable by
-//! every release.
+//! test keeps that old decoder and shows it). The layout 2 decoder refuses
+//! layout 3 by its number, and this decoder refuses any layout above 3 the
+//! same way. Plain keys stay in layout 1, readable by every release.
 //!
 //! Credit counts stay exact: the spend script compares decimal strings (as
 //! `touch_last_used` does) and decrements with `HINCRBY` (64-bit integers on
@@ -116,10 +118,13 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, ServerErrorKind, Value, cmd, pipe};
 
-use super::backend::{ConfigError, ControlColumns, DEFAULT_TIMEOUT, Row, join_scopes, split_scopes, timed};
+use super::backend::{
+    ConfigError, ControlColumns, DEFAULT_TIMEOUT, Row, controls_json, join_scopes, legacy_controls_json, split_scopes,
+    timed,
+};
 use super::key_store::{KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError, apply_reissue};
 use crate::clock::Timestamp;
-use crate::controls::{CreditSpend, ExternalId};
+use crate::controls::{CreditSpend, ExternalId, KeyControls};
 use crate::digest::Digest;
 use crate::operation::{Change, KeyUpdate, LogEntry, Operation, OperationCursor, OperationId};
 use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
@@ -229,26 +234,33 @@ return n
 
 /// KEYS: record, external-id index. ARGV: set description (1/0),
 /// description, set scopes (1/0), scopes, expiry mode (keep | none | set),
-/// expiry, id, layout 2 (1/0), then a count of field/value pairs to set,
-/// the pairs, and the fields to delete. Returns ok | gone | revoked |
-/// reissued; checks everything before writing, and moves the key in the
-/// external-id index if its external id changed.
+/// expiry, id, layout 3 (1/0), a count of field/expected value pairs, the
+/// pairs (`''`: absent), then a count of field/value pairs to set, the
+/// pairs, and the fields to delete. Returns ok | gone | revoked | reissued
+/// | changed (an expected value differs: nothing written); checks
+/// everything before writing, and moves the key in the external-id index if
+/// its external id changed.
 const UPDATE_LUA: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
 if redis.call('HGET', KEYS[1], 'status') == 'revoked' then return 'revoked' end
 if ARGV[5] ~= 'keep' and redis.call('HEXISTS', KEYS[1], 'replaced_by') == 1 then return 'reissued' end
+local m = tonumber(ARGV[9])
+for i = 0, m - 1 do
+  if (redis.call('HGET', KEYS[1], ARGV[10 + 2 * i]) or '') ~= ARGV[11 + 2 * i] then return 'changed' end
+end
+local at = 10 + 2 * m
 local old_ext = redis.call('HGET', KEYS[1], 'external_id')
 if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'description', ARGV[2]) end
 if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'scopes', ARGV[4]) end
 if ARGV[5] == 'none' then redis.call('HDEL', KEYS[1], 'expires_at') end
 if ARGV[5] == 'set' then redis.call('HSET', KEYS[1], 'expires_at', ARGV[6]) end
-if ARGV[8] == '1' and redis.call('HEXISTS', KEYS[1], 'v') == 0 then
-  redis.call('HDEL', KEYS[1], 'id')
-  redis.call('HSET', KEYS[1], 'v', '2', 'key_id', ARGV[7])
+if ARGV[8] == '1' then
+  if redis.call('HEXISTS', KEYS[1], 'v') == 0 then redis.call('HDEL', KEYS[1], 'id') end
+  redis.call('HSET', KEYS[1], 'v', '3', 'key_id', ARGV[7])
 end
-local n = tonumber(ARGV[9])
-for i = 0, n - 1 do redis.call('HSET', KEYS[1], ARGV[10 + 2 * i], ARGV[11 + 2 * i]) end
-for i = 10 + 2 * n, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
+local n = tonumber(ARGV[at])
+for i = 0, n - 1 do redis.call('HSET', KEYS[1], ARGV[at + 1 + 2 * i], ARGV[at + 2 + 2 * i]) end
+for i = at + 1 + 2 * n, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
 local new_ext = redis.call('HGET', KEYS[1], 'external_id')
 if old_ext ~= new_ext then
   if old_ext then redis.call('ZREM', KEYS[2], old_ext .. ' ' .. ARGV[7]) end
@@ -825,12 +837,15 @@ fn scan(cursor: u64, pattern: &str, count: usize) -> redis::Cmd {
     scan
 }
 
-/// Whether `r` is written in record layout 2 (see the module docs).
-fn needs_layout_2(r: &KeyRecord) -> bool {
+/// Whether `r` is written in record layout 3 (see the module docs).
+fn needs_layout_3(r: &KeyRecord) -> bool {
     !r.enabled || r.controls.is_some()
 }
 
-/// The layout 2 fields of a record's enabled flag and controls, as
+/// The fields of record layout 2 that layout 3 keeps in `controls`.
+const LAYOUT_2_CONTROLS: [&str; 3] = ["metadata", "allowed_ips", "rate_limits"];
+
+/// The layout 3 fields of a record's enabled flag and controls, as
 /// field/value pairs to set (present) and fields to delete (absent).
 fn control_fields(c: ControlColumns) -> (Vec<(&'static str, String)>, Vec<&'static str>) {
     let mut set = Vec::new();
@@ -840,10 +855,8 @@ fn control_fields(c: ControlColumns) -> (Vec<(&'static str, String)>, Vec<&'stat
         None => del.push(name),
     };
     put("enabled", (!c.enabled).then(|| "0".to_owned()));
-    put("metadata", c.metadata);
     put("external_id", c.external_id);
-    put("allowed_ips", c.allowed_ips);
-    put("rate_limits", c.rate_limits);
+    put("controls", c.controls);
     put("credits_remaining", c.credits_remaining.map(|n| n.to_string()));
     put("credits_refill_amount", c.credits_refill_amount.map(|n| n.to_string()));
     put("credits_refill_period", c.credits_refill_period);
@@ -853,11 +866,11 @@ fn control_fields(c: ControlColumns) -> (Vec<(&'static str, String)>, Vec<&'stat
 }
 
 /// The record as hash field/value pairs; absent optional fields are left
-/// out. Layout 1 for a plain enabled key, else layout 2.
+/// out. Layout 1 for a plain enabled key, else layout 3.
 fn encode(r: &KeyRecord) -> Vec<(&'static str, String)> {
     let mut f = Vec::with_capacity(16);
-    if needs_layout_2(r) {
-        f.push(("v", "2".to_owned()));
+    if needs_layout_3(r) {
+        f.push(("v", "3".to_owned()));
         f.push(("key_id", r.id.as_str().to_owned()));
         f.extend(control_fields(ControlColumns::of(r)).0);
     } else {
@@ -889,18 +902,18 @@ fn encode(r: &KeyRecord) -> Vec<(&'static str, String)> {
 
 fn decode(mut f: HashMap<String, String>) -> Result<KeyRecord, StoreError> {
     let layout = f.remove("v");
-    let id_field = match layout.as_deref() {
-        None => "id",
-        Some("2") => "key_id",
+    let controls = match layout.as_deref() {
+        None => ControlColumns::default(),
+        Some("2") => take_layout_2_controls(&mut f)?,
+        Some("3") => take_controls(&mut f)?,
         Some(v) => {
             let v = v.parse::<u64>().map_or_else(|_| "unknown".to_owned(), |n| n.to_string());
             return Err(StoreError::Corrupt(format!(
-                "record layout version {v} is newer than this version of api-keys reads (up to 2)"
+                "record layout version {v} is newer than this version of api-keys reads (up to 3)"
             )));
         }
     };
-    let controls = if layout.is_some() { take_controls(&mut f)? } else { ControlColumns::default() };
-    decode_core(f, id_field, controls)
+    decode_core(f, if layout.is_some() { "key_id" } else { "id" }, controls)
 }
 
 /// The fields every record layout has, the id read from `id_field`, with
@@ -951,7 +964,15 @@ fn decode_core(
     .into_record()
 }
 
-/// The layout 2 control fields of a record hash.
+/// The control fields of a layout 2 record hash: its one field per
+/// control read as layout 3's `controls`.
+fn take_layout_2_controls(f: &mut HashMap<String, String>) -> Result<ControlColumns, StoreError> {
+    let [metadata, allowed_ips, rate_limits] = LAYOUT_2_CONTROLS.map(|name| f.remove(name));
+    let controls = legacy_controls_json(metadata.as_deref(), allowed_ips.as_deref(), rate_limits.as_deref())?;
+    Ok(ControlColumns { controls, ..take_controls(f)? })
+}
+
+/// The layout 3 control fields of a record hash.
 fn take_controls(f: &mut HashMap<String, String>) -> Result<ControlColumns, StoreError> {
     fn int(f: &mut HashMap<String, String>, field: &str) -> Result<Option<i64>, StoreError> {
         f.remove(field)
@@ -965,10 +986,8 @@ fn take_controls(f: &mut HashMap<String, String>) -> Result<ControlColumns, Stor
     };
     Ok(ControlColumns {
         enabled,
-        metadata: f.remove("metadata"),
         external_id: f.remove("external_id"),
-        allowed_ips: f.remove("allowed_ips"),
-        rate_limits: f.remove("rate_limits"),
+        controls: f.remove("controls"),
         credits_remaining: int(f, "credits_remaining")?,
         credits_refill_amount: int(f, "credits_refill_amount")?,
         credits_refill_period: f.remove("credits_refill_period"),
@@ -1174,59 +1193,101 @@ where
             Some(None) => ("none", String::new()),
             Some(Some(t)) => ("set", t.unix_nanos().to_string()),
         };
-        let (set, del) = update_control_fields(update);
-        let mut call = Call::default()
-            .key(self.record_key(id))
-            .key(&*self.ext_index)
-            .arg(flag(update.description.is_some()))
-            .arg(update.description.as_ref().map(|d| d.as_str().to_owned()).unwrap_or_default())
-            .arg(flag(update.scopes.is_some()))
-            .arg(update.scopes.as_ref().map(join_scopes).unwrap_or_default())
-            .arg(mode)
-            .arg(expiry)
-            .arg(id.as_str())
-            .arg(flag(update.enabled.is_some() || update.changes_controls()))
-            .arg(set.len().to_string())
-            .fields(set);
-        for field in del {
-            call = call.arg(field);
-        }
+        // An update of the enabled flag or controls writes layout 3, whose
+        // `controls` field it rewrites whole: from the fields read here,
+        // written only if they are still what was read.
+        let moves = update.enabled.is_some() || update.changes_controls();
         let mut conn = self.conn.clone();
-        let reply = self.run(&mut conn, (&SCRIPTS.logged_update, &SCRIPTS.logged_update), &call, Some(log)).await?;
-        match reply.as_str() {
-            // Read back after the script: a change made just after it may
-            // already show.
-            "ok" => self.fetch(&mut conn, id).await?.ok_or(StoreError::NotFound(*id)),
-            "gone" => Err(StoreError::NotFound(*id)),
-            "revoked" => Err(StoreError::Conflict { id: *id, reason: "the key is revoked" }),
-            "reissued" => {
-                Err(StoreError::Conflict { id: *id, reason: "the key was reissued: its expiry is its grace period" })
+        for _ in 0..CAS_ATTEMPTS {
+            let (expected, current) =
+                if moves { self.controls_state(&mut conn, id).await? } else { (Vec::new(), None) };
+            let (set, del) = update_control_fields(update, current.as_ref());
+            let mut call = Call::default()
+                .key(self.record_key(id))
+                .key(&*self.ext_index)
+                .arg(flag(update.description.is_some()))
+                .arg(update.description.as_ref().map(|d| d.as_str().to_owned()).unwrap_or_default())
+                .arg(flag(update.scopes.is_some()))
+                .arg(update.scopes.as_ref().map(join_scopes).unwrap_or_default())
+                .arg(mode)
+                .arg(expiry.clone())
+                .arg(id.as_str())
+                .arg(flag(moves))
+                .arg(expected.len().to_string())
+                .fields(expected)
+                .arg(set.len().to_string())
+                .fields(set);
+            for field in del {
+                call = call.arg(field);
             }
-            other => Err(log_reply(other, Some(log))),
+            let reply = self.run(&mut conn, (&SCRIPTS.logged_update, &SCRIPTS.logged_update), &call, Some(log)).await?;
+            return match reply.as_str() {
+                // Read back after the script: a change made just after it may
+                // already show.
+                "ok" => self.fetch(&mut conn, id).await?.ok_or(StoreError::NotFound(*id)),
+                "gone" => Err(StoreError::NotFound(*id)),
+                "revoked" => Err(StoreError::Conflict { id: *id, reason: "the key is revoked" }),
+                "reissued" => Err(StoreError::Conflict {
+                    id: *id,
+                    reason: "the key was reissued: its expiry is its grace period",
+                }),
+                // Changed since the read: read again.
+                "changed" => continue,
+                other => Err(log_reply(other, Some(log))),
+            };
         }
+        Err(StoreError::Conflict { id: *id, reason: "the key is being changed concurrently" })
+    }
+
+    /// The fields an update of the controls depends on, as `(field,
+    /// value or '')` pairs for the script to compare, and the record's
+    /// controls without a column of their own as they read now.
+    async fn controls_state(
+        &self,
+        conn: &mut C,
+        id: &KeyId,
+    ) -> Result<(Vec<(&'static str, String)>, Option<KeyControls>), StoreError> {
+        const FIELDS: [&str; 5] = ["v", "controls", "metadata", "allowed_ips", "rate_limits"];
+        let values: Vec<Option<String>> =
+            cmd("HMGET").arg(self.record_key(id)).arg(&FIELDS[..]).query_async(conn).await.map_err(redis_error)?;
+        let value = |i: usize| values.get(i).cloned().flatten();
+        let controls = match value(0).as_deref() {
+            Some("2") => legacy_controls_json(value(2).as_deref(), value(3).as_deref(), value(4).as_deref())?,
+            None | Some("3") => value(1),
+            Some(_) => {
+                return Err(StoreError::Corrupt("record layout version is newer than this version reads".into()));
+            }
+        };
+        let (_, current) = ControlColumns { controls, ..ControlColumns::default() }.into_controls()?;
+        let expected = FIELDS.iter().enumerate().map(|(i, f)| (*f, value(i).unwrap_or_default())).collect();
+        Ok((expected, Some(current)))
     }
 }
 
 /// The control fields an update writes (set) and removes (del): only the
 /// ones it changes, so an update that leaves the credits alone never
-/// writes the count a concurrent spend may have changed.
-fn update_control_fields(update: &KeyUpdate) -> (Vec<(&'static str, String)>, Vec<&'static str>) {
-    // The columns of exactly what the update sets; the filter below keeps
-    // the fields it changes.
-    let columns = ControlColumns::from_parts(
-        update.enabled.unwrap_or(true),
-        &update.apply_to_controls(&crate::controls::KeyControls::NONE),
-    );
-    let (set, del) = control_fields(columns);
+/// writes the count a concurrent spend may have changed. With the
+/// `current` controls (read for an update that moves the record to layout
+/// 3), also the whole `controls` field, and the layout 2 fields removed.
+fn update_control_fields(
+    update: &KeyUpdate,
+    current: Option<&KeyControls>,
+) -> (Vec<(&'static str, String)>, Vec<&'static str>) {
+    let patch = &update.controls;
+    let mut columns = ControlColumns::from_parts(update.enabled.unwrap_or(true), &patch.apply_to(&KeyControls::NONE));
+    columns.controls = current.and_then(|c| controls_json(&patch.apply_to(c)));
+    let (set, mut del) = control_fields(columns);
     let wanted = |name: &str| match name {
         "enabled" => update.enabled.is_some(),
-        "metadata" => update.metadata.is_some(),
-        "external_id" => update.external_id.is_some(),
-        "allowed_ips" => update.allowed_ips.is_some(),
-        "rate_limits" => update.rate_limits.is_some(),
-        _ => update.credits.is_some(),
+        "controls" => current.is_some(),
+        "external_id" => patch.external_id.is_some(),
+        _ => patch.credits.is_some(),
     };
-    (set.into_iter().filter(|(n, _)| wanted(n)).collect(), del.into_iter().filter(|n| wanted(n)).collect())
+    del.retain(|n| wanted(n));
+    if current.is_some() {
+        del.extend(LAYOUT_2_CONTROLS);
+    }
+    (set.into_iter().filter(|(n, _)| wanted(n)).collect(), del)
 }
 
 /// The error for a script reply outside the change's own replies: a
@@ -1572,7 +1633,7 @@ mod tests {
         decode_core(f, "id", ControlColumns::default())
     }
 
-    fn layout_2_record() -> KeyRecord {
+    fn layout_3_record() -> KeyRecord {
         let mut r = KeyRecord::new(
             KeyId::parse("cccccccccccccccccccc").unwrap(),
             ServiceAccountId::new("robot").unwrap(),
@@ -1586,6 +1647,7 @@ mod tests {
         r.set_controls(
             crate::controls::KeyControls::new()
                 .allowed_ips("10.0.0.0/8".parse().unwrap())
+                .metadata(crate::controls::Metadata::parse(r#"{"plan":"pro"}"#).unwrap())
                 .credits(crate::controls::Credits::new(crate::controls::Credits::MAX).unwrap()),
         );
         r
@@ -1595,14 +1657,21 @@ mod tests {
         fields.into_iter().map(|(f, v)| (f.to_owned(), v)).collect()
     }
 
-    /// What an older binary does with a record carrying the new fields:
-    /// it refuses it (no `id`), rather than reading a disabled key with an
-    /// allow-list as an enabled key without one. Plain keys stay readable.
+    /// What an older binary does with a record carrying controls: the
+    /// layout 1 decoder refuses it (no `id`), rather than reading a
+    /// disabled key with an allow-list as an enabled key without one; the
+    /// layout 2 decoder refuses layout 3 by its number. Plain keys stay
+    /// readable.
     #[test]
-    fn the_previous_decoder_refuses_a_layout_2_record() {
-        let r = layout_2_record();
+    fn the_previous_decoder_refuses_a_layout_3_record() {
+        let r = layout_3_record();
         let map = as_map(encode(&r));
-        assert_eq!(map.get("v").map(String::as_str), Some("2"));
+        assert_eq!(map.get("v").map(String::as_str), Some("3"));
+        assert!(!map.contains_key("allowed_ips") && !map.contains_key("metadata"), "{map:?}");
+        assert_eq!(
+            map.get("controls").map(String::as_str),
+            Some(r#"{"metadata":{"plan":"pro"},"allowedIps":["10.0.0.0/8"]}"#)
+        );
         let e = decode_layout_1(map.clone()).unwrap_err();
         assert!(matches!(&e, StoreError::Corrupt(m) if m.contains("`id`")), "{e:?}");
         assert!(e.is_unavailable(), "fails closed");
@@ -1614,27 +1683,46 @@ mod tests {
         assert_eq!(decode(map).unwrap(), plain);
     }
 
+    /// A layout 2 record (one field per control, as the previous release
+    /// wrote it) reads as the same record; a bad legacy field is corrupt.
+    #[test]
+    fn layout_2_records_still_read() {
+        let r = layout_3_record();
+        let mut map = as_map(encode(&r));
+        map.remove("controls");
+        map.insert("v".to_owned(), "2".to_owned());
+        map.insert("metadata".to_owned(), r#"{"plan":"pro"}"#.to_owned());
+        map.insert("allowed_ips".to_owned(), "10.0.0.0/8".to_owned());
+        assert_eq!(decode(map.clone()).unwrap(), r);
+        map.insert("rate_limits".to_owned(), "SECRET".to_owned());
+        let e = decode(map).unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert!(text.contains("rate_limits") && !text.contains("SECRET"), "{text}");
+    }
+
     /// A layout this version does not know is refused, naming it.
     #[test]
     fn unknown_layouts_are_refused() {
-        let mut map = as_map(encode(&layout_2_record()));
-        for (v, shown) in [("3", "3"), ("x SECRET", "unknown")] {
+        let mut map = as_map(encode(&layout_3_record()));
+        for (v, shown) in [("4", "4"), ("x SECRET", "unknown")] {
             map.insert("v".to_owned(), v.to_owned());
             let e = decode(map.clone()).unwrap_err();
             let text = format!("{e} {e:?}");
             assert!(matches!(e, StoreError::Corrupt(_)) && text.contains(&format!("version {shown}")), "{text}");
             assert!(!text.contains("SECRET"));
         }
-        let mut map = as_map(encode(&layout_2_record()));
+        let mut map = as_map(encode(&layout_3_record()));
         map.insert("enabled".to_owned(), "yes".to_owned());
         assert!(matches!(decode(map), Err(StoreError::Corrupt(m)) if m.contains("enabled")));
     }
 
-    /// Against the live server: disabling a plain (layout 1) key through a
-    /// commit moves it to layout 2 in the same script, which the previous
-    /// decoder refuses.
-    #[tokio::test]
-    async fn disabling_a_layout_1_key_moves_it_to_layout_2() {
+    /// A store on the live server under a fresh prefix, `test` run on it,
+    /// the prefix purged after.
+    async fn on_live_server<F, Fut>(test: F)
+    where
+        F: FnOnce(RedisStore) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let url = std::env::var("API_KEYS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
         let prefix = format!("api-keys-test-{}", KeyId::generate().unwrap());
         let store = RedisStore::builder(url)
@@ -1642,39 +1730,118 @@ mod tests {
             .connect()
             .await
             .unwrap_or_else(|e| panic!("Redis at 127.0.0.1:6379 unreachable ({e}); this test needs it"));
-        let outcome = tokio::spawn({
-            let store = store.clone();
-            async move {
-                let plain = KeyRecord { enabled: true, controls: None, ..layout_2_record() };
-                store.insert(plain.clone()).await.unwrap();
-                let raw = |s: RedisStore| async move {
-                    let mut conn = s.conn.clone();
-                    let m: HashMap<String, String> =
-                        cmd("HGETALL").arg(s.record_key(&plain.id)).query_async(&mut conn).await.unwrap();
-                    m
-                };
-                assert_eq!(decode_layout_1(raw(store.clone()).await).unwrap(), plain);
-                let entry = crate::operation::LogEntry::new(
-                    plain.id,
-                    crate::operation::OperationKind::Update,
-                    crate::operation::Actor::system(),
-                    Timestamp::from_unix_nanos(1),
-                    crate::operation::OperationChanges::default(),
-                )
-                .unwrap();
-                let update = KeyUpdate::new().enabled(false);
-                store.commit(Change::Update { id: plain.id, update }, &[entry]).await.unwrap();
-                let map = raw(store.clone()).await;
-                assert_eq!((map.get("v").map(String::as_str), map.get("id")), (Some("2"), None));
-                assert!(decode_layout_1(map.clone()).is_err(), "the previous decoder refuses it");
-                assert!(!decode(map).unwrap().enabled);
-            }
-        })
-        .await;
+        let outcome = tokio::spawn(test(store.clone())).await;
         store.purge().await.unwrap();
         if let Err(e) = outcome {
             std::panic::resume_unwind(e.into_panic());
         }
+    }
+
+    async fn raw(s: &RedisStore, id: &KeyId) -> HashMap<String, String> {
+        let mut conn = s.conn.clone();
+        cmd("HGETALL").arg(s.record_key(id)).query_async(&mut conn).await.unwrap()
+    }
+
+    async fn logged_update(s: &RedisStore, id: KeyId, update: KeyUpdate) -> KeyRecord {
+        let entry = crate::operation::LogEntry::new(
+            id,
+            crate::operation::OperationKind::Update,
+            crate::operation::Actor::system(),
+            Timestamp::from_unix_nanos(1),
+            crate::operation::OperationChanges::default(),
+        )
+        .unwrap();
+        s.commit(Change::Update { id, update }, &[entry]).await.unwrap().unwrap()
+    }
+
+    /// Against the live server: disabling a plain (layout 1) key through a
+    /// commit moves it to layout 3 in the same script, which the previous
+    /// decoder refuses.
+    #[tokio::test]
+    async fn disabling_a_layout_1_key_moves_it_to_layout_3() {
+        on_live_server(|store| async move {
+            let plain = KeyRecord { enabled: true, controls: None, ..layout_3_record() };
+            store.insert(plain.clone()).await.unwrap();
+            assert_eq!(decode_layout_1(raw(&store, &plain.id).await).unwrap(), plain);
+            logged_update(&store, plain.id, KeyUpdate::new().enabled(false)).await;
+            let map = raw(&store, &plain.id).await;
+            assert_eq!((map.get("v").map(String::as_str), map.get("id")), (Some("3"), None));
+            assert!(decode_layout_1(map.clone()).is_err(), "the previous decoder refuses it");
+            assert!(!decode(map).unwrap().enabled);
+        })
+        .await;
+    }
+
+    /// Against the live server: a record written by the previous release
+    /// (layout 2, raw `HSET` of its fields, its external-id index entry)
+    /// reads back whole, is listed by its external id and spends its
+    /// credits; an update of one control moves it to layout 3 keeping every
+    /// other control and the credits as the spend left them.
+    #[tokio::test]
+    async fn a_layout_2_record_reads_and_moves_to_layout_3_on_update() {
+        on_live_server(|store| async move {
+            let id = KeyId::parse("dddddddddddddddddddd").unwrap();
+            let digest = Digest::from_bytes([3; 32]).to_base64();
+            let fields: [(&str, &str); 19] = [
+                ("v", "2"),
+                ("key_id", id.as_str()),
+                ("service_account_id", "robot"),
+                ("description", "old"),
+                ("created_at", "1700000000000000000"),
+                ("scopes", "a.read,b.manage"),
+                ("expires_at", "1900000000000000000"),
+                ("masked_key", "abcdef"),
+                ("pepper_version", "1"),
+                ("digest", digest.as_str()),
+                ("status", "active"),
+                ("kind", "native"),
+                ("enabled", "0"),
+                ("metadata", r#"{"plan":"pro","n":[1,null]}"#),
+                ("external_id", "cust_7"),
+                ("allowed_ips", "10.0.0.0/8,2001:db8::/32"),
+                ("rate_limits", "api=100/1s:burst=20"),
+                ("credits_remaining", "10"),
+                ("credits_refilled_at", "5"),
+            ];
+            let mut conn = store.conn.clone();
+            let mut hset = cmd("HSET");
+            hset.arg(store.record_key(&id));
+            for (f, v) in fields {
+                hset.arg(f).arg(v);
+            }
+            let _: i64 = hset.query_async(&mut conn).await.unwrap();
+            let account = store.account_key(&ServiceAccountId::new("robot").unwrap());
+            let _: i64 = cmd("ZADD").arg(account).arg(0).arg(id.as_str()).query_async(&mut conn).await.unwrap();
+            let member = format!("cust_7 {}", id.as_str());
+            let _: i64 = cmd("ZADD").arg(&*store.ext_index).arg(0).arg(member).query_async(&mut conn).await.unwrap();
+            let r = store.get(&id).await.unwrap().unwrap();
+            let c = r.controls();
+            assert!(!r.enabled);
+            assert_eq!(c.metadata.as_ref().unwrap().to_json(), r#"{"n":[1,null],"plan":"pro"}"#);
+            assert_eq!(c.external_id.as_ref().unwrap().as_str(), "cust_7");
+            assert_eq!(c.allowed_ips.as_ref().unwrap().to_string(), "10.0.0.0/8,2001:db8::/32");
+            assert_eq!(c.rate_limits.as_ref().unwrap().to_string(), "api=100/1s:burst=20");
+            assert_eq!(c.credits.unwrap().remaining, 10);
+            let owner = ExternalId::new("cust_7").unwrap();
+            let listed = store.list_by_external_id(&owner, PageRequest::starting(10, None)).await.unwrap();
+            assert_eq!(listed.items.iter().map(|r| r.id).collect::<Vec<_>>(), [id]);
+            assert!(matches!(store.spend_credits(&id, 3, None).await.unwrap(), CreditSpend::Spent { remaining: 7 }));
+            let before = KeyRecord::clone(&store.get(&id).await.unwrap().unwrap());
+            let list: crate::controls::IpAllowList = "192.0.2.0/24".parse().unwrap();
+            let got = logged_update(&store, id, KeyUpdate::new().allowed_ips(Some(list.clone()))).await;
+            let mut expected = before.clone();
+            expected
+                .set_controls(crate::controls::KeyControls { allowed_ips: Some(list), ..before.controls().clone() });
+            assert_eq!(got, expected, "only the allow-list changed");
+            let map = raw(&store, &id).await;
+            assert_eq!(map.get("v").map(String::as_str), Some("3"));
+            for gone in ["metadata", "allowed_ips", "rate_limits"] {
+                assert!(!map.contains_key(gone), "{gone} moved into `controls`: {map:?}");
+            }
+            assert_eq!(map.get("credits_remaining").map(String::as_str), Some("7"));
+            assert_eq!(decode(map).unwrap(), expected);
+        })
+        .await;
     }
 
     #[test]

@@ -24,6 +24,9 @@
 //! - A change that must be logged: a [`Change`](crate::Change) variant,
 //!   handled in `apply_change` (in the macro), which runs inside
 //!   `commit`'s transaction before the log rows are written.
+//! - A new key control: nothing here (it is kept in the `controls` JSON
+//!   column; see [`backend`](super::backend)) unless a statement must query
+//!   it, which makes it a column.
 //! - A new column: a new migration file per dialect (never edit an applied
 //!   one: their checksums are recorded), the column in [`columns!`] and
 //!   [`INSERT`], one `.bind` in `insert_row` and one `try_get` in `decode`
@@ -81,8 +84,8 @@ macro_rules! columns {
     () => {
         "id, service_account_id, description, created_at, last_used_at, scopes, expires_at, \
          masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from, \
-         enabled, metadata, external_id, allowed_ips, rate_limits, credits_remaining, credits_refill_amount, \
-         credits_refill_period, credits_refill_at, credits_refilled_at"
+         enabled, external_id, credits_remaining, credits_refill_amount, \
+         credits_refill_period, credits_refill_at, credits_refilled_at, controls"
     };
 }
 
@@ -100,7 +103,7 @@ pub(super) const INSERT: &str = concat!(
     "INSERT INTO api_keys (",
     columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-     $15, $16, $17, $18, $19, $20, $21, $22, $23, $24) ON CONFLICT DO NOTHING"
+     $15, $16, $17, $18, $19, $20, $21, $22) ON CONFLICT DO NOTHING"
 );
 pub(super) const SELECT_BY_ID: &str = select!("WHERE id = $1");
 /// [`SELECT_BY_ID`], locking the row until the transaction ends (PostgreSQL).
@@ -119,7 +122,7 @@ pub(super) const RELINK: &str = "UPDATE api_keys SET replaced_by = $2, status = 
 pub(super) const SELECT_ACCOUNT: &str = "SELECT service_account_id FROM api_keys WHERE id = $1";
 /// Writes the fields an update may change, but the credits.
 pub(super) const UPDATE: &str = "UPDATE api_keys SET description = $2, scopes = $3, expires_at = $4, enabled = $5, \
-     metadata = $6, external_id = $7, allowed_ips = $8, rate_limits = $9 WHERE id = $1";
+     external_id = $6, controls = $7 WHERE id = $1";
 /// Replaces the credits (only for an update that sets them: other updates
 /// never write the count a concurrent spend may have changed).
 pub(super) const UPDATE_CREDITS: &str = "UPDATE api_keys SET credits_remaining = $2, credits_refill_amount = $3, \
@@ -209,6 +212,7 @@ macro_rules! schema_versions {
             v!(4, "operations log: leak entries", "0004_leak_operations"),
             v!(5, "enabled flag and key controls", "0005_key_controls"),
             v!(6, "operations log: response snapshots", "0006_operation_responses"),
+            v!(8, "key controls without a column of their own in one JSON column", "0008_controls_column"),
         ]
     }};
 }
@@ -375,10 +379,8 @@ macro_rules! sql_key_store {
                     reissued_from: r.try_get("reissued_from").map_err(sqlx_error)?,
                     controls: ControlColumns {
                         enabled: r.try_get("enabled").map_err(sqlx_error)?,
-                        metadata: r.try_get("metadata").map_err(sqlx_error)?,
                         external_id: r.try_get("external_id").map_err(sqlx_error)?,
-                        allowed_ips: r.try_get("allowed_ips").map_err(sqlx_error)?,
-                        rate_limits: r.try_get("rate_limits").map_err(sqlx_error)?,
+                        controls: r.try_get("controls").map_err(sqlx_error)?,
                         credits_remaining: r.try_get("credits_remaining").map_err(sqlx_error)?,
                         credits_refill_amount: r.try_get("credits_refill_amount").map_err(sqlx_error)?,
                         credits_refill_period: r.try_get("credits_refill_period").map_err(sqlx_error)?,
@@ -412,15 +414,13 @@ macro_rules! sql_key_store {
                     .bind(r.links.replaced_by.as_ref().map(KeyId::as_str))
                     .bind(r.links.reissued_from.as_ref().map(KeyId::as_str))
                     .bind(c.enabled)
-                    .bind(c.metadata)
                     .bind(c.external_id)
-                    .bind(c.allowed_ips)
-                    .bind(c.rate_limits)
                     .bind(c.credits_remaining)
                     .bind(c.credits_refill_amount)
                     .bind(c.credits_refill_period)
                     .bind(c.credits_refill_at.and_then(|s| i32::try_from(s).ok()))
                     .bind(c.credits_refilled_at)
+                    .bind(c.controls)
                     .execute(executor)
                     .await
                     .map_err(sqlx_error)?;
@@ -480,14 +480,12 @@ macro_rules! sql_key_store {
                     .bind(D::encode_scopes(&updated.scopes))
                     .bind(updated.expires_at.map(Timestamp::unix_nanos))
                     .bind(c.enabled)
-                    .bind(c.metadata)
                     .bind(c.external_id)
-                    .bind(c.allowed_ips)
-                    .bind(c.rate_limits)
+                    .bind(c.controls)
                     .execute(&mut **tx)
                     .await
                     .map_err(sqlx_error)?;
-                if update.credits.is_some() {
+                if update.controls.credits.is_some() {
                     sqlx::query(sql::UPDATE_CREDITS)
                         .bind(id.as_str())
                         .bind(c.credits_remaining)
@@ -870,7 +868,7 @@ macro_rules! assert_all_versions_applied {
             .fetch_all($pool)
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 8]);
     }};
 }
 #[cfg(test)]
@@ -1050,9 +1048,9 @@ macro_rules! check_previous_release_upgrade {
         .await
         .unwrap();
         let e = store.migrate().await.unwrap_err();
-        assert!(matches!(e, $crate::store::StoreError::SchemaTooNew { found: 99, supported: 6 }), "{e:?}");
+        assert!(matches!(e, $crate::store::StoreError::SchemaTooNew { found: 99, supported: 8 }), "{e:?}");
         let text = e.to_string();
-        assert!(text.contains("99") && text.contains('6'), "{text}");
+        assert!(text.contains("99") && text.contains('8'), "{text}");
         assert!(e.is_unavailable(), "a refused schema fails closed");
         // A refused migrate leaves no lock behind: refused again, at once.
         let again = tokio::time::timeout(std::time::Duration::from_secs(10), store.migrate()).await;
@@ -1062,6 +1060,152 @@ macro_rules! check_previous_release_upgrade {
 }
 #[cfg(test)]
 pub(super) use check_previous_release_upgrade;
+
+/// The body both dialects' tests of the upgrade from the release before the
+/// `controls` column (schema version 6) share, over a store `$store` whose
+/// schema is at version 6. It writes keys with every kind of control in the
+/// old columns with `$insert_key` (the 24 columns of that release, `$N`
+/// placeholders, scopes as names joined by `,`) as that release encoded
+/// them, migrates, and checks that nothing was lost: every record reads back
+/// equal (the metadata's exact text included: numbers, key order, nested
+/// nulls), `controls` holds exactly the controls without a column of their
+/// own, the old columns are gone, and the keys still list by external id,
+/// spend credits and update. Returns the store.
+#[cfg(test)]
+macro_rules! check_v6_controls_upgrade {
+    ($store:expr, $insert_key:expr) => {{
+        use $crate::controls::{Credits, ExternalId, KeyControls, Metadata, Refill, RefillPeriod};
+        use $crate::store::KeyStore as _;
+        let store = $store;
+        let base = |id: &str| {
+            let mut r = $crate::KeyRecord::new(
+                $crate::token::KeyId::parse(id).unwrap(),
+                $crate::ServiceAccountId::new("robot").unwrap(),
+                $crate::KeyKind::Native,
+                1,
+                $crate::Digest::from_bytes([id.as_bytes()[0]; 32]),
+                $crate::secret::MaskedKey::from_tail(b"Xy12Z9"),
+                $crate::clock::Timestamp::from_unix_nanos(1_700_000_000_000_000_001),
+            );
+            r.scopes = $crate::ScopeSet::new([$crate::Scope::new("a.read").unwrap()]).unwrap();
+            r
+        };
+        let metadata = r#"{"z":[],"b":1e2,"a":{"x":null},"s":"é \"q\""}"#;
+        let mut full = base("aaaaaaaaaaaaaaaaaaaa");
+        full.enabled = false;
+        let refill = Refill::new(50, RefillPeriod::Monthly).unwrap().at(6, 30).unwrap();
+        full.set_controls(
+            KeyControls::new()
+                .metadata(Metadata::parse(metadata).unwrap())
+                .external_id(ExternalId::new("cust_1").unwrap())
+                .allowed_ips("10.0.0.0/8,2001:db8::/32".parse().unwrap())
+                .rate_limits("api=100/1s:burst=20,day=5000/1d".parse().unwrap())
+                .credits(Credits::new(40).unwrap().refill(refill, $crate::clock::Timestamp::from_unix_nanos(-7))),
+        );
+        let mut columns_only = base("bbbbbbbbbbbbbbbbbbbb");
+        columns_only.set_controls(
+            KeyControls::new().external_id(ExternalId::new("cust_1").unwrap()).credits(Credits::new(3).unwrap()),
+        );
+        let plain = base("cccccccccccccccccccc");
+        let mut limits_only = base("dddddddddddddddddddd");
+        limits_only.set_controls(KeyControls::new().rate_limits("api=1/1s".parse().unwrap()));
+        let records = [full, columns_only, plain, limits_only];
+        for r in &records {
+            // The previous release's encodings of its control columns.
+            let c = r.controls();
+            let refill = c.credits.and_then(|c| c.refill);
+            sqlx::query($insert_key)
+                .bind(r.id.as_str())
+                .bind(r.service_account_id.as_str())
+                .bind(r.description.as_str())
+                .bind(r.created_at.unix_nanos())
+                .bind(r.last_used_at.map($crate::clock::Timestamp::unix_nanos))
+                .bind($crate::store::backend::join_scopes(&r.scopes))
+                .bind(r.expires_at.map($crate::clock::Timestamp::unix_nanos))
+                .bind(r.masked_key.tail())
+                .bind(i64::from(r.pepper_version))
+                .bind(&r.digest.as_bytes()[..])
+                .bind(r.status.as_str())
+                .bind(r.kind.as_str())
+                .bind(r.links.replaced_by.as_ref().map($crate::token::KeyId::as_str))
+                .bind(r.links.reissued_from.as_ref().map($crate::token::KeyId::as_str))
+                .bind(r.enabled)
+                .bind(c.metadata.as_ref().map(|_| metadata))
+                .bind(c.external_id.as_ref().map(|e| e.as_str().to_owned()))
+                .bind(c.allowed_ips.as_ref().map(ToString::to_string))
+                .bind(c.rate_limits.as_ref().map(ToString::to_string))
+                .bind(c.credits.map(|c| i64::try_from(c.remaining).unwrap()))
+                .bind(refill.map(|r| i64::try_from(r.amount).unwrap()))
+                .bind(refill.map(|r| r.period.as_str()))
+                .bind(refill.map(|r| i32::try_from(r.at_second).unwrap()))
+                .bind(c.credits.and_then(|c| c.refilled_at).map($crate::clock::Timestamp::unix_nanos))
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+        store.migrate().await.unwrap();
+        $crate::store::sql::assert_all_versions_applied!(store.pool());
+        for r in &records {
+            let got = store.get(&r.id).await.unwrap().unwrap();
+            assert_eq!(&*got, r, "{} changed in the upgrade", r.id);
+        }
+        let got = store.get(&records[0].id).await.unwrap().unwrap();
+        assert_eq!(
+            got.controls().metadata.as_ref().unwrap(),
+            &Metadata::parse(metadata).unwrap(),
+            "the metadata is read from its exact text"
+        );
+        let stored: Vec<Option<String>> =
+            sqlx::query_scalar("SELECT controls FROM api_keys ORDER BY id").fetch_all(store.pool()).await.unwrap();
+        let stored: Vec<Option<serde_json::Value>> =
+            stored.iter().map(|t| t.as_deref().map(|t| serde_json::from_str(t).unwrap())).collect();
+        assert_eq!(
+            stored,
+            [
+                Some(serde_json::json!({
+                    "metadata": serde_json::from_str::<serde_json::Value>(metadata).unwrap(),
+                    "allowedIps": ["10.0.0.0/8", "2001:db8::/32"],
+                    "rateLimits": ["api=100/1s:burst=20", "day=5000/1d"],
+                })),
+                None,
+                None,
+                Some(serde_json::json!({"rateLimits": ["api=1/1s"]})),
+            ]
+        );
+        for gone in ["metadata", "allowed_ips", "rate_limits"] {
+            let read = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {gone} FROM api_keys"))).fetch_all(store.pool()).await;
+            assert!(read.is_err(), "column {gone} is dropped");
+        }
+        // The keys still work: listed by external id, credits spent, updated.
+        let owner = ExternalId::new("cust_1").unwrap();
+        let listed = store.list_by_external_id(&owner, $crate::store::PageRequest::starting(10, None)).await.unwrap();
+        assert_eq!(listed.items.iter().map(|r| r.id).collect::<Vec<_>>(), [records[0].id, records[1].id]);
+        let spent = store.spend_credits(&records[1].id, 2, None).await.unwrap();
+        assert!(matches!(spent, $crate::controls::CreditSpend::Spent { remaining: 1 }), "{spent:?}");
+        let list: $crate::controls::IpAllowList = "192.0.2.0/24".parse().unwrap();
+        let update = $crate::operation::KeyUpdate::new().allowed_ips(Some(list.clone()));
+        let entry = $crate::operation::LogEntry::new(
+            records[0].id,
+            $crate::operation::OperationKind::Update,
+            $crate::operation::Actor::system(),
+            $crate::clock::Timestamp::from_unix_nanos(1),
+            $crate::operation::OperationChanges::of_update(&update),
+        )
+        .unwrap();
+        let change = $crate::operation::Change::Update { id: records[0].id, update };
+        let updated = store.commit(change, &[entry]).await.unwrap().unwrap();
+        let mut expected = records[0].clone();
+        expected.set_controls(KeyControls { allowed_ips: Some(list), ..records[0].controls().clone() });
+        assert_eq!(updated, expected);
+        assert_eq!(&*store.get(&records[0].id).await.unwrap().unwrap(), &expected);
+        // Opened again (a restart): nothing to apply, nothing changes.
+        store.migrate().await.unwrap();
+        assert_eq!(&*store.get(&records[0].id).await.unwrap().unwrap(), &expected);
+        store
+    }};
+}
+#[cfg(test)]
+pub(super) use check_v6_controls_upgrade;
 
 /// What the dialects' upgrade tests check once the previous release's rows
 /// (an active native key `aaaa…` masked `Xy12Z9`, an imported key `bbbb…`
@@ -1267,7 +1411,7 @@ mod tests {
     #[test]
     fn statements_name_every_column_once() {
         let n = columns!().split(',').count();
-        assert_eq!(n, 24);
+        assert_eq!(n, 22);
         assert!(INSERT.contains(&format!("${n})")));
         assert!(!INSERT.contains(&format!("${}", n + 1)));
         assert!(SELECT_BY_ID.starts_with(concat!("SELECT ", columns!(), " FROM api_keys WHERE")));
@@ -1326,6 +1470,11 @@ mod tests {
                     6,
                     "d27538bede8deae2b6019f9407efdb2aeb002bd1ce250fe5bbb7c5f09a946350f1647ccfbbcca90c4741fa65b6b76b68"
                         .to_owned()
+                ),
+                (
+                    8,
+                    "5558e86b537ba2eddc5198477d8c199ae9001338b3fecba152ba9108a9cbab8a65ca998ac2992bd56806ed8f220879e0"
+                        .to_owned()
                 )
             ]
         );
@@ -1366,6 +1515,11 @@ mod tests {
                 (
                     6,
                     "71a55744bd16a3745871b5547a63db25dfed49fc0b74a30de3e76b45eaea1fa1349a6495e483ef627daa7980f1e6b56c"
+                        .to_owned()
+                ),
+                (
+                    8,
+                    "40b29343d57fd0de1c854cb1ad3d0900a6450c17abe0893de37f5eb5478d867d4f6955a13085137bd803bbcc5a290759"
                         .to_owned()
                 )
             ]

@@ -309,6 +309,26 @@ mod tests {
         store.pool().close().await;
     }
 
+    /// A database of the release before the `controls` column (schema
+    /// version 6, keys with every control in its own column) upgrades and
+    /// loses nothing.
+    #[tokio::test]
+    async fn a_version_6_database_moves_its_controls_into_one_column_and_loses_nothing() {
+        let (_dir, store) = store_at(6).await;
+        let store = crate::store::sql::check_v6_controls_upgrade!(
+            store,
+            "INSERT INTO api_keys (id, service_account_id, description, created_at, last_used_at, scopes, \
+                 expires_at, masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from, \
+                 enabled, metadata, external_id, allowed_ips, rate_limits, credits_remaining, \
+                 credits_refill_amount, credits_refill_period, credits_refill_at, credits_refilled_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+                 $20, $21, $22, $23, $24)"
+        );
+        let check: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(store.pool()).await.unwrap();
+        assert_eq!(check, "ok");
+        store.pool().close().await;
+    }
+
     #[tokio::test]
     async fn an_invalid_url_is_reported_when_connecting() {
         let e = SqliteStore::builder("postgres://not-sqlite").connect().await.unwrap_err();

@@ -21,7 +21,7 @@
 //! 4. **revoke** (`--revoke`) — after printing, every found key of ours not
 //!    yet revoked (active or expired: an expiry can be changed, a revocation
 //!    cannot) is revoked, after a prompt on a terminal or at once with
-//!    `--yes`, through [`api_keys::KeyManager::record_leak`]: in the same
+//!    `--yes`, through [`api_keys::KeyDirectory::record_leak`]: in the same
 //!    commit as the revocation, one `leak` entry per place the key was found
 //!    goes into its operations log (`keyctl operations ID`), with the
 //!    absolute `path:line:column` (`stdin:line:column` for `-`) as its
@@ -52,8 +52,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use crate::context::Context;
+use crate::failure::{BAD_INPUT, Failure, OTHER, UNAVAILABLE, chain};
 use crate::render::{Format, escaped};
-use crate::{BAD_INPUT, Context, Failure, OTHER, UNAVAILABLE, chain};
 
 /// Bytes read at a time.
 const CHUNK: usize = 64 * 1024;
@@ -185,7 +186,7 @@ fn preflight(args: &ScanArgs) -> Result<(), Failure> {
 /// database file that does not exist is a wrong URL or path (exit 2), and
 /// nothing is created for it (no database, no pepper file).
 fn refuse_missing_database(url: &str) -> Result<(), Failure> {
-    match crate::sqlite_database(url)? {
+    match crate::context::sqlite_database(url)? {
         Some(db) if !crate::files::exists(&db) => Err(Failure::new(
             BAD_INPUT,
             format!(
@@ -233,7 +234,7 @@ fn walk_all(args: &ScanArgs, format: &TokenFormat, out: Output) -> (Vec<Hit>, To
         if out.stream {
             progress.suspend(|| {
                 if let Err(e) = print_lines(&hits[before..], None, &HashMap::new()) {
-                    eprintln!("keyctl: {}", e.message);
+                    eprintln!("keyctl: {}", e.message());
                 }
             });
         }
@@ -436,7 +437,7 @@ async fn revoke_all(
 }
 
 fn revoke_failure(id: KeyId, e: &ManageError) -> Failure {
-    let code = if matches!(e, ManageError::NotFound(_)) { crate::NOT_FOUND } else { UNAVAILABLE };
+    let code = if matches!(e, ManageError::NotFound(_)) { crate::failure::NOT_FOUND } else { UNAVAILABLE };
     Failure::new(code, format!("revoking {id}: {}", chain(e)))
 }
 

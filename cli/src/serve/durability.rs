@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use api_keys::RedisStore;
 
-use crate::{BAD_INPUT, Failure};
+use crate::failure::{BAD_INPUT, Failure};
 
 /// One setting that falls short, with why it matters.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -52,7 +52,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tower::ServiceExt;
 
-use crate::{BAD_INPUT, Failure, OTHER};
+use crate::failure::{BAD_INPUT, Failure, OTHER};
 
 /// `API_KEYS_TLS_CERT`: the PEM certificate chain (same as `--tls-cert`).
 pub(crate) const TLS_CERT_VAR: &str = "API_KEYS_TLS_CERT";
@@ -165,7 +165,7 @@ fn flag_or_var(flag: Option<String>, var: &str) -> Option<(String, String)> {
 
 fn duration(flag: Option<String>, var: &str, name: &str, default: Duration) -> Result<Duration, Failure> {
     let Some((text, from)) = flag_or_var(flag, var) else { return Ok(default) };
-    match crate::parse_duration(text.trim()) {
+    match crate::input::parse_duration(text.trim()) {
         Ok(d) if !d.is_zero() => Ok(d),
         Ok(_) => Err(Failure::new(BAD_INPUT, format!("--{name} ({from}): must be more than 0"))),
         Err(e) => Err(Failure::new(BAD_INPUT, format!("--{name} ({from}): {e}"))),

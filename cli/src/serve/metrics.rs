@@ -30,7 +30,7 @@ use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use super::{App, Node};
-use crate::{Failure, OTHER};
+use crate::failure::{Failure, OTHER};
 
 /// Bucket bounds of `keyctl_authorize_seconds`: 50 µs to 1 s.
 const BUCKETS: [f64; 12] = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.25, 1.0];

@@ -7,8 +7,8 @@
 //! | `GET /healthz` | 200 while the process runs |
 //! | `GET /readyz` | 200 when the store answers, else 503; one store check a second at most ([`ready`]) |
 //! | `GET /metrics` | Prometheus text format; with `--metrics-listen ADDR` only on that address ([`metrics`]) |
-//! | `POST /v1/secret-scanning/github` | GitHub's secret-scanning reports, when `API_KEYS_GITHUB_KEYS_FILE` is set ([`crate::github`]) |
-//! | `/iam/v1/…` | the management API (`api_keys::admin`), when admin tokens are configured (see [`crate::admin`]) |
+//! | `POST /v1/secret-scanning/github` | GitHub's secret-scanning reports, when `API_KEYS_GITHUB_KEYS_FILE` is set ([`github`]) |
+//! | `/iam/v1/…` | the management API (`api_keys::admin`), when admin tokens are configured (see [`admin`]) |
 //! | `GET /iam/v1/console` | the management console (`api_keys::admin::console`), with the management API |
 //! | `GET /operations/{operationId}` | an operation by id (the cloud's `OperationService` over REST), with the management API |
 //! | gRPC (`content-type: application/grpc`) | `ApiKeyService`, `OperationService`, `ApiEndpointService` (`api_keys::admin::grpc`), with the management API; see [`grpc`] |
@@ -31,7 +31,9 @@
 //! listens on the store's invalidation channel (see [`node`]); SQLite is read
 //! directly, since other processes write the same file without a channel.
 
+mod admin;
 mod durability;
+mod github;
 pub(crate) mod grpc;
 pub(crate) mod listener;
 mod metered;
@@ -58,7 +60,7 @@ use axum::routing::{any, get};
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt};
 
-use crate::{BAD_INPUT, Failure, OTHER};
+use crate::failure::{BAD_INPUT, Failure, OTHER};
 pub(crate) use listener::{ListenerArgs, Listening};
 pub(crate) use node::{CacheSettings, Node};
 pub(crate) use options::ServeOptions;
@@ -119,7 +121,7 @@ pub(crate) async fn run(
 ) -> Result<(), Failure> {
     let metrics_apart = options.metrics_address()?;
     durability::check(node.redis_store(), options.require_durable_redis()?).await?;
-    let admin_tokens = crate::admin::tokens()?;
+    let admin_tokens = admin::tokens()?;
     let metrics = metrics::Metrics::install(&node)?;
     let limiter = match limits {
         Some(url) => Some(shared_limiter(&url).await?),
@@ -130,7 +132,7 @@ pub(crate) async fn run(
     let readiness = ready::Readiness::new()?;
     let app = Arc::new(App { verifier: Arc::clone(&verifier), node: Arc::clone(&node), metrics, readiness });
     let router = router(Arc::clone(&app), node.catalog(), &proxies, metrics_apart.is_none())
-        .merge(crate::github::endpoint(&node).await?);
+        .merge(github::endpoint(&node).await?);
 
     let metrics_server = match metrics_apart {
         Some(at) => Some(metrics::serve_apart(at, Arc::clone(&app)).await?),
@@ -139,7 +141,7 @@ pub(crate) async fn run(
     let listener =
         TcpListener::bind(addr).await.map_err(|e| Failure::new(OTHER, format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr().map_err(|e| Failure::new(OTHER, format!("cannot listen on {addr}: {e}")))?;
-    let router = crate::admin::mount(router, &node, admin_tokens, &listening.public_address(local));
+    let router = admin::mount(router, &node, admin_tokens, &listening.public_address(local));
     let scheme = if listening.is_tls() { "TLS" } else { "plaintext" };
     eprintln!("keyctl: listening on {local} ({}; {scheme})", node.describe());
     eprintln!("keyctl: public address {}", listening.public_address(local));
@@ -153,7 +155,7 @@ pub(crate) async fn run(
     let flushed = verifier.flush_last_used().await;
     match (&served, flushed) {
         (_, Ok(n)) => eprintln!("keyctl: stopped; wrote {n} last-used time(s)"),
-        (_, Err(e)) => eprintln!("keyctl: stopped; last-used times not written: {}", crate::chain(&e)),
+        (_, Err(e)) => eprintln!("keyctl: stopped; last-used times not written: {}", crate::failure::chain(&e)),
     }
     served
 }
@@ -176,13 +178,15 @@ const RATE_LIMIT_PREFIX: &str = "api-keys";
 /// The Redis rate limiter at `url`.
 ///
 /// # Errors
-/// [`crate::UNAVAILABLE`] when Redis cannot be reached.
+/// [`crate::failure::UNAVAILABLE`] when Redis cannot be reached.
 async fn shared_limiter(url: &str) -> Result<api_keys::controls::RedisRateLimiter, Failure> {
     let connecting = api_keys::controls::RedisRateLimiter::connect(url, RATE_LIMIT_PREFIX);
     match tokio::time::timeout(READY_TIMEOUT * 5, connecting).await {
         Ok(Ok(l)) => Ok(l),
-        Ok(Err(e)) => Err(Failure::new(crate::UNAVAILABLE, format!("rate-limit Redis: {}", crate::chain(&e)))),
-        Err(_) => Err(Failure::new(crate::UNAVAILABLE, "rate-limit Redis did not answer in time")),
+        Ok(Err(e)) => {
+            Err(Failure::new(crate::failure::UNAVAILABLE, format!("rate-limit Redis: {}", crate::failure::chain(&e))))
+        }
+        Err(_) => Err(Failure::new(crate::failure::UNAVAILABLE, "rate-limit Redis did not answer in time")),
     }
 }
 
@@ -191,7 +195,7 @@ async fn flush_periodically<S: KeyStore>(verifier: Arc<Verifier<S>>) {
     loop {
         tick.tick().await;
         if let Err(e) = verifier.flush_last_used().await {
-            tracing::warn!(error = %crate::chain(&e), "could not write last-used times; will retry");
+            tracing::warn!(error = %crate::failure::chain(&e), "could not write last-used times; will retry");
         }
     }
 }

@@ -24,7 +24,7 @@ use api_keys::{KeyId, KeyStore, Peppers, ScopeCatalog, StoreError, Verifier};
 
 use super::metered::Metered;
 use crate::env::{self, CACHE_MAX_STALENESS_VAR, CACHE_TTL_VAR, CACHE_VAR};
-use crate::{BAD_INPUT, Failure, setup_failure};
+use crate::failure::{BAD_INPUT, Failure, setup_failure};
 
 /// The store stack the verifier reads: lookups counted, then the flood
 /// shield, then the cache, then store queries counted, then the store.
@@ -62,7 +62,7 @@ impl CacheSettings {
         let duration = |name: &str, default: Duration| match env::var(name) {
             None => Ok(default),
             Some(text) => {
-                crate::parse_duration(text.trim()).map_err(|e| Failure::new(BAD_INPUT, format!("{name}: {e}")))
+                crate::input::parse_duration(text.trim()).map_err(|e| Failure::new(BAD_INPUT, format!("{name}: {e}")))
             }
         };
         let ttl = duration(CACHE_TTL_VAR, defaults.fresh_ttl)?;
@@ -104,7 +104,7 @@ impl Node {
     /// runtime (the invalidation subscriber is a task).
     ///
     /// # Errors
-    /// [`crate::UNAVAILABLE`] when the channel cannot be set up.
+    /// [`crate::failure::UNAVAILABLE`] when the channel cannot be set up.
     pub(crate) async fn new(
         store: AnyStore,
         url: &str,
@@ -117,7 +117,8 @@ impl Node {
         let store_queries = Arc::new(AtomicU64::new(0));
         let lookups = Arc::new(AtomicU64::new(0));
         let counted = Metered::new(store, Arc::clone(&store_queries));
-        let bus_error = |e: api_keys::store::invalidation::BusError| Failure::new(crate::OTHER, crate::chain(&e));
+        let bus_error =
+            |e: api_keys::store::invalidation::BusError| Failure::new(crate::failure::OTHER, crate::failure::chain(&e));
         let shielded = match bus {
             Some(bus) => {
                 let cached = CachedStore::with_bus(counted, cache.config(), bus.clone()).map_err(bus_error)?;
@@ -219,7 +220,7 @@ impl Node {
     /// only line `keyctl serve` prints there.
     ///
     /// # Errors
-    /// [`crate::OTHER`] if the key cannot be made or printed.
+    /// [`crate::failure::OTHER`] if the key cannot be made or printed.
     pub(crate) async fn print_demo_key(&self) -> Result<(), Failure> {
         use std::io::Write as _;
         if self.backend_store().backend() != Backend::Memory {
@@ -231,11 +232,14 @@ impl Node {
         scopes.push("yc.monitoring.manage".to_owned());
         let request =
             api_keys::CreateRequest::new("demo-robot").description("keyctl serve memory: demo key").scopes(scopes);
-        let created = manager.create(request).await.map_err(|e| Failure::new(crate::OTHER, crate::chain(&e)))?;
+        let created = manager
+            .create(request)
+            .await
+            .map_err(|e| Failure::new(crate::failure::OTHER, crate::failure::chain(&e)))?;
         let mut out = std::io::stdout().lock();
         writeln!(out, "demo-key: {}", created.secret.expose_secret())
             .and_then(|()| out.flush())
-            .map_err(|e| Failure::new(crate::OTHER, format!("cannot print the demo key: {e}")))
+            .map_err(|e| Failure::new(crate::failure::OTHER, format!("cannot print the demo key: {e}")))
     }
 
     /// One line for the start-up message.

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use clap::Args;
 
-use crate::{BAD_INPUT, Failure};
+use crate::failure::{BAD_INPUT, Failure};
 
 /// The variable for `--metrics-listen`.
 pub(crate) const METRICS_LISTEN_VAR: &str = "API_KEYS_METRICS_LISTEN";

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use api_keys::http::ForwardedHeader;
 use ipnet::IpNet;
 
-use crate::{BAD_INPUT, Failure};
+use crate::failure::{BAD_INPUT, Failure};
 
 /// The variable listing trusted proxy ranges, comma-separated.
 pub(crate) const TRUSTED_PROXIES_VAR: &str = "API_KEYS_TRUSTED_PROXIES";

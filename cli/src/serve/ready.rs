@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::Mutex;
 
 use super::{App, Node, READY_TIMEOUT};
-use crate::{Failure, OTHER};
+use crate::failure::{Failure, OTHER};
 
 /// How long one store check answers every probe.
 const FRESH_FOR: Duration = Duration::from_secs(1);
@@ -84,7 +84,7 @@ impl Readiness {
         let answer = match tokio::time::timeout(READY_TIMEOUT, node.ping(&self.probe)).await {
             Ok(Ok(())) => Answer::Ready,
             Ok(Err(e)) => {
-                tracing::warn!(error = %crate::chain(&e), "readiness: the store does not answer");
+                tracing::warn!(error = %crate::failure::chain(&e), "readiness: the store does not answer");
                 Answer::Unavailable
             }
             Err(_) => {

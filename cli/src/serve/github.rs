@@ -33,8 +33,8 @@ use api_keys::admin::github::{
 };
 use axum::Router;
 
-use crate::serve::Node;
-use crate::{BAD_INPUT, Failure, chain};
+use super::node::Node;
+use crate::failure::{BAD_INPUT, Failure, chain};
 
 /// Names the public-keys file; unset turns the endpoint off.
 pub(crate) const KEYS_FILE_VAR: &str = "API_KEYS_GITHUB_KEYS_FILE";

@@ -19,9 +19,9 @@ use api_keys::admin::{AdminApi, StaticTokens};
 use axum::Router;
 use zeroize::Zeroizing;
 
+use super::node::Node;
 use crate::env::{self, ADMIN_TOKEN_FILE_VAR, ADMIN_TOKEN_VAR};
-use crate::serve::Node;
-use crate::{BAD_INPUT, Failure};
+use crate::failure::{BAD_INPUT, Failure};
 
 /// The least estimated entropy of an admin token, in bits.
 pub(crate) const MIN_TOKEN_BITS: f64 = 128.0;
