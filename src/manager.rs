@@ -42,6 +42,7 @@ use crate::record::{
 use crate::scope::{ScopeCatalog, ScopeError, ScopeInfo, ScopeSet};
 use crate::secret::{MaskedKey, Secret};
 use crate::setters::{set_or_clear, setters};
+use crate::store::idempotency::IdempotencyClaim;
 use crate::store::{KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError, check_reissuable};
 use crate::token::{KeyId, SECRET_LEN, Token, TokenFormat};
 use crate::verify::VerifierBuilder;
@@ -436,6 +437,7 @@ pub struct KeyManager<S> {
     clock: Arc<dyn Clock>,
     policy: Arc<dyn CreationPolicy>,
     actor: Actor,
+    claim: Option<IdempotencyClaim>,
 }
 
 impl<S> fmt::Debug for KeyManager<S> {
@@ -455,6 +457,7 @@ impl<S> Clone for KeyManager<S> {
             clock: Arc::clone(&self.clock),
             policy: Arc::clone(&self.policy),
             actor: self.actor.clone(),
+            claim: self.claim.clone(),
         }
     }
 }
@@ -478,6 +481,7 @@ impl<S: KeyStore> KeyManager<S> {
             clock: Arc::new(SystemClock),
             policy: Arc::new(AllowAll),
             actor: Actor::system(),
+            claim: None,
         })
     }
 
@@ -492,6 +496,31 @@ impl<S: KeyStore> KeyManager<S> {
     #[must_use]
     pub fn actor(&self) -> &Actor {
         &self.actor
+    }
+
+    /// The same manager, whose changes carry `claim`: the store records it
+    /// with the change (create, import, reissue, update, revoke, delete; not
+    /// leak reports) or refuses the change with
+    /// [`StoreError::IdempotencyKeyTaken`] (as [`ManageError::Store`]) if
+    /// the key was claimed already. Meant for one change: a second change
+    /// through it is refused that way.
+    #[must_use]
+    pub fn with_idempotency(&self, claim: IdempotencyClaim) -> Self {
+        Self { claim: Some(claim), ..self.clone() }
+    }
+
+    /// The current time of this manager's clock.
+    #[must_use]
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// `entry` with this manager's idempotency claim, if it has one.
+    fn claimed(&self, entry: LogEntry) -> LogEntry {
+        match &self.claim {
+            Some(c) => entry.with_idempotency(c.clone()),
+            None => entry,
+        }
     }
 
     /// An operations log entry by this manager's actor.
@@ -643,6 +672,7 @@ impl<S: KeyStore> KeyManager<S> {
                     created_at: now,
                     changes,
                     response: None,
+                    idempotency: None,
                 });
             }
         }
@@ -737,7 +767,7 @@ impl<S: KeyStore> KeyManager<S> {
                     let entry = self
                         .entry(&record.id, kind, now, OperationChanges::of_new(&record))?
                         .with_response(record.info());
-                    (Change::Insert(record.clone()), vec![entry])
+                    (Change::Insert(record.clone()), vec![self.claimed(entry)])
                 }
                 Write::Reissue { old, fate } => {
                     let old_entry = self.entry(&old.id, OperationKind::Reissue, now, reissue_changes(&record, fate))?;
@@ -745,7 +775,7 @@ impl<S: KeyStore> KeyManager<S> {
                         .entry(&record.id, OperationKind::Reissue, now, OperationChanges::of_new(&record))?
                         .with_response(record.info());
                     let change = Change::Reissue { old: old.id, new: record.clone(), fate };
-                    (change, vec![old_entry, new_entry])
+                    (change, vec![old_entry, self.claimed(new_entry)])
                 }
             };
             match self.store.commit(change, &log).await.map(drop) {
@@ -825,9 +855,15 @@ impl<S: KeyStore> KeyManager<S> {
     ///
     /// # Errors
     /// As [`KeyManager::revoke`].
+    ///
+    /// The entry's response snapshot is the key as revoked (read just
+    /// before the change), so the revoke can be answered again by id.
     pub async fn revoke_logged(&self, id: &KeyId) -> Result<LogEntry, ManageError> {
+        let mut revoked = self.get(id).await?;
+        revoked.status = KeyStatus::Revoked;
         let changes = OperationChanges { status: Some(KeyStatus::Revoked), ..OperationChanges::default() };
-        let entry = self.entry(id, OperationKind::Revoke, self.clock.now(), changes)?;
+        let entry = self.entry(id, OperationKind::Revoke, self.clock.now(), changes)?.with_response(revoked);
+        let entry = self.claimed(entry);
         self.store.commit(Change::Revoke(*id), std::slice::from_ref(&entry)).await?;
         Ok(entry)
     }
@@ -847,6 +883,7 @@ impl<S: KeyStore> KeyManager<S> {
     /// As [`KeyManager::delete`].
     pub async fn delete_logged(&self, id: &KeyId) -> Result<LogEntry, ManageError> {
         let entry = self.entry(id, OperationKind::Delete, self.clock.now(), OperationChanges::default())?;
+        let entry = self.claimed(entry);
         self.store.commit(Change::Delete(*id), std::slice::from_ref(&entry)).await?;
         Ok(entry)
     }
@@ -889,6 +926,7 @@ impl<S: KeyStore> KeyManager<S> {
         let entry = self
             .entry(id, OperationKind::Update, now, OperationChanges::of_update(&update))?
             .with_response(after.info());
+        let entry = self.claimed(entry);
         let updated = self.store.commit(Change::Update { id: *id, update }, std::slice::from_ref(&entry)).await?;
         let updated = updated.ok_or_else(|| {
             ManageError::Store(StoreError::Corrupt("the store did not return the updated key".to_owned()))

@@ -21,7 +21,7 @@
 //! ([`RecordView`]), so a million keys over the same scopes share one scope
 //! list and an entry holds two pointers for them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::Range;
@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use papaya::{Compute, Operation as MapOp, ResizeMode};
 
+use super::idempotency::{IdempotencyKey, IdempotencyRecord, PURGE_BATCH};
 use super::key_store::{
     KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError, apply_reissue, check_reissuable,
 };
@@ -37,7 +38,7 @@ use super::view::{RecordView, intern_account, intern_scopes};
 use crate::clock::Timestamp;
 use crate::controls::{CreditSpend, ExternalId, KeyControls};
 use crate::digest::Digest;
-use crate::operation::{Change, LogEntry, Operation, OperationCursor, OperationId, apply_update};
+use crate::operation::{Actor, Change, LogEntry, Operation, OperationCursor, OperationId, apply_update};
 use crate::record::{Description, KeyKind, KeyRecord, KeyStatus, ReissueLinks, ServiceAccountId};
 use crate::scope::ScopeSet;
 use crate::secret::MaskedKey;
@@ -209,6 +210,7 @@ struct Index {
     by_external: BTreeMap<ExternalId, BTreeSet<KeyId>>,
     digests: HashMap<[u8; 32], KeyId>,
     log: OperationsLog,
+    claims: Claims,
 }
 
 impl Index {
@@ -297,6 +299,57 @@ impl OperationsLog {
             None
         };
         Page { items: items.into_iter().map(|(_, e)| Operation::clone(e)).collect(), next }
+    }
+}
+
+/// The idempotency records, under the writer lock with the records they
+/// name; `order` lists them as written, for the bounded purge.
+#[derive(Default)]
+struct Claims {
+    live: HashMap<(Actor, IdempotencyKey), IdempotencyRecord>,
+    order: VecDeque<(Actor, IdempotencyKey)>,
+}
+
+impl Claims {
+    /// Refuses claims of a key with a live record (or claimed twice).
+    fn check(&self, entries: &[LogEntry]) -> Result<(), StoreError> {
+        let mut seen = HashSet::new();
+        for c in entries.iter().filter_map(|e| e.idempotency.as_ref()) {
+            let taken = self.live.get(&(c.actor.clone(), c.key)).is_some_and(|r| r.claim.is_live_at(c.created_at));
+            if taken || !seen.insert((c.actor.clone(), c.key)) {
+                return Err(StoreError::IdempotencyKeyTaken);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the entries' claims, replacing expired records, and purges
+    /// up to [`PURGE_BATCH`] expired ones from the oldest.
+    fn record(&mut self, entries: &[LogEntry]) {
+        for e in entries {
+            let Some(c) = &e.idempotency else { continue };
+            let at = (c.actor.clone(), c.key);
+            if self.live.insert(at.clone(), IdempotencyRecord::new(c.clone(), e.id)).is_none() {
+                self.order.push_back(at);
+            }
+            self.purge(c.created_at);
+        }
+    }
+
+    fn purge(&mut self, now: Timestamp) {
+        for _ in 0..PURGE_BATCH {
+            let Some(oldest) = self.order.front() else { return };
+            if self.live.get(oldest).is_some_and(|r| r.claim.is_live_at(now)) {
+                return;
+            }
+            if let Some(gone) = self.order.pop_front() {
+                self.live.remove(&gone);
+            }
+        }
+    }
+
+    fn find(&self, actor: &Actor, key: &IdempotencyKey, now: Timestamp) -> Option<IdempotencyRecord> {
+        self.live.get(&(actor.clone(), *key)).filter(|r| r.claim.is_live_at(now)).cloned()
     }
 }
 
@@ -609,6 +662,7 @@ impl KeyStore for MemoryStore {
     async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
         let mut index = lock(&self.writer);
         index.log.check(log)?;
+        index.claims.check(log)?;
         let account = match &change {
             Change::Insert(r) => r.service_account_id.clone(),
             other => {
@@ -618,7 +672,17 @@ impl KeyStore for MemoryStore {
         };
         let out = self.apply(&mut index, change)?;
         index.log.append(log, &account);
+        index.claims.record(log);
         Ok(out)
+    }
+
+    async fn idempotency(
+        &self,
+        actor: &Actor,
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(lock(&self.writer).claims.find(actor, key, now))
     }
 
     async fn operations(&self, key: &KeyId, page: PageRequest<OperationCursor>) -> Result<OperationPage, StoreError> {

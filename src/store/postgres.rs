@@ -75,6 +75,10 @@ impl Dialect for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const SELECT_FOR_REISSUE: &'static str = SELECT_BY_ID_FOR_UPDATE;
     const SCHEMA: &'static [SchemaVersion] = schema_versions!("postgres");
+    /// Skips rows another transaction holds, so concurrent purges never
+    /// wait on (or deadlock with) each other.
+    const PURGE_IDEMPOTENCY: &'static str = "DELETE FROM api_key_idempotency WHERE (actor, key_hash) IN \
+         (SELECT actor, key_hash FROM api_key_idempotency WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)";
 
     fn encode_scopes(scopes: &ScopeSet) -> Vec<&str> {
         scopes.iter().map(|s| s.as_str()).collect()

@@ -55,6 +55,9 @@ pub(super) trait Dialect {
     const SELECT_FOR_REISSUE: &'static str;
     /// The schema versions in order (`migrations/<dialect>/NNNN_*.sql`).
     const SCHEMA: &'static [SchemaVersion];
+    /// Statement that purges expired idempotency records (`$1` the time,
+    /// `$2` how many at most).
+    const PURGE_IDEMPOTENCY: &'static str = PURGE_IDEMPOTENCY;
 
     /// The value bound to the `scopes` column.
     fn encode_scopes(scopes: &ScopeSet) -> Self::Scopes<'_>;
@@ -170,6 +173,21 @@ pub(super) const OPERATIONS: &str = "SELECT seq, id, key_id, service_account_id,
 pub(super) const OPERATION: &str = "SELECT seq, id, key_id, service_account_id, kind, actor, created_at, changes, \
      response FROM api_key_operations WHERE id = $1";
 
+/// Records an idempotency claim, replacing the key's record only if it has
+/// expired by the claim's time: no row changed means the key is taken.
+pub(super) const CLAIM: &str = "INSERT INTO api_key_idempotency \
+     (actor, key_hash, fingerprint, operation_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
+     ON CONFLICT (actor, key_hash) DO UPDATE SET fingerprint = excluded.fingerprint, \
+     operation_id = excluded.operation_id, created_at = excluded.created_at, expires_at = excluded.expires_at \
+     WHERE api_key_idempotency.expires_at <= excluded.created_at";
+/// A live idempotency record.
+pub(super) const IDEMPOTENCY: &str = "SELECT fingerprint, operation_id, created_at, expires_at \
+     FROM api_key_idempotency WHERE actor = $1 AND key_hash = $2 AND expires_at > $3";
+/// Deletes up to `$2` records expired by `$1` (SQLite: writers are
+/// serialised, nothing to skip).
+pub(super) const PURGE_IDEMPOTENCY: &str = "DELETE FROM api_key_idempotency WHERE (actor, key_hash) IN \
+     (SELECT actor, key_hash FROM api_key_idempotency WHERE expires_at <= $1 LIMIT $2)";
+
 /// Records a pepper fingerprint unless the version has one.
 pub(super) const INSERT_PEPPER: &str =
     "INSERT INTO api_key_peppers (version, fingerprint) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING";
@@ -209,6 +227,7 @@ macro_rules! schema_versions {
             v!(4, "operations log: leak entries", "0004_leak_operations"),
             v!(5, "enabled flag and key controls", "0005_key_controls"),
             v!(6, "operations log: response snapshots", "0006_operation_responses"),
+            v!(7, "idempotency records", "0007_idempotency"),
         ]
     }};
 }
@@ -333,6 +352,9 @@ macro_rules! sql_key_store {
             use $crate::store::backend::{ControlColumns, Row, timed};
             use $crate::store::key_store::{KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError, apply_reissue};
             use $crate::store::sql::{self, Dialect, sqlx_error};
+            use $crate::store::idempotency::{
+                IdempotencyClaim, IdempotencyKey, IdempotencyRecord, PURGE_BATCH as IDEMPOTENCY_PURGE_BATCH,
+            };
             use $crate::token::KeyId;
 
             type D = $dialect;
@@ -557,6 +579,57 @@ macro_rules! sql_key_store {
                 if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::DuplicateOperation(e.id)) }
             }
 
+            /// Records the entry's idempotency claim inside `tx`, then
+            /// purges a few expired records;
+            /// [`StoreError::IdempotencyKeyTaken`] if the key has a live
+            /// record.
+            async fn claim_in(tx: &mut Tx, e: &LogEntry) -> Result<(), StoreError> {
+                let Some(c) = &e.idempotency else { return Ok(()) };
+                let done = sqlx::query(sql::CLAIM)
+                    .bind(c.actor.as_str())
+                    .bind(&c.key.as_bytes()[..])
+                    .bind(&c.fingerprint[..])
+                    .bind(e.id.as_str())
+                    .bind(c.created_at.unix_nanos())
+                    .bind(c.expires_at.unix_nanos())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(sqlx_error)?;
+                if done.rows_affected() != 1 {
+                    return Err(StoreError::IdempotencyKeyTaken);
+                }
+                sqlx::query(D::PURGE_IDEMPOTENCY)
+                    .bind(c.created_at.unix_nanos())
+                    .bind(i64::from(IDEMPOTENCY_PURGE_BATCH))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(sqlx_error)?;
+                Ok(())
+            }
+
+            /// A row of `api_key_idempotency` for `actor` and `key`.
+            fn decode_idempotency(
+                r: &<Db as sqlx::Database>::Row,
+                actor: &Actor,
+                key: &IdempotencyKey,
+            ) -> Result<IdempotencyRecord, StoreError> {
+                fn bad(column: &str) -> StoreError {
+                    StoreError::Corrupt(format!("idempotency column `{column}` is invalid"))
+                }
+                let fingerprint: Vec<u8> = r.try_get("fingerprint").map_err(sqlx_error)?;
+                let operation: String = r.try_get("operation_id").map_err(sqlx_error)?;
+                let created_at: i64 = r.try_get("created_at").map_err(sqlx_error)?;
+                let expires_at: i64 = r.try_get("expires_at").map_err(sqlx_error)?;
+                let claim = IdempotencyClaim {
+                    actor: actor.clone(),
+                    key: *key,
+                    fingerprint: fingerprint.try_into().map_err(|_| bad("fingerprint"))?,
+                    created_at: Timestamp::from_unix_nanos(created_at),
+                    expires_at: Timestamp::from_unix_nanos(expires_at),
+                };
+                Ok(IdempotencyRecord::new(claim, OperationId::parse(&operation).map_err(|_| bad("operation_id"))?))
+            }
+
             fn decode_operation(r: &<Db as sqlx::Database>::Row) -> Result<(i64, Operation), StoreError> {
                 fn bad(column: &str) -> StoreError {
                     StoreError::Corrupt(format!("operations column `{column}` is invalid"))
@@ -743,6 +816,11 @@ macro_rules! sql_key_store {
                         // Dropping `tx` without commit (any `?` below) rolls
                         // back the change with the log rows.
                         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(sqlx_error)?;
+                        // Claims first: a twin claiming the same key waits
+                        // here (PostgreSQL) until this one ends.
+                        for entry in log {
+                            claim_in(&mut tx, entry).await?;
+                        }
                         let account = account_in(&mut tx, &change).await?;
                         let out = apply_change(&mut tx, change).await?;
                         for entry in log {
@@ -796,6 +874,23 @@ macro_rules! sql_key_store {
                     timed(self.timeout, async {
                         let row = query.fetch_optional(&self.pool).await.map_err(sqlx_error)?;
                         row.as_ref().map(decode_operation).transpose().map(|found| found.map(|(_, op)| op))
+                    })
+                    .await
+                }
+
+                async fn idempotency(
+                    &self,
+                    actor: &Actor,
+                    key: &IdempotencyKey,
+                    now: Timestamp,
+                ) -> Result<Option<IdempotencyRecord>, StoreError> {
+                    let query = sqlx::query(sql::IDEMPOTENCY)
+                        .bind(actor.as_str())
+                        .bind(&key.as_bytes()[..])
+                        .bind(now.unix_nanos());
+                    timed(self.timeout, async {
+                        let row = query.fetch_optional(&self.pool).await.map_err(sqlx_error)?;
+                        row.as_ref().map(|r| decode_idempotency(r, actor, key)).transpose()
                     })
                     .await
                 }
@@ -870,7 +965,7 @@ macro_rules! assert_all_versions_applied {
             .fetch_all($pool)
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
     }};
 }
 #[cfg(test)]
@@ -1050,9 +1145,9 @@ macro_rules! check_previous_release_upgrade {
         .await
         .unwrap();
         let e = store.migrate().await.unwrap_err();
-        assert!(matches!(e, $crate::store::StoreError::SchemaTooNew { found: 99, supported: 6 }), "{e:?}");
+        assert!(matches!(e, $crate::store::StoreError::SchemaTooNew { found: 99, supported: 7 }), "{e:?}");
         let text = e.to_string();
-        assert!(text.contains("99") && text.contains('6'), "{text}");
+        assert!(text.contains("99") && text.contains('7'), "{text}");
         assert!(e.is_unavailable(), "a refused schema fails closed");
         // A refused migrate leaves no lock behind: refused again, at once.
         let again = tokio::time::timeout(std::time::Duration::from_secs(10), store.migrate()).await;
