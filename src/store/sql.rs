@@ -1158,6 +1158,82 @@ macro_rules! check_previous_release_upgrade {
 #[cfg(test)]
 pub(super) use check_previous_release_upgrade;
 
+/// The body both dialects' tests of the upgrade from the previous release
+/// (schema version 6) share, over a store `$store` whose schema is at
+/// version 6 and the dialect's versions `$schema`. The previous release's
+/// own writes (keys made, updated, revoked, reissued and deleted through a
+/// manager, with their log and response snapshots) go in first; then it
+/// migrates and checks that every record and log entry reads back exactly,
+/// that the idempotency table works (a claimed create is recorded, a second
+/// claim of the key is refused and writes nothing), that a second
+/// migration applies nothing and that the previous release's migrator
+/// refuses the upgraded database.
+#[cfg(test)]
+macro_rules! check_v6_upgrade {
+    ($store:expr, $schema:expr) => {{
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use $crate::store::idempotency::{IdempotencyClaim, IdempotencyKey, IdempotencyRecord};
+        use $crate::{Actor, Clock as _, CreateRequest, KeyManager, ScopeCatalog, UpdateRequest};
+        let store = $store;
+        let clock = Arc::new($crate::ManualClock::new($crate::Timestamp::from_unix_seconds(1_800_000_000).unwrap()));
+        let manager = KeyManager::builder(
+            Arc::new(store.clone()),
+            $crate::store::sql::upgrade_tests::peppers(),
+            ScopeCatalog::yandex_cloud(),
+        )
+        .clock(clock.clone())
+        .build();
+        let sa = "v6-robot";
+        let a = manager.create(CreateRequest::new(sa).description("kept")).await.unwrap();
+        let b = manager.create(CreateRequest::new(sa).scopes(["yc.postbox.send"])).await.unwrap();
+        let gone = manager.create(CreateRequest::new(sa)).await.unwrap();
+        manager.update(&a.api_key.id, UpdateRequest::new().description("updated")).await.unwrap();
+        manager.revoke(&b.api_key.id).await.unwrap();
+        let reissued = manager.reissue(&a.api_key.id, Duration::from_secs(60)).await.unwrap();
+        manager.delete(&gone.api_key.id).await.unwrap();
+        let ids = [a.api_key.id, b.api_key.id, gone.api_key.id, reissued.api_key.id];
+        let page = || $crate::PageRequest::starting(100, None);
+        let mut before = Vec::new();
+        for id in &ids {
+            let record = store.get(id).await.unwrap().map(|r| $crate::KeyRecord::clone(&r));
+            before.push((record, store.operations(id, page()).await.unwrap().items));
+        }
+        store.migrate().await.unwrap();
+        $crate::store::sql::assert_all_versions_applied!(store.pool());
+        for (id, kept) in ids.iter().zip(&before) {
+            let record = store.get(id).await.unwrap().map(|r| $crate::KeyRecord::clone(&r));
+            let after = (record, store.operations(id, page()).await.unwrap().items);
+            assert_eq!(&after, kept, "{id} changed in the upgrade");
+        }
+        // The new table: a claimed create is recorded with its change.
+        let actor = Actor::new("ops").unwrap();
+        let key = IdempotencyKey::of("8e0f6b53-6a40-4c1e-9e3c-3f0b2d6f1a11");
+        let claim = IdempotencyClaim::new(actor.clone(), key, [3; 32], clock.now(), Duration::from_secs(86_400));
+        let made = manager.with_idempotency(claim.clone()).create(CreateRequest::new(sa)).await.unwrap();
+        let record = store.idempotency(&actor, &key, clock.now()).await.unwrap().unwrap();
+        let created = store.operations(&made.api_key.id, page()).await.unwrap().items;
+        assert_eq!(record, IdempotencyRecord::new(claim.clone(), created[0].id));
+        let again = manager.with_idempotency(claim).create(CreateRequest::new(sa)).await.unwrap_err();
+        assert!(matches!(again, $crate::ManageError::Store($crate::StoreError::IdempotencyKeyTaken)), "{again:?}");
+        let listed = store.list(&$crate::ServiceAccountId::new(sa).unwrap(), $crate::PageRequest::first(100)).await;
+        assert_eq!(listed.unwrap().items.len(), 4, "the refused create wrote nothing");
+        // Opened again (a restart): nothing to apply, the record is there.
+        store.migrate().await.unwrap();
+        assert!(store.idempotency(&actor, &key, clock.now()).await.unwrap().is_some());
+        // The previous release's migrator refuses the upgraded database.
+        let mut conn = store.pool().acquire().await.unwrap();
+        let refused =
+            $crate::store::sql::migrator_of(&$schema[..6]).run_direct(None, &mut *conn, false).await.unwrap_err();
+        assert!(matches!(refused, sqlx::migrate::MigrateError::VersionMissing(7)), "{refused:?}");
+        conn.close().await.unwrap();
+        store
+    }};
+}
+#[cfg(test)]
+pub(super) use check_v6_upgrade;
+
 /// What the dialects' upgrade tests check once the previous release's rows
 /// (an active native key `aaaa…` masked `Xy12Z9`, an imported key `bbbb…`
 /// masked with its secret's tail `SECRET`, digest `0xAB…`) went through the
@@ -1421,6 +1497,11 @@ mod tests {
                     6,
                     "d27538bede8deae2b6019f9407efdb2aeb002bd1ce250fe5bbb7c5f09a946350f1647ccfbbcca90c4741fa65b6b76b68"
                         .to_owned()
+                ),
+                (
+                    7,
+                    "0f86e7a97d57d246e24b6be719c5c7afad9417ebca43c68de45077d9318fba98188eacb0bffb14ce21f2400af8be1512"
+                        .to_owned()
                 )
             ]
         );
@@ -1461,6 +1542,11 @@ mod tests {
                 (
                     6,
                     "71a55744bd16a3745871b5547a63db25dfed49fc0b74a30de3e76b45eaea1fa1349a6495e483ef627daa7980f1e6b56c"
+                        .to_owned()
+                ),
+                (
+                    7,
+                    "0771251d4c47e74ba4b24ea578bcbf59a654616fc89de5ac346e1f0b4a98d28a3a1ea8f4486bf6269c34ca3e7554b2de"
                         .to_owned()
                 )
             ]

@@ -309,6 +309,18 @@ mod tests {
         store.pool().close().await;
     }
 
+    /// A database of the previous release (schema version 6, written by
+    /// that release's manager) upgrades to idempotency records and loses
+    /// nothing; the previous release's migrator then refuses it.
+    #[tokio::test]
+    async fn a_version_6_database_upgrades_to_idempotency_records_and_loses_nothing() {
+        let (_dir, store) = store_at(6).await;
+        let store = crate::store::sql::check_v6_upgrade!(store, Sqlite::SCHEMA);
+        let check: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(store.pool()).await.unwrap();
+        assert_eq!(check, "ok");
+        store.pool().close().await;
+    }
+
     #[tokio::test]
     async fn an_invalid_url_is_reported_when_connecting() {
         let e = SqliteStore::builder("postgres://not-sqlite").connect().await.unwrap_err();
