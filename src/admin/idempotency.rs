@@ -86,7 +86,7 @@ pub enum Begin {
     Run(IdempotencyClaim),
     /// A repeat of a request whose change landed: answer with its logged
     /// operation (its response snapshot; never a secret).
-    Replay(Operation),
+    Replay(Box<Operation>),
     /// The key was used with another request.
     Mismatch,
     /// A repeat whose change landed, but whose log entry is no longer kept:
@@ -165,7 +165,7 @@ async fn decide<S: KeyStore>(
         return Ok(Begin::Mismatch);
     }
     Ok(match store.operation(&record.operation).await? {
-        Some(op) => Begin::Replay(op),
+        Some(op) => Begin::Replay(Box::new(op)),
         None => Begin::Forgotten,
     })
 }
@@ -195,8 +195,8 @@ mod tests {
             .with_idempotency(run);
         store.commit(Change::Insert(key.clone()), std::slice::from_ref(&entry)).await.unwrap();
         let op = entry.recorded(&key.service_account_id);
-        assert_eq!(idem.begin(&store, claim.clone()).await.unwrap(), Begin::Replay(op.clone()));
-        assert_eq!(idem.settle(&store, &claim).await.unwrap(), Some(Begin::Replay(op)));
+        assert_eq!(idem.begin(&store, claim.clone()).await.unwrap(), Begin::Replay(Box::new(op.clone())));
+        assert_eq!(idem.settle(&store, &claim).await.unwrap(), Some(Begin::Replay(Box::new(op))));
         let other = idem.claim(&actor, "8e0f6b53-6a40-4c1e-9e3c-3f0b2d6f1a11", fingerprint("POST", "/x", b""), now);
         assert_eq!(idem.begin(&store, other).await.unwrap(), Begin::Mismatch, "same key, other request");
         let later = now.saturating_add(Duration::from_secs(86_400));
