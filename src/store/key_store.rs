@@ -182,7 +182,9 @@ impl<T, C> Page<T, C> {
 /// entries (left alone by implementations, so that a wrapper sees every
 /// write in its `commit`); `get_many`, `ids_after`, `with_record` and
 /// `lend_now` have defaults a backend overrides to be faster (one query per
-/// batch, an id index, lending in place).
+/// batch, an id index, lending in place); `operation` and `idempotency`
+/// (the records of idempotency claims, written by `commit`) have defaults
+/// that fail closed, for a store without them.
 ///
 /// A wrapper (a cache, a shield, a metrics or fault-injecting store) writes
 /// only the methods it changes and forwards the rest with

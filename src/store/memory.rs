@@ -303,11 +303,12 @@ impl OperationsLog {
 }
 
 /// The idempotency records, under the writer lock with the records they
-/// name; `order` lists them as written, for the bounded purge.
+/// name; `order` lists them as written (with their expiry), for the
+/// bounded purge.
 #[derive(Default)]
 struct Claims {
     live: HashMap<(Actor, IdempotencyKey), IdempotencyRecord>,
-    order: VecDeque<(Actor, IdempotencyKey)>,
+    order: VecDeque<(Timestamp, (Actor, IdempotencyKey))>,
 }
 
 impl Claims {
@@ -329,21 +330,24 @@ impl Claims {
         for e in entries {
             let Some(c) = &e.idempotency else { continue };
             let at = (c.actor.clone(), c.key);
-            if self.live.insert(at.clone(), IdempotencyRecord::new(c.clone(), e.id)).is_none() {
-                self.order.push_back(at);
-            }
+            self.live.insert(at.clone(), IdempotencyRecord::new(c.clone(), e.id));
+            self.order.push_back((c.expires_at, at));
             self.purge(c.created_at);
         }
     }
 
+    /// Drops up to [`PURGE_BATCH`] order entries expired by `now`, and
+    /// their records unless a later claim replaced them.
     fn purge(&mut self, now: Timestamp) {
         for _ in 0..PURGE_BATCH {
-            let Some(oldest) = self.order.front() else { return };
-            if self.live.get(oldest).is_some_and(|r| r.claim.is_live_at(now)) {
-                return;
+            match self.order.front() {
+                Some((expires, _)) if *expires <= now => {}
+                _ => return,
             }
-            if let Some(gone) = self.order.pop_front() {
-                self.live.remove(&gone);
+            if let Some((expires, at)) = self.order.pop_front()
+                && self.live.get(&at).is_some_and(|r| r.claim.expires_at == expires)
+            {
+                self.live.remove(&at);
             }
         }
     }
@@ -748,5 +752,47 @@ impl KeyStore for MemoryStore {
         F: for<'v> FnOnce(Option<RecordView<'v>>) -> R,
     {
         Ok(self.lend(id, visit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::operation::{OperationChanges, OperationKind};
+    use crate::store::idempotency::IdempotencyClaim;
+
+    fn claimed(n: u8, at: Timestamp) -> LogEntry {
+        let key = KeyId::generate().unwrap();
+        let claim = IdempotencyClaim::new(
+            Actor::system(),
+            IdempotencyKey::from_bytes([n; 32]),
+            [0; 32],
+            at,
+            Duration::from_secs(60),
+        );
+        LogEntry::new(key, OperationKind::Create, Actor::system(), at, OperationChanges::default())
+            .unwrap()
+            .with_idempotency(claim)
+    }
+
+    #[test]
+    fn expired_claims_are_purged_a_batch_at_a_time_and_a_renewed_one_is_kept() {
+        let t0 = Timestamp::from_unix_seconds(1_800_000_000).unwrap();
+        let mut claims = Claims::default();
+        for n in 0..40 {
+            claims.record(&[claimed(n, t0)]);
+        }
+        assert_eq!(claims.live.len(), 40);
+        // Key 0 is claimed again once expired: its old order entry must not
+        // take the renewed record with it.
+        let later = t0.saturating_add(Duration::from_secs(60));
+        claims.record(&[claimed(0, later)]);
+        assert_eq!(claims.live.len(), 40 - 31, "a batch of expired records went (the renewed one stays)");
+        assert!(claims.find(&Actor::system(), &IdempotencyKey::from_bytes([0; 32]), later).is_some());
+        claims.record(&[claimed(200, later)]);
+        assert_eq!(claims.live.len(), 2, "the rest went with the next write");
+        assert_eq!(claims.order.len(), 2);
     }
 }
