@@ -856,14 +856,18 @@ impl<S: KeyStore> KeyManager<S> {
     /// # Errors
     /// As [`KeyManager::revoke`].
     ///
-    /// The entry's response snapshot is the key as revoked (read just
-    /// before the change), so the revoke can be answered again by id.
+    /// A revoke that carries an idempotency claim
+    /// ([`KeyManager::with_idempotency`]) reads the key first and logs it,
+    /// as revoked, as the entry's response snapshot, so the revoke can be
+    /// answered again; any other revoke stays one write.
     pub async fn revoke_logged(&self, id: &KeyId) -> Result<LogEntry, ManageError> {
-        let mut revoked = self.get(id).await?;
-        revoked.status = KeyStatus::Revoked;
         let changes = OperationChanges { status: Some(KeyStatus::Revoked), ..OperationChanges::default() };
-        let entry = self.entry(id, OperationKind::Revoke, self.clock.now(), changes)?.with_response(revoked);
-        let entry = self.claimed(entry);
+        let mut entry = self.entry(id, OperationKind::Revoke, self.clock.now(), changes)?;
+        if self.claim.is_some() {
+            let mut revoked = self.get(id).await?;
+            revoked.status = KeyStatus::Revoked;
+            entry = self.claimed(entry.with_response(revoked));
+        }
         self.store.commit(Change::Revoke(*id), std::slice::from_ref(&entry)).await?;
         Ok(entry)
     }

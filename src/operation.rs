@@ -431,9 +431,10 @@ pub struct LogEntry {
     pub changes: OperationChanges,
     /// The key as the change left it, kept with the entry so the operation
     /// can be answered again by id, on any node ([`KeyStore::operation`](crate::KeyStore::operation)):
-    /// set by the manager for create, import, reissue (the new key), update
-    /// and revoke (the key as revoked); `None` for the others (a delete's
-    /// response is empty) and for entries written before it existed.
+    /// set by the manager for create, import, reissue (the new key) and
+    /// update, and for a revoke carrying an idempotency claim (the key as
+    /// revoked); `None` for the others (a delete's response is empty) and
+    /// for entries written before it existed.
     pub response: Option<KeyInfo>,
     /// The `Idempotency-Key` this entry's change claims: the store records
     /// it with the change, or refuses the whole commit

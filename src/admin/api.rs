@@ -921,8 +921,14 @@ async fn revoke<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, reque
     };
     let prepared = api.bodiless(&head, AdminAction::Revoke, id).await;
     api.change(head, prepared, |manager, key: KeyInfo, view| async move {
-        // The entry's response is the key as revoked.
-        let op = manager.revoke_logged(&key.id).await?.recorded(&key.service_account_id);
+        let mut op = manager.revoke_logged(&key.id).await?.recorded(&key.service_account_id);
+        // Logged with the key as revoked only under an Idempotency-Key;
+        // otherwise the key as read above, revoked.
+        if op.response.is_none() {
+            let mut revoked = key;
+            revoked.status = KeyStatus::Revoked;
+            op.response = Some(revoked);
+        }
         replayed(&op, view)
     })
     .await
