@@ -25,7 +25,7 @@
 //! Concurrent requests with one key (two nodes, or a retry while the first
 //! still runs) each make their change, but the store lets exactly one land:
 //! the other's commit is refused whole
-//! ([`StoreError::IdempotencyKeyTaken`](crate::StoreError::IdempotencyKeyTaken)),
+//! ([`StoreError::IdempotencyKeyTaken`]),
 //! and that request answers with the replay of the one that landed. There
 //! is no "still running" state to get stuck in.
 //!
@@ -175,7 +175,6 @@ mod tests {
     use super::*;
     use crate::operation::{Change, LogEntry, OperationChanges, OperationKind};
     use crate::store::MemoryStore;
-    use crate::testing::conformance;
 
     #[tokio::test]
     async fn runs_replays_refuses_and_forgets() {
@@ -188,7 +187,15 @@ mod tests {
         assert_eq!(claim.expires_at, now.saturating_add(Duration::from_secs(86_400)));
         let Begin::Run(run) = idem.begin(&store, claim.clone()).await.unwrap() else { panic!("a first request runs") };
         assert_eq!(idem.settle(&store, &run).await.unwrap(), None, "no record yet");
-        let key = conformance::record(&conformance::service_account());
+        let key = crate::KeyRecord::new(
+            crate::KeyId::generate().unwrap(),
+            crate::ServiceAccountId::new("robot").unwrap(),
+            crate::KeyKind::Native,
+            1,
+            crate::Digest::from_bytes([2; 32]),
+            crate::MaskedKey::from_tail(b"Xy12Z9"),
+            now,
+        );
         let entry = LogEntry::new(key.id, OperationKind::Create, actor.clone(), now, OperationChanges::default())
             .unwrap()
             .with_response(key.info())

@@ -8,7 +8,7 @@
 //! transaction or script as the change and its log entries, an
 //! [`IdempotencyRecord`]: the claim and the id of the entry that carried it.
 //! If a live record for the same actor and key is there already, the whole
-//! commit is refused with [`StoreError::IdempotencyKeyTaken`] and nothing is
+//! commit is refused with [`StoreError::IdempotencyKeyTaken`](crate::StoreError::IdempotencyKeyTaken) and nothing is
 //! written; the caller then reads the record
 //! ([`KeyStore::idempotency`](crate::KeyStore::idempotency)) and answers
 //! with the change it names. Because the record lands with the change, a
