@@ -172,3 +172,62 @@ async fn a_store_without_records_fails_closed_and_a_failed_commit_records_nothin
     assert_eq!((other.status, other.body["code"].as_i64()), (StatusCode::BAD_REQUEST, Some(9)));
     assert_eq!(key_count(&*store).await, 1);
 }
+
+/// Every kind of change, repeated with its key (in the cloud's shape and
+/// with `view=FULL`), gets its first answer back — a new key without its
+/// secret — and changes nothing more.
+#[tokio::test]
+async fn every_change_replays_as_it_first_answered() {
+    let store = Arc::new(MemoryStore::new());
+    let base = serve(Arc::clone(&store)).await;
+    let post = reqwest::Method::POST;
+    let made =
+        send(&base, post.clone(), "/apiKeys", Some("00000000-0000-4000-8000-000000000001"), &create_body("a")).await;
+    let id = made.body["apiKey"]["id"].as_str().unwrap().to_owned();
+    let patch = json!({"updateMask": "description", "description": "renamed"}).to_string();
+    let reissue = json!({"gracePeriod": "60s"}).to_string();
+    let calls: [(reqwest::Method, String, &str, String); 5] = [
+        (post.clone(), "/apiKeys".to_owned(), "00000000-0000-4000-8000-000000000001", create_body("a")),
+        (reqwest::Method::PATCH, format!("/apiKeys/{id}"), "00000000-0000-4000-8000-000000000002", patch),
+        (post.clone(), format!("/apiKeys/{id}:reissue"), "00000000-0000-4000-8000-000000000003", reissue),
+        (post.clone(), format!("/apiKeys/{id}:revoke"), "00000000-0000-4000-8000-000000000004", String::new()),
+        (reqwest::Method::DELETE, format!("/apiKeys/{id}"), "00000000-0000-4000-8000-000000000005", String::new()),
+    ];
+    for (method, path, key, body) in calls {
+        let first = if path == "/apiKeys" {
+            made.body.clone()
+        } else {
+            send(&base, method.clone(), &path, Some(key), &body).await.body
+        };
+        for suffix in ["", "?view=FULL"] {
+            let again = send(&base, method.clone(), &format!("{path}{suffix}"), Some(key), &body).await;
+            assert_eq!(
+                (again.status, again.replayed),
+                (StatusCode::OK, true),
+                "{method} {path}{suffix}: {:?}",
+                again.body
+            );
+            assert!(again.body.get("secret").is_none(), "{method} {path}: a replay shows no secret");
+            if suffix.is_empty() {
+                let mut expected = first.clone();
+                if let Some(o) = expected.as_object_mut() {
+                    o.remove("secret");
+                }
+                assert_eq!(again.body, expected, "{method} {path}: the first answer, without its secret");
+            } else {
+                assert!(full_view(&again.body), "{method} {path}: view=FULL extends the replay: {:?}", again.body);
+            }
+        }
+    }
+    let id = api_keys::KeyId::parse(&id).unwrap();
+    let log = store.operations(&id, api_keys::PageRequest::starting(20, None)).await.unwrap();
+    let kinds: Vec<_> = log.items.iter().map(|o| o.kind.as_str()).collect();
+    assert_eq!(kinds, ["delete", "revoke", "reissue", "update", "create"], "each change logged once");
+    assert_eq!(key_count(&*store).await, 1, "only the reissued key is left");
+}
+
+/// Whether an answer carries `view=FULL`'s extension fields: a key's
+/// `status`, or an operation's `kind`.
+fn full_view(body: &Value) -> bool {
+    body["apiKey"].get("status").is_some() || body["metadata"].get("kind").is_some()
+}
