@@ -47,7 +47,7 @@ use serde_json::Value;
 
 use super::auth::{AdminAction, AdminAuth, AdminCaller, AdminRejection, client_address};
 use super::error::{ApiError, Code};
-use super::idempotency::{self, Begin, Idempotency, IdempotencyStore, Kept};
+use super::idempotency::{self, Begin, Idempotency, IdempotencyConfig};
 use super::page_token::PageTokens;
 use super::throttle::AuthThrottle;
 use super::types::{
@@ -59,8 +59,9 @@ use crate::clock::Timestamp;
 use crate::controls::{ControlError, Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimit, RateLimits};
 use crate::http::TrustedProxies;
 use crate::manager::{CreateRequest, KeyManager, ManageError, UpdateRequest};
-use crate::operation::OperationCursor;
+use crate::operation::{Operation, OperationCursor, OperationKind};
 use crate::record::{CreatedKey, KeyInfo, KeyStatus, ServiceAccountId};
+use crate::store::idempotency::IdempotencyClaim;
 use crate::store::{KeyStore, PageRequest};
 use crate::token::KeyId;
 
@@ -87,7 +88,7 @@ const SCOPES: u8 = b's';
 pub struct AdminApi<S, A> {
     manager: KeyManager<S>,
     auth: A,
-    idempotency: Arc<dyn IdempotencyStore>,
+    idempotency: Idempotency,
     body_limit: usize,
     tokens: PageTokens,
     throttle: AuthThrottle,
@@ -110,7 +111,7 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         Self {
             manager,
             auth,
-            idempotency: Arc::new(Idempotency::default()),
+            idempotency: Idempotency::default(),
             body_limit: DEFAULT_BODY_LIMIT,
             tokens,
             throttle: AuthThrottle::default(),
@@ -126,11 +127,12 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         self
     }
 
-    /// Where idempotency records are kept. Defaults to
-    /// [`Idempotency::default`] (24 hours, in memory).
+    /// How long `Idempotency-Key` records count (they live in the key
+    /// store, see [`super::idempotency`]). Defaults to
+    /// [`IdempotencyConfig::default`] (24 hours).
     #[must_use]
-    pub fn idempotency(mut self, store: impl IdempotencyStore) -> Self {
-        self.idempotency = Arc::new(store);
+    pub fn idempotency(mut self, config: IdempotencyConfig) -> Self {
+        self.idempotency = Idempotency::new(config);
         self
     }
 
@@ -283,165 +285,167 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         })
     }
 
-    /// The preamble of a change whose body is empty (`{}` or nothing):
-    /// the caller, the raw body (for idempotency) and the key the caller may
-    /// apply `action` to.
-    async fn bodiless_change(
-        &self,
-        parts: &Parts,
-        body: Body,
-        action: AdminAction,
-        id: &str,
-    ) -> Result<(AdminCaller, Bytes, KeyInfo), ApiError> {
-        let caller = self.authenticate(parts).await?;
-        let (raw, RevokeApiKeyRequest {}) = self.body(body, true).await?;
-        let key = self.key_for(&caller, action, id).await?;
-        Ok((caller, raw, key))
+    /// The start of every change: the caller, the view, the raw body and,
+    /// for a request with an `Idempotency-Key`, its claim. A repeat of a
+    /// request whose change landed ends here, answered with its replay (or
+    /// refused), as does any failure.
+    async fn head(&self, parts: &Parts, body: Body) -> Result<Head, Response> {
+        let caller = self.authenticate(parts).await.map_err(IntoResponse::into_response)?;
+        let view = View::of(parts).map_err(IntoResponse::into_response)?;
+        let raw = axum::body::to_bytes(body, self.body_limit)
+            .await
+            .map_err(|_| ApiError::too_large(self.body_limit).into_response())?;
+        let Some(key) = idempotency_key(parts).map_err(IntoResponse::into_response)? else {
+            return Ok(Head { caller, view, raw, claim: None });
+        };
+        let print = idempotency::fingerprint(parts.method.as_str(), parts.uri.path(), &raw);
+        let claim = self.idempotency.claim(caller.actor(), &key.hyphenated().to_string(), print, self.manager.now());
+        match self.idempotency.begin(&**self.manager.store(), claim).await {
+            Ok(Begin::Run(claim)) => Ok(Head { caller, view, raw, claim: Some(claim) }),
+            Ok(recorded) => Err(recorded_answer(recorded, view)),
+            Err(e) => Err(ApiError::from(ManageError::Store(e)).into_response()),
+        }
     }
 
-    async fn body<T: DeserializeOwned + Default>(&self, body: Body, optional: bool) -> Result<(Bytes, T), ApiError> {
-        let bytes =
-            axum::body::to_bytes(body, self.body_limit).await.map_err(|_| ApiError::too_large(self.body_limit))?;
-        if optional && bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok((bytes, T::default()));
-        }
-        let value = serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
-        Ok((bytes, value))
-    }
-
-    /// Runs `call` in a task of its own, so it ends and its answer is kept
-    /// whatever the client's connection does, once per `Idempotency-Key`
-    /// (if the request has one), and renders its answer; `kept` is what a
-    /// replay gets (without secrets).
-    async fn idempotent<F>(&self, caller: &AdminCaller, parts: &Parts, body: &[u8], call: F) -> Response
-    where
-        F: Future<Output = Result<Answer, ApiError>> + Send + 'static,
-    {
-        let key = match idempotency_key(parts) {
-            Ok(k) => k,
-            Err(e) => return e.into_response(),
-        };
-        let Some(key) = key else { return detached(call, None).await };
-        let print = idempotency::fingerprint(parts.method.as_str(), parts.uri.path(), body);
-        let begin = match self.idempotency.begin(caller.actor(), key, print).await {
-            Ok(b) => b,
-            Err(e) => return ApiError::from(ManageError::Store(e)).into_response(),
-        };
-        match begin {
-            Begin::Run => detached(call, Some((Arc::clone(&self.idempotency), caller.actor().clone(), key))).await,
-            Begin::Replay(kept) => {
-                let mut r = json_response(kept.status, kept.body);
-                r.headers_mut().insert(idempotency::REPLAYED_HEADER, HeaderValue::from_static("true"));
-                r
-            }
-            Begin::Mismatch => ApiError::new(
-                Code::FailedPrecondition,
-                "this Idempotency-Key was used with a different request in the last 24 hours",
-            )
-            .into_response(),
-            Begin::InFlight => {
-                ApiError::new(Code::Aborted, "a request with this Idempotency-Key is still running").into_response()
-            }
-        }
+    /// The key the caller may apply `action` to, for a change whose body
+    /// is empty (`{}` or nothing).
+    async fn bodiless(&self, head: &Head, action: AdminAction, id: &str) -> Result<KeyInfo, ApiError> {
+        let RevokeApiKeyRequest {} = parse(&head.raw, true)?;
+        self.key_for(&head.caller, action, id).await
     }
 
     /// The end of every change: answers a failed preparation with its
-    /// error; else runs `change` on what was prepared (the caller, the raw
-    /// body and the change's input), once per `Idempotency-Key`, with a
-    /// manager that logs the caller as the actor.
-    async fn change<T, F, Fut>(
-        &self,
-        parts: &Parts,
-        prepared: Result<(AdminCaller, Bytes, T), ApiError>,
-        change: F,
-    ) -> Response
+    /// error; else runs `change` on what was prepared with a manager that
+    /// logs the caller as the actor and carries the request's idempotency
+    /// claim, in a task of its own (so it ends, and its record lands with
+    /// it, whatever the client's connection does).
+    async fn change<T, F, Fut>(&self, head: Head, prepared: Result<T, ApiError>, change: F) -> Response
     where
-        F: FnOnce(KeyManager<S>, T) -> Fut,
+        F: FnOnce(KeyManager<S>, T, View) -> Fut,
         Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
     {
-        let (caller, raw, input) = match prepared {
-            Ok(p) => p,
-            Err(e) => return e.into_response(),
+        let Head { caller, view, claim, .. } = head;
+        let input = match prepared {
+            Ok(input) => input,
+            Err(e) => return self.failed(claim.as_ref(), view, e).await,
         };
-        let manager = self.manager.with_actor(caller.actor().clone());
-        self.idempotent(&caller, parts, &raw, change(manager, input)).await
+        let mut manager = self.manager.with_actor(caller.actor().clone());
+        if let Some(c) = &claim {
+            manager = manager.with_idempotency(c.clone());
+        }
+        match detached(change(manager, input, view)).await {
+            Ok(answer) => answer.into_response(),
+            Err(e) => self.failed(claim.as_ref(), view, e).await,
+        }
+    }
+
+    /// The answer of a request that failed with `e`: with an
+    /// `Idempotency-Key` and a client error (a concurrent twin's commit
+    /// landing first included), the twin's record if there is one now;
+    /// else `e`.
+    async fn failed(&self, claim: Option<&IdempotencyClaim>, view: View, e: ApiError) -> Response {
+        let Some(claim) = claim.filter(|_| e.status().is_client_error()) else { return e.into_response() };
+        match self.idempotency.settle(&**self.manager.store(), claim).await {
+            Ok(Some(recorded)) => recorded_answer(recorded, view),
+            Ok(None) => e.into_response(),
+            Err(store) => ApiError::from(ManageError::Store(store)).into_response(),
+        }
     }
 }
 
-/// Where a detached call records its answer: the store, the actor and the
-/// `Idempotency-Key`.
-type Record = (Arc<dyn IdempotencyStore>, crate::operation::Actor, uuid::Uuid);
+/// What every change starts from (see [`AdminApi::head`]).
+struct Head {
+    caller: AdminCaller,
+    view: View,
+    raw: Bytes,
+    claim: Option<IdempotencyClaim>,
+}
 
-/// Runs `call` in a task the request's cancellation does not reach, records
-/// its answer (or frees the key if it ended without one), and renders it.
-async fn detached<F>(call: F, record: Option<Record>) -> Response
+/// Parses a JSON body; with `optional`, an empty (or blank) body is
+/// `T::default()`.
+fn parse<T: DeserializeOwned + Default>(raw: &[u8], optional: bool) -> Result<T, ApiError> {
+    if optional && raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(raw).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
+}
+
+/// Runs `call` in a task the request's cancellation does not reach.
+async fn detached<F>(call: F) -> Result<Answer, ApiError>
 where
     F: Future<Output = Result<Answer, ApiError>> + Send + 'static,
 {
-    let task = tokio::spawn(async move {
-        let outcome = tokio::spawn(call).await;
-        let Some((store, actor, key)) = record else {
-            return outcome.map(|result| render(result).0);
-        };
-        match outcome {
-            Ok(result) => {
-                let (response, kept) = render(result);
-                if let Err(e) = store.finish(&actor, key, kept).await {
-                    tracing::warn!(error = %e, "an idempotent answer could not be recorded");
-                }
-                Ok(response)
+    tokio::spawn(call)
+        .await
+        .unwrap_or_else(|_| Err(ApiError::new(Code::Internal, "the change ended without an answer")))
+}
+
+/// The answer to a repeat: the replay of the recorded change (marked
+/// `Idempotent-Replayed: true`), or its refusal.
+fn recorded_answer(recorded: Begin, view: View) -> Response {
+    let refused = |message: &str| ApiError::new(Code::FailedPrecondition, message).into_response();
+    match recorded {
+        Begin::Replay(op) => match replayed(&op, view) {
+            Ok(answer) => {
+                let mut r = answer.into_response();
+                r.headers_mut().insert(idempotency::REPLAYED_HEADER, HeaderValue::from_static("true"));
+                r
             }
-            Err(e) => {
-                store.abandon(&actor, key).await;
-                Err(e)
-            }
-        }
-    });
-    match task.await {
-        Ok(Ok(response)) => response,
-        _ => ApiError::new(Code::Internal, "the change ended without an answer").into_response(),
+            Err(e) => e.into_response(),
+        },
+        Begin::Mismatch => refused("this Idempotency-Key was used with a different request in the last 24 hours"),
+        Begin::Forgotten => refused(
+            "this Idempotency-Key's change was made, but its operation is no longer kept: its answer cannot be given \
+             again",
+        ),
+        _ => ApiError::new(Code::Aborted, "the Idempotency-Key's record changed meanwhile; retry").into_response(),
     }
 }
 
-/// A successful answer: what the caller gets, and what a replay gets.
+/// The answer of a logged change, rebuilt from its response snapshot as
+/// the change first answered it (a new key without its secret).
+fn replayed(op: &Operation, view: View) -> Result<Answer, ApiError> {
+    let key = || {
+        op.response
+            .as_ref()
+            .map(|k| view.key(serde_json::to_value(ApiKey::from(k)).unwrap_or_default()))
+            .ok_or_else(|| ApiError::new(Code::FailedPrecondition, "the recorded change kept no answer to give again"))
+    };
+    Ok(match op.kind {
+        OperationKind::Create | OperationKind::Import | OperationKind::Reissue => {
+            Answer::ok(&serde_json::json!({ "apiKey": key()? }))
+        }
+        OperationKind::Update | OperationKind::Revoke => {
+            Answer::ok(&OperationView::new(op, Some(view::any(view::API_KEY, key()?)), view))
+        }
+        OperationKind::Delete => {
+            Answer::ok(&OperationView::new(op, Some(view::any(view::EMPTY, serde_json::json!({}))), view))
+        }
+        _ => return Err(ApiError::new(Code::FailedPrecondition, "the recorded change has no answer to give again")),
+    })
+}
+
+/// A successful answer.
 struct Answer {
     status: StatusCode,
     body: Bytes,
-    kept: Bytes,
 }
 
 impl Answer {
     fn ok<T: serde::Serialize>(value: &T) -> Self {
-        let body = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
-        Self { status: StatusCode::OK, kept: body.clone(), body }
+        Self { status: StatusCode::OK, body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()) }
     }
 
-    /// A new key, shown in `view`: the replay gets it without the secret.
+    /// A new key with its secret, shown in `view` (a replay gets it without).
     fn created(api_key: &ApiKey, created: &CreatedKey, view: View) -> Self {
         let key = view.key(serde_json::to_value(api_key).unwrap_or_default());
-        let kept = serde_json::json!({ "apiKey": key });
-        let body = serde_json::json!({ "apiKey": key, "secret": created.secret.expose_secret() });
-        Self {
-            status: StatusCode::OK,
-            body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
-            kept: Bytes::from(serde_json::to_vec(&kept).unwrap_or_default()),
-        }
+        Self::ok(&serde_json::json!({ "apiKey": key, "secret": created.secret.expose_secret() }))
     }
 }
 
-fn render(result: Result<Answer, ApiError>) -> (Response, Kept) {
-    match result {
-        Ok(a) => (json_response(a.status, a.body), Kept { status: a.status, body: a.kept }),
-        Err(e) => {
-            let status = e.status();
-            let body = axum::body::Bytes::from(
-                serde_json::to_vec(
-                    &serde_json::json!({"code": e.code().number(), "message": e.message(), "details": []}),
-                )
-                .unwrap_or_default(),
-            );
-            (e.into_response(), Kept { status, body })
-        }
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        json_response(self.status, self.body)
     }
 }
 
@@ -594,15 +598,17 @@ fn create_scopes(req: &CreateApiKeyRequest) -> Result<Option<Vec<String>>, ApiEr
 
 async fn create<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let prepared = async {
-        let caller = api.authenticate(&parts).await?;
-        let view = View::of(&parts)?;
-        let (raw, req) = api.body::<CreateApiKeyRequest>(body, false).await?;
-        let sa = api.service_account(&caller, req.service_account_id.as_deref())?;
-        api.authorize(&caller, AdminAction::Create, &sa)?;
+    let head = match api.head(&parts, body).await {
+        Ok(head) => head,
+        Err(answered) => return answered,
+    };
+    let prepared = (|| {
+        let req: CreateApiKeyRequest = parse(&head.raw, false)?;
+        let sa = api.service_account(&head.caller, req.service_account_id.as_deref())?;
+        api.authorize(&head.caller, AdminAction::Create, &sa)?;
         let scopes = create_scopes(&req)?;
         distinct_scopes(scopes.as_deref())?;
-        api.check_grant(&caller, scopes.as_deref())?;
+        api.check_grant(&head.caller, scopes.as_deref())?;
         let controls = create_controls(&req)?;
         let mut create = CreateRequest::new(sa.as_str())
             .description(req.description.clone().unwrap_or_default())
@@ -610,9 +616,9 @@ async fn create<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Re
             .controls(controls);
         create.scopes = scopes;
         create.expires_at = req.expires_at.as_deref().map(|t| parse_time("expiresAt", t)).transpose()?;
-        Ok::<_, ApiError>((caller, raw, (create, view)))
-    };
-    api.change(&parts, prepared.await, |manager, (create, view): (CreateRequest, View)| async move {
+        Ok::<_, ApiError>(create)
+    })();
+    api.change(head, prepared, |manager, create: CreateRequest, view| async move {
         let created = manager.create(create).await?;
         Ok(Answer::created(&ApiKey::from(&created.key), &created, view))
     })
@@ -803,12 +809,15 @@ fn update_controls(
 }
 
 async fn update<S: KeyStore, A: AdminAuth>(KeyCall { api, id, parts, body }: KeyCall<S, A>) -> Response {
+    let head = match api.head(&parts, body).await {
+        Ok(head) => head,
+        Err(answered) => return answered,
+    };
+    let caller = &head.caller;
     let prepared = async {
-        let caller = api.authenticate(&parts).await?;
-        let view = View::of(&parts)?;
-        let (raw, req) = api.body::<UpdateApiKeyRequest>(body, false).await?;
+        let req: UpdateApiKeyRequest = parse(&head.raw, false)?;
         let (update, mask) = update_request(&req)?;
-        let key = api.key_for(&caller, AdminAction::Update, &id).await?;
+        let key = api.key_for(caller, AdminAction::Update, &id).await?;
         if caller.own_key() == Some(&key.id)
             && let Some(f) = mask.iter().find(|f| OWN_LIMITS.contains(f))
         {
@@ -818,30 +827,28 @@ async fn update<S: KeyStore, A: AdminAuth>(KeyCall { api, id, parts, body }: Key
             ));
         }
         if let Some(scopes) = &update.scopes {
-            api.check_grant(&caller, Some(scopes))?;
+            api.check_grant(caller, Some(scopes))?;
         }
-        Ok::<_, ApiError>((caller, raw, (update, key.id, view)))
-    };
-    api.change(&parts, prepared.await, |manager, (update, id, view): (UpdateRequest, KeyId, View)| async move {
-        let (info, op) = manager.update(&id, update).await?;
-        let response =
-            view::any(view::API_KEY, view.key(serde_json::to_value(ApiKey::from(&info)).unwrap_or_default()));
-        Ok(Answer::ok(&OperationView::new(&op, Some(response), view)))
+        Ok::<_, ApiError>((update, key.id))
+    }
+    .await;
+    api.change(head, prepared, |manager, (update, id): (UpdateRequest, KeyId), view| async move {
+        // Answered from the logged operation, as a replay is.
+        let (_, op) = manager.update(&id, update).await?;
+        replayed(&op, view)
     })
     .await
 }
 
 async fn delete<S: KeyStore, A: AdminAuth>(KeyCall { api, id, parts, body }: KeyCall<S, A>) -> Response {
-    let view = View::of(&parts);
-    let prepared = match view {
-        Ok(view) => {
-            api.bodiless_change(&parts, body, AdminAction::Delete, &id).await.map(|(c, r, k)| (c, r, (k, view)))
-        }
-        Err(e) => Err(e),
+    let head = match api.head(&parts, body).await {
+        Ok(head) => head,
+        Err(answered) => return answered,
     };
-    api.change(&parts, prepared, |manager, (key, view): (KeyInfo, View)| async move {
+    let prepared = api.bodiless(&head, AdminAction::Delete, &id).await;
+    api.change(head, prepared, |manager, key: KeyInfo, view| async move {
         let op = manager.delete(&key.id).await?.recorded(&key.service_account_id);
-        Ok(Answer::ok(&OperationView::new(&op, Some(view::any(view::EMPTY, serde_json::json!({}))), view)))
+        replayed(&op, view)
     })
     .await
 }
@@ -858,15 +865,18 @@ async fn custom<S: KeyStore, A: AdminAuth>(call: KeyCall<S, A>) -> Response {
 
 async fn reissue<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let prepared = async {
-        let caller = api.authenticate(&parts).await?;
-        let view = View::of(&parts)?;
-        let (raw, req) = api.body::<ReissueApiKeyRequest>(body, true).await?;
-        let grace = req.grace_period.as_deref().map(parse_grace).transpose()?.unwrap_or(Duration::ZERO);
-        let key = api.key_for(&caller, AdminAction::Reissue, id).await?;
-        Ok::<_, ApiError>((caller, raw, (grace, key, view)))
+    let head = match api.head(&parts, body).await {
+        Ok(head) => head,
+        Err(answered) => return answered,
     };
-    api.change(&parts, prepared.await, |manager, (grace, key, view): (Duration, KeyInfo, View)| async move {
+    let prepared = async {
+        let req: ReissueApiKeyRequest = parse(&head.raw, true)?;
+        let grace = req.grace_period.as_deref().map(parse_grace).transpose()?.unwrap_or(Duration::ZERO);
+        let key = api.key_for(&head.caller, AdminAction::Reissue, id).await?;
+        Ok::<_, ApiError>((grace, key))
+    }
+    .await;
+    api.change(head, prepared, |manager, (grace, key): (Duration, KeyInfo), view| async move {
         let created = manager.reissue(&key.id, grace).await?;
         Ok(Answer::created(&ApiKey::from(&created.key), &created, view))
     })
@@ -875,17 +885,21 @@ async fn reissue<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, requ
 
 async fn revoke<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let prepared = match View::of(&parts) {
-        Ok(view) => api.bodiless_change(&parts, body, AdminAction::Revoke, id).await.map(|(c, r, k)| (c, r, (k, view))),
-        Err(e) => Err(e),
+    let head = match api.head(&parts, body).await {
+        Ok(head) => head,
+        Err(answered) => return answered,
     };
-    api.change(&parts, prepared, |manager, (key, view): (KeyInfo, View)| async move {
-        let op = manager.revoke(&key.id).await?.recorded(&key.service_account_id);
-        let mut revoked = key;
-        revoked.status = KeyStatus::Revoked;
-        let response =
-            view::any(view::API_KEY, view.key(serde_json::to_value(ApiKey::from(&revoked)).unwrap_or_default()));
-        Ok(Answer::ok(&OperationView::new(&op, Some(response), view)))
+    let prepared = api.bodiless(&head, AdminAction::Revoke, id).await;
+    api.change(head, prepared, |manager, key: KeyInfo, view| async move {
+        let mut op = manager.revoke(&key.id).await?.recorded(&key.service_account_id);
+        // Logged with the key as revoked only under an Idempotency-Key;
+        // otherwise the key as read above, revoked.
+        if op.response.is_none() {
+            let mut revoked = key;
+            revoked.status = KeyStatus::Revoked;
+            op.response = Some(revoked);
+        }
+        replayed(&op, view)
     })
     .await
 }
