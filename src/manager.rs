@@ -43,6 +43,7 @@ use crate::record::{
 use crate::scope::{ScopeCatalog, ScopeError, ScopeInfo, ScopeSet};
 use crate::secret::{MaskedKey, Secret};
 use crate::setters::{set_or_clear, setters};
+use crate::store::idempotency::IdempotencyClaim;
 use crate::store::{KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError, check_reissuable};
 use crate::token::{KeyId, SECRET_LEN, Token, TokenFormat};
 use crate::verify::VerifierBuilder;
@@ -436,6 +437,7 @@ pub struct KeyDirectory<S> {
     clock: Arc<dyn Clock>,
     policy: Arc<dyn CreationPolicy>,
     actor: Actor,
+    claim: Option<IdempotencyClaim>,
 }
 
 impl<S> fmt::Debug for KeyDirectory<S> {
@@ -453,6 +455,7 @@ impl<S> Clone for KeyDirectory<S> {
             clock: Arc::clone(&self.clock),
             policy: Arc::clone(&self.policy),
             actor: self.actor.clone(),
+            claim: self.claim.clone(),
         }
     }
 }
@@ -506,6 +509,7 @@ impl<S: KeyStore> KeyDirectory<S> {
             clock: Arc::new(SystemClock),
             policy: Arc::new(AllowAll),
             actor: Actor::system(),
+            claim: None,
         }
     }
 
@@ -533,6 +537,31 @@ impl<S: KeyStore> KeyDirectory<S> {
     #[must_use]
     pub fn actor(&self) -> &Actor {
         &self.actor
+    }
+
+    /// The same directory, whose changes carry `claim`: the store records it
+    /// with the change (create, import, reissue, update, revoke, delete; not
+    /// leak reports) or refuses the change with
+    /// [`StoreError::IdempotencyKeyTaken`] (as [`ManageError::Store`]) if
+    /// the key was claimed already. Meant for one change: a second change
+    /// through it is refused that way.
+    #[must_use]
+    pub fn with_idempotency(&self, claim: IdempotencyClaim) -> Self {
+        Self { claim: Some(claim), ..self.clone() }
+    }
+
+    /// The current time of this directory's clock.
+    #[must_use]
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// `entry` with this directory's idempotency claim, if it has one.
+    fn claimed(&self, entry: LogEntry) -> LogEntry {
+        match &self.claim {
+            Some(c) => entry.with_idempotency(c.clone()),
+            None => entry,
+        }
     }
 
     /// An operations log entry by this manager's actor.
@@ -620,6 +649,7 @@ impl<S: KeyStore> KeyDirectory<S> {
                     created_at: now,
                     changes,
                     response: None,
+                    idempotency: None,
                 });
             }
         }
@@ -691,9 +721,19 @@ impl<S: KeyStore> KeyDirectory<S> {
     ///
     /// # Errors
     /// [`ManageError::NotFound`] or a store failure.
+    ///
+    /// A revoke that carries an idempotency claim
+    /// ([`KeyDirectory::with_idempotency`]) reads the key first and logs it,
+    /// as revoked, as the entry's response snapshot, so the revoke can be
+    /// answered again; any other revoke stays one write.
     pub async fn revoke(&self, id: &KeyId) -> Result<LogEntry, ManageError> {
         let changes = OperationChanges { status: Some(KeyStatus::Revoked), ..OperationChanges::default() };
-        let entry = self.entry(id, OperationKind::Revoke, self.clock.now(), changes)?;
+        let mut entry = self.entry(id, OperationKind::Revoke, self.clock.now(), changes)?;
+        if self.claim.is_some() {
+            let mut revoked = self.get(id).await?;
+            revoked.status = KeyStatus::Revoked;
+            entry = self.claimed(entry.with_response(revoked));
+        }
         self.store.commit(Change::Revoke(*id), std::slice::from_ref(&entry)).await?;
         Ok(entry)
     }
@@ -706,6 +746,7 @@ impl<S: KeyStore> KeyDirectory<S> {
     /// [`ManageError::NotFound`] or a store failure.
     pub async fn delete(&self, id: &KeyId) -> Result<LogEntry, ManageError> {
         let entry = self.entry(id, OperationKind::Delete, self.clock.now(), OperationChanges::default())?;
+        let entry = self.claimed(entry);
         self.store.commit(Change::Delete(*id), std::slice::from_ref(&entry)).await?;
         Ok(entry)
     }
@@ -748,6 +789,7 @@ impl<S: KeyStore> KeyDirectory<S> {
         let entry = self
             .entry(id, OperationKind::Update, now, OperationChanges::of_update(&update))?
             .with_response(after.info());
+        let entry = self.claimed(entry);
         let updated = self.store.commit(Change::Update { id: *id, update }, std::slice::from_ref(&entry)).await?;
         let updated = updated.ok_or_else(|| {
             ManageError::Store(StoreError::Corrupt("the store did not return the updated key".to_owned()))
@@ -820,6 +862,13 @@ impl<S: KeyStore> KeyManager<S> {
     #[must_use]
     pub fn with_actor(&self, actor: Actor) -> Self {
         Self { directory: self.directory.with_actor(actor), ..self.clone() }
+    }
+
+    /// The same manager, whose changes carry `claim`
+    /// ([`KeyDirectory::with_idempotency`]), creates and reissues included.
+    #[must_use]
+    pub fn with_idempotency(&self, claim: IdempotencyClaim) -> Self {
+        Self { directory: self.directory.with_idempotency(claim), ..self.clone() }
     }
 
     /// The directory: this manager without its peppers.
@@ -967,7 +1016,7 @@ impl<S: KeyStore> KeyManager<S> {
                     let entry = self
                         .entry(&record.id, kind, now, OperationChanges::of_new(&record))?
                         .with_response(record.info());
-                    (Change::Insert(record.clone()), vec![entry])
+                    (Change::Insert(record.clone()), vec![self.claimed(entry)])
                 }
                 Write::Reissue { old, fate } => {
                     let old_entry = self.entry(&old.id, OperationKind::Reissue, now, reissue_changes(&record, fate))?;
@@ -975,7 +1024,7 @@ impl<S: KeyStore> KeyManager<S> {
                         .entry(&record.id, OperationKind::Reissue, now, OperationChanges::of_new(&record))?
                         .with_response(record.info());
                     let change = Change::Reissue { old: old.id, new: record.clone(), fate };
-                    (change, vec![old_entry, new_entry])
+                    (change, vec![old_entry, self.claimed(new_entry)])
                 }
             };
             match self.store.commit(change, &log).await.map(drop) {

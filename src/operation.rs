@@ -29,6 +29,7 @@ use crate::random::RandomError;
 use crate::record::{Description, KeyInfo, KeyRecord, KeyStatus, ServiceAccountId};
 use crate::scope::ScopeSet;
 use crate::setters::setters;
+use crate::store::idempotency::IdempotencyClaim;
 use crate::store::{OldKeyFate, StoreError};
 use crate::token::{KeyId, KeyIdError};
 
@@ -410,9 +411,15 @@ pub struct LogEntry {
     /// The key as the change left it, kept with the entry so the operation
     /// can be answered again by id, on any node ([`KeyStore::operation`](crate::KeyStore::operation)):
     /// set by the manager for create, import, reissue (the new key) and
-    /// update; `None` for the others (a delete's response is empty) and for
-    /// entries written before it existed.
+    /// update, and for a revoke carrying an idempotency claim (the key as
+    /// revoked); `None` for the others (a delete's response is empty) and
+    /// for entries written before it existed.
     pub response: Option<KeyInfo>,
+    /// The `Idempotency-Key` this entry's change claims: the store records
+    /// it with the change, or refuses the whole commit
+    /// ([`StoreError::IdempotencyKeyTaken`]) if the key is claimed already
+    /// (see [`crate::store::idempotency`]). Never part of the [`Operation`].
+    pub idempotency: Option<IdempotencyClaim>,
 }
 
 impl LogEntry {
@@ -427,7 +434,23 @@ impl LogEntry {
         created_at: Timestamp,
         changes: OperationChanges,
     ) -> Result<Self, RandomError> {
-        Ok(Self { id: OperationId::generate()?, key_id, kind, actor, created_at, changes, response: None })
+        Ok(Self {
+            id: OperationId::generate()?,
+            key_id,
+            kind,
+            actor,
+            created_at,
+            changes,
+            response: None,
+            idempotency: None,
+        })
+    }
+
+    /// The entry carrying `claim`, recorded with its change.
+    #[must_use]
+    pub fn with_idempotency(mut self, claim: IdempotencyClaim) -> Self {
+        self.idempotency = Some(claim);
+        self
     }
 
     /// The entry with `key` as its response snapshot.

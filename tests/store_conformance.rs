@@ -180,6 +180,7 @@ macro_rules! conformance_tests {
                 list_expiring => ListExpiring,
                 ids_after => IdsAfter,
                 operation_by_id => OperationById,
+                idempotency_records => IdempotencyRecords,
             );
 
             #[tokio::test]

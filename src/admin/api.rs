@@ -47,7 +47,7 @@ use serde_json::Value;
 
 use super::auth::{AdminAction, AdminAuth, AdminCaller, AdminRejection, client_address};
 use super::error::{ApiError, Code};
-use super::idempotency::{self, Begin, Idempotency, IdempotencyStore, Kept};
+use super::idempotency::{self, Begin, Idempotency, IdempotencyConfig};
 use super::page_token::PageTokens;
 use super::throttle::AuthThrottle;
 use super::types::{
@@ -59,9 +59,10 @@ use crate::clock::Timestamp;
 use crate::controls::{ControlError, Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimit, RateLimits};
 use crate::http::TrustedProxies;
 use crate::manager::{CreateRequest, KeyManager, ManageError, UpdateRequest};
-use crate::operation::{Operation, OperationCursor};
+use crate::operation::{Operation, OperationCursor, OperationKind};
 use crate::record::{CreatedKey, KeyInfo, KeyStatus, ServiceAccountId};
 use crate::scope::ScopeInfo;
+use crate::store::idempotency::IdempotencyClaim;
 use crate::store::{KeyStore, PageRequest};
 use crate::token::KeyId;
 
@@ -88,7 +89,7 @@ const SCOPES: u8 = b's';
 pub struct AdminApi<S, A> {
     pub(super) manager: KeyManager<S>,
     pub(super) auth: A,
-    idempotency: Arc<dyn IdempotencyStore>,
+    idempotency: Idempotency,
     pub(super) body_limit: usize,
     tokens: PageTokens,
     throttle: AuthThrottle,
@@ -111,7 +112,7 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         Self {
             manager,
             auth,
-            idempotency: Arc::new(Idempotency::default()),
+            idempotency: Idempotency::default(),
             body_limit: DEFAULT_BODY_LIMIT,
             tokens,
             throttle: AuthThrottle::default(),
@@ -127,11 +128,12 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         self
     }
 
-    /// Where idempotency records are kept. Defaults to
-    /// [`Idempotency::default`] (24 hours, in memory).
+    /// How long `Idempotency-Key` records count (they live in the key
+    /// store, see [`super::idempotency`]). Defaults to
+    /// [`IdempotencyConfig::default`] (24 hours).
     #[must_use]
-    pub fn idempotency(mut self, store: impl IdempotencyStore) -> Self {
-        self.idempotency = Arc::new(store);
+    pub fn idempotency(mut self, config: IdempotencyConfig) -> Self {
+        self.idempotency = Idempotency::new(config);
         self
     }
 
@@ -160,7 +162,7 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
     }
 
     /// The API's routers over one shared state (admin authentication, the
-    /// failed-authentication throttle, idempotency records, page tokens).
+    /// failed-authentication throttle, `Idempotency-Key` rules, page tokens).
     #[must_use]
     pub fn shared(self) -> AdminRouters<S, A> {
         AdminRouters { api: Arc::new(self) }
@@ -330,198 +332,230 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         })
     }
 
-    /// The preamble of a change whose body is empty (`{}` or nothing):
-    /// the caller, the raw body (for idempotency) and the key the caller may
-    /// apply `action` to.
-    async fn bodiless_change(
-        &self,
-        parts: &Parts,
-        body: Body,
-        action: AdminAction,
-        id: &str,
-    ) -> Result<(AdminCaller, Bytes, KeyInfo), ApiError> {
-        let caller = self.authenticate(parts).await?;
-        let (raw, RevokeApiKeyRequest {}) = self.body(body, true).await?;
-        let key = self.key_for(&caller, action, id).await?;
-        Ok((caller, raw, key))
-    }
-
-    async fn body<T: DeserializeOwned + Default>(&self, body: Body, optional: bool) -> Result<(Bytes, T), ApiError> {
-        let bytes =
-            axum::body::to_bytes(body, self.body_limit).await.map_err(|_| ApiError::too_large(self.body_limit))?;
-        if optional && bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok((bytes, T::default()));
+    /// The start of every change: the caller, the view, the raw body and,
+    /// for a request with an `Idempotency-Key`, its claim. A repeat of a
+    /// request whose change landed ends here, answered with its replay (or
+    /// refused), as does any failure.
+    async fn head(&self, parts: &Parts, body: Body) -> Result<Head, Response> {
+        let caller = self.authenticate(parts).await.map_err(IntoResponse::into_response)?;
+        let view = View::of(parts).map_err(IntoResponse::into_response)?;
+        let raw = axum::body::to_bytes(body, self.body_limit)
+            .await
+            .map_err(|_| ApiError::too_large(self.body_limit).into_response())?;
+        let key = idempotency_key(parts).map_err(IntoResponse::into_response)?;
+        let print = || idempotency::fingerprint(parts.method.as_str(), parts.uri.path(), &raw);
+        match self.claim(&caller, key, print).await {
+            Ok(claim) => Ok(Head { caller, view, raw, claim }),
+            Err(recorded) => Err(render(recorded, view)),
         }
-        let value = serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
-        Ok((bytes, value))
     }
 
-    /// Runs `change` on `input` with a manager that logs the caller as the
-    /// actor, in a task of its own (so it ends and its answer is kept
-    /// whatever the client's connection does), once per `Idempotency-Key`
-    /// when `keyed` names one (with the request's fingerprint).
-    pub(super) async fn change_keyed<T, F, Fut>(
+    /// The key the caller may apply `action` to, for a change whose body
+    /// is empty (`{}` or nothing).
+    async fn bodiless(&self, head: &Head, action: AdminAction, id: &str) -> Result<KeyInfo, ApiError> {
+        let RevokeApiKeyRequest {} = parse(&head.raw, true)?;
+        self.key_for(&head.caller, action, id).await
+    }
+
+    /// The claim of a change by `caller` (REST and gRPC): `None` without an
+    /// `Idempotency-Key`; with one, the claim of the request with the
+    /// `fingerprint` (computed only then), or, for a repeat of a request whose change landed,
+    /// the outcome to answer instead of running (its replay or refusal).
+    pub(super) async fn claim<R>(
         &self,
         caller: &AdminCaller,
-        keyed: Keyed,
-        input: T,
-        change: F,
-    ) -> Outcome
-    where
-        F: FnOnce(KeyManager<S>, T) -> Fut,
-        Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
-    {
-        let call = change(self.manager.with_actor(caller.actor().clone()), input);
-        let Some((key, print)) = keyed else { return Outcome::Ran(detached(call, None).await) };
-        match self.idempotency.begin(caller.actor(), key, print).await {
-            Err(e) => Outcome::Ran(Err(ApiError::from(ManageError::Store(e)))),
-            Ok(Begin::Run) => {
-                Outcome::Ran(detached(call, Some((Arc::clone(&self.idempotency), caller.actor().clone(), key))).await)
-            }
-            Ok(Begin::Replay(kept)) => Outcome::Replayed(kept),
-            Ok(Begin::Mismatch) => Outcome::Ran(Err(ApiError::new(
-                Code::FailedPrecondition,
-                "this Idempotency-Key was used with a different request in the last 24 hours",
-            ))),
-            Ok(Begin::InFlight) => {
-                Outcome::Ran(Err(ApiError::new(Code::Aborted, "a request with this Idempotency-Key is still running")))
-            }
+        key: Option<uuid::Uuid>,
+        fingerprint: impl FnOnce() -> [u8; 32],
+    ) -> Result<Option<IdempotencyClaim>, Outcome<R>> {
+        let Some(key) = key else { return Ok(None) };
+        let claim =
+            self.idempotency.claim(caller.actor(), &key.hyphenated().to_string(), fingerprint(), self.manager.now());
+        match self.idempotency.begin(&**self.manager.store(), claim).await {
+            Ok(Begin::Run(claim)) => Ok(Some(claim)),
+            Ok(recorded) => Err(Outcome::recorded(recorded)),
+            Err(e) => Err(Outcome::Ran(Err(ApiError::from(ManageError::Store(e))))),
         }
     }
 
-    /// The end of every REST change: answers a failed preparation with its
-    /// error; else runs `change` on what was prepared (the caller, the raw
-    /// body and the change's input) through [`AdminApi::change_keyed`] and
-    /// renders its answer.
-    async fn change<T, F, Fut>(
+    /// Runs `change` on what was prepared (REST and gRPC) with a manager
+    /// that logs `caller` as the actor and carries the request's `claim`,
+    /// in a task of its own (so it ends, and its record lands with it,
+    /// whatever the client's connection does). A failure (of the
+    /// preparation or the change) with a claim and a client error answers
+    /// the record its key has by then, if any ([`Idempotency::settle`]).
+    pub(super) async fn change_keyed<T, R, F, Fut>(
         &self,
-        parts: &Parts,
-        prepared: Result<(AdminCaller, Bytes, T), ApiError>,
+        caller: &AdminCaller,
+        claim: Option<IdempotencyClaim>,
+        prepared: Result<T, ApiError>,
         change: F,
-    ) -> Response
+    ) -> Outcome<R>
     where
         F: FnOnce(KeyManager<S>, T) -> Fut,
+        Fut: Future<Output = Result<R, ApiError>> + Send + 'static,
+        R: Send + 'static,
+    {
+        let input = match prepared {
+            Ok(input) => input,
+            Err(e) => return self.failed(claim.as_ref(), e).await,
+        };
+        let mut manager = self.manager.with_actor(caller.actor().clone());
+        if let Some(c) = &claim {
+            manager = manager.with_idempotency(c.clone());
+        }
+        match detached(change(manager, input)).await {
+            Ok(answer) => Outcome::Ran(Ok(answer)),
+            Err(e) => self.failed(claim.as_ref(), e).await,
+        }
+    }
+
+    /// The end of every REST change: [`AdminApi::change_keyed`], rendered
+    /// (a replay from its logged operation, marked
+    /// `Idempotent-Replayed: true`).
+    async fn change<T, F, Fut>(&self, head: Head, prepared: Result<T, ApiError>, change: F) -> Response
+    where
+        F: FnOnce(KeyManager<S>, T, View) -> Fut,
         Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
     {
-        let (caller, raw, input) = match prepared {
-            Ok(p) => p,
-            Err(e) => return e.into_response(),
-        };
-        let keyed = match keyed(parts, parts.method.as_str(), parts.uri.path(), &raw) {
-            Ok(k) => k,
-            Err(e) => return e.into_response(),
-        };
-        match self.change_keyed(&caller, keyed, input, change).await {
-            Outcome::Ran(Ok(a)) => json_response(a.status, a.body),
-            Outcome::Ran(Err(e)) => e.into_response(),
-            Outcome::Replayed(kept) => {
-                let mut r = json_response(kept.status, kept.body);
+        let Head { caller, view, claim, .. } = head;
+        let outcome =
+            self.change_keyed(&caller, claim, prepared, move |manager, input| change(manager, input, view)).await;
+        render(outcome, view)
+    }
+
+    /// The outcome of a request that failed with `e`: with an
+    /// `Idempotency-Key` and a client error (a concurrent twin's commit
+    /// landing first included), the twin's record if there is one now;
+    /// else `e`.
+    async fn failed<R>(&self, claim: Option<&IdempotencyClaim>, e: ApiError) -> Outcome<R> {
+        let Some(claim) = claim.filter(|_| e.status().is_client_error()) else { return Outcome::Ran(Err(e)) };
+        match self.idempotency.settle(&**self.manager.store(), claim).await {
+            Ok(Some(recorded)) => Outcome::recorded(recorded),
+            Ok(None) => Outcome::Ran(Err(e)),
+            Err(store) => Outcome::Ran(Err(ApiError::from(ManageError::Store(store)))),
+        }
+    }
+}
+
+/// What every REST change starts from (see [`AdminApi::head`]).
+struct Head {
+    caller: AdminCaller,
+    view: View,
+    raw: Bytes,
+    claim: Option<IdempotencyClaim>,
+}
+
+/// Parses a JSON body; with `optional`, an empty (or blank) body is
+/// `T::default()`.
+fn parse<T: DeserializeOwned + Default>(raw: &[u8], optional: bool) -> Result<T, ApiError> {
+    if optional && raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(raw).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
+}
+
+/// What a change came to, for any transport: its own answer (of type `R`),
+/// the logged operation of the first request with the same
+/// `Idempotency-Key` (to answer as a replay), or a refusal of the repeat.
+pub(super) enum Outcome<R> {
+    /// It ran (or its preparation or change failed).
+    Ran(Result<R, ApiError>),
+    /// A repeat of a request whose change landed: its logged operation
+    /// (the response snapshot; never a secret).
+    Replayed(Box<Operation>),
+    /// A repeat refused: the key was used with another request, or its
+    /// change's log entry is no longer kept.
+    Refused(ApiError),
+}
+
+impl<R> Outcome<R> {
+    /// The outcome of a request meeting its key's record.
+    fn recorded(recorded: Begin) -> Self {
+        let refused = |message: &str| Self::Refused(ApiError::new(Code::FailedPrecondition, message));
+        match recorded {
+            Begin::Replay(op) => Self::Replayed(op),
+            Begin::Mismatch => refused("this Idempotency-Key was used with a different request in the last 24 hours"),
+            Begin::Forgotten => refused(
+                "this Idempotency-Key's change was made, but its operation is no longer kept: its answer cannot be \
+                 given again",
+            ),
+            _ => Self::Refused(ApiError::new(Code::Aborted, "the Idempotency-Key's record changed meanwhile; retry")),
+        }
+    }
+}
+
+/// Runs `call` in a task the request's cancellation does not reach.
+async fn detached<F, R>(call: F) -> Result<R, ApiError>
+where
+    F: Future<Output = Result<R, ApiError>> + Send + 'static,
+    R: Send + 'static,
+{
+    tokio::spawn(call)
+        .await
+        .unwrap_or_else(|_| Err(ApiError::new(Code::Internal, "the change ended without an answer")))
+}
+
+/// The REST answer of a change's outcome; a replay is rebuilt from its
+/// logged operation and marked `Idempotent-Replayed: true`.
+fn render(outcome: Outcome<Answer>, view: View) -> Response {
+    match outcome {
+        Outcome::Ran(Ok(answer)) => answer.into_response(),
+        Outcome::Ran(Err(e)) | Outcome::Refused(e) => e.into_response(),
+        Outcome::Replayed(op) => match replayed(&op, view) {
+            Ok(answer) => {
+                let mut r = answer.into_response();
                 r.headers_mut().insert(idempotency::REPLAYED_HEADER, HeaderValue::from_static("true"));
                 r
             }
-        }
+            Err(e) => e.into_response(),
+        },
     }
 }
 
-/// The `Idempotency-Key` of a request and the request's fingerprint, if it
-/// has one.
-pub(super) type Keyed = Option<(uuid::Uuid, [u8; 32])>;
-
-/// The `Idempotency-Key` of a request (`method` on `path` with `body`) and
-/// its fingerprint.
-///
-/// # Errors
-/// Code 3 for a key that is not one UUID.
-pub(super) fn keyed(parts: &Parts, method: &str, path: &str, body: &[u8]) -> Result<Keyed, ApiError> {
-    Ok(idempotency_key(parts)?.map(|key| (key, idempotency::fingerprint(method, path, body))))
-}
-
-/// What a change came to: its own answer, or the kept answer of the first
-/// request with the same `Idempotency-Key`.
-pub(super) enum Outcome {
-    /// It ran (or was refused).
-    Ran(Result<Answer, ApiError>),
-    /// A repeat: the first request's answer.
-    Replayed(Kept),
-}
-
-/// Where a detached call records its answer: the store, the actor and the
-/// `Idempotency-Key`.
-type Record = (Arc<dyn IdempotencyStore>, crate::operation::Actor, uuid::Uuid);
-
-/// Runs `call` in a task the request's cancellation does not reach and
-/// records its answer (or frees the key if it ended without one).
-async fn detached<F>(call: F, record: Option<Record>) -> Result<Answer, ApiError>
-where
-    F: Future<Output = Result<Answer, ApiError>> + Send + 'static,
-{
-    let task = tokio::spawn(async move {
-        let outcome = tokio::spawn(call).await;
-        let Some((store, actor, key)) = record else { return outcome };
-        match outcome {
-            Ok(result) => {
-                if let Err(e) = store.finish(&actor, key, kept(&result)).await {
-                    tracing::warn!(error = %e, "an idempotent answer could not be recorded");
-                }
-                Ok(result)
-            }
-            Err(e) => {
-                store.abandon(&actor, key).await;
-                Err(e)
-            }
+/// The answer of a logged change, rebuilt from its response snapshot as
+/// the change first answered it (a new key without its secret).
+fn replayed(op: &Operation, view: View) -> Result<Answer, ApiError> {
+    let key = || {
+        op.response
+            .as_ref()
+            .map(|k| view.key(serde_json::to_value(ApiKey::from(k)).unwrap_or_default()))
+            .ok_or_else(|| ApiError::new(Code::FailedPrecondition, "the recorded change kept no answer to give again"))
+    };
+    Ok(match op.kind {
+        OperationKind::Create | OperationKind::Import | OperationKind::Reissue => {
+            Answer::ok(&serde_json::json!({ "apiKey": key()? }))
         }
-    });
-    match task.await {
-        Ok(Ok(result)) => result,
-        _ => Err(ApiError::new(Code::Internal, "the change ended without an answer")),
-    }
+        OperationKind::Update | OperationKind::Revoke => {
+            Answer::ok(&OperationView::new(op, Some(view::any(view::API_KEY, key()?)), view))
+        }
+        OperationKind::Delete => {
+            Answer::ok(&OperationView::new(op, Some(view::any(view::EMPTY, serde_json::json!({}))), view))
+        }
+        _ => return Err(ApiError::new(Code::FailedPrecondition, "the recorded change has no answer to give again")),
+    })
 }
 
-/// A successful answer: what the caller gets, and what a replay gets (the
-/// same bytes, without a secret).
-pub(super) struct Answer {
-    pub(super) status: StatusCode,
-    pub(super) body: Bytes,
-    pub(super) kept: Bytes,
+/// A successful REST answer.
+struct Answer {
+    status: StatusCode,
+    body: Bytes,
 }
 
 impl Answer {
-    /// An answer of `body`, kept as it is.
-    pub(super) fn bytes(body: Bytes) -> Self {
-        Self { status: StatusCode::OK, kept: body.clone(), body }
-    }
-
     fn ok<T: serde::Serialize>(value: &T) -> Self {
-        Self::bytes(Bytes::from(serde_json::to_vec(value).unwrap_or_default()))
+        Self { status: StatusCode::OK, body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()) }
     }
 
-    /// A new key, shown in `view`: the replay gets it without the secret.
+    /// A new key with its secret, shown in `view` (a replay gets it without).
     fn created(api_key: &ApiKey, created: &CreatedKey, view: View) -> Self {
         let key = view.key(serde_json::to_value(api_key).unwrap_or_default());
-        let kept = serde_json::json!({ "apiKey": key });
-        let body = serde_json::json!({ "apiKey": key, "secret": created.secret.expose_secret() });
-        Self {
-            status: StatusCode::OK,
-            body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
-            kept: Bytes::from(serde_json::to_vec(&kept).unwrap_or_default()),
-        }
+        Self::ok(&serde_json::json!({ "apiKey": key, "secret": created.secret.expose_secret() }))
     }
 }
 
-/// What a replay of `result` gets: the answer without a secret, or the
-/// error's `{code, message, details}` body.
-fn kept(result: &Result<Answer, ApiError>) -> Kept {
-    match result {
-        Ok(a) => Kept { status: a.status, body: a.kept.clone() },
-        Err(e) => Kept {
-            status: e.status(),
-            body: Bytes::from(
-                serde_json::to_vec(
-                    &serde_json::json!({"code": e.code().number(), "message": e.message(), "details": []}),
-                )
-                .unwrap_or_default(),
-            ),
-        },
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        json_response(self.status, self.body)
     }
 }
 
@@ -536,7 +570,11 @@ pub(super) fn json(value: &impl serde::Serialize) -> Response {
     json_response(StatusCode::OK, Bytes::from(serde_json::to_vec(value).unwrap_or_default()))
 }
 
-fn idempotency_key(parts: &Parts) -> Result<Option<uuid::Uuid>, ApiError> {
+/// The `Idempotency-Key` of a request (a header, or gRPC metadata), if any.
+///
+/// # Errors
+/// Code 3 for a key sent twice or not a UUID.
+pub(super) fn idempotency_key(parts: &Parts) -> Result<Option<uuid::Uuid>, ApiError> {
     let mut values = parts.headers.get_all(idempotency::HEADER).iter();
     let Some(value) = values.next() else { return Ok(None) };
     if values.next().is_some() {
@@ -736,14 +774,13 @@ pub(super) async fn apply_delete<S: KeyStore>(manager: KeyManager<S>, key: KeyIn
 
 async fn create<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let prepared = async {
-        let caller = api.authenticate(&parts).await?;
-        let view = View::of(&parts)?;
-        let (raw, req) = api.body::<CreateApiKeyRequest>(body, false).await?;
-        let create = api.prepare_create(&caller, &req)?;
-        Ok::<_, ApiError>((caller, raw, (create, view)))
+    let head = match api.head(&parts, body).await {
+        Ok(head) => head,
+        Err(answered) => return answered,
     };
-    api.change(&parts, prepared.await, |manager, (create, view): (CreateRequest, View)| async move {
+    let prepared =
+        parse::<CreateApiKeyRequest>(&head.raw, false).and_then(|req| api.prepare_create(&head.caller, &req));
+    api.change(head, prepared, |manager, create: CreateRequest, view| async move {
         let (api_key, created) = apply_create(manager, create).await?;
         Ok(Answer::created(&api_key, &created, view))
     })
@@ -969,33 +1006,31 @@ fn update_controls(
 }
 
 async fn update<S: KeyStore, A: AdminAuth>(KeyCall { api, id, parts, body }: KeyCall<S, A>) -> Response {
-    let prepared = async {
-        let caller = api.authenticate(&parts).await?;
-        let view = View::of(&parts)?;
-        let (raw, req) = api.body::<UpdateApiKeyRequest>(body, false).await?;
-        let (update, id) = api.prepare_update(&caller, &id, &req).await?;
-        Ok::<_, ApiError>((caller, raw, (update, id, view)))
+    let head = match api.head(&parts, body).await {
+        Ok(head) => head,
+        Err(answered) => return answered,
     };
-    api.change(&parts, prepared.await, |manager, (update, id, view): (UpdateRequest, KeyId, View)| async move {
-        let (info, op) = manager.update(&id, update).await?;
-        let response =
-            view::any(view::API_KEY, view.key(serde_json::to_value(ApiKey::from(&info)).unwrap_or_default()));
-        Ok(Answer::ok(&OperationView::new(&op, Some(response), view)))
+    let prepared = match parse::<UpdateApiKeyRequest>(&head.raw, false) {
+        Ok(req) => api.prepare_update(&head.caller, &id, &req).await,
+        Err(e) => Err(e),
+    };
+    api.change(head, prepared, |manager, (update, id): (UpdateRequest, KeyId), view| async move {
+        // Answered from the logged operation, as a replay is.
+        let (_, op) = manager.update(&id, update).await?;
+        replayed(&op, view)
     })
     .await
 }
 
 async fn delete<S: KeyStore, A: AdminAuth>(KeyCall { api, id, parts, body }: KeyCall<S, A>) -> Response {
-    let view = View::of(&parts);
-    let prepared = match view {
-        Ok(view) => {
-            api.bodiless_change(&parts, body, AdminAction::Delete, &id).await.map(|(c, r, k)| (c, r, (k, view)))
-        }
-        Err(e) => Err(e),
+    let head = match api.head(&parts, body).await {
+        Ok(head) => head,
+        Err(answered) => return answered,
     };
-    api.change(&parts, prepared, |manager, (key, view): (KeyInfo, View)| async move {
+    let prepared = api.bodiless(&head, AdminAction::Delete, &id).await;
+    api.change(head, prepared, |manager, key: KeyInfo, view| async move {
         let op = apply_delete(manager, key).await?;
-        Ok(Answer::ok(&OperationView::new(&op, Some(view::any(view::EMPTY, serde_json::json!({}))), view)))
+        replayed(&op, view)
     })
     .await
 }
@@ -1012,15 +1047,18 @@ async fn custom<S: KeyStore, A: AdminAuth>(call: KeyCall<S, A>) -> Response {
 
 async fn reissue<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let prepared = async {
-        let caller = api.authenticate(&parts).await?;
-        let view = View::of(&parts)?;
-        let (raw, req) = api.body::<ReissueApiKeyRequest>(body, true).await?;
-        let grace = req.grace_period.as_deref().map(parse_grace).transpose()?.unwrap_or(Duration::ZERO);
-        let key = api.key_for(&caller, AdminAction::Reissue, id).await?;
-        Ok::<_, ApiError>((caller, raw, (grace, key, view)))
+    let head = match api.head(&parts, body).await {
+        Ok(head) => head,
+        Err(answered) => return answered,
     };
-    api.change(&parts, prepared.await, |manager, (grace, key, view): (Duration, KeyInfo, View)| async move {
+    let prepared = async {
+        let req: ReissueApiKeyRequest = parse(&head.raw, true)?;
+        let grace = req.grace_period.as_deref().map(parse_grace).transpose()?.unwrap_or(Duration::ZERO);
+        let key = api.key_for(&head.caller, AdminAction::Reissue, id).await?;
+        Ok::<_, ApiError>((grace, key))
+    }
+    .await;
+    api.change(head, prepared, |manager, (grace, key): (Duration, KeyInfo), view| async move {
         let created = manager.reissue(&key.id, grace).await?;
         Ok(Answer::created(&ApiKey::from(&created.key), &created, view))
     })
@@ -1029,17 +1067,21 @@ async fn reissue<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, requ
 
 async fn revoke<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let prepared = match View::of(&parts) {
-        Ok(view) => api.bodiless_change(&parts, body, AdminAction::Revoke, id).await.map(|(c, r, k)| (c, r, (k, view))),
-        Err(e) => Err(e),
+    let head = match api.head(&parts, body).await {
+        Ok(head) => head,
+        Err(answered) => return answered,
     };
-    api.change(&parts, prepared, |manager, (key, view): (KeyInfo, View)| async move {
-        let op = manager.revoke(&key.id).await?.recorded(&key.service_account_id);
-        let mut revoked = key;
-        revoked.status = KeyStatus::Revoked;
-        let response =
-            view::any(view::API_KEY, view.key(serde_json::to_value(ApiKey::from(&revoked)).unwrap_or_default()));
-        Ok(Answer::ok(&OperationView::new(&op, Some(response), view)))
+    let prepared = api.bodiless(&head, AdminAction::Revoke, id).await;
+    api.change(head, prepared, |manager, key: KeyInfo, view| async move {
+        let mut op = manager.revoke(&key.id).await?.recorded(&key.service_account_id);
+        // Logged with the key as revoked only under an Idempotency-Key;
+        // otherwise the key as read above, revoked.
+        if op.response.is_none() {
+            let mut revoked = key;
+            revoked.status = KeyStatus::Revoked;
+            op.response = Some(revoked);
+        }
+        replayed(&op, view)
     })
     .await
 }

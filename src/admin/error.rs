@@ -29,7 +29,8 @@ pub enum Code {
     /// `Idempotency-Key` reused with another request — HTTP 400, as
     /// `google.rpc.Code` maps it.
     FailedPrecondition,
-    /// 10: a request with the same `Idempotency-Key` is still running —
+    /// 10: a concurrent request with the same `Idempotency-Key` landed its
+    /// change first (answered with its replay whenever it can be read) —
     /// HTTP 409.
     Aborted,
     /// 13: an internal failure (the OS random generator) — HTTP 500.
@@ -145,6 +146,9 @@ impl ApiError {
         match e {
             StoreError::NotFound(id) => Self::new(Code::NotFound, format!("key {id} not found")),
             StoreError::Conflict { .. } => Self::new(Code::FailedPrecondition, e.to_string()),
+            StoreError::IdempotencyKeyTaken => {
+                Self::new(Code::Aborted, "a concurrent request with this Idempotency-Key made its change first")
+            }
             // The store's own text may name the backend; the client learns
             // only that it is unavailable.
             _ => Self::new(Code::Unavailable, "the key store is unavailable; retry later"),
@@ -184,6 +188,7 @@ mod tests {
             (ManageError::AlreadyImported, 6, 409),
             (ManageError::EmptyUpdate, 3, 400),
             (ManageError::Store(StoreError::unavailable("pg: password authentication failed")), 14, 503),
+            (ManageError::Store(StoreError::IdempotencyKeyTaken), 10, 409),
         ];
         for (e, code, status) in cases {
             let api = ApiError::from(e);

@@ -1,145 +1,97 @@
-//! `Idempotency-Key` for the mutating calls.
+//! `Idempotency-Key` for the mutating calls, recorded in the key store.
 //!
 //! A client may send `Idempotency-Key: <UUID>` with `POST`, `PATCH` and
-//! `DELETE`. The first request with a key runs; its answer is kept for
-//! [`IdempotencyConfig::ttl`] (24 hours), keyed by the caller's actor and
-//! the key, together with a SHA-256 fingerprint of the method, path and
-//! body. A repeat with the same fingerprint gets the kept answer (same
-//! status and body, header `Idempotent-Replayed: true`) and changes
-//! nothing; a repeat with another request is refused (code 9, HTTP 412); a
-//! repeat while the first is still running is refused (code 10, HTTP 409).
-//! Answers with a 5xx status are not kept, so a retry after an outage runs
-//! again.
+//! `DELETE`. The first request with a key makes its change, and the store
+//! records, **in the same transaction or script as the change and its
+//! operations log entry**, which change the key made: the caller's actor,
+//! the key (as a SHA-256 of its text), a SHA-256 fingerprint of the method,
+//! path and body, the log entry's id, and when the record expires
+//! ([`IdempotencyConfig::ttl`], 24 hours). See
+//! [`crate::store::idempotency`] for the records and how each store keeps
+//! them.
+//!
+//! A repeat of the request within the retention, **on any node and after
+//! any restart**, is answered as the first was: the answer is rebuilt from
+//! the logged operation's response snapshot (same status and body, header
+//! `Idempotent-Replayed: true`) and nothing changes. A repeat with another
+//! request is refused (code 9, HTTP 400). Keys are per actor: two callers
+//! never see each other's.
 //!
 //! **A replayed create or reissue never makes a second key and never
-//! shows the secret again**: the kept answer is the first one without its
-//! `secret` field (no plaintext secret is ever stored); the replay says
-//! which key was made (`apiKey.id`), and a client that lost the secret
-//! reissues that key.
+//! shows the secret again**: the replay is `{"apiKey": …}` without
+//! `secret` (no plaintext secret is ever stored); it says which key was
+//! made, and a client that lost the secret reissues that key.
 //!
-//! The change runs to its end and its answer is recorded whatever the
-//! client's connection does: the router runs it in a task of its own, so a
-//! client that disconnects and retries gets the recorded answer (and a
-//! change that fails without an answer frees its key).
+//! Concurrent requests with one key (two nodes, or a retry while the first
+//! still runs) each make their change, but the store lets exactly one land:
+//! the other's commit is refused whole
+//! ([`StoreError::IdempotencyKeyTaken`]),
+//! and that request answers with the replay of the one that landed. There
+//! is no "still running" state to get stuck in.
 //!
-//! Where records live is an [`IdempotencyStore`]. [`Idempotency`] keeps them
-//! in this process's memory (bounded by [`IdempotencyConfig::capacity`];
-//! the oldest go first), so replays are recognised by the node that served
-//! the first request.
+//! What is not recorded:
+//! - a request that fails changes nothing, so nothing is recorded: a 5xx
+//!   (the store unavailable) runs again on retry; a 4xx (a bad body, a
+//!   missing key, a policy refusal) is answered again by running again,
+//!   which is deterministic for the same request and state. Before
+//!   answering a 4xx the record is read once more, so a request that lost
+//!   a race to its twin (which, say, already deleted the key) replays the
+//!   twin's answer rather than reporting "not found";
+//! - a replay whose log entry is gone (an application pruned the log) is
+//!   refused (code 9), never run again.
+//!
+//! The change runs to its end whatever the client's connection does (the
+//! router runs it in a task of its own), and its record lands with it, so a
+//! client that disconnects and retries gets the recorded answer.
+//!
+//! [`Idempotency`] holds these rules for any transport: [`Idempotency::claim`]
+//! makes the claim of a request, [`Idempotency::begin`] decides whether to
+//! run or replay, the change runs through
+//! [`KeyManager::with_idempotency`](crate::KeyManager::with_idempotency),
+//! and [`Idempotency::settle`] decides what a failed change answers.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::http::StatusCode;
-use bytes::Bytes;
-use futures_util::future::BoxFuture;
 use sha2::{Digest as _, Sha256};
 
-use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::operation::Actor;
-use crate::store::StoreError;
+use crate::clock::Timestamp;
+use crate::operation::{Actor, Operation};
+use crate::store::idempotency::{IdempotencyClaim, IdempotencyKey, IdempotencyRecord};
+use crate::store::{KeyStore, StoreError};
 
 /// The header.
 pub const HEADER: &str = "idempotency-key";
 /// The header marking a replayed answer.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-/// How long and how many answers are kept.
+/// How long records are kept.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct IdempotencyConfig {
-    /// How long an answer is kept. Defaults to 24 hours.
+    /// How long a record counts. Defaults to 24 hours.
     pub ttl: Duration,
-    /// How many answers are kept at most. Defaults to 100 000.
-    pub capacity: usize,
 }
 
 impl Default for IdempotencyConfig {
     fn default() -> Self {
-        Self { ttl: Duration::from_secs(24 * 3600), capacity: 100_000 }
+        Self { ttl: Duration::from_secs(24 * 3600) }
     }
 }
 
-/// A kept answer.
+/// What a request with an `Idempotency-Key` does.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Kept {
-    /// Its status.
-    pub status: StatusCode,
-    /// Its JSON body.
-    pub body: Bytes,
-}
-
-/// What [`Idempotency::begin`] decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Begin {
-    /// First time: run the request, then [`Idempotency::finish`].
-    Run,
-    /// A repeat of a finished request: answer with this.
-    Replay(Kept),
+    /// No live record: make the change carrying this claim.
+    Run(IdempotencyClaim),
+    /// A repeat of a request whose change landed: answer with its logged
+    /// operation (its response snapshot; never a secret).
+    Replay(Box<Operation>),
     /// The key was used with another request.
     Mismatch,
-    /// The first request with this key is still running.
-    InFlight,
-}
-
-/// Where the records of `Idempotency-Key`s live: one per actor and key,
-/// holding the request's fingerprint and, once it finished, its answer.
-pub trait IdempotencyStore: Send + Sync + 'static {
-    /// Looks the key up for a request with `fingerprint`; on
-    /// [`Begin::Run`] the key is now the caller's, running.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the records cannot be read (the request is then
-    /// refused as unavailable, not run).
-    fn begin<'a>(
-        &'a self,
-        actor: &'a Actor,
-        key: uuid::Uuid,
-        fingerprint: [u8; 32],
-    ) -> BoxFuture<'a, Result<Begin, StoreError>>;
-
-    /// Records the answer of a request [`IdempotencyStore::begin`] let run
-    /// (a 5xx answer frees the key instead, so a retry runs again).
-    ///
-    /// # Errors
-    /// [`StoreError`] when the answer cannot be recorded.
-    fn finish<'a>(&'a self, actor: &'a Actor, key: uuid::Uuid, kept: Kept) -> BoxFuture<'a, Result<(), StoreError>>;
-
-    /// Frees a running key whose request ended without an answer.
-    fn abandon<'a>(&'a self, actor: &'a Actor, key: uuid::Uuid) -> BoxFuture<'a, ()>;
-}
-
-type Key = (Actor, uuid::Uuid);
-
-enum Slot {
-    Running { fingerprint: [u8; 32] },
-    Done { fingerprint: [u8; 32], kept: Kept },
-}
-
-struct Inner {
-    slots: HashMap<Key, (Timestamp, Slot)>,
-    order: VecDeque<(Timestamp, Key)>,
-}
-
-/// The kept answers. Cheap to clone (shared).
-#[derive(Clone)]
-pub struct Idempotency {
-    inner: Arc<Mutex<Inner>>,
-    config: IdempotencyConfig,
-    clock: Arc<dyn Clock>,
-}
-
-impl std::fmt::Debug for Idempotency {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Idempotency").field("config", &self.config).finish_non_exhaustive()
-    }
-}
-
-impl Default for Idempotency {
-    fn default() -> Self {
-        Self::new(IdempotencyConfig::default(), Arc::new(SystemClock))
-    }
+    /// A repeat whose change landed, but whose log entry is no longer kept:
+    /// its answer cannot be rebuilt, and it must not run again.
+    Forgotten,
 }
 
 /// The fingerprint of a request.
@@ -153,151 +105,127 @@ pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The `Idempotency-Key` rules over a key store (see the module docs).
+/// Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Idempotency {
+    config: IdempotencyConfig,
+}
+
 impl Idempotency {
-    /// Kept answers with `config`, aged by `clock`.
+    /// The rules with `config`.
     #[must_use]
-    pub fn new(config: IdempotencyConfig, clock: Arc<dyn Clock>) -> Self {
-        let inner = Inner { slots: HashMap::new(), order: VecDeque::new() };
-        Self { inner: Arc::new(Mutex::new(inner)), config, clock }
+    pub fn new(config: IdempotencyConfig) -> Self {
+        Self { config }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The claim `actor` makes with the client's key text `client_key` (a
+    /// UUID in its canonical form) for a request with `fingerprint`, at
+    /// `now`.
+    #[must_use]
+    pub fn claim(&self, actor: &Actor, client_key: &str, fingerprint: [u8; 32], now: Timestamp) -> IdempotencyClaim {
+        IdempotencyClaim::new(actor.clone(), IdempotencyKey::of(client_key), fingerprint, now, self.config.ttl)
     }
 
-    /// Drops expired answers, and the oldest beyond capacity.
-    fn prune(&self, inner: &mut Inner, now: Timestamp) {
-        while let Some((at, key)) = inner.order.front().cloned() {
-            let expired = now.duration_since(at) >= self.config.ttl;
-            if !expired && inner.order.len() < self.config.capacity {
-                break;
-            }
-            inner.order.pop_front();
-            if inner.slots.get(&key).is_some_and(|(t, _)| *t == at) {
-                inner.slots.remove(&key);
-            }
+    /// Whether to run the request of `claim` or answer it from the record
+    /// its key already has.
+    ///
+    /// # Errors
+    /// The store's error (the request is then refused as unavailable, not
+    /// run).
+    pub async fn begin<S: KeyStore>(&self, store: &S, claim: IdempotencyClaim) -> Result<Begin, StoreError> {
+        match store.idempotency(&claim.actor, &claim.key, claim.created_at).await? {
+            None => Ok(Begin::Run(claim)),
+            Some(record) => decide(store, &claim, record).await,
         }
     }
 
-    /// Looks the key up for a request with `fingerprint`; on
-    /// [`Begin::Run`] it is marked running.
-    pub fn begin(&self, actor: &Actor, key: uuid::Uuid, fingerprint: [u8; 32]) -> Begin {
-        let now = self.clock.now();
-        let mut inner = self.lock();
-        self.prune(&mut inner, now);
-        let k = (actor.clone(), key);
-        match inner.slots.get(&k) {
-            Some((_, Slot::Running { fingerprint: f })) => {
-                if *f == fingerprint {
-                    Begin::InFlight
-                } else {
-                    Begin::Mismatch
-                }
-            }
-            Some((_, Slot::Done { fingerprint: f, kept })) => {
-                if *f == fingerprint {
-                    Begin::Replay(kept.clone())
-                } else {
-                    Begin::Mismatch
-                }
-            }
-            None => {
-                inner.slots.insert(k.clone(), (now, Slot::Running { fingerprint }));
-                inner.order.push_back((now, k));
-                Begin::Run
-            }
-        }
-    }
-
-    /// Keeps the answer of a request [`Begin::Run`] allowed (a 5xx answer
-    /// is dropped instead, so a retry runs again).
-    pub fn finish(&self, actor: &Actor, key: uuid::Uuid, kept: Kept) {
-        let mut inner = self.lock();
-        let k = (actor.clone(), key);
-        let Some((at, Slot::Running { fingerprint })) = inner.slots.remove(&k) else { return };
-        if !kept.status.is_server_error() {
-            inner.slots.insert(k, (at, Slot::Done { fingerprint, kept }));
-        }
-    }
-
-    /// Frees a running key (its request ended without an answer).
-    pub fn abandon(&self, actor: &Actor, key: uuid::Uuid) {
-        let mut inner = self.lock();
-        let k = (actor.clone(), key);
-        if matches!(inner.slots.get(&k), Some((_, Slot::Running { .. }))) {
-            inner.slots.remove(&k);
+    /// What a request whose change failed answers instead of its failure:
+    /// `Some` when the key has a record now (its commit was refused as
+    /// [`StoreError::IdempotencyKeyTaken`], or a twin landed while it
+    /// failed), `None` when it has none (answer the failure).
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn settle<S: KeyStore>(&self, store: &S, claim: &IdempotencyClaim) -> Result<Option<Begin>, StoreError> {
+        match store.idempotency(&claim.actor, &claim.key, claim.created_at).await? {
+            None => Ok(None),
+            Some(record) => decide(store, claim, record).await.map(Some),
         }
     }
 }
 
-impl IdempotencyStore for Idempotency {
-    fn begin<'a>(
-        &'a self,
-        actor: &'a Actor,
-        key: uuid::Uuid,
-        fingerprint: [u8; 32],
-    ) -> BoxFuture<'a, Result<Begin, StoreError>> {
-        Box::pin(std::future::ready(Ok(Idempotency::begin(self, actor, key, fingerprint))))
+/// Replay, refuse or forget, for a request meeting its key's record.
+async fn decide<S: KeyStore>(
+    store: &S,
+    claim: &IdempotencyClaim,
+    record: IdempotencyRecord,
+) -> Result<Begin, StoreError> {
+    if record.claim.fingerprint != claim.fingerprint {
+        return Ok(Begin::Mismatch);
     }
-
-    fn finish<'a>(&'a self, actor: &'a Actor, key: uuid::Uuid, kept: Kept) -> BoxFuture<'a, Result<(), StoreError>> {
-        Idempotency::finish(self, actor, key, kept);
-        Box::pin(std::future::ready(Ok(())))
-    }
-
-    fn abandon<'a>(&'a self, actor: &'a Actor, key: uuid::Uuid) -> BoxFuture<'a, ()> {
-        Idempotency::abandon(self, actor, key);
-        Box::pin(std::future::ready(()))
-    }
+    Ok(match store.operation(&record.operation).await? {
+        Some(op) => Begin::Replay(Box::new(op)),
+        None => Begin::Forgotten,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::operation::{Change, LogEntry, OperationChanges, OperationKind};
+    use crate::store::MemoryStore;
 
-    #[test]
-    fn replays_mismatches_in_flight_and_expiry() {
-        let clock = Arc::new(ManualClock::new(Timestamp::from_unix_seconds(1_800_000_000).unwrap()));
-        let idem = Idempotency::new(IdempotencyConfig::default(), clock.clone());
+    #[tokio::test]
+    async fn runs_replays_refuses_and_forgets() {
+        let store = MemoryStore::new();
+        let idem = Idempotency::default();
         let actor = Actor::new("ops").unwrap();
-        let key = uuid::Uuid::from_u128(7);
-        let a = fingerprint("POST", "/apiKeys", b"{}");
-        let b = fingerprint("POST", "/apiKeys", b"{ }");
-        assert_eq!(idem.begin(&actor, key, a), Begin::Run);
-        assert_eq!(idem.begin(&actor, key, a), Begin::InFlight);
-        let kept = Kept { status: StatusCode::OK, body: Bytes::from_static(b"{\"x\":1}") };
-        idem.finish(&actor, key, kept.clone());
-        assert_eq!(idem.begin(&actor, key, a), Begin::Replay(kept));
-        assert_eq!(idem.begin(&actor, key, b), Begin::Mismatch);
-        // Another actor's key space is its own.
-        assert_eq!(idem.begin(&Actor::new("other").unwrap(), key, b), Begin::Run);
-        clock.advance(Duration::from_secs(24 * 3600));
-        assert_eq!(idem.begin(&actor, key, b), Begin::Run, "expired after 24 h");
-        // 5xx answers are not kept.
-        let k2 = uuid::Uuid::from_u128(8);
-        assert_eq!(idem.begin(&actor, k2, a), Begin::Run);
-        idem.finish(&actor, k2, Kept { status: StatusCode::SERVICE_UNAVAILABLE, body: Bytes::new() });
-        assert_eq!(idem.begin(&actor, k2, a), Begin::Run);
-        // An abandoned key runs again; a finished one is not abandoned.
-        idem.abandon(&actor, k2);
-        assert_eq!(idem.begin(&actor, k2, a), Begin::Run);
-        let done = Kept { status: StatusCode::OK, body: Bytes::from_static(b"{}") };
-        idem.finish(&actor, k2, done.clone());
-        idem.abandon(&actor, k2);
-        assert_eq!(idem.begin(&actor, k2, a), Begin::Replay(done));
+        let now = Timestamp::from_unix_seconds(1_800_000_000).unwrap();
+        let print = fingerprint("POST", "/apiKeys", b"{}");
+        let claim = idem.claim(&actor, "8e0f6b53-6a40-4c1e-9e3c-3f0b2d6f1a11", print, now);
+        assert_eq!(claim.expires_at, now.saturating_add(Duration::from_secs(86_400)));
+        let Begin::Run(run) = idem.begin(&store, claim.clone()).await.unwrap() else { panic!("a first request runs") };
+        assert_eq!(idem.settle(&store, &run).await.unwrap(), None, "no record yet");
+        let key = crate::KeyRecord::new(
+            crate::KeyId::generate().unwrap(),
+            crate::ServiceAccountId::new("robot").unwrap(),
+            crate::KeyKind::Native,
+            1,
+            crate::Digest::from_bytes([2; 32]),
+            crate::MaskedKey::from_tail(b"Xy12Z9"),
+            now,
+        );
+        let entry = LogEntry::new(key.id, OperationKind::Create, actor.clone(), now, OperationChanges::default())
+            .unwrap()
+            .with_response(key.info())
+            .with_idempotency(run);
+        store.commit(Change::Insert(key.clone()), std::slice::from_ref(&entry)).await.unwrap();
+        let op = entry.recorded(&key.service_account_id);
+        assert_eq!(idem.begin(&store, claim.clone()).await.unwrap(), Begin::Replay(Box::new(op.clone())));
+        assert_eq!(idem.settle(&store, &claim).await.unwrap(), Some(Begin::Replay(Box::new(op))));
+        let other = idem.claim(&actor, "8e0f6b53-6a40-4c1e-9e3c-3f0b2d6f1a11", fingerprint("POST", "/x", b""), now);
+        assert_eq!(idem.begin(&store, other).await.unwrap(), Begin::Mismatch, "same key, other request");
+        let later = now.saturating_add(Duration::from_secs(86_400));
+        let expired = idem.claim(&actor, "8e0f6b53-6a40-4c1e-9e3c-3f0b2d6f1a11", print, later);
+        assert!(matches!(idem.begin(&store, expired).await.unwrap(), Begin::Run(_)), "runs again after 24 h");
     }
 
-    #[test]
-    fn capacity_drops_the_oldest() {
-        let config = IdempotencyConfig { capacity: 2, ..IdempotencyConfig::default() };
-        let idem = Idempotency::new(config, Arc::new(SystemClock));
+    #[tokio::test]
+    async fn a_record_whose_entry_is_gone_is_forgotten_and_a_store_without_records_fails_closed() {
+        let idem = Idempotency::default();
         let actor = Actor::new("ops").unwrap();
-        let f = fingerprint("DELETE", "/apiKeys/x", b"");
-        for i in 0..3 {
-            assert_eq!(idem.begin(&actor, uuid::Uuid::from_u128(i), f), Begin::Run);
-            idem.finish(&actor, uuid::Uuid::from_u128(i), Kept { status: StatusCode::OK, body: Bytes::new() });
-        }
-        assert_eq!(idem.begin(&actor, uuid::Uuid::from_u128(0), f), Begin::Run, "the oldest was dropped");
+        let claim = idem.claim(&actor, "k", [1; 32], Timestamp::from_unix_seconds(1_800_000_000).unwrap());
+        let record = IdempotencyRecord::new(claim.clone(), crate::OperationId::generate().unwrap());
+        assert_eq!(decide(&MemoryStore::new(), &claim, record).await.unwrap(), Begin::Forgotten);
+        let e = idem.begin(&NoRecords(MemoryStore::new()), claim).await.unwrap_err();
+        assert!(e.is_unavailable(), "{e:?}");
+    }
+
+    /// A store that keeps the trait's default `idempotency`.
+    struct NoRecords(MemoryStore);
+
+    impl KeyStore for NoRecords {
+        crate::forward_key_store!(self => self.0; all except [idempotency]);
     }
 }

@@ -72,7 +72,7 @@ macro_rules! forward_key_store {
     (@list $($then:tt)*) => {
         $crate::forward_key_store!($($then)* [
             get get_by_digest get_many list touch_last_used commit operations pepper_fingerprint spend_credits
-            list_by_external_id list_expiring ids_after operation with_record lend_now
+            list_by_external_id list_expiring ids_after operation with_record lend_now idempotency
         ]);
     };
     // `$yes` if the two names are the same method, else `$no` (each a
@@ -92,6 +92,7 @@ macro_rules! forward_key_store {
     (@if_same operation operation $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same with_record with_record $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same lend_now lend_now $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same idempotency idempotency $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same $a:ident $b:ident $yes:tt $no:tt) => { $crate::forward_key_store! $no; };
 
     // `all except`: each name in the list must be a forwardable method;
@@ -215,6 +216,14 @@ macro_rules! forward_key_store {
     (@method $attr:tt operation $self:ident $to:tt) => {
         $crate::forward_key_store!(@fn $attr $self $to
             operation(id: &$crate::OperationId) -> Option<$crate::Operation>);
+    };
+    (@method $attr:tt idempotency $self:ident $to:tt) => {
+        $crate::forward_key_store!(@fn $attr $self $to
+            idempotency(
+                actor: &$crate::Actor,
+                key: &$crate::store::idempotency::IdempotencyKey,
+                now: $crate::Timestamp
+            ) -> Option<$crate::store::idempotency::IdempotencyRecord>);
     };
     // The one generic method.
     (@method [$($attr:tt)*] with_record $self:ident $to:tt) => {

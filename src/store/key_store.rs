@@ -10,10 +10,11 @@ use crate::BoxError;
 use crate::clock::Timestamp;
 use crate::controls::{CreditSpend, ExternalId};
 use crate::digest::Digest;
-use crate::operation::{Change, LogEntry, Operation, OperationCursor, OperationId};
+use crate::operation::{Actor, Change, LogEntry, Operation, OperationCursor, OperationId};
 use crate::record::{KeyRecord, ServiceAccountId};
 use crate::token::KeyId;
 
+use super::idempotency::{IdempotencyKey, IdempotencyRecord};
 use super::view::RecordView;
 
 /// What can go wrong in a store. Backends map every driver error into this.
@@ -48,6 +49,12 @@ pub enum StoreError {
     /// The backend returned data that is not a valid record.
     #[error("key store returned an invalid record: {0}")]
     Corrupt(String),
+    /// [`KeyStore::commit`] of a change whose log entry claims an
+    /// idempotency key the store already holds a live record of (for the
+    /// same actor); nothing was written. Read the record with
+    /// [`KeyStore::idempotency`].
+    #[error("this idempotency key was already used")]
+    IdempotencyKeyTaken,
     /// The database was migrated by a newer version of this crate: its
     /// schema is newer than this version understands, so it refuses to read
     /// it rather than misread it.
@@ -175,7 +182,9 @@ impl<T, C> Page<T, C> {
 /// entries (left alone by implementations, so that a wrapper sees every
 /// write in its `commit`); `get_many`, `ids_after`, `with_record` and
 /// `lend_now` have defaults a backend overrides to be faster (one query per
-/// batch, an id index, lending in place).
+/// batch, an id index, lending in place); `operation` and `idempotency`
+/// (the records of idempotency claims, written by `commit`) have defaults
+/// that fail closed, for a store without them.
 ///
 /// A wrapper (a cache, a shield, a metrics or fault-injecting store) writes
 /// only the methods it changes and forwards the rest with
@@ -211,7 +220,11 @@ impl<T, C> Page<T, C> {
 /// - `list_by_external_id` and `list_expiring` order by id across service
 ///   accounts and page with the id cursor;
 /// - `ids_after`, where a store implements it, lists every key id in order,
-///   across service accounts.
+///   across service accounts;
+/// - `commit` of entries carrying an idempotency claim records each claim
+///   with the change, in the same transaction or script; a claim of a key
+///   with a live record (same actor) is [`StoreError::IdempotencyKeyTaken`]
+///   and writes nothing; `idempotency` reads live records only.
 pub trait KeyStore: Send + Sync + 'static {
     /// Stores a new record: [`KeyStore::commit`] of [`Change::Insert`]
     /// with no log entry.
@@ -441,6 +454,25 @@ pub trait KeyStore: Send + Sync + 'static {
     fn operation(&self, id: &OperationId) -> impl Future<Output = Result<Option<Operation>, StoreError>> + Send {
         let _ = id;
         std::future::ready(Err(StoreError::unavailable("this key store cannot look operations up by id")))
+    }
+
+    /// The live idempotency record of `actor`'s `key` at `now` (one whose
+    /// `expires_at` is after `now`), written by a [`KeyStore::commit`] whose
+    /// log entry claimed it; `None` if there is none or it expired. The
+    /// memory, SQL and Redis stores answer it; the default, for a store that
+    /// keeps no records, fails closed with [`StoreError::Unavailable`] (and
+    /// such a store must not be given claims to commit).
+    ///
+    /// # Errors
+    /// The store's error.
+    fn idempotency(
+        &self,
+        actor: &Actor,
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<IdempotencyRecord>, StoreError>> + Send {
+        let _ = (actor, key, now);
+        std::future::ready(Err(StoreError::unavailable("this key store keeps no idempotency records")))
     }
 }
 

@@ -21,7 +21,7 @@
 //! ([`RecordView`]), so a million keys over the same scopes share one scope
 //! list and an entry holds two pointers for them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::Range;
@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use papaya::{Compute, Operation as MapOp, ResizeMode};
 
+use super::idempotency::{IdempotencyKey, IdempotencyRecord, PURGE_BATCH};
 use super::key_store::{
     KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError, apply_reissue, check_reissuable,
 };
@@ -37,7 +38,7 @@ use super::view::{RecordView, intern_account, intern_scopes};
 use crate::clock::Timestamp;
 use crate::controls::{CreditSpend, ExternalId, KeyControls};
 use crate::digest::Digest;
-use crate::operation::{Change, LogEntry, Operation, OperationCursor, OperationId, apply_update};
+use crate::operation::{Actor, Change, LogEntry, Operation, OperationCursor, OperationId, apply_update};
 use crate::record::{Description, KeyKind, KeyRecord, KeyStatus, ReissueLinks, ServiceAccountId};
 use crate::scope::ScopeSet;
 use crate::secret::MaskedKey;
@@ -209,6 +210,7 @@ struct Index {
     by_external: BTreeMap<ExternalId, BTreeSet<KeyId>>,
     digests: HashMap<[u8; 32], KeyId>,
     log: OperationsLog,
+    claims: Claims,
 }
 
 impl Index {
@@ -297,6 +299,61 @@ impl OperationsLog {
             None
         };
         Page { items: items.into_iter().map(|(_, e)| Operation::clone(e)).collect(), next }
+    }
+}
+
+/// The idempotency records, under the writer lock with the records they
+/// name; `order` lists them as written (with their expiry), for the
+/// bounded purge.
+#[derive(Default)]
+struct Claims {
+    live: HashMap<(Actor, IdempotencyKey), IdempotencyRecord>,
+    order: VecDeque<(Timestamp, (Actor, IdempotencyKey))>,
+}
+
+impl Claims {
+    /// Refuses claims of a key with a live record (or claimed twice).
+    fn check(&self, entries: &[LogEntry]) -> Result<(), StoreError> {
+        let mut seen = HashSet::new();
+        for c in entries.iter().filter_map(|e| e.idempotency.as_ref()) {
+            let taken = self.live.get(&(c.actor.clone(), c.key)).is_some_and(|r| r.claim.is_live_at(c.created_at));
+            if taken || !seen.insert((c.actor.clone(), c.key)) {
+                return Err(StoreError::IdempotencyKeyTaken);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the entries' claims, replacing expired records, and purges
+    /// up to [`PURGE_BATCH`] expired ones from the oldest.
+    fn record(&mut self, entries: &[LogEntry]) {
+        for e in entries {
+            let Some(c) = &e.idempotency else { continue };
+            let at = (c.actor.clone(), c.key);
+            self.live.insert(at.clone(), IdempotencyRecord::new(c.clone(), e.id));
+            self.order.push_back((c.expires_at, at));
+            self.purge(c.created_at);
+        }
+    }
+
+    /// Drops up to [`PURGE_BATCH`] order entries expired by `now`, and
+    /// their records unless a later claim replaced them.
+    fn purge(&mut self, now: Timestamp) {
+        for _ in 0..PURGE_BATCH {
+            match self.order.front() {
+                Some((expires, _)) if *expires <= now => {}
+                _ => return,
+            }
+            if let Some((expires, at)) = self.order.pop_front()
+                && self.live.get(&at).is_some_and(|r| r.claim.expires_at == expires)
+            {
+                self.live.remove(&at);
+            }
+        }
+    }
+
+    fn find(&self, actor: &Actor, key: &IdempotencyKey, now: Timestamp) -> Option<IdempotencyRecord> {
+        self.live.get(&(actor.clone(), *key)).filter(|r| r.claim.is_live_at(now)).cloned()
     }
 }
 
@@ -609,6 +666,7 @@ impl KeyStore for MemoryStore {
     async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
         let mut index = lock(&self.writer);
         index.log.check(log)?;
+        index.claims.check(log)?;
         let account = match &change {
             Change::Insert(r) => r.service_account_id.clone(),
             other => {
@@ -618,7 +676,17 @@ impl KeyStore for MemoryStore {
         };
         let out = self.apply(&mut index, change)?;
         index.log.append(log, &account);
+        index.claims.record(log);
         Ok(out)
+    }
+
+    async fn idempotency(
+        &self,
+        actor: &Actor,
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(lock(&self.writer).claims.find(actor, key, now))
     }
 
     async fn operations(&self, key: &KeyId, page: PageRequest<OperationCursor>) -> Result<OperationPage, StoreError> {
@@ -684,5 +752,47 @@ impl KeyStore for MemoryStore {
         F: for<'v> FnOnce(Option<RecordView<'v>>) -> R,
     {
         Ok(self.lend(id, visit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::operation::{OperationChanges, OperationKind};
+    use crate::store::idempotency::IdempotencyClaim;
+
+    fn claimed(n: u8, at: Timestamp) -> LogEntry {
+        let key = KeyId::generate().unwrap();
+        let claim = IdempotencyClaim::new(
+            Actor::system(),
+            IdempotencyKey::from_bytes([n; 32]),
+            [0; 32],
+            at,
+            Duration::from_secs(60),
+        );
+        LogEntry::new(key, OperationKind::Create, Actor::system(), at, OperationChanges::default())
+            .unwrap()
+            .with_idempotency(claim)
+    }
+
+    #[test]
+    fn expired_claims_are_purged_a_batch_at_a_time_and_a_renewed_one_is_kept() {
+        let t0 = Timestamp::from_unix_seconds(1_800_000_000).unwrap();
+        let mut claims = Claims::default();
+        for n in 0..40 {
+            claims.record(&[claimed(n, t0)]);
+        }
+        assert_eq!(claims.live.len(), 40);
+        // Key 0 is claimed again once expired: its old order entry must not
+        // take the renewed record with it.
+        let later = t0.saturating_add(Duration::from_secs(60));
+        claims.record(&[claimed(0, later)]);
+        assert_eq!(claims.live.len(), 40 - 31, "a batch of expired records went (the renewed one stays)");
+        assert!(claims.find(&Actor::system(), &IdempotencyKey::from_bytes([0; 32]), later).is_some());
+        claims.record(&[claimed(200, later)]);
+        assert_eq!(claims.live.len(), 2, "the rest went with the next write");
+        assert_eq!(claims.order.len(), 2);
     }
 }

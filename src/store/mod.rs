@@ -36,6 +36,7 @@ mod backend;
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod cached;
 mod forward;
+pub mod idempotency;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod invalidation;

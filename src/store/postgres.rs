@@ -75,6 +75,10 @@ impl Dialect for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const SELECT_FOR_REISSUE: &'static str = SELECT_BY_ID_FOR_UPDATE;
     const SCHEMA: &'static [SchemaVersion] = schema_versions!("postgres");
+    /// Skips rows another transaction holds, so concurrent purges never
+    /// wait on (or deadlock with) each other.
+    const PURGE_IDEMPOTENCY: &'static str = "DELETE FROM api_key_idempotency WHERE (actor, key_hash) IN \
+         (SELECT actor, key_hash FROM api_key_idempotency WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)";
 
     fn encode_scopes(scopes: &ScopeSet) -> Vec<&str> {
         scopes.iter().map(|s| s.as_str()).collect()
@@ -335,13 +339,11 @@ mod tests {
         .await;
     }
 
-    /// As the SQLite test of the same name, against the real server: a
-    /// schema at version 6 with every control in its own column upgrades to
-    /// the `controls` column and loses nothing.
+    /// As the SQLite test of the same name, against the real server.
     #[tokio::test]
-    async fn a_version_6_database_moves_its_controls_into_one_column_and_loses_nothing() {
+    async fn a_version_6_database_upgrades_and_loses_nothing() {
         upgrade_from(6, |store| async move {
-            crate::store::sql::check_v6_controls_upgrade!(
+            let store = crate::store::sql::check_v6_controls_upgrade!(
                 store,
                 "INSERT INTO api_keys (id, service_account_id, description, created_at, last_used_at, scopes, \
                      expires_at, masked_key, pepper_version, digest, status, kind, replaced_by, reissued_from, \
@@ -349,7 +351,8 @@ mod tests {
                      credits_refill_amount, credits_refill_period, credits_refill_at, credits_refilled_at) \
                      VALUES ($1, $2, $3, $4, $5, string_to_array($6, ','), $7, $8, $9, $10, $11, $12, $13, $14, \
                      $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
-            )
+            );
+            crate::store::sql::check_v6_upgrade!(store, Postgres::SCHEMA)
         })
         .await;
     }

@@ -30,6 +30,7 @@
 //! | `{p}:ops:<id>` | sorted set | the key's operations log: each entry as JSON, scored by its sequence number; kept after the key is deleted |
 //! | `{p}:opids` | hash | operation id → `seq@log`: its sequence number and its key's `ops:` set, so an id is logged once and found by id (ids logged before this format hold `seq` alone and are not found by id) |
 //! | `{p}:opseq` | string | the last sequence number given to a log entry |
+//! | `{p}:idem:<hex>` | string | one idempotency record (the hex: a SHA-256 of the actor and the key's stored form): `1 <created> <expires> <fingerprint hex> <operation id>`, expiring (`PX`) with the record; written by the commit script of its change |
 //! | `{p}:extids` | sorted set | one member `<external id> <key id>` (space-separated; neither contains a space) per key whose controls name an external owner, all with score 0, so one owner's keys are a lexicographic range paged by id |
 //!
 //! ## Record layouts
@@ -122,11 +123,12 @@ use super::backend::{
     ConfigError, ControlColumns, DEFAULT_TIMEOUT, Row, controls_json, join_scopes, legacy_controls_json, split_scopes,
     timed,
 };
+use super::idempotency::{IdempotencyClaim, IdempotencyKey, IdempotencyRecord, hex};
 use super::key_store::{KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError, apply_reissue};
 use crate::clock::Timestamp;
 use crate::controls::{CreditSpend, ExternalId, KeyControls};
 use crate::digest::Digest;
-use crate::operation::{Change, KeyUpdate, LogEntry, Operation, OperationCursor, OperationId};
+use crate::operation::{Actor, Change, KeyUpdate, LogEntry, Operation, OperationCursor, OperationId};
 use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
 use crate::token::KeyId;
 
@@ -295,15 +297,30 @@ return {'spent', redis.call('HGET', KEYS[1], 'credits_remaining')}
 /// anything is written; after a successful change (`1` or `ok`) every entry
 /// gets the next sequence number as its score. Returns the change's reply
 /// as a string.
+///
+/// Idempotency claims follow the entries (KEYS: one record key per claim;
+/// ARGV: the claim count, then value, claim time and time to live in
+/// milliseconds per claim): a claim of a key whose record is live at the
+/// claim's time (its expiry, the value's third word, is later) returns
+/// `idem` before anything is written; after a successful change each
+/// record is `SET` with its expiry (`PX`), replacing an expired one.
 fn logged(body: &str) -> String {
     let body = body.replace("KEYS[", "K[").replace("ARGV", "A");
     format!(
-        r"
+        r"{LUA_LESS}
 local n = tonumber(ARGV[1])
-local K = {{unpack(KEYS, 3 + n)}}
-local A = {{unpack(ARGV, 2 + 2 * n)}}
+local m = tonumber(ARGV[2 + 2 * n])
+local K = {{unpack(KEYS, 3 + n + m)}}
+local A = {{unpack(ARGV, 3 + 2 * n + 3 * m)}}
 for i = 1, n do
   if redis.call('HEXISTS', KEYS[1], ARGV[2 * i]) == 1 then return 'opdup:' .. i end
+end
+for j = 1, m do
+  local cur = redis.call('GET', KEYS[2 + n + j])
+  if cur then
+    local exp = string.match(cur, '^1 %-?%d+ (%-?%d+) ')
+    if (not exp) or less(ARGV[2 + 2 * n + 3 * j - 1], exp) then return 'idem' end
+  end
 end
 local function change()
 {body}
@@ -314,6 +331,10 @@ if r == '1' or r == 'ok' then
     local seq = redis.call('INCR', KEYS[2])
     redis.call('ZADD', KEYS[2 + i], seq, ARGV[2 * i + 1])
     redis.call('HSET', KEYS[1], ARGV[2 * i], seq .. '@' .. KEYS[2 + i])
+  end
+  for j = 1, m do
+    local b = 2 + 2 * n + 3 * (j - 1)
+    redis.call('SET', KEYS[2 + n + j], ARGV[b + 1], 'PX', ARGV[b + 3])
   end
 end
 return r
@@ -1021,7 +1042,28 @@ where
                     .map_err(|_| StoreError::Corrupt("an operation does not serialise".to_owned()))?,
             );
         }
+        let claims: Vec<_> = log.iter().filter_map(|e| e.idempotency.as_ref().map(|c| (c, e.id))).collect();
+        args.push(claims.len().to_string());
+        for (c, operation) in claims {
+            keys.push(self.idempotency_key(&c.actor, &c.key));
+            args.push(idempotency_value(c, &operation));
+            args.push(c.created_at.unix_nanos().to_string());
+            let ttl = c.expires_at.duration_since(c.created_at).as_millis().max(1);
+            args.push(ttl.to_string());
+        }
         Ok(LogArgs { keys, args })
+    }
+
+    /// The key of `actor`'s idempotency record of `key`: one string per
+    /// record, `{p}:idem:<hex>`, the hex a SHA-256 of the actor and key.
+    fn idempotency_key(&self, actor: &Actor, key: &IdempotencyKey) -> String {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(b"api-keys idempotency record v1\0");
+        h.update(actor.as_str().as_bytes());
+        h.update(b"\0");
+        h.update(key.as_bytes());
+        format!("{{{}}}:idem:{}", self.prefix, hex(&h.finalize()))
     }
 
     /// The owner of the key `change` is about. A key's owner never changes,
@@ -1290,9 +1332,48 @@ fn update_control_fields(
     (set.into_iter().filter(|(n, _)| wanted(n)).collect(), del)
 }
 
+/// An idempotency record as stored: `1 <created> <expires> <fingerprint
+/// hex> <operation id>` (the version, decimal unix nanoseconds).
+fn idempotency_value(c: &IdempotencyClaim, operation: &OperationId) -> String {
+    format!(
+        "1 {} {} {} {}",
+        c.created_at.unix_nanos(),
+        c.expires_at.unix_nanos(),
+        hex(&c.fingerprint),
+        operation.as_str()
+    )
+}
+
+/// Reads [`idempotency_value`]'s text back for `actor` and `key`.
+fn decode_idempotency(text: &str, actor: &Actor, key: &IdempotencyKey) -> Result<IdempotencyRecord, StoreError> {
+    let bad = || StoreError::Corrupt("an idempotency record does not decode".to_owned());
+    let words: Vec<&str> = text.split(' ').collect();
+    let [version, created, expires, fingerprint, operation] = words[..] else { return Err(bad()) };
+    let nanos = |w: &str| w.parse::<i64>().map(Timestamp::from_unix_nanos).map_err(|_| bad());
+    if version != "1" || fingerprint.len() != 64 {
+        return Err(bad());
+    }
+    let mut print = [0u8; 32];
+    for (i, b) in print.iter_mut().enumerate() {
+        *b = u8::from_str_radix(fingerprint.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
+    }
+    let claim = IdempotencyClaim {
+        actor: actor.clone(),
+        key: *key,
+        fingerprint: print,
+        created_at: nanos(created)?,
+        expires_at: nanos(expires)?,
+    };
+    Ok(IdempotencyRecord::new(claim, OperationId::parse(operation).map_err(|_| bad())?))
+}
+
 /// The error for a script reply outside the change's own replies: a
-/// refused operation id (`opdup:<i>`) or garbage.
+/// refused operation id (`opdup:<i>`), a taken idempotency key (`idem`) or
+/// garbage.
 fn log_reply(reply: &str, log: Option<&LogArgs>) -> StoreError {
+    if reply == "idem" {
+        return StoreError::IdempotencyKeyTaken;
+    }
     let entry = reply
         .strip_prefix("opdup:")
         .and_then(|i| i.parse::<usize>().ok())
@@ -1544,6 +1625,22 @@ where
                 None
             };
             Ok(Page::new(items.into_iter().map(|(_, op)| op).collect(), next))
+        })
+        .await
+    }
+
+    async fn idempotency(
+        &self,
+        actor: &Actor,
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let mut conn = self.conn.clone();
+        let name = self.idempotency_key(actor, key);
+        timed(self.timeout, async {
+            let text: Option<String> = cmd("GET").arg(name).query_async(&mut conn).await.map_err(redis_error)?;
+            let record = text.map(|t| decode_idempotency(&t, actor, key)).transpose()?;
+            Ok(record.filter(|r| r.claim.is_live_at(now)))
         })
         .await
     }

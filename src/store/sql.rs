@@ -58,6 +58,9 @@ pub(super) trait Dialect {
     const SELECT_FOR_REISSUE: &'static str;
     /// The schema versions in order (`migrations/<dialect>/NNNN_*.sql`).
     const SCHEMA: &'static [SchemaVersion];
+    /// Statement that purges expired idempotency records (`$1` the time,
+    /// `$2` how many at most).
+    const PURGE_IDEMPOTENCY: &'static str = PURGE_IDEMPOTENCY;
 
     /// The value bound to the `scopes` column.
     fn encode_scopes(scopes: &ScopeSet) -> Self::Scopes<'_>;
@@ -173,6 +176,21 @@ pub(super) const OPERATIONS: &str = "SELECT seq, id, key_id, service_account_id,
 pub(super) const OPERATION: &str = "SELECT seq, id, key_id, service_account_id, kind, actor, created_at, changes, \
      response FROM api_key_operations WHERE id = $1";
 
+/// Records an idempotency claim, replacing the key's record only if it has
+/// expired by the claim's time: no row changed means the key is taken.
+pub(super) const CLAIM: &str = "INSERT INTO api_key_idempotency \
+     (actor, key_hash, fingerprint, operation_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
+     ON CONFLICT (actor, key_hash) DO UPDATE SET fingerprint = excluded.fingerprint, \
+     operation_id = excluded.operation_id, created_at = excluded.created_at, expires_at = excluded.expires_at \
+     WHERE api_key_idempotency.expires_at <= excluded.created_at";
+/// A live idempotency record.
+pub(super) const IDEMPOTENCY: &str = "SELECT fingerprint, operation_id, created_at, expires_at \
+     FROM api_key_idempotency WHERE actor = $1 AND key_hash = $2 AND expires_at > $3";
+/// Deletes up to `$2` records expired by `$1` (SQLite: writers are
+/// serialised, nothing to skip).
+pub(super) const PURGE_IDEMPOTENCY: &str = "DELETE FROM api_key_idempotency WHERE (actor, key_hash) IN \
+     (SELECT actor, key_hash FROM api_key_idempotency WHERE expires_at <= $1 LIMIT $2)";
+
 /// Records a pepper fingerprint unless the version has one.
 pub(super) const INSERT_PEPPER: &str =
     "INSERT INTO api_key_peppers (version, fingerprint) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING";
@@ -212,6 +230,7 @@ macro_rules! schema_versions {
             v!(4, "operations log: leak entries", "0004_leak_operations"),
             v!(5, "enabled flag and key controls", "0005_key_controls"),
             v!(6, "operations log: response snapshots", "0006_operation_responses"),
+            v!(7, "idempotency records", "0007_idempotency"),
             v!(8, "key controls without a column of their own in one JSON column", "0008_controls_column"),
         ]
     }};
@@ -337,6 +356,9 @@ macro_rules! sql_key_store {
             use $crate::store::backend::{ControlColumns, Row, timed};
             use $crate::store::key_store::{KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError, apply_reissue};
             use $crate::store::sql::{self, Dialect, sqlx_error};
+            use $crate::store::idempotency::{
+                IdempotencyClaim, IdempotencyKey, IdempotencyRecord, PURGE_BATCH as IDEMPOTENCY_PURGE_BATCH,
+            };
             use $crate::token::KeyId;
 
             type D = $dialect;
@@ -555,6 +577,57 @@ macro_rules! sql_key_store {
                 if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::DuplicateOperation(e.id)) }
             }
 
+            /// Records the entry's idempotency claim inside `tx`, then
+            /// purges a few expired records;
+            /// [`StoreError::IdempotencyKeyTaken`] if the key has a live
+            /// record.
+            async fn claim_in(tx: &mut Tx, e: &LogEntry) -> Result<(), StoreError> {
+                let Some(c) = &e.idempotency else { return Ok(()) };
+                let done = sqlx::query(sql::CLAIM)
+                    .bind(c.actor.as_str())
+                    .bind(&c.key.as_bytes()[..])
+                    .bind(&c.fingerprint[..])
+                    .bind(e.id.as_str())
+                    .bind(c.created_at.unix_nanos())
+                    .bind(c.expires_at.unix_nanos())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(sqlx_error)?;
+                if done.rows_affected() != 1 {
+                    return Err(StoreError::IdempotencyKeyTaken);
+                }
+                sqlx::query(D::PURGE_IDEMPOTENCY)
+                    .bind(c.created_at.unix_nanos())
+                    .bind(i64::from(IDEMPOTENCY_PURGE_BATCH))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(sqlx_error)?;
+                Ok(())
+            }
+
+            /// A row of `api_key_idempotency` for `actor` and `key`.
+            fn decode_idempotency(
+                r: &<Db as sqlx::Database>::Row,
+                actor: &Actor,
+                key: &IdempotencyKey,
+            ) -> Result<IdempotencyRecord, StoreError> {
+                fn bad(column: &str) -> StoreError {
+                    StoreError::Corrupt(format!("idempotency column `{column}` is invalid"))
+                }
+                let fingerprint: Vec<u8> = r.try_get("fingerprint").map_err(sqlx_error)?;
+                let operation: String = r.try_get("operation_id").map_err(sqlx_error)?;
+                let created_at: i64 = r.try_get("created_at").map_err(sqlx_error)?;
+                let expires_at: i64 = r.try_get("expires_at").map_err(sqlx_error)?;
+                let claim = IdempotencyClaim {
+                    actor: actor.clone(),
+                    key: *key,
+                    fingerprint: fingerprint.try_into().map_err(|_| bad("fingerprint"))?,
+                    created_at: Timestamp::from_unix_nanos(created_at),
+                    expires_at: Timestamp::from_unix_nanos(expires_at),
+                };
+                Ok(IdempotencyRecord::new(claim, OperationId::parse(&operation).map_err(|_| bad("operation_id"))?))
+            }
+
             fn decode_operation(r: &<Db as sqlx::Database>::Row) -> Result<(i64, Operation), StoreError> {
                 fn bad(column: &str) -> StoreError {
                     StoreError::Corrupt(format!("operations column `{column}` is invalid"))
@@ -741,6 +814,11 @@ macro_rules! sql_key_store {
                         // Dropping `tx` without commit (any `?` below) rolls
                         // back the change with the log rows.
                         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(sqlx_error)?;
+                        // Claims first: a twin claiming the same key waits
+                        // here (PostgreSQL) until this one ends.
+                        for entry in log {
+                            claim_in(&mut tx, entry).await?;
+                        }
                         let account = account_in(&mut tx, &change).await?;
                         let out = apply_change(&mut tx, change).await?;
                         for entry in log {
@@ -794,6 +872,23 @@ macro_rules! sql_key_store {
                     timed(self.timeout, async {
                         let row = query.fetch_optional(&self.pool).await.map_err(sqlx_error)?;
                         row.as_ref().map(decode_operation).transpose().map(|found| found.map(|(_, op)| op))
+                    })
+                    .await
+                }
+
+                async fn idempotency(
+                    &self,
+                    actor: &Actor,
+                    key: &IdempotencyKey,
+                    now: Timestamp,
+                ) -> Result<Option<IdempotencyRecord>, StoreError> {
+                    let query = sqlx::query(sql::IDEMPOTENCY)
+                        .bind(actor.as_str())
+                        .bind(&key.as_bytes()[..])
+                        .bind(now.unix_nanos());
+                    timed(self.timeout, async {
+                        let row = query.fetch_optional(&self.pool).await.map_err(sqlx_error)?;
+                        row.as_ref().map(|r| decode_idempotency(r, actor, key)).transpose()
                     })
                     .await
                 }
@@ -868,7 +963,7 @@ macro_rules! assert_all_versions_applied {
             .fetch_all($pool)
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 8]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
     }};
 }
 #[cfg(test)]
@@ -1207,6 +1302,59 @@ macro_rules! check_v6_controls_upgrade {
 #[cfg(test)]
 pub(super) use check_v6_controls_upgrade;
 
+/// What both dialects' tests check of the idempotency table once a store
+/// `$store` holding the previous release's rows (schema version 6) was
+/// upgraded (by [`check_v6_controls_upgrade`], which checks that the rows
+/// read back exactly), with the dialect's versions `$schema`: a claimed
+/// create is recorded, a second claim of the key is refused and writes
+/// nothing, a second migration applies nothing, and the previous release's
+/// migrator refuses the upgraded database.
+#[cfg(test)]
+macro_rules! check_v6_upgrade {
+    ($store:expr, $schema:expr) => {{
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use $crate::store::idempotency::{IdempotencyClaim, IdempotencyKey, IdempotencyRecord};
+        use $crate::{Actor, Clock as _, CreateRequest, KeyManager, ScopeCatalog};
+        let store = $store;
+        let clock = Arc::new($crate::ManualClock::new($crate::Timestamp::from_unix_seconds(1_800_000_000).unwrap()));
+        let manager = KeyManager::builder(
+            Arc::new(store.clone()),
+            $crate::store::sql::upgrade_tests::peppers(),
+            ScopeCatalog::yandex_cloud(),
+        )
+        .clock(clock.clone())
+        .build();
+        let sa = "v6-robot";
+        let page = || $crate::PageRequest::starting(100, None);
+        // The new table: a claimed create is recorded with its change.
+        let actor = Actor::new("ops").unwrap();
+        let key = IdempotencyKey::of("8e0f6b53-6a40-4c1e-9e3c-3f0b2d6f1a11");
+        let claim = IdempotencyClaim::new(actor.clone(), key, [3; 32], clock.now(), Duration::from_secs(86_400));
+        let made = manager.with_idempotency(claim.clone()).create(CreateRequest::new(sa)).await.unwrap();
+        let record = store.idempotency(&actor, &key, clock.now()).await.unwrap().unwrap();
+        let created = store.operations(&made.api_key.id, page()).await.unwrap().items;
+        assert_eq!(record, IdempotencyRecord::new(claim.clone(), created[0].id));
+        let again = manager.with_idempotency(claim).create(CreateRequest::new(sa)).await.unwrap_err();
+        assert!(matches!(again, $crate::ManageError::Store($crate::StoreError::IdempotencyKeyTaken)), "{again:?}");
+        let listed = store.list(&$crate::ServiceAccountId::new(sa).unwrap(), $crate::PageRequest::first(100)).await;
+        assert_eq!(listed.unwrap().items.len(), 1, "the refused create wrote nothing");
+        // Opened again (a restart): nothing to apply, the record is there.
+        store.migrate().await.unwrap();
+        assert!(store.idempotency(&actor, &key, clock.now()).await.unwrap().is_some());
+        // The previous release's migrator refuses the upgraded database.
+        let mut conn = store.pool().acquire().await.unwrap();
+        let refused =
+            $crate::store::sql::migrator_of(&$schema[..6]).run_direct(None, &mut *conn, false).await.unwrap_err();
+        assert!(matches!(refused, sqlx::migrate::MigrateError::VersionMissing(7)), "{refused:?}");
+        conn.close().await.unwrap();
+        store
+    }};
+}
+#[cfg(test)]
+pub(super) use check_v6_upgrade;
+
 /// What the dialects' upgrade tests check once the previous release's rows
 /// (an active native key `aaaa…` masked `Xy12Z9`, an imported key `bbbb…`
 /// masked with its secret's tail `SECRET`, digest `0xAB…`) went through the
@@ -1472,6 +1620,11 @@ mod tests {
                         .to_owned()
                 ),
                 (
+                    7,
+                    "0f86e7a97d57d246e24b6be719c5c7afad9417ebca43c68de45077d9318fba98188eacb0bffb14ce21f2400af8be1512"
+                        .to_owned()
+                ),
+                (
                     8,
                     "5558e86b537ba2eddc5198477d8c199ae9001338b3fecba152ba9108a9cbab8a65ca998ac2992bd56806ed8f220879e0"
                         .to_owned()
@@ -1515,6 +1668,11 @@ mod tests {
                 (
                     6,
                     "71a55744bd16a3745871b5547a63db25dfed49fc0b74a30de3e76b45eaea1fa1349a6495e483ef627daa7980f1e6b56c"
+                        .to_owned()
+                ),
+                (
+                    7,
+                    "0771251d4c47e74ba4b24ea578bcbf59a654616fc89de5ac346e1f0b4a98d28a3a1ea8f4486bf6269c34ca3e7554b2de"
                         .to_owned()
                 ),
                 (

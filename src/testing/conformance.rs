@@ -18,9 +18,12 @@ use crate::token::KeyId;
 
 #[path = "conformance_controls.rs"]
 mod controls;
+#[path = "conformance_idempotency.rs"]
+mod idempotency;
 pub use controls::{
     controls_round_trip, controls_update, list_by_external_id, list_expiring, spend_credits, spend_credits_race,
 };
+pub use idempotency::idempotency_records;
 
 /// One clause of the [`KeyStore`] contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -120,6 +123,12 @@ pub enum Check {
     /// `operation` finds a log entry by id with its response snapshot, also
     /// after the key is deleted; an unknown id is `None`.
     OperationById,
+    /// `commit` records an entry's idempotency claim with its change;
+    /// `idempotency` reads it while live, per actor; a claim of a key with
+    /// a live record is `IdempotencyKeyTaken` for every kind of change and
+    /// writes nothing; an expired record is replaced; of two racing claims
+    /// exactly one lands.
+    IdempotencyRecords,
 }
 
 impl Check {
@@ -155,6 +164,7 @@ impl Check {
         Check::ListExpiring,
         Check::IdsAfter,
         Check::OperationById,
+        Check::IdempotencyRecords,
     ];
 
     /// The check's name in `snake_case`.
@@ -191,6 +201,7 @@ impl Check {
             Check::ListExpiring => "list_expiring",
             Check::IdsAfter => "ids_after",
             Check::OperationById => "operation_by_id",
+            Check::IdempotencyRecords => "idempotency_records",
         }
     }
 }
@@ -241,12 +252,13 @@ pub async fn run<S: KeyStore>(store: &S, check: Check) {
         Check::ListExpiring => controls::list_expiring(store).await,
         Check::IdsAfter => ids_after(store).await,
         Check::OperationById => operation_by_id(store).await,
+        Check::IdempotencyRecords => idempotency::idempotency_records(store).await,
     }
 }
 
 // ----- record builders -----
 
-fn random_bytes<const N: usize>() -> [u8; N] {
+pub(super) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).unwrap_or_else(|_| panic!("the OS random number generator failed"));
     b
@@ -856,11 +868,11 @@ pub fn entry(key: &KeyRecord, kind: OperationKind) -> LogEntry {
         .unwrap_or_else(|_| panic!("the OS random number generator failed"))
 }
 
-fn recorded(entries: &[LogEntry], sa: &ServiceAccountId) -> Vec<Operation> {
+pub(super) fn recorded(entries: &[LogEntry], sa: &ServiceAccountId) -> Vec<Operation> {
     entries.iter().map(|e| e.recorded(sa)).collect()
 }
 
-async fn log_of<S: KeyStore>(store: &S, check: Check, id: &KeyId) -> Vec<Operation> {
+pub(super) async fn log_of<S: KeyStore>(store: &S, check: Check, id: &KeyId) -> Vec<Operation> {
     let mut out = Vec::new();
     let mut page = PageRequest::<OperationCursor>::starting(PageRequest::MAX_LIMIT, None);
     loop {

@@ -470,6 +470,33 @@ async fn idempotency_key_metadata_replays_the_first_answer() {
         let r = create_once(s.addr, refused_key, &["no.such.scope"]).await;
         expect_code("refused create", r, Code::InvalidArgument);
     }
+
+    // Update and delete replay their logged operations, on the key's
+    // record in the store: a repeated delete of a gone key is its replay,
+    // not NOT_FOUND.
+    let id = first.api_key.unwrap().id;
+    let update = iam::UpdateApiKeyRequest {
+        api_key_id: id.clone(),
+        description: "renamed".into(),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["description".into()] }),
+        ..Default::default()
+    };
+    let update_key = [("idempotency-key", "7a1e0c9b-3d54-4f2a-8b6c-0d1e2f3a4b5c")];
+    let path = format!("{KEYS}Update");
+    let first: tonic::Response<op::Operation> =
+        call(s.addr, &path, Some(ADMIN), &update_key, update.clone()).await.unwrap();
+    let replay: tonic::Response<op::Operation> = call(s.addr, &path, Some(ADMIN), &update_key, update).await.unwrap();
+    assert!(first.metadata().get("idempotent-replayed").is_none());
+    assert_eq!(replay.metadata().get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(first.into_inner(), replay.into_inner(), "the update's operation, as first answered");
+    let delete = iam::DeleteApiKeyRequest { api_key_id: id };
+    let delete_key = [("idempotency-key", "c3d4e5f6-0a1b-4c2d-9e3f-4a5b6c7d8e9f")];
+    let path = format!("{KEYS}Delete");
+    let first: tonic::Response<op::Operation> =
+        call(s.addr, &path, Some(ADMIN), &delete_key, delete.clone()).await.unwrap();
+    let replay: tonic::Response<op::Operation> = call(s.addr, &path, Some(ADMIN), &delete_key, delete).await.unwrap();
+    assert_eq!(replay.metadata().get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(first.into_inner(), replay.into_inner(), "the delete's operation, not NOT_FOUND");
 }
 
 /// One REST request to the operations router at the root.

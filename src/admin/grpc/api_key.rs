@@ -2,7 +2,6 @@
 //! method authenticates, converts its message to the REST request (proto3
 //! unset rules), and calls the same validation and manager call.
 
-use prost::Message as _;
 use tonic::{Request, Response, Status};
 
 use super::Services;
@@ -14,11 +13,12 @@ use super::iam::{
 };
 use super::op::Operation;
 use super::{
-    answer, api_key, call, change_caller, listed_operation, operation_message, page_size, respond, set, set_list,
+    api_key, call, change_caller, listed_operation, logged_key, operation_message, page_size, respond, set, set_list,
     status, time_text,
 };
 use crate::admin::api::{ListQuery, PageQuery, apply_create, apply_delete};
 use crate::admin::auth::{AdminAction, AdminAuth};
+use crate::admin::error::ApiError;
 use crate::admin::operations::OperationResult;
 use crate::admin::types;
 use crate::store::KeyStore;
@@ -76,50 +76,55 @@ impl<S: KeyStore, A: AdminAuth> ApiKeyService for Services<S, A> {
 
     async fn create(&self, request: Request<CreateApiKeyRequest>) -> Result<Response<CreateApiKeyResponse>, Status> {
         let (parts, m) = call(request, CREATE);
-        let (caller, keyed) = change_caller(&self.api, &parts, CREATE, &m).await?;
-        let create = self.api.prepare_create(&caller, &create_request(m)?).map_err(status)?;
+        let (caller, claim) = match change_caller(&self.api, &parts, CREATE, &m).await? {
+            Ok(started) => started,
+            Err(recorded) => return respond(recorded, replayed_create),
+        };
+        let prepared = self.api.prepare_create(&caller, &create_request(m)?);
         let outcome = self
             .api
-            .change_keyed(&caller, keyed, create, |manager, create| async move {
+            .change_keyed(&caller, claim, prepared, |manager, create| async move {
                 let (key, created) = apply_create(manager, create).await?;
-                let api_key = Some(api_key(&key));
                 let secret = created.secret.expose_secret().to_owned();
-                let mut a = answer(&CreateApiKeyResponse { api_key: api_key.clone(), secret });
-                // A replay gets the key, never the secret.
-                a.kept = CreateApiKeyResponse { api_key, secret: String::new() }.encode_to_vec().into();
-                Ok(a)
+                Ok(CreateApiKeyResponse { api_key: Some(api_key(&key)), secret })
             })
             .await;
-        respond(outcome)
+        respond(outcome, replayed_create)
     }
 
     async fn update(&self, request: Request<UpdateApiKeyRequest>) -> Result<Response<Operation>, Status> {
         let (parts, m) = call(request, UPDATE);
-        let (caller, keyed) = change_caller(&self.api, &parts, UPDATE, &m).await?;
+        let (caller, claim) = match change_caller(&self.api, &parts, UPDATE, &m).await? {
+            Ok(started) => started,
+            Err(recorded) => return respond(recorded, replayed_update),
+        };
         let id = m.api_key_id.clone();
-        let (update, id) = self.api.prepare_update(&caller, &id, &update_request(m)?).await.map_err(status)?;
+        let prepared = self.api.prepare_update(&caller, &id, &update_request(m)?).await;
         let outcome = self
             .api
-            .change_keyed(&caller, keyed, (update, id), |manager, (update, id)| async move {
+            .change_keyed(&caller, claim, prepared, |manager, (update, id)| async move {
                 let (info, op) = manager.update(&id, update).await?;
-                Ok(answer(&operation_message(&op, OperationResult::Key(&info))))
+                Ok(operation_message(&op, OperationResult::Key(&info)))
             })
             .await;
-        respond(outcome)
+        respond(outcome, replayed_update)
     }
 
     async fn delete(&self, request: Request<DeleteApiKeyRequest>) -> Result<Response<Operation>, Status> {
         let (parts, m) = call(request, DELETE);
-        let (caller, keyed) = change_caller(&self.api, &parts, DELETE, &m).await?;
-        let key = self.api.key_for(&caller, AdminAction::Delete, &m.api_key_id).await.map_err(status)?;
+        let (caller, claim) = match change_caller(&self.api, &parts, DELETE, &m).await? {
+            Ok(started) => started,
+            Err(recorded) => return respond(recorded, replayed_delete),
+        };
+        let prepared = self.api.key_for(&caller, AdminAction::Delete, &m.api_key_id).await;
         let outcome = self
             .api
-            .change_keyed(&caller, keyed, key, |manager, key| async move {
+            .change_keyed(&caller, claim, prepared, |manager, key| async move {
                 let op = apply_delete(manager, key).await?;
-                Ok(answer(&operation_message(&op, OperationResult::Empty)))
+                Ok(operation_message(&op, OperationResult::Empty))
             })
             .await;
-        respond(outcome)
+        respond(outcome, replayed_delete)
     }
 
     async fn list_operations(
@@ -146,4 +151,21 @@ impl<S: KeyStore, A: AdminAuth> ApiKeyService for Services<S, A> {
         let scopes = page.iter().map(|s| s.scope.as_str().to_owned()).collect();
         Ok(Response::new(ListApiKeyScopesResponse { scopes, next_page_token }))
     }
+}
+
+/// A replayed create: the key the logged operation made, never its secret.
+fn replayed_create(op: &crate::operation::Operation) -> Result<CreateApiKeyResponse, ApiError> {
+    let key = api_key(&types::ApiKey::from(logged_key(op)?));
+    Ok(CreateApiKeyResponse { api_key: Some(key), secret: String::new() })
+}
+
+/// A replayed update: the logged operation with the key it left.
+fn replayed_update(op: &crate::operation::Operation) -> Result<Operation, ApiError> {
+    Ok(operation_message(op, OperationResult::Key(logged_key(op)?)))
+}
+
+/// A replayed delete: the logged operation.
+#[allow(clippy::unnecessary_wraps, reason = "the shape every replay has")]
+fn replayed_delete(op: &crate::operation::Operation) -> Result<Operation, ApiError> {
+    Ok(operation_message(op, OperationResult::Empty))
 }

@@ -1,7 +1,8 @@
 //! The cloud's gRPC management services (feature `grpc`), beside the REST
 //! API and over the same [`AdminApi`](super::AdminApi) (one admin
-//! authentication, failed-authentication throttle, set of idempotency
-//! records, and the same validation and manager calls):
+//! authentication, failed-authentication throttle, `Idempotency-Key` rules
+//! over the records in the key store, and the same validation and manager
+//! calls):
 //!
 //! | service | methods | module |
 //! |---|---|---|
@@ -21,8 +22,8 @@
 //! missing timestamp as unset; update masks name snake_case paths
 //! (`description`, `scopes`, `expires_at`). `Create`, `Update` and
 //! `Delete` accept the metadata `idempotency-key` (a UUID) as REST accepts
-//! the header (a replay carries `idempotent-replayed: true`; a replayed
-//! create has no secret). Operations are done when they answer; their
+//! the header (a replay is rebuilt from the logged operation and carries
+//! `idempotent-replayed: true`; a replayed create has no secret). Operations are done when they answer; their
 //! `metadata` and `response` are `google.protobuf.Any`s with the type URLs
 //! of [`super::view`]. Messages are capped at the API's body limit.
 
@@ -35,7 +36,7 @@ use axum::http::request::Parts;
 use axum::http::{Method, Uri};
 use tonic::service::Routes;
 
-use super::api::{AdminRouters, Answer, Outcome, keyed};
+use super::api::{AdminRouters, Outcome, idempotency_key};
 use super::auth::{AdminAuth, AdminCaller};
 use super::error::ApiError;
 use super::operations::OperationResult;
@@ -44,6 +45,7 @@ use super::view;
 use crate::clock::Timestamp;
 use crate::operation::{Operation, OperationKind};
 use crate::store::KeyStore;
+use crate::store::idempotency::IdempotencyClaim;
 
 /// The messages and service traits generated from `proto/` (the cloud's
 /// definitions, and the project's `apikeys.v1`).
@@ -269,24 +271,18 @@ fn listed_operation(o: &Operation) -> op::Operation {
     operation_message(o, result)
 }
 
-/// An answer of `message` (kept as it is for a replay).
-fn answer(message: &impl prost::Message) -> Answer {
-    Answer::bytes(message.encode_to_vec().into())
-}
-
 /// The gRPC answer of a change's outcome: the message, or the status of
-/// its error; a replay is marked `idempotent-replayed: true`.
-fn respond<M: prost::Message + Default>(outcome: Outcome) -> Result<tonic::Response<M>, tonic::Status> {
-    let decode =
-        |bytes: &[u8]| M::decode(bytes).map_err(|_| tonic::Status::internal("the kept answer could not be read"));
+/// its error; a replay is rebuilt from the logged operation by `replay`
+/// and marked `idempotent-replayed: true`.
+fn respond<M>(
+    outcome: Outcome<M>,
+    replay: impl FnOnce(&Operation) -> Result<M, ApiError>,
+) -> Result<tonic::Response<M>, tonic::Status> {
     match outcome {
-        Outcome::Ran(Ok(a)) => decode(&a.body).map(tonic::Response::new),
-        Outcome::Ran(Err(e)) => Err(status(e)),
-        Outcome::Replayed(kept) => {
-            if !kept.status.is_success() {
-                return Err(kept_status(&kept.body));
-            }
-            let mut response = tonic::Response::new(decode(&kept.body)?);
+        Outcome::Ran(Ok(m)) => Ok(tonic::Response::new(m)),
+        Outcome::Ran(Err(e)) | Outcome::Refused(e) => Err(status(e)),
+        Outcome::Replayed(op) => {
+            let mut response = tonic::Response::new(replay(&op).map_err(status)?);
             response
                 .metadata_mut()
                 .insert(super::idempotency::REPLAYED_HEADER, tonic::metadata::MetadataValue::from_static("true"));
@@ -295,24 +291,25 @@ fn respond<M: prost::Message + Default>(outcome: Outcome) -> Result<tonic::Respo
     }
 }
 
-/// The status of a kept error answer (`{code, message, details}`).
-fn kept_status(body: &[u8]) -> tonic::Status {
-    let kept: Option<types::Status> = serde_json::from_slice(body).ok();
-    match kept {
-        Some(s) => tonic::Status::new(tonic::Code::from_i32(s.code), s.message),
-        None => tonic::Status::internal("the kept answer could not be read"),
-    }
+/// The key a logged change left, for its replay.
+fn logged_key(op: &Operation) -> Result<&crate::record::KeyInfo, ApiError> {
+    op.response.as_ref().ok_or_else(|| {
+        ApiError::new(super::error::Code::FailedPrecondition, "the recorded change kept no answer to give again")
+    })
 }
 
-/// The caller of a change and its `Idempotency-Key` with the fingerprint
-/// of `message` on `path`.
-async fn change_caller<S: KeyStore, A: AdminAuth>(
+/// What a change starts from: its caller and, with the metadata
+/// `idempotency-key`, its claim (the fingerprint of `message` on `path`);
+/// or (`Ok(Err(_))`), for a repeat of a request whose change landed, the
+/// outcome to answer instead of running (its replay or refusal).
+async fn change_caller<S: KeyStore, A: AdminAuth, M>(
     api: &super::AdminApi<S, A>,
     parts: &Parts,
     path: &str,
     message: &impl prost::Message,
-) -> Result<(AdminCaller, super::api::Keyed), tonic::Status> {
+) -> Result<Result<(AdminCaller, Option<IdempotencyClaim>), Outcome<M>>, tonic::Status> {
     let caller = api.authenticate(parts).await.map_err(status)?;
-    let keyed = keyed(parts, Method::POST.as_str(), path, &message.encode_to_vec()).map_err(status)?;
-    Ok((caller, keyed))
+    let key = idempotency_key(parts).map_err(status)?;
+    let print = || super::idempotency::fingerprint(Method::POST.as_str(), path, &message.encode_to_vec());
+    Ok(api.claim(&caller, key, print).await.map(|claim| (caller, claim)))
 }
