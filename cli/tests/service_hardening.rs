@@ -281,3 +281,41 @@ fn bidi_and_control_characters_in_tables_are_escaped() {
     let json = k.keyctl(&["get", &id, "--format", "json"]).ok().value();
     assert_eq!(json["description"], description);
 }
+
+/// Behind a trusted proxy (`API_KEYS_TRUSTED_PROXIES`) the management API's
+/// failed-authentication throttle counts each forwarded client apart: one
+/// client guessing tokens is refused with 429 while another client, through
+/// the same proxy, still gets in. Without the setting every request counts
+/// as the proxy's, and the guesser locks everyone out.
+#[test]
+fn the_admin_throttle_counts_forwarded_clients_behind_a_trusted_proxy() {
+    let token = strong_token();
+    let k = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper()).with_var("API_KEYS_ADMIN_TOKEN", &token);
+    let good = format!("Bearer {token}");
+    let list = "/iam/v1/apiKeys?serviceAccountId=robot";
+    let from = |server: &Server, client: &str, auth: &str| {
+        server.request("GET", list, &[("Authorization", auth), ("X-Forwarded-For", client)], "").status
+    };
+    let guess = |server: &Server, client: &str| {
+        let mut statuses = Vec::new();
+        for i in 0..30 {
+            statuses.push(from(server, client, &format!("Bearer wrong-{i}-{}", strong_token())));
+        }
+        statuses
+    };
+
+    let behind = Server::start(&k, "sqlite://proxied.db?mode=rwc", &[("API_KEYS_TRUSTED_PROXIES", "127.0.0.1/32")]);
+    let statuses = guess(&behind, "198.51.100.7");
+    assert_eq!(statuses.first(), Some(&401), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "the guesser is throttled: {statuses:?}");
+    assert_eq!(from(&behind, "198.51.100.7", &good), 429, "even with the right token, for the window");
+    assert_eq!(from(&behind, "198.51.100.8", &good), 200, "another client behind the proxy gets in");
+    assert_eq!(guess(&behind, "unknown").last(), Some(&429), "an unnamed client is counted as the proxy");
+    assert_eq!(from(&behind, "198.51.100.9", &good), 200);
+    behind.stop();
+
+    let direct = Server::start(&k, "sqlite://direct.db?mode=rwc", &[]);
+    assert_eq!(guess(&direct, "198.51.100.7").last(), Some(&429));
+    assert_eq!(from(&direct, "198.51.100.8", &good), 429, "untrusted headers: one client, the peer");
+    direct.stop();
+}

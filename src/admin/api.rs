@@ -261,9 +261,12 @@ fn not_found(id: KeyId) -> ApiError {
 impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
     /// The caller, unless its address is throttled for failed
     /// authentications; a failure is logged (never the credentials) and
-    /// counted.
+    /// counted. A client a trusted proxy does not name (no or an
+    /// unreadable forwarding header) is counted as the proxy, so hiding
+    /// one's address never escapes the throttle.
     pub(super) async fn authenticate(&self, parts: &Parts) -> Result<AdminCaller, ApiError> {
-        let ip = client_address(self.trusted.as_ref(), parts);
+        let ip = client_address(self.trusted.as_ref(), parts)
+            .or_else(|| crate::http::peer_addr(&parts.extensions).map(|peer| peer.to_canonical()));
         let now = Instant::now();
         if let Some(wait) = ip.and_then(|ip| self.throttle.blocked(ip, now)) {
             return Err(ApiError::new(

@@ -45,11 +45,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::Row as _;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
+use sqlx::{Connection as _, Row as _};
 
 use super::backend::{DEFAULT_TIMEOUT, join_scopes, split_scopes, timed};
 use super::key_store::StoreError;
@@ -57,6 +57,10 @@ use super::sql::{Dialect, SELECT_BY_ID, SchemaVersion, schema_versions, select, 
 use crate::clock::Timestamp;
 use crate::scope::ScopeSet;
 use crate::token::KeyId;
+
+/// How long opening a store may wait for another process applying the
+/// schema (the start-up migration step only).
+const MIGRATION_WAIT: Duration = Duration::from_secs(30);
 
 /// SQLite's side of the shared SQL store.
 pub(super) enum Sqlite {}
@@ -186,11 +190,21 @@ impl SqliteStoreBuilder {
         // transaction (each version a savepoint), so one process migrates
         // while the others wait on the busy timeout and then find every
         // version applied. Whatever this attempt meets is rolled back and
-        // reported by `migrate` below, which is then a check.
-        timed(timeout, async {
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(super::sql::sqlx_error)?;
+        // reported by `migrate` below, which is then a check. A fleet's
+        // nodes queue on that lock one after another, so this step alone
+        // waits up to [`MIGRATION_WAIT`] (on a connection of its own, closed
+        // afterwards) rather than the per-call timeout.
+        let wait = timeout.max(MIGRATION_WAIT);
+        timed(wait, async {
+            let mut conn = pool.acquire().await.map_err(sqlx_error)?.detach();
+            // A number formatted into the statement: nothing to inject.
+            sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout = {}", wait.as_millis())))
+                .execute(&mut conn)
+                .await
+                .map_err(sqlx_error)?;
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(sqlx_error)?;
             if super::sql::migrator::<Sqlite>().run_direct(None, &mut *tx, false).await.is_ok() {
-                tx.commit().await.map_err(super::sql::sqlx_error)?;
+                tx.commit().await.map_err(sqlx_error)?;
             }
             Ok(())
         })

@@ -16,6 +16,7 @@
 
 use api_keys::admin::grpc::ApiEndpoints;
 use api_keys::admin::{AdminApi, StaticTokens};
+use api_keys::http::TrustedProxies;
 use axum::Router;
 use zeroize::Zeroizing;
 
@@ -111,9 +112,16 @@ fn parse_tokens(text: &str) -> Result<StaticTokens, Failure> {
 /// Nests the management API at `/iam/v1` (and its operations at
 /// `/operations/{operationId}`) when tokens are configured, answers gRPC
 /// calls (by `content-type`) with its gRPC services advertising `public`
-/// (`HOST:PORT`), and says at start which it is. Without tokens, gRPC
+/// (`HOST:PORT`), and says at start which it is. Behind `trusted` proxies
+/// the failed-authentication throttle counts the forwarded client. Without tokens, gRPC
 /// calls get `UNIMPLEMENTED` saying so.
-pub(crate) fn mount(router: Router, node: &Node, tokens: Option<StaticTokens>, public: &str) -> Router {
+pub(crate) fn mount(
+    router: Router,
+    node: &Node,
+    tokens: Option<StaticTokens>,
+    trusted: Option<TrustedProxies>,
+    public: &str,
+) -> Router {
     match tokens {
         Some(tokens) => {
             eprintln!(
@@ -121,7 +129,10 @@ pub(crate) fn mount(router: Router, node: &Node, tokens: Option<StaticTokens>, p
                  advertised at {public}",
                 tokens.len()
             );
-            let api = AdminApi::new(node.manager(), tokens).page_token_secret(&node.derived_secret(PAGE_TOKENS));
+            let mut api = AdminApi::new(node.manager(), tokens).page_token_secret(&node.derived_secret(PAGE_TOKENS));
+            if let Some(trusted) = trusted {
+                api = api.trusted_proxies(trusted);
+            }
             let routers = api.shared();
             let rest = router.nest("/iam/v1", routers.iam()).merge(routers.operations());
             crate::serve::grpc::route(rest, routers.grpc(ApiEndpoints::at(public)))

@@ -141,7 +141,7 @@ pub(crate) async fn run(
     let listener =
         TcpListener::bind(addr).await.map_err(|e| Failure::new(OTHER, format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr().map_err(|e| Failure::new(OTHER, format!("cannot listen on {addr}: {e}")))?;
-    let router = admin::mount(router, &node, admin_tokens, &listening.public_address(local));
+    let router = admin::mount(router, &node, admin_tokens, proxies.trusted(), &listening.public_address(local));
     let scheme = if listening.is_tls() { "TLS" } else { "plaintext" };
     eprintln!("keyctl: listening on {local} ({}; {scheme})", node.describe());
     eprintln!("keyctl: public address {}", listening.public_address(local));

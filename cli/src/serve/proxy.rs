@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use api_keys::http::ForwardedHeader;
+use api_keys::http::{ForwardedHeader, TrustedProxies};
 use ipnet::IpNet;
 
 use crate::failure::{BAD_INPUT, Failure};
@@ -49,6 +49,11 @@ impl Proxies {
             return Err(Failure::new(BAD_INPUT, "--proxy-header needs at least one --trusted-proxy range"));
         }
         Ok(Self { ranges, header: header.or((!texts.is_empty()).then_some(ForwardedHeader::XForwardedFor)) })
+    }
+
+    /// The library's view of them; `None` when no proxy is trusted.
+    pub(crate) fn trusted(&self) -> Option<TrustedProxies> {
+        self.header.map(|header| TrustedProxies::new(self.ranges.iter().copied(), header))
     }
 }
 
