@@ -181,6 +181,7 @@ macro_rules! conformance_tests {
                 ids_after => IdsAfter,
                 operation_by_id => OperationById,
                 idempotency_records => IdempotencyRecords,
+                change_feed => ChangeFeed,
             );
 
             #[tokio::test]

@@ -73,6 +73,7 @@ macro_rules! forward_key_store {
         $crate::forward_key_store!($($then)* [
             get get_by_digest get_many list touch_last_used commit operations pepper_fingerprint spend_credits
             list_by_external_id list_expiring ids_after operation with_record lend_now idempotency
+            feed_head changes_after prune_feed
         ]);
     };
     // `$yes` if the two names are the same method, else `$no` (each a
@@ -93,6 +94,9 @@ macro_rules! forward_key_store {
     (@if_same with_record with_record $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same lend_now lend_now $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same idempotency idempotency $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same feed_head feed_head $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same changes_after changes_after $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same prune_feed prune_feed $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same $a:ident $b:ident $yes:tt $no:tt) => { $crate::forward_key_store! $no; };
 
     // `all except`: each name in the list must be a forwardable method;
@@ -212,6 +216,18 @@ macro_rules! forward_key_store {
     (@method $attr:tt ids_after $self:ident $to:tt) => {
         $crate::forward_key_store!(@fn $attr $self $to
             ids_after(after: Option<$crate::KeyId>, limit: u32) -> Vec<$crate::KeyId>);
+    };
+    (@method $attr:tt feed_head $self:ident $to:tt) => {
+        $crate::forward_key_store!(@fn $attr $self $to
+            feed_head() -> Option<$crate::store::feed::FeedPosition>);
+    };
+    (@method $attr:tt changes_after $self:ident $to:tt) => {
+        $crate::forward_key_store!(@fn $attr $self $to
+            changes_after(at: $crate::store::feed::FeedPosition, limit: u32) -> $crate::store::feed::FeedRead);
+    };
+    (@method $attr:tt prune_feed $self:ident $to:tt) => {
+        $crate::forward_key_store!(@fn $attr $self $to
+            prune_feed(before: $crate::Timestamp, limit: u32) -> u64);
     };
     (@method $attr:tt operation $self:ident $to:tt) => {
         $crate::forward_key_store!(@fn $attr $self $to

@@ -12,6 +12,7 @@ use crate::controls::{CreditSpend, ExternalId};
 use crate::digest::Digest;
 use crate::operation::{Actor, Change, LogEntry, Operation, OperationCursor, OperationId};
 use crate::record::{KeyRecord, ServiceAccountId};
+use crate::store::feed::{FeedPosition, FeedRead};
 use crate::token::KeyId;
 
 use super::idempotency::{IdempotencyKey, IdempotencyRecord};
@@ -221,6 +222,10 @@ impl<T, C> Page<T, C> {
 ///   accounts and page with the id cursor;
 /// - `ids_after`, where a store implements it, lists every key id in order,
 ///   across service accounts;
+/// - where a store keeps a change feed, `commit` appends one entry per key
+///   it changes in the same transaction or script, and `changes_after`
+///   returns them in commit order, never skipping one, or says the feed is
+///   broken;
 /// - `commit` of entries carrying an idempotency claim records each claim
 ///   with the change, in the same transaction or script; a claim of a key
 ///   with a live record (same actor) is [`StoreError::IdempotencyKeyTaken`]
@@ -394,6 +399,42 @@ pub trait KeyStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<KeyId>, StoreError>> + Send {
         let _ = (after, limit);
         std::future::ready(Err(StoreError::unavailable("this store cannot list its key ids")))
+    }
+
+    /// The current end of the change feed ([module docs](crate::store::feed)):
+    /// a reader starting here meets every change committed after this call.
+    /// `None` for a store without a feed (the default); a reader then
+    /// reloads everything from time to time instead.
+    ///
+    /// # Errors
+    /// The store's error.
+    fn feed_head(&self) -> impl Future<Output = Result<Option<FeedPosition>, StoreError>> + Send {
+        std::future::ready(Ok(None))
+    }
+
+    /// Up to `limit` changes committed after `at`, oldest first, with the
+    /// position after them; or why the feed cannot continue from `at`
+    /// ([`FeedRead::Broken`]). The default, for a store without a feed,
+    /// answers [`StoreError::Unavailable`].
+    ///
+    /// # Errors
+    /// The store's error; the default's as above.
+    fn changes_after(&self, at: FeedPosition, limit: u32) -> impl Future<Output = Result<FeedRead, StoreError>> + Send {
+        let _ = (at, limit);
+        std::future::ready(Err(StoreError::unavailable("this store keeps no change feed")))
+    }
+
+    /// Removes up to `limit` feed entries committed before `before` and
+    /// records how far pruning went (readers behind it are told
+    /// [`FeedBreak::Pruned`](crate::store::feed::FeedBreak::Pruned));
+    /// returns how many were removed. The default, for a store without a
+    /// feed, removes nothing.
+    ///
+    /// # Errors
+    /// The store's error.
+    fn prune_feed(&self, before: Timestamp, limit: u32) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let _ = (before, limit);
+        std::future::ready(Ok(0))
     }
 
     /// Lends the record's fields to `visit` at once, as

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use papaya::{Compute, Operation as MapOp, ResizeMode};
 
+use super::feed::{FeedBreak, FeedChange, FeedPosition, FeedRead};
 use super::idempotency::{IdempotencyKey, IdempotencyRecord, PURGE_BATCH};
 use super::key_store::{
     KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError, apply_reissue, check_reissuable,
@@ -211,6 +212,73 @@ struct Index {
     digests: HashMap<[u8; 32], KeyId>,
     log: OperationsLog,
     claims: Claims,
+    feed: Feed,
+}
+
+/// The change feed: the latest [`Feed::KEEP`] entries (older ones are
+/// dropped and count as pruned, so memory stays bounded; a reader that far
+/// behind reloads, which is cheap in memory).
+struct Feed {
+    epoch: u64,
+    /// Sequence of `entries[0]`; sequences start at 1.
+    first: u64,
+    entries: VecDeque<(Timestamp, FeedChange)>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Self { epoch: crate::store::feed::random_epoch(), first: 1, entries: VecDeque::new() }
+    }
+}
+
+impl Feed {
+    const KEEP: usize = 1 << 16;
+
+    /// The sequence of the newest entry (0 for none).
+    fn last(&self) -> u64 {
+        self.first + self.entries.len() as u64 - 1
+    }
+
+    fn head(&self) -> FeedPosition {
+        FeedPosition::new(self.epoch, 0, self.last())
+    }
+
+    fn append(&mut self, entries: Vec<FeedChange>) {
+        let now = Timestamp::now();
+        for e in entries {
+            if self.entries.len() >= Self::KEEP {
+                self.entries.pop_front();
+                self.first += 1;
+            }
+            self.entries.push_back((now, e));
+        }
+    }
+
+    fn after(&self, at: FeedPosition, limit: u32) -> FeedRead {
+        let (major, seen) = at.parts();
+        if at.epoch() != self.epoch {
+            return FeedRead::Broken(FeedBreak::OtherStore);
+        }
+        if (major, seen) > (0, self.last()) {
+            return FeedRead::Broken(FeedBreak::Backwards);
+        }
+        if seen + 1 < self.first {
+            return FeedRead::Broken(FeedBreak::Pruned);
+        }
+        let skip = usize::try_from(seen + 1 - self.first).unwrap_or(usize::MAX);
+        let changes: Vec<FeedChange> = self.entries.iter().skip(skip).take(limit as usize).map(|(_, c)| *c).collect();
+        FeedRead::Changes { next: FeedPosition::new(self.epoch, 0, seen + changes.len() as u64), changes }
+    }
+
+    fn prune(&mut self, before: Timestamp, limit: u32) -> u64 {
+        let mut n = 0;
+        while n < u64::from(limit) && self.entries.front().is_some_and(|(at, _)| *at < before) {
+            self.entries.pop_front();
+            self.first += 1;
+            n += 1;
+        }
+        n
+    }
 }
 
 impl Index {
@@ -674,10 +742,24 @@ impl KeyStore for MemoryStore {
                 self.get_now(&id).ok_or(StoreError::NotFound(id))?.service_account_id.clone()
             }
         };
+        let entries = crate::store::feed::entries_of(&change);
         let out = self.apply(&mut index, change)?;
+        index.feed.append(entries);
         index.log.append(log, &account);
         index.claims.record(log);
         Ok(out)
+    }
+
+    async fn feed_head(&self) -> Result<Option<FeedPosition>, StoreError> {
+        Ok(Some(lock(&self.writer).feed.head()))
+    }
+
+    async fn changes_after(&self, at: FeedPosition, limit: u32) -> Result<FeedRead, StoreError> {
+        Ok(lock(&self.writer).feed.after(at, limit))
+    }
+
+    async fn prune_feed(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        Ok(lock(&self.writer).feed.prune(before, limit))
     }
 
     async fn idempotency(

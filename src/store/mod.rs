@@ -35,6 +35,7 @@ mod backend;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod cached;
+pub mod feed;
 mod forward;
 pub mod idempotency;
 #[cfg(feature = "cache")]

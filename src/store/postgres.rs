@@ -75,6 +75,22 @@ impl Dialect for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const SELECT_FOR_REISSUE: &'static str = SELECT_BY_ID_FOR_UPDATE;
     const SCHEMA: &'static [SchemaVersion] = schema_versions!("postgres");
+    /// Readable: every transaction older than the oldest one running.
+    const FEED_META: &'static str = "SELECT epoch, \
+         pg_snapshot_xmin(pg_current_snapshot())::text::bigint - 1 AS top_major, \
+         9223372036854775807::bigint AS top_minor, \
+         pruned_xid AS pruned_major, 9223372036854775807::bigint AS pruned_minor FROM api_key_feed";
+    const FEED_PRUNE: &'static str = "DELETE FROM api_key_changes WHERE seq IN \
+         (SELECT seq FROM api_key_changes WHERE created_at < $1 ORDER BY created_at LIMIT $2) RETURNING xid AS mark";
+    const FEED_MARK: &'static str = "UPDATE api_key_feed SET pruned_xid = GREATEST(pruned_xid, $1)";
+
+    /// In (transaction id, sequence) order, up to the readable top.
+    fn feed_rows(after: (i64, i64), top: (i64, i64), limit: i64) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        const ROWS: &str = "SELECT xid AS major, seq AS minor, key_id, gone FROM api_key_changes \
+             WHERE (xid, seq) > ($1, $2) AND xid <= $3 ORDER BY xid, seq LIMIT $4";
+        sqlx::query(ROWS).bind(after.0).bind(after.1).bind(top.0).bind(limit)
+    }
+
     /// Skips rows another transaction holds, so concurrent purges never
     /// wait on (or deadlock with) each other.
     const PURGE_IDEMPOTENCY: &'static str = "DELETE FROM api_key_idempotency WHERE (actor, key_hash) IN \

@@ -46,6 +46,45 @@ use crate::token::KeyId;
 pub const MIGRATIONS_TABLE: &str = "_api_keys_migrations";
 
 /// What one SQL database does differently from the other.
+/// Appends one change feed row (`$1` key id, `$2` deleted, `$3` time).
+pub(super) const FEED_APPEND: &str = "INSERT INTO api_key_changes (key_id, gone, created_at) VALUES ($1, $2, $3)";
+
+/// An `i64` column read as the `u64` it stores, bit for bit.
+pub(super) fn bits(n: i64) -> u64 {
+    u64::from_ne_bytes(n.to_ne_bytes())
+}
+
+/// A feed position from its stored parts.
+pub(super) fn position(epoch: u64, (major, minor): (i64, i64)) -> crate::store::feed::FeedPosition {
+    crate::store::feed::FeedPosition::new(epoch, bits(major), bits(minor))
+}
+
+/// A feed position's parts as stored (positions come from stored `i64`s).
+pub(super) fn parts(at: crate::store::feed::FeedPosition) -> (i64, i64) {
+    let (major, minor) = at.parts();
+    (i64::from_ne_bytes(major.to_ne_bytes()), i64::from_ne_bytes(minor.to_ne_bytes()))
+}
+
+/// Feed rows as changes, and the position of the last one.
+pub(super) fn decode_feed<R: sqlx::Row>(rows: &[R]) -> Result<(Vec<crate::store::feed::FeedChange>, Option<(i64, i64)>), StoreError>
+where
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    let mut changes = Vec::with_capacity(rows.len());
+    let mut last = None;
+    for r in rows {
+        let id: String = r.try_get("key_id").map_err(sqlx_error)?;
+        let key_id = KeyId::parse(&id).map_err(|_| StoreError::Corrupt("a change feed row's key id is invalid".into()))?;
+        changes.push(crate::store::feed::FeedChange::new(key_id, r.try_get("gone").map_err(sqlx_error)?));
+        last = Some((r.try_get("major").map_err(sqlx_error)?, r.try_get("minor").map_err(sqlx_error)?));
+    }
+    Ok((changes, last))
+}
+
 pub(super) trait Dialect {
     /// The sqlx database.
     type Db: sqlx::Database;
@@ -61,6 +100,23 @@ pub(super) trait Dialect {
     /// Statement that purges expired idempotency records (`$1` the time,
     /// `$2` how many at most).
     const PURGE_IDEMPOTENCY: &'static str = PURGE_IDEMPOTENCY;
+    /// Statement reading the change feed's state: `epoch`, the newest
+    /// readable position (`top_major`, `top_minor`) and how far pruning
+    /// went (`pruned_major`, `pruned_minor`).
+    const FEED_META: &'static str;
+    /// Statement deleting up to `$2` feed rows written before `$1`,
+    /// returning each one's position major or minor part as `mark`.
+    const FEED_PRUNE: &'static str;
+    /// Statement raising the pruning mark to `$1` (never lowering it).
+    const FEED_MARK: &'static str;
+
+    /// The feed rows after `after`, up to `top`, at most `limit`, in order,
+    /// with columns `major`, `minor`, `key_id`, `gone`.
+    fn feed_rows(
+        after: (i64, i64),
+        top: (i64, i64),
+        limit: i64,
+    ) -> sqlx::query::Query<'static, Self::Db, <Self::Db as sqlx::Database>::Arguments>;
 
     /// The value bound to the `scopes` column.
     fn encode_scopes(scopes: &ScopeSet) -> Self::Scopes<'_>;
@@ -232,6 +288,7 @@ macro_rules! schema_versions {
             v!(6, "operations log: response snapshots", "0006_operation_responses"),
             v!(7, "idempotency records", "0007_idempotency"),
             v!(8, "key controls without a column of their own in one JSON column", "0008_controls_column"),
+            v!(9, "the change feed", "0009_change_feed"),
         ]
     }};
 }
@@ -552,6 +609,32 @@ macro_rules! sql_key_store {
                 account.ok_or(StoreError::NotFound(id))
             }
 
+            /// Appends the change feed's rows inside `tx`.
+            async fn feed_in(tx: &mut Tx, entries: &[$crate::store::feed::FeedChange]) -> Result<(), StoreError> {
+                let now = Timestamp::now().unix_nanos();
+                for e in entries {
+                    sqlx::query(sql::FEED_APPEND)
+                        .bind(e.key_id.as_str())
+                        .bind(e.gone)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(sqlx_error)?;
+                }
+                Ok(())
+            }
+
+            /// The feed's state: epoch, readable top, pruning mark.
+            async fn feed_meta(pool: &$pool) -> Result<(u64, (i64, i64), (i64, i64)), StoreError> {
+                let r = sqlx::query(D::FEED_META).fetch_one(pool).await.map_err(sqlx_error)?;
+                let get = |c: &str| -> Result<i64, StoreError> { r.try_get(c).map_err(sqlx_error) };
+                Ok((
+                    sql::bits(get("epoch")?),
+                    (get("top_major")?, get("top_minor")?),
+                    (get("pruned_major")?, get("pruned_minor")?),
+                ))
+            }
+
             /// Appends one log entry inside `tx`.
             async fn log_in(tx: &mut Tx, e: &LogEntry, account: &str) -> Result<(), StoreError> {
                 let changes = serde_json::to_string(&e.changes)
@@ -820,7 +903,9 @@ macro_rules! sql_key_store {
                             claim_in(&mut tx, entry).await?;
                         }
                         let account = account_in(&mut tx, &change).await?;
+                        let fed = $crate::store::feed::entries_of(&change);
                         let out = apply_change(&mut tx, change).await?;
+                        feed_in(&mut tx, &fed).await?;
                         for entry in log {
                             log_in(&mut tx, entry, &account).await?;
                         }
@@ -850,6 +935,65 @@ macro_rules! sql_key_store {
                         };
                         Ok(Page::new(items.into_iter().map(|(_, op)| op).collect(), next))
 
+                    })
+                    .await
+                }
+
+                async fn feed_head(&self) -> Result<Option<$crate::store::feed::FeedPosition>, StoreError> {
+                    let (epoch, top, _) = timed(self.timeout, feed_meta(&self.pool)).await?;
+                    Ok(Some(sql::position(epoch, top)))
+                }
+
+                /// The state, then the rows up to the readable top, then the
+                /// pruning mark again (so rows pruned during the read are
+                /// noticed).
+                async fn changes_after(
+                    &self,
+                    at: $crate::store::feed::FeedPosition,
+                    limit: u32,
+                ) -> Result<$crate::store::feed::FeedRead, StoreError> {
+                    use $crate::store::feed::{FeedBreak, FeedRead};
+                    timed(self.timeout, async {
+                        let (epoch, top, _) = feed_meta(&self.pool).await?;
+                        let after = sql::parts(at);
+                        if epoch != at.epoch() {
+                            return Ok(FeedRead::Broken(FeedBreak::OtherStore));
+                        }
+                        if after > top {
+                            return Ok(FeedRead::Broken(FeedBreak::Backwards));
+                        }
+                        let rows = D::feed_rows(after, top, i64::from(limit))
+                            .fetch_all(&self.pool)
+                            .await
+                            .map_err(sqlx_error)?;
+                        let (_, _, pruned) = feed_meta(&self.pool).await?;
+                        if after < pruned {
+                            return Ok(FeedRead::Broken(FeedBreak::Pruned));
+                        }
+                        let (changes, last) = sql::decode_feed(&rows)?;
+                        let next = match last {
+                            Some(last) if rows.len() >= limit as usize => last,
+                            _ => top,
+                        };
+                        Ok(FeedRead::Changes { changes, next: sql::position(epoch, next) })
+                    })
+                    .await
+                }
+
+                async fn prune_feed(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+                    timed(self.timeout, async {
+                        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(sqlx_error)?;
+                        let marks: Vec<i64> = sqlx::query_scalar(D::FEED_PRUNE)
+                            .bind(before.unix_nanos())
+                            .bind(i64::from(limit))
+                            .fetch_all(&mut *tx)
+                            .await
+                            .map_err(sqlx_error)?;
+                        if let Some(mark) = marks.iter().max() {
+                            sqlx::query(D::FEED_MARK).bind(*mark).execute(&mut *tx).await.map_err(sqlx_error)?;
+                        }
+                        tx.commit().await.map_err(sqlx_error)?;
+                        Ok(marks.len() as u64)
                     })
                     .await
                 }

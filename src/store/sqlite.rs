@@ -74,6 +74,20 @@ impl Dialect for Sqlite {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const SELECT_FOR_REISSUE: &'static str = SELECT_BY_ID;
     const SCHEMA: &'static [SchemaVersion] = schema_versions!("sqlite");
+    const FEED_META: &'static str = "SELECT epoch, 0 AS top_major, \
+         COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'api_key_changes'), 0) AS top_minor, \
+         0 AS pruned_major, pruned_seq AS pruned_minor FROM api_key_feed";
+    const FEED_PRUNE: &'static str = "DELETE FROM api_key_changes WHERE seq IN \
+         (SELECT seq FROM api_key_changes WHERE created_at < $1 ORDER BY seq LIMIT $2) RETURNING seq AS mark";
+    const FEED_MARK: &'static str = "UPDATE api_key_feed SET pruned_seq = MAX(pruned_seq, $1)";
+
+    /// One writer at a time: `seq` is commit order.
+    fn feed_rows(after: (i64, i64), top: (i64, i64), limit: i64) -> sqlx::query::Query<'static, sqlx::Sqlite, SqliteArguments> {
+        const ROWS: &str = "SELECT 0 AS major, seq AS minor, key_id, gone FROM api_key_changes \
+             WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3";
+        sqlx::query(ROWS).bind(after.1).bind(top.1).bind(limit)
+    }
+
 
     fn encode_scopes(scopes: &ScopeSet) -> String {
         join_scopes(scopes)

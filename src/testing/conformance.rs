@@ -18,8 +18,11 @@ use crate::token::KeyId;
 
 #[path = "conformance_controls.rs"]
 mod controls;
+#[path = "conformance_feed.rs"]
+mod feed;
 #[path = "conformance_idempotency.rs"]
 mod idempotency;
+pub use feed::change_feed;
 pub use controls::{
     controls_round_trip, controls_update, list_by_external_id, list_expiring, spend_credits, spend_credits_race,
 };
@@ -129,6 +132,11 @@ pub enum Check {
     /// writes nothing; an expired record is replaced; of two racing claims
     /// exactly one lands.
     IdempotencyRecords,
+    /// Every commit appears once in the change feed, in commit order, one
+    /// entry per changed key; pages give the same sequence; positions of
+    /// another store, ahead of the store or behind pruning are refused as
+    /// broken. A store without a feed passes.
+    ChangeFeed,
 }
 
 impl Check {
@@ -165,6 +173,7 @@ impl Check {
         Check::IdsAfter,
         Check::OperationById,
         Check::IdempotencyRecords,
+        Check::ChangeFeed,
     ];
 
     /// The check's name in `snake_case`.
@@ -202,6 +211,7 @@ impl Check {
             Check::IdsAfter => "ids_after",
             Check::OperationById => "operation_by_id",
             Check::IdempotencyRecords => "idempotency_records",
+            Check::ChangeFeed => "change_feed",
         }
     }
 }
@@ -253,6 +263,7 @@ pub async fn run<S: KeyStore>(store: &S, check: Check) {
         Check::IdsAfter => ids_after(store).await,
         Check::OperationById => operation_by_id(store).await,
         Check::IdempotencyRecords => idempotency::idempotency_records(store).await,
+        Check::ChangeFeed => feed::change_feed(store).await,
     }
 }
 
