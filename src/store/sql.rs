@@ -1107,7 +1107,7 @@ macro_rules! assert_all_versions_applied {
             .fetch_all($pool)
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
     }};
 }
 #[cfg(test)]
@@ -1287,9 +1287,9 @@ macro_rules! check_previous_release_upgrade {
         .await
         .unwrap();
         let e = store.migrate().await.unwrap_err();
-        assert!(matches!(e, $crate::store::StoreError::SchemaTooNew { found: 99, supported: 8 }), "{e:?}");
+        assert!(matches!(e, $crate::store::StoreError::SchemaTooNew { found: 99, supported: 9 }), "{e:?}");
         let text = e.to_string();
-        assert!(text.contains("99") && text.contains('8'), "{text}");
+        assert!(text.contains("version 99") && text.contains("version 9 "), "{text}");
         assert!(e.is_unavailable(), "a refused schema fails closed");
         // A refused migrate leaves no lock behind: refused again, at once.
         let again = tokio::time::timeout(std::time::Duration::from_secs(10), store.migrate()).await;
@@ -1772,6 +1772,11 @@ mod tests {
                     8,
                     "5558e86b537ba2eddc5198477d8c199ae9001338b3fecba152ba9108a9cbab8a65ca998ac2992bd56806ed8f220879e0"
                         .to_owned()
+                ),
+                (
+                    9,
+                    "6baf75831d8e7c18e17ceeffd47713349ebdd78667ae030ef9f594dd5086abee774d882755d42a14eda5ae1541a95aac"
+                        .to_owned()
                 )
             ]
         );
@@ -1822,6 +1827,11 @@ mod tests {
                 (
                     8,
                     "40b29343d57fd0de1c854cb1ad3d0900a6450c17abe0893de37f5eb5478d867d4f6955a13085137bd803bbcc5a290759"
+                        .to_owned()
+                ),
+                (
+                    9,
+                    "f67f6ba317e18b64b2daa87af8b1f70391e5a216ca9793d6e43304ddfc70736c96e68eaccfaa89c54975d584d7a52fda"
                         .to_owned()
                 )
             ]
