@@ -299,6 +299,84 @@ mod backends {
         assert!(store.ids_after(None, 3).await.unwrap().is_empty());
     }
 
+    /// Waits until the shield answers `id` as `present` (a refused id is
+    /// `None` with no store query: the miss budget is zero).
+    async fn until_answers(shield: &ShieldedStore<Arc<AnyStore>>, id: &KeyId, present: bool, what: &str) {
+        for _ in 0..1000 {
+            if shield.get(id).await.unwrap().is_some() == present {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{what}: not within 10 s ({:?})", shield.stats());
+    }
+
+    /// Waits until a lookup of `id` is refused by the shield itself (the id
+    /// left the set).
+    async fn until_refused(shield: &ShieldedStore<Arc<AnyStore>>, id: &KeyId, what: &str) {
+        for _ in 0..1000 {
+            let before = shield.stats().refused;
+            assert!(shield.get(id).await.unwrap().is_none(), "{what}: the key is found");
+            if shield.stats().refused > before {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{what}: not within 10 s ({:?})", shield.stats());
+    }
+
+    /// Changes made by another node with no message reaching this one are
+    /// caught up from the store's change feed without a reload; when the
+    /// feed is pruned past the shield's position (a gap) it reloads once and
+    /// ends consistent: no real key refused, no deleted key listed.
+    async fn follows_the_feed_and_reloads_across_a_gap(inner: AnyStore) {
+        let inner = Arc::new(inner);
+        let config = ShieldConfig::default()
+            .catch_up_every(Duration::from_millis(1500))
+            .resync_every(Duration::from_secs(3600))
+            .miss_queries_per_sec(0);
+        let shield = ShieldedStore::local(Arc::clone(&inner), config).unwrap();
+        shield.wait_trusted().await;
+        let loads = shield.stats().loads;
+        let other = manager(Arc::clone(&inner));
+        let a = other.create(CreateRequest::new("feed-a")).await.unwrap().api_key.id;
+        let b = other.create(CreateRequest::new("feed-b")).await.unwrap().api_key.id;
+        until_answers(&shield, &a, true, "a key created elsewhere is caught up").await;
+        until_answers(&shield, &b, true, "so is the second").await;
+        other.delete(&b).await.unwrap();
+        until_refused(&shield, &b, "a deleted id leaves the set").await;
+        let stats = shield.stats();
+        assert_eq!(stats.loads, loads, "caught up, not reloaded: {stats:?}");
+        assert!(stats.catch_ups >= 1, "{stats:?}");
+
+        // A gap: changes, then the feed pruned before the next catch-up.
+        let c = other.create(CreateRequest::new("feed-c")).await.unwrap().api_key.id;
+        other.delete(&a).await.unwrap();
+        let later = api_keys::Timestamp::now().saturating_add(Duration::from_secs(1));
+        while inner.prune_feed(later, 1000).await.unwrap() > 0 {}
+        eventually("the gap is noticed and the set reloaded", || shield.stats().feed_breaks >= 1).await;
+        until_answers(&shield, &c, true, "a key created in the gap").await;
+        until_refused(&shield, &a, "a key deleted in the gap is not in the set").await;
+        assert_eq!(shield.stats().loads, loads + 1, "{:?}", shield.stats());
+    }
+
+    #[tokio::test]
+    async fn every_feed_keeping_store_catches_up_and_survives_a_gap() {
+        follows_the_feed_and_reloads_across_a_gap(AnyStore::Memory(Arc::new(MemoryStore::new()))).await;
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("feed.db").display());
+        follows_the_feed_and_reloads_across_a_gap(any::open_store(&sqlite).await.unwrap()).await;
+        let pg = crate::services::postgres_url();
+        let schema = unique("shield_feed");
+        let store = any::open_store(&format!("{pg}?schema={schema}")).await.unwrap();
+        let pool = match &store {
+            AnyStore::Postgres(s) => s.pool().clone(),
+            _ => unreachable!(),
+        };
+        follows_the_feed_and_reloads_across_a_gap(store).await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE"))).execute(&pool).await.unwrap();
+    }
+
     fn unique(label: &str) -> String {
         let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         format!("{label}_{}_{n}", std::process::id())

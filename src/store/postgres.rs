@@ -85,7 +85,11 @@ impl Dialect for Postgres {
     const FEED_MARK: &'static str = "UPDATE api_key_feed SET pruned_xid = GREATEST(pruned_xid, $1)";
 
     /// In (transaction id, sequence) order, up to the readable top.
-    fn feed_rows(after: (i64, i64), top: (i64, i64), limit: i64) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    fn feed_rows(
+        after: (i64, i64),
+        top: (i64, i64),
+        limit: i64,
+    ) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
         const ROWS: &str = "SELECT xid AS major, seq AS minor, key_id, gone FROM api_key_changes \
              WHERE (xid, seq) > ($1, $2) AND xid <= $3 ORDER BY xid, seq LIMIT $4";
         sqlx::query(ROWS).bind(after.0).bind(after.1).bind(top.0).bind(limit)

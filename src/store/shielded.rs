@@ -22,7 +22,13 @@
 //!
 //! # Kept current, and fail safe
 //!
-//! - loaded from the store ([`KeyStore::ids_after`]) at start and every
+//! - loaded from the store ([`KeyStore::ids_after`]) at start, then kept
+//!   current from the store's [change feed](crate::store::feed) every
+//!   [`ShieldConfig::catch_up_every`] (created ids join, deleted ids
+//!   leave): a node's steady cost on the store is the changes, not the
+//!   keys. It loads everything again only when the feed cannot continue
+//!   (pruned past the set's position, another store, a store restored from
+//!   a backup). For a store without a feed it reloads every
 //!   [`ShieldConfig::resync_every`];
 //! - inserts and reissues through the shielded store add their new id
 //!   before the write;
@@ -44,10 +50,8 @@
 //! while a flood gets at most that many queries per second through. Only a
 //! key first used during a flood, before its announcement arrives, can be
 //! refused (and is accepted once the message arrives); a message lost on a
-//! connection that died silently is repaired by the next resync.
-//!
-//! Deleted ids stay in the set until the next resync (a deleted id costs a
-//! store query, as without the shield).
+//! connection that died silently is repaired by the next catch-up (or
+//! resync).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -78,6 +82,7 @@ use tokio::time::Instant;
 
 use crate::operation::{Change, LogEntry};
 use crate::record::KeyRecord;
+use crate::store::feed::{FeedChange, FeedPosition, FeedRead};
 use crate::store::invalidation::{BusError, InvalidationBus, InvalidationSubscription};
 use crate::store::key_store::{KeyStore, StoreError};
 use crate::token::KeyId;
@@ -87,8 +92,12 @@ use crate::token::KeyId;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShieldConfig {
-    /// How often the set is rebuilt from the store. Defaults to 60 s.
+    /// How often the set is rebuilt from the store when the store keeps no
+    /// change feed. Defaults to 60 s.
     pub resync_every: Duration,
+    /// How often the set catches up from the store's change feed (when it
+    /// keeps one): the repair path behind the channel. Defaults to 500 ms.
+    pub catch_up_every: Duration,
     /// The set is not trusted when its last successful load is older than
     /// this (a failing resync turns the shield off). Defaults to 180 s.
     pub max_age: Duration,
@@ -109,6 +118,7 @@ impl Default for ShieldConfig {
     fn default() -> Self {
         Self {
             resync_every: Duration::from_secs(60),
+            catch_up_every: Duration::from_millis(500),
             max_age: Duration::from_secs(180),
             page: 10_000,
             reconnect_initial: Duration::from_millis(100),
@@ -122,6 +132,13 @@ impl ShieldConfig {
     #[must_use]
     pub fn resync_every(mut self, every: Duration) -> Self {
         self.resync_every = every;
+        self
+    }
+
+    /// Sets [`ShieldConfig::catch_up_every`].
+    #[must_use]
+    pub fn catch_up_every(mut self, every: Duration) -> Self {
+        self.catch_up_every = every;
         self
     }
 
@@ -169,8 +186,13 @@ pub struct ShieldStats {
     pub miss_queries: u64,
     /// Lookups passed to the store while not trusted.
     pub untrusted_lookups: u64,
-    /// Completed loads.
+    /// Completed full loads.
     pub loads: u64,
+    /// Completed catch-ups from the change feed.
+    pub catch_ups: u64,
+    /// Times the feed could not continue (pruned, another store, restored
+    /// from a backup) and a full load was done instead.
+    pub feed_breaks: u64,
     /// Failed loads.
     pub load_failures: u64,
     /// Ids heard on the invalidation channel.
@@ -223,7 +245,12 @@ struct State {
     refused: AtomicU64,
     untrusted_lookups: AtomicU64,
     loads: AtomicU64,
+    catch_ups: AtomicU64,
+    feed_breaks: AtomicU64,
     load_failures: AtomicU64,
+    /// Where the set stands in the store's change feed; `None` before the
+    /// first load and for a store without a feed.
+    position: std::sync::Mutex<Option<FeedPosition>>,
     heard: AtomicU64,
     miss_queries: AtomicU64,
     /// Tokens for checking unknown ids in the store, and when last refilled.
@@ -247,7 +274,10 @@ impl State {
             refused: AtomicU64::new(0),
             untrusted_lookups: AtomicU64::new(0),
             loads: AtomicU64::new(0),
+            catch_ups: AtomicU64::new(0),
+            feed_breaks: AtomicU64::new(0),
             load_failures: AtomicU64::new(0),
+            position: std::sync::Mutex::new(None),
             heard: AtomicU64::new(0),
             miss_queries: AtomicU64::new(0),
             miss_budget: std::sync::Mutex::new((burst, Instant::now())),
@@ -306,11 +336,79 @@ impl State {
         self.members.read().unwrap_or_else(PoisonError::into_inner).set.contains(&f)
     }
 
-    /// Rebuilds the set from the store; trusts it if no re-subscription
-    /// happened meanwhile.
-    async fn load<S: KeyStore>(&self, store: &S) -> Result<(), StoreError> {
+    fn position(&self) -> Option<FeedPosition> {
+        *self.position.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_position(&self, at: Option<FeedPosition>) {
+        *self.position.lock().unwrap_or_else(PoisonError::into_inner) = at;
+    }
+
+    /// Brings the set up to date — from the change feed where the store
+    /// keeps one and it continues from where the set stands, else by a
+    /// full load — and trusts it if no re-subscription happened meanwhile.
+    async fn sync<S: KeyStore>(&self, store: &S) -> Result<(), StoreError> {
         let epoch = self.epoch.load(Ordering::SeqCst);
         let started = self.now_ms();
+        let caught_up = match self.position() {
+            Some(at) => self.catch_up(store, at).await?,
+            None => false,
+        };
+        if caught_up {
+            self.catch_ups.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.load(store).await?;
+            self.loads.fetch_add(1, Ordering::Relaxed);
+        }
+        self.loaded_at_ms.store(started, Ordering::SeqCst);
+        self.loaded_epoch.store(epoch, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Applies the feed's changes after `at`; `false` if the feed cannot
+    /// continue from there (a full load is due).
+    async fn catch_up<S: KeyStore>(&self, store: &S, mut at: FeedPosition) -> Result<bool, StoreError> {
+        let page = self.config.page.max(1);
+        loop {
+            match store.changes_after(at, page).await? {
+                FeedRead::Changes { changes, next } => {
+                    self.apply(&changes);
+                    at = next;
+                    self.set_position(Some(at));
+                    if changes.len() < page as usize {
+                        return Ok(true);
+                    }
+                }
+                _ => {
+                    self.feed_breaks.fetch_add(1, Ordering::Relaxed);
+                    self.set_position(None);
+                    return Ok(false);
+                }
+            }
+        }
+    }
+
+    /// Adds created and changed ids to the set and removes deleted ones.
+    fn apply(&self, changes: &[FeedChange]) {
+        if changes.is_empty() {
+            return;
+        }
+        let mut m = self.members.write().unwrap_or_else(PoisonError::into_inner);
+        for c in changes {
+            let f = self.fingerprint(&c.key_id);
+            if c.gone {
+                m.set.remove(&f);
+            } else {
+                m.set.insert(f);
+            }
+        }
+    }
+
+    /// Rebuilds the set from the store, starting its feed position at the
+    /// head read before the load (so what commits during the load is caught
+    /// up afterwards).
+    async fn load<S: KeyStore>(&self, store: &S) -> Result<(), StoreError> {
+        let head = store.feed_head().await?;
         self.members.write().unwrap_or_else(PoisonError::into_inner).heard_during_load = Some(Vec::new());
         let loaded = self.read_all(store).await;
         let mut m = self.members.write().unwrap_or_else(PoisonError::into_inner);
@@ -319,8 +417,7 @@ impl State {
         set.extend(heard);
         m.set = set;
         drop(m);
-        self.loaded_at_ms.store(started, Ordering::SeqCst);
-        self.loaded_epoch.store(epoch, Ordering::SeqCst);
+        self.set_position(head);
         Ok(())
     }
 
@@ -345,6 +442,8 @@ impl State {
             refused: self.refused.load(Ordering::Relaxed),
             untrusted_lookups: self.untrusted_lookups.load(Ordering::Relaxed),
             loads: self.loads.load(Ordering::Relaxed),
+            catch_ups: self.catch_ups.load(Ordering::Relaxed),
+            feed_breaks: self.feed_breaks.load(Ordering::Relaxed),
             load_failures: self.load_failures.load(Ordering::Relaxed),
             heard: self.heard.load(Ordering::Relaxed),
             miss_queries: self.miss_queries.load(Ordering::Relaxed),
@@ -449,19 +548,19 @@ impl<S> ShieldedStore<S> {
     }
 }
 
-/// Loads the set now, after each (re)subscription and on every tick.
+/// Syncs the set now, after each (re)subscription, and then every
+/// [`ShieldConfig::catch_up_every`] while the store's feed serves (every
+/// [`ShieldConfig::resync_every`] otherwise).
 async fn resync<S: KeyStore>(store: Arc<S>, state: Arc<State>) {
-    let mut tick = tokio::time::interval(state.config.resync_every.max(Duration::from_millis(10)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        if state.sync(&*store).await.is_err() {
+            state.load_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        let every = if state.position().is_some() { state.config.catch_up_every } else { state.config.resync_every };
         tokio::select! {
-            _ = tick.tick() => {}
+            () = tokio::time::sleep(every.max(Duration::from_millis(10))) => {}
             () = state.reload.notified() => {}
         }
-        match state.load(&*store).await {
-            Ok(()) => state.loads.fetch_add(1, Ordering::Relaxed),
-            Err(_) => state.load_failures.fetch_add(1, Ordering::Relaxed),
-        };
     }
 }
 

@@ -66,7 +66,9 @@ pub(super) fn parts(at: crate::store::feed::FeedPosition) -> (i64, i64) {
 }
 
 /// Feed rows as changes, and the position of the last one.
-pub(super) fn decode_feed<R: sqlx::Row>(rows: &[R]) -> Result<(Vec<crate::store::feed::FeedChange>, Option<(i64, i64)>), StoreError>
+pub(super) fn decode_feed<R: sqlx::Row>(
+    rows: &[R],
+) -> Result<(Vec<crate::store::feed::FeedChange>, Option<(i64, i64)>), StoreError>
 where
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -78,7 +80,8 @@ where
     let mut last = None;
     for r in rows {
         let id: String = r.try_get("key_id").map_err(sqlx_error)?;
-        let key_id = KeyId::parse(&id).map_err(|_| StoreError::Corrupt("a change feed row's key id is invalid".into()))?;
+        let key_id =
+            KeyId::parse(&id).map_err(|_| StoreError::Corrupt("a change feed row's key id is invalid".into()))?;
         changes.push(crate::store::feed::FeedChange::new(key_id, r.try_get("gone").map_err(sqlx_error)?));
         last = Some((r.try_get("major").map_err(sqlx_error)?, r.try_get("minor").map_err(sqlx_error)?));
     }

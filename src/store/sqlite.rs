@@ -82,12 +82,15 @@ impl Dialect for Sqlite {
     const FEED_MARK: &'static str = "UPDATE api_key_feed SET pruned_seq = MAX(pruned_seq, $1)";
 
     /// One writer at a time: `seq` is commit order.
-    fn feed_rows(after: (i64, i64), top: (i64, i64), limit: i64) -> sqlx::query::Query<'static, sqlx::Sqlite, SqliteArguments> {
+    fn feed_rows(
+        after: (i64, i64),
+        top: (i64, i64),
+        limit: i64,
+    ) -> sqlx::query::Query<'static, sqlx::Sqlite, SqliteArguments> {
         const ROWS: &str = "SELECT 0 AS major, seq AS minor, key_id, gone FROM api_key_changes \
              WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3";
         sqlx::query(ROWS).bind(after.1).bind(top.1).bind(limit)
     }
-
 
     fn encode_scopes(scopes: &ScopeSet) -> String {
         join_scopes(scopes)

@@ -22,10 +22,10 @@ mod controls;
 mod feed;
 #[path = "conformance_idempotency.rs"]
 mod idempotency;
-pub use feed::change_feed;
 pub use controls::{
     controls_round_trip, controls_update, list_by_external_id, list_expiring, spend_credits, spend_credits_race,
 };
+pub use feed::change_feed;
 pub use idempotency::idempotency_records;
 
 /// One clause of the [`KeyStore`] contract.
