@@ -68,6 +68,8 @@ pub(crate) use proxy::Proxies;
 
 /// How often pending last-used times are written to the store.
 const FLUSH_EVERY: Duration = Duration::from_secs(5);
+/// How often a node prunes the store's change feed.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// How long `/readyz` waits for the store.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long shutdown waits for in-flight requests before giving up on them.
@@ -147,8 +149,10 @@ pub(crate) async fn run(
     eprintln!("keyctl: public address {}", listening.public_address(local));
 
     let flusher = tokio::spawn(flush_periodically(Arc::clone(&verifier)));
+    let pruner = tokio::spawn(prune_periodically(Arc::clone(&node)));
     let served = listener::serve(listener, router, listening, shutdown_signal(), DRAIN_TIMEOUT).await;
     flusher.abort();
+    pruner.abort();
     if let Some(m) = metrics_server {
         m.abort();
     }
@@ -187,6 +191,20 @@ async fn shared_limiter(url: &str) -> Result<api_keys::controls::RedisRateLimite
             Err(Failure::new(crate::failure::UNAVAILABLE, format!("rate-limit Redis: {}", crate::failure::chain(&e))))
         }
         Err(_) => Err(Failure::new(crate::failure::UNAVAILABLE, "rate-limit Redis did not answer in time")),
+    }
+}
+
+/// Prunes the store's change feed every [`PRUNE_EVERY`] (the first time
+/// after one period, so a fleet's start does not prune at once).
+async fn prune_periodically(node: Arc<Node>) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + PRUNE_EVERY, PRUNE_EVERY);
+    loop {
+        tick.tick().await;
+        match node.prune_feed().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(entries = n, "pruned the change feed"),
+            Err(e) => tracing::warn!(error = %crate::failure::chain(&e), "could not prune the change feed; will retry"),
+        }
     }
 }
 

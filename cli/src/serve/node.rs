@@ -87,6 +87,12 @@ pub(crate) struct Counters {
     pub(crate) channel_connected: bool,
 }
 
+/// How long change-feed entries are kept: a node whose shield falls further
+/// behind than this (a long partition) reloads instead of catching up.
+const FEED_RETENTION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// Feed entries removed per pruning transaction.
+const PRUNE_BATCH: u32 = 10_000;
+
 /// A node: the store stack, the pepper and the catalog.
 pub(crate) struct Node {
     store: Arc<NodeStore>,
@@ -201,6 +207,24 @@ impl Node {
     /// The store's error.
     pub(crate) async fn ping(&self, probe: &KeyId) -> Result<(), StoreError> {
         self.backend_store().get(probe).await.map(|_| ())
+    }
+
+    /// Removes change-feed entries older than [`FEED_RETENTION`], a batch
+    /// at a time; returns how many. Any node may run it: each batch is one
+    /// transaction (or script) of its own.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub(crate) async fn prune_feed(&self) -> Result<u64, StoreError> {
+        let before = api_keys::Timestamp::now().saturating_sub(FEED_RETENTION);
+        let mut total = 0;
+        loop {
+            let n = self.backend_store().prune_feed(before, PRUNE_BATCH).await?;
+            total += n;
+            if n < u64::from(PRUNE_BATCH) {
+                return Ok(total);
+            }
+        }
     }
 
     /// The counters behind `/metrics`.
