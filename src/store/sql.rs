@@ -65,10 +65,11 @@ pub(super) fn parts(at: crate::store::feed::FeedPosition) -> (i64, i64) {
     (i64::from_ne_bytes(major.to_ne_bytes()), i64::from_ne_bytes(minor.to_ne_bytes()))
 }
 
+/// Feed rows decoded: the changes, and the stored position of the last one.
+pub(super) type FeedRows = (Vec<crate::store::feed::FeedChange>, Option<(i64, i64)>);
+
 /// Feed rows as changes, and the position of the last one.
-pub(super) fn decode_feed<R: sqlx::Row>(
-    rows: &[R],
-) -> Result<(Vec<crate::store::feed::FeedChange>, Option<(i64, i64)>), StoreError>
+pub(super) fn decode_feed<R: sqlx::Row>(rows: &[R]) -> Result<FeedRows, StoreError>
 where
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
