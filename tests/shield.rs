@@ -375,6 +375,13 @@ mod backends {
         };
         follows_the_feed_and_reloads_across_a_gap(store).await;
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE"))).execute(&pool).await.unwrap();
+
+        let redis = crate::services::redis_url();
+        let store = any::open_store(&format!("{redis}?prefix={}", unique("shield-feed"))).await.unwrap();
+        follows_the_feed_and_reloads_across_a_gap(store.clone()).await;
+        if let AnyStore::Redis(s) = store {
+            s.purge().await.unwrap();
+        }
     }
 
     fn unique(label: &str) -> String {

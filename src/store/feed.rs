@@ -46,7 +46,8 @@ pub struct FeedPosition {
     /// The store's epoch (see the module docs).
     pub(crate) epoch: u64,
     /// Entries after `(major, minor)` are unread (PostgreSQL: transaction
-    /// id, sequence; the other stores: 0, sequence).
+    /// id, sequence; Redis: the stream id's milliseconds and sequence; the
+    /// other stores: 0, sequence).
     pub(crate) major: u64,
     pub(crate) minor: u64,
 }

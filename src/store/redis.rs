@@ -32,6 +32,9 @@
 //! | `{p}:opseq` | string | the last sequence number given to a log entry |
 //! | `{p}:idem:<hex>` | string | one idempotency record (the hex: a SHA-256 of the actor and the key's stored form): `1 <created> <expires> <fingerprint hex> <operation id>`, expiring (`PX`) with the record; written by the commit script of its change |
 //! | `{p}:extids` | sorted set | one member `<external id> <key id>` (space-separated; neither contains a space) per key whose controls name an external owner, all with score 0, so one owner's keys are a lexicographic range paged by id |
+//! | `{p}:feed` | stream | the change feed (see [`feed`](super::feed)): one entry `c = <key id> <1 if deleted, else 0>` per key a change touched, appended by the change's script; pruned by age with `prune_feed` |
+//! | `{p}:feed:epoch` | string | the feed's epoch: a random number set on the first feed read, so a flushed or replaced Redis is told apart |
+//! | `{p}:feed:pruned` | string | the id of the newest feed entry pruned: a reader behind it must load everything again |
 //!
 //! ## Record layouts
 //! A record hash has a layout version, per record (not per store, so a store
@@ -84,6 +87,9 @@
 //!   change succeeded, appends the log entries — change and log in one
 //!   script; an update is a script of its own that checks the rules of
 //!   [`apply_update`](crate::store::apply_update) before it writes;
+//! - every change script also appends its change-feed entries, so a
+//!   change, its log entries and its feed entries land together or not at
+//!   all; the feed is a stream whose ids (milliseconds, sequence) only grow;
 //! - a note (`commit` of [`Change::Note`]) is the logged form of a script
 //!   that only checks the key exists;
 //! - `get_many` is one pipeline of `HGETALL`s;
@@ -123,6 +129,7 @@ use super::backend::{
     ConfigError, ControlColumns, DEFAULT_TIMEOUT, Row, controls_json, join_scopes, legacy_controls_json, split_scopes,
     timed,
 };
+use super::feed::{FeedBreak, FeedChange, FeedPosition, FeedRead, entries_of, random_epoch};
 use super::idempotency::{IdempotencyClaim, IdempotencyKey, IdempotencyRecord, hex};
 use super::key_store::{KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError, apply_reissue};
 use crate::clock::Timestamp;
@@ -342,34 +349,91 @@ return r
     )
 }
 
+/// Turns a (logged) change script into one that also appends the change's
+/// feed entries, in the same script: KEYS[1] is the feed stream, ARGV[1]
+/// the entry count, then one entry per changed key (`<key id> <1 if the
+/// key is gone, else 0>`); the wrapped script sees the keys and arguments
+/// after these as its own. After a successful change (`1` or `ok`) each
+/// entry is one stream entry (`XADD * c <entry>`), so the stream id, which
+/// grows with every entry, is the feed's sequence.
+fn fed(body: &str) -> String {
+    format!(
+        r"local f = tonumber(ARGV[1])
+local r = (function(KEYS, ARGV)
+{body}
+end)({{unpack(KEYS, 2)}}, {{unpack(ARGV, 2 + f)}})
+if r == '1' or r == 'ok' then
+  for i = 1, f do redis.call('XADD', KEYS[1], '*', 'c', ARGV[1 + i]) end
+end
+return r
+"
+    )
+}
+
+/// A change script as it runs: the change, its log entries and
+/// idempotency records ([`logged`]) and its feed entries ([`fed`]).
+fn change_script(body: &str) -> Script {
+    Script::new(&fed(&logged(body)))
+}
+
+/// KEYS: feed stream, epoch, pruned mark. ARGV: a fresh random epoch (kept
+/// only if the store has none yet), the stream id to read after (`''`:
+/// none, only the head), the entry count. Returns {epoch, last id, pruned
+/// id, entries}: the last id is the newest entry's or the pruned mark
+/// (`0-0` for an empty feed), entries are `{id, {'c', change}}` after the
+/// given id, oldest first, all read in one script so they agree.
+const FEED_READ_LUA: &str = r"
+redis.call('SET', KEYS[2], ARGV[1], 'NX')
+local epoch = redis.call('GET', KEYS[2])
+local pruned = redis.call('GET', KEYS[3]) or '0-0'
+local last = pruned
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if newest[1] then last = newest[1][1] end
+local entries = {}
+if ARGV[2] ~= '' then
+  entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[2], '+', 'COUNT', ARGV[3])
+end
+return {epoch, last, pruned, entries}
+";
+
+/// KEYS: feed stream, pruned mark. ARGV: a time in unix milliseconds, the
+/// most entries to remove. Removes up to that many entries older than the
+/// time, oldest first, and moves the pruned mark to the newest removed.
+/// Returns how many were removed.
+const FEED_PRUNE_LUA: &str = r"
+local old = redis.call('XRANGE', KEYS[1], '-', '(' .. ARGV[1] .. '-0', 'COUNT', ARGV[2])
+if #old == 0 then return 0 end
+local newest = old[#old][1]
+local ms, seq = string.match(newest, '^(%d+)-(%d+)$')
+redis.call('XTRIM', KEYS[1], 'MINID', ms .. '-' .. (tonumber(seq) + 1))
+redis.call('SET', KEYS[2], newest)
+return #old
+";
+
 struct Scripts {
     insert: Script,
     reissue: Script,
     revoke: Script,
     delete: Script,
+    update: Script,
+    note: Script,
     touch: Script,
     spend: Script,
-    logged_insert: Script,
-    logged_reissue: Script,
-    logged_revoke: Script,
-    logged_delete: Script,
-    logged_update: Script,
-    logged_note: Script,
+    feed_read: Script,
+    feed_prune: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    insert: Script::new(INSERT_LUA),
-    reissue: Script::new(REISSUE_LUA),
-    revoke: Script::new(REVOKE_LUA),
-    delete: Script::new(DELETE_LUA),
+    insert: change_script(INSERT_LUA),
+    reissue: change_script(REISSUE_LUA),
+    revoke: change_script(REVOKE_LUA),
+    delete: change_script(DELETE_LUA),
+    update: change_script(UPDATE_LUA),
+    note: change_script(NOTE_LUA),
     touch: Script::new(&format!("{LUA_LESS}{TOUCH_LUA}")),
     spend: Script::new(&format!("{LUA_LESS}{SPEND_LUA}")),
-    logged_insert: Script::new(&logged(INSERT_LUA)),
-    logged_reissue: Script::new(&logged(REISSUE_LUA)),
-    logged_revoke: Script::new(&logged(REVOKE_LUA)),
-    logged_delete: Script::new(&logged(DELETE_LUA)),
-    logged_update: Script::new(&logged(UPDATE_LUA)),
-    logged_note: Script::new(&logged(NOTE_LUA)),
+    feed_read: Script::new(FEED_READ_LUA),
+    feed_prune: Script::new(FEED_PRUNE_LUA),
 });
 
 /// The keys and arguments of one script call.
@@ -652,6 +716,9 @@ pub struct RedisStore<C = RedisConnection> {
     ext_index: Arc<str>,
     /// `{prefix}:peppers`: pepper version → base64 fingerprint.
     peppers: Arc<str>,
+    /// `{prefix}:feed`, `{prefix}:feed:epoch`, `{prefix}:feed:pruned`: the
+    /// change feed.
+    feed: [Arc<str>; 3],
     timeout: Duration,
 }
 
@@ -701,6 +768,7 @@ where
             ext_index: Arc::from(format!("{{{prefix}}}:extids")),
             ops_prefix: Arc::from(format!("{{{prefix}}}:ops:")),
             peppers: Arc::from(format!("{{{prefix}}}:peppers")),
+            feed: ["feed", "feed:epoch", "feed:pruned"].map(|k| Arc::from(format!("{{{prefix}}}:{k}"))),
             timeout,
         })
     }
@@ -1021,19 +1089,27 @@ fn parse_id(text: &str) -> Result<KeyId, StoreError> {
     KeyId::parse(text).map_err(|_| StoreError::Corrupt("an account index member is not a key id".to_owned()))
 }
 
-/// The log part of a logged script call (see [`logged`]).
+/// The feed and log part of a change script call (see [`fed`] and
+/// [`logged`]).
 struct LogArgs {
     keys: Vec<String>,
     args: Vec<String>,
+    /// The index in `args` of the log entry count.
+    log_at: usize,
 }
 
 impl<C> RedisStore<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
-    fn log_args(&self, log: &[LogEntry], account: &ServiceAccountId) -> Result<LogArgs, StoreError> {
-        let mut keys = vec![format!("{{{}}}:opids", self.prefix), format!("{{{}}}:opseq", self.prefix)];
-        let mut args = vec![log.len().to_string()];
+    fn log_args(&self, change: &Change, log: &[LogEntry], account: &ServiceAccountId) -> Result<LogArgs, StoreError> {
+        let feed = entries_of(change);
+        let mut keys =
+            vec![self.feed[0].to_string(), format!("{{{}}}:opids", self.prefix), format!("{{{}}}:opseq", self.prefix)];
+        let mut args = vec![feed.len().to_string()];
+        args.extend(feed.iter().map(|c| format!("{} {}", c.key_id.as_str(), u8::from(c.gone))));
+        let log_at = args.len();
+        args.push(log.len().to_string());
         for e in log {
             keys.push(format!("{}{}", self.ops_prefix, e.key_id.as_str()));
             args.push(e.id.as_str().to_owned());
@@ -1051,7 +1127,7 @@ where
             let ttl = c.expires_at.duration_since(c.created_at).as_millis().max(1);
             args.push(ttl.to_string());
         }
-        Ok(LogArgs { keys, args })
+        Ok(LogArgs { keys, args, log_at })
     }
 
     /// The key of `actor`'s idempotency record of `key`: one string per
@@ -1086,31 +1162,21 @@ where
             .map_err(|_| StoreError::Corrupt("field `service_account_id` is not a valid service account id".to_owned()))
     }
 
-    /// Runs `plain` with `call`, or, with `log`, the logged form of the
-    /// same script with the log's keys and arguments first.
-    async fn run(
-        &self,
-        conn: &mut C,
-        (plain, logged): (&Script, &Script),
-        call: &Call,
-        log: Option<&LogArgs>,
-    ) -> Result<String, StoreError> {
-        let (script, prefix_keys, prefix_args) = match log {
-            None => (plain, &[][..], &[][..]),
-            Some(l) => (logged, &l.keys[..], &l.args[..]),
-        };
+    /// Runs the change script `script` with the feed and log's keys and
+    /// arguments first, then `call`'s.
+    async fn run(&self, conn: &mut C, script: &Script, call: &Call, log: &LogArgs) -> Result<String, StoreError> {
         let mut inv = script.prepare_invoke();
-        for k in prefix_keys.iter().chain(&call.keys) {
+        for k in log.keys.iter().chain(&call.keys) {
             inv.key(k);
         }
-        for a in prefix_args.iter().chain(&call.args) {
+        for a in log.args.iter().chain(&call.args) {
             inv.arg(a);
         }
         let reply: Value = inv.invoke_async(conn).await.map_err(redis_error)?;
         reply_text(reply)
     }
 
-    async fn insert_with(&self, record: &KeyRecord, log: Option<&LogArgs>) -> Result<(), StoreError> {
+    async fn insert_with(&self, record: &KeyRecord, log: &LogArgs) -> Result<(), StoreError> {
         let imported = record.kind == KeyKind::Imported;
         let call = Call::default()
             .key(self.record_key(&record.id))
@@ -1121,7 +1187,7 @@ where
             .arg(if imported { record.digest.to_base64() } else { String::new() })
             .fields(encode(record));
         let mut conn = self.conn.clone();
-        let reply = self.run(&mut conn, (&SCRIPTS.insert, &SCRIPTS.logged_insert), &call, log).await?;
+        let reply = self.run(&mut conn, &SCRIPTS.insert, &call, log).await?;
         match reply.as_str() {
             "1" => Ok(()),
             "0" => Err(StoreError::Duplicate(record.id)),
@@ -1132,18 +1198,7 @@ where
     async fn note_with(&self, id: &KeyId, log: &LogArgs) -> Result<(), StoreError> {
         let call = Call::default().key(self.record_key(id));
         let mut conn = self.conn.clone();
-        let reply = self.run(&mut conn, (&SCRIPTS.logged_note, &SCRIPTS.logged_note), &call, Some(log)).await?;
-        match reply.as_str() {
-            "1" => Ok(()),
-            "0" => Err(StoreError::NotFound(*id)),
-            other => Err(log_reply(other, Some(log))),
-        }
-    }
-
-    async fn revoke_with(&self, id: &KeyId, log: Option<&LogArgs>) -> Result<(), StoreError> {
-        let call = Call::default().key(self.record_key(id));
-        let mut conn = self.conn.clone();
-        let reply = self.run(&mut conn, (&SCRIPTS.revoke, &SCRIPTS.logged_revoke), &call, log).await?;
+        let reply = self.run(&mut conn, &SCRIPTS.note, &call, log).await?;
         match reply.as_str() {
             "1" => Ok(()),
             "0" => Err(StoreError::NotFound(*id)),
@@ -1151,7 +1206,18 @@ where
         }
     }
 
-    async fn delete_with(&self, id: &KeyId, log: Option<&LogArgs>) -> Result<(), StoreError> {
+    async fn revoke_with(&self, id: &KeyId, log: &LogArgs) -> Result<(), StoreError> {
+        let call = Call::default().key(self.record_key(id));
+        let mut conn = self.conn.clone();
+        let reply = self.run(&mut conn, &SCRIPTS.revoke, &call, log).await?;
+        match reply.as_str() {
+            "1" => Ok(()),
+            "0" => Err(StoreError::NotFound(*id)),
+            other => Err(log_reply(other, log)),
+        }
+    }
+
+    async fn delete_with(&self, id: &KeyId, log: &LogArgs) -> Result<(), StoreError> {
         let key = self.record_key(id);
         let mut conn = self.conn.clone();
         for _ in 0..CAS_ATTEMPTS {
@@ -1175,7 +1241,7 @@ where
                 .key(&*self.ext_index)
                 .arg(id.as_str())
                 .arg(&sa);
-            match self.run(&mut conn, (&SCRIPTS.delete, &SCRIPTS.logged_delete), &call, log).await?.as_str() {
+            match self.run(&mut conn, &SCRIPTS.delete, &call, log).await?.as_str() {
                 "1" => return Ok(()),
                 "0" => return Err(StoreError::NotFound(*id)),
                 "-1" => {} // replaced under another account meanwhile: read again
@@ -1190,7 +1256,7 @@ where
         old: &KeyId,
         new: &KeyRecord,
         fate: OldKeyFate,
-        log: Option<&LogArgs>,
+        log: &LogArgs,
     ) -> Result<(), StoreError> {
         let old_key = self.record_key(old);
         let new_digest = if new.kind == KeyKind::Imported { new.digest.to_base64() } else { String::new() };
@@ -1217,7 +1283,7 @@ where
                 .arg(updated.status.as_str())
                 .arg(new_expiry)
                 .fields(encode(new));
-            match self.run(&mut conn, (&SCRIPTS.reissue, &SCRIPTS.logged_reissue), &call, log).await?.as_str() {
+            match self.run(&mut conn, &SCRIPTS.reissue, &call, log).await?.as_str() {
                 "ok" => return Ok(()),
                 "dup" => return Err(StoreError::Duplicate(new.id)),
                 // Gone or changed since the read: decide again on fresh data.
@@ -1262,7 +1328,7 @@ where
             for field in del {
                 call = call.arg(field);
             }
-            let reply = self.run(&mut conn, (&SCRIPTS.logged_update, &SCRIPTS.logged_update), &call, Some(log)).await?;
+            let reply = self.run(&mut conn, &SCRIPTS.update, &call, log).await?;
             return match reply.as_str() {
                 // Read back after the script: a change made just after it may
                 // already show.
@@ -1275,10 +1341,33 @@ where
                 }),
                 // Changed since the read: read again.
                 "changed" => continue,
-                other => Err(log_reply(other, Some(log))),
+                other => Err(log_reply(other, log)),
             };
         }
         Err(StoreError::Conflict { id: *id, reason: "the key is being changed concurrently" })
+    }
+
+    /// One read of the change feed ([`FEED_READ_LUA`]): the head, the
+    /// pruned mark and, with `after`, up to `limit` entries after it.
+    async fn read_feed(&self, after: Option<FeedPosition>, limit: u32) -> Result<FeedState, StoreError> {
+        type Reply = (String, String, String, Vec<(String, Vec<String>)>);
+        let mut inv = SCRIPTS.feed_read.prepare_invoke();
+        inv.key(&*self.feed[0])
+            .key(&*self.feed[1])
+            .key(&*self.feed[2])
+            .arg(random_epoch().to_string())
+            .arg(after.map(|a| format!("{}-{}", a.parts().0, a.parts().1)).unwrap_or_default())
+            .arg(limit);
+        let mut conn = self.conn.clone();
+        let (epoch, last, pruned, entries): Reply =
+            timed(self.timeout, async { inv.invoke_async(&mut conn).await.map_err(redis_error) }).await?;
+        let epoch = epoch.parse::<u64>().map_err(|_| StoreError::Corrupt("the feed epoch is not a number".into()))?;
+        let (ms, seq) = stream_id(&last)?;
+        let entries = entries
+            .into_iter()
+            .map(|(id, fields)| Ok((stream_id(&id)?, feed_entry(&fields)?)))
+            .collect::<Result<_, StoreError>>()?;
+        Ok(FeedState { last: FeedPosition::new(epoch, ms, seq), pruned: stream_id(&pruned)?, entries })
     }
 
     /// The fields an update of the controls depends on, as `(field,
@@ -1304,6 +1393,39 @@ where
         let expected = FIELDS.iter().enumerate().map(|(i, f)| (*f, value(i).unwrap_or_default())).collect();
         Ok((expected, Some(current)))
     }
+}
+
+/// What one read of the feed saw.
+struct FeedState {
+    /// The head: the newest entry, or the pruned mark.
+    last: FeedPosition,
+    /// Entries up to here were pruned.
+    pruned: (u64, u64),
+    /// The entries read, by stream id.
+    entries: Vec<((u64, u64), FeedChange)>,
+}
+
+/// A stream id `<ms>-<seq>` as its two parts.
+fn stream_id(text: &str) -> Result<(u64, u64), StoreError> {
+    let bad = || StoreError::Corrupt("a feed entry id is not a stream id".to_owned());
+    let (ms, seq) = text.split_once('-').ok_or_else(bad)?;
+    Ok((ms.parse().map_err(|_| bad())?, seq.parse().map_err(|_| bad())?))
+}
+
+/// A feed entry's fields (`c`, `<key id> <0|1>`) as a change.
+fn feed_entry(fields: &[String]) -> Result<FeedChange, StoreError> {
+    let bad = || StoreError::Corrupt("a feed entry does not decode".to_owned());
+    let [name, value] = fields else { return Err(bad()) };
+    let (id, gone) = value.split_once(' ').ok_or_else(bad)?;
+    if name != "c" {
+        return Err(bad());
+    }
+    let gone = match gone {
+        "0" => false,
+        "1" => true,
+        _ => return Err(bad()),
+    };
+    Ok(FeedChange::new(KeyId::parse(id).map_err(|_| bad())?, gone))
 }
 
 /// The control fields an update writes (set) and removes (del): only the
@@ -1370,14 +1492,14 @@ fn decode_idempotency(text: &str, actor: &Actor, key: &IdempotencyKey) -> Result
 /// The error for a script reply outside the change's own replies: a
 /// refused operation id (`opdup:<i>`), a taken idempotency key (`idem`) or
 /// garbage.
-fn log_reply(reply: &str, log: Option<&LogArgs>) -> StoreError {
+fn log_reply(reply: &str, log: &LogArgs) -> StoreError {
     if reply == "idem" {
         return StoreError::IdempotencyKeyTaken;
     }
     let entry = reply
         .strip_prefix("opdup:")
         .and_then(|i| i.parse::<usize>().ok())
-        .and_then(|i| log.and_then(|l| l.args.get(2 * i - 1)))
+        .and_then(|i| log.args.get((log.log_at + 2 * i).checked_sub(1)?))
         .and_then(|id| crate::operation::OperationId::parse(id).ok());
     match entry {
         Some(id) => StoreError::DuplicateOperation(id),
@@ -1578,19 +1700,46 @@ where
     async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
         timed(self.timeout, async {
             let account = self.account_of(&change).await?;
-            let log_args = self.log_args(log, &account)?;
-            // No entries (the trait's `insert`, `revoke`, …): the plain scripts.
-            let log = (!log.is_empty()).then_some(&log_args);
+            let log = &self.log_args(&change, log, &account)?;
             match change {
                 Change::Insert(r) => self.insert_with(&r, log).await.map(|()| None),
-                Change::Update { id, update } => self.update_logged(&id, &update, &log_args).await.map(Some),
+                Change::Update { id, update } => self.update_logged(&id, &update, log).await.map(Some),
                 Change::Revoke(id) => self.revoke_with(&id, log).await.map(|()| None),
                 Change::Delete(id) => self.delete_with(&id, log).await.map(|()| None),
                 Change::Reissue { old, new, fate } => self.reissue_with(&old, &new, fate, log).await.map(|()| None),
-                Change::Note(id) => self.note_with(&id, &log_args).await.map(|()| None),
+                Change::Note(id) => self.note_with(&id, log).await.map(|()| None),
             }
         })
         .await
+    }
+
+    async fn feed_head(&self) -> Result<Option<FeedPosition>, StoreError> {
+        let read = self.read_feed(None, 0).await?;
+        Ok(Some(read.last))
+    }
+
+    async fn changes_after(&self, at: FeedPosition, limit: u32) -> Result<FeedRead, StoreError> {
+        let read = self.read_feed(Some(at), limit.max(1)).await?;
+        let at_parts = at.parts();
+        if at.epoch() != read.last.epoch() {
+            return Ok(FeedRead::Broken(FeedBreak::OtherStore));
+        }
+        if at_parts > read.last.parts() {
+            return Ok(FeedRead::Broken(FeedBreak::Backwards));
+        }
+        if at_parts < read.pruned {
+            return Ok(FeedRead::Broken(FeedBreak::Pruned));
+        }
+        let next = read.entries.last().map_or(at, |(id, _)| FeedPosition::new(at.epoch(), id.0, id.1));
+        Ok(FeedRead::Changes { changes: read.entries.into_iter().map(|(_, c)| c).collect(), next })
+    }
+
+    async fn prune_feed(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        let millis = before.unix_nanos().div_euclid(1_000_000).max(0);
+        let mut inv = SCRIPTS.feed_prune.prepare_invoke();
+        inv.key(&*self.feed[0]).key(&*self.feed[2]).arg(millis).arg(limit.max(1));
+        let mut conn = self.conn.clone();
+        timed(self.timeout, async { inv.invoke_async(&mut conn).await.map_err(redis_error) }).await
     }
 
     async fn operations(&self, key: &KeyId, page: PageRequest<OperationCursor>) -> Result<OperationPage, StoreError> {
