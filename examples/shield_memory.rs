@@ -52,7 +52,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             kept as f64 / keys as f64
         );
 
-        assert_eq!(shield.stats().ids, keys);
+        let stats = shield.stats();
+        println!(
+            "the set reports {} bytes ({:.2} bytes per id) for {} ids",
+            stats.bytes,
+            stats.bytes as f64 / stats.ids as f64,
+            stats.ids
+        );
+        assert_eq!(stats.ids, keys);
         Ok(())
     })
 }

@@ -42,6 +42,8 @@ pub mod idempotency;
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod invalidation;
 pub(crate) mod key_store;
+#[cfg(feature = "cache")]
+mod membership;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;

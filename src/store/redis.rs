@@ -19,6 +19,9 @@
 //! # let _ = manager; Ok(()) }
 //! ```
 //!
+//! Needs Redis 6.2 or later (streams with `XTRIM MINID`, `ZRANGE … BYSCORE`);
+//! the tests run on 7.0.
+//!
 //! # Layout
 //! With prefix `p`:
 //!
@@ -35,6 +38,8 @@
 //! | `{p}:feed` | stream | the change feed (see [`feed`](super::feed)): one entry `c = <key id> <1 if deleted, else 0>` per key a change touched, appended by the change's script; pruned by age with `prune_feed` |
 //! | `{p}:feed:epoch` | string | the feed's epoch: a random number set on the first feed read, so a flushed or replaced Redis is told apart |
 //! | `{p}:feed:pruned` | string | the id of the newest feed entry pruned: a reader behind it must load everything again |
+//! | `{p}:expiry` | sorted set | the expiry index: the id of each active key that expires, scored by its expiry in unix milliseconds |
+//! | `{p}:expiry:built` | string | `1` once the expiry index holds every key (see below) |
 //!
 //! ## Record layouts
 //! A record hash has a layout version, per record (not per store, so a store
@@ -62,9 +67,13 @@
 //! the server), reading the result back as text, so no count passes through
 //! a Lua number (a double); counts go up to `Credits::MAX` as in every store.
 //!
-//! `list_expiring` has no index: it scans the store's record keys (`SCAN`,
-//! 1000 per step) and reads status and expiry of each, O(keys) per page;
-//! it is an operator listing, not a request path.
+//! `list_expiring` reads the expiry index (`{p}:expiry`), kept by every
+//! change script: O(keys due in the window) per page, whatever the number
+//! of keys. A store written by a release before the index gets it built
+//! once, by the first listing (a `SCAN` of the records), and marked
+//! (`{p}:expiry:built`). Keys written after that by a node of the older
+//! release (during a rolling upgrade) are not in it: delete the mark once
+//! every node runs this release, and the next listing builds it again.
 //!
 //! # Atomicity, and why every key shares one hash tag
 //! Redis Cluster hashes only the first `{…}` of a key name, so every key of a
@@ -350,20 +359,33 @@ return r
 }
 
 /// Turns a (logged) change script into one that also appends the change's
-/// feed entries, in the same script: KEYS[1] is the feed stream, ARGV[1]
-/// the entry count, then one entry per changed key (`<key id> <1 if the
-/// key is gone, else 0>`); the wrapped script sees the keys and arguments
-/// after these as its own. After a successful change (`1` or `ok`) each
-/// entry is one stream entry (`XADD * c <entry>`), so the stream id, which
-/// grows with every entry, is the feed's sequence.
+/// feed entries and keeps the expiry index, in the same script: KEYS[1] is
+/// the feed stream, KEYS[2] the expiry index, then the record of each
+/// changed key; ARGV[1] the entry count, then one entry per changed key
+/// (`<key id> <1 if the key is gone, else 0>`); the wrapped script sees the
+/// keys and arguments after these as its own. After a successful change
+/// (`1` or `ok`) each entry is one stream entry (`XADD * c <entry>`), so
+/// the stream id, which grows with every entry, is the feed's sequence;
+/// and each changed key is put in the expiry index with its expiry in
+/// milliseconds if it is active and expires, or taken out.
 fn fed(body: &str) -> String {
     format!(
         r"local f = tonumber(ARGV[1])
 local r = (function(KEYS, ARGV)
 {body}
-end)({{unpack(KEYS, 2)}}, {{unpack(ARGV, 2 + f)}})
+end)({{unpack(KEYS, 3 + f)}}, {{unpack(ARGV, 2 + f)}})
 if r == '1' or r == 'ok' then
-  for i = 1, f do redis.call('XADD', KEYS[1], '*', 'c', ARGV[1 + i]) end
+  for i = 1, f do
+    redis.call('XADD', KEYS[1], '*', 'c', ARGV[1 + i])
+    local id = string.match(ARGV[1 + i], '^(%S+)')
+    local row = redis.call('HMGET', KEYS[2 + i], 'status', 'expires_at')
+    local ms = row[2] and string.match(row[2], '^(%d+)%d%d%d%d%d%d$')
+    if row[1] == 'active' and row[2] then
+      redis.call('ZADD', KEYS[2], tonumber(ms or '0'), id)
+    else
+      redis.call('ZREM', KEYS[2], id)
+    end
+  end
 end
 return r
 "
@@ -719,6 +741,8 @@ pub struct RedisStore<C = RedisConnection> {
     /// `{prefix}:feed`, `{prefix}:feed:epoch`, `{prefix}:feed:pruned`: the
     /// change feed.
     feed: [Arc<str>; 3],
+    /// `{prefix}:expiry`, `{prefix}:expiry:built`: the expiry index.
+    expiry: [Arc<str>; 2],
     timeout: Duration,
 }
 
@@ -769,6 +793,7 @@ where
             ops_prefix: Arc::from(format!("{{{prefix}}}:ops:")),
             peppers: Arc::from(format!("{{{prefix}}}:peppers")),
             feed: ["feed", "feed:epoch", "feed:pruned"].map(|k| Arc::from(format!("{{{prefix}}}:{k}"))),
+            expiry: ["expiry", "expiry:built"].map(|k| Arc::from(format!("{{{prefix}}}:{k}"))),
             timeout,
         })
     }
@@ -868,16 +893,44 @@ where
 
     /// The ids after `after` of active keys with `from <= expires_at <
     /// until`: a `SCAN` over the record keys reading status and expiry.
-    async fn scan_expiring(
+    /// The ids of keys in the expiry index due within `[from, until)`
+    /// (to the millisecond, so a few outside may come too: the caller
+    /// checks each record) and after `after`, sorted. Builds the index
+    /// first if this store has never had one ([`Self::build_expiry_index`]).
+    async fn expiring_ids(
         &self,
         conn: &mut C,
         from: Timestamp,
         until: Timestamp,
         after: Option<KeyId>,
     ) -> Result<Vec<KeyId>, StoreError> {
+        let built: bool = cmd("EXISTS").arg(&*self.expiry[1]).query_async(conn).await.map_err(redis_error)?;
+        if !built {
+            self.build_expiry_index(conn).await?;
+        }
+        let ms = |t: Timestamp| t.unix_nanos().div_euclid(1_000_000);
+        let min = if from.unix_nanos() < 0 { "-inf".to_owned() } else { ms(from).to_string() };
+        let members: Vec<String> = cmd("ZRANGE")
+            .arg(&*self.expiry[0])
+            .arg(min)
+            .arg(ms(until).max(0))
+            .arg("BYSCORE")
+            .query_async(conn)
+            .await
+            .map_err(redis_error)?;
+        let mut ids = members.iter().map(|m| parse_id(m)).collect::<Result<Vec<_>, _>>()?;
+        ids.retain(|id| after.is_none_or(|a| *id > a));
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Puts every active expiring key in the expiry index (`SCAN` over the
+    /// records, once per store: for records written by a release before the
+    /// index), then marks the index built. Change scripts keep it from
+    /// then on; deleting the mark makes the next listing build it again.
+    async fn build_expiry_index(&self, conn: &mut C) -> Result<(), StoreError> {
         let pattern = format!("{}*", self.record_prefix);
         let mut cursor: u64 = 0;
-        let mut ids = Vec::new();
         loop {
             let (next, keys): (u64, Vec<String>) =
                 scan(cursor, &pattern, 1000).query_async(conn).await.map_err(redis_error)?;
@@ -887,19 +940,19 @@ where
                     p.cmd("HMGET").arg(k).arg("status").arg("expires_at");
                 }
                 let rows: Vec<(Option<String>, Option<String>)> = p.query_async(conn).await.map_err(redis_error)?;
+                let mut add = pipe();
                 for (key, (status, expires)) in keys.iter().zip(rows) {
-                    let due = expires.and_then(|e| e.parse::<i64>().ok()).map(Timestamp::from_unix_nanos);
-                    if status.as_deref() != Some("active") || !due.is_some_and(|e| from <= e && e < until) {
-                        continue;
-                    }
-                    let id = parse_id(key.strip_prefix(&*self.record_prefix).unwrap_or(key))?;
-                    if after.is_none_or(|a| id > a) {
-                        ids.push(id);
+                    let due = expires.and_then(|e| e.parse::<i64>().ok());
+                    if let (Some("active"), Some(due)) = (status.as_deref(), due) {
+                        let id = key.strip_prefix(&*self.record_prefix).unwrap_or(key);
+                        add.cmd("ZADD").arg(&*self.expiry[0]).arg(due.div_euclid(1_000_000).max(0)).arg(id).ignore();
                     }
                 }
+                let () = add.query_async(conn).await.map_err(redis_error)?;
             }
             if next == 0 {
-                return Ok(ids);
+                let () = cmd("SET").arg(&*self.expiry[1]).arg("1").query_async(conn).await.map_err(redis_error)?;
+                return Ok(());
             }
             cursor = next;
         }
@@ -1104,8 +1157,10 @@ where
 {
     fn log_args(&self, change: &Change, log: &[LogEntry], account: &ServiceAccountId) -> Result<LogArgs, StoreError> {
         let feed = entries_of(change);
-        let mut keys =
-            vec![self.feed[0].to_string(), format!("{{{}}}:opids", self.prefix), format!("{{{}}}:opseq", self.prefix)];
+        let mut keys = vec![self.feed[0].to_string(), self.expiry[0].to_string()];
+        keys.extend(feed.iter().map(|c| self.record_key(&c.key_id)));
+        keys.push(format!("{{{}}}:opids", self.prefix));
+        keys.push(format!("{{{}}}:opseq", self.prefix));
         let mut args = vec![feed.len().to_string()];
         args.extend(feed.iter().map(|c| format!("{} {}", c.key_id.as_str(), u8::from(c.gone))));
         let log_at = args.len();
@@ -1558,8 +1613,7 @@ where
         let mut conn = self.conn.clone();
         let expiring = move |r: &KeyRecord| !r.is_revoked() && r.expires_at.is_some_and(|e| from <= e && e < until);
         timed(self.timeout, async {
-            let mut ids = self.scan_expiring(&mut conn, from, until, page.after).await?;
-            ids.sort_unstable();
+            let mut ids = self.expiring_ids(&mut conn, from, until, page.after).await?;
             ids.truncate(limit + 1);
             self.page_of(&mut conn, ids, limit, expiring).await
         })
@@ -1998,6 +2052,65 @@ mod tests {
         )
         .unwrap();
         s.commit(Change::Update { id, update }, &[entry]).await.unwrap().unwrap()
+    }
+
+    /// Against the live server: `list_expiring` reads the expiry index, not
+    /// the keyspace. Records written before the index (raw `HSET`, as the
+    /// previous release wrote them) are indexed by the first listing; a
+    /// record written behind the scripts' back after that is not seen
+    /// (proof that no `SCAN` ran) until the mark is deleted; revoked and
+    /// deleted keys leave the index.
+    #[tokio::test]
+    async fn expiring_keys_are_listed_from_the_index() {
+        on_live_server(|store| async move {
+            let base = Timestamp::from_unix_nanos(1_800_000_000_000_000_000);
+            let at = |hours: u64| base.saturating_add(Duration::from_secs(hours * 3600));
+            let key = |n: u8, expires: Option<Timestamp>| KeyRecord {
+                id: KeyId::parse(&format!("{}", char::from(b'a' + n)).repeat(20)).unwrap(),
+                enabled: true,
+                controls: None,
+                expires_at: expires,
+                ..layout_3_record()
+            };
+            let raw_write = |r: KeyRecord| {
+                let store = store.clone();
+                async move {
+                    let mut conn = store.conn.clone();
+                    let mut c = cmd("HSET");
+                    c.arg(store.record_key(&r.id));
+                    for (f, v) in encode(&r) {
+                        c.arg(f).arg(v);
+                    }
+                    let () = c.query_async(&mut conn).await.unwrap();
+                }
+            };
+            let listed = |from: Timestamp, until: Timestamp| {
+                let store = store.clone();
+                async move {
+                    let page = store.list_expiring(from..until, PageRequest::first(100)).await.unwrap();
+                    page.items.iter().map(|r| r.id).collect::<Vec<_>>()
+                }
+            };
+            let (a, b, never) = (key(0, Some(at(1))), key(1, Some(at(2))), key(2, None));
+            let (old, behind) = (key(3, Some(at(1))), key(4, Some(at(1))));
+            for r in [&a, &b, &never] {
+                store.insert(r.clone()).await.unwrap();
+            }
+            raw_write(old.clone()).await;
+            assert_eq!(listed(at(0), at(3)).await, vec![a.id, b.id, old.id], "built once, with the older record");
+            assert_eq!(listed(at(1), at(2)).await, vec![a.id, old.id], "the window is half-open");
+            raw_write(behind.clone()).await;
+            assert_eq!(listed(at(0), at(3)).await, vec![a.id, b.id, old.id], "read from the index, no scan");
+            let mut conn = store.conn.clone();
+            let () = cmd("DEL").arg(&*store.expiry[1]).query_async(&mut conn).await.unwrap();
+            assert_eq!(listed(at(0), at(3)).await, vec![a.id, b.id, old.id, behind.id], "rebuilt without the mark");
+            store.revoke(&a.id).await.unwrap();
+            store.delete(&b.id).await.unwrap();
+            assert_eq!(listed(at(0), at(3)).await, vec![old.id, behind.id]);
+            let indexed: u64 = cmd("ZCARD").arg(&*store.expiry[0]).query_async(&mut conn).await.unwrap();
+            assert_eq!(indexed, 2, "revoked and deleted keys left the index");
+        })
+        .await;
     }
 
     /// Against the live server: disabling a plain (layout 1) key through a

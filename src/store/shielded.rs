@@ -13,12 +13,17 @@
 //! # The set
 //!
 //! A 64-bit fingerprint per id (SipHash-1-3 under a random per-process key,
-//! so nobody can aim forged ids at collisions) in a `HashSet<u64>`: exact up
-//! to a false-positive rate of about n / 2⁶⁴ per forged id (a false positive
-//! only costs the query the shield would have saved). Memory is the hash
-//! table: 9 bytes per bucket at a load factor of at most 7/8, about 18.9 MB
-//! per million ids (2²¹ buckets), twice that for a moment during a resync,
-//! which builds the new set beside the old one (`shield_memory` example).
+//! so nobody can aim forged ids at collisions), exact up to a
+//! false-positive rate of about n / 2⁶⁴ per forged id (a false positive
+//! only costs the query the shield would have saved). The fingerprints sit
+//! in a sorted array, 8 bytes per id, answered by binary search, with recent
+//! changes in a small delta folded into the array once it holds more than
+//! 1/256 of it (at least 4,096 entries): about 8.0 bytes per id in steady
+//! state ([`ShieldStats::bytes`]; the `shield_memory` example measures it).
+//! A full load over a store with a feed empties the set first and fills the
+//! same memory (the shield is not trusted meanwhile), so the set never
+//! exists twice; over a store without one it builds the new set beside the
+//! old, which keeps answering.
 //!
 //! # Kept current, and fail safe
 //!
@@ -70,9 +75,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
-use std::collections::HashSet;
 use std::fmt;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -85,6 +89,7 @@ use crate::record::KeyRecord;
 use crate::store::feed::{FeedChange, FeedPosition, FeedRead};
 use crate::store::invalidation::{BusError, InvalidationBus, InvalidationSubscription};
 use crate::store::key_store::{KeyStore, StoreError};
+use crate::store::membership::Membership;
 use crate::token::KeyId;
 
 /// Shield settings. Every field has a safe default; set others with the
@@ -179,6 +184,8 @@ pub struct ShieldStats {
     pub trusted: bool,
     /// Ids in the set.
     pub ids: usize,
+    /// Heap bytes the set holds (about 8 per id: see the module docs).
+    pub bytes: usize,
     /// Lookups refused without a store query.
     pub refused: u64,
     /// Lookups of ids missing from the set that were checked in the store
@@ -199,28 +206,8 @@ pub struct ShieldStats {
     pub heard: u64,
 }
 
-/// Folds already-random 64-bit fingerprints: no second hash needed.
-#[derive(Default)]
-struct Fold(u64);
-
-impl Hasher for Fold {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type Set = HashSet<u64, BuildHasherDefault<Fold>>;
-
 struct Members {
-    set: Set,
+    set: Membership,
     /// Ids heard while a load runs, merged into the loaded set.
     heard_during_load: Option<Vec<u64>>,
 }
@@ -261,7 +248,7 @@ impl State {
     fn new(config: ShieldConfig, disabled: bool) -> Self {
         let burst = f64::from(config.miss_queries_per_sec);
         Self {
-            members: RwLock::new(Members { set: Set::default(), heard_during_load: None }),
+            members: RwLock::new(Members { set: Membership::default(), heard_during_load: None }),
             keys: RandomState::new(),
             epoch: AtomicU64::new(0),
             connected: AtomicBool::new(false),
@@ -333,7 +320,7 @@ impl State {
 
     fn contains(&self, id: &KeyId) -> bool {
         let f = self.fingerprint(id);
-        self.members.read().unwrap_or_else(PoisonError::into_inner).set.contains(&f)
+        self.members.read().unwrap_or_else(PoisonError::into_inner).set.contains(f)
     }
 
     fn position(&self) -> Option<FeedPosition> {
@@ -397,7 +384,7 @@ impl State {
         for c in changes {
             let f = self.fingerprint(&c.key_id);
             if c.gone {
-                m.set.remove(&f);
+                m.set.remove(f);
             } else {
                 m.set.insert(f);
             }
@@ -407,38 +394,60 @@ impl State {
     /// Rebuilds the set from the store, starting its feed position at the
     /// head read before the load (so what commits during the load is caught
     /// up afterwards).
+    ///
+    /// With a feed, a full load is rare (at start, after a break in the
+    /// feed): the old set is emptied first and the new one filled into its
+    /// memory, so the set never exists twice, and the shield is not trusted
+    /// meanwhile (lookups go to the store, as at start). Without a feed the
+    /// load repeats every [`ShieldConfig::resync_every`], so the old set
+    /// keeps answering while the new one is built beside it.
     async fn load<S: KeyStore>(&self, store: &S) -> Result<(), StoreError> {
         let head = store.feed_head().await?;
-        self.members.write().unwrap_or_else(PoisonError::into_inner).heard_during_load = Some(Vec::new());
-        let loaded = self.read_all(store).await;
+        let reuse = {
+            let mut m = self.members.write().unwrap_or_else(PoisonError::into_inner);
+            m.heard_during_load = Some(Vec::new());
+            if head.is_some() {
+                self.loaded_epoch.store(u64::MAX, Ordering::SeqCst);
+                m.set.take_allocation()
+            } else {
+                Vec::new()
+            }
+        };
+        let loaded = self.read_all(store, reuse).await;
         let mut m = self.members.write().unwrap_or_else(PoisonError::into_inner);
         let heard = m.heard_during_load.take().unwrap_or_default();
-        let mut set = loaded?;
-        set.extend(heard);
-        m.set = set;
+        let mut fingerprints = loaded?;
+        fingerprints.extend(heard);
+        m.set = Membership::from_unsorted(fingerprints);
         drop(m);
         self.set_position(head);
         Ok(())
     }
 
-    async fn read_all<S: KeyStore>(&self, store: &S) -> Result<Set, StoreError> {
+    /// Every id's fingerprint, pushed into `into`, which grows by an
+    /// eighth at a time (not doubling) so a load holds little slack.
+    async fn read_all<S: KeyStore>(&self, store: &S, mut into: Vec<u64>) -> Result<Vec<u64>, StoreError> {
         let page = self.config.page.max(1);
-        let mut set = Set::default();
         let mut after = None;
         loop {
             let ids = store.ids_after(after, page).await?;
-            set.extend(ids.iter().map(|id| self.fingerprint(id)));
+            if into.capacity() - into.len() < ids.len() {
+                into.reserve_exact(ids.len().max(into.len() / 8));
+            }
+            into.extend(ids.iter().map(|id| self.fingerprint(id)));
             match ids.last() {
                 Some(last) if ids.len() >= page as usize => after = Some(*last),
-                _ => return Ok(set),
+                _ => return Ok(into),
             }
         }
     }
 
     fn stats(&self) -> ShieldStats {
+        let m = self.members.read().unwrap_or_else(PoisonError::into_inner);
         ShieldStats {
             trusted: self.trusted(),
-            ids: self.members.read().unwrap_or_else(PoisonError::into_inner).set.len(),
+            ids: m.set.len(),
+            bytes: m.set.heap_bytes(),
             refused: self.refused.load(Ordering::Relaxed),
             untrusted_lookups: self.untrusted_lookups.load(Ordering::Relaxed),
             loads: self.loads.load(Ordering::Relaxed),
