@@ -37,6 +37,8 @@ pub(crate) const CACHE_TTL_VAR: &str = "API_KEYS_CACHE_TTL";
 pub(crate) const ACCEPT_IMPORTED_VAR: &str = "API_KEYS_ACCEPT_IMPORTED";
 /// The cache's maximum staleness.
 pub(crate) const CACHE_MAX_STALENESS_VAR: &str = "API_KEYS_CACHE_MAX_STALENESS";
+/// The most records the cache holds.
+pub(crate) const CACHE_MAX_ENTRIES_VAR: &str = "API_KEYS_CACHE_MAX_ENTRIES";
 
 /// `keyctl serve`'s admin bearer tokens, comma-separated.
 pub(crate) const ADMIN_TOKEN_VAR: &str = "API_KEYS_ADMIN_TOKEN";

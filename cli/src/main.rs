@@ -100,6 +100,8 @@ Environment:
   API_KEYS_CACHE_MAX_STALENESS
                            serve: the longest a change made elsewhere can go unseen if its
                            invalidation message is lost (default 30s)
+  API_KEYS_CACHE_MAX_ENTRIES
+                           serve: the most entries the record cache holds (default 100000)
   API_KEYS_GITHUB_KEYS_FILE
                            serve: GitHub's secret-scanning public keys (the JSON of
                            api.github.com/meta/public_keys/secret_scanning); turns on

@@ -79,6 +79,9 @@ fn three_nodes(backend: Backend, base: &str, url: &str) {
     let (warm_id, warm_secret) = created(k.keyctl(&["create", "--service-account-id", "n-robot"]).ok());
     for n in &nodes[1..] {
         assert_eq!(n.authorize(Some(&warm_secret), None).status, 200);
+        // The cache reports what it holds (moka counts in the background).
+        let counted = until(Duration::from_secs(2), || metric(n, "keyctl_cache_entries") >= 1.0);
+        assert!(counted.is_some(), "keyctl_cache_entries stayed 0 after a lookup:\n{}", n.log());
     }
     let killed: usize = nodes[1..].iter().map(|n| kill_listeners(backend, base, n)).sum();
     assert!(killed >= 2, "expected a listener per node, killed {killed}");

@@ -135,6 +135,7 @@ fn health_readiness_and_metrics() {
     // The tampered key fails its checksum before any lookup; SQLite is not cached.
     assert_eq!(value("keyctl_store_queries_total"), 3.0);
     assert_eq!(value("keyctl_cache_hits_total"), 0.0);
+    assert_eq!(value("keyctl_cache_entries"), 0.0);
     server.stop();
 }
 
@@ -187,6 +188,11 @@ fn bad_input_at_start_is_a_clear_error() {
     assert!(bad_cache.keyctl(&["serve"]).expect(2).stderr.contains("API_KEYS_CACHE"));
     let bad_ttl = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper()).with_var("API_KEYS_CACHE_TTL", "5");
     assert!(bad_ttl.keyctl(&["serve"]).expect(2).stderr.contains("API_KEYS_CACHE_TTL"));
+    for bad in ["0", "-1", "many"] {
+        let k = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper()).with_var("API_KEYS_CACHE_MAX_ENTRIES", bad);
+        let r = k.keyctl(&["serve"]);
+        assert!(r.expect(2).stderr.contains("API_KEYS_CACHE_MAX_ENTRIES must be a whole number"), "{}", r.stderr);
+    }
     // Bad trusted proxies and proxy headers, from the flags and the variables.
     let r = k.keyctl(&["serve", "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "proxy.internal"]);
     assert!(r.expect(2).stderr.contains("--trusted-proxy: `proxy.internal` is not a CIDR range"), "{}", r.stderr);

@@ -9,12 +9,14 @@
 //! | `keyctl_authorize_seconds` | histogram | time to answer `/v1/authorize` (verification included) |
 //! | `keyctl_key_lookups_total` | counter | lookups the verifier made |
 //! | `keyctl_store_queries_total` | counter | lookups that reached the store |
-//! | `keyctl_cache_hits_total` / `keyctl_cache_misses_total` | counter | lookups answered from memory / by the store |
+//! | `keyctl_cache_hits_total` / `keyctl_cache_misses_total` | counter | lookups answered from memory / by the store (their ratio is the hit ratio) |
+//! | `keyctl_cache_entries` | gauge | entries in the record cache (at most `API_KEYS_CACHE_MAX_ENTRIES`, default 100,000) |
 //! | `keyctl_invalidations_received_total` | counter | key ids received on the invalidation channel |
 //! | `keyctl_invalidation_connected` | gauge | 1 while the channel's subscription is up |
 //! | `keyctl_shield_refused_total` | counter | lookups of ids that do not exist, refused by the flood shield without a store query |
 //! | `keyctl_shield_trusted` | gauge | 1 while the flood shield refuses unknown ids (0: every lookup asks the store) |
 //! | `keyctl_shield_ids` | gauge | ids in the shield's membership set |
+//! | `keyctl_shield_bytes` | gauge | heap bytes of that set (about 8 per id) |
 //! | `keyctl_readyz_requests_total` | counter | `/readyz` probes answered |
 //! | `keyctl_readiness_checks_total{result}` | counter | store checks those probes caused (at most one a second): `ready`, `unavailable`, `timeout` |
 
@@ -96,6 +98,8 @@ impl Metrics {
         );
         metrics::describe_gauge!("keyctl_shield_trusted", "1 while the flood shield refuses unknown ids");
         metrics::describe_gauge!("keyctl_shield_ids", "ids in the flood shield's membership set");
+        metrics::describe_gauge!("keyctl_shield_bytes", "heap bytes of the flood shield's membership set");
+        metrics::describe_gauge!("keyctl_cache_entries", "entries in the record cache");
         metrics::describe_counter!("keyctl_readyz_requests_total", "/readyz probes answered");
         metrics::describe_counter!("keyctl_readiness_checks_total", "store checks made for /readyz, by result");
         let upkeep = tokio::spawn(run_upkeep(handle.clone()));
@@ -117,6 +121,10 @@ impl Metrics {
         metrics::gauge!("keyctl_shield_trusted").set(if shield.trusted { 1.0 } else { 0.0 });
         #[allow(clippy::cast_precision_loss, reason = "a gauge; exact below 2^53 ids")]
         metrics::gauge!("keyctl_shield_ids").set(shield.ids as f64);
+        #[allow(clippy::cast_precision_loss, reason = "a gauge; exact below 2^53 bytes")]
+        metrics::gauge!("keyctl_shield_bytes").set(shield.bytes as f64);
+        #[allow(clippy::cast_precision_loss, reason = "a gauge; exact below 2^53 entries")]
+        metrics::gauge!("keyctl_cache_entries").set(c.cache_entries as f64);
         self.handle.render()
     }
 }

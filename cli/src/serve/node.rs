@@ -23,7 +23,7 @@ use api_keys::store::shielded::{ShieldConfig, ShieldStats, ShieldedStore};
 use api_keys::{KeyId, KeyStore, Peppers, ScopeCatalog, StoreError, Verifier};
 
 use super::metered::Metered;
-use crate::env::{self, CACHE_MAX_STALENESS_VAR, CACHE_TTL_VAR, CACHE_VAR};
+use crate::env::{self, CACHE_MAX_ENTRIES_VAR, CACHE_MAX_STALENESS_VAR, CACHE_TTL_VAR, CACHE_VAR};
 use crate::failure::{BAD_INPUT, Failure, setup_failure};
 
 /// The store stack the verifier reads: lookups counted, then the flood
@@ -39,13 +39,16 @@ pub(crate) struct CacheSettings {
     pub(crate) ttl: Duration,
     /// `API_KEYS_CACHE_MAX_STALENESS`.
     pub(crate) max_staleness: Duration,
+    /// `API_KEYS_CACHE_MAX_ENTRIES`.
+    pub(crate) max_entries: u64,
     /// `API_KEYS_ACCEPT_IMPORTED` is `on`.
     pub(crate) accept_imported: bool,
 }
 
 impl CacheSettings {
-    /// Reads `API_KEYS_CACHE`, `API_KEYS_CACHE_TTL` and
-    /// `API_KEYS_CACHE_MAX_STALENESS` (empty means unset).
+    /// Reads `API_KEYS_CACHE`, `API_KEYS_CACHE_TTL`,
+    /// `API_KEYS_CACHE_MAX_STALENESS` and `API_KEYS_CACHE_MAX_ENTRIES`
+    /// (empty means unset).
     ///
     /// # Errors
     /// [`BAD_INPUT`] naming the variable for a value it cannot read.
@@ -67,14 +70,26 @@ impl CacheSettings {
         };
         let ttl = duration(CACHE_TTL_VAR, defaults.fresh_ttl)?;
         let max_staleness = duration(CACHE_MAX_STALENESS_VAR, defaults.max_staleness)?;
-        Ok(Self { enabled, ttl, max_staleness, accept_imported })
+        let max_entries = match env::var(CACHE_MAX_ENTRIES_VAR) {
+            None => defaults.max_entries,
+            Some(text) => match text.trim().parse::<u64>() {
+                Ok(n @ 1..) => n,
+                _ => {
+                    return Err(Failure::new(
+                        BAD_INPUT,
+                        format!("{CACHE_MAX_ENTRIES_VAR} must be a whole number of entries, at least 1"),
+                    ));
+                }
+            },
+        };
+        Ok(Self { enabled, ttl, max_staleness, max_entries, accept_imported })
     }
 
     fn config(self) -> CacheConfig {
         if !self.enabled {
             return CacheConfig::disabled();
         }
-        CacheConfig::default().fresh_ttl(self.ttl).max_staleness(self.max_staleness)
+        CacheConfig::default().fresh_ttl(self.ttl).max_staleness(self.max_staleness).max_entries(self.max_entries)
     }
 }
 
@@ -85,6 +100,8 @@ pub(crate) struct Counters {
     pub(crate) store_queries: u64,
     pub(crate) invalidations_received: u64,
     pub(crate) channel_connected: bool,
+    /// Entries in the record cache now.
+    pub(crate) cache_entries: u64,
 }
 
 /// How long change-feed entries are kept: a node whose shield falls further
@@ -235,6 +252,7 @@ impl Node {
             store_queries: self.store_queries.load(Ordering::Relaxed),
             invalidations_received: bus.received,
             channel_connected: bus.connected,
+            cache_entries: self.cached().entry_count(),
         }
     }
 
