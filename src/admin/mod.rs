@@ -22,8 +22,8 @@
 //! # let _ = app; Ok(()) }
 //! ```
 //!
-//! The router also serves [`console`], a web page over the API, at
-//! `/console` (`/iam/v1/console` when nested as above).
+//! With the feature `console`, the router also serves `console`, a web page
+//! over the API, at `/console` (`/iam/v1/console` when nested as above).
 //!
 //! See [`api`] for the routes, the error shape and idempotency, [`auth`] for
 //! who may call it, [`types`] for the JSON bodies, [`view`] for the cloud's
@@ -32,6 +32,8 @@
 
 pub mod api;
 pub mod auth;
+#[cfg(feature = "console")]
+#[cfg_attr(docsrs, doc(cfg(feature = "console")))]
 pub mod console;
 mod error;
 pub mod github;
