@@ -1,9 +1,7 @@
-//! Operator endpoints for an axum application (feature `admin`): the
-//! management REST API, an axum [`Router`](axum::Router) in the shape of the
-//! cloud's own `/iam/v1/apiKeys` to nest at `/iam/v1`, and [`github`],
-//! GitHub's secret-scanning partner endpoint
-//! (`POST /v1/secret-scanning/github`), which checks and revokes keys that
-//! GitHub found in public code.
+//! The management REST API for an axum application (feature `admin`): an
+//! axum [`Router`](axum::Router) in the shape of the cloud's own
+//! `/iam/v1/apiKeys` to nest at `/iam/v1`. GitHub's secret-scanning partner
+//! endpoint is `scan::github` (feature `github`).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -36,7 +34,6 @@ pub mod auth;
 #[cfg_attr(docsrs, doc(cfg(feature = "console")))]
 pub mod console;
 mod error;
-pub mod github;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 pub mod idempotency;

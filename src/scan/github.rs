@@ -43,7 +43,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use api_keys::admin::github::{KeyRing, PublicKeys, SecretScanning};
+//! use api_keys::scan::github::{KeyRing, PublicKeys, SecretScanning};
 //! use api_keys::{KeyManager, MemoryStore, Pepper, Peppers, ScopeCatalog};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -90,9 +90,9 @@ pub use keys::{
     PublicKeysError, SignatureError,
 };
 
+use super::{LeakCheckError, Liveness};
 use crate::manager::{KeyManager, ManageError};
 use crate::operation::{Actor, LeakDetails};
-use crate::scan::{LeakCheckError, Liveness};
 use crate::store::KeyStore;
 use crate::token::{KeyId, Token};
 
