@@ -162,8 +162,8 @@ pub struct KeyRequest<'a> {
     pub expires_at: Option<Timestamp>,
 }
 
-/// An access policy that may forbid creating keys (as folder, cloud or
-/// organisation policies can in the source documents).
+/// An access policy that may forbid creating keys (as a cloud's folder,
+/// cloud or organisation policies can).
 ///
 /// Closures `Fn(&KeyRequest) -> Result<(), PolicyDenied>` are policies.
 pub trait CreationPolicy: Send + Sync + 'static {

@@ -65,7 +65,7 @@
 //! Entries are written by the actor [`SecretScanning::DEFAULT_ACTOR`]
 //! (`github-secret-scanning`; [`SecretScanning::actor`] changes it) and read
 //! like any other: `GET /iam/v1/apiKeys/{id}/operations`,
-//! `keyctl operations ID`, [`KeyDirectory::operations`](crate::KeyDirectory::operations). `tracing` also logs
+//! [`KeyDirectory::operations`](crate::KeyDirectory::operations). `tracing` also logs
 //! every leak at `warn` with the key id and URL; [`LeakHook::on_leak`] is
 //! told about each (its default does nothing).
 
