@@ -13,7 +13,7 @@
 use std::alloc::System;
 use std::sync::Arc;
 
-use api_keys::shield::{ShieldConfig, ShieldedStore};
+use api_keys::store::shielded::{ShieldConfig, ShieldedStore};
 use api_keys::{CreateRequest, KeyManager, MemoryStore, Pepper, Peppers, ScopeCatalog};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 

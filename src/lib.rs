@@ -10,9 +10,6 @@ pub mod header;
 
 mod checksum;
 mod clock;
-#[cfg(feature = "_backend")]
-#[doc(hidden)]
-pub mod config;
 pub mod controls;
 mod digest;
 mod error;
@@ -29,9 +26,6 @@ mod scope;
 mod secret;
 mod setters;
 mod shard;
-#[cfg(feature = "cache")]
-#[doc(hidden)]
-pub mod shield;
 pub mod store;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]

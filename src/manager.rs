@@ -42,7 +42,7 @@ use crate::record::{
 };
 use crate::scope::{ScopeCatalog, ScopeError, ScopeInfo, ScopeSet};
 use crate::secret::{MaskedKey, Secret};
-use crate::setters::{set_or_clear, setters};
+use crate::setters::{scopes_setter, set_or_clear, setters};
 use crate::store::idempotency::IdempotencyClaim;
 use crate::store::{KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError, check_reissuable};
 use crate::token::{KeyId, SECRET_LEN, Token, TokenFormat};
@@ -162,8 +162,8 @@ pub struct KeyRequest<'a> {
     pub expires_at: Option<Timestamp>,
 }
 
-/// An access policy that may forbid creating keys (as folder, cloud or
-/// organisation policies can in the source documents).
+/// An access policy that may forbid creating keys (as a cloud's folder,
+/// cloud or organisation policies can).
 ///
 /// Closures `Fn(&KeyRequest) -> Result<(), PolicyDenied>` are policies.
 pub trait CreationPolicy: Send + Sync + 'static {
@@ -247,16 +247,7 @@ impl CreateRequest {
         fn description(d: impl Into<String>) => description = d.into();
     }
 
-    /// Sets the scopes.
-    #[must_use]
-    pub fn scopes<I, S>(mut self, scopes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.scopes = Some(scopes.into_iter().map(Into::into).collect());
-        self
-    }
+    scopes_setter!();
 
     setters! {
         /// Sets the expiry.
@@ -311,16 +302,7 @@ impl UpdateRequest {
         fn description(d: impl Into<String>) => description = Some(d.into());
     }
 
-    /// Sets the scopes.
-    #[must_use]
-    pub fn scopes<I, S>(mut self, scopes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.scopes = Some(scopes.into_iter().map(Into::into).collect());
-        self
-    }
+    scopes_setter!();
 
     setters! {
         /// Sets the expiry (`None`: never expires).

@@ -37,7 +37,7 @@ use crate::token::{KeyId, KeyIdError};
 const MAX_ACTOR_CHARS: usize = 128;
 
 /// Who made a change: a short printable name chosen by the caller (an admin
-/// token's name, `apiKey:<id>` for a key acting as admin, `keyctl`).
+/// token's name, `apiKey:<id>` for a key acting as admin, a tool's name).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Actor(Arc<str>);
 
@@ -186,7 +186,7 @@ pub enum OperationKind {
     Reissue,
     /// An existing secret was imported as a key.
     Import,
-    /// The key was found leaked (a secret-scanning report, `keyctl scan`);
+    /// The key was found leaked (a secret-scanning report, a local scan);
     /// [`OperationChanges::leak`] says where.
     Leak,
 }

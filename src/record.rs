@@ -1,7 +1,7 @@
 //! Key records and their public views.
 //!
-//! [`KeyRecord`] is what a store keeps: the fields of the source documents'
-//! key listing (id, service account, description, created/last-used/expiry
+//! [`KeyRecord`] is what a store keeps: the fields of a cloud IAM's key
+//! listing (id, service account, description, created/last-used/expiry
 //! times, scopes, masked key) plus the pepper version, the digest, the status
 //! and reissue links. [`KeyInfo`] is the same without digest material, for
 //! listings. [`CreatedKey`] is the one-time creation result and serialises to

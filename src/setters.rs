@@ -36,4 +36,21 @@ macro_rules! set_or_clear {
     };
 }
 
-pub(crate) use {set_or_clear, setters};
+/// The `scopes` builder method of a type with a field
+/// `scopes: Option<Vec<String>>`: any iterator of names sets the field.
+macro_rules! scopes_setter {
+    () => {
+        /// Sets the scopes.
+        #[must_use]
+        pub fn scopes<I, S>(mut self, scopes: I) -> Self
+        where
+            I: IntoIterator<Item = S>,
+            S: Into<String>,
+        {
+            self.scopes = Some(scopes.into_iter().map(Into::into).collect());
+            self
+        }
+    };
+}
+
+pub(crate) use {scopes_setter, set_or_clear, setters};

@@ -388,7 +388,7 @@ pub struct VerifyContext<'a> {
     pub client_ip: Option<IpAddr>,
     /// Credits this request spends from a key with usage credits; 0 spends
     /// none and does not refuse a key with none left (for operator checks
-    /// such as `keyctl verify`). Defaults to 1.
+    /// that must not spend them). Defaults to 1.
     pub cost: u64,
 }
 

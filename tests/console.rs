@@ -4,7 +4,7 @@
 //! script uses no `eval`, storage or cookies. The flows themselves are tested
 //! in a real browser by `cli/tests/browser/`.
 
-#![cfg(feature = "admin")]
+#![cfg(feature = "console")]
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 use std::sync::Arc;

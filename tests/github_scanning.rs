@@ -17,11 +17,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use api_keys::admin::github::{
+use api_keys::scan::Liveness;
+use api_keys::scan::github::{
     FetchFuture, KeyRing, Leak, LeakAction, LeakHook, PATH, PublicKeySource, PublicKeys, PublicKeysError,
     SecretScanning, token_hash,
 };
-use api_keys::scan::Liveness;
 use api_keys::testing::{Fault, FaultyStore, Op};
 use api_keys::{
     CreateRequest, KeyId, KeyManager, KeyStatus, ManualClock, MemoryStore, Operation, OperationCursor, OperationKind,

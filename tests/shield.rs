@@ -459,7 +459,7 @@ async fn over_a_lending_store_known_keys_are_lent_at_once_and_forged_ids_gated_o
         verifier.verify(&forged(), None).await.unwrap_err();
     }
     let after = store.stats();
-    let gated = |s: &api_keys::shield::ShieldStats| s.refused + s.miss_queries;
+    let gated = |s: &api_keys::store::shielded::ShieldStats| s.refused + s.miss_queries;
     assert_eq!(gated(&after) - gated(&before), 100, "{after:?}");
     verifier.verify(&header(key.secret.expose_secret()), None).await.unwrap();
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use api_keys::store::any::{self as config, AnyStore};
+use api_keys::store::any::{self, AnyStore};
 use api_keys::store::cached::{CacheConfig, CachedStore};
 use api_keys::{KeyDirectory, KeyManager, PepperCheckError, Peppers, ScopeCatalog};
 
@@ -50,7 +50,7 @@ pub(crate) async fn open_store(url: &str, needs_pepper: bool) -> Result<(AnyStor
         files::create_private(db)
             .map_err(|e| Failure::new(OTHER, format!("cannot create the key database {}: {e}", db.display())))?;
     }
-    let store = config::open_store(url).await.map_err(|e| setup_failure(&e))?;
+    let store = any::open_store(url).await.map_err(|e| setup_failure(&e))?;
     if let Some(peppers) = &peppers {
         check_peppers(&store, peppers).await?;
     }
@@ -60,10 +60,10 @@ pub(crate) async fn open_store(url: &str, needs_pepper: bool) -> Result<(AnyStor
 /// The database file of a SQLite URL (`None` for other stores and for an
 /// in-memory database).
 pub(crate) fn sqlite_database(url: &str) -> Result<Option<std::path::PathBuf>, Failure> {
-    if config::Backend::of(url).map_err(|e| setup_failure(&e))? != config::Backend::Sqlite {
+    if any::Backend::of(url).map_err(|e| setup_failure(&e))? != any::Backend::Sqlite {
         return Ok(None);
     }
-    config::sqlite_path(url).map_err(|e| setup_failure(&e))
+    any::sqlite_path(url).map_err(|e| setup_failure(&e))
 }
 
 /// Refuses a pepper that is not the one the store was used with: exit 2, before anything is created or verified under it.

@@ -36,7 +36,7 @@
 //! the commands that digest secrets (`create`, `reissue`, `import`,
 //! `verify`, `serve`). An empty variable counts as unset. The rules live in
 //! [`mod@env`] and [`pepper`]; the URL → store mapping is the library's
-//! ([`api_keys::config`]).
+//! ([`api_keys::store::any`]).
 //!
 //! `keyctl serve` ([`serve`]) verifies the keys for reverse proxies and
 //! applications; for PostgreSQL and Redis every write of the other commands
@@ -73,7 +73,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use api_keys::controls::ExternalId;
-use api_keys::store::any as config;
+use api_keys::store::any;
 use api_keys::{
     ClientClass, CreateRequest, KeyId, KeyInfo, PageRequest, ScopeCatalog, Secret, ServiceAccountId, Timestamp,
     VerifyContext,
@@ -373,7 +373,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         closer.close().await;
         return served;
     }
-    if config::Backend::of(&url).map_err(|e| setup_failure(&e))? == config::Backend::Memory {
+    if any::Backend::of(&url).map_err(|e| setup_failure(&e))? == any::Backend::Memory {
         return Err(Failure::new(
             BAD_INPUT,
             "the memory: store lives only inside `keyctl serve` (which prints a demo key); \

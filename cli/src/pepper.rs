@@ -1,5 +1,5 @@
 //! The pepper rules of `keyctl` (moved here from the library's
-//! `api_keys::config`, which no longer reads the environment or makes
+//! `api_keys::store::any`, which no longer reads the environment or makes
 //! files): which pepper digests the keys of a store, and the pepper file
 //! kept beside a SQLite database.
 //!
@@ -17,7 +17,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use api_keys::store::any::{self as config, Backend, SetupError};
+use api_keys::store::any::{self, Backend, SetupError};
 use api_keys::{KeyId, Pepper, PepperError, Peppers, RandomError};
 use zeroize::Zeroizing;
 
@@ -170,7 +170,7 @@ pub(crate) struct LoadedPeppers {
 /// The pepper for the store at `database_url`: `API_KEYS_PEPPER` if set,
 /// otherwise a new one for a `memory:` store, otherwise (SQLite only) the
 /// pepper file beside the database, created
-/// with mode 0600 if neither exists yet. Call it before [`api_keys::config::open_store`], which
+/// with mode 0600 if neither exists yet. Call it before [`api_keys::store::any::open_store`], which
 /// creates the SQLite file.
 ///
 /// # Errors
@@ -194,7 +194,7 @@ pub(crate) fn load_peppers(database_url: &str, settings: &PepperSettings) -> Res
     if backend != Backend::Sqlite {
         return Err(PepperSetupError::PepperRequired { backend });
     }
-    let database = config::sqlite_path(database_url)?.ok_or(PepperSetupError::NoPepperLocation)?;
+    let database = any::sqlite_path(database_url)?.ok_or(PepperSetupError::NoPepperLocation)?;
     if let Some((path, why)) = files::database_distrust(&database)
         .map_err(|source| PepperSetupError::PepperFile { path: database.clone(), source })?
     {

@@ -14,7 +14,7 @@
 //! | operations | `GET /apiKeys/{apiKeyId}/operations?pageSize=&pageToken=` | | [`ListOperationsResponse`], newest first; also for a deleted key |
 //! | scopes | `GET /apiKeyScopes?pageSize=&pageToken=` | | [`ListScopesResponse`]; with `view=FULL` [`ListScopesFullResponse`] |
 //! | document | `GET /openapi.json` | | the OpenAPI 3.1 document |
-//! | console | `GET /console` | | the web console ([`super::console`]) |
+//! | console | `GET /console` | | the web console (`super::console`, feature `console`) |
 //!
 //! Answers have the cloud's shape; `view=FULL` (any route) adds the
 //! project's extension fields ([`super::view`]). Each handler reads like the
@@ -155,8 +155,8 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         self
     }
 
-    /// The router, to nest at `/iam/v1`; it includes the
-    /// [console](super::console) at `/console`.
+    /// The router, to nest at `/iam/v1`; with the feature `console` it
+    /// includes the console (`admin::console`) at `/console`.
     pub fn router(self) -> Router {
         self.shared().iam()
     }
@@ -170,7 +170,8 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
 }
 
 /// The routers of one [`AdminApi`], sharing its state: [`AdminRouters::iam`]
-/// (the REST API and the console, to nest at `/iam/v1`),
+/// (the REST API and, with the feature `console`, the console, to nest at
+/// `/iam/v1`),
 /// [`AdminRouters::operations`] (`GET /operations/{operationId}` at the
 /// root, as the cloud serves it) and, with the feature `grpc`, the gRPC
 /// services.
@@ -185,11 +186,11 @@ impl<S, A> std::fmt::Debug for AdminRouters<S, A> {
 }
 
 impl<S: KeyStore, A: AdminAuth> AdminRouters<S, A> {
-    /// The REST API and the [console](super::console), to nest at
-    /// `/iam/v1`; it serves the operations too
-    /// (`/iam/v1/operations/{operationId}`).
+    /// The REST API and, with the feature `console`, the console
+    /// (`admin::console`), to nest at `/iam/v1`; it serves the operations
+    /// too (`/iam/v1/operations/{operationId}`).
     pub fn iam(&self) -> Router {
-        Router::new()
+        let api = Router::new()
             .route("/apiKeys", get(list::<S, A>).post(create::<S, A>))
             .route(
                 "/apiKeys/{apiKeyId}",
@@ -201,8 +202,8 @@ impl<S: KeyStore, A: AdminAuth> AdminRouters<S, A> {
             .route("/openapi.json", get(openapi))
             .fallback(|| async { ApiError::new(Code::NotFound, "no such resource") })
             .with_state(Arc::clone(&self.api))
-            .layer(axum::middleware::map_response(no_store))
-            .merge(super::console::router())
+            .layer(axum::middleware::map_response(no_store));
+        with_console(api)
     }
 
     /// `GET /operations/{operationId}` and `GET /operations/{operationId}:cancel`,
@@ -213,6 +214,18 @@ impl<S: KeyStore, A: AdminAuth> AdminRouters<S, A> {
             .with_state(Arc::clone(&self.api))
             .layer(axum::middleware::map_response(no_store))
     }
+}
+
+/// `api` with the console's routes merged (feature `console`).
+#[cfg(feature = "console")]
+fn with_console(api: Router) -> Router {
+    api.merge(super::console::router())
+}
+
+/// `api` as it is: the console is not built (no feature `console`).
+#[cfg(not(feature = "console"))]
+fn with_console(api: Router) -> Router {
+    api
 }
 
 /// Every answer of the API may carry a secret or key data: no cache keeps it.
@@ -805,6 +818,7 @@ pub(super) struct ListQuery {
 
 impl ListQuery {
     /// The keys of `service_account_id` (empty: the caller's own).
+    #[cfg(feature = "grpc")]
     pub(super) fn of_account(service_account_id: String, page_size: Option<u32>, page_token: String) -> Self {
         Self {
             service_account_id: Some(service_account_id),
@@ -828,6 +842,7 @@ pub(super) struct PageQuery {
 impl PageQuery {
     /// A page of `page_size` (0: the default) after `page_token` (empty:
     /// the first).
+    #[cfg(feature = "grpc")]
     pub(super) fn new(page_size: Option<u32>, page_token: String) -> Self {
         Self { page_size, page_token: Some(page_token), _view: None }
     }

@@ -1,9 +1,7 @@
-//! Operator endpoints for an axum application (feature `admin`): the
-//! management REST API, an axum [`Router`](axum::Router) in the shape of the
-//! cloud's own `/iam/v1/apiKeys` to nest at `/iam/v1`, and [`github`],
-//! GitHub's secret-scanning partner endpoint
-//! (`POST /v1/secret-scanning/github`), which checks and revokes keys that
-//! GitHub found in public code.
+//! The management REST API for an axum application (feature `admin`): an
+//! axum [`Router`](axum::Router) in the shape of the cloud's own
+//! `/iam/v1/apiKeys` to nest at `/iam/v1`. GitHub's secret-scanning partner
+//! endpoint is `scan::github` (feature `github`).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -22,8 +20,8 @@
 //! # let _ = app; Ok(()) }
 //! ```
 //!
-//! The router also serves [`console`], a web page over the API, at
-//! `/console` (`/iam/v1/console` when nested as above).
+//! With the feature `console`, the router also serves `console`, a web page
+//! over the API, at `/console` (`/iam/v1/console` when nested as above).
 //!
 //! See [`api`] for the routes, the error shape and idempotency, [`auth`] for
 //! who may call it, [`types`] for the JSON bodies, [`view`] for the cloud's
@@ -32,9 +30,10 @@
 
 pub mod api;
 pub mod auth;
+#[cfg(feature = "console")]
+#[cfg_attr(docsrs, doc(cfg(feature = "console")))]
 pub mod console;
 mod error;
-pub mod github;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 pub mod idempotency;

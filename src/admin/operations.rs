@@ -32,7 +32,10 @@ pub(super) enum OperationResult<'a> {
     /// Nothing: a delete.
     Empty,
     /// What changed: an entry written before the log kept the key.
-    Changes(&'a OperationChanges),
+    Changes(
+        #[cfg_attr(not(feature = "grpc"), allow(dead_code, reason = "read by the gRPC services only"))]
+        &'a OperationChanges,
+    ),
 }
 
 impl<'a> OperationResult<'a> {

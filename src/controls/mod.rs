@@ -28,8 +28,9 @@
 //! # Adding a control
 //! 1. `src/controls/<name>.rs`: the type. Validate in its constructor and in
 //!    `Deserialize` (stores and logs read it back through serde), serialise
-//!    to a small JSON value, and give it `FromStr` in the keyctl syntax if
-//!    keyctl takes it as a flag. Unit tests beside it, bad input included.
+//!    to a small JSON value, and give it `FromStr` (a short text syntax) if
+//!    a command line takes it as a flag. Unit tests beside it, bad input
+//!    included.
 //! 2. `src/controls/error.rs`: the [`ControlError`] variant its constructor
 //!    returns (and its bounds, as constants).
 //! 3. This file: `mod <name>;`, `pub use`, and one line in the list below
@@ -39,9 +40,9 @@
 //!    snapshots, SQLite, PostgreSQL, Redis and the memory store carry it.
 //! 4. `src/verify.rs`, only if the control is enforced on verify: the
 //!    check, in order, with its [`VerifyError`](crate::VerifyError).
-//! 5. `cli/src/controls.rs`: the keyctl flag (and its clearing `--no-…`
-//!    flag for `update`). keyctl's tables show a control they do not know
-//!    as `name=JSON`.
+//!
+//! The operator tool in `cli/` adds its own flag for a control; its
+//! checklist is in `cli/README.md`.
 //!
 //! The REST API's wire types (`admin/types.rs`, and the mask and parsing in
 //! `admin/api.rs`) name each control too: exposing a control over REST adds

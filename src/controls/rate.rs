@@ -234,7 +234,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_and_prints_the_keyctl_syntax() {
+    fn parses_and_prints_the_text_syntax() {
         let l: RateLimit = "api=100/1s:burst=20".parse().unwrap();
         assert_eq!((l.name.as_str(), l.count, l.period, l.burst), ("api", 100, Duration::from_secs(1), 20));
         assert_eq!(l.interval(), Duration::from_millis(10));

@@ -1,6 +1,6 @@
 //! `Authorization: Bearer …`: the application's own token validator.
 //!
-//! The source documents accept IAM tokens beside API keys
+//! A cloud's APIs commonly accept IAM tokens beside API keys
 //! (`Authorization: Bearer <IAM token>`). This crate does not know how to check
 //! such tokens; the application plugs in a [`BearerValidator`] that turns a
 //! token into a [`BearerIdentity`] (a subject and the scopes it carries) or a

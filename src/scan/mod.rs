@@ -15,6 +15,10 @@
 //!    a real id with an invented secret and a recomputed checksum — is
 //!    [`Liveness::Unknown`], never a reason to revoke someone's key.
 //!
+//! With the feature `github`, `github` answers GitHub's secret-scanning
+//! partner program: the same classify step over the tokens GitHub reports,
+//! then revocation of the real keys.
+//!
 //! A [`Finding`] prints as its key id and masked form (`****` and the last
 //! six characters, which are the public checksum); the secret is held in a
 //! [`Secret`](crate::Secret) that only [`Finding::secret`] reaches, for the
@@ -44,6 +48,9 @@
 //! ```
 
 mod check;
+#[cfg(feature = "github")]
+#[cfg_attr(docsrs, doc(cfg(feature = "github")))]
+pub mod github;
 mod scanner;
 
 pub use check::{LeakCheckError, Liveness};

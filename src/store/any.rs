@@ -10,9 +10,8 @@
 //!
 //! The library reads no environment variables and makes no files besides
 //! the database itself: where the URL and the pepper come from is the
-//! program's business (the `keyctl` operator tool, crate `api-keys-cli`,
-//! reads `API_KEYS_DATABASE_URL` and `API_KEYS_PEPPER` and keeps a pepper
-//! file beside a SQLite database).
+//! program's business (an operator tool may read them from environment
+//! variables, or keep a pepper file beside a SQLite database).
 //!
 //! ```no_run
 //! use std::sync::Arc;

@@ -188,7 +188,7 @@ fn parse_controls_json(text: &str) -> Result<KeyControls, StoreError> {
 
 /// The `controls` value of a record written with one field per control
 /// (Redis record layout 2): the metadata (JSON text), the allow-list and
-/// the rate limits (the keyctl syntax, comma-joined), validated.
+/// the rate limits (their `FromStr` syntax, comma-joined), validated.
 #[cfg(any(feature = "redis", test))]
 pub(crate) fn legacy_controls_json(
     metadata: Option<&str>,

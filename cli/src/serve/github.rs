@@ -1,6 +1,6 @@
 //! `keyctl serve`'s GitHub secret-scanning endpoint
 //! (`POST /v1/secret-scanning/github`, the library's
-//! [`api_keys::admin::github`]), configured from the environment:
+//! [`api_keys::scan::github`]), configured from the environment:
 //!
 //! | variable | meaning |
 //! |---|---|
@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_keys::admin::github::{
+use api_keys::scan::github::{
     FetchFuture, KeyRing, LeakAction, PATH, PublicKeySource, PublicKeys, PublicKeysError, SecretScanning,
 };
 use axum::Router;

@@ -87,7 +87,7 @@ pub(crate) const BODY_MEMORY: usize = 32 * 1024 * 1024;
 pub(crate) const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 /// The GitHub endpoint's body limit (the endpoint's own default).
 const GITHUB_BODY_LIMIT: usize =
-    api_keys::admin::github::SecretScanning::<api_keys::MemoryStore>::DEFAULT_MAX_BODY_BYTES;
+    api_keys::scan::github::SecretScanning::<api_keys::MemoryStore>::DEFAULT_MAX_BODY_BYTES;
 /// The GitHub endpoint's route, whose reports may be larger.
 const GITHUB_PATH: &str = "/v1/secret-scanning/github";
 /// Concurrent HTTP/2 streams per connection.

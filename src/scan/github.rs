@@ -43,7 +43,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use api_keys::admin::github::{KeyRing, PublicKeys, SecretScanning};
+//! use api_keys::scan::github::{KeyRing, PublicKeys, SecretScanning};
 //! use api_keys::{KeyManager, MemoryStore, Pepper, Peppers, ScopeCatalog};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -65,7 +65,7 @@
 //! Entries are written by the actor [`SecretScanning::DEFAULT_ACTOR`]
 //! (`github-secret-scanning`; [`SecretScanning::actor`] changes it) and read
 //! like any other: `GET /iam/v1/apiKeys/{id}/operations`,
-//! `keyctl operations ID`, [`KeyDirectory::operations`](crate::KeyDirectory::operations). `tracing` also logs
+//! [`KeyDirectory::operations`](crate::KeyDirectory::operations). `tracing` also logs
 //! every leak at `warn` with the key id and URL; [`LeakHook::on_leak`] is
 //! told about each (its default does nothing).
 
@@ -90,9 +90,9 @@ pub use keys::{
     PublicKeysError, SignatureError,
 };
 
+use super::{LeakCheckError, Liveness};
 use crate::manager::{KeyManager, ManageError};
 use crate::operation::{Actor, LeakDetails};
-use crate::scan::{LeakCheckError, Liveness};
 use crate::store::KeyStore;
 use crate::token::{KeyId, Token};
 
