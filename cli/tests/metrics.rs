@@ -160,7 +160,7 @@ impl Monitor {
                 if let Ok(n) = s.read(&mut buf) {
                     text.push_str(&String::from_utf8_lossy(&buf[..n]));
                     let end = text.rfind('\n').map_or(0, |i| i + 1);
-                    let ours = |l: &&str| l.contains(&needle) && !l.contains(":feed\"");
+                    let ours = |l: &&str| l.contains(&needle) && !l.contains(":feed");
                     seen += text[..end].lines().filter(ours).count() as u64;
                     text.drain(..end);
                 }
