@@ -319,6 +319,40 @@ mod tests {
         }
     }
 
+    /// The plan of one query of [`explain_listings`](crate::store::sql::explain_listings):
+    /// no sequential scan.
+    async fn no_seq_scan(
+        pool: &PgPool,
+        name: &str,
+        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) {
+        let rows: Vec<String> = query.fetch_all(pool).await.unwrap().iter().map(|r| r.get::<String, _>(0)).collect();
+        let plan = rows.join("\n");
+        assert!(!plan.contains("Seq Scan"), "{name} scans a whole table:\n{plan}");
+        if name.starts_with("expiring") {
+            assert!(plan.contains("api_keys_expires_at"), "{name} does not use the expiry index:\n{plan}");
+        }
+    }
+
+    /// On 100,000 keys and log entries: every listing and lookup is an index
+    /// read (`EXPLAIN`, after `ANALYZE`), never a sequential scan.
+    #[tokio::test]
+    async fn listings_are_index_reads_on_a_large_table() {
+        upgrade_from(Postgres::SCHEMA.len(), |store| async move {
+            let id = "'fx' || lpad(to_hex(g), 18, '0')";
+            let op = "'op' || lpad(to_hex(g), 18, '0')";
+            let fill = crate::store::sql::explain_fill(id, op, "sha256(int8send(g))", "ARRAY['a.read']");
+            for insert in fill {
+                let sql = format!("{insert} FROM generate_series(1, 100000) AS g");
+                sqlx::query(AssertSqlSafe(sql)).execute(store.pool()).await.unwrap();
+            }
+            sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
+            crate::store::sql::explain_listings!(store.pool(), "EXPLAIN", no_seq_scan);
+            store
+        })
+        .await;
+    }
+
     /// As the SQLite test of the same name: a schema made by the previous
     /// release (version 1 and its rows) upgrades in place and loses
     /// nothing, against the real server.

@@ -1700,6 +1700,65 @@ pub(super) mod upgrade_tests {
     }
 }
 
+/// Runs every listing and lookup a large store must answer from an index,
+/// each under `$explain` (the dialect's `EXPLAIN`) with sample arguments
+/// that fit the rows [`explain_fill`] writes, through `$plan`: an async fn
+/// `(pool, name, query)` that checks the plan.
+#[cfg(test)]
+macro_rules! explain_listings {
+    ($pool:expr, $explain:literal, $plan:path) => {{
+        use $crate::store::sql::{
+            IDEMPOTENCY, IDS_AFTER, LIST_AFTER, LIST_EXPIRING_AFTER, LIST_EXPIRING_FIRST, LIST_EXTERNAL_AFTER,
+            LIST_EXTERNAL_FIRST, LIST_FIRST, OPERATION, OPERATIONS, SELECT_BY_DIGEST, SELECT_BY_ID,
+        };
+        let q = |sql: &str| sqlx::query(sqlx::AssertSqlSafe(format!(concat!($explain, " {}"), sql)));
+        let id = "fx00000000000000abcd";
+        // 1.8e18 + 5,000..6,000 s: about 100 of the 10,000 expiring keys.
+        let (from, until) = (1_800_005_000_000_000_000_i64, 1_800_006_000_000_000_000_i64);
+        $plan($pool, "list", q(LIST_FIRST).bind("scale-7").bind(101_i64)).await;
+        $plan($pool, "list after", q(LIST_AFTER).bind("scale-7").bind(id).bind(101_i64)).await;
+        $plan($pool, "by owner", q(LIST_EXTERNAL_FIRST).bind("owner-7").bind(101_i64)).await;
+        $plan($pool, "by owner after", q(LIST_EXTERNAL_AFTER).bind("owner-7").bind(id).bind(101_i64)).await;
+        $plan($pool, "expiring", q(LIST_EXPIRING_FIRST).bind(from).bind(until).bind(101_i64)).await;
+        $plan($pool, "expiring after", q(LIST_EXPIRING_AFTER).bind(from).bind(until).bind(id).bind(101_i64)).await;
+        $plan($pool, "ids after", q(IDS_AFTER).bind(id).bind(1000_i64)).await;
+        $plan($pool, "operations", q(OPERATIONS).bind(id).bind(i64::MAX).bind(101_i64)).await;
+        $plan($pool, "operation", q(OPERATION).bind("op00000000000000abcd")).await;
+        $plan($pool, "by id", q(SELECT_BY_ID).bind(id)).await;
+        $plan($pool, "by digest", q(SELECT_BY_DIGEST).bind(vec![7_u8; 32])).await;
+        $plan($pool, "idempotency", q(IDEMPOTENCY).bind("system").bind(vec![7_u8; 32]).bind(0_i64)).await;
+    }};
+}
+#[cfg(test)]
+pub(super) use explain_listings;
+
+/// Rows for [`explain_listings`]: `n` keys over 1,000 service accounts (one
+/// in ten expiring, one in a hundred with an owner), `n` log entries and
+/// `n` idempotency records, with `id`, `op_id`, `digest` and `scopes` the
+/// dialect's expressions for row `g`; `g` counts from 1 (a
+/// `generate_series` or a recursive `WITH`, written by the caller after
+/// these).
+#[cfg(test)]
+pub(super) fn explain_fill(id: &str, op_id: &str, digest: &str, scopes: &str) -> [String; 3] {
+    [
+        format!(
+            "INSERT INTO api_keys (id, service_account_id, created_at, scopes, expires_at, masked_key, \
+             pepper_version, digest, status, kind, external_id) \
+             SELECT {id}, 'scale-' || (g % 1000), 1700000000000000000, {scopes}, \
+             CASE WHEN g % 10 = 0 THEN 1800000000000000000 + CAST(g AS BIGINT) * 1000000000 ELSE NULL END, 'abcdef', 1, \
+             {digest}, 'active', 'native', CASE WHEN g % 100 = 0 THEN 'owner-' || (g % 5000) ELSE NULL END"
+        ),
+        format!(
+            "INSERT INTO api_key_operations (id, key_id, service_account_id, kind, actor, created_at, changes) \
+             SELECT {op_id}, {id}, 'scale-1', 'create', 'system', 1, '{{}}'"
+        ),
+        format!(
+            "INSERT INTO api_key_idempotency (actor, key_hash, fingerprint, operation_id, created_at, expires_at) \
+             SELECT 'actor-' || (g % 100), {digest}, {digest}, {op_id}, 1, 2"
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,7 +49,7 @@ use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Connection as _, Row as _};
+use sqlx::{AssertSqlSafe, Connection as _, Row as _};
 
 use super::backend::{DEFAULT_TIMEOUT, join_scopes, split_scopes, timed};
 use super::key_store::StoreError;
@@ -297,6 +297,44 @@ mod tests {
         let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
         crate::store::sql::migrator_of(&Sqlite::SCHEMA[..version]).run(&pool).await.unwrap();
         (dir, SqliteStore::from_pool(pool, DEFAULT_TIMEOUT))
+    }
+
+    /// The plan of one query of [`explain_listings`](crate::store::sql::explain_listings):
+    /// no full scan of a table (`SCAN`, also of a whole index), only
+    /// searches.
+    async fn no_full_scan(
+        pool: &SqlitePool,
+        name: &str,
+        query: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) {
+        let rows: Vec<String> =
+            query.fetch_all(pool).await.unwrap().iter().map(|r| r.get::<String, _>("detail")).collect();
+        let plan = rows.join("\n");
+        assert!(!rows.iter().any(|d| d.starts_with("SCAN ")), "{name} scans a whole table:\n{plan}");
+        if name.starts_with("expiring") {
+            assert!(plan.contains("api_keys_expires_at"), "{name} does not use the expiry index:\n{plan}");
+        }
+    }
+
+    /// On 100,000 keys and log entries: every listing and lookup is an index
+    /// search (`EXPLAIN QUERY PLAN`, after `ANALYZE`), never a full scan.
+    #[tokio::test]
+    async fn listings_are_index_reads_on_a_large_table() {
+        let (_dir, store) = store_at(Sqlite::SCHEMA.len()).await;
+        let fill = crate::store::sql::explain_fill(
+            "printf('fx%018x', g)",
+            "printf('op%018x', g)",
+            "randomblob(32)",
+            "'a.read'",
+        );
+        for insert in fill {
+            let sql = format!(
+                "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 100000) {insert} FROM s"
+            );
+            sqlx::query(AssertSqlSafe(sql)).execute(store.pool()).await.unwrap();
+        }
+        sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
+        crate::store::sql::explain_listings!(store.pool(), "EXPLAIN QUERY PLAN", no_full_scan);
     }
 
     /// A database made by the previous release (schema version 1 and its
