@@ -49,7 +49,7 @@ use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Connection as _, Row as _};
+use sqlx::{Connection as _, Row as _};
 
 use super::backend::{DEFAULT_TIMEOUT, join_scopes, split_scopes, timed};
 use super::key_store::StoreError;
@@ -331,7 +331,7 @@ mod tests {
             let sql = format!(
                 "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 100000) {insert} FROM s"
             );
-            sqlx::query(AssertSqlSafe(sql)).execute(store.pool()).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(store.pool()).await.unwrap();
         }
         sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
         crate::store::sql::explain_listings!(store.pool(), "EXPLAIN QUERY PLAN", no_full_scan);
