@@ -43,6 +43,7 @@ pub mod idempotency;
 pub mod invalidation;
 pub(crate) mod key_store;
 pub(crate) mod memory;
+mod memory_resources;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 #[cfg(feature = "redis")]
