@@ -211,8 +211,8 @@ macro_rules! conformance_tests {
 }
 
 conformance_tests!(memory, Memory; also resources => Resources);
-conformance_tests!(sqlite, Sqlite; not_yet [Resources]);
-conformance_tests!(postgres, Postgres; not_yet [Resources]);
+conformance_tests!(sqlite, Sqlite; also resources => Resources);
+conformance_tests!(postgres, Postgres; also resources => Resources);
 // Redis keeps no resources yet.
 conformance_tests!(redis, Redis; not_yet [Resources]);
 

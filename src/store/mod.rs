@@ -53,6 +53,8 @@ pub(crate) mod redis;
 pub mod shielded;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_resources;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 pub(crate) mod view;
