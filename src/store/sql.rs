@@ -27,6 +27,9 @@
 //! - A new key control: nothing here (it is kept in the `controls` JSON
 //!   column; see [`backend`](super::backend)) unless a statement must query
 //!   it, which makes it a column.
+//! - Resources (organizations, clouds, folders, service accounts): their
+//!   statements and methods are in [`sql_resources`](super::sql_resources),
+//!   expanded inside the same macro.
 //! - A new column: a new migration file per dialect (never edit an applied
 //!   one: their checksums are recorded), the column in [`columns!`] and
 //!   [`INSERT`], one `.bind` in `insert_row` and one `try_get` in `decode`

@@ -327,14 +327,22 @@ macro_rules! sql_resources {
             Ok(())
         }
 
-        /// A unique violation of a name constraint (a concurrent writer
-        /// took the name between the check and the write) as
-        /// [`ResourceError::NameTaken`]; other errors as [`sqlx_error`].
+        /// A write that lost a race with a concurrent one (PostgreSQL, whose
+        /// constraints catch what the checks before it could not see): a
+        /// unique violation (the name was taken meanwhile) as
+        /// [`ResourceError::NameTaken`], a foreign key violation (the parent
+        /// was deleted meanwhile) as [`ResourceError::ParentNotFound`];
+        /// other errors as [`sqlx_error`].
         fn named(e: sqlx::Error, resource: &Resource) -> StoreError {
-            if let sqlx::Error::Database(db) = &e
-                && db.is_unique_violation()
-            {
-                return $crate::resource::name_taken(resource.kind(), resource.name()).into();
+            if let sqlx::Error::Database(db) = &e {
+                if db.is_unique_violation() {
+                    return $crate::resource::name_taken(resource.kind(), resource.name()).into();
+                }
+                if db.is_foreign_key_violation()
+                    && let Some(parent) = resource.parent()
+                {
+                    return ResourceError::ParentNotFound { kind: parent.kind(), id: parent.id().to_owned() }.into();
+                }
             }
             sqlx_error(e)
         }
@@ -418,12 +426,15 @@ macro_rules! sql_resources {
                     log_in(tx, &entry, account.as_str()).await?;
                 }
             }
-            built(rs::delete(target.kind()))
-                .bind(target.id().to_owned())
-                .execute(&mut **tx)
-                .await
-                .map_err(sqlx_error)?;
-            Ok(deleted)
+            let gone = built(rs::delete(target.kind())).bind(target.id().to_owned()).execute(&mut **tx).await;
+            match (gone, rs::first_child(target.kind())) {
+                // A child was created meanwhile (PostgreSQL's foreign keys).
+                (Err(sqlx::Error::Database(db)), Some((child, _))) if db.is_foreign_key_violation() => {
+                    Err(ResourceError::HasChildren { kind: target.kind(), id: target.id().to_owned(), child }.into())
+                }
+                (Err(e), _) => Err(sqlx_error(e)),
+                (Ok(_), _) => Ok(deleted),
+            }
         }
 
         /// Appends the resource log entry inside `tx`.

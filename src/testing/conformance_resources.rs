@@ -224,6 +224,27 @@ pub async fn resources<S: KeyStore>(store: &S) {
         "[{C}] find by name in the cloud"
     );
 
+    // Two creates racing for one name in one cloud: exactly one lands.
+    let contested = name("race");
+    let (x, y) = (account(f1_id, &contested), account(f2_id, &contested));
+    let (ex, ey) = (entry(), entry());
+    let (rx, ry) = tokio::join!(
+        store.commit_resource(ResourceChange::Create(x.clone()), &ex),
+        store.commit_resource(ResourceChange::Create(y.clone()), &ey),
+    );
+    assert_eq!(usize::from(rx.is_ok()) + usize::from(ry.is_ok()), 1, "[{C}] racing creates of one name: {rx:?} {ry:?}");
+    for (r, resource) in [(rx, &x), (ry, &y)] {
+        match r {
+            Ok(_) => {
+                commit(store, ResourceChange::Delete(resource.reference())).await;
+            }
+            Err(StoreError::Resource(ResourceError::NameTaken { .. })) => {
+                assert!(get(store, &resource.reference()).await.is_none(), "[{C}] the refused create wrote its row");
+            }
+            Err(e) => panic!("[{C}] the losing create must be NameTaken, got {e:?}"),
+        }
+    }
+
     // Listings: by name and by id, in pages of one.
     let folders = ResourceListing::Folders(cloud_id);
     let mut want = [(n1.clone(), f1.reference()), (n2.clone(), f2.reference())];
