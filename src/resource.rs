@@ -180,14 +180,15 @@ pub enum ResourceError {
         id: String,
     },
     /// The name is taken where it must be unique.
-    #[error("a {kind} named {name} already exists in its {scope}")]
+    #[error("the name {name} is already used by another {kind}{}", in_scope(*.scope))]
     NameTaken {
         /// The kind named.
         kind: ResourceKind,
         /// The name.
         name: String,
-        /// Where names of this kind are unique.
-        scope: ResourceKind,
+        /// The kind of resource within which names of this kind are unique
+        /// (`None`: among all organizations).
+        scope: Option<ResourceKind>,
     },
     /// A resource that still holds others cannot be deleted.
     #[error("{kind} {id} is not empty: delete the {child}s in it first")]
@@ -201,7 +202,7 @@ pub enum ResourceError {
     },
     /// A change that does not apply to the resource (a title on anything but
     /// an organization).
-    #[error("this change does not apply to a {kind}: {reason}")]
+    #[error("this change does not apply to this {kind}: {reason}")]
     InvalidChange {
         /// The kind changed.
         kind: ResourceKind,
@@ -1202,9 +1203,9 @@ impl ResourceCommit {
     }
 }
 
-/// Where names of `kind` must be unique: the kind of the scope and, for a
-/// new or renamed resource, the scope's id (a service account's cloud is
-/// found by the store, so it has none here).
+/// The kind of resource within which names of `kind` are unique: a cloud's
+/// in its organization, a folder's and a service account's in their cloud
+/// (`None` for organizations: among all of them).
 #[must_use]
 pub fn unique_scope(kind: ResourceKind) -> Option<ResourceKind> {
     match kind {
@@ -1217,9 +1218,12 @@ pub fn unique_scope(kind: ResourceKind) -> Option<ResourceKind> {
 /// The error telling `name` is taken for `kind`.
 #[must_use]
 pub fn name_taken(kind: ResourceKind, name: &ResourceName) -> ResourceError {
-    // Organization names are unique among all organizations; the scope
-    // printed for them is the kind itself.
-    ResourceError::NameTaken { kind, name: name.as_str().to_owned(), scope: unique_scope(kind).unwrap_or(kind) }
+    ResourceError::NameTaken { kind, name: name.as_str().to_owned(), scope: unique_scope(kind) }
+}
+
+/// ` in its <scope>` for a [`ResourceError::NameTaken`] message.
+fn in_scope(scope: Option<ResourceKind>) -> String {
+    scope.map(|s| format!(" in its {s}")).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -1335,6 +1339,33 @@ mod tests {
         assert_eq!(FolderStatus::parse("PENDING_DELETION"), Some(FolderStatus::PendingDeletion));
         assert_eq!(ResourceOperationKind::parse("delete"), Some(ResourceOperationKind::Delete));
         assert!(ResourceRef::parse(ResourceKind::Folder, "bad").is_err());
+    }
+
+    #[test]
+    fn errors_explain_themselves() {
+        let n = ResourceName::new("my-robot").unwrap();
+        assert_eq!(
+            name_taken(ResourceKind::ServiceAccount, &n).to_string(),
+            "the name my-robot is already used by another service account in its cloud"
+        );
+        assert_eq!(
+            name_taken(ResourceKind::Organization, &n).to_string(),
+            "the name my-robot is already used by another organization"
+        );
+        let full = ResourceError::HasChildren {
+            kind: ResourceKind::Folder,
+            id: DEFAULT_FOLDER_ID.to_owned(),
+            child: ResourceKind::ServiceAccount,
+        };
+        assert_eq!(
+            full.to_string(),
+            "folder defaultfolder0000000 is not empty: delete the service accounts in it first"
+        );
+        let missing = ResourceRef::Folder(ResourceId::default_folder()).not_found();
+        assert_eq!(missing.to_string(), "folder defaultfolder0000000 not found");
+        let long = "K".repeat(1000);
+        let e = format!("{long}=v").parse::<Labels>().unwrap_err().to_string();
+        assert!(e.len() < 200, "a bad label is cut short in the message: {e}");
     }
 
     #[test]

@@ -172,7 +172,7 @@ pub async fn resources<S: KeyStore>(store: &S) {
     })
     .await;
     refused(store, ResourceChange::Create(Resource::Folder(Folder::new(id(), cloud_id, at(0), n1.clone()))), |e| {
-        matches!(e, ResourceError::NameTaken { kind: ResourceKind::Folder, scope: ResourceKind::Cloud, .. })
+        matches!(e, ResourceError::NameTaken { kind: ResourceKind::Folder, scope: Some(ResourceKind::Cloud), .. })
     })
     .await;
     // A service account's name is unique in its cloud, not only its folder.
