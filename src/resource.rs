@@ -28,20 +28,34 @@
 //! every key naming it, in the same transaction.
 //!
 //! ```
-//! use api_keys::resource::{Labels, ResourceId, ResourceName, ServiceAccount, DEFAULT_FOLDER_ID};
-//! use api_keys::{Description, Timestamp};
+//! use api_keys::resource::{
+//!     Labels, Resource, ResourceChange, ResourceId, ResourceListing, ResourceLogEntry, ResourceName,
+//!     ServiceAccount,
+//! };
+//! use api_keys::{Actor, Description, KeyStore, MemoryStore, OperationId, Timestamp};
 //!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let store = MemoryStore::new();
+//! // A service account `my-robot` in the default folder.
 //! let robot = ServiceAccount::new(
 //!     ResourceId::generate()?.into(),
-//!     ResourceId::new(DEFAULT_FOLDER_ID)?,
+//!     ResourceId::default_folder(),
 //!     Timestamp::now(),
 //!     ResourceName::new("my-robot")?,
 //! )
 //! .with_description(Description::new("deploys the site")?)
 //! .with_labels("team=web,env=prod".parse::<Labels>()?);
-//! assert_eq!(robot.name.as_str(), "my-robot");
+//! let log = ResourceLogEntry::new(OperationId::generate()?, Actor::new("ops")?, Timestamp::now());
+//! store.commit_resource(ResourceChange::Create(Resource::ServiceAccount(robot)), &log).await?;
+//!
+//! // Found by name in its cloud, as `--service-account-name` would.
+//! let in_cloud = ResourceListing::ServiceAccountsOfCloud(ResourceId::default_cloud());
+//! let found = store.find_resource(&in_cloud, &ResourceName::new("my-robot")?).await?;
+//! let robot = found.and_then(Resource::into_service_account).ok_or("no such service account")?;
+//! // Its keys name it by `robot.id`; a bad name never gets this far.
+//! assert_eq!(robot.description.as_str(), "deploys the site");
 //! assert!(ResourceName::new("My_Robot").is_err());
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
 use std::collections::BTreeMap;
