@@ -48,7 +48,7 @@
 //! let log = ResourceLogEntry::new(OperationId::generate()?, Actor::new("ops")?, Timestamp::now());
 //! store.commit_resource(ResourceChange::Create(Resource::ServiceAccount(robot)), &log).await?;
 //!
-//! // Found by name in its cloud, as `--service-account-name` would.
+//! // Found by name in its cloud (names are unique there).
 //! let in_cloud = ResourceListing::ServiceAccountsOfCloud(ResourceId::default_cloud());
 //! let found = store.find_resource(&in_cloud, &ResourceName::new("my-robot")?).await?;
 //! let robot = found.and_then(Resource::into_service_account).ok_or("no such service account")?;
