@@ -21,6 +21,7 @@ mod manager;
 mod operation;
 mod random;
 mod record;
+pub mod resource;
 pub mod scan;
 mod scope;
 mod secret;

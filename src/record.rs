@@ -66,6 +66,12 @@ impl ServiceAccountId {
         if ok { Ok(Self(Arc::from(id))) } else { Err(FieldError::ServiceAccountId) }
     }
 
+    /// An id the caller knows is valid (a generated resource id).
+    pub(crate) fn from_valid(id: &str) -> Self {
+        debug_assert!(Self::new(id).is_ok());
+        Self(Arc::from(id))
+    }
+
     /// The id.
     #[must_use]
     pub fn as_str(&self) -> &str {

@@ -145,11 +145,12 @@ where
 }
 
 macro_rules! conformance_tests {
-    ($module:ident, $backend:ty) => {
+    ($module:ident, $backend:ty $(; also $($more:ident => $more_check:ident),+)? $(; not_yet [$($skip:ident),*])?) => {
         mod $module {
             use super::*;
 
-            conformance_tests!(@checks $backend;
+            conformance_tests!(@checks $backend; [$($($skip),*)?];
+                $($($more => $more_check,)+)?
                 insert_get_round_trip => InsertGetRoundTrip,
                 duplicate_id => DuplicateId,
                 duplicate_imported_digest => DuplicateImportedDigest,
@@ -190,7 +191,7 @@ macro_rules! conformance_tests {
             }
         }
     };
-    (@checks $backend:ty; $($name:ident => $check:ident),* $(,)?) => {
+    (@checks $backend:ty; [$($skip:ident),*]; $($name:ident => $check:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $name() {
@@ -200,7 +201,8 @@ macro_rules! conformance_tests {
 
         #[test]
         fn every_check_has_a_test() {
-            let listed = [$(Check::$check),*];
+            // A check a backend does not pass yet is named in `not_yet`.
+            let listed = [$(Check::$check,)* $(Check::$skip,)*];
             for check in Check::ALL {
                 assert!(listed.contains(check), "no test runs the check {check}");
             }
@@ -208,10 +210,11 @@ macro_rules! conformance_tests {
     };
 }
 
-conformance_tests!(memory, Memory);
-conformance_tests!(sqlite, Sqlite);
-conformance_tests!(postgres, Postgres);
-conformance_tests!(redis, Redis);
+conformance_tests!(memory, Memory; also resources => Resources);
+conformance_tests!(sqlite, Sqlite; also resources => Resources);
+conformance_tests!(postgres, Postgres; also resources => Resources);
+// Redis keeps no resources yet.
+conformance_tests!(redis, Redis; not_yet [Resources]);
 
 fn header(secret: &Secret) -> String {
     format!("Api-Key {}", secret.expose_secret())
@@ -550,4 +553,76 @@ async fn redis_connections_never_spend_more_credits_than_a_key_had() {
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }
+}
+
+/// The documents' flow over the library: a service account `my-robot`
+/// created in the default folder, found by name in its cloud, given keys
+/// through a [`KeyManager`] (which names it by id); deleting the account
+/// makes its keys fail verification at once and keeps their logs, and a
+/// key of a plain id no account holds is untouched.
+async fn service_account_flow<S: KeyStore + Clone>(store: S) {
+    use api_keys::resource::{
+        Resource, ResourceChange, ResourceId, ResourceListing, ResourceLogEntry, ResourceName, ResourceRef,
+        ServiceAccount,
+    };
+    use api_keys::{Actor, OperationId, OperationKind};
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_seconds(1_800_000_000).unwrap()));
+    let manager = KeyManager::builder(
+        Arc::new(store.clone()),
+        Peppers::single(Pepper::new(1, [7u8; 32]).unwrap()),
+        ScopeCatalog::yandex_cloud(),
+    )
+    .clock(clock.clone())
+    .build();
+    let verifier = manager.verifier().build();
+    let entry = || ResourceLogEntry::new(OperationId::generate().unwrap(), Actor::new("ops").unwrap(), clock.now());
+    let name = ResourceName::new("my-robot").unwrap();
+    let robot = ServiceAccount::new(
+        ResourceId::generate().unwrap().into(),
+        ResourceId::default_folder(),
+        clock.now(),
+        name.clone(),
+    );
+    store.commit_resource(ResourceChange::Create(Resource::ServiceAccount(robot)), &entry()).await.unwrap();
+    let in_cloud = ResourceListing::ServiceAccountsOfCloud(ResourceId::default_cloud());
+    let found = store.find_resource(&in_cloud, &name).await.unwrap().unwrap().into_service_account().unwrap();
+    let keys = [
+        manager.create(CreateRequest::new(found.id.as_str())).await.unwrap(),
+        manager.create(CreateRequest::new(found.id.as_str())).await.unwrap(),
+    ];
+    let plain = manager.create(CreateRequest::new("plain-principal")).await.unwrap();
+    for k in keys.iter().chain([&plain]) {
+        verifier.verify(header(&k.secret).as_bytes(), None).await.unwrap();
+    }
+    let listed = store.list(&found.id, PageRequest::first(10)).await.unwrap();
+    assert_eq!(listed.items.len(), 2);
+    let done = store
+        .commit_resource(ResourceChange::Delete(ResourceRef::ServiceAccount(found.id.clone())), &entry())
+        .await
+        .unwrap();
+    assert_eq!(done.deleted_keys.len(), 2);
+    for k in &keys {
+        let e = verifier.verify(header(&k.secret).as_bytes(), None).await.unwrap_err();
+        assert!(matches!(e, VerifyError::UnknownKey(Some(id)) if id == k.api_key.id), "{e:?}");
+        let log = store.operations(&k.api_key.id, PageRequest::starting(10, None)).await.unwrap().items;
+        let kinds: Vec<_> = log.iter().map(|op| (op.kind, op.actor.as_str())).collect();
+        assert_eq!(kinds, [(OperationKind::Delete, "ops"), (OperationKind::Create, "system")], "the key's log is kept");
+    }
+    verifier.verify(header(&plain.secret).as_bytes(), None).await.unwrap();
+    assert!(store.find_resource(&in_cloud, &name).await.unwrap().is_none(), "the name is free again");
+}
+
+#[tokio::test]
+async fn memory_service_account_flow() {
+    with::<Memory, _, _>(service_account_flow).await;
+}
+
+#[tokio::test]
+async fn sqlite_service_account_flow() {
+    with::<Sqlite, _, _>(service_account_flow).await;
+}
+
+#[tokio::test]
+async fn postgres_service_account_flow() {
+    with::<Postgres, _, _>(service_account_flow).await;
 }

@@ -74,6 +74,7 @@ macro_rules! forward_key_store {
             get get_by_digest get_many list touch_last_used commit operations pepper_fingerprint spend_credits
             list_by_external_id list_expiring ids_after operation with_record lend_now idempotency
             feed_head changes_after prune_feed
+            commit_resource resource list_resources find_resource resource_operations
         ]);
     };
     // `$yes` if the two names are the same method, else `$no` (each a
@@ -97,6 +98,11 @@ macro_rules! forward_key_store {
     (@if_same feed_head feed_head $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same changes_after changes_after $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same prune_feed prune_feed $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same commit_resource commit_resource $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same resource resource $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same list_resources list_resources $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same find_resource find_resource $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same resource_operations resource_operations $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same $a:ident $b:ident $yes:tt $no:tt) => { $crate::forward_key_store! $no; };
 
     // `all except`: each name in the list must be a forwardable method;
@@ -240,6 +246,35 @@ macro_rules! forward_key_store {
                 key: &$crate::store::idempotency::IdempotencyKey,
                 now: $crate::Timestamp
             ) -> Option<$crate::store::idempotency::IdempotencyRecord>);
+    };
+    (@method $attr:tt commit_resource $self:ident $to:tt) => {
+        $crate::forward_key_store!(@fn $attr $self $to
+            commit_resource(change: $crate::resource::ResourceChange, log: &$crate::resource::ResourceLogEntry)
+                -> $crate::resource::ResourceCommit);
+    };
+    (@method $attr:tt resource $self:ident $to:tt) => {
+        $crate::forward_key_store!(@fn $attr $self $to
+            resource(target: &$crate::resource::ResourceRef) -> Option<$crate::resource::Resource>);
+    };
+    (@method $attr:tt list_resources $self:ident $to:tt) => {
+        $crate::forward_key_store!(@fn $attr $self $to
+            list_resources(
+                listing: &$crate::resource::ResourceListing,
+                order: $crate::resource::ResourceOrder,
+                page: $crate::PageRequest<$crate::resource::ResourceCursor>
+            ) -> $crate::resource::ResourcePage);
+    };
+    (@method $attr:tt find_resource $self:ident $to:tt) => {
+        $crate::forward_key_store!(@fn $attr $self $to
+            find_resource(listing: &$crate::resource::ResourceListing, name: &$crate::resource::ResourceName)
+                -> Option<$crate::resource::Resource>);
+    };
+    (@method $attr:tt resource_operations $self:ident $to:tt) => {
+        $crate::forward_key_store!(@fn $attr $self $to
+            resource_operations(
+                target: &$crate::resource::ResourceRef,
+                page: $crate::PageRequest<$crate::OperationCursor>
+            ) -> $crate::resource::ResourceOperationPage);
     };
     // The one generic method.
     (@method [$($attr:tt)*] with_record $self:ident $to:tt) => {

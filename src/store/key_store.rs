@@ -12,6 +12,10 @@ use crate::controls::{CreditSpend, ExternalId};
 use crate::digest::Digest;
 use crate::operation::{Actor, Change, LogEntry, Operation, OperationCursor, OperationId};
 use crate::record::{KeyRecord, ServiceAccountId};
+use crate::resource::{
+    Resource, ResourceChange, ResourceCommit, ResourceCursor, ResourceListing, ResourceLogEntry, ResourceName,
+    ResourceOperationPage, ResourceOrder, ResourcePage, ResourceRef,
+};
 use crate::store::feed::{FeedPosition, FeedRead};
 use crate::token::KeyId;
 
@@ -56,6 +60,10 @@ pub enum StoreError {
     /// [`KeyStore::idempotency`].
     #[error("this idempotency key was already used")]
     IdempotencyKeyTaken,
+    /// A resource change was refused (an unknown parent, a taken name, a
+    /// folder that is not empty, …); nothing was written.
+    #[error(transparent)]
+    Resource(#[from] crate::resource::ResourceError),
     /// The database was migrated by a newer version of this crate: its
     /// schema is newer than this version understands, so it refuses to read
     /// it rather than misread it.
@@ -229,7 +237,12 @@ impl<T, C> Page<T, C> {
 /// - `commit` of entries carrying an idempotency claim records each claim
 ///   with the change, in the same transaction or script; a claim of a key
 ///   with a live record (same actor) is [`StoreError::IdempotencyKeyTaken`]
-///   and writes nothing; `idempotency` reads live records only.
+///   and writes nothing; `idempotency` reads live records only;
+/// - where a store keeps resources ([`crate::resource`]), `commit_resource`
+///   checks the hierarchy's rules before writing, writes the change, its
+///   log entry and (for a service account) the deletion of its keys with
+///   their log and feed entries in one atomic step, and the reads see a
+///   fresh store's default organization, cloud and folder.
 pub trait KeyStore: Send + Sync + 'static {
     /// Stores a new record: [`KeyStore::commit`] of [`Change::Insert`]
     /// with no log entry.
@@ -514,6 +527,91 @@ pub trait KeyStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<IdempotencyRecord>, StoreError>> + Send {
         let _ = (actor, key, now);
         std::future::ready(Err(StoreError::unavailable("this key store keeps no idempotency records")))
+    }
+
+    /// Applies a resource change ([module docs](crate::resource)) and
+    /// records `log` as its entry in the resource's operations log, in one
+    /// atomic step: both or neither. Deleting a service account deletes
+    /// every key naming it in the same step, with a
+    /// [`OperationKind::Delete`](crate::OperationKind::Delete) entry in each
+    /// key's log (by `log`'s actor, at its time) and a change feed entry per
+    /// key; the keys are returned so that a cache can drop them.
+    ///
+    /// The memory, SQLite and PostgreSQL stores keep resources; the
+    /// default, for a store that keeps none, fails closed with
+    /// [`StoreError::Unavailable`].
+    ///
+    /// # Errors
+    /// [`StoreError::Resource`] for a change the hierarchy refuses
+    /// (an unknown resource or parent, a taken name or id, a resource that
+    /// still holds others); [`StoreError::DuplicateOperation`] for a log
+    /// entry id already recorded; the store's error.
+    fn commit_resource(
+        &self,
+        change: ResourceChange,
+        log: &ResourceLogEntry,
+    ) -> impl Future<Output = Result<ResourceCommit, StoreError>> + Send {
+        let _ = (change, log);
+        std::future::ready(Err(StoreError::unavailable("this key store keeps no resources")))
+    }
+
+    /// One resource by kind and id; `None` if there is none. A service
+    /// account's `last_authenticated_at` is the latest `last_used_at` of its
+    /// keys, read now.
+    ///
+    /// # Errors
+    /// The store's error; the default's as for
+    /// [`KeyStore::commit_resource`].
+    fn resource(&self, target: &ResourceRef) -> impl Future<Output = Result<Option<Resource>, StoreError>> + Send {
+        let _ = target;
+        std::future::ready(Err(StoreError::unavailable("this key store keeps no resources")))
+    }
+
+    /// A page of the resources of `listing` in `order`, after the page's
+    /// cursor (keyset pages; an unknown parent lists nothing).
+    ///
+    /// # Errors
+    /// The store's error; the default's as for
+    /// [`KeyStore::commit_resource`].
+    fn list_resources(
+        &self,
+        listing: &ResourceListing,
+        order: ResourceOrder,
+        page: PageRequest<ResourceCursor>,
+    ) -> impl Future<Output = Result<ResourcePage, StoreError>> + Send {
+        let _ = (listing, order, page);
+        std::future::ready(Err(StoreError::unavailable("this key store keeps no resources")))
+    }
+
+    /// The resource of `listing` named `name`, if any (for organizations,
+    /// clouds and folders of a cloud, and service accounts of a cloud,
+    /// names are unique; among a folder's service accounts too).
+    ///
+    /// # Errors
+    /// The store's error; the default's as for
+    /// [`KeyStore::commit_resource`].
+    fn find_resource(
+        &self,
+        listing: &ResourceListing,
+        name: &ResourceName,
+    ) -> impl Future<Output = Result<Option<Resource>, StoreError>> + Send {
+        let _ = (listing, name);
+        std::future::ready(Err(StoreError::unavailable("this key store keeps no resources")))
+    }
+
+    /// One resource's operations log, newest first, paged by
+    /// [`OperationCursor`]; also after the resource was deleted.
+    ///
+    /// # Errors
+    /// The store's error; the default's as for
+    /// [`KeyStore::commit_resource`].
+    fn resource_operations(
+        &self,
+        target: &ResourceRef,
+        page: PageRequest<OperationCursor>,
+    ) -> impl Future<Output = Result<ResourceOperationPage, StoreError>> + Send {
+        let _ = (target, page);
+        std::future::ready(Err(StoreError::unavailable("this key store keeps no resources")))
     }
 }
 

@@ -35,12 +35,19 @@ use super::idempotency::{IdempotencyKey, IdempotencyRecord, PURGE_BATCH};
 use super::key_store::{
     KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError, apply_reissue, check_reissuable,
 };
+use super::memory_resources::Resources;
 use super::view::{RecordView, intern_account, intern_scopes};
 use crate::clock::Timestamp;
 use crate::controls::{CreditSpend, ExternalId, KeyControls};
 use crate::digest::Digest;
-use crate::operation::{Actor, Change, LogEntry, Operation, OperationCursor, OperationId, apply_update};
+use crate::operation::{
+    Actor, Change, LogEntry, Operation, OperationChanges, OperationCursor, OperationId, OperationKind, apply_update,
+};
 use crate::record::{Description, KeyKind, KeyRecord, KeyStatus, ReissueLinks, ServiceAccountId};
+use crate::resource::{
+    Resource, ResourceChange, ResourceCommit, ResourceCursor, ResourceListing, ResourceLogEntry, ResourceName,
+    ResourceOperationPage, ResourceOrder, ResourcePage, ResourceRef,
+};
 use crate::scope::ScopeSet;
 use crate::secret::MaskedKey;
 use crate::token::KeyId;
@@ -213,6 +220,7 @@ struct Index {
     log: OperationsLog,
     claims: Claims,
     feed: Feed,
+    resources: Resources,
 }
 
 /// The change feed: the latest [`Feed::KEEP`] entries (older ones are
@@ -690,6 +698,68 @@ impl MemoryStore {
         Page { items, next }
     }
 
+    /// A resource as read: a service account's `last_authenticated_at`
+    /// from its keys' last uses.
+    fn with_last_use(&self, index: &Index, resource: Resource) -> Resource {
+        match resource {
+            Resource::ServiceAccount(mut sa) => {
+                let map = self.keys.pin();
+                sa.last_authenticated_at = index
+                    .by_account
+                    .get(&sa.id)
+                    .and_then(|ids| ids.iter().filter_map(|id| map.get(id).and_then(|s| s.last_used_at)).max());
+                Resource::ServiceAccount(sa)
+            }
+            other => other,
+        }
+    }
+
+    /// A resource change under the writer lock: every check (and every
+    /// fallible step, the key log entries' ids included) runs before the
+    /// first write.
+    fn commit_resource_now(
+        &self,
+        index: &mut Index,
+        change: ResourceChange,
+        log: &ResourceLogEntry,
+    ) -> Result<ResourceCommit, StoreError> {
+        index.resources.check_log(log)?;
+        let doomed: Option<(ServiceAccountId, Vec<KeyId>)> = match &change {
+            ResourceChange::Delete(ResourceRef::ServiceAccount(sa)) => Some((
+                sa.clone(),
+                index.by_account.get(sa).map(|ids| ids.iter().copied().collect()).unwrap_or_default(),
+            )),
+            _ => None,
+        };
+        let plan = index.resources.plan(change)?;
+        let mut deleted = Vec::new();
+        if let Some((account, keys)) = doomed {
+            let entries = keys
+                .iter()
+                .map(|k| {
+                    LogEntry::new(
+                        *k,
+                        OperationKind::Delete,
+                        log.actor.clone(),
+                        log.created_at,
+                        OperationChanges::default(),
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(crate::resource::ResourceError::from)?;
+            index.log.check(&entries)?;
+            for k in &keys {
+                // Found under this lock a moment ago.
+                self.delete_now(index, k)?;
+            }
+            index.feed.append(keys.iter().map(|k| FeedChange::new(*k, true)).collect());
+            index.log.append(&entries, &account);
+            deleted = keys;
+        }
+        let left = index.resources.apply(plan, log);
+        Ok(ResourceCommit::new(left, deleted))
+    }
+
     fn delete_now(&self, index: &mut Index, id: &KeyId) -> Result<(), StoreError> {
         let map = self.keys.pin();
         let Some(stored) = map.remove(id) else {
@@ -777,6 +847,48 @@ impl KeyStore for MemoryStore {
 
     async fn operation(&self, id: &OperationId) -> Result<Option<Operation>, StoreError> {
         Ok(lock(&self.writer).log.ids.get(id).map(|op| Operation::clone(op)))
+    }
+
+    async fn commit_resource(
+        &self,
+        change: ResourceChange,
+        log: &ResourceLogEntry,
+    ) -> Result<ResourceCommit, StoreError> {
+        let mut index = lock(&self.writer);
+        self.commit_resource_now(&mut index, change, log)
+    }
+
+    async fn resource(&self, target: &ResourceRef) -> Result<Option<Resource>, StoreError> {
+        let index = lock(&self.writer);
+        Ok(index.resources.get(target).cloned().map(|r| self.with_last_use(&index, r)))
+    }
+
+    async fn list_resources(
+        &self,
+        listing: &ResourceListing,
+        order: ResourceOrder,
+        page: PageRequest<ResourceCursor>,
+    ) -> Result<ResourcePage, StoreError> {
+        let index = lock(&self.writer);
+        let found = index.resources.page(listing, order, &page);
+        Ok(Page { items: found.items.into_iter().map(|r| self.with_last_use(&index, r)).collect(), next: found.next })
+    }
+
+    async fn find_resource(
+        &self,
+        listing: &ResourceListing,
+        name: &ResourceName,
+    ) -> Result<Option<Resource>, StoreError> {
+        let index = lock(&self.writer);
+        Ok(index.resources.find(listing, name).map(|r| self.with_last_use(&index, r)))
+    }
+
+    async fn resource_operations(
+        &self,
+        target: &ResourceRef,
+        page: PageRequest<OperationCursor>,
+    ) -> Result<ResourceOperationPage, StoreError> {
+        Ok(lock(&self.writer).resources.operations(target, &page))
     }
 
     async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {

@@ -9,6 +9,12 @@
 //! [`StoreError::Unavailable`] or [`StoreError::Timeout`]; the verifier fails
 //! closed on both.
 //!
+//! The memory, SQLite and PostgreSQL stores also keep the resources that
+//! hold service accounts ([`crate::resource`]: organizations, clouds,
+//! folders, service accounts) through [`KeyStore`]'s provided resource
+//! methods, which every wrapper forwards; a store that keeps none answers
+//! them [`StoreError::Unavailable`].
+//!
 //! The stores themselves, [`KeyStore`], [`StoreError`], [`Page`],
 //! [`PageRequest`] and [`OldKeyFate`] are re-exported at the crate root,
 //! which is their one public path; this module holds what a backend author
@@ -45,6 +51,7 @@ pub(crate) mod key_store;
 #[cfg(feature = "cache")]
 mod membership;
 pub(crate) mod memory;
+mod memory_resources;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 #[cfg(feature = "redis")]
@@ -54,6 +61,8 @@ pub(crate) mod redis;
 pub mod shielded;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_resources;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 pub(crate) mod view;

@@ -27,6 +27,9 @@
 //! - A new key control: nothing here (it is kept in the `controls` JSON
 //!   column; see [`backend`](super::backend)) unless a statement must query
 //!   it, which makes it a column.
+//! - Resources (organizations, clouds, folders, service accounts): their
+//!   statements and methods are in [`sql_resources`](super::sql_resources),
+//!   expanded inside the same macro.
 //! - A new column: a new migration file per dialect (never edit an applied
 //!   one: their checksums are recorded), the column in [`columns!`] and
 //!   [`INSERT`], one `.bind` in `insert_row` and one `try_get` in `decode`
@@ -293,6 +296,7 @@ macro_rules! schema_versions {
             v!(7, "idempotency records", "0007_idempotency"),
             v!(8, "key controls without a column of their own in one JSON column", "0008_controls_column"),
             v!(9, "the change feed", "0009_change_feed"),
+            v!(10, "organizations, clouds, folders and service accounts", "0010_resources"),
         ]
     }};
 }
@@ -741,6 +745,8 @@ macro_rules! sql_key_store {
                 Ok((seq, op))
             }
 
+            $crate::store::sql_resources::sql_resources!($store);
+
             impl std::fmt::Debug for $store {
                 fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                     f.debug_struct(stringify!($store)).field("timeout", &self.timeout).finish_non_exhaustive()
@@ -1085,6 +1091,43 @@ macro_rules! sql_key_store {
                     timed(self.timeout, self.page_of(query, limit)).await
                 }
 
+                async fn commit_resource(
+                    &self,
+                    change: ResourceChange,
+                    log: &ResourceLogEntry,
+                ) -> Result<ResourceCommit, StoreError> {
+                    timed(self.timeout, self.commit_resource_sql(change, log)).await
+                }
+
+                async fn resource(&self, target: &ResourceRef) -> Result<Option<Resource>, StoreError> {
+                    timed(self.timeout, self.resource_sql(target)).await
+                }
+
+                async fn list_resources(
+                    &self,
+                    listing: &ResourceListing,
+                    order: ResourceOrder,
+                    page: PageRequest<ResourceCursor>,
+                ) -> Result<ResourcePage, StoreError> {
+                    timed(self.timeout, self.list_resources_sql(listing, order, page)).await
+                }
+
+                async fn find_resource(
+                    &self,
+                    listing: &ResourceListing,
+                    name: &ResourceName,
+                ) -> Result<Option<Resource>, StoreError> {
+                    timed(self.timeout, self.find_resource_sql(listing, name)).await
+                }
+
+                async fn resource_operations(
+                    &self,
+                    target: &ResourceRef,
+                    page: PageRequest<OperationCursor>,
+                ) -> Result<ResourceOperationPage, StoreError> {
+                    timed(self.timeout, self.resource_operations_sql(target, page)).await
+                }
+
                 async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
                     if updates.is_empty() {
                         return Ok(());
@@ -1111,7 +1154,7 @@ macro_rules! assert_all_versions_applied {
             .fetch_all($pool)
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     }};
 }
 #[cfg(test)]
@@ -1291,9 +1334,9 @@ macro_rules! check_previous_release_upgrade {
         .await
         .unwrap();
         let e = store.migrate().await.unwrap_err();
-        assert!(matches!(e, $crate::store::StoreError::SchemaTooNew { found: 99, supported: 9 }), "{e:?}");
+        assert!(matches!(e, $crate::store::StoreError::SchemaTooNew { found: 99, supported: 10 }), "{e:?}");
         let text = e.to_string();
-        assert!(text.contains("version 99") && text.contains("version 9 "), "{text}");
+        assert!(text.contains("version 99") && text.contains("version 10 "), "{text}");
         assert!(e.is_unavailable(), "a refused schema fails closed");
         // A refused migrate leaves no lock behind: refused again, at once.
         let again = tokio::time::timeout(std::time::Duration::from_secs(10), store.migrate()).await;
@@ -1502,6 +1545,141 @@ macro_rules! check_v6_upgrade {
 }
 #[cfg(test)]
 pub(super) use check_v6_upgrade;
+
+/// The body both dialects' tests of the upgrade from the release before
+/// resources (schema version 9) share, over a store `$store` whose schema is
+/// at version 9, with the dialect's versions `$schema`. It writes that
+/// release's keys through the store (the key tables are unchanged since):
+/// the previous release's keys of account `upgrade-robot` and keys of two
+/// accounts whose ids are not valid names (`CI_Robot`, `svc.deploy`),
+/// migrates, and checks: every key reads back equal and still verifies
+/// (the revoked one is still refused); the defaults exist; every account
+/// the keys named is a service account in the default folder, created when
+/// its first key was, named by its id where it fits and `sa-…` otherwise,
+/// and no other account exists; the new accounts work (renamed, deleted
+/// with their keys); a second migration changes nothing; the previous
+/// release's migrator refuses the upgraded database.
+#[cfg(test)]
+macro_rules! check_v9_upgrade {
+    ($store:expr, $schema:expr) => {{
+        use std::sync::Arc;
+
+        use $crate::resource::{
+            ResourceChange, ResourceId, ResourceListing, ResourceLogEntry, ResourceOrder, ResourcePatch, ResourceRef,
+        };
+        use $crate::store::KeyStore as _;
+        use $crate::{KeyManager, ScopeCatalog, ServiceAccountId, VerifyError};
+        let store = $store;
+        let old = $crate::store::sql::upgrade_tests::previous_release().await;
+        let odd = |id: &str, account: &str, at: i64| {
+            $crate::KeyRecord::new(
+                $crate::token::KeyId::parse(id).unwrap(),
+                ServiceAccountId::new(account).unwrap(),
+                $crate::KeyKind::Native,
+                1,
+                $crate::Digest::from_bytes([id.as_bytes()[0]; 32]),
+                $crate::secret::MaskedKey::from_tail(b"Xy12Z9"),
+                $crate::clock::Timestamp::from_unix_nanos(at),
+            )
+        };
+        let extra = [
+            odd("dddddddddddddddddddd", "CI_Robot", 1_700_000_000_000_000_009),
+            odd("eeeeeeeeeeeeeeeeeeee", "CI_Robot", 1_700_000_000_000_000_003),
+            odd("ffffffffffffffffffff", "svc.deploy", 1_700_000_000_000_000_005),
+        ];
+        for r in old.records.iter().chain(&extra) {
+            store.insert(r.clone()).await.unwrap();
+        }
+        store.migrate().await.unwrap();
+        $crate::store::sql::assert_all_versions_applied!(store.pool());
+        // Every key is as it was, and the ones that verified still do.
+        for r in old.records.iter().chain(&extra) {
+            assert_eq!(&*store.get(&r.id).await.unwrap().unwrap(), r, "{} changed in the upgrade", r.id);
+        }
+        let manager = KeyManager::builder(
+            Arc::new(store.clone()),
+            $crate::store::sql::upgrade_tests::peppers(),
+            ScopeCatalog::yandex_cloud(),
+        )
+        .clock(old.clock.clone())
+        .build();
+        let verifier = manager.verifier().accept_imported(true).build();
+        for (id, secret) in &old.secrets {
+            let header = format!("Api-Key {}", secret.expose_secret());
+            let p = verifier.verify(header.as_bytes(), None).await.unwrap_or_else(|e| panic!("{id}: {e:?}"));
+            assert_eq!(p.key_id(), id);
+        }
+        let header = format!("Api-Key {}", old.revoked.1.expose_secret());
+        let e = verifier.verify(header.as_bytes(), None).await.unwrap_err();
+        assert!(matches!(e, VerifyError::Revoked(_)), "{e:?}");
+        // The defaults.
+        for r in [
+            ResourceRef::Organization(ResourceId::default_organization()),
+            ResourceRef::Cloud(ResourceId::default_cloud()),
+            ResourceRef::Folder(ResourceId::default_folder()),
+        ] {
+            let found = store.resource(&r).await.unwrap().unwrap_or_else(|| panic!("{r} is missing"));
+            assert_eq!(found.name().as_str(), "default");
+        }
+        // Every account the keys named, and nothing else.
+        let folder = ResourceListing::ServiceAccounts(ResourceId::default_folder());
+        let page = $crate::PageRequest::starting(100, None);
+        let listed = store.list_resources(&folder, ResourceOrder::Id, page.clone()).await.unwrap();
+        let accounts: Vec<_> = listed.items.into_iter().map(|r| r.into_service_account().unwrap()).collect::<Vec<_>>();
+        let ids: Vec<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["CI_Robot", "svc.deploy", "upgrade-robot"]);
+        let first_key = |account: &str| {
+            old.records
+                .iter()
+                .chain(&extra)
+                .filter(|r| r.service_account_id.as_str() == account)
+                .map(|r| r.created_at)
+                .min()
+        };
+        for a in &accounts {
+            assert_eq!(a.folder_id, ResourceId::default_folder());
+            assert_eq!(Some(a.created_at), first_key(a.id.as_str()), "{}: created with its first key", a.id);
+        }
+        assert_eq!(accounts[2].name.as_str(), "upgrade-robot", "a fitting id is its own name");
+        let last_used = old.records.iter().filter_map(|r| r.last_used_at).max();
+        assert_eq!(accounts[2].last_authenticated_at, last_used, "its keys' last use");
+        for a in &accounts[..2] {
+            assert!(a.name.as_str().starts_with("sa-"), "{}: {}", a.id, a.name);
+            assert!($crate::resource::ResourceName::new(a.name.as_str()).is_ok());
+        }
+        assert_ne!(accounts[0].name, accounts[1].name);
+        // The accounts work: found by name, renamed, deleted with their keys.
+        let cloud = ResourceListing::ServiceAccountsOfCloud(ResourceId::default_cloud());
+        let found = store.find_resource(&cloud, &accounts[2].name).await.unwrap().unwrap();
+        assert_eq!(found.reference(), ResourceRef::ServiceAccount(accounts[2].id.clone()));
+        let entry = || {
+            ResourceLogEntry::new(
+                $crate::OperationId::generate().unwrap(),
+                $crate::Actor::system(),
+                $crate::clock::Timestamp::from_unix_nanos(1_900_000_000_000_000_000),
+            )
+        };
+        let ci = ResourceRef::ServiceAccount(accounts[0].id.clone());
+        let patch = ResourcePatch::new().name($crate::resource::ResourceName::new("ci-robot").unwrap());
+        store.commit_resource(ResourceChange::Update { target: ci.clone(), patch }, &entry()).await.unwrap();
+        let done = store.commit_resource(ResourceChange::Delete(ci), &entry()).await.unwrap();
+        assert_eq!(done.deleted_keys, [extra[0].id, extra[1].id]);
+        assert!(store.get(&extra[0].id).await.unwrap().is_none());
+        // Opened again (a restart): nothing to apply, nothing changes.
+        store.migrate().await.unwrap();
+        let listed = store.list_resources(&folder, ResourceOrder::Id, page.clone()).await.unwrap();
+        assert_eq!(listed.items.len(), 2);
+        // The previous release's migrator refuses the upgraded database.
+        let mut conn = store.pool().acquire().await.unwrap();
+        let refused =
+            $crate::store::sql::migrator_of(&$schema[..9]).run_direct(None, &mut *conn, false).await.unwrap_err();
+        assert!(matches!(refused, sqlx::migrate::MigrateError::VersionMissing(10)), "{refused:?}");
+        conn.close().await.unwrap();
+        store
+    }};
+}
+#[cfg(test)]
+pub(super) use check_v9_upgrade;
 
 /// What the dialects' upgrade tests check once the previous release's rows
 /// (an active native key `aaaa…` masked `Xy12Z9`, an imported key `bbbb…`
@@ -1840,6 +2018,11 @@ mod tests {
                     9,
                     "6baf75831d8e7c18e17ceeffd47713349ebdd78667ae030ef9f594dd5086abee774d882755d42a14eda5ae1541a95aac"
                         .to_owned()
+                ),
+                (
+                    10,
+                    "dc207365bf01b5e150204a91b0b91b77a0cc841b3847085105e3b4a57738a1f4c188b21e950a98dfe8d2fbfc956aad35"
+                        .to_owned()
                 )
             ]
         );
@@ -1895,6 +2078,11 @@ mod tests {
                 (
                     9,
                     "f67f6ba317e18b64b2daa87af8b1f70391e5a216ca9793d6e43304ddfc70736c96e68eaccfaa89c54975d584d7a52fda"
+                        .to_owned()
+                ),
+                (
+                    10,
+                    "d170596a76e1740dd54c2fc6f80485c783af9ff0ac3a9ca8041c4dea4742e02a223dde9dba33aef1ee24fa1cd8377296"
                         .to_owned()
                 )
             ]

@@ -400,6 +400,19 @@ mod tests {
         store.pool().close().await;
     }
 
+    /// A database of the release before resources (schema version 9)
+    /// upgrades and loses nothing: every key keeps verifying and every
+    /// account its keys named becomes a service account in the default
+    /// folder.
+    #[tokio::test]
+    async fn a_version_9_database_upgrades_to_resources_and_loses_nothing() {
+        let (_dir, store) = store_at(9).await;
+        let store = crate::store::sql::check_v9_upgrade!(store, Sqlite::SCHEMA);
+        let check: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(store.pool()).await.unwrap();
+        assert_eq!(check, "ok");
+        store.pool().close().await;
+    }
+
     #[tokio::test]
     async fn an_invalid_url_is_reported_when_connecting() {
         let e = SqliteStore::builder("postgres://not-sqlite").connect().await.unwrap_err();

@@ -22,11 +22,14 @@ mod controls;
 mod feed;
 #[path = "conformance_idempotency.rs"]
 mod idempotency;
+#[path = "conformance_resources.rs"]
+mod resources;
 pub use controls::{
     controls_round_trip, controls_update, list_by_external_id, list_expiring, spend_credits, spend_credits_race,
 };
 pub use feed::change_feed;
 pub use idempotency::idempotency_records;
+pub use resources::resources;
 
 /// One clause of the [`KeyStore`] contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -137,6 +140,17 @@ pub enum Check {
     /// another store, ahead of the store or behind pruning are refused as
     /// broken. A store without a feed passes.
     ChangeFeed,
+    /// The default organization, cloud and folder exist; resources round
+    /// trip through `commit_resource` and `resource`; unknown parents,
+    /// taken ids and names (a service account's name in its whole cloud),
+    /// titles off organizations, repeated log ids and deletes of
+    /// non-empty parents are refused with the typed error and write
+    /// nothing; listings page by name and by id; a service account's
+    /// `last_authenticated_at` is its keys' latest use; deleting it deletes
+    /// its keys with a log entry each and a `gone` feed entry each; each
+    /// resource's log lists its operations newest first. A store that
+    /// keeps no resources (the trait's defaults) fails it.
+    Resources,
 }
 
 impl Check {
@@ -174,6 +188,7 @@ impl Check {
         Check::OperationById,
         Check::IdempotencyRecords,
         Check::ChangeFeed,
+        Check::Resources,
     ];
 
     /// The check's name in `snake_case`.
@@ -212,6 +227,7 @@ impl Check {
             Check::OperationById => "operation_by_id",
             Check::IdempotencyRecords => "idempotency_records",
             Check::ChangeFeed => "change_feed",
+            Check::Resources => "resources",
         }
     }
 }
@@ -264,6 +280,7 @@ pub async fn run<S: KeyStore>(store: &S, check: Check) {
         Check::OperationById => operation_by_id(store).await,
         Check::IdempotencyRecords => idempotency::idempotency_records(store).await,
         Check::ChangeFeed => feed::change_feed(store).await,
+        Check::Resources => resources::resources(store).await,
     }
 }
 
