@@ -9,7 +9,8 @@
 # digits; digests that match no secret, so nothing here verifies), then
 # starts a release `keyctl serve` on loopback and polls its /metrics until
 # `keyctl_shield_trusted` is 1. Prints the fill time, the time to ready and
-# to trusted, the shield's bytes per id and the node's RSS; then stops the
+# to trusted, the shield's bytes per id, the node's RSS and the rows it
+# reads in an idle minute (`pg_stat_user_tables`); then stops the
 # node and drops the schema (KEEP=1 keeps it for another run). Nothing here
 # runs in CI.
 set -euo pipefail
@@ -61,6 +62,14 @@ bytes=$(grep '^keyctl_shield_bytes ' <<<"$m" | cut -d' ' -f2)
 rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 echo "ready (/readyz 200) after ${ready:-?} s; shield trusted after $trusted s"
 echo "shield: $ids ids, $bytes bytes ($(echo "scale=2; $bytes / $ids" | bc) bytes per id); node RSS ${rss} kB"
+# An idle minute: rows the node reads from the schema's tables.
+rows() {
+  psql -qtA "$db" -c "SELECT coalesce(sum(coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)), 0)
+    FROM pg_stat_user_tables WHERE schemaname = '$schema'"
+}
+before=$(rows)
+sleep 60
+echo "idle minute: $(( $(rows) - before )) rows read"
 kill $pid
 if [ "${KEEP:-0}" != 1 ]; then
   psql -q "$db" -c "DROP SCHEMA \"$schema\" CASCADE"
