@@ -331,6 +331,10 @@ pub async fn resources<S: KeyStore>(store: &S) {
     ok(C, "touch_last_used", store.touch_last_used(&[(k1.id, at(10)), (k2.id, at(20))]).await);
     let read = get(store, &a.reference()).await.and_then(Resource::into_service_account);
     assert_eq!(read.and_then(|sa| sa.last_authenticated_at), Some(at(20)), "[{C}] last_authenticated_at");
+    let described = ResourcePatch::new().description(Description::new("used").unwrap_or_default());
+    let left = commit(store, ResourceChange::Update { target: a.reference(), patch: described }).await.resource;
+    let left = left.and_then(Resource::into_service_account).unwrap_or_else(|| panic!("[{C}] no account returned"));
+    assert_eq!(left.last_authenticated_at, None, "[{C}] a commit returns the account as written");
 
     // Deleting the account deletes its keys, with their log entries and
     // feed entries.
@@ -352,7 +356,12 @@ pub async fn resources<S: KeyStore>(store: &S) {
     assert!(get(store, &a.reference()).await.is_none(), "[{C}] the account outlived its delete");
     assert_eq!(
         log_of(store, &a.reference()).await,
-        [ResourceOperationKind::Delete, ResourceOperationKind::Update, ResourceOperationKind::Create],
+        [
+            ResourceOperationKind::Delete,
+            ResourceOperationKind::Update,
+            ResourceOperationKind::Update,
+            ResourceOperationKind::Create
+        ],
         "[{C}] the account's log, newest first"
     );
 
