@@ -907,6 +907,16 @@ impl Resource {
         }
     }
 
+    /// The resource as a store writes it: without what is computed when
+    /// it is read (a service account's `last_authenticated_at`).
+    #[must_use]
+    pub fn as_written(mut self) -> Self {
+        if let Self::ServiceAccount(sa) = &mut self {
+            sa.last_authenticated_at = None;
+        }
+        self
+    }
+
     /// The folder, if it is one.
     #[must_use]
     pub fn into_folder(self) -> Option<Folder> {
@@ -1202,7 +1212,8 @@ pub type ResourceOperationPage = crate::Page<ResourceOperation, crate::Operation
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ResourceCommit {
-    /// The resource as created or updated (`None` after a delete).
+    /// The resource as created or updated, as written (`None` after a
+    /// delete; a service account's `last_authenticated_at` is left out).
     pub resource: Option<Resource>,
     /// The keys deleted with a service account, in id order (a cache
     /// drops and announces them as it does a key's delete).

@@ -97,6 +97,7 @@ impl Resources {
     pub(super) fn plan(&self, change: ResourceChange) -> Result<Plan, ResourceError> {
         match change {
             ResourceChange::Create(resource) => {
+                let resource = resource.as_written();
                 let target = resource.reference();
                 if self.items.contains_key(&target) {
                     return Err(ResourceError::AlreadyExists { kind: target.kind(), id: target.id().to_owned() });

@@ -352,7 +352,7 @@ macro_rules! sql_resources {
             target: &ResourceRef,
             patch: &$crate::resource::ResourcePatch,
         ) -> Result<Resource, StoreError> {
-            let old = resource_in(tx, target).await?.ok_or_else(|| target.not_found())?;
+            let old = resource_in(tx, target).await?.ok_or_else(|| target.not_found())?.as_written();
             let new = old.clone().patched(patch)?;
             if new.name() != old.name() {
                 let scope = match &new {
@@ -494,6 +494,7 @@ macro_rules! sql_resources {
                 let kind = change.operation_kind();
                 let (left, deleted) = match change {
                     ResourceChange::Create(resource) => {
+                        let resource = resource.as_written();
                         create_resource_in(&mut tx, &resource).await?;
                         (Some(resource), Vec::new())
                     }

@@ -14,7 +14,7 @@ const C: Check = Check::ChangeFeed;
 /// `ours` are seen (PostgreSQL shows a change once every older transaction
 /// of the cluster has ended, so this waits up to 20 s); returns them and
 /// the position after them.
-pub(super) async fn read_ours<S: KeyStore>(
+async fn read_ours<S: KeyStore>(
     store: &S,
     from: FeedPosition,
     page: u32,
