@@ -617,6 +617,14 @@ async fn memory_service_account_flow() {
     with::<Memory, _, _>(service_account_flow).await;
 }
 
+/// Through the record cache: keys verified (so cached) before their
+/// service account is deleted are refused at once after it.
+#[tokio::test]
+async fn cached_service_account_flow() {
+    use api_keys::store::cached::{CacheConfig, CachedStore};
+    service_account_flow(Arc::new(CachedStore::new(MemoryStore::new(), CacheConfig::default()))).await;
+}
+
 #[tokio::test]
 async fn sqlite_service_account_flow() {
     with::<Sqlite, _, _>(service_account_flow).await;

@@ -103,12 +103,13 @@ use moka::future::Cache;
 use tokio::time::Instant;
 
 use super::invalidation::{BusError, InvalidationBus, InvalidationSubscription, Publish};
-use super::key_store::{KeyStore, StoreError};
+use super::key_store::{KeyStore, PageRequest, StoreError};
 use super::{BuildIdHasher, RecordView, intern_account, intern_scopes};
 use crate::clock::Timestamp;
 use crate::digest::Digest;
 use crate::operation::{Change, LogEntry};
 use crate::record::{KeyKind, KeyRecord, ServiceAccountId};
+use crate::resource::{ResourceChange, ResourceCommit, ResourceLogEntry, ResourceRef};
 use crate::scope::ScopeSet;
 use crate::token::KeyId;
 
@@ -959,7 +960,7 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
     // record's count is only what it was when read, and the verifier never
     // reads it for a decision).
     crate::forward_key_store!(self => self.inner;
-        all except [get, get_by_digest, with_record, lend_now, touch_last_used, commit]);
+        all except [get, get_by_digest, with_record, lend_now, touch_last_used, commit, commit_resource]);
 
     fn get(&self, id: &KeyId) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
         self.lookup(CacheKey::Id(*id))
@@ -1034,6 +1035,47 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         let result = self.inner.commit(change, log).await;
         self.after_write(result.as_ref().map(drop), &ids, digest.as_slice(), &publish).await;
         result
+    }
+
+    /// Deleting a service account deletes its keys: they are dropped here
+    /// and announced to other nodes as a key's delete is. Their ids are read
+    /// before the write (one that fails or times out may still have been
+    /// applied) and joined with those the store reports deleted.
+    async fn commit_resource(
+        &self,
+        change: ResourceChange,
+        log: &ResourceLogEntry,
+    ) -> Result<ResourceCommit, StoreError> {
+        let mut ids = match &change {
+            ResourceChange::Delete(ResourceRef::ServiceAccount(account)) => self.account_key_ids(account).await?,
+            _ => Vec::new(),
+        };
+        let result = self.inner.commit_resource(change, log).await;
+        if let Ok(commit) = &result {
+            ids.extend(&commit.deleted_keys);
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        if !ids.is_empty() {
+            self.after_write(result.as_ref().map(drop), &ids, &[], &ids).await;
+        }
+        result
+    }
+}
+
+impl<S: KeyStore> CachedStore<S> {
+    /// Every key id of `account`, from the inner store, page by page.
+    async fn account_key_ids(&self, account: &ServiceAccountId) -> Result<Vec<KeyId>, StoreError> {
+        let mut ids = Vec::new();
+        let mut page = PageRequest::first(1000);
+        loop {
+            let found = self.inner.list(account, page).await?;
+            ids.extend(found.items.iter().map(|r| r.id));
+            match found.next {
+                Some(after) => page = PageRequest::after(1000, after),
+                None => return Ok(ids),
+            }
+        }
     }
 }
 
