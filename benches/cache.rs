@@ -52,8 +52,7 @@ use std::time::Duration;
 
 use api_keys::store::cached::{CacheConfig, CachedStore};
 use api_keys::{
-    CreateRequest, KeyId, KeyManager, KeyStore, MemoryStore, PostgresStore, RedisStore, RequiredScope, ScopeCatalog,
-    Verifier,
+    CreateRequest, KeyId, KeyManager, KeyStore, MemoryStore, PostgresStore, RedisStore, RequiredScope, Verifier,
 };
 use common::{Header, REQUIRED, SCOPES, XorShift, configure, fixture, floor_hmac, header_for, peppers, ready};
 use criterion::measurement::WallTime;
@@ -69,7 +68,7 @@ fn memory(c: &mut Criterion) {
 
     let config = CacheConfig::default().fresh_ttl(Duration::from_secs(3600)).max_staleness(Duration::from_secs(7200));
     let store = Arc::new(CachedStore::new(MemoryStore::with_capacity(KEYS), config));
-    let manager = KeyManager::builder(Arc::clone(&store), peppers(), ScopeCatalog::yandex_cloud()).build();
+    let manager = KeyManager::builder(Arc::clone(&store), peppers(), common::catalog()).build();
     let verifier = manager.verifier().last_used_interval(Duration::from_secs(3600)).build();
     let need = requirement(&manager);
     let headers: Vec<Header> = (0..KEYS)
@@ -206,7 +205,7 @@ fn postgres(c: &mut Criterion) {
         ),
     };
     let pool = store.pool().clone();
-    let manager = KeyManager::builder(Arc::new(store), peppers(), ScopeCatalog::yandex_cloud()).build();
+    let manager = KeyManager::builder(Arc::new(store), peppers(), common::catalog()).build();
     let verifier = manager.verifier().last_used_interval(Duration::from_secs(3600)).build();
     let need = requirement(&manager);
     let (headers, ids) = rt.block_on(seed(&manager, &verifier));
@@ -253,7 +252,7 @@ fn redis(c: &mut Criterion) {
     };
     let conn = store.connection().clone();
     let store = Arc::new(store);
-    let manager = KeyManager::builder(Arc::clone(&store), peppers(), ScopeCatalog::yandex_cloud()).build();
+    let manager = KeyManager::builder(Arc::clone(&store), peppers(), common::catalog()).build();
     let verifier = manager.verifier().last_used_interval(Duration::from_secs(3600)).build();
     let need = requirement(&manager);
     let (headers, ids) = rt.block_on(seed(&manager, &verifier));

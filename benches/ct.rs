@@ -97,7 +97,11 @@ fn fixture() -> Fixture {
     let manager = KeyManager::builder(
         Arc::new(MemoryStore::new()),
         Peppers::single(Pepper::new(1, [9u8; 32]).expect("pepper")),
-        ScopeCatalog::yandex_cloud(),
+        ScopeCatalog::builder()
+            .scope("yc.monitoring.read", "")
+            .defaults(["yc.monitoring.read"])
+            .build()
+            .expect("catalog"),
     )
     .build();
     let mut keep = Vec::new();

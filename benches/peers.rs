@@ -71,8 +71,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api_keys::{
-    CreateRequest, KeyManager, KeyRecord, KeyStore, MemoryStore, RequiredScope, ScopeCatalog, Token, TokenFormat,
-    Verifier,
+    CreateRequest, KeyManager, KeyRecord, KeyStore, MemoryStore, RequiredScope, Token, TokenFormat, Verifier,
 };
 use common::{
     CpuTime, REQUIRED, SCOPES, bench_verify_random, fixture, peppers, poll_once, run_with_chosen_clock, thread_cpu_ns,
@@ -184,7 +183,7 @@ fn hand_check(map: &HandMap, header: &str, digest: fn(&[u8]) -> String) -> Optio
 fn build_world(keys: usize) -> World {
     let started = Instant::now();
     let store = Arc::new(MemoryStore::with_capacity(keys));
-    let manager = KeyManager::builder(Arc::clone(&store), peppers(), ScopeCatalog::yandex_cloud()).build();
+    let manager = KeyManager::builder(Arc::clone(&store), peppers(), common::catalog()).build();
     let need = match manager.catalog().requirement(REQUIRED) {
         Ok(r) => r,
         Err(e) => panic!("requirement: {e}"),

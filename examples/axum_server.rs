@@ -79,7 +79,12 @@ async fn run() -> Result<(), BoxError> {
         Ok(p) => p.parse().map_err(|e| format!("PORT={p:?} is not a port number: {e}"))?,
         Err(_) => 3000,
     };
-    let catalog = ScopeCatalog::yandex_cloud();
+    // The scopes this service knows; `….manage` implies `….read`.
+    let catalog = ScopeCatalog::builder()
+        .scope(app::TRANSLATE_SCOPE, "Text translation")
+        .scope("yc.monitoring.manage", "Viewing and writing monitoring data")
+        .scope(app::MONITORING_SCOPE, "Viewing monitoring data")
+        .build()?;
     match std::env::var("API_KEYS_DATABASE_URL") {
         Ok(url) => database::serve(&url, port, catalog).await,
         Err(_) => {

@@ -59,7 +59,7 @@ fn measure(keys: usize, accounts: usize) -> Result<(), Box<dyn std::error::Error
     let manager = KeyManager::builder(
         Arc::new(MemoryStore::new()),
         Peppers::single(Pepper::generate(1)?),
-        ScopeCatalog::yandex_cloud(),
+        ScopeCatalog::builder().scope("yc.monitoring.manage", "").scope("yc.postbox.send", "").build()?,
     )
     .build();
     let (heap0, rss0) = (live_bytes(), rss_bytes());

@@ -31,9 +31,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // and a manual clock so the example can travel in time.
     let peppers = Peppers::single(Pepper::generate(1)?);
     let clock = Arc::new(ManualClock::new(Timestamp::now()));
-    let manager = KeyManager::builder(Arc::new(MemoryStore::new()), peppers, ScopeCatalog::yandex_cloud())
-        .clock(clock.clone())
-        .build();
+    // The scopes this service knows (`….manage` would imply `….read`).
+    let scopes = ScopeCatalog::builder()
+        .scope("yc.ai.translate.execute", "Text translation via the Translate API")
+        .scope("yc.monitoring.read", "Viewing data via the Monitoring API")
+        .scope("yc.postbox.send", "Sending emails via the Postbox API")
+        .scope("yc.serverless.functions.invoke", "Invoking functions via the Cloud Functions API")
+        .build()?;
+    let manager = KeyManager::builder(Arc::new(MemoryStore::new()), peppers, scopes).clock(clock.clone()).build();
     let verifier = manager.verifier().build();
     let catalog = manager.catalog();
 

@@ -36,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let manager = KeyManager::builder(
             Arc::clone(&store),
             Peppers::single(Pepper::generate(1)?),
-            ScopeCatalog::yandex_cloud(),
+            ScopeCatalog::builder().scope("yc.monitoring.read", "").defaults(["yc.monitoring.read"]).build()?,
         )
         .build();
         for i in 0..keys {

@@ -31,6 +31,13 @@ pub mod store;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
+// The unit tests share `testing::scope_catalog` with or without `test-util`.
+#[cfg(all(test, not(feature = "test-util")))]
+mod testing {
+    #[allow(unreachable_pub, reason = "public under `test-util`")]
+    mod catalog;
+    pub(crate) use catalog::scope_catalog;
+}
 mod token;
 mod verify;
 

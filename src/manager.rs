@@ -10,7 +10,7 @@
 //! let manager = KeyManager::builder(
 //!     Arc::new(MemoryStore::new()),
 //!     Peppers::single(Pepper::generate(1)?),
-//!     ScopeCatalog::yandex_cloud(),
+//!     ScopeCatalog::builder().scope("yc.monitoring.read", "Viewing monitoring data").build()?,
 //! )
 //! .build();
 //! let created = manager
@@ -408,7 +408,7 @@ impl<S: KeyStore> KeyManagerBuilder<S> {
 /// use api_keys::{KeyDirectory, MemoryStore, ScopeCatalog};
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let keys = KeyDirectory::new(Arc::new(MemoryStore::new()), ScopeCatalog::yandex_cloud());
+/// let keys = KeyDirectory::new(Arc::new(MemoryStore::new()), ScopeCatalog::builder().scope("yc.monitoring.read", "Viewing monitoring data").build()?);
 /// let page = keys.list("my-robot", api_keys::PageRequest::first(10)).await?;
 /// assert!(page.items.is_empty());
 /// # Ok::<(), api_keys::ManageError>(()) }).unwrap();
@@ -1225,7 +1225,7 @@ mod tests {
     }
 
     fn manager<S: KeyStore>(store: Arc<S>, peppers: &Peppers) -> KeyManager<S> {
-        KeyManager::builder(store, peppers.clone(), ScopeCatalog::yandex_cloud()).build()
+        KeyManager::builder(store, peppers.clone(), crate::testing::scope_catalog()).build()
     }
 
     #[tokio::test]
@@ -1294,7 +1294,7 @@ mod tests {
         let peppers = Peppers::single(Pepper::generate(1).unwrap());
         let store = Arc::new(MemoryStore::new());
         let id = manager(Arc::clone(&store), &peppers).create(CreateRequest::new("robot")).await.unwrap().api_key.id;
-        let keys = KeyDirectory::new(store, ScopeCatalog::yandex_cloud()).with_actor(Actor::new("ops").unwrap());
+        let keys = KeyDirectory::new(store, crate::testing::scope_catalog()).with_actor(Actor::new("ops").unwrap());
         assert_eq!(keys.list("robot", PageRequest::first(10)).await.unwrap().items.len(), 1);
         let (info, op) = keys.update(&id, UpdateRequest::new().description("d")).await.unwrap();
         assert_eq!((info.description.as_str(), op.actor.as_str()), ("d", "ops"));

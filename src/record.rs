@@ -533,10 +533,9 @@ impl<'de> Deserialize<'de> for CreatedKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scope::ScopeCatalog;
 
     pub(crate) fn sample() -> KeyRecord {
-        let c = ScopeCatalog::yandex_cloud();
+        let c = crate::testing::scope_catalog();
         KeyRecord {
             id: KeyId::parse("ajeuo7ng2p6u00000000").unwrap(),
             service_account_id: ServiceAccountId::new("ajegtlf2q28a00000000").unwrap(),

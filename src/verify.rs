@@ -42,7 +42,7 @@
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let peppers = Peppers::single(Pepper::generate(1)?);
-//! let manager = KeyManager::builder(Arc::new(MemoryStore::new()), peppers, ScopeCatalog::yandex_cloud()).build();
+//! let manager = KeyManager::builder(Arc::new(MemoryStore::new()), peppers, ScopeCatalog::builder().scope("yc.monitoring.read", "Viewing monitoring data").build()?).build();
 //! let verifier = manager.verifier().build();
 //!
 //! let created = manager.create(CreateRequest::new("my-robot").scopes(["yc.monitoring.read"])).await?;

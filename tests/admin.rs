@@ -38,7 +38,7 @@ fn manager<S: KeyStore>(store: S) -> KeyManager<S> {
     KeyManager::builder(
         Arc::new(store),
         Peppers::single(Pepper::new(1, [3u8; 32]).unwrap()),
-        ScopeCatalog::yandex_cloud(),
+        api_keys::testing::scope_catalog(),
     )
     .build()
 }
@@ -192,8 +192,8 @@ async fn scenario<S: KeyStore + Clone>(store: S) {
     assert_eq!(a.headers["cache-control"], "no-store", "an answer with a secret is never cached");
     let full = f.get(&format!("/apiKeys/{id}")).await.body;
     assert_eq!((full["status"].as_str(), full["enabled"].as_bool()), (Some("ACTIVE"), Some(true)), "{full}");
-    let monitoring = ScopeCatalog::yandex_cloud().requirement("yc.monitoring.read").unwrap();
-    let postbox = ScopeCatalog::yandex_cloud().requirement("yc.postbox.send").unwrap();
+    let monitoring = api_keys::testing::scope_catalog().requirement("yc.monitoring.read").unwrap();
+    let postbox = api_keys::testing::scope_catalog().requirement("yc.postbox.send").unwrap();
     let header = format!("Api-Key {secret}");
     verifier.verify(header.as_bytes(), Some(&postbox)).await.unwrap();
 
@@ -201,7 +201,8 @@ async fn scenario<S: KeyStore + Clone>(store: S) {
     let a = c.post("/apiKeys", json!({"serviceAccountId": SA})).await;
     assert_eq!(a.status, StatusCode::OK);
     secrets.push(a.body["secret"].as_str().unwrap().to_owned());
-    let defaults: Vec<String> = ScopeCatalog::yandex_cloud().defaults().iter().map(|s| s.as_str().to_owned()).collect();
+    let defaults: Vec<String> =
+        api_keys::testing::scope_catalog().defaults().iter().map(|s| s.as_str().to_owned()).collect();
     assert_eq!(a.body["apiKey"]["scopes"], json!(defaults));
     let a = c.post("/apiKeys", json!({"serviceAccountId": SA, "scopes": ["yc.nothing.here"]})).await;
     assert_error(&a, 400, 3, "unknown scope");
@@ -399,7 +400,7 @@ async fn scenario<S: KeyStore + Clone>(store: S) {
     // scopes (names, paged; descriptions with view=FULL) and the document
     let a = c.get("/apiKeyScopes").await;
     let names = a.body["scopes"].as_array().unwrap();
-    assert_eq!(names.len(), ScopeCatalog::yandex_cloud().list().len());
+    assert_eq!(names.len(), api_keys::testing::scope_catalog().list().len());
     assert!(names.contains(&json!("yc.monitoring.read")));
     assert_eq!(a.body["nextPageToken"], "");
     let mut paged = Vec::new();
@@ -431,7 +432,7 @@ async fn scenario<S: KeyStore + Clone>(store: S) {
 
 /// The cloud's validation limits on create, and its deprecated `scope`.
 async fn cloud_limits(c: &Client) {
-    let catalog = ScopeCatalog::yandex_cloud();
+    let catalog = api_keys::testing::scope_catalog();
     let a = c.post("/apiKeys", json!({"serviceAccountId": SA, "scopes": ["yc.postbox.send", "yc.postbox.send"]})).await;
     assert_error(&a, 400, 3, "duplicate scopes are refused, not merged");
     let many: Vec<String> = (0..101).map(|i| format!("s{i}")).collect();
@@ -904,7 +905,7 @@ async fn never_widen_scenario<S: KeyStore + Clone>(store: S) {
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
     let id = a.body["apiKey"]["id"].as_str().unwrap().to_owned();
     let header = format!("Api-Key {}", a.body["secret"].as_str().unwrap());
-    let translate = ScopeCatalog::yandex_cloud().requirement("yc.ai.translate.execute").unwrap();
+    let translate = api_keys::testing::scope_catalog().requirement("yc.ai.translate.execute").unwrap();
     let narrow = |body: &Value| {
         assert_eq!(body["response"]["scopes"], json!(["yc.postbox.send"]), "{body}");
         assert_eq!(body["response"]["expiresAt"], FUTURE, "{body}");

@@ -49,8 +49,7 @@ use api_keys::testing::conformance;
 use api_keys::testing::{Fault, FaultyStore, Op};
 use api_keys::{
     CreateRequest, CreatedKey, KeyId, KeyInfo, KeyKind, KeyManager, KeyStatus, KeyStore, ManageError, PageRequest,
-    Pepper, Peppers, PostgresStore, RedisStore, ScopeCatalog, Secret, ServiceAccountId, StoreError, Verifier,
-    VerifyError,
+    Pepper, Peppers, PostgresStore, RedisStore, Secret, ServiceAccountId, StoreError, Verifier, VerifyError,
 };
 use common::services::{chain, host_of, postgres_down, postgres_url, redis_down, redis_url};
 use common::stress::{self, Load};
@@ -71,7 +70,7 @@ fn peppers() -> Peppers {
 }
 
 fn manager<S: KeyStore>(store: S) -> (Arc<KeyManager<S>>, Arc<Verifier<S>>) {
-    let manager = KeyManager::builder(Arc::new(store), peppers(), ScopeCatalog::yandex_cloud()).build();
+    let manager = KeyManager::builder(Arc::new(store), peppers(), api_keys::testing::scope_catalog()).build();
     let verifier = manager.verifier().accept_imported(true).build();
     (Arc::new(manager), Arc::new(verifier))
 }

@@ -17,7 +17,7 @@ use api_keys::store::cached::{BusStatus, CacheConfig, CachedStore, Peek};
 use api_keys::store::invalidation::{InvalidationBus, MemoryBus};
 use api_keys::{
     Change, Clock, CreateRequest, Digest, KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore, LogEntry, ManualClock,
-    MemoryStore, Pepper, Peppers, ScopeCatalog, Secret, StoreError, UpdateRequest, Verifier, VerifyError,
+    MemoryStore, Pepper, Peppers, Secret, StoreError, UpdateRequest, Verifier, VerifyError,
 };
 use tokio::sync::oneshot;
 
@@ -159,7 +159,7 @@ struct Node<S: KeyStore> {
 
 fn node<S: KeyStore>(store: S, clock: Option<Arc<ManualClock>>) -> Node<S> {
     let store = Arc::new(store);
-    let mut builder = KeyManager::builder(Arc::clone(&store), peppers(), ScopeCatalog::yandex_cloud());
+    let mut builder = KeyManager::builder(Arc::clone(&store), peppers(), api_keys::testing::scope_catalog());
     if let Some(c) = clock {
         builder = builder.clock(c as Arc<dyn Clock>);
     }
@@ -777,7 +777,7 @@ async fn a_revoke_on_one_node_is_rejected_on_the_other<N: Nodes>(nodes: &N) -> [
 /// the bus message), though B had the old scopes cached for ten minutes.
 async fn a_scope_update_on_one_node_reaches_the_other<N: Nodes>(nodes: &N) {
     let (a, b) = (nodes.node().await, nodes.node().await);
-    let monitoring = ScopeCatalog::yandex_cloud().requirement("yc.monitoring.read").unwrap();
+    let monitoring = api_keys::testing::scope_catalog().requirement("yc.monitoring.read").unwrap();
 
     let heard = b.store.bus_status().received;
     let (id, header) = create(&a).await;

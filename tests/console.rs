@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use api_keys::admin::console::CONTENT_SECURITY_POLICY;
 use api_keys::admin::{AdminApi, StaticTokens};
-use api_keys::{KeyManager, MemoryStore, Pepper, Peppers, ScopeCatalog};
+use api_keys::{KeyManager, MemoryStore, Pepper, Peppers};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use tower::ServiceExt as _;
@@ -22,7 +22,7 @@ fn app() -> axum::Router {
     let manager = KeyManager::builder(
         Arc::new(MemoryStore::new()),
         Peppers::single(Pepper::new(1, [7u8; 32]).unwrap()),
-        ScopeCatalog::yandex_cloud(),
+        api_keys::testing::scope_catalog(),
     )
     .build();
     let auth = StaticTokens::new().token("ops", TOKEN).unwrap();

@@ -15,8 +15,8 @@ use api_keys::controls::{Credits, IpAllowList, KeyControls, LimitCheck, LimiterE
 use api_keys::http::{ApiKeyLayer, Cost, ForwardedHeader};
 use api_keys::testing::{Fault, FaultyStore, Op};
 use api_keys::{
-    Clock, CreateRequest, KeyId, KeyManager, KeyStore, ManualClock, MemoryStore, Pepper, Peppers, Principal,
-    ScopeCatalog, Timestamp, Verifier,
+    Clock, CreateRequest, KeyId, KeyManager, KeyStore, ManualClock, MemoryStore, Pepper, Peppers, Principal, Timestamp,
+    Verifier,
 };
 use axum::Router;
 use axum::routing::get;
@@ -38,7 +38,7 @@ impl Fixture {
         let manager = KeyManager::builder(
             Arc::clone(&store),
             Peppers::single(Pepper::generate(1).unwrap()),
-            ScopeCatalog::yandex_cloud(),
+            api_keys::testing::scope_catalog(),
         )
         .clock(clock.clone())
         .build();

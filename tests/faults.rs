@@ -12,7 +12,7 @@ use std::time::Duration;
 use api_keys::testing::{Fault, FaultyStore, Op};
 use api_keys::{
     ClientClass, CreateRequest, KeyManager, KeyStatus, KeyStore, ManageError, MemoryStore, PageRequest, Pepper,
-    Peppers, ScopeCatalog, Secret, StoreError, Verifier, VerifyError,
+    Peppers, Secret, StoreError, Verifier, VerifyError,
 };
 
 type Store = FaultyStore<MemoryStore>;
@@ -22,7 +22,7 @@ fn setup() -> (Arc<Store>, KeyManager<Store>, Verifier<Store>) {
     let manager = KeyManager::builder(
         store.clone(),
         Peppers::single(Pepper::new(1, [8u8; 32]).unwrap()),
-        ScopeCatalog::yandex_cloud(),
+        api_keys::testing::scope_catalog(),
     )
     .build();
     let verifier = manager.verifier().accept_imported(true).build();
@@ -178,8 +178,11 @@ async fn last_used_writes_are_retried_after_a_failure() {
 async fn a_pepper_check_against_a_failing_store_is_unavailable() {
     let store = Arc::new(FaultyStore::new(MemoryStore::new()));
     store.always(Op::PepperFingerprint, Fault::Error);
-    let m =
-        KeyManager::builder(store, Peppers::single(Pepper::new(1, [1u8; 32]).unwrap()), ScopeCatalog::yandex_cloud())
-            .build();
+    let m = KeyManager::builder(
+        store,
+        Peppers::single(Pepper::new(1, [1u8; 32]).unwrap()),
+        api_keys::testing::scope_catalog(),
+    )
+    .build();
     assert!(matches!(m.check_peppers().await, Err(api_keys::PepperCheckError::Store(StoreError::Unavailable(_)))));
 }

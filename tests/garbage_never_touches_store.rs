@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use api_keys::testing::{FaultyStore, Op};
-use api_keys::{CreateRequest, KeyManager, MemoryStore, Pepper, Peppers, ScopeCatalog, Verifier, VerifyError};
+use api_keys::{CreateRequest, KeyManager, MemoryStore, Pepper, Peppers, Verifier, VerifyError};
 
 type Store = FaultyStore<MemoryStore>;
 
@@ -25,7 +25,7 @@ async fn setup() -> (Arc<Store>, Verifier<Store>, Verifier<Store>, Vec<u8>) {
     let manager = KeyManager::builder(
         store.clone(),
         Peppers::single(Pepper::new(1, [9u8; 32]).unwrap()),
-        ScopeCatalog::yandex_cloud(),
+        api_keys::testing::scope_catalog(),
     )
     .build();
     let created = manager.create(CreateRequest::new("robot")).await.unwrap();

@@ -25,7 +25,7 @@ use api_keys::scan::github::{
 use api_keys::testing::{Fault, FaultyStore, Op};
 use api_keys::{
     CreateRequest, KeyId, KeyManager, KeyStatus, ManualClock, MemoryStore, Operation, OperationCursor, OperationKind,
-    PageRequest, Pepper, Peppers, ScopeCatalog, Timestamp, TokenFormat, token_checksum,
+    PageRequest, Pepper, Peppers, Timestamp, TokenFormat, token_checksum,
 };
 use axum::Router;
 use axum::body::Body;
@@ -98,7 +98,8 @@ impl Fixture {
         let clock = Arc::new(ManualClock::new(Timestamp::from_unix_seconds(1_800_000_000).unwrap()));
         let store = Arc::new(FaultyStore::new(MemoryStore::new()));
         let peppers = Peppers::single(Pepper::generate(1).unwrap());
-        let manager = KeyManager::builder(store, peppers, ScopeCatalog::yandex_cloud()).clock(clock.clone()).build();
+        let manager =
+            KeyManager::builder(store, peppers, api_keys::testing::scope_catalog()).clock(clock.clone()).build();
         Self { manager: Arc::new(manager), clock, github: Github::new("github-key-1"), recorder: Recorder::default() }
     }
 
@@ -596,7 +597,7 @@ impl NowPlus for ManualClock {
 /// same report again. Prints the times under `what` and returns them.
 async fn ten_thousand_over<S: api_keys::KeyStore>(store: Arc<S>, what: &str) -> Vec<Duration> {
     let peppers = Peppers::single(Pepper::generate(1).unwrap());
-    let manager = Arc::new(KeyManager::builder(store, peppers, ScopeCatalog::yandex_cloud()).build());
+    let manager = Arc::new(KeyManager::builder(store, peppers, api_keys::testing::scope_catalog()).build());
     let mut tokens = Vec::with_capacity(10_000);
     for _ in 0..1_000 {
         tokens.push(manager.create(CreateRequest::new("robot")).await.unwrap().secret.expose_secret().to_owned());

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use api_keys::http::ApiKeyLayer;
 use api_keys::testing::{Fault, FaultyStore, Op};
-use api_keys::{CreateRequest, KeyManager, KeyStore, MemoryStore, Pepper, Peppers, ScopeCatalog};
+use api_keys::{CreateRequest, KeyManager, KeyStore, MemoryStore, Pepper, Peppers};
 use tonic::Code;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -49,7 +49,7 @@ fn peppers() -> Peppers {
 #[tokio::test]
 async fn grpc_clients_get_grpc_statuses() {
     let store = Arc::new(FaultyStore::new(MemoryStore::new()));
-    let manager = KeyManager::builder(Arc::clone(&store), peppers(), ScopeCatalog::yandex_cloud()).build();
+    let manager = KeyManager::builder(Arc::clone(&store), peppers(), api_keys::testing::scope_catalog()).build();
     let catalog = manager.catalog().clone();
     let layer =
         ApiKeyLayer::new(manager.verifier().build()).require_scope(catalog.requirement("yc.monitoring.read").unwrap());

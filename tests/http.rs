@@ -109,7 +109,7 @@ impl Keys {
         log_buffer();
         let store = Arc::new(FaultyStore::new(MemoryStore::new()));
         let clock = Arc::new(ManualClock::new(Timestamp::now()));
-        let catalog = ScopeCatalog::yandex_cloud();
+        let catalog = api_keys::testing::scope_catalog();
         let manager =
             KeyManager::builder(Arc::clone(&store), Peppers::single(Pepper::generate(1).unwrap()), catalog.clone())
                 .clock(clock.clone())
@@ -582,7 +582,7 @@ async fn the_router_serves_keys_from_sqlite() {
     remove(&path);
     let url = format!("sqlite:{}", path.display());
     let store = Arc::new(api_keys::SqliteStore::connect(&url).await.unwrap());
-    let catalog = ScopeCatalog::yandex_cloud();
+    let catalog = api_keys::testing::scope_catalog();
     let manager = KeyManager::builder(store, Peppers::single(Pepper::generate(1).unwrap()), catalog.clone()).build();
     let created = manager.create(CreateRequest::new("robot-sql").scopes(["yc.monitoring.manage"])).await.unwrap();
     let token = created.secret.expose_secret().to_owned();

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api_keys::http::ApiKeyLayer;
-use api_keys::{ClientClass, CreateRequest, KeyManager, MemoryStore, Pepper, Peppers, ScopeCatalog};
+use api_keys::{ClientClass, CreateRequest, KeyManager, MemoryStore, Pepper, Peppers};
 use common::app;
 use common::hostile::{CASES, Outcome, render};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -56,7 +56,7 @@ async fn raw_status(addr: std::net::SocketAddr, auth_lines: &[Vec<u8>]) -> u16 {
 
 #[tokio::test]
 async fn hostile_values_over_http() {
-    let catalog = ScopeCatalog::yandex_cloud();
+    let catalog = api_keys::testing::scope_catalog();
     let manager = KeyManager::builder(
         Arc::new(MemoryStore::new()),
         Peppers::single(Pepper::new(1, [6u8; 32]).unwrap()),

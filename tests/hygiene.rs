@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use api_keys::header::parse_authorization;
 use api_keys::{
-    CreateRequest, KeyManager, KeyStore, ManageError, ManualClock, MemoryStore, Pepper, Peppers, ScopeCatalog, Secret,
-    Timestamp, Token, TokenFormat,
+    CreateRequest, KeyManager, KeyStore, ManageError, ManualClock, MemoryStore, Pepper, Peppers, Secret, Timestamp,
+    Token, TokenFormat,
 };
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -34,8 +34,9 @@ async fn nothing_secret_in_debug_or_errors_across_the_lifecycle() {
     let clock = Arc::new(ManualClock::new(Timestamp::from_unix_seconds(1_800_000_000).unwrap()));
     let store = Arc::new(MemoryStore::new());
     let peppers = Peppers::single(Pepper::new(1, pepper_bytes).unwrap());
-    let manager =
-        KeyManager::builder(store.clone(), peppers.clone(), ScopeCatalog::yandex_cloud()).clock(clock.clone()).build();
+    let manager = KeyManager::builder(store.clone(), peppers.clone(), api_keys::testing::scope_catalog())
+        .clock(clock.clone())
+        .build();
     let verifier = manager.verifier().accept_imported(true).build();
 
     let created = manager

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use api_keys::admin::{AdminApi, StaticTokens};
 use api_keys::testing::{Fault, FaultyStore, Op};
-use api_keys::{KeyManager, KeyStore, MemoryStore, Pepper, Peppers, ScopeCatalog};
+use api_keys::{KeyManager, KeyStore, MemoryStore, Pepper, Peppers};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -22,9 +22,12 @@ const TOKEN: &str = "ops-admin-token-0123456789";
 const SA: &str = "robot";
 
 async fn serve<S: KeyStore>(store: Arc<S>) -> String {
-    let manager =
-        KeyManager::builder(store, Peppers::single(Pepper::new(1, [3u8; 32]).unwrap()), ScopeCatalog::yandex_cloud())
-            .build();
+    let manager = KeyManager::builder(
+        store,
+        Peppers::single(Pepper::new(1, [3u8; 32]).unwrap()),
+        api_keys::testing::scope_catalog(),
+    )
+    .build();
     let tokens = StaticTokens::new().token("ops", TOKEN).unwrap();
     let app = axum::Router::new().nest("/iam/v1", AdminApi::new(manager, tokens).router());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

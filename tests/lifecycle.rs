@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use api_keys::{
     ClientClass, CreateRequest, DenyAll, KeyId, KeyManager, KeyStatus, ManageError, ManualClock, MemoryStore,
-    PageRequest, Pepper, PepperCheckError, Peppers, PolicyDenied, ScopeCatalog, ScopeError, Secret, Timestamp,
-    Verifier, VerifyError,
+    PageRequest, Pepper, PepperCheckError, Peppers, PolicyDenied, ScopeError, Secret, Timestamp, Verifier, VerifyError,
 };
 
 const T0: i64 = 1_800_000_000; // 2027-01-15T08:00:00Z
@@ -26,7 +25,7 @@ fn fixture() -> Fixture {
     let manager = KeyManager::builder(
         Arc::new(MemoryStore::new()),
         Peppers::single(Pepper::new(1, [7u8; 32]).unwrap()),
-        ScopeCatalog::yandex_cloud(),
+        api_keys::testing::scope_catalog(),
     )
     .clock(clock.clone())
     .build();
@@ -174,7 +173,7 @@ async fn bad_input_is_refused_and_nothing_is_written() {
 async fn creation_policy_can_forbid_keys() {
     let store = Arc::new(MemoryStore::new());
     let peppers = Peppers::single(Pepper::new(1, [1u8; 32]).unwrap());
-    let m = KeyManager::builder(store.clone(), peppers.clone(), ScopeCatalog::yandex_cloud())
+    let m = KeyManager::builder(store.clone(), peppers.clone(), api_keys::testing::scope_catalog())
         .policy(DenyAll("organisation policy forbids API keys".into()))
         .build();
     let e = m.create(CreateRequest::new("sa")).await.unwrap_err();
@@ -182,7 +181,7 @@ async fn creation_policy_can_forbid_keys() {
     assert!(store.is_empty());
 
     // A closure policy: only keys with an expiry, and no reissue.
-    let m = KeyManager::builder(store.clone(), peppers, ScopeCatalog::yandex_cloud())
+    let m = KeyManager::builder(store.clone(), peppers, api_keys::testing::scope_catalog())
         .policy(|r: &api_keys::KeyRequest<'_>| {
             if r.operation == api_keys::OperationKind::Reissue {
                 return Err(PolicyDenied::new("reissue disabled"));
@@ -366,13 +365,14 @@ async fn last_used_is_coalesced_and_flushed_in_batches() {
 async fn pepper_rotation_keeps_old_keys_valid() {
     let store = Arc::new(MemoryStore::new());
     let p1 = Pepper::new(1, [1u8; 32]).unwrap();
-    let m1 = KeyManager::builder(store.clone(), Peppers::single(p1.clone()), ScopeCatalog::yandex_cloud()).build();
+    let m1 =
+        KeyManager::builder(store.clone(), Peppers::single(p1.clone()), api_keys::testing::scope_catalog()).build();
     let old = m1.create(CreateRequest::new("sa")).await.unwrap();
     let imported = Secret::from("AQVNlegacyLegacyLegacy0123456789".to_owned());
     m1.import(CreateRequest::new("sa"), &imported).await.unwrap();
 
     let rotated = Peppers::new(Pepper::new(2, [2u8; 32]).unwrap(), [p1]).unwrap();
-    let m2 = KeyManager::builder(store.clone(), rotated, ScopeCatalog::yandex_cloud()).build();
+    let m2 = KeyManager::builder(store.clone(), rotated, api_keys::testing::scope_catalog()).build();
     let new = m2.create(CreateRequest::new("sa")).await.unwrap();
     let v2 = m2.verifier().accept_imported(true).build();
     v2.verify(header(&old.secret).as_bytes(), None).await.unwrap();
@@ -382,7 +382,7 @@ async fn pepper_rotation_keeps_old_keys_valid() {
 
     // A verifier without the old pepper fails closed for old keys.
     let only2 = Peppers::single(Pepper::new(2, [2u8; 32]).unwrap());
-    let m3 = KeyManager::builder(store, only2, ScopeCatalog::yandex_cloud()).build();
+    let m3 = KeyManager::builder(store, only2, api_keys::testing::scope_catalog()).build();
     let e = m3.verifier().build().verify(header(&old.secret).as_bytes(), None).await.unwrap_err();
     assert!(matches!(e, VerifyError::UnknownPepper { version: 1, .. }));
     assert_eq!(e.client_class(), ClientClass::Unavailable);
@@ -395,12 +395,13 @@ async fn pepper_rotation_keeps_old_keys_valid() {
 async fn the_same_secret_cannot_be_imported_twice_across_a_pepper_rotation() {
     let store = Arc::new(MemoryStore::new());
     let p1 = Pepper::new(1, [1u8; 32]).unwrap();
-    let m1 = KeyManager::builder(store.clone(), Peppers::single(p1.clone()), ScopeCatalog::yandex_cloud()).build();
+    let m1 =
+        KeyManager::builder(store.clone(), Peppers::single(p1.clone()), api_keys::testing::scope_catalog()).build();
     let secret = Secret::from("AQVNlegacyLegacyLegacy0123456789".to_owned());
     let a = m1.import(CreateRequest::new("team-a"), &secret).await.unwrap();
 
     let rotated = Peppers::new(Pepper::new(2, [2u8; 32]).unwrap(), [p1]).unwrap();
-    let m2 = KeyManager::builder(store.clone(), rotated, ScopeCatalog::yandex_cloud()).build();
+    let m2 = KeyManager::builder(store.clone(), rotated, api_keys::testing::scope_catalog()).build();
     let again = m2.import(CreateRequest::new("team-b"), &secret).await;
     assert!(matches!(again, Err(ManageError::AlreadyImported)), "{again:?}");
     // It still authenticates as team-a, and only as team-a.
@@ -457,23 +458,28 @@ async fn created_key_prints_the_api_key_yaml_shape() {
 async fn a_wrong_pepper_is_refused_at_start() {
     let store = Arc::new(MemoryStore::new());
     let right = Pepper::new(1, [1u8; 32]).unwrap();
-    let m = KeyManager::builder(store.clone(), Peppers::single(right.clone()), ScopeCatalog::yandex_cloud()).build();
+    let m =
+        KeyManager::builder(store.clone(), Peppers::single(right.clone()), api_keys::testing::scope_catalog()).build();
     m.check_peppers().await.unwrap();
     m.check_peppers().await.unwrap();
 
     let wrong = Peppers::single(Pepper::new(1, [9u8; 32]).unwrap());
-    let m_wrong = KeyManager::builder(store.clone(), wrong, ScopeCatalog::yandex_cloud()).build();
+    let m_wrong = KeyManager::builder(store.clone(), wrong, api_keys::testing::scope_catalog()).build();
     let e = m_wrong.check_peppers().await.unwrap_err();
     assert!(matches!(e, PepperCheckError::Mismatch { version: 1 }), "{e:?}");
     assert!(e.to_string().contains("pepper version 1"), "{e}");
 
     // A rotation: version 2 is new, version 1 still matches.
     let rotated = Peppers::new(Pepper::new(2, [2u8; 32]).unwrap(), [right]).unwrap();
-    let m2 = KeyManager::builder(store.clone(), rotated, ScopeCatalog::yandex_cloud()).build();
+    let m2 = KeyManager::builder(store.clone(), rotated, api_keys::testing::scope_catalog()).build();
     m2.check_peppers().await.unwrap();
     // ... and from then on version 2 is pinned too.
     let wrong2 = Peppers::single(Pepper::new(2, [8u8; 32]).unwrap());
-    let e = KeyManager::builder(store, wrong2, ScopeCatalog::yandex_cloud()).build().check_peppers().await.unwrap_err();
+    let e = KeyManager::builder(store, wrong2, api_keys::testing::scope_catalog())
+        .build()
+        .check_peppers()
+        .await
+        .unwrap_err();
     assert!(matches!(e, PepperCheckError::Mismatch { version: 2 }), "{e:?}");
 }
 
@@ -750,7 +756,7 @@ async fn a_store_that_lends_at_once_is_never_asked_and_one_that_cannot_gives_the
     for lend in [true, false] {
         let store = Arc::new(Lending { lend, ..Lending::default() });
         let peppers = Peppers::single(Pepper::new(1, [7u8; 32]).unwrap());
-        let manager = KeyManager::builder(Arc::clone(&store), peppers, ScopeCatalog::yandex_cloud()).build();
+        let manager = KeyManager::builder(Arc::clone(&store), peppers, api_keys::testing::scope_catalog()).build();
         let verifier = manager.verifier().build();
         let plain = manager.create(CreateRequest::new("robot").scopes(["yc.monitoring.read"])).await.unwrap();
         let credits = api_keys::controls::Credits::new(2).unwrap();
@@ -800,7 +806,7 @@ async fn the_layer_answers_alike_whether_the_store_lends_at_once_or_is_asked() {
     for lend in [true, false] {
         let store = Arc::new(Lending { lend, ..Lending::default() });
         let peppers = Peppers::single(Pepper::new(1, [7u8; 32]).unwrap());
-        let manager = KeyManager::builder(Arc::clone(&store), peppers, ScopeCatalog::yandex_cloud()).build();
+        let manager = KeyManager::builder(Arc::clone(&store), peppers, api_keys::testing::scope_catalog()).build();
         let plain = manager.create(CreateRequest::new("robot").scopes(["yc.monitoring.read"])).await.unwrap();
         let other = manager.create(CreateRequest::new("robot").scopes(["yc.logging.write"])).await.unwrap();
         let credits = api_keys::controls::Credits::new(1).unwrap();

@@ -16,8 +16,8 @@ use api_keys::store::cached::CachedStore;
 use api_keys::store::invalidation::{BusError, InvalidationBus, InvalidationSubscription, MemoryBus};
 use api_keys::store::shielded::{ShieldConfig, ShieldedStore};
 use api_keys::{
-    CreateRequest, KeyId, KeyManager, KeyRecord, KeyStore, MemoryStore, Pepper, Peppers, ScopeCatalog, StoreError,
-    TokenFormat, Verifier, VerifyError,
+    CreateRequest, KeyId, KeyManager, KeyRecord, KeyStore, MemoryStore, Pepper, Peppers, StoreError, TokenFormat,
+    Verifier, VerifyError,
 };
 
 /// A store that counts `get`s (store queries) and can fail `ids_after`.
@@ -51,7 +51,7 @@ fn peppers() -> Peppers {
 }
 
 fn manager<S: KeyStore>(store: Arc<S>) -> KeyManager<S> {
-    KeyManager::builder(store, peppers(), ScopeCatalog::yandex_cloud()).build()
+    KeyManager::builder(store, peppers(), api_keys::testing::scope_catalog()).build()
 }
 
 fn header(secret: &str) -> Vec<u8> {

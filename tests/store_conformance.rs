@@ -22,8 +22,7 @@ use std::time::Duration;
 use api_keys::testing::conformance::{self, Check};
 use api_keys::{
     Clock, CreateRequest, KeyKind, KeyManager, KeyStatus, KeyStore, ManageError, ManualClock, MemoryStore, PageRequest,
-    Pepper, Peppers, PostgresStore, RedisStore, ScopeCatalog, Secret, SqliteStore, StoreError, Timestamp, TokenFormat,
-    VerifyError,
+    Pepper, Peppers, PostgresStore, RedisStore, Secret, SqliteStore, StoreError, Timestamp, TokenFormat, VerifyError,
 };
 use common::services::{postgres_down, postgres_url, redis_down, redis_url};
 use sqlx::Connection as _;
@@ -227,7 +226,7 @@ async fn lifecycle<S: KeyStore>(store: S) {
     let manager = KeyManager::builder(
         Arc::new(store),
         Peppers::single(Pepper::new(1, [7u8; 32]).unwrap()),
-        ScopeCatalog::yandex_cloud(),
+        api_keys::testing::scope_catalog(),
     )
     .clock(clock.clone())
     .build();
@@ -319,7 +318,7 @@ async fn fails_closed<S: KeyStore>(store: S) {
     let manager = KeyManager::builder(
         Arc::new(store),
         Peppers::single(Pepper::new(1, [7u8; 32]).unwrap()),
-        ScopeCatalog::yandex_cloud(),
+        api_keys::testing::scope_catalog(),
     )
     .build();
     let verifier = manager.verifier().accept_imported(true).build();

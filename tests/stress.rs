@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_keys::{KeyManager, MemoryStore, Pepper, Peppers, ScopeCatalog};
+use api_keys::{KeyManager, MemoryStore, Pepper, Peppers};
 use common::stress::{Load, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -17,7 +17,7 @@ async fn memory_store_under_concurrent_lifecycle_load() {
         KeyManager::builder(
             Arc::new(MemoryStore::new()),
             Peppers::single(Pepper::new(1, [4u8; 32]).unwrap()),
-            ScopeCatalog::yandex_cloud(),
+            api_keys::testing::scope_catalog(),
         )
         .build(),
     );
@@ -52,10 +52,11 @@ fn reissue_keeps_a_concurrent_last_used_write() {
     const RUNS: usize = 20_000;
     let peppers = Peppers::single(Pepper::new(1, [4u8; 32]).unwrap());
     let store = Arc::new(MemoryStore::new());
-    let manager = KeyManager::builder(Arc::clone(&store), peppers.clone(), ScopeCatalog::yandex_cloud()).build();
+    let manager = KeyManager::builder(Arc::clone(&store), peppers.clone(), api_keys::testing::scope_catalog()).build();
     // The new records come from a scratch store: made by `create`, then
     // linked to the old key by hand, as `KeyManager::reissue` would.
-    let scratch = KeyManager::builder(Arc::new(MemoryStore::new()), peppers, ScopeCatalog::yandex_cloud()).build();
+    let scratch =
+        KeyManager::builder(Arc::new(MemoryStore::new()), peppers, api_keys::testing::scope_catalog()).build();
     let mut pairs = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
         let old = ready(manager.create(CreateRequest::new("robot"))).unwrap().api_key.id;

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use api_keys::store::any::{self, AnyStore};
 use api_keys::store::cached::{CacheConfig, CachedStore};
-use api_keys::{KeyDirectory, KeyManager, PepperCheckError, Peppers, ScopeCatalog};
+use api_keys::{KeyDirectory, KeyManager, PepperCheckError, Peppers};
 
+use crate::catalog;
 use crate::failure::{BAD_INPUT, Failure, OTHER, chain, pepper_failure, setup_failure, store_failure};
 use crate::pepper::{self, PepperSettings, PepperSetupError, PepperSource};
 use crate::{env, files};
@@ -68,7 +69,7 @@ pub(crate) fn sqlite_database(url: &str) -> Result<Option<std::path::PathBuf>, F
 
 /// Refuses a pepper that is not the one the store was used with: exit 2, before anything is created or verified under it.
 async fn check_peppers(store: &AnyStore, peppers: &Peppers) -> Result<(), Failure> {
-    let manager = KeyManager::builder(Arc::new(store.clone()), peppers.clone(), ScopeCatalog::yandex_cloud()).build();
+    let manager = KeyManager::builder(Arc::new(store.clone()), peppers.clone(), catalog::yandex_cloud()).build();
     match manager.check_peppers().await {
         Ok(()) => Ok(()),
         Err(e @ PepperCheckError::Mismatch { .. }) => Err(Failure::new(
@@ -99,14 +100,14 @@ impl Context {
     /// secrets: they need the pepper).
     pub(crate) fn manager(&self) -> Result<KeyManager<CachedStore<AnyStore>>, Failure> {
         let peppers = self.peppers.clone().ok_or_else(|| Failure::new(BAD_INPUT, "no pepper configured"))?;
-        Ok(KeyManager::builder(Arc::clone(&self.store), peppers, ScopeCatalog::yandex_cloud()).actor(actor()).build())
+        Ok(KeyManager::builder(Arc::clone(&self.store), peppers, catalog::yandex_cloud()).actor(actor()).build())
     }
 
     /// The pepper-less manager over the store: every read and every other
     /// write (get, list, update, revoke, delete, the log), under the
     /// library's rules, as `keyctl`.
     pub(crate) fn directory(&self) -> KeyDirectory<CachedStore<AnyStore>> {
-        KeyDirectory::new(Arc::clone(&self.store), ScopeCatalog::yandex_cloud()).with_actor(actor())
+        KeyDirectory::new(Arc::clone(&self.store), catalog::yandex_cloud()).with_actor(actor())
     }
 
     /// Warns when a write could not be announced to the caching nodes.

@@ -57,6 +57,7 @@
 //! Errors go to stderr. Secrets are printed only by `create` and `reissue`,
 //! once; digests never.
 
+mod catalog;
 mod context;
 mod controls;
 mod env;
@@ -75,8 +76,7 @@ use std::time::Duration;
 use api_keys::controls::ExternalId;
 use api_keys::store::any;
 use api_keys::{
-    ClientClass, CreateRequest, KeyId, KeyInfo, PageRequest, ScopeCatalog, Secret, ServiceAccountId, Timestamp,
-    VerifyContext,
+    ClientClass, CreateRequest, KeyId, KeyInfo, PageRequest, Secret, ServiceAccountId, Timestamp, VerifyContext,
 };
 use clap::{Args, Parser, Subcommand};
 use context::{Context, database_url, open_store, sqlite_database};
@@ -346,7 +346,7 @@ fn without_database(command: &Command, format: Format, database: &std::path::Pat
 async fn run(cli: Cli) -> Result<(), Failure> {
     let format = cli.format.unwrap_or_else(|| cli.command.default_format());
     if let Command::ListScopes = cli.command {
-        return emit(render::scopes(format, ScopeCatalog::yandex_cloud().list()));
+        return emit(render::scopes(format, catalog::yandex_cloud().list()));
     }
     let url = database_url(cli.database_url);
     if let Command::Scan(args) = cli.command {
@@ -523,7 +523,7 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
         }
         Command::Update(args) => update::update(args, format, cx).await?,
         Command::Operations(args) => update::operations(args, format, cx).await?,
-        Command::ListScopes => return emit(render::scopes(format, ScopeCatalog::yandex_cloud().list())),
+        Command::ListScopes => return emit(render::scopes(format, catalog::yandex_cloud().list())),
         Command::Serve { .. } | Command::Scan(_) => {
             return Err(Failure::new(OTHER, "serve and scan are not key-management commands"));
         }

@@ -12,7 +12,7 @@
 //! let manager = KeyManager::builder(
 //!     Arc::new(MemoryStore::new()),
 //!     Peppers::single(Pepper::generate(1)?),
-//!     ScopeCatalog::yandex_cloud(),
+//!     ScopeCatalog::builder().scope("yc.monitoring.read", "Viewing monitoring data").build()?,
 //! )
 //! .build();
 //! let auth = StaticTokens::new().token("ops", "a-long-random-admin-token-0123456789")?;

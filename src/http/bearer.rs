@@ -179,7 +179,7 @@ impl BearerError {
 ///     }
 /// }
 ///
-/// let catalog = ScopeCatalog::yandex_cloud();
+/// let catalog = ScopeCatalog::builder().scope("yc.monitoring.read", "Viewing monitoring data").build()?;
 /// let scopes = catalog.resolve(Some(&["yc.monitoring.read"]))?;
 /// let verifier = Verifier::builder(Arc::new(MemoryStore::new()), Peppers::single(Pepper::generate(1)?)).build();
 /// let layer = ApiKeyLayer::new(verifier).bearer(StaticToken { token: "t1.example".into(), scopes });

@@ -522,7 +522,7 @@ mod tests {
     use crate::http::bearer::{BearerError, BearerIdentity};
     use crate::scope::ScopeSet;
     use crate::store::MemoryStore;
-    use crate::{CreateRequest, KeyManager, Pepper, Peppers, ScopeCatalog};
+    use crate::{CreateRequest, KeyManager, Pepper, Peppers};
 
     /// Accepts exactly `good-token`; counts its calls.
     struct OneToken(std::sync::atomic::AtomicUsize);
@@ -550,7 +550,7 @@ mod tests {
         let manager = KeyManager::builder(
             Arc::new(MemoryStore::new()),
             Peppers::single(Pepper::generate(1).unwrap()),
-            ScopeCatalog::yandex_cloud(),
+            crate::testing::scope_catalog(),
         )
         .build();
         let created = manager.create(CreateRequest::new("robot")).await.unwrap();

@@ -61,7 +61,7 @@
 //! let manager = KeyManager::builder(
 //!     Arc::new(MemoryStore::new()),
 //!     Peppers::single(Pepper::generate(1)?),
-//!     ScopeCatalog::yandex_cloud(),
+//!     ScopeCatalog::builder().scope("yc.monitoring.read", "Viewing monitoring data").build()?,
 //! )
 //! .build();
 //! let key = manager.create(CreateRequest::new("my-robot")).await?;
@@ -101,7 +101,7 @@ async fn whoami(key: Principal) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let catalog = ScopeCatalog::yandex_cloud();
+    let catalog = ScopeCatalog::builder().scope("yc.monitoring.manage", "").scope("yc.monitoring.read", "").build()?;
     let peppers = Peppers::single(Pepper::generate(1)?); // in production: from your secret store
     let keys = KeyManager::builder(Arc::new(MemoryStore::new()), peppers, catalog.clone()).build();
     let demo = keys.create(CreateRequest::new("my-robot").scopes(["yc.monitoring.manage"])).await?;

@@ -26,7 +26,7 @@ use crate::verify::Principal;
 /// lacks the scope, and 500 if no `ApiKeyLayer` ran first.
 ///
 /// ```
-/// let catalog = api_keys::ScopeCatalog::yandex_cloud();
+/// let catalog = api_keys::ScopeCatalog::builder().scope("yc.monitoring.read", "Viewing monitoring data").build()?;
 /// let guard = api_keys::http::require_scope(&catalog, "yc.monitoring.read")?;
 /// assert!(api_keys::http::require_scope(&catalog, "yc.monitoring.typo").is_err());
 /// # let _ = guard;

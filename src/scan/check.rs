@@ -130,13 +130,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::{
-        Clock, CreateRequest, KeyManager, ManualClock, MemoryStore, Pepper, ScopeCatalog, TokenFormat, token_checksum,
-    };
+    use crate::{Clock, CreateRequest, KeyManager, ManualClock, MemoryStore, Pepper, TokenFormat, token_checksum};
 
     fn manager(clock: Arc<ManualClock>) -> KeyManager<MemoryStore> {
         let peppers = Peppers::single(Pepper::generate(1).unwrap());
-        KeyManager::builder(Arc::new(MemoryStore::new()), peppers, ScopeCatalog::yandex_cloud()).clock(clock).build()
+        KeyManager::builder(Arc::new(MemoryStore::new()), peppers, crate::testing::scope_catalog()).clock(clock).build()
     }
 
     async fn status(m: &KeyManager<MemoryStore>, key: &str) -> Liveness {
@@ -202,10 +200,10 @@ mod tests {
     async fn a_missing_pepper_version_is_an_error_not_a_verdict() {
         let store = Arc::new(MemoryStore::new());
         let old = Peppers::single(Pepper::generate(1).unwrap());
-        let writer = KeyManager::builder(Arc::clone(&store), old, ScopeCatalog::yandex_cloud()).build();
+        let writer = KeyManager::builder(Arc::clone(&store), old, crate::testing::scope_catalog()).build();
         let key = writer.create(CreateRequest::new("sa")).await.unwrap();
         let reader =
-            KeyManager::builder(store, Peppers::single(Pepper::generate(2).unwrap()), ScopeCatalog::yandex_cloud())
+            KeyManager::builder(store, Peppers::single(Pepper::generate(2).unwrap()), crate::testing::scope_catalog())
                 .build();
         let token = Token::parse(key.secret.expose_secret().as_bytes(), &TokenFormat::default()).unwrap();
         let e = reader.leak_status(&token).await.unwrap_err();

@@ -50,7 +50,7 @@
 //! let manager = KeyManager::builder(
 //!     Arc::new(MemoryStore::new()),
 //!     Peppers::single(Pepper::generate(1)?),
-//!     ScopeCatalog::yandex_cloud(),
+//!     ScopeCatalog::builder().scope("yc.monitoring.read", "Viewing monitoring data").build()?,
 //! )
 //! .build();
 //! // In production: PublicKeys::from_json(&std::fs::read("github-keys.json")?)?

@@ -21,7 +21,7 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let store = any::open_store("postgres://app@127.0.0.1/app?schema=keys").await?;
 //! let pepper = Pepper::from_base64(1, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")?;
-//! let manager = KeyManager::builder(Arc::new(store), Peppers::single(pepper), ScopeCatalog::yandex_cloud()).build();
+//! let manager = KeyManager::builder(Arc::new(store), Peppers::single(pepper), ScopeCatalog::builder().build()?).build();
 //! # let _ = manager;
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```

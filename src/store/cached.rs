@@ -668,7 +668,7 @@ impl Drop for TaskGuard {
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let store = Arc::new(CachedStore::new(MemoryStore::new(), CacheConfig::default()));
-/// let manager = KeyManager::builder(store, Peppers::single(Pepper::generate(1)?), ScopeCatalog::yandex_cloud()).build();
+/// let manager = KeyManager::builder(store, Peppers::single(Pepper::generate(1)?), ScopeCatalog::builder().build()?).build();
 /// let verifier = manager.verifier().build();
 ///
 /// let created = manager.create(CreateRequest::new("my-robot")).await?;

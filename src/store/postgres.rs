@@ -12,7 +12,7 @@
 //!     .connect()                           // connects and applies the schema
 //!     .await?;
 //! let manager =
-//!     KeyManager::builder(Arc::new(store), Peppers::single(Pepper::generate(1)?), ScopeCatalog::yandex_cloud())
+//!     KeyManager::builder(Arc::new(store), Peppers::single(Pepper::generate(1)?), ScopeCatalog::builder().build()?)
 //!         .build();
 //! let verifier = manager.verifier().build();
 //! # let _ = verifier; Ok(()) }

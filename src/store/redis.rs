@@ -14,7 +14,7 @@
 //!     .connect()
 //!     .await?;
 //! let manager =
-//!     KeyManager::builder(Arc::new(store), Peppers::single(Pepper::generate(1)?), ScopeCatalog::yandex_cloud())
+//!     KeyManager::builder(Arc::new(store), Peppers::single(Pepper::generate(1)?), ScopeCatalog::builder().build()?)
 //!         .build();
 //! # let _ = manager; Ok(()) }
 //! ```

@@ -67,7 +67,7 @@
 //! // Every write goes through this process: no bus needed.
 //! let store = Arc::new(ShieldedStore::local(MemoryStore::new(), ShieldConfig::default())?);
 //! store.wait_trusted().await;
-//! let manager = KeyManager::builder(Arc::clone(&store), Peppers::single(Pepper::generate(1)?), ScopeCatalog::yandex_cloud()).build();
+//! let manager = KeyManager::builder(Arc::clone(&store), Peppers::single(Pepper::generate(1)?), ScopeCatalog::builder().build()?).build();
 //! let created = manager.create(CreateRequest::new("my-robot")).await?;
 //! let verifier = manager.verifier().build();
 //! verifier.verify(format!("Api-Key {}", created.secret.expose_secret()).as_bytes(), None).await?;

@@ -1507,13 +1507,13 @@ macro_rules! check_v6_upgrade {
         use std::time::Duration;
 
         use $crate::store::idempotency::{IdempotencyClaim, IdempotencyKey, IdempotencyRecord};
-        use $crate::{Actor, Clock as _, CreateRequest, KeyManager, ScopeCatalog};
+        use $crate::{Actor, Clock as _, CreateRequest, KeyManager};
         let store = $store;
         let clock = Arc::new($crate::ManualClock::new($crate::Timestamp::from_unix_seconds(1_800_000_000).unwrap()));
         let manager = KeyManager::builder(
             Arc::new(store.clone()),
             $crate::store::sql::upgrade_tests::peppers(),
-            ScopeCatalog::yandex_cloud(),
+            $crate::testing::scope_catalog(),
         )
         .clock(clock.clone())
         .build();
@@ -1734,10 +1734,10 @@ pub(super) mod upgrade_tests {
         use std::sync::Arc;
         use std::time::Duration;
 
-        use crate::{CreateRequest, KeyManager, MemoryStore, ScopeCatalog};
+        use crate::{CreateRequest, KeyManager, MemoryStore};
         let clock = Arc::new(crate::ManualClock::new(Timestamp::from_unix_seconds(1_800_000_000).unwrap()));
         let memory = Arc::new(MemoryStore::new());
-        let manager = KeyManager::builder(Arc::clone(&memory), peppers(), ScopeCatalog::yandex_cloud())
+        let manager = KeyManager::builder(Arc::clone(&memory), peppers(), crate::testing::scope_catalog())
             .clock(clock.clone())
             .build();
         let sa = "upgrade-robot";
@@ -1827,13 +1827,13 @@ pub(super) mod upgrade_tests {
     pub(crate) async fn check_v3_upgraded<S: KeyStore + Clone>(store: &S, old: &PreviousRelease) {
         use std::sync::Arc;
 
-        use crate::{KeyManager, ScopeCatalog, VerifyError};
+        use crate::{KeyManager, VerifyError};
         for r in &old.records {
             let got = store.get(&r.id).await.unwrap().unwrap();
             assert_eq!(&*got, r, "an old key changed in the upgrade");
             assert!(got.enabled && got.controls.is_none(), "old keys are enabled, without controls");
         }
-        let manager = KeyManager::builder(Arc::new(store.clone()), peppers(), ScopeCatalog::yandex_cloud())
+        let manager = KeyManager::builder(Arc::new(store.clone()), peppers(), crate::testing::scope_catalog())
             .clock(old.clock.clone())
             .build();
         let verifier = manager.verifier().accept_imported(true).build();

@@ -11,7 +11,7 @@
 //! let store = Arc::new(SqliteStore::connect("sqlite:api-keys.db").await?);
 //! // Or with a longer per-call (and busy) timeout than the 2 s default:
 //! let _slow = SqliteStore::builder("sqlite:api-keys.db").timeout(std::time::Duration::from_secs(5)).connect().await?;
-//! let manager = KeyManager::builder(store, Peppers::single(Pepper::generate(1)?), ScopeCatalog::yandex_cloud())
+//! let manager = KeyManager::builder(store, Peppers::single(Pepper::generate(1)?), ScopeCatalog::builder().build()?)
 //!     .build();
 //! let created = manager.create(CreateRequest::new("my-robot")).await?;
 //! # let _ = created; Ok(()) }

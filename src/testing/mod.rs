@@ -1,5 +1,6 @@
 //! Test helpers (feature `test-util`): the generic [`KeyStore`](crate::KeyStore) conformance
-//! suite, and [`FaultyStore`], a wrapper that injects store failures.
+//! suite, [`FaultyStore`], a wrapper that injects store failures, and
+//! [`scope_catalog`], a ready-made scope catalog to test with.
 //!
 //! Every store in this crate — memory, SQLite, PostgreSQL, Redis — passes
 //! [`conformance::run_all`], so "works on SQLite" means "works on Redis".
@@ -38,9 +39,11 @@
 //! joins two with `tokio::join!`, which needs no runtime); your store may
 //! need one.
 
+mod catalog;
 pub mod conformance;
 mod faulty;
 
+pub use catalog::scope_catalog;
 pub use faulty::{Fault, FaultyStore, InjectedFault, Op};
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use api_keys::admin::grpc::pb::yandex::cloud::iam::v1 as iam;
 use api_keys::admin::grpc::pb::yandex::cloud::operation as op;
 use api_keys::admin::{AdminApi, AdminRouters, StaticTokens};
 use api_keys::testing::{Fault, FaultyStore, Op};
-use api_keys::{KeyManager, MemoryStore, Pepper, Peppers, ScopeCatalog, ServiceAccountId};
+use api_keys::{KeyManager, MemoryStore, Pepper, Peppers, ServiceAccountId};
 use prost::Message;
 use tonic::Code;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -39,7 +39,7 @@ struct Served {
 async fn serve() -> Served {
     let store = Arc::new(FaultyStore::new(MemoryStore::new()));
     let peppers = Peppers::single(Pepper::generate(1).unwrap());
-    let manager = KeyManager::builder(Arc::clone(&store), peppers, ScopeCatalog::yandex_cloud()).build();
+    let manager = KeyManager::builder(Arc::clone(&store), peppers, api_keys::testing::scope_catalog()).build();
     let auth = StaticTokens::new()
         .token("ops", ADMIN)
         .unwrap()
@@ -262,7 +262,7 @@ async fn every_rpc_answers_in_the_clouds_shape() {
             break;
         }
     }
-    let catalog = ScopeCatalog::yandex_cloud();
+    let catalog = api_keys::testing::scope_catalog();
     let catalog: Vec<&str> = catalog.list().iter().map(|s| s.scope.as_str()).collect();
     assert_eq!(names, catalog);
 

@@ -160,7 +160,7 @@ impl Node {
         Ok(Self {
             store,
             peppers,
-            catalog: ScopeCatalog::yandex_cloud(),
+            catalog: crate::catalog::yandex_cloud(),
             channel,
             lookups,
             store_queries,
