@@ -569,7 +569,7 @@ async fn service_account_flow<S: KeyStore + Clone>(store: S) {
     let manager = KeyManager::builder(
         Arc::new(store.clone()),
         Peppers::single(Pepper::new(1, [7u8; 32]).unwrap()),
-        ScopeCatalog::yandex_cloud(),
+        api_keys::testing::scope_catalog(),
     )
     .clock(clock.clone())
     .build();

@@ -298,9 +298,14 @@ fn redis_end_to_end() {
         let mut conn = client.get_connection().unwrap();
         redis::cmd("KEYS").arg(format!("{{{prefix}}}:*")).query(&mut conn).unwrap()
     };
-    // (and the store's pepper fingerprints, `{prefix}:peppers`).
+    // (and the store's pepper fingerprints, `{prefix}:peppers`, the change
+    // feed, pruned by age, with its epoch and pruned mark, and the expiry
+    // index's mark).
     let log_only = |k: &String| {
-        k.contains("}:ops:") || k.ends_with("}:opids") || k.ends_with("}:opseq") || k.ends_with("}:peppers")
+        k.contains("}:ops:")
+            || ["}:opids", "}:opseq", "}:peppers", "}:feed", "}:feed:epoch", "}:feed:pruned", "}:expiry:built"]
+                .iter()
+                .any(|end| k.ends_with(end))
     };
     assert!(left.iter().all(log_only), "{left:?}");
     assert_eq!(left.iter().filter(|k| k.contains("}:ops:")).count(), 3, "the three deleted keys' logs: {left:?}");

@@ -1568,7 +1568,7 @@ macro_rules! check_v9_upgrade {
             ResourceChange, ResourceId, ResourceListing, ResourceLogEntry, ResourceOrder, ResourcePatch, ResourceRef,
         };
         use $crate::store::KeyStore as _;
-        use $crate::{KeyManager, ScopeCatalog, ServiceAccountId, VerifyError};
+        use $crate::{KeyManager, ServiceAccountId, VerifyError};
         let store = $store;
         let old = $crate::store::sql::upgrade_tests::previous_release().await;
         let odd = |id: &str, account: &str, at: i64| {
@@ -1599,7 +1599,7 @@ macro_rules! check_v9_upgrade {
         let manager = KeyManager::builder(
             Arc::new(store.clone()),
             $crate::store::sql::upgrade_tests::peppers(),
-            ScopeCatalog::yandex_cloud(),
+            $crate::testing::scope_catalog(),
         )
         .clock(old.clock.clone())
         .build();
