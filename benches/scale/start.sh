@@ -22,6 +22,8 @@ url="$db?schema=$schema"
 port=${PORT:-18480}
 cargo build --release -q -p api-keys-cli --manifest-path "$root/Cargo.toml"
 keyctl="$root/target/release/keyctl"
+# shellcheck source=common.sh
+source "$root/benches/scale/common.sh"
 export API_KEYS_PEPPER=${API_KEYS_PEPPER:-$(head -c 32 /dev/urandom | base64)}
 
 if [ "$(psql -qtA "$db" -c "SELECT count(*) FROM information_schema.schemata WHERE schema_name = '$schema'")" = 0 ]; then
@@ -39,34 +41,15 @@ SQL
   echo "filled $n keys in $(echo "$(date +%s.%N) - $start" | bc) s"
 fi
 
-start=$(date +%s.%N)
-"$keyctl" --database-url "$url" serve --listen "127.0.0.1:$port" >/tmp/scale-serve.log 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
-ready=""
-while :; do
-  now=$(date +%s.%N)
-  if [ -z "$ready" ] && curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
-    ready=$(echo "$now - $start" | bc)
-  fi
-  m=$(curl -fs "http://127.0.0.1:$port/metrics" 2>/dev/null || true)
-  if grep -q '^keyctl_shield_trusted 1' <<<"$m"; then
-    trusted=$(echo "$now - $start" | bc)
-    break
-  fi
-  kill -0 $pid 2>/dev/null || { cat /tmp/scale-serve.log; exit 1; }
-  sleep 0.2
-done
-ids=$(grep '^keyctl_shield_ids ' <<<"$m" | cut -d' ' -f2)
-bytes=$(grep '^keyctl_shield_bytes ' <<<"$m" | cut -d' ' -f2)
-rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
-echo "ready (/readyz 200) after ${ready:-?} s; shield trusted after $trusted s"
-echo "shield: $ids ids, $bytes bytes ($(echo "scale=2; $bytes / $ids" | bc) bytes per id); node RSS ${rss} kB"
+start_and_wait_trusted "$url" "$port" /tmp/scale-serve.log
 # An idle minute: rows the node reads from the schema's tables.
 rows() {
   psql -qtA "$db" -c "SELECT coalesce(sum(coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)), 0)
     FROM pg_stat_user_tables WHERE schemaname = '$schema'"
 }
+# Backends report their counters to the statistics system within about
+# 10 s when idle: wait, so the start's full load is counted before this.
+sleep 11
 before=$(rows)
 sleep 60
 echo "idle minute: $(( $(rows) - before )) rows read"

@@ -20,11 +20,14 @@ http=${HTTP_PORT:-18481}
 prefix=scale
 cargo build --release -q -p api-keys-cli --manifest-path "$root/Cargo.toml"
 keyctl="$root/target/release/keyctl"
+# shellcheck source=common.sh
+source "$root/benches/scale/common.sh"
 export API_KEYS_PEPPER=${API_KEYS_PEPPER:-$(head -c 32 /dev/urandom | base64)}
 
 redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
   --logfile /tmp/scale-redis.log --pidfile /tmp/scale-redis.pid
-trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true' EXIT
+on_exit='redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true'
+trap "$on_exit" EXIT
 sleep 0.5
 start=$(date +%s.%N)
 python3 - "$n" "$prefix" <<'PY' | redis-cli -p "$port" --pipe >/dev/null
@@ -52,29 +55,7 @@ out.write(b"".join(buf))
 PY
 echo "filled $n keys in $(echo "$(date +%s.%N) - $start" | bc) s; Redis used_memory $(redis-cli -p "$port" info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r') bytes"
 
-start=$(date +%s.%N)
-"$keyctl" --database-url "redis://127.0.0.1:$port?prefix=$prefix" serve --listen "127.0.0.1:$http" >/tmp/scale-serve-redis.log 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null || true; redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true' EXIT
-ready=""
-while :; do
-  now=$(date +%s.%N)
-  if [ -z "$ready" ] && curl -fs "http://127.0.0.1:$http/readyz" >/dev/null 2>&1; then
-    ready=$(echo "$now - $start" | bc)
-  fi
-  m=$(curl -fs "http://127.0.0.1:$http/metrics" 2>/dev/null || true)
-  if grep -q '^keyctl_shield_trusted 1' <<<"$m"; then
-    trusted=$(echo "$now - $start" | bc)
-    break
-  fi
-  kill -0 $pid 2>/dev/null || { cat /tmp/scale-serve-redis.log; exit 1; }
-  sleep 0.2
-done
-ids=$(grep '^keyctl_shield_ids ' <<<"$m" | cut -d' ' -f2)
-bytes=$(grep '^keyctl_shield_bytes ' <<<"$m" | cut -d' ' -f2)
-rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
-echo "ready (/readyz 200) after ${ready:-?} s; shield trusted after $trusted s"
-echo "shield: $ids ids, $bytes bytes ($(echo "scale=2; $bytes / $ids" | bc) bytes per id); node RSS ${rss} kB"
+start_and_wait_trusted "redis://127.0.0.1:$port?prefix=$prefix" "$http" /tmp/scale-serve-redis.log
 # An idle minute: the commands the node sends (INFO commandstats, this Redis serves only it).
 redis-cli -p "$port" config resetstat >/dev/null
 sleep 60
