@@ -299,13 +299,22 @@ fn redis_end_to_end() {
         redis::cmd("KEYS").arg(format!("{{{prefix}}}:*")).query(&mut conn).unwrap()
     };
     // (and the store's pepper fingerprints, `{prefix}:peppers`, the change
-    // feed, pruned by age, with its epoch and pruned mark, and the expiry
-    // index's mark).
+    // feed, pruned by age, with its epoch and pruned mark, and the marks of
+    // the expiry and id indexes).
     let log_only = |k: &String| {
         k.contains("}:ops:")
-            || ["}:opids", "}:opseq", "}:peppers", "}:feed", "}:feed:epoch", "}:feed:pruned", "}:expiry:built"]
-                .iter()
-                .any(|end| k.ends_with(end))
+            || [
+                "}:opids",
+                "}:opseq",
+                "}:peppers",
+                "}:feed",
+                "}:feed:epoch",
+                "}:feed:pruned",
+                "}:expiry:built",
+                "}:ids:built",
+            ]
+            .iter()
+            .any(|end| k.ends_with(end))
     };
     assert!(left.iter().all(log_only), "{left:?}");
     assert_eq!(left.iter().filter(|k| k.contains("}:ops:")).count(), 3, "the three deleted keys' logs: {left:?}");

@@ -40,6 +40,8 @@
 //! | `{p}:feed:pruned` | string | the id of the newest feed entry pruned: a reader behind it must load everything again |
 //! | `{p}:expiry` | sorted set | the expiry index: the id of each active key that expires, scored by its expiry in unix milliseconds |
 //! | `{p}:expiry:built` | string | `1` once the expiry index holds every key (see below) |
+//! | `{p}:ids` | sorted set | the id index: every key id, all with score 0, so the flood shield's full load pages through it in id order (`ZRANGEBYLEX`) |
+//! | `{p}:ids:built` | string | `1` once the id index holds every key (built once, as the expiry index) |
 //!
 //! ## Record layouts
 //! A record hash has a layout version, per record (not per store, so a store
@@ -359,26 +361,32 @@ return r
 }
 
 /// Turns a (logged) change script into one that also appends the change's
-/// feed entries and keeps the expiry index, in the same script: KEYS[1] is
-/// the feed stream, KEYS[2] the expiry index, then the record of each
-/// changed key; ARGV[1] the entry count, then one entry per changed key
-/// (`<key id> <1 if the key is gone, else 0>`); the wrapped script sees the
-/// keys and arguments after these as its own. After a successful change
-/// (`1` or `ok`) each entry is one stream entry (`XADD * c <entry>`), so
-/// the stream id, which grows with every entry, is the feed's sequence;
-/// and each changed key is put in the expiry index with its expiry in
+/// feed entries and keeps the id and expiry indexes, in the same script:
+/// KEYS[1] is the feed stream, KEYS[2] the expiry index, KEYS[3] the id
+/// index, then the record of each changed key; ARGV[1] the entry count,
+/// then one entry per changed key (`<key id> <1 if the key is gone, else
+/// 0>`); the wrapped script sees the keys and arguments after these as its
+/// own. After a successful change (`1` or `ok`) each entry is one stream
+/// entry (`XADD * c <entry>`), so the stream id, which grows with every
+/// entry, is the feed's sequence; each changed key joins or leaves the id
+/// index; and it is put in the expiry index with its expiry in
 /// milliseconds if it is active and expires, or taken out.
 fn fed(body: &str) -> String {
     format!(
         r"local f = tonumber(ARGV[1])
 local r = (function(KEYS, ARGV)
 {body}
-end)({{unpack(KEYS, 3 + f)}}, {{unpack(ARGV, 2 + f)}})
+end)({{unpack(KEYS, 4 + f)}}, {{unpack(ARGV, 2 + f)}})
 if r == '1' or r == 'ok' then
   for i = 1, f do
     redis.call('XADD', KEYS[1], '*', 'c', ARGV[1 + i])
-    local id = string.match(ARGV[1 + i], '^(%S+)')
-    local row = redis.call('HMGET', KEYS[2 + i], 'status', 'expires_at')
+    local id, gone = string.match(ARGV[1 + i], '^(%S+) (%d)$')
+    if gone == '1' then
+      redis.call('ZREM', KEYS[3], id)
+    else
+      redis.call('ZADD', KEYS[3], 0, id)
+    end
+    local row = redis.call('HMGET', KEYS[3 + i], 'status', 'expires_at')
     local ms = row[2] and string.match(row[2], '^(%d+)%d%d%d%d%d%d$')
     if row[1] == 'active' and row[2] then
       redis.call('ZADD', KEYS[2], tonumber(ms or '0'), id)
@@ -738,12 +746,21 @@ pub struct RedisStore<C = RedisConnection> {
     ext_index: Arc<str>,
     /// `{prefix}:peppers`: pepper version → base64 fingerprint.
     peppers: Arc<str>,
+    /// The change feed's and the indexes' key names.
+    names: Arc<IndexNames>,
+    timeout: Duration,
+}
+
+/// The key names of a store's change feed and indexes (one allocation
+/// shared by the store's clones).
+struct IndexNames {
     /// `{prefix}:feed`, `{prefix}:feed:epoch`, `{prefix}:feed:pruned`: the
     /// change feed.
-    feed: [Arc<str>; 3],
+    feed: [String; 3],
     /// `{prefix}:expiry`, `{prefix}:expiry:built`: the expiry index.
-    expiry: [Arc<str>; 2],
-    timeout: Duration,
+    expiry: [String; 2],
+    /// `{prefix}:ids`, `{prefix}:ids:built`: the id index.
+    ids: [String; 2],
 }
 
 impl<C> std::fmt::Debug for RedisStore<C> {
@@ -792,8 +809,11 @@ where
             ext_index: Arc::from(format!("{{{prefix}}}:extids")),
             ops_prefix: Arc::from(format!("{{{prefix}}}:ops:")),
             peppers: Arc::from(format!("{{{prefix}}}:peppers")),
-            feed: ["feed", "feed:epoch", "feed:pruned"].map(|k| Arc::from(format!("{{{prefix}}}:{k}"))),
-            expiry: ["expiry", "expiry:built"].map(|k| Arc::from(format!("{{{prefix}}}:{k}"))),
+            names: Arc::new(IndexNames {
+                feed: ["feed", "feed:epoch", "feed:pruned"].map(|k| format!("{{{prefix}}}:{k}")),
+                expiry: ["expiry", "expiry:built"].map(|k| format!("{{{prefix}}}:{k}")),
+                ids: ["ids", "ids:built"].map(|k| format!("{{{prefix}}}:{k}")),
+            }),
             timeout,
         })
     }
@@ -891,8 +911,6 @@ where
         Ok(Page { items, next })
     }
 
-    /// The ids after `after` of active keys with `from <= expires_at <
-    /// until`: a `SCAN` over the record keys reading status and expiry.
     /// The ids of keys in the expiry index due within `[from, until)`
     /// (to the millisecond, so a few outside may come too: the caller
     /// checks each record) and after `after`, sorted. Builds the index
@@ -904,14 +922,14 @@ where
         until: Timestamp,
         after: Option<KeyId>,
     ) -> Result<Vec<KeyId>, StoreError> {
-        let built: bool = cmd("EXISTS").arg(&*self.expiry[1]).query_async(conn).await.map_err(redis_error)?;
+        let built: bool = cmd("EXISTS").arg(&*self.names.expiry[1]).query_async(conn).await.map_err(redis_error)?;
         if !built {
             self.build_expiry_index(conn).await?;
         }
         let ms = |t: Timestamp| t.unix_nanos().div_euclid(1_000_000);
         let min = if from.unix_nanos() < 0 { "-inf".to_owned() } else { ms(from).to_string() };
         let members: Vec<String> = cmd("ZRANGE")
-            .arg(&*self.expiry[0])
+            .arg(&*self.names.expiry[0])
             .arg(min)
             .arg(ms(until).max(0))
             .arg("BYSCORE")
@@ -928,6 +946,36 @@ where
     /// records, once per store: for records written by a release before the
     /// index), then marks the index built. Change scripts keep it from
     /// then on; deleting the mark makes the next listing build it again.
+    /// Puts every record's id in the id index (`SCAN` over the records,
+    /// once per store: for records written by a release before the index),
+    /// then marks the index built; change scripts keep it from then on. A
+    /// key deleted while this runs may stay in the index: the flood shield
+    /// then asks the store about it (a query, never a refusal of a real
+    /// key).
+    async fn build_id_index(&self, conn: &mut C) -> Result<(), StoreError> {
+        let pattern = format!("{}*", self.record_prefix);
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = timed(self.timeout, async {
+                scan(cursor, &pattern, 1000).query_async(conn).await.map_err(redis_error)
+            })
+            .await?;
+            if !keys.is_empty() {
+                let mut add = pipe();
+                for key in &keys {
+                    let id = key.strip_prefix(&*self.record_prefix).unwrap_or(key);
+                    add.cmd("ZADD").arg(&*self.names.ids[0]).arg(0).arg(id).ignore();
+                }
+                timed(self.timeout, async { add.query_async::<()>(conn).await.map_err(redis_error) }).await?;
+            }
+            if next == 0 {
+                let () = cmd("SET").arg(&*self.names.ids[1]).arg("1").query_async(conn).await.map_err(redis_error)?;
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
     async fn build_expiry_index(&self, conn: &mut C) -> Result<(), StoreError> {
         let pattern = format!("{}*", self.record_prefix);
         let mut cursor: u64 = 0;
@@ -945,13 +993,18 @@ where
                     let due = expires.and_then(|e| e.parse::<i64>().ok());
                     if let (Some("active"), Some(due)) = (status.as_deref(), due) {
                         let id = key.strip_prefix(&*self.record_prefix).unwrap_or(key);
-                        add.cmd("ZADD").arg(&*self.expiry[0]).arg(due.div_euclid(1_000_000).max(0)).arg(id).ignore();
+                        add.cmd("ZADD")
+                            .arg(&*self.names.expiry[0])
+                            .arg(due.div_euclid(1_000_000).max(0))
+                            .arg(id)
+                            .ignore();
                     }
                 }
                 let () = add.query_async(conn).await.map_err(redis_error)?;
             }
             if next == 0 {
-                let () = cmd("SET").arg(&*self.expiry[1]).arg("1").query_async(conn).await.map_err(redis_error)?;
+                let () =
+                    cmd("SET").arg(&*self.names.expiry[1]).arg("1").query_async(conn).await.map_err(redis_error)?;
                 return Ok(());
             }
             cursor = next;
@@ -1157,7 +1210,8 @@ where
 {
     fn log_args(&self, change: &Change, log: &[LogEntry], account: &ServiceAccountId) -> Result<LogArgs, StoreError> {
         let feed = entries_of(change);
-        let mut keys = vec![self.feed[0].to_string(), self.expiry[0].to_string()];
+        let mut keys =
+            vec![self.names.feed[0].to_string(), self.names.expiry[0].to_string(), self.names.ids[0].to_string()];
         keys.extend(feed.iter().map(|c| self.record_key(&c.key_id)));
         keys.push(format!("{{{}}}:opids", self.prefix));
         keys.push(format!("{{{}}}:opseq", self.prefix));
@@ -1407,9 +1461,9 @@ where
     async fn read_feed(&self, after: Option<FeedPosition>, limit: u32) -> Result<FeedState, StoreError> {
         type Reply = (String, String, String, Vec<(String, Vec<String>)>);
         let mut inv = SCRIPTS.feed_read.prepare_invoke();
-        inv.key(&*self.feed[0])
-            .key(&*self.feed[1])
-            .key(&*self.feed[2])
+        inv.key(&*self.names.feed[0])
+            .key(&*self.names.feed[1])
+            .key(&*self.names.feed[2])
             .arg(random_epoch().to_string())
             .arg(after.map(|a| format!("{}-{}", a.parts().0, a.parts().1)).unwrap_or_default())
             .arg(limit);
@@ -1688,35 +1742,27 @@ where
         .await
     }
 
-    /// Redis keeps no ordered index of all ids: every call scans the record
-    /// keys under the prefix and returns all ids after `after`, sorted (more
-    /// than `limit`, so one call loads everything), within ten times the
-    /// store's timeout.
-    async fn ids_after(&self, after: Option<KeyId>, _limit: u32) -> Result<Vec<KeyId>, StoreError> {
-        let pattern = format!("{}*", self.record_prefix);
+    /// A page of the id index (`ZRANGEBYLEX`), built first if this store
+    /// has never had one ([`RedisStore::build_id_index`]).
+    async fn ids_after(&self, after: Option<KeyId>, limit: u32) -> Result<Vec<KeyId>, StoreError> {
         let mut conn = self.conn.clone();
-        let keys = timed(self.timeout * 10, async {
-            let mut cursor: u64 = 0;
-            let mut keys = Vec::new();
-            loop {
-                let (next, batch): (u64, Vec<String>) =
-                    scan(cursor, &pattern, 1000).query_async(&mut conn).await.map_err(redis_error)?;
-                keys.extend(batch);
-                if next == 0 {
-                    return Ok(keys);
-                }
-                cursor = next;
-            }
+        let built: bool = timed(self.timeout, async {
+            cmd("EXISTS").arg(&*self.names.ids[1]).query_async(&mut conn).await.map_err(redis_error)
         })
         .await?;
-        let mut ids = keys
-            .iter()
-            .map(|k| parse_id(k.strip_prefix(&*self.record_prefix).unwrap_or(k)))
-            .collect::<Result<Vec<_>, _>>()?;
-        ids.sort_unstable();
-        ids.dedup();
-        let start = after.map_or(0, |a| ids.partition_point(|id| *id <= a));
-        Ok(ids.split_off(start))
+        if !built {
+            self.build_id_index(&mut conn).await?;
+        }
+        let min = after.map_or_else(|| "-".to_owned(), |a| format!("({}", a.as_str()));
+        let count = limit.max(1) as usize;
+        timed(self.timeout, async {
+            let members: Vec<String> = zrange_by_lex(&self.names.ids[0], &min, "+", count)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error)?;
+            members.iter().map(|m| parse_id(m)).collect()
+        })
+        .await
     }
 
     async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
@@ -1791,7 +1837,7 @@ where
     async fn prune_feed(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
         let millis = before.unix_nanos().div_euclid(1_000_000).max(0);
         let mut inv = SCRIPTS.feed_prune.prepare_invoke();
-        inv.key(&*self.feed[0]).key(&*self.feed[2]).arg(millis).arg(limit.max(1));
+        inv.key(&*self.names.feed[0]).key(&*self.names.feed[2]).arg(millis).arg(limit.max(1));
         let mut conn = self.conn.clone();
         timed(self.timeout, async { inv.invoke_async(&mut conn).await.map_err(redis_error) }).await
     }
@@ -2102,13 +2148,50 @@ mod tests {
             raw_write(behind.clone()).await;
             assert_eq!(listed(at(0), at(3)).await, vec![a.id, b.id, old.id], "read from the index, no scan");
             let mut conn = store.conn.clone();
-            let () = cmd("DEL").arg(&*store.expiry[1]).query_async(&mut conn).await.unwrap();
+            let () = cmd("DEL").arg(&*store.names.expiry[1]).query_async(&mut conn).await.unwrap();
             assert_eq!(listed(at(0), at(3)).await, vec![a.id, b.id, old.id, behind.id], "rebuilt without the mark");
             store.revoke(&a.id).await.unwrap();
             store.delete(&b.id).await.unwrap();
             assert_eq!(listed(at(0), at(3)).await, vec![old.id, behind.id]);
-            let indexed: u64 = cmd("ZCARD").arg(&*store.expiry[0]).query_async(&mut conn).await.unwrap();
+            let indexed: u64 = cmd("ZCARD").arg(&*store.names.expiry[0]).query_async(&mut conn).await.unwrap();
             assert_eq!(indexed, 2, "revoked and deleted keys left the index");
+        })
+        .await;
+    }
+
+    /// Against the live server: `ids_after` pages through the id index.
+    /// A record written before the index (raw `HSET`, as the previous
+    /// release wrote it) is indexed by the first call; one written behind
+    /// the scripts' back after that is not seen (no `SCAN` ran); inserted
+    /// keys join and deleted keys leave it.
+    #[tokio::test]
+    async fn ids_are_paged_from_the_index() {
+        on_live_server(|store| async move {
+            let key = |c: char| KeyRecord {
+                id: KeyId::parse(&c.to_string().repeat(20)).unwrap(),
+                enabled: true,
+                controls: None,
+                ..layout_3_record()
+            };
+            let mut conn = store.conn.clone();
+            let raw = |r: &KeyRecord| {
+                let mut c = cmd("HSET");
+                c.arg(store.record_key(&r.id));
+                for (f, v) in encode(r) {
+                    c.arg(f).arg(v);
+                }
+                c
+            };
+            let (a, b, old, behind) = (key('a'), key('b'), key('o'), key('z'));
+            store.insert(a.clone()).await.unwrap();
+            store.insert(b.clone()).await.unwrap();
+            let () = raw(&old).query_async(&mut conn).await.unwrap();
+            assert_eq!(store.ids_after(None, 2).await.unwrap(), vec![a.id, b.id], "a page of two, built first");
+            assert_eq!(store.ids_after(Some(b.id), 2).await.unwrap(), vec![old.id], "the older record too");
+            let () = raw(&behind).query_async(&mut conn).await.unwrap();
+            assert_eq!(store.ids_after(Some(b.id), 10).await.unwrap(), vec![old.id], "read from the index, no scan");
+            store.delete(&a.id).await.unwrap();
+            assert_eq!(store.ids_after(None, 10).await.unwrap(), vec![b.id, old.id]);
         })
         .await;
     }
