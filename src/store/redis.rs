@@ -1743,7 +1743,7 @@ where
     }
 
     /// A page of the id index (`ZRANGEBYLEX`), built first if this store
-    /// has never had one ([`RedisStore::build_id_index`]).
+    /// has never had one (see the module docs).
     async fn ids_after(&self, after: Option<KeyId>, limit: u32) -> Result<Vec<KeyId>, StoreError> {
         let mut conn = self.conn.clone();
         let built: bool = timed(self.timeout, async {
