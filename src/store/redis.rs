@@ -75,7 +75,9 @@
 //! once, by the first listing (a `SCAN` of the records), and marked
 //! (`{p}:expiry:built`). Keys written after that by a node of the older
 //! release (during a rolling upgrade) are not in it: delete the mark once
-//! every node runs this release, and the next listing builds it again.
+//! every node runs this release, and the next listing builds it again. The
+//! id index (`{p}:ids`, read by `ids_after`) is built and marked
+//! (`{p}:ids:built`) the same way, by the first `ids_after`.
 //!
 //! # Atomicity, and why every key shares one hash tag
 //! Redis Cluster hashes only the first `{…}` of a key name, so every key of a
