@@ -366,6 +366,18 @@ pub(crate) fn sqlx_error(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// Whether `e` is SQLite's "database is locked" (`SQLITE_BUSY` and its
+/// extended codes).
+#[cfg(feature = "sqlite")]
+pub(crate) fn is_busy(e: &StoreError) -> bool {
+    let StoreError::Unavailable(source) = e else { return false };
+    source
+        .downcast_ref::<DatabaseError>()
+        .and_then(|d| d.code.as_deref())
+        .and_then(|c| c.parse::<i64>().ok())
+        .is_some_and(|code| code & 0xff == 5)
+}
+
 /// An error reported by the database server, without the row data some
 /// servers attach to it.
 #[derive(Debug)]

@@ -190,9 +190,27 @@ impl SqliteStoreBuilder {
     /// opened or a migration fails; [`StoreError::Timeout`] if opening takes
     /// longer than the timeout.
     pub async fn connect(self) -> Result<SqliteStore, StoreError> {
-        let timeout = self.timeout;
-        let options = self
-            .options?
+        // Processes opening a new file together can meet SQLITE_BUSY where
+        // no busy handler runs (setting up WAL on a file another process is
+        // creating): such an attempt is repeated, with a growing pause, for
+        // as long as a migration may be waited for.
+        let options = self.options?;
+        let deadline = tokio::time::Instant::now() + self.timeout.max(MIGRATION_WAIT);
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match Self::connect_once(options.clone(), self.timeout).await {
+                Err(e) if super::sql::is_busy(&e) && tokio::time::Instant::now() + pause < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// One attempt of [`SqliteStoreBuilder::connect`].
+    async fn connect_once(options: SqliteConnectOptions, timeout: Duration) -> Result<SqliteStore, StoreError> {
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
@@ -297,6 +315,23 @@ mod tests {
         let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
         crate::store::sql::migrator_of(&Sqlite::SCHEMA[..version]).run(&pool).await.unwrap();
         (dir, SqliteStore::from_pool(pool, DEFAULT_TIMEOUT))
+    }
+
+    /// "database is locked" is told apart from other errors (what
+    /// `connect` retries on).
+    #[tokio::test]
+    async fn a_locked_database_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("busy.db").display());
+        let opts = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true);
+        let mut holder = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)").execute(&mut holder).await.unwrap();
+        sqlx::query("BEGIN EXCLUSIVE").execute(&mut holder).await.unwrap();
+        let mut other = sqlx::SqliteConnection::connect_with(&opts.clone().busy_timeout(Duration::ZERO)).await.unwrap();
+        let e = sqlx::query("INSERT INTO t VALUES (1)").execute(&mut other).await.map_err(sqlx_error).unwrap_err();
+        assert!(crate::store::sql::is_busy(&e), "{e}");
+        let e = sqlx::query("SELECT nope FROM t").execute(&mut holder).await.map_err(sqlx_error).unwrap_err();
+        assert!(!crate::store::sql::is_busy(&e), "{e}");
     }
 
     /// The plan of one query of [`explain_listings`](crate::store::sql::explain_listings):
