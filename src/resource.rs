@@ -1065,32 +1065,15 @@ impl ResourcePatch {
         Self::default()
     }
 
-    /// Sets the name.
-    #[must_use]
-    pub fn name(mut self, name: ResourceName) -> Self {
-        self.name = Some(name);
-        self
-    }
-
-    /// Sets the description.
-    #[must_use]
-    pub fn description(mut self, description: Description) -> Self {
-        self.description = Some(description);
-        self
-    }
-
-    /// Replaces the labels.
-    #[must_use]
-    pub fn labels(mut self, labels: Labels) -> Self {
-        self.labels = Some(labels);
-        self
-    }
-
-    /// Sets the title (organizations only).
-    #[must_use]
-    pub fn title(mut self, title: Description) -> Self {
-        self.title = Some(title);
-        self
+    crate::setters::setters! {
+        /// Sets the name.
+        fn name(name: ResourceName) => name = Some(name);
+        /// Sets the description.
+        fn description(description: Description) => description = Some(description);
+        /// Replaces the labels.
+        fn labels(labels: Labels) => labels = Some(labels);
+        /// Sets the title (organizations only).
+        fn title(title: Description) => title = Some(title);
     }
 }
 
