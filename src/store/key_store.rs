@@ -177,6 +177,21 @@ impl<T, C> Page<T, C> {
     }
 }
 
+/// Trims `items`, read with one more than `limit` to learn whether another
+/// page follows, to `limit`, and returns the cursor of that next page:
+/// `cursor` of the last item kept, or `None` when there is no next page.
+pub(crate) fn next_after<T, C>(
+    items: &mut Vec<T>,
+    limit: usize,
+    cursor: impl FnOnce(Option<&T>) -> Option<C>,
+) -> Option<C> {
+    if items.len() <= limit {
+        return None;
+    }
+    items.truncate(limit);
+    cursor(items.last())
+}
+
 /// Storage for key records.
 ///
 /// Implementations must be safe to share between tasks. Every method returns

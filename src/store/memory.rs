@@ -368,12 +368,9 @@ impl OperationsLog {
         let entries = self.by_key.get(key).map_or(&[][..], Vec::as_slice);
         let before = page.after.map_or(u64::MAX, OperationCursor::get);
         let mut items: Vec<_> = entries.iter().rev().filter(|(seq, _)| *seq < before).take(limit + 1).collect();
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|(seq, _)| OperationCursor::new(*seq))
-        } else {
-            None
-        };
+        let next = crate::store::key_store::next_after(&mut items, limit, |last| {
+            last.map(|(seq, _)| OperationCursor::new(*seq))
+        });
         Page { items: items.into_iter().map(|(_, e)| Operation::clone(e)).collect(), next }
     }
 }

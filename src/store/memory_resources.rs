@@ -228,12 +228,7 @@ impl Resources {
         };
         found.sort_by_cached_key(key);
         let mut items: Vec<Resource> = found.into_iter().take(limit + 1).cloned().collect();
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(ResourceCursor::after)
-        } else {
-            None
-        };
+        let next = crate::store::key_store::next_after(&mut items, limit, |last| last.map(ResourceCursor::after));
         Page { items, next }
     }
 
@@ -252,12 +247,9 @@ impl Resources {
         let before = page.after.map_or(u64::MAX, OperationCursor::get);
         let entries = self.log.get(target).map_or(&[][..], Vec::as_slice);
         let mut items: Vec<_> = entries.iter().rev().filter(|(seq, _)| *seq < before).take(limit + 1).collect();
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|(seq, _)| OperationCursor::new(*seq))
-        } else {
-            None
-        };
+        let next = crate::store::key_store::next_after(&mut items, limit, |last| {
+            last.map(|(seq, _)| OperationCursor::new(*seq))
+        });
         Page { items: items.into_iter().map(|(_, op)| op.clone()).collect(), next }
     }
 }

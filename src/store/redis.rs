@@ -1869,12 +1869,9 @@ where
                         .map_err(|_| StoreError::Corrupt("an operations log entry does not decode".to_owned()))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let next = if items.len() > limit {
-                items.truncate(limit);
-                items.last().map(|(seq, _)| OperationCursor::new(*seq))
-            } else {
-                None
-            };
+            let next = crate::store::key_store::next_after(&mut items, limit, |last| {
+                last.map(|(seq, _)| OperationCursor::new(*seq))
+            });
             Ok(Page::new(items.into_iter().map(|(_, op)| op).collect(), next))
         })
         .await

@@ -831,12 +831,7 @@ macro_rules! sql_key_store {
                 async fn page_of(&self, query: Query<'_>, limit: usize) -> Result<Page<KeyRecord>, StoreError> {
                     let rows = query.fetch_all(&self.pool).await.map_err(sqlx_error)?;
                     let mut items = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-                    let next = if items.len() > limit {
-                        items.truncate(limit);
-                        items.last().map(|r| r.id)
-                    } else {
-                        None
-                    };
+                    let next = $crate::store::key_store::next_after(&mut items, limit, |last| last.map(|r| r.id));
                     Ok(Page { items, next })
                 }
 
@@ -949,12 +944,7 @@ macro_rules! sql_key_store {
                     timed(self.timeout, async {
                         let rows = query.fetch_all(&self.pool).await.map_err(sqlx_error)?;
                         let mut items = rows.iter().map(decode_operation).collect::<Result<Vec<_>, _>>()?;
-                        let next = if items.len() > limit {
-                            items.truncate(limit);
-                            items.last().and_then(|(seq, _)| u64::try_from(*seq).ok()).map(OperationCursor::new)
-                        } else {
-                            None
-                        };
+                        let next = $crate::store::key_store::next_after(&mut items, limit, |last| last.and_then(|(seq, _)| u64::try_from(*seq).ok()).map(OperationCursor::new));
                         Ok(Page::new(items.into_iter().map(|(_, op)| op).collect(), next))
 
                     })

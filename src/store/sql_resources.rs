@@ -535,12 +535,8 @@ macro_rules! sql_resources {
                 let rows = query.bind(fetch).fetch_all(&self.pool).await.map_err(sqlx_error)?;
                 let mut items =
                     rows.iter().map(|r| decode_resource(listing.kind(), r)).collect::<Result<Vec<_>, _>>()?;
-                let next = if items.len() > limit {
-                    items.truncate(limit);
-                    items.last().map(ResourceCursor::after)
-                } else {
-                    None
-                };
+                let next =
+                    $crate::store::key_store::next_after(&mut items, limit, |last| last.map(ResourceCursor::after));
                 Ok(Page::new(items, next))
             }
 
@@ -576,12 +572,9 @@ macro_rules! sql_resources {
                     .map_err(sqlx_error)?;
                 let mut items =
                     rows.iter().map(|r| decode_resource_operation(target, r)).collect::<Result<Vec<_>, _>>()?;
-                let next = if items.len() > limit {
-                    items.truncate(limit);
-                    items.last().and_then(|(seq, _)| u64::try_from(*seq).ok()).map(OperationCursor::new)
-                } else {
-                    None
-                };
+                let next = $crate::store::key_store::next_after(&mut items, limit, |last| {
+                    last.and_then(|(seq, _)| u64::try_from(*seq).ok()).map(OperationCursor::new)
+                });
                 Ok(Page::new(items.into_iter().map(|(_, op)| op).collect(), next))
             }
         }
