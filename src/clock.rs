@@ -246,9 +246,44 @@ impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
     }
 }
 
+/// Parses a duration written `0` or as a whole number with `s`, `m`, `h`
+/// or `d` (`30s`, `10m`, `1h`, `2d`).
+///
+/// # Errors
+/// What is wrong with `text`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    const HELP: &str = "expected 0 or a whole number with s, m, h or d (e.g. 30s, 10m, 1h, 2d)";
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or(HELP)?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| HELP)?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(HELP.to_owned()),
+    };
+    number.checked_mul(seconds).map(Duration::from_secs).ok_or_else(|| "duration is too long".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        for bad in ["", "h", "1", "1x", "-1h", "1.5h", "1h30m", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn rfc3339_round_trip_with_and_without_fraction() {

@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod access_policy;
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
@@ -41,7 +42,7 @@ mod testing {
 mod token;
 mod verify;
 
-pub use clock::{Clock, ManualClock, SystemClock, Timestamp, TimestampError};
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp, TimestampError, parse_duration};
 pub use digest::{Digest, DigestError, Pepper, PepperError, Peppers};
 pub use error::BoxError;
 pub use manager::{

@@ -64,6 +64,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::access_policy::{AccessPolicyBinding, AccessPolicyError};
 use crate::clock::Timestamp;
 use crate::random::{RandomError, random_chars};
 use crate::record::{Description, ServiceAccountId};
@@ -222,6 +223,19 @@ pub enum ResourceError {
         kind: ResourceKind,
         /// Why.
         reason: &'static str,
+    },
+    /// An access policy binding is invalid or bound where policies are not.
+    #[error(transparent)]
+    AccessPolicy(#[from] AccessPolicyError),
+    /// No access policy of this template is bound on the resource.
+    #[error("no access policy {template} is bound on {kind} {id}")]
+    PolicyNotBound {
+        /// The template's id (cut to 64 characters).
+        template: String,
+        /// The resource's kind.
+        kind: ResourceKind,
+        /// Its id.
+        id: String,
     },
     /// The OS random generator failed.
     #[error(transparent)]
@@ -1094,8 +1108,25 @@ pub enum ResourceChange {
     },
     /// Deletes a resource: refused for an organization, cloud or folder
     /// that still holds resources; a service account's keys are deleted
-    /// with it.
+    /// with it, a container's access policy bindings too.
     Delete(ResourceRef),
+    /// Binds an access policy on an organization, cloud or folder,
+    /// replacing the parameters of a binding of the same template there
+    /// (logged as an update of the resource).
+    BindAccessPolicy {
+        /// The resource.
+        target: ResourceRef,
+        /// The policy (checked by [`AccessPolicyBinding::rule`] first).
+        binding: AccessPolicyBinding,
+    },
+    /// Unbinds the access policy of a template from a resource (logged as
+    /// an update of the resource).
+    UnbindAccessPolicy {
+        /// The resource.
+        target: ResourceRef,
+        /// The template's id.
+        template_id: String,
+    },
 }
 
 impl ResourceChange {
@@ -1104,7 +1135,10 @@ impl ResourceChange {
     pub fn target(&self) -> ResourceRef {
         match self {
             Self::Create(r) => r.reference(),
-            Self::Update { target, .. } | Self::Delete(target) => target.clone(),
+            Self::Update { target, .. }
+            | Self::Delete(target)
+            | Self::BindAccessPolicy { target, .. }
+            | Self::UnbindAccessPolicy { target, .. } => target.clone(),
         }
     }
 
@@ -1113,7 +1147,9 @@ impl ResourceChange {
     pub fn operation_kind(&self) -> ResourceOperationKind {
         match self {
             Self::Create(_) => ResourceOperationKind::Create,
-            Self::Update { .. } => ResourceOperationKind::Update,
+            Self::Update { .. } | Self::BindAccessPolicy { .. } | Self::UnbindAccessPolicy { .. } => {
+                ResourceOperationKind::Update
+            }
             Self::Delete(_) => ResourceOperationKind::Delete,
         }
     }
@@ -1220,6 +1256,31 @@ pub fn unique_scope(kind: ResourceKind) -> Option<ResourceKind> {
         ResourceKind::Organization => None,
         ResourceKind::Cloud => Some(ResourceKind::Organization),
         ResourceKind::Folder | ResourceKind::ServiceAccount => Some(ResourceKind::Cloud),
+    }
+}
+
+/// Checks a policy change before a store applies it: the binding is valid
+/// and the target an organization, cloud or folder.
+///
+/// # Errors
+/// [`ResourceError::AccessPolicy`].
+pub fn check_policy_change(target: &ResourceRef, binding: Option<&AccessPolicyBinding>) -> Result<(), ResourceError> {
+    if target.kind() == ResourceKind::ServiceAccount {
+        return Err(AccessPolicyError::NotBindable(target.kind()).into());
+    }
+    if let Some(b) = binding {
+        b.rule()?;
+    }
+    Ok(())
+}
+
+/// The error telling no policy of `template` is bound on `target`.
+#[must_use]
+pub fn policy_not_bound(target: &ResourceRef, template: &str) -> ResourceError {
+    ResourceError::PolicyNotBound {
+        template: template.chars().take(64).collect(),
+        kind: target.kind(),
+        id: target.id().to_owned(),
     }
 }
 

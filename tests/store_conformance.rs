@@ -209,11 +209,11 @@ macro_rules! conformance_tests {
     };
 }
 
-conformance_tests!(memory, Memory; also resources => Resources);
-conformance_tests!(sqlite, Sqlite; also resources => Resources);
-conformance_tests!(postgres, Postgres; also resources => Resources);
+conformance_tests!(memory, Memory; also resources => Resources, access_policies => AccessPolicies);
+conformance_tests!(sqlite, Sqlite; also resources => Resources, access_policies => AccessPolicies);
+conformance_tests!(postgres, Postgres; also resources => Resources, access_policies => AccessPolicies);
 // Redis keeps no resources yet.
-conformance_tests!(redis, Redis; not_yet [Resources]);
+conformance_tests!(redis, Redis; not_yet [Resources, AccessPolicies]);
 
 fn header(secret: &Secret) -> String {
     format!("Api-Key {}", secret.expose_secret())

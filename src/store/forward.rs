@@ -75,6 +75,7 @@ macro_rules! forward_key_store {
             list_by_external_id list_expiring ids_after operation with_record lend_now idempotency
             feed_head changes_after prune_feed
             commit_resource resource list_resources find_resource resource_operations
+            access_policy_bindings resource_head
         ]);
     };
     // `$yes` if the two names are the same method, else `$no` (each a
@@ -103,6 +104,8 @@ macro_rules! forward_key_store {
     (@if_same list_resources list_resources $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same find_resource find_resource $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same resource_operations resource_operations $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same access_policy_bindings access_policy_bindings $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same resource_head resource_head $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same $a:ident $b:ident $yes:tt $no:tt) => { $crate::forward_key_store! $no; };
 
     // `all except`: each name in the list must be a forwardable method;
@@ -275,6 +278,14 @@ macro_rules! forward_key_store {
                 target: &$crate::resource::ResourceRef,
                 page: $crate::PageRequest<$crate::OperationCursor>
             ) -> $crate::resource::ResourceOperationPage);
+    };
+    (@method $attr:tt access_policy_bindings $self:ident $to:tt) => {
+        $crate::forward_key_store!(@fn $attr $self $to
+            access_policy_bindings(on: Option<&$crate::resource::ResourceRef>)
+                -> Vec<($crate::resource::ResourceRef, $crate::access_policy::AccessPolicyBinding)>);
+    };
+    (@method $attr:tt resource_head $self:ident $to:tt) => {
+        $crate::forward_key_store!(@fn $attr $self $to resource_head() -> u64);
     };
     // The one generic method.
     (@method [$($attr:tt)*] with_record $self:ident $to:tt) => {

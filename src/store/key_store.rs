@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::BoxError;
+use crate::access_policy::AccessPolicyBinding;
 use crate::clock::Timestamp;
 use crate::controls::{CreditSpend, ExternalId};
 use crate::digest::Digest;
@@ -626,6 +627,35 @@ pub trait KeyStore: Send + Sync + 'static {
         page: PageRequest<OperationCursor>,
     ) -> impl Future<Output = Result<ResourceOperationPage, StoreError>> + Send {
         let _ = (target, page);
+        std::future::ready(Err(StoreError::unavailable("this key store keeps no resources")))
+    }
+
+    /// The access policies bound on `on` (every binding in the store for
+    /// `None`), each with the resource it is bound on, ordered by resource
+    /// and template. Bindings change through
+    /// [`KeyStore::commit_resource`] (bind and unbind); deleting a resource
+    /// drops its bindings.
+    ///
+    /// # Errors
+    /// The store's error; the default's as for
+    /// [`KeyStore::commit_resource`].
+    fn access_policy_bindings(
+        &self,
+        on: Option<&ResourceRef>,
+    ) -> impl Future<Output = Result<Vec<(ResourceRef, AccessPolicyBinding)>, StoreError>> + Send {
+        let _ = on;
+        std::future::ready(Err(StoreError::unavailable("this key store keeps no resources")))
+    }
+
+    /// The sequence number of the newest resource log entry (0 before the
+    /// first): it grows with every resource change, so a node that mirrors
+    /// resources (the access policies of its verifier) polls it and reads
+    /// again only when it moved.
+    ///
+    /// # Errors
+    /// The store's error; the default's as for
+    /// [`KeyStore::commit_resource`].
+    fn resource_head(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
         std::future::ready(Err(StoreError::unavailable("this key store keeps no resources")))
     }
 }

@@ -888,6 +888,17 @@ impl KeyStore for MemoryStore {
         Ok(lock(&self.writer).resources.operations(target, &page))
     }
 
+    async fn access_policy_bindings(
+        &self,
+        on: Option<&ResourceRef>,
+    ) -> Result<Vec<(ResourceRef, crate::access_policy::AccessPolicyBinding)>, StoreError> {
+        Ok(lock(&self.writer).resources.bindings(on))
+    }
+
+    async fn resource_head(&self) -> Result<u64, StoreError> {
+        Ok(lock(&self.writer).resources.head())
+    }
+
     async fn pepper_fingerprint(&self, version: u32, proposed: Digest) -> Result<Digest, StoreError> {
         Ok(*lock(&self.peppers).entry(version).or_insert(proposed))
     }

@@ -2,14 +2,15 @@
 //! its name indexes and the resource operations log, kept under the
 //! store's writer lock.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use crate::access_policy::AccessPolicyBinding;
 use crate::clock::Timestamp;
 use crate::operation::{OperationCursor, OperationId};
 use crate::resource::{
     Cloud, Folder, Organization, Resource, ResourceChange, ResourceCursor, ResourceError, ResourceKind,
     ResourceListing, ResourceLogEntry, ResourceName, ResourceOperation, ResourceOperationPage, ResourceOrder,
-    ResourcePage, ResourceRef, name_taken,
+    ResourcePage, ResourceRef, check_policy_change, name_taken, policy_not_bound,
 };
 use crate::store::key_store::{Page, PageRequest, StoreError};
 
@@ -27,6 +28,8 @@ pub(super) struct Resources {
     log: HashMap<ResourceRef, Vec<(u64, ResourceOperation)>>,
     log_ids: HashSet<OperationId>,
     seq: u64,
+    /// The access policies bound on each resource, by template id.
+    policies: BTreeMap<ResourceRef, BTreeMap<String, AccessPolicyBinding>>,
 }
 
 impl Default for Resources {
@@ -39,6 +42,7 @@ impl Default for Resources {
             log: HashMap::new(),
             log_ids: HashSet::new(),
             seq: 0,
+            policies: BTreeMap::new(),
         };
         let now = Timestamp::now();
         for seed in [
@@ -62,6 +66,10 @@ pub(super) enum Plan {
     Replace(Resource, NameKey, NameKey),
     /// Remove the resource and its name key.
     Remove(ResourceRef, NameKey),
+    /// Bind a policy on the resource (replacing its template's binding).
+    Bind(ResourceRef, AccessPolicyBinding),
+    /// Unbind the policy of a template from the resource.
+    Unbind(ResourceRef, String),
 }
 
 impl Resources {
@@ -133,6 +141,19 @@ impl Resources {
                 }
                 Ok(Plan::Remove(target, self.name_key(old)?))
             }
+            ResourceChange::BindAccessPolicy { target, binding } => {
+                check_policy_change(&target, Some(&binding))?;
+                self.items.get(&target).ok_or_else(|| target.not_found())?;
+                Ok(Plan::Bind(target, binding))
+            }
+            ResourceChange::UnbindAccessPolicy { target, template_id } => {
+                check_policy_change(&target, None)?;
+                self.items.get(&target).ok_or_else(|| target.not_found())?;
+                if !self.policies.get(&target).is_some_and(|p| p.contains_key(&template_id)) {
+                    return Err(policy_not_bound(&target, &template_id));
+                }
+                Ok(Plan::Unbind(target, template_id))
+            }
         }
     }
 
@@ -172,7 +193,22 @@ impl Resources {
                     }
                 }
                 self.children.remove(&target);
+                self.policies.remove(&target);
                 (target, crate::resource::ResourceOperationKind::Delete, None)
+            }
+            Plan::Bind(target, binding) => {
+                let bound = self.policies.entry(target.clone()).or_default();
+                bound.insert(binding.access_policy_template_id.clone(), binding);
+                (target.clone(), crate::resource::ResourceOperationKind::Update, self.items.get(&target).cloned())
+            }
+            Plan::Unbind(target, template) => {
+                if let Some(bound) = self.policies.get_mut(&target) {
+                    bound.remove(&template);
+                    if bound.is_empty() {
+                        self.policies.remove(&target);
+                    }
+                }
+                (target.clone(), crate::resource::ResourceOperationKind::Update, self.items.get(&target).cloned())
             }
         };
         self.seq += 1;
@@ -235,6 +271,20 @@ impl Resources {
     /// The resource of `listing` named `name`.
     pub(super) fn find(&self, listing: &ResourceListing, name: &ResourceName) -> Option<Resource> {
         self.members(listing).into_iter().find(|r| r.kind() == listing.kind() && r.name() == name).cloned()
+    }
+
+    /// The policies bound on `on` (all of them for `None`).
+    pub(super) fn bindings(&self, on: Option<&ResourceRef>) -> Vec<(ResourceRef, AccessPolicyBinding)> {
+        self.policies
+            .iter()
+            .filter(|(r, _)| on.is_none_or(|o| o == *r))
+            .flat_map(|(r, bound)| bound.values().map(move |b| (r.clone(), b.clone())))
+            .collect()
+    }
+
+    /// The newest log entry's sequence number.
+    pub(super) fn head(&self) -> u64 {
+        self.seq
     }
 
     /// A page of one resource's log, newest first.

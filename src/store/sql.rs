@@ -297,6 +297,7 @@ macro_rules! schema_versions {
             v!(8, "key controls without a column of their own in one JSON column", "0008_controls_column"),
             v!(9, "the change feed", "0009_change_feed"),
             v!(10, "organizations, clouds, folders and service accounts", "0010_resources"),
+            v!(11, "access policy bindings", "0011_access_policies"),
         ]
     }};
 }
@@ -1130,6 +1131,17 @@ macro_rules! sql_key_store {
                     timed(self.timeout, self.resource_operations_sql(target, page)).await
                 }
 
+                async fn access_policy_bindings(
+                    &self,
+                    on: Option<&ResourceRef>,
+                ) -> Result<Vec<(ResourceRef, $crate::access_policy::AccessPolicyBinding)>, StoreError> {
+                    timed(self.timeout, self.access_policy_bindings_sql(on)).await
+                }
+
+                async fn resource_head(&self) -> Result<u64, StoreError> {
+                    timed(self.timeout, self.resource_head_sql()).await
+                }
+
                 async fn touch_last_used(&self, updates: &[(KeyId, Timestamp)]) -> Result<(), StoreError> {
                     if updates.is_empty() {
                         return Ok(());
@@ -1336,9 +1348,9 @@ macro_rules! check_previous_release_upgrade {
         .await
         .unwrap();
         let e = store.migrate().await.unwrap_err();
-        assert!(matches!(e, $crate::store::StoreError::SchemaTooNew { found: 99, supported: 10 }), "{e:?}");
+        assert!(matches!(e, $crate::store::StoreError::SchemaTooNew { found: 99, supported: 11 }), "{e:?}");
         let text = e.to_string();
-        assert!(text.contains("version 99") && text.contains("version 10 "), "{text}");
+        assert!(text.contains("version 99") && text.contains("version 11 "), "{text}");
         assert!(e.is_unavailable(), "a refused schema fails closed");
         // A refused migrate leaves no lock behind: refused again, at once.
         let again = tokio::time::timeout(std::time::Duration::from_secs(10), store.migrate()).await;

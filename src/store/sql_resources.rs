@@ -158,6 +158,23 @@ pub(super) const DELETE_ACCOUNT_KEYS: &str = "DELETE FROM api_keys WHERE service
 pub(super) const LOG: &str = "INSERT INTO resource_operations \
     (id, resource_kind, resource_id, kind, actor, created_at, response) VALUES ($1, $2, $3, $4, $5, $6, $7) \
     ON CONFLICT (id) DO NOTHING";
+/// Binds a policy, replacing its template's parameters there (`$1` kind,
+/// `$2` id, `$3` template, `$4` parameters).
+pub(super) const BIND: &str = "INSERT INTO access_policy_bindings (resource_kind, resource_id, template_id, parameters) \
+    VALUES ($1, $2, $3, $4) ON CONFLICT (resource_kind, resource_id, template_id) DO UPDATE SET parameters = $4";
+/// Unbinds a template (`$1` kind, `$2` id, `$3` template).
+pub(super) const UNBIND: &str =
+    "DELETE FROM access_policy_bindings WHERE resource_kind = $1 AND resource_id = $2 AND template_id = $3";
+/// Drops a deleted resource's bindings (`$1` kind, `$2` id).
+pub(super) const UNBIND_ALL: &str = "DELETE FROM access_policy_bindings WHERE resource_kind = $1 AND resource_id = $2";
+/// Every binding, in order.
+pub(super) const BINDINGS: &str = "SELECT resource_kind, resource_id, template_id, parameters \
+    FROM access_policy_bindings ORDER BY resource_kind, resource_id, template_id";
+/// The bindings on one resource (`$1` kind, `$2` id), in order.
+pub(super) const BINDINGS_ON: &str = "SELECT resource_kind, resource_id, template_id, parameters \
+    FROM access_policy_bindings WHERE resource_kind = $1 AND resource_id = $2 ORDER BY template_id";
+/// The newest resource log entry's sequence number.
+pub(super) const HEAD: &str = "SELECT COALESCE(MAX(seq), 0) FROM resource_operations";
 /// A page of one resource's log, newest first (`$1` kind, `$2` id, `$3`
 /// before this seq, `$4` rows).
 pub(super) const OPERATIONS: &str = "SELECT seq, id, kind, actor, created_at, response FROM resource_operations \
@@ -501,7 +518,46 @@ macro_rules! sql_resources {
                     ResourceChange::Update { target, patch } => {
                         (Some(update_resource_in(&mut tx, &target, &patch).await?), Vec::new())
                     }
-                    ResourceChange::Delete(target) => (None, delete_resource_in(&mut tx, &target, log).await?),
+                    ResourceChange::Delete(target) => {
+                        let deleted = delete_resource_in(&mut tx, &target, log).await?;
+                        sqlx::query(rs::UNBIND_ALL)
+                            .bind(target.kind().as_str())
+                            .bind(target.id().to_owned())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(sqlx_error)?;
+                        (None, deleted)
+                    }
+                    ResourceChange::BindAccessPolicy { target, binding } => {
+                        $crate::resource::check_policy_change(&target, Some(&binding))?;
+                        let left = resource_in(&mut tx, &target).await?.ok_or_else(|| target.not_found())?;
+                        let parameters = serde_json::to_string(&binding.parameters)
+                            .map_err(|_| StoreError::Corrupt("parameters do not serialise".to_owned()))?;
+                        sqlx::query(rs::BIND)
+                            .bind(target.kind().as_str())
+                            .bind(target.id().to_owned())
+                            .bind(binding.access_policy_template_id.clone())
+                            .bind(parameters)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(sqlx_error)?;
+                        (Some(left.as_written()), Vec::new())
+                    }
+                    ResourceChange::UnbindAccessPolicy { target, template_id } => {
+                        $crate::resource::check_policy_change(&target, None)?;
+                        let left = resource_in(&mut tx, &target).await?.ok_or_else(|| target.not_found())?;
+                        let gone = sqlx::query(rs::UNBIND)
+                            .bind(target.kind().as_str())
+                            .bind(target.id().to_owned())
+                            .bind(template_id.clone())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(sqlx_error)?;
+                        if gone.rows_affected() == 0 {
+                            return Err($crate::resource::policy_not_bound(&target, &template_id).into());
+                        }
+                        (Some(left.as_written()), Vec::new())
+                    }
                 };
                 resource_log_in(&mut tx, log, &target, kind, left.as_ref()).await?;
                 tx.commit().await.map_err(sqlx_error)?;
@@ -576,6 +632,35 @@ macro_rules! sql_resources {
                     last.and_then(|(seq, _)| u64::try_from(*seq).ok()).map(OperationCursor::new)
                 });
                 Ok(Page::new(items.into_iter().map(|(_, op)| op).collect(), next))
+            }
+
+            async fn access_policy_bindings_sql(
+                &self,
+                on: Option<&ResourceRef>,
+            ) -> Result<Vec<(ResourceRef, $crate::access_policy::AccessPolicyBinding)>, StoreError> {
+                let query = match on {
+                    Some(r) => sqlx::query(rs::BINDINGS_ON).bind(r.kind().as_str()).bind(r.id().to_owned()),
+                    None => sqlx::query(rs::BINDINGS),
+                };
+                let rows = query.fetch_all(&self.pool).await.map_err(sqlx_error)?;
+                rows.iter()
+                    .map(|r| {
+                        let text = |c: &str| r.try_get::<String, _>(c).map_err(sqlx_error);
+                        let kind =
+                            ResourceKind::parse(&text("resource_kind")?).ok_or_else(|| corrupt("resource_kind"))?;
+                        let on = ResourceRef::parse(kind, &text("resource_id")?).map_err(|_| corrupt("resource_id"))?;
+                        let parameters =
+                            serde_json::from_str(&text("parameters")?).map_err(|_| corrupt("parameters"))?;
+                        let mut binding = $crate::access_policy::AccessPolicyBinding::new(text("template_id")?);
+                        binding.parameters = parameters;
+                        Ok((on, binding))
+                    })
+                    .collect()
+            }
+
+            async fn resource_head_sql(&self) -> Result<u64, StoreError> {
+                let head: i64 = sqlx::query_scalar(rs::HEAD).fetch_one(&self.pool).await.map_err(sqlx_error)?;
+                u64::try_from(head).map_err(|_| corrupt("seq"))
             }
         }
     };

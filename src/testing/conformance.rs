@@ -151,6 +151,13 @@ pub enum Check {
     /// resource's log lists its operations newest first. A store that
     /// keeps no resources (the trait's defaults) fails it.
     Resources,
+    /// Access policies bind on organizations, clouds and folders (not on
+    /// service accounts, not on missing resources, not with a bad
+    /// binding), a second binding of a template replaces the first,
+    /// unbinding an unbound template is refused, every bind and unbind is
+    /// logged and moves the resource head, listings by resource and in
+    /// all are ordered, and deleting a folder drops its bindings.
+    AccessPolicies,
 }
 
 impl Check {
@@ -189,6 +196,7 @@ impl Check {
         Check::IdempotencyRecords,
         Check::ChangeFeed,
         Check::Resources,
+        Check::AccessPolicies,
     ];
 
     /// The check's name in `snake_case`.
@@ -228,6 +236,7 @@ impl Check {
             Check::IdempotencyRecords => "idempotency_records",
             Check::ChangeFeed => "change_feed",
             Check::Resources => "resources",
+            Check::AccessPolicies => "access_policies",
         }
     }
 }
@@ -281,6 +290,7 @@ pub async fn run<S: KeyStore>(store: &S, check: Check) {
         Check::IdempotencyRecords => idempotency::idempotency_records(store).await,
         Check::ChangeFeed => feed::change_feed(store).await,
         Check::Resources => resources::resources(store).await,
+        Check::AccessPolicies => resources::access_policies(store).await,
     }
 }
 

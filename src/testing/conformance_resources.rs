@@ -385,3 +385,63 @@ pub async fn resources<S: KeyStore>(store: &S) {
     }
     refused(store, ResourceChange::Delete(org.reference()), |e| matches!(e, ResourceError::NotFound { .. })).await;
 }
+
+/// [`Check::AccessPolicies`]: see its docs.
+pub(super) async fn access_policies<S: KeyStore>(store: &S) {
+    use crate::access_policy::{ALLOWED_SCOPES, AccessPolicyBinding, DENY_KEY_CREATION, MAX_KEY_LIFETIME};
+    const P: Check = Check::AccessPolicies;
+    let folder =
+        create(store, Resource::Folder(Folder::new(id(), ResourceId::default_cloud(), at(0), name("pol")))).await;
+    let on = folder.reference();
+    let bindings_on =
+        |r: ResourceRef| async move { ok(P, "access_policy_bindings", store.access_policy_bindings(Some(&r)).await) };
+    let head = ok(P, "resource_head", store.resource_head().await);
+    let deny = AccessPolicyBinding::new(DENY_KEY_CREATION);
+    let days = |d: &str| AccessPolicyBinding::new(MAX_KEY_LIFETIME).with_parameter("max_lifetime", d);
+    for b in [deny.clone(), days("30d"), days("7d")] {
+        let left = commit(store, ResourceChange::BindAccessPolicy { target: on.clone(), binding: b }).await;
+        assert_eq!(left.resource.map(|r| r.reference()), Some(on.clone()), "[{P}] a bind returns its resource");
+    }
+    let later = ok(P, "resource_head", store.resource_head().await);
+    assert!(later >= head + 3, "[{P}] three binds move the head from {head} by 3 at least, to {later}");
+    // The second lifetime binding replaced the first.
+    assert_eq!(
+        bindings_on(on.clone()).await,
+        vec![(on.clone(), days("7d")), (on.clone(), deny.clone())],
+        "[{P}] bindings"
+    );
+    let all = ok(P, "access_policy_bindings", store.access_policy_bindings(None).await);
+    assert!(all.contains(&(on.clone(), days("7d"))), "[{P}] every binding lists this one");
+    assert_eq!(log_of(store, &on).await.len(), 4, "[{P}] a create and three binds logged");
+
+    // Refused, writing nothing.
+    let sa = create(store, account(ResourceId::new(on.id()).unwrap_or_else(|e| panic!("{e}")), &name("robot"))).await;
+    refused(store, ResourceChange::BindAccessPolicy { target: sa.reference(), binding: deny.clone() }, |e| {
+        matches!(e, ResourceError::AccessPolicy(_))
+    })
+    .await;
+    let bad = AccessPolicyBinding::new(ALLOWED_SCOPES);
+    refused(store, ResourceChange::BindAccessPolicy { target: on.clone(), binding: bad }, |e| {
+        matches!(e, ResourceError::AccessPolicy(_))
+    })
+    .await;
+    let missing = ResourceRef::Folder(id());
+    match store
+        .commit_resource(ResourceChange::BindAccessPolicy { target: missing, binding: deny.clone() }, &entry())
+        .await
+    {
+        Err(StoreError::Resource(ResourceError::NotFound { .. })) => {}
+        other => panic!("[{P}] a bind on a missing folder should be refused, got {other:?}"),
+    }
+    let unbind = |t: &str| ResourceChange::UnbindAccessPolicy { target: on.clone(), template_id: t.to_owned() };
+    refused(store, unbind(ALLOWED_SCOPES), |e| matches!(e, ResourceError::PolicyNotBound { .. })).await;
+
+    commit(store, unbind(DENY_KEY_CREATION)).await;
+    assert_eq!(bindings_on(on.clone()).await, vec![(on.clone(), days("7d"))], "[{P}] after an unbind");
+    // A deleted folder's bindings go with it.
+    commit(store, ResourceChange::Delete(sa.reference())).await;
+    commit(store, ResourceChange::Delete(on.clone())).await;
+    assert!(bindings_on(on.clone()).await.is_empty(), "[{P}] a deleted folder keeps no bindings");
+    let all = ok(P, "access_policy_bindings", store.access_policy_bindings(None).await);
+    assert!(all.iter().all(|(r, _)| *r != on), "[{P}] nor does the list of all");
+}
