@@ -43,6 +43,9 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Timestamp;
 use crate::resource::ResourceRef;
 
+mod lifetimes;
+pub use lifetimes::LifetimeLimits;
+
 /// The template refusing key creation.
 pub const DENY_KEY_CREATION: &str = "iam.denyServiceAccountApiKeysCreation";
 /// The template limiting a key's lifetime (parameter [`MAX_LIFETIME`]).

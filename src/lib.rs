@@ -47,7 +47,7 @@ pub use digest::{Digest, DigestError, Pepper, PepperError, Peppers};
 pub use error::BoxError;
 pub use manager::{
     AllowAll, CreateRequest, CreationPolicy, DenyAll, KeyDirectory, KeyManager, KeyManagerBuilder, KeyRequest,
-    LeakRecorded, ManageError, PepperCheckError, PolicyDenied, UpdateRequest,
+    LeakRecorded, ManageError, NewResource, PepperCheckError, PolicyDenied, UpdateRequest,
 };
 pub use operation::{
     Actor, ActorError, Change, KeyUpdate, LeakDetails, LogEntry, Operation, OperationChanges, OperationCursor,

@@ -26,6 +26,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::access_policy::KeyAction;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::controls::{
     ControlError, ControlsPatch, Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimits,
@@ -48,6 +49,9 @@ use crate::store::{KeyStore, OldKeyFate, OperationPage, Page, PageRequest, Store
 use crate::token::{KeyId, SECRET_LEN, Token, TokenFormat};
 use crate::verify::VerifierBuilder;
 use crate::{Verifier, header};
+
+mod resources;
+pub use resources::NewResource;
 
 /// Why [`KeyManager::check_peppers`] refused the configured peppers.
 #[derive(Debug, thiserror::Error)]
@@ -112,9 +116,22 @@ pub enum ManageError {
     /// limits) is invalid; the error names which.
     #[error(transparent)]
     InvalidControl(#[from] ControlError),
+    /// A resource change the hierarchy refuses, or a resource (a key's
+    /// service account) that does not exist.
+    #[error(transparent)]
+    Resource(crate::resource::ResourceError),
+    /// An access policy bound on the service account's path refused.
+    #[error(transparent)]
+    AccessPolicy(#[from] crate::access_policy::AccessPolicyDenied),
     /// The store failed; nothing was written.
     #[error(transparent)]
     Store(StoreError),
+}
+
+impl From<crate::resource::ResourceError> for ManageError {
+    fn from(e: crate::resource::ResourceError) -> Self {
+        Self::Resource(e)
+    }
 }
 
 impl From<StoreError> for ManageError {
@@ -122,6 +139,7 @@ impl From<StoreError> for ManageError {
         match e {
             StoreError::NotFound(id) => Self::NotFound(id),
             StoreError::Conflict { id, reason } => Self::Conflict { id, reason },
+            StoreError::Resource(e) => Self::Resource(e),
             other => Self::Store(other),
         }
     }
@@ -389,6 +407,15 @@ impl<S: KeyStore> KeyManagerBuilder<S> {
         self
     }
 
+    /// Requires that a key's service account exists as a resource, and
+    /// checks the access policies on its path (see
+    /// [`KeyDirectory::with_service_accounts_required`]).
+    #[must_use]
+    pub fn require_service_accounts(mut self) -> Self {
+        self.0.directory.require_service_accounts = true;
+        self
+    }
+
     /// Finishes the manager.
     #[must_use]
     pub fn build(self) -> KeyManager<S> {
@@ -420,6 +447,7 @@ pub struct KeyDirectory<S> {
     policy: Arc<dyn CreationPolicy>,
     actor: Actor,
     claim: Option<IdempotencyClaim>,
+    require_service_accounts: bool,
 }
 
 impl<S> fmt::Debug for KeyDirectory<S> {
@@ -438,6 +466,7 @@ impl<S> Clone for KeyDirectory<S> {
             policy: Arc::clone(&self.policy),
             actor: self.actor.clone(),
             claim: self.claim.clone(),
+            require_service_accounts: self.require_service_accounts,
         }
     }
 }
@@ -492,6 +521,7 @@ impl<S: KeyStore> KeyDirectory<S> {
             policy: Arc::new(AllowAll),
             actor: Actor::system(),
             claim: None,
+            require_service_accounts: false,
         }
     }
 
@@ -513,6 +543,16 @@ impl<S: KeyStore> KeyDirectory<S> {
     #[must_use]
     pub fn with_policy(&self, policy: impl CreationPolicy) -> Self {
         Self { policy: Arc::new(policy), ..self.clone() }
+    }
+
+    /// The same directory, requiring that a key's service account exists
+    /// as a resource and checking the access policies bound on its path
+    /// before a key is created, imported, reissued or re-dated (see
+    /// [`access_policy`](crate::access_policy)). Without it (the default)
+    /// service accounts are plain ids and no access policy applies.
+    #[must_use]
+    pub fn with_service_accounts_required(&self) -> Self {
+        Self { require_service_accounts: true, ..self.clone() }
     }
 
     /// The actor recorded for changes made through this manager.
@@ -764,6 +804,12 @@ impl<S: KeyStore> KeyDirectory<S> {
             scopes: update.scopes.as_ref().unwrap_or(&current.scopes),
             expires_at: update.expires_at.unwrap_or(current.expires_at),
         })?;
+        if update.scopes.is_some() || update.expires_at.is_some() {
+            // An expiry removed is checked as a new key's absent one.
+            let action = if update.expires_at == Some(None) { KeyAction::Reissue } else { KeyAction::Update };
+            let expires_at = update.expires_at.flatten();
+            self.check_access(&current.service_account_id, action, update.scopes.as_ref(), expires_at).await?;
+        }
         // The response snapshot: the key as this update leaves it (a change
         // made elsewhere between the read above and the commit is not in it).
         let mut after = KeyRecord::clone(&current);
@@ -931,6 +977,7 @@ impl<S: KeyStore> KeyManager<S> {
     /// written then).
     pub async fn create(&self, request: CreateRequest) -> Result<CreatedKey, ManageError> {
         let (template, now) = self.admit(OperationKind::Create, &request)?;
+        self.check_new(&template).await?;
         let write = Write::Insert(OperationKind::Create);
         let (record, secret) = self.store_new(write, now, || self.new_native(&template, now)).await?;
         Ok(CreatedKey::new(&record, secret))
@@ -964,6 +1011,11 @@ impl<S: KeyStore> KeyManager<S> {
             controls: admit_controls(request.controls.clone(), now)?,
         };
         Ok((template, now))
+    }
+
+    /// [`KeyDirectory::check_access`] for a new key.
+    async fn check_new(&self, t: &KeyRecordTemplate) -> Result<(), ManageError> {
+        self.check_access(&t.sa, KeyAction::Create, Some(&t.scopes), t.expires_at).await
     }
 
     fn new_native(&self, t: &KeyRecordTemplate, now: Timestamp) -> Result<(KeyRecord, Secret), ManageError> {
@@ -1053,6 +1105,8 @@ impl<S: KeyStore> KeyManager<S> {
             scopes: &old.scopes,
             expires_at: old.expires_at,
         })?;
+        let action = KeyAction::Reissue;
+        self.check_access(&old.service_account_id, action, Some(&old.scopes), old.expires_at).await?;
         let fate = if grace.is_zero() { OldKeyFate::Revoke } else { OldKeyFate::ExpireAt(now.saturating_add(grace)) };
         let template = KeyRecordTemplate {
             sa: old.service_account_id.clone(),
@@ -1090,6 +1144,7 @@ impl<S: KeyStore> KeyManager<S> {
             return Err(ManageError::InvalidImportedSecret("starts with this crate's key prefix"));
         }
         let (t, now) = self.admit(OperationKind::Import, &request)?;
+        self.check_new(&t).await?;
         self.refuse_known_import(bytes).await?;
         let (pepper_version, digest) = self.peppers.digest_current(bytes);
         let masked = MaskedKey::of_digest(&digest);

@@ -8,7 +8,8 @@
 //! 3. **store** — fetch the one record named by the key id;
 //! 4. **digest** — `HMAC-SHA256(pepper, secret)` compared in constant time
 //!    (an unknown id runs the same HMAC and compare against a dummy digest);
-//! 5. **key** — revoked? disabled? expired (now ≥ `expires_at`)?
+//! 5. **key** — revoked? disabled? expired (now ≥ `expires_at`, or its age reached the
+//!    limit of a maximum-lifetime access policy, with [`LifetimeLimits`])?
 //! 6. **address** — for a key with an IP allow-list: is the client address
 //!    ([`VerifyContext::client_ip`]) in it? An unknown address is refused;
 //! 7. **scope** — does a granted scope satisfy the requirement?
@@ -62,6 +63,7 @@ use std::time::Duration;
 
 use subtle::ConstantTimeEq;
 
+use crate::access_policy::LifetimeLimits;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::controls::{
     CreditSpend, Credits, ExternalId, KeyControls, LimitName, LocalRateLimiter, Metadata, RateDecision, RateLimit,
@@ -468,6 +470,7 @@ pub struct VerifierBuilder<S> {
     clock: Arc<dyn Clock>,
     config: VerifierConfig,
     rate_limiter: Option<Arc<dyn RateLimiter>>,
+    lifetimes: Option<Arc<LifetimeLimits>>,
 }
 
 impl<S> fmt::Debug for VerifierBuilder<S> {
@@ -497,6 +500,16 @@ impl<S: KeyStore> VerifierBuilder<S> {
     #[must_use]
     pub fn rate_limiter(mut self, limiter: impl RateLimiter) -> Self {
         self.rate_limiter = Some(Arc::new(limiter));
+        self
+    }
+
+    /// The maximum-lifetime access policies to apply at use: a key whose
+    /// age reached its service account's limit is refused as expired.
+    /// Defaults to none; keep them current with
+    /// [`LifetimeLimits::refresh`].
+    #[must_use]
+    pub fn lifetime_limits(mut self, limits: Arc<LifetimeLimits>) -> Self {
+        self.lifetimes = Some(limits);
         self
     }
 
@@ -543,6 +556,7 @@ impl<S: KeyStore> VerifierBuilder<S> {
             clock: self.clock,
             config: self.config,
             dummy,
+            lifetimes: self.lifetimes,
         }
     }
 }
@@ -647,6 +661,7 @@ pub struct Verifier<S> {
     /// Stand-in pepper version and digest for unknown ids, so a miss does
     /// the work of a wrong secret.
     dummy: (u32, Digest),
+    lifetimes: Option<Arc<LifetimeLimits>>,
 }
 
 impl<S> fmt::Debug for Verifier<S> {
@@ -665,6 +680,7 @@ impl<S: KeyStore> Verifier<S> {
             clock: Arc::new(SystemClock),
             config: VerifierConfig::default(),
             rate_limiter: None,
+            lifetimes: None,
         }
     }
 
@@ -967,6 +983,12 @@ impl<S: KeyStore> Verifier<S> {
         // The clock is read only when something needs it.
         if let Some(expires_at) = view.expires_at
             && self.clock.now() >= expires_at
+        {
+            return Err(VerifyError::Expired(view.id));
+        }
+        if let Some(limits) = &self.lifetimes
+            && let Some(max) = limits.limit_for(view.service_account_id)
+            && self.clock.now() >= view.created_at.saturating_add(max)
         {
             return Err(VerifyError::Expired(view.id));
         }

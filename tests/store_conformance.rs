@@ -633,3 +633,141 @@ async fn sqlite_service_account_flow() {
 async fn postgres_service_account_flow() {
     with::<Postgres, _, _>(service_account_flow).await;
 }
+
+/// The access policies through a manager that requires service accounts,
+/// and the lifetime limit at use on a second verifier: a deny on the
+/// organization refuses a create two levels down until unbound; a maximum
+/// lifetime bound after a key was made refuses that key at use; allowed
+/// scopes and a required expiry refuse what they should; deleting the
+/// account makes its keys unknown and keeps their log.
+async fn access_policy_flow<S: KeyStore>(store: S) {
+    use api_keys::access_policy::{
+        ALLOWED_SCOPES, AccessPolicyBinding, DENY_KEY_CREATION, LifetimeLimits, MAX_KEY_LIFETIME, REQUIRE_EXPIRY,
+    };
+    use api_keys::resource::{ResourceName, ResourceRef};
+    use api_keys::{NewResource, OperationKind};
+
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_seconds(1_800_000_000).unwrap()));
+    let store = Arc::new(store);
+    let manager = KeyManager::builder(
+        Arc::clone(&store),
+        Peppers::single(Pepper::new(1, [7u8; 32]).unwrap()),
+        api_keys::testing::scope_catalog(),
+    )
+    .clock(clock.clone())
+    .require_service_accounts()
+    .build();
+    let name = |n: &str| {
+        ResourceName::new(&format!(
+            "{n}-{}",
+            conformance::service_account().as_str().to_lowercase().replace(['_', '.'], "-")
+        ))
+        .unwrap()
+    };
+    let made = |op: api_keys::resource::ResourceOperation| op.response.unwrap().reference();
+    let org = made(manager.create_resource(NewResource::organization(name("acme"))).await.unwrap());
+    let org_id = org.id().parse().unwrap();
+    let cloud = made(manager.create_resource(NewResource::cloud(org_id, name("prod"))).await.unwrap());
+    let folder =
+        made(manager.create_resource(NewResource::folder(cloud.id().parse().unwrap(), name("web"))).await.unwrap());
+    let folder_id = folder.id().parse().unwrap();
+    let robot = made(
+        manager
+            .create_resource(NewResource::service_account(folder_id, ResourceName::new("my-robot").unwrap()))
+            .await
+            .unwrap(),
+    );
+    let ResourceRef::ServiceAccount(sa) = robot.clone() else { panic!("{robot}") };
+    assert_eq!(manager.service_account_named(folder_id, &ResourceName::new("my-robot").unwrap()).await.unwrap().id, sa);
+    let create = |expires: Option<Timestamp>, scopes: &[&str]| {
+        let mut r = CreateRequest::new(sa.as_str()).scopes(scopes.iter().copied());
+        if let Some(e) = expires {
+            r = r.expires_at(e);
+        }
+        manager.create(r)
+    };
+    let early = create(None, &["yc.monitoring.read"]).await.unwrap();
+    // A key for an account that does not exist is refused.
+    let ghost = manager.create(CreateRequest::new("ghostaccount00000000")).await.unwrap_err();
+    assert!(matches!(ghost, ManageError::Resource(_)), "{ghost:?}");
+
+    // A deny on the organization refuses a create in a folder two levels down.
+    manager.bind_access_policy(&org, AccessPolicyBinding::new(DENY_KEY_CREATION)).await.unwrap();
+    let refused = create(None, &["yc.monitoring.read"]).await.unwrap_err();
+    let text = refused.to_string();
+    assert!(matches!(refused, ManageError::AccessPolicy(_)), "{refused:?}");
+    assert!(text.contains(DENY_KEY_CREATION) && text.contains(org.id()), "{text}");
+    manager.unbind_access_policy(&org, DENY_KEY_CREATION).await.unwrap();
+    create(None, &["yc.monitoring.read"]).await.unwrap();
+
+    // A maximum lifetime bound after `early` was made: new keys must expire
+    // within it, and `early` fails at use once older, on another node too.
+    let node_a = LifetimeLimits::new();
+    let node_b = LifetimeLimits::new();
+    let verifier = manager.verifier().lifetime_limits(Arc::clone(&node_b)).build();
+    let header = |s: &Secret| format!("Api-Key {}", s.expose_secret());
+    verifier.verify(header(&early.secret).as_bytes(), None).await.unwrap();
+    manager
+        .bind_access_policy(&cloud, AccessPolicyBinding::new(MAX_KEY_LIFETIME).with_parameter("max_lifetime", "1d"))
+        .await
+        .unwrap();
+    assert!(node_a.refresh(&*store).await.unwrap() && node_b.refresh(&*store).await.unwrap());
+    assert!(create(None, &["yc.monitoring.read"]).await.is_err(), "no expiry");
+    let in_2d = clock.now().checked_add(Duration::from_secs(2 * 86_400));
+    assert!(create(in_2d, &["yc.monitoring.read"]).await.is_err(), "beyond the maximum");
+    let in_12h = clock.now().checked_add(Duration::from_secs(12 * 3600));
+    create(in_12h, &["yc.monitoring.read"]).await.unwrap();
+    verifier.verify(header(&early.secret).as_bytes(), None).await.unwrap();
+    clock.advance(Duration::from_secs(86_400));
+    let e = verifier.verify(header(&early.secret).as_bytes(), None).await.unwrap_err();
+    assert!(matches!(e, VerifyError::Expired(_)), "{e:?}");
+    assert_eq!(node_a.limit_for(&sa), Some(Duration::from_secs(86_400)), "every node holds the limit");
+    manager.unbind_access_policy(&cloud, MAX_KEY_LIFETIME).await.unwrap();
+    node_b.refresh(&*store).await.unwrap();
+    verifier.verify(header(&early.secret).as_bytes(), None).await.unwrap();
+
+    // Allowed scopes and a required expiry.
+    manager
+        .bind_access_policy(
+            &folder,
+            AccessPolicyBinding::new(ALLOWED_SCOPES).with_parameter("scopes", "yc.monitoring.read"),
+        )
+        .await
+        .unwrap();
+    manager.bind_access_policy(&folder, AccessPolicyBinding::new(REQUIRE_EXPIRY)).await.unwrap();
+    let later = clock.now().checked_add(Duration::from_secs(3600));
+    assert!(create(later, &["yc.postbox.send"]).await.is_err(), "a scope not allowed");
+    assert!(create(None, &["yc.monitoring.read"]).await.is_err(), "no expiry");
+    create(later, &["yc.monitoring.read"]).await.unwrap();
+    let templates: Vec<_> = manager.access_policy_bindings(&folder).await.unwrap();
+    assert_eq!(templates.len(), 2);
+
+    // Deleting the account deletes its keys and keeps their log.
+    let gone = manager.delete_resource(&robot).await.unwrap();
+    assert!(gone.response.is_none());
+    let e = verifier.verify(header(&early.secret).as_bytes(), None).await.unwrap_err();
+    assert!(matches!(e, VerifyError::UnknownKey(_)), "{e:?}");
+    let log = manager.operations(&early.api_key.id, PageRequest::starting(10, None)).await.unwrap();
+    assert_eq!(log.items.first().map(|o| o.kind), Some(OperationKind::Delete));
+    // The defaults are never deleted; a folder still holding bindings is deleted with them.
+    let refused = manager.delete_resource(&ResourceRef::Folder(api_keys::resource::ResourceId::default_folder())).await;
+    assert!(matches!(refused, Err(ManageError::Resource(_))), "{refused:?}");
+    manager.delete_resource(&folder).await.unwrap();
+    manager.delete_resource(&cloud).await.unwrap();
+    manager.delete_resource(&org).await.unwrap();
+}
+
+#[tokio::test]
+async fn memory_access_policy_flow() {
+    with::<Memory, _, _>(access_policy_flow).await;
+}
+
+#[tokio::test]
+async fn sqlite_access_policy_flow() {
+    with::<Sqlite, _, _>(access_policy_flow).await;
+}
+
+#[tokio::test]
+async fn postgres_access_policy_flow() {
+    with::<Postgres, _, _>(access_policy_flow).await;
+}

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::manager::ManageError;
+use crate::resource::ResourceError;
 use crate::store::StoreError;
 
 /// The `google.rpc.Code`s this API answers with.
@@ -136,8 +137,23 @@ impl From<ManageError> for ApiError {
             ManageError::AlreadyImported => Code::AlreadyExists,
             ManageError::Store(s) => return Self::from_store(s),
             ManageError::Random(_) => Code::Internal,
+            ManageError::AccessPolicy(_) => Code::FailedPrecondition,
+            ManageError::Resource(r) => resource_code(r),
         };
         Self::new(code, e.to_string())
+    }
+}
+
+/// The code of a refused resource change.
+fn resource_code(e: &ResourceError) -> Code {
+    match e {
+        ResourceError::NotFound { .. }
+        | ResourceError::ParentNotFound { .. }
+        | ResourceError::PolicyNotBound { .. } => Code::NotFound,
+        ResourceError::AlreadyExists { .. } | ResourceError::NameTaken { .. } => Code::AlreadyExists,
+        ResourceError::HasChildren { .. } => Code::FailedPrecondition,
+        ResourceError::Random(_) => Code::Internal,
+        _ => Code::InvalidArgument,
     }
 }
 

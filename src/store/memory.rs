@@ -201,6 +201,7 @@ impl Stored {
             kind: self.kind,
             controls: self.controls.as_ref(),
             expires_at: self.expires_at,
+            created_at: self.created_at,
             last_used_at: self.last_used_at,
             scopes: self.scopes,
             service_account_id: self.service_account_id,
