@@ -448,6 +448,17 @@ mod tests {
         store.pool().close().await;
     }
 
+    /// A database of the release before access policies (schema version
+    /// 10) upgrades and loses nothing.
+    #[tokio::test]
+    async fn a_version_10_database_upgrades_to_access_policies_and_loses_nothing() {
+        let (_dir, store) = store_at(10).await;
+        let store = crate::store::sql::check_v10_upgrade!(store, Sqlite::SCHEMA);
+        let check: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(store.pool()).await.unwrap();
+        assert_eq!(check, "ok");
+        store.pool().close().await;
+    }
+
     #[tokio::test]
     async fn an_invalid_url_is_reported_when_connecting() {
         let e = SqliteStore::builder("postgres://not-sqlite").connect().await.unwrap_err();
