@@ -292,9 +292,22 @@ struct EntryInner {
 #[derive(Clone)]
 struct Entry(Arc<EntryInner>);
 
+/// Interns a record's scope set and service account and, when the entry
+/// holds the only reference to the record (a record just read from the
+/// store), makes the record share them: a cached key then holds no scope
+/// strings of its own.
+fn share_interned(record: &mut Arc<KeyRecord>) -> (&'static ScopeSet, &'static ServiceAccountId) {
+    let (scopes, account) = (intern_scopes(&record.scopes), intern_account(&record.service_account_id));
+    if let Some(r) = Arc::get_mut(record) {
+        r.scopes = scopes.clone();
+        r.service_account_id = account.clone();
+    }
+    (scopes, account)
+}
+
 impl Entry {
-    fn new(record: Option<Arc<KeyRecord>>, generation: u64, read_at: Instant) -> Self {
-        let interned = record.as_ref().map(|r| (intern_scopes(&r.scopes), intern_account(&r.service_account_id)));
+    fn new(mut record: Option<Arc<KeyRecord>>, generation: u64, read_at: Instant) -> Self {
+        let interned = record.as_mut().map(share_interned);
         Self(Arc::new(EntryInner {
             record,
             generation,
