@@ -212,8 +212,7 @@ macro_rules! conformance_tests {
 conformance_tests!(memory, Memory; also resources => Resources);
 conformance_tests!(sqlite, Sqlite; also resources => Resources);
 conformance_tests!(postgres, Postgres; also resources => Resources);
-// Redis keeps no resources yet.
-conformance_tests!(redis, Redis; not_yet [Resources]);
+conformance_tests!(redis, Redis; also resources => Resources);
 
 fn header(secret: &Secret) -> String {
     format!("Api-Key {}", secret.expose_secret())
@@ -632,4 +631,9 @@ async fn sqlite_service_account_flow() {
 #[tokio::test]
 async fn postgres_service_account_flow() {
     with::<Postgres, _, _>(service_account_flow).await;
+}
+
+#[tokio::test]
+async fn redis_service_account_flow() {
+    with::<Redis, _, _>(service_account_flow).await;
 }

@@ -1,0 +1,888 @@
+//! Resources in the [`RedisStore`]: organizations, clouds, folders and
+//! service accounts ([`crate::resource`]), their listings, name indexes and
+//! operations log, and the upgrade of a store written by a release before
+//! them. The keys are in the layout table of [`redis`](super::redis).
+//!
+//! Every change is one Lua script: the record, the listing indexes (which
+//! are also the name uniqueness indexes), the log entry and, for a service
+//! account's delete, its keys with their log and feed entries (through the
+//! same wrappers as every key change). Reads are pipelines over the
+//! indexes; no request `SCAN`s.
+//!
+//! # Set-up and upgrade
+//! The default organization, cloud and folder are written, and the
+//! service accounts the keys of an earlier release name (the members of
+//! `{p}:sa:*`) become accounts in the default folder, once per store: by
+//! [`RedisStoreBuilder::connect`](super::redis::RedisStoreBuilder::connect),
+//! or by the first resource call of a store made otherwise. Then the mark
+//! `{p}:resources:built` is set. Every resource call checks the mark (in
+//! its script, or pipelined with its read) and sets the store up first if
+//! it is missing, so a flushed store gets its defaults back. Each step
+//! writes only what is missing, so many nodes may do it at once.
+//!
+//! An account from the upgrade is named by its id where the id is a valid
+//! name, else `sa-` and 16 random hex digits (as the SQL migration names
+//! it), and was created when its earliest key was. Keys written by a node
+//! of the earlier release after the mark (a rolling upgrade) get no
+//! account: delete the mark once every node runs this release, and the
+//! next resource call runs the upgrade again (it creates only what is
+//! missing, the defaults included).
+
+use std::sync::LazyLock;
+
+use ::redis::aio::ConnectionLike;
+use ::redis::{Script, Value, cmd, pipe};
+use serde::{Deserialize, Serialize};
+
+use super::feed::FeedChange;
+use super::key_store::{Page, PageRequest, StoreError, next_after};
+use super::redis::{
+    CAS_ATTEMPTS, Call, LogArgs, RedisStore, change_script, log_reply, redis_error, reply_text, scan, zrange_by_lex,
+};
+use crate::clock::Timestamp;
+use crate::operation::{Actor, LogEntry, OperationChanges, OperationCursor, OperationId, OperationKind};
+use crate::record::ServiceAccountId;
+use crate::resource::{
+    Cloud, DEFAULT_CLOUD_ID, DEFAULT_FOLDER_ID, Folder, Organization, Resource, ResourceChange, ResourceCommit,
+    ResourceCursor, ResourceError, ResourceId, ResourceKind, ResourceListing, ResourceLogEntry, ResourceName,
+    ResourceOperation, ResourceOperationKind, ResourceOperationPage, ResourceOrder, ResourcePage, ResourceRef,
+    ServiceAccount, name_taken,
+};
+use crate::store::backend::timed;
+use crate::token::KeyId;
+
+/// One resource change, wrapped by `change_script` (so the keys of a
+/// deleted service account get their log and feed entries in it).
+///
+/// KEYS: 1 the record, 2 its log, 3 the log entry id index, 4 the log
+/// sequence counter, 5 the set-up mark, 6 the parent's record (create) or
+/// the by-id index of the children (delete), 7 the account's key index
+/// (`{p}:sa:<id>`, a service account's delete), 8 the digest index, 9 the
+/// external-id index, then `P` pairs of listing indexes (by name, by id; the
+/// first pair's by-name index is where the name must be unique), then the
+/// records of the `N` keys to delete.
+///
+/// ARGV: 1 `create` | `update` | `delete`, 2 the id, 3 the stored JSON
+/// expected (update, delete), 4 the new JSON (create, update), 5 the old
+/// name, 6 the new name, 7 for a create `''` (no parent), `-` (the parent
+/// must exist) or the cloud the parent folder must be in; for a delete `c`
+/// (refused while children are indexed), `k` (the account's keys must be
+/// exactly the `N` given) or `''`; 8 the log entry's id, 9 its JSON, 10 the
+/// `parent` field, 11 the `scope` field, 12 `P`, 13 `N`, then the `N` key
+/// ids.
+///
+/// Returns `ok`, or before writing anything: `upgrade` (no mark: set the
+/// store up and retry), `resdup` (the log entry id is taken), `exists`,
+/// `parent`, `taken`, `gone`, `children`, `changed` (the record or the
+/// parent differs from what was read: read again), `keys` (the account's
+/// keys changed: read again).
+const COMMIT_LUA: &str = r"
+if redis.call('EXISTS', KEYS[5]) == 0 then return 'upgrade' end
+if redis.call('HEXISTS', KEYS[3], ARGV[8]) == 1 then return 'resdup' end
+local p, n, op, id = tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[1], ARGV[2]
+local function taken(name)
+  return #redis.call('ZRANGEBYLEX', KEYS[10], '[' .. name .. '\0', '(' .. name .. '\1', 'LIMIT', 0, 1) > 0
+end
+if op == 'create' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
+  if ARGV[7] ~= '' then
+    if redis.call('EXISTS', KEYS[6]) == 0 then return 'parent' end
+    if ARGV[7] ~= '-' and redis.call('HGET', KEYS[6], 'parent') ~= ARGV[7] then return 'changed' end
+  end
+  if taken(ARGV[6]) then return 'taken' end
+  redis.call('HSET', KEYS[1], 'json', ARGV[4], 'name', ARGV[6], 'parent', ARGV[10], 'scope', ARGV[11])
+  for i = 0, p - 1 do
+    redis.call('ZADD', KEYS[10 + 2 * i], 0, ARGV[6] .. '\0' .. id)
+    redis.call('ZADD', KEYS[11 + 2 * i], 0, id)
+  end
+else
+  if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+  if redis.call('HGET', KEYS[1], 'json') ~= ARGV[3] then return 'changed' end
+  if op == 'update' then
+    if ARGV[6] ~= ARGV[5] then
+      if taken(ARGV[6]) then return 'taken' end
+      for i = 0, p - 1 do
+        redis.call('ZREM', KEYS[10 + 2 * i], ARGV[5] .. '\0' .. id)
+        redis.call('ZADD', KEYS[10 + 2 * i], 0, ARGV[6] .. '\0' .. id)
+      end
+    end
+    redis.call('HSET', KEYS[1], 'json', ARGV[4], 'name', ARGV[6])
+  else
+    if ARGV[7] == 'c' and redis.call('ZCARD', KEYS[6]) > 0 then return 'children' end
+    if ARGV[7] == 'k' then
+      if redis.call('ZCARD', KEYS[7]) ~= n then return 'keys' end
+      for i = 1, n do
+        if not redis.call('ZSCORE', KEYS[7], ARGV[13 + i]) then return 'keys' end
+      end
+      for i = 1, n do
+        local rec, key = KEYS[9 + 2 * p + i], ARGV[13 + i]
+        local ext = redis.call('HGET', rec, 'external_id')
+        if ext then redis.call('ZREM', KEYS[9], ext .. ' ' .. key) end
+        local kind = redis.call('HGET', rec, 'kind')
+        local digest = redis.call('HGET', rec, 'digest')
+        redis.call('DEL', rec)
+        redis.call('ZREM', KEYS[7], key)
+        if kind == 'imported' and digest and redis.call('HGET', KEYS[8], digest) == key then
+          redis.call('HDEL', KEYS[8], digest)
+        end
+      end
+    end
+    redis.call('DEL', KEYS[1])
+    for i = 0, p - 1 do
+      redis.call('ZREM', KEYS[10 + 2 * i], ARGV[5] .. '\0' .. id)
+      redis.call('ZREM', KEYS[11 + 2 * i], id)
+    end
+  end
+end
+local seq = redis.call('INCR', KEYS[4])
+redis.call('ZADD', KEYS[2], seq, ARGV[9])
+redis.call('HSET', KEYS[3], ARGV[8], seq .. '@' .. KEYS[2])
+return 'ok'
+";
+
+/// Writes what is missing of one resource, with no log entry: the set-up
+/// of the defaults and of the accounts of earlier keys.
+///
+/// KEYS: 1 the record, 2 its parent's record (or the record itself when it
+/// has none), then `P` pairs of listing indexes (by name, by id; the first
+/// by-name index is where the name must be unique). ARGV: 1 the id, 2 the
+/// name, 3 its JSON, 4 a second name, 5 its JSON (used where the first is
+/// taken; `''`: none), 6 the `parent` field, 7 the `scope` field, 8 `P`,
+/// 9 `1` if it has a parent.
+/// Returns `ok`, `exists` (nothing to do), `parent` (no parent) or `taken`
+/// (both names are; nothing written).
+const ENSURE_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
+if ARGV[9] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return 'parent' end
+local function taken(name)
+  return #redis.call('ZRANGEBYLEX', KEYS[3], '[' .. name .. '\0', '(' .. name .. '\1', 'LIMIT', 0, 1) > 0
+end
+local name, json = ARGV[2], ARGV[3]
+if taken(name) then
+  if ARGV[4] == '' or taken(ARGV[4]) then return 'taken' end
+  name, json = ARGV[4], ARGV[5]
+end
+redis.call('HSET', KEYS[1], 'json', json, 'name', name, 'parent', ARGV[6], 'scope', ARGV[7])
+for i = 0, tonumber(ARGV[8]) - 1 do
+  redis.call('ZADD', KEYS[3 + 2 * i], 0, name .. '\0' .. ARGV[1])
+  redis.call('ZADD', KEYS[4 + 2 * i], 0, ARGV[1])
+end
+return 'ok'
+";
+
+struct ResourceScripts {
+    commit: Script,
+    ensure: Script,
+}
+
+static SCRIPTS: LazyLock<ResourceScripts> =
+    LazyLock::new(|| ResourceScripts { commit: change_script(COMMIT_LUA), ensure: Script::new(ENSURE_LUA) });
+
+/// A resource log entry as stored (JSON, a member of `{p}:resops:…`).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredOperation {
+    id: OperationId,
+    kind: ResourceOperationKind,
+    actor: Actor,
+    created_at: Timestamp,
+    response: Option<Resource>,
+}
+
+/// A record as read: its stored JSON and index fields.
+struct Stored {
+    json: String,
+    resource: Resource,
+    parent: String,
+    scope: String,
+}
+
+/// What one attempt of a commit came to.
+enum Attempt {
+    Done(ResourceCommit),
+    /// Something changed since it was read: again.
+    Again,
+    /// The store is not set up: set it up, then again.
+    SetUp,
+}
+
+/// The short name of a listing in index keys.
+fn listing_tag(listing: &ResourceListing) -> &'static str {
+    match listing {
+        ResourceListing::Clouds(_) => "clouds",
+        ResourceListing::Folders(_) => "folders",
+        ResourceListing::ServiceAccounts(_) => "accounts",
+        ResourceListing::ServiceAccountsOfCloud(_) => "cloudaccounts",
+        _ => "organizations",
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("a stored resource {what} does not decode"))
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|_| StoreError::Corrupt("a resource does not serialise".to_owned()))
+}
+
+/// The listings a resource is in, given its `parent` and `scope` fields:
+/// the first is where its name is unique.
+fn listings_of(kind: ResourceKind, parent: &str, scope: &str) -> Result<Vec<ResourceListing>, StoreError> {
+    let id = |text: &str| ResourceId::new(text).map_err(|_| corrupt("parent"));
+    Ok(match kind {
+        ResourceKind::Cloud => vec![ResourceListing::Clouds(id(parent)?)],
+        ResourceKind::Folder => vec![ResourceListing::Folders(id(parent)?)],
+        ResourceKind::ServiceAccount => {
+            vec![ResourceListing::ServiceAccountsOfCloud(id(scope)?), ResourceListing::ServiceAccounts(id(parent)?)]
+        }
+        _ => vec![ResourceListing::Organizations],
+    })
+}
+
+/// The listing of the children of `target`, if it can have any.
+fn children_of(target: &ResourceRef) -> Option<(ResourceListing, ResourceKind)> {
+    match target {
+        ResourceRef::Organization(id) => Some((ResourceListing::Clouds(*id), ResourceKind::Cloud)),
+        ResourceRef::Cloud(id) => Some((ResourceListing::Folders(*id), ResourceKind::Folder)),
+        ResourceRef::Folder(id) => Some((ResourceListing::ServiceAccounts(*id), ResourceKind::ServiceAccount)),
+        _ => None,
+    }
+}
+
+/// `name\0id`: a member of a by-name index.
+fn by_name_member(name: &str, id: &str) -> String {
+    format!("{name}\0{id}")
+}
+
+/// `sa-` and 16 random hex digits: the name of an earlier account whose id
+/// is not a valid name, as the SQL migration names it.
+fn generated_name() -> Result<ResourceName, StoreError> {
+    let mut bytes = [0u8; 8];
+    crate::random::fill_random(&mut bytes).map_err(ResourceError::from)?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    ResourceName::new(&format!("sa-{hex}")).map_err(StoreError::from)
+}
+
+impl<C> RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    /// `{p}:<name>`.
+    fn res_name(&self, name: &str) -> String {
+        format!("{{{}}}:{name}", self.prefix)
+    }
+
+    /// `{p}:res:<kind>:<id>`: a resource's record.
+    fn res_key(&self, kind: ResourceKind, id: &str) -> String {
+        format!("{{{}}}:res:{}:{id}", self.prefix, kind.as_str())
+    }
+
+    /// `{p}:resops:<kind>:<id>`: a resource's operations log.
+    fn res_ops_key(&self, target: &ResourceRef) -> String {
+        format!("{{{}}}:resops:{}:{}", self.prefix, target.kind().as_str(), target.id())
+    }
+
+    /// `{p}:resources:built`: the set-up mark.
+    fn res_mark(&self) -> String {
+        self.res_name("resources:built")
+    }
+
+    /// The by-name and by-id indexes of a listing:
+    /// `{p}:resix:<listing>:<parent>:name` and `…:id` (no parent part for
+    /// organizations).
+    fn index_keys(&self, listing: &ResourceListing) -> [String; 2] {
+        let tag = listing_tag(listing);
+        let base = match listing.parent() {
+            Some(parent) => format!("{{{}}}:resix:{tag}:{}", self.prefix, parent.id()),
+            None => format!("{{{}}}:resix:{tag}", self.prefix),
+        };
+        [format!("{base}:name"), format!("{base}:id")]
+    }
+
+    /// Sets the store up if its mark is missing: see the module docs.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub(super) async fn set_up_resources(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let mark = self.res_mark();
+        let built: bool =
+            timed(self.timeout, async { cmd("EXISTS").arg(&mark).query_async(&mut conn).await.map_err(redis_error) })
+                .await?;
+        if built { Ok(()) } else { self.upgrade_resources().await }
+    }
+
+    /// Writes the defaults and the accounts of earlier keys (what is
+    /// missing of them), then sets the mark. Each step is bounded by the
+    /// store timeout.
+    async fn upgrade_resources(&self) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        for seed in [
+            Resource::Organization(Organization::default_at(now)),
+            Resource::Cloud(Cloud::default_at(now)),
+            Resource::Folder(Folder::default_at(now)),
+        ] {
+            let (parent, scope) = match &seed {
+                Resource::Cloud(c) => (c.organization_id.to_string(), c.organization_id.to_string()),
+                Resource::Folder(f) => (f.cloud_id.to_string(), f.cloud_id.to_string()),
+                _ => (String::new(), String::new()),
+            };
+            self.ensure(&seed, None, &parent, &scope).await?;
+        }
+        let mut conn = self.conn.clone();
+        let account_prefix = self.res_name("sa:");
+        let pattern = format!("{account_prefix}*");
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = timed(self.timeout, async {
+                scan(cursor, &pattern, 1000).query_async(&mut conn).await.map_err(redis_error)
+            })
+            .await?;
+            for key in &keys {
+                let id = key.strip_prefix(&account_prefix).unwrap_or(key);
+                // Not an account id: not an index this store wrote.
+                if let Ok(account) = ServiceAccountId::new(id) {
+                    self.upgrade_account(&account).await?;
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mark = self.res_mark();
+        timed(self.timeout, async {
+            cmd("SET").arg(&mark).arg("1").query_async::<()>(&mut conn).await.map_err(redis_error)
+        })
+        .await
+    }
+
+    /// Makes an account of `account`, whose keys an earlier release wrote,
+    /// in the default folder unless it exists.
+    async fn upgrade_account(&self, account: &ServiceAccountId) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let created = timed(self.timeout, async {
+            let ids: Vec<String> = cmd("ZRANGE")
+                .arg(self.account_key(account))
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error)?;
+            let mut p = pipe();
+            for id in &ids {
+                p.cmd("HGET").arg(self.res_name(&format!("key:{id}"))).arg("created_at");
+            }
+            let times: Vec<Option<String>> =
+                if ids.is_empty() { Vec::new() } else { p.query_async(&mut conn).await.map_err(redis_error)? };
+            Ok::<_, StoreError>(times.iter().flatten().filter_map(|t| t.parse::<i64>().ok()).min())
+        })
+        .await?;
+        // No key left: no account, as the SQL migration makes none.
+        let Some(created) = created else { return Ok(()) };
+        let folder = ResourceId::default_folder();
+        let sa = |name: ResourceName| {
+            Resource::ServiceAccount(ServiceAccount::new(
+                account.clone(),
+                folder,
+                Timestamp::from_unix_nanos(created),
+                name,
+            ))
+        };
+        for _ in 0..CAS_ATTEMPTS {
+            let fallback = sa(generated_name()?);
+            let first = match ResourceName::new(account.as_str()) {
+                Ok(name) => sa(name),
+                Err(_) => sa(generated_name()?),
+            };
+            if self.ensure(&first, Some(&fallback), DEFAULT_FOLDER_ID, DEFAULT_CLOUD_ID).await? {
+                return Ok(());
+            }
+        }
+        Err(StoreError::unavailable(format!("no free name for service account {account} in the default cloud")))
+    }
+
+    /// Writes `resource` (or `fallback`, under its name, where the name is
+    /// taken) with `parent` and `scope` fields unless it exists
+    /// ([`ENSURE_LUA`]). `false` if both names are taken.
+    async fn ensure(
+        &self,
+        resource: &Resource,
+        fallback: Option<&Resource>,
+        parent: &str,
+        scope: &str,
+    ) -> Result<bool, StoreError> {
+        let target = resource.reference();
+        let record = self.res_key(target.kind(), target.id());
+        let parent_key = match resource.parent() {
+            Some(p) => self.res_key(p.kind(), p.id()),
+            None => record.clone(),
+        };
+        let listings = listings_of(target.kind(), parent, scope)?;
+        let mut inv = SCRIPTS.ensure.prepare_invoke();
+        inv.key(&record).key(&parent_key);
+        for l in &listings {
+            let [name, id] = self.index_keys(l);
+            inv.key(name).key(id);
+        }
+        inv.arg(target.id()).arg(resource.name().as_str()).arg(to_json(resource)?);
+        match fallback {
+            Some(f) => inv.arg(f.name().as_str()).arg(to_json(f)?),
+            None => inv.arg("").arg(""),
+        };
+        inv.arg(parent).arg(scope).arg(listings.len()).arg(u8::from(resource.parent().is_some()));
+        let mut conn = self.conn.clone();
+        let reply: Value =
+            timed(self.timeout, async { inv.invoke_async(&mut conn).await.map_err(redis_error) }).await?;
+        match reply_text(reply)?.as_str() {
+            "ok" | "exists" | "parent" => Ok(true),
+            "taken" => Ok(false),
+            _ => Err(StoreError::Corrupt("redis returned an unexpected script reply".to_owned())),
+        }
+    }
+
+    /// The stored record of `target`, and whether the store is set up.
+    async fn read_record(&self, conn: &mut C, target: &ResourceRef) -> Result<(bool, Option<Stored>), StoreError> {
+        let mut p = pipe();
+        p.cmd("EXISTS").arg(self.res_mark());
+        p.cmd("HMGET").arg(self.res_key(target.kind(), target.id())).arg(&["json", "parent", "scope"][..]);
+        let (built, fields): (bool, Vec<Option<String>>) = p.query_async(conn).await.map_err(redis_error)?;
+        let mut fields = fields.into_iter();
+        let (Some(json), parent, scope) = (fields.next().flatten(), fields.next().flatten(), fields.next().flatten())
+        else {
+            return Ok((built, None));
+        };
+        let resource = decode_resource(&json)?;
+        if resource.reference() != *target {
+            return Err(corrupt("record"));
+        }
+        Ok((
+            built,
+            Some(Stored { json, resource, parent: parent.unwrap_or_default(), scope: scope.unwrap_or_default() }),
+        ))
+    }
+
+    /// Sets each service account's `last_authenticated_at`: the latest
+    /// `last_used_at` of its keys (two pipelines, whatever the count).
+    async fn with_last_use(&self, conn: &mut C, resources: &mut [Resource]) -> Result<(), StoreError> {
+        let accounts: Vec<usize> = resources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| matches!(r, Resource::ServiceAccount(_)).then_some(i))
+            .collect();
+        if accounts.is_empty() {
+            return Ok(());
+        }
+        let mut p = pipe();
+        for &i in &accounts {
+            if let Resource::ServiceAccount(sa) = &resources[i] {
+                p.cmd("ZRANGE").arg(self.account_key(&sa.id)).arg(0).arg(-1);
+            }
+        }
+        let keys: Vec<Vec<String>> = p.query_async(conn).await.map_err(redis_error)?;
+        let mut p = pipe();
+        let mut count = 0;
+        for id in keys.iter().flatten() {
+            p.cmd("HGET").arg(self.res_name(&format!("key:{id}"))).arg("last_used_at");
+            count += 1;
+        }
+        let times: Vec<Option<String>> =
+            if count == 0 { Vec::new() } else { p.query_async(conn).await.map_err(redis_error)? };
+        let mut times = times.into_iter();
+        for (&i, ids) in accounts.iter().zip(&keys) {
+            let mut latest: Option<i64> = None;
+            for t in times.by_ref().take(ids.len()).flatten() {
+                let t = t
+                    .parse::<i64>()
+                    .map_err(|_| StoreError::Corrupt("field `last_used_at` is not an integer".into()))?;
+                latest = latest.max(Some(t));
+            }
+            if let Resource::ServiceAccount(sa) = &mut resources[i] {
+                sa.last_authenticated_at = latest.map(Timestamp::from_unix_nanos);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`KeyStore::commit_resource`](crate::KeyStore::commit_resource).
+    pub(super) async fn commit_resource_redis(
+        &self,
+        change: ResourceChange,
+        log: &ResourceLogEntry,
+    ) -> Result<ResourceCommit, StoreError> {
+        let target = change.target();
+        for _ in 0..CAS_ATTEMPTS {
+            match timed(self.timeout, self.commit_attempt(&change, log)).await? {
+                Attempt::Done(commit) => return Ok(commit),
+                Attempt::Again => {}
+                Attempt::SetUp => self.upgrade_resources().await?,
+            }
+        }
+        Err(StoreError::unavailable(format!("{target} is being changed concurrently; try again")))
+    }
+
+    /// One read of what `change` depends on and one script.
+    async fn commit_attempt(&self, change: &ResourceChange, log: &ResourceLogEntry) -> Result<Attempt, StoreError> {
+        let mut conn = self.conn.clone();
+        let target = change.target();
+        let kind = change.operation_kind();
+        let record = self.res_key(target.kind(), target.id());
+        // What the script is given besides the fixed keys.
+        let (mut slot6, mut slot7) = (record.clone(), record.clone());
+        let mut keys_gone: Vec<KeyId> = Vec::new();
+        let (expected, new, old_name, new_name, mode, parent, scope, left) = match change {
+            ResourceChange::Create(resource) => {
+                let resource = resource.clone().as_written();
+                let (mode, parent, scope) = match &resource {
+                    Resource::Organization(_) => (String::new(), String::new(), String::new()),
+                    Resource::Cloud(c) => {
+                        ("-".to_owned(), c.organization_id.to_string(), c.organization_id.to_string())
+                    }
+                    Resource::Folder(f) => ("-".to_owned(), f.cloud_id.to_string(), f.cloud_id.to_string()),
+                    Resource::ServiceAccount(sa) => {
+                        let folder = ResourceRef::Folder(sa.folder_id);
+                        let cloud: Option<String> = cmd("HGET")
+                            .arg(self.res_key(ResourceKind::Folder, folder.id()))
+                            .arg("parent")
+                            .query_async(&mut conn)
+                            .await
+                            .map_err(redis_error)?;
+                        let Some(cloud) = cloud else {
+                            let built: bool =
+                                cmd("EXISTS").arg(self.res_mark()).query_async(&mut conn).await.map_err(redis_error)?;
+                            if !built {
+                                return Ok(Attempt::SetUp);
+                            }
+                            return Err(ResourceError::ParentNotFound {
+                                kind: ResourceKind::Folder,
+                                id: folder.id().to_owned(),
+                            }
+                            .into());
+                        };
+                        (cloud.clone(), sa.folder_id.to_string(), cloud)
+                    }
+                };
+                if let Some(p) = resource.parent() {
+                    slot6 = self.res_key(p.kind(), p.id());
+                }
+                let json = to_json(&resource)?;
+                let name = resource.name().as_str().to_owned();
+                (String::new(), json, String::new(), name, mode, parent, scope, Some(resource))
+            }
+            ResourceChange::Update { target, patch } => {
+                let (built, stored) = self.read_record(&mut conn, target).await?;
+                if !built {
+                    return Ok(Attempt::SetUp);
+                }
+                let stored = stored.ok_or_else(|| target.not_found())?;
+                let new = stored.resource.clone().patched(patch)?;
+                let json = to_json(&new)?;
+                (
+                    stored.json,
+                    json,
+                    stored.resource.name().as_str().to_owned(),
+                    new.name().as_str().to_owned(),
+                    String::new(),
+                    stored.parent,
+                    stored.scope,
+                    Some(new),
+                )
+            }
+            ResourceChange::Delete(target) => {
+                let (built, stored) = self.read_record(&mut conn, target).await?;
+                if !built {
+                    return Ok(Attempt::SetUp);
+                }
+                let stored = stored.ok_or_else(|| target.not_found())?;
+                let mode = if let Some((children, _)) = children_of(target) {
+                    slot6 = self.index_keys(&children)[1].clone();
+                    "c"
+                } else if let ResourceRef::ServiceAccount(account) = target {
+                    slot7 = self.account_key(account);
+                    let ids: Vec<String> =
+                        cmd("ZRANGE").arg(&slot7).arg(0).arg(-1).query_async(&mut conn).await.map_err(redis_error)?;
+                    keys_gone = ids
+                        .iter()
+                        .map(|id| {
+                            KeyId::parse(id)
+                                .map_err(|_| StoreError::Corrupt("an account index member is not a key id".into()))
+                        })
+                        .collect::<Result<_, _>>()?;
+                    keys_gone.sort();
+                    "k"
+                } else {
+                    ""
+                };
+                let name = stored.resource.name().as_str().to_owned();
+                (stored.json, String::new(), name, String::new(), mode.to_owned(), stored.parent, stored.scope, None)
+            }
+        };
+        let listings = listings_of(target.kind(), &parent, &scope)?;
+        let stored_op = StoredOperation {
+            id: log.id,
+            kind,
+            actor: log.actor.clone(),
+            created_at: log.created_at,
+            response: left.clone(),
+        };
+        let mut call = Call::default()
+            .key(&record)
+            .key(self.res_ops_key(&target))
+            .key(self.res_name("resopids"))
+            .key(self.res_name("resseq"))
+            .key(self.res_mark())
+            .key(slot6)
+            .key(slot7)
+            .key(&*self.digests)
+            .key(&*self.ext_index);
+        for l in &listings {
+            let [name, id] = self.index_keys(l);
+            call = call.key(name).key(id);
+        }
+        for k in &keys_gone {
+            call = call.key(self.record_key(k));
+        }
+        call = call
+            .arg(match kind {
+                ResourceOperationKind::Create => "create",
+                ResourceOperationKind::Update => "update",
+                _ => "delete",
+            })
+            .arg(target.id())
+            .arg(expected)
+            .arg(new)
+            .arg(old_name)
+            .arg(new_name.clone())
+            .arg(mode)
+            .arg(log.id.as_str())
+            .arg(to_json(&stored_op)?)
+            .arg(parent)
+            .arg(scope)
+            .arg(listings.len().to_string())
+            .arg(keys_gone.len().to_string());
+        for k in &keys_gone {
+            call = call.arg(k.as_str());
+        }
+        let (feed, entries, account) = match &target {
+            ResourceRef::ServiceAccount(account) => {
+                let feed: Vec<FeedChange> = keys_gone.iter().map(|k| FeedChange::new(*k, true)).collect();
+                let entries = keys_gone
+                    .iter()
+                    .map(|k| {
+                        LogEntry::new(
+                            *k,
+                            OperationKind::Delete,
+                            log.actor.clone(),
+                            log.created_at,
+                            OperationChanges::default(),
+                        )
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(ResourceError::from)?;
+                (feed, entries, account.clone())
+            }
+            _ => (Vec::new(), Vec::new(), ServiceAccountId::from_valid(DEFAULT_FOLDER_ID)),
+        };
+        let log_args: LogArgs = self.log_args_of(&feed, &entries, &account)?;
+        let reply = self.run(&mut conn, &SCRIPTS.commit, &call, &log_args).await?;
+        let id = target.id().to_owned();
+        let refused = |e: ResourceError| Err(StoreError::Resource(e));
+        match reply.as_str() {
+            "ok" => Ok(Attempt::Done(ResourceCommit::new(left, keys_gone))),
+            "upgrade" => Ok(Attempt::SetUp),
+            "changed" | "keys" => Ok(Attempt::Again),
+            "resdup" => Err(StoreError::DuplicateOperation(log.id)),
+            "exists" => refused(ResourceError::AlreadyExists { kind: target.kind(), id }),
+            "gone" => refused(target.not_found()),
+            "taken" => {
+                let name = ResourceName::new(&new_name).map_err(StoreError::from)?;
+                refused(name_taken(target.kind(), &name))
+            }
+            "parent" => {
+                let parent = match change {
+                    ResourceChange::Create(r) => r.parent(),
+                    _ => None,
+                };
+                let parent =
+                    parent.ok_or_else(|| StoreError::Corrupt("redis returned an unexpected script reply".into()))?;
+                refused(ResourceError::ParentNotFound { kind: parent.kind(), id: parent.id().to_owned() })
+            }
+            "children" => {
+                let child = children_of(&target).map_or(ResourceKind::ServiceAccount, |(_, k)| k);
+                refused(ResourceError::HasChildren { kind: target.kind(), id, child })
+            }
+            other => Err(log_reply(other, &log_args)),
+        }
+    }
+
+    /// [`KeyStore::resource`](crate::KeyStore::resource).
+    pub(super) async fn resource_redis(&self, target: &ResourceRef) -> Result<Option<Resource>, StoreError> {
+        for _ in 0..2 {
+            let mut conn = self.conn.clone();
+            let read = timed(self.timeout, async {
+                let (built, stored) = self.read_record(&mut conn, target).await?;
+                if !built {
+                    return Ok(None);
+                }
+                let mut found: Vec<Resource> = stored.map(|s| s.resource).into_iter().collect();
+                self.with_last_use(&mut conn, &mut found).await?;
+                Ok(Some(found.pop()))
+            })
+            .await?;
+            match read {
+                Some(found) => return Ok(found),
+                None => self.upgrade_resources().await?,
+            }
+        }
+        Err(StoreError::unavailable("the store's resources could not be set up"))
+    }
+
+    /// The resources of kind `kind` with these ids, in order, leaving out
+    /// any deleted since the ids were read; with their last use.
+    async fn resources_of(
+        &self,
+        conn: &mut C,
+        kind: ResourceKind,
+        ids: &[String],
+    ) -> Result<Vec<Resource>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut p = pipe();
+        for id in ids {
+            p.cmd("HGET").arg(self.res_key(kind, id)).arg("json");
+        }
+        let found: Vec<Option<String>> = p.query_async(conn).await.map_err(redis_error)?;
+        found.iter().flatten().map(|json| decode_resource(json)).collect()
+    }
+
+    /// [`KeyStore::list_resources`](crate::KeyStore::list_resources).
+    pub(super) async fn list_resources_redis(
+        &self,
+        listing: &ResourceListing,
+        order: ResourceOrder,
+        page: PageRequest<ResourceCursor>,
+    ) -> Result<ResourcePage, StoreError> {
+        let limit = page.effective_limit();
+        let [by_name, by_id] = self.index_keys(listing);
+        let (index, min) = match (order, &page.after) {
+            (ResourceOrder::Id, Some(c)) => (by_id, format!("({}", c.id)),
+            (ResourceOrder::Id, None) => (by_id, "-".to_owned()),
+            (_, Some(c)) => (by_name, format!("({}", by_name_member(&c.name, &c.id))),
+            (_, None) => (by_name, "-".to_owned()),
+        };
+        for _ in 0..2 {
+            let mut conn = self.conn.clone();
+            let read = timed(self.timeout, async {
+                let mut p = pipe();
+                p.cmd("EXISTS").arg(self.res_mark());
+                p.add_command(zrange_by_lex(&index, &min, "+", limit + 1));
+                let (built, members): (bool, Vec<String>) = p.query_async(&mut conn).await.map_err(redis_error)?;
+                if !built {
+                    return Ok(None);
+                }
+                let ids: Vec<String> = members
+                    .into_iter()
+                    .map(|m| match m.split_once('\0') {
+                        Some((_, id)) => id.to_owned(),
+                        None => m,
+                    })
+                    .collect();
+                let mut items = self.resources_of(&mut conn, listing.kind(), &ids).await?;
+                let next = next_after(&mut items, limit, |last| last.map(ResourceCursor::after));
+                self.with_last_use(&mut conn, &mut items).await?;
+                Ok(Some(Page::new(items, next)))
+            })
+            .await?;
+            match read {
+                Some(page) => return Ok(page),
+                None => self.upgrade_resources().await?,
+            }
+        }
+        Err(StoreError::unavailable("the store's resources could not be set up"))
+    }
+
+    /// [`KeyStore::find_resource`](crate::KeyStore::find_resource): a lex
+    /// range of the listing's by-name index.
+    pub(super) async fn find_resource_redis(
+        &self,
+        listing: &ResourceListing,
+        name: &ResourceName,
+    ) -> Result<Option<Resource>, StoreError> {
+        let [by_name, _] = self.index_keys(listing);
+        let (min, max) = (format!("[{}\0", name.as_str()), format!("({}\u{1}", name.as_str()));
+        for _ in 0..2 {
+            let mut conn = self.conn.clone();
+            let read = timed(self.timeout, async {
+                let mut p = pipe();
+                p.cmd("EXISTS").arg(self.res_mark());
+                p.add_command(zrange_by_lex(&by_name, &min, &max, 1));
+                let (built, members): (bool, Vec<String>) = p.query_async(&mut conn).await.map_err(redis_error)?;
+                if !built {
+                    return Ok(None);
+                }
+                let ids: Vec<String> =
+                    members.iter().filter_map(|m| m.split_once('\0').map(|(_, id)| id.to_owned())).collect();
+                let mut found = self.resources_of(&mut conn, listing.kind(), &ids).await?;
+                self.with_last_use(&mut conn, &mut found).await?;
+                Ok(Some(found.pop()))
+            })
+            .await?;
+            match read {
+                Some(found) => return Ok(found),
+                None => self.upgrade_resources().await?,
+            }
+        }
+        Err(StoreError::unavailable("the store's resources could not be set up"))
+    }
+
+    /// [`KeyStore::resource_operations`](crate::KeyStore::resource_operations):
+    /// the resource's log, newest first by sequence number.
+    pub(super) async fn resource_operations_redis(
+        &self,
+        target: &ResourceRef,
+        page: PageRequest<OperationCursor>,
+    ) -> Result<ResourceOperationPage, StoreError> {
+        let limit = page.effective_limit();
+        let max = page.after.map_or_else(|| "+inf".to_owned(), |c| format!("({}", c.get()));
+        let mut conn = self.conn.clone();
+        timed(self.timeout, async {
+            let entries: Vec<(String, u64)> = cmd("ZREVRANGEBYSCORE")
+                .arg(self.res_ops_key(target))
+                .arg(max)
+                .arg("-inf")
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit + 1)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error)?;
+            let mut items = entries
+                .into_iter()
+                .map(|(json, seq)| {
+                    let op: StoredOperation = serde_json::from_str(&json).map_err(|_| corrupt("log entry"))?;
+                    Ok((
+                        seq,
+                        ResourceOperation {
+                            id: op.id,
+                            resource: target.clone(),
+                            kind: op.kind,
+                            actor: op.actor,
+                            created_at: op.created_at,
+                            response: op.response,
+                        },
+                    ))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let next = next_after(&mut items, limit, |last| last.map(|(seq, _)| OperationCursor::new(*seq)));
+            Ok(Page::new(items.into_iter().map(|(_, op)| op).collect(), next))
+        })
+        .await
+    }
+}
+
+/// A record's JSON as a resource.
+fn decode_resource(json: &str) -> Result<Resource, StoreError> {
+    serde_json::from_str(json).map_err(|_| corrupt("record"))
+}
