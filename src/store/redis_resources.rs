@@ -886,3 +886,191 @@ where
 fn decode_resource(json: &str) -> Result<Resource, StoreError> {
     serde_json::from_str(json).map_err(|_| corrupt("record"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::resource::DEFAULT_ORGANIZATION_ID;
+    use crate::store::KeyStore as _;
+    use crate::{CreateRequest, KeyManager, ManualClock, Pepper, Peppers, VerifyError};
+
+    /// A store on the live server under `prefix` that sets nothing up when
+    /// made (no `connect`).
+    fn lazy(prefix: &str) -> RedisStore {
+        let url = std::env::var("API_KEYS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        RedisStore::builder(url).prefix(prefix).connect_lazy().unwrap()
+    }
+
+    /// `store` connected as a new node: `connect` sets it up.
+    async fn connected(store: &RedisStore) -> RedisStore {
+        let url = std::env::var("API_KEYS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        RedisStore::builder(url)
+            .prefix(store.prefix())
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("Redis at 127.0.0.1:6379 unreachable ({e}); this test needs it"))
+    }
+
+    /// Runs `test` on a fresh prefix, which is purged after.
+    async fn on_fresh_prefix<F, Fut>(test: F)
+    where
+        F: FnOnce(RedisStore) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let store = lazy(&format!("api-keys-test-{}", KeyId::generate().unwrap()));
+        let outcome = tokio::spawn(test(store.clone())).await;
+        store.purge().await.unwrap();
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+
+    async fn exists(store: &RedisStore, key: &str) -> bool {
+        cmd("EXISTS").arg(key).query_async(&mut store.conn.clone()).await.unwrap()
+    }
+
+    async fn zcard(store: &RedisStore, key: &str) -> u64 {
+        cmd("ZCARD").arg(key).query_async(&mut store.conn.clone()).await.unwrap()
+    }
+
+    fn entry() -> ResourceLogEntry {
+        ResourceLogEntry::new(OperationId::generate().unwrap(), Actor::new("ops").unwrap(), Timestamp::now())
+    }
+
+    fn account(id: &str) -> ResourceRef {
+        ResourceRef::ServiceAccount(ServiceAccountId::new(id).unwrap())
+    }
+
+    /// Against the live server: keys written as the release before
+    /// resources wrote them (key records and `{p}:sa:<id>` indexes through
+    /// the unchanged key scripts, nothing set up) get their service
+    /// accounts when three nodes start on the store at once (one through
+    /// `connect`, two through their first resource call): in the default
+    /// folder, named by their id where it fits and `sa-` + 16 hex digits
+    /// otherwise, created with their earliest key, each exactly once; every
+    /// key reads back equal and still verifies. After the mark no `SCAN`
+    /// runs (a later key's account is not made) until the mark is deleted;
+    /// a flushed store gets its defaults back.
+    #[tokio::test]
+    #[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
+    async fn keys_of_the_release_before_resources_get_their_accounts() {
+        on_fresh_prefix(|old| async move {
+            let t0 = Timestamp::from_unix_seconds(1_800_000_000).unwrap();
+            let clock = Arc::new(ManualClock::new(t0));
+            let peppers = Peppers::single(Pepper::new(1, [7u8; 32]).unwrap());
+            let manager = KeyManager::builder(Arc::new(old.clone()), peppers.clone(), crate::testing::scope_catalog())
+                .clock(clock.clone())
+                .build();
+            let first = manager.create(CreateRequest::new("robot")).await.unwrap();
+            clock.advance(Duration::from_secs(10));
+            let second = manager.create(CreateRequest::new("robot")).await.unwrap();
+            let ci = manager.create(CreateRequest::new("CI_Robot")).await.unwrap();
+            clock.advance(Duration::from_secs(10));
+            let foreign = crate::Secret::from("AQVNUPGRADEFOREIGNSECRET0123456789".to_owned());
+            let imported = manager.import(CreateRequest::new("svc.deploy"), &foreign).await.unwrap();
+            let gone = manager.create(CreateRequest::new("gone")).await.unwrap();
+            manager.delete(&gone.api_key.id).await.unwrap();
+            let used = Timestamp::from_unix_nanos(1_800_000_100_000_000_007);
+            old.touch_last_used(&[(first.api_key.id, used)]).await.unwrap();
+            let secrets = [
+                (first.api_key.id, first.secret),
+                (second.api_key.id, second.secret),
+                (ci.api_key.id, ci.secret),
+                (imported.id, foreign),
+            ];
+            let mut records = Vec::new();
+            for (id, _) in &secrets {
+                records.push(old.get(id).await.unwrap().unwrap());
+            }
+            // As the previous release left it: no resources at all.
+            assert!(!exists(&old, &old.res_mark()).await);
+            assert!(!exists(&old, &old.res_key(ResourceKind::Organization, DEFAULT_ORGANIZATION_ID)).await);
+
+            // Three nodes start at once.
+            let (a, b) = (lazy(old.prefix()), lazy(old.prefix()));
+            let folder = ResourceListing::ServiceAccounts(ResourceId::default_folder());
+            let page = || PageRequest::<ResourceCursor>::starting(100, None);
+            let robot_ref = account("robot");
+            let (new, found, listed) = tokio::join!(
+                connected(&old),
+                a.resource(&robot_ref),
+                b.list_resources(&folder, ResourceOrder::Id, page()),
+            );
+            assert!(found.unwrap().is_some());
+            assert!(listed.unwrap().items.len() <= 3);
+            let listed = new.list_resources(&folder, ResourceOrder::Id, page()).await.unwrap().items;
+            let accounts: Vec<ServiceAccount> = listed.into_iter().map(|r| r.into_service_account().unwrap()).collect();
+            let ids: Vec<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
+            assert_eq!(ids, ["CI_Robot", "robot", "svc.deploy"], "every account the keys name, once");
+            let [ci_account, robot, svc] = &accounts[..] else { unreachable!() };
+            assert_eq!(robot.name.as_str(), "robot", "a fitting id is its own name");
+            assert_eq!(robot.created_at, t0, "created with its earliest key");
+            assert_eq!(robot.last_authenticated_at, Some(used), "its keys' last use");
+            assert_eq!(ci_account.created_at, t0.saturating_add(Duration::from_secs(10)));
+            assert_eq!(svc.created_at, t0.saturating_add(Duration::from_secs(20)));
+            for odd in [ci_account, svc] {
+                let name = odd.name.as_str();
+                let hex = name.strip_prefix("sa-").unwrap_or_else(|| panic!("{name}"));
+                assert!(hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            }
+            assert_ne!(ci_account.name, svc.name);
+            for a in &accounts {
+                assert_eq!(a.folder_id, ResourceId::default_folder());
+            }
+            let cloud = ResourceListing::ServiceAccountsOfCloud(ResourceId::default_cloud());
+            let [by_name, by_id] = new.index_keys(&cloud);
+            assert_eq!((zcard(&new, &by_name).await, zcard(&new, &by_id).await), (3, 3), "no account twice");
+            let by_name = new.find_resource(&cloud, &svc.name).await.unwrap().unwrap();
+            assert_eq!(by_name.reference(), account("svc.deploy"));
+            for r in [
+                ResourceRef::Organization(ResourceId::default_organization()),
+                ResourceRef::Cloud(ResourceId::default_cloud()),
+                ResourceRef::Folder(ResourceId::default_folder()),
+            ] {
+                assert_eq!(new.resource(&r).await.unwrap().unwrap().name().as_str(), "default");
+            }
+            // Every key is as it was, and verifies.
+            let manager = KeyManager::builder(Arc::new(new.clone()), peppers, crate::testing::scope_catalog())
+                .clock(clock.clone())
+                .build();
+            let verifier = manager.verifier().accept_imported(true).build();
+            for ((id, secret), record) in secrets.iter().zip(&records) {
+                assert_eq!(&new.get(id).await.unwrap().unwrap(), record, "{id} changed in the upgrade");
+                let header = format!("Api-Key {}", secret.expose_secret());
+                let p = verifier.verify(header.as_bytes(), None).await.unwrap_or_else(|e| panic!("{id}: {e:?}"));
+                assert_eq!(p.key_id(), id);
+            }
+
+            // Set up: a key written now (by a node of the earlier release,
+            // say) gets no account, since nothing scans any more.
+            let late = manager.create(CreateRequest::new("late")).await.unwrap();
+            assert!(new.resource(&account("late")).await.unwrap().is_none());
+            let () = cmd("DEL").arg(new.res_mark()).query_async(&mut new.conn.clone()).await.unwrap();
+            let again = new.resource(&account("late")).await.unwrap().unwrap().into_service_account().unwrap();
+            assert_eq!((again.name.as_str(), again.created_at), ("late", late.api_key.created_at));
+            let svc_again = new.resource(&account("svc.deploy")).await.unwrap().unwrap();
+            assert_eq!(svc_again.name(), &svc.name, "a second upgrade changes nothing made");
+
+            // An upgraded account is deleted with its keys.
+            let done = new.commit_resource(ResourceChange::Delete(account("robot")), &entry()).await.unwrap();
+            let mut robot_keys = vec![secrets[0].0, secrets[1].0];
+            robot_keys.sort();
+            assert_eq!(done.deleted_keys, robot_keys);
+            for (id, secret) in &secrets[..2] {
+                let header = format!("Api-Key {}", secret.expose_secret());
+                let e = verifier.verify(header.as_bytes(), None).await.unwrap_err();
+                assert!(matches!(e, VerifyError::UnknownKey(Some(k)) if k == *id), "{e:?}");
+            }
+            assert!(!exists(&new, &new.account_key(&ServiceAccountId::new("robot").unwrap())).await);
+
+            // A flushed store gets its defaults back.
+            new.purge().await.unwrap();
+            let org = ResourceRef::Organization(ResourceId::default_organization());
+            assert!(new.resource(&org).await.unwrap().is_some());
+        })
+        .await;
+    }
+}
