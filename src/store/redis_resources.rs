@@ -197,6 +197,31 @@ struct Stored {
     scope: String,
 }
 
+/// What a commit's script is given, read before it (see [`COMMIT_LUA`]).
+struct Plan {
+    /// KEYS[6]: the parent's record (create) or the children's by-id index
+    /// (delete), else the record.
+    slot6: String,
+    /// KEYS[7]: the account's key index (a service account's delete), else
+    /// the record.
+    slot7: String,
+    /// The stored JSON the record must still hold (update, delete).
+    expected: String,
+    /// The new JSON (create, update).
+    json: String,
+    old_name: String,
+    new_name: String,
+    /// ARGV[7].
+    mode: String,
+    /// The `parent` and `scope` fields.
+    parent: String,
+    scope: String,
+    /// The resource as the change leaves it.
+    left: Option<Resource>,
+    /// The keys a service account's delete deletes, in id order.
+    keys_gone: Vec<KeyId>,
+}
+
 /// What one attempt of a commit came to.
 enum Attempt {
     Done(ResourceCommit),
@@ -338,12 +363,11 @@ where
                 scan(cursor, &pattern, 1000).query_async(&mut conn).await.map_err(redis_error)
             })
             .await?;
-            for key in &keys {
-                let id = key.strip_prefix(&account_prefix).unwrap_or(key);
-                // Not an account id: not an index this store wrote.
-                if let Ok(account) = ServiceAccountId::new(id) {
-                    self.upgrade_account(&account).await?;
-                }
+            // Not an account id: not an index this store wrote.
+            let accounts: Vec<ServiceAccountId> =
+                keys.iter().filter_map(|key| ServiceAccountId::new(key.strip_prefix(&account_prefix)?).ok()).collect();
+            for (account, created) in self.first_keys(&mut conn, &accounts).await? {
+                self.upgrade_account(&account, created).await?;
             }
             if next == 0 {
                 break;
@@ -357,29 +381,59 @@ where
         .await
     }
 
-    /// Makes an account of `account`, whose keys an earlier release wrote,
-    /// in the default folder unless it exists.
-    async fn upgrade_account(&self, account: &ServiceAccountId) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let created = timed(self.timeout, async {
-            let ids: Vec<String> = cmd("ZRANGE")
-                .arg(self.account_key(account))
-                .arg(0)
-                .arg(-1)
-                .query_async(&mut conn)
-                .await
-                .map_err(redis_error)?;
+    /// Of `accounts`, those that are no service account yet and have keys,
+    /// each with the creation time of its earliest key (three pipelines).
+    async fn first_keys(
+        &self,
+        conn: &mut C,
+        accounts: &[ServiceAccountId],
+    ) -> Result<Vec<(ServiceAccountId, i64)>, StoreError> {
+        if accounts.is_empty() {
+            return Ok(Vec::new());
+        }
+        timed(self.timeout, async {
             let mut p = pipe();
-            for id in &ids {
+            for a in accounts {
+                p.cmd("EXISTS").arg(self.res_key(ResourceKind::ServiceAccount, a.as_str()));
+            }
+            let made: Vec<bool> = p.query_async(conn).await.map_err(redis_error)?;
+            let todo: Vec<&ServiceAccountId> =
+                accounts.iter().zip(made).filter_map(|(a, made)| (!made).then_some(a)).collect();
+            if todo.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut p = pipe();
+            for a in &todo {
+                p.cmd("ZRANGE").arg(self.account_key(a)).arg(0).arg(-1);
+            }
+            let keys: Vec<Vec<String>> = p.query_async(conn).await.map_err(redis_error)?;
+            let mut p = pipe();
+            for id in keys.iter().flatten() {
                 p.cmd("HGET").arg(self.res_name(&format!("key:{id}"))).arg("created_at");
             }
-            let times: Vec<Option<String>> =
-                if ids.is_empty() { Vec::new() } else { p.query_async(&mut conn).await.map_err(redis_error)? };
-            Ok::<_, StoreError>(times.iter().flatten().filter_map(|t| t.parse::<i64>().ok()).min())
+            let times: Vec<Option<String>> = if keys.iter().all(Vec::is_empty) {
+                Vec::new()
+            } else {
+                p.query_async(conn).await.map_err(redis_error)?
+            };
+            let mut times = times.into_iter();
+            let mut out = Vec::new();
+            for (a, ids) in todo.into_iter().zip(&keys) {
+                let first = times.by_ref().take(ids.len()).flatten().filter_map(|t| t.parse::<i64>().ok()).min();
+                // No key left: no account, as the SQL migration makes none.
+                if let Some(first) = first {
+                    out.push((a.clone(), first));
+                }
+            }
+            Ok(out)
         })
-        .await?;
-        // No key left: no account, as the SQL migration makes none.
-        let Some(created) = created else { return Ok(()) };
+        .await
+    }
+
+    /// Makes an account of `account`, whose keys an earlier release wrote
+    /// (the earliest at `created`, unix nanoseconds), in the default folder
+    /// unless it exists.
+    async fn upgrade_account(&self, account: &ServiceAccountId, created: i64) -> Result<(), StoreError> {
         let folder = ResourceId::default_folder();
         let sa = |name: ResourceName| {
             Resource::ServiceAccount(ServiceAccount::new(
@@ -521,102 +575,114 @@ where
         Err(StoreError::unavailable(format!("{target} is being changed concurrently; try again")))
     }
 
-    /// One read of what `change` depends on and one script.
-    async fn commit_attempt(&self, change: &ResourceChange, log: &ResourceLogEntry) -> Result<Attempt, StoreError> {
-        let mut conn = self.conn.clone();
+    /// What `change` depends on, read from the store; `None` if the store
+    /// is not set up.
+    async fn plan(&self, conn: &mut C, change: &ResourceChange) -> Result<Option<Plan>, StoreError> {
         let target = change.target();
-        let kind = change.operation_kind();
         let record = self.res_key(target.kind(), target.id());
-        // What the script is given besides the fixed keys.
-        let (mut slot6, mut slot7) = (record.clone(), record.clone());
-        let mut keys_gone: Vec<KeyId> = Vec::new();
-        let (expected, new, old_name, new_name, mode, parent, scope, left) = match change {
+        let mut plan = Plan {
+            slot6: record.clone(),
+            slot7: record,
+            expected: String::new(),
+            json: String::new(),
+            old_name: String::new(),
+            new_name: String::new(),
+            mode: String::new(),
+            parent: String::new(),
+            scope: String::new(),
+            left: None,
+            keys_gone: Vec::new(),
+        };
+        match change {
             ResourceChange::Create(resource) => {
                 let resource = resource.clone().as_written();
-                let (mode, parent, scope) = match &resource {
-                    Resource::Organization(_) => (String::new(), String::new(), String::new()),
+                match &resource {
+                    Resource::Organization(_) => {}
                     Resource::Cloud(c) => {
-                        ("-".to_owned(), c.organization_id.to_string(), c.organization_id.to_string())
+                        plan.mode = "-".to_owned();
+                        (plan.parent, plan.scope) = (c.organization_id.to_string(), c.organization_id.to_string());
                     }
-                    Resource::Folder(f) => ("-".to_owned(), f.cloud_id.to_string(), f.cloud_id.to_string()),
+                    Resource::Folder(f) => {
+                        plan.mode = "-".to_owned();
+                        (plan.parent, plan.scope) = (f.cloud_id.to_string(), f.cloud_id.to_string());
+                    }
                     Resource::ServiceAccount(sa) => {
-                        let folder = ResourceRef::Folder(sa.folder_id);
-                        let cloud: Option<String> = cmd("HGET")
-                            .arg(self.res_key(ResourceKind::Folder, folder.id()))
-                            .arg("parent")
-                            .query_async(&mut conn)
-                            .await
-                            .map_err(redis_error)?;
-                        let Some(cloud) = cloud else {
-                            let built: bool =
-                                cmd("EXISTS").arg(self.res_mark()).query_async(&mut conn).await.map_err(redis_error)?;
-                            if !built {
-                                return Ok(Attempt::SetUp);
-                            }
-                            return Err(ResourceError::ParentNotFound {
-                                kind: ResourceKind::Folder,
-                                id: folder.id().to_owned(),
-                            }
-                            .into());
-                        };
-                        (cloud.clone(), sa.folder_id.to_string(), cloud)
+                        // Its name is unique in its folder's cloud.
+                        let mut p = pipe();
+                        p.cmd("EXISTS").arg(self.res_mark());
+                        p.cmd("HGET").arg(self.res_key(ResourceKind::Folder, sa.folder_id.as_str())).arg("parent");
+                        let (built, cloud): (bool, Option<String>) = p.query_async(conn).await.map_err(redis_error)?;
+                        if !built {
+                            return Ok(None);
+                        }
+                        let cloud = cloud.ok_or_else(|| ResourceError::ParentNotFound {
+                            kind: ResourceKind::Folder,
+                            id: sa.folder_id.to_string(),
+                        })?;
+                        // The script checks the folder is still in it.
+                        (plan.mode, plan.parent, plan.scope) = (cloud.clone(), sa.folder_id.to_string(), cloud);
                     }
-                };
-                if let Some(p) = resource.parent() {
-                    slot6 = self.res_key(p.kind(), p.id());
                 }
-                let json = to_json(&resource)?;
-                let name = resource.name().as_str().to_owned();
-                (String::new(), json, String::new(), name, mode, parent, scope, Some(resource))
+                if let Some(p) = resource.parent() {
+                    plan.slot6 = self.res_key(p.kind(), p.id());
+                }
+                plan.json = to_json(&resource)?;
+                plan.new_name = resource.name().as_str().to_owned();
+                plan.left = Some(resource);
             }
             ResourceChange::Update { target, patch } => {
-                let (built, stored) = self.read_record(&mut conn, target).await?;
+                let (built, stored) = self.read_record(conn, target).await?;
                 if !built {
-                    return Ok(Attempt::SetUp);
+                    return Ok(None);
                 }
                 let stored = stored.ok_or_else(|| target.not_found())?;
                 let new = stored.resource.clone().patched(patch)?;
-                let json = to_json(&new)?;
-                (
-                    stored.json,
-                    json,
-                    stored.resource.name().as_str().to_owned(),
-                    new.name().as_str().to_owned(),
-                    String::new(),
-                    stored.parent,
-                    stored.scope,
-                    Some(new),
-                )
+                plan.json = to_json(&new)?;
+                plan.old_name = stored.resource.name().as_str().to_owned();
+                plan.new_name = new.name().as_str().to_owned();
+                (plan.expected, plan.parent, plan.scope) = (stored.json, stored.parent, stored.scope);
+                plan.left = Some(new);
             }
             ResourceChange::Delete(target) => {
-                let (built, stored) = self.read_record(&mut conn, target).await?;
+                let (built, stored) = self.read_record(conn, target).await?;
                 if !built {
-                    return Ok(Attempt::SetUp);
+                    return Ok(None);
                 }
                 let stored = stored.ok_or_else(|| target.not_found())?;
-                let mode = if let Some((children, _)) = children_of(target) {
-                    slot6 = self.index_keys(&children)[1].clone();
-                    "c"
+                if let Some((children, _)) = children_of(target) {
+                    plan.slot6 = self.index_keys(&children)[1].clone();
+                    plan.mode = "c".to_owned();
                 } else if let ResourceRef::ServiceAccount(account) = target {
-                    slot7 = self.account_key(account);
+                    // Its keys, which the script checks are still these.
+                    plan.slot7 = self.account_key(account);
                     let ids: Vec<String> =
-                        cmd("ZRANGE").arg(&slot7).arg(0).arg(-1).query_async(&mut conn).await.map_err(redis_error)?;
-                    keys_gone = ids
+                        cmd("ZRANGE").arg(&plan.slot7).arg(0).arg(-1).query_async(conn).await.map_err(redis_error)?;
+                    plan.keys_gone = ids
                         .iter()
                         .map(|id| {
                             KeyId::parse(id)
                                 .map_err(|_| StoreError::Corrupt("an account index member is not a key id".into()))
                         })
                         .collect::<Result<_, _>>()?;
-                    keys_gone.sort();
-                    "k"
-                } else {
-                    ""
-                };
-                let name = stored.resource.name().as_str().to_owned();
-                (stored.json, String::new(), name, String::new(), mode.to_owned(), stored.parent, stored.scope, None)
+                    plan.keys_gone.sort();
+                    plan.mode = "k".to_owned();
+                }
+                plan.old_name = stored.resource.name().as_str().to_owned();
+                (plan.expected, plan.parent, plan.scope) = (stored.json, stored.parent, stored.scope);
             }
-        };
+        }
+        Ok(Some(plan))
+    }
+
+    /// One read of what `change` depends on ([`Self::plan`]) and one
+    /// script ([`COMMIT_LUA`]).
+    async fn commit_attempt(&self, change: &ResourceChange, log: &ResourceLogEntry) -> Result<Attempt, StoreError> {
+        let mut conn = self.conn.clone();
+        let target = change.target();
+        let kind = change.operation_kind();
+        let Some(plan) = self.plan(&mut conn, change).await? else { return Ok(Attempt::SetUp) };
+        let Plan { slot6, slot7, expected, json, old_name, new_name, mode, parent, scope, left, keys_gone } = plan;
+        let record = self.res_key(target.kind(), target.id());
         let listings = listings_of(target.kind(), &parent, &scope)?;
         let stored_op = StoredOperation {
             id: log.id,
@@ -650,7 +716,7 @@ where
             })
             .arg(target.id())
             .arg(expected)
-            .arg(new)
+            .arg(json)
             .arg(old_name)
             .arg(new_name.clone())
             .arg(mode)
@@ -681,6 +747,7 @@ where
                     .map_err(ResourceError::from)?;
                 (feed, entries, account.clone())
             }
+            // No key entries: the account only names them.
             _ => (Vec::new(), Vec::new(), ServiceAccountId::from_valid(DEFAULT_FOLDER_ID)),
         };
         let log_args: LogArgs = self.log_args_of(&feed, &entries, &account)?;
