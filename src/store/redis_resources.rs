@@ -170,6 +170,7 @@ end
 return 'ok'
 ";
 
+/// The resource scripts, loaded once.
 struct ResourceScripts {
     commit: Script,
     ensure: Script,
@@ -242,10 +243,12 @@ fn listing_tag(listing: &ResourceListing) -> &'static str {
     }
 }
 
+/// The error for a stored resource `what` that does not decode.
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("a stored resource {what} does not decode"))
 }
 
+/// `value` as JSON.
 fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|_| StoreError::Corrupt("a resource does not serialise".to_owned()))
 }
@@ -962,7 +965,7 @@ mod tests {
     use super::*;
     use crate::resource::DEFAULT_ORGANIZATION_ID;
     use crate::store::KeyStore as _;
-    use crate::{CreateRequest, KeyManager, ManualClock, Pepper, Peppers, VerifyError};
+    use crate::{CreateRequest, KeyKind, KeyManager, KeyRecord, ManualClock, Pepper, Peppers, VerifyError};
 
     /// A store on the live server under `prefix` that sets nothing up when
     /// made (no `connect`).
@@ -1137,6 +1140,67 @@ mod tests {
             new.purge().await.unwrap();
             let org = ResourceRef::Organization(ResourceId::default_organization());
             assert!(new.resource(&org).await.unwrap().is_some());
+        })
+        .await;
+    }
+
+    /// Against the live server: deleting a service account takes its keys
+    /// out of every index the key scripts keep (the account's, the id,
+    /// expiry, external-id and digest indexes), in the one script that logs
+    /// the delete; `{p}:resseq` is the last sequence number given.
+    #[tokio::test]
+    async fn deleting_an_account_clears_its_keys_from_every_index() {
+        on_fresh_prefix(|store| async move {
+            store.set_up_resources().await.unwrap();
+            let id: ServiceAccountId = ResourceId::generate().unwrap().into();
+            let name = ResourceName::new("indexed").unwrap();
+            let sa = ServiceAccount::new(id.clone(), ResourceId::default_folder(), Timestamp::now(), name);
+            store.commit_resource(ResourceChange::Create(Resource::ServiceAccount(sa)), &entry()).await.unwrap();
+            let mut native = KeyRecord::new(
+                KeyId::parse("nnnnnnnnnnnnnnnnnnnn").unwrap(),
+                id.clone(),
+                KeyKind::Native,
+                1,
+                crate::Digest::from_bytes([1; 32]),
+                crate::secret::MaskedKey::from_tail(b"abcdef"),
+                Timestamp::now(),
+            );
+            native.expires_at = Some(Timestamp::now().saturating_add(Duration::from_secs(3600)));
+            native.set_controls(
+                crate::controls::KeyControls::new().external_id(crate::controls::ExternalId::new("cust_9").unwrap()),
+            );
+            let imported = KeyRecord {
+                id: KeyId::parse("iiiiiiiiiiiiiiiiiiii").unwrap(),
+                kind: KeyKind::Imported,
+                digest: crate::Digest::from_bytes([2; 32]),
+                controls: None,
+                expires_at: None,
+                ..native.clone()
+            };
+            store.insert(native.clone()).await.unwrap();
+            store.insert(imported.clone()).await.unwrap();
+            let mut conn = store.conn.clone();
+            let [feed, expiry, ids] = ["feed", "expiry", "ids"].map(|k| store.res_name(k));
+            assert_eq!(zcard(&store, &expiry).await, 1);
+            assert_eq!(zcard(&store, &ids).await, 2);
+            assert_eq!(zcard(&store, &store.ext_index).await, 1);
+            let feed_before: u64 = cmd("XLEN").arg(&feed).query_async(&mut conn).await.unwrap();
+            let done = store.commit_resource(ResourceChange::Delete(account(id.as_str())), &entry()).await.unwrap();
+            assert_eq!(done.deleted_keys, [imported.id, native.id]);
+            for k in [&native, &imported] {
+                assert!(!exists(&store, &store.record_key(&k.id)).await);
+                let log = store.operations(&k.id, PageRequest::starting(10, None)).await.unwrap().items;
+                assert_eq!(log.first().map(|op| op.kind), Some(OperationKind::Delete));
+            }
+            assert!(!exists(&store, &store.account_key(&id)).await);
+            assert_eq!((zcard(&store, &expiry).await, zcard(&store, &ids).await), (0, 0));
+            assert_eq!(zcard(&store, &store.ext_index).await, 0);
+            let digests: u64 = cmd("HLEN").arg(&*store.digests).query_async(&mut conn).await.unwrap();
+            assert_eq!(digests, 0);
+            let feed_after: u64 = cmd("XLEN").arg(&feed).query_async(&mut conn).await.unwrap();
+            assert_eq!(feed_after, feed_before + 2, "a feed entry per key");
+            let seq: String = cmd("GET").arg(store.res_name("resseq")).query_async(&mut conn).await.unwrap();
+            assert_eq!(seq, "2", "the account's create and delete");
         })
         .await;
     }
