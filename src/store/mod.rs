@@ -9,8 +9,8 @@
 //! [`StoreError::Unavailable`] or [`StoreError::Timeout`]; the verifier fails
 //! closed on both.
 //!
-//! The memory, SQLite and PostgreSQL stores also keep the resources that
-//! hold service accounts ([`crate::resource`]: organizations, clouds,
+//! The memory, SQLite, PostgreSQL and Redis stores also keep the resources
+//! that hold service accounts ([`crate::resource`]: organizations, clouds,
 //! folders, service accounts) through [`KeyStore`]'s provided resource
 //! methods, which every wrapper forwards; a store that keeps none answers
 //! them [`StoreError::Unavailable`].
@@ -56,6 +56,8 @@ mod memory_resources;
 pub(crate) mod postgres;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+#[cfg(feature = "redis")]
+mod redis_resources;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod shielded;

@@ -42,6 +42,13 @@
 //! | `{p}:expiry:built` | string | `1` once the expiry index holds every key (see below) |
 //! | `{p}:ids` | sorted set | the id index: every key id, all with score 0, so the flood shield's full load pages through it in id order (`ZRANGEBYLEX`) |
 //! | `{p}:ids:built` | string | `1` once the id index holds every key (built once, as the expiry index) |
+//! | `{p}:res:<kind>:<id>` | hash | one resource ([`crate::resource`]; kind `organization`, `cloud`, `folder` or `serviceAccount`): `json` (the resource as written, as JSON), `name`, `parent` (its parent's id; `''` for an organization) and `scope` (the id of the resource its name is unique in: a cloud's organization, a folder's or a service account's cloud; `''` for an organization) |
+//! | `{p}:resix:<listing>:name` | sorted set | a listing's members by name: `<name>\0<id>`, all with score 0, so `ZRANGEBYLEX` pages it in (name, id) order, and a name is a lexicographic range (`[<name>\0` to `(<name>\1`): the find by name and the uniqueness check. The listings: `organizations`, `clouds:<organization>`, `folders:<cloud>`, `accounts:<folder>`, `cloudaccounts:<cloud>` (a service account is in the last two, the last one being where its name is unique) |
+//! | `{p}:resix:<listing>:id` | sorted set | the same listing by id: `<id>`, all with score 0; also what a delete checks for children |
+//! | `{p}:resops:<kind>:<id>` | sorted set | a resource's operations log: each entry as JSON, scored by its sequence number; kept after the resource is deleted |
+//! | `{p}:resopids` | hash | resource log entry id → `seq@log`, so an id is logged once |
+//! | `{p}:resseq` | string | the last sequence number given to a resource log entry (one counter for the store) |
+//! | `{p}:resources:built` | string | `1` once the default organization, cloud and folder and the service accounts of keys written before resources are in place (see below) |
 //!
 //! ## Record layouts
 //! A record hash has a layout version, per record (not per store, so a store
@@ -79,6 +86,18 @@
 //! id index (`{p}:ids`, read by `ids_after`) is built and marked
 //! (`{p}:ids:built`) the same way, by the first `ids_after`.
 //!
+//! Resources are set up once per store, by [`RedisStoreBuilder::connect`]
+//! or the first resource call: the defaults are written and every service
+//! account the keys name (`{p}:sa:*`, one `SCAN`) becomes a service
+//! account in the default folder, named by its id where the id is a valid
+//! name (else `sa-` and 16 random hex digits, as the SQL migration names
+//! it), created when its earliest key was; then `{p}:resources:built` is
+//! set. Every resource call checks the mark and sets up first where it is
+//! missing; each step writes only what is missing, so nodes starting
+//! together agree. Keys written by a node of the older release after the
+//! mark get no account until the mark is deleted (as for the indexes
+//! above).
+//!
 //! # Atomicity, and why every key shares one hash tag
 //! Redis Cluster hashes only the first `{…}` of a key name, so every key of a
 //! store carries the hash tag `{p}` and lives in one slot. That is what lets
@@ -107,6 +126,14 @@
 //!   that only checks the key exists;
 //! - `get_many` is one pipeline of `HGETALL`s;
 //! - `spend_credits` is one script: refill if due, check and decrement;
+//! - `commit_resource` is one script (wrapped as the key changes are):
+//!   it checks the log entry id, the resource's id, parent, name (in the
+//!   by-name index of its uniqueness scope) and children, and the record
+//!   and key set as read, then writes the record, its listing indexes and
+//!   its log entry (`{p}:resseq` gives the sequence number); a service
+//!   account's delete also deletes its keys as `delete` does, with a log
+//!   and a feed entry each. A service account's `last_authenticated_at`
+//!   is read from its keys, never written;
 //! - `touch_last_used` is one script for the whole batch, comparing the
 //!   decimal nanosecond strings exactly (Lua numbers are doubles and would
 //!   round them), so no time moves backwards.
@@ -157,7 +184,7 @@ const DEFAULT_PREFIX: &str = "api-keys";
 
 /// How often a reissue or delete re-reads a record that changed between its
 /// read and its write before giving up with a conflict.
-const CAS_ATTEMPTS: usize = 5;
+pub(super) const CAS_ATTEMPTS: usize = 5;
 
 /// Exact comparison of decimal `i64` strings (Lua numbers are doubles).
 const LUA_LESS: &str = r"
@@ -404,7 +431,7 @@ return r
 
 /// A change script as it runs: the change, its log entries and
 /// idempotency records ([`logged`]) and its feed entries ([`fed`]).
-fn change_script(body: &str) -> Script {
+pub(super) fn change_script(body: &str) -> Script {
     Script::new(&fed(&logged(body)))
 }
 
@@ -470,18 +497,20 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 
 /// The keys and arguments of one script call.
 #[derive(Default)]
-struct Call {
+pub(super) struct Call {
     keys: Vec<String>,
     args: Vec<String>,
 }
 
 impl Call {
-    fn key(mut self, k: impl Into<String>) -> Self {
+    /// With one more key.
+    pub(super) fn key(mut self, k: impl Into<String>) -> Self {
         self.keys.push(k.into());
         self
     }
 
-    fn arg(mut self, a: impl Into<String>) -> Self {
+    /// With one more argument.
+    pub(super) fn arg(mut self, a: impl Into<String>) -> Self {
         self.args.push(a.into());
         self
     }
@@ -496,7 +525,7 @@ impl Call {
 }
 
 /// A script's reply as text (integers in decimal).
-fn reply_text(v: Value) -> Result<String, StoreError> {
+pub(super) fn reply_text(v: Value) -> Result<String, StoreError> {
     match v {
         Value::Int(i) => Ok(i.to_string()),
         Value::BulkString(b) => String::from_utf8(b).map_err(|_| corrupt_reply()),
@@ -519,7 +548,7 @@ fn valid_prefix(p: &str) -> bool {
 /// Maps a redis-rs error: a reply of the wrong shape is
 /// [`StoreError::Corrupt`] (its text, which can quote the reply, is
 /// dropped); everything else is [`StoreError::Unavailable`].
-fn redis_error(e: RedisError) -> StoreError {
+pub(super) fn redis_error(e: RedisError) -> StoreError {
     if e.kind() == ErrorKind::UnexpectedReturnType {
         StoreError::Corrupt("redis returned a reply of an unexpected type".to_owned())
     } else {
@@ -707,7 +736,9 @@ impl RedisStoreBuilder {
         RedisConnection::new_lazy(client, config).map_err(redis_error)
     }
 
-    /// Connects and checks the server answers (`PING`).
+    /// Connects, checks the server answers (`PING`) and sets up the
+    /// store's resources if it never was (the defaults, and the service
+    /// accounts of keys an earlier release wrote: see the module docs).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] for an invalid URL or prefix
@@ -717,6 +748,7 @@ impl RedisStoreBuilder {
         let store = RedisStore::from_connection(self.manager()?, &self.prefix, self.timeout)?;
         let mut conn = store.conn.clone();
         timed(self.timeout, async { cmd("PING").query_async::<()>(&mut conn).await.map_err(redis_error) }).await?;
+        store.set_up_resources().await?;
         Ok(store)
     }
 
@@ -734,23 +766,23 @@ impl RedisStoreBuilder {
 /// A [`KeyStore`] in Redis. Cheap to clone (shares the connection).
 #[derive(Clone)]
 pub struct RedisStore<C = RedisConnection> {
-    conn: C,
-    prefix: Arc<str>,
+    pub(super) conn: C,
+    pub(super) prefix: Arc<str>,
     /// `{prefix}:key:`
     record_prefix: Arc<str>,
     /// `{prefix}:sa:`
     account_prefix: Arc<str>,
     /// `{prefix}:digests`
-    digests: Arc<str>,
+    pub(super) digests: Arc<str>,
     /// `{prefix}:ops:`
     ops_prefix: Arc<str>,
     /// `{prefix}:extids`
-    ext_index: Arc<str>,
+    pub(super) ext_index: Arc<str>,
     /// `{prefix}:peppers`: pepper version → base64 fingerprint.
     peppers: Arc<str>,
     /// The change feed's and the indexes' key names.
     names: Arc<IndexNames>,
-    timeout: Duration,
+    pub(super) timeout: Duration,
 }
 
 /// The key names of a store's change feed and indexes (one allocation
@@ -866,14 +898,16 @@ where
         }
     }
 
-    fn record_key(&self, id: &KeyId) -> String {
+    /// `{prefix}:key:<id>`: a key's record.
+    pub(super) fn record_key(&self, id: &KeyId) -> String {
         let mut k = String::with_capacity(self.record_prefix.len() + id.as_str().len());
         k.push_str(&self.record_prefix);
         k.push_str(id.as_str());
         k
     }
 
-    fn account_key(&self, sa: &ServiceAccountId) -> String {
+    /// `{prefix}:sa:<id>`: an account's key ids.
+    pub(super) fn account_key(&self, sa: &ServiceAccountId) -> String {
         let mut k = String::with_capacity(self.account_prefix.len() + sa.as_str().len());
         k.push_str(&self.account_prefix);
         k.push_str(sa.as_str());
@@ -1021,14 +1055,14 @@ where
 }
 
 /// `ZRANGEBYLEX key min max LIMIT 0 count`: one page of an index.
-fn zrange_by_lex(key: &str, min: &str, max: &str, count: usize) -> redis::Cmd {
+pub(super) fn zrange_by_lex(key: &str, min: &str, max: &str, count: usize) -> redis::Cmd {
     let mut range = cmd("ZRANGEBYLEX");
     range.arg(key).arg(min).arg(max).arg("LIMIT").arg(0).arg(count);
     range
 }
 
 /// `SCAN cursor MATCH pattern COUNT count`, one step of a key scan.
-fn scan(cursor: u64, pattern: &str, count: usize) -> redis::Cmd {
+pub(super) fn scan(cursor: u64, pattern: &str, count: usize) -> redis::Cmd {
     let mut scan = cmd("SCAN");
     scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(count);
     scan
@@ -1199,7 +1233,7 @@ fn parse_id(text: &str) -> Result<KeyId, StoreError> {
 
 /// The feed and log part of a change script call (see [`fed`] and
 /// [`logged`]).
-struct LogArgs {
+pub(super) struct LogArgs {
     keys: Vec<String>,
     args: Vec<String>,
     /// The index in `args` of the log entry count.
@@ -1211,7 +1245,17 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     fn log_args(&self, change: &Change, log: &[LogEntry], account: &ServiceAccountId) -> Result<LogArgs, StoreError> {
-        let feed = entries_of(change);
+        self.log_args_of(&entries_of(change), log, account)
+    }
+
+    /// The feed and log part of a change script call whose feed entries are
+    /// `feed` and whose log entries (all of keys of `account`) are `log`.
+    pub(super) fn log_args_of(
+        &self,
+        feed: &[FeedChange],
+        log: &[LogEntry],
+        account: &ServiceAccountId,
+    ) -> Result<LogArgs, StoreError> {
         let mut keys =
             vec![self.names.feed[0].to_string(), self.names.expiry[0].to_string(), self.names.ids[0].to_string()];
         keys.extend(feed.iter().map(|c| self.record_key(&c.key_id)));
@@ -1275,7 +1319,13 @@ where
 
     /// Runs the change script `script` with the feed and log's keys and
     /// arguments first, then `call`'s.
-    async fn run(&self, conn: &mut C, script: &Script, call: &Call, log: &LogArgs) -> Result<String, StoreError> {
+    pub(super) async fn run(
+        &self,
+        conn: &mut C,
+        script: &Script,
+        call: &Call,
+        log: &LogArgs,
+    ) -> Result<String, StoreError> {
         let mut inv = script.prepare_invoke();
         for k in log.keys.iter().chain(&call.keys) {
             inv.key(k);
@@ -1603,7 +1653,7 @@ fn decode_idempotency(text: &str, actor: &Actor, key: &IdempotencyKey) -> Result
 /// The error for a script reply outside the change's own replies: a
 /// refused operation id (`opdup:<i>`), a taken idempotency key (`idem`) or
 /// garbage.
-fn log_reply(reply: &str, log: &LogArgs) -> StoreError {
+pub(super) fn log_reply(reply: &str, log: &LogArgs) -> StoreError {
     if reply == "idem" {
         return StoreError::IdempotencyKeyTaken;
     }
@@ -1875,6 +1925,46 @@ where
             Ok(Page::new(items.into_iter().map(|(_, op)| op).collect(), next))
         })
         .await
+    }
+
+    async fn commit_resource(
+        &self,
+        change: crate::resource::ResourceChange,
+        log: &crate::resource::ResourceLogEntry,
+    ) -> Result<crate::resource::ResourceCommit, StoreError> {
+        self.commit_resource_redis(change, log).await
+    }
+
+    async fn resource(
+        &self,
+        target: &crate::resource::ResourceRef,
+    ) -> Result<Option<crate::resource::Resource>, StoreError> {
+        self.resource_redis(target).await
+    }
+
+    async fn list_resources(
+        &self,
+        listing: &crate::resource::ResourceListing,
+        order: crate::resource::ResourceOrder,
+        page: PageRequest<crate::resource::ResourceCursor>,
+    ) -> Result<crate::resource::ResourcePage, StoreError> {
+        self.list_resources_redis(listing, order, page).await
+    }
+
+    async fn find_resource(
+        &self,
+        listing: &crate::resource::ResourceListing,
+        name: &crate::resource::ResourceName,
+    ) -> Result<Option<crate::resource::Resource>, StoreError> {
+        self.find_resource_redis(listing, name).await
+    }
+
+    async fn resource_operations(
+        &self,
+        target: &crate::resource::ResourceRef,
+        page: PageRequest<OperationCursor>,
+    ) -> Result<crate::resource::ResourceOperationPage, StoreError> {
+        self.resource_operations_redis(target, page).await
     }
 
     async fn idempotency(
