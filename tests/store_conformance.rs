@@ -212,7 +212,7 @@ macro_rules! conformance_tests {
 conformance_tests!(memory, Memory; also resources => Resources, access_policies => AccessPolicies);
 conformance_tests!(sqlite, Sqlite; also resources => Resources, access_policies => AccessPolicies);
 conformance_tests!(postgres, Postgres; also resources => Resources, access_policies => AccessPolicies);
-conformance_tests!(redis, Redis; also resources => Resources; not_yet [AccessPolicies]);
+conformance_tests!(redis, Redis; also resources => Resources, access_policies => AccessPolicies);
 
 fn header(secret: &Secret) -> String {
     format!("Api-Key {}", secret.expose_secret())
@@ -769,6 +769,11 @@ async fn sqlite_access_policy_flow() {
 #[tokio::test]
 async fn postgres_access_policy_flow() {
     with::<Postgres, _, _>(access_policy_flow).await;
+}
+
+#[tokio::test]
+async fn redis_access_policy_flow() {
+    with::<Redis, _, _>(access_policy_flow).await;
 }
 
 #[tokio::test]

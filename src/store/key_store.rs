@@ -553,7 +553,7 @@ pub trait KeyStore: Send + Sync + 'static {
     /// key's log (by `log`'s actor, at its time) and a change feed entry per
     /// key; the keys are returned so that a cache can drop them.
     ///
-    /// The memory, SQLite and PostgreSQL stores keep resources; the
+    /// The memory, SQLite, PostgreSQL and Redis stores keep resources; the
     /// default, for a store that keeps none, fails closed with
     /// [`StoreError::Unavailable`].
     ///

@@ -48,6 +48,7 @@
 //! | `{p}:resops:<kind>:<id>` | sorted set | a resource's operations log: each entry as JSON, scored by its sequence number; kept after the resource is deleted |
 //! | `{p}:resopids` | hash | resource log entry id → `seq@log`, so an id is logged once |
 //! | `{p}:resseq` | string | the last sequence number given to a resource log entry (one counter for the store) |
+//! | `{p}:policies` | hash | the access policy bindings: field `<kind>:<id>:<template>`, value the parameters as a JSON object; written by the bind and unbind scripts with their log entry, and a deleted resource's dropped by its delete script |
 //! | `{p}:resources:built` | string | `1` once the default organization, cloud and folder and the service accounts of keys written before resources are in place (see below) |
 //!
 //! ## Record layouts
@@ -1965,6 +1966,17 @@ where
         page: PageRequest<OperationCursor>,
     ) -> Result<crate::resource::ResourceOperationPage, StoreError> {
         self.resource_operations_redis(target, page).await
+    }
+
+    async fn access_policy_bindings(
+        &self,
+        on: Option<&crate::resource::ResourceRef>,
+    ) -> Result<Vec<(crate::resource::ResourceRef, crate::access_policy::AccessPolicyBinding)>, StoreError> {
+        self.access_policy_bindings_redis(on).await
+    }
+
+    async fn resource_head(&self) -> Result<u64, StoreError> {
+        self.resource_head_redis().await
     }
 
     async fn idempotency(

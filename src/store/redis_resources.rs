@@ -30,6 +30,8 @@
 
 use std::sync::LazyLock;
 
+use crate::access_policy::AccessPolicyBinding;
+
 use ::redis::aio::ConnectionLike;
 use ::redis::{Script, Value, cmd, pipe};
 use serde::{Deserialize, Serialize};
@@ -60,7 +62,8 @@ use crate::token::KeyId;
 /// (`{p}:sa:<id>`, a service account's delete), 8 the digest index, 9 the
 /// external-id index, then `P` pairs of listing indexes (by name, by id; the
 /// first pair's by-name index is where the name must be unique), then the
-/// records of the `N` keys to delete.
+/// records of the `N` keys to delete, then the access policy bindings
+/// (`{p}:policies`).
 ///
 /// ARGV: 1 `create` | `update` | `delete`, 2 the id, 3 the stored JSON
 /// expected (update, delete), 4 the new JSON (create, update), 5 the old
@@ -69,7 +72,7 @@ use crate::token::KeyId;
 /// (refused while children are indexed), `k` (the account's keys must be
 /// exactly the `N` given) or `''`; 8 the log entry's id, 9 its JSON, 10 the
 /// `parent` field, 11 the `scope` field, 12 `P`, 13 `N`, then the `N` key
-/// ids.
+/// ids, then the prefix of the deleted resource's bindings' fields.
 ///
 /// Returns `ok`, or before writing anything: `upgrade` (no mark: set the
 /// store up and retry), `resdup` (the log entry id is taken), `exists`,
@@ -132,6 +135,10 @@ else
       redis.call('ZREM', KEYS[10 + 2 * i], ARGV[5] .. '\0' .. id)
       redis.call('ZREM', KEYS[11 + 2 * i], id)
     end
+    local bound, prefix = KEYS[10 + 2 * p + n], ARGV[14 + n]
+    for _, f in ipairs(redis.call('HKEYS', bound)) do
+      if string.sub(f, 1, #prefix) == prefix then redis.call('HDEL', bound, f) end
+    end
   end
 end
 local seq = redis.call('INCR', KEYS[4])
@@ -170,14 +177,53 @@ end
 return 'ok'
 ";
 
+/// Binds or unbinds an access policy and logs it as an update of the
+/// resource.
+///
+/// KEYS: 1 the record, 2 its log, 3 `{p}:resopids`, 4 `{p}:resseq`, 5 the
+/// set-up mark, 6 `{p}:policies`. ARGV: 1 `bind` | `unbind`, 2 the
+/// binding's field (`<kind>:<id>:<template>`), 3 its parameters (JSON), 4
+/// the log entry's id, 5 its JSON.
+/// Returns `ok`, or before writing anything: `upgrade`, `resdup`, `gone`
+/// (no such resource), `unbound` (nothing to unbind).
+const POLICY_LUA: &str = r"
+if redis.call('EXISTS', KEYS[5]) == 0 then return 'upgrade' end
+if redis.call('HEXISTS', KEYS[3], ARGV[4]) == 1 then return 'resdup' end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+if ARGV[1] == 'bind' then
+  redis.call('HSET', KEYS[6], ARGV[2], ARGV[3])
+elseif redis.call('HDEL', KEYS[6], ARGV[2]) == 0 then
+  return 'unbound'
+end
+local seq = redis.call('INCR', KEYS[4])
+redis.call('ZADD', KEYS[2], seq, ARGV[5])
+redis.call('HSET', KEYS[3], ARGV[4], seq .. '@' .. KEYS[2])
+return 'ok'
+";
+
 /// The resource scripts, loaded once.
 struct ResourceScripts {
     commit: Script,
     ensure: Script,
+    policy: Script,
 }
 
-static SCRIPTS: LazyLock<ResourceScripts> =
-    LazyLock::new(|| ResourceScripts { commit: change_script(COMMIT_LUA), ensure: Script::new(ENSURE_LUA) });
+static SCRIPTS: LazyLock<ResourceScripts> = LazyLock::new(|| ResourceScripts {
+    commit: change_script(COMMIT_LUA),
+    ensure: Script::new(ENSURE_LUA),
+    policy: Script::new(POLICY_LUA),
+});
+
+/// The field of a binding in `{p}:policies`: `<kind>:<id>:<template>`
+/// (the prefix up to the template is [`policy_prefix`]).
+fn policy_field(on: &ResourceRef, template: &str) -> String {
+    format!("{}{template}", policy_prefix(on))
+}
+
+/// `<kind>:<id>:`, the prefix of every binding on `on`.
+fn policy_prefix(on: &ResourceRef) -> String {
+    format!("{}:{}:", on.kind().as_str(), on.id())
+}
 
 /// A resource log entry as stored (JSON, a member of `{p}:resops:…`).
 #[derive(Serialize, Deserialize)]
@@ -568,8 +614,24 @@ where
         log: &ResourceLogEntry,
     ) -> Result<ResourceCommit, StoreError> {
         let target = change.target();
+        if let ResourceChange::BindAccessPolicy { binding, .. } = &change {
+            crate::resource::check_policy_change(&target, Some(binding))?;
+        }
+        if let ResourceChange::UnbindAccessPolicy { .. } = &change {
+            crate::resource::check_policy_change(&target, None)?;
+        }
         for _ in 0..CAS_ATTEMPTS {
-            match timed(self.timeout, self.commit_attempt(&change, log)).await? {
+            let attempt = match &change {
+                ResourceChange::BindAccessPolicy { binding, .. } => {
+                    let params = to_json(&binding.parameters)?;
+                    self.commit_policy(&target, &binding.access_policy_template_id, Some(params), log).await?
+                }
+                ResourceChange::UnbindAccessPolicy { template_id, .. } => {
+                    self.commit_policy(&target, template_id, None, log).await?
+                }
+                _ => timed(self.timeout, self.commit_attempt(&change, log)).await?,
+            };
+            match attempt {
                 Attempt::Done(commit) => return Ok(commit),
                 Attempt::Again => {}
                 Attempt::SetUp => self.upgrade_resources().await?,
@@ -673,6 +735,10 @@ where
                 plan.old_name = stored.resource.name().as_str().to_owned();
                 (plan.expected, plan.parent, plan.scope) = (stored.json, stored.parent, stored.scope);
             }
+            // Written by `commit_policy`, never planned.
+            ResourceChange::BindAccessPolicy { .. } | ResourceChange::UnbindAccessPolicy { .. } => {
+                return Err(StoreError::Corrupt("a policy change reached the resource plan".to_owned()));
+            }
         }
         Ok(Some(plan))
     }
@@ -711,6 +777,7 @@ where
         for k in &keys_gone {
             call = call.key(self.record_key(k));
         }
+        call = call.key(self.res_name("policies"));
         call = call
             .arg(match kind {
                 ResourceOperationKind::Create => "create",
@@ -732,6 +799,7 @@ where
         for k in &keys_gone {
             call = call.arg(k.as_str());
         }
+        call = call.arg(policy_prefix(&target));
         let (feed, entries, account) = match &target {
             ResourceRef::ServiceAccount(account) => {
                 let feed: Vec<FeedChange> = keys_gone.iter().map(|k| FeedChange::new(*k, true)).collect();
@@ -904,6 +972,96 @@ where
             }
         }
         Err(StoreError::unavailable("the store's resources could not be set up"))
+    }
+
+    /// Binds (`params` given) or unbinds the policy of `template` on
+    /// `target` with [`POLICY_LUA`], logged as an update that leaves the
+    /// resource as read.
+    async fn commit_policy(
+        &self,
+        target: &ResourceRef,
+        template: &str,
+        params: Option<String>,
+        log: &ResourceLogEntry,
+    ) -> Result<Attempt, StoreError> {
+        let mut conn = self.conn.clone();
+        timed(self.timeout, async {
+            let (built, stored) = self.read_record(&mut conn, target).await?;
+            if !built {
+                return Ok(Attempt::SetUp);
+            }
+            let stored = stored.ok_or_else(|| target.not_found())?;
+            let left = Some(stored.resource);
+            let op = StoredOperation {
+                id: log.id,
+                kind: ResourceOperationKind::Update,
+                actor: log.actor.clone(),
+                created_at: log.created_at,
+                response: left.clone(),
+            };
+            let mut inv = SCRIPTS.policy.prepare_invoke();
+            inv.key(self.res_key(target.kind(), target.id()))
+                .key(self.res_ops_key(target))
+                .key(self.res_name("resopids"))
+                .key(self.res_name("resseq"))
+                .key(self.res_mark())
+                .key(self.res_name("policies"))
+                .arg(if params.is_some() { "bind" } else { "unbind" })
+                .arg(policy_field(target, template))
+                .arg(params.unwrap_or_default())
+                .arg(log.id.as_str())
+                .arg(to_json(&op)?);
+            let reply = reply_text(inv.invoke_async(&mut conn).await.map_err(redis_error)?)?;
+            match reply.as_str() {
+                "ok" => Ok(Attempt::Done(ResourceCommit::new(left, Vec::new()))),
+                "upgrade" => Ok(Attempt::SetUp),
+                "resdup" => Err(StoreError::DuplicateOperation(log.id)),
+                "gone" => Err(target.not_found().into()),
+                "unbound" => Err(crate::resource::policy_not_bound(target, template).into()),
+                other => Err(StoreError::Corrupt(format!("unexpected policy script reply {other:?}"))),
+            }
+        })
+        .await
+    }
+
+    /// [`KeyStore::access_policy_bindings`](crate::KeyStore::access_policy_bindings):
+    /// one `HGETALL` of `{p}:policies` (bindings are few), ordered.
+    pub(super) async fn access_policy_bindings_redis(
+        &self,
+        on: Option<&ResourceRef>,
+    ) -> Result<Vec<(ResourceRef, AccessPolicyBinding)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let all: Vec<(String, String)> = timed(self.timeout, async {
+            cmd("HGETALL").arg(self.res_name("policies")).query_async(&mut conn).await.map_err(redis_error)
+        })
+        .await?;
+        let mut found = Vec::new();
+        for (field, params) in all {
+            let mut parts = field.splitn(3, ':');
+            let (Some(kind), Some(id), Some(template)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(corrupt("policy field"));
+            };
+            let kind = ResourceKind::parse(kind).ok_or_else(|| corrupt("policy kind"))?;
+            let r = ResourceRef::parse(kind, id).map_err(|_| corrupt("policy resource"))?;
+            if on.is_some_and(|o| *o != r) {
+                continue;
+            }
+            let mut binding = AccessPolicyBinding::new(template);
+            binding.parameters = serde_json::from_str(&params).map_err(|_| corrupt("policy parameters"))?;
+            found.push((r, binding));
+        }
+        found.sort_by(|(a, x), (b, y)| (a, &x.access_policy_template_id).cmp(&(b, &y.access_policy_template_id)));
+        Ok(found)
+    }
+
+    /// [`KeyStore::resource_head`](crate::KeyStore::resource_head): `{p}:resseq`.
+    pub(super) async fn resource_head_redis(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let head: Option<u64> = timed(self.timeout, async {
+            cmd("GET").arg(self.res_name("resseq")).query_async(&mut conn).await.map_err(redis_error)
+        })
+        .await?;
+        Ok(head.unwrap_or(0))
     }
 
     /// [`KeyStore::resource_operations`](crate::KeyStore::resource_operations):
