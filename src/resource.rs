@@ -1204,6 +1204,26 @@ impl ResourceLogEntry {
     pub fn new(id: crate::OperationId, actor: crate::Actor, created_at: Timestamp) -> Self {
         Self { id, actor, created_at }
     }
+
+    /// The `delete` entries of `keys`, deleted with a service account by
+    /// this entry's change: by its actor, at its time.
+    ///
+    /// # Errors
+    /// [`ResourceError::Random`] if an entry id cannot be drawn.
+    pub fn key_deletes(&self, keys: &[crate::KeyId]) -> Result<Vec<crate::LogEntry>, ResourceError> {
+        keys.iter()
+            .map(|k| {
+                crate::LogEntry::new(
+                    *k,
+                    crate::OperationKind::Delete,
+                    self.actor.clone(),
+                    self.created_at,
+                    crate::operation::OperationChanges::default(),
+                )
+                .map_err(ResourceError::from)
+            })
+            .collect()
+    }
 }
 
 /// One entry of a resource's operations log.

@@ -40,9 +40,7 @@ use super::view::{RecordView, intern_account, intern_scopes};
 use crate::clock::Timestamp;
 use crate::controls::{CreditSpend, ExternalId, KeyControls};
 use crate::digest::Digest;
-use crate::operation::{
-    Actor, Change, LogEntry, Operation, OperationChanges, OperationCursor, OperationId, OperationKind, apply_update,
-};
+use crate::operation::{Actor, Change, LogEntry, Operation, OperationCursor, OperationId, apply_update};
 use crate::record::{Description, KeyKind, KeyRecord, KeyStatus, ReissueLinks, ServiceAccountId};
 use crate::resource::{
     Resource, ResourceChange, ResourceCommit, ResourceCursor, ResourceListing, ResourceLogEntry, ResourceName,
@@ -732,19 +730,7 @@ impl MemoryStore {
         let plan = index.resources.plan(change)?;
         let mut deleted = Vec::new();
         if let Some((account, keys)) = doomed {
-            let entries = keys
-                .iter()
-                .map(|k| {
-                    LogEntry::new(
-                        *k,
-                        OperationKind::Delete,
-                        log.actor.clone(),
-                        log.created_at,
-                        OperationChanges::default(),
-                    )
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(crate::resource::ResourceError::from)?;
+            let entries = log.key_deletes(&keys)?;
             index.log.check(&entries)?;
             for k in &keys {
                 // Found under this lock a moment ago.

@@ -42,7 +42,7 @@ use super::redis::{
     CAS_ATTEMPTS, Call, LogArgs, RedisStore, change_script, log_reply, redis_error, reply_text, scan, zrange_by_lex,
 };
 use crate::clock::Timestamp;
-use crate::operation::{Actor, LogEntry, OperationChanges, OperationCursor, OperationId, OperationKind};
+use crate::operation::{Actor, OperationCursor, OperationId};
 use crate::record::ServiceAccountId;
 use crate::resource::{
     Cloud, DEFAULT_CLOUD_ID, DEFAULT_FOLDER_ID, Folder, Organization, Resource, ResourceChange, ResourceCommit,
@@ -803,19 +803,7 @@ where
         let (feed, entries, account) = match &target {
             ResourceRef::ServiceAccount(account) => {
                 let feed: Vec<FeedChange> = keys_gone.iter().map(|k| FeedChange::new(*k, true)).collect();
-                let entries = keys_gone
-                    .iter()
-                    .map(|k| {
-                        LogEntry::new(
-                            *k,
-                            OperationKind::Delete,
-                            log.actor.clone(),
-                            log.created_at,
-                            OperationChanges::default(),
-                        )
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(ResourceError::from)?;
+                let entries = log.key_deletes(&keys_gone)?;
                 (feed, entries, account.clone())
             }
             // No key entries: the account only names them.
@@ -853,26 +841,34 @@ where
         }
     }
 
-    /// [`KeyStore::resource`](crate::KeyStore::resource).
-    pub(super) async fn resource_redis(&self, target: &ResourceRef) -> Result<Option<Resource>, StoreError> {
+    /// Runs `read` under the timeout (`None`: the store is not set up), and
+    /// once more after setting the store up if it was not.
+    async fn set_up_then<T, Fut>(&self, read: impl Fn() -> Fut) -> Result<T, StoreError>
+    where
+        Fut: std::future::Future<Output = Result<Option<T>, StoreError>>,
+    {
         for _ in 0..2 {
-            let mut conn = self.conn.clone();
-            let read = timed(self.timeout, async {
-                let (built, stored) = self.read_record(&mut conn, target).await?;
-                if !built {
-                    return Ok(None);
-                }
-                let mut found: Vec<Resource> = stored.map(|s| s.resource).into_iter().collect();
-                self.with_last_use(&mut conn, &mut found).await?;
-                Ok(Some(found.pop()))
-            })
-            .await?;
-            match read {
+            match timed(self.timeout, read()).await? {
                 Some(found) => return Ok(found),
                 None => self.upgrade_resources().await?,
             }
         }
         Err(StoreError::unavailable("the store's resources could not be set up"))
+    }
+
+    /// [`KeyStore::resource`](crate::KeyStore::resource).
+    pub(super) async fn resource_redis(&self, target: &ResourceRef) -> Result<Option<Resource>, StoreError> {
+        self.set_up_then(move || async move {
+            let mut conn = self.conn.clone();
+            let (built, stored) = self.read_record(&mut conn, target).await?;
+            if !built {
+                return Ok(None);
+            }
+            let mut found: Vec<Resource> = stored.map(|s| s.resource).into_iter().collect();
+            self.with_last_use(&mut conn, &mut found).await?;
+            Ok(Some(found.pop()))
+        })
+        .await
     }
 
     /// The resources of kind `kind` with these ids, in order, leaving out
@@ -909,35 +905,29 @@ where
             (_, Some(c)) => (by_name, format!("({}", by_name_member(&c.name, &c.id))),
             (_, None) => (by_name, "-".to_owned()),
         };
-        for _ in 0..2 {
+        let (index, min) = (&index, &min);
+        self.set_up_then(move || async move {
             let mut conn = self.conn.clone();
-            let read = timed(self.timeout, async {
-                let mut p = pipe();
-                p.cmd("EXISTS").arg(self.res_mark());
-                p.add_command(zrange_by_lex(&index, &min, "+", limit + 1));
-                let (built, members): (bool, Vec<String>) = p.query_async(&mut conn).await.map_err(redis_error)?;
-                if !built {
-                    return Ok(None);
-                }
-                let ids: Vec<String> = members
-                    .into_iter()
-                    .map(|m| match m.split_once('\0') {
-                        Some((_, id)) => id.to_owned(),
-                        None => m,
-                    })
-                    .collect();
-                let mut items = self.resources_of(&mut conn, listing.kind(), &ids).await?;
-                let next = next_after(&mut items, limit, |last| last.map(ResourceCursor::after));
-                self.with_last_use(&mut conn, &mut items).await?;
-                Ok(Some(Page::new(items, next)))
-            })
-            .await?;
-            match read {
-                Some(page) => return Ok(page),
-                None => self.upgrade_resources().await?,
+            let mut p = pipe();
+            p.cmd("EXISTS").arg(self.res_mark());
+            p.add_command(zrange_by_lex(index, min, "+", limit + 1));
+            let (built, members): (bool, Vec<String>) = p.query_async(&mut conn).await.map_err(redis_error)?;
+            if !built {
+                return Ok(None);
             }
-        }
-        Err(StoreError::unavailable("the store's resources could not be set up"))
+            let ids: Vec<String> = members
+                .into_iter()
+                .map(|m| match m.split_once('\0') {
+                    Some((_, id)) => id.to_owned(),
+                    None => m,
+                })
+                .collect();
+            let mut items = self.resources_of(&mut conn, listing.kind(), &ids).await?;
+            let next = next_after(&mut items, limit, |last| last.map(ResourceCursor::after));
+            self.with_last_use(&mut conn, &mut items).await?;
+            Ok(Some(Page::new(items, next)))
+        })
+        .await
     }
 
     /// [`KeyStore::find_resource`](crate::KeyStore::find_resource): a lex
@@ -949,29 +939,23 @@ where
     ) -> Result<Option<Resource>, StoreError> {
         let [by_name, _] = self.index_keys(listing);
         let (min, max) = (format!("[{}\0", name.as_str()), format!("({}\u{1}", name.as_str()));
-        for _ in 0..2 {
+        let (by_name, min, max) = (&by_name, &min, &max);
+        self.set_up_then(move || async move {
             let mut conn = self.conn.clone();
-            let read = timed(self.timeout, async {
-                let mut p = pipe();
-                p.cmd("EXISTS").arg(self.res_mark());
-                p.add_command(zrange_by_lex(&by_name, &min, &max, 1));
-                let (built, members): (bool, Vec<String>) = p.query_async(&mut conn).await.map_err(redis_error)?;
-                if !built {
-                    return Ok(None);
-                }
-                let ids: Vec<String> =
-                    members.iter().filter_map(|m| m.split_once('\0').map(|(_, id)| id.to_owned())).collect();
-                let mut found = self.resources_of(&mut conn, listing.kind(), &ids).await?;
-                self.with_last_use(&mut conn, &mut found).await?;
-                Ok(Some(found.pop()))
-            })
-            .await?;
-            match read {
-                Some(found) => return Ok(found),
-                None => self.upgrade_resources().await?,
+            let mut p = pipe();
+            p.cmd("EXISTS").arg(self.res_mark());
+            p.add_command(zrange_by_lex(by_name, min, max, 1));
+            let (built, members): (bool, Vec<String>) = p.query_async(&mut conn).await.map_err(redis_error)?;
+            if !built {
+                return Ok(None);
             }
-        }
-        Err(StoreError::unavailable("the store's resources could not be set up"))
+            let ids: Vec<String> =
+                members.iter().filter_map(|m| m.split_once('\0').map(|(_, id)| id.to_owned())).collect();
+            let mut found = self.resources_of(&mut conn, listing.kind(), &ids).await?;
+            self.with_last_use(&mut conn, &mut found).await?;
+            Ok(Some(found.pop()))
+        })
+        .await
     }
 
     /// Binds (`params` given) or unbinds the policy of `template` on
@@ -1121,6 +1105,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::operation::OperationKind;
     use crate::resource::DEFAULT_ORGANIZATION_ID;
     use crate::store::KeyStore as _;
     use crate::{CreateRequest, KeyKind, KeyManager, KeyRecord, ManualClock, Pepper, Peppers, VerifyError};

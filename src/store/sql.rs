@@ -2135,6 +2135,11 @@ mod tests {
                     10,
                     "dc207365bf01b5e150204a91b0b91b77a0cc841b3847085105e3b4a57738a1f4c188b21e950a98dfe8d2fbfc956aad35"
                         .to_owned()
+                ),
+                (
+                    11,
+                    "ea07e2a4230ed0eabb947eef6f3d4c5cc8683f22c8de0acd9b4bea7b422d787657ae17ac51c3a050d3d770f82f6a511a"
+                        .to_owned()
                 )
             ]
         );
@@ -2195,6 +2200,11 @@ mod tests {
                 (
                     10,
                     "d170596a76e1740dd54c2fc6f80485c783af9ff0ac3a9ca8041c4dea4742e02a223dde9dba33aef1ee24fa1cd8377296"
+                        .to_owned()
+                ),
+                (
+                    11,
+                    "ea07e2a4230ed0eabb947eef6f3d4c5cc8683f22c8de0acd9b4bea7b422d787657ae17ac51c3a050d3d770f82f6a511a"
                         .to_owned()
                 )
             ]

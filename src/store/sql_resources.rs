@@ -431,15 +431,7 @@ macro_rules! sql_resources {
                 deleted.sort();
                 let fed: Vec<_> = deleted.iter().map(|k| $crate::store::feed::FeedChange::new(*k, true)).collect();
                 feed_in(tx, &fed).await?;
-                for k in &deleted {
-                    let entry = LogEntry::new(
-                        *k,
-                        OperationKind::Delete,
-                        log.actor.clone(),
-                        log.created_at,
-                        $crate::operation::OperationChanges::default(),
-                    )
-                    .map_err(ResourceError::from)?;
+                for entry in log.key_deletes(&deleted)? {
                     log_in(tx, &entry, account.as_str()).await?;
                 }
             }
