@@ -66,6 +66,7 @@ mod files;
 mod input;
 mod pepper;
 mod render;
+mod resources;
 mod scan;
 mod serve;
 mod update;
@@ -73,16 +74,21 @@ mod update;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use api_keys::access_policy::LifetimeLimits;
 use api_keys::controls::ExternalId;
+use api_keys::resource::{ResourceKind, ResourceName, ResourceRef};
 use api_keys::store::any;
 use api_keys::{
     ClientClass, CreateRequest, KeyId, KeyInfo, PageRequest, Secret, ServiceAccountId, Timestamp, VerifyContext,
 };
 use clap::{Args, Parser, Subcommand};
 use context::{Context, database_url, open_store, sqlite_database};
-use failure::{BAD_INPUT, Failure, NOT_FOUND, OTHER, UNAVAILABLE, chain, manage_failure, setup_failure};
+use failure::{BAD_INPUT, Failure, NOT_FOUND, OTHER, UNAVAILABLE, chain, manage_failure, setup_failure, store_failure};
 use input::{parse_duration, read_stdin};
 use render::{Format, emit};
+use resources::commands::ResourceAction;
+use resources::policy::PolicyAction;
+use resources::{AccountArgs, FolderArgs, OnMissing};
 use zeroize::Zeroizing;
 
 const AFTER_HELP: &str = "\
@@ -138,9 +144,12 @@ struct Cli {
 /// Fields of a new key (`create`, `import`).
 #[derive(Debug, Args)]
 struct NewKey {
-    /// The service account that owns the key.
+    /// The service account that owns the key (--service-account-id or --service-account-name).
+    #[command(flatten)]
+    account: AccountArgs,
+    /// Create the service account if it does not exist (by name: in the folder; by id: under that id).
     #[arg(long)]
-    service_account_id: String,
+    create_service_account: bool,
     /// Free text (at most 256 characters).
     #[arg(long, default_value = "")]
     description: String,
@@ -158,9 +167,14 @@ struct NewKey {
 }
 
 impl NewKey {
-    fn request(self) -> Result<CreateRequest, Failure> {
-        let mut request =
-            CreateRequest::new(self.service_account_id).description(self.description).enabled(!self.disabled);
+    /// The account's id, and whether this run created the account.
+    async fn account(&self, cx: &Context) -> Result<(ServiceAccountId, bool), Failure> {
+        let on_missing = if self.create_service_account { OnMissing::Create } else { OnMissing::Refuse };
+        self.account.resolve(cx, on_missing).await
+    }
+
+    fn request(self, account: &ServiceAccountId) -> Result<CreateRequest, Failure> {
+        let mut request = CreateRequest::new(account.as_str()).description(self.description).enabled(!self.disabled);
         if let Some(scopes) = self.scopes {
             request = request.scopes(scopes);
         }
@@ -176,9 +190,13 @@ impl NewKey {
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 struct ListSelection {
-    /// The service account.
+    /// The service account, by id.
     #[arg(long)]
     service_account_id: Option<String>,
+    /// The service account, by name in the folder (--folder-id, --folder-name, API_KEYS_FOLDER_ID or the
+    /// default folder).
+    #[arg(long, value_name = "NAME", value_parser = resources::parse_name)]
+    service_account_name: Option<ResourceName>,
     /// The keys whose external owner id is ID, across service accounts.
     #[arg(long, value_name = "ID")]
     external_id: Option<ExternalId>,
@@ -196,6 +214,9 @@ enum Command {
     List {
         #[command(flatten)]
         selection: ListSelection,
+        /// Where --service-account-name is looked up.
+        #[command(flatten)]
+        folder: FolderArgs,
         /// Keys per page.
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
@@ -284,6 +305,23 @@ enum Command {
     /// --check adds each key's status from the store (active, expired, revoked,
     /// unknown); --revoke revokes the found keys that are ours, after printing them.
     Scan(scan::ScanArgs),
+    /// Service accounts, the owners of keys (like `yc iam service-account`): create, list, get,
+    /// update, delete (with its keys).
+    #[command(subcommand)]
+    ServiceAccount(ResourceAction),
+    /// Folders, which hold service accounts (like `yc resource-manager folder`).
+    #[command(subcommand)]
+    Folder(ResourceAction),
+    /// Clouds, which hold folders (like `yc resource-manager cloud`).
+    #[command(subcommand)]
+    Cloud(ResourceAction),
+    /// Organizations, which hold clouds (like `yc organization-manager organization`).
+    #[command(subcommand)]
+    Organization(ResourceAction),
+    /// Access policies on an organization, cloud or folder, which forbid or limit the keys of
+    /// every service account below: bind, unbind, list, templates. A refusal exits 4.
+    #[command(subcommand)]
+    AccessPolicy(PolicyAction),
     /// Check an `Authorization` header value; exit 0 if the key is valid.
     ///
     /// Reads the value (`Api-Key <key>`) from stdin unless --header is given
@@ -305,14 +343,33 @@ enum Command {
 
 impl Command {
     fn default_format(&self) -> Format {
-        if matches!(self, Self::List { .. } | Self::Operations(_)) { Format::Table } else { Format::Yaml }
+        let table = match self {
+            Self::List { .. } | Self::Operations(_) => true,
+            Self::AccessPolicy(a) => a.is_listing(),
+            _ => self.resource().is_some_and(|(_, a)| a.is_list()),
+        };
+        if table { Format::Table } else { Format::Yaml }
+    }
+
+    /// The kind and action of a resource command.
+    fn resource(&self) -> Option<(ResourceKind, &ResourceAction)> {
+        match self {
+            Self::ServiceAccount(a) => Some((ResourceKind::ServiceAccount, a)),
+            Self::Folder(a) => Some((ResourceKind::Folder, a)),
+            Self::Cloud(a) => Some((ResourceKind::Cloud, a)),
+            Self::Organization(a) => Some((ResourceKind::Organization, a)),
+            _ => None,
+        }
     }
 
     /// Whether the command may bring a new SQLite database into being (a
     /// first key, or a service that will create keys). Every other command
     /// on a database file that does not exist says so and creates nothing.
     fn creates_database(&self) -> bool {
-        matches!(self, Self::Create(_) | Self::Import(_) | Self::Serve { .. })
+        matches!(
+            self,
+            Self::Create(_) | Self::Import(_) | Self::Serve { .. } | Self::AccessPolicy(PolicyAction::Bind { .. })
+        ) || self.resource().is_some_and(|(_, a)| a.is_create())
     }
 
     /// Whether the command digests secrets, so it cannot run without a pepper.
@@ -347,6 +404,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let format = cli.format.unwrap_or_else(|| cli.command.default_format());
     if let Command::ListScopes = cli.command {
         return emit(render::scopes(format, catalog::yandex_cloud().list()));
+    }
+    if let Command::AccessPolicy(PolicyAction::Templates) = cli.command {
+        return resources::policy::templates(format);
     }
     let url = database_url(cli.database_url);
     if let Command::Scan(args) = cli.command {
@@ -400,6 +460,7 @@ async fn credits_remaining(cx: &Context, id: &KeyId, now: Timestamp) -> Result<O
 async fn list_page(
     cx: &Context,
     selection: ListSelection,
+    folder: FolderArgs,
     page: PageRequest,
 ) -> Result<api_keys::Page<KeyInfo>, Failure> {
     let keys = cx.directory();
@@ -407,15 +468,46 @@ async fn list_page(
         ListSelection { external_id: Some(id), .. } => keys.list_by_external_id(&id, page).await,
         ListSelection { expiring_within: Some(window), .. } => keys.expiring_within(window, page).await,
         ListSelection { service_account_id: Some(sa), .. } => {
+            // Listing needs no account: the keys of a deleted one are gone, of an unknown one none.
             let sa = ServiceAccountId::new(&sa)
                 .map_err(|e| Failure::new(BAD_INPUT, format!("--service-account-id: {e}")))?;
             keys.list(sa.as_str(), page).await
         }
+        ListSelection { service_account_name: Some(name), .. } => {
+            let account = AccountArgs { service_account_name: Some(name), folder, ..AccountArgs::default() };
+            let (sa, _) = account.resolve(cx, OnMissing::Refuse).await?;
+            keys.list(sa.as_str(), page).await
+        }
         ListSelection { .. } => {
-            return Err(Failure::new(BAD_INPUT, "give --service-account-id, --external-id or --expiring-within"));
+            return Err(Failure::new(
+                BAD_INPUT,
+                "give --service-account-id, --service-account-name, --external-id or --expiring-within",
+            ));
         }
     };
     listed.map_err(|e| manage_failure(&e))
+}
+
+/// Makes a key for `new`'s service account with `make` (`create` or
+/// `import`). An account this run created is deleted again when the key is
+/// refused, so a refusal leaves nothing behind.
+async fn new_key<T, F, Fut>(cx: &Context, new: NewKey, make: F) -> Result<T, Failure>
+where
+    F: FnOnce(CreateRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<T, api_keys::ManageError>>,
+{
+    let (account, created) = new.account(cx).await?;
+    let made = match new.request(&account) {
+        Ok(request) => make(request).await.map_err(|e| manage_failure(&e)),
+        Err(f) => Err(f),
+    };
+    if made.is_err() && created {
+        match cx.directory().delete_resource(&ResourceRef::ServiceAccount(account.clone())).await {
+            Ok(_) => eprintln!("keyctl: no key was made; service account {account} was removed again"),
+            Err(e) => eprintln!("keyctl: no key was made; service account {account} stays: {}", chain(&e)),
+        }
+    }
+    made
 }
 
 /// Runs one of the key-management commands.
@@ -423,13 +515,14 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
     let now = Timestamp::now();
     match command {
         Command::Create(new) => {
-            let created = cx.manager()?.create(new.request()?).await.map_err(|e| manage_failure(&e))?;
+            let manager = cx.manager()?;
+            let created = new_key(cx, new, |request| manager.create(request)).await?;
             emit(render::created(format, &created))?;
             eprintln!("keyctl: save the secret in a secure location now: it will not be shown again.");
         }
-        Command::List { selection, limit, page_token } => {
+        Command::List { selection, folder, limit, page_token } => {
             let page = page_token.map_or(PageRequest::first(limit), |after| PageRequest::after(limit, after));
-            let page = list_page(cx, selection, page).await?;
+            let page = list_page(cx, selection, folder, page).await?;
             let infos = page.items;
             let next = page.next.map(|id| id.to_string());
             if format == Format::Table
@@ -475,7 +568,7 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
             let text = std::str::from_utf8(&raw)
                 .map_err(|_| Failure::new(BAD_INPUT, "the secret read from stdin is not text"))?;
             let secret = Secret::from(text.to_owned());
-            let info = manager.import(new.request()?, &secret).await.map_err(|e| manage_failure(&e))?;
+            let info = new_key(cx, new, |request| manager.import(request, &secret)).await?;
             emit(render::key(format, &info, now))?;
             eprintln!("keyctl: imported as key {}; only its digest is stored", info.id);
         }
@@ -491,8 +584,15 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
                 Some(h) => Zeroizing::new(h.into_bytes()),
                 None => read_stdin("Authorization header value (Api-Key <key>)")?,
             };
-            // The operator checks the value given, imported keys included.
-            let verifier = manager.verifier().accept_imported(true).build();
+            // The operator checks the value given, imported keys included,
+            // under the maximum-lifetime policies as `keyctl serve` applies them.
+            let mut verifier = manager.verifier().accept_imported(true);
+            if cx.keeps_resources() {
+                let limits = LifetimeLimits::new();
+                limits.refresh(&*cx.store).await.map_err(|e| store_failure(&e))?;
+                verifier = verifier.lifetime_limits(limits);
+            }
+            let verifier = verifier.build();
             // An operator check spends no credits (cost 0) and is not a use.
             let ctx = VerifyContext::new().required(required.as_ref()).client_ip(client_ip).cost(0);
             match verifier.verify_with(&value, &ctx).await {
@@ -524,6 +624,11 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
         Command::Update(args) => update::update(args, format, cx).await?,
         Command::Operations(args) => update::operations(args, format, cx).await?,
         Command::ListScopes => return emit(render::scopes(format, catalog::yandex_cloud().list())),
+        Command::ServiceAccount(a) => resources::commands::run(ResourceKind::ServiceAccount, a, format, cx).await?,
+        Command::Folder(a) => resources::commands::run(ResourceKind::Folder, a, format, cx).await?,
+        Command::Cloud(a) => resources::commands::run(ResourceKind::Cloud, a, format, cx).await?,
+        Command::Organization(a) => resources::commands::run(ResourceKind::Organization, a, format, cx).await?,
+        Command::AccessPolicy(a) => resources::policy::run(a, format, cx).await?,
         Command::Serve { .. } | Command::Scan(_) => {
             return Err(Failure::new(OTHER, "serve and scan are not key-management commands"));
         }
