@@ -8,8 +8,8 @@
 //!
 //! | command | does |
 //! |---|---|
-//! | `create --service-account-id ID [--description D] [--scopes a,b] [--expires-at 2030-01-01T00:00:00Z] [--disabled]` and the control flags ([`controls`]) | makes a key and prints the `api_key.yaml` shape **with the secret, once** |
-//! | `list --service-account-id ID [--limit N] [--page-token ID]` | ID, CREATED AT, LAST USED AT, SCOPES, EXPIRES AT, MASKED KEY (`****` + last six characters), STATUS; ENABLED and CONTROLS when a listed key is disabled or has controls |
+//! | `create (--service-account-id ID \| --service-account-name NAME [--folder-id F \| --folder-name N]) [--create-service-account] [--description D] [--scopes a,b] [--expires-at 2030-01-01T00:00:00Z] [--disabled]` and the control flags ([`controls`]) | makes a key and prints the `api_key.yaml` shape **with the secret, once** |
+//! | `list (--service-account-id ID \| --service-account-name NAME) [--limit N] [--page-token ID]` | ID, CREATED AT, LAST USED AT, SCOPES, EXPIRES AT, MASKED KEY (`****` + last six characters), STATUS; ENABLED and CONTROLS when a listed key is disabled or has controls |
 //! | `list --external-id ID` / `list --expiring-within 7d` | across service accounts: the keys of one external owner id; the active keys expiring within the window |
 //! | `get ID` | one key (no secret, no digest) |
 //! | `revoke ID` | the key is never accepted again but stays listed |
@@ -19,10 +19,16 @@
 //! | `import --service-account-id ID [--description D] [--scopes a,b] [--expires-at T]` | stores the digest of an existing secret read from stdin (one trailing newline trimmed; never echoed) |
 //! | `scan PATH… [--all] [--check] [--revoke [--yes]]` | finds leaked keys in files, folders (`.gitignore` respected unless `--all`) and stdin (`-`); prints `path:line:column  key-id  masked`, never a secret; exit 0 none found, 1 found, 2 bad input ([`scan`]) |
 //! | `verify [--header VALUE] [--scope S] [--client-ip IP]` | checks an `Authorization` header value (from stdin unless `--header`); exit 0 and the key's id, service account, scopes and credits left when valid; spends no credits |
+//! | `service-account\|folder\|cloud\|organization create\|list\|get\|update\|delete` | resources ([`resources::commands`]): `--name`, `--description`, `--labels k=v,…`; get, update and delete by `--id` or `--name` |
+//! | `access-policy bind\|unbind\|list\|templates` | access policies on an organization, cloud or folder ([`resources::policy`]) |
 //! | `serve [--listen 127.0.0.1:8080]` | the key service: `/v1/authorize` (forward auth), `/healthz`, `/readyz`, `/metrics` |
 //!
 //! `--format yaml|json|table` chooses the output; the default is `table` for
-//! `list` and `yaml` for everything else.
+//! the `list` commands and `yaml` for everything else.
+//!
+//! Where the store keeps resources (SQLite, PostgreSQL), a key belongs to a
+//! service account that exists and the access policies on its path apply
+//! to `create`, `import`, `reissue` and re-dating `update` ([`resources`]).
 //!
 //! # Store and pepper
 //!
@@ -50,8 +56,8 @@
 //! | 0 | success (`verify`: the key is valid) |
 //! | 1 | `verify` rejected the key; any other failure |
 //! | 2 | bad input or configuration (clap's usage errors are 2 as well) |
-//! | 3 | no such key |
-//! | 4 | refused: policy, conflict (revoked or already reissued key), duplicate import |
+//! | 3 | no such key or resource |
+//! | 4 | refused: policy (access policies included), conflict (revoked or already reissued key, a taken name, a non-empty folder), duplicate import |
 //! | 5 | the store is unavailable |
 //!
 //! Errors go to stderr. Secrets are printed only by `create` and `reissue`,
@@ -97,6 +103,8 @@ Environment:
   API_KEYS_PEPPER          the pepper, base64 of at least 32 bytes; without it a SQLite
                            database gets a pepper file beside it (api-keys.db.pepper, mode 0600)
   API_KEYS_PEPPER_VERSION  the pepper's version number (default 1)
+  API_KEYS_FOLDER_ID       the folder of --service-account-name and `keyctl service-account` when
+                           no --folder-id or --folder-name is given (default: the default folder)
   API_KEYS_LISTEN          serve: the listen address (same as --listen; default 127.0.0.1:8080)
   API_KEYS_TRUSTED_PROXIES serve: trusted proxy ranges, comma-separated (same as --trusted-proxy)
   API_KEYS_PROXY_HEADER    serve: forwarded or x-forwarded-for (same as --proxy-header)
@@ -120,8 +128,9 @@ Exit codes:
   0  success (verify: the key is valid)
   1  verify rejected the key; any other failure
   2  bad input or configuration (including usage errors)
-  3  no such key
-  4  refused: policy, conflict (revoked or already reissued key), duplicate import
+  3  no such key or resource
+  4  refused: policy (access policies included), conflict (revoked or already reissued key,
+     a taken name, a non-empty folder), duplicate import
   5  the store is unavailable";
 
 /// Manage service-account API keys (like `yc iam api-key`).
