@@ -42,7 +42,7 @@ start_node() {
 }
 stop_node() { kill -TERM "$pid"; wait "$pid" || true; pid=; }
 metric() { curl -s "http://$ADDR/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
-new_key() { (cd "$work" && "$OLDPWD/$K" --database-url "$1" create --service-account-id bench --format json 2>/dev/null) | sed -n 's/.*"secret": *"\([^"]*\)".*/\1/p'; }
+new_key() { (cd "$work" && "$OLDPWD/$K" --database-url "$1" create --service-account-id bench --create-service-account --format json 2>/dev/null) | sed -n 's/.*"secret": *"\([^"]*\)".*/\1/p'; }
 bench() { # name key
   local rps p99
   wrk -t"$T" -c"$C" -d"$D" --latency -H "Authorization: Api-Key $2" "http://$ADDR/v1/authorize" >"$work/wrk.txt"

@@ -17,6 +17,7 @@
 //! | `API_KEYS_ACCEPT_IMPORTED` | `keyctl serve`: `on` accepts imported keys (`keyctl import`); default `off` |
 //! | `API_KEYS_CACHE_MAX_STALENESS` | `keyctl serve`: the most a cached record may lag the store if an invalidation is lost; default 30s |
 //! | `API_KEYS_ADMIN_TOKEN` | `keyctl serve`: admin bearer tokens for the management API at `/iam/v1`, comma-separated; unset: the API is off |
+//! | `API_KEYS_FOLDER_ID` | the folder key and service-account commands work in when no `--folder-id` or `--folder-name` is given; default the default folder |
 //! | `API_KEYS_ADMIN_TOKEN_FILE` | `keyctl serve`: a file of admin tokens (one per line), instead of `API_KEYS_ADMIN_TOKEN` |
 
 /// The variable naming the store.
@@ -39,6 +40,10 @@ pub(crate) const ACCEPT_IMPORTED_VAR: &str = "API_KEYS_ACCEPT_IMPORTED";
 pub(crate) const CACHE_MAX_STALENESS_VAR: &str = "API_KEYS_CACHE_MAX_STALENESS";
 /// The most records the cache holds.
 pub(crate) const CACHE_MAX_ENTRIES_VAR: &str = "API_KEYS_CACHE_MAX_ENTRIES";
+
+/// The folder `--service-account-name` and `keyctl service-account` use
+/// when no folder flag is given.
+pub(crate) const FOLDER_ID_VAR: &str = "API_KEYS_FOLDER_ID";
 
 /// `keyctl serve`'s admin bearer tokens, comma-separated.
 pub(crate) const ADMIN_TOKEN_VAR: &str = "API_KEYS_ADMIN_TOKEN";

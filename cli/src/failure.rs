@@ -3,6 +3,7 @@
 
 use std::error::Error;
 
+use api_keys::resource::ResourceError;
 use api_keys::store::any::SetupError;
 use api_keys::{ManageError, StoreError};
 
@@ -12,9 +13,10 @@ use crate::pepper::PepperSetupError;
 pub(crate) const OTHER: u8 = 1;
 /// Exit code: bad input or configuration.
 pub(crate) const BAD_INPUT: u8 = 2;
-/// Exit code: no such key.
+/// Exit code: no such key or resource (a service account, folder, …).
 pub(crate) const NOT_FOUND: u8 = 3;
-/// Exit code: refused by policy, a conflict, or a duplicate.
+/// Exit code: refused by policy (an access policy included), a conflict
+/// (a taken name, a folder that is not empty), or a duplicate.
 pub(crate) const REFUSED: u8 = 4;
 /// Exit code: the store is unavailable.
 pub(crate) const UNAVAILABLE: u8 = 5;
@@ -63,6 +65,7 @@ pub(crate) fn store_failure(e: &StoreError) -> Failure {
     let code = match e {
         StoreError::NotFound(_) => NOT_FOUND,
         StoreError::Duplicate(_) | StoreError::Conflict { .. } => REFUSED,
+        StoreError::Resource(r) => return resource_failure(r),
         _ => UNAVAILABLE,
     };
     Failure::new(code, chain(e))
@@ -77,9 +80,29 @@ pub(crate) fn manage_failure(e: &ManageError) -> Failure {
         | ManageError::EmptyUpdate
         | ManageError::InvalidControl(_) => BAD_INPUT,
         ManageError::NotFound(_) => NOT_FOUND,
-        ManageError::PolicyDenied(_) | ManageError::Conflict { .. } | ManageError::AlreadyImported => REFUSED,
+        ManageError::PolicyDenied(_)
+        | ManageError::AccessPolicy(_)
+        | ManageError::Conflict { .. }
+        | ManageError::AlreadyImported => REFUSED,
+        ManageError::Resource(r) => return resource_failure(r),
         ManageError::Store(s) => return store_failure(s),
         _ => OTHER,
+    };
+    Failure::new(code, chain(e))
+}
+
+/// A resource change refused: a missing resource or parent is not found
+/// (3); a taken name or id, a non-empty resource or an unbound policy is
+/// refused (4); anything else is bad input (2).
+pub(crate) fn resource_failure(e: &ResourceError) -> Failure {
+    let code = match e {
+        ResourceError::NotFound { .. } | ResourceError::ParentNotFound { .. } => NOT_FOUND,
+        ResourceError::AlreadyExists { .. }
+        | ResourceError::NameTaken { .. }
+        | ResourceError::HasChildren { .. }
+        | ResourceError::PolicyNotBound { .. } => REFUSED,
+        ResourceError::Random(_) => OTHER,
+        _ => BAD_INPUT,
     };
     Failure::new(code, chain(e))
 }

@@ -8,8 +8,8 @@
 //!
 //! | command | does |
 //! |---|---|
-//! | `create --service-account-id ID [--description D] [--scopes a,b] [--expires-at 2030-01-01T00:00:00Z] [--disabled]` and the control flags ([`controls`]) | makes a key and prints the `api_key.yaml` shape **with the secret, once** |
-//! | `list --service-account-id ID [--limit N] [--page-token ID]` | ID, CREATED AT, LAST USED AT, SCOPES, EXPIRES AT, MASKED KEY (`****` + last six characters), STATUS; ENABLED and CONTROLS when a listed key is disabled or has controls |
+//! | `create (--service-account-id ID \| --service-account-name NAME [--folder-id F \| --folder-name N]) [--create-service-account] [--description D] [--scopes a,b] [--expires-at 2030-01-01T00:00:00Z] [--disabled]` and the control flags ([`controls`]) | makes a key and prints the `api_key.yaml` shape **with the secret, once** |
+//! | `list (--service-account-id ID \| --service-account-name NAME) [--limit N] [--page-token ID]` | ID, CREATED AT, LAST USED AT, SCOPES, EXPIRES AT, MASKED KEY (`****` + last six characters), STATUS; ENABLED and CONTROLS when a listed key is disabled or has controls |
 //! | `list --external-id ID` / `list --expiring-within 7d` | across service accounts: the keys of one external owner id; the active keys expiring within the window |
 //! | `get ID` | one key (no secret, no digest) |
 //! | `revoke ID` | the key is never accepted again but stays listed |
@@ -19,10 +19,16 @@
 //! | `import --service-account-id ID [--description D] [--scopes a,b] [--expires-at T]` | stores the digest of an existing secret read from stdin (one trailing newline trimmed; never echoed) |
 //! | `scan PATH… [--all] [--check] [--revoke [--yes]]` | finds leaked keys in files, folders (`.gitignore` respected unless `--all`) and stdin (`-`); prints `path:line:column  key-id  masked`, never a secret; exit 0 none found, 1 found, 2 bad input ([`scan`]) |
 //! | `verify [--header VALUE] [--scope S] [--client-ip IP]` | checks an `Authorization` header value (from stdin unless `--header`); exit 0 and the key's id, service account, scopes and credits left when valid; spends no credits |
+//! | `service-account\|folder\|cloud\|organization create\|list\|get\|update\|delete` | resources ([`resources::commands`]): `--name`, `--description`, `--labels k=v,…`; get, update and delete by `--id` or `--name` |
+//! | `access-policy bind\|unbind\|list\|templates` | access policies on an organization, cloud or folder ([`resources::policy`]) |
 //! | `serve [--listen 127.0.0.1:8080]` | the key service: `/v1/authorize` (forward auth), `/healthz`, `/readyz`, `/metrics` |
 //!
 //! `--format yaml|json|table` chooses the output; the default is `table` for
-//! `list` and `yaml` for everything else.
+//! the `list` commands and `yaml` for everything else.
+//!
+//! Where the store keeps resources (SQLite, PostgreSQL), a key belongs to a
+//! service account that exists and the access policies on its path apply
+//! to `create`, `import`, `reissue` and re-dating `update` ([`resources`]).
 //!
 //! # Store and pepper
 //!
@@ -50,8 +56,8 @@
 //! | 0 | success (`verify`: the key is valid) |
 //! | 1 | `verify` rejected the key; any other failure |
 //! | 2 | bad input or configuration (clap's usage errors are 2 as well) |
-//! | 3 | no such key |
-//! | 4 | refused: policy, conflict (revoked or already reissued key), duplicate import |
+//! | 3 | no such key or resource |
+//! | 4 | refused: policy (access policies included), conflict (revoked or already reissued key, a taken name, a non-empty folder), duplicate import |
 //! | 5 | the store is unavailable |
 //!
 //! Errors go to stderr. Secrets are printed only by `create` and `reissue`,
@@ -66,6 +72,7 @@ mod files;
 mod input;
 mod pepper;
 mod render;
+mod resources;
 mod scan;
 mod serve;
 mod update;
@@ -73,16 +80,21 @@ mod update;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use api_keys::access_policy::LifetimeLimits;
 use api_keys::controls::ExternalId;
+use api_keys::resource::{ResourceKind, ResourceName, ResourceRef};
 use api_keys::store::any;
 use api_keys::{
     ClientClass, CreateRequest, KeyId, KeyInfo, PageRequest, Secret, ServiceAccountId, Timestamp, VerifyContext,
 };
 use clap::{Args, Parser, Subcommand};
 use context::{Context, database_url, open_store, sqlite_database};
-use failure::{BAD_INPUT, Failure, NOT_FOUND, OTHER, UNAVAILABLE, chain, manage_failure, setup_failure};
+use failure::{BAD_INPUT, Failure, NOT_FOUND, OTHER, UNAVAILABLE, chain, manage_failure, setup_failure, store_failure};
 use input::{parse_duration, read_stdin};
 use render::{Format, emit};
+use resources::commands::ResourceAction;
+use resources::policy::PolicyAction;
+use resources::{AccountArgs, FolderArgs, OnMissing};
 use zeroize::Zeroizing;
 
 const AFTER_HELP: &str = "\
@@ -91,6 +103,8 @@ Environment:
   API_KEYS_PEPPER          the pepper, base64 of at least 32 bytes; without it a SQLite
                            database gets a pepper file beside it (api-keys.db.pepper, mode 0600)
   API_KEYS_PEPPER_VERSION  the pepper's version number (default 1)
+  API_KEYS_FOLDER_ID       the folder of --service-account-name and `keyctl service-account` when
+                           no --folder-id or --folder-name is given (default: the default folder)
   API_KEYS_LISTEN          serve: the listen address (same as --listen; default 127.0.0.1:8080)
   API_KEYS_TRUSTED_PROXIES serve: trusted proxy ranges, comma-separated (same as --trusted-proxy)
   API_KEYS_PROXY_HEADER    serve: forwarded or x-forwarded-for (same as --proxy-header)
@@ -114,8 +128,9 @@ Exit codes:
   0  success (verify: the key is valid)
   1  verify rejected the key; any other failure
   2  bad input or configuration (including usage errors)
-  3  no such key
-  4  refused: policy, conflict (revoked or already reissued key), duplicate import
+  3  no such key or resource
+  4  refused: policy (access policies included), conflict (revoked or already reissued key,
+     a taken name, a non-empty folder), duplicate import
   5  the store is unavailable";
 
 /// Manage service-account API keys (like `yc iam api-key`).
@@ -138,9 +153,12 @@ struct Cli {
 /// Fields of a new key (`create`, `import`).
 #[derive(Debug, Args)]
 struct NewKey {
-    /// The service account that owns the key.
+    /// The service account that owns the key (--service-account-id or --service-account-name).
+    #[command(flatten)]
+    account: AccountArgs,
+    /// Create the service account if it does not exist (by name: in the folder; by id: under that id).
     #[arg(long)]
-    service_account_id: String,
+    create_service_account: bool,
     /// Free text (at most 256 characters).
     #[arg(long, default_value = "")]
     description: String,
@@ -158,9 +176,14 @@ struct NewKey {
 }
 
 impl NewKey {
-    fn request(self) -> Result<CreateRequest, Failure> {
-        let mut request =
-            CreateRequest::new(self.service_account_id).description(self.description).enabled(!self.disabled);
+    /// The account's id, and whether this run created the account.
+    async fn account(&self, cx: &Context) -> Result<(ServiceAccountId, bool), Failure> {
+        let on_missing = if self.create_service_account { OnMissing::Create } else { OnMissing::Refuse };
+        self.account.resolve(cx, on_missing).await
+    }
+
+    fn request(self, account: &ServiceAccountId) -> Result<CreateRequest, Failure> {
+        let mut request = CreateRequest::new(account.as_str()).description(self.description).enabled(!self.disabled);
         if let Some(scopes) = self.scopes {
             request = request.scopes(scopes);
         }
@@ -176,9 +199,13 @@ impl NewKey {
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 struct ListSelection {
-    /// The service account.
+    /// The service account, by id.
     #[arg(long)]
     service_account_id: Option<String>,
+    /// The service account, by name in the folder (--folder-id, --folder-name, API_KEYS_FOLDER_ID or the
+    /// default folder).
+    #[arg(long, value_name = "NAME", value_parser = resources::parse_name)]
+    service_account_name: Option<ResourceName>,
     /// The keys whose external owner id is ID, across service accounts.
     #[arg(long, value_name = "ID")]
     external_id: Option<ExternalId>,
@@ -196,6 +223,9 @@ enum Command {
     List {
         #[command(flatten)]
         selection: ListSelection,
+        /// Where --service-account-name is looked up.
+        #[command(flatten)]
+        folder: FolderArgs,
         /// Keys per page.
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
@@ -284,6 +314,23 @@ enum Command {
     /// --check adds each key's status from the store (active, expired, revoked,
     /// unknown); --revoke revokes the found keys that are ours, after printing them.
     Scan(scan::ScanArgs),
+    /// Service accounts, the owners of keys (like `yc iam service-account`): create, list, get,
+    /// update, delete (with its keys).
+    #[command(subcommand)]
+    ServiceAccount(ResourceAction),
+    /// Folders, which hold service accounts (like `yc resource-manager folder`).
+    #[command(subcommand)]
+    Folder(ResourceAction),
+    /// Clouds, which hold folders (like `yc resource-manager cloud`).
+    #[command(subcommand)]
+    Cloud(ResourceAction),
+    /// Organizations, which hold clouds (like `yc organization-manager organization`).
+    #[command(subcommand)]
+    Organization(ResourceAction),
+    /// Access policies on an organization, cloud or folder, which forbid or limit the keys of
+    /// every service account below: bind, unbind, list, templates. A refusal exits 4.
+    #[command(subcommand)]
+    AccessPolicy(PolicyAction),
     /// Check an `Authorization` header value; exit 0 if the key is valid.
     ///
     /// Reads the value (`Api-Key <key>`) from stdin unless --header is given
@@ -305,14 +352,33 @@ enum Command {
 
 impl Command {
     fn default_format(&self) -> Format {
-        if matches!(self, Self::List { .. } | Self::Operations(_)) { Format::Table } else { Format::Yaml }
+        let table = match self {
+            Self::List { .. } | Self::Operations(_) => true,
+            Self::AccessPolicy(a) => a.is_listing(),
+            _ => self.resource().is_some_and(|(_, a)| a.is_list()),
+        };
+        if table { Format::Table } else { Format::Yaml }
+    }
+
+    /// The kind and action of a resource command.
+    fn resource(&self) -> Option<(ResourceKind, &ResourceAction)> {
+        match self {
+            Self::ServiceAccount(a) => Some((ResourceKind::ServiceAccount, a)),
+            Self::Folder(a) => Some((ResourceKind::Folder, a)),
+            Self::Cloud(a) => Some((ResourceKind::Cloud, a)),
+            Self::Organization(a) => Some((ResourceKind::Organization, a)),
+            _ => None,
+        }
     }
 
     /// Whether the command may bring a new SQLite database into being (a
     /// first key, or a service that will create keys). Every other command
     /// on a database file that does not exist says so and creates nothing.
     fn creates_database(&self) -> bool {
-        matches!(self, Self::Create(_) | Self::Import(_) | Self::Serve { .. })
+        matches!(
+            self,
+            Self::Create(_) | Self::Import(_) | Self::Serve { .. } | Self::AccessPolicy(PolicyAction::Bind { .. })
+        ) || self.resource().is_some_and(|(_, a)| a.is_create())
     }
 
     /// Whether the command digests secrets, so it cannot run without a pepper.
@@ -347,6 +413,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let format = cli.format.unwrap_or_else(|| cli.command.default_format());
     if let Command::ListScopes = cli.command {
         return emit(render::scopes(format, catalog::yandex_cloud().list()));
+    }
+    if let Command::AccessPolicy(PolicyAction::Templates) = cli.command {
+        return resources::policy::templates(format);
     }
     let url = database_url(cli.database_url);
     if let Command::Scan(args) = cli.command {
@@ -400,6 +469,7 @@ async fn credits_remaining(cx: &Context, id: &KeyId, now: Timestamp) -> Result<O
 async fn list_page(
     cx: &Context,
     selection: ListSelection,
+    folder: FolderArgs,
     page: PageRequest,
 ) -> Result<api_keys::Page<KeyInfo>, Failure> {
     let keys = cx.directory();
@@ -407,15 +477,46 @@ async fn list_page(
         ListSelection { external_id: Some(id), .. } => keys.list_by_external_id(&id, page).await,
         ListSelection { expiring_within: Some(window), .. } => keys.expiring_within(window, page).await,
         ListSelection { service_account_id: Some(sa), .. } => {
+            // Listing needs no account: the keys of a deleted one are gone, of an unknown one none.
             let sa = ServiceAccountId::new(&sa)
                 .map_err(|e| Failure::new(BAD_INPUT, format!("--service-account-id: {e}")))?;
             keys.list(sa.as_str(), page).await
         }
+        ListSelection { service_account_name: Some(name), .. } => {
+            let account = AccountArgs { service_account_name: Some(name), folder, ..AccountArgs::default() };
+            let (sa, _) = account.resolve(cx, OnMissing::Refuse).await?;
+            keys.list(sa.as_str(), page).await
+        }
         ListSelection { .. } => {
-            return Err(Failure::new(BAD_INPUT, "give --service-account-id, --external-id or --expiring-within"));
+            return Err(Failure::new(
+                BAD_INPUT,
+                "give --service-account-id, --service-account-name, --external-id or --expiring-within",
+            ));
         }
     };
     listed.map_err(|e| manage_failure(&e))
+}
+
+/// Makes a key for `new`'s service account with `make` (`create` or
+/// `import`). An account this run created is deleted again when the key is
+/// refused, so a refusal leaves nothing behind.
+async fn new_key<T, F, Fut>(cx: &Context, new: NewKey, make: F) -> Result<T, Failure>
+where
+    F: FnOnce(CreateRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<T, api_keys::ManageError>>,
+{
+    let (account, created) = new.account(cx).await?;
+    let made = match new.request(&account) {
+        Ok(request) => make(request).await.map_err(|e| manage_failure(&e)),
+        Err(f) => Err(f),
+    };
+    if made.is_err() && created {
+        match cx.directory().delete_resource(&ResourceRef::ServiceAccount(account.clone())).await {
+            Ok(_) => eprintln!("keyctl: no key was made; service account {account} was removed again"),
+            Err(e) => eprintln!("keyctl: no key was made; service account {account} stays: {}", chain(&e)),
+        }
+    }
+    made
 }
 
 /// Runs one of the key-management commands.
@@ -423,13 +524,14 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
     let now = Timestamp::now();
     match command {
         Command::Create(new) => {
-            let created = cx.manager()?.create(new.request()?).await.map_err(|e| manage_failure(&e))?;
+            let manager = cx.manager()?;
+            let created = new_key(cx, new, |request| manager.create(request)).await?;
             emit(render::created(format, &created))?;
             eprintln!("keyctl: save the secret in a secure location now: it will not be shown again.");
         }
-        Command::List { selection, limit, page_token } => {
+        Command::List { selection, folder, limit, page_token } => {
             let page = page_token.map_or(PageRequest::first(limit), |after| PageRequest::after(limit, after));
-            let page = list_page(cx, selection, page).await?;
+            let page = list_page(cx, selection, folder, page).await?;
             let infos = page.items;
             let next = page.next.map(|id| id.to_string());
             if format == Format::Table
@@ -475,7 +577,7 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
             let text = std::str::from_utf8(&raw)
                 .map_err(|_| Failure::new(BAD_INPUT, "the secret read from stdin is not text"))?;
             let secret = Secret::from(text.to_owned());
-            let info = manager.import(new.request()?, &secret).await.map_err(|e| manage_failure(&e))?;
+            let info = new_key(cx, new, |request| manager.import(request, &secret)).await?;
             emit(render::key(format, &info, now))?;
             eprintln!("keyctl: imported as key {}; only its digest is stored", info.id);
         }
@@ -491,8 +593,15 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
                 Some(h) => Zeroizing::new(h.into_bytes()),
                 None => read_stdin("Authorization header value (Api-Key <key>)")?,
             };
-            // The operator checks the value given, imported keys included.
-            let verifier = manager.verifier().accept_imported(true).build();
+            // The operator checks the value given, imported keys included,
+            // under the maximum-lifetime policies as `keyctl serve` applies them.
+            let mut verifier = manager.verifier().accept_imported(true);
+            if cx.keeps_resources() {
+                let limits = LifetimeLimits::new();
+                limits.refresh(&*cx.store).await.map_err(|e| store_failure(&e))?;
+                verifier = verifier.lifetime_limits(limits);
+            }
+            let verifier = verifier.build();
             // An operator check spends no credits (cost 0) and is not a use.
             let ctx = VerifyContext::new().required(required.as_ref()).client_ip(client_ip).cost(0);
             match verifier.verify_with(&value, &ctx).await {
@@ -524,6 +633,11 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
         Command::Update(args) => update::update(args, format, cx).await?,
         Command::Operations(args) => update::operations(args, format, cx).await?,
         Command::ListScopes => return emit(render::scopes(format, catalog::yandex_cloud().list())),
+        Command::ServiceAccount(a) => resources::commands::run(ResourceKind::ServiceAccount, a, format, cx).await?,
+        Command::Folder(a) => resources::commands::run(ResourceKind::Folder, a, format, cx).await?,
+        Command::Cloud(a) => resources::commands::run(ResourceKind::Cloud, a, format, cx).await?,
+        Command::Organization(a) => resources::commands::run(ResourceKind::Organization, a, format, cx).await?,
+        Command::AccessPolicy(a) => resources::policy::run(a, format, cx).await?,
         Command::Serve { .. } | Command::Scan(_) => {
             return Err(Failure::new(OTHER, "serve and scan are not key-management commands"));
         }

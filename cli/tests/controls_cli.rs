@@ -19,6 +19,7 @@ fn create_with_every_control(k: &Keyctl, sa: &str) -> (String, String) {
         "create",
         "--service-account-id",
         sa,
+        "--create-service-account",
         "--credits",
         "100",
         "--refill-daily",
@@ -162,10 +163,11 @@ fn list_by_external_id_and_expiring_within_span_service_accounts() {
     let k = Keyctl::new();
     let mut theirs = Vec::new();
     for sa in ["robot-a", "robot-b"] {
-        let run = k.keyctl(&["create", "--service-account-id", sa, "--external-id", "cust_42"]);
+        let run =
+            k.keyctl(&["create", "--service-account-id", sa, "--create-service-account", "--external-id", "cust_42"]);
         theirs.push(created(run.ok()).0);
     }
-    k.keyctl(&["create", "--service-account-id", "robot-a", "--external-id", "other"]).ok();
+    k.keyctl(&["create", "--service-account-id", "robot-a", "--create-service-account", "--external-id", "other"]).ok();
     theirs.sort();
     let ids = |v: serde_json::Value| -> Vec<String> {
         v["api_keys"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap().to_owned()).collect()
@@ -184,7 +186,14 @@ fn list_by_external_id_and_expiring_within_span_service_accounts() {
     // Expiry warnings: active keys expiring within the window, any account.
     let in_days = |d: u64| api_keys::Timestamp::now().saturating_add(Duration::from_secs(d * 86_400)).to_string();
     let soon = |sa: &str, days: u64| {
-        let run = k.keyctl(&["create", "--service-account-id", sa, "--expires-at", &in_days(days)]);
+        let run = k.keyctl(&[
+            "create",
+            "--service-account-id",
+            sa,
+            "--create-service-account",
+            "--expires-at",
+            &in_days(days),
+        ]);
         created(run.ok()).0
     };
     let mut want = vec![soon("robot-a", 2), soon("robot-b", 6)];
@@ -204,7 +213,7 @@ fn list_by_external_id_and_expiring_within_span_service_accounts() {
 fn bad_control_values_exit_2_naming_the_flag() {
     let k = Keyctl::new();
     let create = |extra: &[&str]| {
-        let mut args = vec!["create", "--service-account-id", "robot"];
+        let mut args = vec!["create", "--service-account-id", "robot", "--create-service-account"];
         args.extend_from_slice(extra);
         k.keyctl(&args)
     };

@@ -15,7 +15,7 @@ use common::*;
 
 /// Creates a key of `sa` with the extra `flags`; returns `(id, secret)`.
 fn create(k: &Keyctl, sa: &str, flags: &[&str]) -> (String, String) {
-    let mut args = vec!["create", "--service-account-id", sa];
+    let mut args = vec!["create", "--service-account-id", sa, "--create-service-account"];
     args.extend_from_slice(flags);
     created(k.keyctl(&args).ok())
 }

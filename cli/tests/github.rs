@@ -42,7 +42,7 @@ fn sign(key: &SigningKey, body: &str) -> String {
 #[test]
 fn signed_reports_revoke_through_keyctl_serve() {
     let k = Keyctl::new();
-    let (id, secret) = created(k.keyctl(&["create", "--service-account-id", "robot"]).ok());
+    let (id, secret) = created(k.keyctl(&["create", "--service-account-id", "robot", "--create-service-account"]).ok());
     let github = SigningKey::try_generate().unwrap();
     let file = keys_file(&k, &github);
     let server = Server::start(&k, SQLITE_DEFAULT_URL, &[("API_KEYS_GITHUB_KEYS_FILE", &file)]);
@@ -100,7 +100,7 @@ fn signed_reports_revoke_through_keyctl_serve() {
 #[test]
 fn without_the_keys_file_the_endpoint_is_off_and_a_bad_file_stops_serve() {
     let k = Keyctl::new();
-    k.keyctl(&["create", "--service-account-id", "robot"]).ok();
+    k.keyctl(&["create", "--service-account-id", "robot", "--create-service-account"]).ok();
     let server = Server::start(&k, SQLITE_DEFAULT_URL, &[]);
     assert!(
         server.log().contains("GitHub secret scanning is off (API_KEYS_GITHUB_KEYS_FILE is not set)"),

@@ -28,7 +28,16 @@ fn chown_to_nobody(path: &Path) -> bool {
 }
 
 fn create_in(k: &Keyctl, url: &str) -> (String, String) {
-    let run = k.keyctl(&["--database-url", url, "create", "--service-account-id", "victim", "--format", "json"]);
+    let run = k.keyctl(&[
+        "--database-url",
+        url,
+        "create",
+        "--service-account-id",
+        "victim",
+        "--create-service-account",
+        "--format",
+        "json",
+    ]);
     created(run.ok())
 }
 
@@ -50,7 +59,8 @@ fn a_planted_pepper_file_and_database_are_refused() {
         return;
     }
     let url = format!("sqlite://{}", db.display());
-    let run = k.keyctl(&["--database-url", &url, "create", "--service-account-id", "victim"]);
+    let run =
+        k.keyctl(&["--database-url", &url, "create", "--service-account-id", "victim", "--create-service-account"]);
     run.expect(2);
     assert!(run.stderr.contains("keys.db.pepper") && run.stderr.contains("owned by uid 65534"), "{}", run.stderr);
     assert!(run.stderr.contains("writable by every user"), "the shared directory is warned about: {}", run.stderr);
@@ -63,7 +73,8 @@ fn a_planted_pepper_file_and_database_are_refused() {
     std::fs::write(&ours, format!("{}\n", random_pepper())).unwrap();
     std::fs::set_permissions(&ours, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::os::unix::fs::symlink(&ours, &pepper).unwrap();
-    let run = k.keyctl(&["--database-url", &url, "create", "--service-account-id", "victim"]);
+    let run =
+        k.keyctl(&["--database-url", &url, "create", "--service-account-id", "victim", "--create-service-account"]);
     run.expect(2);
     assert!(run.stderr.contains("is a symbolic link"), "{}", run.stderr);
     std::fs::remove_file(&pepper).unwrap();
@@ -72,7 +83,8 @@ fn a_planted_pepper_file_and_database_are_refused() {
     std::fs::write(&db, "").unwrap();
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o666)).unwrap();
     chown_to_nobody(&db);
-    let run = k.keyctl(&["--database-url", &url, "create", "--service-account-id", "victim"]);
+    let run =
+        k.keyctl(&["--database-url", &url, "create", "--service-account-id", "victim", "--create-service-account"]);
     run.expect(2);
     assert!(run.stderr.contains("keys.db") && run.stderr.contains("owned by uid 65534"), "{}", run.stderr);
     assert!(!pepper.exists(), "no pepper file was made for a planted database");
@@ -88,7 +100,8 @@ fn an_existing_empty_or_writable_database_is_never_new() {
     let url = format!("sqlite://{}", db.display());
     std::fs::write(&db, "").unwrap();
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let run = k.keyctl(&["--database-url", &url, "create", "--service-account-id", "victim"]);
+    let run =
+        k.keyctl(&["--database-url", &url, "create", "--service-account-id", "victim", "--create-service-account"]);
     run.expect(2);
     assert!(run.stderr.contains("exists but its pepper file"), "{}", run.stderr);
 
@@ -146,9 +159,11 @@ fn a_wrong_pepper_is_refused_at_start() {
     let (id, secret) = create_in(&k, "sqlite://api-keys.db");
     let wrong = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper());
     std::fs::copy(k.path("api-keys.db"), wrong.path("api-keys.db")).unwrap();
-    for args in
-        [vec!["create", "--service-account-id", "victim"], vec!["get", &id], vec!["serve", "--listen", "127.0.0.1:0"]]
-    {
+    for args in [
+        vec!["create", "--service-account-id", "victim", "--create-service-account"],
+        vec!["get", &id],
+        vec!["serve", "--listen", "127.0.0.1:0"],
+    ] {
         let run = wrong.keyctl(&args);
         run.expect(2);
         assert!(run.stderr.contains("pepper version 1 is not the pepper"), "{args:?}: {}", run.stderr);
@@ -179,7 +194,8 @@ fn misspelt_namespace_parameters_are_refused() {
         (with_param(&redis_url(), "Prefix", "tenant_a"), "Prefix"),
         (with_param(&redis_url(), "pre%66ix_", "tenant_a"), "prefix_"),
     ] {
-        let run = k.keyctl(&["--database-url", &url, "create", "--service-account-id", "sa"]);
+        let run =
+            k.keyctl(&["--database-url", &url, "create", "--service-account-id", "sa", "--create-service-account"]);
         run.expect(2);
         assert!(run.stderr.contains(&format!("unknown query parameter `{name}`")), "{url}: {}", run.stderr);
     }
@@ -223,7 +239,7 @@ fn serve_accepts_imported_keys_only_when_told_to() {
     let k = Keyctl::new();
     create_in(&k, "sqlite://api-keys.db");
     let legacy = "AQVN3sHvAWTemWB8QxHkunfG2x4q7G3OrCG02w";
-    k.run(&["import", "--service-account-id", "legacy"], Some(legacy)).ok();
+    k.run(&["import", "--service-account-id", "legacy", "--create-service-account"], Some(legacy)).ok();
     let off = Server::start(&k, "sqlite://api-keys.db", &[]);
     assert_eq!(off.authorize(Some(legacy), None).status, 401);
     drop(off);

@@ -21,6 +21,7 @@ fn sqlite_lifecycle_with_the_default_database() {
         "create",
         "--service-account-id",
         "my-robot",
+        "--create-service-account",
         "--description",
         "this API-key is for my-robot",
         "--scopes",
@@ -118,7 +119,7 @@ fn import_reads_the_secret_from_stdin() {
     let k = Keyctl::new();
     let legacy = "AQVN3sHvAWTemWB8QxHkunfG2x4q7G3OrCG02w";
     let import = k.run(
-        &["import", "--service-account-id", "legacy-robot", "--scopes", "yc.postbox.send"],
+        &["import", "--service-account-id", "legacy-robot", "--create-service-account", "--scopes", "yc.postbox.send"],
         Some(&format!("{legacy}\n")),
     );
     let info = import.ok().value();
@@ -135,9 +136,9 @@ fn import_reads_the_secret_from_stdin() {
     assert_eq!(v.ok().value()["key_id"].as_str(), Some(&*id));
     k.verify(&format!("{legacy}x"), &[]).expect(1);
     // Without a newline, too; a second import of the same secret is refused.
-    let dup = k.run(&["import", "--service-account-id", "legacy-robot"], Some(legacy));
+    let dup = k.run(&["import", "--service-account-id", "legacy-robot", "--create-service-account"], Some(legacy));
     assert!(dup.expect(4).stderr.contains("already imported"), "{}", dup.stderr);
-    let short = k.run(&["import", "--service-account-id", "legacy-robot"], Some("short\n"));
+    let short = k.run(&["import", "--service-account-id", "legacy-robot", "--create-service-account"], Some("short\n"));
     assert!(short.expect(2).stderr.contains("imported secret rejected"), "{}", short.stderr);
     let list = k.keyctl(&["list", "--service-account-id", "legacy-robot"]);
     assert!(list.ok().stdout.contains(masked) && !list.stdout.contains("rCG02w"), "{}", list.stdout);
@@ -147,14 +148,29 @@ fn import_reads_the_secret_from_stdin() {
 #[test]
 fn bad_input_and_missing_keys_have_their_exit_codes() {
     let k = Keyctl::new();
-    let unknown = k.keyctl(&["create", "--service-account-id", "r", "--scopes", "yc.monitoring.read,yc.bogus.scope"]);
+    let unknown = k.keyctl(&[
+        "create",
+        "--service-account-id",
+        "r",
+        "--create-service-account",
+        "--scopes",
+        "yc.monitoring.read,yc.bogus.scope",
+    ]);
     assert!(unknown.expect(2).stderr.contains("unknown scope `yc.bogus.scope`"), "{}", unknown.stderr);
-    let date = k.keyctl(&["create", "--service-account-id", "r", "--expires-at", "2030-01-01"]);
+    let date =
+        k.keyctl(&["create", "--service-account-id", "r", "--create-service-account", "--expires-at", "2030-01-01"]);
     assert!(date.expect(2).stderr.contains("--expires-at"), "{}", date.stderr);
-    let past = k.keyctl(&["create", "--service-account-id", "r", "--expires-at", "2020-01-01T00:00:00Z"]);
+    let past = k.keyctl(&[
+        "create",
+        "--service-account-id",
+        "r",
+        "--create-service-account",
+        "--expires-at",
+        "2020-01-01T00:00:00Z",
+    ]);
     assert!(past.expect(2).stderr.contains("not in the future"), "{}", past.stderr);
     k.keyctl(&["create", "--service-account-id", "not valid!"]).expect(2);
-    k.keyctl(&["create", "--service-account-id", "r", "--scopes", ""]).expect(2);
+    k.keyctl(&["create", "--service-account-id", "r", "--create-service-account", "--scopes", ""]).expect(2);
     k.keyctl(&["get", "not-a-key-id"]).expect(2);
     k.keyctl(&["reissue", "aaaaaaaaaaaaaaaaaaaa", "--grace", "1 hour"]).expect(2);
     k.keyctl(&["list", "--service-account-id", "r", "--limit", "0"]).expect(2);
@@ -166,13 +182,20 @@ fn bad_input_and_missing_keys_have_their_exit_codes() {
 
     let scheme = k.keyctl(&["--database-url", "mysql://root:hunter2@db/keys", "list", "--service-account-id", "r"]);
     assert!(scheme.expect(2).stderr.contains("`mysql`") && !scheme.stderr.contains("hunter2"), "{}", scheme.stderr);
-    let no_pepper = k.keyctl(&["--database-url", POSTGRES_DEFAULT, "create", "--service-account-id", "r"]);
+    let no_pepper = k.keyctl(&[
+        "--database-url",
+        POSTGRES_DEFAULT,
+        "create",
+        "--service-account-id",
+        "r",
+        "--create-service-account",
+    ]);
     assert!(no_pepper.expect(2).stderr.contains("API_KEYS_PEPPER is not set"), "{}", no_pepper.stderr);
     let k2 = Keyctl::new().with_var("API_KEYS_PEPPER", "c2hvcnQ=");
-    let short = k2.keyctl(&["create", "--service-account-id", "r"]);
+    let short = k2.keyctl(&["create", "--service-account-id", "r", "--create-service-account"]);
     assert!(short.expect(2).stderr.contains("API_KEYS_PEPPER is unusable"), "{}", short.stderr);
     let k3 = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper()).with_var("API_KEYS_PEPPER_VERSION", "v2");
-    k3.keyctl(&["create", "--service-account-id", "r"]).expect(2);
+    k3.keyctl(&["create", "--service-account-id", "r", "--create-service-account"]).expect(2);
 
     // A store that is down: 5.
     let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
@@ -203,11 +226,11 @@ fn the_pepper_file_is_made_once_with_mode_0600() {
     // (issue 17): the first write makes both.
     k.keyctl(&["list", "--service-account-id", "r"]).ok();
     assert!(!file.exists());
-    let first = k.keyctl(&["create", "--service-account-id", "r"]);
+    let first = k.keyctl(&["create", "--service-account-id", "r", "--create-service-account"]);
     assert!(first.ok().stderr.contains("created a new pepper in api-keys.db.pepper (mode 0600)"), "{}", first.stderr);
     assert_eq!(mode(&file), 0o600);
     let pepper = std::fs::read_to_string(&file).unwrap();
-    let (_, secret) = created(k.keyctl(&["create", "--service-account-id", "r"]).ok());
+    let (_, secret) = created(k.keyctl(&["create", "--service-account-id", "r", "--create-service-account"]).ok());
     k.verify(&secret, &[]).ok();
     assert_eq!(std::fs::read_to_string(&file).unwrap(), pepper, "the pepper file was rewritten");
     assert_eq!(k.runs_showing("created a new pepper").len(), 1, "the warning was printed more than once");
@@ -225,21 +248,29 @@ fn the_pepper_file_is_made_once_with_mode_0600() {
     // A database whose pepper file is gone is not silently re-peppered.
     std::fs::remove_file(&file).unwrap();
     let k = Keyctl { dir: other.dir, vars: Vec::new(), runs: RefCell::default() };
-    let lost = k.keyctl(&["create", "--service-account-id", "r"]);
+    let lost = k.keyctl(&["create", "--service-account-id", "r", "--create-service-account"]);
     assert!(lost.expect(2).stderr.contains("does not; restore the pepper file"), "{}", lost.stderr);
     assert!(!file.exists());
 
     // With API_KEYS_PEPPER set, no file is made.
     let env = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper());
-    env.keyctl(&["create", "--service-account-id", "r"]).ok();
+    env.keyctl(&["create", "--service-account-id", "r", "--create-service-account"]).ok();
     assert!(env.path("api-keys.db").exists() && !env.path("api-keys.db.pepper").exists());
 }
 
 /// The lifecycle every backend must support, through `--database-url`.
 fn network_lifecycle(k: &Keyctl, url: &str) {
     let sa = unique("robot").replace('_', "-");
-    let create =
-        k.keyctl(&["--database-url", url, "create", "--service-account-id", &sa, "--scopes", "yc.postbox.send"]);
+    let create = k.keyctl(&[
+        "--database-url",
+        url,
+        "create",
+        "--service-account-id",
+        &sa,
+        "--create-service-account",
+        "--scopes",
+        "yc.postbox.send",
+    ]);
     let (id, secret) = created(create.ok());
     k.verify(&secret, &["--database-url", url, "--scope", "yc.postbox.send"]).ok();
     k.verify(&secret, &["--database-url", url, "--scope", "yc.monitoring.read"]).expect(1);
@@ -249,7 +280,8 @@ fn network_lifecycle(k: &Keyctl, url: &str) {
     k.verify(&secret, &["--database-url", url]).expect(1);
     k.verify(&new_secret, &["--database-url", url]).ok();
     let legacy = format!("LEGACY{}", unique("secret").replace('_', ""));
-    k.run(&["--database-url", url, "import", "--service-account-id", &sa], Some(&legacy)).ok();
+    k.run(&["--database-url", url, "import", "--service-account-id", &sa, "--create-service-account"], Some(&legacy))
+        .ok();
     k.verify(&legacy, &["--database-url", url]).ok();
     let json = k.keyctl(&["--database-url", url, "list", "--service-account-id", &sa, "--format", "json"]);
     let keys = json.ok().value()["api_keys"].as_array().unwrap().clone();

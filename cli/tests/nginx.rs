@@ -219,7 +219,14 @@ fn nginx_auth_request_through_keyctl_serve() {
         return;
     };
     let k = Keyctl::new();
-    let create = k.keyctl(&["create", "--service-account-id", "proxy-robot", "--scopes", "yc.monitoring.manage"]);
+    let create = k.keyctl(&[
+        "create",
+        "--service-account-id",
+        "proxy-robot",
+        "--create-service-account",
+        "--scopes",
+        "yc.monitoring.manage",
+    ]);
     let (id, secret) = created(create.ok());
     let serve = Server::start(&k, SQLITE_DEFAULT_URL, &[]);
     let nginx = Nginx::start(&binary, k.dir.path(), serve.addr, Via::Peer);
@@ -248,7 +255,14 @@ fn a_client_cannot_choose_its_address(test: &str, via: Via) {
     };
     let k = Keyctl::new();
     let key = |allow: &str| {
-        let run = k.keyctl(&["create", "--service-account-id", "proxy-robot", "--scopes", "yc.monitoring.read"]);
+        let run = k.keyctl(&[
+            "create",
+            "--service-account-id",
+            "proxy-robot",
+            "--create-service-account",
+            "--scopes",
+            "yc.monitoring.read",
+        ]);
         let (id, secret) = created(run.ok());
         k.keyctl(&["update", &id, "--allow-ip", allow]).ok();
         secret

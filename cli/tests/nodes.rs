@@ -60,7 +60,8 @@ fn three_nodes(backend: Backend, base: &str, url: &str) {
     }
 
     // Created elsewhere: verifies on every node.
-    let (id, secret) = created(k.keyctl(&["create", "--service-account-id", "n-robot"]).ok());
+    let (id, secret) =
+        created(k.keyctl(&["create", "--service-account-id", "n-robot", "--create-service-account"]).ok());
     for n in &nodes {
         let waited = until(Duration::from_secs(1), || n.authorize(Some(&secret), None).status == 200);
         assert!(waited.is_some(), "a new key was not accepted within 1 s:\n{}", n.log());
@@ -76,7 +77,8 @@ fn three_nodes(backend: Backend, base: &str, url: &str) {
     // Notification connections killed on the server side: the revocation
     // still arrives within the maximum staleness, and the listeners
     // reconnect by themselves.
-    let (warm_id, warm_secret) = created(k.keyctl(&["create", "--service-account-id", "n-robot"]).ok());
+    let (warm_id, warm_secret) =
+        created(k.keyctl(&["create", "--service-account-id", "n-robot", "--create-service-account"]).ok());
     for n in &nodes[1..] {
         assert_eq!(n.authorize(Some(&warm_secret), None).status, 200);
         // The cache reports what it holds (moka counts in the background).
@@ -121,7 +123,8 @@ fn three_nodes(backend: Backend, base: &str, url: &str) {
 /// and returns, per node, how long after `keyctl revoke` returned the node
 /// first rejected it (asserted under `bound`).
 fn revoke_and_measure(k: &Keyctl, nodes: &[Server], bound: Duration) -> Vec<Duration> {
-    let (id, secret) = created(k.keyctl(&["create", "--service-account-id", "n-robot"]).ok());
+    let (id, secret) =
+        created(k.keyctl(&["create", "--service-account-id", "n-robot", "--create-service-account"]).ok());
     for n in nodes {
         // The create's announcement reaches the node's flood shield within
         // the 1 s bound, not necessarily before this request.

@@ -148,7 +148,10 @@ fn a_crash_undoes_a_revocation_only_without_an_append_only_file() {
         };
         let redis = Redis::start(dir.path(), None, settings);
         let url = format!("{}?prefix=crash", redis.url());
-        let (id, _) = created(k.keyctl(&["--database-url", &url, "create", "--service-account-id", "robot"]).ok());
+        let (id, _) = created(
+            k.keyctl(&["--database-url", &url, "create", "--service-account-id", "robot", "--create-service-account"])
+                .ok(),
+        );
         assert_eq!(redis.cli(&["SAVE"]), "OK");
         k.keyctl(&["--database-url", &url, "revoke", &id]).ok();
         assert_eq!(status(&url, &id), "revoked");

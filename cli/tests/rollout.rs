@@ -16,7 +16,9 @@ const NODES: usize = 5;
 fn start_together(k: &Keyctl, url: &str) {
     let starting: Vec<Starting> = (0..NODES).map(|_| Server::spawn(k, url, &[], "127.0.0.1:0")).collect();
     let servers: Vec<Server> = starting.into_iter().map(Starting::listening).collect();
-    let (_, secret) = created(k.keyctl(&["--database-url", url, "create", "--service-account-id", "fleet"]).ok());
+    let (_, secret) = created(
+        k.keyctl(&["--database-url", url, "create", "--service-account-id", "fleet", "--create-service-account"]).ok(),
+    );
     for s in &servers {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         // Other nodes learn of the new key through the store (and drop their

@@ -50,8 +50,8 @@ fn id_of(secret: &str) -> &str {
 /// and a tree mixing them with everything that must not match.
 fn tree() -> Tree {
     let k = Keyctl::new();
-    let live = created(k.keyctl(&["create", "--service-account-id", "robot"]).ok());
-    let revoked = created(k.keyctl(&["create", "--service-account-id", "robot"]).ok());
+    let live = created(k.keyctl(&["create", "--service-account-id", "robot", "--create-service-account"]).ok());
+    let revoked = created(k.keyctl(&["create", "--service-account-id", "robot", "--create-service-account"]).ok());
     k.keyctl(&["revoke", &revoked.0]).ok();
     let stranger = TokenFormat::default().generate().unwrap().secret.expose_secret().to_owned();
     let other_prefix = TokenFormat::new("zz_").unwrap().generate().unwrap().secret.expose_secret().to_owned();

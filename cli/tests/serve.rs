@@ -13,7 +13,14 @@ use common::*;
 fn keys_made_with_keyctl_work_against_keyctl_serve() {
     // Default SQLite database and its pepper file, shared by both commands.
     let k = Keyctl::new();
-    let create = k.keyctl(&["create", "--service-account-id", "web-robot", "--scopes", "yc.monitoring.manage"]);
+    let create = k.keyctl(&[
+        "create",
+        "--service-account-id",
+        "web-robot",
+        "--create-service-account",
+        "--scopes",
+        "yc.monitoring.manage",
+    ]);
     let (id, secret) = created(create.ok());
     let pepper = std::fs::read_to_string(k.path("api-keys.db.pepper")).unwrap();
 
@@ -57,7 +64,8 @@ fn keys_made_with_keyctl_work_against_keyctl_serve() {
     // The same with the pepper in API_KEYS_PEPPER instead of the file.
     std::fs::remove_file(k.path("api-keys.db.pepper")).unwrap();
     let k = Keyctl { dir: k.dir, vars: vec![("API_KEYS_PEPPER", pepper.trim().to_owned())], runs: RefCell::default() };
-    let (_, secret) = created(k.keyctl(&["create", "--service-account-id", "web-robot"]).ok());
+    let (_, secret) =
+        created(k.keyctl(&["create", "--service-account-id", "web-robot", "--create-service-account"]).ok());
     let server = Server::start(&k, SQLITE_DEFAULT_URL, &[]);
     assert_eq!(server.authorize(Some(&secret), None).status, 200);
     server.stop();
@@ -110,7 +118,8 @@ fn forged_key() -> String {
 #[test]
 fn health_readiness_and_metrics() {
     let k = Keyctl::new();
-    let (_, secret) = created(k.keyctl(&["create", "--service-account-id", "m-robot"]).ok());
+    let (_, secret) =
+        created(k.keyctl(&["create", "--service-account-id", "m-robot", "--create-service-account"]).ok());
     let server = Server::start(&k, SQLITE_DEFAULT_URL, &[]);
     assert_eq!(server.request("GET", "/healthz", &[], "").status, 200);
     assert_eq!(server.request("GET", "/readyz", &[], "").status, 200);
@@ -212,7 +221,8 @@ fn bad_input_at_start_is_a_clear_error() {
 #[test]
 fn trusted_proxies_from_the_environment_leave_keys_without_an_allow_list_alone() {
     let k = Keyctl::new();
-    let (_, secret) = created(k.keyctl(&["create", "--service-account-id", "proxied-robot"]).ok());
+    let (_, secret) =
+        created(k.keyctl(&["create", "--service-account-id", "proxied-robot", "--create-service-account"]).ok());
     let vars = [("API_KEYS_TRUSTED_PROXIES", "127.0.0.0/8, ::1"), ("API_KEYS_PROXY_HEADER", "forwarded")];
     let server = Server::start(&k, SQLITE_DEFAULT_URL, &vars);
     let auth = format!("Api-Key {secret}");
@@ -229,7 +239,7 @@ fn trusted_proxies_from_the_environment_leave_keys_without_an_allow_list_alone()
 fn empty_variables_mean_unset() {
     // API_KEYS_DATABASE_URL= is the default SQLite file, not a URL without a scheme.
     let k = Keyctl::new().with_var("API_KEYS_DATABASE_URL", "").with_var("API_KEYS_PEPPER", "");
-    k.keyctl(&["create", "--service-account-id", "e-robot"]).ok();
+    k.keyctl(&["create", "--service-account-id", "e-robot", "--create-service-account"]).ok();
     assert!(k.path("api-keys.db").exists() && k.path("api-keys.db.pepper").exists());
     let k = Keyctl { vars: vec![("API_KEYS_LISTEN", String::new())], ..k };
     let server = Server::start(&k, "", &[("API_KEYS_CACHE", ""), ("API_KEYS_CACHE_TTL", "")]);
@@ -254,7 +264,8 @@ fn a_flood_of_forged_keys_barely_reaches_postgres() {
     let _cleanup = DropSchema { url: base.clone(), schema: schema.clone() };
     let url = with_param(&base, "schema", &schema);
     let k = Keyctl::new().with_var("API_KEYS_PEPPER", random_pepper()).with_var("API_KEYS_DATABASE_URL", &url);
-    let (_, before_start) = created(k.keyctl(&["create", "--service-account-id", "f-robot"]).ok());
+    let (_, before_start) =
+        created(k.keyctl(&["create", "--service-account-id", "f-robot", "--create-service-account"]).ok());
     let server = Server::start(&k, &url, &[]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while metric(&server, "keyctl_shield_trusted") != 1.0 {
@@ -262,7 +273,8 @@ fn a_flood_of_forged_keys_barely_reaches_postgres() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     // A key made before the node started (loaded) and one made after (heard).
-    let (_, after_start) = created(k.keyctl(&["create", "--service-account-id", "f-robot"]).ok());
+    let (_, after_start) =
+        created(k.keyctl(&["create", "--service-account-id", "f-robot", "--create-service-account"]).ok());
     let queries_before = metric(&server, "keyctl_store_queries_total");
     const FLOOD: usize = 5_000;
     let started = std::time::Instant::now();

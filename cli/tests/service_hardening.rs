@@ -233,7 +233,14 @@ fn guessable_admin_tokens_are_refused() {
 #[test]
 fn metrics_on_their_own_listener_count_429s_apart() {
     let k = Keyctl::new();
-    let run = k.keyctl(&["create", "--service-account-id", "limited", "--rate-limit", "api=1/1h"]);
+    let run = k.keyctl(&[
+        "create",
+        "--service-account-id",
+        "limited",
+        "--create-service-account",
+        "--rate-limit",
+        "api=1/1h",
+    ]);
     let (_, secret) = created(run.ok());
     let server = Server::start(&k, SQLITE_DEFAULT_URL, &[("API_KEYS_METRICS_LISTEN", "127.0.0.1:0")]);
     let at = server
@@ -268,7 +275,14 @@ fn metrics_on_their_own_listener_count_429s_apart() {
 fn bidi_and_control_characters_in_tables_are_escaped() {
     let k = Keyctl::new();
     let description = "pay invoice\u{202E}fdp.exe\u{2066}x\u{2069}\u{200F}";
-    let run = k.keyctl(&["create", "--service-account-id", "robot", "--description", description]);
+    let run = k.keyctl(&[
+        "create",
+        "--service-account-id",
+        "robot",
+        "--create-service-account",
+        "--description",
+        description,
+    ]);
     let (id, _) = created(run.ok());
     let table = k.keyctl(&["operations", &id, "--format", "table"]);
     let out = &table.ok().stdout;

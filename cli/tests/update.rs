@@ -14,6 +14,7 @@ fn update_changes_only_what_it_names_and_every_change_is_logged() {
         "create",
         "--service-account-id",
         "robot",
+        "--create-service-account",
         "--description",
         "first",
         "--scopes",

@@ -17,6 +17,7 @@
 //! | `keyctl_shield_trusted` | gauge | 1 while the flood shield refuses unknown ids (0: every lookup asks the store) |
 //! | `keyctl_shield_ids` | gauge | ids in the shield's membership set |
 //! | `keyctl_shield_bytes` | gauge | heap bytes of that set (about 8 per id) |
+//! | `keyctl_lifetime_limited_accounts` | gauge | service accounts with a maximum key lifetime (an `iam.apiKeys.maxLifetime` access policy on their path), as this node applies them |
 //! | `keyctl_readyz_requests_total` | counter | `/readyz` probes answered |
 //! | `keyctl_readiness_checks_total{result}` | counter | store checks those probes caused (at most one a second): `ready`, `unavailable`, `timeout` |
 
@@ -100,6 +101,10 @@ impl Metrics {
         metrics::describe_gauge!("keyctl_shield_ids", "ids in the flood shield's membership set");
         metrics::describe_gauge!("keyctl_shield_bytes", "heap bytes of the flood shield's membership set");
         metrics::describe_gauge!("keyctl_cache_entries", "entries in the record cache");
+        metrics::describe_gauge!(
+            "keyctl_lifetime_limited_accounts",
+            "service accounts with a maximum key lifetime, as this node applies them"
+        );
         metrics::describe_counter!("keyctl_readyz_requests_total", "/readyz probes answered");
         metrics::describe_counter!("keyctl_readiness_checks_total", "store checks made for /readyz, by result");
         let upkeep = tokio::spawn(run_upkeep(handle.clone()));
@@ -125,6 +130,8 @@ impl Metrics {
         metrics::gauge!("keyctl_shield_bytes").set(shield.bytes as f64);
         #[allow(clippy::cast_precision_loss, reason = "a gauge; exact below 2^53 entries")]
         metrics::gauge!("keyctl_cache_entries").set(c.cache_entries as f64);
+        #[allow(clippy::cast_precision_loss, reason = "a gauge; exact below 2^53 accounts")]
+        metrics::gauge!("keyctl_lifetime_limited_accounts").set(node.lifetime_limited_accounts() as f64);
         self.handle.render()
     }
 }

@@ -68,6 +68,10 @@ pub(crate) use proxy::Proxies;
 
 /// How often pending last-used times are written to the store.
 const FLUSH_EVERY: Duration = Duration::from_secs(5);
+/// How often a node re-reads the access policies' maximum lifetimes (one
+/// store read of the resource head when nothing changed): a policy bound
+/// on any node applies on every node within a second.
+const LIFETIMES_EVERY: Duration = Duration::from_millis(250);
 /// How often a node prunes the store's change feed.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// How long `/readyz` waits for the store.
@@ -148,11 +152,16 @@ pub(crate) async fn run(
     eprintln!("keyctl: listening on {local} ({}; {scheme})", node.describe());
     eprintln!("keyctl: public address {}", listening.public_address(local));
 
+    if let Err(e) = node.refresh_lifetimes().await {
+        tracing::warn!(error = %crate::failure::chain(&e), "could not read the access policies' maximum lifetimes; will retry");
+    }
+    let lifetimes = tokio::spawn(refresh_lifetimes_periodically(Arc::clone(&node)));
     let flusher = tokio::spawn(flush_periodically(Arc::clone(&verifier)));
     let pruner = tokio::spawn(prune_periodically(Arc::clone(&node)));
     let served = listener::serve(listener, router, listening, shutdown_signal(), DRAIN_TIMEOUT).await;
     flusher.abort();
     pruner.abort();
+    lifetimes.abort();
     if let Some(m) = metrics_server {
         m.abort();
     }
@@ -204,6 +213,37 @@ async fn prune_periodically(node: Arc<Node>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(entries = n, "pruned the change feed"),
             Err(e) => tracing::warn!(error = %crate::failure::chain(&e), "could not prune the change feed; will retry"),
+        }
+    }
+}
+
+/// Re-reads the maximum-lifetime policies every [`LIFETIMES_EVERY`]; a
+/// failure is logged once (and the recovery), the limits held stay in force.
+async fn refresh_lifetimes_periodically(node: Arc<Node>) {
+    let mut tick = tokio::time::interval(LIFETIMES_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match node.refresh_lifetimes().await {
+            Ok(None) => return,
+            Ok(Some(read)) => {
+                if failing {
+                    tracing::info!("reading the access policies' maximum lifetimes again");
+                    failing = false;
+                }
+                if read {
+                    tracing::debug!(accounts = node.lifetime_limited_accounts(), "maximum lifetimes read");
+                }
+            }
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(
+                    error = %crate::failure::chain(&e),
+                    "could not read the access policies' maximum lifetimes; the ones held stay in force; will retry"
+                );
+            }
+            Err(_) => {}
         }
     }
 }

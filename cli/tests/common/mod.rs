@@ -26,7 +26,7 @@ pub const KEYCTL: &str = env!("CARGO_BIN_EXE_keyctl");
 pub const SQLITE_DEFAULT_URL: &str = "sqlite://api-keys.db?mode=rwc";
 /// Variables keyctl reads; cleared in every child unless a test sets them,
 /// so the caller's environment cannot leak in.
-pub const VARS: [&str; 17] = [
+pub const VARS: [&str; 18] = [
     "API_KEYS_ACCEPT_IMPORTED",
     "API_KEYS_DATABASE_URL",
     "API_KEYS_PEPPER",
@@ -44,6 +44,7 @@ pub const VARS: [&str; 17] = [
     "API_KEYS_REQUIRE_DURABLE_REDIS",
     "API_KEYS_GITHUB_KEYS_FILE",
     "API_KEYS_GITHUB_LEAK_ACTION",
+    "API_KEYS_FOLDER_ID",
 ];
 
 /// The library's test helper for the servers' URLs, shared rather than copied.
