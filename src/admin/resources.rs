@@ -23,7 +23,7 @@ use crate::resource::{
 };
 use crate::store::{KeyStore, PageRequest};
 
-use super::api::{AdminApi, PageQuery, camel, detached, page_size};
+use super::api::{AdminApi, PageQuery, camel, detached, idempotency_key, page_size};
 use super::auth::{AdminAction, AdminAuth, AdminCaller};
 use super::error::{ApiError, Code};
 use super::resource_types::{AccessPolicyBindingBody, CreateResourceRequest, UpdateResourceRequest};
@@ -428,6 +428,21 @@ fn policy_call(face: Face, request: PolicyRequest) -> Result<PolicyCall, ApiErro
         }
         PolicyRequest::Unbind(t) => PolicyCall::Unbind(t.chars().take(64).collect()),
     })
+}
+
+/// Refuses an `Idempotency-Key` (a header, or gRPC metadata): the
+/// resource log keeps no record of one.
+///
+/// # Errors
+/// Code 3 when one is sent (or is malformed).
+pub(super) fn refuse_idempotency(parts: &axum::http::request::Parts) -> Result<(), ApiError> {
+    if idempotency_key(parts)?.is_some() {
+        return Err(ApiError::invalid(
+            "Idempotency-Key is not supported on resource changes (names are unique: a repeated create is refused \
+             as ALREADY_EXISTS)",
+        ));
+    }
+    Ok(())
 }
 
 /// A page token's position: `name/id` of the last resource seen.

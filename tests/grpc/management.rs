@@ -289,7 +289,15 @@ async fn every_rpc_answers_in_the_clouds_shape() {
     .unwrap()
     .into_inner();
     let listed: Vec<(&str, &str)> = endpoints.endpoints.iter().map(|e| (e.id.as_str(), e.address.as_str())).collect();
-    assert_eq!(listed, [("iam", "keys.example:443"), ("operation", "keys.example:443")]);
+    assert_eq!(
+        listed,
+        [
+            ("iam", "keys.example:443"),
+            ("operation", "keys.example:443"),
+            ("resource-manager", "keys.example:443"),
+            ("organization-manager", "keys.example:443")
+        ]
+    );
     let iam_endpoint: ep::ApiEndpoint = call(
         s.addr,
         "/yandex.cloud.endpoint.ApiEndpointService/Get",

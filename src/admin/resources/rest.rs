@@ -21,14 +21,15 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::http::Method;
-use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Answer, Changed, Face, Metadata, PolicyCall, PolicyRequest, ResourceCall, SERVICE_ACCOUNTS};
-use crate::admin::api::{AdminApi, PageQuery, Shared, idempotency_key, json as answer, parse, query};
+use super::{
+    Answer, Changed, Face, Metadata, PolicyCall, PolicyRequest, ResourceCall, SERVICE_ACCOUNTS, refuse_idempotency,
+};
+use crate::admin::api::{AdminApi, PageQuery, Shared, json as answer, parse, query};
 use crate::admin::auth::AdminAuth;
 use crate::admin::error::{ApiError, Code};
 use crate::admin::resource_types::{
@@ -201,23 +202,6 @@ async fn list_bindings<S: KeyStore, A: AdminAuth>(
     Ok(answer(&ListAccessPolicyBindingsResponse { access_policy_bindings, next_page_token: String::new() }))
 }
 
-/// The caller of a change, once its request's head is checked: the view,
-/// and no `Idempotency-Key` (the resource log keeps no record of one).
-async fn change_head<S: KeyStore, A: AdminAuth>(
-    api: &AdminApi<S, A>,
-    parts: &Parts,
-) -> Result<crate::admin::AdminCaller, ApiError> {
-    let caller = api.authenticate(parts).await?;
-    View::of(parts)?;
-    if idempotency_key(parts)?.is_some() {
-        return Err(ApiError::invalid(
-            "Idempotency-Key is not supported on resource changes (names are unique: a repeated create is refused \
-             as ALREADY_EXISTS)",
-        ));
-    }
-    Ok(caller)
-}
-
 /// A change: authenticate, read the body, make `call` of it, answer the
 /// operation.
 async fn change<S: KeyStore, A: AdminAuth>(
@@ -228,7 +212,9 @@ async fn change<S: KeyStore, A: AdminAuth>(
 ) -> Response {
     let run = async {
         let (parts, body) = request.into_parts();
-        let caller = change_head(api, &parts).await?;
+        let caller = api.authenticate(&parts).await?;
+        View::of(&parts)?;
+        refuse_idempotency(&parts)?;
         let raw = axum::body::to_bytes(body, api.body_limit).await.map_err(|_| ApiError::too_large(api.body_limit))?;
         let changed = api.change_resource(&caller, face, call(&raw)?).await?;
         Ok::<_, ApiError>(answer(&operation_body(&changed)))
