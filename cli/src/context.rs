@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use api_keys::store::any::{self, AnyStore};
 use api_keys::store::cached::{CacheConfig, CachedStore};
-use api_keys::{KeyDirectory, KeyManager, KeyStore, PepperCheckError, Peppers};
+use api_keys::{KeyDirectory, KeyManager, PepperCheckError, Peppers};
 
 use crate::catalog;
 use crate::failure::{BAD_INPUT, Failure, OTHER, chain, pepper_failure, setup_failure, store_failure};
@@ -19,27 +19,7 @@ pub(crate) struct Context {
     /// the caching `keyctl serve` nodes at once.
     pub(crate) store: Arc<CachedStore<AnyStore>>,
     peppers: Option<Peppers>,
-    /// Whether the store keeps resources (service accounts, folders, …):
-    /// then keys belong to service accounts that exist.
-    resources: bool,
 }
-
-/// Whether `store` keeps resources: its resource head answers. A store
-/// that keeps none says so (the library's default methods); any other
-/// error is the store's failure.
-///
-/// # Errors
-/// The store's failure (exit 5) when it cannot answer.
-pub(crate) async fn keeps_resources<S: KeyStore>(store: &S) -> Result<bool, Failure> {
-    match store.resource_head().await {
-        Ok(_) => Ok(true),
-        Err(e) if chain(&e).contains(NO_RESOURCES) => Ok(false),
-        Err(e) => Err(store_failure(&e)),
-    }
-}
-
-/// What a store that keeps no resources answers (`KeyStore`'s defaults).
-const NO_RESOURCES: &str = "keeps no resources";
 
 /// Loads (or, for a new SQLite database, creates) the pepper first, then
 /// opens the store: the database (created owner-only) and its pepper file
@@ -113,23 +93,16 @@ impl Context {
             Some(bus) => CachedStore::publishing(store, bus),
             None => CachedStore::new(store, CacheConfig::disabled()),
         };
-        let resources = keeps_resources(&store).await?;
-        Ok(Self { store: Arc::new(store), peppers, resources })
-    }
-
-    /// Whether the store keeps service accounts and the rest of the hierarchy.
-    pub(crate) fn keeps_resources(&self) -> bool {
-        self.resources
+        Ok(Self { store: Arc::new(store), peppers })
     }
 
     /// The manager over the store (for the commands that make or check
-    /// secrets: they need the pepper). Where the store keeps resources, a
-    /// key's service account must exist and the access policies on its
-    /// path are checked.
+    /// secrets: they need the pepper). A key's service account must exist
+    /// and the access policies on its path are checked.
     pub(crate) fn manager(&self) -> Result<KeyManager<CachedStore<AnyStore>>, Failure> {
         let peppers = self.peppers.clone().ok_or_else(|| Failure::new(BAD_INPUT, "no pepper configured"))?;
         let builder = KeyManager::builder(Arc::clone(&self.store), peppers, catalog::yandex_cloud()).actor(actor());
-        Ok(if self.resources { builder.require_service_accounts() } else { builder }.build())
+        Ok(builder.require_service_accounts().build())
     }
 
     /// The pepper-less manager over the store: every read and every other
@@ -137,8 +110,9 @@ impl Context {
     /// the library's rules, as `keyctl` (re-dating a key checks its
     /// account's access policies, as [`Context::manager`]).
     pub(crate) fn directory(&self) -> KeyDirectory<CachedStore<AnyStore>> {
-        let directory = KeyDirectory::new(Arc::clone(&self.store), catalog::yandex_cloud()).with_actor(actor());
-        if self.resources { directory.with_service_accounts_required() } else { directory }
+        KeyDirectory::new(Arc::clone(&self.store), catalog::yandex_cloud())
+            .with_actor(actor())
+            .with_service_accounts_required()
     }
 
     /// Warns when a write could not be announced to the caching nodes.

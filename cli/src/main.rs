@@ -595,13 +595,9 @@ async fn command(command: Command, format: Format, cx: &Context) -> Result<(), F
             };
             // The operator checks the value given, imported keys included,
             // under the maximum-lifetime policies as `keyctl serve` applies them.
-            let mut verifier = manager.verifier().accept_imported(true);
-            if cx.keeps_resources() {
-                let limits = LifetimeLimits::new();
-                limits.refresh(&*cx.store).await.map_err(|e| store_failure(&e))?;
-                verifier = verifier.lifetime_limits(limits);
-            }
-            let verifier = verifier.build();
+            let limits = LifetimeLimits::new();
+            limits.refresh(&*cx.store).await.map_err(|e| store_failure(&e))?;
+            let verifier = manager.verifier().accept_imported(true).lifetime_limits(limits).build();
             // An operator check spends no credits (cost 0) and is not a use.
             let ctx = VerifyContext::new().required(required.as_ref()).client_ip(client_ip).cost(0);
             match verifier.verify_with(&value, &ctx).await {

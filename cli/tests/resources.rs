@@ -182,32 +182,11 @@ fn documents_flow_on_postgres() {
 }
 
 #[test]
-#[ignore = "needs Redis resources"]
 fn documents_flow_on_redis() {
     let base = redis_url();
     let prefix = unique("resources-redis");
     let _purge = PurgePrefix { url: base.clone(), prefix: prefix.clone() };
     documents_flow(&keyctl_on(Some(&with_param(&base, "prefix", &prefix))));
-}
-
-/// Until Redis keeps resources: key commands work by id as before, and the
-/// resource commands say the store keeps none (exit 2).
-#[test]
-fn redis_without_resources_keeps_working_by_id() {
-    let base = redis_url();
-    let prefix = unique("resources-redis");
-    let _purge = PurgePrefix { url: base.clone(), prefix: prefix.clone() };
-    let k = keyctl_on(Some(&with_param(&base, "prefix", &prefix)));
-    let probe = k.keyctl(&["service-account", "list"]);
-    if probe.code == 0 {
-        eprintln!("Redis keeps resources now: un-ignore documents_flow_on_redis");
-        return;
-    }
-    assert!(probe.expect(2).stderr.contains("keeps no resources"), "{}", probe.stderr);
-    let (_, secret) = created(k.keyctl(&["create", "--service-account-id", "redis-robot"]).ok());
-    k.verify(&secret, &[]).ok();
-    let by_name = k.keyctl(&["create", "--service-account-name", "redis-robot"]);
-    assert!(by_name.expect(2).stderr.contains("--service-account-id"), "{}", by_name.stderr);
 }
 
 /// A deny bound on the organization refuses a create in a folder two

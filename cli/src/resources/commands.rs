@@ -204,12 +204,6 @@ pub(crate) async fn run(
     format: Format,
     cx: &Context,
 ) -> Result<(), Failure> {
-    if !cx.keeps_resources() {
-        return Err(Failure::new(
-            BAD_INPUT,
-            format!("`keyctl {}`: this store keeps no resources (use SQLite or PostgreSQL)", command(kind)),
-        ));
-    }
     let dir = cx.directory();
     match action {
         ResourceAction::Create(args) => {

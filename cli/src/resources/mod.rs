@@ -122,20 +122,12 @@ impl AccountArgs {
         if let Some(id) = &self.service_account_id {
             let id =
                 ServiceAccountId::new(id).map_err(|e| Failure::new(BAD_INPUT, format!("--service-account-id: {e}")))?;
-            let mut created = false;
-            if cx.keeps_resources() {
-                created = self.ensure_by_id(cx, &id, on_missing).await?;
-            } else if self.folder.given() {
-                return Err(no_resources("--folder-id and --folder-name"));
-            }
+            let created = self.ensure_by_id(cx, &id, on_missing).await?;
             return Ok((id, created));
         }
         let Some(name) = &self.service_account_name else {
             return Err(Failure::new(BAD_INPUT, "give --service-account-id or --service-account-name"));
         };
-        if !cx.keeps_resources() {
-            return Err(no_resources("--service-account-name"));
-        }
         let folder = self.folder.resolve(cx, None).await?;
         let listing = ResourceListing::ServiceAccounts(folder);
         let found = cx.directory().find_resource(&listing, name).await.map_err(|e| manage_failure(&e))?;
@@ -176,11 +168,6 @@ impl AccountArgs {
 /// `--folder-id ID` for a hint, or nothing for the default folder.
 fn folder_flag(folder: ResourceId) -> String {
     if folder == ResourceId::default_folder() { String::new() } else { format!(" --folder-id {folder}") }
-}
-
-/// The refusal of a name where the store keeps no resources.
-fn no_resources(what: &str) -> Failure {
-    Failure::new(BAD_INPUT, format!("{what}: this store keeps no service accounts; use --service-account-id"))
 }
 
 /// Creates the service account `name` in `folder`, saying so on stderr.

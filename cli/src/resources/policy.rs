@@ -129,9 +129,6 @@ pub(crate) async fn run(action: PolicyAction, format: Format, cx: &Context) -> R
     if let PolicyAction::Templates = action {
         return templates(format);
     }
-    if !cx.keeps_resources() {
-        return Err(Failure::new(BAD_INPUT, "`keyctl access-policy`: this store keeps no resources"));
-    }
     let dir = cx.directory();
     match action {
         PolicyAction::Bind { on, template, params } => {

@@ -134,7 +134,8 @@ pub(crate) fn mount(
                 api = api.trusted_proxies(trusted);
             }
             let routers = api.shared();
-            let rest = router.nest("/iam/v1", routers.iam()).merge(routers.operations());
+            let rest =
+                router.nest("/iam/v1", routers.iam()).merge(routers.operations()).merge(routers.resource_managers());
             crate::serve::grpc::route(rest, routers.grpc(ApiEndpoints::at(public)))
         }
         None => {

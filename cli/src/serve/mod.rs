@@ -226,8 +226,7 @@ async fn refresh_lifetimes_periodically(node: Arc<Node>) {
     loop {
         tick.tick().await;
         match node.refresh_lifetimes().await {
-            Ok(None) => return,
-            Ok(Some(read)) => {
+            Ok(read) => {
                 if failing {
                     tracing::info!("reading the access policies' maximum lifetimes again");
                     failing = false;

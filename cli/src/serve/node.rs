@@ -121,9 +121,9 @@ pub(crate) struct Node {
     store_queries: Arc<AtomicU64>,
     /// `API_KEYS_ACCEPT_IMPORTED`.
     accept_imported: bool,
-    /// The maximum-lifetime policies the verifier applies at use, when the
-    /// store keeps resources (refreshed by [`Node::refresh_lifetimes`]).
-    lifetimes: Option<Arc<LifetimeLimits>>,
+    /// The maximum-lifetime policies the verifier applies at use
+    /// (refreshed by [`Node::refresh_lifetimes`]).
+    lifetimes: Arc<LifetimeLimits>,
 }
 
 impl Node {
@@ -161,11 +161,7 @@ impl Node {
             None => ShieldedStore::disabled(CachedStore::new(counted, CacheConfig::disabled())),
         };
         let store = Arc::new(Metered::new(shielded, Arc::clone(&lookups)));
-        let lifetimes = match crate::context::keeps_resources(&*store).await {
-            Ok(false) => None,
-            // Unreachable now: the refresh task keeps trying.
-            Ok(true) | Err(_) => Some(LifetimeLimits::new()),
-        };
+        let lifetimes = LifetimeLimits::new();
         Ok(Self {
             store,
             peppers,
@@ -179,31 +175,25 @@ impl Node {
     }
 
     /// Reads the maximum-lifetime policies again if a resource changed
-    /// (one store read otherwise); `Ok(None)` when the store keeps no
-    /// resources.
+    /// (one store read otherwise); says whether it read them.
     ///
     /// # Errors
     /// The store's error; the limits held stay in force.
-    pub(crate) async fn refresh_lifetimes(&self) -> Result<Option<bool>, StoreError> {
-        match &self.lifetimes {
-            Some(l) => l.refresh(&*self.store).await.map(Some),
-            None => Ok(None),
-        }
+    pub(crate) async fn refresh_lifetimes(&self) -> Result<bool, StoreError> {
+        self.lifetimes.refresh(&*self.store).await
     }
 
     /// How many service accounts have a maximum key lifetime now.
     pub(crate) fn lifetime_limited_accounts(&self) -> usize {
-        self.lifetimes.as_ref().map_or(0, |l| l.len())
+        self.lifetimes.len()
     }
 
     /// A verifier over the stack; keys' rate limits are counted by
     /// `limiter` (shared through Redis), else in this process (per node).
     pub(crate) fn verifier(&self, limiter: Option<api_keys::controls::RedisRateLimiter>) -> Verifier<NodeStore> {
-        let mut builder =
-            Verifier::builder(Arc::clone(&self.store), self.peppers.clone()).accept_imported(self.accept_imported);
-        if let Some(l) = &self.lifetimes {
-            builder = builder.lifetime_limits(Arc::clone(l));
-        }
+        let builder = Verifier::builder(Arc::clone(&self.store), self.peppers.clone())
+            .accept_imported(self.accept_imported)
+            .lifetime_limits(Arc::clone(&self.lifetimes));
         match limiter {
             Some(l) => builder.rate_limiter(l).build(),
             None => builder.build(),
