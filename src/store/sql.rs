@@ -1577,13 +1577,11 @@ pub(super) use check_v6_upgrade;
 #[cfg(test)]
 macro_rules! check_v9_upgrade {
     ($store:expr, $schema:expr) => {{
-        use std::sync::Arc;
-
         use $crate::resource::{
             ResourceChange, ResourceId, ResourceListing, ResourceLogEntry, ResourceOrder, ResourcePatch, ResourceRef,
         };
         use $crate::store::KeyStore as _;
-        use $crate::{KeyManager, ServiceAccountId, VerifyError};
+        use $crate::{ServiceAccountId, VerifyError};
         let store = $store;
         let old = $crate::store::sql::upgrade_tests::previous_release().await;
         let odd = |id: &str, account: &str, at: i64| {
@@ -1611,19 +1609,7 @@ macro_rules! check_v9_upgrade {
         for r in old.records.iter().chain(&extra) {
             assert_eq!(&*store.get(&r.id).await.unwrap().unwrap(), r, "{} changed in the upgrade", r.id);
         }
-        let manager = KeyManager::builder(
-            Arc::new(store.clone()),
-            $crate::store::sql::upgrade_tests::peppers(),
-            $crate::testing::scope_catalog(),
-        )
-        .clock(old.clock.clone())
-        .build();
-        let verifier = manager.verifier().accept_imported(true).build();
-        for (id, secret) in &old.secrets {
-            let header = format!("Api-Key {}", secret.expose_secret());
-            let p = verifier.verify(header.as_bytes(), None).await.unwrap_or_else(|e| panic!("{id}: {e:?}"));
-            assert_eq!(p.key_id(), id);
-        }
+        let verifier = $crate::store::sql::upgrade_tests::verifier_of(&store, &old).await;
         let header = format!("Api-Key {}", old.revoked.1.expose_secret());
         let e = verifier.verify(header.as_bytes(), None).await.unwrap_err();
         assert!(matches!(e, VerifyError::Revoked(_)), "{e:?}");
@@ -1709,15 +1695,13 @@ pub(super) use check_v9_upgrade;
 #[cfg(test)]
 macro_rules! check_v10_upgrade {
     ($store:expr, $schema:expr) => {{
-        use std::sync::Arc;
-
+        use $crate::ServiceAccountId;
         use $crate::access_policy::{AccessPolicyBinding, DENY_KEY_CREATION};
         use $crate::resource::{
             Folder, Resource, ResourceChange, ResourceId, ResourceLogEntry, ResourceName, ResourcePatch, ResourceRef,
             ServiceAccount,
         };
         use $crate::store::KeyStore as _;
-        use $crate::{KeyManager, ServiceAccountId};
         let store = $store;
         let old = $crate::store::sql::upgrade_tests::previous_release().await;
         let entry = || {
@@ -1750,19 +1734,7 @@ macro_rules! check_v10_upgrade {
         for r in &old.records {
             assert_eq!(&*store.get(&r.id).await.unwrap().unwrap(), r, "{} changed in the upgrade", r.id);
         }
-        let manager = KeyManager::builder(
-            Arc::new(store.clone()),
-            $crate::store::sql::upgrade_tests::peppers(),
-            $crate::testing::scope_catalog(),
-        )
-        .clock(old.clock.clone())
-        .build();
-        let verifier = manager.verifier().accept_imported(true).build();
-        for (id, secret) in &old.secrets {
-            let header = format!("Api-Key {}", secret.expose_secret());
-            let p = verifier.verify(header.as_bytes(), None).await.unwrap_or_else(|e| panic!("{id}: {e:?}"));
-            assert_eq!(p.key_id(), id);
-        }
+        $crate::store::sql::upgrade_tests::verifier_of(&store, &old).await;
         // Access policies work on the old folder.
         let on = ResourceRef::Folder(folder_id);
         let head = store.resource_head().await.unwrap();
@@ -1802,6 +1774,22 @@ pub(super) mod upgrade_tests {
     use crate::clock::Timestamp;
     use crate::store::KeyStore;
     use crate::token::KeyId;
+
+    /// A verifier over `store` on the previous release's clock, after
+    /// checking that every key of `old` that verified still does.
+    pub(crate) async fn verifier_of<S: KeyStore + Clone>(store: &S, old: &PreviousRelease) -> crate::Verifier<S> {
+        let manager =
+            crate::KeyManager::builder(std::sync::Arc::new(store.clone()), peppers(), crate::testing::scope_catalog())
+                .clock(old.clock.clone())
+                .build();
+        let verifier = manager.verifier().accept_imported(true).build();
+        for (id, secret) in &old.secrets {
+            let header = format!("Api-Key {}", secret.expose_secret());
+            let p = verifier.verify(header.as_bytes(), None).await.unwrap_or_else(|e| panic!("{id}: {e:?}"));
+            assert_eq!(p.key_id(), id);
+        }
+        verifier
+    }
 
     /// The previous release's keys, their secrets and log, as its
     /// [`KeyManager`](crate::KeyManager) made them.
