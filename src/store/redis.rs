@@ -1897,21 +1897,10 @@ where
 
     async fn operations(&self, key: &KeyId, page: PageRequest<OperationCursor>) -> Result<OperationPage, StoreError> {
         let limit = page.effective_limit();
-        let max = page.after.map_or_else(|| "+inf".to_owned(), |c| format!("({}", c.get()));
         let mut conn = self.conn.clone();
         timed(self.timeout, async {
-            // One extra entry tells whether another page follows.
-            let entries: Vec<(String, u64)> = cmd("ZREVRANGEBYSCORE")
-                .arg(format!("{}{}", self.ops_prefix, key.as_str()))
-                .arg(max)
-                .arg("-inf")
-                .arg("WITHSCORES")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit + 1)
-                .query_async(&mut conn)
-                .await
-                .map_err(redis_error)?;
+            let log = format!("{}{}", self.ops_prefix, key.as_str());
+            let entries = log_page(&mut conn, &log, &page).await?;
             let mut items = entries
                 .into_iter()
                 .map(|(json, seq)| {
@@ -2019,6 +2008,28 @@ where
         })
         .await
     }
+}
+
+/// A page of an operations log (a sorted set of JSON entries scored by
+/// sequence number), newest first, after the page's cursor: one entry more
+/// than the page, which tells whether another follows.
+pub(super) async fn log_page<C: ConnectionLike>(
+    conn: &mut C,
+    log: &str,
+    page: &PageRequest<OperationCursor>,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    let max = page.after.map_or_else(|| "+inf".to_owned(), |c| format!("({}", c.get()));
+    cmd("ZREVRANGEBYSCORE")
+        .arg(log)
+        .arg(max)
+        .arg("-inf")
+        .arg("WITHSCORES")
+        .arg("LIMIT")
+        .arg(0)
+        .arg(page.effective_limit() + 1)
+        .query_async(conn)
+        .await
+        .map_err(redis_error)
 }
 
 #[cfg(test)]

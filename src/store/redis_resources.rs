@@ -1056,20 +1056,9 @@ where
         page: PageRequest<OperationCursor>,
     ) -> Result<ResourceOperationPage, StoreError> {
         let limit = page.effective_limit();
-        let max = page.after.map_or_else(|| "+inf".to_owned(), |c| format!("({}", c.get()));
         let mut conn = self.conn.clone();
         timed(self.timeout, async {
-            let entries: Vec<(String, u64)> = cmd("ZREVRANGEBYSCORE")
-                .arg(self.res_ops_key(target))
-                .arg(max)
-                .arg("-inf")
-                .arg("WITHSCORES")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit + 1)
-                .query_async(&mut conn)
-                .await
-                .map_err(redis_error)?;
+            let entries = super::redis::log_page(&mut conn, &self.res_ops_key(target), &page).await?;
             let mut items = entries
                 .into_iter()
                 .map(|(json, seq)| {
