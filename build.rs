@@ -11,13 +11,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 #[cfg(feature = "grpc")]
 fn grpc() -> Result<(), Box<dyn std::error::Error>> {
-    const FILES: [&str; 6] = [
+    const FILES: [&str; 10] = [
         "proto/yandex/cloud/iam/v1/api_key_service.proto",
         "proto/yandex/cloud/operation/operation_service.proto",
         "proto/yandex/cloud/endpoint/api_endpoint_service.proto",
         "proto/apikeys/v1/operation.proto",
         "proto/google/rpc/status.proto",
         "proto/yandex/cloud/iam/v1/api_key.proto",
+        "proto/yandex/cloud/iam/v1/service_account_service.proto",
+        "proto/yandex/cloud/resourcemanager/v1/folder_service.proto",
+        "proto/yandex/cloud/resourcemanager/v1/cloud_service.proto",
+        "proto/yandex/cloud/organizationmanager/v1/organization_service.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(FILES, ["proto"])?;

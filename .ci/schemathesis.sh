@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 port="${SCHEMATHESIS_PORT:-18431}"
-base="http://127.0.0.1:${port}/iam/v1"
+root="http://127.0.0.1:${port}"
+base="${root}/iam/v1"
 
 source .ci/versions.sh
 if ! st --version 2>/dev/null | grep -q "version ${SCHEMATHESIS_VERSION}\$"; then
@@ -33,7 +34,8 @@ for _ in $(seq 1 100); do
 done
 grep -q "management API at /iam/v1" "$log" || { cat "$log"; echo "the management API did not start"; exit 1; }
 
-st run "${base}/openapi.json" --url "$base" \
+# The document's paths are from the root (/iam/v1/…, /resource-manager/v1/…).
+st run "${base}/openapi.json" --url "$root" \
   -H "Authorization: Bearer ${token}" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
   --max-time "$seconds" --workers 2 --seed 1

@@ -91,7 +91,7 @@ pub struct AdminApi<S, A> {
     pub(super) auth: A,
     idempotency: Idempotency,
     pub(super) body_limit: usize,
-    tokens: PageTokens,
+    pub(super) tokens: PageTokens,
     throttle: AuthThrottle,
     trusted: Option<TrustedProxies>,
 }
@@ -198,12 +198,27 @@ impl<S: KeyStore, A: AdminAuth> AdminRouters<S, A> {
             )
             .route("/apiKeys/{apiKeyId}/operations", get(operations::<S, A>))
             .route("/apiKeyScopes", get(scopes::<S, A>))
+            .merge(super::resources::rest::iam_routes())
             .route(super::operations::ROUTE, get(super::operations::get::<S, A>))
             .route("/openapi.json", get(openapi))
             .fallback(|| async { ApiError::new(Code::NotFound, "no such resource") })
             .with_state(Arc::clone(&self.api))
             .layer(axum::middleware::map_response(no_store));
         with_console(api)
+    }
+
+    /// The resource managers' routes, to merge at the root:
+    /// `/resource-manager/v1/folders`, `/resource-manager/v1/clouds` and
+    /// `/organization-manager/v1/organizations` (service accounts are in
+    /// [`AdminRouters::iam`], at `/iam/v1/serviceAccounts`).
+    pub fn resource_managers(&self) -> Router {
+        use super::resources::{CLOUDS, FOLDERS, ORGANIZATIONS, rest::routes};
+        Router::new()
+            .merge(routes(FOLDERS, "/resource-manager/v1/folders"))
+            .merge(routes(CLOUDS, "/resource-manager/v1/clouds"))
+            .merge(routes(ORGANIZATIONS, "/organization-manager/v1/organizations"))
+            .with_state(Arc::clone(&self.api))
+            .layer(axum::middleware::map_response(no_store))
     }
 
     /// `GET /operations/{operationId}` and `GET /operations/{operationId}:cancel`,
@@ -463,7 +478,7 @@ struct Head {
 
 /// Parses a JSON body; with `optional`, an empty (or blank) body is
 /// `T::default()`.
-fn parse<T: DeserializeOwned + Default>(raw: &[u8], optional: bool) -> Result<T, ApiError> {
+pub(super) fn parse<T: DeserializeOwned + Default>(raw: &[u8], optional: bool) -> Result<T, ApiError> {
     if optional && raw.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -501,7 +516,7 @@ impl<R> Outcome<R> {
 }
 
 /// Runs `call` in a task the request's cancellation does not reach.
-async fn detached<F, R>(call: F) -> Result<R, ApiError>
+pub(super) async fn detached<F, R>(call: F) -> Result<R, ApiError>
 where
     F: Future<Output = Result<R, ApiError>> + Send + 'static,
     R: Send + 'static,
@@ -842,13 +857,12 @@ pub(super) struct PageQuery {
 impl PageQuery {
     /// A page of `page_size` (0: the default) after `page_token` (empty:
     /// the first).
-    #[cfg(feature = "grpc")]
     pub(super) fn new(page_size: Option<u32>, page_token: String) -> Self {
         Self { page_size, page_token: Some(page_token), _view: None }
     }
 }
 
-fn query<T: DeserializeOwned>(parts: &Parts) -> Result<T, ApiError> {
+pub(super) fn query<T: DeserializeOwned>(parts: &Parts) -> Result<T, ApiError> {
     axum::extract::Query::<T>::try_from_uri(&parts.uri)
         .map(|q| q.0)
         .map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))
@@ -856,7 +870,7 @@ fn query<T: DeserializeOwned>(parts: &Parts) -> Result<T, ApiError> {
 
 impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
     /// The position a page token names in the listing tagged `tag`.
-    fn open_token(&self, tag: u8, token: Option<&str>) -> Result<Option<String>, ApiError> {
+    pub(super) fn open_token(&self, tag: u8, token: Option<&str>) -> Result<Option<String>, ApiError> {
         self.tokens.open(tag, token.unwrap_or("")).map_err(|e| ApiError::invalid(e.to_string()))
     }
 }
@@ -935,7 +949,7 @@ fn present_fields(req: &UpdateApiKeyRequest) -> [(&'static str, bool); 9] {
 }
 
 /// A mask path in lowerCamel (`expires_at` → `expiresAt`).
-fn camel(path: &str) -> String {
+pub(super) fn camel(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     let mut upper = false;
     for c in path.chars() {

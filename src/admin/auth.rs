@@ -131,6 +131,12 @@ impl AdminCaller {
         &self.actor
     }
 
+    /// Whether the caller is limited to no service accounts (an operator).
+    #[must_use]
+    pub fn is_unlimited(&self) -> bool {
+        self.service_accounts.is_none()
+    }
+
     /// Whether the caller may manage `service_account`'s keys.
     #[must_use]
     pub fn covers(&self, service_account: &ServiceAccountId) -> bool {

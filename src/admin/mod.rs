@@ -40,6 +40,8 @@ pub mod idempotency;
 pub mod openapi;
 pub(crate) mod operations;
 mod page_token;
+pub mod resource_types;
+mod resources;
 mod throttle;
 pub mod types;
 pub mod view;

@@ -10,6 +10,12 @@ use std::sync::LazyLock;
 use utoipa::openapi::security::{ApiKey as ApiKeyScheme, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::resource_types::{
+    AccessPolicyBindingBody, AccessPolicyTemplateBody, BindAccessPolicyRequest, CloudBody, CreateResourceRequest,
+    FolderBody, ListAccessPolicyBindingsResponse, ListAccessPolicyTemplatesResponse, ListCloudsResponse,
+    ListFoldersResponse, ListOrganizationsResponse, ListResourceOperationsResponse, ListServiceAccountsResponse,
+    OrganizationBody, ResourceOperationBody, ServiceAccountBody, UnbindAccessPolicyRequest, UpdateResourceRequest,
+};
 use super::types::{
     ApiCredits, ApiKey, ApiKeyScope, ApiKeyStatus, ApiRefill, ApiRefillPeriod, CreateApiKeyRequest,
     CreateApiKeyResponse, ListApiKeysResponse, ListOperationsResponse, ListScopesFullResponse, ListScopesResponse,
@@ -22,13 +28,29 @@ use super::types::{
 #[openapi(
     info(title = "API keys management", description = "Service-account API keys, in the shape of the cloud's /iam/v1/apiKeys: \
 answers parse with the cloud's message types. The project's extension fields (key status, enabled flag, controls, reissue \
-links, an operation's kind and changes, scope descriptions) are sent only with the query parameter view=FULL."),
-    servers((url = "/iam/v1")),
-    paths(create, get, list, update, delete, reissue, revoke, operations, scopes, operation, cancel_operation),
+links, an operation's kind and changes, scope descriptions) are sent only with the query parameter view=FULL. Service accounts \
+(/iam/v1/serviceAccounts), folders and clouds (/resource-manager/v1) and organizations (/organization-manager/v1) in the \
+cloud's shape, with their access policies."),
+    servers((url = "/")),
+    paths(create, get, list, update, delete, reissue, revoke, operations, scopes, operation, cancel_operation,
+        service_accounts::list, service_accounts::create, service_accounts::get, service_accounts::update,
+        service_accounts::delete, service_accounts::operations,
+        folders::list, folders::create, folders::get, folders::update, folders::delete, folders::operations,
+        folders::list_bindings, folders::bind, folders::unbind, folders::update_parameters,
+        clouds::list, clouds::create, clouds::get, clouds::update, clouds::delete, clouds::operations,
+        clouds::list_bindings, clouds::bind, clouds::unbind, clouds::update_parameters,
+        organizations::list, organizations::create, organizations::get, organizations::update, organizations::delete,
+        organizations::operations, organizations::list_bindings, organizations::bind, organizations::unbind,
+        organizations::update_parameters, templates),
     components(schemas(
         ApiKey, ApiKeyStatus, ApiKeyScope, ApiCredits, ApiRefill, ApiRefillPeriod, CreateApiKeyRequest, CreateApiKeyResponse, UpdateApiKeyRequest,
         ReissueApiKeyRequest, RevokeApiKeyRequest, ListApiKeysResponse, ListOperationsResponse, ListScopesResponse,
-        ListScopesFullResponse, ScopesAnswer, OperationView, OperationMetadata, Status
+        ListScopesFullResponse, ScopesAnswer, OperationView, OperationMetadata, Status,
+        ServiceAccountBody, FolderBody, CloudBody, OrganizationBody, CreateResourceRequest, UpdateResourceRequest,
+        AccessPolicyBindingBody, BindAccessPolicyRequest, UnbindAccessPolicyRequest, ListAccessPolicyBindingsResponse,
+        AccessPolicyTemplateBody, ListAccessPolicyTemplatesResponse, ResourceOperationBody,
+        ListResourceOperationsResponse, ListServiceAccountsResponse, ListFoldersResponse, ListCloudsResponse,
+        ListOrganizationsResponse
     )),
     modifiers(&Security),
     security(("adminToken" = []), ("apiKey" = []))
@@ -66,7 +88,7 @@ const IDEMPOTENCY: &str = "A UUID: a repeat within 24 hours with the same body r
 const VIEW: &str = "BASIC (the default): the cloud's shape; FULL: also the project's extension fields";
 
 /// Create a key; the secret is in the answer, once.
-#[utoipa::path(post, path = "/apiKeys", request_body = CreateApiKeyRequest,
+#[utoipa::path(post, path = "/iam/v1/apiKeys", request_body = CreateApiKeyRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY),
         ("view" = Option<String>, Query, description = VIEW)),
     responses(
@@ -76,7 +98,7 @@ const VIEW: &str = "BASIC (the default): the cloud's shape; FULL: also the proje
 fn create() {}
 
 /// Get a key.
-#[utoipa::path(get, path = "/apiKeys/{apiKeyId}",
+#[utoipa::path(get, path = "/iam/v1/apiKeys/{apiKeyId}",
     params(("apiKeyId" = String, Path), ("view" = Option<String>, Query, description = VIEW)),
     responses((status = 200, body = ApiKey), (status = 400, body = Status), (status = 401, body = Status), (status = 429, body = Status),
         (status = 403, body = Status), (status = 404, body = Status), (status = 503, body = Status)))]
@@ -86,7 +108,7 @@ fn get() {}
 /// caller limited to one service account), or across service accounts those of one external owner
 /// id (`externalId`) or the active keys expiring within a window (`expiringWithin`, seconds with an
 /// `s` suffix); at most one of the three.
-#[utoipa::path(get, path = "/apiKeys",
+#[utoipa::path(get, path = "/iam/v1/apiKeys",
     params(("serviceAccountId" = Option<String>, Query), ("externalId" = Option<String>, Query),
         ("expiringWithin" = Option<String>, Query, example = "604800s"),
         ("pageSize" = Option<u32>, Query, maximum = 1000),
@@ -96,7 +118,7 @@ fn get() {}
 fn list() {}
 
 /// Change a key's description, scopes, expiry, enabled flag or controls.
-#[utoipa::path(patch, path = "/apiKeys/{apiKeyId}", request_body = UpdateApiKeyRequest,
+#[utoipa::path(patch, path = "/iam/v1/apiKeys/{apiKeyId}", request_body = UpdateApiKeyRequest,
     params(("apiKeyId" = String, Path),
         ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY),
         ("view" = Option<String>, Query, description = VIEW)),
@@ -106,7 +128,7 @@ fn list() {}
 fn update() {}
 
 /// Delete a key (its operations log stays readable).
-#[utoipa::path(delete, path = "/apiKeys/{apiKeyId}",
+#[utoipa::path(delete, path = "/iam/v1/apiKeys/{apiKeyId}",
     params(("apiKeyId" = String, Path),
         ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY),
         ("view" = Option<String>, Query, description = VIEW)),
@@ -116,7 +138,7 @@ fn update() {}
 fn delete() {}
 
 /// Reissue a key: a new secret; the old key is revoked or kept for a grace period.
-#[utoipa::path(post, path = "/apiKeys/{apiKeyId}:reissue", request_body = ReissueApiKeyRequest,
+#[utoipa::path(post, path = "/iam/v1/apiKeys/{apiKeyId}:reissue", request_body = ReissueApiKeyRequest,
     params(("apiKeyId" = String, Path),
         ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY),
         ("view" = Option<String>, Query, description = VIEW)),
@@ -127,7 +149,7 @@ fn delete() {}
 fn reissue() {}
 
 /// Revoke a key.
-#[utoipa::path(post, path = "/apiKeys/{apiKeyId}:revoke", request_body = RevokeApiKeyRequest,
+#[utoipa::path(post, path = "/iam/v1/apiKeys/{apiKeyId}:revoke", request_body = RevokeApiKeyRequest,
     params(("apiKeyId" = String, Path),
         ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY),
         ("view" = Option<String>, Query, description = VIEW)),
@@ -137,7 +159,7 @@ fn reissue() {}
 fn revoke() {}
 
 /// A key's operations log, newest first.
-#[utoipa::path(get, path = "/apiKeys/{apiKeyId}/operations",
+#[utoipa::path(get, path = "/iam/v1/apiKeys/{apiKeyId}/operations",
     params(("apiKeyId" = String, Path), ("pageSize" = Option<u32>, Query, maximum = 1000),
         ("pageToken" = Option<String>, Query), ("view" = Option<String>, Query, description = VIEW)),
     responses((status = 200, body = ListOperationsResponse), (status = 400, body = Status),
@@ -146,7 +168,7 @@ fn revoke() {}
 fn operations() {}
 
 /// The scopes a key can have, by name; with `view=FULL` with their descriptions and defaults.
-#[utoipa::path(get, path = "/apiKeyScopes",
+#[utoipa::path(get, path = "/iam/v1/apiKeyScopes",
     params(("pageSize" = Option<u32>, Query, maximum = 1000), ("pageToken" = Option<String>, Query),
         ("view" = Option<String>, Query, description = VIEW)),
     responses((status = 200, body = ScopesAnswer), (status = 400, body = Status), (status = 401, body = Status),
@@ -156,7 +178,7 @@ fn scopes() {}
 /// An operation by id (the cloud's `OperationService.Get`), with its
 /// `response`: the key as the change left it, or `google.protobuf.Empty`
 /// after a delete. Also served at the root, `/operations/{operationId}`.
-#[utoipa::path(get, path = "/operations/{operationId}",
+#[utoipa::path(get, path = "/iam/v1/operations/{operationId}",
     params(("operationId" = String, Path), ("view" = Option<String>, Query, description = VIEW)),
     responses((status = 200, body = OperationView), (status = 400, body = Status), (status = 401, body = Status),
         (status = 429, body = Status), (status = 404, body = Status), (status = 503, body = Status)))]
@@ -164,11 +186,203 @@ fn operation() {}
 
 /// Cancel an operation: always refused with code 9 (HTTP 400), since every
 /// operation is done when it answers (404 for one that does not exist).
-#[utoipa::path(get, path = "/operations/{operationId}:cancel",
+#[utoipa::path(get, path = "/iam/v1/operations/{operationId}:cancel",
     params(("operationId" = String, Path), ("view" = Option<String>, Query, description = VIEW)),
     responses((status = 400, body = Status), (status = 401, body = Status), (status = 429, body = Status),
         (status = 404, body = Status), (status = 503, body = Status)))]
 fn cancel_operation() {}
+
+/// The routes of one kind of resource: list (by `$parent`, if any),
+/// create, get, update, delete and its operations log.
+macro_rules! resource_paths {
+    (
+        $noun:literal, $collection:literal, $item:literal, $log:literal, $id:literal,
+        $body:ty, $list:ty $(, $parent:literal)?
+    ) => {
+
+            #[doc = concat!("List ", $noun, "s by name (`filter`: only `name=\"…\"`).")]
+            #[utoipa::path(get, path = $collection,
+                params($(($parent = Option<String>, Query),)? ("pageSize" = Option<u32>, Query, maximum = 1000),
+                    ("pageToken" = Option<String>, Query), ("filter" = Option<String>, Query),
+                    ("view" = Option<String>, Query, description = VIEW)),
+                responses((status = 200, body = $list), (status = 400, body = Status), (status = 401, body = Status),
+                    (status = 403, body = Status), (status = 404, body = Status), (status = 429, body = Status),
+                    (status = 503, body = Status)))]
+            pub(super) fn list() {}
+
+            #[doc = concat!("Create a ", $noun, "; the operation's `response` is it.")]
+            #[utoipa::path(post, path = $collection, request_body = CreateResourceRequest,
+                params(("view" = Option<String>, Query, description = VIEW)),
+                responses((status = 200, body = ResourceOperationBody), (status = 400, body = Status),
+                    (status = 401, body = Status), (status = 403, body = Status), (status = 404, body = Status),
+                    (status = 409, body = Status), (status = 429, body = Status), (status = 503, body = Status)))]
+            pub(super) fn create() {}
+
+            #[doc = concat!("Get a ", $noun, ".")]
+            #[utoipa::path(get, path = $item,
+                params(($id = String, Path), ("view" = Option<String>, Query, description = VIEW)),
+                responses((status = 200, body = $body), (status = 400, body = Status), (status = 401, body = Status),
+                    (status = 403, body = Status), (status = 404, body = Status), (status = 429, body = Status),
+                    (status = 503, body = Status)))]
+            pub(super) fn get() {}
+
+            #[doc = concat!("Rename or re-describe a ", $noun, " (`updateMask`).")]
+            #[utoipa::path(patch, path = $item, request_body = UpdateResourceRequest,
+                params(($id = String, Path), ("view" = Option<String>, Query, description = VIEW)),
+                responses((status = 200, body = ResourceOperationBody), (status = 400, body = Status),
+                    (status = 401, body = Status), (status = 403, body = Status), (status = 404, body = Status),
+                    (status = 409, body = Status), (status = 429, body = Status), (status = 503, body = Status)))]
+            pub(super) fn update() {}
+
+            #[doc = concat!("Delete a ", $noun, " (a container only when empty; never a default one; a service account with its keys).")]
+            #[utoipa::path(delete, path = $item,
+                params(($id = String, Path), ("view" = Option<String>, Query, description = VIEW)),
+                responses((status = 200, body = ResourceOperationBody), (status = 400, body = Status),
+                    (status = 401, body = Status), (status = 403, body = Status), (status = 404, body = Status),
+                    (status = 409, body = Status), (status = 429, body = Status), (status = 503, body = Status)))]
+            pub(super) fn delete() {}
+
+            #[doc = concat!("A ", $noun, "'s operations log, newest first.")]
+            #[utoipa::path(get, path = $log,
+                params(($id = String, Path), ("pageSize" = Option<u32>, Query, maximum = 1000),
+                    ("pageToken" = Option<String>, Query), ("view" = Option<String>, Query, description = VIEW)),
+                responses((status = 200, body = ListResourceOperationsResponse), (status = 400, body = Status),
+                    (status = 401, body = Status), (status = 403, body = Status), (status = 404, body = Status),
+                    (status = 429, body = Status), (status = 503, body = Status)))]
+            pub(super) fn operations() {}
+    };
+}
+
+/// The access policy routes of one kind of container.
+macro_rules! policy_paths {
+    ($noun:literal, $id:literal, $list:literal, $bind:literal, $unbind:literal, $update:literal) => {
+
+            #[doc = concat!("The access policies bound on a ", $noun, ".")]
+            #[utoipa::path(get, path = $list,
+                params(($id = String, Path), ("pageSize" = Option<u32>, Query, maximum = 1000),
+                    ("pageToken" = Option<String>, Query), ("view" = Option<String>, Query, description = VIEW)),
+                responses((status = 200, body = ListAccessPolicyBindingsResponse), (status = 400, body = Status),
+                    (status = 401, body = Status), (status = 403, body = Status), (status = 404, body = Status),
+                    (status = 429, body = Status), (status = 503, body = Status)))]
+            pub(super) fn list_bindings() {}
+
+            #[doc = concat!("Bind an access policy on a ", $noun, " (replacing the parameters of one of the same template).")]
+            #[utoipa::path(post, path = $bind, request_body = BindAccessPolicyRequest,
+                params(($id = String, Path), ("view" = Option<String>, Query, description = VIEW)),
+                responses((status = 200, body = ResourceOperationBody), (status = 400, body = Status),
+                    (status = 401, body = Status), (status = 403, body = Status), (status = 404, body = Status),
+                    (status = 409, body = Status), (status = 429, body = Status), (status = 503, body = Status)))]
+            pub(super) fn bind() {}
+
+            #[doc = concat!("Unbind an access policy from a ", $noun, ".")]
+            #[utoipa::path(post, path = $unbind, request_body = UnbindAccessPolicyRequest,
+                params(($id = String, Path), ("view" = Option<String>, Query, description = VIEW)),
+                responses((status = 200, body = ResourceOperationBody), (status = 400, body = Status),
+                    (status = 401, body = Status), (status = 403, body = Status), (status = 404, body = Status),
+                    (status = 409, body = Status), (status = 429, body = Status), (status = 503, body = Status)))]
+            pub(super) fn unbind() {}
+
+            #[doc = concat!("Change the parameters of an access policy bound on a ", $noun, ".")]
+            #[utoipa::path(patch, path = $update, request_body = BindAccessPolicyRequest,
+                params(($id = String, Path), ("view" = Option<String>, Query, description = VIEW)),
+                responses((status = 200, body = ResourceOperationBody), (status = 400, body = Status),
+                    (status = 401, body = Status), (status = 403, body = Status), (status = 404, body = Status),
+                    (status = 409, body = Status), (status = 429, body = Status), (status = 503, body = Status)))]
+            pub(super) fn update_parameters() {}
+    };
+}
+
+/// Service accounts' routes.
+mod service_accounts {
+    use super::*;
+    resource_paths!(
+        "service account",
+        "/iam/v1/serviceAccounts",
+        "/iam/v1/serviceAccounts/{serviceAccountId}",
+        "/iam/v1/serviceAccounts/{serviceAccountId}/operations",
+        "serviceAccountId",
+        ServiceAccountBody,
+        ListServiceAccountsResponse,
+        "folderId"
+    );
+}
+
+/// Folders' routes and access policies.
+mod folders {
+    use super::*;
+    resource_paths!(
+        "folder",
+        "/resource-manager/v1/folders",
+        "/resource-manager/v1/folders/{folderId}",
+        "/resource-manager/v1/folders/{folderId}/operations",
+        "folderId",
+        FolderBody,
+        ListFoldersResponse,
+        "cloudId"
+    );
+    policy_paths!(
+        "folder",
+        "folderId",
+        "/resource-manager/v1/folders/{folderId}:listAccessPolicyBindings",
+        "/resource-manager/v1/folders/{folderId}:bindAccessPolicy",
+        "/resource-manager/v1/folders/{folderId}:unbindAccessPolicy",
+        "/resource-manager/v1/folders/{folderId}:updateAccessPolicyBindingParameters"
+    );
+}
+
+/// Clouds' routes and access policies (listed without `organizationId`:
+/// the default organization's).
+mod clouds {
+    use super::*;
+    resource_paths!(
+        "cloud",
+        "/resource-manager/v1/clouds",
+        "/resource-manager/v1/clouds/{cloudId}",
+        "/resource-manager/v1/clouds/{cloudId}/operations",
+        "cloudId",
+        CloudBody,
+        ListCloudsResponse,
+        "organizationId"
+    );
+    policy_paths!(
+        "cloud",
+        "cloudId",
+        "/resource-manager/v1/clouds/{cloudId}:listAccessPolicyBindings",
+        "/resource-manager/v1/clouds/{cloudId}:bindAccessPolicy",
+        "/resource-manager/v1/clouds/{cloudId}:unbindAccessPolicy",
+        "/resource-manager/v1/clouds/{cloudId}:updateAccessPolicyBindingParameters"
+    );
+}
+
+/// Organizations' routes and access policies (create and delete are the
+/// project's extension: the cloud has neither).
+mod organizations {
+    use super::*;
+    resource_paths!(
+        "organization",
+        "/organization-manager/v1/organizations",
+        "/organization-manager/v1/organizations/{organizationId}",
+        "/organization-manager/v1/organizations/{organizationId}/operations",
+        "organizationId",
+        OrganizationBody,
+        ListOrganizationsResponse
+    );
+    policy_paths!(
+        "organization",
+        "organizationId",
+        "/organization-manager/v1/organizations/{organizationId}:listAccessPolicyBindings",
+        "/organization-manager/v1/organizations/{organizationId}:bindAccessPolicy",
+        "/organization-manager/v1/organizations/{organizationId}:unbindAccessPolicy",
+        "/organization-manager/v1/organizations/{organizationId}:updateAccessPolicyBindingParameters"
+    );
+}
+
+/// The access policy templates this server enforces (the project's own route).
+#[utoipa::path(get, path = "/iam/v1/accessPolicyTemplates",
+    params(("view" = Option<String>, Query, description = VIEW)),
+    responses((status = 200, body = ListAccessPolicyTemplatesResponse), (status = 400, body = Status),
+        (status = 401, body = Status), (status = 429, body = Status), (status = 503, body = Status)))]
+fn templates() {}
 
 #[cfg(test)]
 mod tests {
@@ -178,17 +392,26 @@ mod tests {
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
         let paths = doc["paths"].as_object().unwrap();
         for p in [
-            "/apiKeys",
-            "/apiKeys/{apiKeyId}",
-            "/apiKeys/{apiKeyId}:reissue",
-            "/apiKeys/{apiKeyId}:revoke",
-            "/apiKeys/{apiKeyId}/operations",
-            "/apiKeyScopes",
-            "/operations/{operationId}",
-            "/operations/{operationId}:cancel",
+            "/iam/v1/apiKeys",
+            "/iam/v1/apiKeys/{apiKeyId}",
+            "/iam/v1/apiKeys/{apiKeyId}:reissue",
+            "/iam/v1/apiKeys/{apiKeyId}:revoke",
+            "/iam/v1/apiKeys/{apiKeyId}/operations",
+            "/iam/v1/apiKeyScopes",
+            "/iam/v1/operations/{operationId}",
+            "/iam/v1/operations/{operationId}:cancel",
+            "/iam/v1/serviceAccounts",
+            "/iam/v1/serviceAccounts/{serviceAccountId}",
+            "/iam/v1/serviceAccounts/{serviceAccountId}/operations",
+            "/iam/v1/accessPolicyTemplates",
+            "/resource-manager/v1/folders/{folderId}:bindAccessPolicy",
+            "/resource-manager/v1/clouds/{cloudId}:updateAccessPolicyBindingParameters",
+            "/organization-manager/v1/organizations/{organizationId}:listAccessPolicyBindings",
+            "/organization-manager/v1/organizations",
         ] {
             assert!(paths.contains_key(p), "{p}");
         }
+        assert_eq!(doc["servers"][0]["url"], "/");
         assert!(doc["components"]["schemas"]["ApiKey"]["properties"]["maskedSecret"].is_object());
         for field in ["enabled", "metadata", "externalId", "allowedIps", "credits", "rateLimits"] {
             assert!(doc["components"]["schemas"]["ApiKey"]["properties"][field].is_object(), "ApiKey.{field}");
@@ -196,7 +419,7 @@ mod tests {
             assert!(doc["components"]["schemas"]["CreateApiKeyRequest"]["properties"][field].is_object(), "{field}");
         }
         assert!(doc["components"]["schemas"]["ApiRefill"]["properties"]["atSecond"].is_object());
-        let list = doc["paths"]["/apiKeys"]["get"]["parameters"].as_array().unwrap();
+        let list = doc["paths"]["/iam/v1/apiKeys"]["get"]["parameters"].as_array().unwrap();
         for p in ["serviceAccountId", "externalId", "expiringWithin"] {
             assert!(list.iter().any(|q| q["name"] == p), "list parameter {p}");
         }

@@ -289,7 +289,15 @@ async fn every_rpc_answers_in_the_clouds_shape() {
     .unwrap()
     .into_inner();
     let listed: Vec<(&str, &str)> = endpoints.endpoints.iter().map(|e| (e.id.as_str(), e.address.as_str())).collect();
-    assert_eq!(listed, [("iam", "keys.example:443"), ("operation", "keys.example:443")]);
+    assert_eq!(
+        listed,
+        [
+            ("iam", "keys.example:443"),
+            ("operation", "keys.example:443"),
+            ("resource-manager", "keys.example:443"),
+            ("organization-manager", "keys.example:443")
+        ]
+    );
     let iam_endpoint: ep::ApiEndpoint = call(
         s.addr,
         "/yandex.cloud.endpoint.ApiEndpointService/Get",
@@ -543,4 +551,241 @@ async fn rest_operations_route_answers_by_id_and_refuses_cancel() {
     assert_eq!((status, body["code"].as_i64()), (401, Some(16)), "{body}");
     let (status, _) = rest(&s.routers, &format!("/operations/{}", updated.id), Some(LIMITED)).await;
     assert_eq!(status, 404, "another account's operation is not found");
+}
+
+/// A resource service's call (`service` is its full name) as the admin.
+async fn resources<Req, Resp>(
+    addr: SocketAddr,
+    service: &str,
+    method: &str,
+    message: Req,
+) -> Result<Resp, tonic::Status>
+where
+    Req: Message + Send + Sync + 'static,
+    Resp: Message + Default + Send + Sync + 'static,
+{
+    call(addr, &format!("/{service}/{method}"), Some(ADMIN), &[], message).await.map(tonic::Response::into_inner)
+}
+
+const ACCOUNTS: &str = "yandex.cloud.iam.v1.ServiceAccountService";
+const FOLDERS: &str = "yandex.cloud.resourcemanager.v1.FolderService";
+const CLOUDS: &str = "yandex.cloud.resourcemanager.v1.CloudService";
+const ORGANIZATIONS: &str = "yandex.cloud.organizationmanager.v1.OrganizationService";
+
+#[tokio::test]
+async fn service_accounts_over_grpc() {
+    use api_keys::resource::DEFAULT_FOLDER_ID;
+    let s = serve().await;
+    let create = |name: &str| iam::CreateServiceAccountRequest {
+        folder_id: DEFAULT_FOLDER_ID.into(),
+        name: name.into(),
+        labels: [("team".to_owned(), "web".to_owned())].into(),
+        ..Default::default()
+    };
+    let made: op::Operation = resources(s.addr, ACCOUNTS, "Create", create("my-robot")).await.unwrap();
+    assert!(made.done);
+    assert_eq!(made.created_by, "ops");
+    let meta = made.metadata.as_ref().unwrap();
+    assert_eq!(meta.type_url, "type.googleapis.com/yandex.cloud.iam.v1.CreateServiceAccountMetadata");
+    let response = response_of(&made);
+    assert_eq!(response.type_url, "type.googleapis.com/yandex.cloud.iam.v1.ServiceAccount");
+    let sa = iam::ServiceAccount::decode(response.value.as_slice()).unwrap();
+    assert_eq!(iam::CreateServiceAccountMetadata::decode(meta.value.as_slice()).unwrap().service_account_id, sa.id);
+    assert_eq!((sa.name.as_str(), sa.labels["team"].as_str()), ("my-robot", "web"));
+    for name in ["robot-a", "robot-b"] {
+        let _: op::Operation = resources(s.addr, ACCOUNTS, "Create", create(name)).await.unwrap();
+    }
+
+    let got: iam::ServiceAccount =
+        resources(s.addr, ACCOUNTS, "Get", iam::GetServiceAccountRequest { service_account_id: sa.id.clone() })
+            .await
+            .unwrap();
+    assert_eq!(got.folder_id, DEFAULT_FOLDER_ID);
+
+    // Paged, two at a time.
+    let list = |token: String| iam::ListServiceAccountsRequest {
+        folder_id: DEFAULT_FOLDER_ID.into(),
+        page_size: 2,
+        page_token: token,
+        ..Default::default()
+    };
+    let first: iam::ListServiceAccountsResponse =
+        resources(s.addr, ACCOUNTS, "List", list(String::new())).await.unwrap();
+    assert_eq!(first.service_accounts.len(), 2);
+    let second: iam::ListServiceAccountsResponse =
+        resources(s.addr, ACCOUNTS, "List", list(first.next_page_token)).await.unwrap();
+    assert_eq!(second.service_accounts.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["robot-b"]);
+    assert!(second.next_page_token.is_empty());
+
+    let update = iam::UpdateServiceAccountRequest {
+        service_account_id: sa.id.clone(),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["description".into()] }),
+        description: "builds".into(),
+        name: "not-in-the-mask".into(),
+        ..Default::default()
+    };
+    let updated: op::Operation = resources(s.addr, ACCOUNTS, "Update", update).await.unwrap();
+    let after = iam::ServiceAccount::decode(response_of(&updated).value.as_slice()).unwrap();
+    assert_eq!((after.name.as_str(), after.description.as_str()), ("my-robot", "builds"));
+
+    // Refusals.
+    let taken = resources::<_, op::Operation>(s.addr, ACCOUNTS, "Create", create("my-robot")).await;
+    expect_code("taken name", taken, Code::AlreadyExists);
+    let bad = resources::<_, op::Operation>(s.addr, ACCOUNTS, "Create", create("My_Robot")).await;
+    expect_code("bad name", bad, Code::InvalidArgument);
+    let lost = iam::CreateServiceAccountRequest { folder_id: "aaaaaaaaaaaaaaaaaaaa".into(), ..create("lost") };
+    expect_code(
+        "unknown folder",
+        resources::<_, op::Operation>(s.addr, ACCOUNTS, "Create", lost).await,
+        Code::NotFound,
+    );
+    let anonymous = call::<_, iam::ServiceAccount>(
+        s.addr,
+        &format!("/{ACCOUNTS}/Get"),
+        None,
+        &[],
+        iam::GetServiceAccountRequest { service_account_id: sa.id.clone() },
+    )
+    .await;
+    expect_code("no token", anonymous, Code::Unauthenticated);
+
+    let log: iam::ListServiceAccountOperationsResponse = resources(
+        s.addr,
+        ACCOUNTS,
+        "ListOperations",
+        iam::ListServiceAccountOperationsRequest { service_account_id: sa.id.clone(), ..Default::default() },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        log.operations.iter().map(|o| o.description.as_str()).collect::<Vec<_>>(),
+        ["Update service account", "Create service account"]
+    );
+    let deleted: op::Operation =
+        resources(s.addr, ACCOUNTS, "Delete", iam::DeleteServiceAccountRequest { service_account_id: sa.id.clone() })
+            .await
+            .unwrap();
+    assert_eq!(response_of(&deleted).type_url, "type.googleapis.com/google.protobuf.Empty");
+}
+
+#[tokio::test]
+async fn folders_clouds_organizations_and_policies_over_grpc() {
+    use api_keys::admin::grpc::pb::yandex::cloud::access;
+    use api_keys::admin::grpc::pb::yandex::cloud::organizationmanager::v1 as org;
+    use api_keys::admin::grpc::pb::yandex::cloud::resourcemanager::v1 as rm;
+    use api_keys::resource::{DEFAULT_CLOUD_ID, DEFAULT_ORGANIZATION_ID};
+    let s = serve().await;
+
+    let orgs: org::ListOrganizationsResponse =
+        resources(s.addr, ORGANIZATIONS, "List", org::ListOrganizationsRequest::default()).await.unwrap();
+    assert_eq!(orgs.organizations[0].id, DEFAULT_ORGANIZATION_ID);
+    let clouds: rm::ListCloudsResponse =
+        resources(s.addr, CLOUDS, "List", rm::ListCloudsRequest::default()).await.unwrap();
+    assert_eq!(clouds.clouds[0].id, DEFAULT_CLOUD_ID);
+
+    let made: op::Operation = resources(
+        s.addr,
+        FOLDERS,
+        "Create",
+        rm::CreateFolderRequest { cloud_id: DEFAULT_CLOUD_ID.into(), name: "work".into(), ..Default::default() },
+    )
+    .await
+    .unwrap();
+    let folder = rm::Folder::decode(response_of(&made).value.as_slice()).unwrap();
+    assert_eq!(folder.status, rm::folder::Status::Active as i32);
+    let _: op::Operation = resources(
+        s.addr,
+        ACCOUNTS,
+        "Create",
+        iam::CreateServiceAccountRequest { folder_id: folder.id.clone(), name: "inside".into(), ..Default::default() },
+    )
+    .await
+    .unwrap();
+    let busy = resources::<_, op::Operation>(
+        s.addr,
+        FOLDERS,
+        "Delete",
+        rm::DeleteFolderRequest { folder_id: folder.id.clone(), ..Default::default() },
+    )
+    .await;
+    expect_code("non-empty folder", busy, Code::FailedPrecondition);
+
+    // Policies on the organization.
+    let deny = access::AccessPolicyBinding {
+        access_policy_template_id: "iam.denyServiceAccountApiKeysCreation".into(),
+        ..Default::default()
+    };
+    let bound: op::Operation = resources(
+        s.addr,
+        ORGANIZATIONS,
+        "BindAccessPolicy",
+        access::BindAccessPolicyRequest {
+            resource_id: DEFAULT_ORGANIZATION_ID.into(),
+            access_policy_binding: Some(deny.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(bound.metadata.unwrap().type_url, "type.googleapis.com/yandex.cloud.access.BindAccessPolicyMetadata");
+    let listed: access::ListAccessPolicyBindingsResponse = resources(
+        s.addr,
+        ORGANIZATIONS,
+        "ListAccessPolicyBindings",
+        access::ListAccessPolicyBindingsRequest { resource_id: DEFAULT_ORGANIZATION_ID.into(), ..Default::default() },
+    )
+    .await
+    .unwrap();
+    assert_eq!(listed.access_policy_bindings, [deny]);
+    let unknown = resources::<_, op::Operation>(
+        s.addr,
+        CLOUDS,
+        "UpdateAccessPolicyBindingParameters",
+        access::UpdateAccessPolicyBindingParametersRequest {
+            resource_id: DEFAULT_CLOUD_ID.into(),
+            access_policy_binding: Some(access::AccessPolicyBinding {
+                access_policy_template_id: "iam.apiKeys.requireExpiry".into(),
+                ..Default::default()
+            }),
+        },
+    )
+    .await;
+    expect_code("not bound there", unknown, Code::NotFound);
+    let _: op::Operation = resources(
+        s.addr,
+        ORGANIZATIONS,
+        "UnbindAccessPolicy",
+        access::UnbindAccessPolicyRequest {
+            resource_id: DEFAULT_ORGANIZATION_ID.into(),
+            access_policy_template_id: "iam.denyServiceAccountApiKeysCreation".into(),
+        },
+    )
+    .await
+    .unwrap();
+
+    let renamed: op::Operation = resources(
+        s.addr,
+        ORGANIZATIONS,
+        "Update",
+        org::UpdateOrganizationRequest {
+            organization_id: DEFAULT_ORGANIZATION_ID.into(),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["title".into()] }),
+            title: "Acme".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(org::Organization::decode(response_of(&renamed).value.as_slice()).unwrap().title, "Acme");
+    let log: org::ListOrganizationOperationsResponse = resources(
+        s.addr,
+        ORGANIZATIONS,
+        "ListOperations",
+        org::ListOrganizationOperationsRequest {
+            organization_id: DEFAULT_ORGANIZATION_ID.into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(log.operations.len(), 3, "bind, unbind and update are logged as updates");
 }

@@ -2,7 +2,9 @@
 //! SDKs call it before they authenticate): the services this server
 //! answers for, all at the advertised address. The Python SDK looks up
 //! `iam` for `yandex.cloud.iam` (and for every authenticated client) and
-//! `operation` for `OperationService` (its operation waiter).
+//! `operation` for `OperationService` (its operation waiter),
+//! `resource-manager` for folders and clouds and `organization-manager`
+//! for organizations.
 
 use tonic::{Request, Response, Status};
 
@@ -13,7 +15,7 @@ use super::pb::yandex::cloud::endpoint::{
 };
 
 /// The ids listed: the services this server implements.
-pub const SERVICES: [&str; 2] = ["iam", "operation"];
+pub const SERVICES: [&str; 4] = ["iam", "operation", "resource-manager", "organization-manager"];
 
 /// The service: [`SERVICES`] at the advertised address.
 #[derive(Debug, Clone)]

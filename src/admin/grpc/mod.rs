@@ -8,6 +8,9 @@
 //! |---|---|---|
 //! | `yandex.cloud.iam.v1.ApiKeyService` | `List`, `Get`, `Create`, `Update`, `Delete`, `ListOperations`, `ListScopes` | [`api_key`] |
 //! | `yandex.cloud.operation.OperationService` | `Get`, `Cancel` | [`operation`] |
+//! | `yandex.cloud.iam.v1.ServiceAccountService` | `Get`, `List`, `Create`, `Update`, `Delete`, `ListOperations` | [`resources`] |
+//! | `yandex.cloud.resourcemanager.v1.FolderService`, `CloudService` | the same, and `ListAccessPolicyBindings`, `BindAccessPolicy`, `UnbindAccessPolicy`, `UpdateAccessPolicyBindingParameters` | [`resources`] |
+//! | `yandex.cloud.organizationmanager.v1.OrganizationService` | `Get`, `List`, `Update`, `ListOperations` and the four policy methods | [`resources`] |
 //! | `yandex.cloud.endpoint.ApiEndpointService` | `List`, `Get` (no authentication) | [`endpoint`] |
 //!
 //! [`AdminRouters::grpc`](super::AdminRouters::grpc) makes them an axum
@@ -30,6 +33,7 @@
 pub mod api_key;
 pub mod endpoint;
 pub mod operation;
+pub mod resources;
 
 use axum::Router;
 use axum::http::request::Parts;
@@ -74,6 +78,24 @@ pub mod pb {
                 /// `yandex.cloud.iam.v1`.
                 pub mod v1 {
                     include!(concat!(env!("OUT_DIR"), "/yandex.cloud.iam.v1.rs"));
+                }
+            }
+            /// `yandex.cloud.access`.
+            pub mod access {
+                include!(concat!(env!("OUT_DIR"), "/yandex.cloud.access.rs"));
+            }
+            /// `yandex.cloud.resourcemanager`.
+            pub mod resourcemanager {
+                /// `yandex.cloud.resourcemanager.v1`.
+                pub mod v1 {
+                    include!(concat!(env!("OUT_DIR"), "/yandex.cloud.resourcemanager.v1.rs"));
+                }
+            }
+            /// `yandex.cloud.organizationmanager`.
+            pub mod organizationmanager {
+                /// `yandex.cloud.organizationmanager.v1`.
+                pub mod v1 {
+                    include!(concat!(env!("OUT_DIR"), "/yandex.cloud.organizationmanager.v1.rs"));
                 }
             }
             /// `yandex.cloud.operation`.
@@ -121,18 +143,38 @@ impl<S: KeyStore, A: AdminAuth> AdminRouters<S, A> {
         let services = Services { api: std::sync::Arc::clone(&self.api) };
         let keys =
             iam::api_key_service_server::ApiKeyServiceServer::new(services.clone()).max_decoding_message_size(limit);
-        let operations =
-            op::operation_service_server::OperationServiceServer::new(services).max_decoding_message_size(limit);
+        let operations = op::operation_service_server::OperationServiceServer::new(services.clone())
+            .max_decoding_message_size(limit);
+        let accounts = iam::service_account_service_server::ServiceAccountServiceServer::new(services.clone())
+            .max_decoding_message_size(limit);
+        let folders =
+            pb::yandex::cloud::resourcemanager::v1::folder_service_server::FolderServiceServer::new(services.clone())
+                .max_decoding_message_size(limit);
+        let clouds =
+            pb::yandex::cloud::resourcemanager::v1::cloud_service_server::CloudServiceServer::new(services.clone())
+                .max_decoding_message_size(limit);
+        let organizations =
+            pb::yandex::cloud::organizationmanager::v1::organization_service_server::OrganizationServiceServer::new(
+                services,
+            )
+            .max_decoding_message_size(limit);
         let endpoints = pb::yandex::cloud::endpoint::api_endpoint_service_server::ApiEndpointServiceServer::new(
             endpoint::Endpoints::new(endpoints),
         )
         .max_decoding_message_size(limit);
-        Routes::new(keys).add_service(operations).add_service(endpoints).into_axum_router()
+        Routes::new(keys)
+            .add_service(operations)
+            .add_service(accounts)
+            .add_service(folders)
+            .add_service(clouds)
+            .add_service(organizations)
+            .add_service(endpoints)
+            .into_axum_router()
     }
 }
 
-/// `ApiKeyService` and `OperationService` over an [`AdminApi`](super::AdminApi)
-/// (one value serves both).
+/// The management services over an [`AdminApi`](super::AdminApi) (one
+/// value serves them all).
 pub struct Services<S, A> {
     api: std::sync::Arc<super::AdminApi<S, A>>,
 }
