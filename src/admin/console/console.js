@@ -243,6 +243,7 @@ function signOut() {
   accounts.next = '';
   for (const id of ['organization-select', 'cloud-select', 'folder-select', 'policies-body', 'accounts-body']) $(id).replaceChildren();
   for (const id of ['folder-error', 'policies-error', 'accounts-error']) clearError(id);
+  $('folder-status').textContent = '';
   $('policies-wrap').hidden = true;
   $('accounts-wrap').hidden = true;
   $('folder-section').hidden = true;
@@ -291,11 +292,17 @@ async function loadTemplates() {
 /// the ids to choose again where they are still listed).
 async function loadOrganizations(keep = {}) {
   clearError('folder-error');
+  $('folder-status').textContent = '';
   let items;
   try {
     items = await listAll('organization-manager/v1/organizations', 'organizations', {}, ROOT);
   } catch (error) {
-    showError('folder-error', error);
+    if (!(error instanceof ApiError && error.status === 404)) {
+      showError('folder-error', error);
+      return;
+    }
+    // A server without the resource managers' routes: its default folder.
+    await defaultFolderOnly();
     return;
   }
   place.organization = fillSelect($('organization-select'), items, keep.organization, DEFAULTS.organization);
@@ -326,6 +333,16 @@ async function loadFolders(keep = {}) {
     }
   }
   place.folder = fillSelect($('folder-select'), items, keep.folder, DEFAULTS.folder);
+  await folderChosen();
+}
+
+/// The default organization, cloud and folder as the only choices (the
+/// server does not list them), said in words.
+async function defaultFolderOnly() {
+  place.organization = fillSelect($('organization-select'), [{ id: DEFAULTS.organization }], null, null);
+  place.cloud = fillSelect($('cloud-select'), [{ id: DEFAULTS.cloud }], null, null);
+  place.folder = fillSelect($('folder-select'), [{ id: DEFAULTS.folder }], null, null);
+  $('folder-status').textContent = 'This server does not list organizations, clouds and folders (no /organization-manager/v1 and /resource-manager/v1 routes): showing the default folder.';
   await folderChosen();
 }
 
@@ -360,12 +377,18 @@ async function loadPolicies() {
       }
     });
   } catch (error) {
-    showError('policies-error', error);
+    if (error instanceof ApiError && error.status === 404) {
+      $('policies-error').textContent = 'This server does not list access policy bindings (no …:listAccessPolicyBindings routes): the policies on this path are unknown here.';
+    } else {
+      showError('policies-error', error);
+    }
   }
   $('policies-body').replaceChildren(...bindings.map(policyRow));
   $('policies-wrap').hidden = bindings.length === 0;
   $('policies-status').textContent = !place.folder
     ? 'No folder chosen.'
+    : $('policies-error').textContent
+      ? ''
     : bindings.length === 0
       ? 'No access policy is bound on this folder, its cloud or its organization.'
       : `${bindings.length} access polic${bindings.length === 1 ? 'y applies' : 'ies apply'} to the service accounts of this folder.`;
