@@ -479,7 +479,8 @@ async function openAccount(sa) {
 
 function openAccountCreate() {
   clearError('account-error');
-  $('account-dialog-folder').textContent = `${place.names.get(place.folder) ?? place.folder} (${place.folder})`;
+  const name = place.names.get(place.folder);
+  $('account-dialog-folder').textContent = name && name !== place.folder ? `${name} (${place.folder})` : place.folder;
   $('account-name').value = '';
   $('account-description').value = '';
   $('account-dialog').showModal();
@@ -697,7 +698,8 @@ async function create(event) {
     } catch (error) {
       showError('create-error', error);
       if (error instanceof ApiError && error.code === FAILED_PRECONDITION && bindings.length > 0) {
-        $('create-error').textContent += ' The access policies bound on the folder\'s path are listed under “Access policies on this folder\'s path”.';
+        const said = $('create-error').textContent;
+        $('create-error').textContent = `${said}${/[.!?]$/.test(said) ? '' : '.'} The access policies bound on the folder's path are listed under “Access policies on this folder's path”.`;
       }
       return;
     }
