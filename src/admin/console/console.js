@@ -11,12 +11,24 @@
 // changes, the scopes' descriptions), which the cloud's shape leaves out.
 
 const API = new URL('../', import.meta.url);
+// The resource managers' routes sit at the root, beside `/iam/v1`
+// (`/resource-manager/v1/folders`, `/organization-manager/v1/…`).
+const ROOT = new URL('../../', API);
 const PAGE_SIZE = 20;
+const ACCOUNTS_PAGE_SIZE = 50;
+const DEFAULTS = { organization: 'defaultorganization0', cloud: 'defaultcloud00000000', folder: 'defaultfolder0000000' };
 const HISTORY_PAGE_SIZE = 20;
 
 let token = null;
 let scopes = [];
 let account = null;
+let accountName = null;
+let templates = new Map();
+// The folder picked, its cloud and organization (ids and names), the
+// bindings on that path and the listed service accounts.
+const place = { organization: null, cloud: null, folder: null, names: new Map() };
+let bindings = [];
+const accounts = { list: [], next: '' };
 const pages = { tokens: [''], index: 0, next: '' };
 const history = { id: null, next: '' };
 let shownSecret = null;
@@ -27,13 +39,25 @@ const $ = (id) => document.getElementById(id);
 
 // ----- talking to the API -----
 
-class ApiError extends Error {}
+class ApiError extends Error {
+  constructor(message, status = 0, code = null) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+// google.rpc code 9: an access policy (or the resource's state) refused it.
+const FAILED_PRECONDITION = 9;
 
 function explain(status, body, statusText) {
   const message = body && typeof body === 'object'
     ? String(body.message ?? body.detail ?? body.title ?? '')
     : '';
   const said = message ? `: ${message}` : '.';
+  if (body?.code === FAILED_PRECONDITION && (status === 400 || status === 412)) {
+    return `Refused by an access policy${said}`;
+  }
   switch (status) {
     case 400: return `Refused${said}`;
     case 401: return 'The admin token was not accepted. Check it, or sign in again.';
@@ -49,7 +73,7 @@ function explain(status, body, statusText) {
   }
 }
 
-async function call(method, path, body) {
+async function call(method, path, body, base = API) {
   const headers = { Authorization: `Bearer ${token ?? ''}`, Accept: 'application/json' };
   const init = { method, headers, cache: 'no-store', credentials: 'omit', redirect: 'error', referrerPolicy: 'no-referrer' };
   if (body !== undefined) {
@@ -58,7 +82,7 @@ async function call(method, path, body) {
   }
   let response;
   try {
-    const url = new URL(path, API);
+    const url = new URL(path, base);
     url.searchParams.set('view', 'FULL');
     response = await fetch(url, init);
   } catch {
@@ -72,12 +96,26 @@ async function call(method, path, body) {
     data = null;
   }
   if (!response.ok) {
-    throw new ApiError(explain(response.status, data, response.statusText));
+    throw new ApiError(explain(response.status, data, response.statusText), response.status, data?.code ?? null);
   }
   return data;
 }
 
 const keyPath = (id, suffix = '') => `apiKeys/${encodeURIComponent(id)}${suffix}`;
+
+/// Every item of a listing at `path` (relative to `base`), page by page.
+async function listAll(path, field, params, base = API) {
+  const all = [];
+  let pageToken = '';
+  do {
+    const query = new URLSearchParams({ ...params, pageSize: '100' });
+    if (pageToken) query.set('pageToken', pageToken);
+    const data = await call('GET', `${path}?${query}`, undefined, base);
+    if (Array.isArray(data?.[field])) all.push(...data[field]);
+    pageToken = data?.nextPageToken ?? '';
+  } while (pageToken);
+  return all;
+}
 
 // ----- small DOM helpers -----
 
@@ -158,10 +196,12 @@ async function signIn(event) {
     }
     input.value = '';
     $('sign-in-section').hidden = true;
-    $('keys-section').hidden = false;
+    for (const id of ['folder-section', 'accounts-section', 'keys-section']) $(id).hidden = false;
     $('signed-in').hidden = false;
     $('sign-out').hidden = false;
-    $('service-account').focus();
+    $('folder-select').focus();
+    await loadTemplates();
+    await loadOrganizations();
   });
 }
 
@@ -194,10 +234,285 @@ function signOut() {
   $('list-status').textContent = '';
   clearError('list-error');
   $('keys-section').hidden = true;
+  accountName = null;
+  $('keys-heading').textContent = 'API keys';
+  templates = new Map();
+  Object.assign(place, { organization: null, cloud: null, folder: null, names: new Map() });
+  bindings = [];
+  accounts.list = [];
+  accounts.next = '';
+  for (const id of ['organization-select', 'cloud-select', 'folder-select', 'policies-body', 'accounts-body']) $(id).replaceChildren();
+  for (const id of ['folder-error', 'policies-error', 'accounts-error']) clearError(id);
+  $('folder-status').textContent = '';
+  $('policies-wrap').hidden = true;
+  $('accounts-wrap').hidden = true;
+  $('folder-section').hidden = true;
+  $('accounts-section').hidden = true;
   $('signed-in').hidden = true;
   $('sign-out').hidden = true;
   $('sign-in-section').hidden = false;
   $('admin-token').focus();
+}
+
+// ----- the folder: organization → cloud → folder -----
+
+/// The open account as people read it: its name and id, or the id alone.
+function accountLabel() {
+  return accountName ? `${accountName} (${account})` : (account ?? '');
+}
+
+function option(value, text) {
+  const node = el('option', { value, text });
+  return node;
+}
+
+/// Fills `select` with `items` (id, name), choosing `wanted` when listed,
+/// else the default id, else the first; the chosen id or null.
+function fillSelect(select, items, wanted, fallback) {
+  select.replaceChildren(...items.map((item) => option(item.id, item.name ? `${item.name} (${item.id})` : item.id)));
+  if (items.length === 0) select.append(option('', '(none)'));
+  select.disabled = items.length === 0;
+  for (const item of items) place.names.set(item.id, item.name || item.id);
+  const ids = items.map((i) => i.id);
+  const chosen = [wanted, fallback].find((id) => id && ids.includes(id)) ?? ids[0] ?? null;
+  select.value = chosen ?? '';
+  return chosen;
+}
+
+async function loadTemplates() {
+  try {
+    const data = await call('GET', 'accessPolicyTemplates');
+    templates = new Map((data?.accessPolicyTemplates ?? []).map((t) => [t.id, t]));
+  } catch {
+    templates = new Map(); // The bindings still show by id.
+  }
+}
+
+/// Loads the organizations and everything under the chosen one (`keep`:
+/// the ids to choose again where they are still listed).
+async function loadOrganizations(keep = {}) {
+  clearError('folder-error');
+  $('folder-status').textContent = '';
+  let items;
+  try {
+    items = await listAll('organization-manager/v1/organizations', 'organizations', {}, ROOT);
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 404)) {
+      showError('folder-error', error);
+      return;
+    }
+    // A server without the resource managers' routes: its default folder.
+    await defaultFolderOnly();
+    return;
+  }
+  place.organization = fillSelect($('organization-select'), items, keep.organization, DEFAULTS.organization);
+  await loadClouds(keep);
+}
+
+async function loadClouds(keep = {}) {
+  clearError('folder-error');
+  let items = [];
+  if (place.organization) {
+    try {
+      items = await listAll('resource-manager/v1/clouds', 'clouds', { organizationId: place.organization }, ROOT);
+    } catch (error) {
+      showError('folder-error', error);
+    }
+  }
+  place.cloud = fillSelect($('cloud-select'), items, keep.cloud, DEFAULTS.cloud);
+  await loadFolders(keep);
+}
+
+async function loadFolders(keep = {}) {
+  let items = [];
+  if (place.cloud) {
+    try {
+      items = await listAll('resource-manager/v1/folders', 'folders', { cloudId: place.cloud }, ROOT);
+    } catch (error) {
+      showError('folder-error', error);
+    }
+  }
+  place.folder = fillSelect($('folder-select'), items, keep.folder, DEFAULTS.folder);
+  await folderChosen();
+}
+
+/// The default organization, cloud and folder as the only choices (the
+/// server does not list them), said in words.
+async function defaultFolderOnly() {
+  place.organization = fillSelect($('organization-select'), [{ id: DEFAULTS.organization }], null, null);
+  place.cloud = fillSelect($('cloud-select'), [{ id: DEFAULTS.cloud }], null, null);
+  place.folder = fillSelect($('folder-select'), [{ id: DEFAULTS.folder }], null, null);
+  $('folder-status').textContent = 'This server does not list organizations, clouds and folders (no /organization-manager/v1 and /resource-manager/v1 routes): showing the default folder.';
+  await folderChosen();
+}
+
+/// A folder was chosen: its policies and its service accounts.
+async function folderChosen() {
+  $('account-create-open').disabled = !place.folder;
+  const name = place.folder ? place.names.get(place.folder) : null;
+  $('accounts-caption').textContent = name ? `Service accounts in folder ${name}` : 'Service accounts';
+  await Promise.all([loadPolicies(), loadAccounts(false)]);
+}
+
+// ----- access policies on the folder's path -----
+
+const POLICY_ROUTES = {
+  folder: 'resource-manager/v1/folders',
+  cloud: 'resource-manager/v1/clouds',
+  organization: 'organization-manager/v1/organizations',
+};
+
+async function loadPolicies() {
+  clearError('policies-error');
+  bindings = [];
+  const path = [['folder', place.folder], ['cloud', place.cloud], ['organization', place.organization]]
+    .filter(([, id]) => id);
+  try {
+    const answers = await Promise.all(path.map(([kind, id]) => call('GET',
+      `${POLICY_ROUTES[kind]}/${encodeURIComponent(id)}:listAccessPolicyBindings`, undefined, ROOT)));
+    answers.forEach((data, i) => {
+      const [kind, id] = path[i];
+      for (const b of data?.accessPolicyBindings ?? []) {
+        bindings.push({ ...b, on: { kind, id, name: place.names.get(id) ?? id } });
+      }
+    });
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) {
+      $('policies-error').textContent = 'This server does not list access policy bindings (no …:listAccessPolicyBindings routes): the policies on this path are unknown here.';
+    } else {
+      showError('policies-error', error);
+    }
+  }
+  $('policies-body').replaceChildren(...bindings.map(policyRow));
+  $('policies-wrap').hidden = bindings.length === 0;
+  $('policies-status').textContent = !place.folder
+    ? 'No folder chosen.'
+    : $('policies-error').textContent
+      ? ''
+    : bindings.length === 0
+      ? 'No access policy is bound on this folder, its cloud or its organization.'
+      : `${bindings.length} access polic${bindings.length === 1 ? 'y applies' : 'ies apply'} to the service accounts of this folder.`;
+}
+
+function policyRow(b) {
+  const template = templates.get(b.accessPolicyTemplateId);
+  const params = Object.entries(b.parameters ?? {});
+  const head = el('th', { scope: 'row' }, el('span', { className: 'mono', text: b.accessPolicyTemplateId }));
+  if (template?.description) head.append(el('small', { className: 'hint block', text: template.description }));
+  return el('tr', { 'data-template': b.accessPolicyTemplateId, 'data-bound-on': b.on.kind },
+    head,
+    el('td', { className: 'mono', text: params.length ? params.map(([k, v]) => `${k}=${v}`).join(', ') : '—' }),
+    el('td', { text: `${b.on.kind[0].toUpperCase()}${b.on.kind.slice(1)} ${b.on.name} (${b.on.id})` }),
+  );
+}
+
+// ----- service accounts -----
+
+async function loadAccounts(more) {
+  clearError('accounts-error');
+  if (!more) {
+    accounts.list = [];
+    accounts.next = '';
+  }
+  if (!place.folder) {
+    renderAccounts();
+    return;
+  }
+  const query = new URLSearchParams({ folderId: place.folder, pageSize: String(ACCOUNTS_PAGE_SIZE) });
+  if (more && accounts.next) query.set('pageToken', accounts.next);
+  try {
+    const data = await call('GET', `serviceAccounts?${query}`);
+    accounts.list.push(...(data?.serviceAccounts ?? []));
+    accounts.next = data?.nextPageToken ?? '';
+  } catch (error) {
+    showError('accounts-error', error);
+  }
+  renderAccounts();
+}
+
+function renderAccounts() {
+  $('accounts-body').replaceChildren(...accounts.list.map(accountRow));
+  $('accounts-wrap').hidden = accounts.list.length === 0;
+  $('accounts-more').hidden = accounts.next === '';
+  const name = place.names.get(place.folder) ?? place.folder;
+  $('accounts-status').textContent = !place.folder
+    ? ''
+    : accounts.list.length === 0
+      ? `Folder ${name} has no service accounts.`
+      : `${accounts.list.length}${accounts.next ? '+' : ''} service account${accounts.list.length === 1 ? '' : 's'} in folder ${name}.`;
+  markOpenAccount();
+}
+
+function accountRow(sa) {
+  return el('tr', { 'data-account-id': sa.id },
+    el('th', { scope: 'row', text: sa.name }),
+    el('td', { className: 'description', text: sa.description || '—' }),
+    el('td', {}, when(sa.createdAt)),
+    el('td', { className: 'mono', text: sa.id }),
+    el('td', {}, el('button', { type: 'button', 'aria-label': `Open ${sa.name}`, text: 'Open', onClick: () => openAccount(sa) })),
+  );
+}
+
+/// Marks the open account's row (`aria-current`).
+function markOpenAccount() {
+  for (const row of $('accounts-body').querySelectorAll('tr')) {
+    if (row.dataset.accountId === account) row.setAttribute('aria-current', 'true');
+    else row.removeAttribute('aria-current');
+  }
+}
+
+/// Shows the keys of `sa` in the key table below.
+async function openAccount(sa) {
+  account = sa.id;
+  accountName = sa.name;
+  $('service-account').value = sa.id;
+  clearError('list-error');
+  markOpenAccount();
+  pages.tokens = [''];
+  pages.index = 0;
+  history.id = null;
+  $('history-section').hidden = true;
+  await loadPage();
+  $('keys-heading').focus();
+  $('keys-section').scrollIntoView({ block: 'start' });
+}
+
+function openAccountCreate() {
+  clearError('account-error');
+  const name = place.names.get(place.folder);
+  $('account-dialog-folder').textContent = name && name !== place.folder ? `${name} (${place.folder})` : place.folder;
+  $('account-name').value = '';
+  $('account-description').value = '';
+  $('account-dialog').showModal();
+  $('account-name').focus();
+}
+
+async function createAccount(event) {
+  event.preventDefault();
+  clearError('account-error');
+  const name = $('account-name').value.trim();
+  if (!name) {
+    $('account-error').textContent = 'Enter a name.';
+    $('account-name').focus();
+    return;
+  }
+  const body = { folderId: place.folder, name };
+  const description = $('account-description').value;
+  if (description) body.description = description;
+  await busy(event.submitter ?? $('account-create-form').querySelector('[type=submit]'), async () => {
+    let op;
+    try {
+      op = await call('POST', 'serviceAccounts', body);
+    } catch (error) {
+      showError('account-error', error);
+      $('account-name').focus();
+      return;
+    }
+    $('account-dialog').close();
+    await loadAccounts(false);
+    const made = op?.response;
+    if (made?.id) await openAccount(made);
+  });
 }
 
 // ----- the list -----
@@ -212,6 +527,8 @@ async function showKeys(event) {
     return;
   }
   account = name;
+  accountName = accounts.list.find((sa) => sa.id === name)?.name ?? null;
+  markOpenAccount();
   pages.tokens = [''];
   pages.index = 0;
   history.id = null;
@@ -263,13 +580,14 @@ function restoreFocus(target) {
 function renderKeys(keys) {
   const target = focusTarget();
   $('create-open').disabled = false;
-  $('keys-caption').textContent = `API keys of ${account}`;
+  $('keys-caption').textContent = `API keys of ${accountLabel()}`;
+  $('keys-heading').textContent = `API keys of ${accountName ?? account}`;
   $('keys-body').replaceChildren(...keys.map(keyRow));
   if (!target) $('keys-wrap').scrollLeft = 0;
   $('keys-wrap').hidden = keys.length === 0;
   $('list-status').textContent = keys.length === 0
-    ? `Service account ${account} has no API keys.`
-    : `Showing ${keys.length} key${keys.length === 1 ? '' : 's'} of ${account}.`;
+    ? `Service account ${accountLabel()} has no API keys.`
+    : `Showing ${keys.length} key${keys.length === 1 ? '' : 's'} of ${accountLabel()}.`;
   const paged = pages.index > 0 || pages.next !== '';
   $('pager').hidden = !paged;
   $('prev-page').disabled = pages.index === 0;
@@ -352,7 +670,12 @@ const checkedScopes = (fieldset) => [...fieldset.querySelectorAll('input[type=ch
 
 function openCreate() {
   clearError('create-error');
-  $('create-account').textContent = account;
+  $('create-account').textContent = accountLabel();
+  const inFolder = accounts.list.some((sa) => sa.id === account);
+  $('create-policies').hidden = !(inFolder && bindings.length > 0);
+  $('create-policies').textContent = inFolder && bindings.length > 0
+    ? `Access policies on its path: ${bindings.map((b) => `${b.accessPolicyTemplateId} (on ${b.on.kind} ${b.on.name})`).join('; ')}.`
+    : '';
   $('create-description').value = '';
   $('create-expires').value = '';
   fillScopes($('create-scopes'), 'create-scope', new Set());
@@ -374,6 +697,10 @@ async function create(event) {
       created = await call('POST', 'apiKeys', body);
     } catch (error) {
       showError('create-error', error);
+      if (error instanceof ApiError && error.code === FAILED_PRECONDITION && bindings.length > 0) {
+        const said = $('create-error').textContent;
+        $('create-error').textContent = `${said}${/[.!?]$/.test(said) ? '' : '.'} The access policies bound on the folder's path are listed under “Access policies on this folder's path”.`;
+      }
       return;
     }
     $('create-dialog').close();
@@ -665,6 +992,14 @@ function wire() {
     ($('next-page').disabled ? $('prev-page') : $('next-page')).focus();
   });
   $('history-close').addEventListener('click', closeHistory);
+  $('organization-select').addEventListener('change', (e) => { place.organization = e.target.value || null; loadClouds(); });
+  $('cloud-select').addEventListener('change', (e) => { place.cloud = e.target.value || null; loadFolders(); });
+  $('folder-select').addEventListener('change', (e) => { place.folder = e.target.value || null; folderChosen(); });
+  $('folder-form').addEventListener('submit', (e) => e.preventDefault());
+  $('folder-refresh').addEventListener('click', () => busy($('folder-refresh'), () => loadOrganizations({ ...place })));
+  $('account-create-open').addEventListener('click', openAccountCreate);
+  $('account-create-form').addEventListener('submit', createAccount);
+  $('accounts-more').addEventListener('click', () => busy($('accounts-more'), () => loadAccounts(true)));
   $('history-more').addEventListener('click', () => busy($('history-more'), () => loadHistory(true)));
 }
 
