@@ -43,7 +43,6 @@ const match = (text, re, message) => { checks += 1; assert.match(text, re, messa
 let server;
 // Whether this keyctl serve has the resource managers' routes
 // (`/resource-manager/v1`, `/organization-manager/v1`) at its root.
-let servesResourceManagers = false;
 let serverEnv;
 let base;
 let workdir;
@@ -211,10 +210,7 @@ describe('management console', { timeout: 120_000 }, () => {
     base = await startServer();
     ACCOUNT = await createAccount(ACCOUNT_NAME, 'the console tests');
     PAGING_ACCOUNT = await createAccount(PAGING_ACCOUNT_NAME, 'paging');
-    servesResourceManagers = (await apiAnswer('/organization-manager/v1/organizations', 'GET')).status !== 404;
-    if (!servesResourceManagers) {
-      console.log('# note: this keyctl serve has no /resource-manager/v1 and /organization-manager/v1 routes: the folder pickers fall back to the default folder and the access policies come from a stand-in in the test');
-    }
+    eq((await apiAnswer('/organization-manager/v1/organizations', 'GET')).status, 200, 'the server lists organizations');
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
@@ -589,13 +585,7 @@ describe('management console', { timeout: 120_000 }, () => {
     match(row[2].replace(/\s+/g, ' '), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/, 'Created at');
     eq(row[3], ACCOUNT, 'ID');
     ok(await table.getByRole('button', { name: `Open ${PAGING_ACCOUNT_NAME}`, exact: true }).isVisible(), 'each account has an Open button');
-    if (servesResourceManagers) {
-      await page.locator('#policies-status').filter({ hasText: 'No access policy is bound' }).waitFor();
-    } else {
-      await page.locator('#folder-status').filter({ hasText: 'showing the default folder' }).waitFor();
-      await page.locator('#policies-error').filter({ hasText: 'does not list access policy bindings' }).waitFor();
-      ok(true, 'without the resource managers, the console says so and shows the default folder');
-    }
+    await page.locator('#policies-status').filter({ hasText: 'No access policy is bound' }).waitFor();
     ok(!(await page.getByRole('table', { name: /Access policies bound/ }).isVisible()), 'no policy table while none is bound');
   });
 
@@ -672,19 +662,8 @@ describe('management console', { timeout: 120_000 }, () => {
   it('lists the access policies bound on the folder\'s path and shows why a create is refused', async () => {
     const deny = { accessPolicyTemplateId: DENY, parameters: {} };
     const lifetime = { accessPolicyTemplateId: 'iam.apiKeys.maxLifetime', parameters: { max_lifetime: '3650d' } };
-    // The stand-in's bindings, by where they are bound (used when this
-    // server does not serve …:listAccessPolicyBindings).
-    let standIn = { folder: [lifetime], organization: [deny] };
-    const listing = (url) => url.pathname.endsWith(':listAccessPolicyBindings');
-    if (servesResourceManagers) {
-      await apiAt(`${ORGANIZATION_PATH}:bindAccessPolicy`, 'POST', { accessPolicyBinding: deny });
-      await apiAt(`${FOLDER_PATH}:bindAccessPolicy`, 'POST', { accessPolicyBinding: lifetime });
-    } else {
-      await page.route(listing, (route) => {
-        const kind = { folders: 'folder', clouds: 'cloud', organizations: 'organization' }[new URL(route.request().url()).pathname.split('/')[3]];
-        return route.fulfill({ status: 200, contentType: 'application/json', json: { accessPolicyBindings: standIn[kind] ?? [], nextPageToken: '' } });
-      });
-    }
+    await apiAt(`${ORGANIZATION_PATH}:bindAccessPolicy`, 'POST', { accessPolicyBinding: deny });
+    await apiAt(`${FOLDER_PATH}:bindAccessPolicy`, 'POST', { accessPolicyBinding: lifetime });
     await page.getByRole('button', { name: 'Refresh', exact: true }).click();
     const table = page.getByRole('table', { name: 'Access policies bound on the folder, its cloud and its organization' });
     await table.waitFor();
@@ -700,9 +679,7 @@ describe('management console', { timeout: 120_000 }, () => {
     match(await page.locator('#policies-status').innerText(), /2 access policies apply/, 'the count in words');
 
     // The server's own answer to a key create for the account, outside the page.
-    const creating = (url) => url.pathname === '/iam/v1/apiKeys';
     const direct = await apiAnswer('/iam/v1/apiKeys', 'POST', { serviceAccountId: robot, expiresAt: '2030-01-01T00:00:00Z' });
-    if (direct.ok) secrets.push(direct.data.secret);
     await page.getByRole('button', { name: `Open deploy-robot`, exact: true }).click();
     await page.getByRole('heading', { name: 'API keys of deploy-robot' }).waitFor();
     const listed = await tableIds();
@@ -712,19 +689,8 @@ describe('management console', { timeout: 120_000 }, () => {
     match(await d.innerText(), new RegExp(`Access policies on its path: .*${DENY.replace(/\./g, '\\.')} \\(on organization`), 'the dialog names the policies on the path');
     await d.getByLabel('Description').fill('refused');
     await d.getByLabel('Expires at').fill('2030-01-01T00:00:00');
-    if (direct.ok) {
-      // This server does not require a key's account to exist, so it
-      // applies no access policy to keys: show its refusal as it would be.
-      console.log('# note: keyctl serve created a key under a deny policy (it does not require accounts, so applies no policy to keys); the refusal is simulated');
-      await page.route(creating, (route) => route.fulfill({
-        status: 400,
-        contentType: 'application/json',
-        body: JSON.stringify({ code: 9, message: `access policy ${DENY} bound on organization ${DEFAULT_ORGANIZATION} refuses this: creating API keys is forbidden`, details: [] }),
-      }));
-    } else {
-      eq([direct.status, direct.data.code], [400, 9], 'the server refuses the key: FAILED_PRECONDITION');
-      match(direct.data.message, new RegExp(DENY.replace(/\./g, '\\.')), 'naming the policy');
-    }
+    eq([direct.status, direct.data.code], [400, 9], 'the server refuses the key: FAILED_PRECONDITION');
+    match(direct.data.message, new RegExp(DENY.replace(/\./g, '\\.')), 'naming the policy');
     await d.getByRole('button', { name: 'Create', exact: true }).click();
     const error = d.getByRole('alert');
     await error.filter({ hasText: /./ }).waitFor();
@@ -733,21 +699,15 @@ describe('management console', { timeout: 120_000 }, () => {
     match(said, /Access policies on this folder's path/, 'and points at the policy list');
     ok(await d.isVisible(), 'the dialog stays open, the refusal next to its form');
     await shot('refused-by-policy');
-    await page.unroute(creating);
     await d.getByRole('button', { name: 'Cancel' }).click();
     await d.waitFor({ state: 'hidden' });
     eq(await tableIds(), listed, 'nothing was added');
 
-    if (servesResourceManagers) {
-      await apiAt(`${ORGANIZATION_PATH}:unbindAccessPolicy`, 'POST', { accessPolicyTemplateId: DENY });
-      await apiAt(`${FOLDER_PATH}:unbindAccessPolicy`, 'POST', { accessPolicyTemplateId: 'iam.apiKeys.maxLifetime' });
-    } else {
-      standIn = {};
-    }
+    await apiAt(`${ORGANIZATION_PATH}:unbindAccessPolicy`, 'POST', { accessPolicyTemplateId: DENY });
+    await apiAt(`${FOLDER_PATH}:unbindAccessPolicy`, 'POST', { accessPolicyTemplateId: 'iam.apiKeys.maxLifetime' });
     await page.getByRole('button', { name: 'Refresh', exact: true }).click();
     await page.locator('#policies-status').filter({ hasText: 'No access policy is bound' }).waitFor();
     ok(true, 'unbound, the list empties');
-    await page.unroute(listing);
   });
 
   it('is usable with the keyboard alone', async () => {
