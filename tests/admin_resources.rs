@@ -37,7 +37,10 @@ async fn serve(require: bool) -> String {
         .limited_token("robot-admin", LIMITED, [api_keys::ServiceAccountId::new("robot").unwrap()])
         .unwrap();
     let routers = AdminApi::new(manager, auth).shared();
-    let app = axum::Router::new().nest("/iam/v1", routers.iam()).merge(routers.resource_managers());
+    let app = axum::Router::new()
+        .nest("/iam/v1", routers.iam())
+        .merge(routers.operations())
+        .merge(routers.resource_managers());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -149,6 +152,16 @@ async fn service_accounts_are_created_listed_paged_patched_and_deleted() {
     let (_, one) =
         ops.get(&format!("/iam/v1/serviceAccounts?folderId={DEFAULT_FOLDER_ID}&filter=name%3D%22robot-b%22")).await;
     assert_eq!(one["serviceAccounts"].as_array().unwrap().len(), 1, "{one}");
+
+    // The create, by id, from the operations service.
+    let created = op["id"].as_str().unwrap().to_owned();
+    let (status, again) = ops.get(&format!("/operations/{created}")).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!((again["id"].as_str(), again["done"].as_bool()), (Some(created.as_str()), Some(true)), "{again}");
+    assert_eq!(again["metadata"]["serviceAccountId"], id.as_str());
+    assert_eq!(again["response"]["name"], "my-robot");
+    let cancel = ops.get(&format!("/operations/{created}:cancel")).await;
+    refused(&cancel, StatusCode::BAD_REQUEST, 9);
 
     // Patched: only what the mask names.
     let (status, op) = ops

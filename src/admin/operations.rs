@@ -8,6 +8,10 @@
 //! finished operation cannot be cancelled. Both need the same admin
 //! authentication as the rest of the API; an operation on a key the
 //! caller may not see is "not found", like one that does not exist.
+//!
+//! An id of a resource's log (a service account, folder, cloud or
+//! organization changed) answers that operation, with the resource as
+//! the change left it, to a caller who may read the resource.
 
 use axum::extract::{Path, Request};
 use axum::response::Response;
@@ -15,6 +19,7 @@ use axum::response::Response;
 use super::api::{AdminApi, Shared, json};
 use super::auth::{AdminAction, AdminAuth, AdminCaller};
 use super::error::{ApiError, Code};
+use super::resources::Changed;
 use super::types::{ApiKey, OperationView};
 use super::view::{self, View};
 use crate::operation::{Operation, OperationChanges, OperationId, OperationKind};
@@ -49,30 +54,50 @@ impl<'a> OperationResult<'a> {
     }
 }
 
+/// An operation found by id: a key's or a resource's.
+pub(super) enum Found {
+    /// A key's log entry.
+    Key(Operation),
+    /// A resource's log entry.
+    Resource(Changed),
+}
+
+impl Found {
+    fn id(&self) -> &str {
+        match self {
+            Self::Key(op) => op.id.as_str(),
+            Self::Resource(c) => c.op.id.as_str(),
+        }
+    }
+}
+
 impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
-    /// The operation `raw` names, if `caller` may read its key's log.
+    /// The operation `raw` names, if `caller` may read its key's log or
+    /// its resource.
     ///
     /// # Errors
     /// Code 3 for a malformed id; code 5 for an operation that does not
     /// exist (or is no longer kept) or that the caller may not see; a store
     /// failure.
-    pub(super) async fn operation_by_id(&self, caller: &AdminCaller, raw: &str) -> Result<Operation, ApiError> {
+    pub(super) async fn operation_by_id(&self, caller: &AdminCaller, raw: &str) -> Result<Found, ApiError> {
         let id = OperationId::parse(raw).map_err(|e| ApiError::invalid(format!("operationId: {e}")))?;
         let missing = || ApiError::new(Code::NotFound, format!("operation {id} not found"));
-        let op = self.manager.operation(&id).await?.ok_or_else(missing)?;
-        if !self.auth.allows(caller, AdminAction::ListOperations, &op.service_account_id) {
-            return Err(missing());
+        if let Some(op) = self.manager.operation(&id).await? {
+            if !self.auth.allows(caller, AdminAction::ListOperations, &op.service_account_id) {
+                return Err(missing());
+            }
+            return Ok(Found::Key(op));
         }
-        Ok(op)
+        self.resource_operation(caller, &id).await?.map(Found::Resource).ok_or_else(missing)
     }
 
     /// The refusal of a cancel: the operation (found as
     /// [`AdminApi::operation_by_id`] finds it) is done, so code 9.
     pub(super) async fn cancel_operation(&self, caller: &AdminCaller, raw: &str) -> ApiError {
         match self.operation_by_id(caller, raw).await {
-            Ok(op) => ApiError::new(
+            Ok(found) => ApiError::new(
                 Code::FailedPrecondition,
-                format!("operation {} is done and cannot be cancelled", op.id.as_str()),
+                format!("operation {} is done and cannot be cancelled", found.id()),
             ),
             Err(e) => e,
         }
@@ -91,10 +116,10 @@ pub(super) async fn get<S: KeyStore, A: AdminAuth>(
     match raw.split_once(':') {
         Some((id, "cancel")) => Err(api.cancel_operation(&caller, id).await),
         Some(_) => Err(ApiError::new(Code::NotFound, "no such method (expected :cancel)")),
-        None => {
-            let op = api.operation_by_id(&caller, &raw).await?;
-            Ok(json(&OperationView::new(&op, rest_response(&op, view), view)))
-        }
+        None => match api.operation_by_id(&caller, &raw).await? {
+            Found::Key(op) => Ok(json(&OperationView::new(&op, rest_response(&op, view), view))),
+            Found::Resource(c) => Ok(json(&super::resources::rest::operation_body(&c))),
+        },
     }
 }
 

@@ -111,6 +111,16 @@ pub(super) const ORGANIZATIONS: Face = Face {
 const OPERATIONS: u8 = b'p';
 
 impl Face {
+    /// The face of `kind`.
+    pub(super) fn of(kind: ResourceKind) -> Self {
+        match kind {
+            ResourceKind::Organization => ORGANIZATIONS,
+            ResourceKind::Cloud => CLOUDS,
+            ResourceKind::Folder => FOLDERS,
+            ResourceKind::ServiceAccount => SERVICE_ACCOUNTS,
+        }
+    }
+
     /// The type URL of the resource's message.
     pub(super) fn type_url(self) -> String {
         format!("type.googleapis.com/{}.{}", self.package, self.message)
@@ -495,6 +505,22 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
             ResourceRef::ServiceAccount(sa) => self.auth.allows(caller, AdminAction::Get, sa),
             _ => caller.is_unlimited(),
         }
+    }
+
+    /// The resource log entry `id`, if there is one and `caller` may read
+    /// its resource.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub(super) async fn resource_operation(
+        &self,
+        caller: &AdminCaller,
+        id: &crate::OperationId,
+    ) -> Result<Option<Changed>, ApiError> {
+        let found = self.manager.resource_operation(id).await?;
+        Ok(found
+            .filter(|op| self.may_read(caller, &op.resource))
+            .map(|op| Changed::listed(Face::of(op.resource.kind()), op)))
     }
 
     /// The resource `raw` names, if `caller` may read it (one it may not is

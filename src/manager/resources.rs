@@ -253,6 +253,14 @@ impl<S: KeyStore> KeyDirectory<S> {
         Ok(self.store.resource_operations(target, page).await?)
     }
 
+    /// One resource log entry by id, for as long as the log keeps it.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn resource_operation(&self, id: &OperationId) -> Result<Option<ResourceOperation>, ManageError> {
+        Ok(self.store.resource_operation(id).await?)
+    }
+
     /// Binds an access policy on an organization, cloud or folder
     /// (replacing the parameters of a binding of the same template there).
     ///

@@ -630,6 +630,20 @@ pub trait KeyStore: Send + Sync + 'static {
         std::future::ready(Err(StoreError::unavailable("this key store keeps no resources")))
     }
 
+    /// One resource log entry by id (any resource's, also a deleted
+    /// one's), for as long as the log keeps it.
+    ///
+    /// # Errors
+    /// The store's error; the default's as for
+    /// [`KeyStore::commit_resource`].
+    fn resource_operation(
+        &self,
+        id: &OperationId,
+    ) -> impl Future<Output = Result<Option<crate::resource::ResourceOperation>, StoreError>> + Send {
+        let _ = id;
+        std::future::ready(Err(StoreError::unavailable("this key store keeps no resources")))
+    }
+
     /// The access policies bound on `on` (every binding in the store for
     /// `None`), each with the resource it is bound on, ordered by resource
     /// and template. Bindings change through

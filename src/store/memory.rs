@@ -882,6 +882,13 @@ impl KeyStore for MemoryStore {
         Ok(lock(&self.writer).resources.bindings(on))
     }
 
+    async fn resource_operation(
+        &self,
+        id: &OperationId,
+    ) -> Result<Option<crate::resource::ResourceOperation>, StoreError> {
+        Ok(lock(&self.writer).resources.operation(id))
+    }
+
     async fn resource_head(&self) -> Result<u64, StoreError> {
         Ok(lock(&self.writer).resources.head())
     }

@@ -2,7 +2,7 @@
 //! its name indexes and the resource operations log, kept under the
 //! store's writer lock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::access_policy::AccessPolicyBinding;
 use crate::clock::Timestamp;
@@ -26,7 +26,8 @@ pub(super) struct Resources {
     names: HashMap<NameKey, ResourceRef>,
     /// Each resource's log entries in sequence order (kept after a delete).
     log: HashMap<ResourceRef, Vec<(u64, ResourceOperation)>>,
-    log_ids: HashSet<OperationId>,
+    /// Each logged id and its resource.
+    log_ids: HashMap<OperationId, ResourceRef>,
     seq: u64,
     /// The access policies bound on each resource, by template id.
     policies: BTreeMap<ResourceRef, BTreeMap<String, AccessPolicyBinding>>,
@@ -40,7 +41,7 @@ impl Default for Resources {
             children: HashMap::new(),
             names: HashMap::new(),
             log: HashMap::new(),
-            log_ids: HashSet::new(),
+            log_ids: HashMap::new(),
             seq: 0,
             policies: BTreeMap::new(),
         };
@@ -97,7 +98,7 @@ impl Resources {
 
     /// Refuses entries whose id is logged already.
     pub(super) fn check_log(&self, log: &ResourceLogEntry) -> Result<(), StoreError> {
-        if self.log_ids.contains(&log.id) { Err(StoreError::DuplicateOperation(log.id)) } else { Ok(()) }
+        if self.log_ids.contains_key(&log.id) { Err(StoreError::DuplicateOperation(log.id)) } else { Ok(()) }
     }
 
     /// Checks `change` against the hierarchy and says what it will do;
@@ -212,7 +213,7 @@ impl Resources {
             }
         };
         self.seq += 1;
-        self.log_ids.insert(log.id);
+        self.log_ids.insert(log.id, target.clone());
         let op = ResourceOperation {
             id: log.id,
             resource: target.clone(),
@@ -280,6 +281,12 @@ impl Resources {
             .filter(|(r, _)| on.is_none_or(|o| o == *r))
             .flat_map(|(r, bound)| bound.values().map(move |b| (r.clone(), b.clone())))
             .collect()
+    }
+
+    /// The log entry `id`, if logged.
+    pub(super) fn operation(&self, id: &OperationId) -> Option<ResourceOperation> {
+        let target = self.log_ids.get(id)?;
+        self.log.get(target)?.iter().find(|(_, op)| op.id == *id).map(|(_, op)| op.clone())
     }
 
     /// The newest log entry's sequence number.

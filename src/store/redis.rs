@@ -1964,6 +1964,13 @@ where
         self.access_policy_bindings_redis(on).await
     }
 
+    async fn resource_operation(
+        &self,
+        id: &OperationId,
+    ) -> Result<Option<crate::resource::ResourceOperation>, StoreError> {
+        self.resource_operation_redis(id).await
+    }
+
     async fn resource_head(&self) -> Result<u64, StoreError> {
         self.resource_head_redis().await
     }

@@ -1038,6 +1038,45 @@ where
         Ok(found)
     }
 
+    /// [`KeyStore::resource_operation`](crate::KeyStore::resource_operation):
+    /// `{p}:resopids` names the entry's log and sequence number.
+    pub(super) async fn resource_operation_redis(
+        &self,
+        id: &OperationId,
+    ) -> Result<Option<ResourceOperation>, StoreError> {
+        let mut conn = self.conn.clone();
+        timed(self.timeout, async {
+            let at: Option<String> = cmd("HGET")
+                .arg(self.res_name("resopids"))
+                .arg(id.as_str())
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error)?;
+            let Some(at) = at else { return Ok(None) };
+            let (seq, log) = at.split_once('@').ok_or_else(|| corrupt("log entry index"))?;
+            let prefix = format!("{{{}}}:resops:", self.prefix);
+            let (kind, rid) = log
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split_once(':'))
+                .ok_or_else(|| corrupt("log entry index"))?;
+            let kind = ResourceKind::parse(kind).ok_or_else(|| corrupt("log entry index"))?;
+            let target = ResourceRef::parse(kind, rid).map_err(|_| corrupt("log entry index"))?;
+            let entries: Vec<String> =
+                cmd("ZRANGEBYSCORE").arg(log).arg(seq).arg(seq).query_async(&mut conn).await.map_err(redis_error)?;
+            let Some(json) = entries.first() else { return Ok(None) };
+            let op: StoredOperation = serde_json::from_str(json).map_err(|_| corrupt("log entry"))?;
+            Ok(Some(ResourceOperation {
+                id: op.id,
+                resource: target,
+                kind: op.kind,
+                actor: op.actor,
+                created_at: op.created_at,
+                response: op.response,
+            }))
+        })
+        .await
+    }
+
     /// [`KeyStore::resource_head`](crate::KeyStore::resource_head): `{p}:resseq`.
     pub(super) async fn resource_head_redis(&self) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();

@@ -1138,6 +1138,13 @@ macro_rules! sql_key_store {
                     timed(self.timeout, self.access_policy_bindings_sql(on)).await
                 }
 
+                async fn resource_operation(
+                    &self,
+                    id: &OperationId,
+                ) -> Result<Option<$crate::resource::ResourceOperation>, StoreError> {
+                    timed(self.timeout, self.resource_operation_sql(id)).await
+                }
+
                 async fn resource_head(&self) -> Result<u64, StoreError> {
                     timed(self.timeout, self.resource_head_sql()).await
                 }

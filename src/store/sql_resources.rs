@@ -173,6 +173,9 @@ pub(super) const BINDINGS: &str = "SELECT resource_kind, resource_id, template_i
 /// The bindings on one resource (`$1` kind, `$2` id), in order.
 pub(super) const BINDINGS_ON: &str = "SELECT resource_kind, resource_id, template_id, parameters \
     FROM access_policy_bindings WHERE resource_kind = $1 AND resource_id = $2 ORDER BY template_id";
+/// One resource log entry by id (`$1`).
+pub(super) const OPERATION: &str = "SELECT seq, id, kind, actor, created_at, response, resource_kind, resource_id \
+    FROM resource_operations WHERE id = $1";
 /// The newest resource log entry's sequence number.
 pub(super) const HEAD: &str = "SELECT COALESCE(MAX(seq), 0) FROM resource_operations";
 /// A page of one resource's log, newest first (`$1` kind, `$2` id, `$3`
@@ -648,6 +651,19 @@ macro_rules! sql_resources {
                         Ok((on, binding))
                     })
                     .collect()
+            }
+
+            async fn resource_operation_sql(&self, id: &OperationId) -> Result<Option<ResourceOperation>, StoreError> {
+                let row = sqlx::query(rs::OPERATION)
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(sqlx_error)?;
+                let Some(r) = row else { return Ok(None) };
+                let text = |c: &str| r.try_get::<String, _>(c).map_err(sqlx_error);
+                let kind = ResourceKind::parse(&text("resource_kind")?).ok_or_else(|| corrupt("resource_kind"))?;
+                let target = ResourceRef::parse(kind, &text("resource_id")?).map_err(|_| corrupt("resource_id"))?;
+                decode_resource_operation(&target, &r).map(|(_, op)| Some(op))
             }
 
             async fn resource_head_sql(&self) -> Result<u64, StoreError> {

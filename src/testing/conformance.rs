@@ -156,7 +156,8 @@ pub enum Check {
     /// binding), a second binding of a template replaces the first,
     /// unbinding an unbound template is refused, every bind and unbind is
     /// logged and moves the resource head, listings by resource and in
-    /// all are ordered, and deleting a folder drops its bindings.
+    /// all are ordered, a log entry is found by id, and deleting a folder
+    /// drops its bindings.
     AccessPolicies,
 }
 

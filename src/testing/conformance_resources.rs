@@ -436,7 +436,15 @@ pub(super) async fn access_policies<S: KeyStore>(store: &S) {
     let unbind = |t: &str| ResourceChange::UnbindAccessPolicy { target: on.clone(), template_id: t.to_owned() };
     refused(store, unbind(ALLOWED_SCOPES), |e| matches!(e, ResourceError::PolicyNotBound { .. })).await;
 
-    commit(store, unbind(DENY_KEY_CREATION)).await;
+    // An entry is found by id, from the log of its resource.
+    let logged = entry();
+    ok(P, "commit_resource", store.commit_resource(unbind(DENY_KEY_CREATION), &logged).await);
+    let found = ok(P, "resource_operation", store.resource_operation(&logged.id).await)
+        .unwrap_or_else(|| panic!("[{P}] the unbind's entry is not found by id"));
+    assert_eq!((found.id, &found.resource, found.kind), (logged.id, &on, ResourceOperationKind::Update), "[{P}] by id");
+    assert_eq!(found.response.map(|r| r.reference()), Some(on.clone()), "[{P}] with the resource as left");
+    let unknown = OperationId::generate().unwrap_or_else(|e| panic!("{e}"));
+    assert!(ok(P, "resource_operation", store.resource_operation(&unknown).await).is_none(), "[{P}] unknown id");
     assert_eq!(bindings_on(on.clone()).await, vec![(on.clone(), days("7d"))], "[{P}] after an unbind");
     // A deleted folder's bindings go with it.
     commit(store, ResourceChange::Delete(sa.reference())).await;

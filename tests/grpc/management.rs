@@ -627,6 +627,19 @@ async fn service_accounts_over_grpc() {
     let updated: op::Operation = resources(s.addr, ACCOUNTS, "Update", update).await.unwrap();
     let after = iam::ServiceAccount::decode(response_of(&updated).value.as_slice()).unwrap();
     assert_eq!((after.name.as_str(), after.description.as_str()), ("my-robot", "builds"));
+    // OperationService.Get finds a resource's operation by id too.
+    let again: op::Operation = call(
+        s.addr,
+        "/yandex.cloud.operation.OperationService/Get",
+        Some(ADMIN),
+        &[],
+        op::GetOperationRequest { operation_id: made.id.clone() },
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!((again.id.as_str(), again.done), (made.id.as_str(), true));
+    assert_eq!(iam::ServiceAccount::decode(response_of(&again).value.as_slice()).unwrap().id, sa.id);
 
     // Refusals.
     let taken = resources::<_, op::Operation>(s.addr, ACCOUNTS, "Create", create("my-robot")).await;

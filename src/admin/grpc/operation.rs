@@ -10,7 +10,7 @@ use super::op::operation_service_server::OperationService;
 use super::op::{CancelOperationRequest, GetOperationRequest, Operation};
 use super::{call, operation_message, status};
 use crate::admin::auth::AdminAuth;
-use crate::admin::operations::OperationResult;
+use crate::admin::operations::{Found, OperationResult};
 use crate::store::KeyStore;
 
 const GET: &str = "/yandex.cloud.operation.OperationService/Get";
@@ -21,8 +21,10 @@ impl<S: KeyStore, A: AdminAuth> OperationService for Services<S, A> {
     async fn get(&self, request: Request<GetOperationRequest>) -> Result<Response<Operation>, Status> {
         let (parts, m) = call(request, GET);
         let caller = self.api.authenticate(&parts).await.map_err(status)?;
-        let op = self.api.operation_by_id(&caller, &m.operation_id).await.map_err(status)?;
-        Ok(Response::new(operation_message(&op, OperationResult::of(&op))))
+        Ok(Response::new(match self.api.operation_by_id(&caller, &m.operation_id).await.map_err(status)? {
+            Found::Key(op) => operation_message(&op, OperationResult::of(&op)),
+            Found::Resource(c) => super::resources::operation(&c),
+        }))
     }
 
     async fn cancel(&self, request: Request<CancelOperationRequest>) -> Result<Response<Operation>, Status> {

@@ -136,7 +136,7 @@ fn binding_message(b: &AccessPolicyBinding) -> access::AccessPolicyBinding {
 
 /// The cloud's `Operation` of a change. Every `{<kind>_id}` metadata type
 /// has the id as field 1, so one encoding serves under each type URL.
-fn operation(c: &Changed) -> Operation {
+pub(super) fn operation(c: &Changed) -> Operation {
     let metadata = match c.metadata() {
         Metadata::Id { type_url, id, .. } => {
             any(&type_url, &iam::UpdateServiceAccountMetadata { service_account_id: id.to_owned() })

@@ -273,7 +273,8 @@ fn resource_json(r: &Resource) -> Value {
 }
 
 /// The cloud's `Operation` of a change, in JSON.
-fn operation_body(c: &Changed) -> ResourceOperationBody {
+/// A change's operation in the cloud's JSON.
+pub(in crate::admin) fn operation_body(c: &Changed) -> ResourceOperationBody {
     let metadata = match c.metadata() {
         Metadata::Id { type_url, field, id } => any(&type_url, json!({ field: id })),
         Metadata::Policy { type_url, resource_id, call } => {
