@@ -1,4 +1,4 @@
-//! The JSON bodies of the resource routes ([`super::resources`]): service
+//! The JSON bodies of the resource routes: service
 //! accounts, folders, clouds and organizations in the cloud's shape
 //! (camelCase, RFC 3339 times, labels as an object), their requests, and
 //! the access policy bodies. Requests refuse unknown fields. The resource

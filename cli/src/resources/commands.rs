@@ -106,7 +106,7 @@ pub(crate) struct Fields {
     /// Free text (at most 256 characters).
     #[arg(long, value_parser = parse_description)]
     description: Option<Description>,
-    /// Labels, key=value,… (at most 64; keys and values at most 63 of [-_./\@0-9a-z]); update replaces
+    /// Labels, key=value,… (at most 64; keys and values at most 63 of `[-_./\@0-9a-z]`); update replaces
     /// them all ("" clears them).
     #[arg(long, value_name = "K=V,…", value_parser = parse_labels)]
     labels: Option<Labels>,

@@ -1,7 +1,7 @@
 //! `yandex.cloud.iam.v1.ServiceAccountService`,
 //! `yandex.cloud.resourcemanager.v1.FolderService` and `CloudService`,
 //! `yandex.cloud.organizationmanager.v1.OrganizationService`, over the
-//! REST routes' steps ([`crate::admin::resources`]): each method
+//! REST routes' steps: each method
 //! authenticates, turns its message into the REST request (proto3: empty
 //! is unset; update masks name snake_case paths) and makes the same call;
 //! changes answer the cloud's `Operation`, done. The metadata
