@@ -562,8 +562,8 @@ impl<S: KeyStore> KeyDirectory<S> {
     }
 
     /// The same directory, whose changes carry `claim`: the store records it
-    /// with the change (create, import, reissue, update, revoke, delete; not
-    /// leak reports) or refuses the change with
+    /// with the change (create, import, reissue, update, revoke, delete,
+    /// and resource changes; not leak reports) or refuses the change with
     /// [`StoreError::IdempotencyKeyTaken`] (as [`ManageError::Store`]) if
     /// the key was claimed already. Meant for one change: a second change
     /// through it is refused that way.

@@ -1196,13 +1196,30 @@ pub struct ResourceLogEntry {
     pub actor: crate::Actor,
     /// When.
     pub created_at: Timestamp,
+    /// The `Idempotency-Key` claim the store records with the change (in
+    /// the same step), naming this entry.
+    pub idempotency: Option<crate::store::idempotency::IdempotencyClaim>,
 }
 
 impl ResourceLogEntry {
     /// An entry by `actor` at `created_at`.
     #[must_use]
     pub fn new(id: crate::OperationId, actor: crate::Actor, created_at: Timestamp) -> Self {
-        Self { id, actor, created_at }
+        Self { id, actor, created_at, idempotency: None }
+    }
+
+    /// The entry carrying `claim`: the store records it with the change or
+    /// refuses the change whole
+    /// ([`StoreError::IdempotencyKeyTaken`](crate::StoreError::IdempotencyKeyTaken)).
+    #[must_use]
+    pub fn with_idempotency(mut self, claim: crate::store::idempotency::IdempotencyClaim) -> Self {
+        self.idempotency = Some(claim);
+        self
+    }
+
+    /// Its claim with its id, as stores record claims.
+    pub(crate) fn claim(&self) -> Option<(&crate::store::idempotency::IdempotencyClaim, crate::OperationId)> {
+        self.idempotency.as_ref().map(|c| (c, self.id))
     }
 
     /// The `delete` entries of `keys`, deleted with a service account by

@@ -253,7 +253,7 @@ async fn bad_input_is_refused_with_typed_errors_and_nothing_written() {
             Method::POST,
             "/iam/v1/serviceAccounts",
             Some(json!({"folderId": DEFAULT_FOLDER_ID, "name": "idem"})),
-            Some("6f1c9a52-3b0e-4d55-8a5e-0d2c6f7b9e10"),
+            Some("not-a-uuid"),
         )
         .await;
     refused(&idem, StatusCode::BAD_REQUEST, 3);
@@ -404,4 +404,55 @@ async fn without_required_accounts_policies_do_not_apply_to_keys() {
     let base = serve(false).await;
     let (status, created) = key_under_deny_policy(&base).await;
     assert_eq!(status, StatusCode::OK, "{created}");
+}
+
+/// `Idempotency-Key` on resource changes: a repeat is answered with the
+/// first change's operation (marked replayed) and makes nothing; the key
+/// with another body is refused; the record lives in the store.
+#[tokio::test]
+async fn resource_changes_take_an_idempotency_key() {
+    let base = serve(false).await;
+    let ops = Client::new(&base, Some(OPS));
+    let key = "0b1e9c62-3f5a-4d7e-8a2b-6c4d9e1f0a37";
+    let body = json!({"folderId": DEFAULT_FOLDER_ID, "name": "idem-robot"});
+    let first = ops.send(Method::POST, "/iam/v1/serviceAccounts", Some(body.clone()), Some(key)).await;
+    assert_eq!(first.0, StatusCode::OK, "{}", first.1);
+    let again = ops.send(Method::POST, "/iam/v1/serviceAccounts", Some(body), Some(key)).await;
+    assert_eq!(again.0, StatusCode::OK, "{}", again.1);
+    assert_eq!(again.1["id"], first.1["id"], "the same operation");
+    assert_eq!(again.1["response"]["id"], first.1["response"]["id"], "the same account");
+    let (_, listed) = ops.get(&format!("/iam/v1/serviceAccounts?folderId={DEFAULT_FOLDER_ID}")).await;
+    let named = listed["serviceAccounts"].as_array().unwrap().iter().filter(|a| a["name"] == "idem-robot").count();
+    assert_eq!(named, 1, "the repeat made nothing");
+    // The header says it is a replay.
+    let replay = reqwest::Client::new()
+        .post(format!("{base}/iam/v1/serviceAccounts"))
+        .bearer_auth(OPS)
+        .header("Idempotency-Key", key)
+        .header("content-type", "application/json")
+        .body(json!({"folderId": DEFAULT_FOLDER_ID, "name": "idem-robot"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
+    // The same key with another request is refused, and makes nothing.
+    let other = json!({"folderId": DEFAULT_FOLDER_ID, "name": "other-robot"});
+    refused(
+        &ops.send(Method::POST, "/iam/v1/serviceAccounts", Some(other), Some(key)).await,
+        StatusCode::BAD_REQUEST,
+        9,
+    );
+    let (_, listed) = ops.get(&format!("/iam/v1/serviceAccounts?folderId={DEFAULT_FOLDER_ID}")).await;
+    assert!(listed["serviceAccounts"].as_array().unwrap().iter().all(|a| a["name"] != "other-robot"));
+    // A policy bind with a key of its own, repeated: one log entry.
+    let org = "/organization-manager/v1/organizations/defaultorganization0";
+    let bind = json!({"accessPolicyBinding": {"accessPolicyTemplateId": "iam.apiKeys.requireExpiry"}});
+    let bind_key = Some("5d2f8a1c-7b3e-4f60-9a1d-2e8c4b6f0d19");
+    for _ in 0..2 {
+        let (status, op) =
+            ops.send(Method::POST, &format!("{org}:bindAccessPolicy"), Some(bind.clone()), bind_key).await;
+        assert_eq!(status, StatusCode::OK, "{op}");
+    }
+    let (_, log) = ops.get(&format!("{org}/operations")).await;
+    assert_eq!(log["operations"].as_array().unwrap().len(), 1, "{log}");
 }

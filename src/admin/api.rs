@@ -458,7 +458,7 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
     /// `Idempotency-Key` and a client error (a concurrent twin's commit
     /// landing first included), the twin's record if there is one now;
     /// else `e`.
-    async fn failed<R>(&self, claim: Option<&IdempotencyClaim>, e: ApiError) -> Outcome<R> {
+    pub(super) async fn failed<R>(&self, claim: Option<&IdempotencyClaim>, e: ApiError) -> Outcome<R> {
         let Some(claim) = claim.filter(|_| e.status().is_client_error()) else { return Outcome::Ran(Err(e)) };
         match self.idempotency.settle(&**self.manager.store(), claim).await {
             Ok(Some(recorded)) => Outcome::recorded(recorded),
@@ -494,6 +494,8 @@ pub(super) enum Outcome<R> {
     /// A repeat of a request whose change landed: its logged operation
     /// (the response snapshot; never a secret).
     Replayed(Box<Operation>),
+    /// A repeat of a resource change that landed: its logged operation.
+    ReplayedResource(Box<crate::resource::ResourceOperation>),
     /// A repeat refused: the key was used with another request, or its
     /// change's log entry is no longer kept.
     Refused(ApiError),
@@ -504,8 +506,9 @@ impl<R> Outcome<R> {
     fn recorded(recorded: Begin) -> Self {
         let refused = |message: &str| Self::Refused(ApiError::new(Code::FailedPrecondition, message));
         match recorded {
+            Begin::Mismatch => Self::Refused(mismatch()),
             Begin::Replay(op) => Self::Replayed(op),
-            Begin::Mismatch => refused("this Idempotency-Key was used with a different request in the last 24 hours"),
+            Begin::ReplayResource(op) => Self::ReplayedResource(op),
             Begin::Forgotten => refused(
                 "this Idempotency-Key's change was made, but its operation is no longer kept: its answer cannot be \
                  given again",
@@ -513,6 +516,14 @@ impl<R> Outcome<R> {
             _ => Self::Refused(ApiError::new(Code::Aborted, "the Idempotency-Key's record changed meanwhile; retry")),
         }
     }
+}
+
+/// The refusal of a key used with a different request.
+pub(super) fn mismatch() -> ApiError {
+    ApiError::new(
+        Code::FailedPrecondition,
+        "this Idempotency-Key was used with a different request in the last 24 hours",
+    )
 }
 
 /// Runs `call` in a task the request's cancellation does not reach.
@@ -532,6 +543,8 @@ fn render(outcome: Outcome<Answer>, view: View) -> Response {
     match outcome {
         Outcome::Ran(Ok(answer)) => answer.into_response(),
         Outcome::Ran(Err(e)) | Outcome::Refused(e) => e.into_response(),
+        // A key route's request never has a resource change's fingerprint.
+        Outcome::ReplayedResource(_) => mismatch().into_response(),
         Outcome::Replayed(op) => match replayed(&op, view) {
             Ok(answer) => {
                 let mut r = answer.into_response();

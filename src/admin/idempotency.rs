@@ -87,6 +87,9 @@ pub enum Begin {
     /// A repeat of a request whose change landed: answer with its logged
     /// operation (its response snapshot; never a secret).
     Replay(Box<Operation>),
+    /// A repeat of a resource change that landed: answer with its logged
+    /// resource operation.
+    ReplayResource(Box<crate::resource::ResourceOperation>),
     /// The key was used with another request.
     Mismatch,
     /// A repeat whose change landed, but whose log entry is no longer kept:
@@ -164,8 +167,11 @@ async fn decide<S: KeyStore>(
     if record.claim.fingerprint != claim.fingerprint {
         return Ok(Begin::Mismatch);
     }
-    Ok(match store.operation(&record.operation).await? {
-        Some(op) => Begin::Replay(Box::new(op)),
+    if let Some(op) = store.operation(&record.operation).await? {
+        return Ok(Begin::Replay(Box::new(op)));
+    }
+    Ok(match store.resource_operation(&record.operation).await? {
+        Some(op) => Begin::ReplayResource(Box::new(op)),
         None => Begin::Forgotten,
     })
 }

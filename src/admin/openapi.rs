@@ -212,7 +212,7 @@ macro_rules! resource_paths {
 
             #[doc = concat!("Create a ", $noun, "; the operation's `response` is it.")]
             #[utoipa::path(post, path = $collection, request_body = CreateResourceRequest,
-                params(("view" = Option<String>, Query, description = VIEW)),
+                params(("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY), ("view" = Option<String>, Query, description = VIEW)),
                 responses((status = 200, body = ResourceOperationBody), (status = 400, body = Status),
                     (status = 401, body = Status), (status = 403, body = Status), (status = 404, body = Status),
                     (status = 409, body = Status), (status = 429, body = Status), (status = 503, body = Status)))]
@@ -228,7 +228,7 @@ macro_rules! resource_paths {
 
             #[doc = concat!("Rename or re-describe a ", $noun, " (`updateMask`).")]
             #[utoipa::path(patch, path = $item, request_body = UpdateResourceRequest,
-                params(($id = String, Path), ("view" = Option<String>, Query, description = VIEW)),
+                params(($id = String, Path), ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY), ("view" = Option<String>, Query, description = VIEW)),
                 responses((status = 200, body = ResourceOperationBody), (status = 400, body = Status),
                     (status = 401, body = Status), (status = 403, body = Status), (status = 404, body = Status),
                     (status = 409, body = Status), (status = 429, body = Status), (status = 503, body = Status)))]
@@ -236,7 +236,7 @@ macro_rules! resource_paths {
 
             #[doc = concat!("Delete a ", $noun, " (a container only when empty; never a default one; a service account with its keys).")]
             #[utoipa::path(delete, path = $item,
-                params(($id = String, Path), ("view" = Option<String>, Query, description = VIEW)),
+                params(($id = String, Path), ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY), ("view" = Option<String>, Query, description = VIEW)),
                 responses((status = 200, body = ResourceOperationBody), (status = 400, body = Status),
                     (status = 401, body = Status), (status = 403, body = Status), (status = 404, body = Status),
                     (status = 409, body = Status), (status = 429, body = Status), (status = 503, body = Status)))]
@@ -268,7 +268,7 @@ macro_rules! policy_paths {
 
             #[doc = concat!("Bind an access policy on a ", $noun, " (replacing the parameters of one of the same template).")]
             #[utoipa::path(post, path = $bind, request_body = BindAccessPolicyRequest,
-                params(($id = String, Path), ("view" = Option<String>, Query, description = VIEW)),
+                params(($id = String, Path), ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY), ("view" = Option<String>, Query, description = VIEW)),
                 responses((status = 200, body = ResourceOperationBody), (status = 400, body = Status),
                     (status = 401, body = Status), (status = 403, body = Status), (status = 404, body = Status),
                     (status = 409, body = Status), (status = 429, body = Status), (status = 503, body = Status)))]
@@ -276,7 +276,7 @@ macro_rules! policy_paths {
 
             #[doc = concat!("Unbind an access policy from a ", $noun, ".")]
             #[utoipa::path(post, path = $unbind, request_body = UnbindAccessPolicyRequest,
-                params(($id = String, Path), ("view" = Option<String>, Query, description = VIEW)),
+                params(($id = String, Path), ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY), ("view" = Option<String>, Query, description = VIEW)),
                 responses((status = 200, body = ResourceOperationBody), (status = 400, body = Status),
                     (status = 401, body = Status), (status = 403, body = Status), (status = 404, body = Status),
                     (status = 409, body = Status), (status = 429, body = Status), (status = 503, body = Status)))]
@@ -284,7 +284,7 @@ macro_rules! policy_paths {
 
             #[doc = concat!("Change the parameters of an access policy bound on a ", $noun, ".")]
             #[utoipa::path(patch, path = $update, request_body = BindAccessPolicyRequest,
-                params(($id = String, Path), ("view" = Option<String>, Query, description = VIEW)),
+                params(($id = String, Path), ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY), ("view" = Option<String>, Query, description = VIEW)),
                 responses((status = 200, body = ResourceOperationBody), (status = 400, body = Status),
                     (status = 401, body = Status), (status = 403, body = Status), (status = 404, body = Status),
                     (status = 409, body = Status), (status = 429, body = Status), (status = 503, body = Status)))]

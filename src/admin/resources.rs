@@ -23,7 +23,7 @@ use crate::resource::{
 };
 use crate::store::{KeyStore, PageRequest};
 
-use super::api::{AdminApi, PageQuery, camel, detached, idempotency_key, page_size};
+use super::api::{AdminApi, Outcome, PageQuery, camel, detached, page_size};
 use super::auth::{AdminAction, AdminAuth, AdminCaller};
 use super::error::{ApiError, Code};
 use super::resource_types::{AccessPolicyBindingBody, CreateResourceRequest, UpdateResourceRequest};
@@ -440,21 +440,6 @@ fn policy_call(face: Face, request: PolicyRequest) -> Result<PolicyCall, ApiErro
     })
 }
 
-/// Refuses an `Idempotency-Key` (a header, or gRPC metadata): the
-/// resource log keeps no record of one.
-///
-/// # Errors
-/// Code 3 when one is sent (or is malformed).
-pub(super) fn refuse_idempotency(parts: &axum::http::request::Parts) -> Result<(), ApiError> {
-    if idempotency_key(parts)?.is_some() {
-        return Err(ApiError::invalid(
-            "Idempotency-Key is not supported on resource changes (names are unique: a repeated create is refused \
-             as ALREADY_EXISTS)",
-        ));
-    }
-    Ok(())
-}
-
 /// A page token's position: `name/id` of the last resource seen.
 fn cursor_text(c: &ResourceCursor) -> String {
     format!("{}/{}", c.name, c.id)
@@ -618,22 +603,67 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
 
     /// Validates, authorizes and makes a change by `caller` (logged as its
     /// actor), in a task of its own so it ends whatever the client does.
+    /// With an `Idempotency-Key` (`key`, the request's `fingerprint`), the
+    /// store records the claim with the change; a repeat of a change that
+    /// landed is answered with its logged operation, marked replayed.
     pub(super) async fn change_resource(
         &self,
         caller: &AdminCaller,
         face: Face,
         call: ResourceCall,
-    ) -> Result<Changed, ApiError> {
+        key: Option<uuid::Uuid>,
+        fingerprint: impl FnOnce() -> [u8; 32],
+    ) -> Result<ResourceAnswer, ApiError> {
         self.operator(caller)?;
-        let prepared = match call {
-            ResourceCall::Create(req) => Prepared::Create(new_resource(face, &req)?),
-            ResourceCall::Update(id, req) => Prepared::Update(face.reference(&id)?, patch(face, &req)?),
-            ResourceCall::Delete(id) => Prepared::Delete(face.reference(&id)?),
-            ResourceCall::Policy(id, request) => Prepared::Policy(face.reference(&id)?, policy_call(face, request)?),
+        let claim = match self.claim(caller, key, fingerprint).await {
+            Ok(claim) => claim,
+            Err(recorded) => return answer_of(recorded),
         };
-        let manager = self.manager.with_actor(caller.actor().clone());
-        detached(apply(manager, face, prepared)).await
+        let prepared = match prepare(face, call) {
+            Ok(prepared) => prepared,
+            Err(e) => return answer_of(self.failed(claim.as_ref(), e).await),
+        };
+        let mut manager = self.manager.with_actor(caller.actor().clone());
+        if let Some(c) = &claim {
+            manager = manager.with_idempotency(c.clone());
+        }
+        match detached(apply(manager, face, prepared)).await {
+            Ok(changed) => Ok(ResourceAnswer { changed, replayed: false }),
+            Err(e) => answer_of(self.failed(claim.as_ref(), e).await),
+        }
     }
+}
+
+/// What a resource change answers: the change made, or (`replayed`) the
+/// logged one of the first request with the same `Idempotency-Key`.
+pub(super) struct ResourceAnswer {
+    /// The change.
+    pub(super) changed: Changed,
+    /// Whether it is a replay.
+    pub(super) replayed: bool,
+}
+
+/// The answer of a change's outcome.
+fn answer_of(outcome: Outcome<Changed>) -> Result<ResourceAnswer, ApiError> {
+    match outcome {
+        Outcome::Ran(ran) => ran.map(|changed| ResourceAnswer { changed, replayed: false }),
+        Outcome::Refused(e) => Err(e),
+        Outcome::ReplayedResource(op) => {
+            Ok(ResourceAnswer { changed: Changed::listed(Face::of(op.resource.kind()), *op), replayed: true })
+        }
+        // A key's operation never has a resource change's fingerprint.
+        Outcome::Replayed(_) => Err(crate::admin::api::mismatch()),
+    }
+}
+
+/// Validates a call.
+fn prepare(face: Face, call: ResourceCall) -> Result<Prepared, ApiError> {
+    Ok(match call {
+        ResourceCall::Create(req) => Prepared::Create(new_resource(face, &req)?),
+        ResourceCall::Update(id, req) => Prepared::Update(face.reference(&id)?, patch(face, &req)?),
+        ResourceCall::Delete(id) => Prepared::Delete(face.reference(&id)?),
+        ResourceCall::Policy(id, request) => Prepared::Policy(face.reference(&id)?, policy_call(face, request)?),
+    })
 }
 
 /// Makes a prepared change.

@@ -131,7 +131,10 @@ impl<S: KeyStore> KeyDirectory<S> {
     /// Commits `change`, logged by this directory's actor now; returns the
     /// log entry as written.
     async fn commit_resource(&self, change: ResourceChange) -> Result<ResourceOperation, ManageError> {
-        let log = ResourceLogEntry::new(OperationId::generate()?, self.actor.clone(), self.clock.now());
+        let mut log = ResourceLogEntry::new(OperationId::generate()?, self.actor.clone(), self.clock.now());
+        if let Some(claim) = &self.claim {
+            log = log.with_idempotency(claim.clone());
+        }
         let (target, kind) = (change.target(), change.operation_kind());
         let commit = self.store.commit_resource(change, &log).await?;
         Ok(ResourceOperation {

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use papaya::{Compute, Operation as MapOp, ResizeMode};
 
 use super::feed::{FeedBreak, FeedChange, FeedPosition, FeedRead};
-use super::idempotency::{IdempotencyKey, IdempotencyRecord, PURGE_BATCH};
+use super::idempotency::{IdempotencyClaim, IdempotencyKey, IdempotencyRecord, PURGE_BATCH};
 use super::key_store::{
     KeyStore, OldKeyFate, OperationPage, Page, PageRequest, StoreError, apply_reissue, check_reissuable,
 };
@@ -374,6 +374,11 @@ impl OperationsLog {
     }
 }
 
+/// The claims of log entries, with the ids they name.
+fn claims_of(entries: &[LogEntry]) -> impl Iterator<Item = (&IdempotencyClaim, OperationId)> {
+    entries.iter().filter_map(|e| e.idempotency.as_ref().map(|c| (c, e.id)))
+}
+
 /// The idempotency records, under the writer lock with the records they
 /// name; `order` lists them as written (with their expiry), for the
 /// bounded purge.
@@ -385,9 +390,12 @@ struct Claims {
 
 impl Claims {
     /// Refuses claims of a key with a live record (or claimed twice).
-    fn check(&self, entries: &[LogEntry]) -> Result<(), StoreError> {
+    fn check<'a>(
+        &self,
+        claims: impl IntoIterator<Item = (&'a IdempotencyClaim, OperationId)>,
+    ) -> Result<(), StoreError> {
         let mut seen = HashSet::new();
-        for c in entries.iter().filter_map(|e| e.idempotency.as_ref()) {
+        for (c, _) in claims {
             let taken = self.live.get(&(c.actor.clone(), c.key)).is_some_and(|r| r.claim.is_live_at(c.created_at));
             if taken || !seen.insert((c.actor.clone(), c.key)) {
                 return Err(StoreError::IdempotencyKeyTaken);
@@ -398,11 +406,10 @@ impl Claims {
 
     /// Records the entries' claims, replacing expired records, and purges
     /// up to [`PURGE_BATCH`] expired ones from the oldest.
-    fn record(&mut self, entries: &[LogEntry]) {
-        for e in entries {
-            let Some(c) = &e.idempotency else { continue };
+    fn record<'a>(&mut self, claims: impl IntoIterator<Item = (&'a IdempotencyClaim, OperationId)>) {
+        for (c, id) in claims {
             let at = (c.actor.clone(), c.key);
-            self.live.insert(at.clone(), IdempotencyRecord::new(c.clone(), e.id));
+            self.live.insert(at.clone(), IdempotencyRecord::new(c.clone(), id));
             self.order.push_back((c.expires_at, at));
             self.purge(c.created_at);
         }
@@ -720,6 +727,7 @@ impl MemoryStore {
         log: &ResourceLogEntry,
     ) -> Result<ResourceCommit, StoreError> {
         index.resources.check_log(log)?;
+        index.claims.check(log.claim())?;
         let doomed: Option<(ServiceAccountId, Vec<KeyId>)> = match &change {
             ResourceChange::Delete(ResourceRef::ServiceAccount(sa)) => Some((
                 sa.clone(),
@@ -741,6 +749,7 @@ impl MemoryStore {
             deleted = keys;
         }
         let left = index.resources.apply(plan, log);
+        index.claims.record(log.claim());
         Ok(ResourceCommit::new(left, deleted))
     }
 
@@ -788,7 +797,7 @@ impl KeyStore for MemoryStore {
     async fn commit(&self, change: Change, log: &[LogEntry]) -> Result<Option<KeyRecord>, StoreError> {
         let mut index = lock(&self.writer);
         index.log.check(log)?;
-        index.claims.check(log)?;
+        index.claims.check(claims_of(log))?;
         let account = match &change {
             Change::Insert(r) => r.service_account_id.clone(),
             other => {
@@ -800,7 +809,7 @@ impl KeyStore for MemoryStore {
         let out = self.apply(&mut index, change)?;
         index.feed.append(entries);
         index.log.append(log, &account);
-        index.claims.record(log);
+        index.claims.record(claims_of(log));
         Ok(out)
     }
 
@@ -978,16 +987,16 @@ mod tests {
         let t0 = Timestamp::from_unix_seconds(1_800_000_000).unwrap();
         let mut claims = Claims::default();
         for n in 0..40 {
-            claims.record(&[claimed(n, t0)]);
+            claims.record(claims_of(&[claimed(n, t0)]));
         }
         assert_eq!(claims.live.len(), 40);
         // Key 0 is claimed again once expired: its old order entry must not
         // take the renewed record with it.
         let later = t0.saturating_add(Duration::from_secs(60));
-        claims.record(&[claimed(0, later)]);
+        claims.record(claims_of(&[claimed(0, later)]));
         assert_eq!(claims.live.len(), 40 - 31, "a batch of expired records went (the renewed one stays)");
         assert!(claims.find(&Actor::system(), &IdempotencyKey::from_bytes([0; 32]), later).is_some());
-        claims.record(&[claimed(200, later)]);
+        claims.record(claims_of(&[claimed(200, later)]));
         assert_eq!(claims.live.len(), 2, "the rest went with the next write");
         assert_eq!(claims.order.len(), 2);
     }

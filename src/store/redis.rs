@@ -1246,7 +1246,7 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     fn log_args(&self, change: &Change, log: &[LogEntry], account: &ServiceAccountId) -> Result<LogArgs, StoreError> {
-        self.log_args_of(&entries_of(change), log, account)
+        self.log_args_of(&entries_of(change), log, account, None)
     }
 
     /// The feed and log part of a change script call whose feed entries are
@@ -1256,6 +1256,7 @@ where
         feed: &[FeedChange],
         log: &[LogEntry],
         account: &ServiceAccountId,
+        resource_claim: Option<(&IdempotencyClaim, OperationId)>,
     ) -> Result<LogArgs, StoreError> {
         let mut keys =
             vec![self.names.feed[0].to_string(), self.names.expiry[0].to_string(), self.names.ids[0].to_string()];
@@ -1274,7 +1275,8 @@ where
                     .map_err(|_| StoreError::Corrupt("an operation does not serialise".to_owned()))?,
             );
         }
-        let claims: Vec<_> = log.iter().filter_map(|e| e.idempotency.as_ref().map(|c| (c, e.id))).collect();
+        let claims: Vec<_> =
+            log.iter().filter_map(|e| e.idempotency.as_ref().map(|c| (c, e.id))).chain(resource_claim).collect();
         args.push(claims.len().to_string());
         for (c, operation) in claims {
             keys.push(self.idempotency_key(&c.actor, &c.key));

@@ -178,7 +178,8 @@ return 'ok'
 ";
 
 /// Binds or unbinds an access policy and logs it as an update of the
-/// resource.
+/// resource (run inside the change wrappers, which record its
+/// idempotency claim).
 ///
 /// KEYS: 1 the record, 2 its log, 3 `{p}:resopids`, 4 `{p}:resseq`, 5 the
 /// set-up mark, 6 `{p}:policies`. ARGV: 1 `bind` | `unbind`, 2 the
@@ -211,7 +212,7 @@ struct ResourceScripts {
 static SCRIPTS: LazyLock<ResourceScripts> = LazyLock::new(|| ResourceScripts {
     commit: change_script(COMMIT_LUA),
     ensure: Script::new(ENSURE_LUA),
-    policy: Script::new(POLICY_LUA),
+    policy: change_script(POLICY_LUA),
 });
 
 /// The field of a binding in `{p}:policies`: `<kind>:<id>:<template>`
@@ -809,7 +810,7 @@ where
             // No key entries: the account only names them.
             _ => (Vec::new(), Vec::new(), ServiceAccountId::from_valid(DEFAULT_FOLDER_ID)),
         };
-        let log_args: LogArgs = self.log_args_of(&feed, &entries, &account)?;
+        let log_args: LogArgs = self.log_args_of(&feed, &entries, &account, log.claim())?;
         let reply = self.run(&mut conn, &SCRIPTS.commit, &call, &log_args).await?;
         let id = target.id().to_owned();
         let refused = |e: ResourceError| Err(StoreError::Resource(e));
@@ -983,8 +984,8 @@ where
                 created_at: log.created_at,
                 response: left.clone(),
             };
-            let mut inv = SCRIPTS.policy.prepare_invoke();
-            inv.key(self.res_key(target.kind(), target.id()))
+            let call = Call::default()
+                .key(self.res_key(target.kind(), target.id()))
                 .key(self.res_ops_key(target))
                 .key(self.res_name("resopids"))
                 .key(self.res_name("resseq"))
@@ -995,14 +996,16 @@ where
                 .arg(params.unwrap_or_default())
                 .arg(log.id.as_str())
                 .arg(to_json(&op)?);
-            let reply = reply_text(inv.invoke_async(&mut conn).await.map_err(redis_error)?)?;
+            let account = ServiceAccountId::from_valid(DEFAULT_FOLDER_ID);
+            let log_args = self.log_args_of(&[], &[], &account, log.claim())?;
+            let reply = self.run(&mut conn, &SCRIPTS.policy, &call, &log_args).await?;
             match reply.as_str() {
                 "ok" => Ok(Attempt::Done(ResourceCommit::new(left, Vec::new()))),
                 "upgrade" => Ok(Attempt::SetUp),
                 "resdup" => Err(StoreError::DuplicateOperation(log.id)),
                 "gone" => Err(target.not_found().into()),
                 "unbound" => Err(crate::resource::policy_not_bound(target, template).into()),
-                other => Err(StoreError::Corrupt(format!("unexpected policy script reply {other:?}"))),
+                other => Err(log_reply(other, &log_args)),
             }
         })
         .await

@@ -685,13 +685,16 @@ macro_rules! sql_key_store {
             /// purges a few expired records;
             /// [`StoreError::IdempotencyKeyTaken`] if the key has a live
             /// record.
-            async fn claim_in(tx: &mut Tx, e: &LogEntry) -> Result<(), StoreError> {
-                let Some(c) = &e.idempotency else { return Ok(()) };
+            async fn claim_in(
+                tx: &mut Tx,
+                claim: Option<(&$crate::store::idempotency::IdempotencyClaim, OperationId)>,
+            ) -> Result<(), StoreError> {
+                let Some((c, id)) = claim else { return Ok(()) };
                 let done = sqlx::query(sql::CLAIM)
                     .bind(c.actor.as_str())
                     .bind(&c.key.as_bytes()[..])
                     .bind(&c.fingerprint[..])
-                    .bind(e.id.as_str())
+                    .bind(id.as_str())
                     .bind(c.created_at.unix_nanos())
                     .bind(c.expires_at.unix_nanos())
                     .execute(&mut **tx)
@@ -918,7 +921,7 @@ macro_rules! sql_key_store {
                         // Claims first: a twin claiming the same key waits
                         // here (PostgreSQL) until this one ends.
                         for entry in log {
-                            claim_in(&mut tx, entry).await?;
+                            claim_in(&mut tx, entry.idempotency.as_ref().map(|c| (c, entry.id))).await?;
                         }
                         let account = account_in(&mut tx, &change).await?;
                         let fed = $crate::store::feed::entries_of(&change);

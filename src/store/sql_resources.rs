@@ -502,6 +502,8 @@ macro_rules! sql_resources {
                 log: &ResourceLogEntry,
             ) -> Result<ResourceCommit, StoreError> {
                 let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(sqlx_error)?;
+                // The claim first: a twin claiming the same key waits here.
+                claim_in(&mut tx, log.claim()).await?;
                 let target = change.target();
                 let kind = change.operation_kind();
                 let (left, deleted) = match change {

@@ -443,6 +443,26 @@ pub(super) async fn access_policies<S: KeyStore>(store: &S) {
         .unwrap_or_else(|| panic!("[{P}] the unbind's entry is not found by id"));
     assert_eq!((found.id, &found.resource, found.kind), (logged.id, &on, ResourceOperationKind::Update), "[{P}] by id");
     assert_eq!(found.response.map(|r| r.reference()), Some(on.clone()), "[{P}] with the resource as left");
+    // An idempotency claim is recorded with a resource change, naming its
+    // entry; a second change claiming the key is refused whole.
+    {
+        use crate::store::idempotency::{IdempotencyClaim, IdempotencyKey, IdempotencyRecord};
+        let actor = Actor::new("conformance").unwrap_or_else(|e| panic!("{e}"));
+        let key = IdempotencyKey::of(&format!("resource-claim-{}", on.id()));
+        let claim = IdempotencyClaim::new(actor.clone(), key, [7; 32], at(1), std::time::Duration::from_secs(3600));
+        let claimed = entry().with_idempotency(claim.clone());
+        let bind = |b: AccessPolicyBinding| ResourceChange::BindAccessPolicy { target: on.clone(), binding: b };
+        ok(P, "commit_resource", store.commit_resource(bind(deny.clone()), &claimed).await);
+        let record = ok(P, "idempotency", store.idempotency(&actor, &key, at(2)).await);
+        assert_eq!(record, Some(IdempotencyRecord::new(claim.clone(), claimed.id)), "[{P}] the claim is recorded");
+        let twin = entry().with_idempotency(claim);
+        match store.commit_resource(unbind(DENY_KEY_CREATION), &twin).await {
+            Err(StoreError::IdempotencyKeyTaken) => {}
+            other => panic!("[{P}] a second claim of the key should be refused, got {other:?}"),
+        }
+        assert_eq!(bindings_on(on.clone()).await.len(), 2, "[{P}] the refused change wrote nothing");
+        commit(store, unbind(DENY_KEY_CREATION)).await;
+    }
     let unknown = OperationId::generate().unwrap_or_else(|e| panic!("{e}"));
     assert!(ok(P, "resource_operation", store.resource_operation(&unknown).await).is_none(), "[{P}] unknown id");
     assert_eq!(bindings_on(on.clone()).await, vec![(on.clone(), days("7d"))], "[{P}] after an unbind");

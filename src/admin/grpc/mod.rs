@@ -323,6 +323,8 @@ fn respond<M>(
     match outcome {
         Outcome::Ran(Ok(m)) => Ok(tonic::Response::new(m)),
         Outcome::Ran(Err(e)) | Outcome::Refused(e) => Err(status(e)),
+        // A key service's request never has a resource change's fingerprint.
+        Outcome::ReplayedResource(_) => Err(status(super::api::mismatch())),
         Outcome::Replayed(op) => {
             let mut response = tonic::Response::new(replay(&op).map_err(status)?);
             response

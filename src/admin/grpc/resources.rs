@@ -18,13 +18,14 @@ use super::pb::yandex::cloud::organizationmanager::v1 as org;
 use super::pb::yandex::cloud::resourcemanager::v1 as rm;
 use super::{Services, any, call, page_size, set, status, timestamp};
 use crate::access_policy::AccessPolicyBinding;
-use crate::admin::api::PageQuery;
+use crate::admin::api::{PageQuery, idempotency_key};
 use crate::admin::auth::{AdminAuth, AdminCaller};
 use crate::admin::error::{ApiError, Code};
+use crate::admin::idempotency::{REPLAYED_HEADER, fingerprint};
 use crate::admin::resource_types::{AccessPolicyBindingBody, CreateResourceRequest, UpdateResourceRequest};
 use crate::admin::resources::{
     Answer, CLOUDS, Changed, FOLDERS, Face, Metadata, ORGANIZATIONS, PolicyCall, PolicyRequest, ResourceCall,
-    SERVICE_ACCOUNTS, refuse_idempotency,
+    SERVICE_ACCOUNTS,
 };
 use crate::resource::{Labels, Resource};
 use crate::store::KeyStore;
@@ -241,8 +242,10 @@ impl<S: KeyStore, A: AdminAuth> Services<S, A> {
         self.api.list_resources(caller, face, parent, filter, &q).await.map_err(status)
     }
 
-    /// A change: authenticated, without `idempotency-key`, made.
-    async fn change<M>(
+    /// A change: authenticated and made; with the metadata
+    /// `idempotency-key`, claimed (the fingerprint of the message and its
+    /// type) and, for a repeat, replayed (marked `idempotent-replayed`).
+    async fn change<M: prost::Message>(
         &self,
         request: Request<M>,
         service: &'static str,
@@ -251,9 +254,15 @@ impl<S: KeyStore, A: AdminAuth> Services<S, A> {
     ) -> Result<Response<Operation>, Status> {
         let (parts, m) = call(request, service);
         let caller = self.api.authenticate(&parts).await.map_err(status)?;
-        refuse_idempotency(&parts).map_err(status)?;
-        let changed = self.api.change_resource(&caller, face, make(m)?).await.map_err(status)?;
-        Ok(Response::new(operation(&changed)))
+        let key = idempotency_key(&parts).map_err(status)?;
+        let body = m.encode_to_vec();
+        let print = || fingerprint("POST", &format!("{service}/{}", std::any::type_name::<M>()), &body);
+        let done = self.api.change_resource(&caller, face, make(m)?, key, print).await.map_err(status)?;
+        let mut response = Response::new(operation(&done.changed));
+        if done.replayed {
+            response.metadata_mut().insert(REPLAYED_HEADER, tonic::metadata::MetadataValue::from_static("true"));
+        }
+        Ok(response)
     }
 
     /// One page of a resource's log.

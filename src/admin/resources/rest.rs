@@ -20,18 +20,17 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
-use axum::http::Method;
+use axum::http::{HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{
-    Answer, Changed, Face, Metadata, PolicyCall, PolicyRequest, ResourceCall, SERVICE_ACCOUNTS, refuse_idempotency,
-};
-use crate::admin::api::{AdminApi, PageQuery, Shared, json as answer, parse, query};
+use super::{Answer, Changed, Face, Metadata, PolicyCall, PolicyRequest, ResourceCall, SERVICE_ACCOUNTS};
+use crate::admin::api::{AdminApi, PageQuery, Shared, idempotency_key, json as answer, parse, query};
 use crate::admin::auth::AdminAuth;
 use crate::admin::error::{ApiError, Code};
+use crate::admin::idempotency;
 use crate::admin::resource_types::{
     AccessPolicyBindingBody, AccessPolicyTemplateBody, BindAccessPolicyRequest, ListAccessPolicyBindingsResponse,
     ListAccessPolicyTemplatesResponse, ResourceOperationBody, UnbindAccessPolicyRequest, UpdateResourceRequest,
@@ -214,10 +213,15 @@ async fn change<S: KeyStore, A: AdminAuth>(
         let (parts, body) = request.into_parts();
         let caller = api.authenticate(&parts).await?;
         View::of(&parts)?;
-        refuse_idempotency(&parts)?;
+        let key = idempotency_key(&parts)?;
         let raw = axum::body::to_bytes(body, api.body_limit).await.map_err(|_| ApiError::too_large(api.body_limit))?;
-        let changed = api.change_resource(&caller, face, call(&raw)?).await?;
-        Ok::<_, ApiError>(answer(&operation_body(&changed)))
+        let print = || idempotency::fingerprint(parts.method.as_str(), parts.uri.path(), &raw);
+        let done = api.change_resource(&caller, face, call(&raw)?, key, print).await?;
+        let mut response = answer(&operation_body(&done.changed));
+        if done.replayed {
+            response.headers_mut().insert(idempotency::REPLAYED_HEADER, HeaderValue::from_static("true"));
+        }
+        Ok::<_, ApiError>(response)
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
 }
