@@ -70,21 +70,22 @@ fn two_postgres_nodes_answer_a_repeat_as_the_first() {
     let _cleanup = DropSchema { url: base.clone(), schema: schema.clone() };
     let url = with_param(&base, "schema", &schema);
     let (k, a, b) = nodes(&url);
+    let robot = a.service_account(&bearer(), "idem-robot");
 
     // A, then B: one live key, B's answer the replay.
     let key = "8e0f6b53-6a40-4c1e-9e3c-3f0b2d6f1a11";
-    let body = create_body("idem-robot", "once");
+    let body = create_body(&robot, "once");
     let first = send(&a, "POST", "/apiKeys", key, &body);
     let replay = send(&b, "POST", "/apiKeys", key, &body);
     assert_replay_of(&first, &replay);
-    assert_eq!(keys_of(&b, "idem-robot").len(), 1, "a replayed create made a second key");
+    assert_eq!(keys_of(&b, &robot).len(), 1, "a replayed create made a second key");
     let secret = first.json()["secret"].as_str().unwrap().to_owned();
     assert_eq!(b.authorize(Some(&secret), Some("yc.postbox.send")).status, 200);
 
     // Same key, another request: refused on either node, nothing made.
-    let other = send(&b, "POST", "/apiKeys", key, &create_body("idem-robot", "other"));
+    let other = send(&b, "POST", "/apiKeys", key, &create_body(&robot, "other"));
     assert_eq!((other.status, other.json()["code"].as_i64()), (400, Some(9)), "{other:?}");
-    assert_eq!(keys_of(&a, "idem-robot").len(), 1);
+    assert_eq!(keys_of(&a, &robot).len(), 1);
 
     // Revoke and delete repeated on the other node: the first answer again,
     // not a second log entry and not "not found".
@@ -107,7 +108,7 @@ fn two_postgres_nodes_answer_a_repeat_as_the_first() {
 
     // Sent to both nodes at once: exactly one key, one secret.
     for round in 0..5 {
-        let sa = format!("idem-race-{round}");
+        let sa = a.service_account(&bearer(), &format!("idem-race-{round}"));
         let key = format!("7a1c9e2b-3d4f-4a5b-8c6d-0e1f2a3b4c{round:02}");
         let body = create_body(&sa, "raced");
         let gate = Barrier::new(2);
@@ -131,7 +132,7 @@ fn two_postgres_nodes_answer_a_repeat_as_the_first() {
     let restarted = Server::start(&k, &url, &[]);
     let after = send(&restarted, "POST", "/apiKeys", key, &body);
     assert_replay_of(&first, &after);
-    assert_eq!(keys_of(&restarted, "idem-robot").len(), 0, "deleted above, not made again");
+    assert_eq!(keys_of(&restarted, &robot).len(), 0, "deleted above, not made again");
     for n in [restarted, b] {
         let log = n.stop();
         assert!(!log.contains(&secret), "a node logged a secret:\n{log}");
@@ -145,18 +146,19 @@ fn two_redis_nodes_answer_a_repeat_as_the_first() {
     let _cleanup = PurgePrefix { url: base.clone(), prefix: prefix.clone() };
     let url = with_param(&base, "prefix", &prefix);
     let (k, a, b) = nodes(&url);
+    let robot = b.service_account(&bearer(), "idem-robot");
     let key = "8e0f6b53-6a40-4c1e-9e3c-3f0b2d6f1a11";
-    let body = create_body("idem-robot", "once");
+    let body = create_body(&robot, "once");
     let first = send(&a, "POST", "/apiKeys", key, &body);
     let replay = send(&b, "POST", "/apiKeys", key, &body);
     assert_replay_of(&first, &replay);
-    assert_eq!(keys_of(&a, "idem-robot").len(), 1, "a replayed create made a second key");
-    let other = send(&a, "POST", "/apiKeys", key, &create_body("idem-robot", "other"));
+    assert_eq!(keys_of(&a, &robot).len(), 1, "a replayed create made a second key");
+    let other = send(&a, "POST", "/apiKeys", key, &create_body(&robot, "other"));
     assert_eq!((other.status, other.json()["code"].as_i64()), (400, Some(9)), "{other:?}");
     b.kill();
     let restarted = Server::start(&k, &url, &[]);
     assert_replay_of(&first, &send(&restarted, "POST", "/apiKeys", key, &body));
-    assert_eq!(keys_of(&restarted, "idem-robot").len(), 1);
+    assert_eq!(keys_of(&restarted, &robot).len(), 1);
     a.stop();
     restarted.stop();
 }

@@ -331,10 +331,13 @@ fn redis_end_to_end() {
         redis::cmd("KEYS").arg(format!("{{{prefix}}}:*")).query(&mut conn).unwrap()
     };
     // (and the store's pepper fingerprints, `{prefix}:peppers`, the change
-    // feed, pruned by age, with its epoch and pruned mark, and the marks of
-    // the expiry and id indexes).
+    // feed, pruned by age, with its epoch and pruned mark, the marks of
+    // the expiry and id indexes, and the resources — the default
+    // organization, cloud and folder, the service account the keys were
+    // made for — with their indexes and log, which deleting keys leaves).
     let log_only = |k: &String| {
         k.contains("}:ops:")
+            || ["}:res:", "}:resix:", "}:resops:"].iter().any(|part| k.contains(part))
             || [
                 "}:opids",
                 "}:opseq",
@@ -344,6 +347,9 @@ fn redis_end_to_end() {
                 "}:feed:pruned",
                 "}:expiry:built",
                 "}:ids:built",
+                "}:resseq",
+                "}:resopids",
+                "}:resources:built",
             ]
             .iter()
             .any(|end| k.ends_with(end))

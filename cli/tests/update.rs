@@ -62,16 +62,32 @@ fn serve_mounts_the_management_api_only_with_admin_tokens() {
     let server = Server::start(&k, SQLITE_DEFAULT_URL, &[]);
     assert!(server.log().contains("management API at /iam/v1"), "{}", server.log());
     let bearer = format!("Bearer {token}");
-    let body = r#"{"serviceAccountId":"robot","scopes":["yc.postbox.send"]}"#;
-    let made = server.request(
-        "POST",
-        "/iam/v1/apiKeys",
-        &[("authorization", &bearer), ("content-type", "application/json")],
-        body,
-    );
+    let json = [("authorization", bearer.as_str()), ("content-type", "application/json")];
+    let create = |sa: &str| {
+        let body = serde_json::json!({"serviceAccountId": sa, "scopes": ["yc.postbox.send"]}).to_string();
+        server.request("POST", "/iam/v1/apiKeys", &json, &body)
+    };
+    // As keyctl's own commands: a key's service account must exist.
+    let unknown = create("made-up-robot");
+    assert_eq!((unknown.status, unknown.json()["code"].as_i64()), (404, Some(5)), "{unknown:?}");
+    assert!(unknown.json()["message"].as_str().unwrap().contains("made-up-robot"), "{unknown:?}");
+    let robot = server.service_account(&bearer, "robot");
+    let made = create(&robot);
     assert_eq!(made.status, 200, "{made:?}");
     let secret = made.json()["secret"].as_str().unwrap().to_owned();
     assert_eq!(server.authorize(Some(&secret), Some("yc.postbox.send")).status, 200);
+    // The access policies on the account's path apply: a denial bound on
+    // its folder refuses the next key with FAILED_PRECONDITION naming it.
+    let deny = r#"{"accessPolicyBinding":{"accessPolicyTemplateId":"iam.denyServiceAccountApiKeysCreation"}}"#;
+    let bound =
+        server.request("POST", "/resource-manager/v1/folders/defaultfolder0000000:bindAccessPolicy", &json, deny);
+    assert_eq!(bound.status, 200, "{bound:?}");
+    let refused = create(&robot);
+    assert_eq!((refused.status, refused.json()["code"].as_i64()), (400, Some(9)), "{refused:?}");
+    assert!(
+        refused.json()["message"].as_str().unwrap().contains("iam.denyServiceAccountApiKeysCreation"),
+        "{refused:?}"
+    );
     let anonymous = server.request("GET", "/iam/v1/apiKeyScopes", &[], "");
     assert_eq!(anonymous.status, 401);
     assert_eq!(server.request("GET", "/iam/v1/openapi.json", &[], "").status, 200);

@@ -93,7 +93,7 @@ const VIEW: &str = "BASIC (the default): the cloud's shape; FULL: also the proje
         ("view" = Option<String>, Query, description = VIEW)),
     responses(
         (status = 200, body = CreateApiKeyResponse), (status = 400, body = Status), (status = 401, body = Status), (status = 429, body = Status),
-        (status = 403, body = Status), (status = 409, body = Status),
+        (status = 403, body = Status), (status = 404, body = Status), (status = 409, body = Status),
         (status = 503, body = Status)))]
 fn create() {}
 

@@ -202,9 +202,13 @@ impl Node {
 
     /// A key manager over the stack (the management API's, and the
     /// secret-scanning endpoint revokes through it), so changes reach the
-    /// cache and the channel.
+    /// cache and the channel. Like keyctl's own, it requires a key's
+    /// service account to exist as a resource and checks the access
+    /// policies on its path before a key is created, reissued or re-dated.
     pub(crate) fn manager(&self) -> api_keys::KeyManager<NodeStore> {
-        api_keys::KeyManager::builder(Arc::clone(&self.store), self.peppers.clone(), self.catalog.clone()).build()
+        api_keys::KeyManager::builder(Arc::clone(&self.store), self.peppers.clone(), self.catalog.clone())
+            .require_service_accounts()
+            .build()
     }
 
     /// The scope catalog.

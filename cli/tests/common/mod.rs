@@ -330,6 +330,23 @@ impl Server {
         http(self.addr, method, path, headers, body)
     }
 
+    /// Creates service account `name` in the default folder through the
+    /// management API (`POST /iam/v1/serviceAccounts` with `bearer`, an
+    /// operator's `Authorization` value) and returns its generated id:
+    /// `keyctl serve` makes keys only for accounts that exist.
+    #[allow(dead_code, reason = "not every test binary makes keys over the API")]
+    pub fn service_account(&self, bearer: &str, name: &str) -> String {
+        let body = serde_json::json!({"folderId": "defaultfolder0000000", "name": name}).to_string();
+        let made = self.request(
+            "POST",
+            "/iam/v1/serviceAccounts",
+            &[("authorization", bearer), ("content-type", "application/json")],
+            &body,
+        );
+        assert_eq!(made.status, 200, "{made:?}");
+        made.json()["response"]["id"].as_str().unwrap().to_owned()
+    }
+
     /// SIGTERM, then waits: the server drains, writes pending last-used
     /// times and exits successfully. Returns its log.
     pub fn stop(mut self) -> String {

@@ -9,7 +9,11 @@ driven with the official Yandex Cloud Python SDK's public API only.
 
 `session`: `yandexcloud.SDK(endpoint=ADDR, iam_token=…, root_certificates=…)`
 (endpoint discovery through ApiEndpointService), `sdk.client(ApiKeyServiceStub)`,
-`sdk.wait_operation_and_get_result`: create with scopes and expiry, get,
+`sdk.wait_operation_and_get_result`: a service account made with
+`ServiceAccountService.Create` (the done operation's response) and listed, one call each to
+`FolderService.List`, `CloudService.List` and `OrganizationService.Get`,
+then for the account's keys: a create for an unknown account refused
+(NOT_FOUND), create with scopes and expiry, get,
 list with paging, update with a mask (waited for), list operations, list
 scopes, delete (waited for), a replayed idempotent create, a cancel, and a
 refusal of each kind (no token, wrong token, unknown id, bad argument). The
@@ -21,7 +25,8 @@ cleanly (UNAVAILABLE) and the server still answers.
 REST's are. `off` (a server without admin tokens): gRPC calls are
 UNIMPLEMENTED, saying why.
 
-`nodes`: an Update made through node A is found with `OperationService.Get`
+`nodes`: a service account made through node A is used on node A, and an
+Update made through node A is found with `OperationService.Get`
 on node B (both over one store), response included.
 
 Prints one line per check and `N passed, M failed`; exits 1 on any failure.
@@ -50,11 +55,26 @@ from yandex.cloud.iam.v1.api_key_service_pb2 import (
     UpdateApiKeyRequest,
 )
 from yandex.cloud.iam.v1.api_key_service_pb2_grpc import ApiKeyServiceStub
+from yandex.cloud.iam.v1.service_account_pb2 import ServiceAccount
+from yandex.cloud.iam.v1.service_account_service_pb2 import (
+    CreateServiceAccountMetadata,
+    CreateServiceAccountRequest,
+    ListServiceAccountsRequest,
+)
+from yandex.cloud.iam.v1.service_account_service_pb2_grpc import ServiceAccountServiceStub
 from yandex.cloud.operation.operation_service_pb2 import CancelOperationRequest, GetOperationRequest
 from yandex.cloud.operation.operation_service_pb2_grpc import OperationServiceStub
+from yandex.cloud.organizationmanager.v1.organization_service_pb2 import GetOrganizationRequest
+from yandex.cloud.organizationmanager.v1.organization_service_pb2_grpc import OrganizationServiceStub
+from yandex.cloud.resourcemanager.v1.cloud_service_pb2 import ListCloudsRequest
+from yandex.cloud.resourcemanager.v1.cloud_service_pb2_grpc import CloudServiceStub
+from yandex.cloud.resourcemanager.v1.folder_service_pb2 import ListFoldersRequest
+from yandex.cloud.resourcemanager.v1.folder_service_pb2_grpc import FolderServiceStub
 
 TYPE = "type.googleapis.com/"
-SA = "grpc-robot"
+FOLDER = "defaultfolder0000000"
+CLOUD = "defaultcloud00000000"
+ORGANIZATION = "defaultorganization0"
 TIMEOUT = 20
 
 passed = 0
@@ -92,16 +112,52 @@ def authorize(addr, ca, secret, scope):
         return e.code, ""
 
 
+def service_account(sdk, name):
+    """A service account made with the SDK in the default folder; its id.
+    The operation answers done, its `response` the account. (Not through
+    `sdk.wait_operation_and_get_result`: `OperationService.Get` finds key
+    operations only, not resource ones.)"""
+    op = sdk.client(ServiceAccountServiceStub).Create(
+        CreateServiceAccountRequest(folder_id=FOLDER, name=name, description="made by the SDK"), timeout=TIMEOUT)
+    account, meta = ServiceAccount(), CreateServiceAccountMetadata()
+    check(f"service account create: {name}", op.done and op.response.Unpack(account) and
+          op.metadata.Unpack(meta) and account.id and account.name == name and account.folder_id == FOLDER and
+          meta.service_account_id == account.id, f"{op}")
+    return account.id
+
+
+def resources(sdk):
+    """The resource services answer the SDK: the account's folder, cloud
+    and organization."""
+    folders = sdk.client(FolderServiceStub).List(ListFoldersRequest(cloud_id=CLOUD), timeout=TIMEOUT)
+    check("folder list: the default folder", FOLDER in [f.id for f in folders.folders], f"{folders}")
+    clouds = sdk.client(CloudServiceStub).List(ListCloudsRequest(), timeout=TIMEOUT)
+    check("cloud list: the default cloud", CLOUD in [c.id for c in clouds.clouds], f"{clouds}")
+    org = sdk.client(OrganizationServiceStub).Get(GetOrganizationRequest(organization_id=ORGANIZATION),
+                                                  timeout=TIMEOUT)
+    check("organization get: the default organization", org.id == ORGANIZATION, f"{org}")
+
+
 def session(addr, token, ca):
     ca_pem = open(ca, "rb").read()
     sdk = yandexcloud.SDK(endpoint=addr, iam_token=token, root_certificates=ca_pem)
     keys = sdk.client(ApiKeyServiceStub)
 
+    # The keys' service account, made and listed with the SDK.
+    sa = service_account(sdk, "grpc-robot")
+    listed = sdk.client(ServiceAccountServiceStub).List(ListServiceAccountsRequest(folder_id=FOLDER), timeout=TIMEOUT)
+    check("service account list: the account", [a.id for a in listed.service_accounts if a.name == "grpc-robot"] == [sa],
+          f"{listed}")
+    resources(sdk)
+    refused("create for an unknown service account", lambda: keys.Create(
+        CreateApiKeyRequest(service_account_id="nosuchaccount0000000", scopes=["yc.monitoring.read"]),
+        timeout=TIMEOUT), grpc.StatusCode.NOT_FOUND)
+
     # Create with scopes and expiry.
     expiry = timestamp_pb2.Timestamp()
     expiry.FromDatetime(datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) + datetime.timedelta(days=1))
     scopes = ["yc.monitoring.read", "yc.logging.write"]
-    created = keys.Create(CreateApiKeyRequest(service_account_id=SA, description="made by the SDK", scopes=scopes,
+    created = keys.Create(CreateApiKeyRequest(service_account_id=sa, description="made by the SDK", scopes=scopes,
                                               expires_at=expiry), timeout=TIMEOUT)
     key, secret = created.api_key, created.secret
     check("create: a secret, once", len(secret) > 40 and key.id and secret.endswith(key.masked_secret[4:]),
@@ -111,7 +167,7 @@ def session(addr, token, ca):
 
     # Get.
     got = keys.Get(GetApiKeyRequest(api_key_id=key.id), timeout=TIMEOUT)
-    check("get: the same key", got.id == key.id and got.service_account_id == SA and
+    check("get: the same key", got.id == key.id and got.service_account_id == sa and
           got.description == "made by the SDK" and sorted(got.scopes) == sorted(scopes), f"{got}")
 
     # The key verifies with exactly its scopes.
@@ -122,10 +178,10 @@ def session(addr, token, ca):
     check("authorize: a scope not held is refused", status == 403, f"{status}")
 
     # List with paging.
-    more = [keys.Create(CreateApiKeyRequest(service_account_id=SA, scopes=["yc.monitoring.read"]),
+    more = [keys.Create(CreateApiKeyRequest(service_account_id=sa, scopes=["yc.monitoring.read"]),
                         timeout=TIMEOUT).api_key.id for _ in range(2)]
-    first = keys.List(ListApiKeysRequest(service_account_id=SA, page_size=2), timeout=TIMEOUT)
-    second = keys.List(ListApiKeysRequest(service_account_id=SA, page_size=2, page_token=first.next_page_token),
+    first = keys.List(ListApiKeysRequest(service_account_id=sa, page_size=2), timeout=TIMEOUT)
+    second = keys.List(ListApiKeysRequest(service_account_id=sa, page_size=2, page_token=first.next_page_token),
                        timeout=TIMEOUT)
     listed = [k.id for k in first.api_keys] + [k.id for k in second.api_keys]
     check("list: two pages", len(first.api_keys) == 2 and first.next_page_token and
@@ -177,13 +233,13 @@ def session(addr, token, ca):
 
     # Idempotent create: a replay is the same key without the secret.
     idem = (("idempotency-key", str(uuid.uuid4())),)
-    request = CreateApiKeyRequest(service_account_id=SA, scopes=["yc.monitoring.read"])
+    request = CreateApiKeyRequest(service_account_id=sa, scopes=["yc.monitoring.read"])
     a = keys.Create(request, metadata=idem, timeout=TIMEOUT)
     b = keys.Create(request, metadata=idem, timeout=TIMEOUT)
     check("idempotent create: replayed, no second key, no secret",
           a.api_key.id == b.api_key.id and a.secret and b.secret == "", f"{a.api_key.id} {b.api_key.id}")
     refused("idempotent create: the key with another request", lambda: keys.Create(
-        CreateApiKeyRequest(service_account_id=SA, description="other"), metadata=idem, timeout=TIMEOUT),
+        CreateApiKeyRequest(service_account_id=sa, description="other"), metadata=idem, timeout=TIMEOUT),
         grpc.StatusCode.FAILED_PRECONDITION)
 
     # Refusals.
@@ -197,12 +253,12 @@ def session(addr, token, ca):
     refused("unknown id", lambda: keys.Get(GetApiKeyRequest(api_key_id="b" * 20), timeout=TIMEOUT),
             grpc.StatusCode.NOT_FOUND)
     refused("bad argument: unknown scope", lambda: keys.Create(
-        CreateApiKeyRequest(service_account_id=SA, scopes=["no.such.scope"]), timeout=TIMEOUT),
+        CreateApiKeyRequest(service_account_id=sa, scopes=["no.such.scope"]), timeout=TIMEOUT),
         grpc.StatusCode.INVALID_ARGUMENT)
     refused("bad argument: masked scopes absent", lambda: keys.Update(UpdateApiKeyRequest(
         api_key_id=key.id, update_mask=field_mask_pb2.FieldMask(paths=["scopes"])), timeout=TIMEOUT),
         grpc.StatusCode.INVALID_ARGUMENT)
-    refused("bad argument: page size", lambda: keys.List(ListApiKeysRequest(service_account_id=SA, page_size=1001),
+    refused("bad argument: page size", lambda: keys.List(ListApiKeysRequest(service_account_id=sa, page_size=1001),
                                                          timeout=TIMEOUT), grpc.StatusCode.INVALID_ARGUMENT)
     refused("bad argument: malformed id", lambda: keys.Get(GetApiKeyRequest(api_key_id="x"), timeout=TIMEOUT),
             grpc.StatusCode.INVALID_ARGUMENT)
@@ -232,7 +288,8 @@ def nodes(addr_a, addr_b, token, ca):
     ca_pem = open(ca, "rb").read()
     sdk = yandexcloud.SDK(endpoint=addr_a, iam_token=token, root_certificates=ca_pem)
     keys = sdk.client(ApiKeyServiceStub)
-    key = keys.Create(CreateApiKeyRequest(service_account_id=SA, scopes=["yc.monitoring.read"]),
+    sa = service_account(sdk, "nodes-robot")
+    key = keys.Create(CreateApiKeyRequest(service_account_id=sa, scopes=["yc.monitoring.read"]),
                       timeout=TIMEOUT).api_key
     op = keys.Update(UpdateApiKeyRequest(api_key_id=key.id, update_mask=field_mask_pb2.FieldMask(paths=["description"]),
                                          description="through node A"), timeout=TIMEOUT)

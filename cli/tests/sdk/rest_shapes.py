@@ -4,8 +4,12 @@ Yandex Cloud SDK's message types.
 
     rest_shapes.py URL ADMIN_TOKEN
 
-URL is the server's base (`http://127.0.0.1:PORT`). A REST session — create
-with scopes and expiry, get, list with paging, update with a mask, list
+URL is the server's base (`http://127.0.0.1:PORT`). A REST session — the
+keys' service account made (`POST /iam/v1/serviceAccounts`, an `Operation`
+whose response is the SDK's `ServiceAccount`) and listed
+(`ListServiceAccountsResponse`), the default folder, cloud and organization
+read (`ListFoldersResponse`, `ListCloudsResponse`, `Organization`), a key
+create for an unknown account refused (404), create with scopes and expiry, get, list with paging, update with a mask, list
 operations, list scopes, delete, and one refusal of each kind — whose every
 answer is parsed with `google.protobuf.json_format.Parse` at its defaults
 (unknown fields are errors) into the SDK's `ApiKey`, `ListApiKeysResponse`,
@@ -29,9 +33,15 @@ import uuid
 from google.protobuf import descriptor_pb2, descriptor_pool, empty_pb2, json_format, message_factory
 from google.rpc import status_pb2
 from yandex.cloud.iam.v1 import api_key_pb2, api_key_service_pb2 as svc
+from yandex.cloud.iam.v1 import service_account_pb2, service_account_service_pb2 as sa_svc
 from yandex.cloud.operation import operation_pb2
+from yandex.cloud.organizationmanager.v1 import organization_pb2
+from yandex.cloud.resourcemanager.v1 import cloud_service_pb2, folder_service_pb2
 
 API = "/iam/v1"
+FOLDER = "defaultfolder0000000"
+CLOUD = "defaultcloud00000000"
+ORGANIZATION = "defaultorganization0"
 TYPE = "type.googleapis.com/"
 
 
@@ -124,9 +134,39 @@ class Session:
             return e.code
 
 
+def resources(s):
+    """The keys' service account, made and listed; the default folder,
+    cloud and organization read. Returns the account's id."""
+    name = "sdk-" + uuid.uuid4().hex[:12]
+    status, text, _ = s.call("POST", f"{API}/serviceAccounts", {"folderId": FOLDER, "name": name})
+    s.check("service account create answers 200", status == 200, text[:300])
+    op = s.parse("service account create", text, operation_pb2.Operation())
+    account = s.unpack("service account create response", op.response, service_account_pb2.ServiceAccount())
+    meta = s.unpack("service account create metadata", op.metadata, sa_svc.CreateServiceAccountMetadata())
+    s.check("service account create: done, the account as asked",
+            op.done and account.id and account.name == name and account.folder_id == FOLDER
+            and meta.service_account_id == account.id, str(op))
+    status, text, _ = s.call("GET", f"{API}/serviceAccounts?folderId={FOLDER}")
+    listed = s.parse("service account list", text, sa_svc.ListServiceAccountsResponse())
+    s.check("service account list: the account", listed is not None and
+            [a.id for a in listed.service_accounts if a.name == name] == [account.id], text[:300])
+    status, text, _ = s.call("GET", f"/resource-manager/v1/folders?cloudId={CLOUD}")
+    folders = s.parse("folder list", text, folder_service_pb2.ListFoldersResponse())
+    s.check("folder list: the default folder", folders is not None and FOLDER in [f.id for f in folders.folders])
+    status, text, _ = s.call("GET", "/resource-manager/v1/clouds")
+    clouds = s.parse("cloud list", text, cloud_service_pb2.ListCloudsResponse())
+    s.check("cloud list: the default cloud", clouds is not None and CLOUD in [c.id for c in clouds.clouds])
+    status, text, _ = s.call("GET", f"/organization-manager/v1/organizations/{ORGANIZATION}")
+    org = s.parse("organization get", text, organization_pb2.Organization())
+    s.check("organization get: the default organization", org is not None and org.id == ORGANIZATION)
+    s.refusal("key create for an unknown service account", s.call("POST", f"{API}/apiKeys", {
+        "serviceAccountId": "nosuchaccount0000000", "scopes": ["yc.monitoring.read"]}), 404, 5)
+    return account.id
+
+
 def run(s):
     types = project_types()
-    account = "sdk-" + uuid.uuid4().hex[:12]
+    account = resources(s)
 
     # Create with scopes and expiry: the answer, secret included.
     status, text, headers = s.call("POST", f"{API}/apiKeys", {
