@@ -137,7 +137,8 @@ fn memory_stays_flat_without_a_scraper() {
 
 /// Counts the commands Redis receives that name `prefix` (`MONITOR`), from
 /// now until [`Monitor::stop`], except the change feed's reads (each node's
-/// shield catches up twice a second, whatever the traffic).
+/// shield catches up twice a second, whatever the traffic) and the resource
+/// head's (each node's lifetime limits look four times a second).
 struct Monitor {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<u64>,
@@ -160,7 +161,7 @@ impl Monitor {
                 if let Ok(n) = s.read(&mut buf) {
                     text.push_str(&String::from_utf8_lossy(&buf[..n]));
                     let end = text.rfind('\n').map_or(0, |i| i + 1);
-                    let ours = |l: &&str| l.contains(&needle) && !l.contains(":feed");
+                    let ours = |l: &&str| l.contains(&needle) && !l.contains(":feed") && !l.contains(":resseq");
                     seen += text[..end].lines().filter(ours).count() as u64;
                     text.drain(..end);
                 }
