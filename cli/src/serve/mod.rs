@@ -148,13 +148,15 @@ pub(crate) async fn run(
         TcpListener::bind(addr).await.map_err(|e| Failure::new(OTHER, format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr().map_err(|e| Failure::new(OTHER, format!("cannot listen on {addr}: {e}")))?;
     let router = admin::mount(router, &node, admin_tokens, proxies.trusted(), &listening.public_address(local));
+    // Before saying it listens: the shutdown signal is watched from the
+    // line that says so on.
+    if let Err(e) = node.refresh_lifetimes().await {
+        tracing::warn!(error = %crate::failure::chain(&e), "could not read the access policies' maximum lifetimes; will retry");
+    }
     let scheme = if listening.is_tls() { "TLS" } else { "plaintext" };
     eprintln!("keyctl: listening on {local} ({}; {scheme})", node.describe());
     eprintln!("keyctl: public address {}", listening.public_address(local));
 
-    if let Err(e) = node.refresh_lifetimes().await {
-        tracing::warn!(error = %crate::failure::chain(&e), "could not read the access policies' maximum lifetimes; will retry");
-    }
     let lifetimes = tokio::spawn(refresh_lifetimes_periodically(Arc::clone(&node)));
     let flusher = tokio::spawn(flush_periodically(Arc::clone(&verifier)));
     let pruner = tokio::spawn(prune_periodically(Arc::clone(&node)));
