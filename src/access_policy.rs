@@ -115,8 +115,9 @@ pub enum AccessPolicyError {
         /// The parameter.
         parameter: &'static str,
     },
-    /// A parameter the template does not take, or too many or too long.
-    #[error("access policy template `{template}` does not take parameter `{parameter}`")]
+    /// A parameter the template does not take, too many parameters, or a
+    /// value over 4096 bytes.
+    #[error("access policy template `{template}`: parameter `{parameter}` is not taken or its value is too long")]
     UnknownParameter {
         /// The template.
         template: &'static str,

@@ -695,7 +695,7 @@ describe('management console', { timeout: 120_000 }, () => {
     const error = d.getByRole('alert');
     await error.filter({ hasText: /./ }).waitFor();
     const said = await error.innerText();
-    match(said, new RegExp(`^Refused by an access policy: .*${DENY.replace(/\./g, '\\.')}`), `the refusal names the policy: ${said}`);
+    match(said, new RegExp(`^Refused by access policy .${DENY.replace(/\./g, '\\.')}. bound on organization ${DEFAULT_ORGANIZATION}`), `the refusal names the policy and where it is bound: ${said}`);
     match(said, /Access policies on this folder's path/, 'and points at the policy list');
     ok(await d.isVisible(), 'the dialog stays open, the refusal next to its form');
     await shot('refused-by-policy');

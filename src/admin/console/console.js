@@ -55,8 +55,11 @@ function explain(status, body, statusText) {
     ? String(body.message ?? body.detail ?? body.title ?? '')
     : '';
   const said = message ? `: ${message}` : '.';
-  if (body?.code === FAILED_PRECONDITION && (status === 400 || status === 412)) {
-    return `Refused by an access policy${said}`;
+  // The server names a refusing access policy itself ("refused by access
+  // policy `…` bound on …"); other code-9 answers are a key's or a
+  // resource's state.
+  if (body?.code === FAILED_PRECONDITION && /^refused by access policy /.test(message)) {
+    return message[0].toUpperCase() + message.slice(1);
   }
   switch (status) {
     case 400: return `Refused${said}`;
