@@ -1169,6 +1169,24 @@ macro_rules! sql_key_store {
 }
 pub(crate) use sql_key_store;
 
+/// Asserts that the migrator of the release at schema version `$at` (the
+/// first `$at` of `$schema`) refuses the database on `$pool`, naming the
+/// version after it as missing: an older binary never runs over a newer
+/// schema. On a connection of its own, closed after (sqlx keeps
+/// PostgreSQL's advisory lock when it refuses).
+#[cfg(test)]
+macro_rules! assert_release_refuses {
+    ($pool:expr, $schema:expr, $at:literal) => {{
+        let mut conn = $pool.acquire().await.unwrap();
+        let refused =
+            $crate::store::sql::migrator_of(&$schema[..$at]).run_direct(None, &mut *conn, false).await.unwrap_err();
+        assert!(matches!(refused, sqlx::migrate::MigrateError::VersionMissing(v) if v == $at + 1), "{refused:?}");
+        conn.close().await.unwrap();
+    }};
+}
+#[cfg(test)]
+pub(super) use assert_release_refuses;
+
 /// Asserts that every schema version is recorded as applied, in
 /// [`MIGRATIONS_TABLE`], on `$pool` (either dialect's pool).
 #[cfg(test)]
@@ -1342,13 +1360,7 @@ macro_rules! check_previous_release_upgrade {
         store.migrate().await.unwrap();
         assert_eq!(store.operations(&key, page()).await.unwrap().items.len(), 3);
         // The previous release's migrator refuses the upgraded database.
-        // (On a connection of its own, closed after: sqlx keeps PostgreSQL's
-        // advisory lock when it refuses.)
-        let mut conn = store.pool().acquire().await.unwrap();
-        let refused =
-            $crate::store::sql::migrator_of(&$schema[..3]).run_direct(None, &mut *conn, false).await.unwrap_err();
-        assert!(matches!(refused, sqlx::migrate::MigrateError::VersionMissing(4)), "{refused:?}");
-        conn.close().await.unwrap();
+        $crate::store::sql::assert_release_refuses!(store.pool(), $schema, 3);
         // This build refuses a database migrated by a newer one, naming both.
         sqlx::query(
             "INSERT INTO _api_keys_migrations (version, description, success, checksum, execution_time) \
@@ -1560,11 +1572,7 @@ macro_rules! check_v6_upgrade {
         store.migrate().await.unwrap();
         assert!(store.idempotency(&actor, &key, clock.now()).await.unwrap().is_some());
         // The previous release's migrator refuses the upgraded database.
-        let mut conn = store.pool().acquire().await.unwrap();
-        let refused =
-            $crate::store::sql::migrator_of(&$schema[..6]).run_direct(None, &mut *conn, false).await.unwrap_err();
-        assert!(matches!(refused, sqlx::migrate::MigrateError::VersionMissing(7)), "{refused:?}");
-        conn.close().await.unwrap();
+        $crate::store::sql::assert_release_refuses!(store.pool(), $schema, 6);
         store
     }};
 }
@@ -1681,11 +1689,7 @@ macro_rules! check_v9_upgrade {
         let listed = store.list_resources(&folder, ResourceOrder::Id, page.clone()).await.unwrap();
         assert_eq!(listed.items.len(), 2);
         // The previous release's migrator refuses the upgraded database.
-        let mut conn = store.pool().acquire().await.unwrap();
-        let refused =
-            $crate::store::sql::migrator_of(&$schema[..9]).run_direct(None, &mut *conn, false).await.unwrap_err();
-        assert!(matches!(refused, sqlx::migrate::MigrateError::VersionMissing(10)), "{refused:?}");
-        conn.close().await.unwrap();
+        $crate::store::sql::assert_release_refuses!(store.pool(), $schema, 9);
         store
     }};
 }
@@ -1764,11 +1768,7 @@ macro_rules! check_v10_upgrade {
         store.migrate().await.unwrap();
         assert!(store.access_policy_bindings(None).await.unwrap().is_empty());
         // The previous release's migrator refuses the upgraded database.
-        let mut conn = store.pool().acquire().await.unwrap();
-        let refused =
-            $crate::store::sql::migrator_of(&$schema[..10]).run_direct(None, &mut *conn, false).await.unwrap_err();
-        assert!(matches!(refused, sqlx::migrate::MigrateError::VersionMissing(11)), "{refused:?}");
-        conn.close().await.unwrap();
+        $crate::store::sql::assert_release_refuses!(store.pool(), $schema, 10);
         store
     }};
 }
