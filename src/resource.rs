@@ -64,6 +64,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::access_binding::{AccessBindingDelta, AccessBindingError};
 use crate::access_policy::{AccessPolicyBinding, AccessPolicyError};
 use crate::clock::Timestamp;
 use crate::random::{RandomError, random_chars};
@@ -227,6 +228,9 @@ pub enum ResourceError {
     /// An access policy binding is invalid or bound where policies are not.
     #[error(transparent)]
     AccessPolicy(#[from] AccessPolicyError),
+    /// An access binding is invalid, or a change of bindings is refused.
+    #[error(transparent)]
+    AccessBinding(#[from] AccessBindingError),
     /// No access policy of this template is bound on the resource.
     #[error("no access policy {template} is bound on {kind} {id}")]
     PolicyNotBound {
@@ -1127,6 +1131,19 @@ pub enum ResourceChange {
         /// The template's id.
         template_id: String,
     },
+    /// Changes the access bindings on a resource (logged as an update of
+    /// the resource): with `replace`, every binding is removed first (the
+    /// cloud's `SetAccessBindings`, whose bindings come as `Add` deltas);
+    /// the result is computed by [`crate::access_binding::apply`] in the store's
+    /// transaction, and every subject added must exist.
+    UpdateAccessBindings {
+        /// The resource.
+        target: ResourceRef,
+        /// The changes, in order.
+        deltas: Vec<AccessBindingDelta>,
+        /// Whether the bindings are replaced.
+        replace: bool,
+    },
 }
 
 impl ResourceChange {
@@ -1138,7 +1155,8 @@ impl ResourceChange {
             Self::Update { target, .. }
             | Self::Delete(target)
             | Self::BindAccessPolicy { target, .. }
-            | Self::UnbindAccessPolicy { target, .. } => target.clone(),
+            | Self::UnbindAccessPolicy { target, .. }
+            | Self::UpdateAccessBindings { target, .. } => target.clone(),
         }
     }
 
@@ -1147,9 +1165,10 @@ impl ResourceChange {
     pub fn operation_kind(&self) -> ResourceOperationKind {
         match self {
             Self::Create(_) => ResourceOperationKind::Create,
-            Self::Update { .. } | Self::BindAccessPolicy { .. } | Self::UnbindAccessPolicy { .. } => {
-                ResourceOperationKind::Update
-            }
+            Self::Update { .. }
+            | Self::BindAccessPolicy { .. }
+            | Self::UnbindAccessPolicy { .. }
+            | Self::UpdateAccessBindings { .. } => ResourceOperationKind::Update,
             Self::Delete(_) => ResourceOperationKind::Delete,
         }
     }

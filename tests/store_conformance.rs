@@ -209,10 +209,10 @@ macro_rules! conformance_tests {
     };
 }
 
-conformance_tests!(memory, Memory; also resources => Resources, access_policies => AccessPolicies);
-conformance_tests!(sqlite, Sqlite; also resources => Resources, access_policies => AccessPolicies);
-conformance_tests!(postgres, Postgres; also resources => Resources, access_policies => AccessPolicies);
-conformance_tests!(redis, Redis; also resources => Resources, access_policies => AccessPolicies);
+conformance_tests!(memory, Memory; also resources => Resources, access_policies => AccessPolicies, access_bindings => AccessBindings);
+conformance_tests!(sqlite, Sqlite; also resources => Resources, access_policies => AccessPolicies, access_bindings => AccessBindings);
+conformance_tests!(postgres, Postgres; also resources => Resources, access_policies => AccessPolicies, access_bindings => AccessBindings);
+conformance_tests!(redis, Redis; also resources => Resources, access_policies => AccessPolicies, access_bindings => AccessBindings);
 
 fn header(secret: &Secret) -> String {
     format!("Api-Key {}", secret.expose_secret())

@@ -5,6 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::access_binding::AccessBindingError;
 use crate::manager::ManageError;
 use crate::resource::ResourceError;
 use crate::store::StoreError;
@@ -152,6 +153,11 @@ fn resource_code(e: &ResourceError) -> Code {
         | ResourceError::PolicyNotBound { .. } => Code::NotFound,
         ResourceError::AlreadyExists { .. } | ResourceError::NameTaken { .. } => Code::AlreadyExists,
         ResourceError::HasChildren { .. } => Code::FailedPrecondition,
+        ResourceError::AccessBinding(b) => match b {
+            AccessBindingError::NotBound { .. } => Code::NotFound,
+            AccessBindingError::LastAdmin(_) => Code::FailedPrecondition,
+            _ => Code::InvalidArgument,
+        },
         ResourceError::Random(_) => Code::Internal,
         _ => Code::InvalidArgument,
     }

@@ -75,7 +75,7 @@ macro_rules! forward_key_store {
             list_by_external_id list_expiring ids_after operation with_record lend_now idempotency
             feed_head changes_after prune_feed
             commit_resource resource list_resources find_resource resource_operations
-            access_policy_bindings resource_head resource_operation
+            access_policy_bindings access_bindings resource_head resource_operation
         ]);
     };
     // `$yes` if the two names are the same method, else `$no` (each a
@@ -105,6 +105,7 @@ macro_rules! forward_key_store {
     (@if_same find_resource find_resource $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same resource_operations resource_operations $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same access_policy_bindings access_policy_bindings $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
+    (@if_same access_bindings access_bindings $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same resource_head resource_head $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same resource_operation resource_operation $yes:tt $no:tt) => { $crate::forward_key_store! $yes; };
     (@if_same $a:ident $b:ident $yes:tt $no:tt) => { $crate::forward_key_store! $no; };
@@ -284,6 +285,11 @@ macro_rules! forward_key_store {
         $crate::forward_key_store!(@fn $attr $self $to
             access_policy_bindings(on: Option<&$crate::resource::ResourceRef>)
                 -> Vec<($crate::resource::ResourceRef, $crate::access_policy::AccessPolicyBinding)>);
+    };
+    (@method $attr:tt access_bindings $self:ident $to:tt) => {
+        $crate::forward_key_store!(@fn $attr $self $to
+            access_bindings(on: Option<&$crate::resource::ResourceRef>)
+                -> Vec<($crate::resource::ResourceRef, $crate::access_binding::AccessBinding)>);
     };
     (@method $attr:tt resource_operation $self:ident $to:tt) => {
         $crate::forward_key_store!(@fn $attr $self $to

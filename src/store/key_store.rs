@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::BoxError;
+use crate::access_binding::AccessBinding;
 use crate::access_policy::AccessPolicyBinding;
 use crate::clock::Timestamp;
 use crate::controls::{CreditSpend, ExternalId};
@@ -657,6 +658,20 @@ pub trait KeyStore: Send + Sync + 'static {
         &self,
         on: Option<&ResourceRef>,
     ) -> impl Future<Output = Result<Vec<(ResourceRef, AccessPolicyBinding)>, StoreError>> + Send {
+        let _ = on;
+        std::future::ready(Err(StoreError::unavailable("this key store keeps no resources")))
+    }
+
+    /// The access bindings on `on` (`None`: on every resource), ordered by
+    /// resource, role and subject.
+    ///
+    /// # Errors
+    /// The store's error; the default's as for
+    /// [`KeyStore::commit_resource`].
+    fn access_bindings(
+        &self,
+        on: Option<&ResourceRef>,
+    ) -> impl Future<Output = Result<Vec<(ResourceRef, AccessBinding)>, StoreError>> + Send {
         let _ = on;
         std::future::ready(Err(StoreError::unavailable("this key store keeps no resources")))
     }

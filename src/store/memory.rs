@@ -891,6 +891,13 @@ impl KeyStore for MemoryStore {
         Ok(lock(&self.writer).resources.bindings(on))
     }
 
+    async fn access_bindings(
+        &self,
+        on: Option<&ResourceRef>,
+    ) -> Result<Vec<(ResourceRef, crate::access_binding::AccessBinding)>, StoreError> {
+        Ok(lock(&self.writer).resources.access_bindings(on))
+    }
+
     async fn resource_operation(
         &self,
         id: &OperationId,

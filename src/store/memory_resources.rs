@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::access_binding::{self, AccessBinding, AccessBindingError, DeltaAction, Subject};
 use crate::access_policy::AccessPolicyBinding;
 use crate::clock::Timestamp;
 use crate::operation::{OperationCursor, OperationId};
@@ -31,6 +32,8 @@ pub(super) struct Resources {
     seq: u64,
     /// The access policies bound on each resource, by template id.
     policies: BTreeMap<ResourceRef, BTreeMap<String, AccessPolicyBinding>>,
+    /// The access bindings on each resource, sorted.
+    access: BTreeMap<ResourceRef, Vec<AccessBinding>>,
 }
 
 impl Default for Resources {
@@ -44,6 +47,7 @@ impl Default for Resources {
             log_ids: HashMap::new(),
             seq: 0,
             policies: BTreeMap::new(),
+            access: BTreeMap::new(),
         };
         let now = Timestamp::now();
         for seed in [
@@ -71,6 +75,8 @@ pub(super) enum Plan {
     Bind(ResourceRef, AccessPolicyBinding),
     /// Unbind the policy of a template from the resource.
     Unbind(ResourceRef, String),
+    /// Set the resource's access bindings to these.
+    Access(ResourceRef, Vec<AccessBinding>),
 }
 
 impl Resources {
@@ -155,6 +161,17 @@ impl Resources {
                 }
                 Ok(Plan::Unbind(target, template_id))
             }
+            ResourceChange::UpdateAccessBindings { target, deltas, replace } => {
+                self.items.get(&target).ok_or_else(|| target.not_found())?;
+                for d in deltas.iter().filter(|d| d.action == DeltaAction::Add) {
+                    if !self.items.contains_key(&d.binding.subject.resource()) {
+                        return Err(AccessBindingError::SubjectNotFound(d.binding.subject.to_string()).into());
+                    }
+                }
+                let current = self.access.get(&target).map_or(&[][..], Vec::as_slice);
+                let next = access_binding::apply(&target, current, &deltas, replace)?;
+                Ok(Plan::Access(target, next))
+            }
         }
     }
 
@@ -195,6 +212,14 @@ impl Resources {
                 }
                 self.children.remove(&target);
                 self.policies.remove(&target);
+                self.access.remove(&target);
+                if let ResourceRef::ServiceAccount(account) = &target {
+                    let gone = Subject::service_account(account.clone());
+                    self.access.retain(|_, bound| {
+                        bound.retain(|b| b.subject != gone);
+                        !bound.is_empty()
+                    });
+                }
                 (target, crate::resource::ResourceOperationKind::Delete, None)
             }
             Plan::Bind(target, binding) => {
@@ -208,6 +233,14 @@ impl Resources {
                     if bound.is_empty() {
                         self.policies.remove(&target);
                     }
+                }
+                (target.clone(), crate::resource::ResourceOperationKind::Update, self.items.get(&target).cloned())
+            }
+            Plan::Access(target, bindings) => {
+                if bindings.is_empty() {
+                    self.access.remove(&target);
+                } else {
+                    self.access.insert(target.clone(), bindings);
                 }
                 (target.clone(), crate::resource::ResourceOperationKind::Update, self.items.get(&target).cloned())
             }
@@ -280,6 +313,15 @@ impl Resources {
             .iter()
             .filter(|(r, _)| on.is_none_or(|o| o == *r))
             .flat_map(|(r, bound)| bound.values().map(move |b| (r.clone(), b.clone())))
+            .collect()
+    }
+
+    /// The access bindings on `on` (all of them for `None`).
+    pub(super) fn access_bindings(&self, on: Option<&ResourceRef>) -> Vec<(ResourceRef, AccessBinding)> {
+        self.access
+            .iter()
+            .filter(|(r, _)| on.is_none_or(|o| o == *r))
+            .flat_map(|(r, bound)| bound.iter().map(move |b| (r.clone(), b.clone())))
             .collect()
     }
 

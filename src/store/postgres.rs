@@ -423,6 +423,12 @@ mod tests {
         upgrade_from(10, |store| async move { crate::store::sql::check_v10_upgrade!(store, Postgres::SCHEMA) }).await;
     }
 
+    /// As the SQLite test of the same name, against the real server.
+    #[tokio::test]
+    async fn a_version_11_database_upgrades_to_access_bindings_and_loses_nothing() {
+        upgrade_from(11, |store| async move { crate::store::sql::check_v11_upgrade!(store, Postgres::SCHEMA) }).await;
+    }
+
     #[test]
     fn schema_names_are_narrow() {
         for ok in ["api_keys", "_x", "t_0123456789abcdef", &"a".repeat(63)] {

@@ -1966,6 +1966,13 @@ where
         self.access_policy_bindings_redis(on).await
     }
 
+    async fn access_bindings(
+        &self,
+        on: Option<&crate::resource::ResourceRef>,
+    ) -> Result<Vec<(crate::resource::ResourceRef, crate::access_binding::AccessBinding)>, StoreError> {
+        self.access_bindings_redis(on).await
+    }
+
     async fn resource_operation(
         &self,
         id: &OperationId,

@@ -30,6 +30,7 @@
 
 use std::sync::LazyLock;
 
+use crate::access_binding::{AccessBinding, AccessBindingDelta};
 use crate::access_policy::AccessPolicyBinding;
 
 use ::redis::aio::ConnectionLike;
@@ -63,7 +64,7 @@ use crate::token::KeyId;
 /// external-id index, then `P` pairs of listing indexes (by name, by id; the
 /// first pair's by-name index is where the name must be unique), then the
 /// records of the `N` keys to delete, then the access policy bindings
-/// (`{p}:policies`).
+/// (`{p}:policies`), then the access bindings (`{p}:access`).
 ///
 /// ARGV: 1 `create` | `update` | `delete`, 2 the id, 3 the stored JSON
 /// expected (update, delete), 4 the new JSON (create, update), 5 the old
@@ -72,7 +73,9 @@ use crate::token::KeyId;
 /// (refused while children are indexed), `k` (the account's keys must be
 /// exactly the `N` given) or `''`; 8 the log entry's id, 9 its JSON, 10 the
 /// `parent` field, 11 the `scope` field, 12 `P`, 13 `N`, then the `N` key
-/// ids, then the prefix of the deleted resource's bindings' fields.
+/// ids, then the prefix of the deleted resource's bindings' fields, its
+/// access bindings' field, and a deleted service account's id (`''` for
+/// another kind), whose bindings as a subject go too.
 ///
 /// Returns `ok`, or before writing anything: `upgrade` (no mark: set the
 /// store up and retry), `resdup` (the log entry id is taken), `exists`,
@@ -139,6 +142,24 @@ else
     for _, f in ipairs(redis.call('HKEYS', bound)) do
       if string.sub(f, 1, #prefix) == prefix then redis.call('HDEL', bound, f) end
     end
+    local access = KEYS[11 + 2 * p + n]
+    redis.call('HDEL', access, ARGV[15 + n])
+    if ARGV[16 + n] ~= '' then
+      local all = redis.call('HGETALL', access)
+      for i = 1, #all, 2 do
+        local kept = {}
+        for _, b in ipairs(cjson.decode(all[i + 1])) do
+          if not (b.subjectType == 'serviceAccount' and b.subjectId == ARGV[16 + n]) then
+            kept[#kept + 1] = b
+          end
+        end
+        if #kept == 0 then
+          redis.call('HDEL', access, all[i])
+        elseif #kept < #cjson.decode(all[i + 1]) then
+          redis.call('HSET', access, all[i], cjson.encode(kept))
+        end
+      end
+    end
   end
 end
 local seq = redis.call('INCR', KEYS[4])
@@ -202,18 +223,55 @@ redis.call('HSET', KEYS[3], ARGV[4], seq .. '@' .. KEYS[2])
 return 'ok'
 ";
 
+/// Sets the access bindings of a resource, logged as its update.
+///
+/// KEYS: 1 the resource's record, 2 its log, 3 `{p}:resopids`, 4 the
+/// sequence counter, 5 the set-up mark, 6 `{p}:access`, then the records
+/// of the subjects added. ARGV: 1 the resource's field (`<kind>:<id>`), 2
+/// the bindings' JSON read (`''`: none), 3 the new JSON (`''`: none), 4
+/// the log entry's id, 5 its JSON, 6 the subject count.
+/// Returns `ok`, or before writing anything: `upgrade`, `resdup`, `gone`,
+/// `subject:<i>` (the i-th subject does not exist), `changed` (the
+/// bindings differ from what was read: read again).
+const ACCESS_LUA: &str = r"
+if redis.call('EXISTS', KEYS[5]) == 0 then return 'upgrade' end
+if redis.call('HEXISTS', KEYS[3], ARGV[4]) == 1 then return 'resdup' end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+for i = 1, tonumber(ARGV[6]) do
+  if redis.call('EXISTS', KEYS[6 + i]) == 0 then return 'subject:' .. i end
+end
+if (redis.call('HGET', KEYS[6], ARGV[1]) or '') ~= ARGV[2] then return 'changed' end
+if ARGV[3] == '' then
+  redis.call('HDEL', KEYS[6], ARGV[1])
+else
+  redis.call('HSET', KEYS[6], ARGV[1], ARGV[3])
+end
+local seq = redis.call('INCR', KEYS[4])
+redis.call('ZADD', KEYS[2], seq, ARGV[5])
+redis.call('HSET', KEYS[3], ARGV[4], seq .. '@' .. KEYS[2])
+return 'ok'
+";
+
 /// The resource scripts, loaded once.
 struct ResourceScripts {
     commit: Script,
     ensure: Script,
     policy: Script,
+    access: Script,
 }
 
 static SCRIPTS: LazyLock<ResourceScripts> = LazyLock::new(|| ResourceScripts {
     commit: change_script(COMMIT_LUA),
     ensure: Script::new(ENSURE_LUA),
     policy: change_script(POLICY_LUA),
+    access: change_script(ACCESS_LUA),
 });
+
+/// The field of a resource's access bindings in `{p}:access`:
+/// `<kind>:<id>`.
+fn access_field(on: &ResourceRef) -> String {
+    format!("{}:{}", on.kind().as_str(), on.id())
+}
 
 /// The field of a binding in `{p}:policies`: `<kind>:<id>:<template>`
 /// (the prefix up to the template is [`policy_prefix`]).
@@ -630,6 +688,9 @@ where
                 ResourceChange::UnbindAccessPolicy { template_id, .. } => {
                     self.commit_policy(&target, template_id, None, log).await?
                 }
+                ResourceChange::UpdateAccessBindings { deltas, replace, .. } => {
+                    self.commit_access(&target, deltas, *replace, log).await?
+                }
                 _ => timed(self.timeout, self.commit_attempt(&change, log)).await?,
             };
             match attempt {
@@ -736,8 +797,10 @@ where
                 plan.old_name = stored.resource.name().as_str().to_owned();
                 (plan.expected, plan.parent, plan.scope) = (stored.json, stored.parent, stored.scope);
             }
-            // Written by `commit_policy`, never planned.
-            ResourceChange::BindAccessPolicy { .. } | ResourceChange::UnbindAccessPolicy { .. } => {
+            // Written by `commit_policy` and `commit_access`, never planned.
+            ResourceChange::BindAccessPolicy { .. }
+            | ResourceChange::UnbindAccessPolicy { .. }
+            | ResourceChange::UpdateAccessBindings { .. } => {
                 return Err(StoreError::Corrupt("a policy change reached the resource plan".to_owned()));
             }
         }
@@ -778,7 +841,7 @@ where
         for k in &keys_gone {
             call = call.key(self.record_key(k));
         }
-        call = call.key(self.res_name("policies"));
+        call = call.key(self.res_name("policies")).key(self.res_name("access"));
         call = call
             .arg(match kind {
                 ResourceOperationKind::Create => "create",
@@ -800,7 +863,10 @@ where
         for k in &keys_gone {
             call = call.arg(k.as_str());
         }
-        call = call.arg(policy_prefix(&target));
+        call = call.arg(policy_prefix(&target)).arg(access_field(&target)).arg(match &target {
+            ResourceRef::ServiceAccount(account) if kind == ResourceOperationKind::Delete => account.as_str(),
+            _ => "",
+        });
         let (feed, entries, account) = match &target {
             ResourceRef::ServiceAccount(account) => {
                 let feed: Vec<FeedChange> = keys_gone.iter().map(|k| FeedChange::new(*k, true)).collect();
@@ -1009,6 +1075,120 @@ where
             }
         })
         .await
+    }
+
+    /// One attempt at changing the access bindings on `target` with
+    /// [`ACCESS_LUA`]: the bindings read, the new ones computed, written if
+    /// unchanged meanwhile.
+    async fn commit_access(
+        &self,
+        target: &ResourceRef,
+        deltas: &[AccessBindingDelta],
+        replace: bool,
+        log: &ResourceLogEntry,
+    ) -> Result<Attempt, StoreError> {
+        let mut conn = self.conn.clone();
+        timed(self.timeout, async {
+            let (built, stored) = self.read_record(&mut conn, target).await?;
+            if !built {
+                return Ok(Attempt::SetUp);
+            }
+            let stored = stored.ok_or_else(|| target.not_found())?;
+            let field = access_field(target);
+            let raw: Option<String> = cmd("HGET")
+                .arg(self.res_name("access"))
+                .arg(&field)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error)?;
+            let current: Vec<AccessBinding> = match &raw {
+                Some(json) => serde_json::from_str(json).map_err(|_| corrupt("access bindings"))?,
+                None => Vec::new(),
+            };
+            let next = crate::access_binding::apply(target, &current, deltas, replace).map_err(ResourceError::from)?;
+            let added: Vec<&AccessBindingDelta> =
+                deltas.iter().filter(|d| d.action == crate::access_binding::DeltaAction::Add).collect();
+            let left = Some(stored.resource);
+            let op = StoredOperation {
+                id: log.id,
+                kind: ResourceOperationKind::Update,
+                actor: log.actor.clone(),
+                created_at: log.created_at,
+                response: left.clone(),
+            };
+            let mut call = Call::default()
+                .key(self.res_key(target.kind(), target.id()))
+                .key(self.res_ops_key(target))
+                .key(self.res_name("resopids"))
+                .key(self.res_name("resseq"))
+                .key(self.res_mark())
+                .key(self.res_name("access"));
+            for d in &added {
+                let subject = d.binding.subject.resource();
+                call = call.key(self.res_key(subject.kind(), subject.id()));
+            }
+            call = call
+                .arg(field)
+                .arg(raw.unwrap_or_default())
+                .arg(if next.is_empty() { String::new() } else { to_json(&next)? })
+                .arg(log.id.as_str())
+                .arg(to_json(&op)?)
+                .arg(added.len().to_string());
+            let account = ServiceAccountId::from_valid(DEFAULT_FOLDER_ID);
+            let log_args = self.log_args_of(&[], &[], &account, log.claim())?;
+            let reply = self.run(&mut conn, &SCRIPTS.access, &call, &log_args).await?;
+            match reply.as_str() {
+                "ok" => Ok(Attempt::Done(ResourceCommit::new(left, Vec::new()))),
+                "upgrade" => Ok(Attempt::SetUp),
+                "changed" => Ok(Attempt::Again),
+                "resdup" => Err(StoreError::DuplicateOperation(log.id)),
+                "gone" => Err(target.not_found().into()),
+                other => match other.strip_prefix("subject:").and_then(|i| i.parse::<usize>().ok()) {
+                    Some(i) if (1..=added.len()).contains(&i) => {
+                        Err(ResourceError::from(crate::access_binding::AccessBindingError::SubjectNotFound(
+                            added[i - 1].binding.subject.to_string(),
+                        ))
+                        .into())
+                    }
+                    _ => Err(log_reply(other, &log_args)),
+                },
+            }
+        })
+        .await
+    }
+
+    /// [`KeyStore::access_bindings`](crate::KeyStore::access_bindings): one
+    /// `HGET` or `HGETALL` of `{p}:access` (bindings are few), ordered.
+    pub(super) async fn access_bindings_redis(
+        &self,
+        on: Option<&ResourceRef>,
+    ) -> Result<Vec<(ResourceRef, AccessBinding)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let all: Vec<(String, String)> = timed(self.timeout, async {
+            match on {
+                Some(r) => {
+                    let one: Option<String> = cmd("HGET")
+                        .arg(self.res_name("access"))
+                        .arg(access_field(r))
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(redis_error)?;
+                    Ok(one.map(|json| (access_field(r), json)).into_iter().collect())
+                }
+                None => cmd("HGETALL").arg(self.res_name("access")).query_async(&mut conn).await.map_err(redis_error),
+            }
+        })
+        .await?;
+        let mut found = Vec::new();
+        for (field, json) in all {
+            let (kind, id) = field.split_once(':').ok_or_else(|| corrupt("access field"))?;
+            let kind = ResourceKind::parse(kind).ok_or_else(|| corrupt("access kind"))?;
+            let r = ResourceRef::parse(kind, id).map_err(|_| corrupt("access resource"))?;
+            let bound: Vec<AccessBinding> = serde_json::from_str(&json).map_err(|_| corrupt("access bindings"))?;
+            found.extend(bound.into_iter().map(|b| (r.clone(), b)));
+        }
+        found.sort();
+        Ok(found)
     }
 
     /// [`KeyStore::access_policy_bindings`](crate::KeyStore::access_policy_bindings):

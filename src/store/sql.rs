@@ -298,6 +298,7 @@ macro_rules! schema_versions {
             v!(9, "the change feed", "0009_change_feed"),
             v!(10, "organizations, clouds, folders and service accounts", "0010_resources"),
             v!(11, "access policy bindings", "0011_access_policies"),
+            v!(12, "access bindings", "0012_access_bindings"),
         ]
     }};
 }
@@ -1141,6 +1142,13 @@ macro_rules! sql_key_store {
                     timed(self.timeout, self.access_policy_bindings_sql(on)).await
                 }
 
+                async fn access_bindings(
+                    &self,
+                    on: Option<&ResourceRef>,
+                ) -> Result<Vec<(ResourceRef, $crate::access_binding::AccessBinding)>, StoreError> {
+                    timed(self.timeout, self.access_bindings_sql(on)).await
+                }
+
                 async fn resource_operation(
                     &self,
                     id: &OperationId,
@@ -1196,7 +1204,7 @@ macro_rules! assert_all_versions_applied {
             .fetch_all($pool)
             .await
             .unwrap();
-        let all: Vec<i64> = (1..=11).collect();
+        let all: Vec<i64> = (1..=12).collect();
         assert_eq!(versions, all);
     }};
 }
@@ -1371,9 +1379,9 @@ macro_rules! check_previous_release_upgrade {
         .await
         .unwrap();
         let e = store.migrate().await.unwrap_err();
-        assert!(matches!(e, $crate::store::StoreError::SchemaTooNew { found: 99, supported: 11 }), "{e:?}");
+        assert!(matches!(e, $crate::store::StoreError::SchemaTooNew { found: 99, supported: 12 }), "{e:?}");
         let text = e.to_string();
-        assert!(text.contains("version 99") && text.contains("version 11 "), "{text}");
+        assert!(text.contains("version 99") && text.contains("version 12 "), "{text}");
         assert!(e.is_unavailable(), "a refused schema fails closed");
         // A refused migrate leaves no lock behind: refused again, at once.
         let again = tokio::time::timeout(std::time::Duration::from_secs(10), store.migrate()).await;
@@ -1775,6 +1783,78 @@ macro_rules! check_v10_upgrade {
 #[cfg(test)]
 pub(super) use check_v10_upgrade;
 
+/// Checks that a store whose schema stopped at version 11 (access policies)
+/// upgrades to access bindings losing nothing: its resources, their
+/// access policy bindings and the previous release's keys are as they
+/// were, and access bindings then work on the old resources.
+#[cfg(test)]
+macro_rules! check_v11_upgrade {
+    ($store:expr, $schema:expr) => {{
+        use $crate::ServiceAccountId;
+        use $crate::access_binding::{AccessBinding, AccessBindingDelta, Role, Subject};
+        use $crate::access_policy::{AccessPolicyBinding, REQUIRE_EXPIRY};
+        use $crate::resource::{
+            Folder, Resource, ResourceChange, ResourceId, ResourceLogEntry, ResourceName, ResourceRef, ServiceAccount,
+        };
+        use $crate::store::KeyStore as _;
+        let store = $store;
+        let old = $crate::store::sql::upgrade_tests::previous_release().await;
+        let entry = || {
+            ResourceLogEntry::new(
+                $crate::OperationId::generate().unwrap(),
+                $crate::Actor::system(),
+                $crate::clock::Timestamp::from_unix_nanos(1_760_000_000_000_000_000),
+            )
+        };
+        let folder_id = ResourceId::new("upgradefolder0000011").unwrap();
+        let created = $crate::clock::Timestamp::from_unix_nanos(1_760_000_000_000_000_001);
+        let folder = Folder::new(folder_id, ResourceId::default_cloud(), created, ResourceName::new("team").unwrap());
+        store.commit_resource(ResourceChange::Create(Resource::Folder(folder)), &entry()).await.unwrap();
+        let account = ServiceAccountId::new("upgrade-robot-11").unwrap();
+        let robot = ServiceAccount::new(account.clone(), folder_id, created, ResourceName::new("robot").unwrap());
+        store.commit_resource(ResourceChange::Create(Resource::ServiceAccount(robot)), &entry()).await.unwrap();
+        let on = ResourceRef::Folder(folder_id);
+        let policy = AccessPolicyBinding::new(REQUIRE_EXPIRY);
+        store
+            .commit_resource(ResourceChange::BindAccessPolicy { target: on.clone(), binding: policy.clone() }, &entry())
+            .await
+            .unwrap();
+        for r in &old.records {
+            store.insert(r.clone()).await.unwrap();
+        }
+        let robot_ref = ResourceRef::ServiceAccount(account.clone());
+        let before = store.resource(&robot_ref).await.unwrap().unwrap();
+        let log_before = store.resource_operations(&on, $crate::PageRequest::starting(10, None)).await.unwrap();
+        store.migrate().await.unwrap();
+        $crate::store::sql::assert_all_versions_applied!(store.pool());
+        assert_eq!(store.resource(&robot_ref).await.unwrap().unwrap(), before, "the account is as it was");
+        let log_after = store.resource_operations(&on, $crate::PageRequest::starting(10, None)).await.unwrap();
+        assert_eq!(log_after, log_before, "the folder's log is as it was");
+        assert_eq!(store.access_policy_bindings(None).await.unwrap(), [(on.clone(), policy)], "policies kept");
+        for r in &old.records {
+            assert_eq!(&*store.get(&r.id).await.unwrap().unwrap(), r, "{} changed in the upgrade", r.id);
+        }
+        $crate::store::sql::upgrade_tests::verifier_of(&store, &old).await;
+        // Access bindings work on the old folder, for the old account.
+        let binding = AccessBinding::new(Role::Editor, Subject::service_account(account));
+        let change = ResourceChange::UpdateAccessBindings {
+            target: on.clone(),
+            deltas: vec![AccessBindingDelta::add(binding.clone())],
+            replace: false,
+        };
+        store.commit_resource(change, &entry()).await.unwrap();
+        assert_eq!(store.access_bindings(None).await.unwrap(), [(on.clone(), binding)]);
+        // Opened again (a restart): nothing to apply, nothing changes.
+        store.migrate().await.unwrap();
+        assert_eq!(store.access_bindings(Some(&on)).await.unwrap().len(), 1);
+        // The previous release's migrator refuses the upgraded database.
+        $crate::store::sql::assert_release_refuses!(store.pool(), $schema, 11);
+        store
+    }};
+}
+#[cfg(test)]
+pub(super) use check_v11_upgrade;
+
 /// What the dialects' upgrade tests check once the previous release's rows
 /// (an active native key `aaaa…` masked `Xy12Z9`, an imported key `bbbb…`
 /// masked with its secret's tail `SECRET`, digest `0xAB…`) went through the
@@ -2138,6 +2218,11 @@ mod tests {
                     11,
                     "ea07e2a4230ed0eabb947eef6f3d4c5cc8683f22c8de0acd9b4bea7b422d787657ae17ac51c3a050d3d770f82f6a511a"
                         .to_owned()
+                ),
+                (
+                    12,
+                    "9105815d10063e1617d2ec1e549a5586434294af1e1755b4549fb820b1777579b8e518f02f6e605bfebfdb3111ae0770"
+                        .to_owned()
                 )
             ]
         );
@@ -2203,6 +2288,11 @@ mod tests {
                 (
                     11,
                     "ea07e2a4230ed0eabb947eef6f3d4c5cc8683f22c8de0acd9b4bea7b422d787657ae17ac51c3a050d3d770f82f6a511a"
+                        .to_owned()
+                ),
+                (
+                    12,
+                    "9105815d10063e1617d2ec1e549a5586434294af1e1755b4549fb820b1777579b8e518f02f6e605bfebfdb3111ae0770"
                         .to_owned()
                 )
             ]

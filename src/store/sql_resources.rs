@@ -173,6 +173,25 @@ pub(super) const BINDINGS: &str = "SELECT resource_kind, resource_id, template_i
 /// The bindings on one resource (`$1` kind, `$2` id), in order.
 pub(super) const BINDINGS_ON: &str = "SELECT resource_kind, resource_id, template_id, parameters \
     FROM access_policy_bindings WHERE resource_kind = $1 AND resource_id = $2 ORDER BY template_id";
+/// Takes the write lock of a resource's row (`$1` its id): changes of its
+/// access bindings, read then written, go one at a time.
+pub(super) fn lock(kind: ResourceKind) -> String {
+    format!("UPDATE {} SET id = id WHERE id = $1", table(kind))
+}
+/// Adds an access binding (`$1` kind, `$2` id, `$3` role, `$4` subject
+/// type, `$5` subject id).
+pub(super) const GRANT: &str = "INSERT INTO access_bindings \
+    (resource_kind, resource_id, role_id, subject_type, subject_id) VALUES ($1, $2, $3, $4, $5)";
+/// Drops every access binding on a resource (`$1` kind, `$2` id).
+pub(super) const REVOKE_ALL: &str = "DELETE FROM access_bindings WHERE resource_kind = $1 AND resource_id = $2";
+/// Drops every access binding of a subject (`$1` type, `$2` id).
+pub(super) const REVOKE_SUBJECT: &str = "DELETE FROM access_bindings WHERE subject_type = $1 AND subject_id = $2";
+/// Every access binding, in order.
+pub(super) const GRANTS: &str = "SELECT resource_kind, resource_id, role_id, subject_type, subject_id \
+    FROM access_bindings ORDER BY resource_kind, resource_id, role_id, subject_type, subject_id";
+/// The access bindings on one resource (`$1` kind, `$2` id), in order.
+pub(super) const GRANTS_ON: &str = "SELECT resource_kind, resource_id, role_id, subject_type, subject_id \
+    FROM access_bindings WHERE resource_kind = $1 AND resource_id = $2 ORDER BY role_id, subject_type, subject_id";
 /// One resource log entry by id (`$1`).
 pub(super) const OPERATION: &str = "SELECT seq, id, kind, actor, created_at, response, resource_kind, resource_id \
     FROM resource_operations WHERE id = $1";
@@ -405,6 +424,67 @@ macro_rules! sql_resources {
 
         /// Deletes `target` (refused while it holds resources); a service
         /// account's keys go with it, each with a log and a feed entry.
+        /// Changes the access bindings on `target` in `tx` (its row locked
+        /// first, so changes of one resource's bindings go one at a time);
+        /// returns the resource.
+        async fn access_in(
+            tx: &mut Tx,
+            target: &ResourceRef,
+            deltas: &[$crate::access_binding::AccessBindingDelta],
+            replace: bool,
+        ) -> Result<Resource, StoreError> {
+            built(rs::lock(target.kind())).bind(target.id().to_owned()).execute(&mut **tx).await.map_err(sqlx_error)?;
+            let left = resource_in(tx, target).await?.ok_or_else(|| target.not_found())?;
+            for d in deltas.iter().filter(|d| d.action == $crate::access_binding::DeltaAction::Add) {
+                let subject = d.binding.subject.resource();
+                if !found(tx, built(rs::exists(subject.kind())).bind(subject.id().to_owned())).await? {
+                    return Err(ResourceError::from($crate::access_binding::AccessBindingError::SubjectNotFound(
+                        d.binding.subject.to_string(),
+                    ))
+                    .into());
+                }
+            }
+            let rows = sqlx::query(rs::GRANTS_ON)
+                .bind(target.kind().as_str())
+                .bind(target.id().to_owned())
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(sqlx_error)?;
+            let current = rows.iter().map(|r| decode_grant(r).map(|(_, b)| b)).collect::<Result<Vec<_>, _>>()?;
+            let next = $crate::access_binding::apply(target, &current, deltas, replace).map_err(ResourceError::from)?;
+            sqlx::query(rs::REVOKE_ALL)
+                .bind(target.kind().as_str())
+                .bind(target.id().to_owned())
+                .execute(&mut **tx)
+                .await
+                .map_err(sqlx_error)?;
+            for b in &next {
+                sqlx::query(rs::GRANT)
+                    .bind(target.kind().as_str())
+                    .bind(target.id().to_owned())
+                    .bind(b.role.id())
+                    .bind(b.subject.kind())
+                    .bind(b.subject.id().to_owned())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(sqlx_error)?;
+            }
+            Ok(left.as_written())
+        }
+
+        /// A stored access binding and the resource it is on.
+        fn decode_grant(
+            r: &<Db as sqlx::Database>::Row,
+        ) -> Result<(ResourceRef, $crate::access_binding::AccessBinding), StoreError> {
+            let text = |c: &str| r.try_get::<String, _>(c).map_err(sqlx_error);
+            let kind = ResourceKind::parse(&text("resource_kind")?).ok_or_else(|| corrupt("resource_kind"))?;
+            let on = ResourceRef::parse(kind, &text("resource_id")?).map_err(|_| corrupt("resource_id"))?;
+            let role = $crate::access_binding::Role::parse(&text("role_id")?).map_err(|_| corrupt("role_id"))?;
+            let subject = $crate::access_binding::Subject::parse(&text("subject_type")?, &text("subject_id")?)
+                .map_err(|_| corrupt("subject"))?;
+            Ok((on, $crate::access_binding::AccessBinding::new(role, subject)))
+        }
+
         async fn delete_resource_in(
             tx: &mut Tx,
             target: &ResourceRef,
@@ -517,13 +597,26 @@ macro_rules! sql_resources {
                     }
                     ResourceChange::Delete(target) => {
                         let deleted = delete_resource_in(&mut tx, &target, log).await?;
-                        sqlx::query(rs::UNBIND_ALL)
-                            .bind(target.kind().as_str())
-                            .bind(target.id().to_owned())
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(sqlx_error)?;
+                        for statement in [rs::UNBIND_ALL, rs::REVOKE_ALL] {
+                            sqlx::query(statement)
+                                .bind(target.kind().as_str())
+                                .bind(target.id().to_owned())
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(sqlx_error)?;
+                        }
+                        if let ResourceRef::ServiceAccount(account) = &target {
+                            sqlx::query(rs::REVOKE_SUBJECT)
+                                .bind("serviceAccount")
+                                .bind(account.as_str())
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(sqlx_error)?;
+                        }
                         (None, deleted)
+                    }
+                    ResourceChange::UpdateAccessBindings { target, deltas, replace } => {
+                        (Some(access_in(&mut tx, &target, &deltas, replace).await?), Vec::new())
                     }
                     ResourceChange::BindAccessPolicy { target, binding } => {
                         $crate::resource::check_policy_change(&target, Some(&binding))?;
@@ -653,6 +746,21 @@ macro_rules! sql_resources {
                         Ok((on, binding))
                     })
                     .collect()
+            }
+
+            async fn access_bindings_sql(
+                &self,
+                on: Option<&ResourceRef>,
+            ) -> Result<Vec<(ResourceRef, $crate::access_binding::AccessBinding)>, StoreError> {
+                let query = match on {
+                    Some(r) => sqlx::query(rs::GRANTS_ON).bind(r.kind().as_str()).bind(r.id().to_owned()),
+                    None => sqlx::query(rs::GRANTS),
+                };
+                let rows = query.fetch_all(&self.pool).await.map_err(sqlx_error)?;
+                // In the library's order, whatever the database's collation.
+                let mut all = rows.iter().map(|r| decode_grant(r)).collect::<Result<Vec<_>, _>>()?;
+                all.sort();
+                Ok(all)
             }
 
             async fn resource_operation_sql(&self, id: &OperationId) -> Result<Option<ResourceOperation>, StoreError> {

@@ -460,6 +460,15 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_version_11_database_upgrades_to_access_bindings_and_loses_nothing() {
+        let (_dir, store) = store_at(11).await;
+        let store = crate::store::sql::check_v11_upgrade!(store, Sqlite::SCHEMA);
+        let check: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(store.pool()).await.unwrap();
+        assert_eq!(check, "ok");
+        store.pool().close().await;
+    }
+
+    #[tokio::test]
     async fn an_invalid_url_is_reported_when_connecting() {
         let e = SqliteStore::builder("postgres://not-sqlite").connect().await.unwrap_err();
         assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");

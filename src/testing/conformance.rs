@@ -159,6 +159,15 @@ pub enum Check {
     /// all are ordered, a log entry is found by id, and deleting a folder
     /// drops its bindings.
     AccessPolicies,
+    /// Access bindings on every kind of resource: adds and removals apply
+    /// in order (an added binding is there once), a replace drops the
+    /// rest, a removal of an absent binding, a binding of a missing
+    /// subject, a change on a missing resource and the loss of an
+    /// organization's last admin are refused writing nothing, every change
+    /// is logged and moves the resource head, listings by resource and in
+    /// all are ordered, and deleting a resource drops its bindings and a
+    /// deleted service account's bindings everywhere.
+    AccessBindings,
 }
 
 impl Check {
@@ -198,6 +207,7 @@ impl Check {
         Check::ChangeFeed,
         Check::Resources,
         Check::AccessPolicies,
+        Check::AccessBindings,
     ];
 
     /// The check's name in `snake_case`.
@@ -238,6 +248,7 @@ impl Check {
             Check::ChangeFeed => "change_feed",
             Check::Resources => "resources",
             Check::AccessPolicies => "access_policies",
+            Check::AccessBindings => "access_bindings",
         }
     }
 }
@@ -292,6 +303,7 @@ pub async fn run<S: KeyStore>(store: &S, check: Check) {
         Check::ChangeFeed => feed::change_feed(store).await,
         Check::Resources => resources::resources(store).await,
         Check::AccessPolicies => resources::access_policies(store).await,
+        Check::AccessBindings => resources::access_bindings(store).await,
     }
 }
 

@@ -473,3 +473,96 @@ pub(super) async fn access_policies<S: KeyStore>(store: &S) {
     let all = ok(P, "access_policy_bindings", store.access_policy_bindings(None).await);
     assert!(all.iter().all(|(r, _)| *r != on), "[{P}] nor does the list of all");
 }
+
+/// [`Check::AccessBindings`]: see its docs.
+pub(super) async fn access_bindings<S: KeyStore>(store: &S) {
+    use crate::access_binding::{AccessBinding, AccessBindingDelta, AccessBindingError, Role, Subject};
+    const P: Check = Check::AccessBindings;
+    let folder =
+        create(store, Resource::Folder(Folder::new(id(), ResourceId::default_cloud(), at(0), name("acl")))).await;
+    let on = folder.reference();
+    let folder_id = ResourceId::new(on.id()).unwrap_or_else(|e| panic!("{e}"));
+    let robot = create(store, account(folder_id, &name("robot"))).await;
+    let other = create(store, account(folder_id, &name("other"))).await;
+    let subject = |r: &Resource| match r.reference() {
+        ResourceRef::ServiceAccount(sa) => Subject::service_account(sa),
+        _ => panic!("[{P}] not an account"),
+    };
+    let (me, them) = (subject(&robot), subject(&other));
+    let change = |target: &ResourceRef, deltas: Vec<AccessBindingDelta>, replace: bool| {
+        ResourceChange::UpdateAccessBindings { target: target.clone(), deltas, replace }
+    };
+    let add = |role, s: &Subject| AccessBindingDelta::add(AccessBinding::new(role, s.clone()));
+    let remove = |role, s: &Subject| AccessBindingDelta::remove(AccessBinding::new(role, s.clone()));
+    let bindings_on = |r: ResourceRef| async move { ok(P, "access_bindings", store.access_bindings(Some(&r)).await) };
+    let head = ok(P, "resource_head", store.resource_head().await);
+    let left = commit(
+        store,
+        change(&on, vec![add(Role::Viewer, &me), add(Role::Editor, &them), add(Role::Viewer, &me)], false),
+    )
+    .await;
+    assert_eq!(left.resource.map(|r| r.reference()), Some(on.clone()), "[{P}] a change returns its resource");
+    commit(store, change(&robot.reference(), vec![add(Role::ServiceAccountsAdmin, &them)], false)).await;
+    let later = ok(P, "resource_head", store.resource_head().await);
+    assert!(later >= head + 2, "[{P}] two changes move the head from {head} by 2 at least, to {later}");
+    let folder_bindings = vec![
+        (on.clone(), AccessBinding::new(Role::Viewer, me.clone())),
+        (on.clone(), AccessBinding::new(Role::Editor, them.clone())),
+    ];
+    let mut sorted = folder_bindings.clone();
+    sorted.sort();
+    assert_eq!(bindings_on(on.clone()).await, sorted, "[{P}] an added binding is there once, in order");
+    let all = ok(P, "access_bindings", store.access_bindings(None).await);
+    assert!(all.windows(2).all(|w| w[0] <= w[1]), "[{P}] all bindings in order");
+    for b in &folder_bindings {
+        assert!(all.contains(b), "[{P}] every binding lists {b:?}");
+    }
+    assert!(all.contains(&(robot.reference(), AccessBinding::new(Role::ServiceAccountsAdmin, them.clone()))));
+
+    // Refused, writing nothing.
+    let ghost = Subject::service_account(crate::ServiceAccountId::new(id().as_str()).unwrap_or_else(|e| panic!("{e}")));
+    refused(store, change(&on, vec![add(Role::Admin, &ghost)], false), |e| {
+        matches!(e, ResourceError::AccessBinding(AccessBindingError::SubjectNotFound(_)))
+    })
+    .await;
+    refused(store, change(&on, vec![add(Role::Admin, &me), remove(Role::Admin, &them)], false), |e| {
+        matches!(e, ResourceError::AccessBinding(AccessBindingError::NotBound { .. }))
+    })
+    .await;
+    match store.commit_resource(change(&ResourceRef::Folder(id()), vec![add(Role::Viewer, &me)], false), &entry()).await
+    {
+        Err(StoreError::Resource(ResourceError::NotFound { .. })) => {}
+        other => panic!("[{P}] a change on a missing folder should be refused, got {other:?}"),
+    }
+    assert_eq!(bindings_on(on.clone()).await, sorted, "[{P}] refused changes wrote nothing");
+    // An organization keeps an admin once it has one.
+    let org = create(store, Resource::Organization(Organization::new(id(), at(0), name("aclorg")))).await;
+    let o = org.reference();
+    commit(store, change(&o, vec![add(Role::Admin, &me)], false)).await;
+    refused(store, change(&o, vec![remove(Role::Admin, &me)], false), |e| {
+        matches!(e, ResourceError::AccessBinding(AccessBindingError::LastAdmin(_)))
+    })
+    .await;
+    refused(store, change(&o, vec![add(Role::Viewer, &them)], true), |e| {
+        matches!(e, ResourceError::AccessBinding(AccessBindingError::LastAdmin(_)))
+    })
+    .await;
+    commit(store, change(&o, vec![add(Role::Admin, &them), remove(Role::Admin, &me)], false)).await;
+    assert_eq!(bindings_on(o.clone()).await, vec![(o.clone(), AccessBinding::new(Role::Admin, them.clone()))]);
+
+    // A replace drops the rest.
+    commit(store, change(&on, vec![add(Role::Admin, &them)], true)).await;
+    assert_eq!(bindings_on(on.clone()).await, vec![(on.clone(), AccessBinding::new(Role::Admin, them.clone()))]);
+    assert_eq!(log_of(store, &on).await.len(), 3, "[{P}] a create and two changes logged");
+
+    // A deleted account's bindings go everywhere; a deleted resource's too.
+    commit(store, ResourceChange::Delete(other.reference())).await;
+    assert!(bindings_on(on.clone()).await.is_empty(), "[{P}] a deleted subject keeps no binding on the folder");
+    assert!(bindings_on(o.clone()).await.is_empty(), "[{P}] nor on the organization");
+    commit(store, change(&on, vec![add(Role::Viewer, &me)], false)).await;
+    commit(store, ResourceChange::Delete(robot.reference())).await;
+    commit(store, ResourceChange::Delete(on.clone())).await;
+    commit(store, ResourceChange::Delete(o.clone())).await;
+    let all = ok(P, "access_bindings", store.access_bindings(None).await);
+    assert!(all.iter().all(|(r, _)| *r != on && *r != o), "[{P}] deleted resources keep no bindings");
+}
