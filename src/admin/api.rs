@@ -55,16 +55,26 @@ use super::types::{
     ListScopesResponse, OperationView, ReissueApiKeyRequest, RevokeApiKeyRequest, ScopesAnswer, UpdateApiKeyRequest,
 };
 use super::view::{self, View};
+use crate::access_binding::Permission;
 use crate::clock::Timestamp;
 use crate::controls::{ControlError, Credits, ExternalId, IpAllowList, KeyControls, Metadata, RateLimit, RateLimits};
 use crate::http::TrustedProxies;
 use crate::manager::{CreateRequest, KeyManager, ManageError, UpdateRequest};
 use crate::operation::{Operation, OperationCursor, OperationKind};
 use crate::record::{CreatedKey, KeyInfo, KeyStatus, ServiceAccountId};
+use crate::resource::ResourceRef;
 use crate::scope::ScopeInfo;
 use crate::store::idempotency::IdempotencyClaim;
 use crate::store::{KeyStore, PageRequest};
 use crate::token::KeyId;
+
+/// The permission a key action needs on the key's service account.
+fn key_permission(action: AdminAction) -> Permission {
+    match action {
+        AdminAction::Get | AdminAction::List | AdminAction::ListOperations => Permission::ReadKeys,
+        _ => Permission::ManageKeys,
+    }
+}
 
 /// The default cap on request bodies: 64 KiB.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -94,6 +104,7 @@ pub struct AdminApi<S, A> {
     pub(super) tokens: PageTokens,
     throttle: AuthThrottle,
     trusted: Option<TrustedProxies>,
+    pub(super) access: super::access::AccessControl,
 }
 
 impl<S, A> std::fmt::Debug for AdminApi<S, A> {
@@ -117,6 +128,7 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
             tokens,
             throttle: AuthThrottle::default(),
             trusted: None,
+            access: super::access::AccessControl::default(),
         }
     }
 
@@ -317,7 +329,15 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         }
     }
 
-    fn authorize(&self, caller: &AdminCaller, action: AdminAction, sa: &ServiceAccountId) -> Result<(), ApiError> {
+    async fn authorize(
+        &self,
+        caller: &AdminCaller,
+        action: AdminAction,
+        sa: &ServiceAccountId,
+    ) -> Result<(), ApiError> {
+        if caller.as_subject().is_some() {
+            return self.require(caller, key_permission(action), &ResourceRef::ServiceAccount(sa.clone())).await;
+        }
         if self.auth.allows(caller, action, sa) {
             Ok(())
         } else {
@@ -338,6 +358,15 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
     ) -> Result<KeyInfo, ApiError> {
         let id = parse_id(raw)?;
         let key = self.manager.get(&id).await?;
+        if caller.as_subject().is_some() {
+            let account = ResourceRef::ServiceAccount(key.service_account_id.clone());
+            return match self.require(caller, key_permission(action), &account).await {
+                Ok(()) => Ok(key),
+                // A key it may not see is as missing as a missing one.
+                Err(e) if e.code() == super::error::Code::NotFound => Err(not_found(id)),
+                Err(e) => Err(e),
+            };
+        }
         if !self.auth.allows(caller, action, &key.service_account_id) {
             return Err(not_found(id));
         }
@@ -757,13 +786,13 @@ fn create_scopes(req: &CreateApiKeyRequest) -> Result<Option<Vec<String>>, ApiEr
 impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
     /// The manager's request for a create by `caller`, validated and
     /// authorized (REST and gRPC).
-    pub(super) fn prepare_create(
+    pub(super) async fn prepare_create(
         &self,
         caller: &AdminCaller,
         req: &CreateApiKeyRequest,
     ) -> Result<CreateRequest, ApiError> {
         let sa = self.service_account(caller, req.service_account_id.as_deref())?;
-        self.authorize(caller, AdminAction::Create, &sa)?;
+        self.authorize(caller, AdminAction::Create, &sa).await?;
         let scopes = create_scopes(req)?;
         distinct_scopes(scopes.as_deref())?;
         self.check_grant(caller, scopes.as_deref())?;
@@ -822,8 +851,10 @@ async fn create<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Re
         Ok(head) => head,
         Err(answered) => return answered,
     };
-    let prepared =
-        parse::<CreateApiKeyRequest>(&head.raw, false).and_then(|req| api.prepare_create(&head.caller, &req));
+    let prepared = match parse::<CreateApiKeyRequest>(&head.raw, false) {
+        Ok(req) => api.prepare_create(&head.caller, &req).await,
+        Err(e) => Err(e),
+    };
     api.change(head, prepared, |manager, create: CreateRequest, view| async move {
         let (api_key, created) = apply_create(manager, create).await?;
         Ok(Answer::created(&api_key, &created, view))
@@ -909,15 +940,25 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
             }
             (sa, None, None) => {
                 let sa = self.service_account(caller, sa.as_deref())?;
-                self.authorize(caller, AdminAction::List, &sa)?;
+                self.authorize(caller, AdminAction::List, &sa).await?;
                 self.manager.list(sa.as_str(), page).await?
             }
             _ => return Err(ApiError::invalid("give at most one of serviceAccountId, externalId or expiringWithin")),
         };
         let next = self.tokens.seal(KEYS, page.next.as_ref().map(KeyId::as_str));
         // Across service accounts, a caller sees the keys of the accounts it may list.
-        let mut keys = page.items;
-        keys.retain(|k| self.auth.allows(caller, AdminAction::List, &k.service_account_id));
+        let mut keys = Vec::with_capacity(page.items.len());
+        for k in page.items {
+            let visible = if caller.as_subject().is_some() {
+                let account = ResourceRef::ServiceAccount(k.service_account_id.clone());
+                self.sees(caller, Permission::ReadKeys, &account).await?
+            } else {
+                self.auth.allows(caller, AdminAction::List, &k.service_account_id)
+            };
+            if visible {
+                keys.push(k);
+            }
+        }
         Ok((keys, next))
     }
 }
@@ -1150,7 +1191,12 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
             }
             Err(e) => return Err(e.into()),
         };
-        if !self.auth.allows(caller, AdminAction::ListOperations, &sa) {
+        let allowed = if caller.as_subject().is_some() {
+            self.sees(caller, Permission::ReadKeys, &ResourceRef::ServiceAccount(sa.clone())).await?
+        } else {
+            self.auth.allows(caller, AdminAction::ListOperations, &sa)
+        };
+        if !allowed {
             return Err(not_found(id));
         }
         let after = self

@@ -20,6 +20,7 @@ use axum::http::request::Parts;
 use sha2::{Digest as _, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
+use crate::access_binding::Subject;
 use crate::header::{self, Credentials};
 use crate::http::TrustedProxies;
 use crate::operation::Actor;
@@ -57,6 +58,7 @@ pub struct AdminCaller {
     actor: Actor,
     service_accounts: Option<Arc<BTreeSet<ServiceAccountId>>>,
     key: Option<CallerKey>,
+    subject: Option<Subject>,
 }
 
 /// The API key a caller authenticated with: it grants only what it holds.
@@ -70,13 +72,34 @@ impl AdminCaller {
     /// A caller that may manage every service account.
     #[must_use]
     pub fn any(actor: Actor) -> Self {
-        Self { actor, service_accounts: None, key: None }
+        Self { actor, service_accounts: None, key: None, subject: None }
+    }
+
+    /// A caller that may do what the roles bound to `subject` allow (on
+    /// the resources they are bound on and below); by default it stands
+    /// for its own service account.
+    #[must_use]
+    pub fn subject(actor: Actor, subject: Subject) -> Self {
+        let Subject::ServiceAccount(own) = &subject;
+        let service_accounts = Some(Arc::new(BTreeSet::from([own.clone()])));
+        Self { actor, service_accounts, key: None, subject: Some(subject) }
+    }
+
+    /// The subject whose roles the caller acts with, if it is one.
+    #[must_use]
+    pub fn as_subject(&self) -> Option<&Subject> {
+        self.subject.as_ref()
     }
 
     /// A caller limited to `service_accounts`.
     #[must_use]
     pub fn limited(actor: Actor, service_accounts: impl IntoIterator<Item = ServiceAccountId>) -> Self {
-        Self { actor, service_accounts: Some(Arc::new(service_accounts.into_iter().collect())), key: None }
+        Self {
+            actor,
+            service_accounts: Some(Arc::new(service_accounts.into_iter().collect())),
+            key: None,
+            subject: None,
+        }
     }
 
     /// The caller authenticated with key `id`, which holds `scopes`: it may
@@ -137,10 +160,11 @@ impl AdminCaller {
         self.service_accounts.is_none()
     }
 
-    /// Whether the caller may manage `service_account`'s keys.
+    /// Whether the caller may manage `service_account`'s keys by its list
+    /// of accounts (a subject's roles are judged by the management API).
     #[must_use]
     pub fn covers(&self, service_account: &ServiceAccountId) -> bool {
-        self.service_accounts.as_ref().is_none_or(|s| s.contains(service_account))
+        self.subject.is_none() && self.service_accounts.as_ref().is_none_or(|s| s.contains(service_account))
     }
 }
 
@@ -173,6 +197,18 @@ pub trait AdminAuth: Send + Sync + 'static {
     fn allows(&self, caller: &AdminCaller, action: AdminAction, service_account: &ServiceAccountId) -> bool {
         let _ = action;
         caller.covers(service_account)
+    }
+}
+
+/// Two authentications: a request the first finds unauthenticated goes to
+/// the second (e.g. operators' [`StaticTokens`] and service accounts'
+/// [`ApiKeyAdmin`] keys on one API).
+impl<A: AdminAuth, B: AdminAuth> AdminAuth for (A, B) {
+    async fn authenticate(&self, parts: &Parts) -> Result<AdminCaller, AdminRejection> {
+        match self.0.authenticate(parts).await {
+            Err(AdminRejection::Unauthenticated) => self.1.authenticate(parts).await,
+            other => other,
+        }
     }
 }
 
@@ -337,6 +373,7 @@ pub struct ApiKeyAdmin<S> {
     verifier: Arc<Verifier<S>>,
     scope: RequiredScope,
     any_service_account: bool,
+    roles: bool,
     trusted: Option<TrustedProxies>,
 }
 
@@ -354,7 +391,7 @@ impl<S: KeyStore> ApiKeyAdmin<S> {
     /// [`ScopeCatalog::requirement`](crate::ScopeCatalog::requirement)).
     #[must_use]
     pub fn new(verifier: Arc<Verifier<S>>, scope: RequiredScope) -> Self {
-        Self { verifier, scope, any_service_account: false, trusted: None }
+        Self { verifier, scope, any_service_account: false, roles: false, trusted: None }
     }
 
     /// Reads the client's address from the forwarding header of these
@@ -363,6 +400,15 @@ impl<S: KeyStore> ApiKeyAdmin<S> {
     #[must_use]
     pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
         self.trusted = Some(proxies);
+        self
+    }
+
+    /// Judges admin keys by the access bindings of their service account
+    /// ([`AdminCaller::subject`]) instead of the account alone. Defaults
+    /// to `false`.
+    #[must_use]
+    pub fn roles(mut self, yes: bool) -> Self {
+        self.roles = yes;
         self
     }
 
@@ -400,7 +446,9 @@ impl<S: KeyStore> AdminAuth for ApiKeyAdmin<S> {
         };
         let actor =
             Actor::new(&format!("apiKey:{}", principal.key_id())).map_err(|_| AdminRejection::Unauthenticated)?;
-        let caller = if self.any_service_account {
+        let caller = if self.roles {
+            AdminCaller::subject(actor, Subject::service_account(principal.service_account_id().clone()))
+        } else if self.any_service_account {
             AdminCaller::any(actor)
         } else {
             AdminCaller::limited(actor, [principal.service_account_id().clone()])

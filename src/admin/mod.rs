@@ -28,6 +28,7 @@
 //! shape and the project's extension fields, and [`openapi`] for the
 //! generated OpenAPI 3.1 document.
 
+mod access;
 pub mod api;
 pub mod auth;
 #[cfg(feature = "console")]

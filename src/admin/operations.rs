@@ -83,7 +83,13 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         let id = OperationId::parse(raw).map_err(|e| ApiError::invalid(format!("operationId: {e}")))?;
         let missing = || ApiError::new(Code::NotFound, format!("operation {id} not found"));
         if let Some(op) = self.manager.operation(&id).await? {
-            if !self.auth.allows(caller, AdminAction::ListOperations, &op.service_account_id) {
+            let allowed = if caller.as_subject().is_some() {
+                let account = crate::resource::ResourceRef::ServiceAccount(op.service_account_id.clone());
+                self.sees(caller, crate::access_binding::Permission::ReadKeys, &account).await?
+            } else {
+                self.auth.allows(caller, AdminAction::ListOperations, &op.service_account_id)
+            };
+            if !allowed {
                 return Err(missing());
             }
             return Ok(Found::Key(op));

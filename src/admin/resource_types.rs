@@ -319,3 +319,69 @@ pub struct ListOrganizationsResponse {
     /// Opaque token for the next page; empty on the last page.
     pub next_page_token: String,
 }
+
+/// The subject of an access binding: `{id, type}` (`serviceAccount`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SubjectBody {
+    /// The subject's id.
+    pub id: String,
+    /// Its type: `serviceAccount`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// An access binding: `{roleId, subject}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AccessBindingBody {
+    /// The role: `viewer`, `editor`, `admin`, `iam.serviceAccounts.user`,
+    /// `iam.serviceAccounts.admin`.
+    pub role_id: String,
+    /// Who holds it.
+    pub subject: SubjectBody,
+}
+
+/// `POST …/{id}:setAccessBindings`: the bindings that replace every one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SetAccessBindingsRequest {
+    /// The bindings (an empty list removes every binding).
+    #[serde(default)]
+    pub access_bindings: Vec<AccessBindingBody>,
+}
+
+/// One change of `POST …/{id}:updateAccessBindings`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AccessBindingDeltaBody {
+    /// `ADD` or `REMOVE`.
+    pub action: String,
+    /// The binding.
+    pub access_binding: AccessBindingBody,
+}
+
+/// `POST …/{id}:updateAccessBindings`: changes applied in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
+pub struct UpdateAccessBindingsRequest {
+    /// The changes.
+    pub access_binding_deltas: Vec<AccessBindingDeltaBody>,
+}
+
+/// `GET …/{id}:listAccessBindings`: every binding on the resource (one
+/// page).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ListAccessBindingsResponse {
+    /// The bindings, by role and subject.
+    pub access_bindings: Vec<AccessBindingBody>,
+    /// Always empty: every binding is on the first page.
+    pub next_page_token: String,
+}

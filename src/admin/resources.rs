@@ -14,6 +14,7 @@
 
 pub(super) mod rest;
 
+use crate::access_binding::{AccessBinding, AccessBindingDelta, Permission, Permissions, Role, Subject};
 use crate::access_policy::AccessPolicyBinding;
 use crate::manager::{KeyManager, NewResource};
 use crate::record::Description;
@@ -26,7 +27,10 @@ use crate::store::{KeyStore, PageRequest};
 use super::api::{AdminApi, Outcome, PageQuery, camel, detached, page_size};
 use super::auth::{AdminAction, AdminAuth, AdminCaller};
 use super::error::{ApiError, Code};
-use super::resource_types::{AccessPolicyBindingBody, CreateResourceRequest, UpdateResourceRequest};
+use super::resource_types::{
+    AccessBindingBody, AccessBindingDeltaBody, AccessPolicyBindingBody, CreateResourceRequest, SubjectBody,
+    UpdateResourceRequest,
+};
 
 /// The longest id a request may name (the cloud's limit).
 const MAX_ID: usize = 50;
@@ -196,6 +200,9 @@ pub(super) enum ResourceCall {
     Delete(String),
     /// Bind, unbind or re-parameterize a policy on the resource of the id.
     Policy(String, PolicyRequest),
+    /// Set (`true`: replace) or update the access bindings on the resource
+    /// of the id.
+    Access(String, Vec<AccessBindingDelta>, bool),
 }
 
 /// An access policy call as a transport asked for it.
@@ -215,6 +222,7 @@ enum Prepared {
     Update(ResourceRef, ResourcePatch),
     Delete(ResourceRef),
     Policy(ResourceRef, PolicyCall),
+    Access(ResourceRef, Vec<AccessBindingDelta>, bool),
 }
 
 /// What a change was, for its operation's metadata.
@@ -224,6 +232,8 @@ pub(super) enum Change {
     Resource(ResourceOperationKind),
     /// An access policy call.
     Policy(PolicyCall),
+    /// `SetAccessBindings` (`true`) or `UpdateAccessBindings`.
+    Access(bool),
 }
 
 /// A change made (or a listed one): the face of its resource, what it
@@ -290,6 +300,7 @@ impl Changed {
     pub(super) fn description(&self) -> String {
         match &self.change {
             Change::Policy(call) => format!("{} on {}", call.name(), self.face.noun),
+            Change::Access(replace) => format!("{} on {}", access_call_name(*replace), self.face.noun),
             Change::Resource(_) => format!("{} {}", self.verb(), self.face.noun),
         }
     }
@@ -306,6 +317,11 @@ impl Changed {
             Change::Resource(_) => {
                 Metadata::Id { type_url: self.face.metadata_type(self.verb()), field: self.face.id_field, id }
             }
+            Change::Access(replace) => Metadata::Id {
+                type_url: format!("type.googleapis.com/yandex.cloud.access.{}Metadata", access_call_name(*replace)),
+                field: "resourceId",
+                id,
+            },
         }
     }
 
@@ -315,10 +331,18 @@ impl Changed {
             (Change::Policy(call), _) => {
                 Answer::Empty(format!("type.googleapis.com/yandex.cloud.access.{}Response", call.name()))
             }
+            (Change::Access(replace), _) => {
+                Answer::Empty(format!("type.googleapis.com/yandex.cloud.access.{}Response", access_call_name(*replace)))
+            }
             (Change::Resource(ResourceOperationKind::Delete), _) | (_, None) => Answer::Empty(EMPTY.to_owned()),
             (_, Some(resource)) => Answer::Resource(resource),
         }
     }
+}
+
+/// The cloud's name of an access bindings call.
+fn access_call_name(replace: bool) -> &'static str {
+    if replace { "SetAccessBindings" } else { "UpdateAccessBindings" }
 }
 
 // ----- validation -----
@@ -440,6 +464,46 @@ fn policy_call(face: Face, request: PolicyRequest) -> Result<PolicyCall, ApiErro
     })
 }
 
+/// A binding from its JSON.
+pub(super) fn access_binding(body: AccessBindingBody) -> Result<AccessBinding, ApiError> {
+    let bad = |e: crate::access_binding::AccessBindingError| ApiError::invalid(format!("accessBinding: {e}"));
+    let role = Role::parse(&body.role_id).map_err(bad)?;
+    let subject = Subject::parse(&body.subject.kind, &body.subject.id).map_err(bad)?;
+    Ok(AccessBinding::new(role, subject))
+}
+
+/// A binding's JSON.
+pub(super) fn access_binding_body(b: &AccessBinding) -> AccessBindingBody {
+    AccessBindingBody {
+        role_id: b.role.id().to_owned(),
+        subject: SubjectBody { id: b.subject.id().to_owned(), kind: b.subject.kind().to_owned() },
+    }
+}
+
+/// A delta from its JSON (`ADD` or `REMOVE`).
+pub(super) fn access_delta(body: AccessBindingDeltaBody) -> Result<AccessBindingDelta, ApiError> {
+    let binding = access_binding(body.access_binding)?;
+    match body.action.as_str() {
+        "ADD" => Ok(AccessBindingDelta::add(binding)),
+        "REMOVE" => Ok(AccessBindingDelta::remove(binding)),
+        _ => Err(ApiError::invalid("accessBindingDeltas: action must be ADD or REMOVE")),
+    }
+}
+
+/// The permission reading a resource of `kind` needs.
+fn read_permission(kind: ResourceKind) -> Permission {
+    if kind == ResourceKind::ServiceAccount { Permission::SeeServiceAccounts } else { Permission::Read }
+}
+
+/// The parent a new resource of `kind` names.
+fn new_parent(kind: ResourceKind, parent: ResourceId) -> ResourceRef {
+    match kind {
+        ResourceKind::Cloud => ResourceRef::Organization(parent),
+        ResourceKind::Folder => ResourceRef::Cloud(parent),
+        _ => ResourceRef::Folder(parent),
+    }
+}
+
 /// A page token's position: `name/id` of the last resource seen.
 fn cursor_text(c: &ResourceCursor) -> String {
     format!("{}/{}", c.name, c.id)
@@ -471,9 +535,10 @@ pub(super) fn filter_name(filter: &str) -> Result<Option<ResourceName>, ApiError
 // ----- the API's resource calls -----
 
 impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
-    /// Refuses a caller limited to some service accounts.
+    /// Refuses a caller limited to some service accounts by a list (not by
+    /// roles).
     fn operator(&self, caller: &AdminCaller) -> Result<(), ApiError> {
-        if !caller.is_unlimited() {
+        if !caller.is_unlimited() && caller.as_subject().is_none() {
             return Err(ApiError::new(
                 Code::PermissionDenied,
                 "managing resources and access policies needs an operator's credentials (not limited to service \
@@ -484,12 +549,65 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
     }
 
     /// Whether `caller` may read `target`: an operator any resource, a
-    /// limited caller the service accounts whose keys it may read.
-    fn may_read(&self, caller: &AdminCaller, target: &ResourceRef) -> bool {
-        match target {
+    /// subject what its roles show, a caller limited by a list the service
+    /// accounts whose keys it may read.
+    async fn may_read(&self, caller: &AdminCaller, target: &ResourceRef) -> Result<bool, ApiError> {
+        if caller.as_subject().is_some() {
+            return self.sees(caller, read_permission(target.kind()), target).await;
+        }
+        Ok(match target {
             ResourceRef::ServiceAccount(sa) => self.auth.allows(caller, AdminAction::Get, sa),
             _ => caller.is_unlimited(),
+        })
+    }
+
+    /// Refuses `caller` a prepared change it may not make (a subject
+    /// binding roles also needs every permission they grant there).
+    async fn authorize_change(&self, caller: &AdminCaller, prepared: &Prepared) -> Result<(), ApiError> {
+        if caller.as_subject().is_none() {
+            return Ok(());
         }
+        let manage = |kind| {
+            if kind == ResourceKind::ServiceAccount {
+                Permission::ManageServiceAccounts
+            } else {
+                Permission::ManageResources
+            }
+        };
+        match prepared {
+            Prepared::Create(new) => {
+                let Some(parent) = new.parent.map(|p| new_parent(new.kind, p)) else {
+                    return Err(ApiError::new(Code::PermissionDenied, "creating an organization needs an operator"));
+                };
+                self.require(caller, manage(new.kind), &parent).await
+            }
+            Prepared::Update(target, _) | Prepared::Delete(target) => {
+                self.require(caller, manage(target.kind()), target).await
+            }
+            Prepared::Policy(target, _) => self.require(caller, Permission::ManageAccess, target).await,
+            Prepared::Access(target, deltas, _) => {
+                self.require(caller, Permission::ManageAccess, target).await?;
+                let held = self.held(caller, target).await?;
+                for d in deltas {
+                    let role = d.binding.role;
+                    if !held.covers(role.permissions_on(target.kind())) {
+                        return Err(ApiError::new(
+                            Code::PermissionDenied,
+                            format!(
+                                "binding role {role} needs every permission it grants, which the caller lacks on {target}"
+                            ),
+                        ));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// What a subject caller holds on `target` (which it may see).
+    async fn held(&self, caller: &AdminCaller, target: &ResourceRef) -> Result<Permissions, ApiError> {
+        let Some(subject) = caller.as_subject() else { return Ok(Permissions::NONE) };
+        Ok(self.access.permissions(&self.manager, subject, target).await?)
     }
 
     /// The resource log entry `id`, if there is one and `caller` may read
@@ -503,16 +621,18 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         id: &crate::OperationId,
     ) -> Result<Option<Changed>, ApiError> {
         let found = self.manager.resource_operation(id).await?;
-        Ok(found
-            .filter(|op| self.may_read(caller, &op.resource))
-            .map(|op| Changed::listed(Face::of(op.resource.kind()), op)))
+        let found = match found {
+            Some(op) if self.may_read(caller, &op.resource).await? => Some(op),
+            _ => None,
+        };
+        Ok(found.map(|op| Changed::listed(Face::of(op.resource.kind()), op)))
     }
 
     /// The resource `raw` names, if `caller` may read it (one it may not is
     /// "not found").
     pub(super) async fn get_resource(&self, caller: &AdminCaller, face: Face, raw: &str) -> Result<Resource, ApiError> {
         let target = face.reference(raw)?;
-        if !self.may_read(caller, &target) {
+        if !self.may_read(caller, &target).await? {
             return Err(ApiError::from(crate::ManageError::Resource(target.not_found())));
         }
         Ok(self.manager.get_resource(&target).await?)
@@ -529,21 +649,32 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         q: &PageQuery,
     ) -> Result<(Vec<Resource>, String), ApiError> {
         self.operator(caller)?;
-        let listing = self.listing(face, parent).await?;
-        if let Some(name) = filter_name(filter)? {
-            let found = self.manager.find_resource(&listing, &name).await?;
-            return Ok((found.into_iter().collect(), String::new()));
+        let listing = self.listing(caller, face, parent).await?;
+        let mut items = if let Some(name) = filter_name(filter)? {
+            (self.manager.find_resource(&listing, &name).await?.into_iter().collect(), String::new())
+        } else {
+            let after = self.open_token(face.tag, q.page_token.as_deref())?.as_deref().map(cursor_of).transpose()?;
+            let page = PageRequest::starting(page_size(q.page_size)?, after);
+            let page = self.manager.list_resources(&listing, ResourceOrder::Name, page).await?;
+            let next = self.tokens.seal(face.tag, page.next.as_ref().map(cursor_text).as_deref());
+            (page.items, next)
+        };
+        // Organizations have no holder to judge: each is shown if seen.
+        if caller.as_subject().is_some() && listing.parent().is_none() {
+            let mut seen = Vec::with_capacity(items.0.len());
+            for r in items.0 {
+                if self.may_read(caller, &r.reference()).await? {
+                    seen.push(r);
+                }
+            }
+            items.0 = seen;
         }
-        let after = self.open_token(face.tag, q.page_token.as_deref())?.as_deref().map(cursor_of).transpose()?;
-        let page = PageRequest::starting(page_size(q.page_size)?, after);
-        let page = self.manager.list_resources(&listing, ResourceOrder::Name, page).await?;
-        let next = self.tokens.seal(face.tag, page.next.as_ref().map(cursor_text).as_deref());
-        Ok((page.items, next))
+        Ok(items)
     }
 
     /// The listing of `face` in `parent` (which must exist); clouds
     /// without an organization: the default organization's.
-    async fn listing(&self, face: Face, parent: &str) -> Result<ResourceListing, ApiError> {
+    async fn listing(&self, caller: &AdminCaller, face: Face, parent: &str) -> Result<ResourceListing, ApiError> {
         let field = face.parent_field.unwrap_or("parent");
         let listing = match face.kind {
             ResourceKind::Organization => return Ok(ResourceListing::Organizations),
@@ -554,6 +685,7 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         };
         if let Some(holder) = listing.parent() {
             self.manager.get_resource(&holder).await?;
+            self.require(caller, read_permission(face.kind), &holder).await?;
         }
         Ok(listing)
     }
@@ -568,7 +700,7 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         q: &PageQuery,
     ) -> Result<(Vec<Changed>, String), ApiError> {
         let target = face.reference(raw)?;
-        if !self.may_read(caller, &target) {
+        if !self.may_read(caller, &target).await? {
             return Err(ApiError::from(crate::ManageError::Resource(target.not_found())));
         }
         let after = self
@@ -598,7 +730,22 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
         if !face.policies {
             return Err(ApiError::invalid(format!("access policies do not bind on a {}", face.noun)));
         }
-        Ok(self.manager.access_policy_bindings(&face.reference(raw)?).await?)
+        let target = face.reference(raw)?;
+        self.require(caller, Permission::ReadAccess, &target).await?;
+        Ok(self.manager.access_policy_bindings(&target).await?)
+    }
+
+    /// The access bindings on the resource `raw` names.
+    pub(super) async fn access_bindings(
+        &self,
+        caller: &AdminCaller,
+        face: Face,
+        raw: &str,
+    ) -> Result<Vec<AccessBinding>, ApiError> {
+        self.operator(caller)?;
+        let target = face.reference(raw)?;
+        self.require(caller, Permission::ReadAccess, &target).await?;
+        Ok(self.manager.access_bindings(&target).await?)
     }
 
     /// Validates, authorizes and makes a change by `caller` (logged as its
@@ -623,11 +770,16 @@ impl<S: KeyStore, A: AdminAuth> AdminApi<S, A> {
             Ok(prepared) => prepared,
             Err(e) => return answer_of(self.failed(claim.as_ref(), e).await),
         };
+        if let Err(e) = self.authorize_change(caller, &prepared).await {
+            return answer_of(self.failed(claim.as_ref(), e).await);
+        }
         let mut manager = self.manager.with_actor(caller.actor().clone());
         if let Some(c) = &claim {
             manager = manager.with_idempotency(c.clone());
         }
-        match detached(apply(manager, face, prepared)).await {
+        let outcome = detached(apply(manager, face, prepared)).await;
+        self.access.invalidate();
+        match outcome {
             Ok(changed) => Ok(ResourceAnswer { changed, replayed: false }),
             Err(e) => answer_of(self.failed(claim.as_ref(), e).await),
         }
@@ -663,6 +815,7 @@ fn prepare(face: Face, call: ResourceCall) -> Result<Prepared, ApiError> {
         ResourceCall::Update(id, req) => Prepared::Update(face.reference(&id)?, patch(face, &req)?),
         ResourceCall::Delete(id) => Prepared::Delete(face.reference(&id)?),
         ResourceCall::Policy(id, request) => Prepared::Policy(face.reference(&id)?, policy_call(face, request)?),
+        ResourceCall::Access(id, deltas, replace) => Prepared::Access(face.reference(&id)?, deltas, replace),
     })
 }
 
@@ -677,6 +830,10 @@ async fn apply<S: KeyStore>(manager: KeyManager<S>, face: Face, prepared: Prepar
         Prepared::Policy(target, call) => {
             let op = apply_policy(&manager, &target, &call).await?;
             return Ok(Changed { face, change: Change::Policy(call), op });
+        }
+        Prepared::Access(target, deltas, replace) => {
+            let op = manager.update_access_bindings(&target, deltas, replace).await?;
+            return Ok(Changed { face, change: Change::Access(replace), op });
         }
     };
     Ok(Changed { face, change: Change::Resource(change), op })

@@ -292,6 +292,35 @@ impl<S: KeyStore> KeyDirectory<S> {
         self.commit_resource(change).await
     }
 
+    /// Changes the access bindings on a resource: `deltas` in order, after
+    /// removing every binding first when `replace` (the cloud's
+    /// `SetAccessBindings`).
+    ///
+    /// # Errors
+    /// [`ManageError::Resource`] for a missing resource or subject, the
+    /// removal of an absent binding, or the loss of an organization's last
+    /// admin; a store failure.
+    pub async fn update_access_bindings(
+        &self,
+        target: &ResourceRef,
+        deltas: Vec<crate::access_binding::AccessBindingDelta>,
+        replace: bool,
+    ) -> Result<ResourceOperation, ManageError> {
+        self.commit_resource(ResourceChange::UpdateAccessBindings { target: target.clone(), deltas, replace }).await
+    }
+
+    /// The access bindings on one resource (which must exist).
+    ///
+    /// # Errors
+    /// [`ManageError::Resource`] for a missing resource; a store failure.
+    pub async fn access_bindings(
+        &self,
+        target: &ResourceRef,
+    ) -> Result<Vec<crate::access_binding::AccessBinding>, ManageError> {
+        self.get_resource(target).await?;
+        Ok(self.store.access_bindings(Some(target)).await?.into_iter().map(|(_, b)| b).collect())
+    }
+
     /// The access policies bound on one resource.
     ///
     /// # Errors

@@ -80,7 +80,7 @@ impl<S: KeyStore, A: AdminAuth> ApiKeyService for Services<S, A> {
             Ok(started) => started,
             Err(recorded) => return respond(recorded, replayed_create),
         };
-        let prepared = self.api.prepare_create(&caller, &create_request(m)?);
+        let prepared = self.api.prepare_create(&caller, &create_request(m)?).await;
         let outcome = self
             .api
             .change_keyed(&caller, claim, prepared, |manager, create| async move {

@@ -10,6 +10,8 @@
 //! | `…/{id}:listAccessPolicyBindings` | `GET` (folders, clouds, organizations) |
 //! | `…/{id}:bindAccessPolicy`, `…/{id}:unbindAccessPolicy` | `POST` |
 //! | `…/{id}:updateAccessPolicyBindingParameters` | `PATCH` |
+//! | `…/{id}:listAccessBindings` | `GET` (every resource) |
+//! | `…/{id}:setAccessBindings`, `…/{id}:updateAccessBindings` | `POST` (deltas `ADD`, `REMOVE`) |
 //! | `/iam/v1/accessPolicyTemplates` | `GET`: the templates (the project's own route) |
 //!
 //! A `:verb` sits inside the id's path segment, so `/{id}` takes every
@@ -27,13 +29,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Answer, Changed, Face, Metadata, PolicyCall, PolicyRequest, ResourceCall, SERVICE_ACCOUNTS};
+use crate::access_binding::AccessBindingDelta;
 use crate::admin::api::{AdminApi, PageQuery, Shared, idempotency_key, json as answer, parse, query};
 use crate::admin::auth::AdminAuth;
 use crate::admin::error::{ApiError, Code};
 use crate::admin::idempotency;
 use crate::admin::resource_types::{
-    AccessPolicyBindingBody, AccessPolicyTemplateBody, BindAccessPolicyRequest, ListAccessPolicyBindingsResponse,
-    ListAccessPolicyTemplatesResponse, ResourceOperationBody, UnbindAccessPolicyRequest, UpdateResourceRequest,
+    AccessPolicyBindingBody, AccessPolicyTemplateBody, BindAccessPolicyRequest, ListAccessBindingsResponse,
+    ListAccessPolicyBindingsResponse, ListAccessPolicyTemplatesResponse, ResourceOperationBody,
+    SetAccessBindingsRequest, UnbindAccessPolicyRequest, UpdateAccessBindingsRequest, UpdateResourceRequest,
 };
 use crate::admin::view::{View, any};
 use crate::resource::Resource;
@@ -138,6 +142,9 @@ async fn item<S: KeyStore, A: AdminAuth>(
             let call = |raw: &[u8]| parse::<NoFields>(raw, true).map(|NoFields {}| ResourceCall::Delete(id));
             Ok(change(api, face, request, call).await)
         }
+        (method, Some(verb @ ("listAccessBindings" | "setAccessBindings" | "updateAccessBindings"))) => {
+            access(api, face, id, &method, verb, request).await
+        }
         (method, Some(verb)) if face.policies => policy(api, face, id, &method, verb, request).await,
         _ => Err(ApiError::new(Code::NotFound, format!("no such method on a {}", face.noun))),
     }
@@ -178,6 +185,56 @@ async fn policy<S: KeyStore, A: AdminAuth>(
         }
     };
     Ok(call)
+}
+
+/// The access binding methods (`:listAccessBindings`, …).
+async fn access<S: KeyStore, A: AdminAuth>(
+    api: &AdminApi<S, A>,
+    face: Face,
+    id: String,
+    method: &Method,
+    verb: &str,
+    request: Request,
+) -> Result<Response, ApiError> {
+    match (method, verb) {
+        (&Method::GET, "listAccessBindings") => {
+            let (parts, _) = request.into_parts();
+            let caller = api.authenticate(&parts).await?;
+            View::of(&parts)?;
+            let _: PageQuery = query(&parts)?;
+            let bindings = api.access_bindings(&caller, face, &id).await?;
+            let access_bindings = bindings.iter().map(super::access_binding_body).collect();
+            Ok(answer(&ListAccessBindingsResponse { access_bindings, next_page_token: String::new() }))
+        }
+        (&Method::POST, "setAccessBindings") => {
+            let call = |raw: &[u8]| {
+                let r: SetAccessBindingsRequest = parse(raw, false)?;
+                let deltas = r
+                    .access_bindings
+                    .into_iter()
+                    .map(|b| super::access_binding(b).map(AccessBindingDelta::add))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(ResourceCall::Access(id, deltas, true))
+            };
+            Ok(change(api, face, request, call).await)
+        }
+        (&Method::POST, "updateAccessBindings") => {
+            let call = |raw: &[u8]| {
+                let r: UpdateAccessBindingsRequest = parse(raw, false)?;
+                if r.access_binding_deltas.is_empty() {
+                    return Err(ApiError::invalid("accessBindingDeltas: give at least one change"));
+                }
+                let deltas =
+                    r.access_binding_deltas.into_iter().map(super::access_delta).collect::<Result<Vec<_>, _>>()?;
+                Ok(ResourceCall::Access(id, deltas, false))
+            };
+            Ok(change(api, face, request, call).await)
+        }
+        _ => Err(ApiError::new(
+            Code::NotFound,
+            "no such method (expected GET :listAccessBindings, POST :setAccessBindings or :updateAccessBindings)",
+        )),
+    }
 }
 
 async fn list_bindings<S: KeyStore, A: AdminAuth>(
