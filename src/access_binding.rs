@@ -557,6 +557,9 @@ mod tests {
         // A folder may lose its last admin; an organization without one may stay so.
         let folder = ResourceRef::Folder(ResourceId::default_folder());
         assert!(apply(&folder, &one, &[AccessBindingDelta::remove(admin)], false).unwrap().is_empty());
-        assert_eq!(apply(&org, std::slice::from_ref(&viewer), &[AccessBindingDelta::remove(viewer.clone())], false).unwrap(), vec![]);
+        assert_eq!(
+            apply(&org, std::slice::from_ref(&viewer), &[AccessBindingDelta::remove(viewer.clone())], false).unwrap(),
+            vec![]
+        );
     }
 }
