@@ -167,13 +167,13 @@ impl PgpRecipient {
     /// [`PgpError::Encrypt`] when the key's algorithm cannot be used.
     pub fn encrypt(&self, secret: &[u8]) -> Result<String, PgpError> {
         let fail = |e: ::pgp::errors::Error| PgpError::Encrypt(e.to_string());
-        let mut rng = rand_core::OsRng;
+        let rng = rand_core::OsRng;
         let mut builder = MessageBuilder::from_reader("", secret).seipd_v1(rng, SymmetricKeyAlgorithm::AES256);
         match self.subkey.and_then(|i| self.key.public_subkeys.get(i)) {
             Some(sub) => builder.encrypt_to_key(rng, sub).map_err(fail)?,
             None => builder.encrypt_to_key(rng, &self.key).map_err(fail)?,
         };
-        builder.to_armored_string(&mut rng, ArmorOptions::default()).map_err(fail)
+        builder.to_armored_string(rng, ArmorOptions::default()).map_err(fail)
     }
 }
 
