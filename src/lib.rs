@@ -21,6 +21,9 @@ pub mod http;
 mod last_used;
 mod manager;
 mod operation;
+#[cfg(feature = "pgp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pgp")))]
+pub mod pgp;
 mod random;
 mod record;
 pub mod resource;

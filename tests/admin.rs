@@ -1099,3 +1099,45 @@ async fn failed_admin_authentications_are_logged_and_throttled() {
     assert!(log.contains("admin authentication failed") && log.contains("127.0.0.1"), "{log}");
     assert!(!log.contains("wrong-token-guess"), "the token reached the log");
 }
+
+/// A create with a `pgpKey` answers only the secret encrypted to it; a bad
+/// key (malformed, expired, signing-only) is refused before any key is
+/// made.
+#[cfg(feature = "pgp")]
+#[tokio::test]
+async fn a_pgp_key_gets_the_secret_encrypted_and_a_bad_one_creates_nothing() {
+    let base = serve(AdminApi::new(manager(MemoryStore::new()), tokens()).router()).await;
+    let http = reqwest::Client::new();
+    let create = |body: Value| {
+        let (http, url) = (http.clone(), format!("{base}/apiKeys"));
+        async move {
+            let resp = http.post(url).bearer_auth(OPS_TOKEN).json(&body).send().await.unwrap();
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    for bad in ["expired.asc", "signing-only.asc", "revoked.asc"] {
+        let key = std::fs::read_to_string(format!("tests/data/pgp/{bad}")).unwrap();
+        let (status, body) = create(json!({ "serviceAccountId": SA, "pgpKey": key })).await;
+        assert_eq!((status, &body["code"]), (StatusCode::BAD_REQUEST, &json!(3)), "{bad}: {body}");
+        assert!(body["message"].as_str().unwrap().starts_with("pgpKey"), "{bad}: {body}");
+    }
+    let (status, _) = create(json!({ "serviceAccountId": SA, "pgpKey": "not a key" })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let listed: Value = http
+        .get(format!("{base}/apiKeys?serviceAccountId={SA}"))
+        .bearer_auth(OPS_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["apiKeys"], json!([]), "no key was made: {listed}");
+    let key = std::fs::read_to_string("tests/data/pgp/usable.asc").unwrap();
+    let (status, body) = create(json!({ "serviceAccountId": SA, "pgpKey": key })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.get("secret").is_none(), "no plain secret: {body}");
+    let sealed = body["encryptedSecret"].as_str().unwrap();
+    assert!(sealed.starts_with("-----BEGIN PGP MESSAGE-----"), "{sealed}");
+    assert!(!sealed.contains(body["apiKey"]["id"].as_str().unwrap()), "the message hides the key");
+}

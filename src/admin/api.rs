@@ -49,6 +49,7 @@ use super::auth::{AdminAction, AdminAuth, AdminCaller, AdminRejection, client_ad
 use super::error::{ApiError, Code};
 use super::idempotency::{self, Begin, Idempotency, IdempotencyConfig};
 use super::page_token::PageTokens;
+use super::sealed::{self, Recipient};
 use super::throttle::AuthThrottle;
 use super::types::{
     ApiCredits, ApiKey, ApiKeyScope, CreateApiKeyRequest, ListOperationsResponse, ListScopesFullResponse,
@@ -619,10 +620,15 @@ impl Answer {
         Self { status: StatusCode::OK, body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()) }
     }
 
-    /// A new key with its secret, shown in `view` (a replay gets it without).
-    fn created(api_key: &ApiKey, created: &CreatedKey, view: View) -> Self {
+    /// A new key with its secret, shown in `view` (a replay gets it
+    /// without); with a recipient `to`, the secret encrypted to it
+    /// (`encryptedSecret`) and never the plain one.
+    fn created(api_key: &ApiKey, created: &CreatedKey, to: Option<&Recipient>, view: View) -> Result<Self, ApiError> {
         let key = view.key(serde_json::to_value(api_key).unwrap_or_default());
-        Self::ok(&serde_json::json!({ "apiKey": key, "secret": created.secret.expose_secret() }))
+        Ok(match to {
+            Some(to) => Self::ok(&serde_json::json!({ "apiKey": key, "encryptedSecret": sealed::seal(to, created)? })),
+            None => Self::ok(&serde_json::json!({ "apiKey": key, "secret": created.secret.expose_secret() })),
+        })
     }
 }
 
@@ -851,13 +857,17 @@ async fn create<S: KeyStore, A: AdminAuth>(State(api): Shared<S, A>, request: Re
         Ok(head) => head,
         Err(answered) => return answered,
     };
+    // The pgpKey is checked with the rest, before the key is made.
     let prepared = match parse::<CreateApiKeyRequest>(&head.raw, false) {
-        Ok(req) => api.prepare_create(&head.caller, &req).await,
+        Ok(req) => match api.prepare_create(&head.caller, &req).await {
+            Ok(create) => sealed::recipient("pgpKey", req.pgp_key.as_deref()).map(|to| (create, to)),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
-    api.change(head, prepared, |manager, create: CreateRequest, view| async move {
+    api.change(head, prepared, |manager, (create, to): (CreateRequest, Option<Recipient>), view| async move {
         let (api_key, created) = apply_create(manager, create).await?;
-        Ok(Answer::created(&api_key, &created, view))
+        Answer::created(&api_key, &created, to.as_ref(), view)
     })
     .await
 }
@@ -1141,12 +1151,13 @@ async fn reissue<S: KeyStore, A: AdminAuth>(api: &AdminApi<S, A>, id: &str, requ
         let req: ReissueApiKeyRequest = parse(&head.raw, true)?;
         let grace = req.grace_period.as_deref().map(parse_grace).transpose()?.unwrap_or(Duration::ZERO);
         let key = api.key_for(&head.caller, AdminAction::Reissue, id).await?;
-        Ok::<_, ApiError>((grace, key))
+        let to = sealed::recipient("pgpKey", req.pgp_key.as_deref())?;
+        Ok::<_, ApiError>((grace, key, to))
     }
     .await;
-    api.change(head, prepared, |manager, (grace, key): (Duration, KeyInfo), view| async move {
+    api.change(head, prepared, |manager, (grace, key, to): (Duration, KeyInfo, Option<Recipient>), view| async move {
         let created = manager.reissue(&key.id, grace).await?;
-        Ok(Answer::created(&ApiKey::from(&created.key), &created, view))
+        Answer::created(&ApiKey::from(&created.key), &created, to.as_ref(), view)
     })
     .await
 }

@@ -43,6 +43,7 @@ pub(crate) mod operations;
 mod page_token;
 pub mod resource_types;
 mod resources;
+mod sealed;
 mod throttle;
 pub mod types;
 pub mod view;

@@ -295,6 +295,13 @@ key_request! {
         #[serde(default)]
         #[schema(max_length = 256, deprecated)]
         pub scope: Option<String>,
+        /// An OpenPGP public key (ASCII-armored, or the base64 of the binary
+        /// key as `gpg --export KEYID | base64`): the answer then carries
+        /// `encryptedSecret`, the secret encrypted to it, and no `secret`.
+        /// A malformed, expired, revoked or signing-only key is refused
+        /// (code 3) before any key is made. Needs the server's `pgp` feature.
+        #[serde(default)]
+        pub pgp_key: Option<String>,
     }
     /// Free text, at most 256 characters.
     #[schema(max_length = 256)]
@@ -319,9 +326,14 @@ pub struct CreateApiKeyResponse {
     /// The key.
     pub api_key: ApiKey,
     /// The secret to send as `Authorization: Api-Key <secret>`; absent on
-    /// an idempotent replay.
+    /// an idempotent replay, and when the request gave `pgpKey`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// With `pgpKey` in the request: the secret encrypted to that key, an
+    /// ASCII-armored OpenPGP message (`gpg --decrypt` opens it); absent on
+    /// an idempotent replay (it is not kept either).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted_secret: Option<String>,
 }
 
 key_request! {
@@ -363,6 +375,12 @@ pub struct ReissueApiKeyRequest {
     #[serde(default)]
     #[schema(example = "3600s")]
     pub grace_period: Option<String>,
+    /// An OpenPGP public key to encrypt the new secret to, as in
+    /// [`CreateApiKeyRequest::pgp_key`]: the answer then carries
+    /// `encryptedSecret` and no `secret`. A bad key is refused (code 3)
+    /// before anything changes.
+    #[serde(default)]
+    pub pgp_key: Option<String>,
 }
 
 /// `POST /apiKeys/{apiKeyId}:revoke`; the body may be empty or `{}`.

@@ -20,6 +20,7 @@ use crate::admin::api::{ListQuery, PageQuery, apply_create, apply_delete};
 use crate::admin::auth::{AdminAction, AdminAuth};
 use crate::admin::error::ApiError;
 use crate::admin::operations::OperationResult;
+use crate::admin::sealed;
 use crate::admin::types;
 use crate::store::KeyStore;
 
@@ -80,13 +81,29 @@ impl<S: KeyStore, A: AdminAuth> ApiKeyService for Services<S, A> {
             Ok(started) => started,
             Err(recorded) => return respond(recorded, replayed_create),
         };
-        let prepared = self.api.prepare_create(&caller, &create_request(m)?).await;
+        // The pgp_key is checked with the rest, before the key is made.
+        let pgp_key = m.pgp_key.clone();
+        let prepared = self.api.prepare_create(&caller, &create_request(m)?).await.and_then(|create| {
+            let to = sealed::recipient("pgp_key", Some(&pgp_key))?;
+            Ok((create, to))
+        });
         let outcome = self
             .api
-            .change_keyed(&caller, claim, prepared, |manager, create| async move {
+            .change_keyed(&caller, claim, prepared, |manager, (create, to)| async move {
                 let (key, created) = apply_create(manager, create).await?;
-                let secret = created.secret.expose_secret().to_owned();
-                Ok(CreateApiKeyResponse { api_key: Some(api_key(&key)), secret })
+                let api_key = Some(api_key(&key));
+                Ok(match to {
+                    Some(to) => CreateApiKeyResponse {
+                        api_key,
+                        secret: String::new(),
+                        encrypted_secret: sealed::seal(&to, &created)?,
+                    },
+                    None => CreateApiKeyResponse {
+                        api_key,
+                        secret: created.secret.expose_secret().to_owned(),
+                        encrypted_secret: String::new(),
+                    },
+                })
             })
             .await;
         respond(outcome, replayed_create)
@@ -153,10 +170,11 @@ impl<S: KeyStore, A: AdminAuth> ApiKeyService for Services<S, A> {
     }
 }
 
-/// A replayed create: the key the logged operation made, never its secret.
+/// A replayed create: the key the logged operation made, never its secret
+/// (nor, for a create with `pgp_key`, the encrypted secret: it is not kept).
 fn replayed_create(op: &crate::operation::Operation) -> Result<CreateApiKeyResponse, ApiError> {
     let key = api_key(&types::ApiKey::from(logged_key(op)?));
-    Ok(CreateApiKeyResponse { api_key: Some(key), secret: String::new() })
+    Ok(CreateApiKeyResponse { api_key: Some(key), secret: String::new(), encrypted_secret: String::new() })
 }
 
 /// A replayed update: the logged operation with the key it left.
