@@ -245,13 +245,6 @@ impl Permissions {
     pub const fn is_empty(self) -> bool {
         self.0 == 0
     }
-
-    /// Whether anything on the resource is visible: reading it, its keys,
-    /// or (on a service account) seeing it.
-    #[must_use]
-    pub const fn sees_anything(self) -> bool {
-        !self.is_empty()
-    }
 }
 
 /// Who a binding grants a role to.

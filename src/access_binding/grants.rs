@@ -40,12 +40,6 @@ impl Grants {
             .fold(Permissions::NONE, |p, b| p.union(b.role.permissions_on(kind)))
     }
 
-    /// Whether `subject` holds any role anywhere.
-    #[must_use]
-    pub fn binds(&self, subject: &Subject) -> bool {
-        self.by_resource.values().flatten().any(|b| b.subject == *subject)
-    }
-
     /// How many bindings there are.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -88,6 +82,5 @@ mod tests {
         assert!(grants.on_path(&other, &[org, cloud, folder, account]).has(Permission::ManageAccess));
         assert!(grants.on_path(&me, &[]).is_empty());
         assert_eq!(grants.len(), 3);
-        assert!(grants.binds(&me));
     }
 }

@@ -153,7 +153,7 @@ impl<S: KeyStore, A: AdminAuth> super::AdminApi<S, A> {
         };
         if granted.has(needed) {
             Ok(())
-        } else if granted.sees_anything() {
+        } else if !granted.is_empty() {
             Err(ApiError::new(Code::PermissionDenied, format!("{subject} may not do this on {target}")))
         } else {
             Err(hidden(target))

@@ -1043,27 +1043,14 @@ where
             }
             let stored = stored.ok_or_else(|| target.not_found())?;
             let left = Some(stored.resource);
-            let op = StoredOperation {
-                id: log.id,
-                kind: ResourceOperationKind::Update,
-                actor: log.actor.clone(),
-                created_at: log.created_at,
-                response: left.clone(),
-            };
-            let call = Call::default()
-                .key(self.res_key(target.kind(), target.id()))
-                .key(self.res_ops_key(target))
-                .key(self.res_name("resopids"))
-                .key(self.res_name("resseq"))
-                .key(self.res_mark())
-                .key(self.res_name("policies"))
+            let (call, op) = self.update_call(target, "policies", log, &left)?;
+            let call = call
                 .arg(if params.is_some() { "bind" } else { "unbind" })
                 .arg(policy_field(target, template))
                 .arg(params.unwrap_or_default())
                 .arg(log.id.as_str())
-                .arg(to_json(&op)?);
-            let account = ServiceAccountId::from_valid(DEFAULT_FOLDER_ID);
-            let log_args = self.log_args_of(&[], &[], &account, log.claim())?;
+                .arg(op);
+            let log_args = self.log_args_of(&[], &[], &ServiceAccountId::from_valid(DEFAULT_FOLDER_ID), log.claim())?;
             let reply = self.run(&mut conn, &SCRIPTS.policy, &call, &log_args).await?;
             match reply.as_str() {
                 "ok" => Ok(Attempt::Done(ResourceCommit::new(left, Vec::new()))),
@@ -1075,6 +1062,34 @@ where
             }
         })
         .await
+    }
+
+    /// The first keys of a script that logs an update of `target` (its
+    /// record, its log, `{p}:resopids`, the sequence counter, the set-up
+    /// mark, then `{p}:<index>`), and the update's log entry, leaving
+    /// `left`, as stored (JSON).
+    fn update_call(
+        &self,
+        target: &ResourceRef,
+        index: &str,
+        log: &ResourceLogEntry,
+        left: &Option<Resource>,
+    ) -> Result<(Call, String), StoreError> {
+        let op = StoredOperation {
+            id: log.id,
+            kind: ResourceOperationKind::Update,
+            actor: log.actor.clone(),
+            created_at: log.created_at,
+            response: left.clone(),
+        };
+        let call = Call::default()
+            .key(self.res_key(target.kind(), target.id()))
+            .key(self.res_ops_key(target))
+            .key(self.res_name("resopids"))
+            .key(self.res_name("resseq"))
+            .key(self.res_mark())
+            .key(self.res_name(index));
+        Ok((call, to_json(&op)?))
     }
 
     /// One attempt at changing the access bindings on `target` with
@@ -1109,20 +1124,7 @@ where
             let added: Vec<&AccessBindingDelta> =
                 deltas.iter().filter(|d| d.action == crate::access_binding::DeltaAction::Add).collect();
             let left = Some(stored.resource);
-            let op = StoredOperation {
-                id: log.id,
-                kind: ResourceOperationKind::Update,
-                actor: log.actor.clone(),
-                created_at: log.created_at,
-                response: left.clone(),
-            };
-            let mut call = Call::default()
-                .key(self.res_key(target.kind(), target.id()))
-                .key(self.res_ops_key(target))
-                .key(self.res_name("resopids"))
-                .key(self.res_name("resseq"))
-                .key(self.res_mark())
-                .key(self.res_name("access"));
+            let (mut call, op) = self.update_call(target, "access", log, &left)?;
             for d in &added {
                 let subject = d.binding.subject.resource();
                 call = call.key(self.res_key(subject.kind(), subject.id()));
@@ -1132,10 +1134,9 @@ where
                 .arg(raw.unwrap_or_default())
                 .arg(if next.is_empty() { String::new() } else { to_json(&next)? })
                 .arg(log.id.as_str())
-                .arg(to_json(&op)?)
+                .arg(op)
                 .arg(added.len().to_string());
-            let account = ServiceAccountId::from_valid(DEFAULT_FOLDER_ID);
-            let log_args = self.log_args_of(&[], &[], &account, log.claim())?;
+            let log_args = self.log_args_of(&[], &[], &ServiceAccountId::from_valid(DEFAULT_FOLDER_ID), log.claim())?;
             let reply = self.run(&mut conn, &SCRIPTS.access, &call, &log_args).await?;
             match reply.as_str() {
                 "ok" => Ok(Attempt::Done(ResourceCommit::new(left, Vec::new()))),
